@@ -1,0 +1,42 @@
+"""Podium: a self-hosted serverless platform for Python.
+
+Authoring::
+
+    import podium
+
+    @podium.service(name="hello")
+    def init():
+        return {"number": 42}
+
+    @init.endpoint("/hello")
+    def hello(number, message="Hello"):
+        return f"{message} {number}"
+"""
+
+from podium._version import __version__
+from podium.errors import (
+    APIError,
+    BundleError,
+    ConfigError,
+    PodiumError,
+    RouteError,
+    ServiceDefinitionError,
+)
+from podium.sdk import JobContext, Route, Service, ServiceConfig, context, handler, service
+
+__all__ = [
+    "APIError",
+    "BundleError",
+    "ConfigError",
+    "JobContext",
+    "PodiumError",
+    "Route",
+    "RouteError",
+    "Service",
+    "ServiceConfig",
+    "ServiceDefinitionError",
+    "__version__",
+    "context",
+    "handler",
+    "service",
+]

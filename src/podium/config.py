@@ -1,0 +1,98 @@
+"""Settings: environment variables, overridable by CLI flags. One object, read once at start."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from podium.errors import ConfigError
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know; `Settings.from_env()` reads PODIUM_* variables."""
+
+    home: Path = field(default_factory=lambda: Path(".podium"))
+    database_url: str = ""
+    admin_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: How long a taken job stays assigned without a heartbeat before it is recovered.
+    lease_seconds: float = 30.0
+    #: How often workers ping (they are told this when spawned).
+    ping_interval: float = 5.0
+    #: How long a job-take long-poll is held before answering 204.
+    take_timeout: float = 20.0
+    #: Default wait of /runsync and route calls before answering with the job id to poll.
+    runsync_wait: float = 90.0
+    route_wait: float = 300.0
+    #: Attempts per job, crash-lost claims included.
+    max_attempts: int = 3
+    #: How often leases are checked and the autoscaler re-evaluates (it also wakes on new jobs).
+    tick: float = 1.0
+    #: Seconds a stopping worker gets to finish its job before it is killed.
+    drain_grace: float = 30.0
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        home = Path(os.environ.get("PODIUM_HOME") or ".podium")
+        s = cls(
+            home=home,
+            database_url=os.environ.get("PODIUM_DATABASE_URL", ""),
+            admin_key=os.environ.get("PODIUM_ADMIN_KEY") or None,
+            host=os.environ.get("PODIUM_HOST", "127.0.0.1"),
+            port=_int("PODIUM_PORT", 8000),
+            lease_seconds=_float("PODIUM_LEASE_SECONDS", 30.0),
+            ping_interval=_float("PODIUM_PING_INTERVAL", 5.0),
+            take_timeout=_float("PODIUM_TAKE_TIMEOUT", 20.0),
+            runsync_wait=_float("PODIUM_RUNSYNC_WAIT", 90.0),
+            route_wait=_float("PODIUM_ROUTE_WAIT", 300.0),
+            max_attempts=_int("PODIUM_MAX_ATTEMPTS", 3),
+            tick=_float("PODIUM_TICK", 1.0),
+            drain_grace=_float("PODIUM_DRAIN_GRACE", 30.0),
+        )
+        return replace(s, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home.resolve() / 'podium.db'}"
+
+    @property
+    def url(self) -> str:
+        """Where local workers and the CLI reach this server."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def blobs(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def credentials(self) -> Path:
+        return self.home / "credentials.json"

@@ -1,0 +1,337 @@
+"""The job queue: enqueue, take under a lease, heartbeat, finish, and recover lost leases.
+
+Every state change is one short transaction followed by a wake-up of whoever waits on it: workers
+long-polling an endpoint (`ep:<id>`) and callers waiting on a job (`job:<id>`). Taking is one atomic
+statement (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises writers), and every take counts
+as an attempt, so a job that kills its worker ends FAILED instead of looping.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.sql.elements import ColumnElement
+
+from podium import _json
+from podium.dispatch.clock import Clock
+from podium.dispatch.notify import Notifier, wait_event
+from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
+from podium.store.engine import Store
+from podium.store.tables import jobs, stream_chunks
+
+#: Columns a caller may see; `secret` (worker-only request fields) is deliberately absent.
+PUBLIC_COLUMNS = [c for c in jobs.c if c.name != "secret"]
+
+
+@dataclass
+class NewJob:
+    """What a caller asks for; the queue fills in the rest."""
+
+    project_id: str
+    endpoint_id: str
+    route: str
+    input: Any
+    kind: str = "run"
+    max_attempts: int = 3
+    webhook: str | None = None
+    policy: dict[str, Any] | None = None
+    secret: dict[str, Any] | None = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+def ep_key(endpoint_id: str) -> str:
+    return f"ep:{endpoint_id}"
+
+
+def job_key(job_id: str) -> str:
+    return f"job:{job_id}"
+
+
+class JobQueue:
+    """Job-queue semantics on top of the store.
+
+    Parameters:
+        store: where jobs live.
+        notifier: in-process wake-ups for waiting workers and callers.
+        clock: time source (a fake one in unit tests).
+    """
+
+    def __init__(self, store: Store, notifier: Notifier | None = None, clock: Clock | None = None):
+        self.store = store
+        self.notifier = notifier or Notifier()
+        self.clock = clock or Clock()
+
+    # -- callers --------------------------------------------------------------------------------
+
+    async def enqueue(self, new: NewJob) -> str:
+        """Store the job (durable before this returns) and wake a waiting worker."""
+        async with self.store.tx() as conn:
+            await conn.execute(
+                insert(jobs).values(
+                    id=new.id,
+                    project_id=new.project_id,
+                    endpoint_id=new.endpoint_id,
+                    route=new.route,
+                    kind=new.kind,
+                    input=_json.dumps(new.input),
+                    status=JobStatus.IN_QUEUE,
+                    attempt=0,
+                    max_attempts=new.max_attempts,
+                    created_at=self.clock.now(),
+                    webhook=new.webhook,
+                    policy=_json.dumps(new.policy) if new.policy is not None else None,
+                    secret=_json.dumps(new.secret) if new.secret else None,
+                    stream_closed=False,
+                )
+            )
+        self.notifier.notify(ep_key(new.endpoint_id))
+        return new.id
+
+    async def get(self, job_id: str) -> RowMapping | None:
+        async with self.store.tx() as conn:
+            res = await conn.execute(select(*PUBLIC_COLUMNS).where(jobs.c.id == job_id))
+            return res.mappings().first()
+
+    async def wait_final(self, job_id: str, timeout: float) -> RowMapping | None:
+        """The job once final, or as it is when `timeout` runs out (None if it does not exist)."""
+        deadline = time.monotonic() + timeout
+        with self.notifier.listen(job_key(job_id)) as ev:
+            while True:
+                row = await self.get(job_id)
+                if row is None or row["status"] in FINAL:
+                    return row
+                if not await wait_event(ev, deadline - time.monotonic()):
+                    return await self.get(job_id)
+
+    async def chunks(self, job_id: str, after_seq: int = -1) -> list[RowMapping]:
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(stream_chunks.c.seq, stream_chunks.c.data)
+                .where(stream_chunks.c.job_id == job_id, stream_chunks.c.seq > after_seq)
+                .order_by(stream_chunks.c.seq)
+            )
+            return list(res.mappings().all())
+
+    async def counts(self, endpoint_id: str) -> dict[str, int]:
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(jobs.c.status, func.count())
+                .where(jobs.c.endpoint_id == endpoint_id)
+                .group_by(jobs.c.status)
+            )
+            return {status: n for status, n in res.all()}
+
+    async def queued_by_endpoint(self) -> dict[str, int]:
+        """How many jobs wait, per endpoint (the scaler's main input)."""
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(jobs.c.endpoint_id, func.count())
+                .where(jobs.c.status == JobStatus.IN_QUEUE)
+                .group_by(jobs.c.endpoint_id)
+            )
+            return {ep: n for ep, n in res.all()}
+
+    # -- workers --------------------------------------------------------------------------------
+
+    async def take(
+        self, endpoint_id: str, worker_id: str, *, lease: float, limit: int = 1
+    ) -> list[RowMapping]:
+        """Atomically claim up to `limit` queued jobs of an endpoint for one worker."""
+        now = self.clock.now()
+        picked = (
+            select(jobs.c.id)
+            .where(jobs.c.endpoint_id == endpoint_id, jobs.c.status == JobStatus.IN_QUEUE)
+            .order_by(jobs.c.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("picked")
+        )
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == picked.c.id, jobs.c.status == JobStatus.IN_QUEUE)
+                .values(
+                    status=JobStatus.IN_PROGRESS,
+                    worker_id=worker_id,
+                    lease_until=now + lease,
+                    attempt=jobs.c.attempt + 1,
+                    started_at=now,
+                    delay_ms=func.cast((now - jobs.c.created_at) * 1000, jobs.c.delay_ms.type),
+                )
+                .returning(jobs)
+            )
+            return list(res.mappings().all())
+
+    async def take_wait(
+        self, endpoint_id: str, worker_id: str, *, lease: float, timeout: float, limit: int = 1
+    ) -> list[RowMapping]:
+        """Long-poll: claim jobs, or wait until one is stored (no sleeping, no polling)."""
+        deadline = time.monotonic() + timeout
+        with self.notifier.listen(ep_key(endpoint_id)) as ev:
+            while True:
+                taken = await self.take(endpoint_id, worker_id, lease=lease, limit=limit)
+                if taken:
+                    return taken
+                if not await wait_event(ev, deadline - time.monotonic()):
+                    return []
+
+    async def heartbeat(self, worker_id: str, job_ids: Sequence[str], *, lease: float) -> int:
+        """Extend the leases of the jobs a live worker says it holds."""
+        if not job_ids:
+            return 0
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id.in_(list(job_ids)),
+                    jobs.c.worker_id == worker_id,
+                    jobs.c.status == JobStatus.IN_PROGRESS,
+                )
+                .values(lease_until=self.clock.now() + lease)
+            )
+            return res.rowcount or 0
+
+    async def progress(self, job_id: str, worker_id: str, value: Any) -> bool:
+        """Record a progress update; ignored once the job is final (updates can arrive late)."""
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                update(jobs)
+                .where(self._held(job_id, worker_id))
+                .values(progress=_json.dumps(value))
+            )
+        self.notifier.notify(job_key(job_id))
+        return bool(res.rowcount)
+
+    async def append_chunk(self, job_id: str, worker_id: str, value: Any) -> bool:
+        """Store one stream chunk of a running job and wake its readers."""
+        async with self.store.tx() as conn:
+            held = await conn.execute(select(jobs.c.id).where(self._held(job_id, worker_id)))
+            if held.first() is None:
+                return False
+            seq = await conn.scalar(
+                select(func.coalesce(func.max(stream_chunks.c.seq), -1) + 1).where(
+                    stream_chunks.c.job_id == job_id
+                )
+            )
+            await conn.execute(
+                insert(stream_chunks).values(
+                    job_id=job_id, seq=seq, data=_json.dumps(value), consumed=False
+                )
+            )
+        self.notifier.notify(job_key(job_id))
+        return True
+
+    async def finish(
+        self,
+        job_id: str,
+        worker_id: str,
+        *,
+        output: Any = None,
+        error: str | None = None,
+        error_info: dict[str, Any] | None = None,
+    ) -> bool:
+        """End a job COMPLETED (no error) or FAILED. Late or foreign posts change nothing."""
+        now = self.clock.now()
+        failed = error is not None
+        values: dict[str, Any] = {
+            "status": JobStatus.FAILED if failed else JobStatus.COMPLETED,
+            "finished_at": now,
+            "execution_ms": func.cast((now - jobs.c.started_at) * 1000, jobs.c.execution_ms.type),
+            "lease_until": None,
+            "secret": None,
+            "stream_closed": True,
+            "output": None if failed else _json.dumps(output),
+            "error": error,
+            "error_info": _json.dumps(error_info) if error_info else None,
+        }
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                update(jobs)
+                .where(self._held(job_id, worker_id))
+                .values(**values)
+                .returning(jobs.c.endpoint_id)
+            )
+            done = res.first() is not None
+        if done:
+            self.notifier.notify(job_key(job_id))
+        return done
+
+    async def recover(self, *, worker_id: str | None = None) -> list[str]:
+        """Give back jobs whose lease ran out (or whose worker is known dead).
+
+        Each goes back to the queue if it has attempts left, else ends FAILED with WORKER_LOST.
+        Returns the ids recovered.
+        """
+        now = self.clock.now()
+        cond: ColumnElement[bool] = jobs.c.status == JobStatus.IN_PROGRESS
+        if worker_id is not None:
+            cond = and_(cond, jobs.c.worker_id == worker_id)
+        else:
+            cond = and_(cond, jobs.c.lease_until < now)
+        woken: set[str] = set()
+        ids: list[str] = []
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(
+                    jobs.c.id, jobs.c.endpoint_id, jobs.c.attempt, jobs.c.max_attempts,
+                    jobs.c.attempt_errors, jobs.c.worker_id,
+                )
+                .where(cond)
+                .with_for_update(skip_locked=True)
+            )
+            for row in res.mappings().all():
+                errors = _json.loads(row["attempt_errors"]) or []
+                errors.append({"attempt": row["attempt"], "error": WORKER_LOST, "at": now})
+                retry = row["attempt"] < row["max_attempts"]
+                values: dict[str, Any] = {
+                    "attempt_errors": _json.dumps(errors),
+                    "worker_id": None,
+                    "lease_until": None,
+                }
+                if retry:
+                    values.update(status=JobStatus.IN_QUEUE, progress=None)
+                else:
+                    values.update(
+                        status=JobStatus.FAILED,
+                        error=WORKER_LOST,
+                        finished_at=now,
+                        secret=None,
+                        stream_closed=True,
+                    )
+                upd = await conn.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.id == row["id"],
+                        jobs.c.status == JobStatus.IN_PROGRESS,
+                        jobs.c.worker_id == row["worker_id"],
+                    )
+                    .values(**values)
+                )
+                if upd.rowcount:
+                    ids.append(row["id"])
+                    woken.add(ep_key(row["endpoint_id"]) if retry else job_key(row["id"]))
+        for key in woken:
+            self.notifier.notify(key)
+        return ids
+
+    async def secret_fields(self, job_id: str) -> dict[str, Any]:
+        """Worker-only request fields of a job (never shown to callers)."""
+        async with self.store.tx() as conn:
+            raw = await conn.scalar(select(jobs.c.secret).where(jobs.c.id == job_id))
+        return _json.loads(raw) or {}
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _held(job_id: str, worker_id: str) -> ColumnElement[bool]:
+        return and_(
+            jobs.c.id == job_id,
+            jobs.c.worker_id == worker_id,
+            jobs.c.status == JobStatus.IN_PROGRESS,
+        )

@@ -1,0 +1,63 @@
+"""Every error Podium raises on purpose derives from :class:`PodiumError`.
+
+The tree::
+
+    PodiumError
+    ├── ServiceDefinitionError   a service, route or handler is declared wrongly (authoring SDK)
+    ├── BundleError              `deploy` cannot bundle a path or find the service in it
+    ├── ConfigError              a setting is missing or malformed
+    └── APIError                 the server answered an error (carries status_code, error, detail)
+        └── RouteError           the remote route raised (carries remote type, message, traceback)
+
+The message of each class defaults to its docstring, so ``raise BundleError()`` still says something.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PodiumError(Exception):
+    """Podium error."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ServiceDefinitionError(PodiumError):
+    """The service is declared wrongly."""
+
+
+class BundleError(PodiumError):
+    """Cannot bundle the service."""
+
+
+class ConfigError(PodiumError):
+    """A setting is missing or malformed."""
+
+
+class APIError(PodiumError):
+    """The Podium server answered with an error."""
+
+    def __init__(self, status_code: int, error: str, detail: Any = None) -> None:
+        self.status_code = status_code
+        self.error = error
+        self.detail = detail
+        text = f"{error}: {detail}" if detail not in (None, "") else error
+        super().__init__(f"{text} (HTTP {status_code})")
+
+
+class RouteError(APIError):
+    """The route raised an exception on the worker."""
+
+    def __init__(
+        self, status_code: int, error_type: str, error_message: str, traceback: str | None = None
+    ) -> None:
+        self.error_type = error_type
+        self.error_message = error_message
+        self.traceback = traceback
+        super().__init__(status_code, error_type, error_message)

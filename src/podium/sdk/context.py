@@ -1,0 +1,64 @@
+"""`podium.context`: what a running route may know about its job.
+
+The worker sets a :class:`JobContext` in a context variable around each call, so the same module-level
+``podium.context`` object answers correctly in threads and in asyncio tasks running different jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from typing import Any
+
+from podium.errors import PodiumError
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """The job a route is running: its id, which attempt this is, and how to report progress."""
+
+    job_id: str
+    attempt: int
+    route: str
+    report: Callable[[Any], None] = field(repr=False)
+
+
+_current: ContextVar[JobContext | None] = ContextVar("podium_job", default=None)
+
+
+class _ContextProxy:
+    """Module-level accessor; raises a clear error when used outside a running route."""
+
+    def _get(self) -> JobContext:
+        ctx = _current.get()
+        if ctx is None:
+            raise PodiumError("podium.context is only available while a route is running on a worker")
+        return ctx
+
+    @property
+    def job_id(self) -> str:
+        return self._get().job_id
+
+    @property
+    def attempt(self) -> int:
+        return self._get().attempt
+
+    @property
+    def route(self) -> str:
+        return self._get().route
+
+    def progress(self, value: Any) -> None:
+        """Publish a progress update; callers see it as `output` while the job is IN_PROGRESS."""
+        self._get().report(value)
+
+
+context = _ContextProxy()
+
+
+def set_context(ctx: JobContext | None) -> Token[JobContext | None]:
+    return _current.set(ctx)
+
+
+def reset_context(token: Token[JobContext | None]) -> None:
+    _current.reset(token)

@@ -1,0 +1,317 @@
+"""Services and routes: `@podium.service`, `@svc.endpoint(path)` and `@podium.handler`.
+
+A Service is an optional initializer plus routes. The initializer runs once per worker; the dict it
+returns supplies default keyword arguments to every route (a caller's argument of the same name wins).
+A RunPod-style ``handler(job)`` is a service with one route that receives the whole job.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from podium.errors import ServiceDefinitionError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Route paths: one or more segments of letters, digits, `_`, `-` and `.`.
+ROUTE_PATH = re.compile(r"^(/[A-Za-z0-9_.\-]+)+$")
+#: Service names follow the endpoint name rule so a service name can be used as one.
+SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+#: The attribute `@podium.handler` leaves on the function it marks.
+HANDLER_ATTR = "__podium_service__"
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Scaling settings a service asks for; the endpoint starts from these."""
+
+    min_workers: int = 0
+    max_workers: int = 2
+    idle_timeout: float = 60.0
+    concurrency: int = 1
+
+    def __post_init__(self) -> None:
+        if self.min_workers < 0:
+            raise ServiceDefinitionError("min_workers must be >= 0")
+        if self.max_workers < 1 or self.max_workers < self.min_workers:
+            raise ServiceDefinitionError("max_workers must be >= 1 and >= min_workers")
+        if self.idle_timeout < 0:
+            raise ServiceDefinitionError("idle_timeout must be >= 0 seconds")
+        if self.concurrency < 1:
+            raise ServiceDefinitionError("concurrency must be >= 1")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "min_workers": self.min_workers,
+            "max_workers": self.max_workers,
+            "idle_timeout": self.idle_timeout,
+            "concurrency": self.concurrency,
+        }
+
+
+@dataclass(frozen=True)
+class Route:
+    """One callable of a service, addressed by path."""
+
+    path: str
+    func: Callable[..., Any]
+    streaming: bool
+    kind: Literal["route", "handler"] = "route"
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func) or inspect.isasyncgenfunction(self.func)
+
+    @property
+    def method_name(self) -> str:
+        """The client method for this route: `/custom-endpoint` -> `custom_endpoint`."""
+        return self.path.strip("/").replace("-", "_").replace("/", "_").replace(".", "_")
+
+    @property
+    def accepts_any_keyword(self) -> bool:
+        return any(
+            p.kind is inspect.Parameter.VAR_KEYWORD
+            for p in inspect.signature(self.func).parameters.values()
+        )
+
+    def accepts(self, name: str) -> bool:
+        params = inspect.signature(self.func).parameters
+        param = params.get(name)
+        if param is not None:
+            return param.kind in (
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                inspect.Parameter.KEYWORD_ONLY,
+            )
+        return self.accepts_any_keyword
+
+    def describe(self) -> dict[str, Any]:
+        """The route's entry in a version's route table (JSON-safe)."""
+        params = []
+        for p in inspect.signature(self.func).parameters.values():
+            if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                continue
+            entry: dict[str, Any] = {"name": p.name, "required": p.default is inspect.Parameter.empty}
+            if p.default is not inspect.Parameter.empty:
+                entry["default"] = _json_safe(p.default)
+            params.append(entry)
+        return {
+            "path": self.path,
+            "method": self.method_name,
+            "kind": self.kind,
+            "streaming": self.streaming,
+            "is_async": self.is_async,
+            "params": params,
+            "var_keyword": self.accepts_any_keyword,
+        }
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return repr(value)
+
+
+def _is_generator(func: Callable[..., Any]) -> bool:
+    return inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
+
+
+class Service:
+    """An initializer plus routes; what `podium deploy` turns into a Version.
+
+    Parameters:
+        initializer: called once per worker; returns a dict of default route arguments, or None.
+        name: the default endpoint name (defaults to the initializer's name, `_` -> `-`).
+        config: scaling settings the endpoint starts with.
+    """
+
+    def __init__(
+        self,
+        initializer: Callable[..., Any] | None,
+        *,
+        name: str,
+        config: ServiceConfig | None = None,
+    ) -> None:
+        if not SERVICE_NAME.match(name):
+            raise ServiceDefinitionError(
+                f"service name {name!r} must match [a-z0-9][a-z0-9-]{{0,62}} "
+                "(lowercase letters, digits and '-', at most 63 characters)"
+            )
+        if initializer is not None and inspect.iscoroutinefunction(initializer):
+            raise ServiceDefinitionError("the initializer must be a plain function, not async")
+        self.initializer = initializer
+        self.name = name
+        self.config = config or ServiceConfig()
+        self.routes: dict[str, Route] = {}
+        self._default: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Service {self.name} routes={list(self.routes)}>"
+
+    def endpoint(
+        self, path: str, *, streaming: bool | None = None, default: bool = False
+    ) -> Callable[[F], F]:
+        """Register a route at `path`; a generator function is a streaming route."""
+        if not ROUTE_PATH.match(path):
+            raise ServiceDefinitionError(
+                f"route path {path!r} must start with '/' and use letters, digits, '_', '-', '.'"
+            )
+
+        def register(func: F) -> F:
+            is_gen = _is_generator(func)
+            if streaming is True and not is_gen:
+                raise ServiceDefinitionError(
+                    f"route {path} is declared streaming but {func.__name__} is not a generator"
+                )
+            if streaming is False and is_gen:
+                raise ServiceDefinitionError(
+                    f"route {path} is a generator; declare it streaming=True or return a value"
+                )
+            self._add(Route(path=path, func=func, streaming=is_gen), default=default)
+            return func
+
+        return register
+
+    def _add(self, route: Route, *, default: bool) -> None:
+        if route.path in self.routes:
+            raise ServiceDefinitionError(f"route {route.path} is declared twice in {self.name}")
+        if default and self._default is not None:
+            raise ServiceDefinitionError(
+                f"routes {self._default} and {route.path} are both marked default=True"
+            )
+        if route.method_name in {r.method_name for r in self.routes.values()}:
+            raise ServiceDefinitionError(f"route {route.path} clashes with another route's name")
+        self.routes[route.path] = route
+        if default:
+            self._default = route.path
+
+    @property
+    def default_route(self) -> Route:
+        """The route `/run` and `/runsync` reach: the one marked default, else the first."""
+        if not self.routes:
+            raise ServiceDefinitionError(f"service {self.name} declares no routes")
+        return self.routes[self._default or next(iter(self.routes))]
+
+    def route_table(self) -> list[dict[str, Any]]:
+        """JSON description of the routes, in declaration order, default marked."""
+        default = self.default_route.path
+        return [dict(r.describe(), default=(r.path == default)) for r in self.routes.values()]
+
+    def initialize(self, **init_kwargs: Any) -> dict[str, Any]:
+        """Run the initializer and check it returned a dict (or nothing)."""
+        if self.initializer is None:
+            return {}
+        result = self.initializer(**init_kwargs)
+        if result is None:
+            return {}
+        if not isinstance(result, dict):
+            raise ServiceDefinitionError(
+                f"initializer {self.initializer.__name__} must return a dict of route defaults "
+                f"or None, not {type(result).__name__}"
+            )
+        return result
+
+
+def _default_name(func: Callable[..., Any]) -> str:
+    return func.__name__.lower().replace("_", "-").strip("-") or "service"
+
+
+def service(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    min_workers: int = 0,
+    max_workers: int = 2,
+    idle_timeout: float = 60.0,
+    concurrency: int = 1,
+) -> Any:
+    """Declare a service around an initializer: ``@podium.service(name="hello")``.
+
+    Bare ``@podium.service`` works too. Returns the :class:`Service`; add routes with
+    ``@svc.endpoint("/path")``.
+    """
+    config = ServiceConfig(min_workers, max_workers, idle_timeout, concurrency)
+
+    def build(init: Callable[..., Any]) -> Service:
+        return Service(init, name=name or _default_name(init), config=config)
+
+    return build(func) if func is not None else build
+
+
+def handler(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    min_workers: int = 0,
+    max_workers: int = 2,
+    idle_timeout: float = 60.0,
+    concurrency: int = 1,
+) -> Any:
+    """Mark a RunPod-style ``handler(job)``; the function stays callable as it was."""
+    config = ServiceConfig(min_workers, max_workers, idle_timeout, concurrency)
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(fn, HANDLER_ATTR, handler_service(fn, name=name, config=config))
+        return fn
+
+    return mark(func) if func is not None else mark
+
+
+def handler_service(
+    fn: Callable[..., Any], *, name: str | None = None, config: ServiceConfig | None = None
+) -> Service:
+    """Wrap a one-argument ``handler(job)`` as a service with one route."""
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    if len(params) != 1:
+        raise ServiceDefinitionError(
+            f"handler {fn.__name__} must take exactly one argument (the job dict)"
+        )
+    svc = Service(None, name=name or _default_name(fn), config=config)
+    path = "/" + re.sub(r"[^A-Za-z0-9_.\-]", "-", fn.__name__)
+    svc._add(Route(path=path, func=fn, streaming=_is_generator(fn), kind="handler"), default=True)
+    return svc
+
+
+def find_service(namespace: dict[str, Any], name: str | None = None) -> Service:
+    """Find the one service a module defines (or the one called `name`).
+
+    Looks for :class:`Service` objects, then functions marked `@podium.handler`, then a plain
+    top-level function called `handler` (RunPod's convention).
+    """
+    found: dict[str, Service] = {}
+    for value in list(namespace.values()):
+        svc = value if isinstance(value, Service) else getattr(value, HANDLER_ATTR, None)
+        if isinstance(svc, Service):
+            found.setdefault(svc.name, svc)
+    if not found and callable(namespace.get("handler")):
+        svc = handler_service(namespace["handler"])
+        found[svc.name] = svc
+    if name is not None:
+        if name not in found:
+            known = ", ".join(sorted(found)) or "none"
+            raise ServiceDefinitionError(f"no service named {name!r} here (found: {known})")
+        return found[name]
+    if not found:
+        raise ServiceDefinitionError(
+            "no service found: decorate an initializer with @podium.service, "
+            "a handler with @podium.handler, or define a top-level `handler(job)`"
+        )
+    if len(found) > 1:
+        raise ServiceDefinitionError(
+            f"several services found ({', '.join(sorted(found))}); choose one with --service"
+        )
+    return next(iter(found.values()))

@@ -1,0 +1,140 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations in `migrations/` must match it.
+
+Times are float UNIX seconds (one representation on SQLite and PostgreSQL, and easy to fake in
+tests); JSON values are stored as text encoded by orjson.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id"), nullable=False),
+    # SHA-256 of the whole key; the key itself is never stored.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(32), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("name", String(128), nullable=True),
+    # Set for worker tokens: the one endpoint whose jobs the token may take.
+    Column("endpoint_id", String(32), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+)
+
+versions = Table(
+    "versions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id"), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("service", String(64), nullable=False),
+    Column("entry", String(255), nullable=False),
+    Column("routes", Text, nullable=False),
+    Column("config", Text, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("message", Text, nullable=True),
+    Column("created_by", String(32), nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id"), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("version_id", String(32), ForeignKey("versions.id"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("min_workers", Integer, nullable=False),
+    Column("max_workers", Integer, nullable=False),
+    Column("idle_timeout", Float, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("project_id", "name", name="uq_endpoints_project_name"),
+)
+
+endpoint_history = Table(
+    "endpoint_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint_id", String(32), ForeignKey("endpoints.id"), nullable=False, index=True),
+    Column("version_id", String(32), nullable=False),
+    Column("key_id", String(32), nullable=True),
+    Column("message", Text, nullable=True),
+    Column("at", Float, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project_id", String(32), nullable=False),
+    Column("endpoint_id", String(32), nullable=False),
+    Column("version_id", String(32), nullable=True),
+    Column("route", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("input", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("worker_id", String(64), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("delay_ms", Integer, nullable=True),
+    Column("execution_ms", Integer, nullable=True),
+    Column("output", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("error_info", Text, nullable=True),
+    # Every attempt's error, oldest first (JSON list).
+    Column("attempt_errors", Text, nullable=True),
+    Column("progress", Text, nullable=True),
+    Column("webhook", Text, nullable=True),
+    Column("policy", Text, nullable=True),
+    # Worker-only request fields (e.g. s3Config): handed to the worker, dropped when the job ends.
+    Column("secret", Text, nullable=True),
+    Column("stream_closed", Boolean, nullable=False, default=False),
+    Column("expires_at", Float, nullable=True),
+    Index("ix_jobs_queue", "endpoint_id", "status", "created_at"),
+    Index("ix_jobs_lease", "status", "lease_until"),
+)
+
+stream_chunks = Table(
+    "stream_chunks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("consumed", Boolean, nullable=False, default=False),
+    UniqueConstraint("job_id", "seq", name="uq_stream_chunks_job_seq"),
+)

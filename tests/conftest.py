@@ -1,0 +1,47 @@
+"""Shared fixtures: a migrated store on SQLite and on a throwaway PostgreSQL cluster."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from podium.store import Store, migrate  # noqa: E402
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from pgcluster import PgCluster, find_pg_bin
+
+    if find_pg_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: run scripts/ensure-postgres.sh")
+        pytest.skip("PostgreSQL is not installed (scripts/ensure-postgres.sh installs it)")
+    cluster = PgCluster(tmp_path_factory.mktemp("pg"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'podium.db'}"
+    cluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database(f"t{next(_db_counter)}")  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    migrate(db_url)
+    s = Store(db_url)
+    yield s
+    await s.close()

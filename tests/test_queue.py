@@ -1,0 +1,143 @@
+"""Job-queue semantics against the real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from podium.dispatch import FakeClock, JobQueue, JobStatus, NewJob
+from podium.dispatch.states import WORKER_LOST
+
+
+def job(**kw):
+    return NewJob(project_id="p", endpoint_id="ep1", route="/hello", input={"x": 1}, **kw)
+
+
+async def test_enqueue_take_finish(store):
+    q = JobQueue(store)
+    jid = await q.enqueue(job())
+    row = await q.get(jid)
+    assert row["status"] == JobStatus.IN_QUEUE and row["attempt"] == 0
+    taken = await q.take("ep1", "w1", lease=30)
+    assert [t["id"] for t in taken] == [jid]
+    assert taken[0]["status"] == JobStatus.IN_PROGRESS and taken[0]["attempt"] == 1
+    assert await q.take("ep1", "w2", lease=30) == []
+    assert await q.finish(jid, "w1", output={"ok": True})
+    row = await q.get(jid)
+    assert row["status"] == JobStatus.COMPLETED and row["output"] == '{"ok":true}'
+    assert row["delay_ms"] >= 0 and row["execution_ms"] >= 0
+
+
+async def test_late_and_foreign_posts_change_nothing(store):
+    q = JobQueue(store)
+    jid = await q.enqueue(job())
+    await q.take("ep1", "w1", lease=30)
+    assert not await q.finish(jid, "w2", output=1), "another worker's post must be ignored"
+    assert await q.finish(jid, "w1", error="boom")
+    assert not await q.finish(jid, "w1", output=2), "a late post must be ignored"
+    assert not await q.progress(jid, "w1", 50)
+    row = await q.get(jid)
+    assert row["status"] == JobStatus.FAILED and row["error"] == "boom" and row["progress"] is None
+
+
+async def test_take_is_fifo_and_batched(store):
+    q = JobQueue(store)
+    ids = [await q.enqueue(job()) for _ in range(5)]
+    first = await q.take("ep1", "w1", lease=30, limit=3)
+    assert sorted(t["id"] for t in first) == sorted(ids[:3])
+    rest = await q.take("ep1", "w2", lease=30, limit=10)
+    assert sorted(t["id"] for t in rest) == sorted(ids[3:])
+
+
+async def test_concurrent_takers_never_share_a_job(store):
+    q = JobQueue(store)
+    ids = {await q.enqueue(job()) for _ in range(40)}
+    seen: list[str] = []
+
+    async def taker(w: str) -> None:
+        while True:
+            got = await q.take("ep1", w, lease=30, limit=2)
+            if not got:
+                return
+            seen.extend(t["id"] for t in got)
+
+    await asyncio.gather(*(taker(f"w{i}") for i in range(6)))
+    assert sorted(seen) == sorted(ids)
+
+
+async def test_long_poll_is_woken_by_enqueue(store):
+    q = JobQueue(store)
+    waiter = asyncio.create_task(q.take_wait("ep1", "w1", lease=30, timeout=30))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    jid = await q.enqueue(job())
+    taken = await asyncio.wait_for(waiter, 5)
+    assert [t["id"] for t in taken] == [jid]
+
+
+async def test_long_poll_times_out_empty(store):
+    q = JobQueue(store)
+    assert await q.take_wait("ep1", "w1", lease=30, timeout=0.1) == []
+
+
+async def test_wait_final_is_woken_by_finish(store):
+    q = JobQueue(store)
+    jid = await q.enqueue(job())
+    waiter = asyncio.create_task(q.wait_final(jid, timeout=30))
+    await q.take("ep1", "w1", lease=30)
+    await q.finish(jid, "w1", output=7)
+    row = await asyncio.wait_for(waiter, 5)
+    assert row["status"] == JobStatus.COMPLETED
+
+
+async def test_lost_lease_requeues_then_fails(store):
+    clock = FakeClock()
+    q = JobQueue(store, clock=clock)
+    jid = await q.enqueue(job(max_attempts=2))
+    await q.take("ep1", "w1", lease=2)
+    clock.advance(1)
+    assert await q.recover() == [], "a live lease is left alone"
+    assert await q.heartbeat("w1", [jid], lease=2) == 1
+    clock.advance(2.5)
+    assert await q.recover() == [jid]
+    row = await q.get(jid)
+    assert row["status"] == JobStatus.IN_QUEUE and row["worker_id"] is None
+    taken = await q.take("ep1", "w2", lease=2)
+    assert taken[0]["attempt"] == 2
+    clock.advance(3)
+    assert await q.recover() == [jid]
+    row = await q.get(jid)
+    assert row["status"] == JobStatus.FAILED and row["error"] == WORKER_LOST
+    assert len(__import__("json").loads(row["attempt_errors"])) == 2
+
+
+async def test_recover_dead_worker_at_once(store):
+    q = JobQueue(store)
+    a = await q.enqueue(job())
+    b = await q.enqueue(job())
+    await q.take("ep1", "w1", lease=300)
+    await q.take("ep1", "w2", lease=300)
+    assert await q.recover(worker_id="w1") == [a]
+    assert (await q.get(b))["status"] == JobStatus.IN_PROGRESS
+
+
+async def test_stream_chunks_in_order(store):
+    q = JobQueue(store)
+    jid = await q.enqueue(job())
+    await q.take("ep1", "w1", lease=30)
+    for i in range(3):
+        assert await q.append_chunk(jid, "w1", f"c{i}")
+    assert not await q.append_chunk(jid, "w2", "intruder")
+    assert [c["seq"] for c in await q.chunks(jid)] == [0, 1, 2]
+    assert [c["data"] for c in await q.chunks(jid, after_seq=0)] == ['"c1"', '"c2"']
+
+
+async def test_secret_fields_dropped_when_job_ends(store):
+    q = JobQueue(store)
+    jid = await q.enqueue(job(secret={"s3Config": {"accessSecret": "shh"}}))
+    taken = await q.take("ep1", "w1", lease=30)
+    assert "shh" in taken[0]["secret"]
+    assert "secret" not in (await q.get(jid))
+    await q.finish(jid, "w1", output=None)
+    assert await q.secret_fields(jid) == {}
