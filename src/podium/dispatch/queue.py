@@ -45,6 +45,10 @@ class NewJob:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
+#: Woken when a job is stored that no waiting worker is there to take (scale-up signal).
+SCALE_KEY = "scale"
+
+
 def ep_key(endpoint_id: str) -> str:
     return f"ep:{endpoint_id}"
 
@@ -90,7 +94,10 @@ class JobQueue:
                     stream_closed=False,
                 )
             )
-        self.notifier.notify(ep_key(new.endpoint_id))
+        key = ep_key(new.endpoint_id)
+        if not self.notifier.listeners(key):
+            self.notifier.notify(SCALE_KEY)
+        self.notifier.notify(key)
         return new.id
 
     async def get(self, job_id: str) -> RowMapping | None:
@@ -125,7 +132,11 @@ class JobQueue:
                 .where(jobs.c.endpoint_id == endpoint_id)
                 .group_by(jobs.c.status)
             )
-            return {status: n for status, n in res.all()}
+            out = {status: n for status, n in res.all()}
+            out["retried"] = await conn.scalar(
+                select(func.count()).where(jobs.c.endpoint_id == endpoint_id, jobs.c.attempt > 1)
+            ) or 0
+            return out
 
     async def queued_by_endpoint(self) -> dict[str, int]:
         """How many jobs wait, per endpoint (the scaler's main input)."""
@@ -180,6 +191,29 @@ class JobQueue:
                     return taken
                 if not await wait_event(ev, deadline - time.monotonic()):
                     return []
+
+    async def untake(self, job_ids: Sequence[str], worker_id: str) -> None:
+        """Give back jobs taken for a worker that hung up before it could receive them."""
+        async with self.store.tx() as conn:
+            await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id.in_(list(job_ids)),
+                    jobs.c.worker_id == worker_id,
+                    jobs.c.status == JobStatus.IN_PROGRESS,
+                )
+                .values(
+                    status=JobStatus.IN_QUEUE, worker_id=None, lease_until=None,
+                    attempt=jobs.c.attempt - 1, started_at=None, delay_ms=None,
+                )
+            )
+        for jid in job_ids:
+            self.notifier.notify(job_key(jid))
+        if job_ids:
+            async with self.store.tx() as conn:
+                ep = await conn.scalar(select(jobs.c.endpoint_id).where(jobs.c.id == job_ids[0]))
+            if ep is not None:
+                self.notifier.notify(ep_key(ep))
 
     async def heartbeat(self, worker_id: str, job_ids: Sequence[str], *, lease: float) -> int:
         """Extend the leases of the jobs a live worker says it holds."""

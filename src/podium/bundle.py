@@ -1,0 +1,138 @@
+"""Bundles: the deployable snapshot of a service's code, and loading a service back out of one.
+
+A bundle is a zip of the directory (or the single file) with sorted names and fixed timestamps, so
+the same content always gives the same bytes, the same hash and therefore the same Version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import os
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from podium import _json
+from podium.errors import BundleError, PodiumError
+from podium.sdk.service import Service, find_service
+
+#: Entry files tried, in order, when deploying a directory.
+ENTRY_CANDIDATES = ("app.py", "main.py", "handler.py", "service.py")
+#: Never bundled: caches, VCS data, virtualenvs, Podium's own state.
+SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".podium", ".mypy_cache",
+             ".pytest_cache", ".ruff_cache", "node_modules", ".tox", ".ipynb_checkpoints"}
+SKIP_SUFFIXES = (".pyc", ".pyo")
+MAX_BUNDLE_BYTES = 100 * 1024 * 1024
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    data: bytes
+    sha256: str
+    entry: str
+    files: list[str]
+    root: Path
+
+
+def _walk(root: Path) -> list[Path]:
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+        for name in sorted(filenames):
+            if not name.endswith(SKIP_SUFFIXES):
+                files.append(Path(dirpath) / name)
+    return files
+
+
+def make_bundle(path: str | Path, entry: str | None = None) -> Bundle:
+    """Zip a directory (entry: app.py, main.py, ...) or a single .py file, deterministically."""
+    p = Path(path)
+    if not p.exists():
+        raise BundleError(f"{path}: no such file or directory")
+    if p.is_file():
+        if p.suffix != ".py":
+            raise BundleError(f"{path}: deploy a .py file or a directory holding one")
+        root, files, entry = p.parent, [p], p.name
+    else:
+        root, files = p, _walk(p)
+        names = {f.relative_to(root).as_posix() for f in files}
+        if entry is None:
+            entry = next((c for c in ENTRY_CANDIDATES if c in names), None)
+            if entry is None:
+                raise BundleError(
+                    f"{path}: no entry file found (looked for {', '.join(ENTRY_CANDIDATES)}); "
+                    "name one with --entry"
+                )
+        elif entry not in names:
+            raise BundleError(f"{path}: entry file {entry} is not in the directory")
+    buf = io.BytesIO()
+    rel: list[str] = []
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in files:
+            name = f.relative_to(root).as_posix()
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, f.read_bytes())
+            rel.append(name)
+    data = buf.getvalue()
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise BundleError(f"{path}: bundle is {len(data) // 2**20} MiB, over the 100 MiB limit")
+    return Bundle(data, hashlib.sha256(data).hexdigest(), entry, rel, root)
+
+
+def load_service(root: Path, entry: str, service: str | None = None) -> Service:
+    """Import `entry` from `root` (its directory goes first on sys.path) and find its service."""
+    module_name = Path(entry).stem
+    file = root / entry
+    root_str = str(root.resolve())
+    if root_str not in sys.path:
+        sys.path.insert(0, root_str)
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise BundleError(f"cannot import {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except PodiumError:
+        raise
+    except Exception as exc:
+        raise BundleError(f"importing {entry} failed: {type(exc).__name__}: {exc}") from exc
+    return find_service(vars(module), service)
+
+
+def version_id(bundle_sha256: str, meta: dict[str, Any]) -> str:
+    """A version's id: derived from the bundle's hash and everything else the version records."""
+    h = hashlib.sha256(bundle_sha256.encode())
+    h.update(_json.dumpb({k: meta[k] for k in sorted(meta)}))
+    return h.hexdigest()[:16]
+
+
+def describe(bundle: Bundle, service: str | None = None) -> dict[str, Any]:
+    """What `deploy` sends with the bundle: read on the deploying machine, never on the server."""
+    svc = load_service(bundle.root, bundle.entry, service)
+    meta = {
+        "service": svc.name,
+        "entry": bundle.entry,
+        "routes": svc.route_table(),
+        "config": svc.config.as_dict(),
+    }
+    return {"id": version_id(bundle.sha256, meta), "sha256": bundle.sha256, "size": len(bundle.data), **meta}
+
+
+def extract(data: bytes, dest: Path) -> None:
+    """Unpack a bundle, refusing names that would escape `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    base = dest.resolve()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        for name in zf.namelist():
+            target = (dest / name).resolve()
+            if base != target and base not in target.parents:
+                raise BundleError(f"bundle entry {name!r} escapes the bundle directory")
+        zf.extractall(dest)

@@ -1,0 +1,167 @@
+"""The autoscaler: keeps each endpoint's workers between its min and max, driven by its queue.
+
+It wakes on every tick and, for scale-from-zero latency, the moment a job is stored that no waiting
+worker can take. Per endpoint it drains workers of versions the endpoint no longer points at,
+starts workers while jobs wait (one at least while the endpoint is CREATING, to prove the version
+loads), and stops workers idle longer than `idle_timeout`. A crashed worker's jobs are recovered at
+once; a version whose workers cannot start puts the endpoint in ERROR with the log tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+from podium.config import Settings
+from podium.dispatch.notify import wait_event
+from podium.dispatch.queue import SCALE_KEY, JobQueue
+from podium.scaling.local import LocalBackend, tail
+from podium.scaling.registry import Registry, WorkerInfo, WorkerState
+from podium.store.catalog import Catalog, EndpointState
+
+log = logging.getLogger("podium.scaling")
+
+#: Workers of one endpoint that may die before becoming ready before the endpoint is put in ERROR.
+MAX_START_FAILURES = 3
+
+
+class Autoscaler:
+    def __init__(
+        self, settings: Settings, catalog: Catalog, queue: JobQueue, registry: Registry
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.queue = queue
+        self.registry = registry
+        self.backend = LocalBackend(settings, self._on_exit)
+        self._start_failures: dict[str, int] = {}
+        self._stopping: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="podium-autoscaler")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        workers = [w for w in self.registry.workers.values() if w.local]
+        await self.backend.shutdown(workers, min(self.settings.drain_grace, 10.0))
+
+    async def _run(self) -> None:
+        with self.queue.notifier.listen(SCALE_KEY) as ev:
+            while True:
+                try:
+                    await self.tick()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("autoscaler tick failed")
+                await wait_event(ev, self.settings.tick)
+
+    def wake(self) -> None:
+        self.queue.notifier.notify(SCALE_KEY)
+
+    # -- one pass -------------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        await self.queue.recover()
+        queued = await self.queue.queued_by_endpoint()
+        for ep in await self.catalog.list_endpoints():
+            await self.reconcile(ep, queued.get(ep["id"], 0))
+
+    async def reconcile(self, ep: RowMapping, queued: int) -> None:
+        workers = [w for w in self.registry.for_endpoint(ep["id"]) if w.id not in self._stopping]
+        live = ep["state"] in (EndpointState.CREATING, EndpointState.ACTIVE)
+        current = [w for w in workers if w.version_id == ep["version_id"] and live]
+        for w in workers:
+            if w.local and w not in current:
+                self._drain(w)
+        if not live:
+            return
+        busy = sum(1 for w in current if w.jobs)
+        need = busy + math.ceil(queued / max(1, ep["concurrency"]))
+        need = max(ep["min_workers"], min(ep["max_workers"], need))
+        if ep["state"] == EndpointState.CREATING:
+            need = max(need, 1)
+        for _ in range(need - len(current)):
+            await self.spawn(ep)
+        surplus = len(current) - need
+        now = time.time()
+        for w in sorted(current, key=lambda w: w.idle_since):
+            if surplus <= 0:
+                break
+            if w.local and w.state is WorkerState.IDLE and now - w.idle_since >= ep["idle_timeout"]:
+                self._drain(w)
+                surplus -= 1
+
+    async def spawn(self, ep: RowMapping) -> WorkerInfo:
+        info = WorkerInfo(
+            id=f"w-{uuid.uuid4().hex[:12]}",
+            endpoint_id=ep["id"],
+            version_id=ep["version_id"],
+            local=True,
+        )
+        info.key_id, token = await self.catalog.create_key(
+            ep["project_id"], "worker", name=info.id, endpoint_id=ep["id"]
+        )
+        self.registry.add(info)
+        await self.backend.start(info, endpoint_name=ep["name"], token=token)
+        log.info("started worker %s for %s (version %s)", info.id, ep["name"], ep["version_id"])
+        return info
+
+    def _drain(self, w: WorkerInfo) -> None:
+        if w.id in self._stopping:
+            return
+        self._stopping.add(w.id)
+        w.state = WorkerState.DRAINING
+        task = asyncio.create_task(self.backend.stop(w, self.settings.drain_grace))
+        task.add_done_callback(lambda _t: None)
+
+    # -- events ---------------------------------------------------------------------------------
+
+    async def _on_exit(self, info: WorkerInfo, rc: int) -> None:
+        self.registry.remove(info.id)
+        intended = info.id in self._stopping
+        self._stopping.discard(info.id)
+        if info.key_id:
+            await self.catalog.delete_key(info.key_id)
+        recovered = await self.queue.recover(worker_id=info.id)
+        if self._closing:
+            return
+        log.info("worker %s exited rc=%s (recovered %d jobs)", info.id, rc, len(recovered))
+        if info.ready_at is None and not intended:
+            n = self._start_failures.get(info.endpoint_id, 0) + 1
+            self._start_failures[info.endpoint_id] = n
+            if info.failure is not None or n >= MAX_START_FAILURES:
+                await self.fail_endpoint(info, info.failure or f"worker exited with code {rc} before it was ready")
+        self.wake()
+
+    async def fail_endpoint(self, info: WorkerInfo, reason: str) -> None:
+        """The version cannot start: ERROR with the reason and the worker's log tail."""
+        detail = reason
+        log_tail = tail(info.log_path)
+        if log_tail:
+            detail = f"{reason}\n--- worker log (last lines) ---\n{log_tail}"
+        await self.catalog.set_state(info.endpoint_id, EndpointState.ERROR, error=detail)
+        self._start_failures.pop(info.endpoint_id, None)
+
+    async def worker_ready(self, info: WorkerInfo, ep: dict[str, Any] | RowMapping) -> None:
+        self._start_failures.pop(info.endpoint_id, None)
+        if info.version_id is None or info.version_id == ep["version_id"]:
+            await self.catalog.set_state(
+                ep["id"], EndpointState.ACTIVE, only_from=EndpointState.CREATING
+            )

@@ -1,0 +1,98 @@
+"""The `local` worker backend: one subprocess per worker, logs to files under $PODIUM_HOME/logs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from podium.config import Settings
+from podium.scaling.registry import WorkerInfo
+
+ExitCallback = Callable[[WorkerInfo, int], Awaitable[None]]
+
+
+def tail(path: Path | None, lines: int = 40) -> str:
+    """The last lines of a log file ('' when there is none)."""
+    if path is None or not path.exists():
+        return ""
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64 * 1024))
+        data = f.read().decode(errors="replace")
+    return "\n".join(data.splitlines()[-lines:])
+
+
+class LocalBackend:
+    """Spawns `python -m podium.worker` processes and reports their exit.
+
+    Parameters:
+        settings: where the server listens and where logs go.
+        on_exit: awaited with the worker and its exit code when a process ends, however it ends.
+    """
+
+    def __init__(self, settings: Settings, on_exit: ExitCallback) -> None:
+        self.settings = settings
+        self.on_exit = on_exit
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    async def start(self, info: WorkerInfo, *, endpoint_name: str, token: str) -> None:
+        log_dir = self.settings.logs / endpoint_name
+        log_dir.mkdir(parents=True, exist_ok=True)
+        info.log_path = log_dir / f"{info.id}.log"
+        env = dict(os.environ)
+        env.update(
+            PODIUM_API_KEY=token,
+            PODIUM_URL=self.settings.url,
+            PODIUM_HOME=str(self.settings.home.resolve()),
+            PODIUM_PING_INTERVAL=str(self.settings.ping_interval),
+            PYTHONUNBUFFERED="1",
+        )
+        cmd = [
+            sys.executable, "-m", "podium.worker",
+            "--endpoint", info.endpoint_id,
+            "--worker-id", info.id,
+            "--parent-pid", str(os.getpid()),
+        ]
+        if info.version_id:
+            cmd += ["--version", info.version_id]
+        with info.log_path.open("ab") as log:
+            info.process = await asyncio.create_subprocess_exec(
+                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                start_new_session=True,
+            )
+        task = asyncio.create_task(self._watch(info))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _watch(self, info: WorkerInfo) -> None:
+        rc = await info.process.wait()
+        await self.on_exit(info, rc)
+
+    def signal(self, info: WorkerInfo, sig: int = signal.SIGTERM) -> None:
+        proc = info.process
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+
+    async def stop(self, info: WorkerInfo, grace: float) -> None:
+        """SIGTERM (finish the current job, take no more), then SIGKILL after `grace` seconds."""
+        proc = info.process
+        if proc is None or proc.returncode is not None:
+            return
+        self.signal(info, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            self.signal(info, signal.SIGKILL)
+            await proc.wait()
+
+    async def shutdown(self, workers: list[WorkerInfo], grace: float) -> None:
+        await asyncio.gather(*(self.stop(w, grace) for w in workers if w.local))
+        for task in list(self._watchers):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 5)

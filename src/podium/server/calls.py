@@ -1,0 +1,102 @@
+"""The one path every call takes: check the endpoint, store the job, wait if asked, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+from podium import _json
+from podium.dispatch.queue import NewJob
+from podium.dispatch.states import JobStatus
+from podium.server.auth import Principal
+from podium.server.errors import HTTPError
+from podium.server.runtime import Runtime
+from podium.store.catalog import EndpointState
+
+
+def check_callable(ep: RowMapping) -> None:
+    if ep["state"] == EndpointState.ERROR:
+        first = (ep["error"] or "unknown error").splitlines()[0]
+        raise HTTPError(
+            503, "endpoint_error", f"endpoint {ep['name']} cannot start its workers: {first}"
+        )
+    if ep["state"] == EndpointState.INACTIVE:
+        raise HTTPError(409, "endpoint_inactive", f"endpoint {ep['name']} is stopped")
+
+
+def default_route(routes: list[dict[str, Any]]) -> dict[str, Any]:
+    return next((r for r in routes if r.get("default")), routes[0])
+
+
+def find_route(routes: list[dict[str, Any]], path: str) -> dict[str, Any] | None:
+    path = "/" + path.strip("/")
+    return next((r for r in routes if r["path"] == path), None)
+
+
+def check_arguments(route: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    """Refuse arguments the route cannot take (the server knows the signature, not the values)."""
+    if route.get("kind") == "handler" or route.get("var_keyword"):
+        return
+    known = {p["name"] for p in route["params"]}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise HTTPError(
+            400,
+            "invalid_arguments",
+            f"route {route['path']} takes no argument {', '.join(unknown)} "
+            f"(it takes: {', '.join(sorted(known)) or 'nothing'})",
+        )
+
+
+async def submit(
+    rt: Runtime,
+    principal: Principal,
+    ep: RowMapping,
+    route: dict[str, Any],
+    payload: Any,
+    *,
+    kind: str,
+    job_id: str | None = None,
+    webhook: str | None = None,
+    policy: dict[str, Any] | None = None,
+    secret: dict[str, Any] | None = None,
+) -> str:
+    new = NewJob(
+        project_id=principal.project_id,
+        endpoint_id=ep["id"],
+        route=route["path"],
+        input=payload,
+        kind=kind,
+        max_attempts=rt.settings.max_attempts,
+        webhook=webhook,
+        policy=policy,
+        secret=secret,
+    )
+    if job_id is not None:
+        new.id = job_id
+    return await rt.queue.enqueue(new)
+
+
+def envelope(row: RowMapping, now: float) -> dict[str, Any]:
+    """The RunPod status answer: id, status, delayTime/executionTime (ms), output or error."""
+    status = row["status"]
+    delay = row["delay_ms"]
+    if delay is None:
+        delay = int((now - row["created_at"]) * 1000)
+    execution = row["execution_ms"]
+    if execution is None:
+        execution = int((now - row["started_at"]) * 1000) if row["started_at"] else 0
+    out: dict[str, Any] = {
+        "id": row["id"],
+        "status": status,
+        "delayTime": delay,
+        "executionTime": execution,
+    }
+    if status == JobStatus.COMPLETED:
+        out["output"] = _json.loads(row["output"])
+    elif status == JobStatus.IN_PROGRESS and row["progress"] is not None:
+        out["output"] = _json.loads(row["progress"])
+    elif row["error"] is not None:
+        out["error"] = row["error"]
+    return out

@@ -1,0 +1,79 @@
+"""HTTP errors: one exception type, one JSON shape (`{"error", "detail"}`) for every answer.
+
+Clients that parse the body before checking the status (aiohttp's runpod client does) still work,
+because even a 404 for an unknown path or a 500 is JSON with `Content-Type: application/json`.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from podium.errors import PodiumError
+
+log = logging.getLogger("podium.server")
+
+
+class HTTPError(PodiumError):
+    """An error answer: status code, a short machine-readable `error`, a human `detail`."""
+
+    def __init__(
+        self,
+        status_code: int,
+        error: str,
+        detail: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.error = error
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra or {}
+        super().__init__(f"{status_code} {error}: {detail}")
+
+    def response(self) -> ORJSONResponse:
+        body = {"error": self.error, "detail": self.detail, **self.extra}
+        return ORJSONResponse(body, status_code=self.status_code, headers=self.headers)
+
+
+def not_found(what: str, ref: str) -> HTTPError:
+    return HTTPError(404, "not_found", f"no {what} {ref!r}")
+
+
+def install(app: FastAPI) -> None:
+    async def on_podium(_: Request, exc: HTTPError) -> ORJSONResponse:
+        return exc.response()
+
+    async def on_starlette(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        phrase = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
+        if exc.status_code == 404 and detail is None:
+            detail = "no such path"
+        return ORJSONResponse(
+            {"error": phrase, "detail": detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    async def on_validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return ORJSONResponse({"error": "invalid_request", "detail": problems}, status_code=400)
+
+    async def on_crash(request: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return ORJSONResponse(
+            {"error": "internal_error", "detail": "the server failed; see its log"}, status_code=500
+        )
+
+    app.add_exception_handler(HTTPError, on_podium)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, on_starlette)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, on_crash)

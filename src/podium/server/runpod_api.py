@@ -1,0 +1,94 @@
+"""The RunPod surface: /v2/{endpoint}/run, runsync, status/{job}, health."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse
+
+from podium.server.body import MB, read_json
+from podium.server.calls import check_callable, default_route, envelope, submit
+from podium.server.errors import HTTPError, not_found
+from podium.server.runtime import Runtime
+
+router = APIRouter(prefix="/v2/{endpoint_id}", tags=["runpod"])
+
+RUN_LIMIT = 10 * MB
+RUNSYNC_LIMIT = 20 * MB
+
+
+def _rt(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def _job_request(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise HTTPError(400, "invalid_request", 'request body must be a JSON object like {"input": {...}}')
+    if "input" not in body:
+        raise HTTPError(400, "missing_input", 'request body needs an "input" object: {"input": {...}}')
+    if not isinstance(body["input"], dict):
+        raise HTTPError(400, "invalid_input", '"input" must be a JSON object')
+    return body
+
+
+async def _accept(request: Request, endpoint_id: str, limit: int, kind: str, job_id: str) -> str:
+    rt = _rt(request)
+    principal = await rt.keys.authenticate(request)
+    ep = await rt.endpoint(principal, endpoint_id)
+    body = _job_request(await read_json(request, limit))
+    check_callable(ep)
+    route = default_route(await rt.routes(ep))
+    return await submit(rt, principal, ep, route, body["input"], kind=kind, job_id=job_id)
+
+
+@router.post("/run")
+async def run(request: Request, endpoint_id: str) -> ORJSONResponse:
+    """Queue a job on the endpoint's default route; answers at once with its id."""
+    job_id = await _accept(request, endpoint_id, RUN_LIMIT, "run", f"{uuid.uuid4()}-u1")
+    return ORJSONResponse({"id": job_id, "status": "IN_QUEUE"})
+
+
+@router.post("/runsync")
+async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -> ORJSONResponse:
+    """Run a job and wait for it (`?wait=ms`, 1000–300000, default 90 s), else answer its id."""
+    rt = _rt(request)
+    if wait is not None and not 1000 <= wait <= 300_000:
+        raise HTTPError(400, "invalid_wait", "wait must be between 1000 and 300000 milliseconds")
+    job_id = await _accept(request, endpoint_id, RUNSYNC_LIMIT, "runsync", f"sync-{uuid.uuid4()}")
+    timeout = wait / 1000 if wait is not None else rt.settings.runsync_wait
+    row = await rt.queue.wait_final(job_id, timeout)
+    assert row is not None
+    return ORJSONResponse(envelope(row, rt.clock.now()))
+
+
+@router.get("/status/{job_id}")
+async def status(request: Request, endpoint_id: str, job_id: str) -> ORJSONResponse:
+    rt = _rt(request)
+    principal = await rt.keys.authenticate(request)
+    ep = await rt.endpoint(principal, endpoint_id)
+    row = await rt.queue.get(job_id)
+    if row is None or row["endpoint_id"] != ep["id"]:
+        raise not_found("job", job_id)
+    return ORJSONResponse(envelope(row, rt.clock.now()))
+
+
+@router.get("/health")
+async def health(request: Request, endpoint_id: str) -> ORJSONResponse:
+    rt = _rt(request)
+    principal = await rt.keys.authenticate(request)
+    ep = await rt.endpoint(principal, endpoint_id)
+    counts = await rt.queue.counts(ep["id"])
+    return ORJSONResponse(
+        {
+            "jobs": {
+                "completed": counts.get("COMPLETED", 0),
+                "failed": counts.get("FAILED", 0),
+                "inProgress": counts.get("IN_PROGRESS", 0),
+                "inQueue": counts.get("IN_QUEUE", 0),
+                "retried": counts["retried"],
+            },
+            "workers": rt.registry.counts(ep["id"]),
+        }
+    )

@@ -1,0 +1,103 @@
+"""The running server's parts, wired once at start-up and shared by every router."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from sqlalchemy.engine import RowMapping
+
+from podium import _json
+from podium.config import Settings
+from podium.dispatch.clock import Clock
+from podium.dispatch.notify import Notifier
+from podium.dispatch.queue import JobQueue
+from podium.scaling.autoscaler import Autoscaler
+from podium.scaling.registry import Registry
+from podium.server.auth import KeyRing, Principal
+from podium.server.errors import not_found
+from podium.store.catalog import DEFAULT_PROJECT, Catalog
+from podium.store.engine import Store
+
+log = logging.getLogger("podium.server")
+
+
+class Runtime:
+    """Store, queue, catalog, keys, workers and autoscaler of one server.
+
+    Parameters:
+        settings: everything configurable.
+        clock: time source (tests may fake it).
+    """
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or Clock()
+        self.store = Store(settings.db_url)
+        self.notifier = Notifier()
+        self.queue = JobQueue(self.store, self.notifier, self.clock)
+        self.catalog = Catalog(self.store, self.clock)
+        self.keys = KeyRing(self.catalog)
+        self.registry = Registry()
+        self.scaler = Autoscaler(settings, self.catalog, self.queue, self.registry)
+        self._routes: dict[str, list[dict[str, object]]] = {}
+        #: Set on first start when an admin key was generated: printed once by `podium up`.
+        self.new_admin_key: str | None = None
+
+    async def start(self) -> None:
+        for d in (self.settings.home, self.settings.blobs, self.settings.logs):
+            d.mkdir(parents=True, exist_ok=True)
+        await self.store.migrate()
+        project = await self.catalog.ensure_project(DEFAULT_PROJECT)
+        await self.catalog.delete_worker_keys()
+        await self._bootstrap_admin(project)
+        self.scaler.start()
+
+    async def close(self) -> None:
+        await self.scaler.close()
+        await self.store.close()
+
+    async def _bootstrap_admin(self, project: str) -> None:
+        key = self.settings.admin_key
+        if key is not None:
+            if await self.keys.lookup(key) is None:
+                await self.catalog.create_key(project, "admin", name="admin (PODIUM_ADMIN_KEY)", raw=key)
+                self.keys.forget()
+        elif not await self.catalog.has_admin_key():
+            _, key = await self.catalog.create_key(project, "admin", name="admin (first start)")
+            self.new_admin_key = key
+        if key is not None:
+            write_credentials(self.settings.credentials, self.settings.url, key)
+
+    # -- lookups shared by the routers ----------------------------------------------------------
+
+    async def endpoint(self, principal: Principal, ref: str) -> RowMapping:
+        """The caller's endpoint by id or name; 404 (never 403) for anything it may not see."""
+        row = await self.catalog.get_endpoint(principal.project_id, ref)
+        if row is None or (principal.endpoint_id is not None and row["id"] != principal.endpoint_id):
+            raise not_found("endpoint", ref)
+        return row
+
+    async def routes(self, ep: RowMapping) -> list[dict[str, object]]:
+        """The route table of the version an endpoint points at (versions are immutable: cached)."""
+        vid = ep["version_id"]
+        table = self._routes.get(vid)
+        if table is None:
+            version = await self.catalog.get_version(ep["project_id"], vid)
+            table = _json.loads(version["routes"]) if version is not None else []
+            self._routes[vid] = table
+        return table
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.settings.blobs / f"{sha256}.zip"
+
+
+def write_credentials(path: Path, url: str, key: str) -> None:
+    """The CLI's credentials file: created with mode 600 before the key is written into it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"url": url, "api_key": key}, f)
+    os.chmod(path, 0o600)

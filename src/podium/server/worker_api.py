@@ -1,0 +1,177 @@
+"""The worker protocol (RunPod's): job-take, job-take-batch, job-stop, job-done, job-stream, ping.
+
+Our own worker and unmodified `runpod.serverless.start()` workers speak it alike. Posts for jobs a
+worker no longer holds are acknowledged with 200 and ignored, because RunPod workers drop a result
+on any 4xx and a late post is normal (progress updates race the final result).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import ORJSONResponse
+from sqlalchemy.engine import RowMapping
+
+from podium import _json
+from podium.scaling.registry import WorkerInfo, WorkerState
+from podium.server.auth import Principal, require
+from podium.server.body import MB, read_json
+from podium.server.runtime import Runtime
+
+router = APIRouter(prefix="/v2/{endpoint_id}", tags=["worker protocol"])
+
+RESULT_LIMIT = 50 * MB
+CHUNK_LIMIT = 1 * MB
+OK = {"ok": True}
+
+
+async def _worker(request: Request, endpoint_id: str) -> tuple[Runtime, Principal, RowMapping]:
+    rt: Runtime = request.app.state.runtime
+    principal = await rt.keys.authenticate(request)
+    if principal.role != "worker":
+        require(principal, "deploy")
+    ep = await rt.endpoint(principal, endpoint_id)
+    return rt, principal, ep
+
+
+def _job_for_worker(row: RowMapping) -> dict[str, Any]:
+    job: dict[str, Any] = {
+        "id": row["id"],
+        "input": _json.loads(row["input"]),
+        "podium": {"route": row["route"], "attempt": row["attempt"], "kind": row["kind"]},
+    }
+    if row["webhook"]:
+        job["webhook"] = row["webhook"]
+    if row["policy"]:
+        job["policy"] = _json.loads(row["policy"])
+    job.update(_json.loads(row["secret"]) or {})
+    return job
+
+
+async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) -> list[dict[str, Any]]:
+    rt, _, ep = await _worker(request, endpoint_id)
+    info, ready = rt.registry.seen(worker_id, ep["id"])
+    if ready:
+        await rt.scaler.worker_ready(info, ep)
+    if not _may_take(info, ep):
+        # Hold the poll as a real one would be held, so a RunPod worker does not spin on 204s.
+        await asyncio.sleep(rt.settings.take_timeout)
+        return []
+    rows = await rt.queue.take_wait(
+        ep["id"], worker_id, lease=rt.settings.lease_seconds, timeout=rt.settings.take_timeout, limit=limit
+    )
+    if rows and await request.is_disconnected():
+        await rt.queue.untake([r["id"] for r in rows], worker_id)
+        return []
+    rt.registry.took(info, [r["id"] for r in rows])
+    return [_job_for_worker(r) for r in rows]
+
+
+def _may_take(info: WorkerInfo, ep: RowMapping) -> bool:
+    """Draining workers and workers of a version the endpoint left take nothing new."""
+    if info.state is WorkerState.DRAINING:
+        return False
+    return info.version_id is None or info.version_id == ep["version_id"]
+
+
+@router.get("/job-take/{worker_id}", response_model=None)
+async def job_take(request: Request, endpoint_id: str, worker_id: str) -> Response:
+    """Long-poll for one job: answers it as soon as one is stored, or 204 after the poll window."""
+    jobs = await _take(request, endpoint_id, worker_id, 1)
+    return ORJSONResponse(jobs[0]) if jobs else Response(status_code=204)
+
+
+@router.get("/job-take-batch/{worker_id}", response_model=None)
+async def job_take_batch(
+    request: Request, endpoint_id: str, worker_id: str, batch_size: int = 1
+) -> Response:
+    jobs = await _take(request, endpoint_id, worker_id, max(1, min(batch_size, 64)))
+    return ORJSONResponse(jobs) if jobs else Response(status_code=204)
+
+
+@router.get("/job-stop/{worker_id}", response_model=None)
+async def job_stop(request: Request, endpoint_id: str, worker_id: str) -> Response:
+    """The per-job stop channel. Nothing asks a job to stop yet, so there is never anything to stop."""
+    await _worker(request, endpoint_id)
+    return Response(status_code=204)
+
+
+def _error_of(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """A job-done error: our worker sends `error_info`; RunPod workers a JSON string in `error`."""
+    error = body["error"]
+    info = body.get("error_info")
+    if info is None and isinstance(error, str) and error.startswith("{"):
+        try:
+            parsed = _json.loads(error)
+        except _json.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict) and "error_message" in parsed:
+            info = {
+                "type": parsed.get("error_type"),
+                "message": parsed.get("error_message"),
+                "traceback": parsed.get("error_traceback"),
+            }
+    if not isinstance(error, str):
+        error = _json.dumps(error)
+    return error, info if isinstance(info, dict) else None
+
+
+@router.post("/job-done/{worker_id}/{job_id}")
+async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: str) -> ORJSONResponse:
+    """A job's result, error, or (with `status: IN_PROGRESS`) a progress update."""
+    rt, _, _ = await _worker(request, endpoint_id)
+    body = await read_json(request, RESULT_LIMIT, empty={})
+    if not isinstance(body, dict):
+        body = {"output": body}
+    if body.get("status") == "IN_PROGRESS":
+        await rt.queue.progress(job_id, worker_id, body.get("output"))
+        return ORJSONResponse(OK)
+    if "error" in body:
+        error, info = _error_of(body)
+        await rt.queue.finish(job_id, worker_id, error=error, error_info=info)
+    else:
+        await rt.queue.finish(job_id, worker_id, output=body.get("output"))
+    rt.registry.released(worker_id, job_id)
+    return ORJSONResponse(OK)
+
+
+@router.post("/job-stream/{worker_id}/{job_id}")
+async def job_stream(request: Request, endpoint_id: str, worker_id: str, job_id: str) -> ORJSONResponse:
+    """One chunk a streaming route yielded."""
+    rt, _, _ = await _worker(request, endpoint_id)
+    body = await read_json(request, CHUNK_LIMIT, empty={})
+    value = body.get("output") if isinstance(body, dict) else body
+    await rt.queue.append_chunk(job_id, worker_id, value)
+    return ORJSONResponse(OK)
+
+
+@router.api_route("/ping/{worker_id}", methods=["GET", "POST"])
+async def ping(
+    request: Request,
+    endpoint_id: str,
+    worker_id: str,
+    job_id: str | None = None,
+    status: str | None = None,
+    reason: str | None = None,
+) -> ORJSONResponse:
+    """Heartbeat: extends the leases of the jobs the worker lists; may report the worker unhealthy."""
+    rt, _, ep = await _worker(request, endpoint_id)
+    if request.method == "POST":
+        body = await read_json(request, MB, empty={})
+        if isinstance(body, dict):
+            status = body.get("status", status)
+            reason = body.get("reason", reason)
+    info = rt.registry.get(worker_id)
+    if info is None:
+        info = rt.registry.add(WorkerInfo(worker_id, ep["id"], None))
+    info.last_seen = rt.clock.now()
+    if status == "unhealthy":
+        info.state = WorkerState.UNHEALTHY
+        info.failure = reason or "the worker reported itself unhealthy"
+        if info.ready_at is None and not info.local:
+            await rt.scaler.fail_endpoint(info, info.failure)
+    ids = [j for j in (job_id or "").split(",") if j]
+    await rt.queue.heartbeat(worker_id, ids, lease=rt.settings.lease_seconds)
+    return ORJSONResponse(OK)

@@ -1,0 +1,242 @@
+"""Projects, API keys, versions and endpoints: the store's queries that are not queue semantics."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+from typing import Any
+
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from podium import _json
+from podium.dispatch.clock import Clock
+from podium.store.engine import Store
+from podium.store.tables import api_keys, endpoint_history, endpoints, projects, versions
+
+DEFAULT_PROJECT = "default"
+KEY_PREFIX = "pod_live_"
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_id(n: int = 14) -> str:
+    """A random lowercase id (endpoint ids look like RunPod's)."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def new_key() -> str:
+    """A recognisable prefix plus 40 base62 characters (~238 bits)."""
+    return KEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(40))
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class EndpointState:
+    CREATING = "CREATING"
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+    ERROR = "ERROR"
+
+
+class Catalog:
+    def __init__(self, store: Store, clock: Clock | None = None) -> None:
+        self.store = store
+        self.clock = clock or Clock()
+
+    # -- projects -------------------------------------------------------------------------------
+
+    async def ensure_project(self, name: str = DEFAULT_PROJECT) -> str:
+        async with self.store.tx() as conn:
+            pid = await conn.scalar(select(projects.c.id).where(projects.c.name == name))
+            if pid is not None:
+                return str(pid)
+        try:
+            async with self.store.tx() as conn:
+                pid = new_id(12)
+                await conn.execute(
+                    insert(projects).values(id=pid, name=name, created_at=self.clock.now())
+                )
+                return pid
+        except IntegrityError:  # created concurrently
+            return await self.ensure_project(name)
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    async def create_key(
+        self,
+        project_id: str,
+        role: str,
+        *,
+        name: str | None = None,
+        endpoint_id: str | None = None,
+        raw: str | None = None,
+    ) -> tuple[str, str]:
+        """Store a key's hash; returns (key id, the key itself: shown once, never stored)."""
+        key = raw or new_key()
+        kid = new_id(12)
+        async with self.store.tx() as conn:
+            await conn.execute(
+                insert(api_keys).values(
+                    id=kid,
+                    project_id=project_id,
+                    key_hash=hash_key(key),
+                    prefix=key[: len(KEY_PREFIX) + 4] if key.startswith(KEY_PREFIX) else key[:4],
+                    role=role,
+                    name=name,
+                    endpoint_id=endpoint_id,
+                    created_at=self.clock.now(),
+                )
+            )
+        return kid, key
+
+    async def key_by_hash(self, key_hash: str) -> RowMapping | None:
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+            )
+            return res.mappings().first()
+
+    async def has_admin_key(self) -> bool:
+        async with self.store.tx() as conn:
+            found = await conn.scalar(
+                select(api_keys.c.id).where(api_keys.c.role == "admin", api_keys.c.revoked_at.is_(None))
+            )
+            return found is not None
+
+    async def delete_key(self, key_id: str) -> None:
+        async with self.store.tx() as conn:
+            await conn.execute(delete(api_keys).where(api_keys.c.id == key_id))
+
+    async def delete_worker_keys(self) -> None:
+        """Worker tokens die with their workers; a restarted server starts with none."""
+        async with self.store.tx() as conn:
+            await conn.execute(delete(api_keys).where(api_keys.c.role == "worker"))
+
+    # -- versions -------------------------------------------------------------------------------
+
+    async def put_version(self, project_id: str, version: dict[str, Any]) -> RowMapping:
+        """Store a version unless the same content is already there; returns the stored row."""
+        existing = await self.get_version(project_id, version["id"])
+        if existing is not None:
+            return existing
+        try:
+            async with self.store.tx() as conn:
+                await conn.execute(
+                    insert(versions).values(
+                        id=version["id"],
+                        project_id=project_id,
+                        sha256=version["sha256"],
+                        service=version["service"],
+                        entry=version["entry"],
+                        routes=_json.dumps(version["routes"]),
+                        config=_json.dumps(version["config"]),
+                        size=version["size"],
+                        message=version.get("message"),
+                        created_by=version.get("created_by"),
+                        created_at=self.clock.now(),
+                    )
+                )
+        except IntegrityError:
+            pass
+        row = await self.get_version(project_id, version["id"])
+        assert row is not None
+        return row
+
+    async def get_version(self, project_id: str, version_id: str) -> RowMapping | None:
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(versions).where(versions.c.id == version_id, versions.c.project_id == project_id)
+            )
+            return res.mappings().first()
+
+    # -- endpoints ------------------------------------------------------------------------------
+
+    async def get_endpoint(self, project_id: str | None, ref: str) -> RowMapping | None:
+        """An endpoint by id or by name (within the project, when one is given)."""
+        q = select(endpoints).where(or_(endpoints.c.id == ref, endpoints.c.name == ref))
+        if project_id is not None:
+            q = q.where(endpoints.c.project_id == project_id)
+        async with self.store.tx() as conn:
+            rows = (await conn.execute(q)).mappings().all()
+        by_id = [r for r in rows if r["id"] == ref]
+        return (by_id or rows or [None])[0]
+
+    async def list_endpoints(self, project_id: str | None = None) -> list[RowMapping]:
+        q = select(endpoints).order_by(endpoints.c.created_at)
+        if project_id is not None:
+            q = q.where(endpoints.c.project_id == project_id)
+        async with self.store.tx() as conn:
+            return list((await conn.execute(q)).mappings().all())
+
+    async def point_endpoint(
+        self,
+        project_id: str,
+        name: str,
+        version: RowMapping,
+        *,
+        key_id: str | None,
+        message: str | None,
+    ) -> tuple[RowMapping, bool]:
+        """Create the endpoint `name` at `version`, or re-point it. Returns (row, changed)."""
+        now = self.clock.now()
+        config = _json.loads(version["config"])
+        current = await self.get_endpoint(project_id, name)
+        if current is not None and current["name"] == name:
+            if current["version_id"] == version["id"] and current["state"] != EndpointState.INACTIVE:
+                return current, False
+            async with self.store.tx() as conn:
+                await conn.execute(
+                    update(endpoints)
+                    .where(endpoints.c.id == current["id"])
+                    .values(version_id=version["id"], state=EndpointState.CREATING, error=None, updated_at=now)
+                )
+                await self._history(conn, current["id"], version["id"], key_id, message, now)
+            row = await self.get_endpoint(project_id, current["id"])
+            assert row is not None
+            return row, True
+        eid = new_id()
+        async with self.store.tx() as conn:
+            await conn.execute(
+                insert(endpoints).values(
+                    id=eid,
+                    project_id=project_id,
+                    name=name,
+                    version_id=version["id"],
+                    state=EndpointState.CREATING,
+                    min_workers=config["min_workers"],
+                    max_workers=config["max_workers"],
+                    idle_timeout=config["idle_timeout"],
+                    concurrency=config["concurrency"],
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            await self._history(conn, eid, version["id"], key_id, message, now)
+        row = await self.get_endpoint(project_id, eid)
+        assert row is not None
+        return row, True
+
+    @staticmethod
+    async def _history(
+        conn: Any, endpoint_id: str, version_id: str, key_id: str | None, message: str | None, at: float
+    ) -> None:
+        await conn.execute(
+            insert(endpoint_history).values(
+                endpoint_id=endpoint_id, version_id=version_id, key_id=key_id, message=message, at=at
+            )
+        )
+
+    async def set_state(
+        self, endpoint_id: str, state: str, *, error: str | None = None, only_from: str | None = None
+    ) -> bool:
+        q = update(endpoints).where(endpoints.c.id == endpoint_id)
+        if only_from is not None:
+            q = q.where(endpoints.c.state == only_from)
+        async with self.store.tx() as conn:
+            res = await conn.execute(q.values(state=state, error=error, updated_at=self.clock.now()))
+            return bool(res.rowcount)

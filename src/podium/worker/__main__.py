@@ -1,0 +1,63 @@
+"""`python -m podium.worker`: what the server spawns (and `podium worker` runs by hand)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+import uuid
+from pathlib import Path
+
+from podium.worker.link import ServerLink
+from podium.worker.runtime import Worker, install_signals
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="podium worker")
+    p.add_argument("--endpoint", required=True, help="endpoint id or name")
+    p.add_argument("--version", help="version to run (default: the endpoint's current one)")
+    p.add_argument("--worker-id", default=f"w-{uuid.uuid4().hex[:12]}")
+    p.add_argument("--url", default=os.environ.get("PODIUM_URL", "http://127.0.0.1:8000"))
+    p.add_argument("--parent-pid", type=int)
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s [{args.worker_id}] %(message)s",
+        stream=sys.stdout,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    key = os.environ.get("PODIUM_API_KEY")
+    if not key:
+        print("podium worker: set PODIUM_API_KEY to a key allowed to run this endpoint", file=sys.stderr)
+        return 2
+    link = ServerLink(args.url, key, args.endpoint, args.worker_id)
+    home = Path(os.environ.get("PODIUM_HOME") or ".podium")
+    worker = Worker(
+        link,
+        home / "cache" / "bundles",
+        ping_interval=float(os.environ.get("PODIUM_PING_INTERVAL", "5")),
+        parent_pid=args.parent_pid,
+    )
+    install_signals(worker)
+    try:
+        version = args.version or link.get_json(f"/api/v1/endpoints/{args.endpoint}")["version"]
+        worker.load(version)
+    except Exception as exc:
+        traceback.print_exc()
+        reason = f"{type(exc).__name__}: {exc}"
+        try:
+            link.unhealthy(reason)
+        finally:
+            link.close()
+        return 1
+    try:
+        worker.serve()
+    finally:
+        link.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

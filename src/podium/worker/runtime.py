@@ -1,0 +1,226 @@
+"""The worker runtime: load a version's bundle, run the initializer once, then take and run jobs.
+
+One job at a time. A heartbeat thread keeps the job's lease alive while the route runs (even a
+route that never yields the GIL for long) and ends the process if the server that spawned it dies.
+SIGTERM: finish the job in hand, take no more, exit. A second SIGTERM (or SIGINT): exit at once;
+the job comes back to the queue through its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from podium import _json
+from podium.bundle import extract, load_service
+from podium.sdk.context import JobContext, reset_context, set_context
+from podium.sdk.service import Route, Service
+from podium.worker.link import ServerLink
+
+log = logging.getLogger("podium.worker")
+
+
+class InvalidArguments(Exception):
+    """The call's arguments do not fit the route's signature."""
+
+
+class _Stop(BaseException):
+    """Raised from the signal handler to abandon a job-take that is only waiting."""
+
+
+def _plain(value: Any) -> Any:
+    """Normalise through JSON, so a route table compares equal to its stored copy."""
+    return _json.loads(_json.dumps(value))
+
+
+class Worker:
+    """Parameters:
+        link: the connection to the server.
+        cache: where bundles are unpacked, one directory per version.
+        ping_interval: seconds between heartbeats.
+        parent_pid: exit when this process (the spawning server) is gone.
+    """
+
+    def __init__(
+        self, link: ServerLink, cache: Path, *, ping_interval: float, parent_pid: int | None = None
+    ) -> None:
+        self.link = link
+        self.cache = cache
+        self.ping_interval = ping_interval
+        self.parent_pid = parent_pid
+        self.service: Service | None = None
+        self.defaults: dict[str, Any] = {}
+        self.current: str | None = None
+        self.taking = False
+        self.stopping = False
+        self.loop = asyncio.new_event_loop()
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def fetch(self, version_id: str) -> tuple[Path, dict[str, Any]]:
+        meta = self.link.get_json(f"/api/v1/versions/{version_id}")
+        target = self.cache / version_id
+        if not target.exists():
+            data = self.link.get_bytes(f"/api/v1/versions/{version_id}/bundle")
+            self.cache.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=self.cache, prefix=".unpack-"))
+            extract(data, tmp)
+            try:
+                os.rename(tmp, target)
+            except OSError:  # another worker unpacked it first
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target, meta
+
+    def load(self, version_id: str) -> None:
+        """Import the bundle, check its routes against the version's, run the initializer."""
+        root, meta = self.fetch(version_id)
+        svc = load_service(root, meta["entry"], meta["service"])
+        if _plain(svc.route_table()) != _plain(meta["routes"]):
+            raise RuntimeError(
+                "the bundle's routes differ from those recorded at deploy time; redeploy it"
+            )
+        t0 = time.monotonic()
+        self.defaults = svc.initialize(**meta["config"].get("init_kwargs", {}))
+        log.info("initializer done in %.3fs; routes: %s", time.monotonic() - t0, ", ".join(svc.routes))
+        self.service = svc
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        threading.Thread(target=self._heartbeat, daemon=True, name="podium-ping").start()
+        backoff = 0.1
+        while not self.stopping:
+            try:
+                self.taking = True
+                job = self.link.take()
+            except _Stop:
+                break
+            except httpx.TransportError as exc:
+                log.warning("cannot reach the server (%s); retrying", exc)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            finally:
+                self.taking = False
+            backoff = 0.1
+            if job is not None:
+                self.run(job)
+        log.info("worker stopping")
+
+    def _heartbeat(self) -> None:
+        while True:
+            time.sleep(self.ping_interval)
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                log.error("the server that started this worker is gone; exiting")
+                os._exit(3)
+            try:
+                self.link.ping([self.current] if self.current else [])
+            except httpx.HTTPError as exc:
+                log.warning("ping failed: %s", exc)
+
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stopping:
+            os._exit(128 + signum)
+        self.stopping = True
+        log.info("signal %s: finishing the current job, then exiting", signum)
+        if self.taking:
+            raise _Stop()
+
+    # -- one job --------------------------------------------------------------------------------
+
+    def run(self, job: dict[str, Any]) -> None:
+        assert self.service is not None
+        meta = job.pop("podium", {}) or {}
+        route = self.service.routes.get(meta.get("route", "")) or self.service.default_route
+        job_id = job["id"]
+        self.current = job_id
+        ctx = JobContext(
+            job_id=job_id,
+            attempt=int(meta.get("attempt", 1)),
+            route=route.path,
+            report=lambda value: self.link.done(job_id, {"status": "IN_PROGRESS", "output": value}),
+        )
+        token = set_context(ctx)
+        try:
+            body = self._call(route, job)
+        finally:
+            reset_context(token)
+        try:
+            _json.dumps(body)
+        except TypeError as exc:
+            body = self._error(TypeError(f"the route's result is not JSON-serializable: {exc}"))
+        self.link.done(job_id, body)
+        self.current = None
+
+    def _call(self, route: Route, job: dict[str, Any]) -> dict[str, Any]:
+        try:
+            if route.kind == "handler":
+                args: tuple[Any, ...] = (job,)
+                kwargs: dict[str, Any] = {}
+            else:
+                args, kwargs = (), self._arguments(route, job.get("input") or {})
+            result = route.func(*args, **kwargs)
+            if inspect.isgenerator(result):
+                for item in result:
+                    self.link.chunk(job["id"], _chunk(item))
+                return {"output": None}
+            if inspect.isasyncgen(result):
+                self.loop.run_until_complete(self._drain_async(job["id"], result))
+                return {"output": None}
+            if inspect.isawaitable(result):
+                result = self.loop.run_until_complete(_await(result))
+            return {"output": result}
+        except Exception as exc:  # the route's failure is the job's result
+            return self._error(exc)
+
+    async def _drain_async(self, job_id: str, gen: Any) -> None:
+        async for item in gen:
+            self.link.chunk(job_id, _chunk(item))
+
+    def _arguments(self, route: Route, given: dict[str, Any]) -> dict[str, Any]:
+        kwargs = {k: v for k, v in self.defaults.items() if route.accepts(k)}
+        kwargs.update(given)
+        try:
+            inspect.signature(route.func).bind(**kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(f"{route.path}: {exc}") from None
+        return kwargs
+
+    @staticmethod
+    def _error(exc: BaseException) -> dict[str, Any]:
+        tb = "".join(traceback.format_exception(exc))
+        log.error("route failed: %s", tb)
+        name = type(exc).__name__
+        return {
+            "error": f"{name}: {exc}",
+            "error_info": {"type": name, "message": str(exc), "traceback": tb},
+        }
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _chunk(item: Any) -> Any:
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return {"$bytes": base64.b64encode(bytes(item)).decode()}
+    return item
+
+
+def install_signals(worker: Worker) -> None:
+    signal.signal(signal.SIGTERM, worker.on_signal)
+    signal.signal(signal.SIGINT, worker.on_signal)
