@@ -45,3 +45,37 @@ async def store(db_url: str) -> AsyncIterator[Store]:
     s = Store(db_url)
     yield s
     await s.close()
+
+
+SERVICES = Path(__file__).parent / "services"
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[object]:
+    """Start real servers (each in its own $PODIUM_HOME unless given one); all stopped after the test."""
+    from server import PodiumServer
+
+    started: list[PodiumServer] = []
+
+    def make(home: Path | None = None, **kw: object) -> PodiumServer:
+        srv = PodiumServer(home or tmp_path / f"home{len(started)}", **kw)  # type: ignore[arg-type]
+        srv.start()
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.close()
+
+
+@pytest.fixture(scope="module")
+def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, dict[str, object]]]:
+    """One server for a module, with tests/services/basic deployed as `basic`."""
+    from server import PodiumServer
+
+    srv = PodiumServer(tmp_path_factory.mktemp("basic-home"))
+    srv.start()
+    try:
+        yield srv, srv.deploy(SERVICES / "basic", "basic")
+    finally:
+        srv.close()

@@ -6,6 +6,7 @@ Every command that prints data takes --json. Errors are one line on stderr and a
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,8 @@ def up(
     from podium.server.app import create_app
     from podium.server.runtime import Runtime
 
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("podium").setLevel(logging.INFO)
     settings = Settings.from_env(host=host, port=port)
     runtime = Runtime(settings)
 

@@ -55,6 +55,8 @@ class WorkerInfo:
 class Registry:
     def __init__(self) -> None:
         self.workers: dict[str, WorkerInfo] = {}
+        #: Workers known to have exited: a request of theirs still in flight must not revive them.
+        self._gone: dict[str, None] = {}
 
     def add(self, info: WorkerInfo) -> WorkerInfo:
         self.workers[info.id] = info
@@ -64,7 +66,20 @@ class Registry:
         return self.workers.get(worker_id)
 
     def remove(self, worker_id: str) -> WorkerInfo | None:
+        self._gone[worker_id] = None
+        if len(self._gone) > 10_000:
+            del self._gone[next(iter(self._gone))]
         return self.workers.pop(worker_id, None)
+
+    def is_gone(self, worker_id: str) -> bool:
+        return worker_id in self._gone
+
+    def attach(self, worker_id: str, endpoint_id: str) -> WorkerInfo:
+        """The worker's record; a worker started elsewhere is recorded on first sight."""
+        info = self.workers.get(worker_id)
+        if info is None:
+            info = self.add(WorkerInfo(worker_id, endpoint_id, None))
+        return info
 
     def for_endpoint(self, endpoint_id: str) -> list[WorkerInfo]:
         return [w for w in self.workers.values() if w.endpoint_id == endpoint_id]
@@ -72,9 +87,7 @@ class Registry:
     def seen(self, worker_id: str, endpoint_id: str) -> tuple[WorkerInfo, bool]:
         """Note a worker's sign of life; returns (info, first time ready)."""
         now = time.time()
-        info = self.workers.get(worker_id)
-        if info is None:
-            info = self.add(WorkerInfo(worker_id, endpoint_id, None))
+        info = self.attach(worker_id, endpoint_id)
         info.last_seen = now
         became_ready = info.ready_at is None
         if became_ready:

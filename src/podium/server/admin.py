@@ -8,7 +8,8 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, ORJSONResponse
+from fastapi.responses import FileResponse
+from podium.server.responses import JSONAnswer
 from sqlalchemy.engine import RowMapping
 
 from podium import _json
@@ -61,15 +62,15 @@ async def _endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[
 
 
 @router.get("/blobs/{sha256}")
-async def blob_exists(request: Request, sha256: str) -> ORJSONResponse:
+async def blob_exists(request: Request, sha256: str) -> JSONAnswer:
     rt, _ = await _auth(request, "deploy")
     if not SHA256.match(sha256) or not rt.blob_path(sha256).exists():
         raise not_found("bundle", sha256)
-    return ORJSONResponse({"sha256": sha256, "size": rt.blob_path(sha256).stat().st_size})
+    return JSONAnswer({"sha256": sha256, "size": rt.blob_path(sha256).stat().st_size})
 
 
 @router.put("/blobs/{sha256}")
-async def put_blob(request: Request, sha256: str) -> ORJSONResponse:
+async def put_blob(request: Request, sha256: str) -> JSONAnswer:
     """Upload a bundle; it is stored under its SHA-256, which must match what was sent."""
     rt, _ = await _auth(request, "deploy")
     if not SHA256.match(sha256):
@@ -82,7 +83,7 @@ async def put_blob(request: Request, sha256: str) -> ORJSONResponse:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
-    return ORJSONResponse({"sha256": sha256, "size": len(data)})
+    return JSONAnswer({"sha256": sha256, "size": len(data)})
 
 
 def _check_version(v: Any) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def _check_version(v: Any) -> dict[str, Any]:
 
 
 @router.post("/deploy")
-async def deploy(request: Request) -> ORJSONResponse:
+async def deploy(request: Request) -> JSONAnswer:
     """Store a version (same content, same id) and point the endpoint `name` at it."""
     rt, principal = await _auth(request, "deploy")
     body = await read_object(request, 10 * 1024 * 1024)
@@ -124,25 +125,25 @@ async def deploy(request: Request) -> ORJSONResponse:
         principal.project_id, name, row, key_id=principal.key_id, message=message
     )
     rt.scaler.wake()
-    return ORJSONResponse({**(await _endpoint_view(rt, request, ep)), "changed": changed})
+    return JSONAnswer({**(await _endpoint_view(rt, request, ep)), "changed": changed})
 
 
 @router.get("/endpoints")
-async def list_endpoints(request: Request) -> ORJSONResponse:
+async def list_endpoints(request: Request) -> JSONAnswer:
     rt, principal = await _auth(request, "read")
     eps = await rt.catalog.list_endpoints(principal.project_id)
-    return ORJSONResponse({"endpoints": [await _endpoint_view(rt, request, ep) for ep in eps]})
+    return JSONAnswer({"endpoints": [await _endpoint_view(rt, request, ep) for ep in eps]})
 
 
 @router.get("/endpoints/{ref}")
-async def get_endpoint(request: Request, ref: str) -> ORJSONResponse:
+async def get_endpoint(request: Request, ref: str) -> JSONAnswer:
     rt, principal = await _auth(request, "read")
     ep = await rt.endpoint(principal, ref)
-    return ORJSONResponse(await _endpoint_view(rt, request, ep))
+    return JSONAnswer(await _endpoint_view(rt, request, ep))
 
 
 @router.get("/endpoints/{ref}/logs")
-async def endpoint_logs(request: Request, ref: str, tail_lines: int = 200) -> ORJSONResponse:
+async def endpoint_logs(request: Request, ref: str, tail_lines: int = 200) -> JSONAnswer:
     """The newest lines of the endpoint's worker logs, oldest worker first."""
     rt, principal = await _auth(request, "read")
     ep = await rt.endpoint(principal, ref)
@@ -150,11 +151,11 @@ async def endpoint_logs(request: Request, ref: str, tail_lines: int = 200) -> OR
     log_dir = rt.settings.logs / ep["name"]
     files = sorted(log_dir.glob("*.log"), key=lambda p: p.stat().st_mtime) if log_dir.exists() else []
     workers = [{"worker": f.stem, "lines": tail(f, n).splitlines()} for f in files]
-    return ORJSONResponse({"endpoint_id": ep["id"], "name": ep["name"], "workers": workers})
+    return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "workers": workers})
 
 
 @router.get("/jobs/{job_id}")
-async def get_job(request: Request, job_id: str) -> ORJSONResponse:
+async def get_job(request: Request, job_id: str) -> JSONAnswer:
     rt, principal = await _auth(request, "read")
     row = await rt.queue.get(job_id)
     if row is None or row["project_id"] != principal.project_id:
@@ -162,7 +163,7 @@ async def get_job(request: Request, job_id: str) -> ORJSONResponse:
     job = dict(row)
     for k in ("input", "output", "error_info", "attempt_errors", "progress", "policy"):
         job[k] = _json.loads(job[k])
-    return ORJSONResponse(job)
+    return JSONAnswer(job)
 
 
 async def _version_for(request: Request, version_id: str) -> tuple[Runtime, RowMapping]:
@@ -180,12 +181,12 @@ async def _version_for(request: Request, version_id: str) -> tuple[Runtime, RowM
 
 
 @router.get("/versions/{version_id}")
-async def get_version(request: Request, version_id: str) -> ORJSONResponse:
+async def get_version(request: Request, version_id: str) -> JSONAnswer:
     _, row = await _version_for(request, version_id)
     v = dict(row)
     v["routes"] = _json.loads(v["routes"])
     v["config"] = _json.loads(v["config"])
-    return ORJSONResponse(v)
+    return JSONAnswer(v)
 
 
 @router.get("/versions/{version_id}/bundle", response_model=None)
@@ -198,7 +199,7 @@ async def get_bundle(request: Request, version_id: str) -> FileResponse:
 
 
 @router.post("/keys")
-async def create_key(request: Request) -> ORJSONResponse:
+async def create_key(request: Request) -> JSONAnswer:
     """Create an API key; the key itself is in this answer and nowhere else, ever."""
     rt, principal = await _auth(request, "admin")
     body = await read_object(request, 64 * 1024)
@@ -208,4 +209,4 @@ async def create_key(request: Request) -> ORJSONResponse:
     name = body.get("name")
     kid, key = await rt.catalog.create_key(principal.project_id, role, name=name if isinstance(name, str) else None)
     prefix = key[:13]
-    return ORJSONResponse({"id": kid, "key": key, "prefix": prefix, "role": role, "project": principal.project_id})
+    return JSONAnswer({"id": kid, "key": key, "prefix": prefix, "role": role, "project": principal.project_id})

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
+from podium.server.responses import JSONAnswer
 
 from podium._version import __version__
 from podium.config import Settings
@@ -34,7 +34,7 @@ def create_app(
     app = FastAPI(
         title="Podium",
         version=__version__,
-        default_response_class=ORJSONResponse,
+        default_response_class=JSONAnswer,
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,

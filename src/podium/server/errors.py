@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from podium.server.responses import JSONAnswer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from podium.errors import PodiumError
@@ -39,9 +39,9 @@ class HTTPError(PodiumError):
         self.extra = extra or {}
         super().__init__(f"{status_code} {error}: {detail}")
 
-    def response(self) -> ORJSONResponse:
+    def response(self) -> JSONAnswer:
         body = {"error": self.error, "detail": self.detail, **self.extra}
-        return ORJSONResponse(body, status_code=self.status_code, headers=self.headers)
+        return JSONAnswer(body, status_code=self.status_code, headers=self.headers)
 
 
 def not_found(what: str, ref: str) -> HTTPError:
@@ -49,27 +49,29 @@ def not_found(what: str, ref: str) -> HTTPError:
 
 
 def install(app: FastAPI) -> None:
-    async def on_podium(_: Request, exc: HTTPError) -> ORJSONResponse:
+    async def on_podium(_: Request, exc: HTTPError) -> JSONAnswer:
         return exc.response()
 
-    async def on_starlette(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def on_starlette(_: Request, exc: StarletteHTTPException) -> JSONAnswer:
         phrase = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
         detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
-        if exc.status_code == 404 and detail is None:
-            detail = "no such path"
-        return ORJSONResponse(
+        if detail is None:
+            detail = {404: "no such path", 405: "this path does not take that HTTP method"}.get(
+                exc.status_code, HTTPStatus(exc.status_code).phrase
+            )
+        return JSONAnswer(
             {"error": phrase, "detail": detail}, status_code=exc.status_code, headers=exc.headers
         )
 
-    async def on_validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def on_validation(_: Request, exc: RequestValidationError) -> JSONAnswer:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
         )
-        return ORJSONResponse({"error": "invalid_request", "detail": problems}, status_code=400)
+        return JSONAnswer({"error": "invalid_request", "detail": problems}, status_code=400)
 
-    async def on_crash(request: Request, exc: Exception) -> ORJSONResponse:
+    async def on_crash(request: Request, exc: Exception) -> JSONAnswer:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return ORJSONResponse(
+        return JSONAnswer(
             {"error": "internal_error", "detail": "the server failed; see its log"}, status_code=500
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import ORJSONResponse
+from podium.server.responses import JSONAnswer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from podium._version import __version__
@@ -13,9 +13,9 @@ router = APIRouter(tags=["ops"])
 
 
 @router.get("/healthz")
-async def healthz() -> ORJSONResponse:
+async def healthz() -> JSONAnswer:
     """Liveness: no key needed."""
-    return ORJSONResponse({"status": "ok", "version": __version__})
+    return JSONAnswer({"status": "ok", "version": __version__})
 
 
 @router.get("/metrics")

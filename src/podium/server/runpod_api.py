@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
+from podium.server.responses import JSONAnswer
 
 from podium.server.body import MB, read_json
 from podium.server.calls import check_callable, default_route, envelope, submit
@@ -44,14 +44,14 @@ async def _accept(request: Request, endpoint_id: str, limit: int, kind: str, job
 
 
 @router.post("/run")
-async def run(request: Request, endpoint_id: str) -> ORJSONResponse:
+async def run(request: Request, endpoint_id: str) -> JSONAnswer:
     """Queue a job on the endpoint's default route; answers at once with its id."""
     job_id = await _accept(request, endpoint_id, RUN_LIMIT, "run", f"{uuid.uuid4()}-u1")
-    return ORJSONResponse({"id": job_id, "status": "IN_QUEUE"})
+    return JSONAnswer({"id": job_id, "status": "IN_QUEUE"})
 
 
 @router.post("/runsync")
-async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -> ORJSONResponse:
+async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -> JSONAnswer:
     """Run a job and wait for it (`?wait=ms`, 1000–300000, default 90 s), else answer its id."""
     rt = _rt(request)
     if wait is not None and not 1000 <= wait <= 300_000:
@@ -60,27 +60,27 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
     timeout = wait / 1000 if wait is not None else rt.settings.runsync_wait
     row = await rt.queue.wait_final(job_id, timeout)
     assert row is not None
-    return ORJSONResponse(envelope(row, rt.clock.now()))
+    return JSONAnswer(envelope(row, rt.clock.now()))
 
 
 @router.get("/status/{job_id}")
-async def status(request: Request, endpoint_id: str, job_id: str) -> ORJSONResponse:
+async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     rt = _rt(request)
     principal = await rt.keys.authenticate(request)
     ep = await rt.endpoint(principal, endpoint_id)
     row = await rt.queue.get(job_id)
     if row is None or row["endpoint_id"] != ep["id"]:
         raise not_found("job", job_id)
-    return ORJSONResponse(envelope(row, rt.clock.now()))
+    return JSONAnswer(envelope(row, rt.clock.now()))
 
 
 @router.get("/health")
-async def health(request: Request, endpoint_id: str) -> ORJSONResponse:
+async def health(request: Request, endpoint_id: str) -> JSONAnswer:
     rt = _rt(request)
     principal = await rt.keys.authenticate(request)
     ep = await rt.endpoint(principal, endpoint_id)
     counts = await rt.queue.counts(ep["id"])
-    return ORJSONResponse(
+    return JSONAnswer(
         {
             "jobs": {
                 "completed": counts.get("COMPLETED", 0),

@@ -11,11 +11,12 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import ORJSONResponse
+from podium.server.responses import JSONAnswer
 from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.scaling.registry import WorkerInfo, WorkerState
+from podium.server.errors import HTTPError
 from podium.server.auth import Principal, require
 from podium.server.body import MB, read_json
 from podium.server.runtime import Runtime
@@ -52,6 +53,8 @@ def _job_for_worker(row: RowMapping) -> dict[str, Any]:
 
 async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) -> list[dict[str, Any]]:
     rt, _, ep = await _worker(request, endpoint_id)
+    if rt.registry.is_gone(worker_id):
+        raise HTTPError(410, "worker_gone", f"worker {worker_id} has exited; start a new one")
     info, ready = rt.registry.seen(worker_id, ep["id"])
     if ready:
         await rt.scaler.worker_ready(info, ep)
@@ -80,7 +83,7 @@ def _may_take(info: WorkerInfo, ep: RowMapping) -> bool:
 async def job_take(request: Request, endpoint_id: str, worker_id: str) -> Response:
     """Long-poll for one job: answers it as soon as one is stored, or 204 after the poll window."""
     jobs = await _take(request, endpoint_id, worker_id, 1)
-    return ORJSONResponse(jobs[0]) if jobs else Response(status_code=204)
+    return JSONAnswer(jobs[0]) if jobs else Response(status_code=204)
 
 
 @router.get("/job-take-batch/{worker_id}", response_model=None)
@@ -88,7 +91,7 @@ async def job_take_batch(
     request: Request, endpoint_id: str, worker_id: str, batch_size: int = 1
 ) -> Response:
     jobs = await _take(request, endpoint_id, worker_id, max(1, min(batch_size, 64)))
-    return ORJSONResponse(jobs) if jobs else Response(status_code=204)
+    return JSONAnswer(jobs) if jobs else Response(status_code=204)
 
 
 @router.get("/job-stop/{worker_id}", response_model=None)
@@ -119,7 +122,7 @@ def _error_of(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
 
 
 @router.post("/job-done/{worker_id}/{job_id}")
-async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: str) -> ORJSONResponse:
+async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: str) -> JSONAnswer:
     """A job's result, error, or (with `status: IN_PROGRESS`) a progress update."""
     rt, _, _ = await _worker(request, endpoint_id)
     body = await read_json(request, RESULT_LIMIT, empty={})
@@ -127,24 +130,24 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
         body = {"output": body}
     if body.get("status") == "IN_PROGRESS":
         await rt.queue.progress(job_id, worker_id, body.get("output"))
-        return ORJSONResponse(OK)
+        return JSONAnswer(OK)
     if "error" in body:
         error, info = _error_of(body)
         await rt.queue.finish(job_id, worker_id, error=error, error_info=info)
     else:
         await rt.queue.finish(job_id, worker_id, output=body.get("output"))
     rt.registry.released(worker_id, job_id)
-    return ORJSONResponse(OK)
+    return JSONAnswer(OK)
 
 
 @router.post("/job-stream/{worker_id}/{job_id}")
-async def job_stream(request: Request, endpoint_id: str, worker_id: str, job_id: str) -> ORJSONResponse:
+async def job_stream(request: Request, endpoint_id: str, worker_id: str, job_id: str) -> JSONAnswer:
     """One chunk a streaming route yielded."""
     rt, _, _ = await _worker(request, endpoint_id)
     body = await read_json(request, CHUNK_LIMIT, empty={})
     value = body.get("output") if isinstance(body, dict) else body
     await rt.queue.append_chunk(job_id, worker_id, value)
-    return ORJSONResponse(OK)
+    return JSONAnswer(OK)
 
 
 @router.api_route("/ping/{worker_id}", methods=["GET", "POST"])
@@ -155,7 +158,7 @@ async def ping(
     job_id: str | None = None,
     status: str | None = None,
     reason: str | None = None,
-) -> ORJSONResponse:
+) -> JSONAnswer:
     """Heartbeat: extends the leases of the jobs the worker lists; may report the worker unhealthy."""
     rt, _, ep = await _worker(request, endpoint_id)
     if request.method == "POST":
@@ -163,9 +166,9 @@ async def ping(
         if isinstance(body, dict):
             status = body.get("status", status)
             reason = body.get("reason", reason)
-    info = rt.registry.get(worker_id)
-    if info is None:
-        info = rt.registry.add(WorkerInfo(worker_id, ep["id"], None))
+    if rt.registry.is_gone(worker_id):
+        return JSONAnswer(OK)
+    info = rt.registry.attach(worker_id, ep["id"])
     info.last_seen = rt.clock.now()
     if status == "unhealthy":
         info.state = WorkerState.UNHEALTHY
@@ -174,4 +177,4 @@ async def ping(
             await rt.scaler.fail_endpoint(info, info.failure)
     ids = [j for j in (job_id or "").split(",") if j]
     await rt.queue.heartbeat(worker_id, ids, lease=rt.settings.lease_seconds)
-    return ORJSONResponse(OK)
+    return JSONAnswer(OK)

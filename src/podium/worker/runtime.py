@@ -105,8 +105,7 @@ class Worker:
         backoff = 0.1
         while not self.stopping:
             try:
-                self.taking = True
-                job = self.link.take()
+                job = self._take()
             except _Stop:
                 break
             except httpx.TransportError as exc:
@@ -114,12 +113,20 @@ class Worker:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            finally:
-                self.taking = False
             backoff = 0.1
             if job is not None:
                 self.run(job)
         log.info("worker stopping")
+
+    def _take(self) -> dict[str, Any] | None:
+        """One long-poll; a stop signal during it abandons it (the server gives the job back)."""
+        self.taking = True
+        try:
+            if self.stopping:
+                raise _Stop()
+            return self.link.take()
+        finally:
+            self.taking = False
 
     def _heartbeat(self) -> None:
         while True:

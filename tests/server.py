@@ -1,0 +1,111 @@
+"""A real Podium server in a subprocess on a free loopback port, for process-level tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ADMIN_KEY = "pod_live_test_admin_key_0123456789abcdefghijklmnop"
+
+#: Short leases and ticks so recovery paths run in seconds, not minutes.
+FAST = {
+    "PODIUM_LEASE_SECONDS": "2",
+    "PODIUM_PING_INTERVAL": "0.4",
+    "PODIUM_TAKE_TIMEOUT": "5",
+    "PODIUM_TICK": "0.2",
+    "PODIUM_DRAIN_GRACE": "5",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy (bounded; for observing other processes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class PodiumServer:
+    def __init__(self, home: Path, db_url: str | None = None, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.key = ADMIN_KEY
+        self.env = {**os.environ, **FAST, **(env or {}), "PODIUM_HOME": str(home),
+                    "PODIUM_ADMIN_KEY": ADMIN_KEY, "PODIUM_URL": self.url, "PODIUM_API_KEY": ADMIN_KEY}
+        self.env.pop("PODIUM_DATABASE_URL", None)
+        if db_url:
+            self.env["PODIUM_DATABASE_URL"] = db_url
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60)
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = (self.home / "server.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "podium", "up", "--port", str(self.port)],
+            env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        )
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"server exited:\n{(self.home / 'server.log').read_text()[-3000:]}")
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, 30, what="server /healthz")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self) -> None:
+        self.stop()
+        self.http.close()
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [sys.executable, "-m", "podium", *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"podium {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+        return res
+
+    def deploy(self, path: Path | str, name: str) -> dict[str, Any]:
+        return json.loads(self.cli("deploy", str(path), "--name", name, "--json").stdout)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = self.http.get(f"/api/v1/jobs/{job_id}")
+        r.raise_for_status()
+        return r.json()
+
+    def wait_job(self, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        final = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
+        return wait_until(lambda: (j := self.job(job_id))["status"] in final and j, timeout, 0.05, f"job {job_id}")
