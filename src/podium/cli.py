@@ -74,7 +74,12 @@ def up(
         host=settings.host, port=settings.port, log_level="warning", access_log=False,
         loop="auto", http="auto", timeout_graceful_shutdown=5,
     )
-    uvicorn.Server(config).run()
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            runtime.queue.close()  # answer held long-polls now, so shutdown is not held up
+            await super().shutdown(sockets)
+
+    Server(config).run()
 
 
 def _store_name(settings: Any) -> str:

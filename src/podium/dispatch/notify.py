@@ -32,6 +32,18 @@ class Notifier:
         for ev in self._waiters.get(key, ()):
             ev.set()
 
+    def notify_one(self, key: str) -> None:
+        """Wake one waiter not already woken (one new job needs one worker, not all of them)."""
+        for ev in self._waiters.get(key, ()):
+            if not ev.is_set():
+                ev.set()
+                return
+
+    def notify_all(self) -> None:
+        for waiters in self._waiters.values():
+            for ev in waiters:
+                ev.set()
+
     def listeners(self, key: str) -> int:
         return len(self._waiters.get(key, ()))
 

@@ -70,6 +70,12 @@ class JobQueue:
         self.store = store
         self.notifier = notifier or Notifier()
         self.clock = clock or Clock()
+        #: Set when the server shuts down: long-polls answer at once instead of holding it up.
+        self.closing = False
+
+    def close(self) -> None:
+        self.closing = True
+        self.notifier.notify_all()
 
     # -- callers --------------------------------------------------------------------------------
 
@@ -97,7 +103,7 @@ class JobQueue:
         key = ep_key(new.endpoint_id)
         if not self.notifier.listeners(key):
             self.notifier.notify(SCALE_KEY)
-        self.notifier.notify(key)
+        self.notifier.notify_one(key)
         return new.id
 
     async def get(self, job_id: str) -> RowMapping | None:
@@ -186,6 +192,8 @@ class JobQueue:
         deadline = time.monotonic() + timeout
         with self.notifier.listen(ep_key(endpoint_id)) as ev:
             while True:
+                if self.closing:
+                    return []
                 taken = await self.take(endpoint_id, worker_id, lease=lease, limit=limit)
                 if taken:
                     return taken

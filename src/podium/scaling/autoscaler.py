@@ -29,6 +29,8 @@ log = logging.getLogger("podium.scaling")
 
 #: Workers of one endpoint that may die before becoming ready before the endpoint is put in ERROR.
 MAX_START_FAILURES = 3
+#: Shortest time between two passes, however often new jobs wake the autoscaler.
+MIN_TICK_GAP = 0.05
 
 
 class Autoscaler:
@@ -71,6 +73,8 @@ class Autoscaler:
                 except Exception:
                     log.exception("autoscaler tick failed")
                 await wait_event(ev, self.settings.tick)
+                # Under load every new job may wake us; a short gap bounds the ticks per second.
+                await asyncio.sleep(MIN_TICK_GAP)
 
     def wake(self) -> None:
         self.queue.notifier.notify(SCALE_KEY)

@@ -68,8 +68,19 @@ class Runtime:
         elif not await self.catalog.has_admin_key():
             _, key = await self.catalog.create_key(project, "admin", name="admin (first start)")
             self.new_admin_key = key
+        if key is None:
+            key = await self._saved_key()
         if key is not None:
             write_credentials(self.settings.credentials, self.settings.url, key)
+
+    async def _saved_key(self) -> str | None:
+        """The CLI's saved key, if it is still valid (its URL is refreshed: the port may change)."""
+        try:
+            saved = json.loads(self.settings.credentials.read_text())
+        except (OSError, ValueError):
+            return None
+        key = saved.get("api_key") if isinstance(saved, dict) else None
+        return key if isinstance(key, str) and await self.keys.lookup(key) is not None else None
 
     # -- lookups shared by the routers ----------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
+import time
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
@@ -17,6 +18,7 @@ from podium.store.engine import Store
 from podium.store.tables import api_keys, endpoint_history, endpoints, projects, versions
 
 DEFAULT_PROJECT = "default"
+ENDPOINT_CACHE_SECONDS = 1.0
 KEY_PREFIX = "pod_live_"
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -47,6 +49,9 @@ class Catalog:
     def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
         self.clock = clock or Clock()
+        # Endpoint rows are read on every call and change rarely: cached briefly, and dropped
+        # whenever this process changes one (the TTL bounds staleness across server replicas).
+        self._endpoints: dict[tuple[str | None, str], tuple[float, RowMapping | None]] = {}
 
     # -- projects -------------------------------------------------------------------------------
 
@@ -158,6 +163,17 @@ class Catalog:
 
     async def get_endpoint(self, project_id: str | None, ref: str) -> RowMapping | None:
         """An endpoint by id or by name (within the project, when one is given)."""
+        now = time.monotonic()
+        hit = self._endpoints.get((project_id, ref))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = await self._load_endpoint(project_id, ref)
+        if len(self._endpoints) > 10_000:
+            self._endpoints.clear()
+        self._endpoints[(project_id, ref)] = (now + ENDPOINT_CACHE_SECONDS, row)
+        return row
+
+    async def _load_endpoint(self, project_id: str | None, ref: str) -> RowMapping | None:
         q = select(endpoints).where(or_(endpoints.c.id == ref, endpoints.c.name == ref))
         if project_id is not None:
             q = q.where(endpoints.c.project_id == project_id)
@@ -185,7 +201,8 @@ class Catalog:
         """Create the endpoint `name` at `version`, or re-point it. Returns (row, changed)."""
         now = self.clock.now()
         config = _json.loads(version["config"])
-        current = await self.get_endpoint(project_id, name)
+        self._endpoints.clear()
+        current = await self._load_endpoint(project_id, name)
         if current is not None and current["name"] == name:
             if current["version_id"] == version["id"] and current["state"] != EndpointState.INACTIVE:
                 return current, False
@@ -196,7 +213,7 @@ class Catalog:
                     .values(version_id=version["id"], state=EndpointState.CREATING, error=None, updated_at=now)
                 )
                 await self._history(conn, current["id"], version["id"], key_id, message, now)
-            row = await self.get_endpoint(project_id, current["id"])
+            row = await self._load_endpoint(project_id, current["id"])
             assert row is not None
             return row, True
         eid = new_id()
@@ -217,7 +234,7 @@ class Catalog:
                 )
             )
             await self._history(conn, eid, version["id"], key_id, message, now)
-        row = await self.get_endpoint(project_id, eid)
+        row = await self._load_endpoint(project_id, eid)
         assert row is not None
         return row, True
 
@@ -239,4 +256,5 @@ class Catalog:
             q = q.where(endpoints.c.state == only_from)
         async with self.store.tx() as conn:
             res = await conn.execute(q.values(state=state, error=error, updated_at=self.clock.now()))
-            return bool(res.rowcount)
+        self._endpoints.clear()
+        return bool(res.rowcount)

@@ -76,7 +76,8 @@ class Store:
         self.sqlite = is_sqlite(url)
         kwargs: dict[str, Any] = {}
         if self.sqlite:
-            kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60)
+            # Every use is a committed or rolled-back transaction: no reset needed on return.
+            kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60, pool_reset_on_return=None)
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
