@@ -141,3 +141,13 @@ async def test_secret_fields_dropped_when_job_ends(store):
     assert "secret" not in (await q.get(jid))
     await q.finish(jid, "w1", output=None)
     assert await q.secret_fields(jid) == {}
+
+
+async def test_each_new_job_wakes_one_worker_and_none_is_lost(store):
+    """Many long-polls, many jobs stored at once: every job is taken promptly, none twice."""
+    q = JobQueue(store)
+    takers = [asyncio.create_task(q.take_wait("ep1", f"w{i}", lease=30, timeout=30)) for i in range(5)]
+    await asyncio.sleep(0.05)
+    ids = {await q.enqueue(job()) for _ in range(5)}
+    got = await asyncio.wait_for(asyncio.gather(*takers), 10)
+    assert sorted(t["id"] for batch in got for t in batch) == sorted(ids)

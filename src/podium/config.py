@@ -10,24 +10,14 @@ from typing import Any
 from podium.errors import ConfigError
 
 
-def _float(name: str, default: float) -> float:
+def _number(name: str, default: float, kind: type = float) -> Any:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        return kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-
-
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -63,15 +53,15 @@ class Settings:
             database_url=os.environ.get("PODIUM_DATABASE_URL", ""),
             admin_key=os.environ.get("PODIUM_ADMIN_KEY") or None,
             host=os.environ.get("PODIUM_HOST", "127.0.0.1"),
-            port=_int("PODIUM_PORT", 8000),
-            lease_seconds=_float("PODIUM_LEASE_SECONDS", 30.0),
-            ping_interval=_float("PODIUM_PING_INTERVAL", 5.0),
-            take_timeout=_float("PODIUM_TAKE_TIMEOUT", 20.0),
-            runsync_wait=_float("PODIUM_RUNSYNC_WAIT", 90.0),
-            route_wait=_float("PODIUM_ROUTE_WAIT", 300.0),
-            max_attempts=_int("PODIUM_MAX_ATTEMPTS", 3),
-            tick=_float("PODIUM_TICK", 1.0),
-            drain_grace=_float("PODIUM_DRAIN_GRACE", 30.0),
+            port=_number("PODIUM_PORT", 8000, int),
+            lease_seconds=_number("PODIUM_LEASE_SECONDS", 30.0),
+            ping_interval=_number("PODIUM_PING_INTERVAL", 5.0),
+            take_timeout=_number("PODIUM_TAKE_TIMEOUT", 20.0),
+            runsync_wait=_number("PODIUM_RUNSYNC_WAIT", 90.0),
+            route_wait=_number("PODIUM_ROUTE_WAIT", 300.0),
+            max_attempts=_number("PODIUM_MAX_ATTEMPTS", 3, int),
+            tick=_number("PODIUM_TICK", 1.0),
+            drain_grace=_number("PODIUM_DRAIN_GRACE", 30.0),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 

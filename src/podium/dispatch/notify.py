@@ -27,6 +27,9 @@ class Notifier:
                 waiters.discard(ev)
                 if not waiters:
                     del self._waiters[key]
+            if ev.is_set():
+                # A wake-up meant for one waiter reached one that is leaving: pass it on.
+                self.notify_one(key)
 
     def notify(self, key: str) -> None:
         for ev in self._waiters.get(key, ()):

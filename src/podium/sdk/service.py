@@ -222,7 +222,8 @@ class Service:
 
 
 def _default_name(func: Callable[..., Any]) -> str:
-    return func.__name__.lower().replace("_", "-").strip("-") or "service"
+    name = re.sub(r"[^a-z0-9-]+", "-", func.__name__.lower()).strip("-")[:63]
+    return name or "service"
 
 
 def service(

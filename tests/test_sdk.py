@@ -1,0 +1,129 @@
+"""The authoring SDK: services, routes, handlers, defaults, context."""
+
+from __future__ import annotations
+
+import pytest
+
+import podium
+from podium.sdk.context import JobContext, reset_context, set_context
+from podium.sdk.service import find_service, handler_service
+
+
+def make():
+    @podium.service(name="svc", min_workers=1, max_workers=3, idle_timeout=5, concurrency=2)
+    def init(scale=2):
+        return {"scale": scale}
+
+    @init.endpoint("/double")
+    def double(x, scale):
+        return x * scale
+
+    @init.endpoint("/custom-endpoint", default=True)
+    async def custom(x=1):
+        return x
+
+    @init.endpoint("/gen")
+    def gen(n=2):
+        yield from range(n)
+
+    return init
+
+
+def test_routes_defaults_and_table():
+    svc = make()
+    assert svc.default_route.path == "/custom-endpoint"
+    assert svc.initialize() == {"scale": 2} and svc.initialize(scale=5) == {"scale": 5}
+    table = {r["path"]: r for r in svc.route_table()}
+    assert table["/gen"]["streaming"] and not table["/double"]["streaming"]
+    assert table["/custom-endpoint"]["method"] == "custom_endpoint" and table["/custom-endpoint"]["is_async"]
+    assert table["/custom-endpoint"]["default"] and not table["/double"]["default"]
+    assert table["/double"]["params"] == [{"name": "x", "required": True}, {"name": "scale", "required": True}]
+    assert svc.config.as_dict() == {"min_workers": 1, "max_workers": 3, "idle_timeout": 5, "concurrency": 2}
+
+
+def test_first_route_is_default_when_none_is_marked():
+    @podium.service
+    def my_init():
+        return None
+
+    @my_init.endpoint("/a")
+    def a():
+        return 1
+
+    @my_init.endpoint("/b")
+    def b():
+        return 2
+
+    assert my_init.name == "my-init" and my_init.default_route.path == "/a"
+    assert my_init.initialize() == {}
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda s: s.endpoint("no-slash")(lambda: 1), "must start with '/'"),
+        (lambda s: s.endpoint("/x", streaming=True)(lambda: 1), "not a generator"),
+        (lambda s: [s.endpoint("/x")(lambda: 1), s.endpoint("/x")(lambda: 2)], "declared twice"),
+        (lambda s: [s.endpoint("/x", default=True)(lambda: 1), s.endpoint("/y", default=True)(lambda: 2)], "both marked"),
+    ],
+)
+def test_declaration_errors_are_clear(build, message):
+    svc = podium.Service(None, name="s")
+    with pytest.raises(podium.ServiceDefinitionError, match=message):
+        build(svc)
+
+
+def test_bad_names_and_config_are_refused():
+    with pytest.raises(podium.ServiceDefinitionError, match="must match"):
+        podium.service(name="Bad Name")(lambda: None)
+    with pytest.raises(podium.ServiceDefinitionError, match="max_workers"):
+        podium.service(name="ok", min_workers=3, max_workers=2)(lambda: None)
+
+
+def test_initializer_must_return_a_dict():
+    svc = podium.service(name="s")(lambda: [1])
+    with pytest.raises(podium.ServiceDefinitionError, match="must return a dict"):
+        svc.initialize()
+
+
+def test_handler_is_a_one_route_service_and_stays_callable():
+    @podium.handler(name="echo")
+    def handler(job):
+        return job["input"]
+
+    assert handler({"id": "1", "input": 5}) == 5
+    svc = find_service({"handler": handler})
+    assert svc.name == "echo" and svc.default_route.kind == "handler"
+    plain = find_service({"handler": lambda job: job})
+    assert plain.default_route.kind == "handler"
+    with pytest.raises(podium.ServiceDefinitionError, match="exactly one argument"):
+        handler_service(lambda a, b: None)
+
+
+def test_find_service_reports_none_or_several():
+    with pytest.raises(podium.ServiceDefinitionError, match="no service found"):
+        find_service({"x": 1})
+    a, b = podium.Service(None, name="a"), podium.Service(None, name="b")
+    with pytest.raises(podium.ServiceDefinitionError, match="several services"):
+        find_service({"a": a, "b": b})
+    assert find_service({"a": a, "b": b}, "b") is b
+
+
+def test_context_inside_and_outside_a_job():
+    with pytest.raises(podium.PodiumError, match="only available while a route is running"):
+        _ = podium.context.job_id
+    seen = []
+    token = set_context(JobContext("j1", 2, "/x", report=seen.append))
+    try:
+        assert (podium.context.job_id, podium.context.attempt, podium.context.route) == ("j1", 2, "/x")
+        podium.context.progress(50)
+    finally:
+        reset_context(token)
+    assert seen == [50]
+
+
+def test_public_names_are_exported_and_sorted():
+    public = sorted(n for n in dir(podium) if not n.startswith("_") and n not in {
+        "cli", "client", "config", "dispatch", "errors", "sdk", "server", "store", "scaling", "worker", "bundle"})
+    assert podium.__all__ == sorted(podium.__all__)
+    assert set(public) <= set(podium.__all__)
