@@ -6,7 +6,6 @@ Every command that prints data takes --json. Errors are one line on stderr and a
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -57,8 +56,9 @@ def up(
     from podium.server.app import create_app
     from podium.server.runtime import Runtime
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("podium").setLevel(logging.INFO)
+    from podium import logs
+
+    logs.setup()
     settings = Settings.from_env(host=host, port=port)
     runtime = Runtime(settings)
 
@@ -220,10 +220,12 @@ def logs(endpoint: str, tail: int = typer.Option(200, help="Lines per worker."),
     if as_json:
         print_json(res)
         return
+    from podium.logs import render
+
     for w in res["workers"]:
         out.print(f"[bold]== {w['worker']} ==[/bold]")
         for line in w["lines"]:
-            sys.stdout.write(line + "\n")
+            sys.stdout.write(render(line) + "\n")
 
 
 @keys_app.command("create")

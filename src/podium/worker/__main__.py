@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import traceback
 import uuid
 from pathlib import Path
 
+from podium import logs
 from podium.worker.link import ServerLink
 from podium.worker.runtime import Worker, install_signals
 
@@ -22,12 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", default=os.environ.get("PODIUM_URL", "http://127.0.0.1:8000"))
     p.add_argument("--parent-pid", type=int)
     args = p.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s %(levelname)s [{args.worker_id}] %(message)s",
-        stream=sys.stdout,
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.setup(worker=args.worker_id)
     key = os.environ.get("PODIUM_API_KEY")
     if not key:
         print("podium worker: set PODIUM_API_KEY to a key allowed to run this endpoint", file=sys.stderr)
