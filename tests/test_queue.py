@@ -151,3 +151,54 @@ async def test_each_new_job_wakes_one_worker_and_none_is_lost(store):
     ids = {await q.enqueue(job()) for _ in range(5)}
     got = await asyncio.wait_for(asyncio.gather(*takers), 10)
     assert sorted(t["id"] for batch in got for t in batch) == sorted(ids)
+
+
+async def test_cancel_queued_and_running_jobs(store):
+    q = JobQueue(store)
+    queued = await q.enqueue(job())
+    running = await q.enqueue(job())
+    await q.take("ep1", "w1", lease=30)  # takes `queued` (oldest)
+    row = await q.cancel(running)
+    assert row["status"] == JobStatus.CANCELLED and row["worker_id"] is None
+    row = await q.cancel(queued)
+    assert row["status"] == JobStatus.CANCELLED and row["worker_id"] == "w1"
+    assert not await q.finish(queued, "w1", output=1), "a cancelled job's late result is ignored"
+    assert (await q.cancel(queued))["status"] == JobStatus.CANCELLED
+    assert await q.take("ep1", "w2", lease=30) == []
+
+
+async def test_purge_only_touches_queued_jobs(store):
+    q = JobQueue(store)
+    ids = [await q.enqueue(job()) for _ in range(4)]
+    await q.take("ep1", "w1", lease=30)
+    assert await q.purge("ep1") == 3
+    assert (await q.get(ids[0]))["status"] == JobStatus.IN_PROGRESS
+    assert [(await q.get(i))["status"] for i in ids[1:]] == [JobStatus.CANCELLED] * 3
+
+
+async def test_retry_only_failed_jobs_same_id_cleared(store):
+    q = JobQueue(store)
+    jid = await q.enqueue(job())
+    await q.take("ep1", "w1", lease=30)
+    await q.append_chunk(jid, "w1", "old")
+    assert not await q.retry(jid), "a running job cannot be retried"
+    await q.finish(jid, "w1", error="boom")
+    assert await q.retry(jid)
+    row = await q.get(jid)
+    assert row["status"] == JobStatus.IN_QUEUE and row["error"] is None and row["attempt"] == 0
+    assert await q.chunks(jid) == []
+    await q.take("ep1", "w1", lease=30)
+    await q.finish(jid, "w1", output=1)
+    assert not await q.retry(jid), "a completed job cannot be retried"
+
+
+async def test_drain_hands_out_each_chunk_once(store):
+    q = JobQueue(store)
+    jid = await q.enqueue(job())
+    await q.take("ep1", "w1", lease=30)
+    await q.append_chunk(jid, "w1", 1)
+    await q.append_chunk(jid, "w1", {"b": 2})
+    assert await q.drain_chunks(jid) == [1, {"b": 2}]
+    assert await q.drain_chunks(jid) == []
+    await q.append_chunk(jid, "w1", 3)
+    assert await q.drain_chunks(jid) == [3]

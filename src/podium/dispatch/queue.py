@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -55,6 +55,10 @@ def ep_key(endpoint_id: str) -> str:
 
 def job_key(job_id: str) -> str:
     return f"job:{job_id}"
+
+
+def stop_key(worker_id: str) -> str:
+    return f"stop:{worker_id}"
 
 
 class JobQueue:
@@ -361,6 +365,73 @@ class JobQueue:
         for key in woken:
             self.notifier.notify(key)
         return ids
+
+    async def cancel(self, job_id: str) -> RowMapping | None:
+        """Cancel a queued or running job (a running one keeps `worker_id`, to be stopped).
+
+        Returns the job as it is afterwards; a final job is returned unchanged.
+        """
+        now = self.clock.now()
+        async with self.store.tx() as conn:
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status.in_([JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS]))
+                .values(
+                    status=JobStatus.CANCELLED, finished_at=now, lease_until=None, secret=None,
+                    stream_closed=True,
+                )
+            )
+        self.notifier.notify(job_key(job_id))
+        return await self.get(job_id)
+
+    async def purge(self, endpoint_id: str) -> int:
+        """Cancel every queued job of an endpoint; running ones go on. Returns how many."""
+        now = self.clock.now()
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                update(jobs)
+                .where(jobs.c.endpoint_id == endpoint_id, jobs.c.status == JobStatus.IN_QUEUE)
+                .values(status=JobStatus.CANCELLED, finished_at=now, secret=None, stream_closed=True)
+                .returning(jobs.c.id)
+            )
+            ids = [r[0] for r in res.all()]
+        for jid in ids:
+            self.notifier.notify(job_key(jid))
+        return len(ids)
+
+    async def retry(self, job_id: str) -> bool:
+        """Queue a FAILED or TIMED_OUT job again under the same id, its old result cleared."""
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status.in_([JobStatus.FAILED, JobStatus.TIMED_OUT]))
+                .values(
+                    status=JobStatus.IN_QUEUE, attempt=0, worker_id=None, lease_until=None,
+                    created_at=self.clock.now(), started_at=None, finished_at=None, delay_ms=None,
+                    execution_ms=None, output=None, error=None, error_info=None, progress=None,
+                    stream_closed=False,
+                )
+                .returning(jobs.c.endpoint_id)
+            )
+            endpoint_id = res.scalar()
+            if endpoint_id is None:
+                return False
+            await conn.execute(delete(stream_chunks).where(stream_chunks.c.job_id == job_id))
+        self.notifier.notify(SCALE_KEY)
+        self.notifier.notify_one(ep_key(endpoint_id))
+        return True
+
+    async def drain_chunks(self, job_id: str) -> list[Any]:
+        """Stream chunks not handed out before, each exactly once (RunPod's /stream drains)."""
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                update(stream_chunks)
+                .where(stream_chunks.c.job_id == job_id, stream_chunks.c.consumed.is_(False))
+                .values(consumed=True)
+                .returning(stream_chunks.c.seq, stream_chunks.c.data)
+            )
+            rows = sorted(res.all())
+        return [_json.loads(data) for _, data in rows]
 
     async def secret_fields(self, job_id: str) -> dict[str, Any]:
         """Worker-only request fields of a job (never shown to callers)."""

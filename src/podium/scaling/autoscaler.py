@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import signal
 import time
 import uuid
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy.engine import RowMapping
 
 from podium.config import Settings
 from podium.dispatch.notify import wait_event
-from podium.dispatch.queue import SCALE_KEY, JobQueue
+from podium.dispatch.queue import SCALE_KEY, JobQueue, stop_key
 from podium.scaling.local import LocalBackend, tail
 from podium.scaling.registry import Registry, WorkerInfo, WorkerState
 from podium.store.catalog import Catalog, EndpointState
@@ -126,6 +127,19 @@ class Autoscaler:
         await self.backend.start(info, endpoint_name=ep["name"], token=token)
         log.info("started worker %s for %s (version %s)", info.id, ep["name"], ep["version_id"])
         return info
+
+    def stop_job(self, worker_id: str, job_id: str) -> None:
+        """A running job was cancelled: tell its worker through the stop channel. Our own worker
+        runs routes synchronously and cannot be interrupted, so its process is replaced."""
+        info = self.registry.get(worker_id)
+        if info is None:
+            return
+        info.jobs.discard(job_id)
+        info.stop.add(job_id)
+        self.queue.notifier.notify(stop_key(worker_id))
+        if info.local and info.id not in self._stopping:
+            self._stopping.add(info.id)
+            self.backend.signal(info, signal.SIGKILL)
 
     def _drain(self, w: WorkerInfo) -> None:
         if w.id in self._stopping:

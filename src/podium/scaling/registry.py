@@ -38,6 +38,8 @@ class WorkerInfo:
     key_id: str | None = None
     process: Any = None
     failure: str | None = None
+    #: Jobs this worker must stop (cancelled while running); handed out by the job-stop channel.
+    stop: set[str] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, Any]:
         return {

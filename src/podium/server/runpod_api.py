@@ -6,8 +6,10 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy.engine import RowMapping
 from podium.server.responses import JSONAnswer
 
+from podium.dispatch.states import JobStatus
 from podium.server.body import MB, read_json
 from podium.server.calls import check_callable, default_route, envelope, submit
 from podium.server.errors import HTTPError, not_found
@@ -63,15 +65,66 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
     return JSONAnswer(envelope(row, rt.clock.now()))
 
 
-@router.get("/status/{job_id}")
-async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
+async def _job(request: Request, endpoint_id: str, job_id: str) -> tuple[Runtime, RowMapping, RowMapping]:
     rt = _rt(request)
     principal = await rt.keys.authenticate(request)
     ep = await rt.endpoint(principal, endpoint_id)
     row = await rt.queue.get(job_id)
     if row is None or row["endpoint_id"] != ep["id"]:
         raise not_found("job", job_id)
+    return rt, ep, row
+
+
+@router.get("/status/{job_id}")
+async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
+    rt, _, row = await _job(request, endpoint_id, job_id)
     return JSONAnswer(envelope(row, rt.clock.now()))
+
+
+@router.get("/stream/{job_id}")
+async def stream(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
+    """Chunks produced since the last call, each returned once; `stream` is always present."""
+    rt, _, row = await _job(request, endpoint_id, job_id)
+    chunks = await rt.queue.drain_chunks(job_id)
+    if chunks:  # the job may have ended while we read: report the status the chunks belong to
+        row = await rt.queue.get(job_id) or row
+    body = {"id": row["id"], "status": row["status"], "stream": [{"output": c} for c in chunks]}
+    if row["error"] is not None:
+        body["error"] = row["error"]
+    return JSONAnswer(body)
+
+
+@router.post("/cancel/{job_id}")
+async def cancel(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
+    """Queued: it will never run. Running: its worker is told to stop it (or replaced)."""
+    rt, _, row = await _job(request, endpoint_id, job_id)
+    was_running = row["status"] == JobStatus.IN_PROGRESS
+    after = await rt.queue.cancel(job_id)
+    assert after is not None
+    if was_running and after["status"] == JobStatus.CANCELLED and row["worker_id"]:
+        rt.scaler.stop_job(row["worker_id"], job_id)
+    return JSONAnswer({"id": job_id, "status": after["status"]})
+
+
+@router.post("/retry/{job_id}")
+async def retry(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
+    """Queue a FAILED or TIMED_OUT job again, same id."""
+    rt, _, row = await _job(request, endpoint_id, job_id)
+    if not await rt.queue.retry(job_id):
+        raise HTTPError(
+            400, "not_retryable",
+            f"only FAILED or TIMED_OUT jobs can be retried; job {job_id} is {row['status']}",
+        )
+    return JSONAnswer({"id": job_id, "status": "IN_QUEUE"})
+
+
+@router.post("/purge-queue")
+async def purge_queue(request: Request, endpoint_id: str) -> JSONAnswer:
+    """Cancel every queued job of the endpoint; running jobs go on."""
+    rt = _rt(request)
+    principal = await rt.keys.authenticate(request)
+    ep = await rt.endpoint(principal, endpoint_id)
+    return JSONAnswer({"removed": await rt.queue.purge(ep["id"]), "status": "completed"})
 
 
 @router.get("/health")

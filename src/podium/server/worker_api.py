@@ -15,6 +15,8 @@ from podium.server.responses import JSONAnswer
 from sqlalchemy.engine import RowMapping
 
 from podium import _json
+from podium.dispatch.notify import wait_event
+from podium.dispatch.queue import stop_key
 from podium.scaling.registry import WorkerInfo, WorkerState
 from podium.server.errors import HTTPError
 from podium.server.auth import Principal, require
@@ -96,9 +98,18 @@ async def job_take_batch(
 
 @router.get("/job-stop/{worker_id}", response_model=None)
 async def job_stop(request: Request, endpoint_id: str, worker_id: str) -> Response:
-    """The per-job stop channel. Nothing asks a job to stop yet, so there is never anything to stop."""
-    await _worker(request, endpoint_id)
-    return Response(status_code=204)
+    """The per-job stop channel (long-poll): the ids of cancelled jobs this worker still runs."""
+    rt, _, ep = await _worker(request, endpoint_id)
+    if rt.registry.is_gone(worker_id):
+        return Response(status_code=204)
+    info = rt.registry.attach(worker_id, ep["id"])
+    with rt.notifier.listen(stop_key(worker_id)) as ev:
+        if not info.stop:
+            await wait_event(ev, rt.settings.take_timeout)
+    if not info.stop:
+        return Response(status_code=204)
+    ids, info.stop = sorted(info.stop), set()
+    return JSONAnswer({"jobsToStop": ids})
 
 
 def _error_of(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
