@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from podium.dispatch import FakeClock, JobQueue, JobStatus, NewJob
 from podium.dispatch.states import WORKER_LOST
