@@ -207,7 +207,7 @@ class JobQueue:
     async def untake(self, job_ids: Sequence[str], worker_id: str) -> None:
         """Give back jobs taken for a worker that hung up before it could receive them."""
         async with self.store.tx() as conn:
-            await conn.execute(
+            res = await conn.execute(
                 update(jobs)
                 .where(
                     jobs.c.id.in_(list(job_ids)),
@@ -218,14 +218,11 @@ class JobQueue:
                     status=JobStatus.IN_QUEUE, worker_id=None, lease_until=None,
                     attempt=jobs.c.attempt - 1, started_at=None, delay_ms=None,
                 )
+                .returning(jobs.c.endpoint_id)
             )
-        for jid in job_ids:
-            self.notifier.notify(job_key(jid))
-        if job_ids:
-            async with self.store.tx() as conn:
-                ep = await conn.scalar(select(jobs.c.endpoint_id).where(jobs.c.id == job_ids[0]))
-            if ep is not None:
-                self.notifier.notify(ep_key(ep))
+            endpoints = {ep for (ep,) in res.all()}
+        for ep in endpoints:
+            self.notifier.notify(ep_key(ep))
 
     async def heartbeat(self, worker_id: str, job_ids: Sequence[str], *, lease: float) -> int:
         """Extend the leases of the jobs a live worker says it holds."""

@@ -45,6 +45,7 @@ class Autoscaler:
         self.backend = LocalBackend(settings, self._on_exit)
         self._start_failures: dict[str, int] = {}
         self._stopping: set[str] = set()
+        self._drains: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -147,7 +148,9 @@ class Autoscaler:
         self._stopping.add(w.id)
         w.state = WorkerState.DRAINING
         task = asyncio.create_task(self.backend.stop(w, self.settings.drain_grace))
-        task.add_done_callback(lambda _t: None)
+        # The loop keeps only weak references to tasks: hold this one until it is done.
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
 
     # -- events ---------------------------------------------------------------------------------
 

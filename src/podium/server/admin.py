@@ -18,6 +18,7 @@ from podium.server.auth import ROLE_RANK, Principal, require
 from podium.server.body import read_body, read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.runtime import Runtime
+from podium.store.catalog import key_prefix
 from podium.scaling.local import tail
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -208,5 +209,6 @@ async def create_key(request: Request) -> JSONAnswer:
         raise HTTPError(400, "invalid_role", f"role must be one of {', '.join(ROLE_RANK)}")
     name = body.get("name")
     kid, key = await rt.catalog.create_key(principal.project_id, role, name=name if isinstance(name, str) else None)
-    prefix = key[:13]
-    return JSONAnswer({"id": kid, "key": key, "prefix": prefix, "role": role, "project": principal.project_id})
+    return JSONAnswer(
+        {"id": kid, "key": key, "prefix": key_prefix(key), "role": role, "project": principal.project_id}
+    )

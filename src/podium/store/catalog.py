@@ -34,6 +34,11 @@ def new_key() -> str:
     return KEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(40))
 
 
+def key_prefix(key: str) -> str:
+    """The part of a key that may be shown and stored beside its hash."""
+    return key[: len(KEY_PREFIX) + 4] if key.startswith(KEY_PREFIX) else key[:4]
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -90,7 +95,7 @@ class Catalog:
                     id=kid,
                     project_id=project_id,
                     key_hash=hash_key(key),
-                    prefix=key[: len(KEY_PREFIX) + 4] if key.startswith(KEY_PREFIX) else key[:4],
+                    prefix=key_prefix(key),
                     role=role,
                     name=name,
                     endpoint_id=endpoint_id,
