@@ -38,7 +38,9 @@ def test_routes_defaults_and_table():
     assert table["/custom-endpoint"]["method"] == "custom_endpoint" and table["/custom-endpoint"]["is_async"]
     assert table["/custom-endpoint"]["default"] and not table["/double"]["default"]
     assert table["/double"]["params"] == [{"name": "x", "required": True}, {"name": "scale", "required": True}]
-    assert svc.config.as_dict() == {"min_workers": 1, "max_workers": 3, "idle_timeout": 5, "concurrency": 2}
+    assert svc.config.as_dict() == {
+        "min_workers": 1, "max_workers": 3, "idle_timeout": 5, "concurrency": 2, "execution_timeout": 86400.0,
+    }
 
 
 def test_first_route_is_default_when_none_is_marked():

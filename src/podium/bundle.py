@@ -18,7 +18,8 @@ from typing import Any
 
 from podium import _json
 from podium.errors import BundleError, PodiumError
-from podium.sdk.service import Service, find_service
+from podium.sdk.service import Service, ServiceConfig, default_name, find_service
+from podium.worker import runpod_file
 
 #: Entry files tried, in order, when deploying a directory.
 ENTRY_CANDIDATES = ("app.py", "main.py", "handler.py", "service.py")
@@ -114,15 +115,41 @@ def version_id(bundle_sha256: str, meta: dict[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
-def describe(bundle: Bundle, service: str | None = None) -> dict[str, Any]:
-    """What `deploy` sends with the bundle: read on the deploying machine, never on the server."""
-    svc = load_service(bundle.root, bundle.entry, service)
-    meta = {
-        "service": svc.name,
-        "entry": bundle.entry,
-        "routes": svc.route_table(),
-        "config": svc.config.as_dict(),
-    }
+def describe(
+    bundle: Bundle, service: str | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What `deploy` sends with the bundle: read on the deploying machine, never on the server.
+
+    A RunPod worker file (it calls `runpod.serverless.start`) is read, not imported; a Podium
+    service is imported to read its routes. `overrides` replace scaling settings (deploy flags).
+    """
+    source = (bundle.root / bundle.entry).read_text(encoding="utf-8", errors="replace")
+    try:
+        rp = runpod_file.inspect_source(source)
+    except SyntaxError as exc:
+        raise BundleError(f"{bundle.entry}: syntax error at line {exc.lineno}: {exc.msg}") from None
+    if rp is not None:
+        meta = {
+            "service": service or default_name(Path(bundle.entry).stem),
+            "entry": bundle.entry,
+            "routes": runpod_file.route_table(rp),
+            "config": ServiceConfig().as_dict(),
+            "runtime": "runpod",
+        }
+    else:
+        svc = load_service(bundle.root, bundle.entry, service)
+        meta = {
+            "service": svc.name,
+            "entry": bundle.entry,
+            "routes": svc.route_table(),
+            "config": svc.config.as_dict(),
+            "runtime": "podium",
+        }
+    if overrides:
+        try:
+            meta["config"] = ServiceConfig(**{**meta["config"], **overrides}).as_dict()
+        except TypeError as exc:
+            raise BundleError(f"unknown setting: {exc}") from None
     return {"id": version_id(bundle.sha256, meta), "sha256": bundle.sha256, "size": len(bundle.data), **meta}
 
 

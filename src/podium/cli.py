@@ -95,15 +95,24 @@ def deploy(
     message: str = typer.Option(None, "--message", "-m", help="What changed (kept in the history)."),
     wait: bool = typer.Option(True, help="Wait until the endpoint is ready."),
     timeout: float = typer.Option(300, help="Seconds to wait for readiness."),
+    min_workers: int = typer.Option(None, help="Workers kept warm (overrides the service's setting)."),
+    max_workers: int = typer.Option(None, help="Most workers at once."),
+    idle_timeout: float = typer.Option(None, help="Seconds an idle worker lives."),
+    concurrency: int = typer.Option(None, help="Jobs at once per worker."),
+    execution_timeout: float = typer.Option(None, help="Seconds a job may run (default 24 h)."),
     as_json: bool = JSON, url: str = URL, key: str = KEY,
 ) -> None:
     """Bundle PATH, upload it as an immutable version, point endpoint NAME at it."""
     from podium.bundle import describe, make_bundle
 
+    overrides = {k: v for k, v in {
+        "min_workers": min_workers, "max_workers": max_workers, "idle_timeout": idle_timeout,
+        "concurrency": concurrency, "execution_timeout": execution_timeout,
+    }.items() if v is not None}
     with connect(url, key) as conn:
         with err.status("bundling…"):
             bundle = make_bundle(path, entry)
-            version = describe(bundle, service)
+            version = describe(bundle, service, overrides)
         try:
             conn.request("GET", f"/api/v1/blobs/{bundle.sha256}")
         except PodiumError:

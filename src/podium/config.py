@@ -44,6 +44,12 @@ class Settings:
     tick: float = 1.0
     #: Seconds a stopping worker gets to finish its job before it is killed.
     drain_grace: float = 30.0
+    #: Seconds a final job stays readable: after /run (and route calls), after /runsync (RunPod's).
+    retention_run: float = 1800.0
+    retention_runsync: float = 60.0
+    #: Seconds between webhook attempts, and how long one attempt may take.
+    webhook_retry_delay: float = 10.0
+    webhook_timeout: float = 10.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -62,6 +68,10 @@ class Settings:
             max_attempts=_number("PODIUM_MAX_ATTEMPTS", 3, int),
             tick=_number("PODIUM_TICK", 1.0),
             drain_grace=_number("PODIUM_DRAIN_GRACE", 30.0),
+            retention_run=_number("PODIUM_RETENTION_RUN", 1800.0),
+            retention_runsync=_number("PODIUM_RETENTION_RUNSYNC", 60.0),
+            webhook_retry_delay=_number("PODIUM_WEBHOOK_RETRY_DELAY", 10.0),
+            webhook_timeout=_number("PODIUM_WEBHOOK_TIMEOUT", 10.0),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import String, and_, case, cast, delete, func, insert, literal, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -23,7 +23,7 @@ from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier, wait_event
 from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
 from podium.store.engine import Store
-from podium.store.tables import jobs, stream_chunks
+from podium.store.tables import jobs, stream_chunks, webhook_deliveries
 
 #: Columns a caller may see; `secret` (worker-only request fields) is deliberately absent.
 PUBLIC_COLUMNS = [c for c in jobs.c if c.name != "secret"]
@@ -42,11 +42,19 @@ class NewJob:
     webhook: str | None = None
     policy: dict[str, Any] | None = None
     secret: dict[str, Any] | None = None
+    #: policy.ttl in ms: the job's whole life from submission.
+    ttl_ms: int | None = None
+    #: policy.executionTimeout in ms, counted from each take.
+    timeout_ms: int | None = None
+    #: policy.lowPriority: never the reason a worker is started.
+    low_priority: bool = False
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 #: Woken when a job is stored that no waiting worker is there to take (scale-up signal).
 SCALE_KEY = "scale"
+#: Woken when jobs end, for the webhook outbox.
+ENDED_KEY = "ended"
 
 
 def ep_key(endpoint_id: str) -> str:
@@ -68,12 +76,20 @@ class JobQueue:
         store: where jobs live.
         notifier: in-process wake-ups for waiting workers and callers.
         clock: time source (a fake one in unit tests).
+        retention: seconds a final job stays readable, by kind (`runsync`, else `run`).
     """
 
-    def __init__(self, store: Store, notifier: Notifier | None = None, clock: Clock | None = None):
+    def __init__(
+        self,
+        store: Store,
+        notifier: Notifier | None = None,
+        clock: Clock | None = None,
+        retention: dict[str, float] | None = None,
+    ):
         self.store = store
         self.notifier = notifier or Notifier()
         self.clock = clock or Clock()
+        self.retention = {"run": 1800.0, "runsync": 60.0, **(retention or {})}
         #: Set when the server shuts down: long-polls answer at once instead of holding it up.
         self.closing = False
 
@@ -84,7 +100,8 @@ class JobQueue:
     # -- callers --------------------------------------------------------------------------------
 
     async def enqueue(self, new: NewJob) -> str:
-        """Store the job (durable before this returns) and wake a waiting worker."""
+        """Store the job (and its webhook delivery, durable before this returns); wake a worker."""
+        now = self.clock.now()
         async with self.store.tx() as conn:
             await conn.execute(
                 insert(jobs).values(
@@ -97,22 +114,35 @@ class JobQueue:
                     status=JobStatus.IN_QUEUE,
                     attempt=0,
                     max_attempts=new.max_attempts,
-                    created_at=self.clock.now(),
+                    created_at=now,
                     webhook=new.webhook,
                     policy=_json.dumps(new.policy) if new.policy is not None else None,
                     secret=_json.dumps(new.secret) if new.secret else None,
                     stream_closed=False,
+                    expires_at=now + new.ttl_ms / 1000 if new.ttl_ms else None,
+                    low_priority=new.low_priority,
+                    timeout_ms=new.timeout_ms,
                 )
             )
+            if new.webhook:
+                await conn.execute(
+                    insert(webhook_deliveries).values(
+                        id=uuid.uuid4().hex, job_id=new.id, url=new.webhook, state="waiting",
+                        tries=0, created_at=now,
+                    )
+                )
         key = ep_key(new.endpoint_id)
-        if not self.notifier.listeners(key):
+        if not self.notifier.listeners(key) and not new.low_priority:
             self.notifier.notify(SCALE_KEY)
         self.notifier.notify_one(key)
         return new.id
 
     async def get(self, job_id: str) -> RowMapping | None:
+        """The job, or None once it is gone: past its ttl, or final for longer than retention."""
         async with self.store.tx() as conn:
-            res = await conn.execute(select(*PUBLIC_COLUMNS).where(jobs.c.id == job_id))
+            res = await conn.execute(
+                select(*PUBLIC_COLUMNS).where(jobs.c.id == job_id, self._alive(self.clock.now()))
+            )
             return res.mappings().first()
 
     async def wait_final(self, job_id: str, timeout: float) -> RowMapping | None:
@@ -149,11 +179,11 @@ class JobQueue:
             return out
 
     async def queued_by_endpoint(self) -> dict[str, int]:
-        """How many jobs wait, per endpoint (the scaler's main input)."""
+        """How many jobs wait that may start a worker (low-priority ones may not), per endpoint."""
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(jobs.c.endpoint_id, func.count())
-                .where(jobs.c.status == JobStatus.IN_QUEUE)
+                .where(jobs.c.status == JobStatus.IN_QUEUE, jobs.c.low_priority.is_(False))
                 .group_by(jobs.c.endpoint_id)
             )
             return {ep: n for ep, n in res.all()}
@@ -167,7 +197,11 @@ class JobQueue:
         now = self.clock.now()
         picked = (
             select(jobs.c.id)
-            .where(jobs.c.endpoint_id == endpoint_id, jobs.c.status == JobStatus.IN_QUEUE)
+            .where(
+                jobs.c.endpoint_id == endpoint_id,
+                jobs.c.status == JobStatus.IN_QUEUE,
+                or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > now),
+            )
             .order_by(jobs.c.created_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -184,6 +218,7 @@ class JobQueue:
                     attempt=jobs.c.attempt + 1,
                     started_at=now,
                     delay_ms=func.cast((now - jobs.c.created_at) * 1000, jobs.c.delay_ms.type),
+                    deadline_at=now + jobs.c.timeout_ms / 1000.0,
                 )
                 .returning(jobs)
             )
@@ -216,7 +251,7 @@ class JobQueue:
                 )
                 .values(
                     status=JobStatus.IN_QUEUE, worker_id=None, lease_until=None,
-                    attempt=jobs.c.attempt - 1, started_at=None, delay_ms=None,
+                    attempt=jobs.c.attempt - 1, started_at=None, delay_ms=None, deadline_at=None,
                 )
                 .returning(jobs.c.endpoint_id)
             )
@@ -302,7 +337,7 @@ class JobQueue:
             )
             done = res.first() is not None
         if done:
-            self.notifier.notify(job_key(job_id))
+            self._ended([job_id])
         return done
 
     async def recover(self, *, worker_id: str | None = None) -> list[str]:
@@ -319,6 +354,7 @@ class JobQueue:
             cond = and_(cond, jobs.c.lease_until < now)
         woken: set[str] = set()
         ids: list[str] = []
+        failed: list[str] = []
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(
@@ -336,6 +372,7 @@ class JobQueue:
                     "attempt_errors": _json.dumps(errors),
                     "worker_id": None,
                     "lease_until": None,
+                    "deadline_at": None,
                 }
                 if retry:
                     values.update(status=JobStatus.IN_QUEUE, progress=None)
@@ -358,9 +395,13 @@ class JobQueue:
                 )
                 if upd.rowcount:
                     ids.append(row["id"])
-                    woken.add(ep_key(row["endpoint_id"]) if retry else job_key(row["id"]))
-        for key in woken:
-            self.notifier.notify(key)
+                    if retry:
+                        woken.add(row["endpoint_id"])
+                    else:
+                        failed.append(row["id"])
+        for ep in woken:
+            self.notifier.notify(ep_key(ep))
+        self._ended(failed)
         return ids
 
     async def cancel(self, job_id: str) -> RowMapping | None:
@@ -378,7 +419,7 @@ class JobQueue:
                     stream_closed=True,
                 )
             )
-        self.notifier.notify(job_key(job_id))
+        self._ended([job_id])
         return await self.get(job_id)
 
     async def purge(self, endpoint_id: str) -> int:
@@ -392,8 +433,7 @@ class JobQueue:
                 .returning(jobs.c.id)
             )
             ids = [r[0] for r in res.all()]
-        for jid in ids:
-            self.notifier.notify(job_key(jid))
+        self._ended(ids)
         return len(ids)
 
     async def retry(self, job_id: str) -> bool:
@@ -406,7 +446,7 @@ class JobQueue:
                     status=JobStatus.IN_QUEUE, attempt=0, worker_id=None, lease_until=None,
                     created_at=self.clock.now(), started_at=None, finished_at=None, delay_ms=None,
                     execution_ms=None, output=None, error=None, error_info=None, progress=None,
-                    stream_closed=False,
+                    stream_closed=False, deadline_at=None,
                 )
                 .returning(jobs.c.endpoint_id)
             )
@@ -414,6 +454,12 @@ class JobQueue:
             if endpoint_id is None:
                 return False
             await conn.execute(delete(stream_chunks).where(stream_chunks.c.job_id == job_id))
+            # Its webhook fires again when it ends again; earlier attempts stay on record.
+            await conn.execute(
+                update(webhook_deliveries)
+                .where(webhook_deliveries.c.job_id == job_id)
+                .values(state="waiting", tries=0, next_at=None, body=None, finished_at=None)
+            )
         self.notifier.notify(SCALE_KEY)
         self.notifier.notify_one(ep_key(endpoint_id))
         return True
@@ -436,7 +482,74 @@ class JobQueue:
             raw = await conn.scalar(select(jobs.c.secret).where(jobs.c.id == job_id))
         return _json.loads(raw) or {}
 
+    async def time_out(self) -> list[RowMapping]:
+        """End every running job past its execution deadline TIMED_OUT; returns (id, worker_id)s
+        so their workers can be stopped."""
+        now = self.clock.now()
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                update(jobs)
+                .where(jobs.c.status == JobStatus.IN_PROGRESS, jobs.c.deadline_at <= now)
+                .values(
+                    status=JobStatus.TIMED_OUT,
+                    error=literal("execution timeout: the job ran longer than ")
+                    + cast(jobs.c.timeout_ms, String)
+                    + literal(" ms (policy.executionTimeout)"),
+                    finished_at=now,
+                    execution_ms=func.cast((now - jobs.c.started_at) * 1000, jobs.c.execution_ms.type),
+                    lease_until=None,
+                    secret=None,
+                    stream_closed=True,
+                )
+                .returning(jobs.c.id, jobs.c.worker_id)
+            )
+            rows = list(res.mappings().all())
+        self._ended([r["id"] for r in rows])
+        return rows
+
+    async def next_deadline(self) -> float | None:
+        """The earliest execution deadline of a running job (the autoscaler wakes for it)."""
+        async with self.store.tx() as conn:
+            return await conn.scalar(
+                select(func.min(jobs.c.deadline_at)).where(jobs.c.status == JobStatus.IN_PROGRESS)
+            )
+
+    async def reap(self) -> list[RowMapping]:
+        """Delete jobs past their ttl or retention, with their chunks. Returns the (id, worker_id)
+        of those deleted while running, whose workers must be told to stop."""
+        now = self.clock.now()
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                delete(jobs)
+                .where(~self._alive(now))
+                .returning(jobs.c.id, jobs.c.status, jobs.c.worker_id)
+            )
+            rows = list(res.mappings().all())
+            gone = [r["id"] for r in rows]
+            if gone:
+                await conn.execute(delete(stream_chunks).where(stream_chunks.c.job_id.in_(gone)))
+        for jid in gone:
+            self.notifier.notify(job_key(jid))
+        return [r for r in rows if r["status"] == JobStatus.IN_PROGRESS]
+
     # -- helpers --------------------------------------------------------------------------------
+
+    def _alive(self, now: float) -> ColumnElement[bool]:
+        """Not past its ttl, and not final for longer than its kind's retention."""
+        keep = case(
+            (jobs.c.kind == "runsync", self.retention["runsync"]), else_=self.retention["run"]
+        )
+        return and_(
+            or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > now),
+            or_(jobs.c.finished_at.is_(None), jobs.c.finished_at + keep > now),
+        )
+
+    def _ended(self, job_ids: Sequence[str]) -> None:
+        """Wake whoever waits on these jobs, and the webhook outbox."""
+        for jid in job_ids:
+            self.notifier.notify(job_key(jid))
+        if job_ids:
+            self.notifier.notify(ENDED_KEY)
 
     @staticmethod
     def _held(job_id: str, worker_id: str) -> ColumnElement[bool]:

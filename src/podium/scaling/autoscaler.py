@@ -32,6 +32,8 @@ log = logging.getLogger("podium.scaling")
 MAX_START_FAILURES = 3
 #: Shortest time between two passes, however often new jobs wake the autoscaler.
 MIN_TICK_GAP = 0.05
+#: How often jobs past their ttl or retention are deleted.
+REAP_EVERY = 5.0
 
 
 class Autoscaler:
@@ -48,6 +50,7 @@ class Autoscaler:
         self._drains: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._last_reap = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -74,9 +77,16 @@ class Autoscaler:
                     raise
                 except Exception:
                     log.exception("autoscaler tick failed")
-                await wait_event(ev, self.settings.tick)
+                await wait_event(ev, await self._next_wait())
                 # Under load every new job may wake us; a short gap bounds the ticks per second.
                 await asyncio.sleep(MIN_TICK_GAP)
+
+    async def _next_wait(self) -> float:
+        """Until the next tick, or sooner when a running job's execution deadline comes first."""
+        deadline = await self.queue.next_deadline()
+        if deadline is None:
+            return self.settings.tick
+        return max(0.0, min(self.settings.tick, deadline - self.queue.clock.now()))
 
     def wake(self) -> None:
         self.queue.notifier.notify(SCALE_KEY)
@@ -85,6 +95,13 @@ class Autoscaler:
 
     async def tick(self) -> None:
         await self.queue.recover()
+        for row in await self.queue.time_out():
+            log.info("job %s timed out on worker %s", row["id"], row["worker_id"])
+            self.stop_job(row["worker_id"], row["id"])
+        if time.monotonic() - self._last_reap >= REAP_EVERY:
+            self._last_reap = time.monotonic()
+            for row in await self.queue.reap():
+                self.stop_job(row["worker_id"], row["id"])
         queued = await self.queue.queued_by_endpoint()
         for ep in await self.catalog.list_endpoints():
             await self.reconcile(ep, queued.get(ep["id"], 0))
@@ -129,18 +146,25 @@ class Autoscaler:
         log.info("started worker %s for %s (version %s)", info.id, ep["name"], ep["version_id"])
         return info
 
-    def stop_job(self, worker_id: str, job_id: str) -> None:
-        """A running job was cancelled: tell its worker through the stop channel. Our own worker
-        runs routes synchronously and cannot be interrupted, so its process is replaced."""
-        info = self.registry.get(worker_id)
+    def stop_job(self, worker_id: str | None, job_id: str, *, kill: bool = True) -> None:
+        """A running job was cancelled or timed out: tell its worker through the stop channel,
+        and with `kill` (a synchronous handler cannot be interrupted) replace a local worker."""
+        info = self.registry.get(worker_id) if worker_id else None
         if info is None:
             return
         info.jobs.discard(job_id)
         info.stop.add(job_id)
-        self.queue.notifier.notify(stop_key(worker_id))
-        if info.local and info.id not in self._stopping:
+        self.queue.notifier.notify(stop_key(info.id))
+        if kill and info.local and info.id not in self._stopping:
             self._stopping.add(info.id)
             self.backend.signal(info, signal.SIGKILL)
+
+    def recycle(self, worker_id: str) -> None:
+        """Replace a worker after its current job (RunPod's `refresh_worker` / `stopPod`)."""
+        info = self.registry.get(worker_id)
+        if info is not None and info.local:
+            self._drain(info)
+            self.wake()
 
     def _drain(self, w: WorkerInfo) -> None:
         if w.id in self._stopping:

@@ -71,13 +71,20 @@ class LocalBackend:
 
     async def _watch(self, info: WorkerInfo) -> None:
         rc = await info.process.wait()
+        # The worker leads its own process group: take down whatever it left behind.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(info.process.pid, signal.SIGKILL)
         await self.on_exit(info, rc)
 
     def signal(self, info: WorkerInfo, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM goes to the worker (it drains); SIGKILL to its whole process group."""
         proc = info.process
         if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if sig == signal.SIGKILL:
+                    os.killpg(proc.pid, sig)
+                else:
+                    proc.send_signal(sig)
 
     async def stop(self, info: WorkerInfo, grace: float) -> None:
         """SIGTERM (finish the current job, take no more), then SIGKILL after `grace` seconds."""

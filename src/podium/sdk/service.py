@@ -27,6 +27,10 @@ HANDLER_ATTR = "__podium_service__"
 _MISSING = object()
 
 
+#: Default execution timeout: 24 hours (RunPod's endpoints default lower; long jobs are our case).
+DEFAULT_TIMEOUT_S = 86400.0
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """Scaling settings a service asks for; the endpoint starts from these."""
@@ -35,6 +39,8 @@ class ServiceConfig:
     max_workers: int = 2
     idle_timeout: float = 60.0
     concurrency: int = 1
+    #: Seconds a job may run before it ends TIMED_OUT (a request's policy.executionTimeout wins).
+    execution_timeout: float = DEFAULT_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if self.min_workers < 0:
@@ -45,6 +51,8 @@ class ServiceConfig:
             raise ServiceDefinitionError("idle_timeout must be >= 0 seconds")
         if self.concurrency < 1:
             raise ServiceDefinitionError("concurrency must be >= 1")
+        if not 5 <= self.execution_timeout <= 7 * 86400:
+            raise ServiceDefinitionError("execution_timeout must be between 5 seconds and 7 days")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +60,7 @@ class ServiceConfig:
             "max_workers": self.max_workers,
             "idle_timeout": self.idle_timeout,
             "concurrency": self.concurrency,
+            "execution_timeout": self.execution_timeout,
         }
 
 
@@ -221,8 +230,9 @@ class Service:
         return result
 
 
-def _default_name(func: Callable[..., Any]) -> str:
-    name = re.sub(r"[^a-z0-9-]+", "-", func.__name__.lower()).strip("-")[:63]
+def default_name(text: str) -> str:
+    """A valid endpoint name made from a function or file name."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63]
     return name or "service"
 
 
@@ -234,16 +244,17 @@ def service(
     max_workers: int = 2,
     idle_timeout: float = 60.0,
     concurrency: int = 1,
+    execution_timeout: float = DEFAULT_TIMEOUT_S,
 ) -> Any:
     """Declare a service around an initializer: ``@podium.service(name="hello")``.
 
     Bare ``@podium.service`` works too. Returns the :class:`Service`; add routes with
     ``@svc.endpoint("/path")``.
     """
-    config = ServiceConfig(min_workers, max_workers, idle_timeout, concurrency)
+    config = ServiceConfig(min_workers, max_workers, idle_timeout, concurrency, execution_timeout)
 
     def build(init: Callable[..., Any]) -> Service:
-        return Service(init, name=name or _default_name(init), config=config)
+        return Service(init, name=name or default_name(init.__name__), config=config)
 
     return build(func) if func is not None else build
 
@@ -256,9 +267,10 @@ def handler(
     max_workers: int = 2,
     idle_timeout: float = 60.0,
     concurrency: int = 1,
+    execution_timeout: float = DEFAULT_TIMEOUT_S,
 ) -> Any:
     """Mark a RunPod-style ``handler(job)``; the function stays callable as it was."""
-    config = ServiceConfig(min_workers, max_workers, idle_timeout, concurrency)
+    config = ServiceConfig(min_workers, max_workers, idle_timeout, concurrency, execution_timeout)
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         setattr(fn, HANDLER_ATTR, handler_service(fn, name=name, config=config))
@@ -281,7 +293,7 @@ def handler_service(
         raise ServiceDefinitionError(
             f"handler {fn.__name__} must take exactly one argument (the job dict)"
         )
-    svc = Service(None, name=name or _default_name(fn), config=config)
+    svc = Service(None, name=name or default_name(fn.__name__), config=config)
     path = "/" + re.sub(r"[^A-Za-z0-9_.\-]", "-", fn.__name__)
     svc._add(Route(path=path, func=fn, streaming=_is_generator(fn), kind="handler"), default=True)
     return svc

@@ -98,7 +98,10 @@ def _check_version(v: Any) -> dict[str, Any]:
         isinstance(cfg.get(k), (int, float)) for k in ("min_workers", "max_workers", "idle_timeout", "concurrency")
     ):
         raise HTTPError(400, "invalid_request", "version config needs min_workers, max_workers, idle_timeout, concurrency")
-    meta = {k: v[k] for k in ("service", "entry", "routes", "config")}
+    runtime = v.setdefault("runtime", "podium")
+    if runtime not in ("podium", "runpod"):
+        raise HTTPError(400, "invalid_request", 'version runtime must be "podium" or "runpod"')
+    meta = {k: v[k] for k in ("service", "entry", "routes", "config", "runtime")}
     return {**v, "id": version_id(v["sha256"], meta)}
 
 

@@ -10,7 +10,9 @@ from podium import _json
 from podium.dispatch.queue import NewJob
 from podium.dispatch.states import JobStatus
 from podium.server.auth import Principal
+from podium.sdk.service import DEFAULT_TIMEOUT_S
 from podium.server.errors import HTTPError
+from podium.server.options import JobOptions
 from podium.server.runtime import Runtime
 from podium.store.catalog import EndpointState
 
@@ -58,10 +60,10 @@ async def submit(
     *,
     kind: str,
     job_id: str | None = None,
-    webhook: str | None = None,
-    policy: dict[str, Any] | None = None,
-    secret: dict[str, Any] | None = None,
+    options: JobOptions | None = None,
 ) -> str:
+    options = options or JobOptions()
+    config = (await rt.version(ep))["config"]
     new = NewJob(
         project_id=principal.project_id,
         endpoint_id=ep["id"],
@@ -69,9 +71,12 @@ async def submit(
         input=payload,
         kind=kind,
         max_attempts=rt.settings.max_attempts,
-        webhook=webhook,
-        policy=policy,
-        secret=secret,
+        webhook=options.webhook,
+        policy=options.policy(),
+        secret=options.secret(),
+        ttl_ms=options.ttl_ms,
+        timeout_ms=options.timeout_ms or int(config.get("execution_timeout", DEFAULT_TIMEOUT_S) * 1000),
+        low_priority=options.low_priority,
     )
     if job_id is not None:
         new.id = job_id

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy.engine import RowMapping
@@ -11,8 +10,9 @@ from podium.server.responses import JSONAnswer
 
 from podium.dispatch.states import JobStatus
 from podium.server.body import MB, read_json
-from podium.server.calls import check_callable, default_route, envelope, submit
+from podium.server.calls import check_callable, default_route, envelope, find_route, submit
 from podium.server.errors import HTTPError, not_found
+from podium.server.options import parse_job_request
 from podium.server.runtime import Runtime
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["runpod"])
@@ -25,24 +25,14 @@ def _rt(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-def _job_request(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise HTTPError(400, "invalid_request", 'request body must be a JSON object like {"input": {...}}')
-    if "input" not in body:
-        raise HTTPError(400, "missing_input", 'request body needs an "input" object: {"input": {...}}')
-    if not isinstance(body["input"], dict):
-        raise HTTPError(400, "invalid_input", '"input" must be a JSON object')
-    return body
-
-
 async def _accept(request: Request, endpoint_id: str, limit: int, kind: str, job_id: str) -> str:
     rt = _rt(request)
     principal = await rt.keys.authenticate(request)
     ep = await rt.endpoint(principal, endpoint_id)
-    body = _job_request(await read_json(request, limit))
+    payload, options = parse_job_request(await read_json(request, limit))
     check_callable(ep)
     route = default_route(await rt.routes(ep))
-    return await submit(rt, principal, ep, route, body["input"], kind=kind, job_id=job_id)
+    return await submit(rt, principal, ep, route, payload, kind=kind, job_id=job_id, options=options)
 
 
 @router.post("/run")
@@ -61,7 +51,8 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
     job_id = await _accept(request, endpoint_id, RUNSYNC_LIMIT, "runsync", f"sync-{uuid.uuid4()}")
     timeout = wait / 1000 if wait is not None else rt.settings.runsync_wait
     row = await rt.queue.wait_final(job_id, timeout)
-    assert row is not None
+    if row is None:  # its ttl ran out while we waited
+        raise not_found("job", job_id)
     return JSONAnswer(envelope(row, rt.clock.now()))
 
 
@@ -97,12 +88,17 @@ async def stream(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
 @router.post("/cancel/{job_id}")
 async def cancel(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     """Queued: it will never run. Running: its worker is told to stop it (or replaced)."""
-    rt, _, row = await _job(request, endpoint_id, job_id)
+    rt, ep, row = await _job(request, endpoint_id, job_id)
     was_running = row["status"] == JobStatus.IN_PROGRESS
     after = await rt.queue.cancel(job_id)
-    assert after is not None
+    if after is None:
+        raise not_found("job", job_id)
     if was_running and after["status"] == JobStatus.CANCELLED and row["worker_id"]:
-        rt.scaler.stop_job(row["worker_id"], job_id)
+        # An async RunPod handler is cancelled where it awaits; anything else must be killed.
+        version = await rt.version(ep)
+        route = find_route(version["routes"], row["route"]) or {}
+        gentle = version["runtime"] == "runpod" and route.get("is_async", False)
+        rt.scaler.stop_job(row["worker_id"], job_id, kill=not gentle)
     return JSONAnswer({"id": job_id, "status": after["status"]})
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
@@ -37,12 +38,15 @@ class Runtime:
         self.clock = clock or Clock()
         self.store = Store(settings.db_url)
         self.notifier = Notifier()
-        self.queue = JobQueue(self.store, self.notifier, self.clock)
+        self.queue = JobQueue(
+            self.store, self.notifier, self.clock,
+            retention={"run": settings.retention_run, "runsync": settings.retention_runsync},
+        )
         self.catalog = Catalog(self.store, self.clock)
         self.keys = KeyRing(self.catalog)
         self.registry = Registry()
         self.scaler = Autoscaler(settings, self.catalog, self.queue, self.registry)
-        self._routes: dict[str, list[dict[str, object]]] = {}
+        self._versions: dict[str, dict[str, Any]] = {}
         #: Set on first start when an admin key was generated: printed once by `podium up`.
         self.new_admin_key: str | None = None
 
@@ -91,15 +95,25 @@ class Runtime:
             raise not_found("endpoint", ref)
         return row
 
-    async def routes(self, ep: RowMapping) -> list[dict[str, object]]:
-        """The route table of the version an endpoint points at (versions are immutable: cached)."""
+    async def version(self, ep: RowMapping) -> dict[str, Any]:
+        """Route table, config and runtime of the version an endpoint points at (versions are
+        immutable, so this is cached)."""
         vid = ep["version_id"]
-        table = self._routes.get(vid)
-        if table is None:
-            version = await self.catalog.get_version(ep["project_id"], vid)
-            table = _json.loads(version["routes"]) if version is not None else []
-            self._routes[vid] = table
-        return table
+        info = self._versions.get(vid)
+        if info is None:
+            row = await self.catalog.get_version(ep["project_id"], vid)
+            if row is None:
+                return {"routes": [], "config": {}, "runtime": "podium"}
+            info = {
+                "routes": _json.loads(row["routes"]),
+                "config": _json.loads(row["config"]),
+                "runtime": row["runtime"],
+            }
+            self._versions[vid] = info
+        return info
+
+    async def routes(self, ep: RowMapping) -> list[dict[str, Any]]:
+        return (await self.version(ep))["routes"]  # type: ignore[no-any-return]
 
     def blob_path(self, sha256: str) -> Path:
         return self.settings.blobs / f"{sha256}.zip"

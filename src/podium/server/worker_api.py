@@ -134,7 +134,10 @@ def _error_of(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
 
 @router.post("/job-done/{worker_id}/{job_id}")
 async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: str) -> JSONAnswer:
-    """A job's result, error, or (with `status: IN_PROGRESS`) a progress update."""
+    """A job's result, error, or (with `status: IN_PROGRESS`) a progress update.
+
+    `stopPod: true` (a handler returned `refresh_worker`) asks for a fresh worker process.
+    """
     rt, _, _ = await _worker(request, endpoint_id)
     body = await read_json(request, RESULT_LIMIT, empty={})
     if not isinstance(body, dict):
@@ -148,6 +151,8 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
     else:
         await rt.queue.finish(job_id, worker_id, output=body.get("output"))
     rt.registry.released(worker_id, job_id)
+    if body.get("stopPod"):
+        rt.scaler.recycle(worker_id)
     return JSONAnswer(OK)
 
 

@@ -143,6 +143,7 @@ class Catalog:
                         sha256=version["sha256"],
                         service=version["service"],
                         entry=version["entry"],
+                        runtime=version.get("runtime", "podium"),
                         routes=_json.dumps(version["routes"]),
                         config=_json.dumps(version["config"]),
                         size=version["size"],

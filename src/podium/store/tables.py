@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -55,6 +56,9 @@ versions = Table(
     Column("sha256", String(64), nullable=False),
     Column("service", String(64), nullable=False),
     Column("entry", String(255), nullable=False),
+    # How workers run it: "podium" (our worker loads the service) or "runpod" (the entry file is
+    # an unmodified `runpod.serverless.start` worker, run as it is).
+    Column("runtime", String(16), nullable=False, server_default="podium"),
     Column("routes", Text, nullable=False),
     Column("config", Text, nullable=False),
     Column("size", Integer, nullable=False),
@@ -123,7 +127,13 @@ jobs = Table(
     # Worker-only request fields (e.g. s3Config): handed to the worker, dropped when the job ends.
     Column("secret", Text, nullable=True),
     Column("stream_closed", Boolean, nullable=False, default=False),
+    # End of the job's life from submission (policy.ttl): past it the job is gone, even mid-run.
     Column("expires_at", Float, nullable=True),
+    # policy.lowPriority: waits for a worker that exists, never starts one.
+    Column("low_priority", Boolean, nullable=False, server_default=false()),
+    # policy.executionTimeout in ms; `deadline_at` is set from it when the job is taken.
+    Column("timeout_ms", Integer, nullable=True),
+    Column("deadline_at", Float, nullable=True),
     Index("ix_jobs_queue", "endpoint_id", "status", "created_at"),
     Index("ix_jobs_lease", "status", "lease_until"),
 )
@@ -137,4 +147,24 @@ stream_chunks = Table(
     Column("data", Text, nullable=False),
     Column("consumed", Boolean, nullable=False, default=False),
     UniqueConstraint("job_id", "seq", name="uq_stream_chunks_job_seq"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    # A durable outbox row, written with the job: the job's final envelope is POSTed to `url` once
+    # the job ends, retried on failure; every attempt is appended to `attempts` (JSON list).
+    Column("id", String(32), primary_key=True),
+    Column("job_id", String(64), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    # waiting (job not final yet) -> pending -> delivered | failed
+    Column("state", String(16), nullable=False),
+    Column("tries", Integer, nullable=False, default=0),
+    Column("next_at", Float, nullable=True),
+    # The body, fixed at the first attempt so every retry sends the same bytes.
+    Column("body", Text, nullable=True),
+    Column("attempts", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Index("ix_webhook_deliveries_due", "state", "next_at"),
 )

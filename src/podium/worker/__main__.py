@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from podium import logs
+from podium.worker import runpod_file
 from podium.worker.link import ServerLink
 from podium.worker.runtime import Worker, install_signals
 
@@ -38,7 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     install_signals(worker)
     try:
         version = args.version or link.get_json(f"/api/v1/endpoints/{args.endpoint}")["version"]
-        worker.load(version)
+        root, meta = worker.fetch(version)
+        if meta.get("runtime") == "runpod":
+            link.close()
+            env = runpod_file.environment(
+                url=args.url, endpoint_id=args.endpoint, worker_id=args.worker_id, token=key,
+                ping_interval=worker.ping_interval,
+            )
+            return runpod_file.supervise(root, meta["entry"], env, args.parent_pid)
+        worker.load(root, meta)
     except Exception as exc:
         traceback.print_exc()
         reason = f"{type(exc).__name__}: {exc}"

@@ -85,9 +85,8 @@ class Worker:
                 shutil.rmtree(tmp, ignore_errors=True)
         return target, meta
 
-    def load(self, version_id: str) -> None:
-        """Import the bundle, check its routes against the version's, run the initializer."""
-        root, meta = self.fetch(version_id)
+    def load(self, root: Path, meta: dict[str, Any]) -> None:
+        """Import a fetched bundle, check its routes against the version's, run the initializer."""
         svc = load_service(root, meta["entry"], meta["service"])
         if _plain(svc.route_table()) != _plain(meta["routes"]):
             raise RuntimeError(

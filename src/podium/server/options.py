@@ -1,0 +1,112 @@
+"""The RunPod job request: `input` plus the options RunPod defines, checked and normalised.
+
+`{"input", "webhook", "policy": {"executionTimeout", "ttl", "lowPriority"}, "s3Config"}`; any
+other top-level key is dropped. `s3Config` is worker-only: it travels in the job's secret fields and
+is never part of anything a caller can read back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from podium.server.errors import HTTPError
+
+SECOND_MS = 1000
+DAY_MS = 86_400_000
+#: RunPod's bounds, in ms.
+TIMEOUT_RANGE = (5 * SECOND_MS, 7 * DAY_MS)
+TTL_RANGE = (10 * SECOND_MS, 7 * DAY_MS)
+S3_KEYS = ("accessId", "accessSecret", "bucketName", "endpointUrl")
+
+
+@dataclass
+class JobOptions:
+    """What a job request asks for beyond its input (all optional)."""
+
+    webhook: str | None = None
+    timeout_ms: int | None = None
+    ttl_ms: int | None = None
+    low_priority: bool = False
+    s3_config: dict[str, str] | None = None
+
+    def policy(self) -> dict[str, Any] | None:
+        """The policy as the worker sees it in `job["policy"]` (only what was asked)."""
+        out: dict[str, Any] = {}
+        if self.timeout_ms is not None:
+            out["executionTimeout"] = self.timeout_ms
+        if self.ttl_ms is not None:
+            out["ttl"] = self.ttl_ms
+        if self.low_priority:
+            out["lowPriority"] = True
+        return out or None
+
+    def secret(self) -> dict[str, Any] | None:
+        return {"s3Config": self.s3_config} if self.s3_config else None
+
+
+def _bad(error: str, detail: str) -> HTTPError:
+    return HTTPError(400, error, detail)
+
+
+def _ms(policy: dict[str, Any], name: str, bounds: tuple[int, int]) -> int | None:
+    value = policy.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise _bad("invalid_policy", f"policy.{name} must be a whole number of milliseconds")
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        raise _bad(
+            "invalid_policy",
+            f"policy.{name} must be between {lo} and {hi} milliseconds, got {int(value)}",
+        )
+    return int(value)
+
+
+def _webhook(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 2048:
+        raise _bad("invalid_webhook", "webhook must be an http(s) URL of at most 2048 characters")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _bad("invalid_webhook", "webhook must be an absolute http:// or https:// URL")
+    return value
+
+
+def _s3(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _bad("invalid_s3config", f"s3Config must be an object with {', '.join(S3_KEYS)}")
+    missing = [k for k in S3_KEYS if not isinstance(value.get(k), str) or not value[k]]
+    if missing:
+        # Name the keys, never echo the values: they are credentials.
+        raise _bad("invalid_s3config", f"s3Config needs non-empty strings for: {', '.join(missing)}")
+    return {k: value[k] for k in S3_KEYS}
+
+
+def parse_job_request(body: Any) -> tuple[dict[str, Any], JobOptions]:
+    """Split a RunPod request body into its input and its options (400 on anything malformed)."""
+    if not isinstance(body, dict):
+        raise _bad("invalid_request", 'request body must be a JSON object like {"input": {...}}')
+    if "input" not in body:
+        raise _bad("missing_input", 'request body needs an "input" object: {"input": {...}}')
+    if not isinstance(body["input"], dict):
+        raise _bad("invalid_input", '"input" must be a JSON object')
+    policy = body.get("policy") or {}
+    if not isinstance(policy, dict):
+        raise _bad("invalid_policy", "policy must be an object")
+    low = policy.get("lowPriority", False)
+    if not isinstance(low, bool):
+        raise _bad("invalid_policy", "policy.lowPriority must be true or false")
+    options = JobOptions(
+        webhook=_webhook(body.get("webhook")),
+        timeout_ms=_ms(policy, "executionTimeout", TIMEOUT_RANGE),
+        ttl_ms=_ms(policy, "ttl", TTL_RANGE),
+        low_priority=low,
+        s3_config=_s3(body.get("s3Config")),
+    )
+    return body["input"], options
