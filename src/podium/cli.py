@@ -21,6 +21,8 @@ app = typer.Typer(help="Podium: deploy a Python service, get an HTTP endpoint.",
                   pretty_exceptions_enable=False, add_completion=False)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+jobs_app = typer.Typer(help="Jobs.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 out = Console()
 err = Console(stderr=True)
 
@@ -218,6 +220,29 @@ def status(job_id: str, as_json: bool = JSON, url: str = URL, key: str = KEY) ->
         out.print(f"[red]{job['error']}[/red]", highlight=False)
         if job["error_info"] and job["error_info"].get("traceback"):
             out.print(job["error_info"]["traceback"], highlight=False, markup=False)
+    for hook in job.get("webhooks", []):
+        out.print(f"webhook {hook['url']}  {hook['state']}  tries {hook['tries']}", highlight=False)
+        for a in hook["attempts"]:
+            result = a.get("status_code") or a.get("error")
+            out.print(f"  attempt at {_when(a.get('at'))}: {result} ({a.get('ms', 0)} ms)", highlight=False)
+
+
+jobs_app.command("show")(status)
+
+
+def _when(at: float | None) -> str:
+    import datetime
+
+    if at is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@app.command("webhook-secret")
+def webhook_secret(url: str = URL, key: str = KEY) -> None:
+    """Print the key webhook requests are signed with (verify with podium.signing.verify)."""
+    with connect(url, key) as conn:
+        out.print(conn.request("GET", "/api/v1/webhook-secret")["secret"], highlight=False)
 
 
 @app.command()

@@ -50,6 +50,8 @@ class Settings:
     #: Seconds between webhook attempts, and how long one attempt may take.
     webhook_retry_delay: float = 10.0
     webhook_timeout: float = 10.0
+    #: HMAC key webhook requests are signed with (default: generated once under `home`).
+    webhook_secret: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -72,6 +74,7 @@ class Settings:
             retention_runsync=_number("PODIUM_RETENTION_RUNSYNC", 60.0),
             webhook_retry_delay=_number("PODIUM_WEBHOOK_RETRY_DELAY", 10.0),
             webhook_timeout=_number("PODIUM_WEBHOOK_TIMEOUT", 10.0),
+            webhook_secret=os.environ.get("PODIUM_WEBHOOK_SECRET") or None,
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -92,6 +95,10 @@ class Settings:
     @property
     def logs(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def webhook_secret_file(self) -> Path:
+        return self.home / "webhook_secret"
 
     @property
     def credentials(self) -> Path:

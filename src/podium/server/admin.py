@@ -167,7 +167,17 @@ async def get_job(request: Request, job_id: str) -> JSONAnswer:
     job = dict(row)
     for k in ("input", "output", "error_info", "attempt_errors", "progress", "policy"):
         job[k] = _json.loads(job[k])
+    assert rt.webhooks is not None
+    job["webhooks"] = await rt.webhooks.for_job(job_id)
     return JSONAnswer(job)
+
+
+@router.get("/webhook-secret")
+async def webhook_secret(request: Request) -> JSONAnswer:
+    """The key webhook requests are signed with, for receivers to verify them (admins only)."""
+    rt, _ = await _auth(request, "admin")
+    assert rt.webhooks is not None
+    return JSONAnswer({"secret": rt.webhooks.secret})
 
 
 async def _version_for(request: Request, version_id: str) -> tuple[Runtime, RowMapping]:

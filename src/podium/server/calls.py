@@ -6,9 +6,7 @@ from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
-from podium import _json
 from podium.dispatch.queue import NewJob
-from podium.dispatch.states import JobStatus
 from podium.server.auth import Principal
 from podium.sdk.service import DEFAULT_TIMEOUT_S
 from podium.server.errors import HTTPError
@@ -81,27 +79,3 @@ async def submit(
     if job_id is not None:
         new.id = job_id
     return await rt.queue.enqueue(new)
-
-
-def envelope(row: RowMapping, now: float) -> dict[str, Any]:
-    """The RunPod status answer: id, status, delayTime/executionTime (ms), output or error."""
-    status = row["status"]
-    delay = row["delay_ms"]
-    if delay is None:
-        delay = int((now - row["created_at"]) * 1000)
-    execution = row["execution_ms"]
-    if execution is None:
-        execution = int((now - row["started_at"]) * 1000) if row["started_at"] else 0
-    out: dict[str, Any] = {
-        "id": row["id"],
-        "status": status,
-        "delayTime": delay,
-        "executionTime": execution,
-    }
-    if status == JobStatus.COMPLETED:
-        out["output"] = _json.loads(row["output"])
-    elif status == JobStatus.IN_PROGRESS and row["progress"] is not None:
-        out["output"] = _json.loads(row["progress"])
-    elif row["error"] is not None:
-        out["error"] = row["error"]
-    return out

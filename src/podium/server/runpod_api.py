@@ -10,7 +10,8 @@ from podium.server.responses import JSONAnswer
 
 from podium.dispatch.states import JobStatus
 from podium.server.body import MB, read_json
-from podium.server.calls import check_callable, default_route, envelope, find_route, submit
+from podium.server.calls import check_callable, default_route, find_route, submit
+from podium.server.envelope import envelope
 from podium.server.errors import HTTPError, not_found
 from podium.server.options import parse_job_request
 from podium.server.runtime import Runtime

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from podium.scaling.autoscaler import Autoscaler
 from podium.scaling.registry import Registry
 from podium.server.auth import KeyRing, Principal
 from podium.server.errors import not_found
+from podium.server.webhooks import WebhookOutbox
 from podium.store.catalog import DEFAULT_PROJECT, Catalog
 from podium.store.engine import Store
 
@@ -47,6 +49,7 @@ class Runtime:
         self.registry = Registry()
         self.scaler = Autoscaler(settings, self.catalog, self.queue, self.registry)
         self._versions: dict[str, dict[str, Any]] = {}
+        self.webhooks: WebhookOutbox | None = None
         #: Set on first start when an admin key was generated: printed once by `podium up`.
         self.new_admin_key: str | None = None
 
@@ -57,10 +60,17 @@ class Runtime:
         project = await self.catalog.ensure_project(DEFAULT_PROJECT)
         await self.catalog.delete_worker_keys()
         await self._bootstrap_admin(project)
+        self.webhooks = WebhookOutbox(
+            self.queue, self.settings.webhook_secret or _secret_file(self.settings.webhook_secret_file),
+            retry_delay=self.settings.webhook_retry_delay, timeout=self.settings.webhook_timeout,
+        )
+        self.webhooks.start()
         self.scaler.start()
 
     async def close(self) -> None:
         await self.scaler.close()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         await self.store.close()
 
     async def _bootstrap_admin(self, project: str) -> None:
@@ -117,6 +127,19 @@ class Runtime:
 
     def blob_path(self, sha256: str) -> Path:
         return self.settings.blobs / f"{sha256}.zip"
+
+
+def _secret_file(path: Path) -> str:
+    """A secret kept in a file of mode 600, created on first use."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret)
+    return secret
 
 
 def write_credentials(path: Path, url: str, key: str) -> None:

@@ -1,0 +1,198 @@
+"""The webhook outbox: POST a job's final status envelope to the URL its request named.
+
+A delivery row is written in the same transaction as the job, so nothing accepted is forgotten,
+and it survives a restart. When the job ends, its body is fixed (every retry sends the same bytes)
+and sent; a 2xx acknowledges it, anything else (or no answer within the timeout) is tried again
+`retry_delay` seconds later, three attempts in all, as RunPod does. Every attempt is recorded on the
+row. Delivery is at least once: an attempt cut short by a crash is sent again, with the same
+`X-Podium-Delivery` id for receivers that deduplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+from sqlalchemy import exists, select, update
+from sqlalchemy.engine import RowMapping
+
+from podium import _json
+from podium.dispatch.notify import wait_event
+from podium.dispatch.queue import ENDED_KEY, JobQueue
+from podium.dispatch.states import FINAL
+from podium.server.envelope import envelope
+from podium.signing import signed_headers
+from podium.store.tables import jobs, webhook_deliveries
+
+log = logging.getLogger("podium.webhooks")
+
+#: First attempt plus two retries.
+MAX_TRIES = 3
+#: Deliveries sent at once.
+PARALLEL = 16
+
+
+def webhook_body(job: RowMapping, envelope: dict[str, Any]) -> bytes:
+    """RunPod's webhook body: the status envelope plus the job's input and webhook URL."""
+    return _json.dumpb({**envelope, "input": _json.loads(job["input"]), "webhook": job["webhook"]})
+
+
+class WebhookOutbox:
+    """Parameters:
+        queue: the job queue (its store, clock and wake-ups).
+        secret: the HMAC key requests are signed with.
+        retry_delay, timeout: seconds between attempts, and per attempt.
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        secret: str,
+        *,
+        retry_delay: float = 10.0,
+        timeout: float = 10.0,
+    ) -> None:
+        self.queue = queue
+        self.store = queue.store
+        self.clock = queue.clock
+        self.secret = secret
+        self.retry_delay = retry_delay
+        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._sending: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="podium-webhooks")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.client.aclose()
+
+    async def _run(self) -> None:
+        with self.queue.notifier.listen(ENDED_KEY) as ev:
+            while True:
+                try:
+                    wait = await self.run_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("webhook pass failed")
+                    wait = 1.0
+                await wait_event(ev, wait)
+
+    async def run_once(self) -> float:
+        """Fix the bodies of ended jobs, send what is due; returns seconds until the next is due."""
+        await self._seal()
+        now = self.clock.now()
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(webhook_deliveries).where(webhook_deliveries.c.state == "pending")
+            )
+            pending = [r for r in res.mappings().all() if r["id"] not in self._sending]
+        due = [r for r in pending if r["next_at"] <= now]
+        if due:
+            limit = asyncio.Semaphore(PARALLEL)
+
+            async def one(row: RowMapping) -> None:
+                async with limit:
+                    await self._attempt(row)
+
+            await asyncio.gather(*(one(r) for r in due))
+            return 0.0
+        later = [r["next_at"] - now for r in pending]
+        return min([1.0, *later])
+
+    async def _seal(self) -> None:
+        """Deliveries waiting on jobs that have ended become pending, their bodies fixed now;
+        those whose job expired before it ended fail."""
+        d = webhook_deliveries
+        now = self.clock.now()
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(d.c.id.label("delivery_id"), jobs)
+                .join(jobs, jobs.c.id == d.c.job_id)
+                .where(d.c.state == "waiting", jobs.c.status.in_(list(FINAL)))
+            )
+            for job in res.mappings().all():
+                body = webhook_body(job, envelope(job, now))
+                await conn.execute(
+                    update(d)
+                    .where(d.c.id == job["delivery_id"], d.c.state == "waiting")
+                    .values(state="pending", body=body.decode(), next_at=now)
+                )
+            await conn.execute(
+                update(d)
+                .where(d.c.state == "waiting", ~exists().where(jobs.c.id == d.c.job_id))
+                .values(
+                    state="failed", finished_at=now,
+                    attempts=_json.dumps([{"at": now, "error": "the job expired before it ended"}]),
+                )
+            )
+
+    async def _attempt(self, row: RowMapping) -> None:
+        self._sending.add(row["id"])
+        try:
+            body = row["body"].encode()
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "Podium-Webhooks/1",
+                "X-Podium-Delivery": row["id"],
+                **signed_headers(self.secret, body),
+            }
+            started = time.monotonic()
+            record: dict[str, Any] = {"at": self.clock.now()}
+            try:
+                resp = await self.client.post(row["url"], content=body, headers=headers)
+                record["status_code"] = resp.status_code
+                ok = 200 <= resp.status_code < 300
+            except httpx.HTTPError as exc:
+                record["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                ok = False
+            record["ms"] = int((time.monotonic() - started) * 1000)
+            await self._record(row, record, ok)
+        finally:
+            self._sending.discard(row["id"])
+
+    async def _record(self, row: RowMapping, record: dict[str, Any], ok: bool) -> None:
+        tries = row["tries"] + 1
+        attempts = (_json.loads(row["attempts"]) or []) + [record]
+        now = self.clock.now()
+        values: dict[str, Any] = {"tries": tries, "attempts": _json.dumps(attempts)}
+        if ok:
+            values.update(state="delivered", finished_at=now, next_at=None)
+        elif tries >= MAX_TRIES:
+            values.update(state="failed", finished_at=now, next_at=None)
+            log.warning("webhook for job %s failed after %d attempts", row["job_id"], tries)
+        else:
+            values.update(next_at=now + self.retry_delay)
+        async with self.store.tx() as conn:
+            await conn.execute(
+                update(webhook_deliveries)
+                .where(webhook_deliveries.c.id == row["id"], webhook_deliveries.c.state == "pending")
+                .values(**values)
+            )
+
+    async def for_job(self, job_id: str) -> list[dict[str, Any]]:
+        """The deliveries of a job, attempts included (for `podium jobs show`)."""
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(webhook_deliveries)
+                .where(webhook_deliveries.c.job_id == job_id)
+                .order_by(webhook_deliveries.c.created_at)
+            )
+            rows = res.mappings().all()
+        return [
+            {
+                "id": r["id"], "url": r["url"], "state": r["state"], "tries": r["tries"],
+                "attempts": _json.loads(r["attempts"]) or [],
+            }
+            for r in rows
+        ]
