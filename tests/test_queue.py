@@ -201,3 +201,53 @@ async def test_drain_hands_out_each_chunk_once(store):
     assert await q.drain_chunks(jid) == []
     await q.append_chunk(jid, "w1", 3)
     assert await q.drain_chunks(jid) == [3]
+
+
+async def test_execution_deadline_times_a_running_job_out(store):
+    clock = FakeClock()
+    q = JobQueue(store, clock=clock)
+    jid = await q.enqueue(job(timeout_ms=5000))
+    other = await q.enqueue(job())
+    await q.take("ep1", "w1", lease=60, limit=2)
+    assert await q.next_deadline() == clock.now() + 5
+    clock.advance(4.9)
+    assert await q.time_out() == []
+    clock.advance(0.2)
+    [row] = await q.time_out()
+    assert (row["id"], row["worker_id"]) == (jid, "w1")
+    final = await q.get(jid)
+    assert final["status"] == JobStatus.TIMED_OUT and "5000 ms" in final["error"]
+    assert not await q.finish(jid, "w1", output=1), "a result after the deadline changes nothing"
+    assert (await q.get(other))["status"] == JobStatus.IN_PROGRESS
+
+
+async def test_ttl_and_retention_make_jobs_disappear(store):
+    clock = FakeClock()
+    q = JobQueue(store, clock=clock, retention={"run": 100, "runsync": 10})
+    short = await q.enqueue(job(ttl_ms=20_000))
+    sync = await q.enqueue(job(kind="runsync"))
+    run = await q.enqueue(job(kind="run"))
+    taken = await q.take("ep1", "w1", lease=60, limit=3)
+    assert len(taken) == 3
+    await q.finish(sync, "w1", output=1)
+    await q.finish(run, "w1", output=1)
+    clock.advance(11)
+    assert await q.get(sync) is None, "runsync results are kept for its retention only"
+    assert await q.get(run) is not None and await q.get(short) is not None
+    clock.advance(10)
+    assert await q.get(short) is None, "past its ttl a job is gone, even mid-run"
+    running = await q.reap()
+    assert [(r["id"], r["worker_id"]) for r in running] == [(short, "w1")]
+    clock.advance(100)
+    await q.reap()
+    assert await q.get(run) is None
+
+
+async def test_expired_jobs_are_never_taken_and_low_priority_does_not_scale(store):
+    clock = FakeClock()
+    q = JobQueue(store, clock=clock)
+    await q.enqueue(job(ttl_ms=10_000))
+    low = await q.enqueue(job(low_priority=True))
+    assert await q.queued_by_endpoint() == {"ep1": 1}
+    clock.advance(11)
+    assert [t["id"] for t in await q.take("ep1", "w1", lease=5, limit=5)] == [low]

@@ -96,7 +96,9 @@ def parse_job_request(body: Any) -> tuple[dict[str, Any], JobOptions]:
         raise _bad("missing_input", 'request body needs an "input" object: {"input": {...}}')
     if not isinstance(body["input"], dict):
         raise _bad("invalid_input", '"input" must be a JSON object')
-    policy = body.get("policy") or {}
+    policy = body.get("policy")
+    if policy is None:
+        policy = {}
     if not isinstance(policy, dict):
         raise _bad("invalid_policy", "policy must be an object")
     low = policy.get("lowPriority", False)

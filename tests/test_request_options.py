@@ -1,0 +1,110 @@
+"""Unit tests: RunPod request options, and recognising a RunPod worker file without running it."""
+
+from __future__ import annotations
+
+import pytest
+
+from podium.server.errors import HTTPError
+from podium.server.options import parse_job_request
+from podium.signing import signed_headers, verify
+from podium.worker.runpod_file import environment, inspect_source
+
+S3 = {"accessId": "AKIA", "accessSecret": "very-secret", "bucketName": "b", "endpointUrl": "http://s3"}
+
+
+def test_options_are_parsed_and_unknown_keys_dropped():
+    payload, opts = parse_job_request({
+        "input": {"a": 1}, "webhook": "https://example.com/h", "s3Config": S3, "junk": True,
+        "policy": {"executionTimeout": 5000, "ttl": 10_000, "lowPriority": True},
+    })
+    assert payload == {"a": 1}
+    assert opts.policy() == {"executionTimeout": 5000, "ttl": 10_000, "lowPriority": True}
+    assert opts.secret() == {"s3Config": S3}
+    assert opts.webhook == "https://example.com/h"
+    _, plain = parse_job_request({"input": {}})
+    assert plain.policy() is None and plain.secret() is None and not plain.low_priority
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ([], "invalid_request"),
+        ({}, "missing_input"),
+        ({"input": [1]}, "invalid_input"),
+        ({"input": {}, "policy": {"executionTimeout": 4999}}, "invalid_policy"),
+        ({"input": {}, "policy": {"executionTimeout": 8 * 86_400_000}}, "invalid_policy"),
+        ({"input": {}, "policy": {"executionTimeout": "5000"}}, "invalid_policy"),
+        ({"input": {}, "policy": {"ttl": 9999}}, "invalid_policy"),
+        ({"input": {}, "policy": {"lowPriority": "yes"}}, "invalid_policy"),
+        ({"input": {}, "policy": []}, "invalid_policy"),
+        ({"input": {}, "webhook": "file:///etc/passwd"}, "invalid_webhook"),
+        ({"input": {}, "s3Config": {**S3, "bucketName": ""}}, "invalid_s3config"),
+        ({"input": {}, "s3Config": "x"}, "invalid_s3config"),
+    ],
+)
+def test_malformed_requests_are_400s_that_say_why(body, error):
+    with pytest.raises(HTTPError) as exc:
+        parse_job_request(body)
+    assert exc.value.status_code == 400 and exc.value.error == error
+
+
+def test_s3config_errors_name_keys_never_values():
+    with pytest.raises(HTTPError) as exc:
+        parse_job_request({"input": {}, "s3Config": {**S3, "endpointUrl": None}})
+    assert "endpointUrl" in str(exc.value.detail) and "very-secret" not in str(exc.value.detail)
+
+
+def test_a_runpod_worker_file_is_recognised_without_running_it():
+    src = '''
+import runpod
+raise SystemExit("deploy must not run this file")
+
+def handler(job):
+    def inner():
+        yield 1
+    return list(inner())
+
+runpod.serverless.start({"handler": handler})
+'''
+    assert inspect_source(src) == {
+        "handler": "handler", "streaming": False, "is_async": False, "aggregate_stream": False,
+    }
+
+
+def test_generator_async_and_config_by_name_are_seen():
+    src = '''
+from runpod import serverless
+
+async def gen(job):
+    yield {"i": 1}
+
+config = {"handler": gen, "return_aggregate_stream": True}
+if __name__ == "__main__":
+    serverless.start(config)
+'''
+    assert inspect_source(src) == {
+        "handler": "gen", "streaming": True, "is_async": True, "aggregate_stream": True,
+    }
+
+
+def test_a_plain_module_is_not_a_runpod_worker():
+    assert inspect_source("def handler(job):\n    return job\n") is None
+    assert inspect_source("import asyncio\nasyncio.start(1)\n") is None
+
+
+def test_worker_environment_points_at_this_server_and_never_busy_pings():
+    env = environment(url="http://127.0.0.1:9", endpoint_id="ep", worker_id="w1", token="t", ping_interval=0.2)
+    assert env["RUNPOD_WEBHOOK_GET_JOB"] == "http://127.0.0.1:9/v2/ep/job-take/$ID?gpu=cpu"
+    assert "/job-done/$RUNPOD_POD_ID/$ID?" in env["RUNPOD_WEBHOOK_POST_OUTPUT"]
+    assert env["RUNPOD_PING_INTERVAL"] == "1000"
+    assert env["RUNPOD_POD_ID"] == "w1" and env["RUNPOD_AI_API_KEY"] == "t"
+    assert env["RUNPOD_SKIP_AUTO_SYSTEM_CHECKS"] == "true"
+
+
+def test_signatures_verify_and_expire():
+    body = b'{"id": "j"}'
+    headers = signed_headers("k", body, now=1000)
+    assert verify("k", headers, body, now=1100)
+    assert not verify("k", headers, body, now=2000)  # replayed too late
+    assert not verify("k", {**headers, "X-Podium-Timestamp": "1001"}, body, now=1100)
+    assert not verify("k", {}, body)
