@@ -18,16 +18,20 @@ from podium.errors import (
     APIError,
     BundleError,
     ConfigError,
+    DeploymentError,
     PodiumError,
     RouteError,
     ServiceDefinitionError,
 )
+from podium.client.deployment import Deployment, deploy, get_deployment
 from podium.sdk import JobContext, Route, Service, ServiceConfig, context, handler, service
 
 __all__ = [
     "APIError",
     "BundleError",
     "ConfigError",
+    "Deployment",
+    "DeploymentError",
     "JobContext",
     "PodiumError",
     "Route",
@@ -37,6 +41,8 @@ __all__ = [
     "ServiceDefinitionError",
     "__version__",
     "context",
+    "deploy",
+    "get_deployment",
     "handler",
     "service",
 ]

@@ -116,41 +116,54 @@ def version_id(bundle_sha256: str, meta: dict[str, Any]) -> str:
 
 
 def describe(
-    bundle: Bundle, service: str | None = None, overrides: dict[str, Any] | None = None
+    bundle: Bundle,
+    service: str | Service | None = None,
+    overrides: dict[str, Any] | None = None,
+    init_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What `deploy` sends with the bundle: read on the deploying machine, never on the server.
 
-    A RunPod worker file (it calls `runpod.serverless.start`) is read, not imported; a Podium
-    service is imported to read its routes. `overrides` replace scaling settings (deploy flags).
+    `service` names the service to deploy, or is the already-loaded :class:`Service` (deploying
+    from Python: nothing is imported again). A RunPod worker file (it calls
+    `runpod.serverless.start`) is read, not imported. `overrides` replace scaling settings (deploy
+    flags); `init_kwargs` are stored with the version and passed to the initializer on every worker.
     """
-    source = (bundle.root / bundle.entry).read_text(encoding="utf-8", errors="replace")
-    try:
-        rp = runpod_file.inspect_source(source)
-    except SyntaxError as exc:
-        raise BundleError(f"{bundle.entry}: syntax error at line {exc.lineno}: {exc.msg}") from None
-    if rp is not None:
-        meta = {
-            "service": service or default_name(Path(bundle.entry).stem),
-            "entry": bundle.entry,
-            "routes": runpod_file.route_table(rp),
-            "config": ServiceConfig().as_dict(),
-            "runtime": "runpod",
-        }
+    if isinstance(service, Service):
+        meta = _service_meta(bundle, service)
     else:
-        svc = load_service(bundle.root, bundle.entry, service)
-        meta = {
-            "service": svc.name,
-            "entry": bundle.entry,
-            "routes": svc.route_table(),
-            "config": svc.config.as_dict(),
-            "runtime": "podium",
-        }
+        source = (bundle.root / bundle.entry).read_text(encoding="utf-8", errors="replace")
+        try:
+            rp = runpod_file.inspect_source(source)
+        except SyntaxError as exc:
+            raise BundleError(f"{bundle.entry}: syntax error at line {exc.lineno}: {exc.msg}") from None
+        if rp is not None:
+            meta = {
+                "service": service or default_name(Path(bundle.entry).stem),
+                "entry": bundle.entry,
+                "routes": runpod_file.route_table(rp),
+                "config": ServiceConfig().as_dict(),
+                "runtime": "runpod",
+            }
+        else:
+            meta = _service_meta(bundle, load_service(bundle.root, bundle.entry, service))
     if overrides:
         try:
             meta["config"] = ServiceConfig(**{**meta["config"], **overrides}).as_dict()
         except TypeError as exc:
             raise BundleError(f"unknown setting: {exc}") from None
+    if init_kwargs:
+        meta["config"]["init_kwargs"] = init_kwargs
     return {"id": version_id(bundle.sha256, meta), "sha256": bundle.sha256, "size": len(bundle.data), **meta}
+
+
+def _service_meta(bundle: Bundle, svc: Service) -> dict[str, Any]:
+    return {
+        "service": svc.name,
+        "entry": bundle.entry,
+        "routes": svc.route_table(),
+        "config": svc.config.as_dict(),
+        "runtime": "podium",
+    }
 
 
 def extract(data: bytes, dest: Path) -> None:

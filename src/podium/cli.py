@@ -106,6 +106,7 @@ def deploy(
 ) -> None:
     """Bundle PATH, upload it as an immutable version, point endpoint NAME at it."""
     from podium.bundle import describe, make_bundle
+    from podium.client.deployment import upload
 
     overrides = {k: v for k, v in {
         "min_workers": min_workers, "max_workers": max_workers, "idle_timeout": idle_timeout,
@@ -115,13 +116,8 @@ def deploy(
         with err.status("bundling…"):
             bundle = make_bundle(path, entry)
             version = describe(bundle, service, overrides)
-        try:
-            conn.request("GET", f"/api/v1/blobs/{bundle.sha256}")
-        except PodiumError:
-            with err.status(f"uploading {len(bundle.data) / 1024:.1f} KiB…"):
-                conn.request("PUT", f"/api/v1/blobs/{bundle.sha256}", content=bundle.data)
-        body = {"name": name or version["service"], "version": version, "message": message}
-        ep = conn.request("POST", "/api/v1/deploy", json=body)
+        with err.status(f"uploading {len(bundle.data) / 1024:.1f} KiB…"):
+            ep = upload(conn, bundle, version, name or version["service"], message)
         if wait:
             ep = _wait_ready(conn, ep, timeout, quiet=as_json)
     result = {"endpoint_id": ep["endpoint_id"], "name": ep["name"], "version": ep["version"],

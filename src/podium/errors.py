@@ -6,6 +6,7 @@ The tree::
     ├── ServiceDefinitionError   a service, route or handler is declared wrongly (authoring SDK)
     ├── BundleError              `deploy` cannot bundle a path or find the service in it
     ├── ConfigError              a setting is missing or malformed
+    ├── DeploymentError          a deployment failed (ERROR), was torn down, or never got ready
     └── APIError                 the server answered an error (carries status_code, error, detail)
         └── RouteError           the remote route raised (carries remote type, message, traceback)
 
@@ -38,6 +39,10 @@ class BundleError(PodiumError):
 
 class ConfigError(PodiumError):
     """A setting is missing or malformed."""
+
+
+class DeploymentError(PodiumError):
+    """The deployment is not usable."""
 
 
 class APIError(PodiumError):

@@ -18,7 +18,7 @@ from podium.server.auth import ROLE_RANK, Principal, require
 from podium.server.body import read_body, read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.runtime import Runtime
-from podium.store.catalog import key_prefix
+from podium.store.catalog import EndpointState, key_prefix
 from podium.scaling.local import tail
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -143,6 +143,17 @@ async def list_endpoints(request: Request) -> JSONAnswer:
 async def get_endpoint(request: Request, ref: str) -> JSONAnswer:
     rt, principal = await _auth(request, "read")
     ep = await rt.endpoint(principal, ref)
+    return JSONAnswer(await _endpoint_view(rt, request, ep))
+
+
+@router.post("/endpoints/{ref}/stop")
+async def stop_endpoint(request: Request, ref: str) -> JSONAnswer:
+    """Tear down: INACTIVE, its workers drain and stop, calls are refused until the next deploy."""
+    rt, principal = await _auth(request, "deploy")
+    ep = await rt.endpoint(principal, ref)
+    await rt.catalog.set_state(ep["id"], EndpointState.INACTIVE)
+    rt.scaler.wake()
+    ep = await rt.endpoint(principal, ep["id"])
     return JSONAnswer(await _endpoint_view(rt, request, ep))
 
 

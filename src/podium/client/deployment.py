@@ -1,0 +1,235 @@
+"""Deploying from Python, and the client a deployment gives back.
+
+``podium.deploy(svc)(**init_kwargs)`` bundles the directory of the module that defines `svc`,
+uploads it, points the endpoint at it and returns a :class:`Deployment` at once (CREATING);
+``podium.get_deployment(d, wait=True)`` waits until it is ACTIVE. Routes become methods: `/hello`
+is ``d.hello(...)`` and ``await d.async_hello(...)``; a streaming route gives bytes chunks as the
+route yields them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from podium import _json
+from podium.bundle import Bundle, describe, make_bundle
+from podium.client.http import Connection, raise_for
+from podium.errors import APIError, DeploymentError, ServiceDefinitionError
+from podium.sdk.service import Service
+
+#: States a deployment passes through on its way to ACTIVE.
+PENDING = ("CREATING",)
+
+
+def upload(conn: Connection, bundle: Bundle, version: dict[str, Any], name: str,
+           message: str | None = None) -> dict[str, Any]:
+    """Send the bundle unless the server has it, then deploy the version as endpoint `name`."""
+    try:
+        conn.request("GET", f"/api/v1/blobs/{bundle.sha256}")
+    except APIError as exc:
+        if exc.status_code != 404:
+            raise
+        conn.request("PUT", f"/api/v1/blobs/{bundle.sha256}", content=bundle.data)
+    body = {"name": name, "version": version, "message": message}
+    return conn.request("POST", "/api/v1/deploy", json=body)  # type: ignore[no-any-return]
+
+
+def _module_file(svc: Service) -> Path:
+    func = svc.initializer or next(iter(svc.routes.values())).func
+    module = sys.modules.get(func.__module__)
+    file = getattr(module, "__file__", None)
+    if not file or not file.endswith(".py"):
+        raise ServiceDefinitionError(
+            f"service {svc.name} is not defined in a .py file (module {func.__module__}); "
+            "put it in a file next to your notebook and import it from there"
+        )
+    return Path(file).resolve()
+
+
+def _check_init_kwargs(svc: Service, init_kwargs: dict[str, Any]) -> None:
+    if init_kwargs and svc.initializer is None:
+        raise TypeError(f"service {svc.name} has no initializer to take {', '.join(init_kwargs)}")
+    if svc.initializer is not None:
+        try:
+            inspect.signature(svc.initializer).bind(**init_kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{svc.initializer.__name__}(): {exc}") from None
+    try:
+        _json.dumps(init_kwargs)
+    except TypeError as exc:
+        raise TypeError(f"init arguments must be JSON values: {exc}") from None
+
+
+def deploy(
+    svc: Service,
+    *,
+    name: str | None = None,
+    message: str | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
+    **overrides: Any,
+) -> Callable[..., Deployment]:
+    """``deploy(svc)(**init_kwargs)``: deploy and return the deployment's client at once.
+
+    `overrides` replace the service's scaling settings (min_workers, max_workers, ...).
+    """
+    if not isinstance(svc, Service):
+        raise TypeError(f"deploy() takes a service made with @podium.service, not {type(svc).__name__}")
+
+    def with_init(**init_kwargs: Any) -> Deployment:
+        _check_init_kwargs(svc, init_kwargs)
+        file = _module_file(svc)
+        bundle = make_bundle(file.parent, entry=file.name)
+        version = describe(bundle, svc, overrides, init_kwargs)
+        conn = Connection(url, api_key)
+        return Deployment(upload(conn, bundle, version, name or svc.name, message), conn)
+
+    return with_init
+
+
+def get_deployment(
+    ref: str | Deployment,
+    *,
+    wait: bool = False,
+    timeout: float = 600.0,
+    progress: bool = False,
+    url: str | None = None,
+    api_key: str | None = None,
+) -> Deployment:
+    """The deployment `ref` (id, name or a Deployment), reloaded; with `wait`, once it is ACTIVE.
+
+    Raises DeploymentError if it is (or becomes) ERROR, carrying the initializer's error and log
+    tail, or if it is still not ACTIVE after `timeout` seconds.
+    """
+    if isinstance(ref, Deployment):
+        conn, ident = ref._conn, ref.id
+    else:
+        conn, ident = Connection(url, api_key), ref
+    start = time.monotonic()
+    delay = 0.05
+    while True:
+        d = Deployment(conn.request("GET", f"/api/v1/endpoints/{ident}"), conn)
+        if d.status == "ERROR":
+            raise DeploymentError(f"deployment {d.name} ({d.id}) failed: {d.info.get('error')}")
+        if not wait or d.status == "ACTIVE":
+            break
+        if d.status not in PENDING:
+            raise DeploymentError(f"deployment {d.name} ({d.id}) is {d.status}; deploy it again")
+        elapsed = time.monotonic() - start
+        if progress:
+            sys.stderr.write(f"\r{d.name}: {d.status} ({elapsed:.0f} s)")
+            sys.stderr.flush()
+        if elapsed > timeout:
+            raise DeploymentError(f"deployment {d.name} ({d.id}) still {d.status} after {timeout:.0f} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    if progress:
+        sys.stderr.write(f"\r{d.name}: {d.status}\n")
+    return d
+
+
+class Deployment:
+    """A deployed service: identity, state, and one method per route (keyword arguments only)."""
+
+    def __init__(self, info: dict[str, Any], conn: Connection) -> None:
+        self.info = info
+        self._conn = conn
+        self._methods = {r["method"]: r for r in info.get("routes", [])}
+
+    @property
+    def id(self) -> str:
+        return str(self.info["endpoint_id"])
+
+    @property
+    def name(self) -> str:
+        return str(self.info["name"])
+
+    @property
+    def status(self) -> str:
+        """The state: CREATING, ACTIVE, INACTIVE or ERROR (as of the last load)."""
+        return str(self.info["state"])
+
+    @property
+    def address(self) -> str:
+        """Base URL of the routes: POST {address}/{route}."""
+        return f"{self._conn.url}/{self.id}"
+
+    def teardown(self) -> None:
+        """Stop it: workers drain and stop, calls are refused until it is deployed again."""
+        self.info = self._conn.request("POST", f"/api/v1/endpoints/{self.id}/stop")
+
+    def __getattr__(self, attr: str) -> Callable[..., Any]:
+        is_async = attr.startswith("async_")
+        route = self.__dict__.get("_methods", {}).get(attr[len("async_"):] if is_async else attr)
+        if route is None:
+            raise AttributeError(
+                f"deployment {self.info.get('name')} has no route method {attr!r} "
+                f"(routes: {', '.join(sorted(self.__dict__.get('_methods', {}))) or 'none'})"
+            )
+        if is_async:
+            return self._async_method(attr, route)
+        return self._method(attr, route)
+
+    def __dir__(self) -> list[str]:
+        names = list(self._methods) + [f"async_{m}" for m in self._methods]
+        return sorted(set(super().__dir__()) | set(names))
+
+    def __repr__(self) -> str:
+        return f"<Deployment {self.info.get('name')} {self.id} {self.status}>"
+
+    def _path(self, route: dict[str, Any]) -> str:
+        return f"/{self.id}/{route['path'].lstrip('/')}"
+
+    def _method(self, attr: str, route: dict[str, Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            _keywords_only(attr, args)
+            if route["streaming"]:
+                return self._conn.stream("POST", self._path(route), json=kwargs)
+            return self._conn.request("POST", self._path(route), json=kwargs)
+
+        call.__name__ = attr
+        return call
+
+    def _async_method(self, attr: str, route: dict[str, Any]) -> Callable[..., Any]:
+        conn = self._conn
+
+        def client() -> httpx.AsyncClient:
+            # One per call: a deployment may be used from several event loops (notebooks, tests).
+            return httpx.AsyncClient(base_url=conn.url, headers=dict(conn.http.headers),
+                                     timeout=conn.http.timeout)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            _keywords_only(attr, args)
+            async with client() as http:
+                r = await http.post(self._path(route), json=kwargs)
+                raise_for(r)
+                return r.json()
+
+        async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+            _keywords_only(attr, args)
+            async with client() as http, http.stream("POST", self._path(route), json=kwargs) as r:
+                if r.status_code >= 400:
+                    await r.aread()
+                    raise_for(r)
+                async for chunk in r.aiter_bytes():
+                    yield chunk
+
+        chosen = stream if route["streaming"] else call
+        chosen.__name__ = attr
+        return chosen
+
+
+def _keywords_only(attr: str, args: tuple[Any, ...]) -> None:
+    if args:
+        raise TypeError(
+            f"{attr}() takes keyword arguments only (got {len(args)} positional); "
+            f"call it as {attr}(name=value, ...)"
+        )
+
