@@ -40,7 +40,8 @@ class Bundle:
     root: Path
 
 
-def _walk(root: Path) -> list[Path]:
+def bundle_files(root: Path) -> list[Path]:
+    """The files a bundle of directory `root` holds, in a stable order."""
     files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info"))
@@ -60,7 +61,7 @@ def make_bundle(path: str | Path, entry: str | None = None) -> Bundle:
             raise BundleError(f"{path}: deploy a .py file or a directory holding one")
         root, files, entry = p.parent, [p], p.name
     else:
-        root, files = p, _walk(p)
+        root, files = p, bundle_files(p)
         names = {f.relative_to(root).as_posix() for f in files}
         if entry is None:
             entry = next((c for c in ENTRY_CANDIDATES if c in names), None)

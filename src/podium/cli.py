@@ -52,36 +52,33 @@ def up(
     port: int = typer.Option(None, help="Port to listen on (default 8000)."),
 ) -> None:
     """Start the server and its local workers (state under $PODIUM_HOME, default ./.podium)."""
-    import uvicorn
-
-    from podium.config import Settings
-    from podium.server.app import create_app
-    from podium.server.runtime import Runtime
-
     from podium import logs
+    from podium.config import Settings
+    from podium.server.serve import run
 
     logs.setup()
     settings = Settings.from_env(host=host, port=port)
-    runtime = Runtime(settings)
 
-    def announce() -> None:
+    def announce(runtime: Any) -> None:
         out.print(f"Podium {settings.url}  (home {settings.home.resolve()}, store {_store_name(settings)})")
         if runtime.new_admin_key:
             out.print("[bold]Admin API key (shown once; saved for the CLI in "
                       f"{settings.credentials}):[/bold]")
             out.print(runtime.new_admin_key, highlight=False)
 
-    config = uvicorn.Config(
-        create_app(settings, runtime, on_started=announce),
-        host=settings.host, port=settings.port, log_level="warning", access_log=False,
-        loop="auto", http="auto", timeout_graceful_shutdown=5,
-    )
-    class Server(uvicorn.Server):
-        async def shutdown(self, sockets: Any = None) -> None:
-            runtime.queue.close()  # answer held long-polls now, so shutdown is not held up
-            await super().shutdown(sockets)
+    run(settings, announce)
 
-    Server(config).run()
+
+@app.command()
+def dev(
+    path: Path = typer.Argument(..., help="The service: a .py file or a directory."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    name: str = typer.Option(None, "--name", "-n", help="Endpoint name (default: the service's)."),
+) -> None:
+    """Serve PATH on a private local Podium and redeploy it whenever a file changes."""
+    from podium.dev import serve
+
+    serve(path, port, name)
 
 
 def _store_name(settings: Any) -> str:
