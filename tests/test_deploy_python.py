@@ -123,7 +123,7 @@ def test_teardown_stops_the_deployment(srv):
     assert d.status == "INACTIVE"
     with pytest.raises(podium.APIError) as exc:
         d.hello()
-    assert exc.value.status_code == 409 and "stopped" in str(exc.value)
+    assert exc.value.status_code == 503 and "stopped" in str(exc.value)
     with pytest.raises(podium.DeploymentError, match="INACTIVE"):
         podium.get_deployment(d, wait=True, timeout=5)
 

@@ -180,7 +180,8 @@ def retry_delay(call: Call, outcome: Outcome) -> float | None:
 def failure(call: Call, exc: httpx.TransportError, url: str) -> PodiumError:
     """The error to raise when `call` got no answer."""
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return ConfigError(f"cannot reach Podium at {url} ({str(exc) or type(exc).__name__}): is `podium up` running?")
+        why = str(exc) or type(exc).__name__
+        return ConfigError(f"cannot reach Podium at {url} ({why}): is `podium up` running?")
     if isinstance(exc, httpx.UnsupportedProtocol):
         return ConfigError(f"not a Podium URL: {url!r} (it needs http:// or https://)")
     if isinstance(exc, httpx.TimeoutException):
@@ -209,15 +210,8 @@ def result(body: Mapping[str, Any]) -> Any:
 
 
 class BaseEndpoint:
-    """Configuration and plans shared by the sync and the asyncio ``Endpoint``; no I/O here.
-
-    Parameters:
-        name_or_id: the endpoint, by name or by id.
-        url, api_key: the server and key; when missing, PODIUM_URL / PODIUM_API_KEY, then the
-            credentials file `podium up` wrote (see :func:`podium.client.http.resolve`).
-        timeout: seconds one request may take (/runsync gets its wait on top).
-        retries: extra attempts for a request that failed in a way that is safe to repeat.
-    """
+    """Configuration and plans shared by the sync and the asyncio ``Endpoint`` (parameters: see
+    :class:`Endpoint`); no I/O here."""
 
     def __init__(
         self,
@@ -257,7 +251,9 @@ class BaseEndpoint:
     def _run_sync_plan(self, body: dict[str, Any], timeout: float) -> Plan:
         deadline = time.monotonic() + timeout
         wait = wait_ms(timeout)
-        call = self._call("POST", "runsync", json=body, params={"wait": wait}, timeout=wait / 1000 + self.timeout)
+        # The server holds the request `wait` ms, then needs an ordinary request's time to answer.
+        limit = wait / 1000 + self.timeout
+        call = self._call("POST", "runsync", json=body, params={"wait": wait}, timeout=limit)
         sent = yield from self._exchange(call)
         if sent["status"] not in FINAL:  # the wait ended first: go on asking until our own deadline
             sent = yield from self._until_final(sent["id"], deadline, timeout)
@@ -318,7 +314,9 @@ class BaseEndpoint:
 class BaseJob:
     """A job handle: its endpoint and id (no I/O here; see ``Job``)."""
 
-    def __init__(self, endpoint: Any, job_id: str) -> None:
+    endpoint: BaseEndpoint
+
+    def __init__(self, endpoint: BaseEndpoint, job_id: str) -> None:
         self.endpoint = endpoint
         self.id = job_id
 
@@ -330,6 +328,15 @@ class BaseJob:
 
     def __hash__(self) -> int:
         return hash((self.endpoint.name, self.id))
+
+    def _status_plan(self) -> Plan:
+        return self.endpoint._job_plan("GET", "status", self.id, "safe")
+
+    def _cancel_plan(self) -> Plan:
+        return self.endpoint._job_plan("POST", "cancel", self.id, "safe")
+
+    def _retry_plan(self) -> Plan:
+        return self.endpoint._job_plan("POST", "retry", self.id, "unsent")
 
 
 # -- the sync transport ---------------------------------------------------------------------------
@@ -360,7 +367,9 @@ class Endpoint(BaseEndpoint):
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(name_or_id, url=url, api_key=api_key, timeout=timeout, retries=retries)
-        self._http = httpx.Client(base_url=self.url, headers=self._headers, timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=self.url, headers=self._headers, timeout=timeout, transport=transport
+        )
 
     def run(
         self,
@@ -433,7 +442,7 @@ class Job(BaseJob):
 
     def status(self) -> str:
         """IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED or TIMED_OUT."""
-        return str(self.endpoint._one(self.endpoint._job_plan("GET", "status", self.id, "safe")))
+        return str(self.endpoint._one(self._status_plan()))
 
     def output(self, timeout: float | None = None) -> Any:
         """Wait until the job is final and return its output (JobFailed, or JobTimeout after `timeout` s)."""
@@ -445,8 +454,8 @@ class Job(BaseJob):
 
     def cancel(self) -> str:
         """Stop the job (a queued one never runs); its status after, normally CANCELLED."""
-        return str(self.endpoint._one(self.endpoint._job_plan("POST", "cancel", self.id, "safe")))
+        return str(self.endpoint._one(self._cancel_plan()))
 
     def retry(self) -> str:
         """Queue a FAILED or TIMED_OUT job again under the same id; its status, IN_QUEUE."""
-        return str(self.endpoint._one(self.endpoint._job_plan("POST", "retry", self.id, "unsent")))
+        return str(self.endpoint._one(self._retry_plan()))

@@ -22,7 +22,10 @@ def check_callable(ep: RowMapping) -> None:
             503, "endpoint_error", f"endpoint {ep['name']} cannot start its workers: {first}"
         )
     if ep["state"] == EndpointState.INACTIVE:
-        raise HTTPError(409, "endpoint_inactive", f"endpoint {ep['name']} is stopped")
+        raise HTTPError(
+            503, "endpoint_inactive",
+            f"endpoint {ep['name']} is stopped; start it (podium start {ep['name']}) or deploy it again",
+        )
 
 
 def default_route(routes: list[dict[str, Any]]) -> dict[str, Any]:
