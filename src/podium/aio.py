@@ -23,7 +23,18 @@ from typing import Any
 
 import httpx
 
-from podium.client.jobs import BaseEndpoint, BaseJob, Call, JobFailed, JobTimeout, Plan, Sleep, job_body
+from podium.client.jobs import (
+    BaseEndpoint,
+    BaseJob,
+    Call,
+    JobFailed,
+    JobTimeout,
+    Outcome,
+    Plan,
+    Sleep,
+    Steps,
+    job_body,
+)
 
 __all__ = ["Endpoint", "Job", "JobFailed", "JobTimeout"]
 
@@ -95,24 +106,20 @@ class Endpoint(BaseEndpoint):
 
     async def _carry_out(self, plan: Plan) -> AsyncIterator[Any]:
         """Make the plan's calls, take its sleeps, yield what it gives."""
-        sent: Any = None
-        while True:
-            try:
-                step = plan.send(sent)
-            except StopIteration:
-                return
-            sent = None
+        steps = Steps(plan)
+        for step in steps:
             if isinstance(step, Call):
-                try:
-                    sent = await self._http.request(
-                        step.method, step.path, json=step.json, params=step.params, timeout=step.timeout
-                    )
-                except httpx.TransportError as exc:
-                    sent = exc
+                steps.reply(await self._send(step))
             elif isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
             else:
                 yield step.value
+
+    async def _send(self, call: Call) -> Outcome:
+        try:
+            return await self._http.request(call.method, call.path, **call.options())
+        except httpx.TransportError as exc:
+            return exc
 
 
 class Job(BaseJob):

@@ -99,6 +99,10 @@ class Call:
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
 
+    def options(self) -> dict[str, Any]:
+        """The rest of the request, as httpx's ``request()`` takes it."""
+        return {"json": self.json, "params": self.params, "timeout": self.timeout}
+
 
 @dataclass(frozen=True)
 class Sleep:
@@ -115,6 +119,24 @@ class Give:
 #: What a transport sends back into a plan after a Call: the answer, or why there was none.
 Outcome = httpx.Response | httpx.TransportError
 Plan = Generator[Call | Sleep | Give, Any, None]
+
+
+class Steps:
+    """A plan's steps, for a ``for`` loop: ``reply(outcome)`` is what the next step is sent."""
+
+    def __init__(self, plan: Plan) -> None:
+        self._plan = plan
+        self._reply: Any = None
+
+    def __iter__(self) -> Steps:
+        return self
+
+    def __next__(self) -> Call | Sleep | Give:
+        reply, self._reply = self._reply, None
+        return self._plan.send(reply)  # StopIteration when the plan is done ends the loop
+
+    def reply(self, outcome: Outcome) -> None:
+        self._reply = outcome
 
 
 def job_body(
@@ -200,6 +222,10 @@ def answer(call: Call, outcome: Outcome, url: str) -> Any:
         raise PodiumError(
             f"{call} answered HTTP {outcome.status_code} without JSON: is {url} a Podium server?"
         ) from None
+
+
+def still(job_id: str, status: str, timeout: float | None) -> JobTimeout:
+    return JobTimeout(f"job {job_id} is still {status} after {timeout:g} s", job_id)
 
 
 def result(body: Mapping[str, Any]) -> Any:
@@ -289,7 +315,7 @@ class BaseEndpoint:
                 return body
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise JobTimeout(f"job {job_id} is still {body['status']} after {timeout:g} s", job_id)
+                raise still(job_id, body["status"], timeout)
             yield Sleep(next(delays) if left is None else min(next(delays), left))
 
     def _stream_plan(self, job_id: str, timeout: float | None) -> Plan:
@@ -305,7 +331,7 @@ class BaseEndpoint:
                 result(body)
                 return
             if deadline is not None and time.monotonic() >= deadline:
-                raise JobTimeout(f"job {job_id} is still {body['status']} after {timeout:g} s", job_id)
+                raise still(job_id, body["status"], timeout)
             if chunks:  # output is flowing: ask again soon
                 delays = poll_delays()
             yield Sleep(next(delays))
@@ -324,10 +350,13 @@ class BaseJob:
         return f"{type(self).__name__}({self.endpoint.name!r}, {self.id!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, BaseJob) and (self.endpoint.name, self.id) == (other.endpoint.name, other.id)
+        return isinstance(other, BaseJob) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.endpoint.name, self.id))
+        return hash(self._key())
+
+    def _key(self) -> tuple[str, str, str]:
+        return (self.endpoint.url, self.endpoint.name, self.id)
 
     def _status_plan(self) -> Plan:
         return self.endpoint._job_plan("GET", "status", self.id, "safe")
@@ -415,24 +444,20 @@ class Endpoint(BaseEndpoint):
 
     def _carry_out(self, plan: Plan) -> Iterator[Any]:
         """Make the plan's calls, take its sleeps, yield what it gives."""
-        sent: Any = None
-        while True:
-            try:
-                step = plan.send(sent)
-            except StopIteration:
-                return
-            sent = None
+        steps = Steps(plan)
+        for step in steps:
             if isinstance(step, Call):
-                try:
-                    sent = self._http.request(
-                        step.method, step.path, json=step.json, params=step.params, timeout=step.timeout
-                    )
-                except httpx.TransportError as exc:
-                    sent = exc
+                steps.reply(self._send(step))
             elif isinstance(step, Sleep):
                 time.sleep(step.seconds)
             else:
                 yield step.value
+
+    def _send(self, call: Call) -> Outcome:
+        try:
+            return self._http.request(call.method, call.path, **call.options())
+        except httpx.TransportError as exc:
+            return exc
 
 
 class Job(BaseJob):
