@@ -23,7 +23,9 @@ from podium.errors import (
     RouteError,
     ServiceDefinitionError,
 )
+from podium import aio
 from podium.client.deployment import Deployment, deploy, get_deployment
+from podium.client.jobs import Endpoint, Job, JobFailed, JobTimeout
 from podium.sdk import JobContext, Route, Service, ServiceConfig, context, handler, service
 
 __all__ = [
@@ -32,6 +34,10 @@ __all__ = [
     "ConfigError",
     "Deployment",
     "DeploymentError",
+    "Endpoint",
+    "Job",
+    "JobFailed",
+    "JobTimeout",
     "JobContext",
     "PodiumError",
     "Route",
@@ -40,6 +46,7 @@ __all__ = [
     "ServiceConfig",
     "ServiceDefinitionError",
     "__version__",
+    "aio",
     "context",
     "deploy",
     "get_deployment",

@@ -7,6 +7,9 @@ The tree::
     ├── BundleError              `deploy` cannot bundle a path or find the service in it
     ├── ConfigError              a setting is missing or malformed
     ├── DeploymentError          a deployment failed (ERROR), was torn down, or never got ready
+    ├── JobFailed                a job ended FAILED, CANCELLED or TIMED_OUT (job client)
+    ├── JobTimeout               a job (or a call) did not finish in time; also a TimeoutError
+    ├── UploadError              podium.storage could not put a file in the request's bucket
     └── APIError                 the server answered an error (carries status_code, error, detail)
         └── RouteError           the remote route raised (carries remote type, message, traceback)
 
@@ -43,6 +46,33 @@ class ConfigError(PodiumError):
 
 class DeploymentError(PodiumError):
     """The deployment is not usable."""
+
+
+class JobFailed(PodiumError):
+    """The job ended without completing."""
+
+    def __init__(self, job_id: str, status: str, error: Any = None) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.error = error
+        text = f"job {job_id} ended {status}"
+        super().__init__(f"{text}: {error}" if error not in (None, "") else text)
+
+
+class JobTimeout(PodiumError, TimeoutError):
+    """The job did not finish in time.
+
+    Also a :class:`TimeoutError`, so code written for RunPod's client (which raises that) still
+    catches it. ``job_id`` is None when a request timed out before the server named the job.
+    """
+
+    def __init__(self, message: str | None = None, job_id: str | None = None) -> None:
+        self.job_id = job_id
+        super().__init__(message)
+
+
+class UploadError(PodiumError):
+    """The upload to the bucket failed."""
 
 
 class APIError(PodiumError):

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from podium.errors import ConfigError, PodiumError
+from podium.errors import ConfigError, UploadError
 
 __all__ = ["UploadError", "upload_bytes", "upload_files"]
 
@@ -34,10 +34,6 @@ __all__ = ["UploadError", "upload_bytes", "upload_files"]
 MAX_EXPIRES = 7 * 24 * 3600
 
 _KEYS = ("accessId", "accessSecret", "bucketName", "endpointUrl")
-
-
-class UploadError(PodiumError):
-    """The upload to the bucket failed."""
 
 
 def upload_files(

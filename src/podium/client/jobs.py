@@ -38,7 +38,7 @@ from urllib.parse import quote
 import httpx
 
 from podium.client.http import raise_for, resolve
-from podium.errors import ConfigError, PodiumError
+from podium.errors import ConfigError, JobFailed, JobTimeout, PodiumError
 
 __all__ = ["Endpoint", "Job", "JobFailed", "JobTimeout"]
 
@@ -54,29 +54,6 @@ RETRY_BASE, RETRY_CAP = 0.25, 4.0
 RETRY_AFTER_CAP = 10.0
 #: Pauses between polls of a job, in seconds: quick for short jobs, gentle for long ones.
 POLL_FIRST, POLL_CAP = 0.05, 1.0
-
-
-class JobFailed(PodiumError):
-    """The job ended without completing."""
-
-    def __init__(self, job_id: str, status: str, error: Any = None) -> None:
-        self.job_id = job_id
-        self.status = status
-        self.error = error
-        text = f"job {job_id} ended {status}"
-        super().__init__(f"{text}: {error}" if error not in (None, "") else text)
-
-
-class JobTimeout(PodiumError, TimeoutError):
-    """The job did not finish in time.
-
-    Also a :class:`TimeoutError`, so code written for RunPod's client (which raises that) still
-    catches it. ``job_id`` is None when a request timed out before the server named the job.
-    """
-
-    def __init__(self, message: str | None = None, job_id: str | None = None) -> None:
-        self.job_id = job_id
-        super().__init__(message)
 
 
 # -- plans: the steps a transport carries out ---------------------------------------------------
