@@ -87,7 +87,7 @@ def test_cli_front_door(server_factory, tmp_path):
     assert [e["name"] for e in listed] == ["hello"]
     job_id = srv.http.post("/v2/hello/run", json={"input": {"value": 1}}).json()["id"]
     srv.wait_job(job_id)
-    shown = json.loads(srv.cli("status", job_id, "--json").stdout)
+    shown = json.loads(srv.cli("jobs", "show", job_id, "--json").stdout)
     assert shown["status"] == "COMPLETED" and shown["output"]["value"] == 1
     logs = json.loads(srv.cli("logs", "hello", "--json").stdout)
     assert logs["workers"] and any("initializer done" in line for w in logs["workers"] for line in w["lines"])
@@ -103,7 +103,8 @@ def test_cli_front_door(server_factory, tmp_path):
     [
         (["call", "nosuch", "/hello"], "no endpoint 'nosuch'"),
         (["call", "hello", "/hello", "-d", "{not json"], "--data is not valid JSON"),
-        (["status", "nosuchjob"], "no job 'nosuchjob'"),
+        (["jobs", "show", "nosuchjob"], "no job 'nosuchjob'"),
+        (["status", "nosuch"], "no endpoint 'nosuch'"),
         (["deploy", "/nonexistent/path", "--name", "x"], "no such file or directory"),
         (["deploy", str(SERVICES / "basic"), "--name", "Bad_Name"], "must match"),
     ],

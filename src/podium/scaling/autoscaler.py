@@ -103,7 +103,12 @@ class Autoscaler:
             for row in await self.queue.reap():
                 self.stop_job(row["worker_id"], row["id"])
         queued = await self.queue.queued_by_endpoint()
-        for ep in await self.catalog.list_endpoints():
+        endpoints = await self.catalog.list_endpoints()
+        known = {ep["id"] for ep in endpoints}
+        for w in list(self.registry.workers.values()):
+            if w.local and w.endpoint_id not in known:  # its endpoint was removed
+                self._drain(w)
+        for ep in endpoints:
             await self.reconcile(ep, queued.get(ep["id"], 0))
 
     async def reconcile(self, ep: RowMapping, queued: int) -> None:
@@ -158,6 +163,13 @@ class Autoscaler:
         if kill and info.local and info.id not in self._stopping:
             self._stopping.add(info.id)
             self.backend.signal(info, signal.SIGKILL)
+
+    def restart(self, endpoint_id: str) -> None:
+        """Replace every worker of an endpoint (each drains; new ones start as needed)."""
+        for w in self.registry.for_endpoint(endpoint_id):
+            if w.local:
+                self._drain(w)
+        self.wake()
 
     def recycle(self, worker_id: str) -> None:
         """Replace a worker after its current job (RunPod's `refresh_worker` / `stopPod`)."""

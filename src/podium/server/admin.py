@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import zipfile
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -58,7 +59,21 @@ async def _endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[
         "scaling": {k: ep[k] for k in ("min_workers", "max_workers", "idle_timeout", "concurrency")},
         "routes": await rt.routes(ep),
         "workers": [w.as_dict() for w in rt.registry.for_endpoint(ep["id"])],
+        "workers_by_state": rt.registry.counts(ep["id"]),
         "urls": urls(request, ep["id"]),
+        "service": service_record(request, ep),
+    }
+
+
+def service_record(request: Request, ep: RowMapping) -> dict[str, Any]:
+    """DigitalHub's service record: `url` is host:port/path without a scheme."""
+    host = request.url.hostname or "127.0.0.1"
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    return {
+        "name": ep["name"],
+        "type": "http",
+        "url": f"{host}:{port}/{ep['id']}",
+        "ports": [{"name": "http", "port": port, "protocol": "TCP", "targetPort": port}],
     }
 
 
@@ -146,15 +161,105 @@ async def get_endpoint(request: Request, ref: str) -> JSONAnswer:
     return JSONAnswer(await _endpoint_view(rt, request, ep))
 
 
+async def _changed(rt: Runtime, request: Request, principal: Principal, endpoint_id: str) -> JSONAnswer:
+    rt.scaler.wake()
+    return JSONAnswer(await _endpoint_view(rt, request, await rt.endpoint(principal, endpoint_id)))
+
+
 @router.post("/endpoints/{ref}/stop")
 async def stop_endpoint(request: Request, ref: str) -> JSONAnswer:
-    """Tear down: INACTIVE, its workers drain and stop, calls are refused until the next deploy."""
+    """INACTIVE: its workers drain and stop, calls answer 503 until it is started or redeployed."""
     rt, principal = await _auth(request, "deploy")
     ep = await rt.endpoint(principal, ref)
     await rt.catalog.set_state(ep["id"], EndpointState.INACTIVE)
+    return await _changed(rt, request, principal, ep["id"])
+
+
+@router.post("/endpoints/{ref}/start")
+async def start_endpoint(request: Request, ref: str) -> JSONAnswer:
+    """Bring a stopped (or failed) endpoint back: CREATING until a worker proves the version loads."""
+    rt, principal = await _auth(request, "deploy")
+    ep = await rt.endpoint(principal, ref)
+    if ep["state"] in (EndpointState.INACTIVE, EndpointState.ERROR):
+        await rt.catalog.set_state(ep["id"], EndpointState.CREATING)
+    return await _changed(rt, request, principal, ep["id"])
+
+
+@router.post("/endpoints/{ref}/restart")
+async def restart_endpoint(request: Request, ref: str) -> JSONAnswer:
+    """Replace every worker: each finishes its job in hand, new ones start as needed."""
+    rt, principal = await _auth(request, "deploy")
+    ep = await rt.endpoint(principal, ref)
+    rt.scaler.restart(ep["id"])
+    return await _changed(rt, request, principal, ep["id"])
+
+
+@router.post("/endpoints/{ref}/rollback")
+async def rollback(request: Request, ref: str) -> JSONAnswer:
+    """Point the endpoint back at `version` (default: the one before the current one)."""
+    rt, principal = await _auth(request, "deploy")
+    ep = await rt.endpoint(principal, ref)
+    body = await read_object(request, 64 * 1024)
+    target = body.get("version")
+    if target is None:
+        older = [h["version_id"] for h in await rt.catalog.history(ep["id"]) if h["version_id"] != ep["version_id"]]
+        if not older:
+            raise HTTPError(409, "no_previous_version", f"endpoint {ep['name']} has no earlier version")
+        target = older[0]
+    if not isinstance(target, str):
+        raise HTTPError(400, "invalid_request", '"version" must be a version id')
+    version = await rt.catalog.get_version(principal.project_id, target)
+    if version is None:
+        raise not_found("version", target)
+    message = body.get("message") if isinstance(body.get("message"), str) else f"rollback to {target}"
+    await rt.catalog.point_endpoint(
+        principal.project_id, ep["name"], version, key_id=principal.key_id, message=message
+    )
+    return await _changed(rt, request, principal, ep["id"])
+
+
+@router.get("/endpoints/{ref}/history")
+async def history(request: Request, ref: str) -> JSONAnswer:
+    """Every re-pointing, newest first: version, when, which key, message."""
+    rt, principal = await _auth(request, "read")
+    ep = await rt.endpoint(principal, ref)
+    rows = await rt.catalog.history(ep["id"])
+    return JSONAnswer({
+        "endpoint_id": ep["id"], "name": ep["name"],
+        "history": [
+            {"version": h["version_id"], "at": h["at"], "key_id": h["key_id"], "message": h["message"],
+             "current": i == 0 and h["version_id"] == ep["version_id"]}
+            for i, h in enumerate(rows)
+        ],
+    })
+
+
+@router.get("/endpoints/{ref}/versions")
+async def endpoint_versions(request: Request, ref: str) -> JSONAnswer:
+    """The versions this endpoint has pointed at, newest first."""
+    rt, principal = await _auth(request, "read")
+    ep = await rt.endpoint(principal, ref)
+    seen: dict[str, None] = {}
+    for h in await rt.catalog.history(ep["id"]):
+        seen.setdefault(h["version_id"])
+    out = []
+    for vid in seen:
+        row = await rt.catalog.get_version(principal.project_id, vid)
+        if row is not None:
+            out.append({**_version_summary(row), "current": vid == ep["version_id"]})
+    return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "versions": out})
+
+
+@router.delete("/endpoints/{ref}")
+async def remove_endpoint(request: Request, ref: str) -> JSONAnswer:
+    """Drain and remove: queued jobs are cancelled, running ones finish; job records stay readable
+    (GET /api/v1/jobs/{id}) until their retention ends. The name is free again."""
+    rt, principal = await _auth(request, "deploy")
+    ep = await rt.endpoint(principal, ref)
+    cancelled = await rt.queue.purge(ep["id"])
+    await rt.catalog.remove_endpoint(ep["id"])
     rt.scaler.wake()
-    ep = await rt.endpoint(principal, ep["id"])
-    return JSONAnswer(await _endpoint_view(rt, request, ep))
+    return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "removed": True, "cancelled_jobs": cancelled})
 
 
 @router.get("/endpoints/{ref}/logs")
@@ -205,12 +310,21 @@ async def _version_for(request: Request, version_id: str) -> tuple[Runtime, RowM
     return rt, row
 
 
+def _version_summary(row: RowMapping) -> dict[str, Any]:
+    return {k: row[k] for k in ("id", "service", "runtime", "size", "message", "created_by", "created_at")}
+
+
 @router.get("/versions/{version_id}")
 async def get_version(request: Request, version_id: str) -> JSONAnswer:
-    _, row = await _version_for(request, version_id)
+    """A version: what it records, and the files of its bundle."""
+    rt, row = await _version_for(request, version_id)
     v = dict(row)
     v["routes"] = _json.loads(v["routes"])
     v["config"] = _json.loads(v["config"])
+    path = rt.blob_path(row["sha256"])
+    if path.exists():
+        with zipfile.ZipFile(path) as zf:
+            v["files"] = [{"name": i.filename, "size": i.file_size} for i in zf.infolist()]
     return JSONAnswer(v)
 
 

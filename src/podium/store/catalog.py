@@ -254,6 +254,23 @@ class Catalog:
             )
         )
 
+    async def history(self, endpoint_id: str) -> list[RowMapping]:
+        """Every re-pointing of an endpoint, newest first."""
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(endpoint_history)
+                .where(endpoint_history.c.endpoint_id == endpoint_id)
+                .order_by(endpoint_history.c.at.desc(), endpoint_history.c.id.desc())
+            )
+            return list(res.mappings().all())
+
+    async def remove_endpoint(self, endpoint_id: str) -> None:
+        """Delete an endpoint and its history (its versions and jobs stay)."""
+        async with self.store.tx() as conn:
+            await conn.execute(delete(endpoint_history).where(endpoint_history.c.endpoint_id == endpoint_id))
+            await conn.execute(delete(endpoints).where(endpoints.c.id == endpoint_id))
+        self._endpoints.clear()
+
     async def set_state(
         self, endpoint_id: str, state: str, *, error: str | None = None, only_from: str | None = None
     ) -> bool:

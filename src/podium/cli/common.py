@@ -1,0 +1,63 @@
+"""Shared pieces of the `podium` command: the Typer apps, consoles, options and the server link."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from podium.errors import PodiumError
+
+app = typer.Typer(help="Podium: deploy a Python service, get an HTTP endpoint.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+jobs_app = typer.Typer(help="Jobs.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+versions_app = typer.Typer(help="Versions (immutable).", no_args_is_help=True)
+app.add_typer(versions_app, name="versions")
+endpoints_app = typer.Typer(help="Endpoints.", no_args_is_help=True)
+app.add_typer(endpoints_app, name="endpoints")
+# No markup: names, messages and errors are user text and may hold [brackets]; style with style=.
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
+
+URL = typer.Option(None, "--url", help="Server URL (else PODIUM_URL, else the credentials file).")
+KEY = typer.Option(None, "--key", help="API key (else PODIUM_API_KEY, else the credentials file).")
+JSON = typer.Option(False, "--json", help="Print JSON.")
+
+
+def fail(message: str) -> NoReturn:
+    err.print(f"error: {message}", style="red", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+def connect(url: str | None, key: str | None) -> Any:
+    from podium.client import Connection
+
+    return Connection(url, key)
+
+
+def when(at: float | None) -> str:
+    import datetime
+
+    if at is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def main() -> None:
+    try:
+        app()
+    except PodiumError as exc:
+        err.print(f"error: {exc}", style="red", soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,117 @@
+"""Deploying and calling: `deploy`, `ls`, `call`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from podium.cli.common import JSON, KEY, URL, app, connect, err, fail, out, print_json
+
+
+@app.command()
+def deploy(
+    path: Path = typer.Argument(..., help="A directory (entry app.py/main.py/handler.py) or one .py file."),
+    name: str = typer.Option(None, "--name", "-n", help="Endpoint name (default: the service's name)."),
+    entry: str = typer.Option(None, help="Entry file inside the directory."),
+    service: str = typer.Option(None, help="Which service, when the entry defines several."),
+    message: str = typer.Option(None, "--message", "-m", help="What changed (kept in the history)."),
+    wait: bool = typer.Option(True, help="Wait until the endpoint is ready."),
+    timeout: float = typer.Option(300, help="Seconds to wait for readiness."),
+    min_workers: int = typer.Option(None, help="Workers kept warm (overrides the service's setting)."),
+    max_workers: int = typer.Option(None, help="Most workers at once."),
+    idle_timeout: float = typer.Option(None, help="Seconds an idle worker lives."),
+    concurrency: int = typer.Option(None, help="Jobs at once per worker."),
+    execution_timeout: float = typer.Option(None, help="Seconds a job may run (default 24 h)."),
+    as_json: bool = JSON, url: str = URL, key: str = KEY,
+) -> None:
+    """Bundle PATH, upload it as an immutable version, point endpoint NAME at it."""
+    from podium.bundle import describe, make_bundle
+    from podium.client.deployment import upload
+
+    overrides = {k: v for k, v in {
+        "min_workers": min_workers, "max_workers": max_workers, "idle_timeout": idle_timeout,
+        "concurrency": concurrency, "execution_timeout": execution_timeout,
+    }.items() if v is not None}
+    with connect(url, key) as conn:
+        with err.status("bundling…"):
+            bundle = make_bundle(path, entry)
+            version = describe(bundle, service, overrides)
+        with err.status(f"uploading {len(bundle.data) / 1024:.1f} KiB…"):
+            ep = upload(conn, bundle, version, name or version["service"], message)
+        if wait:
+            ep = _wait_ready(conn, ep, timeout, quiet=as_json)
+    result = {"endpoint_id": ep["endpoint_id"], "name": ep["name"], "version": ep["version"],
+              "state": ep["state"], "urls": ep["urls"]}
+    if as_json:
+        print_json(result)
+        if ep["state"] == "ERROR":
+            raise typer.Exit(1)
+        return
+    out.print(f"endpoint {ep['name']}  id {ep['endpoint_id']}  version {ep['version']}  "
+              f"state {ep['state']}")
+    for r in ep["routes"]:
+        mark = " (default)" if r.get("default") else ""
+        kind = " streaming" if r["streaming"] else ""
+        out.print(f"  POST {ep['urls']['routes'].replace('{route}', r['path'].lstrip('/'))}{kind}{mark}")
+    out.print(f"  POST {ep['urls']['runsync']}")
+    out.print(f"  POST {ep['urls']['run']}")
+    out.print("try:")
+    out.print(f"  curl -H \"Authorization: Bearer $PODIUM_API_KEY\" -d '{{\"input\": {{}}}}' "
+              f"{ep['urls']['runsync']}", soft_wrap=True)
+    if ep["state"] == "ERROR":
+        fail(f"endpoint {ep['name']} failed to start:\n{ep['error']}")
+
+
+def _wait_ready(conn: Any, ep: dict[str, Any], timeout: float, quiet: bool) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    with err.status(f"starting a worker for {ep['name']}…") if not quiet else contextlib.nullcontext():
+        while ep["state"] == "CREATING":
+            if time.monotonic() > deadline:
+                fail(f"endpoint {ep['name']} is not ready after {timeout:.0f}s; see `podium logs {ep['name']}`")
+            time.sleep(0.2)
+            ep = conn.request("GET", f"/api/v1/endpoints/{ep['endpoint_id']}")
+    return ep
+
+
+@app.command("ls")
+def list_endpoints(as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+    """List endpoints."""
+    with connect(url, key) as conn:
+        eps = conn.request("GET", "/api/v1/endpoints")["endpoints"]
+    if as_json:
+        print_json(eps)
+        return
+    table = Table("NAME", "ID", "VERSION", "STATE", "WORKERS", "ROUTES")
+    for ep in eps:
+        table.add_row(ep["name"], ep["endpoint_id"], ep["version"], ep["state"], str(len(ep["workers"])),
+                      " ".join(r["path"] for r in ep["routes"]))
+    out.print(table)
+
+
+@app.command()
+def call(
+    endpoint: str = typer.Argument(..., help="Endpoint name or id."),
+    route: str = typer.Argument(..., help="Route path, e.g. /hello."),
+    data: str = typer.Option("{}", "--data", "-d", help="JSON object of keyword arguments."),
+    url: str = URL, key: str = KEY,
+) -> None:
+    """Call a route and print its answer (streaming routes print chunks as they arrive)."""
+    try:
+        kwargs = json.loads(data)
+    except ValueError as exc:
+        fail(f"--data is not valid JSON: {exc}")
+    if not isinstance(kwargs, dict):
+        fail("--data must be a JSON object of keyword arguments")
+    path = f"/{endpoint}/{route.lstrip('/')}"
+    with connect(url, key) as conn:
+        for chunk in conn.stream("POST", path, json=kwargs):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+    sys.stdout.write("\n")

@@ -1,0 +1,138 @@
+"""Endpoints: status, logs, stop/start/restart, history, rollback, versions, removal."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from podium.cli.common import (
+    JSON, KEY, URL, app, connect, endpoints_app, out, print_json, versions_app, when,
+)
+
+
+@app.command()
+def logs(endpoint: str, tail: int = typer.Option(200, help="Lines per worker."),
+         as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+    """Show an endpoint's worker logs."""
+    with connect(url, key) as conn:
+        res = conn.request("GET", f"/api/v1/endpoints/{endpoint}/logs", params={"tail_lines": tail})
+    if as_json:
+        print_json(res)
+        return
+    from podium.logs import render
+
+    for w in res["workers"]:
+        out.print(f"== {w['worker']} ==", style="bold")
+        for line in w["lines"]:
+            sys.stdout.write(render(line) + "\n")
+
+
+def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(ep)
+        return
+    counts = ", ".join(f"{n} {s}" for s, n in ep["workers_by_state"].items() if n and s != "ready") or "none"
+    out.print(f"endpoint {ep['name']}  id {ep['endpoint_id']}  state {ep['state']}  "
+              f"version {ep['version']}")
+    out.print(f"  workers: {counts}")
+    out.print(f"  service: {ep['service']['url']}")
+    for name, link in ep["urls"].items():
+        out.print(f"  {name}: {link}")
+    if ep.get("error"):
+        out.print(f"  last error: {ep['error']}", style="red")
+
+
+@app.command()
+def status(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+    """Show an endpoint: state (with the reason of an ERROR), version, workers by state, URLs."""
+    with connect(url, key) as conn:
+        _show_endpoint(conn.request("GET", f"/api/v1/endpoints/{name}"), as_json)
+
+
+def _action(action: str, help_text: str) -> None:
+    def command(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+        with connect(url, key) as conn:
+            _show_endpoint(conn.request("POST", f"/api/v1/endpoints/{name}/{action}"), as_json)
+
+    command.__doc__ = help_text
+    app.command(action)(command)
+
+
+_action("stop", "Stop an endpoint: INACTIVE, workers drain and stop, calls answer 503.")
+_action("start", "Start a stopped (or failed) endpoint again.")
+_action("restart", "Replace every worker of an endpoint (each finishes its job in hand first).")
+
+
+@app.command()
+def rollback(
+    name: str,
+    version: str = typer.Argument(None, help="Version id (default: the one before the current one)."),
+    as_json: bool = JSON, url: str = URL, key: str = KEY,
+) -> None:
+    """Point an endpoint back at an earlier version, without dropping calls."""
+    body = {"version": version} if version else {}
+    with connect(url, key) as conn:
+        _show_endpoint(conn.request("POST", f"/api/v1/endpoints/{name}/rollback", json=body), as_json)
+
+
+@app.command()
+def history(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+    """Every version an endpoint has pointed at: when, by which key, with which message."""
+    with connect(url, key) as conn:
+        res = conn.request("GET", f"/api/v1/endpoints/{name}/history")
+    if as_json:
+        print_json(res)
+        return
+    table = Table("WHEN", "VERSION", "KEY", "MESSAGE")
+    for h in res["history"]:
+        mark = " (current)" if h["current"] else ""
+        table.add_row(when(h["at"]), h["version"] + mark, h["key_id"] or "-", h["message"] or "")
+    out.print(table)
+
+
+@versions_app.command("ls")
+def versions_ls(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+    """The versions an endpoint has run, newest first."""
+    with connect(url, key) as conn:
+        res = conn.request("GET", f"/api/v1/endpoints/{name}/versions")
+    if as_json:
+        print_json(res)
+        return
+    table = Table("VERSION", "CREATED", "RUNTIME", "SIZE", "MESSAGE")
+    for v in res["versions"]:
+        table.add_row(v["id"] + (" (current)" if v["current"] else ""), when(v["created_at"]),
+                      v["runtime"], f"{v['size'] / 1024:.1f} KiB", v["message"] or "")
+    out.print(table)
+
+
+@versions_app.command("show")
+def versions_show(version: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+    """A version: service, routes, config, who deployed it, and its files."""
+    with connect(url, key) as conn:
+        v = conn.request("GET", f"/api/v1/versions/{version}")
+    if as_json:
+        print_json(v)
+        return
+    out.print(f"version {v['id']}  service {v['service']}  runtime {v['runtime']}  "
+              f"created {when(v['created_at'])} by {v['created_by'] or '-'}")
+    if v.get("message"):
+        out.print(f"  {v['message']}")
+    for r in v["routes"]:
+        args = ", ".join(p["name"] for p in r["params"])
+        out.print(f"  route {r['path']}({args}){' streaming' if r['streaming'] else ''}")
+    for f in v.get("files", []):
+        out.print(f"  file {f['name']}  {f['size']} B")
+
+
+@endpoints_app.command("rm")
+def endpoints_rm(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+    """Drain and remove an endpoint; its jobs stay readable until their retention ends."""
+    with connect(url, key) as conn:
+        res = conn.request("DELETE", f"/api/v1/endpoints/{name}")
+    if as_json:
+        print_json(res)
+        return
+    out.print(f"removed {res['name']} ({res['endpoint_id']}); {res['cancelled_jobs']} queued jobs cancelled")
