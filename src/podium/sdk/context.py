@@ -22,6 +22,8 @@ class JobContext:
     attempt: int
     route: str
     report: Callable[[Any], None] = field(repr=False)
+    #: The request's `env` (never stored once the job ends; kept out of repr, it may hold secrets).
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 _current: ContextVar[JobContext | None] = ContextVar("podium_job", default=None)
@@ -47,6 +49,11 @@ class _ContextProxy:
     @property
     def route(self) -> str:
         return self._get().route
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The `env` the caller sent with this job ({} when none)."""
+        return self._get().env
 
     def progress(self, value: Any) -> None:
         """Publish a progress update; callers see it as `output` while the job is IN_PROGRESS."""

@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 #: Names that would be shadowed by the server's own paths.
-RESERVED_NAMES = {"v1", "v2", "api", "console", "healthz", "metrics", "docs", "openapi-json"}
+RESERVED_NAMES = {"v1", "v2", "api", "console", "healthz", "metrics", "docs", "endpoint", "pipeline"}
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

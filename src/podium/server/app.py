@@ -10,7 +10,7 @@ from podium.server.responses import JSONAnswer
 
 from podium._version import __version__
 from podium.config import Settings
-from podium.server import admin, errors, ops, routes_api, runpod_api, worker_api
+from podium.server import admin, errors, laminar_api, ops, routes_api, runpod_api, worker_api
 from podium.server.runtime import Runtime
 
 
@@ -41,6 +41,7 @@ def create_app(
     )
     app.state.runtime = rt
     errors.install(app)
-    for module in (ops, admin, runpod_api, worker_api, routes_api):  # routes_api last: catch-all
+    # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all).
+    for module in (ops, admin, laminar_api, runpod_api, worker_api, routes_api):
         app.include_router(module.router)
     return app

@@ -39,9 +39,11 @@ class HTTPError(PodiumError):
         self.extra = extra or {}
         super().__init__(f"{status_code} {error}: {detail}")
 
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error, "detail": self.detail, **self.extra}
+
     def response(self) -> JSONAnswer:
-        body = {"error": self.error, "detail": self.detail, **self.extra}
-        return JSONAnswer(body, status_code=self.status_code, headers=self.headers)
+        return JSONAnswer(self.body(), status_code=self.status_code, headers=self.headers)
 
 
 def not_found(what: str, ref: str) -> HTTPError:

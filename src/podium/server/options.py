@@ -1,8 +1,8 @@
 """The RunPod job request: `input` plus the options RunPod defines, checked and normalised.
 
-`{"input", "webhook", "policy": {"executionTimeout", "ttl", "lowPriority"}, "s3Config"}`; any
-other top-level key is dropped. `s3Config` is worker-only: it travels in the job's secret fields and
-is never part of anything a caller can read back.
+`{"input", "webhook", "policy": {"executionTimeout", "ttl", "lowPriority"}, "s3Config", "env"}`;
+any other top-level key is dropped. `s3Config` and `env` are worker-only: they travel in the job's
+secret fields and are never part of anything a caller can read back.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ class JobOptions:
     ttl_ms: int | None = None
     low_priority: bool = False
     s3_config: dict[str, str] | None = None
+    #: Per-request environment (Laminar's `env`): worker-only, dropped when the job ends.
+    env: dict[str, str] | None = None
 
     def policy(self) -> dict[str, Any] | None:
         """The policy as the worker sees it in `job["policy"]` (only what was asked)."""
@@ -43,7 +45,13 @@ class JobOptions:
         return out or None
 
     def secret(self) -> dict[str, Any] | None:
-        return {"s3Config": self.s3_config} if self.s3_config else None
+        """The worker-only fields of the job dict."""
+        out: dict[str, Any] = {}
+        if self.s3_config:
+            out["s3Config"] = self.s3_config
+        if self.env:
+            out["env"] = self.env
+        return out or None
 
 
 def _bad(error: str, detail: str) -> HTTPError:
@@ -88,6 +96,18 @@ def _s3(value: Any) -> dict[str, str] | None:
     return {k: value[k] for k in S3_KEYS}
 
 
+def parse_env(value: Any) -> dict[str, str] | None:
+    """`env`: an object of string values (names only in errors: values are often secrets)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _bad("invalid_env", "env must be an object of string values")
+    bad = sorted(str(k) for k, v in value.items() if not isinstance(v, str))
+    if bad:
+        raise _bad("invalid_env", f"env values must be strings; not so for: {', '.join(bad)}")
+    return value or None
+
+
 def parse_job_request(body: Any) -> tuple[dict[str, Any], JobOptions]:
     """Split a RunPod request body into its input and its options (400 on anything malformed)."""
     if not isinstance(body, dict):
@@ -110,5 +130,6 @@ def parse_job_request(body: Any) -> tuple[dict[str, Any], JobOptions]:
         ttl_ms=_ms(policy, "ttl", TTL_RANGE),
         low_priority=low,
         s3_config=_s3(body.get("s3Config")),
+        env=parse_env(body.get("env")),
     )
     return body["input"], options

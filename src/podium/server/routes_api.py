@@ -6,26 +6,26 @@ produces them. These calls take the same path as RunPod jobs: stored, taken, fin
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.engine import RowMapping
 
 from podium import _json
-from podium.dispatch.notify import wait_event
-from podium.dispatch.queue import job_key
 from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
 from podium.server.body import MB, read_object
 from podium.server.calls import check_arguments, check_callable, find_route, submit
 from podium.server.errors import HTTPError
 from podium.server.runtime import Runtime
+from podium.server.options import JobOptions, parse_env
+from podium.server.streams import Chunk, End, chunk_bytes, follow, sse_frames
 
 router = APIRouter(tags=["routes"])
 
 ROUTE_LIMIT = 20 * MB
+#: A route call's `env`, as a JSON object (the body is the route's keyword arguments).
+ENV_HEADER = "X-Podium-Env"
 
 
 def failure(row: RowMapping) -> HTTPError:
@@ -42,36 +42,17 @@ def failure(row: RowMapping) -> HTTPError:
     return HTTPError(500, "route_error", row["error"], extra=extra)
 
 
-def encode_chunk(value: Any) -> bytes:
-    """A yielded value as bytes: text as UTF-8, bytes as they were, anything else as a JSON line."""
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, dict) and set(value) == {"$bytes"}:
-        return base64.b64decode(value["$bytes"])
-    return _json.dumpb(value) + b"\n"
-
-
 async def _chunks(rt: Runtime, job_id: str) -> AsyncIterator[bytes]:
-    """Yield a job's chunks as they are stored; raise the job's failure at the end, if any."""
-    seq = -1
-    with rt.notifier.listen(job_key(job_id)) as ev:
-        while True:
-            chunks = await rt.queue.chunks(job_id, seq)
-            for c in chunks:
-                seq = c["seq"]
-                yield encode_chunk(_json.loads(c["data"]))
-            if chunks:
-                continue
-            row = await rt.queue.get(job_id)
-            if row is None:
-                return
-            if row["status"] in FINAL:
-                for c in await rt.queue.chunks(job_id, seq):
-                    yield encode_chunk(_json.loads(c["data"]))
-                if row["status"] != JobStatus.COMPLETED:
-                    raise failure(row)
-                return
-            await wait_event(ev, rt.settings.route_wait)
+    """A job's chunks as bytes as they are stored; the job's failure raised at the end, if any."""
+    async for event in follow(rt, job_id, rt.settings.route_wait):
+        if isinstance(event, Chunk):
+            yield chunk_bytes(event.value)
+        elif isinstance(event, End):
+            if event.row is not None and event.row["status"] != JobStatus.COMPLETED:
+                raise failure(event.row)
+            return
+        else:
+            return  # silent for route_wait seconds: give up on the stream, the job goes on
 
 
 async def _streaming(rt: Runtime, job_id: str) -> Response:
@@ -91,6 +72,32 @@ async def _streaming(rt: Runtime, job_id: str) -> Response:
                              headers={"X-Podium-Job-Id": job_id, "Cache-Control": "no-cache"})
 
 
+def _env_header(request: Request) -> dict[str, str] | None:
+    raw = request.headers.get(ENV_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = _json.loads(raw)
+    except _json.JSONDecodeError:
+        raise HTTPError(400, "invalid_env", f"{ENV_HEADER} must be a JSON object of strings") from None
+    return parse_env(value)
+
+
+def error_text(row: RowMapping | None) -> str:
+    """What a failed job's SSE error frame says."""
+    if row is None:
+        return "the job expired before it ended"
+    return str(row["error"] or row["status"])
+
+
+def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
+    """The job as server-sent events; a client that hangs up does not cancel the job."""
+    return StreamingResponse(
+        sse_frames(rt, job_id, error_text), media_type="text/event-stream",
+        headers={"X-Podium-Job-Id": job_id, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
 @router.post("/{endpoint}/{route:path}", response_model=None)
 async def call_route(request: Request, endpoint: str, route: str) -> Response:
     rt: Runtime = request.app.state.runtime
@@ -104,7 +111,10 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
         raise HTTPError(404, "not_found", f"endpoint {ep['name']} has no route /{route} (routes: {known})")
     check_arguments(spec, kwargs)
     check_callable(ep)
-    job_id = await submit(rt, principal, ep, spec, kwargs, kind="route")
+    options = JobOptions(env=_env_header(request))
+    job_id = await submit(rt, principal, ep, spec, kwargs, kind="route", options=options)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return event_stream(rt, job_id)
     if spec["streaming"]:
         return await _streaming(rt, job_id)
     row = await rt.queue.wait_final(job_id, rt.settings.route_wait)

@@ -159,6 +159,7 @@ class Worker:
             attempt=int(meta.get("attempt", 1)),
             route=route.path,
             report=lambda value: self.link.done(job_id, {"status": "IN_PROGRESS", "output": value}),
+            env=job.get("env") or {},
         )
         token = set_context(ctx)
         try:

@@ -1,0 +1,104 @@
+"""Laminar-style calls: POST /v1/pipeline/run and POST /v2/endpoint/run.
+
+The named endpoint's default route is called with `inputs` as keyword arguments and `env` as the
+job's environment. The answer is `{"outputs": {NAME: {"value": V}}, "runId": ID}`, or with
+`"stream": true` server-sent events: `NodeChunk` frames, then one `GraphRunOutput` or
+`RunEndpointEventError`. Errors are 400 `{"error_code", "error_message"}` in Laminar's style.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from podium import _json
+from podium.dispatch.states import FINAL, JobStatus
+from podium.server.body import MB, read_json
+from podium.server.calls import check_arguments, check_callable, default_route, submit
+from podium.server.errors import HTTPError
+from podium.server.options import JobOptions, parse_env
+from podium.server.responses import JSONAnswer
+from podium.server.routes_api import error_text, event_stream
+from podium.server.runtime import Runtime
+from podium.server.streams import outputs
+
+router = APIRouter(tags=["laminar"])
+
+LIMIT = 20 * MB
+
+
+class LaminarError(HTTPError):
+    """Answered as `{"error_code", "error_message"}`, the shape Laminar clients parse."""
+
+    def __init__(self, code: str, message: str, status_code: int = 400) -> None:
+        super().__init__(status_code, code, message)
+
+    def body(self) -> dict[str, Any]:
+        return {"error_code": self.error, "error_message": self.detail}
+
+
+def _failure(row: Any) -> LaminarError:
+    """A required argument is checked where the initializer's defaults are known: on the worker."""
+    info = _json.loads(row["error_info"]) or {}
+    message = error_text(row)
+    if info.get("type") == "InvalidArguments":
+        code = "api.missingGraphInput" if "missing" in message else "api.invalidRequest"
+        return LaminarError(code, info.get("message") or message)
+    return LaminarError("api.GraphRunningError", message)
+
+
+async def _run(request: Request, target_key: str) -> Response:
+    rt: Runtime = request.app.state.runtime
+    principal = await rt.keys.authenticate(request)
+    body = await read_json(request, LIMIT)
+    if not isinstance(body, dict):
+        raise LaminarError("api.invalidRequest", "request body must be a JSON object")
+    target = body.get(target_key)
+    if not isinstance(target, str) or not target:
+        raise LaminarError("api.invalidRequest", f'"{target_key}" must name an endpoint')
+    inputs = body.get("inputs", {})
+    if not isinstance(inputs, dict):
+        raise LaminarError("api.invalidRequest", '"inputs" must be an object of named inputs')
+    if "env" not in body:
+        raise LaminarError("api.invalidRequest", '"env" is required (an object, {} for none)')
+    try:
+        env = parse_env(body["env"])
+    except HTTPError as exc:
+        raise LaminarError("api.invalidRequest", str(exc.detail)) from None
+    if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
+        raise LaminarError("api.invalidRequest", '"metadata" must be an object')
+    try:
+        ep = await rt.endpoint(principal, target)
+    except HTTPError:
+        raise LaminarError("api.noTargetPipeline", f"no endpoint named {target!r}") from None
+    try:
+        check_callable(ep)
+    except HTTPError as exc:
+        raise LaminarError("api.invalidRequest", str(exc.detail), exc.status_code) from None
+    route = default_route(await rt.routes(ep))
+    try:
+        check_arguments(route, inputs)
+    except HTTPError as exc:
+        raise LaminarError("api.invalidRequest", str(exc.detail)) from None
+    job_id = await submit(rt, principal, ep, route, inputs, kind="route", options=JobOptions(env=env))
+    if body.get("stream"):
+        return event_stream(rt, job_id)
+    row = await rt.queue.wait_final(job_id, rt.settings.route_wait)
+    if row is None or row["status"] not in FINAL:
+        raise LaminarError("api.timeout", f"run {job_id} is still going; its runId is {job_id}", 504)
+    if row["status"] != JobStatus.COMPLETED:
+        raise _failure(row)
+    return JSONAnswer({"outputs": outputs(_json.loads(row["output"])), "runId": job_id})
+
+
+@router.post("/v1/pipeline/run", response_model=None)
+async def pipeline_run(request: Request) -> Response:
+    """`{pipeline, inputs, env, metadata, stream, traceId, parentSpanId}`."""
+    return await _run(request, "pipeline")
+
+
+@router.post("/v2/endpoint/run", response_model=None)
+async def endpoint_run(request: Request) -> Response:
+    """`{endpoint, inputs, env, metadata, stream}`."""
+    return await _run(request, "endpoint")

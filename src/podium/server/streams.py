@@ -1,0 +1,103 @@
+"""Following a job as it runs: its chunks as they are stored, then its final row.
+
+Route calls turn these events into chunked bytes, SSE calls into `data:` frames; both read the same
+stored chunks, so every stream is the same stream whichever way it is watched.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+from podium import _json
+from podium.dispatch.notify import wait_event
+from podium.dispatch.queue import job_key
+from podium.dispatch.states import FINAL
+from podium.server.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Chunk:
+    value: Any
+
+
+@dataclass(frozen=True)
+class Idle:
+    """Nothing happened for a while (SSE sends a keep-alive comment)."""
+
+
+@dataclass(frozen=True)
+class End:
+    row: RowMapping | None  # None: the job is gone (its ttl ran out)
+
+
+async def follow(rt: Runtime, job_id: str, idle_after: float) -> AsyncIterator[Chunk | Idle | End]:
+    """The job's chunks in order, an Idle after each `idle_after` seconds of silence, then End."""
+    seq = -1
+    with rt.notifier.listen(job_key(job_id)) as ev:
+        while True:
+            chunks = await rt.queue.chunks(job_id, seq)
+            for c in chunks:
+                seq = c["seq"]
+                yield Chunk(_json.loads(c["data"]))
+            if chunks:
+                continue
+            row = await rt.queue.get(job_id)
+            if row is None or row["status"] in FINAL:
+                if row is not None:  # chunks stored between our last read and the end
+                    for c in await rt.queue.chunks(job_id, seq):
+                        yield Chunk(_json.loads(c["data"]))
+                yield End(row)
+                return
+            if not await wait_event(ev, idle_after):
+                yield Idle()
+
+
+def chunk_bytes(value: Any) -> bytes:
+    """A yielded value as bytes: text as UTF-8, bytes as they were, anything else as a JSON line."""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, dict) and set(value) == {"$bytes"}:
+        return base64.b64decode(value["$bytes"])
+    return _json.dumpb(value) + b"\n"
+
+
+def chunk_content(value: Any) -> Any:
+    """A yielded value as SSE content: bytes become text, everything else stays a JSON value."""
+    if isinstance(value, dict) and set(value) == {"$bytes"}:
+        return base64.b64decode(value["$bytes"]).decode(errors="replace")
+    return value
+
+
+def outputs(value: Any) -> dict[str, dict[str, Any]]:
+    """Laminar's outputs: one per key of a dict result, else one named `output`."""
+    if isinstance(value, dict):
+        return {str(k): {"value": v} for k, v in value.items()}
+    return {"output": {"value": value}}
+
+
+def sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + _json.dumpb(data) + b"\n\n"
+
+
+KEEPALIVE = b": keep-alive\n\n"
+
+
+async def sse_frames(rt: Runtime, job_id: str, error_text: Any) -> AsyncIterator[bytes]:
+    """`NodeChunk` frames, keep-alive comments while waiting, then exactly one terminal frame."""
+    async for event in follow(rt, job_id, rt.settings.sse_keepalive):
+        if isinstance(event, Chunk):
+            yield sse({"type": "NodeChunk", "content": chunk_content(event.value)})
+        elif isinstance(event, Idle):
+            yield KEEPALIVE
+        else:
+            row = event.row
+            if row is not None and row["status"] == "COMPLETED":
+                value = _json.loads(row["output"])
+                yield sse({"type": "GraphRunOutput", "outputs": outputs(value), "runId": job_id})
+            else:
+                yield sse({"type": "RunEndpointEventError", "error": error_text(row), "runId": job_id})
