@@ -7,11 +7,15 @@ A RunPod-style ``handler(job)`` is a service with one route that receives the wh
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
 
 from podium.errors import ServiceDefinitionError
 
@@ -99,8 +103,32 @@ class Route:
             )
         return self.accepts_any_keyword
 
+    @functools.cached_property
+    def _adapters(self) -> dict[str, TypeAdapter[Any]]:
+        hints = _hints(self.func)
+        names = inspect.signature(self.func).parameters
+        return {n: TypeAdapter(t) for n, t in hints.items() if n in names and t is not Any}
+
+    def coerce(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Arguments as the annotations say (a dict becomes the model a parameter is typed with).
+
+        Raises ValueError naming the argument that does not fit.
+        """
+        out = dict(kwargs)
+        for name, adapter in self._adapters.items():
+            if name in out:
+                try:
+                    out[name] = adapter.validate_python(out[name])
+                except ValidationError as exc:
+                    problems = "; ".join(
+                        f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in exc.errors()
+                    )
+                    raise ValueError(f"argument {name!r} does not fit its annotation: {problems}") from None
+        return out
+
     def describe(self) -> dict[str, Any]:
         """The route's entry in a version's route table (JSON-safe)."""
+        hints = _hints(self.func)
         params = []
         for p in inspect.signature(self.func).parameters.values():
             if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
@@ -108,8 +136,10 @@ class Route:
             entry: dict[str, Any] = {"name": p.name, "required": p.default is inspect.Parameter.empty}
             if p.default is not inspect.Parameter.empty:
                 entry["default"] = _json_safe(p.default)
+            if p.name in hints:
+                entry["schema"] = json_schema(hints[p.name])
             params.append(entry)
-        return {
+        out = {
             "path": self.path,
             "method": self.method_name,
             "kind": self.kind,
@@ -118,6 +148,30 @@ class Route:
             "params": params,
             "var_keyword": self.accepts_any_keyword,
         }
+        if "return" in hints and not self.streaming:
+            out["returns"] = json_schema(hints["return"])
+        return out
+
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func)
+    except Exception:  # an annotation that cannot be resolved documents nothing, and breaks nothing
+        return {}
+
+
+def json_schema(annotation: Any) -> dict[str, Any]:
+    """The JSON Schema of a type annotation (pydantic's reading of it); {} when it has none.
+
+    Models it refers to are under `$defs`, referenced as OpenAPI components.
+    """
+    try:
+        return TypeAdapter(annotation).json_schema(ref_template=REF_TEMPLATE)  # type: ignore[no-any-return]
+    except Exception:
+        return {}
 
 
 def _json_safe(value: Any) -> Any:

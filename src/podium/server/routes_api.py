@@ -18,7 +18,9 @@ from podium.server.body import MB, read_object
 from podium.server.calls import check_arguments, check_callable, find_route, submit
 from podium.server.errors import HTTPError
 from podium.server.runtime import Runtime
+from podium.server.openapi_doc import endpoint_openapi
 from podium.server.options import JobOptions, parse_env
+from podium.server.responses import JSONAnswer
 from podium.server.streams import Chunk, End, chunk_bytes, follow, sse_frames
 
 router = APIRouter(tags=["routes"])
@@ -96,6 +98,16 @@ def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
         sse_frames(rt, job_id, error_text), media_type="text/event-stream",
         headers={"X-Podium-Job-Id": job_id, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+@router.get("/{endpoint}/openapi.json")
+async def endpoint_openapi_doc(request: Request, endpoint: str) -> JSONAnswer:
+    """This endpoint's routes as an OpenAPI 3.1 description."""
+    rt: Runtime = request.app.state.runtime
+    principal = await rt.keys.authenticate(request)
+    ep = await rt.endpoint(principal, endpoint)
+    base = str(request.base_url).rstrip("/")
+    return JSONAnswer(endpoint_openapi(ep, await rt.routes(ep), base))
 
 
 @router.post("/{endpoint}/{route:path}", response_model=None)

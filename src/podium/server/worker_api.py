@@ -166,7 +166,6 @@ async def job_stream(request: Request, endpoint_id: str, worker_id: str, job_id:
     return JSONAnswer(OK)
 
 
-@router.api_route("/ping/{worker_id}", methods=["GET", "POST"])
 async def ping(
     request: Request,
     endpoint_id: str,
@@ -194,3 +193,9 @@ async def ping(
     ids = [j for j in (job_id or "").split(",") if j]
     await rt.queue.heartbeat(worker_id, ids, lease=rt.settings.lease_seconds)
     return JSONAnswer(OK)
+
+
+# GET is what RunPod workers send; POST carries a body (our worker's unhealthy report). Two
+# registrations, so each has its own OpenAPI operation id.
+router.add_api_route("/ping/{worker_id}", ping, methods=["GET"], operation_id="worker_ping")
+router.add_api_route("/ping/{worker_id}", ping, methods=["POST"], operation_id="worker_ping_post")

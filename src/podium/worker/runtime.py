@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any
 
 import httpx
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from podium import _json
 from podium.bundle import extract, load_service
@@ -167,8 +168,10 @@ class Worker:
         finally:
             reset_context(token)
         try:
+            if "output" in body:
+                body["output"] = to_jsonable_python(body["output"])
             _json.dumps(body)
-        except TypeError as exc:
+        except (TypeError, PydanticSerializationError) as exc:
             body = self._error(TypeError(f"the route's result is not JSON-serializable: {exc}"))
         self.link.done(job_id, body)
         self.current = None
@@ -203,9 +206,9 @@ class Worker:
         kwargs.update(given)
         try:
             inspect.signature(route.func).bind(**kwargs)
-        except TypeError as exc:
+            return route.coerce(kwargs)
+        except (TypeError, ValueError) as exc:
             raise InvalidArguments(f"{route.path}: {exc}") from None
-        return kwargs
 
     @staticmethod
     def _error(exc: BaseException) -> dict[str, Any]:
