@@ -167,14 +167,15 @@ class JobQueue:
 
     async def counts(self, endpoint_id: str) -> dict[str, int]:
         async with self.store.tx() as conn:
+            alive = self._alive(self.clock.now())
             res = await conn.execute(
                 select(jobs.c.status, func.count())
-                .where(jobs.c.endpoint_id == endpoint_id)
+                .where(jobs.c.endpoint_id == endpoint_id, alive)
                 .group_by(jobs.c.status)
             )
             out = {status: n for status, n in res.all()}
             out["retried"] = await conn.scalar(
-                select(func.count()).where(jobs.c.endpoint_id == endpoint_id, jobs.c.attempt > 1)
+                select(func.count()).where(jobs.c.endpoint_id == endpoint_id, jobs.c.attempt > 1, alive)
             ) or 0
             return out
 

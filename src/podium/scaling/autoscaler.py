@@ -157,7 +157,8 @@ class Autoscaler:
         info = self.registry.get(worker_id) if worker_id else None
         if info is None:
             return
-        info.jobs.discard(job_id)
+        # The stopped job posts nothing, so release it here: the worker is idle again.
+        self.registry.released(info.id, job_id)
         info.stop.add(job_id)
         self.queue.notifier.notify(stop_key(info.id))
         if kill and info.local and info.id not in self._stopping:

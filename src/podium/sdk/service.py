@@ -75,7 +75,8 @@ class Route:
     path: str
     func: Callable[..., Any]
     streaming: bool
-    kind: Literal["route", "handler"] = "route"
+    #: route: keyword arguments; handler: the whole job; http: an HTTP request for an app.
+    kind: Literal["route", "handler", "http"] = "route"
 
     @property
     def is_async(self) -> bool:
@@ -353,6 +354,15 @@ def handler_service(
     return svc
 
 
+def _marked(value: Any) -> Any:
+    """The service a `@podium.handler` mark holds; None for anything else, even an object that
+    raises on attribute access (Flask's `request` proxy outside a request does)."""
+    try:
+        return getattr(value, HANDLER_ATTR, None)
+    except Exception:
+        return None
+
+
 def find_service(namespace: dict[str, Any], name: str | None = None) -> Service:
     """Find the one service a module defines (or the one called `name`).
 
@@ -361,12 +371,19 @@ def find_service(namespace: dict[str, Any], name: str | None = None) -> Service:
     """
     found: dict[str, Service] = {}
     for value in list(namespace.values()):
-        svc = value if isinstance(value, Service) else getattr(value, HANDLER_ATTR, None)
+        svc = value if isinstance(value, Service) else _marked(value)
         if isinstance(svc, Service):
             found.setdefault(svc.name, svc)
     if not found and callable(namespace.get("handler")):
         svc = handler_service(namespace["handler"])
         found[svc.name] = svc
+    if not found:
+        from podium.sdk.httpapp import find_app, http_service
+
+        app = find_app(namespace)
+        if app is not None:
+            svc = http_service(app[1], app[0], default_name(str(namespace.get("__name__", "app"))))
+            found[svc.name] = svc
     if name is not None:
         if name not in found:
             known = ", ".join(sorted(found)) or "none"
@@ -375,7 +392,8 @@ def find_service(namespace: dict[str, Any], name: str | None = None) -> Service:
     if not found:
         raise ServiceDefinitionError(
             "no service found: decorate an initializer with @podium.service, "
-            "a handler with @podium.handler, or define a top-level `handler(job)`"
+            "a handler with @podium.handler, define a top-level `handler(job)`, "
+            "or expose an ASGI/WSGI app as `app`"
         )
     if len(found) > 1:
         raise ServiceDefinitionError(

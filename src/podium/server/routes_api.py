@@ -18,6 +18,7 @@ from podium.server.body import MB, read_object
 from podium.server.calls import check_arguments, check_callable, find_route, submit
 from podium.server.errors import HTTPError
 from podium.server.runtime import Runtime
+from podium.server.http_apps import http_call
 from podium.server.openapi_doc import endpoint_openapi
 from podium.server.options import JobOptions, parse_env
 from podium.server.responses import JSONAnswer
@@ -100,14 +101,43 @@ def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
     )
 
 
-@router.get("/{endpoint}/openapi.json")
-async def endpoint_openapi_doc(request: Request, endpoint: str) -> JSONAnswer:
-    """This endpoint's routes as an OpenAPI 3.1 description."""
+@router.get("/{endpoint}/openapi.json", response_model=None)
+async def endpoint_openapi_doc(request: Request, endpoint: str) -> Response:
+    """This endpoint's routes as an OpenAPI 3.1 description (an HTTP app answers for itself)."""
     rt: Runtime = request.app.state.runtime
     principal = await rt.keys.authenticate(request)
     ep = await rt.endpoint(principal, endpoint)
+    routes = await rt.routes(ep)
+    if routes and routes[0]["kind"] == "http":
+        return await http_call(rt, principal, ep, routes[0], request, endpoint, "openapi.json", failure)
     base = str(request.base_url).rstrip("/")
-    return JSONAnswer(endpoint_openapi(ep, await rt.routes(ep), base))
+    return JSONAnswer(endpoint_openapi(ep, routes, base))
+
+
+async def other_method(request: Request, endpoint: str, route: str) -> Response:
+    """GET, PUT, DELETE, ... reach HTTP-app services; routes take POST only."""
+    rt: Runtime = request.app.state.runtime
+    principal = await rt.keys.authenticate(request)
+    ep = await rt.endpoint(principal, endpoint)
+    routes = await rt.routes(ep)
+    if routes and routes[0]["kind"] == "http":
+        return await http_call(rt, principal, ep, routes[0], request, endpoint, route, failure)
+    raise HTTPError(405, "method_not_allowed", f"routes of {ep['name']} are called with POST")
+
+
+async def app_root(request: Request, endpoint: str) -> Response:
+    """`/{endpoint}` without a trailing slash: the root of an HTTP app."""
+    if request.method == "POST":
+        return await call_route(request, endpoint, "")
+    return await other_method(request, endpoint, "")
+
+
+for _method in ("GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"):
+    router.add_api_route("/{endpoint}/{route:path}", other_method, methods=[_method],
+                         include_in_schema=False, name=f"http_app_{_method.lower()}")
+for _method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"):
+    router.add_api_route("/{endpoint}", app_root, methods=[_method],
+                         include_in_schema=False, name=f"http_app_root_{_method.lower()}")
 
 
 @router.post("/{endpoint}/{route:path}", response_model=None)
@@ -115,8 +145,10 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
     rt: Runtime = request.app.state.runtime
     principal = await rt.keys.authenticate(request)
     ep = await rt.endpoint(principal, endpoint)
-    kwargs = await read_object(request, ROUTE_LIMIT)
     routes = await rt.routes(ep)
+    if routes and routes[0]["kind"] == "http":
+        return await http_call(rt, principal, ep, routes[0], request, endpoint, route, failure)
+    kwargs = await read_object(request, ROUTE_LIMIT)
     spec = find_route(routes, route)
     if spec is None:
         known = ", ".join(r["path"] for r in routes)

@@ -69,6 +69,8 @@ class Worker:
         self.taking = False
         self.stopping = False
         self.loop = asyncio.new_event_loop()
+        # The initializer may need it too (an ASGI app's lifespan runs in it).
+        asyncio.set_event_loop(self.loop)
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -178,9 +180,11 @@ class Worker:
 
     def _call(self, route: Route, job: dict[str, Any]) -> dict[str, Any]:
         try:
+            kwargs: dict[str, Any] = {}
             if route.kind == "handler":
                 args: tuple[Any, ...] = (job,)
-                kwargs: dict[str, Any] = {}
+            elif route.kind == "http":
+                args = (job.get("input") or {},)
             else:
                 args, kwargs = (), self._arguments(route, job.get("input") or {})
             result = route.func(*args, **kwargs)

@@ -1,0 +1,101 @@
+"""HTTP-app services: a FastAPI app and a Flask app deployed as they are, every method passed
+through a real server to real workers."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from conftest import SERVICES
+from server import PodiumServer
+
+pytestmark = pytest.mark.slow
+
+APPS = SERVICES / "httpapps"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = PodiumServer(tmp_path_factory.mktemp("httpapps-home"))
+    s.start()
+    try:
+        s.deploy(APPS / "fastapi_app.py", "api")
+        s.deploy(APPS / "flask_app.py", "flask")
+        yield s
+    finally:
+        s.close()
+
+
+def test_fastapi_methods_query_headers_and_bodies(srv):
+    h = srv.http
+    assert h.get("/api/").json() == {"hello": "world", "model": "loaded once per worker"}
+    assert h.get("/api").json()["hello"] == "world"
+    assert h.put("/api/items/a", json={"value": 2}).json() == {"stored": "a"}
+    assert h.patch("/api/items/a", json={"add": 3}).json() == {"id": "a", "value": 5}
+    got = h.get("/api/items/a", params={"q": "x y"}, headers={"X-Trace": "t-1"}).json()
+    assert (got["value"], got["q"], got["trace"]) == (5, "x y", "t-1")
+    assert h.delete("/api/items/a").status_code == 204
+    missing = h.get("/api/items/a")
+    assert missing.status_code == 404 and missing.text == "missing" and missing.headers["x-why"] == "not stored"
+    assert missing.headers["x-podium-job-id"]
+
+
+def test_podium_credentials_never_reach_the_app(srv):
+    r = httpx.post(f"{srv.url}/api/echo", content=b"x" * 1000,
+                   headers={"x-api-key": srv.key, "content-type": "application/octet-stream"})
+    body = r.json()
+    assert body["len"] == 1000 and body["type"] == "application/octet-stream"
+    assert body["auth"] is None and body["key"] is None
+    assert body["url"].endswith("/api/echo")
+
+
+def test_streaming_responses_stream(srv):
+    with srv.http.stream("GET", "/api/stream", params={"n": 3}) as r:
+        assert r.headers["content-type"].startswith("text/plain")
+        lines = r.iter_lines()
+        t0 = time.monotonic()
+        first = next(lines)
+        early = time.monotonic() - t0
+        rest = list(lines)
+    assert first == "line 0" and rest == ["line 1", "line 2"]
+    print(f"\nfirst streamed line after {early:.2f} s")
+
+
+def test_an_app_error_is_a_500_and_its_own_openapi_is_served(srv):
+    r = srv.http.get("/api/boom")
+    assert r.status_code == 500 and r.text == "Internal Server Error", "the app's own answer"
+    job = srv.job(r.headers["x-podium-job-id"])
+    assert job["status"] == "FAILED" and "the app failed" in job["error"], "the job keeps the traceback"
+    doc = srv.http.get("/api/openapi.json").json()
+    assert "/items/{item_id}" in doc["paths"], "the app's own description, not Podium's"
+
+
+def test_flask_methods_forms_and_streams(srv):
+    h = srv.http
+    assert h.get("/flask/").text == "flask root"
+    r = h.put("/flask/notes/n1", content="remember")
+    assert r.status_code == 201 and r.json() == {"stored": "n1"}
+    got = h.get("/flask/notes/n1", params={"q": "1"}, headers={"X-Agent": "test"}).json()
+    assert got == {"name": "n1", "text": "remember", "q": "1", "agent": "test"}
+    assert h.delete("/flask/notes/n1").status_code == 204
+    assert h.get("/flask/notes/n1").status_code == 404
+    form = h.post("/flask/form", data={"a": "1", "b": "two"}).json()
+    assert form == {"fields": {"a": "1", "b": "two"}, "script_root": "/flask", "path": "/form"}
+    lines = h.get("/flask/lines")
+    assert lines.text == "flask 0\nflask 1\nflask 2\n" and lines.headers["x-custom"] == "yes"
+
+
+def test_http_apps_scale_like_any_endpoint(srv):
+    status = json.loads(srv.cli("status", "api", "--json").stdout)
+    assert status["state"] == "ACTIVE" and status["routes"][0]["kind"] == "http"
+    health = srv.http.get("/v2/api/health").json()
+    assert health["jobs"]["completed"] >= 1
+
+
+def test_routes_of_plain_services_take_post_only(srv):
+    srv.deploy(SERVICES / "basic", "plain")
+    r = srv.http.get("/plain/hello")
+    assert r.status_code == 405 and "POST" in r.json()["detail"]
