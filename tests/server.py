@@ -23,6 +23,7 @@ FAST = {
     "PODIUM_TAKE_TIMEOUT": "5",
     "PODIUM_TICK": "0.2",
     "PODIUM_DRAIN_GRACE": "5",
+    "PODIUM_RETRY_BASE": "0.2",
 }
 
 

@@ -248,6 +248,44 @@ async def test_expired_jobs_are_never_taken_and_low_priority_does_not_scale(stor
     q = JobQueue(store, clock=clock)
     await q.enqueue(job(ttl_ms=10_000))
     low = await q.enqueue(job(low_priority=True))
-    assert await q.queued_by_endpoint() == {"ep1": 1}
+    assert await q.queued_by_endpoint() == {"ep1": (1, 0.0)}
     clock.advance(11)
     assert [t["id"] for t in await q.take("ep1", "w1", lease=5, limit=5)] == [low]
+
+
+async def test_retryable_errors_come_back_after_a_backoff(store):
+    clock = FakeClock()
+    q = JobQueue(store, clock=clock, retry_base=1.0)
+    jid = await q.enqueue(job(retries=2, max_attempts=3))
+    await q.take("ep1", "w1", lease=30)
+    assert await q.finish(jid, "w1", error="flaky", retryable=True)
+    row = await q.get(jid)
+    assert row["status"] == JobStatus.IN_QUEUE and 0.5 <= row["run_after"] - clock.now() <= 1.0
+    assert await q.take("ep1", "w1", lease=30) == [], "not before its backoff"
+    assert await q.queued_by_endpoint() == {}, "a job in backoff does not ask for a worker"
+    clock.advance(1.0)
+    [again] = await q.take("ep1", "w2", lease=30)
+    assert again["attempt"] == 2
+    await q.finish(jid, "w2", error="flaky", retryable=True)
+    clock.advance(2.0)
+    await q.take("ep1", "w3", lease=30)
+    await q.finish(jid, "w3", error="still flaky", retryable=True)
+    row = await q.get(jid)
+    assert row["status"] == JobStatus.FAILED and row["error"] == "still flaky", "retries used up"
+    errors = __import__("json").loads(row["attempt_errors"])
+    assert [e["attempt"] for e in errors] == [1, 2]
+
+
+async def test_errors_not_marked_retryable_fail_at_once(store):
+    q = JobQueue(store)
+    jid = await q.enqueue(job(retries=5))
+    await q.take("ep1", "w1", lease=30)
+    await q.finish(jid, "w1", error="bad input")
+    assert (await q.get(jid))["status"] == JobStatus.FAILED
+
+
+async def test_an_endpoint_that_cannot_start_fails_its_waiting_jobs(store):
+    q = JobQueue(store)
+    ids = [await q.enqueue(job()) for _ in range(3)]
+    assert await q.fail_queued("ep1", "cannot start: ImportError") == 3
+    assert {(await q.get(i))["error"] for i in ids} == {"cannot start: ImportError"}

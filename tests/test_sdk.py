@@ -40,9 +40,24 @@ def test_routes_defaults_and_table():
     assert table["/custom-endpoint"]["method"] == "custom_endpoint" and table["/custom-endpoint"]["is_async"]
     assert table["/custom-endpoint"]["default"] and not table["/double"]["default"]
     assert table["/double"]["params"] == [{"name": "x", "required": True}, {"name": "scale", "required": True}]
-    assert svc.config.as_dict() == {
-        "min_workers": 1, "max_workers": 3, "idle_timeout": 5, "concurrency": 2, "execution_timeout": 86400.0,
+    config = svc.config.as_dict()
+    assert {k: config[k] for k in ("min_workers", "max_workers", "idle_timeout", "concurrency")} == {
+        "min_workers": 1, "max_workers": 3, "idle_timeout": 5, "concurrency": 2,
     }
+    assert config["execution_timeout"] == 86400.0 and config["scaler"] == "request-count"
+
+
+def test_settings_are_checked_where_they_are_declared():
+    with pytest.raises(podium.ServiceDefinitionError, match="unknown setting max_workerz"):
+        podium.service(name="x", max_workerz=3)
+    with pytest.raises(podium.ServiceDefinitionError, match="scaler must be one of"):
+        podium.service(name="x", scaler="vibes")
+    with pytest.raises(podium.ServiceDefinitionError, match="retry_on"):
+        podium.service(name="x", retries=2, retry_on=("ValueError",))
+    cfg = podium.ServiceConfig(retries=2, retry_on=(KeyError,))
+    assert cfg.retryable(KeyError("k")) and not cfg.retryable(ValueError("v"))
+    assert not podium.ServiceConfig().retryable(KeyError("k")), "no retries unless asked"
+    assert cfg.as_dict()["retry_on"] == ["builtins.KeyError"]
 
 
 def test_first_route_is_default_when_none_is_marked():

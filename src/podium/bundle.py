@@ -148,10 +148,11 @@ def describe(
         else:
             meta = _service_meta(bundle, load_service(bundle.root, bundle.entry, service))
     if overrides:
-        try:
-            meta["config"] = ServiceConfig(**{**meta["config"], **overrides}).as_dict()
-        except TypeError as exc:
-            raise BundleError(f"unknown setting: {exc}") from None
+        unknown = set(overrides) - set(meta["config"])
+        if unknown:
+            raise BundleError(f"unknown setting: {', '.join(sorted(unknown))}")
+        merged = ServiceConfig.from_dict({**meta["config"], **overrides}).as_dict()
+        meta["config"] = {**merged, "retry_on": meta["config"].get("retry_on", [])}
     if init_kwargs:
         meta["config"]["init_kwargs"] = init_kwargs
     return {"id": version_id(bundle.sha256, meta), "sha256": bundle.sha256, "size": len(bundle.data), **meta}

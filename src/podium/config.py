@@ -50,6 +50,8 @@ class Settings:
     #: Seconds between webhook attempts, and how long one attempt may take.
     webhook_retry_delay: float = 10.0
     webhook_timeout: float = 10.0
+    #: Seconds before the first retry of a route error (doubles each attempt, with jitter).
+    retry_base: float = 1.0
     #: Seconds of silence after which an SSE stream sends a keep-alive comment.
     sse_keepalive: float = 15.0
     #: HMAC key webhook requests are signed with (default: generated once under `home`).
@@ -76,6 +78,7 @@ class Settings:
             retention_runsync=_number("PODIUM_RETENTION_RUNSYNC", 60.0),
             webhook_retry_delay=_number("PODIUM_WEBHOOK_RETRY_DELAY", 10.0),
             webhook_timeout=_number("PODIUM_WEBHOOK_TIMEOUT", 10.0),
+            retry_base=_number("PODIUM_RETRY_BASE", 1.0),
             sse_keepalive=_number("PODIUM_SSE_KEEPALIVE", 15.0),
             webhook_secret=os.environ.get("PODIUM_WEBHOOK_SECRET") or None,
         )

@@ -136,3 +136,31 @@ def endpoints_rm(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY
         print_json(res)
         return
     out.print(f"removed {res['name']} ({res['endpoint_id']}); {res['cancelled_jobs']} queued jobs cancelled")
+
+
+@app.command()
+def scale(
+    name: str,
+    min_workers: int = typer.Option(None, "--min", help="Workers kept warm."),
+    max_workers: int = typer.Option(None, "--max", help="Most workers at once."),
+    idle_timeout: float = typer.Option(None, help="Seconds an idle worker lives."),
+    concurrency: int = typer.Option(None, help="Jobs at once per worker."),
+    scaler: str = typer.Option(None, help="request-count or queue-delay."),
+    target: float = typer.Option(None, help="Jobs per worker (request-count) or seconds (queue-delay)."),
+    queue_cap: int = typer.Option(None, help="Waiting jobs past which /run answers 429."),
+    max_jobs: int = typer.Option(None, help="Recycle a worker after this many jobs (0: never)."),
+    max_memory: int = typer.Option(None, help="Recycle a worker past this many MB (0: never)."),
+    as_json: bool = JSON, url: str = URL, key: str = KEY,
+) -> None:
+    """Change an endpoint's scaling settings, without a redeploy."""
+    changes = {k: v for k, v in {
+        "min_workers": min_workers, "max_workers": max_workers, "idle_timeout": idle_timeout,
+        "concurrency": concurrency, "scaler": scaler, "target": target, "queue_cap": queue_cap,
+        "max_jobs_per_worker": max_jobs, "max_worker_memory_mb": max_memory,
+    }.items() if v is not None}
+    with connect(url, key) as conn:
+        ep = conn.request("PATCH", f"/api/v1/endpoints/{name}/scaling", json=changes)
+    if as_json:
+        print_json(ep)
+        return
+    out.print("  ".join(f"{k} {v}" for k, v in ep["scaling"].items()))

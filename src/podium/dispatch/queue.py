@@ -8,6 +8,7 @@ as an attempt, so a job that kills its worker ends FAILED instead of looping.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Sequence
@@ -48,6 +49,8 @@ class NewJob:
     timeout_ms: int | None = None
     #: policy.lowPriority: never the reason a worker is started.
     low_priority: bool = False
+    #: Route errors that may be retried (the service's `retries`).
+    retries: int = 0
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -55,6 +58,12 @@ class NewJob:
 SCALE_KEY = "scale"
 #: Woken when jobs end, for the webhook outbox.
 ENDED_KEY = "ended"
+
+
+def backoff(attempt: int, base: float, cap: float = 60.0) -> float:
+    """Seconds before retry number `attempt`: exponential, capped, with jitter (half to full) so
+    retries of many jobs failing together spread out."""
+    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** (attempt - 1))
 
 
 def ep_key(endpoint_id: str) -> str:
@@ -77,6 +86,7 @@ class JobQueue:
         notifier: in-process wake-ups for waiting workers and callers.
         clock: time source (a fake one in unit tests).
         retention: seconds a final job stays readable, by kind (`runsync`, else `run`).
+        retry_base: backoff before the first retry of a route error.
     """
 
     def __init__(
@@ -85,11 +95,14 @@ class JobQueue:
         notifier: Notifier | None = None,
         clock: Clock | None = None,
         retention: dict[str, float] | None = None,
+        retry_base: float = 1.0,
     ):
         self.store = store
         self.notifier = notifier or Notifier()
         self.clock = clock or Clock()
         self.retention = {"run": 1800.0, "runsync": 60.0, **(retention or {})}
+        #: Seconds before the first retry of a failed attempt (doubling each time, with jitter).
+        self.retry_base = retry_base
         #: Set when the server shuts down: long-polls answer at once instead of holding it up.
         self.closing = False
 
@@ -122,6 +135,7 @@ class JobQueue:
                     expires_at=now + new.ttl_ms / 1000 if new.ttl_ms else None,
                     low_priority=new.low_priority,
                     timeout_ms=new.timeout_ms,
+                    retries=new.retries,
                 )
             )
             if new.webhook:
@@ -179,15 +193,30 @@ class JobQueue:
             ) or 0
             return out
 
-    async def queued_by_endpoint(self) -> dict[str, int]:
-        """How many jobs wait that may start a worker (low-priority ones may not), per endpoint."""
+    async def queued_by_endpoint(self) -> dict[str, tuple[int, float]]:
+        """Per endpoint: how many jobs wait that may start a worker (low-priority ones may not),
+        and how long the oldest of them has waited (the scalers' inputs)."""
+        now = self.clock.now()
         async with self.store.tx() as conn:
             res = await conn.execute(
-                select(jobs.c.endpoint_id, func.count())
-                .where(jobs.c.status == JobStatus.IN_QUEUE, jobs.c.low_priority.is_(False))
+                select(jobs.c.endpoint_id, func.count(), func.min(jobs.c.created_at))
+                .where(
+                    jobs.c.status == JobStatus.IN_QUEUE,
+                    jobs.c.low_priority.is_(False),
+                    or_(jobs.c.run_after.is_(None), jobs.c.run_after <= now),
+                )
                 .group_by(jobs.c.endpoint_id)
             )
-            return {ep: n for ep, n in res.all()}
+            return {ep: (n, max(0.0, now - oldest)) for ep, n, oldest in res.all()}
+
+    async def waiting(self, endpoint_id: str) -> int:
+        """Jobs waiting on an endpoint, whatever their priority (checked against its queue cap)."""
+        async with self.store.tx() as conn:
+            return await conn.scalar(
+                select(func.count()).where(
+                    jobs.c.endpoint_id == endpoint_id, jobs.c.status == JobStatus.IN_QUEUE
+                )
+            ) or 0
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -202,6 +231,7 @@ class JobQueue:
                 jobs.c.endpoint_id == endpoint_id,
                 jobs.c.status == JobStatus.IN_QUEUE,
                 or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > now),
+                or_(jobs.c.run_after.is_(None), jobs.c.run_after <= now),
             )
             .order_by(jobs.c.created_at)
             .limit(limit)
@@ -314,8 +344,12 @@ class JobQueue:
         output: Any = None,
         error: str | None = None,
         error_info: dict[str, Any] | None = None,
+        retryable: bool = False,
     ) -> bool:
-        """End a job COMPLETED (no error) or FAILED. Late or foreign posts change nothing."""
+        """End a job COMPLETED (no error) or FAILED; a `retryable` error with retries left queues
+        it again after a backoff instead. Late or foreign posts change nothing."""
+        if error is not None and retryable and await self._retry_later(job_id, worker_id, error):
+            return True
         now = self.clock.now()
         failed = error is not None
         values: dict[str, Any] = {
@@ -340,6 +374,33 @@ class JobQueue:
         if done:
             self._ended([job_id])
         return done
+
+    async def _retry_later(self, job_id: str, worker_id: str, error: str) -> bool:
+        """Queue a failed attempt again if it has route retries left; True if it did."""
+        now = self.clock.now()
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(jobs.c.attempt, jobs.c.retries, jobs.c.max_attempts, jobs.c.attempt_errors,
+                       jobs.c.endpoint_id)
+                .where(self._held(job_id, worker_id))
+            )
+            row = res.mappings().first()
+            if row is None or row["attempt"] > row["retries"] or row["attempt"] >= row["max_attempts"]:
+                return False
+            errors = (_json.loads(row["attempt_errors"]) or []) + [
+                {"attempt": row["attempt"], "error": error, "at": now}
+            ]
+            await conn.execute(
+                update(jobs)
+                .where(self._held(job_id, worker_id))
+                .values(
+                    status=JobStatus.IN_QUEUE, worker_id=None, lease_until=None, deadline_at=None,
+                    started_at=None, progress=None, attempt_errors=_json.dumps(errors),
+                    run_after=now + backoff(row["attempt"], self.retry_base),
+                )
+            )
+        self.notifier.notify(job_key(job_id))
+        return True
 
     async def recover(self, *, worker_id: str | None = None) -> list[str]:
         """Give back jobs whose lease ran out (or whose worker is known dead).
@@ -437,6 +498,22 @@ class JobQueue:
         self._ended(ids)
         return len(ids)
 
+    async def fail_queued(self, endpoint_id: str, reason: str) -> int:
+        """End every waiting job of an endpoint FAILED with `reason` (its version cannot start:
+        they would otherwise wait forever). Returns how many."""
+        now = self.clock.now()
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                update(jobs)
+                .where(jobs.c.endpoint_id == endpoint_id, jobs.c.status == JobStatus.IN_QUEUE)
+                .values(status=JobStatus.FAILED, error=reason, finished_at=now, secret=None,
+                        stream_closed=True)
+                .returning(jobs.c.id)
+            )
+            ids = [r[0] for r in res.all()]
+        self._ended(ids)
+        return len(ids)
+
     async def retry(self, job_id: str) -> bool:
         """Queue a FAILED or TIMED_OUT job again under the same id, its old result cleared."""
         async with self.store.tx() as conn:
@@ -447,7 +524,7 @@ class JobQueue:
                     status=JobStatus.IN_QUEUE, attempt=0, worker_id=None, lease_until=None,
                     created_at=self.clock.now(), started_at=None, finished_at=None, delay_ms=None,
                     execution_ms=None, output=None, error=None, error_info=None, progress=None,
-                    stream_closed=False, deadline_at=None,
+                    stream_closed=False, deadline_at=None, run_after=None,
                 )
                 .returning(jobs.c.endpoint_id)
             )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import signal
 import time
 import uuid
@@ -19,10 +18,12 @@ from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
+from podium import _json
 from podium.config import Settings
 from podium.dispatch.notify import wait_event
-from podium.dispatch.queue import SCALE_KEY, JobQueue, stop_key
-from podium.scaling.local import LocalBackend, tail
+from podium.dispatch.queue import SCALE_KEY, JobQueue, ep_key, stop_key
+from podium.scaling.local import LocalBackend, group_rss_mb, tail
+from podium.scaling.policy import Load, desired
 from podium.scaling.registry import Registry, WorkerInfo, WorkerState
 from podium.store.catalog import Catalog, EndpointState
 
@@ -34,6 +35,9 @@ MAX_START_FAILURES = 3
 MIN_TICK_GAP = 0.05
 #: How often jobs past their ttl or retention are deleted.
 REAP_EVERY = 5.0
+#: A ready worker not heard from in this many lease periods is lost (frozen, or cut off): replaced.
+SILENT_AFTER = 2
+DEFAULT_STARTUP_TIMEOUT = 600.0
 
 
 class Autoscaler:
@@ -51,6 +55,7 @@ class Autoscaler:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._last_reap = 0.0
+        self._startup_timeouts: dict[str, float] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -109,9 +114,13 @@ class Autoscaler:
             if w.local and w.endpoint_id not in known:  # its endpoint was removed
                 self._drain(w)
         for ep in endpoints:
-            await self.reconcile(ep, queued.get(ep["id"], 0))
+            waiting = queued.get(ep["id"], (0, 0.0))
+            if waiting[0]:
+                # Jobs whose retry backoff has run out woke nobody when they became due.
+                self.queue.notifier.notify_one(ep_key(ep["id"]))
+            await self.reconcile(ep, *waiting)
 
-    async def reconcile(self, ep: RowMapping, queued: int) -> None:
+    async def reconcile(self, ep: RowMapping, queued: int, oldest_wait: float = 0.0) -> None:
         workers = [w for w in self.registry.for_endpoint(ep["id"]) if w.id not in self._stopping]
         live = ep["state"] in (EndpointState.CREATING, EndpointState.ACTIVE)
         current = [w for w in workers if w.version_id == ep["version_id"] and live]
@@ -120,11 +129,12 @@ class Autoscaler:
                 self._drain(w)
         if not live:
             return
-        busy = sum(1 for w in current if w.jobs)
-        need = busy + math.ceil(queued / max(1, ep["concurrency"]))
-        need = max(ep["min_workers"], min(ep["max_workers"], need))
-        if ep["state"] == EndpointState.CREATING:
-            need = max(need, 1)
+        current = [w for w in current if await self._healthy(w, ep)]
+        load = Load(
+            queued=queued, oldest_wait=oldest_wait, running=sum(len(w.jobs) for w in current),
+            workers=len(current), busy=sum(1 for w in current if w.jobs),
+        )
+        need = desired(ep, load, creating=ep["state"] == EndpointState.CREATING)
         for _ in range(need - len(current)):
             await self.spawn(ep)
         surplus = len(current) - need
@@ -135,6 +145,48 @@ class Autoscaler:
             if w.local and w.state is WorkerState.IDLE and now - w.idle_since >= ep["idle_timeout"]:
                 self._drain(w)
                 surplus -= 1
+
+    async def _healthy(self, w: WorkerInfo, ep: RowMapping) -> bool:
+        """False (and the worker is being replaced) when it is silent, stuck starting, or due to
+        be recycled after the jobs it has done or the memory it holds."""
+        if not w.local:
+            return True
+        now = time.time()
+        if w.ready_at is None:
+            limit = await self._startup_timeout(ep)
+            if now - w.started_at > limit:
+                w.failure = f"the worker did not become ready within {limit:.0f} s (startup_timeout)"
+                self._kill(w)
+                return False
+            return True
+        if now - w.last_seen > SILENT_AFTER * self.settings.lease_seconds:
+            log.warning("worker %s has not been heard from in %.0f s; replacing it", w.id, now - w.last_seen)
+            w.state = WorkerState.UNHEALTHY
+            self._kill(w)
+            return False
+        if ep["max_jobs_per_worker"] and w.jobs_done >= ep["max_jobs_per_worker"]:
+            self._drain(w)
+            return False
+        limit_mb = ep["max_worker_memory_mb"]
+        if limit_mb and w.process is not None and group_rss_mb(w.process.pid) > limit_mb:
+            log.info("worker %s uses more than %d MB; recycling it", w.id, limit_mb)
+            self._drain(w)
+            return False
+        return True
+
+    async def _startup_timeout(self, ep: RowMapping) -> float:
+        vid = ep["version_id"]
+        if vid not in self._startup_timeouts:
+            version = await self.catalog.get_version(ep["project_id"], vid)
+            config = _json.loads(version["config"]) if version is not None else {}
+            self._startup_timeouts[vid] = float(config.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT))
+        return self._startup_timeouts[vid]
+
+    def _kill(self, w: WorkerInfo) -> None:
+        """Stop a worker at once; its jobs come back through _on_exit."""
+        if w.id not in self._stopping:
+            self._stopping.add(w.id)
+            self.backend.signal(w, signal.SIGKILL)
 
     async def spawn(self, ep: RowMapping) -> WorkerInfo:
         info = WorkerInfo(
@@ -161,9 +213,8 @@ class Autoscaler:
         self.registry.released(info.id, job_id)
         info.stop.add(job_id)
         self.queue.notifier.notify(stop_key(info.id))
-        if kill and info.local and info.id not in self._stopping:
-            self._stopping.add(info.id)
-            self.backend.signal(info, signal.SIGKILL)
+        if kill and info.local:
+            self._kill(info)
 
     def restart(self, endpoint_id: str) -> None:
         """Replace every worker of an endpoint (each drains; new ones start as needed)."""
@@ -201,7 +252,7 @@ class Autoscaler:
         if self._closing:
             return
         log.info("worker %s exited rc=%s (recovered %d jobs)", info.id, rc, len(recovered))
-        if info.ready_at is None and not intended:
+        if info.ready_at is None and (info.failure is not None or not intended):
             n = self._start_failures.get(info.endpoint_id, 0) + 1
             self._start_failures[info.endpoint_id] = n
             if info.failure is not None or n >= MAX_START_FAILURES:
@@ -216,6 +267,10 @@ class Autoscaler:
             detail = f"{reason}\n--- worker log (last lines) ---\n{log_tail}"
         await self.catalog.set_state(info.endpoint_id, EndpointState.ERROR, error=detail)
         self._start_failures.pop(info.endpoint_id, None)
+        failed = await self.queue.fail_queued(
+            info.endpoint_id, f"the endpoint cannot start its workers: {reason.splitlines()[0]}"
+        )
+        log.error("endpoint %s is in ERROR (%s); %d waiting jobs failed", info.endpoint_id, reason, failed)
 
     async def worker_ready(self, info: WorkerInfo, ep: dict[str, Any] | RowMapping) -> None:
         self._start_failures.pop(info.endpoint_id, None)

@@ -27,6 +27,27 @@ def tail(path: Path | None, lines: int = 40) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
+def group_rss_mb(pgid: int) -> float:
+    """Resident memory of a worker's process group in MB (Linux /proc; 0 where unavailable)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:  # field 5 of stat: the process group
+                continue
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 2**20
+
+
 class LocalBackend:
     """Spawns `python -m podium.worker` processes and reports their exit.
 

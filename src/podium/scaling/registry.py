@@ -40,6 +40,8 @@ class WorkerInfo:
     failure: str | None = None
     #: Jobs this worker must stop (cancelled while running); handed out by the job-stop channel.
     stop: set[str] = field(default_factory=set)
+    #: Jobs it has finished (for recycling after max_jobs_per_worker).
+    jobs_done: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,9 @@ class WorkerInfo:
             "started_at": self.started_at,
             "ready_at": self.ready_at,
             "jobs": sorted(self.jobs),
+            "jobs_done": self.jobs_done,
+            "start_to_ready_s": None if self.ready_at is None else round(self.ready_at - self.started_at, 3),
+            "pid": self.process.pid if self.process is not None else None,
             "local": self.local,
         }
 
@@ -108,7 +113,9 @@ class Registry:
         info = self.workers.get(worker_id)
         if info is None:
             return
-        info.jobs.discard(job_id)
+        if job_id in info.jobs:
+            info.jobs.discard(job_id)
+            info.jobs_done += 1
         if not info.jobs:
             info.idle_since = time.time()
             if info.state is WorkerState.RUNNING:

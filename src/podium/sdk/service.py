@@ -7,6 +7,7 @@ A RunPod-style ``handler(job)`` is a service with one route that receives the wh
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import re
@@ -37,7 +38,18 @@ DEFAULT_TIMEOUT_S = 86400.0
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """Scaling settings a service asks for; the endpoint starts from these."""
+    """Settings a service asks for; the endpoint starts from these (`podium scale` changes them).
+
+    Scaling: `min_workers`/`max_workers`, `idle_timeout` (seconds without a job before an idle
+    worker stops), `concurrency` (jobs at once per worker), `scaler` ("request-count": workers =
+    ceil((waiting + running) / target), target defaulting to `concurrency`; "queue-delay": add a
+    worker while the oldest waiting job has waited more than `target` seconds, default 4),
+    `queue_cap` (waiting jobs past which /run answers 429), `max_jobs_per_worker` and
+    `max_worker_memory_mb` (recycle a worker after its current job; 0: never).
+    Jobs: `execution_timeout` (seconds), `retries` (route errors retried, with exponential backoff
+    and jitter) limited to `retry_on` exception types when given, `startup_timeout` (seconds a
+    worker may take to load before the version is declared broken).
+    """
 
     min_workers: int = 0
     max_workers: int = 2
@@ -45,6 +57,14 @@ class ServiceConfig:
     concurrency: int = 1
     #: Seconds a job may run before it ends TIMED_OUT (a request's policy.executionTimeout wins).
     execution_timeout: float = DEFAULT_TIMEOUT_S
+    scaler: str = "request-count"
+    target: float | None = None
+    queue_cap: int = 10_000
+    max_jobs_per_worker: int = 0
+    max_worker_memory_mb: int = 0
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = ()
+    startup_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         if self.min_workers < 0:
@@ -57,15 +77,39 @@ class ServiceConfig:
             raise ServiceDefinitionError("concurrency must be >= 1")
         if not 5 <= self.execution_timeout <= 7 * 86400:
             raise ServiceDefinitionError("execution_timeout must be between 5 seconds and 7 days")
+        if self.scaler not in SCALERS:
+            raise ServiceDefinitionError(f"scaler must be one of {', '.join(SCALERS)}")
+        if self.target is not None and self.target <= 0:
+            raise ServiceDefinitionError("target must be > 0")
+        if self.queue_cap < 1:
+            raise ServiceDefinitionError("queue_cap must be >= 1")
+        if self.max_jobs_per_worker < 0 or self.max_worker_memory_mb < 0:
+            raise ServiceDefinitionError("max_jobs_per_worker and max_worker_memory_mb must be >= 0")
+        if not 0 <= self.retries <= 20:
+            raise ServiceDefinitionError("retries must be between 0 and 20")
+        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in self.retry_on):
+            raise ServiceDefinitionError("retry_on must be a tuple of exception classes")
+        if self.startup_timeout <= 0:
+            raise ServiceDefinitionError("startup_timeout must be > 0 seconds")
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Whether a route error may be retried (it still needs retries left)."""
+        return self.retries > 0 and (not self.retry_on or isinstance(exc, self.retry_on))
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "min_workers": self.min_workers,
-            "max_workers": self.max_workers,
-            "idle_timeout": self.idle_timeout,
-            "concurrency": self.concurrency,
-            "execution_timeout": self.execution_timeout,
-        }
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["retry_on"] = [f"{t.__module__}.{t.__qualname__}" for t in self.retry_on]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ServiceConfig:
+        """Settings as recorded (retry_on names are not classes again: they only document)."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"retry_on"}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+#: The scaler policies an endpoint may use.
+SCALERS = ("request-count", "queue-delay")
 
 
 @dataclass(frozen=True)
@@ -295,18 +339,14 @@ def service(
     func: Callable[..., Any] | None = None,
     *,
     name: str | None = None,
-    min_workers: int = 0,
-    max_workers: int = 2,
-    idle_timeout: float = 60.0,
-    concurrency: int = 1,
-    execution_timeout: float = DEFAULT_TIMEOUT_S,
+    **settings: Any,
 ) -> Any:
-    """Declare a service around an initializer: ``@podium.service(name="hello")``.
+    """Declare a service around an initializer: ``@podium.service(name="hello", max_workers=4)``.
 
-    Bare ``@podium.service`` works too. Returns the :class:`Service`; add routes with
-    ``@svc.endpoint("/path")``.
+    Bare ``@podium.service`` works too. `settings` are :class:`ServiceConfig` fields. Returns the
+    :class:`Service`; add routes with ``@svc.endpoint("/path")``.
     """
-    config = ServiceConfig(min_workers, max_workers, idle_timeout, concurrency, execution_timeout)
+    config = _config(settings)
 
     def build(init: Callable[..., Any]) -> Service:
         return Service(init, name=name or default_name(init.__name__), config=config)
@@ -314,18 +354,26 @@ def service(
     return build(func) if func is not None else build
 
 
+def _config(settings: dict[str, Any]) -> ServiceConfig:
+    try:
+        return ServiceConfig(**settings)
+    except TypeError:
+        known = ", ".join(f.name for f in dataclasses.fields(ServiceConfig))
+        unknown = ", ".join(sorted(set(settings) - {f.name for f in dataclasses.fields(ServiceConfig)}))
+        raise ServiceDefinitionError(f"unknown setting {unknown} (settings: {known})") from None
+
+
 def handler(
     func: Callable[..., Any] | None = None,
     *,
     name: str | None = None,
-    min_workers: int = 0,
-    max_workers: int = 2,
-    idle_timeout: float = 60.0,
-    concurrency: int = 1,
-    execution_timeout: float = DEFAULT_TIMEOUT_S,
+    **settings: Any,
 ) -> Any:
-    """Mark a RunPod-style ``handler(job)``; the function stays callable as it was."""
-    config = ServiceConfig(min_workers, max_workers, idle_timeout, concurrency, execution_timeout)
+    """Mark a RunPod-style ``handler(job)``; the function stays callable as it was.
+
+    `settings` are :class:`ServiceConfig` fields.
+    """
+    config = _config(settings)
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         setattr(fn, HANDLER_ATTR, handler_service(fn, name=name, config=config))

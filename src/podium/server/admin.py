@@ -19,7 +19,9 @@ from podium.server.auth import ROLE_RANK, Principal, require
 from podium.server.body import read_body, read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.runtime import Runtime
-from podium.store.catalog import EndpointState, key_prefix
+from podium.errors import ServiceDefinitionError
+from podium.sdk.service import ServiceConfig
+from podium.store.catalog import SCALING, EndpointState, key_prefix
 from podium.scaling.local import tail
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -57,7 +59,7 @@ async def _endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[
         "version": ep["version_id"],
         "state": ep["state"],
         "error": ep["error"],
-        "scaling": {k: ep[k] for k in ("min_workers", "max_workers", "idle_timeout", "concurrency")},
+        "scaling": {k: ep[k] for k in SCALING},
         "routes": await rt.routes(ep),
         "workers": [w.as_dict() for w in rt.registry.for_endpoint(ep["id"])],
         "workers_by_state": rt.registry.counts(ep["id"]),
@@ -173,6 +175,23 @@ async def stop_endpoint(request: Request, ref: str) -> JSONAnswer:
     rt, principal = await _auth(request, "deploy")
     ep = await rt.endpoint(principal, ref)
     await rt.catalog.set_state(ep["id"], EndpointState.INACTIVE)
+    return await _changed(rt, request, principal, ep["id"])
+
+
+@router.patch("/endpoints/{ref}/scaling")
+async def scale(request: Request, ref: str) -> JSONAnswer:
+    """Change scaling settings without a redeploy (the next deploy sets the version's again)."""
+    rt, principal = await _auth(request, "deploy")
+    ep = await rt.endpoint(principal, ref)
+    changes = await read_object(request, 64 * 1024)
+    unknown = sorted(set(changes) - set(SCALING))
+    if unknown:
+        raise HTTPError(400, "invalid_request", f"unknown setting {', '.join(unknown)} (settings: {', '.join(SCALING)})")
+    try:
+        merged = ServiceConfig.from_dict({**{k: ep[k] for k in SCALING}, **changes})
+    except (ServiceDefinitionError, TypeError) as exc:
+        raise HTTPError(400, "invalid_scaling", str(exc)) from None
+    await rt.catalog.set_scaling(ep["id"], merged.as_dict())
     return await _changed(rt, request, principal, ep["id"])
 
 

@@ -65,13 +65,21 @@ async def submit(
 ) -> str:
     options = options or JobOptions()
     config = (await rt.version(ep))["config"]
+    if await rt.queue.waiting(ep["id"]) >= ep["queue_cap"]:
+        raise HTTPError(
+            429, "queue_full",
+            f"endpoint {ep['name']} has {ep['queue_cap']} jobs waiting (its queue cap); retry later",
+            headers={"Retry-After": "5"},
+        )
+    retries = int(config.get("retries", 0))
     new = NewJob(
         project_id=principal.project_id,
         endpoint_id=ep["id"],
         route=route["path"],
         input=payload,
         kind=kind,
-        max_attempts=rt.settings.max_attempts,
+        max_attempts=max(rt.settings.max_attempts, retries + 1),
+        retries=retries,
         webhook=options.webhook,
         policy=options.policy(),
         secret=options.secret(),

@@ -25,7 +25,7 @@ async def metrics(request: Request) -> Response:
     reg = CollectorRegistry()
     queued = Gauge("podium_jobs_queued", "Jobs waiting for a worker", ["endpoint"], registry=reg)
     workers = Gauge("podium_workers", "Workers by state", ["endpoint", "state"], registry=reg)
-    for ep, n in (await rt.queue.queued_by_endpoint()).items():
+    for ep, (n, _) in (await rt.queue.queued_by_endpoint()).items():
         queued.labels(ep).set(n)
     for w in rt.registry.workers.values():
         workers.labels(w.endpoint_id, w.state.value).inc()

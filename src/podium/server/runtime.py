@@ -43,6 +43,7 @@ class Runtime:
         self.queue = JobQueue(
             self.store, self.notifier, self.clock,
             retention={"run": settings.retention_run, "runsync": settings.retention_runsync},
+            retry_base=settings.retry_base,
         )
         self.catalog = Catalog(self.store, self.clock)
         self.keys = KeyRing(self.catalog)

@@ -147,7 +147,9 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
         return JSONAnswer(OK)
     if "error" in body:
         error, info = _error_of(body)
-        await rt.queue.finish(job_id, worker_id, error=error, error_info=info)
+        await rt.queue.finish(
+            job_id, worker_id, error=error, error_info=info, retryable=body.get("retryable") is True
+        )
     else:
         await rt.queue.finish(job_id, worker_id, output=body.get("output"))
     rt.registry.released(worker_id, job_id)

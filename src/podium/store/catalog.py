@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from podium import _json
 from podium.dispatch.clock import Clock
+from podium.sdk.service import ServiceConfig
 from podium.store.engine import Store
 from podium.store.tables import api_keys, endpoint_history, endpoints, projects, versions
 
@@ -21,6 +22,17 @@ DEFAULT_PROJECT = "default"
 ENDPOINT_CACHE_SECONDS = 1.0
 KEY_PREFIX = "pod_live_"
 _ALPHABET = string.ascii_letters + string.digits
+
+
+#: The endpoint columns a version's config (or `podium scale`) sets.
+SCALING = ("min_workers", "max_workers", "idle_timeout", "concurrency", "scaler", "target",
+           "max_jobs_per_worker", "max_worker_memory_mb", "queue_cap")
+
+
+def scaling_columns(config: dict[str, Any]) -> dict[str, Any]:
+    """The scaling settings of a config, defaults filled in for older versions' configs."""
+    full = ServiceConfig.from_dict(config).as_dict()
+    return {k: full[k] for k in SCALING}
 
 
 def new_id(n: int = 14) -> str:
@@ -216,7 +228,8 @@ class Catalog:
                 await conn.execute(
                     update(endpoints)
                     .where(endpoints.c.id == current["id"])
-                    .values(version_id=version["id"], state=EndpointState.CREATING, error=None, updated_at=now)
+                    .values(version_id=version["id"], state=EndpointState.CREATING, error=None,
+                            updated_at=now, **scaling_columns(config))
                 )
                 await self._history(conn, current["id"], version["id"], key_id, message, now)
             row = await self._load_endpoint(project_id, current["id"])
@@ -231,11 +244,8 @@ class Catalog:
                     name=name,
                     version_id=version["id"],
                     state=EndpointState.CREATING,
-                    min_workers=config["min_workers"],
-                    max_workers=config["max_workers"],
-                    idle_timeout=config["idle_timeout"],
-                    concurrency=config["concurrency"],
                     created_at=now,
+                    **scaling_columns(config),
                     updated_at=now,
                 )
             )
@@ -253,6 +263,16 @@ class Catalog:
                 endpoint_id=endpoint_id, version_id=version_id, key_id=key_id, message=message, at=at
             )
         )
+
+    async def set_scaling(self, endpoint_id: str, settings: dict[str, Any]) -> None:
+        """Change an endpoint's scaling settings (no redeploy; the next deploy sets them again)."""
+        async with self.store.tx() as conn:
+            await conn.execute(
+                update(endpoints)
+                .where(endpoints.c.id == endpoint_id)
+                .values(updated_at=self.clock.now(), **scaling_columns(settings))
+            )
+        self._endpoints.clear()
 
     async def history(self, endpoint_id: str) -> list[RowMapping]:
         """Every re-pointing of an endpoint, newest first."""

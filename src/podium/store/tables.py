@@ -80,6 +80,15 @@ endpoints = Table(
     Column("max_workers", Integer, nullable=False),
     Column("idle_timeout", Float, nullable=False),
     Column("concurrency", Integer, nullable=False),
+    # request-count: workers = ceil((waiting + running) / target); queue-delay: add a worker when
+    # the oldest waiting job has waited more than `target` seconds.
+    Column("scaler", String(16), nullable=False, server_default="request-count"),
+    Column("target", Float, nullable=True),
+    # Recycle a worker after this many jobs / past this much memory (0: never).
+    Column("max_jobs_per_worker", Integer, nullable=False, server_default="0"),
+    Column("max_worker_memory_mb", Integer, nullable=False, server_default="0"),
+    # Waiting jobs past which /run answers 429.
+    Column("queue_cap", Integer, nullable=False, server_default="10000"),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     UniqueConstraint("project_id", "name", name="uq_endpoints_project_name"),
@@ -134,6 +143,9 @@ jobs = Table(
     # policy.executionTimeout in ms; `deadline_at` is set from it when the job is taken.
     Column("timeout_ms", Integer, nullable=True),
     Column("deadline_at", Float, nullable=True),
+    # Route errors that may be retried (the service's `retries`), and when the next try may start.
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("run_after", Float, nullable=True),
     Index("ix_jobs_queue", "endpoint_id", "status", "created_at"),
     Index("ix_jobs_lease", "status", "lease_until"),
 )

@@ -199,7 +199,11 @@ class Worker:
                 result = self.loop.run_until_complete(_await(result))
             return {"output": result}
         except Exception as exc:  # the route's failure is the job's result
-            return self._error(exc)
+            body = self._error(exc)
+            assert self.service is not None
+            if not isinstance(exc, InvalidArguments) and self.service.config.retryable(exc):
+                body["retryable"] = True
+            return body
 
     async def _drain_async(self, job_id: str, gen: Any) -> None:
         async for item in gen:
