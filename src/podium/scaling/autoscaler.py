@@ -164,15 +164,24 @@ class Autoscaler:
             w.state = WorkerState.UNHEALTHY
             self._kill(w)
             return False
-        if ep["max_jobs_per_worker"] and w.jobs_done >= ep["max_jobs_per_worker"]:
-            self._drain(w)
-            return False
-        limit_mb = ep["max_worker_memory_mb"]
-        if limit_mb and w.process is not None and group_rss_mb(w.process.pid) > limit_mb:
-            log.info("worker %s uses more than %d MB; recycling it", w.id, limit_mb)
+        if self.due_for_recycling(w.id, ep):
             self._drain(w)
             return False
         return True
+
+    def due_for_recycling(self, worker_id: str, ep: RowMapping) -> bool:
+        """Past max_jobs_per_worker jobs or max_worker_memory_mb (checked after each job too, so
+        the worker is recycled before it takes another)."""
+        w = self.registry.get(worker_id)
+        if w is None or not w.local:
+            return False
+        if ep["max_jobs_per_worker"] and w.jobs_done >= ep["max_jobs_per_worker"]:
+            return True
+        limit_mb = ep["max_worker_memory_mb"]
+        if limit_mb and w.process is not None and group_rss_mb(w.process.pid) > limit_mb:
+            log.info("worker %s uses more than %d MB; recycling it", w.id, limit_mb)
+            return True
+        return False
 
     async def _startup_timeout(self, ep: RowMapping) -> float:
         vid = ep["version_id"]

@@ -138,7 +138,7 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
 
     `stopPod: true` (a handler returned `refresh_worker`) asks for a fresh worker process.
     """
-    rt, _, _ = await _worker(request, endpoint_id)
+    rt, _, ep = await _worker(request, endpoint_id)
     body = await read_json(request, RESULT_LIMIT, empty={})
     if not isinstance(body, dict):
         body = {"output": body}
@@ -153,7 +153,7 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
     else:
         await rt.queue.finish(job_id, worker_id, output=body.get("output"))
     rt.registry.released(worker_id, job_id)
-    if body.get("stopPod"):
+    if body.get("stopPod") or rt.scaler.due_for_recycling(worker_id, ep):
         rt.scaler.recycle(worker_id)
     return JSONAnswer(OK)
 

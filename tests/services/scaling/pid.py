@@ -1,0 +1,15 @@
+import os
+import time
+
+import podium
+
+
+@podium.service(name="pid", max_workers=2)
+def init():
+    return {}
+
+
+@init.endpoint("/pid")
+def pid(sleep=0.0):
+    time.sleep(sleep)
+    return os.getpid()

@@ -1,0 +1,120 @@
+"""Scaling settings, queue cap, retries, recycling and broken versions, against a real server."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import SERVICES
+from server import PodiumServer, wait_until
+
+pytestmark = pytest.mark.slow
+
+SC = SERVICES / "scaling"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    home = tmp_path_factory.mktemp("scaling-home")
+    s = PodiumServer(home, env={"BREAK_IMPORT": str(home / "break-import")})
+    s.start()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def run(srv, name, **inp):
+    r = srv.http.post(f"/v2/{name}/run", json={"input": inp})
+    assert r.status_code == 200, r.text
+    return r.json()["id"]
+
+
+def test_scale_changes_settings_without_a_redeploy(srv):
+    srv.deploy(SC / "pid.py", "pid")
+    out = json.loads(srv.cli("scale", "pid", "--max", "3", "--min", "1", "--idle-timeout", "1",
+                             "--scaler", "queue-delay", "--target", "0.5", "--queue-cap", "7", "--json").stdout)
+    assert out["scaling"] | {} == {**out["scaling"], "max_workers": 3, "min_workers": 1, "scaler": "queue-delay",
+                                   "target": 0.5, "queue_cap": 7, "idle_timeout": 1.0}
+    bad = srv.cli("scale", "pid", "--scaler", "vibes", check=False)
+    assert bad.returncode == 1 and "scaler must be one of" in bad.stderr
+    bad = srv.cli("scale", "pid", "--min", "5", "--max", "2", check=False)
+    assert bad.returncode == 1 and "max_workers" in bad.stderr
+
+
+def test_a_full_queue_answers_429_with_retry_after(srv, tmp_path):
+    srv.deploy(SC / "pid.py", "capped")
+    srv.cli("scale", "capped", "--queue-cap", "2", "--max", "1")
+    ids = [run(srv, "capped", sleep=1.0) for _ in range(3)]  # one taken, two waiting
+    wait_until(lambda: srv.http.get("/v2/capped/health").json()["jobs"]["inQueue"] == 2, what="two waiting")
+    r = srv.http.post("/v2/capped/run", json={"input": {}})
+    assert r.status_code == 429 and r.headers["retry-after"] == "5"
+    assert "queue cap" in r.json()["detail"]
+    for i in ids:
+        srv.wait_job(i)
+
+
+def test_retryable_errors_are_retried_with_backoff_others_fail_at_once(srv, tmp_path):
+    srv.deploy(SC / "flaky.py", "flaky")
+    fails = tmp_path / "fails"
+    fails.write_text("2")
+    job = srv.wait_job(run(srv, "flaky", fails_file=str(fails)))
+    assert job["status"] == "COMPLETED" and job["output"]["attempt"] == 3
+    assert [e["error"] for e in job["attempt_errors"]] == ["Flaky: 2 failures to go", "Flaky: 1 failures to go"]
+    fatal = srv.wait_job(run(srv, "flaky", fatal=True))
+    assert fatal["status"] == "FAILED" and fatal["attempt"] == 1 and "not worth retrying" in fatal["error"]
+    fails.write_text("9")
+    spent = srv.wait_job(run(srv, "flaky", fails_file=str(fails)))
+    assert spent["status"] == "FAILED" and spent["attempt"] == 4, "three retries, then it fails"
+
+
+def test_workers_are_recycled_after_max_jobs(srv):
+    srv.deploy(SC / "pid.py", "recycled")
+    srv.cli("scale", "recycled", "--max-jobs", "2", "--max", "1")
+    pids = [srv.wait_job(run(srv, "recycled"))["output"] for _ in range(4)]
+    assert pids[0] == pids[1] and pids[2] == pids[3] and pids[1] != pids[2], pids
+
+
+def test_an_initializer_that_hangs_is_an_error_after_startup_timeout(srv):
+    t0 = time.monotonic()
+    res = srv.cli("deploy", str(SC / "hang.py"), "--name", "hang", "--json", check=False)
+    assert res.returncode == 1
+    ep = json.loads(res.stdout)
+    assert ep["state"] == "ERROR"
+    detail = json.loads(srv.cli("status", "hang", "--json").stdout)["error"]
+    assert "did not become ready within 2 s" in detail
+    assert time.monotonic() - t0 < 60
+
+
+def test_a_version_that_stops_importing_fails_its_waiting_jobs(srv):
+    srv.deploy(SC / "noimport.py", "noimport")
+    assert srv.wait_job(run(srv, "noimport"))["status"] == "COMPLETED"
+    Path(srv.env["BREAK_IMPORT"]).touch()
+    srv.cli("scale", "noimport", "--idle-timeout", "0")
+    srv.cli("restart", "noimport")
+    queued = run(srv, "noimport")
+    job = srv.wait_job(queued, timeout=60)
+    assert job["status"] == "FAILED" and "cannot start its workers" in job["error"]
+    status = json.loads(srv.cli("status", "noimport", "--json").stdout)
+    assert status["state"] == "ERROR" and "weights_loader" in status["error"]
+    r = srv.http.post("/v2/noimport/run", json={"input": {}})
+    assert r.status_code == 503 and "cannot start its workers" in r.json()["detail"]
+
+
+def test_a_burst_scales_up_to_max_and_back_down(srv):
+    srv.deploy(SC / "pid.py", "burst")
+    srv.cli("scale", "burst", "--max", "4", "--idle-timeout", "1")
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda _: run(srv, "burst", sleep=0.2), range(40)))
+    seen = set()
+    for i in ids:
+        seen.add(srv.wait_job(i)["output"])
+    print(f"\nburst of 40 jobs (max 4): ran on {len(seen)} worker processes")
+    assert 2 <= len(seen) <= 4
+    wait_until(lambda: srv.http.get("/v2/burst/health").json()["workers"]["idle"] == 0
+               and srv.http.get("/v2/burst/health").json()["workers"]["running"] == 0, 30, 0.2,
+               "scale back to zero after idle_timeout")
