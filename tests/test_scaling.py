@@ -71,6 +71,16 @@ def test_retryable_errors_are_retried_with_backoff_others_fail_at_once(srv, tmp_
     spent = srv.wait_job(run(srv, "flaky", fails_file=str(fails)))
     assert spent["status"] == "FAILED" and spent["attempt"] == 4, "three retries, then it fails"
 
+    dead = json.loads(srv.cli("jobs", "ls", "--status", "FAILED", "--endpoint", "flaky", "--json").stdout)
+    assert {j["id"] for j in dead} == {fatal["id"], spent["id"]}
+    fails.write_text("0")
+    srv.cli("jobs", "retry", spent["id"])
+    assert srv.wait_job(spent["id"])["status"] == "COMPLETED"
+    again = srv.cli("jobs", "retry", spent["id"], check=False)
+    assert again.returncode == 1 and "only FAILED or TIMED_OUT" in again.stderr
+    bad = srv.cli("jobs", "ls", "--status", "BROKEN", check=False)
+    assert bad.returncode == 1 and "status must be one of" in bad.stderr
+
 
 def test_workers_are_recycled_after_max_jobs(srv):
     srv.deploy(SC / "pid.py", "recycled")

@@ -50,6 +50,8 @@ class Settings:
     #: Seconds between webhook attempts, and how long one attempt may take.
     webhook_retry_delay: float = 10.0
     webhook_timeout: float = 10.0
+    #: SQLite: seconds to wait for another process's lock before a request fails with 503.
+    db_busy_timeout: float = 10.0
     #: Seconds before the first retry of a route error (doubles each attempt, with jitter).
     retry_base: float = 1.0
     #: Seconds of silence after which an SSE stream sends a keep-alive comment.
@@ -79,6 +81,7 @@ class Settings:
             webhook_retry_delay=_number("PODIUM_WEBHOOK_RETRY_DELAY", 10.0),
             webhook_timeout=_number("PODIUM_WEBHOOK_TIMEOUT", 10.0),
             retry_base=_number("PODIUM_RETRY_BASE", 1.0),
+            db_busy_timeout=_number("PODIUM_DB_BUSY_TIMEOUT", 10.0),
             sse_keepalive=_number("PODIUM_SSE_KEEPALIVE", 15.0),
             webhook_secret=os.environ.get("PODIUM_WEBHOOK_SECRET") or None,
         )

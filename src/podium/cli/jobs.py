@@ -1,8 +1,12 @@
-"""Jobs: `jobs show`."""
+"""Jobs: `jobs show`, `jobs ls` (the dead-letter view with --status FAILED), `jobs retry`."""
 
 from __future__ import annotations
 
-from podium.cli.common import JSON, KEY, URL, connect, jobs_app, out, print_json, when
+import typer
+from rich.table import Table
+
+from podium.cli.common import JSON, KEY, URL, connect, err, jobs_app, out, print_json, when
+from podium.errors import PodiumError
 
 
 @jobs_app.command("show")
@@ -26,3 +30,40 @@ def show(job_id: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> N
         for a in hook["attempts"]:
             result = a.get("status_code") or a.get("error")
             out.print(f"  attempt at {when(a.get('at'))}: {result} ({a.get('ms', 0)} ms)")
+
+
+@jobs_app.command("ls")
+def ls(
+    status: str = typer.Option(None, help="IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT."),
+    endpoint: str = typer.Option(None, help="Only this endpoint's jobs."),
+    limit: int = typer.Option(100, help="At most this many, newest first."),
+    as_json: bool = JSON, url: str = URL, key: str = KEY,
+) -> None:
+    """List jobs, newest first (`--status FAILED`: what needs a look, or a retry)."""
+    params = {k: v for k, v in {"status": status, "endpoint": endpoint, "limit": limit}.items() if v is not None}
+    with connect(url, key) as conn:
+        jobs = conn.request("GET", "/api/v1/jobs", params=params)["jobs"]
+    if as_json:
+        print_json(jobs)
+        return
+    table = Table("JOB", "ENDPOINT", "STATUS", "ATTEMPT", "CREATED", "ERROR")
+    for j in jobs:
+        table.add_row(j["id"], j["endpoint_id"], j["status"], f"{j['attempt']}/{j['max_attempts']}",
+                      when(j["created_at"]), (j["error"] or "").splitlines()[0][:80] if j["error"] else "")
+    out.print(table)
+
+
+@jobs_app.command("retry")
+def retry(job_ids: list[str], url: str = URL, key: str = KEY) -> None:
+    """Queue FAILED or TIMED_OUT jobs again, under the same ids."""
+    failures = 0
+    with connect(url, key) as conn:
+        for job_id in job_ids:
+            try:
+                conn.request("POST", f"/api/v1/jobs/{job_id}/retry")
+                out.print(f"{job_id} IN_QUEUE")
+            except PodiumError as exc:
+                failures += 1
+                err.print(f"{job_id}: {exc}", style="red")
+    if failures:
+        raise typer.Exit(1)

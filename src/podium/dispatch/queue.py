@@ -159,6 +159,20 @@ class JobQueue:
             )
             return res.mappings().first()
 
+    async def find(
+        self, project_id: str, *, status: str | None = None, endpoint_id: str | None = None,
+        limit: int = 100,
+    ) -> list[RowMapping]:
+        """A project's readable jobs, newest first (the dead-letter view with status=FAILED)."""
+        q = select(*PUBLIC_COLUMNS).where(jobs.c.project_id == project_id, self._alive(self.clock.now()))
+        if status is not None:
+            q = q.where(jobs.c.status == status)
+        if endpoint_id is not None:
+            q = q.where(jobs.c.endpoint_id == endpoint_id)
+        async with self.store.tx() as conn:
+            res = await conn.execute(q.order_by(jobs.c.created_at.desc()).limit(limit))
+            return list(res.mappings().all())
+
     async def wait_final(self, job_id: str, timeout: float) -> RowMapping | None:
         """The job once final, or as it is when `timeout` runs out (None if it does not exist)."""
         deadline = time.monotonic() + timeout

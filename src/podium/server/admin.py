@@ -19,6 +19,7 @@ from podium.server.auth import ROLE_RANK, Principal, require
 from podium.server.body import read_body, read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.runtime import Runtime
+from podium.dispatch.states import JobStatus
 from podium.errors import ServiceDefinitionError
 from podium.sdk.service import ServiceConfig
 from podium.store.catalog import SCALING, EndpointState, key_prefix
@@ -292,6 +293,36 @@ async def endpoint_logs(request: Request, ref: str, tail_lines: int = 200) -> JS
     files = sorted(log_dir.glob("*.log"), key=lambda p: p.stat().st_mtime) if log_dir.exists() else []
     workers = [{"worker": f.stem, "lines": tail(f, n).splitlines()} for f in files]
     return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "workers": workers})
+
+
+@router.get("/jobs")
+async def list_jobs(
+    request: Request, status: str | None = None, endpoint: str | None = None, limit: int = 100
+) -> JSONAnswer:
+    """Jobs of the caller's project, newest first; `status=FAILED` is the dead-letter view."""
+    rt, principal = await _auth(request, "read")
+    if status is not None and status not in JobStatus.__members__:
+        raise HTTPError(400, "invalid_status", f"status must be one of {', '.join(JobStatus.__members__)}")
+    endpoint_id = (await rt.endpoint(principal, endpoint))["id"] if endpoint else None
+    rows = await rt.queue.find(
+        principal.project_id, status=status, endpoint_id=endpoint_id, limit=max(1, min(limit, 1000))
+    )
+    keys = ("id", "endpoint_id", "route", "status", "attempt", "max_attempts", "error", "created_at",
+            "finished_at", "delay_ms", "execution_ms")
+    return JSONAnswer({"jobs": [{k: r[k] for k in keys} for r in rows]})
+
+
+@router.post("/jobs/{job_id}/retry")
+async def retry_job(request: Request, job_id: str) -> JSONAnswer:
+    """Queue a FAILED or TIMED_OUT job again, same id (re-drive from the dead-letter view)."""
+    rt, principal = await _auth(request, "invoke")
+    row = await rt.queue.get(job_id)
+    if row is None or row["project_id"] != principal.project_id:
+        raise not_found("job", job_id)
+    if not await rt.queue.retry(job_id):
+        raise HTTPError(400, "not_retryable",
+                        f"only FAILED or TIMED_OUT jobs can be retried; job {job_id} is {row['status']}")
+    return JSONAnswer({"id": job_id, "status": "IN_QUEUE"})
 
 
 @router.get("/jobs/{job_id}")

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from podium.server.responses import JSONAnswer
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from podium.errors import PodiumError
@@ -71,6 +72,15 @@ def install(app: FastAPI) -> None:
         )
         return JSONAnswer({"error": "invalid_request", "detail": problems}, status_code=400)
 
+    async def on_store(request: Request, exc: OperationalError) -> JSONAnswer:
+        # Locked, full, or gone: nothing was stored, and the client must know it was not.
+        log.error("store unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
+        return JSONAnswer(
+            {"error": "store_unavailable",
+             "detail": "the job store is unavailable (locked, full or unreachable); nothing was stored, retry"},
+            status_code=503, headers={"Retry-After": "1"},
+        )
+
     async def on_crash(request: Request, exc: Exception) -> JSONAnswer:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONAnswer(
@@ -80,4 +90,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPError, on_podium)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_starlette)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(OperationalError, on_store)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, on_crash)

@@ -38,7 +38,7 @@ class Runtime:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or Clock()
-        self.store = Store(settings.db_url)
+        self.store = Store(settings.db_url, busy_timeout=settings.db_busy_timeout)
         self.notifier = Notifier()
         self.queue = JobQueue(
             self.store, self.notifier, self.clock,

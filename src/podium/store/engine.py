@@ -7,6 +7,7 @@ them costs little and rules out `database is locked`. Nothing holds a connection
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,12 +44,13 @@ def is_sqlite(url: str) -> bool:
     return make_url(async_url(url)).drivername.startswith("sqlite")
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(busy_timeout: float, dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     # FULL: a job acknowledged to a client survives power loss too, not only a process crash.
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    # How long to wait for another process's lock before failing (the caller then gets a 503).
+    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -69,9 +71,10 @@ class Store:
 
     Parameters:
         url: `sqlite:///path` or `postgresql://user@host/db`.
+        busy_timeout: SQLite only: seconds to wait for a lock held by another process.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout: float = 10.0) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
         kwargs: dict[str, Any] = {}
@@ -82,7 +85,7 @@ class Store:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
         if self.sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, busy_timeout))
 
     async def migrate(self) -> None:
         await asyncio.to_thread(migrate, self.url)

@@ -1,0 +1,37 @@
+"""The store locked by another process while jobs arrive: a clear 503, never a 200 for a job that
+was not stored; service resumes when the lock is released."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from conftest import SERVICES
+from server import PodiumServer
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_locked_database_answers_503_and_stores_nothing(tmp_path):
+    srv = PodiumServer(tmp_path / "home", env={"PODIUM_DB_BUSY_TIMEOUT": "0.5"})
+    srv.start()
+    try:
+        eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]
+        before = srv.http.get(f"/v2/{eid}/health").json()["jobs"]
+        lock = sqlite3.connect(tmp_path / "home" / "podium.db", timeout=5, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            r = srv.http.post(f"/v2/{eid}/run", json={"input": {"value": 1}})
+            assert r.status_code == 503, r.text
+            assert r.json()["error"] == "store_unavailable" and r.headers["retry-after"] == "1"
+            assert "nothing was stored" in r.json()["detail"]
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        after = srv.http.get(f"/v2/{eid}/health").json()["jobs"]
+        assert after == before, "the refused job was not stored"
+        job = srv.wait_job(srv.http.post(f"/v2/{eid}/run", json={"input": {"value": 2}}).json()["id"])
+        assert job["status"] == "COMPLETED" and job["output"]["value"] == 2
+    finally:
+        srv.close()
