@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +103,8 @@ class JobQueue:
         self.retention = {"run": 1800.0, "runsync": 60.0, **(retention or {})}
         #: Seconds before the first retry of a failed attempt (doubling each time, with jitter).
         self.retry_base = retry_base
+        #: Called with (endpoint_id, status, delay_ms, execution_ms) of each job that ends.
+        self.on_end: Callable[[RowMapping], None] | None = None
         #: Set when the server shuts down: long-polls answer at once instead of holding it up.
         self.closing = False
 
@@ -386,7 +388,7 @@ class JobQueue:
             )
             done = res.first() is not None
         if done:
-            self._ended([job_id])
+            await self._ended([job_id])
         return done
 
     async def _retry_later(self, job_id: str, worker_id: str, error: str) -> bool:
@@ -477,7 +479,7 @@ class JobQueue:
                         failed.append(row["id"])
         for ep in woken:
             self.notifier.notify(ep_key(ep))
-        self._ended(failed)
+        await self._ended(failed)
         return ids
 
     async def cancel(self, job_id: str) -> RowMapping | None:
@@ -495,7 +497,7 @@ class JobQueue:
                     stream_closed=True,
                 )
             )
-        self._ended([job_id])
+        await self._ended([job_id])
         return await self.get(job_id)
 
     async def purge(self, endpoint_id: str) -> int:
@@ -509,7 +511,7 @@ class JobQueue:
                 .returning(jobs.c.id)
             )
             ids = [r[0] for r in res.all()]
-        self._ended(ids)
+        await self._ended(ids)
         return len(ids)
 
     async def fail_queued(self, endpoint_id: str, reason: str) -> int:
@@ -525,7 +527,7 @@ class JobQueue:
                 .returning(jobs.c.id)
             )
             ids = [r[0] for r in res.all()]
-        self._ended(ids)
+        await self._ended(ids)
         return len(ids)
 
     async def retry(self, job_id: str) -> bool:
@@ -596,7 +598,7 @@ class JobQueue:
                 .returning(jobs.c.id, jobs.c.worker_id)
             )
             rows = list(res.mappings().all())
-        self._ended([r["id"] for r in rows])
+        await self._ended([r["id"] for r in rows])
         return rows
 
     async def next_deadline(self) -> float | None:
@@ -636,12 +638,22 @@ class JobQueue:
             or_(jobs.c.finished_at.is_(None), jobs.c.finished_at + keep > now),
         )
 
-    def _ended(self, job_ids: Sequence[str]) -> None:
-        """Wake whoever waits on these jobs, and the webhook outbox."""
+    async def _ended(self, job_ids: Sequence[str]) -> None:
+        """Wake whoever waits on these jobs and the webhook outbox; tell the observer, if any."""
         for jid in job_ids:
             self.notifier.notify(job_key(jid))
-        if job_ids:
-            self.notifier.notify(ENDED_KEY)
+        if not job_ids:
+            return
+        self.notifier.notify(ENDED_KEY)
+        if self.on_end is not None:
+            async with self.store.tx() as conn:
+                res = await conn.execute(
+                    select(jobs.c.endpoint_id, jobs.c.status, jobs.c.delay_ms, jobs.c.execution_ms)
+                    .where(jobs.c.id.in_(list(job_ids)))
+                )
+                rows = list(res.mappings().all())
+            for row in rows:
+                self.on_end(row)
 
     @staticmethod
     def _held(job_id: str, worker_id: str) -> ColumnElement[bool]:

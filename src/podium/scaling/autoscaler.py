@@ -22,6 +22,7 @@ from podium import _json
 from podium.config import Settings
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import SCALE_KEY, JobQueue, ep_key, stop_key
+from podium.metrics import Metrics
 from podium.scaling.local import LocalBackend, group_rss_mb, tail
 from podium.scaling.policy import Load, desired
 from podium.scaling.registry import Registry, WorkerInfo, WorkerState
@@ -42,9 +43,11 @@ DEFAULT_STARTUP_TIMEOUT = 600.0
 
 class Autoscaler:
     def __init__(
-        self, settings: Settings, catalog: Catalog, queue: JobQueue, registry: Registry
+        self, settings: Settings, catalog: Catalog, queue: JobQueue, registry: Registry,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.catalog = catalog
         self.queue = queue
         self.registry = registry
@@ -283,6 +286,9 @@ class Autoscaler:
 
     async def worker_ready(self, info: WorkerInfo, ep: dict[str, Any] | RowMapping) -> None:
         self._start_failures.pop(info.endpoint_id, None)
+        if info.local and info.ready_at is not None:
+            self.metrics.cold_starts.labels(info.endpoint_id).inc()
+            self.metrics.start_to_ready.labels(info.endpoint_id).observe(info.ready_at - info.started_at)
         if info.version_id is None or info.version_id == ep["version_id"]:
             await self.catalog.set_state(
                 ep["id"], EndpointState.ACTIVE, only_from=EndpointState.CREATING

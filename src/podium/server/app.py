@@ -6,12 +6,40 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from podium.server.responses import JSONAnswer
 
 from podium._version import __version__
 from podium.config import Settings
+from podium.metrics import Metrics, surface
 from podium.server import admin, errors, laminar_api, ops, routes_api, runpod_api, worker_api
 from podium.server.runtime import Runtime
+
+
+class CountRequests:
+    """Counts every HTTP request by surface, method and status (a pure ASGI middleware: it does
+    not buffer streaming answers)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            self.metrics.http.labels(surface(scope["path"]), scope["method"], str(status)).inc()
 
 
 def create_app(
@@ -40,6 +68,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.runtime = rt
+    app.add_middleware(CountRequests, metrics=rt.metrics)
     errors.install(app)
     # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all).
     for module in (ops, admin, laminar_api, runpod_api, worker_api, routes_api):

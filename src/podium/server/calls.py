@@ -89,4 +89,6 @@ async def submit(
     )
     if job_id is not None:
         new.id = job_id
-    return await rt.queue.enqueue(new)
+    stored = await rt.queue.enqueue(new)
+    rt.metrics.submitted.labels(ep["id"], kind).inc()
+    return stored

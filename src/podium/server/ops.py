@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from podium.server.responses import JSONAnswer
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from podium._version import __version__
 from podium.server.runtime import Runtime
@@ -20,13 +20,14 @@ async def healthz() -> JSONAnswer:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    """Queue depth and workers per endpoint and state, read from the live state at scrape time."""
+    """Prometheus metrics: counted events, plus queue depth and workers read at scrape time."""
     rt: Runtime = request.app.state.runtime
-    reg = CollectorRegistry()
-    queued = Gauge("podium_jobs_queued", "Jobs waiting for a worker", ["endpoint"], registry=reg)
-    workers = Gauge("podium_workers", "Workers by state", ["endpoint", "state"], registry=reg)
-    for ep, (n, _) in (await rt.queue.queued_by_endpoint()).items():
-        queued.labels(ep).set(n)
+    m = rt.metrics
+    for gauge in (m.queued, m.oldest, m.workers):
+        gauge.clear()
+    for ep, (n, oldest) in (await rt.queue.queued_by_endpoint()).items():
+        m.queued.labels(ep).set(n)
+        m.oldest.labels(ep).set(oldest)
     for w in rt.registry.workers.values():
-        workers.labels(w.endpoint_id, w.state.value).inc()
-    return Response(generate_latest(reg), media_type=CONTENT_TYPE_LATEST)
+        m.workers.labels(w.endpoint_id, w.state.value.lower()).inc()
+    return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

@@ -16,6 +16,7 @@ from podium.config import Settings
 from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier
 from podium.dispatch.queue import JobQueue
+from podium.metrics import Metrics
 from podium.scaling.autoscaler import Autoscaler
 from podium.scaling.registry import Registry
 from podium.server.auth import KeyRing, Principal
@@ -45,10 +46,14 @@ class Runtime:
             retention={"run": settings.retention_run, "runsync": settings.retention_runsync},
             retry_base=settings.retry_base,
         )
+        self.metrics = Metrics()
+        self.queue.on_end = lambda row: self.metrics.job_ended(
+            row["endpoint_id"], row["status"], row["delay_ms"], row["execution_ms"]
+        )
         self.catalog = Catalog(self.store, self.clock)
         self.keys = KeyRing(self.catalog)
         self.registry = Registry()
-        self.scaler = Autoscaler(settings, self.catalog, self.queue, self.registry)
+        self.scaler = Autoscaler(settings, self.catalog, self.queue, self.registry, self.metrics)
         self._versions: dict[str, dict[str, Any]] = {}
         self.webhooks: WebhookOutbox | None = None
         #: Set on first start when an admin key was generated: printed once by `podium up`.
@@ -64,6 +69,7 @@ class Runtime:
         self.webhooks = WebhookOutbox(
             self.queue, self.settings.webhook_secret or _secret_file(self.settings.webhook_secret_file),
             retry_delay=self.settings.webhook_retry_delay, timeout=self.settings.webhook_timeout,
+            metrics=self.metrics,
         )
         self.webhooks.start()
         self.scaler.start()

@@ -23,6 +23,7 @@ from podium import _json
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import ENDED_KEY, JobQueue
 from podium.dispatch.states import FINAL
+from podium.metrics import Metrics
 from podium.server.envelope import envelope
 from podium.signing import signed_headers
 from podium.store.tables import jobs, webhook_deliveries
@@ -45,6 +46,7 @@ class WebhookOutbox:
         queue: the job queue (its store, clock and wake-ups).
         secret: the HMAC key requests are signed with.
         retry_delay, timeout: seconds between attempts, and per attempt.
+        metrics: where attempts are counted.
     """
 
     def __init__(
@@ -54,12 +56,14 @@ class WebhookOutbox:
         *,
         retry_delay: float = 10.0,
         timeout: float = 10.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.queue = queue
         self.store = queue.store
         self.clock = queue.clock
         self.secret = secret
         self.retry_delay = retry_delay
+        self.metrics = metrics or Metrics()
         self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         self._sending: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -166,6 +170,7 @@ class WebhookOutbox:
         attempts = (_json.loads(row["attempts"]) or []) + [record]
         now = self.clock.now()
         values: dict[str, Any] = {"tries": tries, "attempts": _json.dumps(attempts)}
+        self.metrics.webhooks.labels("ok" if ok else "failed").inc()
         if ok:
             values.update(state="delivered", finished_at=now, next_at=None)
         elif tries >= MAX_TRIES:

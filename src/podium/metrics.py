@@ -1,0 +1,64 @@
+"""What an operator watches Podium by, in Prometheus form (GET /metrics).
+
+Events are counted where they happen (jobs ending, cold starts, webhook attempts, HTTP requests);
+levels (queue depth, workers by state) are read from the live state at scrape time. One registry
+per server, so servers in one process (tests) do not mix their numbers.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+#: Seconds; wide enough for a cached handler (ms) and a model load (minutes).
+TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+
+def surface(path: str) -> str:
+    """Which wire surface a request path belongs to (a label with few values)."""
+    parts = path.strip("/").split("/")
+    head = parts[0] if parts else ""
+    if head in ("healthz", "metrics", "docs", "openapi.json"):
+        return "ops"
+    if head == "api":
+        return "admin"
+    if path.startswith(("/v1/pipeline/", "/v2/endpoint/run")):
+        return "laminar"
+    if head == "v2" and len(parts) >= 3:
+        return "worker" if parts[2] in ("job-take", "job-take-batch", "job-stop", "job-done",
+                                         "job-stream", "ping") else "runpod"
+    return "routes"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.submitted = Counter("podium_jobs_submitted", "Jobs accepted", ["endpoint", "kind"], registry=r)
+        self.ended = Counter("podium_jobs_ended", "Jobs that reached a final status",
+                             ["endpoint", "status"], registry=r)
+        self.delay = Histogram("podium_job_delay_seconds", "Time from submission to a worker taking it",
+                               ["endpoint"], buckets=TIME_BUCKETS, registry=r)
+        self.execution = Histogram("podium_job_execution_seconds", "Time a job ran on its worker",
+                                   ["endpoint"], buckets=TIME_BUCKETS, registry=r)
+        self.cold_starts = Counter("podium_cold_starts", "Workers that started and became ready",
+                                   ["endpoint"], registry=r)
+        self.start_to_ready = Histogram("podium_worker_start_seconds", "Worker start to ready (cold start)",
+                                        ["endpoint"], buckets=TIME_BUCKETS, registry=r)
+        self.webhooks = Counter("podium_webhook_attempts", "Webhook delivery attempts by result",
+                                ["result"], registry=r)
+        self.http = Counter("podium_http_requests", "HTTP requests by surface and status",
+                            ["surface", "method", "status"], registry=r)
+        self.queued = Gauge("podium_jobs_queued", "Jobs waiting for a worker", ["endpoint"], registry=r)
+        self.oldest = Gauge("podium_queue_oldest_wait_seconds", "How long the oldest waiting job has waited",
+                            ["endpoint"], registry=r)
+        self.workers = Gauge("podium_workers", "Workers by state", ["endpoint", "state"], registry=r)
+
+    def job_ended(self, endpoint: str, status: str, delay_ms: int | None, execution_ms: int | None) -> None:
+        self.ended.labels(endpoint, status).inc()
+        if delay_ms is not None:
+            self.delay.labels(endpoint).observe(delay_ms / 1000)
+        if execution_ms is not None:
+            self.execution.labels(endpoint).observe(execution_ms / 1000)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
