@@ -1,11 +1,24 @@
-"""Logging as JSON lines (one object per record), for the server and the workers."""
+"""Logging as JSON lines (one object per record), for the server and the workers.
+
+Every line a worker writes carries its endpoint and worker id, and while a job runs its job id and
+attempt too, so `podium logs NAME --job ID` can pick a job's lines out of a worker's log. That holds
+for what user code prints as well: a worker's stdout and stderr are wrapped into such lines.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import sys
-from typing import Any
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any, TextIO
+
+#: Fields of the job running in this thread or task (job_id, attempt).
+_job_fields: ContextVar[dict[str, Any] | None] = ContextVar("podium_log_job", default=None)
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -22,6 +35,7 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
             **self.static,
+            **(_job_fields.get() or {}),
         }
         entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
@@ -29,14 +43,78 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+@contextlib.contextmanager
+def job_fields(**fields: Any) -> Iterator[None]:
+    """Add these fields (job_id, attempt) to every line logged or printed inside the block."""
+    token = _job_fields.set(fields)
+    try:
+        yield
+    finally:
+        _job_fields.reset(token)
+
+
+class LineWriter(io.TextIOBase):
+    """A text stream that turns each line written to it (user prints) into a JSON log line."""
+
+    def __init__(self, out: TextIO, stream: str, static: dict[str, Any]) -> None:
+        self.out = out
+        self.stream = stream
+        self.static = static
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._emit(line)
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def _emit(self, line: str) -> None:
+        now = time.time()
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
+            "level": "info" if self.stream == "stdout" else "warning",
+            "logger": self.stream, "msg": line, **self.static, **(_job_fields.get() or {}),
+        }
+        self.out.write(json.dumps(entry, default=str) + "\n")
+        self.out.flush()
+
+
+def capture_output(**static: Any) -> None:
+    """Wrap this process's stdout and stderr into JSON lines (worker processes)."""
+    out = sys.__stdout__
+    assert out is not None
+    sys.stdout = LineWriter(out, "stdout", static)
+    sys.stderr = LineWriter(out, "stderr", static)
+
+
 def setup(level: int = logging.INFO, **static: Any) -> None:
     """JSON lines to stdout for Podium's loggers; warnings and up from libraries."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(sys.__stdout__)
     handler.setFormatter(JSONFormatter(**static))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("podium").setLevel(level)
+
+
+def job_of(line: str) -> str | None:
+    """The job a log line belongs to: our `job_id`, or RunPod workers' `requestId`."""
+    if not line.startswith("{"):
+        return None
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict):
+        return None
+    return entry.get("job_id") or entry.get("requestId")
 
 
 def render(line: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import typer
@@ -14,20 +15,41 @@ from podium.cli.common import (
 
 
 @app.command()
-def logs(endpoint: str, tail: int = typer.Option(200, help="Lines per worker."),
-         as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
-    """Show an endpoint's worker logs."""
-    with connect(url, key) as conn:
-        res = conn.request("GET", f"/api/v1/endpoints/{endpoint}/logs", params={"tail_lines": tail})
-    if as_json:
-        print_json(res)
-        return
+def logs(
+    endpoint: str,
+    tail: int = typer.Option(200, help="Lines per worker."),
+    job: str = typer.Option(None, "--job", help="Only this job's lines."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C stops)."),
+    as_json: bool = JSON, url: str = URL, key: str = KEY,
+) -> None:
+    """Show an endpoint's worker logs (or one job's lines), optionally following them."""
     from podium.logs import render
 
-    for w in res["workers"]:
-        out.print(f"== {w['worker']} ==", style="bold")
-        for line in w["lines"]:
-            sys.stdout.write(render(line) + "\n")
+    params: dict[str, Any] = {"tail_lines": tail}
+    if job:
+        params["job"] = job
+    with connect(url, key) as conn:
+        res = conn.request("GET", f"/api/v1/endpoints/{endpoint}/logs", params=params)
+        if as_json and not follow:
+            print_json(res)
+            return
+        for w in res["workers"]:
+            if w["lines"] and not job:
+                out.print(f"== {w['worker']} ==", style="bold")
+            for line in w["lines"]:
+                sys.stdout.write((line if as_json else render(line)) + "\n")
+        sys.stdout.flush()
+        offsets = {w["worker"]: w["offset"] for w in res["workers"]}
+        while follow:
+            time.sleep(1.0)
+            params["offsets"] = ",".join(f"{k}:{v}" for k, v in offsets.items())
+            res = conn.request("GET", f"/api/v1/endpoints/{endpoint}/logs", params=params)
+            for w in res["workers"]:
+                for line in w["lines"]:
+                    prefix = "" if job or len(res["workers"]) == 1 else f"[{w['worker']}] "
+                    sys.stdout.write(prefix + (line if as_json else render(line)) + "\n")
+                offsets[w["worker"]] = w["offset"]
+            sys.stdout.flush()
 
 
 def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,6 +24,7 @@ from podium.dispatch.states import JobStatus
 from podium.errors import ServiceDefinitionError
 from podium.sdk.service import ServiceConfig
 from podium.store.catalog import SCALING, EndpointState, key_prefix
+from podium.logs import job_of
 from podium.scaling.local import tail
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -284,15 +286,44 @@ async def remove_endpoint(request: Request, ref: str) -> JSONAnswer:
 
 
 @router.get("/endpoints/{ref}/logs")
-async def endpoint_logs(request: Request, ref: str, tail_lines: int = 200) -> JSONAnswer:
-    """The newest lines of the endpoint's worker logs, oldest worker first."""
+async def endpoint_logs(
+    request: Request, ref: str, tail_lines: int = 200, job: str | None = None, offsets: str = ""
+) -> JSONAnswer:
+    """Worker log lines, oldest worker first: the newest `tail_lines` of each, or with `offsets`
+    (`worker:byte,...` from a previous answer) only what was written since; `job` keeps that
+    job's lines. Each worker's `offset` is where the next read starts (for --follow)."""
     rt, principal = await _auth(request, "read")
     ep = await rt.endpoint(principal, ref)
     n = max(1, min(tail_lines, 10_000))
+    since = dict(_offset(part) for part in offsets.split(",") if ":" in part)
     log_dir = rt.settings.logs / ep["name"]
     files = sorted(log_dir.glob("*.log"), key=lambda p: p.stat().st_mtime) if log_dir.exists() else []
-    workers = [{"worker": f.stem, "lines": tail(f, n).splitlines()} for f in files]
+    workers = []
+    for f in files:
+        offset = f.stat().st_size
+        if f.stem in since:
+            lines, offset = read_from(f, since[f.stem], offset)
+        else:
+            lines = tail(f, n if job is None else 10_000).splitlines()
+        if job is not None:
+            lines = [line for line in lines if job_of(line) == job]
+        workers.append({"worker": f.stem, "lines": lines, "offset": offset})
     return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "workers": workers})
+
+
+def _offset(part: str) -> tuple[str, int]:
+    name, _, value = part.rpartition(":")
+    return name, int(value) if value.isdigit() else 0
+
+
+def read_from(path: Path, start: int, end: int, limit: int = 1 << 20) -> tuple[list[str], int]:
+    """Whole lines written between byte `start` and `end` (at most `limit` bytes of them), and
+    where the next read starts (a line still being written is left for then)."""
+    with path.open("rb") as f:
+        f.seek(min(start, end))
+        data = f.read(min(end - start, limit)) if end > start else b""
+    whole = data[: data.rfind(b"\n") + 1]
+    return whole.decode(errors="replace").splitlines(), start + len(whole)
 
 
 @router.get("/jobs")

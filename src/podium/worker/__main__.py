@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", default=os.environ.get("PODIUM_URL", "http://127.0.0.1:8000"))
     p.add_argument("--parent-pid", type=int)
     args = p.parse_args(argv)
-    logs.setup(worker=args.worker_id)
+    logs.setup(endpoint=args.endpoint, worker=args.worker_id)
+    logs.capture_output(endpoint=args.endpoint, worker=args.worker_id)
     key = os.environ.get("PODIUM_API_KEY")
     if not key:
         print("podium worker: set PODIUM_API_KEY to a key allowed to run this endpoint", file=sys.stderr)

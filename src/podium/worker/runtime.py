@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from podium import _json
+from podium import _json, logs
 from podium.bundle import extract, load_service
 from podium.sdk.context import JobContext, reset_context, set_context
 from podium.sdk.service import Route, Service
@@ -166,7 +166,8 @@ class Worker:
         )
         token = set_context(ctx)
         try:
-            body = self._call(route, job)
+            with logs.job_fields(job_id=job_id, attempt=ctx.attempt):
+                body = self._call(route, job)
         finally:
             reset_context(token)
         try:
