@@ -128,3 +128,34 @@ def test_a_burst_scales_up_to_max_and_back_down(srv):
     wait_until(lambda: srv.http.get("/v2/burst/health").json()["workers"]["idle"] == 0
                and srv.http.get("/v2/burst/health").json()["workers"]["running"] == 0, 30, 0.2,
                "scale back to zero after idle_timeout")
+
+
+def overlapping(results):
+    """How many of these [start, end] intervals overlap the busiest instant."""
+    points = sorted([(r["start"], 1) for r in results] + [(r["end"], -1) for r in results])
+    best = now = 0
+    for _, d in points:
+        now += d
+        best = max(best, now)
+    return best
+
+
+@pytest.mark.parametrize("route", ["sync", "aio"])
+def test_one_worker_runs_concurrency_jobs_at_once(srv, route):
+    srv.deploy(SC / "conc.py", "conc")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: srv.http.post(f"/conc/{route}", json={"sleep": 0.6}).json(), range(4)))
+    assert len({r["pid"] for r in results}) == 1, "one worker (max_workers=1)"
+    assert len({r["job"] for r in results}) == 4, "each route saw its own job id"
+    assert overlapping(results) >= 3, results
+    if route == "sync":
+        assert len({r["thread"] for r in results}) >= 3, "sync routes run in threads"
+
+
+def test_async_generators_keep_their_job_context(srv):
+    srv.deploy(SC / "conc.py", "conc")
+    with ThreadPoolExecutor(3) as pool:
+        bodies = list(pool.map(lambda _: srv.http.post("/conc/agen", json={"n": 3}), range(3)))
+    for b in bodies:
+        job = b.headers["x-podium-job-id"]
+        assert b.text == "".join(f"{job}:{i}\n" for i in range(3))

@@ -211,7 +211,7 @@ class Autoscaler:
             ep["project_id"], "worker", name=info.id, endpoint_id=ep["id"]
         )
         self.registry.add(info)
-        await self.backend.start(info, endpoint_name=ep["name"], token=token)
+        await self.backend.start(info, endpoint_name=ep["name"], token=token, concurrency=ep["concurrency"])
         log.info("started worker %s for %s (version %s)", info.id, ep["name"], ep["version_id"])
         return info
 

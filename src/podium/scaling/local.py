@@ -61,7 +61,9 @@ class LocalBackend:
         self.on_exit = on_exit
         self._watchers: set[asyncio.Task[None]] = set()
 
-    async def start(self, info: WorkerInfo, *, endpoint_name: str, token: str) -> None:
+    async def start(
+        self, info: WorkerInfo, *, endpoint_name: str, token: str, concurrency: int = 1
+    ) -> None:
         log_dir = self.settings.logs / endpoint_name
         log_dir.mkdir(parents=True, exist_ok=True)
         info.log_path = log_dir / f"{info.id}.log"
@@ -78,6 +80,7 @@ class LocalBackend:
             "--endpoint", info.endpoint_id,
             "--worker-id", info.id,
             "--parent-pid", str(os.getpid()),
+            "--concurrency", str(concurrency),
         ]
         if info.version_id:
             cmd += ["--version", info.version_id]

@@ -6,7 +6,8 @@ The worker sets a :class:`JobContext` in a context variable around each call, so
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,23 @@ class _ContextProxy:
 
 
 context = _ContextProxy()
+
+
+_async_runner: Callable[[Coroutine[Any, Any, Any]], Any] | None = None
+
+
+def set_async_runner(runner: Callable[[Coroutine[Any, Any, Any]], Any] | None) -> None:
+    """The worker's way to run a coroutine on its event loop (see :func:`run_async`)."""
+    global _async_runner
+    _async_runner = runner
+
+
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine to completion from synchronous code: on the worker's loop inside a worker
+    (so what it starts, like an ASGI app's lifespan, lives on), else on a fresh loop."""
+    if _async_runner is not None:
+        return _async_runner(coro)
+    return asyncio.run(coro)
 
 
 def set_context(ctx: JobContext | None) -> Token[JobContext | None]:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from podium.sdk.context import run_async
 from podium.sdk.service import Route, Service, ServiceConfig
 
 #: The one route of an HTTP-app service (every path and method reaches the app through it).
@@ -89,7 +90,7 @@ class AsgiAdapter:
 
     def startup(self) -> None:
         """The service's initializer: the app's lifespan startup (if it has one)."""
-        asyncio.get_event_loop().run_until_complete(self._start_lifespan())
+        run_async(self._start_lifespan())
 
     async def _start_lifespan(self) -> None:
         started: asyncio.Future[str] = asyncio.get_running_loop().create_future()

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker-id", default=f"w-{uuid.uuid4().hex[:12]}")
     p.add_argument("--url", default=os.environ.get("PODIUM_URL", "http://127.0.0.1:8000"))
     p.add_argument("--parent-pid", type=int)
+    p.add_argument("--concurrency", type=int, default=1, help="jobs at once")
     args = p.parse_args(argv)
     logs.setup(endpoint=args.endpoint, worker=args.worker_id)
     logs.capture_output(endpoint=args.endpoint, worker=args.worker_id)
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         home / "cache" / "bundles",
         ping_interval=float(os.environ.get("PODIUM_PING_INTERVAL", "5")),
         parent_pid=args.parent_pid,
+        concurrency=args.concurrency,
     )
     install_signals(worker)
     try:

@@ -1,15 +1,18 @@
 """The worker runtime: load a version's bundle, run the initializer once, then take and run jobs.
 
-One job at a time. A heartbeat thread keeps the job's lease alive while the route runs (even a
-route that never yields the GIL for long) and ends the process if the server that spawned it dies.
-SIGTERM: finish the job in hand, take no more, exit. A second SIGTERM (or SIGINT): exit at once;
-the job comes back to the queue through its lease.
+Up to `concurrency` jobs at once: the main thread long-polls for a job whenever a slot is free and
+hands it to a thread; synchronous routes run in those threads, async routes on one event loop
+running in its own thread. A heartbeat thread keeps the jobs' leases alive while routes run (even
+one that never yields the GIL for long) and ends the process if the server that spawned it dies.
+SIGTERM: finish the jobs in hand, take no more, exit. A second SIGTERM (or SIGINT): exit at once;
+the jobs come back to the queue through their leases.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import inspect
 import logging
 import os
@@ -19,6 +22,7 @@ import tempfile
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -28,7 +32,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from podium import _json, logs
 from podium.bundle import extract, load_service
-from podium.sdk.context import JobContext, reset_context, set_context
+from podium.sdk.context import JobContext, reset_context, set_async_runner, set_context
 from podium.sdk.service import Route, Service
 from podium.worker.link import ServerLink
 
@@ -57,20 +61,43 @@ class Worker:
     """
 
     def __init__(
-        self, link: ServerLink, cache: Path, *, ping_interval: float, parent_pid: int | None = None
+        self,
+        link: ServerLink,
+        cache: Path,
+        *,
+        ping_interval: float,
+        parent_pid: int | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.link = link
         self.cache = cache
         self.ping_interval = ping_interval
         self.parent_pid = parent_pid
+        self.concurrency = max(1, concurrency)
         self.service: Service | None = None
         self.defaults: dict[str, Any] = {}
-        self.current: str | None = None
+        self.current: set[str] = set()
         self.taking = False
         self.stopping = False
+        self.slots = threading.BoundedSemaphore(self.concurrency)
+        self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="podium-job")
+        # Async routes of every job share one loop (the initializer may use it too: an ASGI app's
+        # lifespan runs there), in a thread of its own so it keeps running between calls.
         self.loop = asyncio.new_event_loop()
-        # The initializer may need it too (an ASGI app's lifespan runs in it).
-        asyncio.set_event_loop(self.loop)
+        threading.Thread(target=self.loop.run_forever, daemon=True, name="podium-loop").start()
+        set_async_runner(self.on_loop)
+
+    def on_loop(self, coro: Any) -> Any:
+        """Run a coroutine on the worker's loop and wait for it, in the caller's context (so
+        `podium.context` and log fields follow it)."""
+        ctx = contextvars.copy_context()
+
+        async def within() -> Any:
+            for var, value in ctx.items():
+                var.set(value)
+            return await coro
+
+        return asyncio.run_coroutine_threadsafe(within(), self.loop).result()
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -106,19 +133,36 @@ class Worker:
         threading.Thread(target=self._heartbeat, daemon=True, name="podium-ping").start()
         backoff = 0.1
         while not self.stopping:
+            if not self.slots.acquire(timeout=0.5):  # all slots busy
+                continue
             try:
                 job = self._take()
             except _Stop:
+                self.slots.release()
                 break
             except httpx.TransportError as exc:
+                self.slots.release()
                 log.warning("cannot reach the server (%s); retrying", exc)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
-            if job is not None:
-                self.run(job)
-        log.info("worker stopping")
+            if job is None:
+                self.slots.release()
+                continue
+            self.current.add(job["id"])
+            self.pool.submit(self._run_in_slot, job)
+        log.info("worker stopping; finishing %d jobs in hand", len(self.current))
+        self.pool.shutdown(wait=True)
+
+    def _run_in_slot(self, job: dict[str, Any]) -> None:
+        try:
+            self.run(job)
+        except Exception:  # posting the result failed for good: the lease gives the job back
+            log.exception("job %s could not be reported", job.get("id"))
+        finally:
+            self.current.discard(job["id"])
+            self.slots.release()
 
     def _take(self) -> dict[str, Any] | None:
         """One long-poll; a stop signal during it abandons it (the server gives the job back)."""
@@ -126,7 +170,7 @@ class Worker:
         try:
             if self.stopping:
                 raise _Stop()
-            return self.link.take()
+            return self.link.take(in_progress=bool(self.current))
         finally:
             self.taking = False
 
@@ -137,7 +181,7 @@ class Worker:
                 log.error("the server that started this worker is gone; exiting")
                 os._exit(3)
             try:
-                self.link.ping([self.current] if self.current else [])
+                self.link.ping(sorted(self.current))
             except httpx.HTTPError as exc:
                 log.warning("ping failed: %s", exc)
 
@@ -156,7 +200,6 @@ class Worker:
         meta = job.pop("podium", {}) or {}
         route = self.service.routes.get(meta.get("route", "")) or self.service.default_route
         job_id = job["id"]
-        self.current = job_id
         ctx = JobContext(
             job_id=job_id,
             attempt=int(meta.get("attempt", 1)),
@@ -177,7 +220,6 @@ class Worker:
         except (TypeError, PydanticSerializationError) as exc:
             body = self._error(TypeError(f"the route's result is not JSON-serializable: {exc}"))
         self.link.done(job_id, body)
-        self.current = None
 
     def _call(self, route: Route, job: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -194,10 +236,10 @@ class Worker:
                     self.link.chunk(job["id"], _chunk(item))
                 return {"output": None}
             if inspect.isasyncgen(result):
-                self.loop.run_until_complete(self._drain_async(job["id"], result))
+                self.on_loop(self._drain_async(job["id"], result))
                 return {"output": None}
             if inspect.isawaitable(result):
-                result = self.loop.run_until_complete(_await(result))
+                result = self.on_loop(_await(result))
             return {"output": result}
         except Exception as exc:  # the route's failure is the job's result
             body = self._error(exc)
@@ -208,7 +250,8 @@ class Worker:
 
     async def _drain_async(self, job_id: str, gen: Any) -> None:
         async for item in gen:
-            self.link.chunk(job_id, _chunk(item))
+            # Posting blocks: off the loop, so other jobs' async routes keep running meanwhile.
+            await asyncio.to_thread(self.link.chunk, job_id, _chunk(item))
 
     def _arguments(self, route: Route, given: dict[str, Any]) -> dict[str, Any]:
         kwargs = {k: v for k, v in self.defaults.items() if route.accepts(k)}
