@@ -128,6 +128,10 @@ def test_a_burst_scales_up_to_max_and_back_down(srv):
     wait_until(lambda: srv.http.get("/v2/burst/health").json()["workers"]["idle"] == 0
                and srv.http.get("/v2/burst/health").json()["workers"]["running"] == 0, 30, 0.2,
                "scale back to zero after idle_timeout")
+    cold = srv.wait_job(run(srv, "burst"))
+    assert cold["status"] == "COMPLETED"
+    assert 0 < cold["cold_ms"] <= cold["delay_ms"], "the first job after scale-to-zero waited for a cold start"
+    print(f"cold start: delay {cold['delay_ms']} ms, of which cold start {cold['cold_ms']} ms")
 
 
 def overlapping(results):

@@ -286,6 +286,16 @@ class JobQueue:
                 if not await wait_event(ev, deadline - time.monotonic()):
                     return []
 
+    async def note_cold_start(self, rows: Sequence[RowMapping], started_at: float, ready_at: float) -> None:
+        """Record how much of each job's wait was its worker's cold start."""
+        async with self.store.tx() as conn:
+            for row in rows:
+                cold = ready_at - max(row["created_at"], started_at)
+                if cold > 0:
+                    await conn.execute(
+                        update(jobs).where(jobs.c.id == row["id"]).values(cold_ms=int(cold * 1000))
+                    )
+
     async def untake(self, job_ids: Sequence[str], worker_id: str) -> None:
         """Give back jobs taken for a worker that hung up before it could receive them."""
         async with self.store.tx() as conn:

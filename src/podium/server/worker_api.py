@@ -71,6 +71,9 @@ async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) 
         await rt.queue.untake([r["id"] for r in rows], worker_id)
         return []
     rt.registry.took(info, [r["id"] for r in rows])
+    if rows and info.local and info.ready_at is not None and info.jobs_done == 0 and len(info.jobs) == len(rows):
+        # A fresh worker's first jobs: part of their wait was its start-up.
+        await rt.queue.note_cold_start(rows, info.started_at, info.ready_at)
     return [_job_for_worker(r) for r in rows]
 
 

@@ -146,6 +146,8 @@ jobs = Table(
     # Route errors that may be retried (the service's `retries`), and when the next try may start.
     Column("retries", Integer, nullable=False, server_default="0"),
     Column("run_after", Float, nullable=True),
+    # The part of delay_ms spent waiting for a worker to start (a cold start), when there was one.
+    Column("cold_ms", Integer, nullable=True),
     Index("ix_jobs_queue", "endpoint_id", "status", "created_at"),
     Index("ix_jobs_lease", "status", "lease_until"),
 )

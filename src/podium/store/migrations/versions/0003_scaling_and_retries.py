@@ -24,10 +24,12 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("retries", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("run_after", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("cold_ms", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("cold_ms")
         batch.drop_column("run_after")
         batch.drop_column("retries")
     with op.batch_alter_table("endpoints") as batch:
