@@ -24,6 +24,7 @@ test: venv
 
 bench: venv
 	$(PY) bench/run.py
+	$(PY) bench/scaling.py
 
 clean:
 	rm -rf $(VENV) .podium .pytest_cache

@@ -1,0 +1,160 @@
+"""Scaling figures: cold start, warm runsync latency, and the workers a burst gets.
+
+    .venv/bin/python bench/scaling.py          # about a minute
+    .venv/bin/python bench/scaling.py --json   # figures as JSON on stdout
+
+Starts `podium up` on 127.0.0.1 with a fresh store, deploys bench/scale_service.py (min 0, max 4
+workers, idle timeout 2 s) and measures:
+- cold start: from scale-to-zero, the time to the first answer of a runsync, and the part of the
+  job's delay Podium recorded as its cold start (median of 3);
+- warm runsync latency, p50 and p99 over 100 sequential calls (and, in the same run, a bare
+  Starlette echo's, for the ratio);
+- a burst of 200 jobs (each sleeping 50 ms) sent at once through /run: the most workers seen at
+  once, how many distinct worker processes ran them, and the time until all were done.
+Timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from run import HOST, BenchError, Server, child_env, free_port, pct, say  # noqa: E402
+
+
+def wait(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise BenchError(f"timed out waiting for {what}")
+
+
+def workers(c: httpx.Client, ep: str) -> int:
+    w = c.get(f"/v2/{ep}/health").json()["workers"]
+    return int(w["initializing"] + w["idle"] + w["running"] + w["draining"])
+
+
+def cold_start(c: httpx.Client, ep: str) -> dict[str, float]:
+    wait(lambda: workers(c, ep) == 0, 30, "scale to zero")
+    t0 = time.perf_counter()
+    answer = c.post(f"/v2/{ep}/runsync", json={"input": {"n": 0}}).json()
+    total = time.perf_counter() - t0
+    if answer.get("status") != "COMPLETED":
+        raise BenchError(f"cold runsync did not complete: {answer}")
+    job = c.get(f"/api/v1/jobs/{answer['id']}").json()
+    return {"first_answer_s": total, "cold_ms": job["cold_ms"] or 0, "delay_ms": job["delay_ms"]}
+
+
+def warm_latency(c: httpx.Client, path: str, body: Any, n: int = 100) -> dict[str, float | None]:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        c.post(path, json=body).raise_for_status()
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {"p50_ms": pct(times, 50), "p99_ms": pct(times, 99)}
+
+
+def burst(c: httpx.Client, ep: str, n: int = 200) -> dict[str, Any]:
+    wait(lambda: workers(c, ep) == 0, 30, "scale to zero before the burst")
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(32) as pool:
+        ids = list(pool.map(lambda i: c.post(f"/v2/{ep}/run", json={"input": {"n": i, "sleep": 0.05}}).json()["id"],
+                            range(n)))
+    most = 0
+    while True:
+        most = max(most, workers(c, ep))
+        h = c.get(f"/v2/{ep}/health").json()["jobs"]
+        if h["inQueue"] == 0 and h["inProgress"] == 0:
+            break
+        if time.perf_counter() - t0 > 120:
+            raise BenchError("the burst did not finish within 120 s")
+        time.sleep(0.1)
+    elapsed = time.perf_counter() - t0
+    workers_used = {c.get(f"/api/v1/jobs/{i}").json()["worker_id"] for i in ids[:: max(1, n // 50)]}
+    return {"jobs": n, "max_workers_seen": most, "seconds": elapsed, "jobs_per_s": n / elapsed,
+            "distinct_workers_sampled": len(workers_used - {None})}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="podium-bench-scaling-"))
+    servers: list[Server] = []
+    key = "pod_live_" + secrets.token_hex(20)
+    port, echo_port = free_port(), free_port()
+    env = dict(child_env(), PODIUM_HOME=str(tmp / "home"), PODIUM_ADMIN_KEY=key)
+    try:
+        podium = Server("podium", [sys.executable, "-m", "podium", "up", "--port", str(port)], env,
+                        tmp / "podium.log")
+        servers.append(podium)
+        echo = Server("starlette echo", [sys.executable, str(HERE / "echo_app.py"), "--host", HOST,
+                                         "--port", str(echo_port)], env, tmp / "echo.log")
+        servers.append(echo)
+        url = f"http://{HOST}:{port}"
+        podium.wait_healthy(f"{url}/healthz", 30)
+        dep = Server("deploy", [sys.executable, "-m", "podium", "deploy", str(HERE / "scale_service.py"),
+                                "--name", "scale", "--url", url, "--key", key, "--json"], env, tmp / "deploy.log")
+        if dep.proc.wait(120) != 0:
+            raise BenchError(f"deploy failed:\n{dep.log_tail()}")
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60,
+                          trust_env=False) as c:
+            say("cold starts (3, each from zero workers)")
+            colds = [cold_start(c, "scale") for _ in range(3)]
+            say("warm runsync latency (100 sequential)")
+            warm = warm_latency(c, "/v2/scale/runsync", {"input": {"n": 1}})
+            echo.wait_healthy(f"http://{HOST}:{echo_port}/healthz", 30)
+            with httpx.Client(base_url=f"http://{HOST}:{echo_port}", timeout=10, trust_env=False) as e:
+                echo_warm = warm_latency(e, "/echo", {"input": {"n": 1}})
+            say("burst of 200 jobs, max 4 workers")
+            b = burst(c, "scale")
+        report = {
+            "cold_start": {
+                "first_answer_s_median": statistics.median(x["first_answer_s"] for x in colds),
+                "cold_ms_median": statistics.median(x["cold_ms"] for x in colds),
+                "runs": colds,
+            },
+            "warm_runsync": warm, "echo": echo_warm,
+            "warm_ratio_p50": (warm["p50_ms"] or 0) / (echo_warm["p50_ms"] or 1),
+            "burst": b,
+        }
+    finally:
+        for s in servers:
+            s.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        cs = report["cold_start"]
+        print(f"cold start (scale from zero, trivial handler): first answer {cs['first_answer_s_median']:.2f} s "
+              f"(median of 3), of which worker start {cs['cold_ms_median']:.0f} ms")
+        print(f"warm runsync: p50 {warm['p50_ms']:.1f} ms, p99 {warm['p99_ms']:.1f} ms "
+              f"(bare echo p50 {echo_warm['p50_ms']:.2f} ms: {report['warm_ratio_p50']:.1f}x)")
+        print(f"burst: {b['jobs']} jobs with max 4 workers: at most {b['max_workers_seen']} workers at once, "
+              f"{b['seconds']:.1f} s in all ({b['jobs_per_s']:.0f} jobs/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        say(f"failed: {exc}")
+        sys.exit(1)
