@@ -61,3 +61,10 @@ def test_routes_receive_annotated_types(srv):
 
 def test_an_unknown_endpoints_description_is_a_404(srv):
     assert srv.http.get("/nosuch/openapi.json").status_code == 404
+
+
+def test_docs_serve_interactive_documentation(srv):
+    import httpx
+
+    r = httpx.get(f"{srv.url}/docs")
+    assert r.status_code == 200 and "swagger" in r.text.lower() and "/openapi.json" in r.text

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -272,13 +272,27 @@ class JobQueue:
             return list(res.mappings().all())
 
     async def take_wait(
-        self, endpoint_id: str, worker_id: str, *, lease: float, timeout: float, limit: int = 1
+        self,
+        endpoint_id: str,
+        worker_id: str,
+        *,
+        lease: float,
+        timeout: float,
+        limit: int = 1,
+        alive: Callable[[], Awaitable[bool]] | None = None,
     ) -> list[RowMapping]:
-        """Long-poll: claim jobs, or wait until one is stored (no sleeping, no polling)."""
+        """Long-poll: claim jobs, or wait until one is stored (no sleeping, no polling).
+
+        `alive` is asked before each claim: a worker that died or hung up while waiting claims
+        nothing, and the wake-up it got starts a worker instead.
+        """
         deadline = time.monotonic() + timeout
         with self.notifier.listen(ep_key(endpoint_id)) as ev:
             while True:
                 if self.closing:
+                    return []
+                if alive is not None and not await alive():
+                    self.notifier.notify(SCALE_KEY)
                     return []
                 taken = await self.take(endpoint_id, worker_id, lease=lease, limit=limit)
                 if taken:

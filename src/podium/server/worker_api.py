@@ -64,8 +64,12 @@ async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) 
         # Hold the poll as a real one would be held, so a RunPod worker does not spin on 204s.
         await asyncio.sleep(rt.settings.take_timeout)
         return []
+    async def alive() -> bool:
+        return not rt.registry.is_gone(worker_id) and not await request.is_disconnected()
+
     rows = await rt.queue.take_wait(
-        ep["id"], worker_id, lease=rt.settings.lease_seconds, timeout=rt.settings.take_timeout, limit=limit
+        ep["id"], worker_id, lease=rt.settings.lease_seconds, timeout=rt.settings.take_timeout,
+        limit=limit, alive=alive,
     )
     if rows and await request.is_disconnected():
         await rt.queue.untake([r["id"] for r in rows], worker_id)
