@@ -89,6 +89,17 @@ def test_workers_are_recycled_after_max_jobs(srv):
     assert pids[0] == pids[1] and pids[2] == pids[3] and pids[1] != pids[2], pids
 
 
+def test_workers_are_recycled_past_their_memory_limit(srv):
+    srv.deploy(SC / "pid.py", "hungry")
+    srv.cli("scale", "hungry", "--max-memory", "120", "--max", "1")
+    small = srv.http.post("/hungry/hog", json={"mb": 1}).json()
+    assert srv.http.post("/hungry/hog", json={"mb": 1}).json() == small, "under the limit: same worker"
+    big = srv.http.post("/hungry/hog", json={"mb": 200}).json()
+    assert big == small
+    after = srv.http.post("/hungry/hog", json={"mb": 1}).json()
+    assert after != big, "past max_worker_memory_mb the worker is replaced after its job"
+
+
 def test_an_initializer_that_hangs_is_an_error_after_startup_timeout(srv):
     t0 = time.monotonic()
     res = srv.cli("deploy", str(SC / "hang.py"), "--name", "hang", "--json", check=False)
