@@ -54,6 +54,9 @@ class NewJob:
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
+#: What is known of a job when it ends (for metrics, and to tell whether a webhook is due).
+ENDED_COLUMNS = (jobs.c.endpoint_id, jobs.c.status, jobs.c.delay_ms, jobs.c.execution_ms, jobs.c.webhook)
+
 #: Woken when a job is stored that no waiting worker is there to take (scale-up signal).
 SCALE_KEY = "scale"
 #: Woken when jobs end, for the webhook outbox.
@@ -103,6 +106,8 @@ class JobQueue:
         self.retention = {"run": 1800.0, "runsync": 60.0, **(retention or {})}
         #: Seconds before the first retry of a failed attempt (doubling each time, with jitter).
         self.retry_base = retry_base
+        #: Per endpoint, an upper bound of its waiting jobs (see at_capacity).
+        self._depth: dict[str, int] = {}
         #: Called with (endpoint_id, status, delay_ms, execution_ms) of each job that ends.
         self.on_end: Callable[[RowMapping], None] | None = None
         #: Set when the server shuts down: long-polls answer at once instead of holding it up.
@@ -147,6 +152,8 @@ class JobQueue:
                         tries=0, created_at=now,
                     )
                 )
+        if new.endpoint_id in self._depth:
+            self._depth[new.endpoint_id] += 1
         key = ep_key(new.endpoint_id)
         if not self.notifier.listeners(key) and not new.low_priority:
             self.notifier.notify(SCALE_KEY)
@@ -226,13 +233,23 @@ class JobQueue:
             return {ep: (n, max(0.0, now - oldest)) for ep, n, oldest in res.all()}
 
     async def waiting(self, endpoint_id: str) -> int:
-        """Jobs waiting on an endpoint, whatever their priority (checked against its queue cap)."""
+        """Jobs waiting on an endpoint, whatever their priority."""
         async with self.store.tx() as conn:
-            return await conn.scalar(
+            n = await conn.scalar(
                 select(func.count()).where(
                     jobs.c.endpoint_id == endpoint_id, jobs.c.status == JobStatus.IN_QUEUE
                 )
             ) or 0
+        self._depth[endpoint_id] = n
+        return n
+
+    async def at_capacity(self, endpoint_id: str, cap: int) -> bool:
+        """Whether an endpoint already has `cap` jobs waiting. Counted in the store only when an
+        upper bound kept in memory (the last count plus jobs stored since) reaches the cap."""
+        estimate = self._depth.get(endpoint_id)
+        if estimate is None or estimate >= cap:
+            estimate = await self.waiting(endpoint_id)
+        return estimate >= cap
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -408,12 +425,12 @@ class JobQueue:
                 update(jobs)
                 .where(self._held(job_id, worker_id))
                 .values(**values)
-                .returning(jobs.c.endpoint_id)
+                .returning(*ENDED_COLUMNS)
             )
-            done = res.first() is not None
-        if done:
-            await self._ended([job_id])
-        return done
+            row = res.mappings().first()
+        if row is not None:
+            await self._ended([job_id], [row])
+        return row is not None
 
     async def _retry_later(self, job_id: str, worker_id: str, error: str) -> bool:
         """Queue a failed attempt again if it has route retries left; True if it did."""
@@ -662,22 +679,22 @@ class JobQueue:
             or_(jobs.c.finished_at.is_(None), jobs.c.finished_at + keep > now),
         )
 
-    async def _ended(self, job_ids: Sequence[str]) -> None:
-        """Wake whoever waits on these jobs and the webhook outbox; tell the observer, if any."""
+    async def _ended(self, job_ids: Sequence[str], rows: Sequence[RowMapping] | None = None) -> None:
+        """Wake whoever waits on these jobs, the observer if any, and the webhook outbox when one
+        of them has a webhook. `rows` (ENDED_COLUMNS) saves a read when the caller has them."""
         for jid in job_ids:
             self.notifier.notify(job_key(jid))
         if not job_ids:
             return
-        self.notifier.notify(ENDED_KEY)
-        if self.on_end is not None:
+        if rows is None:
             async with self.store.tx() as conn:
-                res = await conn.execute(
-                    select(jobs.c.endpoint_id, jobs.c.status, jobs.c.delay_ms, jobs.c.execution_ms)
-                    .where(jobs.c.id.in_(list(job_ids)))
-                )
+                res = await conn.execute(select(*ENDED_COLUMNS).where(jobs.c.id.in_(list(job_ids))))
                 rows = list(res.mappings().all())
+        if self.on_end is not None:
             for row in rows:
                 self.on_end(row)
+        if any(row["webhook"] for row in rows):
+            self.notifier.notify(ENDED_KEY)
 
     @staticmethod
     def _held(job_id: str, worker_id: str) -> ColumnElement[bool]:

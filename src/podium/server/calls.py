@@ -65,7 +65,7 @@ async def submit(
 ) -> str:
     options = options or JobOptions()
     config = (await rt.version(ep))["config"]
-    if await rt.queue.waiting(ep["id"]) >= ep["queue_cap"]:
+    if await rt.queue.at_capacity(ep["id"], ep["queue_cap"]):
         raise HTTPError(
             429, "queue_full",
             f"endpoint {ep['name']} has {ep['queue_cap']} jobs waiting (its queue cap); retry later",

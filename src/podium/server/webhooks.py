@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import httpx
-from sqlalchemy import exists, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.engine import RowMapping
 
 from podium import _json
@@ -116,30 +116,30 @@ class WebhookOutbox:
 
     async def _seal(self) -> None:
         """Deliveries waiting on jobs that have ended become pending, their bodies fixed now;
-        those whose job expired before it ended fail."""
+        those whose job expired before it ended fail. Writes only when there is something to do."""
         d = webhook_deliveries
         now = self.clock.now()
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(d.c.id.label("delivery_id"), jobs)
-                .join(jobs, jobs.c.id == d.c.job_id)
-                .where(d.c.state == "waiting", jobs.c.status.in_(list(FINAL)))
+                .select_from(d.outerjoin(jobs, jobs.c.id == d.c.job_id))
+                .where(d.c.state == "waiting", or_(jobs.c.id.is_(None), jobs.c.status.in_(list(FINAL))))
             )
-            for job in res.mappings().all():
-                body = webhook_body(job, envelope(job, now))
+            ready = list(res.mappings().all())
+        if not ready:
+            return
+        async with self.store.tx() as conn:
+            for job in ready:
+                values: dict[str, Any]
+                if job["id"] is None:
+                    values = {"state": "failed", "finished_at": now,
+                              "attempts": _json.dumps([{"at": now, "error": "the job expired before it ended"}])}
+                else:
+                    body = webhook_body(job, envelope(job, now))
+                    values = {"state": "pending", "body": body.decode(), "next_at": now}
                 await conn.execute(
-                    update(d)
-                    .where(d.c.id == job["delivery_id"], d.c.state == "waiting")
-                    .values(state="pending", body=body.decode(), next_at=now)
+                    update(d).where(d.c.id == job["delivery_id"], d.c.state == "waiting").values(**values)
                 )
-            await conn.execute(
-                update(d)
-                .where(d.c.state == "waiting", ~exists().where(jobs.c.id == d.c.job_id))
-                .values(
-                    state="failed", finished_at=now,
-                    attempts=_json.dumps([{"at": now, "error": "the job expired before it ended"}]),
-                )
-            )
 
     async def _attempt(self, row: RowMapping) -> None:
         self._sending.add(row["id"])
