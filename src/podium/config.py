@@ -50,6 +50,9 @@ class Settings:
     #: Seconds between webhook attempts, and how long one attempt may take.
     webhook_retry_delay: float = 10.0
     webhook_timeout: float = 10.0
+    #: Requests per second each API key may make on average, and in a burst (0: no limit).
+    rate_limit: float = 1000.0
+    rate_burst: float = 2000.0
     #: SQLite: seconds to wait for another process's lock before a request fails with 503.
     db_busy_timeout: float = 10.0
     #: Seconds before the first retry of a route error (doubles each attempt, with jitter).
@@ -58,6 +61,8 @@ class Settings:
     sse_keepalive: float = 15.0
     #: HMAC key webhook requests are signed with (default: generated once under `home`).
     webhook_secret: str | None = None
+    #: Fernet key endpoint secrets are encrypted with (default: generated once under `home`).
+    secret_key: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -81,9 +86,12 @@ class Settings:
             webhook_retry_delay=_number("PODIUM_WEBHOOK_RETRY_DELAY", 10.0),
             webhook_timeout=_number("PODIUM_WEBHOOK_TIMEOUT", 10.0),
             retry_base=_number("PODIUM_RETRY_BASE", 1.0),
+            rate_limit=_number("PODIUM_RATE_LIMIT", 1000.0),
+            rate_burst=_number("PODIUM_RATE_BURST", 2000.0),
             db_busy_timeout=_number("PODIUM_DB_BUSY_TIMEOUT", 10.0),
             sse_keepalive=_number("PODIUM_SSE_KEEPALIVE", 15.0),
             webhook_secret=os.environ.get("PODIUM_WEBHOOK_SECRET") or None,
+            secret_key=os.environ.get("PODIUM_SECRET_KEY") or None,
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -104,6 +112,10 @@ class Settings:
     @property
     def logs(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.home / "secret.key"
 
     @property
     def webhook_secret_file(self) -> Path:

@@ -28,6 +28,7 @@ err = Console(stderr=True, markup=False)
 URL = typer.Option(None, "--url", help="Server URL (else PODIUM_URL, else the credentials file).")
 KEY = typer.Option(None, "--key", help="API key (else PODIUM_API_KEY, else the credentials file).")
 JSON = typer.Option(False, "--json", help="Print JSON.")
+PROJECT = typer.Option(None, "--project", help="Project to act in (else PODIUM_PROJECT, else the key's own).")
 
 
 def fail(message: str) -> NoReturn:
@@ -39,10 +40,10 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
-def connect(url: str | None, key: str | None) -> Any:
+def connect(url: str | None, key: str | None, project: str | None = None) -> Any:
     from podium.client import Connection
 
-    return Connection(url, key)
+    return Connection(url, key, project=project)
 
 
 def when(at: float | None) -> str:

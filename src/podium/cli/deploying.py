@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from podium.cli.common import JSON, KEY, URL, app, connect, err, fail, out, print_json
+from podium.cli.common import JSON, KEY, PROJECT, URL, app, connect, err, fail, out, print_json
 
 
 @app.command()
@@ -29,7 +29,7 @@ def deploy(
     idle_timeout: float = typer.Option(None, help="Seconds an idle worker lives."),
     concurrency: int = typer.Option(None, help="Jobs at once per worker."),
     execution_timeout: float = typer.Option(None, help="Seconds a job may run (default 24 h)."),
-    as_json: bool = JSON, url: str = URL, key: str = KEY,
+    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
 ) -> None:
     """Bundle PATH, upload it as an immutable version, point endpoint NAME at it."""
     from podium.bundle import describe, make_bundle
@@ -39,7 +39,7 @@ def deploy(
         "min_workers": min_workers, "max_workers": max_workers, "idle_timeout": idle_timeout,
         "concurrency": concurrency, "execution_timeout": execution_timeout,
     }.items() if v is not None}
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         with err.status("bundling…"):
             bundle = make_bundle(path, entry)
             version = describe(bundle, service, overrides)
@@ -81,9 +81,9 @@ def _wait_ready(conn: Any, ep: dict[str, Any], timeout: float, quiet: bool) -> d
 
 
 @app.command("ls")
-def list_endpoints(as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+def list_endpoints(as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
     """List endpoints."""
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         eps = conn.request("GET", "/api/v1/endpoints")["endpoints"]
     if as_json:
         print_json(eps)
@@ -100,7 +100,7 @@ def call(
     endpoint: str = typer.Argument(..., help="Endpoint name or id."),
     route: str = typer.Argument(..., help="Route path, e.g. /hello."),
     data: str = typer.Option("{}", "--data", "-d", help="JSON object of keyword arguments."),
-    url: str = URL, key: str = KEY,
+    url: str = URL, key: str = KEY, project: str = PROJECT,
 ) -> None:
     """Call a route and print its answer (streaming routes print chunks as they arrive)."""
     try:
@@ -110,7 +110,7 @@ def call(
     if not isinstance(kwargs, dict):
         fail("--data must be a JSON object of keyword arguments")
     path = f"/{endpoint}/{route.lstrip('/')}"
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         for chunk in conn.stream("POST", path, json=kwargs):
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from podium.cli.common import (
-    JSON, KEY, URL, app, connect, endpoints_app, out, print_json, versions_app, when,
+    JSON, KEY, PROJECT, URL, app, connect, endpoints_app, out, print_json, versions_app, when,
 )
 
 
@@ -20,7 +20,7 @@ def logs(
     tail: int = typer.Option(200, help="Lines per worker."),
     job: str = typer.Option(None, "--job", help="Only this job's lines."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C stops)."),
-    as_json: bool = JSON, url: str = URL, key: str = KEY,
+    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
 ) -> None:
     """Show an endpoint's worker logs (or one job's lines), optionally following them."""
     from podium.logs import render
@@ -28,7 +28,7 @@ def logs(
     params: dict[str, Any] = {"tail_lines": tail}
     if job:
         params["job"] = job
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         res = conn.request("GET", f"/api/v1/endpoints/{endpoint}/logs", params=params)
         if as_json and not follow:
             print_json(res)
@@ -68,15 +68,15 @@ def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:
 
 
 @app.command()
-def status(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+def status(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
     """Show an endpoint: state (with the reason of an ERROR), version, workers by state, URLs."""
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         _show_endpoint(conn.request("GET", f"/api/v1/endpoints/{name}"), as_json)
 
 
 def _action(action: str, help_text: str) -> None:
-    def command(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
-        with connect(url, key) as conn:
+    def command(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
+        with connect(url, key, project) as conn:
             _show_endpoint(conn.request("POST", f"/api/v1/endpoints/{name}/{action}"), as_json)
 
     command.__doc__ = help_text
@@ -92,18 +92,18 @@ _action("restart", "Replace every worker of an endpoint (each finishes its job i
 def rollback(
     name: str,
     version: str = typer.Argument(None, help="Version id (default: the one before the current one)."),
-    as_json: bool = JSON, url: str = URL, key: str = KEY,
+    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
 ) -> None:
     """Point an endpoint back at an earlier version, without dropping calls."""
     body = {"version": version} if version else {}
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         _show_endpoint(conn.request("POST", f"/api/v1/endpoints/{name}/rollback", json=body), as_json)
 
 
 @app.command()
-def history(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+def history(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
     """Every version an endpoint has pointed at: when, by which key, with which message."""
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         res = conn.request("GET", f"/api/v1/endpoints/{name}/history")
     if as_json:
         print_json(res)
@@ -116,9 +116,9 @@ def history(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> 
 
 
 @versions_app.command("ls")
-def versions_ls(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+def versions_ls(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
     """The versions an endpoint has run, newest first."""
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         res = conn.request("GET", f"/api/v1/endpoints/{name}/versions")
     if as_json:
         print_json(res)
@@ -131,9 +131,9 @@ def versions_ls(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY)
 
 
 @versions_app.command("show")
-def versions_show(version: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+def versions_show(version: str, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
     """A version: service, routes, config, who deployed it, and its files."""
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         v = conn.request("GET", f"/api/v1/versions/{version}")
     if as_json:
         print_json(v)
@@ -150,9 +150,9 @@ def versions_show(version: str, as_json: bool = JSON, url: str = URL, key: str =
 
 
 @endpoints_app.command("rm")
-def endpoints_rm(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+def endpoints_rm(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
     """Drain and remove an endpoint; its jobs stay readable until their retention ends."""
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         res = conn.request("DELETE", f"/api/v1/endpoints/{name}")
     if as_json:
         print_json(res)
@@ -172,7 +172,7 @@ def scale(
     queue_cap: int = typer.Option(None, help="Waiting jobs past which /run answers 429."),
     max_jobs: int = typer.Option(None, help="Recycle a worker after this many jobs (0: never)."),
     max_memory: int = typer.Option(None, help="Recycle a worker past this many MB (0: never)."),
-    as_json: bool = JSON, url: str = URL, key: str = KEY,
+    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
 ) -> None:
     """Change an endpoint's scaling settings, without a redeploy."""
     changes = {k: v for k, v in {
@@ -180,9 +180,51 @@ def scale(
         "concurrency": concurrency, "scaler": scaler, "target": target, "queue_cap": queue_cap,
         "max_jobs_per_worker": max_jobs, "max_worker_memory_mb": max_memory,
     }.items() if v is not None}
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         ep = conn.request("PATCH", f"/api/v1/endpoints/{name}/scaling", json=changes)
     if as_json:
         print_json(ep)
         return
     out.print("  ".join(f"{k} {v}" for k, v in ep["scaling"].items()))
+
+
+secrets_app = typer.Typer(help="Endpoint secrets (encrypted at rest, given to workers as env).",
+                          no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("set")
+def secrets_set(
+    name: str, pairs: list[str] = typer.Argument(..., help="KEY=VALUE ..."),
+    url: str = URL, key: str = KEY, project: str = PROJECT,
+) -> None:
+    """Set secrets of endpoint NAME (its workers are replaced to see them)."""
+    values = {}
+    for pair in pairs:
+        k, sep, v = pair.partition("=")
+        if not sep or not k:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {k!r}=...")
+        values[k] = v
+    with connect(url, key, project) as conn:
+        res = conn.request("PUT", f"/api/v1/endpoints/{name}/secrets", json=values)
+    out.print(f"{res['name']}: " + ", ".join(s["name"] for s in res["secrets"]))
+
+
+@secrets_app.command("ls")
+def secrets_ls(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
+    """Names of endpoint NAME's secrets (values are never shown)."""
+    with connect(url, key, project) as conn:
+        res = conn.request("GET", f"/api/v1/endpoints/{name}/secrets")
+    if as_json:
+        print_json(res)
+        return
+    for s in res["secrets"]:
+        out.print(f"{s['name']}  (set {when(s['updated_at'])})")
+
+
+@secrets_app.command("rm")
+def secrets_rm(name: str, secret: str, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
+    """Remove one secret of endpoint NAME."""
+    with connect(url, key, project) as conn:
+        conn.request("DELETE", f"/api/v1/endpoints/{name}/secrets/{secret}")
+    out.print(f"removed {secret}")

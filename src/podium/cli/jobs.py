@@ -5,14 +5,14 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from podium.cli.common import JSON, KEY, URL, connect, err, jobs_app, out, print_json, when
+from podium.cli.common import JSON, KEY, PROJECT, URL, connect, err, jobs_app, out, print_json, when
 from podium.errors import PodiumError
 
 
 @jobs_app.command("show")
-def show(job_id: str, as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
+def show(job_id: str, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
     """Show a job: status, timings, output or error."""
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         job = conn.request("GET", f"/api/v1/jobs/{job_id}")
     if as_json:
         print_json(job)
@@ -37,11 +37,11 @@ def ls(
     status: str = typer.Option(None, help="IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT."),
     endpoint: str = typer.Option(None, help="Only this endpoint's jobs."),
     limit: int = typer.Option(100, help="At most this many, newest first."),
-    as_json: bool = JSON, url: str = URL, key: str = KEY,
+    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
 ) -> None:
     """List jobs, newest first (`--status FAILED`: what needs a look, or a retry)."""
     params = {k: v for k, v in {"status": status, "endpoint": endpoint, "limit": limit}.items() if v is not None}
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         jobs = conn.request("GET", "/api/v1/jobs", params=params)["jobs"]
     if as_json:
         print_json(jobs)
@@ -54,10 +54,10 @@ def ls(
 
 
 @jobs_app.command("retry")
-def retry(job_ids: list[str], url: str = URL, key: str = KEY) -> None:
+def retry(job_ids: list[str], url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
     """Queue FAILED or TIMED_OUT jobs again, under the same ids."""
     failures = 0
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         for job_id in job_ids:
             try:
                 conn.request("POST", f"/api/v1/jobs/{job_id}/retry")

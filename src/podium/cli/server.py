@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from podium.cli.common import KEY, URL, app, connect, out
+from podium.cli.common import KEY, PROJECT, URL, app, connect, out
 
 
 @app.command()
@@ -58,7 +58,7 @@ def worker(ctx: typer.Context) -> None:
 
 
 @app.command("webhook-secret")
-def webhook_secret(url: str = URL, key: str = KEY) -> None:
+def webhook_secret(url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
     """Print the key webhook requests are signed with (verify with podium.signing.verify)."""
-    with connect(url, key) as conn:
+    with connect(url, key, project) as conn:
         out.print(conn.request("GET", "/api/v1/webhook-secret")["secret"])

@@ -41,6 +41,16 @@ def resolve(url: str | None = None, key: str | None = None) -> tuple[str, str]:
     return (url or DEFAULT_URL).rstrip("/"), key
 
 
+def auth_headers(key: str, project: str | None = None) -> dict[str, str]:
+    """The headers every request carries: the key, and the project to act in (argument, else
+    PODIUM_PROJECT; only the operator key may name a project other than its own)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    project = project or os.environ.get("PODIUM_PROJECT")
+    if project:
+        headers["X-Podium-Project"] = project
+    return headers
+
+
 def raise_for(r: httpx.Response) -> None:
     """Raise APIError (RouteError when the route itself raised) for an error answer."""
     if r.status_code < 400:
@@ -64,13 +74,15 @@ class Connection:
     Parameters:
         url, key: see :func:`resolve`; missing ones are resolved from the environment.
         timeout: per-request timeout in seconds (route calls may need more).
+        project: the project to act in (see :func:`auth_headers`).
     """
 
-    def __init__(self, url: str | None = None, key: str | None = None, timeout: float = 330.0) -> None:
+    def __init__(
+        self, url: str | None = None, key: str | None = None, timeout: float = 330.0,
+        project: str | None = None,
+    ) -> None:
         self.url, self.key = resolve(url, key)
-        self.http = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=timeout
-        )
+        self.http = httpx.Client(base_url=self.url, headers=auth_headers(self.key, project), timeout=timeout)
 
     def close(self) -> None:
         self.http.close()

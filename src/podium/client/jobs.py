@@ -37,7 +37,7 @@ from urllib.parse import quote
 
 import httpx
 
-from podium.client.http import raise_for, resolve
+from podium.client.http import auth_headers, raise_for, resolve
 from podium.errors import ConfigError, JobFailed, JobTimeout, PodiumError
 
 __all__ = ["Endpoint", "Job", "JobFailed", "JobTimeout"]
@@ -229,7 +229,7 @@ class BaseEndpoint:
         self.url, key = resolve(url, api_key)
         self.timeout = timeout
         self.retries = retries
-        self._headers = {"Authorization": f"Bearer {key}"}
+        self._headers = auth_headers(key)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, url={self.url!r})"

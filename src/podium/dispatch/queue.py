@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import String, and_, case, cast, delete, func, insert, literal, or_, select, update
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from podium import _json
@@ -24,7 +25,7 @@ from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier, wait_event
 from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
 from podium.store.engine import Store
-from podium.store.tables import jobs, stream_chunks, webhook_deliveries
+from podium.store.tables import idempotency_keys, jobs, stream_chunks, webhook_deliveries
 
 #: Columns a caller may see; `secret` (worker-only request fields) is deliberately absent.
 PUBLIC_COLUMNS = [c for c in jobs.c if c.name != "secret"]
@@ -51,11 +52,21 @@ class NewJob:
     low_priority: bool = False
     #: Route errors that may be retried (the service's `retries`).
     retries: int = 0
+    #: (Idempotency-Key, hash of the request): stored with the job, in the same transaction.
+    idempotency: tuple[str, str] | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 #: What is known of a job when it ends (for metrics, and to tell whether a webhook is due).
 ENDED_COLUMNS = (jobs.c.endpoint_id, jobs.c.status, jobs.c.delay_ms, jobs.c.execution_ms, jobs.c.webhook)
+
+#: How long an Idempotency-Key is remembered.
+IDEMPOTENCY_SECONDS = 24 * 3600
+
+
+class DuplicateRequest(Exception):
+    """Another request stored a job under the same Idempotency-Key first."""
+
 
 #: Woken when a job is stored that no waiting worker is there to take (scale-up signal).
 SCALE_KEY = "scale"
@@ -120,7 +131,29 @@ class JobQueue:
     # -- callers --------------------------------------------------------------------------------
 
     async def enqueue(self, new: NewJob) -> str:
-        """Store the job (and its webhook delivery, durable before this returns); wake a worker."""
+        """Store the job (and its webhook delivery, durable before this returns); wake a worker.
+
+        Raises DuplicateRequest when another request stored the same Idempotency-Key first.
+        """
+        try:
+            return await self._enqueue(new)
+        except IntegrityError:
+            if new.idempotency is None:
+                raise
+            raise DuplicateRequest(new.idempotency[0]) from None
+
+    async def idempotent(self, project_id: str, key: str) -> RowMapping | None:
+        """The (request_hash, job_id) an Idempotency-Key was first used with, within 24 hours."""
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(idempotency_keys.c.request_hash, idempotency_keys.c.job_id).where(
+                    idempotency_keys.c.project_id == project_id, idempotency_keys.c.key == key,
+                    idempotency_keys.c.created_at > self.clock.now() - IDEMPOTENCY_SECONDS,
+                )
+            )
+            return res.mappings().first()
+
+    async def _enqueue(self, new: NewJob) -> str:
         now = self.clock.now()
         async with self.store.tx() as conn:
             await conn.execute(
@@ -145,6 +178,13 @@ class JobQueue:
                     retries=new.retries,
                 )
             )
+            if new.idempotency is not None:
+                await conn.execute(
+                    insert(idempotency_keys).values(
+                        project_id=new.project_id, key=new.idempotency[0],
+                        request_hash=new.idempotency[1], job_id=new.id, created_at=now,
+                    )
+                )
             if new.webhook:
                 await conn.execute(
                     insert(webhook_deliveries).values(
@@ -347,37 +387,41 @@ class JobQueue:
         for ep in endpoints:
             self.notifier.notify(ep_key(ep))
 
-    async def heartbeat(self, worker_id: str, job_ids: Sequence[str], *, lease: float) -> int:
+    async def heartbeat(
+        self, worker_id: str, job_ids: Sequence[str], *, lease: float, endpoint_id: str | None = None
+    ) -> int:
         """Extend the leases of the jobs a live worker says it holds."""
         if not job_ids:
             return 0
+        cond = and_(jobs.c.id.in_(list(job_ids)), jobs.c.worker_id == worker_id,
+                    jobs.c.status == JobStatus.IN_PROGRESS)
+        if endpoint_id is not None:
+            cond = and_(cond, jobs.c.endpoint_id == endpoint_id)
         async with self.store.tx() as conn:
             res = await conn.execute(
                 update(jobs)
-                .where(
-                    jobs.c.id.in_(list(job_ids)),
-                    jobs.c.worker_id == worker_id,
-                    jobs.c.status == JobStatus.IN_PROGRESS,
-                )
+                .where(cond)
                 .values(lease_until=self.clock.now() + lease)
             )
             return res.rowcount or 0
 
-    async def progress(self, job_id: str, worker_id: str, value: Any) -> bool:
+    async def progress(self, job_id: str, worker_id: str, value: Any, *, endpoint_id: str | None = None) -> bool:
         """Record a progress update; ignored once the job is final (updates can arrive late)."""
         async with self.store.tx() as conn:
             res = await conn.execute(
                 update(jobs)
-                .where(self._held(job_id, worker_id))
+                .where(self._held(job_id, worker_id, endpoint_id))
                 .values(progress=_json.dumps(value))
             )
         self.notifier.notify(job_key(job_id))
         return bool(res.rowcount)
 
-    async def append_chunk(self, job_id: str, worker_id: str, value: Any) -> bool:
+    async def append_chunk(
+        self, job_id: str, worker_id: str, value: Any, *, endpoint_id: str | None = None
+    ) -> bool:
         """Store one stream chunk of a running job and wake its readers."""
         async with self.store.tx() as conn:
-            held = await conn.execute(select(jobs.c.id).where(self._held(job_id, worker_id)))
+            held = await conn.execute(select(jobs.c.id).where(self._held(job_id, worker_id, endpoint_id)))
             if held.first() is None:
                 return False
             seq = await conn.scalar(
@@ -402,10 +446,12 @@ class JobQueue:
         error: str | None = None,
         error_info: dict[str, Any] | None = None,
         retryable: bool = False,
+        endpoint_id: str | None = None,
     ) -> bool:
         """End a job COMPLETED (no error) or FAILED; a `retryable` error with retries left queues
-        it again after a backoff instead. Late or foreign posts change nothing."""
-        if error is not None and retryable and await self._retry_later(job_id, worker_id, error):
+        it again after a backoff instead. Late or foreign posts (another worker's, another
+        endpoint's) change nothing."""
+        if error is not None and retryable and await self._retry_later(job_id, worker_id, error, endpoint_id):
             return True
         now = self.clock.now()
         failed = error is not None
@@ -423,7 +469,7 @@ class JobQueue:
         async with self.store.tx() as conn:
             res = await conn.execute(
                 update(jobs)
-                .where(self._held(job_id, worker_id))
+                .where(self._held(job_id, worker_id, endpoint_id))
                 .values(**values)
                 .returning(*ENDED_COLUMNS)
             )
@@ -432,14 +478,14 @@ class JobQueue:
             await self._ended([job_id], [row])
         return row is not None
 
-    async def _retry_later(self, job_id: str, worker_id: str, error: str) -> bool:
+    async def _retry_later(self, job_id: str, worker_id: str, error: str, endpoint_id: str | None) -> bool:
         """Queue a failed attempt again if it has route retries left; True if it did."""
         now = self.clock.now()
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(jobs.c.attempt, jobs.c.retries, jobs.c.max_attempts, jobs.c.attempt_errors,
                        jobs.c.endpoint_id)
-                .where(self._held(job_id, worker_id))
+                .where(self._held(job_id, worker_id, endpoint_id))
             )
             row = res.mappings().first()
             if row is None or row["attempt"] > row["retries"] or row["attempt"] >= row["max_attempts"]:
@@ -449,7 +495,7 @@ class JobQueue:
             ]
             await conn.execute(
                 update(jobs)
-                .where(self._held(job_id, worker_id))
+                .where(self._held(job_id, worker_id, endpoint_id))
                 .values(
                     status=JobStatus.IN_QUEUE, worker_id=None, lease_until=None, deadline_at=None,
                     started_at=None, progress=None, attempt_errors=_json.dumps(errors),
@@ -663,6 +709,9 @@ class JobQueue:
             gone = [r["id"] for r in rows]
             if gone:
                 await conn.execute(delete(stream_chunks).where(stream_chunks.c.job_id.in_(gone)))
+            await conn.execute(
+                delete(idempotency_keys).where(idempotency_keys.c.created_at <= now - IDEMPOTENCY_SECONDS)
+            )
         for jid in gone:
             self.notifier.notify(job_key(jid))
         return [r for r in rows if r["status"] == JobStatus.IN_PROGRESS]
@@ -697,9 +746,10 @@ class JobQueue:
             self.notifier.notify(ENDED_KEY)
 
     @staticmethod
-    def _held(job_id: str, worker_id: str) -> ColumnElement[bool]:
-        return and_(
+    def _held(job_id: str, worker_id: str, endpoint_id: str | None = None) -> ColumnElement[bool]:
+        cond = and_(
             jobs.c.id == job_id,
             jobs.c.worker_id == worker_id,
             jobs.c.status == JobStatus.IN_PROGRESS,
         )
+        return cond if endpoint_id is None else and_(cond, jobs.c.endpoint_id == endpoint_id)

@@ -14,6 +14,7 @@ import logging
 import signal
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
@@ -59,6 +60,8 @@ class Autoscaler:
         self._closing = False
         self._last_reap = 0.0
         self._startup_timeouts: dict[str, float] = {}
+        #: An endpoint's secrets (decrypted) for its workers' environment; set by the runtime.
+        self.secrets: Callable[[str], Awaitable[dict[str, str]]] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -211,7 +214,10 @@ class Autoscaler:
             ep["project_id"], "worker", name=info.id, endpoint_id=ep["id"]
         )
         self.registry.add(info)
-        await self.backend.start(info, endpoint_name=ep["name"], token=token, concurrency=ep["concurrency"])
+        env = await self.secrets(ep["id"]) if self.secrets is not None else {}
+        await self.backend.start(
+            info, endpoint_name=ep["name"], token=token, concurrency=ep["concurrency"], env=env
+        )
         log.info("started worker %s for %s (version %s)", info.id, ep["name"], ep["version_id"])
         return info
 

@@ -62,13 +62,20 @@ class LocalBackend:
         self._watchers: set[asyncio.Task[None]] = set()
 
     async def start(
-        self, info: WorkerInfo, *, endpoint_name: str, token: str, concurrency: int = 1
+        self,
+        info: WorkerInfo,
+        *,
+        endpoint_name: str,
+        token: str,
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """Spawn the worker; `env` (the endpoint's secrets) joins its environment."""
         log_dir = self.settings.logs / endpoint_name
         log_dir.mkdir(parents=True, exist_ok=True)
         info.log_path = log_dir / f"{info.id}.log"
-        env = dict(os.environ)
-        env.update(
+        child_env = {**os.environ, **(env or {})}
+        child_env.update(
             PODIUM_API_KEY=token,
             PODIUM_URL=self.settings.url,
             PODIUM_HOME=str(self.settings.home.resolve()),
@@ -86,7 +93,7 @@ class LocalBackend:
             cmd += ["--version", info.version_id]
         with info.log_path.open("ab") as log:
             info.process = await asyncio.create_subprocess_exec(
-                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=child_env,
                 start_new_session=True,
             )
         task = asyncio.create_task(self._watch(info))

@@ -108,7 +108,7 @@ async def put_blob(request: Request, sha256: str) -> JSONAnswer:
     return JSONAnswer({"sha256": sha256, "size": len(data)})
 
 
-def _check_version(v: Any) -> dict[str, Any]:
+def _check_version(v: Any, project_id: str) -> dict[str, Any]:
     required = ("sha256", "service", "entry", "routes", "config", "size")
     if not isinstance(v, dict) or any(k not in v for k in required):
         raise HTTPError(400, "invalid_request", f'"version" must be an object with {", ".join(required)}')
@@ -123,7 +123,8 @@ def _check_version(v: Any) -> dict[str, Any]:
     if runtime not in ("podium", "runpod"):
         raise HTTPError(400, "invalid_request", 'version runtime must be "podium" or "runpod"')
     meta = {k: v[k] for k in ("service", "entry", "routes", "config", "runtime")}
-    return {**v, "id": version_id(v["sha256"], meta)}
+    # Content-addressed within a project: the same bundle in two projects is two versions.
+    return {**v, "id": version_id(v["sha256"], {**meta, "project": project_id})}
 
 
 @router.post("/deploy")
@@ -139,7 +140,7 @@ async def deploy(request: Request) -> JSONAnswer:
             f"endpoint name {name!r} must match [a-z0-9][a-z0-9-]{{0,62}} "
             f"and not be one of {', '.join(sorted(RESERVED_NAMES))}",
         )
-    version = _check_version(body.get("version"))
+    version = _check_version(body.get("version"), principal.project_id)
     if not rt.blob_path(version["sha256"]).exists():
         raise HTTPError(409, "bundle_missing", "upload the bundle (PUT /api/v1/blobs/{sha256}) first")
     message = body.get("message") if isinstance(body.get("message"), str) else None
@@ -271,6 +272,51 @@ async def endpoint_versions(request: Request, ref: str) -> JSONAnswer:
         if row is not None:
             out.append({**_version_summary(row), "current": vid == ep["version_id"]})
     return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "versions": out})
+
+
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+@router.put("/endpoints/{ref}/secrets")
+async def set_secrets(request: Request, ref: str) -> JSONAnswer:
+    """Set endpoint secrets `{NAME: value}`: encrypted at rest, given to its workers as environment
+    variables (its workers are replaced so they see them). The answer names them, never values."""
+    rt, principal = await _auth(request, "deploy")
+    ep = await rt.endpoint(principal, ref)
+    body = await read_object(request, 1024 * 1024)
+    bad = [str(k) for k, v in body.items()
+           if not SECRET_NAME.match(str(k)) or str(k).upper().startswith(("PODIUM_", "RUNPOD_")) or not isinstance(v, str)]
+    if bad or not body:
+        raise HTTPError(400, "invalid_secrets",
+                        "send {NAME: \"value\"}: names like MY_TOKEN (not PODIUM_* or RUNPOD_*), string values"
+                        + (f"; refused: {', '.join(sorted(bad))}" if bad else ""))
+    assert rt.secrets is not None
+    for name, value in body.items():
+        await rt.catalog.set_secret(ep["id"], name, rt.secrets.seal(value))
+    rt.scaler.restart(ep["id"])
+    return await _secret_names(rt, ep)
+
+
+@router.get("/endpoints/{ref}/secrets")
+async def list_secrets(request: Request, ref: str) -> JSONAnswer:
+    rt, principal = await _auth(request, "deploy")
+    return await _secret_names(rt, await rt.endpoint(principal, ref))
+
+
+@router.delete("/endpoints/{ref}/secrets/{name}")
+async def delete_secret(request: Request, ref: str, name: str) -> JSONAnswer:
+    rt, principal = await _auth(request, "deploy")
+    ep = await rt.endpoint(principal, ref)
+    if not await rt.catalog.delete_secret(ep["id"], name):
+        raise not_found("secret", name)
+    rt.scaler.restart(ep["id"])
+    return await _secret_names(rt, ep)
+
+
+async def _secret_names(rt: Runtime, ep: RowMapping) -> JSONAnswer:
+    rows = await rt.catalog.secrets(ep["id"])
+    return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"],
+                       "secrets": [{"name": r["name"], "updated_at": r["updated_at"]} for r in rows]})
 
 
 @router.delete("/endpoints/{ref}")
@@ -421,14 +467,80 @@ async def get_bundle(request: Request, version_id: str) -> FileResponse:
 
 @router.post("/keys")
 async def create_key(request: Request) -> JSONAnswer:
-    """Create an API key; the key itself is in this answer and nowhere else, ever."""
+    """Create an API key in the caller's project; the key itself is in this answer and nowhere
+    else, ever. `expires` is a duration like 30d, 12h or 90m."""
     rt, principal = await _auth(request, "admin")
     body = await read_object(request, 64 * 1024)
     role = body.get("role", "invoke")
     if role not in ROLE_RANK:
         raise HTTPError(400, "invalid_role", f"role must be one of {', '.join(ROLE_RANK)}")
     name = body.get("name")
-    kid, key = await rt.catalog.create_key(principal.project_id, role, name=name if isinstance(name, str) else None)
-    return JSONAnswer(
-        {"id": kid, "key": key, "prefix": key_prefix(key), "role": role, "project": principal.project_id}
-    )
+    if name is not None and (not isinstance(name, str) or len(name) > 128):
+        raise HTTPError(400, "invalid_request", "name must be a string of at most 128 characters")
+    expires_at = None
+    if body.get("expires") is not None:
+        expires_at = rt.clock.now() + parse_duration(body["expires"])
+    kid, key = await rt.catalog.create_key(principal.project_id, role, name=name, expires_at=expires_at)
+    project = await rt.catalog.project(principal.project_id)
+    return JSONAnswer({
+        "id": kid, "key": key, "prefix": key_prefix(key), "role": role,
+        "project": project["name"] if project else principal.project_id, "expires_at": expires_at,
+    })
+
+
+@router.get("/keys")
+async def list_keys(request: Request) -> JSONAnswer:
+    """The project's keys: prefix, name, role, created, last used; never the keys or their hashes."""
+    rt, principal = await _auth(request, "admin")
+    return JSONAnswer({"keys": [dict(r) for r in await rt.catalog.list_keys(principal.project_id)]})
+
+
+@router.delete("/keys/{key_id}")
+async def revoke_key(request: Request, key_id: str) -> JSONAnswer:
+    """Revoke a key: refused from the next request on."""
+    rt, principal = await _auth(request, "admin")
+    if not await rt.catalog.revoke_key(principal.project_id, key_id):
+        raise not_found("key", key_id)
+    rt.keys.forget()
+    return JSONAnswer({"id": key_id, "revoked": True})
+
+
+@router.post("/projects")
+async def create_project(request: Request) -> JSONAnswer:
+    """A new project, with its first admin key (shown once). Operator only."""
+    rt, principal = await _auth(request, "admin")
+    _operator(principal)
+    body = await read_object(request, 64 * 1024)
+    name = body.get("name")
+    if not isinstance(name, str) or not ENDPOINT_NAME.match(name):
+        raise HTTPError(400, "invalid_name", f"project name {name!r} must match [a-z0-9][a-z0-9-]{{0,62}}")
+    pid = await rt.catalog.create_project(name)
+    if pid is None:
+        raise HTTPError(409, "exists", f"a project named {name} exists")
+    kid, key = await rt.catalog.create_key(pid, "admin", name=f"admin of {name}")
+    return JSONAnswer({"id": pid, "name": name, "admin_key": {"id": kid, "key": key, "prefix": key_prefix(key)}})
+
+
+@router.get("/projects")
+async def list_projects(request: Request) -> JSONAnswer:
+    """Every project (operator), or the caller's own."""
+    rt, principal = await _auth(request, "read")
+    rows = await rt.catalog.list_projects()
+    if not principal.operator:
+        rows = [r for r in rows if r["id"] == principal.project_id]
+    return JSONAnswer({"projects": [{"id": r["id"], "name": r["name"], "created_at": r["created_at"]} for r in rows]})
+
+
+def _operator(principal: Principal) -> None:
+    if not principal.operator:
+        raise HTTPError(403, "forbidden", "only the server's operator key may manage projects")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds in a duration like 30d, 12h, 90m, 45s (or a number of seconds)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value.strip()) if isinstance(value, str) else None
+    if m is None or float(m.group(1)) <= 0:
+        raise HTTPError(400, "invalid_expires", "expires must be a duration like 30d, 12h, 90m or 45s")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]

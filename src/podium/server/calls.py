@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
-from podium.dispatch.queue import NewJob
+from podium import _json
+from podium.dispatch.queue import DuplicateRequest, NewJob
 from podium.server.auth import Principal
 from podium.sdk.service import DEFAULT_TIMEOUT_S
 from podium.server.errors import HTTPError
@@ -62,8 +64,20 @@ async def submit(
     kind: str,
     job_id: str | None = None,
     options: JobOptions | None = None,
+    idempotency_key: str | None = None,
 ) -> str:
+    """Store a job and return its id. With an Idempotency-Key already used (by this project,
+    within 24 h) for the same request, the first job's id comes back and nothing is stored; used
+    for a different request, it is a 422."""
     options = options or JobOptions()
+    fingerprint = None
+    if idempotency_key is not None:
+        if not 1 <= len(idempotency_key) <= 255:
+            raise HTTPError(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters")
+        fingerprint = request_hash(ep["id"], route["path"], payload, options)
+        first = await _first_use(rt, principal, idempotency_key, fingerprint)
+        if first is not None:
+            return first
     config = (await rt.version(ep))["config"]
     if await rt.queue.at_capacity(ep["id"], ep["queue_cap"]):
         raise HTTPError(
@@ -89,6 +103,35 @@ async def submit(
     )
     if job_id is not None:
         new.id = job_id
-    stored = await rt.queue.enqueue(new)
+    if idempotency_key is not None and fingerprint is not None:
+        new.idempotency = (idempotency_key, fingerprint)
+    try:
+        stored = await rt.queue.enqueue(new)
+    except DuplicateRequest:  # the same key, stored a moment ago by a concurrent request
+        first = await _first_use(rt, principal, idempotency_key or "", fingerprint or "")
+        assert first is not None
+        return first
     rt.metrics.submitted.labels(ep["id"], kind).inc()
     return stored
+
+
+def request_hash(endpoint_id: str, route: str, payload: Any, options: JobOptions) -> str:
+    """What makes two requests "the same" for an Idempotency-Key (worker-only secrets left out:
+    a hash of a credential is not stored)."""
+    canonical = _json.dumpb({
+        "endpoint": endpoint_id, "route": route, "input": payload, "webhook": options.webhook,
+        "policy": options.policy(),
+    })
+    return hashlib.sha256(canonical).hexdigest()
+
+
+async def _first_use(rt: Runtime, principal: Principal, key: str, fingerprint: str) -> str | None:
+    row = await rt.queue.idempotent(principal.project_id, key)
+    if row is None:
+        return None
+    if row["request_hash"] != fingerprint:
+        raise HTTPError(
+            422, "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request; use a new key for a new request",
+        )
+    return str(row["job_id"])

@@ -50,7 +50,7 @@ def _failure(row: Any) -> LaminarError:
 
 async def _run(request: Request, target_key: str) -> Response:
     rt: Runtime = request.app.state.runtime
-    principal = await rt.keys.authenticate(request)
+    principal = await rt.keys.authorize(request, "invoke")
     body = await read_json(request, LIMIT)
     if not isinstance(body, dict):
         raise LaminarError("api.invalidRequest", "request body must be a JSON object")

@@ -105,7 +105,7 @@ def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
 async def endpoint_openapi_doc(request: Request, endpoint: str) -> Response:
     """This endpoint's routes as an OpenAPI 3.1 description (an HTTP app answers for itself)."""
     rt: Runtime = request.app.state.runtime
-    principal = await rt.keys.authenticate(request)
+    principal = await rt.keys.authorize(request, "read")
     ep = await rt.endpoint(principal, endpoint)
     routes = await rt.routes(ep)
     if routes and routes[0]["kind"] == "http":
@@ -117,7 +117,7 @@ async def endpoint_openapi_doc(request: Request, endpoint: str) -> Response:
 async def other_method(request: Request, endpoint: str, route: str) -> Response:
     """GET, PUT, DELETE, ... reach HTTP-app services; routes take POST only."""
     rt: Runtime = request.app.state.runtime
-    principal = await rt.keys.authenticate(request)
+    principal = await rt.keys.authorize(request, "invoke")
     ep = await rt.endpoint(principal, endpoint)
     routes = await rt.routes(ep)
     if routes and routes[0]["kind"] == "http":
@@ -143,7 +143,7 @@ for _method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"):
 @router.post("/{endpoint}/{route:path}", response_model=None)
 async def call_route(request: Request, endpoint: str, route: str) -> Response:
     rt: Runtime = request.app.state.runtime
-    principal = await rt.keys.authenticate(request)
+    principal = await rt.keys.authorize(request, "invoke")
     ep = await rt.endpoint(principal, endpoint)
     routes = await rt.routes(ep)
     if routes and routes[0]["kind"] == "http":
@@ -156,7 +156,8 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
     check_arguments(spec, kwargs)
     check_callable(ep)
     options = JobOptions(env=_env_header(request))
-    job_id = await submit(rt, principal, ep, spec, kwargs, kind="route", options=options)
+    job_id = await submit(rt, principal, ep, spec, kwargs, kind="route", options=options,
+                          idempotency_key=request.headers.get("idempotency-key"))
     if "text/event-stream" in request.headers.get("accept", ""):
         return event_stream(rt, job_id)
     if spec["streaming"]:

@@ -28,12 +28,13 @@ def _rt(request: Request) -> Runtime:
 
 async def _accept(request: Request, endpoint_id: str, limit: int, kind: str, job_id: str) -> str:
     rt = _rt(request)
-    principal = await rt.keys.authenticate(request)
+    principal = await rt.keys.authorize(request, "invoke")
     ep = await rt.endpoint(principal, endpoint_id)
     payload, options = parse_job_request(await read_json(request, limit))
     check_callable(ep)
     route = default_route(await rt.routes(ep))
-    return await submit(rt, principal, ep, route, payload, kind=kind, job_id=job_id, options=options)
+    return await submit(rt, principal, ep, route, payload, kind=kind, job_id=job_id, options=options,
+                        idempotency_key=request.headers.get("idempotency-key"))
 
 
 @router.post("/run")
@@ -57,9 +58,11 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
     return JSONAnswer(envelope(row, rt.clock.now()))
 
 
-async def _job(request: Request, endpoint_id: str, job_id: str) -> tuple[Runtime, RowMapping, RowMapping]:
+async def _job(
+    request: Request, endpoint_id: str, job_id: str, role: str = "read"
+) -> tuple[Runtime, RowMapping, RowMapping]:
     rt = _rt(request)
-    principal = await rt.keys.authenticate(request)
+    principal = await rt.keys.authorize(request, role)
     ep = await rt.endpoint(principal, endpoint_id)
     row = await rt.queue.get(job_id)
     if row is None or row["endpoint_id"] != ep["id"]:
@@ -89,7 +92,7 @@ async def stream(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
 @router.post("/cancel/{job_id}")
 async def cancel(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     """Queued: it will never run. Running: its worker is told to stop it (or replaced)."""
-    rt, ep, row = await _job(request, endpoint_id, job_id)
+    rt, ep, row = await _job(request, endpoint_id, job_id, "invoke")
     was_running = row["status"] == JobStatus.IN_PROGRESS
     after = await rt.queue.cancel(job_id)
     if after is None:
@@ -106,7 +109,7 @@ async def cancel(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
 @router.post("/retry/{job_id}")
 async def retry(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     """Queue a FAILED or TIMED_OUT job again, same id."""
-    rt, _, row = await _job(request, endpoint_id, job_id)
+    rt, _, row = await _job(request, endpoint_id, job_id, "invoke")
     if not await rt.queue.retry(job_id):
         raise HTTPError(
             400, "not_retryable",
@@ -119,7 +122,7 @@ async def retry(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
 async def purge_queue(request: Request, endpoint_id: str) -> JSONAnswer:
     """Cancel every queued job of the endpoint; running jobs go on."""
     rt = _rt(request)
-    principal = await rt.keys.authenticate(request)
+    principal = await rt.keys.authorize(request, "invoke")
     ep = await rt.endpoint(principal, endpoint_id)
     return JSONAnswer({"removed": await rt.queue.purge(ep["id"]), "status": "completed"})
 
@@ -127,7 +130,7 @@ async def purge_queue(request: Request, endpoint_id: str) -> JSONAnswer:
 @router.get("/health")
 async def health(request: Request, endpoint_id: str) -> JSONAnswer:
     rt = _rt(request)
-    principal = await rt.keys.authenticate(request)
+    principal = await rt.keys.authorize(request, "read")
     ep = await rt.endpoint(principal, endpoint_id)
     counts = await rt.queue.counts(ep["id"])
     return JSONAnswer(

@@ -24,6 +24,7 @@ from podium.server.errors import not_found
 from podium.server.webhooks import WebhookOutbox
 from podium.store.catalog import DEFAULT_PROJECT, Catalog
 from podium.store.engine import Store
+from podium.store.secretbox import SecretBox, load_key
 
 log = logging.getLogger("podium.server")
 
@@ -51,11 +52,12 @@ class Runtime:
             row["endpoint_id"], row["status"], row["delay_ms"], row["execution_ms"]
         )
         self.catalog = Catalog(self.store, self.clock)
-        self.keys = KeyRing(self.catalog)
+        self.keys = KeyRing(self.catalog, rate=settings.rate_limit, burst=settings.rate_burst)
         self.registry = Registry()
         self.scaler = Autoscaler(settings, self.catalog, self.queue, self.registry, self.metrics)
         self._versions: dict[str, dict[str, Any]] = {}
         self.webhooks: WebhookOutbox | None = None
+        self.secrets: SecretBox | None = None
         #: Set on first start when an admin key was generated: printed once by `podium up`.
         self.new_admin_key: str | None = None
 
@@ -66,6 +68,8 @@ class Runtime:
         project = await self.catalog.ensure_project(DEFAULT_PROJECT)
         await self.catalog.delete_worker_keys()
         await self._bootstrap_admin(project)
+        self.secrets = SecretBox(load_key(self.settings.secret_key, self.settings.secret_key_file))
+        self.scaler.secrets = self.endpoint_env
         self.webhooks = WebhookOutbox(
             self.queue, self.settings.webhook_secret or _secret_file(self.settings.webhook_secret_file),
             retry_delay=self.settings.webhook_retry_delay, timeout=self.settings.webhook_timeout,
@@ -81,13 +85,19 @@ class Runtime:
         await self.store.close()
 
     async def _bootstrap_admin(self, project: str) -> None:
+        """The operator key: PODIUM_ADMIN_KEY, or one made (and printed once) on first start."""
         key = self.settings.admin_key
         if key is not None:
-            if await self.keys.lookup(key) is None:
-                await self.catalog.create_key(project, "admin", name="admin (PODIUM_ADMIN_KEY)", raw=key)
-                self.keys.forget()
+            found = await self.keys.lookup(key)
+            if found is None:
+                await self.catalog.create_key(
+                    project, "admin", name="operator (PODIUM_ADMIN_KEY)", raw=key, operator=True
+                )
+            elif not found.operator:
+                await self.catalog.set_operator(found.key_id)
+            self.keys.forget()
         elif not await self.catalog.has_admin_key():
-            _, key = await self.catalog.create_key(project, "admin", name="admin (first start)")
+            _, key = await self.catalog.create_key(project, "admin", name="operator (first start)", operator=True)
             self.new_admin_key = key
         if key is None:
             key = await self._saved_key()
@@ -131,6 +141,11 @@ class Runtime:
 
     async def routes(self, ep: RowMapping) -> list[dict[str, Any]]:
         return (await self.version(ep))["routes"]  # type: ignore[no-any-return]
+
+    async def endpoint_env(self, endpoint_id: str) -> dict[str, str]:
+        """An endpoint's secrets, decrypted, for its workers' environment."""
+        assert self.secrets is not None
+        return {r["name"]: self.secrets.open(r["value"]) for r in await self.catalog.secrets(endpoint_id)}
 
     def blob_path(self, sha256: str) -> Path:
         return self.settings.blobs / f"{sha256}.zip"

@@ -18,7 +18,7 @@ from podium import _json
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import stop_key
 from podium.scaling.registry import WorkerInfo, WorkerState
-from podium.server.errors import HTTPError
+from podium.server.errors import HTTPError, not_found
 from podium.server.auth import Principal, require
 from podium.server.body import MB, read_json
 from podium.server.runtime import Runtime
@@ -30,12 +30,19 @@ CHUNK_LIMIT = 1 * MB
 OK = {"ok": True}
 
 
-async def _worker(request: Request, endpoint_id: str) -> tuple[Runtime, Principal, RowMapping]:
+async def _worker(
+    request: Request, endpoint_id: str, worker_id: str
+) -> tuple[Runtime, Principal, RowMapping]:
+    """The endpoint (the caller's: a worker token's own, or one of a deploy key's project), and a
+    404 for a worker id that belongs to another endpoint (no acting on others' workers)."""
     rt: Runtime = request.app.state.runtime
     principal = await rt.keys.authenticate(request)
     if principal.role != "worker":
         require(principal, "deploy")
     ep = await rt.endpoint(principal, endpoint_id)
+    info = rt.registry.get(worker_id)
+    if info is not None and info.endpoint_id != ep["id"]:
+        raise not_found("worker", worker_id)
     return rt, principal, ep
 
 
@@ -54,7 +61,7 @@ def _job_for_worker(row: RowMapping) -> dict[str, Any]:
 
 
 async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) -> list[dict[str, Any]]:
-    rt, _, ep = await _worker(request, endpoint_id)
+    rt, _, ep = await _worker(request, endpoint_id, worker_id)
     if rt.registry.is_gone(worker_id):
         raise HTTPError(410, "worker_gone", f"worker {worker_id} has exited; start a new one")
     info, ready = rt.registry.seen(worker_id, ep["id"])
@@ -106,7 +113,7 @@ async def job_take_batch(
 @router.get("/job-stop/{worker_id}", response_model=None)
 async def job_stop(request: Request, endpoint_id: str, worker_id: str) -> Response:
     """The per-job stop channel (long-poll): the ids of cancelled jobs this worker still runs."""
-    rt, _, ep = await _worker(request, endpoint_id)
+    rt, _, ep = await _worker(request, endpoint_id, worker_id)
     if rt.registry.is_gone(worker_id):
         return Response(status_code=204)
     info = rt.registry.attach(worker_id, ep["id"])
@@ -145,20 +152,21 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
 
     `stopPod: true` (a handler returned `refresh_worker`) asks for a fresh worker process.
     """
-    rt, _, ep = await _worker(request, endpoint_id)
+    rt, _, ep = await _worker(request, endpoint_id, worker_id)
     body = await read_json(request, RESULT_LIMIT, empty={})
     if not isinstance(body, dict):
         body = {"output": body}
     if body.get("status") == "IN_PROGRESS":
-        await rt.queue.progress(job_id, worker_id, body.get("output"))
+        await rt.queue.progress(job_id, worker_id, body.get("output"), endpoint_id=ep["id"])
         return JSONAnswer(OK)
     if "error" in body:
         error, info = _error_of(body)
         await rt.queue.finish(
-            job_id, worker_id, error=error, error_info=info, retryable=body.get("retryable") is True
+            job_id, worker_id, error=error, error_info=info, retryable=body.get("retryable") is True,
+            endpoint_id=ep["id"],
         )
     else:
-        await rt.queue.finish(job_id, worker_id, output=body.get("output"))
+        await rt.queue.finish(job_id, worker_id, output=body.get("output"), endpoint_id=ep["id"])
     rt.registry.released(worker_id, job_id)
     if body.get("stopPod") or rt.scaler.due_for_recycling(worker_id, ep):
         rt.scaler.recycle(worker_id)
@@ -168,10 +176,10 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
 @router.post("/job-stream/{worker_id}/{job_id}")
 async def job_stream(request: Request, endpoint_id: str, worker_id: str, job_id: str) -> JSONAnswer:
     """One chunk a streaming route yielded."""
-    rt, _, _ = await _worker(request, endpoint_id)
+    rt, _, ep = await _worker(request, endpoint_id, worker_id)
     body = await read_json(request, CHUNK_LIMIT, empty={})
     value = body.get("output") if isinstance(body, dict) else body
-    await rt.queue.append_chunk(job_id, worker_id, value)
+    await rt.queue.append_chunk(job_id, worker_id, value, endpoint_id=ep["id"])
     return JSONAnswer(OK)
 
 
@@ -184,7 +192,7 @@ async def ping(
     reason: str | None = None,
 ) -> JSONAnswer:
     """Heartbeat: extends the leases of the jobs the worker lists; may report the worker unhealthy."""
-    rt, _, ep = await _worker(request, endpoint_id)
+    rt, _, ep = await _worker(request, endpoint_id, worker_id)
     if request.method == "POST":
         body = await read_json(request, MB, empty={})
         if isinstance(body, dict):
@@ -200,7 +208,7 @@ async def ping(
         if info.ready_at is None and not info.local:
             await rt.scaler.fail_endpoint(info, info.failure)
     ids = [j for j in (job_id or "").split(",") if j]
-    await rt.queue.heartbeat(worker_id, ids, lease=rt.settings.lease_seconds)
+    await rt.queue.heartbeat(worker_id, ids, lease=rt.settings.lease_seconds, endpoint_id=ep["id"])
     return JSONAnswer(OK)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import string
 import time
@@ -16,7 +17,14 @@ from podium import _json
 from podium.dispatch.clock import Clock
 from podium.sdk.service import ServiceConfig
 from podium.store.engine import Store
-from podium.store.tables import api_keys, endpoint_history, endpoints, projects, versions
+from podium.store.tables import (
+    api_keys,
+    endpoint_history,
+    endpoint_secrets,
+    endpoints,
+    projects,
+    versions,
+)
 
 DEFAULT_PROJECT = "default"
 ENDPOINT_CACHE_SECONDS = 1.0
@@ -97,6 +105,8 @@ class Catalog:
         name: str | None = None,
         endpoint_id: str | None = None,
         raw: str | None = None,
+        expires_at: float | None = None,
+        operator: bool = False,
     ) -> tuple[str, str]:
         """Store a key's hash; returns (key id, the key itself: shown once, never stored)."""
         key = raw or new_key()
@@ -112,16 +122,112 @@ class Catalog:
                     name=name,
                     endpoint_id=endpoint_id,
                     created_at=self.clock.now(),
+                    expires_at=expires_at,
+                    operator=operator,
                 )
             )
         return kid, key
 
     async def key_by_hash(self, key_hash: str) -> RowMapping | None:
+        """A live key (not revoked, not expired) by its hash."""
         async with self.store.tx() as conn:
             res = await conn.execute(
-                select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+                select(api_keys).where(
+                    api_keys.c.key_hash == key_hash,
+                    api_keys.c.revoked_at.is_(None),
+                    or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > self.clock.now()),
+                )
             )
+            row = res.mappings().first()
+        # The lookup matched on the index; compare again in constant time all the same.
+        return row if row is not None and hmac.compare_digest(row["key_hash"], key_hash) else None
+
+    async def set_operator(self, key_id: str) -> None:
+        async with self.store.tx() as conn:
+            await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(operator=True))
+
+    async def list_keys(self, project_id: str) -> list[RowMapping]:
+        """A project's user keys (never worker tokens), newest first: no hashes, only prefixes."""
+        cols = [api_keys.c[n] for n in ("id", "prefix", "name", "role", "created_at", "last_used_at",
+                                        "revoked_at", "expires_at", "operator")]
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(*cols)
+                .where(api_keys.c.project_id == project_id, api_keys.c.role != "worker")
+                .order_by(api_keys.c.created_at.desc())
+            )
+            return list(res.mappings().all())
+
+    async def revoke_key(self, project_id: str, key_id: str) -> bool:
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.project_id == project_id,
+                       api_keys.c.role != "worker", api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=self.clock.now())
+            )
+        return bool(res.rowcount)
+
+    async def touch_key(self, key_id: str) -> None:
+        async with self.store.tx() as conn:
+            await conn.execute(
+                update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=self.clock.now())
+            )
+
+    # -- projects (more) ------------------------------------------------------------------------
+
+    async def create_project(self, name: str) -> str | None:
+        """A new project's id; None if the name is taken."""
+        try:
+            async with self.store.tx() as conn:
+                pid = new_id(12)
+                await conn.execute(insert(projects).values(id=pid, name=name, created_at=self.clock.now()))
+                return pid
+        except IntegrityError:
+            return None
+
+    async def list_projects(self) -> list[RowMapping]:
+        async with self.store.tx() as conn:
+            res = await conn.execute(select(projects).order_by(projects.c.created_at))
+            return list(res.mappings().all())
+
+    async def project(self, ref: str) -> RowMapping | None:
+        """A project by id or name."""
+        async with self.store.tx() as conn:
+            res = await conn.execute(select(projects).where(or_(projects.c.id == ref, projects.c.name == ref)))
             return res.mappings().first()
+
+    # -- endpoint secrets -----------------------------------------------------------------------
+
+    async def set_secret(self, endpoint_id: str, name: str, token: str) -> None:
+        async with self.store.tx() as conn:
+            await conn.execute(
+                delete(endpoint_secrets)
+                .where(endpoint_secrets.c.endpoint_id == endpoint_id, endpoint_secrets.c.name == name)
+            )
+            await conn.execute(
+                insert(endpoint_secrets).values(
+                    endpoint_id=endpoint_id, name=name, value=token, updated_at=self.clock.now()
+                )
+            )
+
+    async def delete_secret(self, endpoint_id: str, name: str) -> bool:
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                delete(endpoint_secrets)
+                .where(endpoint_secrets.c.endpoint_id == endpoint_id, endpoint_secrets.c.name == name)
+            )
+        return bool(res.rowcount)
+
+    async def secrets(self, endpoint_id: str) -> list[RowMapping]:
+        """An endpoint's secrets, still encrypted, by name."""
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(endpoint_secrets)
+                .where(endpoint_secrets.c.endpoint_id == endpoint_id)
+                .order_by(endpoint_secrets.c.name)
+            )
+            return list(res.mappings().all())
 
     async def has_admin_key(self) -> bool:
         async with self.store.tx() as conn:
@@ -288,6 +394,7 @@ class Catalog:
         """Delete an endpoint and its history (its versions and jobs stay)."""
         async with self.store.tx() as conn:
             await conn.execute(delete(endpoint_history).where(endpoint_history.c.endpoint_id == endpoint_id))
+            await conn.execute(delete(endpoint_secrets).where(endpoint_secrets.c.endpoint_id == endpoint_id))
             await conn.execute(delete(endpoints).where(endpoints.c.id == endpoint_id))
         self._endpoints.clear()
 

@@ -46,6 +46,9 @@ api_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float, nullable=True),
     Column("revoked_at", Float, nullable=True),
+    Column("expires_at", Float, nullable=True),
+    # The server's operator key (the bootstrap admin): may act in any project (X-Podium-Project).
+    Column("operator", Boolean, nullable=False, server_default=false()),
 )
 
 versions = Table(
@@ -181,4 +184,25 @@ webhook_deliveries = Table(
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float, nullable=True),
     Index("ix_webhook_deliveries_due", "state", "next_at"),
+)
+
+endpoint_secrets = Table(
+    "endpoint_secrets",
+    metadata,
+    # Values are Fernet tokens (encrypted at rest); workers get them as environment variables.
+    Column("endpoint_id", String(32), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    # An Idempotency-Key of a project, the hash of the request it came with, and the job it made.
+    Column("project_id", String(32), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("job_id", String(64), nullable=False),
+    Column("created_at", Float, nullable=False, index=True),
 )
