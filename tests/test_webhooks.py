@@ -18,7 +18,8 @@ from server import PodiumServer, free_port, wait_until
 pytestmark = pytest.mark.slow
 
 SECRET_S3 = "s3-secret-never-shown-0000"
-QUICK = {"PODIUM_WEBHOOK_RETRY_DELAY": "0.3", "PODIUM_WEBHOOK_TIMEOUT": "1"}
+QUICK = {"PODIUM_WEBHOOK_RETRY_DELAY": "0.3", "PODIUM_WEBHOOK_TIMEOUT": "1",
+         "PODIUM_WEBHOOK_ALLOW_PRIVATE": "1"}  # the receiver is on loopback
 
 
 class Receiver:
@@ -171,3 +172,17 @@ def test_the_webhook_secret_is_for_admins_only(hooks):
     invoke = srv.http.post("/api/v1/keys", json={"role": "invoke"}).json()["key"]
     r = httpx.get(f"{srv.url}/api/v1/webhook-secret", headers={"Authorization": invoke})
     assert r.status_code == 403 and secret not in r.text
+
+
+def test_private_webhook_targets_are_refused_by_default(tmp_path):
+    srv = PodiumServer(tmp_path / "home")
+    srv.start()
+    try:
+        eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]
+        for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest/meta-data",
+                    "http://localhost/x", "http://[::1]/x", "http://10.0.0.8/x"):
+            r = srv.http.post(f"/v2/{eid}/run", json={"input": {}, "webhook": url})
+            assert r.status_code == 400 and r.json()["error"] == "invalid_webhook", (url, r.text)
+            assert "PODIUM_WEBHOOK_ALLOW_PRIVATE" in r.json()["detail"]
+    finally:
+        srv.close()

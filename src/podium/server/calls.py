@@ -9,6 +9,7 @@ from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.dispatch.queue import DuplicateRequest, NewJob
+from podium.netguard import UnsafeURL, allow_private_from_env, check_url
 from podium.server.auth import Principal
 from podium.sdk.service import DEFAULT_TIMEOUT_S
 from podium.server.errors import HTTPError
@@ -70,6 +71,11 @@ async def submit(
     within 24 h) for the same request, the first job's id comes back and nothing is stored; used
     for a different request, it is a 422."""
     options = options or JobOptions()
+    if options.webhook:
+        try:
+            await check_url(options.webhook, allow_private=allow_private_from_env())
+        except UnsafeURL as exc:
+            raise HTTPError(400, "invalid_webhook", str(exc)) from None
     fingerprint = None
     if idempotency_key is not None:
         if not 1 <= len(idempotency_key) <= 255:

@@ -24,6 +24,7 @@ from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import ENDED_KEY, JobQueue
 from podium.dispatch.states import FINAL
 from podium.metrics import Metrics
+from podium.netguard import allow_private_from_env, guarded_client
 from podium.server.envelope import envelope
 from podium.signing import signed_headers
 from podium.store.tables import jobs, webhook_deliveries
@@ -64,7 +65,9 @@ class WebhookOutbox:
         self.secret = secret
         self.retry_delay = retry_delay
         self.metrics = metrics or Metrics()
-        self.client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        # Every delivery resolves the host again and connects only to a public address it checked
+        # (PODIUM_WEBHOOK_ALLOW_PRIVATE=1 lifts that, for local setups): no SSRF, no DNS rebinding.
+        self.client = guarded_client(allow_private=allow_private_from_env(), timeout=timeout)
         self._sending: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
