@@ -110,3 +110,18 @@ class PodiumServer:
     def wait_job(self, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
         final = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
         return wait_until(lambda: (j := self.job(job_id))["status"] in final and j, timeout, 0.05, f"job {job_id}")
+
+
+def worker_pids(server_pid: int, endpoint_id: str) -> dict[str, int]:
+    """worker id -> pid of the `python -m podium.worker` processes this server spawned for an endpoint."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    found: dict[str, int] = {}
+    for line in out.splitlines()[1:]:
+        pid, _, args = line.strip().partition(" ")
+        argv = args.split()
+        if "podium.worker" not in argv:
+            continue
+        opts = dict(zip(argv, argv[1:]))
+        if opts.get("--parent-pid") == str(server_pid) and opts.get("--endpoint") == endpoint_id:
+            found[opts["--worker-id"]] = int(pid)
+    return found

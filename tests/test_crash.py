@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from conftest import SERVICES
-from server import wait_until
+from server import wait_until, worker_pids
 
 pytestmark = pytest.mark.slow
 
@@ -41,19 +40,6 @@ def run(srv: Any, eid: str, **inp: Any) -> str:
     return r.json()["id"]
 
 
-def worker_pids(server_pid: int, endpoint_id: str) -> dict[str, int]:
-    """worker id -> pid of the `python -m podium.worker` processes this server spawned for an endpoint."""
-    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
-    found: dict[str, int] = {}
-    for line in out.splitlines()[1:]:
-        pid, _, args = line.strip().partition(" ")
-        argv = args.split()
-        if "podium.worker" not in argv:
-            continue
-        opts = dict(zip(argv, argv[1:]))
-        if opts.get("--parent-pid") == str(server_pid) and opts.get("--endpoint") == endpoint_id:
-            found[opts["--worker-id"]] = int(pid)
-    return found
 
 
 def alive(pid: int) -> bool:

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from conftest import SERVICES
-from server import wait_until
+from server import wait_until, worker_pids
 
 pytestmark = pytest.mark.slow
 
@@ -32,19 +31,6 @@ KILL_AFTER_SUBMIT = 10.0  #: seconds the killer goes on after the last submissio
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
 
 
-def worker_pids(server_pid: int, endpoint_id: str) -> dict[str, int]:
-    """worker id -> pid of the `python -m podium.worker` processes this server spawned for an endpoint."""
-    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
-    found: dict[str, int] = {}
-    for line in out.splitlines()[1:]:
-        pid, _, args = line.strip().partition(" ")
-        argv = args.split()
-        if "podium.worker" not in argv:
-            continue
-        opts = dict(zip(argv[::], argv[1::]))
-        if opts.get("--parent-pid") == str(server_pid) and opts.get("--endpoint") == endpoint_id:
-            found[opts["--worker-id"]] = int(pid)
-    return found
 
 
 @pytest.mark.timeout(240)

@@ -7,6 +7,7 @@ produces them. These calls take the same path as RunPod jobs: stored, taken, fin
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
@@ -17,6 +18,7 @@ from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
 from podium.server.body import MB, read_object
 from podium.server.calls import check_arguments, check_callable, find_route, submit
 from podium.server.errors import HTTPError
+from podium.server.auth import Principal
 from podium.server.runtime import Runtime
 from podium.server.http_apps import http_call
 from podium.server.openapi_doc import endpoint_openapi
@@ -101,14 +103,22 @@ def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
     )
 
 
+async def _target(request: Request, endpoint: str, role: str) -> tuple[Runtime, Principal, RowMapping, list[dict[str, Any]]]:
+    rt: Runtime = request.app.state.runtime
+    principal = await rt.keys.authorize(request, role)
+    ep = await rt.endpoint(principal, endpoint)
+    return rt, principal, ep, await rt.routes(ep)
+
+
+def _is_app(routes: list[dict[str, Any]]) -> bool:
+    return bool(routes) and routes[0]["kind"] == "http"
+
+
 @router.get("/{endpoint}/openapi.json", response_model=None)
 async def endpoint_openapi_doc(request: Request, endpoint: str) -> Response:
     """This endpoint's routes as an OpenAPI 3.1 description (an HTTP app answers for itself)."""
-    rt: Runtime = request.app.state.runtime
-    principal = await rt.keys.authorize(request, "read")
-    ep = await rt.endpoint(principal, endpoint)
-    routes = await rt.routes(ep)
-    if routes and routes[0]["kind"] == "http":
+    rt, principal, ep, routes = await _target(request, endpoint, "read")
+    if _is_app(routes):
         return await http_call(rt, principal, ep, routes[0], request, endpoint, "openapi.json", failure)
     base = str(request.base_url).rstrip("/")
     return JSONAnswer(endpoint_openapi(ep, routes, base))
@@ -116,11 +126,8 @@ async def endpoint_openapi_doc(request: Request, endpoint: str) -> Response:
 
 async def other_method(request: Request, endpoint: str, route: str) -> Response:
     """GET, PUT, DELETE, ... reach HTTP-app services; routes take POST only."""
-    rt: Runtime = request.app.state.runtime
-    principal = await rt.keys.authorize(request, "invoke")
-    ep = await rt.endpoint(principal, endpoint)
-    routes = await rt.routes(ep)
-    if routes and routes[0]["kind"] == "http":
+    rt, principal, ep, routes = await _target(request, endpoint, "invoke")
+    if _is_app(routes):
         return await http_call(rt, principal, ep, routes[0], request, endpoint, route, failure)
     raise HTTPError(405, "method_not_allowed", f"routes of {ep['name']} are called with POST")
 
@@ -142,11 +149,8 @@ for _method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"):
 
 @router.post("/{endpoint}/{route:path}", response_model=None)
 async def call_route(request: Request, endpoint: str, route: str) -> Response:
-    rt: Runtime = request.app.state.runtime
-    principal = await rt.keys.authorize(request, "invoke")
-    ep = await rt.endpoint(principal, endpoint)
-    routes = await rt.routes(ep)
-    if routes and routes[0]["kind"] == "http":
+    rt, principal, ep, routes = await _target(request, endpoint, "invoke")
+    if _is_app(routes):
         return await http_call(rt, principal, ep, routes[0], request, endpoint, route, failure)
     kwargs = await read_object(request, ROUTE_LIMIT)
     spec = find_route(routes, route)
