@@ -22,8 +22,7 @@ What the fuzzer is given beyond the description, and why:
   settings in generated bodies are capped (min_workers <= 1, max_workers <= 3) so a case cannot
   start dozens of worker processes; generated job inputs never name the test services' `marker`
   argument (a job that waits for a file nobody writes).
-* Known server errors. What the fuzzer found and src does not fix yet is steered around (`PINNED`,
-  the deploy body) and pinned, each by its minimal request, in `KNOWN`.
+* Server errors it found (now fixed) stay pinned, each by its minimal request, in `KNOWN`.
 
 Answers that relay a job's outcome or an endpoint's state are 5xx by design and are counted, not
 failed (`DESIGNED`): a route that raised (500 route_error), a worker lost (502), a call still
@@ -72,12 +71,10 @@ OBJ: dict[str, Any] = {"type": "object"}
 STR_MAP: dict[str, Any] = {"type": "object", "additionalProperties": S}
 S3_KEYS = ["accessId", "accessSecret", "bucketName", "endpointUrl"]
 NAME: dict[str, Any] = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"}
-#: Kept so in every variant. Scaling: more would start that many worker processes. role: any
-#: unhashable value is a known 500 (KNOWN).
+#: Kept so in every variant. Scaling: more would start that many worker processes.
 PINNED: dict[str, Any] = {
     "min_workers": {"type": "integer", "minimum": 0, "maximum": 1},
     "max_workers": {"type": "integer", "minimum": 1, "maximum": 3},
-    "role": {"type": ["string", "integer", "boolean", "null"]},
 }
 
 
@@ -94,13 +91,14 @@ def bodies(real: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
                               "lowPriority": {"type": "boolean"}}),
                "s3Config": obj({k: {"type": "string", "minLength": 1} for k in S3_KEYS}, *S3_KEYS)}, "input")
     laminar = {"inputs": obj({"value": V, "name": V}), "env": STR_MAP, "metadata": OBJ, "stream": {"type": "boolean"}}
-    # Routes and config as a real deploy sends them: other shapes are known 500s (KNOWN). No
-    # min_workers: the worker of a version with a made-up entry could only fail to start.
-    config = obj({**PINNED, "min_workers": {"const": 0}, "idle_timeout": {"type": "number", "minimum": 0},
-                  "concurrency": {"type": "integer", "minimum": 1}},
+    # Real routes or anything at all, real-looking config or out of range. No min_workers: the
+    # worker of a version with a made-up entry could only fail to start.
+    config = obj({**PINNED, "min_workers": {"const": 0}, "idle_timeout": {"type": "number"},
+                  "concurrency": {"type": "integer"}},
                  "min_workers", "max_workers", "idle_timeout", "concurrency")
     version = obj({"sha256": {"enum": real["sha256"]}, "service": S, "entry": S, "size": {"type": "integer"},
-                   "routes": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"enum": real["routes"]}},
+                   "routes": {"type": "array", "minItems": 1, "maxItems": 3,
+                              "items": {"anyOf": [{"enum": real["routes"]}, {}]}},
                    "runtime": {"enum": ["podium", "runpod", "x"]}, "config": config},
                   "sha256", "service", "entry", "routes", "config", "size")
     return {
@@ -352,21 +350,11 @@ def known_deploy_malformed_routes(srv: PodiumServer, real: dict[str, Any]) -> li
             call(srv, "POST", "/v1/pipeline/run", {"pipeline": "known-routes", "env": {}}).status_code]
 
 
-#: Server errors the fuzzer found and src does not fix yet. The fuzz test's generator steers
-#: around each (PINNED, the deploy body), and each is pinned here by its minimal request, strictly:
-#: once fixed, its xfail fails, saying to drop the steering and the entry.
+#: Server errors the fuzzer found, each by its minimal request (fixed; kept as regressions).
 KNOWN = [
-    pytest.param(known_role_unhashable, id="keys-role-unhashable", marks=pytest.mark.xfail(strict=True, reason=(
-        "POST /api/v1/keys {'role': []} is a 500: admin.create_key tests `role not in ROLE_RANK` on "
-        "an unhashable value (TypeError)"))),
-    pytest.param(known_deploy_invalid_config, id="deploy-invalid-config", marks=pytest.mark.xfail(strict=True, reason=(
-        "POST /api/v1/deploy with config.concurrency 0 (or idle_timeout < 0, ...) is a 500: "
-        "admin._check_version checks only that the config values are numbers, and "
-        "catalog.point_endpoint -> scaling_columns -> ServiceConfig raises ServiceDefinitionError"))),
-    pytest.param(known_deploy_malformed_routes, id="deploy-malformed-routes", marks=pytest.mark.xfail(
-        strict=True, reason=(
-            "POST /api/v1/deploy accepts routes that are not route objects ([true]); every later call "
-            "of the endpoint is a 500 (routes_api._is_app, calls.default_route index into them)"))),
+    pytest.param(known_role_unhashable, id="keys-role-unhashable"),
+    pytest.param(known_deploy_invalid_config, id="deploy-invalid-config"),
+    pytest.param(known_deploy_malformed_routes, id="deploy-malformed-routes"),
 ]
 
 

@@ -98,7 +98,9 @@ def test_roles(sec):
 
 
 def test_a_key_of_another_project_finds_nothing(sec):
-    srv, ep, acme_admin = sec
+    srv, _, acme_admin = sec
+    # A distinctive name, so "the answer does not name it" cannot be fooled by chance.
+    ep = srv.deploy(SERVICES / "rp.py", "hidden-default-endpoint")
     eid, name, version = ep["endpoint_id"], ep["name"], ep["version"]
     job_id = srv.http.post(f"/v2/{eid}/run", json={"input": {"value": 2}}).json()["id"]
     srv.wait_job(job_id)

@@ -108,17 +108,38 @@ async def put_blob(request: Request, sha256: str) -> JSONAnswer:
     return JSONAnswer({"sha256": sha256, "size": len(data)})
 
 
+def _route_shape(route: Any) -> bool:
+    return (
+        isinstance(route, dict)
+        and isinstance(route.get("path"), str) and route["path"].startswith("/")
+        and isinstance(route.get("method"), str)
+        and route.get("kind") in ("route", "handler", "http")
+        and isinstance(route.get("streaming"), bool)
+        and isinstance(route.get("params"), list)
+        and all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in route["params"])
+    )
+
+
 def _check_version(v: Any, project_id: str) -> dict[str, Any]:
     required = ("sha256", "service", "entry", "routes", "config", "size")
     if not isinstance(v, dict) or any(k not in v for k in required):
         raise HTTPError(400, "invalid_request", f'"version" must be an object with {", ".join(required)}')
     if not isinstance(v["routes"], list) or not v["routes"]:
         raise HTTPError(400, "invalid_request", "the version declares no routes")
+    for route in v["routes"]:
+        if not _route_shape(route):
+            raise HTTPError(400, "invalid_request",
+                            "each route must be an object like the bundler makes: path ('/...'), method, "
+                            "kind (route, handler or http), streaming (bool), params (list)")
     cfg = v["config"]
     if not isinstance(cfg, dict) or not all(
         isinstance(cfg.get(k), (int, float)) for k in ("min_workers", "max_workers", "idle_timeout", "concurrency")
     ):
         raise HTTPError(400, "invalid_request", "version config needs min_workers, max_workers, idle_timeout, concurrency")
+    try:
+        ServiceConfig.from_dict(cfg)
+    except (ServiceDefinitionError, TypeError, ValueError) as exc:
+        raise HTTPError(400, "invalid_scaling", str(exc)) from None
     runtime = v.setdefault("runtime", "podium")
     if runtime not in ("podium", "runpod"):
         raise HTTPError(400, "invalid_request", 'version runtime must be "podium" or "runpod"')
@@ -472,7 +493,7 @@ async def create_key(request: Request) -> JSONAnswer:
     rt, principal = await _auth(request, "admin")
     body = await read_object(request, 64 * 1024)
     role = body.get("role", "invoke")
-    if role not in ROLE_RANK:
+    if not isinstance(role, str) or role not in ROLE_RANK:
         raise HTTPError(400, "invalid_role", f"role must be one of {', '.join(ROLE_RANK)}")
     name = body.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 128):

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from podium.server.responses import JSONAnswer
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from podium.errors import PodiumError
 
@@ -81,14 +82,40 @@ def install(app: FastAPI) -> None:
             status_code=503, headers={"Retry-After": "1"},
         )
 
-    async def on_crash(request: Request, exc: Exception) -> JSONAnswer:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONAnswer(
-            {"error": "internal_error", "detail": "the server failed; see its log"}, status_code=500
-        )
 
     app.add_exception_handler(HTTPError, on_podium)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_starlette)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, on_store)  # type: ignore[arg-type]
-    app.add_exception_handler(Exception, on_crash)
+    app.add_middleware(CatchAll)
+
+
+class CatchAll:
+    """A bug's answer: a JSON 500, logged once, and the connection kept (Starlette's own handler
+    for Exception re-raises after answering, which closes a keep-alive connection)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:  # too late for an answer of our own: end the broken one
+                raise
+            response = JSONAnswer(
+                {"error": "internal_error", "detail": "the server failed; see its log"}, status_code=500
+            )
+            await response(scope, receive, send)
