@@ -50,6 +50,8 @@ def test_routes_defaults_and_table():
 def test_settings_are_checked_where_they_are_declared():
     with pytest.raises(podium.ServiceDefinitionError, match="unknown setting max_workerz"):
         podium.service(name="x", max_workerz=3)
+    with pytest.raises(podium.ServiceDefinitionError, match="at most 256"):
+        podium.service(name="x", max_workers=10_000)
     with pytest.raises(podium.ServiceDefinitionError, match="scaler must be one of"):
         podium.service(name="x", scaler="vibes")
     with pytest.raises(podium.ServiceDefinitionError, match="retry_on"):

@@ -71,6 +71,10 @@ class ServiceConfig:
             raise ServiceDefinitionError("min_workers must be >= 0")
         if self.max_workers < 1 or self.max_workers < self.min_workers:
             raise ServiceDefinitionError("max_workers must be >= 1 and >= min_workers")
+        if self.max_workers > MAX_WORKERS or self.concurrency > MAX_CONCURRENCY:
+            raise ServiceDefinitionError(
+                f"max_workers may be at most {MAX_WORKERS} and concurrency at most {MAX_CONCURRENCY}"
+            )
         if self.idle_timeout < 0:
             raise ServiceDefinitionError("idle_timeout must be >= 0 seconds")
         if self.concurrency < 1:
@@ -107,6 +111,10 @@ class ServiceConfig:
         known = {f.name for f in dataclasses.fields(cls)} - {"retry_on"}
         return cls(**{k: v for k, v in data.items() if k in known})
 
+
+#: Upper bounds, so a typo cannot start thousands of processes or threads on one machine.
+MAX_WORKERS = 256
+MAX_CONCURRENCY = 1024
 
 #: The scaler policies an endpoint may use.
 SCALERS = ("request-count", "queue-delay")
