@@ -74,6 +74,18 @@ SCALE_KEY = "scale"
 ENDED_KEY = "ended"
 
 
+def _ending(status: JobStatus, now: float, **more: Any) -> dict[str, Any]:
+    """The values every final transition sets: worker-only fields (s3Config, env) are dropped the
+    moment a job ends, whichever way it ends."""
+    return {"status": status, "finished_at": now, "lease_until": None, "secret": None,
+            "stream_closed": True, **more}
+
+
+def _ran_for(now: float) -> Any:
+    """execution_ms of a job ending now (SQL: from its started_at)."""
+    return func.cast((now - jobs.c.started_at) * 1000, jobs.c.execution_ms.type)
+
+
 def backoff(attempt: int, base: float, cap: float = 60.0) -> float:
     """Seconds before retry number `attempt`: exponential, capped, with jitter (half to full) so
     retries of many jobs failing together spread out."""
@@ -455,17 +467,13 @@ class JobQueue:
             return True
         now = self.clock.now()
         failed = error is not None
-        values: dict[str, Any] = {
-            "status": JobStatus.FAILED if failed else JobStatus.COMPLETED,
-            "finished_at": now,
-            "execution_ms": func.cast((now - jobs.c.started_at) * 1000, jobs.c.execution_ms.type),
-            "lease_until": None,
-            "secret": None,
-            "stream_closed": True,
-            "output": None if failed else _json.dumps(output),
-            "error": error,
-            "error_info": _json.dumps(error_info) if error_info else None,
-        }
+        values = _ending(
+            JobStatus.FAILED if failed else JobStatus.COMPLETED, now,
+            execution_ms=_ran_for(now),
+            output=None if failed else _json.dumps(output),
+            error=error,
+            error_info=_json.dumps(error_info) if error_info else None,
+        )
         async with self.store.tx() as conn:
             res = await conn.execute(
                 update(jobs)
@@ -542,13 +550,7 @@ class JobQueue:
                 if retry:
                     values.update(status=JobStatus.IN_QUEUE, progress=None)
                 else:
-                    values.update(
-                        status=JobStatus.FAILED,
-                        error=WORKER_LOST,
-                        finished_at=now,
-                        secret=None,
-                        stream_closed=True,
-                    )
+                    values.update(_ending(JobStatus.FAILED, now, error=WORKER_LOST))
                 upd = await conn.execute(
                     update(jobs)
                     .where(
@@ -579,38 +581,26 @@ class JobQueue:
             await conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.status.in_([JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS]))
-                .values(
-                    status=JobStatus.CANCELLED, finished_at=now, lease_until=None, secret=None,
-                    stream_closed=True,
-                )
+                .values(**_ending(JobStatus.CANCELLED, now))
             )
         await self._ended([job_id])
         return await self.get(job_id)
 
     async def purge(self, endpoint_id: str) -> int:
         """Cancel every queued job of an endpoint; running ones go on. Returns how many."""
-        now = self.clock.now()
-        async with self.store.tx() as conn:
-            res = await conn.execute(
-                update(jobs)
-                .where(jobs.c.endpoint_id == endpoint_id, jobs.c.status == JobStatus.IN_QUEUE)
-                .values(status=JobStatus.CANCELLED, finished_at=now, secret=None, stream_closed=True)
-                .returning(jobs.c.id)
-            )
-            ids = [r[0] for r in res.all()]
-        await self._ended(ids)
-        return len(ids)
+        return await self._end_waiting(endpoint_id, JobStatus.CANCELLED)
 
     async def fail_queued(self, endpoint_id: str, reason: str) -> int:
         """End every waiting job of an endpoint FAILED with `reason` (its version cannot start:
         they would otherwise wait forever). Returns how many."""
-        now = self.clock.now()
+        return await self._end_waiting(endpoint_id, JobStatus.FAILED, error=reason)
+
+    async def _end_waiting(self, endpoint_id: str, status: JobStatus, **more: Any) -> int:
         async with self.store.tx() as conn:
             res = await conn.execute(
                 update(jobs)
                 .where(jobs.c.endpoint_id == endpoint_id, jobs.c.status == JobStatus.IN_QUEUE)
-                .values(status=JobStatus.FAILED, error=reason, finished_at=now, secret=None,
-                        stream_closed=True)
+                .values(**_ending(status, self.clock.now(), **more))
                 .returning(jobs.c.id)
             )
             ids = [r[0] for r in res.all()]
@@ -671,17 +661,13 @@ class JobQueue:
             res = await conn.execute(
                 update(jobs)
                 .where(jobs.c.status == JobStatus.IN_PROGRESS, jobs.c.deadline_at <= now)
-                .values(
-                    status=JobStatus.TIMED_OUT,
+                .values(**_ending(
+                    JobStatus.TIMED_OUT, now,
                     error=literal("execution timeout: the job ran longer than ")
                     + cast(jobs.c.timeout_ms, String)
                     + literal(" ms (policy.executionTimeout)"),
-                    finished_at=now,
-                    execution_ms=func.cast((now - jobs.c.started_at) * 1000, jobs.c.execution_ms.type),
-                    lease_until=None,
-                    secret=None,
-                    stream_closed=True,
-                )
+                    execution_ms=_ran_for(now),
+                ))
                 .returning(jobs.c.id, jobs.c.worker_id)
             )
             rows = list(res.mappings().all())
