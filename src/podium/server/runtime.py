@@ -24,7 +24,7 @@ from podium.server.errors import not_found
 from podium.server.webhooks import WebhookOutbox
 from podium.store.catalog import DEFAULT_PROJECT, Catalog
 from podium.store.engine import Store
-from podium.store.secretbox import SecretBox, load_key
+from podium.store.secretbox import SecretBox, load_key, secret_file
 
 log = logging.getLogger("podium.server")
 
@@ -71,7 +71,9 @@ class Runtime:
         self.secrets = SecretBox(load_key(self.settings.secret_key, self.settings.secret_key_file))
         self.scaler.secrets = self.endpoint_env
         self.webhooks = WebhookOutbox(
-            self.queue, self.settings.webhook_secret or _secret_file(self.settings.webhook_secret_file),
+            self.queue,
+            self.settings.webhook_secret
+            or secret_file(self.settings.webhook_secret_file, lambda: "whsec_" + secrets.token_urlsafe(32)),
             retry_delay=self.settings.webhook_retry_delay, timeout=self.settings.webhook_timeout,
             metrics=self.metrics,
         )
@@ -149,19 +151,6 @@ class Runtime:
 
     def blob_path(self, sha256: str) -> Path:
         return self.settings.blobs / f"{sha256}.zip"
-
-
-def _secret_file(path: Path) -> str:
-    """A secret kept in a file of mode 600, created on first use."""
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    secret = "whsec_" + secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secret)
-    return secret
 
 
 def write_credentials(path: Path, url: str, key: str) -> None:

@@ -8,6 +8,7 @@ environment variables; no answer ever carries them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -15,18 +16,23 @@ from cryptography.fernet import Fernet, InvalidToken
 from podium.errors import ConfigError
 
 
+def secret_file(path: Path, generate: Callable[[], str]) -> str:
+    """A server secret kept in a file of mode 600: read, or generated and written on first use."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    value = generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value
+
+
 def load_key(explicit: str | None, path: Path) -> bytes:
     """The server's secret key: explicit, else the key file (created with mode 600 if missing)."""
-    if explicit:
-        key = explicit.encode()
-    elif path.exists():
-        key = path.read_bytes().strip()
-    else:
-        key = Fernet.generate_key()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
+    key = (explicit or secret_file(path, lambda: Fernet.generate_key().decode())).encode()
     try:
         Fernet(key)
     except ValueError:
