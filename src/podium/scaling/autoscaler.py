@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
-from podium import _json
 from podium.config import Settings
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import SCALE_KEY, JobQueue, ep_key, stop_key
@@ -59,7 +58,6 @@ class Autoscaler:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._last_reap = 0.0
-        self._startup_timeouts: dict[str, float] = {}
         #: An endpoint's secrets (decrypted) for its workers' environment; set by the runtime.
         self.secrets: Callable[[str], Awaitable[dict[str, str]]] | None = None
 
@@ -190,12 +188,8 @@ class Autoscaler:
         return False
 
     async def _startup_timeout(self, ep: RowMapping) -> float:
-        vid = ep["version_id"]
-        if vid not in self._startup_timeouts:
-            version = await self.catalog.get_version(ep["project_id"], vid)
-            config = _json.loads(version["config"]) if version is not None else {}
-            self._startup_timeouts[vid] = float(config.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT))
-        return self._startup_timeouts[vid]
+        config = (await self.catalog.version_info(ep["project_id"], ep["version_id"]))["config"]
+        return float(config.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT))
 
     def _kill(self, w: WorkerInfo) -> None:
         """Stop a worker at once; its jobs come back through _on_exit."""

@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
-from podium import _json
 from podium.config import Settings
 from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier
@@ -55,7 +54,6 @@ class Runtime:
         self.keys = KeyRing(self.catalog, rate=settings.rate_limit, burst=settings.rate_burst)
         self.registry = Registry()
         self.scaler = Autoscaler(settings, self.catalog, self.queue, self.registry, self.metrics)
-        self._versions: dict[str, dict[str, Any]] = {}
         self.webhooks: WebhookOutbox | None = None
         self.secrets: SecretBox | None = None
         #: Set on first start when an admin key was generated: printed once by `podium up`.
@@ -125,21 +123,8 @@ class Runtime:
         return row
 
     async def version(self, ep: RowMapping) -> dict[str, Any]:
-        """Route table, config and runtime of the version an endpoint points at (versions are
-        immutable, so this is cached)."""
-        vid = ep["version_id"]
-        info = self._versions.get(vid)
-        if info is None:
-            row = await self.catalog.get_version(ep["project_id"], vid)
-            if row is None:
-                return {"routes": [], "config": {}, "runtime": "podium"}
-            info = {
-                "routes": _json.loads(row["routes"]),
-                "config": _json.loads(row["config"]),
-                "runtime": row["runtime"],
-            }
-            self._versions[vid] = info
-        return info
+        """Route table, config and runtime of the version an endpoint points at."""
+        return await self.catalog.version_info(ep["project_id"], ep["version_id"])
 
     async def routes(self, ep: RowMapping) -> list[dict[str, Any]]:
         return (await self.version(ep))["routes"]  # type: ignore[no-any-return]

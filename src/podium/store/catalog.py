@@ -77,6 +77,8 @@ class Catalog:
         # Endpoint rows are read on every call and change rarely: cached briefly, and dropped
         # whenever this process changes one (the TTL bounds staleness across server replicas).
         self._endpoints: dict[tuple[str | None, str], tuple[float, RowMapping | None]] = {}
+        # Versions never change: their parsed route table and config are kept once read.
+        self._versions: dict[str, dict[str, Any]] = {}
 
     # -- projects -------------------------------------------------------------------------------
 
@@ -275,6 +277,21 @@ class Catalog:
         row = await self.get_version(project_id, version["id"])
         assert row is not None
         return row
+
+    async def version_info(self, project_id: str, version_id: str) -> dict[str, Any]:
+        """A version's routes, config and runtime, parsed (empty ones for a missing version)."""
+        info = self._versions.get(version_id)
+        if info is None:
+            row = await self.get_version(project_id, version_id)
+            if row is None:
+                return {"routes": [], "config": {}, "runtime": "podium"}
+            info = {
+                "routes": _json.loads(row["routes"]),
+                "config": _json.loads(row["config"]),
+                "runtime": row["runtime"],
+            }
+            self._versions[version_id] = info
+        return info
 
     async def get_version(self, project_id: str, version_id: str) -> RowMapping | None:
         async with self.store.tx() as conn:
