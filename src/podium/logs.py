@@ -104,28 +104,27 @@ def setup(level: int = logging.INFO, **static: Any) -> None:
     logging.getLogger("podium").setLevel(level)
 
 
-def job_of(line: str) -> str | None:
-    """The job a log line belongs to: our `job_id`, or RunPod workers' `requestId`."""
+def _entry(line: str) -> dict[str, Any] | None:
+    """A log line as the JSON object it is, or None (a plain line, e.g. a RunPod worker's print)."""
     if not line.startswith("{"):
         return None
     try:
         entry = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(entry, dict):
-        return None
-    return entry.get("job_id") or entry.get("requestId")
+    return entry if isinstance(entry, dict) else None
+
+
+def job_of(line: str) -> str | None:
+    """The job a log line belongs to: our `job_id`, or RunPod workers' `requestId`."""
+    entry = _entry(line)
+    return None if entry is None else entry.get("job_id") or entry.get("requestId")
 
 
 def render(line: str) -> str:
     """A JSON log line made readable for `podium logs`; other lines (user prints) as they are."""
-    if not line.startswith("{"):
-        return line
-    try:
-        entry = json.loads(line)
-    except ValueError:
-        return line
-    if not isinstance(entry, dict) or "msg" not in entry:
+    entry = _entry(line)
+    if entry is None or "msg" not in entry:
         return line
     text = f"{entry.get('time', '')} {entry.get('level', '').upper():7} {entry['msg']}"
     return text + ("\n" + entry["exc"] if entry.get("exc") else "")
