@@ -23,6 +23,11 @@ _job_fields: ContextVar[dict[str, Any] | None] = ContextVar("podium_log_job", de
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
+def stamp(t: float) -> str:
+    """UTC time with milliseconds, ISO 8601 (the `Z` means it: never local time)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
 class JSONFormatter(logging.Formatter):
     def __init__(self, **static: Any) -> None:
         super().__init__()
@@ -30,7 +35,7 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "time": stamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -76,9 +81,8 @@ class LineWriter(io.TextIOBase):
         self.out.flush()
 
     def _emit(self, line: str) -> None:
-        now = time.time()
         entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
+            "time": stamp(time.time()),
             "level": "info" if self.stream == "stdout" else "warning",
             "logger": self.stream, "msg": line, **self.static, **(_job_fields.get() or {}),
         }
