@@ -76,12 +76,12 @@ async def submit(
             await check_url(options.webhook, allow_private=allow_private_from_env())
         except UnsafeURL as exc:
             raise HTTPError(400, "invalid_webhook", str(exc)) from None
-    fingerprint = None
+    idempotency = None
     if idempotency_key is not None:
         if not 1 <= len(idempotency_key) <= 255:
             raise HTTPError(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters")
-        fingerprint = request_hash(ep["id"], route["path"], payload, options)
-        first = await _first_use(rt, principal, idempotency_key, fingerprint)
+        idempotency = (idempotency_key, request_hash(ep["id"], route["path"], payload, options))
+        first = await _first_use(rt, principal, *idempotency)
         if first is not None:
             return first
     config = (await rt.version(ep))["config"]
@@ -106,15 +106,15 @@ async def submit(
         ttl_ms=options.ttl_ms,
         timeout_ms=options.timeout_ms or int(config.get("execution_timeout", DEFAULT_TIMEOUT_S) * 1000),
         low_priority=options.low_priority,
+        idempotency=idempotency,
     )
     if job_id is not None:
         new.id = job_id
-    if idempotency_key is not None and fingerprint is not None:
-        new.idempotency = (idempotency_key, fingerprint)
     try:
         stored = await rt.queue.enqueue(new)
     except DuplicateRequest:  # the same key, stored a moment ago by a concurrent request
-        first = await _first_use(rt, principal, idempotency_key or "", fingerprint or "")
+        assert idempotency is not None
+        first = await _first_use(rt, principal, *idempotency)
         assert first is not None
         return first
     rt.metrics.submitted.labels(ep["id"], kind).inc()
