@@ -15,7 +15,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Float,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
@@ -54,11 +68,16 @@ class NewJob:
     retries: int = 0
     #: (Idempotency-Key, hash of the request): stored with the job, in the same transaction.
     idempotency: tuple[str, str] | None = None
+    #: The caller waits on its connection for the result (runsync, route calls): storing the job
+    #: promises nothing yet, so it is not fsynced until its id is handed out (see wait_final).
+    awaited: bool = False
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 #: What is known of a job when it ends (for metrics, and to tell whether a webhook is due).
-ENDED_COLUMNS = (jobs.c.endpoint_id, jobs.c.status, jobs.c.delay_ms, jobs.c.execution_ms, jobs.c.webhook)
+ENDED_COLUMNS = (
+    jobs.c.endpoint_id, jobs.c.kind, jobs.c.status, jobs.c.delay_ms, jobs.c.execution_ms, jobs.c.webhook
+)
 
 #: How long an Idempotency-Key is remembered.
 IDEMPOTENCY_SECONDS = 24 * 3600
@@ -72,6 +91,82 @@ class DuplicateRequest(Exception):
 SCALE_KEY = "scale"
 #: Woken when jobs end, for the webhook outbox.
 ENDED_KEY = "ended"
+
+
+# -- the hot statements, built once: a statement object reused keeps its cache key, so executing
+# it costs a compiled-cache hit instead of a rebuild and a fresh cache key on every call.
+
+_NOW = bindparam("b_now", type_=Float)
+
+
+def _alive_clause() -> ColumnElement[bool]:
+    keep = case(
+        (jobs.c.kind == "runsync", bindparam("b_keep_runsync", type_=Float)),
+        else_=bindparam("b_keep_run", type_=Float),
+    )
+    return and_(
+        or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > _NOW),
+        or_(jobs.c.finished_at.is_(None), jobs.c.finished_at + keep > _NOW),
+    )
+
+
+#: Not past its ttl, and not final for longer than its kind's retention (binds b_now, b_keep_*).
+_ALIVE = _alive_clause()
+_HELD = and_(
+    jobs.c.id == bindparam("b_job"), jobs.c.worker_id == bindparam("b_worker"),
+    jobs.c.status == JobStatus.IN_PROGRESS,
+)
+#: A job this worker holds (binds b_job, b_worker), and of this endpoint (also b_endpoint).
+_HELD_BY = {False: _HELD, True: and_(_HELD, jobs.c.endpoint_id == bindparam("b_endpoint"))}
+_GET = select(*PUBLIC_COLUMNS).where(jobs.c.id == bindparam("b_job"), _ALIVE)
+_INSERT_JOB = insert(jobs)
+_PICKED = (
+    select(jobs.c.id)
+    .where(
+        jobs.c.endpoint_id == bindparam("b_endpoint"),
+        jobs.c.status == JobStatus.IN_QUEUE,
+        or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > _NOW),
+        or_(jobs.c.run_after.is_(None), jobs.c.run_after <= _NOW),
+    )
+    .order_by(jobs.c.created_at)
+    .limit(bindparam("b_limit"))
+    .with_for_update(skip_locked=True)
+    .cte("picked")
+)
+_TAKE = (
+    update(jobs)
+    .where(jobs.c.id == _PICKED.c.id, jobs.c.status == JobStatus.IN_QUEUE)
+    .values(
+        status=JobStatus.IN_PROGRESS,
+        worker_id=bindparam("b_worker"),
+        lease_until=bindparam("b_lease_until", type_=Float),
+        attempt=jobs.c.attempt + 1,
+        started_at=_NOW,
+        delay_ms=func.cast((_NOW - jobs.c.created_at) * 1000, jobs.c.delay_ms.type),
+        deadline_at=_NOW + jobs.c.timeout_ms / 1000.0,
+    )
+    .returning(jobs)
+)
+
+
+def _finish_statement(by_endpoint: bool) -> Any:
+    return (
+        update(jobs)
+        .where(_HELD_BY[by_endpoint])
+        .values(
+            status=bindparam("b_status"), finished_at=_NOW, lease_until=None, secret=None,
+            stream_closed=True,
+            execution_ms=func.cast((_NOW - jobs.c.started_at) * 1000, jobs.c.execution_ms.type),
+            output=bindparam("b_output"), error=bindparam("b_error"),
+            error_info=bindparam("b_error_info"),
+        )
+        .returning(*ENDED_COLUMNS)
+    )
+
+
+#: End a held job (binds b_now, b_job, b_worker, b_status, b_output, b_error, b_error_info, and
+#: b_endpoint in the by-endpoint variant).
+_FINISH = {by_endpoint: _finish_statement(by_endpoint) for by_endpoint in (False, True)}
 
 
 def _ending(status: JobStatus, now: float, **more: Any) -> dict[str, Any]:
@@ -167,9 +262,10 @@ class JobQueue:
 
     async def _enqueue(self, new: NewJob) -> str:
         now = self.clock.now()
-        async with self.store.tx() as conn:
+        async with self.store.tx(durable=not new.awaited) as conn:
             await conn.execute(
-                insert(jobs).values(
+                _INSERT_JOB,
+                dict(
                     id=new.id,
                     project_id=new.project_id,
                     endpoint_id=new.endpoint_id,
@@ -188,7 +284,7 @@ class JobQueue:
                     low_priority=new.low_priority,
                     timeout_ms=new.timeout_ms,
                     retries=new.retries,
-                )
+                ),
             )
             if new.idempotency is not None:
                 await conn.execute(
@@ -214,10 +310,8 @@ class JobQueue:
 
     async def get(self, job_id: str) -> RowMapping | None:
         """The job, or None once it is gone: past its ttl, or final for longer than retention."""
-        async with self.store.tx() as conn:
-            res = await conn.execute(
-                select(*PUBLIC_COLUMNS).where(jobs.c.id == job_id, self._alive(self.clock.now()))
-            )
+        async with self.store.tx(durable=False) as conn:
+            res = await conn.execute(_GET, {"b_job": job_id, **self._alive_params(self.clock.now())})
             return res.mappings().first()
 
     async def find(
@@ -235,7 +329,9 @@ class JobQueue:
             return list(res.mappings().all())
 
     async def wait_final(self, job_id: str, timeout: float) -> RowMapping | None:
-        """The job once final, or as it is when `timeout` runs out (None if it does not exist)."""
+        """The job once final, or as it is when `timeout` runs out (None if it does not exist).
+
+        A job still running then is made durable first: its id goes out as a promise."""
         deadline = time.monotonic() + timeout
         with self.notifier.listen(job_key(job_id)) as ev:
             while True:
@@ -243,6 +339,7 @@ class JobQueue:
                 if row is None or row["status"] in FINAL:
                     return row
                 if not await wait_event(ev, deadline - time.monotonic()):
+                    await self.store.sync()
                     return await self.get(job_id)
 
     async def chunks(self, job_id: str, after_seq: int = -1) -> list[RowMapping]:
@@ -310,34 +407,11 @@ class JobQueue:
     ) -> list[RowMapping]:
         """Atomically claim up to `limit` queued jobs of an endpoint for one worker."""
         now = self.clock.now()
-        picked = (
-            select(jobs.c.id)
-            .where(
-                jobs.c.endpoint_id == endpoint_id,
-                jobs.c.status == JobStatus.IN_QUEUE,
-                or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > now),
-                or_(jobs.c.run_after.is_(None), jobs.c.run_after <= now),
-            )
-            .order_by(jobs.c.created_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .cte("picked")
-        )
-        async with self.store.tx() as conn:
-            res = await conn.execute(
-                update(jobs)
-                .where(jobs.c.id == picked.c.id, jobs.c.status == JobStatus.IN_QUEUE)
-                .values(
-                    status=JobStatus.IN_PROGRESS,
-                    worker_id=worker_id,
-                    lease_until=now + lease,
-                    attempt=jobs.c.attempt + 1,
-                    started_at=now,
-                    delay_ms=func.cast((now - jobs.c.created_at) * 1000, jobs.c.delay_ms.type),
-                    deadline_at=now + jobs.c.timeout_ms / 1000.0,
-                )
-                .returning(jobs)
-            )
+        params = {"b_now": now, "b_endpoint": endpoint_id, "b_worker": worker_id,
+                  "b_lease_until": now + lease, "b_limit": limit}
+        # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
+        async with self.store.tx(durable=False) as conn:
+            res = await conn.execute(_TAKE, params)
             return list(res.mappings().all())
 
     async def take_wait(
@@ -371,7 +445,7 @@ class JobQueue:
 
     async def note_cold_start(self, rows: Sequence[RowMapping], started_at: float, ready_at: float) -> None:
         """Record how much of each job's wait was its worker's cold start."""
-        async with self.store.tx() as conn:
+        async with self.store.tx(durable=False) as conn:
             for row in rows:
                 cold = ready_at - max(row["created_at"], started_at)
                 if cold > 0:
@@ -381,7 +455,7 @@ class JobQueue:
 
     async def untake(self, job_ids: Sequence[str], worker_id: str) -> None:
         """Give back jobs taken for a worker that hung up before it could receive them."""
-        async with self.store.tx() as conn:
+        async with self.store.tx(durable=False) as conn:
             res = await conn.execute(
                 update(jobs)
                 .where(
@@ -409,7 +483,7 @@ class JobQueue:
                     jobs.c.status == JobStatus.IN_PROGRESS)
         if endpoint_id is not None:
             cond = and_(cond, jobs.c.endpoint_id == endpoint_id)
-        async with self.store.tx() as conn:
+        async with self.store.tx(durable=False) as conn:
             res = await conn.execute(
                 update(jobs)
                 .where(cond)
@@ -419,7 +493,7 @@ class JobQueue:
 
     async def progress(self, job_id: str, worker_id: str, value: Any, *, endpoint_id: str | None = None) -> bool:
         """Record a progress update; ignored once the job is final (updates can arrive late)."""
-        async with self.store.tx() as conn:
+        async with self.store.tx(durable=False) as conn:
             res = await conn.execute(
                 update(jobs)
                 .where(self._held(job_id, worker_id, endpoint_id))
@@ -431,8 +505,9 @@ class JobQueue:
     async def append_chunk(
         self, job_id: str, worker_id: str, value: Any, *, endpoint_id: str | None = None
     ) -> bool:
-        """Store one stream chunk of a running job and wake its readers."""
-        async with self.store.tx() as conn:
+        """Store one stream chunk of a running job and wake its readers (not fsynced: the job's
+        end is, and with it every chunk stored before)."""
+        async with self.store.tx(durable=False) as conn:
             held = await conn.execute(select(jobs.c.id).where(self._held(job_id, worker_id, endpoint_id)))
             if held.first() is None:
                 return False
@@ -465,24 +540,22 @@ class JobQueue:
         endpoint's) change nothing."""
         if error is not None and retryable and await self._retry_later(job_id, worker_id, error, endpoint_id):
             return True
-        now = self.clock.now()
         failed = error is not None
-        values = _ending(
-            JobStatus.FAILED if failed else JobStatus.COMPLETED, now,
-            execution_ms=_ran_for(now),
-            output=None if failed else _json.dumps(output),
-            error=error,
-            error_info=_json.dumps(error_info) if error_info else None,
-        )
-        async with self.store.tx() as conn:
-            res = await conn.execute(
-                update(jobs)
-                .where(self._held(job_id, worker_id, endpoint_id))
-                .values(**values)
-                .returning(*ENDED_COLUMNS)
-            )
+        params = {
+            "b_now": self.clock.now(), "b_job": job_id, "b_worker": worker_id,
+            "b_endpoint": endpoint_id,
+            "b_status": JobStatus.FAILED if failed else JobStatus.COMPLETED,
+            "b_output": None if failed else _json.dumps(output), "b_error": error,
+            "b_error_info": _json.dumps(error_info) if error_info else None,
+        }
+        async with self.store.tx(durable=False) as conn:
+            res = await conn.execute(_FINISH[endpoint_id is not None], params)
             row = res.mappings().first()
         if row is not None:
+            if row["kind"] == "run" or not self.notifier.listeners(job_key(job_id)):
+                # A result is promised once stored, unless its caller is there to receive it
+                # (a crash before that answer runs the job again).
+                await self.store.sync()
             await self._ended([job_id], [row])
         return row is not None
 
@@ -637,7 +710,7 @@ class JobQueue:
 
     async def drain_chunks(self, job_id: str) -> list[Any]:
         """Stream chunks not handed out before, each exactly once (RunPod's /stream drains)."""
-        async with self.store.tx() as conn:
+        async with self.store.tx(durable=False) as conn:
             res = await conn.execute(
                 update(stream_chunks)
                 .where(stream_chunks.c.job_id == job_id, stream_chunks.c.consumed.is_(False))
@@ -703,6 +776,10 @@ class JobQueue:
         return [r for r in rows if r["status"] == JobStatus.IN_PROGRESS]
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _alive_params(self, now: float) -> dict[str, float]:
+        return {"b_now": now, "b_keep_runsync": self.retention["runsync"],
+                "b_keep_run": self.retention["run"]}
 
     def _alive(self, now: float) -> ColumnElement[bool]:
         """Not past its ttl, and not final for longer than its kind's retention."""

@@ -66,10 +66,12 @@ async def submit(
     job_id: str | None = None,
     options: JobOptions | None = None,
     idempotency_key: str | None = None,
+    awaited: bool = False,
 ) -> str:
     """Store a job and return its id. With an Idempotency-Key already used (by this project,
     within 24 h) for the same request, the first job's id comes back and nothing is stored; used
-    for a different request, it is a 422."""
+    for a different request, it is a 422. `awaited`: the caller waits for the result on its
+    connection (see NewJob.awaited)."""
     options = options or JobOptions()
     if options.webhook:
         try:
@@ -107,6 +109,7 @@ async def submit(
         timeout_ms=options.timeout_ms or int(config.get("execution_timeout", DEFAULT_TIMEOUT_S) * 1000),
         low_priority=options.low_priority,
         idempotency=idempotency,
+        awaited=awaited,
     )
     if job_id is not None:
         new.id = job_id

@@ -81,7 +81,8 @@ async def _run(request: Request, target_key: str) -> Response:
         check_arguments(route, inputs)
     except HTTPError as exc:
         raise LaminarError("api.invalidRequest", str(exc.detail)) from None
-    job_id = await submit(rt, principal, ep, route, inputs, kind="route", options=JobOptions(env=env))
+    job_id = await submit(rt, principal, ep, route, inputs, kind="route", options=JobOptions(env=env),
+                          awaited=not body.get("stream"))
     if body.get("stream"):
         return event_stream(rt, job_id)
     row = await rt.queue.wait_final(job_id, rt.settings.route_wait)

@@ -160,9 +160,11 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
     check_arguments(spec, kwargs)
     check_callable(ep)
     options = JobOptions(env=_env_header(request))
+    sse = "text/event-stream" in request.headers.get("accept", "")
     job_id = await submit(rt, principal, ep, spec, kwargs, kind="route", options=options,
-                          idempotency_key=request.headers.get("idempotency-key"))
-    if "text/event-stream" in request.headers.get("accept", ""):
+                          idempotency_key=request.headers.get("idempotency-key"),
+                          awaited=not (sse or spec["streaming"]))
+    if sse:
         return event_stream(rt, job_id)
     if spec["streaming"]:
         return await _streaming(rt, job_id)

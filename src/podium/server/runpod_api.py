@@ -27,6 +27,7 @@ def _rt(request: Request) -> Runtime:
 
 
 async def _accept(request: Request, endpoint_id: str, limit: int, kind: str, job_id: str) -> str:
+    """Store a job on the endpoint's default route (a runsync caller waits for it)."""
     rt = _rt(request)
     principal = await rt.keys.authorize(request, "invoke")
     ep = await rt.endpoint(principal, endpoint_id)
@@ -34,7 +35,7 @@ async def _accept(request: Request, endpoint_id: str, limit: int, kind: str, job
     check_callable(ep)
     route = default_route(await rt.routes(ep))
     return await submit(rt, principal, ep, route, payload, kind=kind, job_id=job_id, options=options,
-                        idempotency_key=request.headers.get("idempotency-key"))
+                        idempotency_key=request.headers.get("idempotency-key"), awaited=kind == "runsync")
 
 
 @router.post("/run")

@@ -1,21 +1,31 @@
-"""The store: one async SQLAlchemy engine over SQLite (WAL) or PostgreSQL, and its migrations.
+"""The store: SQLAlchemy 2 over SQLite (WAL) or PostgreSQL, and its migrations.
 
-SQLite gets a single pooled connection: every state change is one short transaction, so serialising
-them costs little and rules out `database is locked`. Nothing holds a connection while it waits.
+SQLite runs on the event loop itself, through one connection: every transaction is short and takes
+the write lock up front (`BEGIN IMMEDIATE`), so statements never hop to a thread and never meet
+`database is locked` half-way. Commits do not fsync (`synchronous=NORMAL`); a transaction whose
+effect is promised to someone (a job accepted, a result stored) waits for an fsync of the WAL, and
+one fsync, run off the loop, covers every commit made before it started: group commit, without a
+writer thread. Only a lock held by another process is waited for off the loop.
+
+PostgreSQL goes through the asyncio driver (psycopg 3) with a connection pool; every commit there
+is durable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.engine import CursorResult, make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql import Executable
 
 from podium.errors import ConfigError
 
@@ -33,7 +43,7 @@ def async_url(url: str) -> str:
 
 
 def sync_url(url: str) -> str:
-    """The same database through a synchronous driver (for Alembic)."""
+    """The same database through a synchronous driver (for Alembic, and SQLite's own connection)."""
     u = make_url(async_url(url))
     if u.drivername == "sqlite+aiosqlite":
         return str(u.set(drivername="sqlite"))
@@ -44,13 +54,15 @@ def is_sqlite(url: str) -> bool:
     return make_url(async_url(url)).drivername.startswith("sqlite")
 
 
-def _sqlite_pragmas(busy_timeout: float, dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Transactions are begun by hand (BEGIN IMMEDIATE), not by the driver.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    # FULL: a job acknowledged to a client survives power loss too, not only a process crash.
-    cur.execute("PRAGMA synchronous=FULL")
-    # How long to wait for another process's lock before failing (the caller then gets a 503).
-    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    # Commits write the WAL without an fsync; WalSync makes the promised ones durable.
+    cur.execute("PRAGMA synchronous=NORMAL")
+    # Never wait for another process's lock on the loop: Store.tx() waits for it in a thread.
+    cur.execute("PRAGMA busy_timeout=0")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -66,35 +78,167 @@ def migrate(url: str) -> None:
     command.upgrade(cfg, "head")
 
 
+class Conn(Protocol):
+    """What a transaction body may do: the subset of SQLAlchemy's AsyncConnection Podium uses."""
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
+
+    async def scalar(self, statement: Executable, parameters: Any = None) -> Any: ...
+
+
+class _Inline:
+    """A synchronous SQLAlchemy connection behind the async calls the queries are written with.
+    Awaiting it never suspends: a transaction body runs to its end without the loop switching."""
+
+    __slots__ = ("sync",)
+
+    def __init__(self, sync: Connection) -> None:
+        self.sync = sync
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return self.sync.execute(statement, parameters)
+
+    async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
+        return self.sync.scalar(statement, parameters)
+
+
+def _fsync(path: str) -> None:
+    """Flush a file's written pages to disk (opened anew: SQLite may have recreated it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # no WAL: everything committed is in the database file, synced
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class WalSync:
+    """Group commit for SQLite: `await durable(n)` returns once the first `n` changes (the
+    connection's running `total_changes`) are on disk. One fsync at a time, off the loop; the
+    callers that arrive while one runs share the next."""
+
+    def __init__(self, wal_path: str, changes: Callable[[], int]) -> None:
+        self.wal_path = wal_path
+        self.changes = changes
+        self.synced = 0
+        self._running: asyncio.Task[None] | None = None
+
+    async def durable(self, upto: int) -> None:
+        while self.synced < upto:
+            if self._running is None:
+                self._running = asyncio.get_running_loop().create_task(self._flush(self.changes()))
+            await asyncio.shield(self._running)
+
+    async def _flush(self, target: int) -> None:
+        try:
+            await asyncio.to_thread(_fsync, self.wal_path)
+            self.synced = max(self.synced, target)
+        finally:
+            self._running = None
+
+
 class Store:
-    """Owns the engine; hands out short transactions.
+    """Owns the database connection(s); hands out short transactions.
 
     Parameters:
         url: `sqlite:///path` or `postgresql://user@host/db`.
-        busy_timeout: SQLite only: seconds to wait for a lock held by another process.
+        busy_timeout: SQLite only: seconds to wait for a lock held by another process (then the
+            transaction fails with OperationalError, which the server answers with 503).
     """
 
     def __init__(self, url: str, busy_timeout: float = 10.0) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
-        kwargs: dict[str, Any] = {}
+        self.busy_timeout = busy_timeout
+        self.engine: AsyncEngine | None = None
+        self._sync: Connection | None = None
+        self._lock = asyncio.Lock()
+        self._wal: WalSync | None = None
         if self.sqlite:
-            # Every use is a committed or rolled-back transaction: no reset needed on return.
-            kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60, pool_reset_on_return=None)
+            # One connection, kept open: the WAL stays in place and every commit is ours.
+            sync_engine = create_engine(
+                sync_url(url), poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+            event.listen(sync_engine, "connect", _sqlite_pragmas)
+            self._sync_engine = sync_engine
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
-        if self.sqlite:
-            event.listen(self.engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, busy_timeout))
+            self.engine = create_async_engine(
+                async_url(url), pool_size=10, max_overflow=20, pool_pre_ping=True
+            )
 
     async def migrate(self) -> None:
         await asyncio.to_thread(migrate, self.url)
 
+    def _connection(self) -> Connection:
+        if self._sync is None:
+            self._sync = self._sync_engine.connect()
+            raw = self._sync.connection.dbapi_connection
+            assert raw is not None
+            database = make_url(sync_url(self.url)).database or ""
+            self._wal = WalSync(f"{database}-wal", lambda: int(raw.total_changes))
+        return self._sync
+
     @asynccontextmanager
-    async def tx(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction: committed on exit, rolled back on error."""
-        async with self.engine.begin() as conn:
-            yield conn
+    async def tx(self, *, durable: bool = True) -> AsyncIterator[Conn]:
+        """One transaction: committed on exit, rolled back on error.
+
+        `durable`: return only once the commit is on disk (for what is promised to a caller or a
+        worker). False for transitions that are redone anyway if a crash loses them (a lease
+        taken, a heartbeat, a progress update), and for reads.
+        """
+        if self.engine is not None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._lock:
+            conn = self._connection()
+            await self._begin(conn)
+            assert self._wal is not None
+            before = self._wal.changes()
+            try:
+                yield _Inline(conn)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+            after = self._wal.changes()
+        if durable and after > before:
+            await self._wal.durable(after)
+
+    async def sync(self) -> None:
+        """Make every commit so far durable (those of `durable=False` transactions included)."""
+        if self._wal is not None:
+            await self._wal.durable(self._wal.changes())
+
+    async def _begin(self, conn: Connection) -> None:
+        """Take the write lock; if another process holds it, wait for it off the loop."""
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            conn.rollback()
+            if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
+                raise
+        await asyncio.to_thread(self._begin_waiting, conn)
+
+    def _begin_waiting(self, conn: Connection) -> None:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except OperationalError:
+            conn.rollback()
+            raise
+        finally:
+            conn.exec_driver_sql("PRAGMA busy_timeout=0")
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self.engine is not None:
+            await self.engine.dispose()
+            return
+        async with self._lock:
+            if self._sync is not None:
+                self._sync.close()
+                self._sync = None
+            self._sync_engine.dispose()
