@@ -45,7 +45,13 @@ def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05, wh
         time.sleep(interval)
 
 
+class PortTaken(Exception):
+    """The port picked for a server was taken by another process before the server bound it."""
+
+
 class PodiumServer:
+    started_once = False
+
     def __init__(self, home: Path, db_url: str | None = None, env: dict[str, str] | None = None) -> None:
         self.home = home
         self.port = free_port()
@@ -60,6 +66,22 @@ class PodiumServer:
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60)
 
     def start(self) -> None:
+        for attempt in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                if self.started_once or attempt == 2:
+                    raise
+                self._move_to(free_port())  # another process took the port we picked
+
+    def _move_to(self, port: int) -> None:
+        old = self.url
+        self.port, self.url = port, f"http://127.0.0.1:{port}"
+        self.env.update({k: self.url for k, v in self.env.items() if v == old})
+        self.http.close()
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60)
+
+    def _start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         log = (self.home / "server.log").open("ab")
         self.proc = subprocess.Popen(
@@ -69,13 +91,17 @@ class PodiumServer:
 
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"server exited:\n{(self.home / 'server.log').read_text()[-3000:]}")
+                tail = (self.home / "server.log").read_text()[-3000:]
+                if "address already in use" in tail.splitlines()[-1]:
+                    raise PortTaken(self.port)
+                raise AssertionError(f"server exited:\n{tail}")
             try:
                 return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 
         wait_until(ready, 30, what="server /healthz")
+        self.started_once = True
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None or self.proc.poll() is not None:

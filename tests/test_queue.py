@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from cryptography.fernet import Fernet
 
 from podium.dispatch import FakeClock, JobQueue, JobStatus, NewJob
 from podium.dispatch.states import WORKER_LOST
+from podium.errors import ConfigError
+from podium.store import Store, migrate
+from podium.store.secretbox import SecretBox
 
 
 def job(**kw):
@@ -133,13 +138,38 @@ async def test_stream_chunks_in_order(store):
 
 
 async def test_secret_fields_dropped_when_job_ends(store):
-    q = JobQueue(store)
+    q = JobQueue(store, box=SecretBox(Fernet.generate_key()))
     jid = await q.enqueue(job(secret={"s3Config": {"accessSecret": "shh"}}))
     taken = await q.take("ep1", "w1", lease=30)
-    assert "shh" in taken[0]["secret"]
+    assert "shh" not in taken[0]["secret"], "sealed before it reaches the store"
+    assert q.worker_fields(taken[0]["secret"]) == {"s3Config": {"accessSecret": "shh"}}
     assert "secret" not in (await q.get(jid))
     await q.finish(jid, "w1", output=None)
     assert await q.secret_fields(jid) == {}
+
+
+async def test_no_store_file_ever_holds_worker_fields_in_clear(tmp_path):
+    url = f"sqlite:///{tmp_path / 'podium.db'}"
+    migrate(url)
+    store = Store(url)
+    q = JobQueue(store, box=SecretBox(Fernet.generate_key()))
+    marker = "wK9-very-secret-access-key"
+    for i in range(3):
+        jid = await q.enqueue(job(secret={"s3Config": {"accessSecret": marker}, "env": {"TOKEN": marker}}))
+        await q.take("ep1", "w1", lease=30)
+        await q.finish(jid, "w1", output=i)
+    await store.sync()
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("podium.db")]
+    assert any(p.name.endswith("-wal") for p in files)
+    for path in files:
+        assert marker.encode() not in path.read_bytes(), path.name
+    await store.close()
+
+
+async def test_a_queue_without_a_key_refuses_worker_fields(store):
+    q = JobQueue(store)
+    with pytest.raises(ConfigError):
+        await q.enqueue(job(secret={"env": {"A": "1"}}))
 
 
 async def test_each_new_job_wakes_one_worker_and_none_is_lost(store):

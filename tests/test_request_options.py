@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from podium.server.errors import HTTPError
-from podium.server.options import parse_job_request
+from podium.core.errors import InvalidRequest
+from podium.core.options import parse_job_request
 from podium.signing import signed_headers, verify
 from podium.worker.runpod_file import environment, inspect_source
 
@@ -43,13 +43,13 @@ def test_options_are_parsed_and_unknown_keys_dropped():
     ],
 )
 def test_malformed_requests_are_400s_that_say_why(body, error):
-    with pytest.raises(HTTPError) as exc:
+    with pytest.raises(InvalidRequest) as exc:
         parse_job_request(body)
-    assert exc.value.status_code == 400 and exc.value.error == error
+    assert exc.value.code == error
 
 
 def test_s3config_errors_name_keys_never_values():
-    with pytest.raises(HTTPError) as exc:
+    with pytest.raises(InvalidRequest) as exc:
         parse_job_request({"input": {}, "s3Config": {**S3, "endpointUrl": None}})
     assert "endpointUrl" in str(exc.value.detail) and "very-secret" not in str(exc.value.detail)
 

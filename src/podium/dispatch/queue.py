@@ -38,7 +38,9 @@ from podium import _json
 from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier, wait_event
 from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
+from podium.errors import ConfigError
 from podium.store.engine import Store
+from podium.store.secretbox import SecretBox
 from podium.store.tables import idempotency_keys, jobs, stream_chunks, webhook_deliveries
 
 #: Columns a caller may see; `secret` (worker-only request fields) is deliberately absent.
@@ -208,6 +210,9 @@ class JobQueue:
         clock: time source (a fake one in unit tests).
         retention: seconds a final job stays readable, by kind (`runsync`, else `run`).
         retry_base: backoff before the first retry of a route error.
+        box: encrypts worker-only request fields (s3Config, env) before they reach the store, so
+            no store file (nor an old WAL page) ever holds them in clear. Without one, jobs
+            carrying such fields are refused.
     """
 
     def __init__(
@@ -217,6 +222,7 @@ class JobQueue:
         clock: Clock | None = None,
         retention: dict[str, float] | None = None,
         retry_base: float = 1.0,
+        box: SecretBox | None = None,
     ):
         self.store = store
         self.notifier = notifier or Notifier()
@@ -224,6 +230,7 @@ class JobQueue:
         self.retention = {"run": 1800.0, "runsync": 60.0, **(retention or {})}
         #: Seconds before the first retry of a failed attempt (doubling each time, with jitter).
         self.retry_base = retry_base
+        self.box = box
         #: Per endpoint, an upper bound of its waiting jobs (see at_capacity).
         self._depth: dict[str, int] = {}
         #: Called with (endpoint_id, status, delay_ms, execution_ms) of each job that ends.
@@ -278,7 +285,7 @@ class JobQueue:
                     created_at=now,
                     webhook=new.webhook,
                     policy=_json.dumps(new.policy) if new.policy is not None else None,
-                    secret=_json.dumps(new.secret) if new.secret else None,
+                    secret=self._seal(new.secret),
                     stream_closed=False,
                     expires_at=now + new.ttl_ms / 1000 if new.ttl_ms else None,
                     low_priority=new.low_priority,
@@ -724,7 +731,22 @@ class JobQueue:
         """Worker-only request fields of a job (never shown to callers)."""
         async with self.store.tx() as conn:
             raw = await conn.scalar(select(jobs.c.secret).where(jobs.c.id == job_id))
-        return _json.loads(raw) or {}
+        return self.worker_fields(raw)
+
+    def worker_fields(self, sealed: str | None) -> dict[str, Any]:
+        """A taken job's worker-only request fields, decrypted (its `secret` column)."""
+        if not sealed:
+            return {}
+        assert self.box is not None, "sealed fields exist only where a box sealed them"
+        fields: dict[str, Any] = _json.loads(self.box.open(sealed))
+        return fields
+
+    def _seal(self, fields: dict[str, Any] | None) -> str | None:
+        if not fields:
+            return None
+        if self.box is None:
+            raise ConfigError("this queue has no secrets key: it cannot store s3Config or env")
+        return self.box.seal(_json.dumps(fields))
 
     async def time_out(self) -> list[RowMapping]:
         """End every running job past its execution deadline TIMED_OUT; returns (id, worker_id)s

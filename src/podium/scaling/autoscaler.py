@@ -33,7 +33,7 @@ log = logging.getLogger("podium.scaling")
 #: Workers of one endpoint that may die before becoming ready before the endpoint is put in ERROR.
 MAX_START_FAILURES = 3
 #: Shortest time between two passes, however often new jobs wake the autoscaler.
-MIN_TICK_GAP = 0.05
+MIN_TICK_GAP = 0.25
 #: How often jobs past their ttl or retention are deleted.
 REAP_EVERY = 5.0
 #: A ready worker not heard from in this many lease periods is lost (frozen, or cut off): replaced.

@@ -16,7 +16,8 @@ from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.bundle import MAX_BUNDLE_BYTES, version_id
-from podium.server.auth import ROLE_RANK, Principal, require
+from podium.core.access import ROLE_RANK, Principal
+from podium.server.auth import caller, runtime
 from podium.server.body import read_body, read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.runtime import Runtime
@@ -37,12 +38,7 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 async def _auth(request: Request, role: str) -> tuple[Runtime, Principal]:
-    rt: Runtime = request.app.state.runtime
-    principal = await rt.keys.authenticate(request)
-    if principal.role == "worker":
-        raise HTTPError(403, "forbidden", "worker tokens may only use the worker protocol")
-    require(principal, role)
-    return rt, principal
+    return runtime(request), await caller(request, role)
 
 
 def urls(request: Request, ep_id: str) -> dict[str, str]:
@@ -185,20 +181,20 @@ async def list_endpoints(request: Request) -> JSONAnswer:
 @router.get("/endpoints/{ref}")
 async def get_endpoint(request: Request, ref: str) -> JSONAnswer:
     rt, principal = await _auth(request, "read")
-    ep = await rt.endpoint(principal, ref)
+    ep = await rt.access.endpoint(principal, ref)
     return JSONAnswer(await _endpoint_view(rt, request, ep))
 
 
 async def _changed(rt: Runtime, request: Request, principal: Principal, endpoint_id: str) -> JSONAnswer:
     rt.scaler.wake()
-    return JSONAnswer(await _endpoint_view(rt, request, await rt.endpoint(principal, endpoint_id)))
+    return JSONAnswer(await _endpoint_view(rt, request, await rt.access.endpoint(principal, endpoint_id)))
 
 
 @router.post("/endpoints/{ref}/stop")
 async def stop_endpoint(request: Request, ref: str) -> JSONAnswer:
     """INACTIVE: its workers drain and stop, calls answer 503 until it is started or redeployed."""
     rt, principal = await _auth(request, "deploy")
-    ep = await rt.endpoint(principal, ref)
+    ep = await rt.access.endpoint(principal, ref)
     await rt.catalog.set_state(ep["id"], EndpointState.INACTIVE)
     return await _changed(rt, request, principal, ep["id"])
 
@@ -207,7 +203,7 @@ async def stop_endpoint(request: Request, ref: str) -> JSONAnswer:
 async def scale(request: Request, ref: str) -> JSONAnswer:
     """Change scaling settings without a redeploy (the next deploy sets the version's again)."""
     rt, principal = await _auth(request, "deploy")
-    ep = await rt.endpoint(principal, ref)
+    ep = await rt.access.endpoint(principal, ref)
     changes = await read_object(request, 64 * 1024)
     unknown = sorted(set(changes) - set(SCALING))
     if unknown:
@@ -224,7 +220,7 @@ async def scale(request: Request, ref: str) -> JSONAnswer:
 async def start_endpoint(request: Request, ref: str) -> JSONAnswer:
     """Bring a stopped (or failed) endpoint back: CREATING until a worker proves the version loads."""
     rt, principal = await _auth(request, "deploy")
-    ep = await rt.endpoint(principal, ref)
+    ep = await rt.access.endpoint(principal, ref)
     if ep["state"] in (EndpointState.INACTIVE, EndpointState.ERROR):
         await rt.catalog.set_state(ep["id"], EndpointState.CREATING)
     return await _changed(rt, request, principal, ep["id"])
@@ -234,7 +230,7 @@ async def start_endpoint(request: Request, ref: str) -> JSONAnswer:
 async def restart_endpoint(request: Request, ref: str) -> JSONAnswer:
     """Replace every worker: each finishes its job in hand, new ones start as needed."""
     rt, principal = await _auth(request, "deploy")
-    ep = await rt.endpoint(principal, ref)
+    ep = await rt.access.endpoint(principal, ref)
     rt.scaler.restart(ep["id"])
     return await _changed(rt, request, principal, ep["id"])
 
@@ -243,7 +239,7 @@ async def restart_endpoint(request: Request, ref: str) -> JSONAnswer:
 async def rollback(request: Request, ref: str) -> JSONAnswer:
     """Point the endpoint back at `version` (default: the one before the current one)."""
     rt, principal = await _auth(request, "deploy")
-    ep = await rt.endpoint(principal, ref)
+    ep = await rt.access.endpoint(principal, ref)
     body = await read_object(request, 64 * 1024)
     target = body.get("version")
     if target is None:
@@ -267,7 +263,7 @@ async def rollback(request: Request, ref: str) -> JSONAnswer:
 async def history(request: Request, ref: str) -> JSONAnswer:
     """Every re-pointing, newest first: version, when, which key, message."""
     rt, principal = await _auth(request, "read")
-    ep = await rt.endpoint(principal, ref)
+    ep = await rt.access.endpoint(principal, ref)
     rows = await rt.catalog.history(ep["id"])
     return JSONAnswer({
         "endpoint_id": ep["id"], "name": ep["name"],
@@ -283,7 +279,7 @@ async def history(request: Request, ref: str) -> JSONAnswer:
 async def endpoint_versions(request: Request, ref: str) -> JSONAnswer:
     """The versions this endpoint has pointed at, newest first."""
     rt, principal = await _auth(request, "read")
-    ep = await rt.endpoint(principal, ref)
+    ep = await rt.access.endpoint(principal, ref)
     seen: dict[str, None] = {}
     for h in await rt.catalog.history(ep["id"]):
         seen.setdefault(h["version_id"])
@@ -303,7 +299,7 @@ async def set_secrets(request: Request, ref: str) -> JSONAnswer:
     """Set endpoint secrets `{NAME: value}`: encrypted at rest, given to its workers as environment
     variables (its workers are replaced so they see them). The answer names them, never values."""
     rt, principal = await _auth(request, "deploy")
-    ep = await rt.endpoint(principal, ref)
+    ep = await rt.access.endpoint(principal, ref)
     body = await read_object(request, 1024 * 1024)
     bad = [str(k) for k, v in body.items()
            if not SECRET_NAME.match(str(k)) or str(k).upper().startswith(("PODIUM_", "RUNPOD_")) or not isinstance(v, str)]
@@ -321,13 +317,13 @@ async def set_secrets(request: Request, ref: str) -> JSONAnswer:
 @router.get("/endpoints/{ref}/secrets")
 async def list_secrets(request: Request, ref: str) -> JSONAnswer:
     rt, principal = await _auth(request, "deploy")
-    return await _secret_names(rt, await rt.endpoint(principal, ref))
+    return await _secret_names(rt, await rt.access.endpoint(principal, ref))
 
 
 @router.delete("/endpoints/{ref}/secrets/{name}")
 async def delete_secret(request: Request, ref: str, name: str) -> JSONAnswer:
     rt, principal = await _auth(request, "deploy")
-    ep = await rt.endpoint(principal, ref)
+    ep = await rt.access.endpoint(principal, ref)
     if not await rt.catalog.delete_secret(ep["id"], name):
         raise not_found("secret", name)
     rt.scaler.restart(ep["id"])
@@ -345,7 +341,7 @@ async def remove_endpoint(request: Request, ref: str) -> JSONAnswer:
     """Drain and remove: queued jobs are cancelled, running ones finish; job records stay readable
     (GET /api/v1/jobs/{id}) until their retention ends. The name is free again."""
     rt, principal = await _auth(request, "deploy")
-    ep = await rt.endpoint(principal, ref)
+    ep = await rt.access.endpoint(principal, ref)
     cancelled = await rt.queue.purge(ep["id"])
     await rt.catalog.remove_endpoint(ep["id"])
     rt.scaler.wake()
@@ -360,7 +356,7 @@ async def endpoint_logs(
     (`worker:byte,...` from a previous answer) only what was written since; `job` keeps that
     job's lines. Each worker's `offset` is where the next read starts (for --follow)."""
     rt, principal = await _auth(request, "read")
-    ep = await rt.endpoint(principal, ref)
+    ep = await rt.access.endpoint(principal, ref)
     n = max(1, min(tail_lines, 10_000))
     since = dict(_offset(part) for part in offsets.split(",") if ":" in part)
     log_dir = rt.settings.logs / ep["name"]
@@ -401,7 +397,7 @@ async def list_jobs(
     rt, principal = await _auth(request, "read")
     if status is not None and status not in JobStatus.__members__:
         raise HTTPError(400, "invalid_status", f"status must be one of {', '.join(JobStatus.__members__)}")
-    endpoint_id = (await rt.endpoint(principal, endpoint))["id"] if endpoint else None
+    endpoint_id = (await rt.access.endpoint(principal, endpoint))["id"] if endpoint else None
     rows = await rt.queue.find(
         principal.project_id, status=status, endpoint_id=endpoint_id, limit=max(1, min(limit, 1000))
     )
@@ -447,8 +443,8 @@ async def webhook_secret(request: Request) -> JSONAnswer:
 
 async def _version_for(request: Request, version_id: str) -> tuple[Runtime, RowMapping]:
     """Versions are readable by users of the project and by the workers that run them."""
-    rt: Runtime = request.app.state.runtime
-    principal = await rt.keys.authenticate(request)
+    rt = runtime(request)
+    principal = await caller(request, None)
     row = await rt.catalog.get_version(principal.project_id, version_id)
     if row is None:
         raise not_found("version", version_id)
@@ -522,7 +518,7 @@ async def revoke_key(request: Request, key_id: str) -> JSONAnswer:
     rt, principal = await _auth(request, "admin")
     if not await rt.catalog.revoke_key(principal.project_id, key_id):
         raise not_found("key", key_id)
-    rt.keys.forget()
+    rt.access.forget()
     return JSONAnswer({"id": key_id, "revoked": True})
 
 

@@ -1,4 +1,5 @@
-"""HTTP errors: one exception type, one JSON shape (`{"error", "detail"}`) for every answer.
+"""HTTP errors: one exception type, one JSON shape (`{"error", "detail"}`) for every answer, and
+the core's domain errors mapped onto it (for RunPod, route calls and admin; Laminar has its own).
 
 Clients that parse the body before checking the status (aiohttp's runpod client does) still work,
 because even a 404 for an unknown path or a 500 is JSON with `Content-Type: application/json`.
@@ -17,6 +18,17 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from podium.core.errors import (
+    Conflict,
+    DomainError,
+    EndpointUnavailable,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    QueueFull,
+    RateLimited,
+    Unauthorized,
+)
 from podium.errors import PodiumError
 
 log = logging.getLogger("podium.server")
@@ -52,9 +64,31 @@ def not_found(what: str, ref: str) -> HTTPError:
     return HTTPError(404, "not_found", f"no {what} {ref!r}")
 
 
+#: The HTTP status of each domain error (the nearest class in its MRO decides).
+STATUS: dict[type[DomainError], int] = {
+    Unauthorized: 401, Forbidden: 403, NotFound: 404, InvalidRequest: 400, Conflict: 422,
+    RateLimited: 429, QueueFull: 429, EndpointUnavailable: 503, DomainError: 400,
+}
+
+
+def status_of(exc: DomainError) -> int:
+    return next(STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS)
+
+
+def from_domain(exc: DomainError) -> HTTPError:
+    """A domain error as Podium's JSON error answer."""
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    return HTTPError(status_of(exc), exc.code, exc.detail, headers=headers or None, extra=exc.extra)
+
+
 def install(app: FastAPI) -> None:
     async def on_podium(_: Request, exc: HTTPError) -> JSONAnswer:
         return exc.response()
+
+    async def on_domain(_: Request, exc: DomainError) -> JSONAnswer:
+        return from_domain(exc).response()
 
     async def on_starlette(_: Request, exc: StarletteHTTPException) -> JSONAnswer:
         phrase = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
@@ -84,6 +118,7 @@ def install(app: FastAPI) -> None:
 
 
     app.add_exception_handler(HTTPError, on_podium)  # type: ignore[arg-type]
+    app.add_exception_handler(DomainError, on_domain)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_starlette)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, on_store)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from sqlalchemy.engine import RowMapping
 from podium.sdk.httpapp import START
 from podium.server.auth import Principal
 from podium.server.body import MB, read_body
-from podium.server.calls import check_callable, submit
+from podium.core.calls import check_callable
 from podium.server.errors import HTTPError
 from podium.server.runtime import Runtime
 from podium.server.streams import Chunk, End, Idle, chunk_bytes, follow
@@ -43,7 +43,7 @@ async def http_call(
         "headers": [[k, v] for k, v in request.headers.items() if k.lower() not in DROP_REQUEST],
         "body": base64.b64encode(body).decode(),
     }
-    job_id = await submit(rt, principal, ep, route, payload, kind="route")
+    job_id = await rt.calls.submit(principal, ep, route, payload, kind="route")
     events = follow(rt, job_id, rt.settings.route_wait)
     start: dict[str, Any] | None = None
     async for event in events:

@@ -15,12 +15,13 @@ from fastapi import APIRouter, Request, Response
 from podium import _json
 from podium.dispatch.states import FINAL, JobStatus
 from podium.server.body import MB, read_json
-from podium.server.calls import check_arguments, check_callable, default_route, submit
-from podium.server.errors import HTTPError
-from podium.server.options import JobOptions, parse_env
+from podium.core.calls import check_arguments, check_callable, default_route
+from podium.core.errors import DomainError, EndpointUnavailable, InvalidRequest, NotFound
+from podium.server.auth import caller, runtime
+from podium.server.errors import HTTPError, from_domain, status_of
+from podium.core.options import JobOptions, parse_env
 from podium.server.responses import JSONAnswer
 from podium.server.routes_api import error_text, event_stream
-from podium.server.runtime import Runtime
 from podium.server.streams import outputs
 
 router = APIRouter(tags=["laminar"])
@@ -48,9 +49,19 @@ def _failure(row: Any) -> LaminarError:
     return LaminarError("api.GraphRunningError", message)
 
 
+def _laminar(exc: DomainError) -> HTTPError:
+    """The core's errors in Laminar's words (the one place this surface maps them). Key and rate
+    errors keep Podium's own shape, as for every surface."""
+    if isinstance(exc, NotFound) and exc.what == "endpoint":
+        return LaminarError("api.noTargetPipeline", f"no endpoint named {exc.ref!r}")
+    if isinstance(exc, (InvalidRequest, EndpointUnavailable)):
+        return LaminarError("api.invalidRequest", exc.detail, status_of(exc))
+    return from_domain(exc)
+
+
 async def _run(request: Request, target_key: str) -> Response:
-    rt: Runtime = request.app.state.runtime
-    principal = await rt.keys.authorize(request, "invoke")
+    rt = runtime(request)
+    principal = await caller(request, "invoke")
     body = await read_json(request, LIMIT)
     if not isinstance(body, dict):
         raise LaminarError("api.invalidRequest", "request body must be a JSON object")
@@ -62,30 +73,23 @@ async def _run(request: Request, target_key: str) -> Response:
         raise LaminarError("api.invalidRequest", '"inputs" must be an object of named inputs')
     if "env" not in body:
         raise LaminarError("api.invalidRequest", '"env" is required (an object, {} for none)')
-    try:
-        env = parse_env(body["env"])
-    except HTTPError as exc:
-        raise LaminarError("api.invalidRequest", str(exc.detail)) from None
     if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
         raise LaminarError("api.invalidRequest", '"metadata" must be an object')
     try:
-        ep = await rt.endpoint(principal, target)
-    except HTTPError:
-        raise LaminarError("api.noTargetPipeline", f"no endpoint named {target!r}") from None
-    try:
+        env = parse_env(body["env"])
+        ep = await rt.access.endpoint(principal, target)
         check_callable(ep)
-    except HTTPError as exc:
-        raise LaminarError("api.invalidRequest", str(exc.detail), exc.status_code) from None
-    route = default_route(await rt.routes(ep))
-    try:
+        route = default_route(await rt.routes(ep))
         check_arguments(route, inputs)
-    except HTTPError as exc:
-        raise LaminarError("api.invalidRequest", str(exc.detail)) from None
-    job_id = await submit(rt, principal, ep, route, inputs, kind="route", options=JobOptions(env=env),
-                          awaited=not body.get("stream"))
+        job_id = await rt.calls.submit(
+            principal, ep, route, inputs, kind="route", options=JobOptions(env=env),
+            awaited=not body.get("stream"),
+        )
+    except DomainError as exc:
+        raise _laminar(exc) from None
     if body.get("stream"):
         return event_stream(rt, job_id)
-    row = await rt.queue.wait_final(job_id, rt.settings.route_wait)
+    row = await rt.calls.wait(job_id, rt.settings.route_wait)
     if row is None or row["status"] not in FINAL:
         raise LaminarError("api.timeout", f"run {job_id} is still going; its runId is {job_id}", 504)
     if row["status"] != JobStatus.COMPLETED:

@@ -16,13 +16,14 @@ from sqlalchemy.engine import RowMapping
 from podium import _json
 from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
 from podium.server.body import MB, read_object
-from podium.server.calls import check_arguments, check_callable, find_route, submit
+from podium.core.calls import check_arguments, check_callable, find_route
 from podium.server.errors import HTTPError
-from podium.server.auth import Principal
+from podium.core.access import Principal
+from podium.server.auth import endpoint_caller, runtime
 from podium.server.runtime import Runtime
 from podium.server.http_apps import http_call
 from podium.server.openapi_doc import endpoint_openapi
-from podium.server.options import JobOptions, parse_env
+from podium.core.options import JobOptions, parse_env
 from podium.server.responses import JSONAnswer
 from podium.server.streams import Chunk, End, chunk_bytes, follow, sse_frames
 
@@ -104,9 +105,8 @@ def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
 
 
 async def _target(request: Request, endpoint: str, role: str) -> tuple[Runtime, Principal, RowMapping, list[dict[str, Any]]]:
-    rt: Runtime = request.app.state.runtime
-    principal = await rt.keys.authorize(request, role)
-    ep = await rt.endpoint(principal, endpoint)
+    rt = runtime(request)
+    principal, ep = await endpoint_caller(request, role, endpoint)
     return rt, principal, ep, await rt.routes(ep)
 
 
@@ -161,14 +161,14 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
     check_callable(ep)
     options = JobOptions(env=_env_header(request))
     sse = "text/event-stream" in request.headers.get("accept", "")
-    job_id = await submit(rt, principal, ep, spec, kwargs, kind="route", options=options,
+    job_id = await rt.calls.submit(principal, ep, spec, kwargs, kind="route", options=options,
                           idempotency_key=request.headers.get("idempotency-key"),
                           awaited=not (sse or spec["streaming"]))
     if sse:
         return event_stream(rt, job_id)
     if spec["streaming"]:
         return await _streaming(rt, job_id)
-    row = await rt.queue.wait_final(job_id, rt.settings.route_wait)
+    row = await rt.calls.wait(job_id, rt.settings.route_wait)
     assert row is not None
     if row["status"] not in FINAL:
         raise HTTPError(

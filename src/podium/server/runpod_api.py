@@ -10,10 +10,11 @@ from podium.server.responses import JSONAnswer
 
 from podium.dispatch.states import JobStatus
 from podium.server.body import MB, read_json
-from podium.server.calls import check_callable, default_route, find_route, submit
+from podium.core.calls import check_callable, default_route, find_route
 from podium.server.envelope import envelope
-from podium.server.errors import HTTPError, not_found
-from podium.server.options import parse_job_request
+from podium.core.errors import InvalidRequest, NotFound, NotRetryable
+from podium.server.auth import endpoint_caller, runtime
+from podium.core.options import parse_job_request
 from podium.server.runtime import Runtime
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["runpod"])
@@ -22,19 +23,14 @@ RUN_LIMIT = 10 * MB
 RUNSYNC_LIMIT = 20 * MB
 
 
-def _rt(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
-
-
 async def _accept(request: Request, endpoint_id: str, limit: int, kind: str, job_id: str) -> str:
     """Store a job on the endpoint's default route (a runsync caller waits for it)."""
-    rt = _rt(request)
-    principal = await rt.keys.authorize(request, "invoke")
-    ep = await rt.endpoint(principal, endpoint_id)
+    rt = runtime(request)
+    principal, ep = await endpoint_caller(request, "invoke", endpoint_id)
     payload, options = parse_job_request(await read_json(request, limit))
     check_callable(ep)
     route = default_route(await rt.routes(ep))
-    return await submit(rt, principal, ep, route, payload, kind=kind, job_id=job_id, options=options,
+    return await rt.calls.submit(principal, ep, route, payload, kind=kind, job_id=job_id, options=options,
                         idempotency_key=request.headers.get("idempotency-key"), awaited=kind == "runsync")
 
 
@@ -48,26 +44,25 @@ async def run(request: Request, endpoint_id: str) -> JSONAnswer:
 @router.post("/runsync")
 async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -> JSONAnswer:
     """Run a job and wait for it (`?wait=ms`, 1000–300000, default 90 s), else answer its id."""
-    rt = _rt(request)
+    rt = runtime(request)
     if wait is not None and not 1000 <= wait <= 300_000:
-        raise HTTPError(400, "invalid_wait", "wait must be between 1000 and 300000 milliseconds")
+        raise InvalidRequest("wait must be between 1000 and 300000 milliseconds", code="invalid_wait")
     job_id = await _accept(request, endpoint_id, RUNSYNC_LIMIT, "runsync", f"sync-{uuid.uuid4()}")
     timeout = wait / 1000 if wait is not None else rt.settings.runsync_wait
-    row = await rt.queue.wait_final(job_id, timeout)
+    row = await rt.calls.wait(job_id, timeout)
     if row is None:  # its ttl ran out while we waited
-        raise not_found("job", job_id)
+        raise NotFound("job", job_id)
     return JSONAnswer(envelope(row, rt.clock.now()))
 
 
 async def _job(
     request: Request, endpoint_id: str, job_id: str, role: str = "read"
 ) -> tuple[Runtime, RowMapping, RowMapping]:
-    rt = _rt(request)
-    principal = await rt.keys.authorize(request, role)
-    ep = await rt.endpoint(principal, endpoint_id)
+    rt = runtime(request)
+    _, ep = await endpoint_caller(request, role, endpoint_id)
     row = await rt.queue.get(job_id)
     if row is None or row["endpoint_id"] != ep["id"]:
-        raise not_found("job", job_id)
+        raise NotFound("job", job_id)
     return rt, ep, row
 
 
@@ -97,7 +92,7 @@ async def cancel(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     was_running = row["status"] == JobStatus.IN_PROGRESS
     after = await rt.queue.cancel(job_id)
     if after is None:
-        raise not_found("job", job_id)
+        raise NotFound("job", job_id)
     if was_running and after["status"] == JobStatus.CANCELLED and row["worker_id"]:
         # An async RunPod handler is cancelled where it awaits; anything else must be killed.
         version = await rt.version(ep)
@@ -112,27 +107,22 @@ async def retry(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     """Queue a FAILED or TIMED_OUT job again, same id."""
     rt, _, row = await _job(request, endpoint_id, job_id, "invoke")
     if not await rt.queue.retry(job_id):
-        raise HTTPError(
-            400, "not_retryable",
-            f"only FAILED or TIMED_OUT jobs can be retried; job {job_id} is {row['status']}",
-        )
+        raise NotRetryable(f"only FAILED or TIMED_OUT jobs can be retried; job {job_id} is {row['status']}")
     return JSONAnswer({"id": job_id, "status": "IN_QUEUE"})
 
 
 @router.post("/purge-queue")
 async def purge_queue(request: Request, endpoint_id: str) -> JSONAnswer:
     """Cancel every queued job of the endpoint; running jobs go on."""
-    rt = _rt(request)
-    principal = await rt.keys.authorize(request, "invoke")
-    ep = await rt.endpoint(principal, endpoint_id)
+    rt = runtime(request)
+    _, ep = await endpoint_caller(request, "invoke", endpoint_id)
     return JSONAnswer({"removed": await rt.queue.purge(ep["id"]), "status": "completed"})
 
 
 @router.get("/health")
 async def health(request: Request, endpoint_id: str) -> JSONAnswer:
-    rt = _rt(request)
-    principal = await rt.keys.authorize(request, "read")
-    ep = await rt.endpoint(principal, endpoint_id)
+    rt = runtime(request)
+    _, ep = await endpoint_caller(request, "read", endpoint_id)
     counts = await rt.queue.counts(ep["id"])
     return JSONAnswer(
         {

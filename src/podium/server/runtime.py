@@ -18,8 +18,8 @@ from podium.dispatch.queue import JobQueue
 from podium.metrics import Metrics
 from podium.scaling.autoscaler import Autoscaler
 from podium.scaling.registry import Registry
-from podium.server.auth import KeyRing, Principal
-from podium.server.errors import not_found
+from podium.core.access import Access
+from podium.core.calls import Calls
 from podium.server.webhooks import WebhookOutbox
 from podium.store.catalog import DEFAULT_PROJECT, Catalog
 from podium.store.engine import Store
@@ -51,7 +51,8 @@ class Runtime:
             row["endpoint_id"], row["status"], row["delay_ms"], row["execution_ms"]
         )
         self.catalog = Catalog(self.store, self.clock)
-        self.keys = KeyRing(self.catalog, rate=settings.rate_limit, burst=settings.rate_burst)
+        self.calls = Calls(self.queue, self.catalog, self.metrics, max_attempts=settings.max_attempts)
+        self.access = Access(self.catalog, rate=settings.rate_limit, burst=settings.rate_burst)
         self.registry = Registry()
         self.scaler = Autoscaler(settings, self.catalog, self.queue, self.registry, self.metrics)
         self.webhooks: WebhookOutbox | None = None
@@ -67,6 +68,7 @@ class Runtime:
         await self.catalog.delete_worker_keys()
         await self._bootstrap_admin(project)
         self.secrets = SecretBox(load_key(self.settings.secret_key, self.settings.secret_key_file))
+        self.queue.box = self.secrets
         self.scaler.secrets = self.endpoint_env
         self.webhooks = WebhookOutbox(
             self.queue,
@@ -88,14 +90,14 @@ class Runtime:
         """The operator key: PODIUM_ADMIN_KEY, or one made (and printed once) on first start."""
         key = self.settings.admin_key
         if key is not None:
-            found = await self.keys.lookup(key)
+            found = await self.access.lookup(key)
             if found is None:
                 await self.catalog.create_key(
                     project, "admin", name="operator (PODIUM_ADMIN_KEY)", raw=key, operator=True
                 )
             elif not found.operator:
                 await self.catalog.set_operator(found.key_id)
-            self.keys.forget()
+            self.access.forget()
         elif not await self.catalog.has_admin_key():
             _, key = await self.catalog.create_key(project, "admin", name="operator (first start)", operator=True)
             self.new_admin_key = key
@@ -111,16 +113,9 @@ class Runtime:
         except (OSError, ValueError):
             return None
         key = saved.get("api_key") if isinstance(saved, dict) else None
-        return key if isinstance(key, str) and await self.keys.lookup(key) is not None else None
+        return key if isinstance(key, str) and await self.access.lookup(key) is not None else None
 
     # -- lookups shared by the routers ----------------------------------------------------------
-
-    async def endpoint(self, principal: Principal, ref: str) -> RowMapping:
-        """The caller's endpoint by id or name; 404 (never 403) for anything it may not see."""
-        row = await self.catalog.get_endpoint(principal.project_id, ref)
-        if row is None or (principal.endpoint_id is not None and row["id"] != principal.endpoint_id):
-            raise not_found("endpoint", ref)
-        return row
 
     async def version(self, ep: RowMapping) -> dict[str, Any]:
         """Route table, config and runtime of the version an endpoint points at."""

@@ -18,8 +18,10 @@ from podium import _json
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import stop_key
 from podium.scaling.registry import WorkerInfo, WorkerState
-from podium.server.errors import HTTPError, not_found
-from podium.server.auth import Principal, require
+from podium.server.errors import HTTPError
+from podium.core.access import WORKER, Principal
+from podium.core.errors import NotFound
+from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import MB, read_json
 from podium.server.runtime import Runtime
 
@@ -35,18 +37,15 @@ async def _worker(
 ) -> tuple[Runtime, Principal, RowMapping]:
     """The endpoint (the caller's: a worker token's own, or one of a deploy key's project), and a
     404 for a worker id that belongs to another endpoint (no acting on others' workers)."""
-    rt: Runtime = request.app.state.runtime
-    principal = await rt.keys.authenticate(request)
-    if principal.role != "worker":
-        require(principal, "deploy")
-    ep = await rt.endpoint(principal, endpoint_id)
+    rt = runtime(request)
+    principal, ep = await endpoint_caller(request, WORKER, endpoint_id)
     info = rt.registry.get(worker_id)
     if info is not None and info.endpoint_id != ep["id"]:
-        raise not_found("worker", worker_id)
+        raise NotFound("worker", worker_id)
     return rt, principal, ep
 
 
-def _job_for_worker(row: RowMapping) -> dict[str, Any]:
+def _job_for_worker(rt: Runtime, row: RowMapping) -> dict[str, Any]:
     job: dict[str, Any] = {
         "id": row["id"],
         "input": _json.loads(row["input"]),
@@ -56,12 +55,19 @@ def _job_for_worker(row: RowMapping) -> dict[str, Any]:
         job["webhook"] = row["webhook"]
     if row["policy"]:
         job["policy"] = _json.loads(row["policy"])
-    job.update(_json.loads(row["secret"]) or {})
+    job.update(rt.queue.worker_fields(row["secret"]))
     return job
 
 
 async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) -> list[dict[str, Any]]:
     rt, _, ep = await _worker(request, endpoint_id, worker_id)
+    return await _claim(request, rt, ep, worker_id, limit, rt.settings.take_timeout)
+
+
+async def _claim(
+    request: Request, rt: Runtime, ep: RowMapping, worker_id: str, limit: int, wait: float
+) -> list[dict[str, Any]]:
+    """Claim up to `limit` jobs for a worker, waiting at most `wait` seconds for one."""
     if rt.registry.is_gone(worker_id):
         raise HTTPError(410, "worker_gone", f"worker {worker_id} has exited; start a new one")
     info, ready = rt.registry.seen(worker_id, ep["id"])
@@ -69,14 +75,14 @@ async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) 
         await rt.scaler.worker_ready(info, ep)
     if not _may_take(info, ep):
         # Hold the poll as a real one would be held, so a RunPod worker does not spin on 204s.
-        await asyncio.sleep(rt.settings.take_timeout)
+        await asyncio.sleep(wait)
         return []
     async def alive() -> bool:
         return not rt.registry.is_gone(worker_id) and not await request.is_disconnected()
 
     rows = await rt.queue.take_wait(
-        ep["id"], worker_id, lease=rt.settings.lease_seconds, timeout=rt.settings.take_timeout,
-        limit=limit, alive=alive,
+        ep["id"], worker_id, lease=rt.settings.lease_seconds, timeout=wait, limit=limit,
+        alive=alive,
     )
     if rows and await request.is_disconnected():
         await rt.queue.untake([r["id"] for r in rows], worker_id)
@@ -85,7 +91,7 @@ async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) 
     if rows and info.local and info.ready_at is not None and info.jobs_done == 0 and len(info.jobs) == len(rows):
         # A fresh worker's first jobs: part of their wait was its start-up.
         await rt.queue.note_cold_start(rows, info.started_at, info.ready_at)
-    return [_job_for_worker(r) for r in rows]
+    return [_job_for_worker(rt, r) for r in rows]
 
 
 def _may_take(info: WorkerInfo, ep: RowMapping) -> bool:
@@ -151,6 +157,8 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
     """A job's result, error, or (with `status: IN_PROGRESS`) a progress update.
 
     `stopPod: true` (a handler returned `refresh_worker`) asks for a fresh worker process.
+    `?take=1` (Podium's own worker): the answer also carries the next job as `next`, if one is
+    waiting now (never waits for one), so a busy worker needs one exchange per job, not two.
     """
     rt, _, ep = await _worker(request, endpoint_id, worker_id)
     body = await read_json(request, RESULT_LIMIT, empty={})
@@ -170,6 +178,9 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
     rt.registry.released(worker_id, job_id)
     if body.get("stopPod") or rt.scaler.due_for_recycling(worker_id, ep):
         rt.scaler.recycle(worker_id)
+    elif request.query_params.get("take") == "1":
+        jobs = await _claim(request, rt, ep, worker_id, 1, 0.0)
+        return JSONAnswer({"ok": True, "next": jobs[0] if jobs else None})
     return JSONAnswer(OK)
 
 

@@ -27,14 +27,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import httpx
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from podium import _json, logs
 from podium.bundle import extract, load_service
 from podium.sdk.context import JobContext, reset_context, set_async_runner, set_context
 from podium.sdk.service import Route, Service
-from podium.worker.link import ServerLink
+from podium.worker.link import LinkError, ServerLink, Unreachable
 
 log = logging.getLogger("podium.worker")
 
@@ -140,7 +139,7 @@ class Worker:
             except _Stop:
                 self.slots.release()
                 break
-            except httpx.TransportError as exc:
+            except Unreachable as exc:
                 self.slots.release()
                 log.warning("cannot reach the server (%s); retrying", exc)
                 time.sleep(backoff)
@@ -155,14 +154,27 @@ class Worker:
         log.info("worker stopping; finishing %d jobs in hand", len(self.current))
         self.pool.shutdown(wait=True)
 
-    def _run_in_slot(self, job: dict[str, Any]) -> None:
+    def _run_in_slot(self, job: dict[str, Any] | None) -> None:
+        """Run jobs in this slot for as long as each result's post brings back a next job."""
         try:
-            self.run(job)
-        except Exception:  # posting the result failed for good: the lease gives the job back
-            log.exception("job %s could not be reported", job.get("id"))
+            while job is not None:
+                try:
+                    job = self._run_one(job)
+                except Exception:  # posting the result failed for good: the lease gives it back
+                    log.exception("job %s could not be reported", job.get("id"))
+                    job = None
+        finally:
+            self.slots.release()
+
+    def _run_one(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            body = self.run(job)
+            nxt = self.link.done(job["id"], body, take=not self.stopping)
         finally:
             self.current.discard(job["id"])
-            self.slots.release()
+        if nxt is not None:
+            self.current.add(nxt["id"])
+        return nxt
 
     def _take(self) -> dict[str, Any] | None:
         """One long-poll; a stop signal during it abandons it (the server gives the job back)."""
@@ -182,7 +194,7 @@ class Worker:
                 os._exit(3)
             try:
                 self.link.ping(sorted(self.current))
-            except httpx.HTTPError as exc:
+            except LinkError as exc:
                 log.warning("ping failed: %s", exc)
 
     def on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -195,7 +207,8 @@ class Worker:
 
     # -- one job --------------------------------------------------------------------------------
 
-    def run(self, job: dict[str, Any]) -> None:
+    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Run one job; returns the body its job-done post carries."""
         assert self.service is not None
         meta = job.pop("podium", {}) or {}
         route = self.service.routes.get(meta.get("route", "")) or self.service.default_route
@@ -219,7 +232,7 @@ class Worker:
             _json.dumps(body)
         except (TypeError, PydanticSerializationError) as exc:
             body = self._error(TypeError(f"the route's result is not JSON-serializable: {exc}"))
-        self.link.done(job_id, body)
+        return body
 
     def _call(self, route: Route, job: dict[str, Any]) -> dict[str, Any]:
         try:

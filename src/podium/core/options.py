@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from podium.server.errors import HTTPError
+from podium.core.errors import InvalidRequest
 
 SECOND_MS = 1000
 DAY_MS = 86_400_000
@@ -54,8 +54,8 @@ class JobOptions:
         return out or None
 
 
-def _bad(error: str, detail: str) -> HTTPError:
-    return HTTPError(400, error, detail)
+def _bad(error: str, detail: str) -> InvalidRequest:
+    return InvalidRequest(detail, code=error)
 
 
 def _ms(policy: dict[str, Any], name: str, bounds: tuple[int, int]) -> int | None:

@@ -1,0 +1,159 @@
+"""Who is calling, and which endpoint: the one resolver every surface uses.
+
+A key is looked up by its SHA-256 (only the hash is stored or cached). A key belongs to one
+project and sees nothing of another: what it may not see is NotFound, never Forbidden, so names
+do not leak. The operator key (the server's bootstrap admin) may act in any project it names.
+Each user key is rate-limited by a token bucket.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+
+from sqlalchemy.engine import RowMapping
+
+from podium.core.errors import Forbidden, NotFound, RateLimited, Unauthorized
+from podium.store.catalog import Catalog, hash_key
+
+#: Roles that may act on behalf of users, weakest first; `worker` tokens stand apart.
+ROLE_RANK = {"read": 0, "invoke": 1, "deploy": 2, "admin": 3}
+#: What `Access.caller` takes as the role of the worker protocol: a worker token, or a deploy key.
+WORKER = "worker"
+CACHE_SECONDS = 5.0
+#: How often a key's last-used time is written (a write per request would cost a transaction).
+TOUCH_EVERY = 60.0
+
+NO_KEY = "missing or invalid API key: send `Authorization: Bearer KEY` or `x-api-key: KEY`"
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    project_id: str
+    role: str
+    #: For worker tokens: the one endpoint whose jobs this worker may take.
+    endpoint_id: str | None = None
+    #: The server's operator key: may act in any project.
+    operator: bool = False
+
+    def can(self, role: str) -> bool:
+        return ROLE_RANK.get(self.role, -1) >= ROLE_RANK[role]
+
+
+def require(principal: Principal, role: str) -> None:
+    """Forbidden unless the key's role is at least `role` (worker tokens: only the worker protocol)."""
+    if role == WORKER:
+        if principal.role != WORKER:
+            require(principal, "deploy")
+        return
+    if principal.role == WORKER:
+        raise Forbidden("worker tokens may only use the worker protocol")
+    if not principal.can(role):
+        raise Forbidden(f"this key's role ({principal.role}) may not do this; needs {role}")
+
+
+class TokenBucket:
+    """`rate` requests per second on average, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.at = time.monotonic()
+
+    def take(self) -> float:
+        """0 if a request may go now, else the seconds until one may."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class Access:
+    """Keys looked up with a short cache (the call path does not hit the store each time), rate
+    limits, projects, and the caller's endpoints.
+
+    Parameters:
+        catalog: where keys, projects and endpoints live.
+        rate, burst: per-key request rate limit (requests per second, and burst); 0 disables it.
+    """
+
+    def __init__(self, catalog: Catalog, *, rate: float = 0.0, burst: float = 0.0) -> None:
+        self.catalog = catalog
+        self.rate = rate
+        self.burst = burst or 2 * rate
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._touched: dict[str, float] = {}
+
+    def forget(self) -> None:
+        """Drop cached keys (after one is revoked or changed)."""
+        self._cache.clear()
+
+    async def lookup(self, key: str) -> Principal | None:
+        h = hash_key(key)
+        hit = self._cache.get(h)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = await self.catalog.key_by_hash(h)
+        principal = (
+            None
+            if row is None
+            else Principal(row["id"], row["project_id"], row["role"], row["endpoint_id"], bool(row["operator"]))
+        )
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[h] = (now + CACHE_SECONDS, principal)
+        return principal
+
+    async def caller(self, key: str | None, role: str | None, *, project: str | None = None) -> Principal:
+        """The principal a presented key stands for, allowed to act as `role` (None: any valid
+        key), in `project` if it names one; raises Unauthorized, RateLimited, Forbidden or
+        NotFound (a project it may not see)."""
+        principal = await self.lookup(key) if key else None
+        if principal is None:
+            raise Unauthorized(NO_KEY)
+        if principal.role != WORKER:
+            self._limit(principal)
+            await self._touch(principal)
+        if role is not None:
+            require(principal, role)
+        if not project:
+            return principal
+        found = await self.catalog.project(project)
+        if found is not None and (principal.operator or found["id"] == principal.project_id):
+            return dataclasses.replace(principal, project_id=found["id"])
+        raise NotFound("project", project)
+
+    async def endpoint(self, principal: Principal, ref: str) -> RowMapping:
+        """The caller's endpoint by id or name; NotFound for anything it may not see."""
+        row = await self.catalog.get_endpoint(principal.project_id, ref)
+        if row is None or (principal.endpoint_id is not None and row["id"] != principal.endpoint_id):
+            raise NotFound("endpoint", ref)
+        return row
+
+    def _limit(self, principal: Principal) -> None:
+        if self.rate <= 0:
+            return
+        bucket = self._buckets.get(principal.key_id)
+        if bucket is None:
+            bucket = self._buckets[principal.key_id] = TokenBucket(self.rate, self.burst)
+        wait = bucket.take()
+        if wait > 0:
+            raise RateLimited(
+                f"this key may make {self.rate:g} requests per second (bursts of {self.burst:g}); retry later",
+                retry_after=max(1, math.ceil(wait)),
+            )
+
+    async def _touch(self, principal: Principal) -> None:
+        now = time.monotonic()
+        if now - self._touched.get(principal.key_id, -TOUCH_EVERY) >= TOUCH_EVERY:
+            self._touched[principal.key_id] = now
+            await self.catalog.touch_key(principal.key_id)

@@ -1,0 +1,98 @@
+"""What can go wrong with a call, in the core's words: no status codes, no wire shapes.
+
+    DomainError
+    ├── Unauthorized          no key, or a key that is unknown, revoked or expired
+    ├── Forbidden             the key's role is too weak for the action
+    ├── RateLimited           the key made too many requests (retry_after)
+    ├── NotFound              an endpoint, job, project, worker… the caller may not see
+    ├── InvalidRequest        the request itself is malformed (code says how)
+    │   ├── InvalidArguments  arguments a route cannot take
+    │   └── NotRetryable      retry of a job that is not FAILED or TIMED_OUT
+    ├── Conflict              an Idempotency-Key reused for another request
+    ├── QueueFull             the endpoint's queue cap is reached (retry_after)
+    └── EndpointUnavailable   the endpoint is stopped or cannot start its workers
+
+Each router maps these to its own wire shape in one place: RunPod, routes and admin in
+`server.errors`, Laminar's `error_code` in `server.laminar_api`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podium.errors import PodiumError
+
+
+class DomainError(PodiumError):
+    """Parameters:
+    detail: the human sentence shown to the caller (never a secret).
+    code: short machine-readable name (`queue_full`, `invalid_wait`, …).
+    retry_after: seconds after which the same request may succeed.
+    extra: more fields for the answer (a job id, a traceback).
+    """
+
+    code = "error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        retry_after: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+        self.extra = extra or {}
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+
+
+class NotFound(DomainError):
+    """Also what a caller gets for what exists but is not theirs (so names do not leak)."""
+
+    code = "not_found"
+
+    def __init__(self, what: str, ref: str) -> None:
+        super().__init__(f"no {what} {ref!r}")
+        self.what = what
+        self.ref = ref
+
+
+class InvalidRequest(DomainError):
+    code = "invalid_request"
+
+
+class InvalidArguments(InvalidRequest):
+    code = "invalid_arguments"
+
+
+class NotRetryable(InvalidRequest):
+    code = "not_retryable"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class QueueFull(DomainError):
+    code = "queue_full"
+
+
+class EndpointUnavailable(DomainError):
+    """`code` is endpoint_inactive (stopped) or endpoint_error (its version cannot start)."""
+
+    code = "endpoint_unavailable"
