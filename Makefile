@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo lint test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ venv: $(STAMP)
 demo: venv
 	bash scripts/demo.sh
 
-test: venv
+lint: venv
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy src
+
+test: venv lint
 	bash scripts/ensure-postgres.sh
 	$(PY) -m pytest
 

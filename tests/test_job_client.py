@@ -16,11 +16,10 @@ import httpx
 import pytest
 
 from conftest import SERVICES
-from server import PodiumServer, free_port, wait_until
-
 from podium import aio
 from podium.client.jobs import Endpoint, Job, JobFailed, JobTimeout, wait_ms
 from podium.errors import APIError, ConfigError, PodiumError
+from server import PodiumServer, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -13,6 +13,11 @@ Authoring::
         return f"{message} {number}"
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from podium._version import __version__
 from podium.errors import (
     APIError,
@@ -23,10 +28,38 @@ from podium.errors import (
     RouteError,
     ServiceDefinitionError,
 )
-from podium import aio
-from podium.client.deployment import Deployment, deploy, get_deployment
-from podium.client.jobs import Endpoint, Job, JobFailed, JobTimeout
 from podium.sdk import JobContext, Route, Service, ServiceConfig, context, handler, service
+
+if TYPE_CHECKING:
+    from podium import aio
+    from podium.client.deployment import Deployment, deploy, get_deployment
+    from podium.client.jobs import Endpoint, Job, JobFailed, JobTimeout
+
+#: The clients are imported on first use: a worker imports `podium` for the authoring SDK and
+#: should not pay for httpx and the client modules at every cold start.
+_LAZY = {
+    "aio": "podium.aio",
+    "Deployment": "podium.client.deployment",
+    "deploy": "podium.client.deployment",
+    "get_deployment": "podium.client.deployment",
+    "Endpoint": "podium.client.jobs",
+    "Job": "podium.client.jobs",
+    "JobFailed": "podium.client.jobs",
+    "JobTimeout": "podium.client.jobs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'podium' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    value = module if name == "aio" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "APIError",

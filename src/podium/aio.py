@@ -17,7 +17,7 @@ The plans (what to ask, when to ask again, what an answer means) and the errors 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -104,7 +104,7 @@ class Endpoint(BaseEndpoint):
         async with aclosing(self._carry_out(plan)) as values:
             return await anext(values)
 
-    async def _carry_out(self, plan: Plan) -> AsyncIterator[Any]:
+    async def _carry_out(self, plan: Plan) -> AsyncGenerator[Any, None]:
         """Make the plan's calls, take its sleeps, yield what it gives."""
         steps = Steps(plan)
         for step in steps:

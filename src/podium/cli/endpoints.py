@@ -10,7 +10,17 @@ import typer
 from rich.table import Table
 
 from podium.cli.common import (
-    JSON, KEY, PROJECT, URL, app, connect, endpoints_app, out, print_json, versions_app, when,
+    JSON,
+    KEY,
+    PROJECT,
+    URL,
+    app,
+    connect,
+    endpoints_app,
+    out,
+    print_json,
+    versions_app,
+    when,
 )
 
 

@@ -156,7 +156,7 @@ def retry_after(value: str | None) -> float | None:
 def backoff(attempt: int) -> float:
     """Exponential backoff with jitter, so clients that failed together do not return together."""
     ceiling = min(RETRY_CAP, RETRY_BASE * 2**attempt)
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+    return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
 def poll_delays() -> Iterator[float]:

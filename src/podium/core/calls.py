@@ -11,8 +11,6 @@ from typing import Any
 from sqlalchemy.engine import RowMapping
 
 from podium import _json
-from podium.dispatch.queue import DuplicateRequest, NewJob
-from podium.netguard import UnsafeURL, allow_private_from_env, check_url
 from podium.core.access import Principal
 from podium.core.errors import (
     Conflict,
@@ -22,8 +20,9 @@ from podium.core.errors import (
     QueueFull,
 )
 from podium.core.options import JobOptions
-from podium.dispatch.queue import JobQueue
+from podium.dispatch.queue import DuplicateRequest, JobQueue, NewJob
 from podium.metrics import Metrics
+from podium.netguard import UnsafeURL, allow_private_from_env, check_url
 from podium.sdk.service import DEFAULT_TIMEOUT_S
 from podium.store.catalog import Catalog, EndpointState
 

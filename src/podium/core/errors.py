@@ -10,7 +10,8 @@
     │   └── NotRetryable      retry of a job that is not FAILED or TIMED_OUT
     ├── Conflict              an Idempotency-Key reused for another request
     ├── QueueFull             the endpoint's queue cap is reached (retry_after)
-    └── EndpointUnavailable   the endpoint is stopped or cannot start its workers
+    ├── EndpointUnavailable   the endpoint is stopped or cannot start its workers
+    └── WorkerGone            a worker that has exited asks for work
 
 Each router maps these to its own wire shape in one place: RunPod, routes and admin in
 `server.errors`, Laminar's `error_code` in `server.laminar_api`.
@@ -90,6 +91,10 @@ class Conflict(DomainError):
 
 class QueueFull(DomainError):
     code = "queue_full"
+
+
+class WorkerGone(DomainError):
+    code = "worker_gone"
 
 
 class EndpointUnavailable(DomainError):

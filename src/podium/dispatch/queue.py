@@ -186,7 +186,7 @@ def _ran_for(now: float) -> Any:
 def backoff(attempt: int, base: float, cap: float = 60.0) -> float:
     """Seconds before retry number `attempt`: exponential, capped, with jitter (half to full) so
     retries of many jobs failing together spread out."""
-    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** (attempt - 1))
+    return float(random.uniform(0.5, 1.0) * min(cap, base * 2 ** (attempt - 1)))
 
 
 def ep_key(endpoint_id: str) -> str:
@@ -772,9 +772,10 @@ class JobQueue:
     async def next_deadline(self) -> float | None:
         """The earliest execution deadline of a running job (the autoscaler wakes for it)."""
         async with self.store.tx() as conn:
-            return await conn.scalar(
+            deadline = await conn.scalar(
                 select(func.min(jobs.c.deadline_at)).where(jobs.c.status == JobStatus.IN_PROGRESS)
             )
+        return None if deadline is None else float(deadline)
 
     async def reap(self) -> list[RowMapping]:
         """Delete jobs past their ttl or retention, with their chunks. Returns the (id, worker_id)

@@ -39,5 +39,5 @@ def desired(settings: Any, load: Load, *, creating: bool) -> int:
     else:
         target = settings["target"] or settings["concurrency"]
         need = math.ceil((load.queued + load.running) / max(target, 1e-9))
-    need = max(settings["min_workers"], min(settings["max_workers"], need))
+    need = max(int(settings["min_workers"]), min(int(settings["max_workers"]), need))
     return max(need, 1) if creating else need

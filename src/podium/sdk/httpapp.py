@@ -108,7 +108,8 @@ class AsgiAdapter:
 
         async def send(message: dict[str, Any]) -> None:
             if message["type"] in ("lifespan.startup.complete", "lifespan.startup.failed") and not started.done():
-                started.set_result(message.get("message") if message["type"].endswith("failed") else "")
+                failed = message["type"].endswith("failed")
+                started.set_result(str(message.get("message") or "") if failed else "")
 
         async def run() -> None:
             try:

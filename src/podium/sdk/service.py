@@ -222,7 +222,7 @@ def json_schema(annotation: Any) -> dict[str, Any]:
     Models it refers to are under `$defs`, referenced as OpenAPI components.
     """
     try:
-        return TypeAdapter(annotation).json_schema(ref_template=REF_TEMPLATE)  # type: ignore[no-any-return]
+        return TypeAdapter(annotation).json_schema(ref_template=REF_TEMPLATE)
     except Exception:
         return {}
 

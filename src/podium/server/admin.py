@@ -11,22 +11,22 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
-from podium.server.responses import JSONAnswer
 from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.bundle import MAX_BUNDLE_BYTES, version_id
 from podium.core.access import ROLE_RANK, Principal
+from podium.dispatch.states import JobStatus
+from podium.errors import ServiceDefinitionError
+from podium.logs import job_of
+from podium.scaling.local import tail
+from podium.sdk.service import ServiceConfig
 from podium.server.auth import caller, runtime
 from podium.server.body import read_body, read_object
 from podium.server.errors import HTTPError, not_found
+from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.dispatch.states import JobStatus
-from podium.errors import ServiceDefinitionError
-from podium.sdk.service import ServiceConfig
 from podium.store.catalog import SCALING, EndpointState, key_prefix
-from podium.logs import job_of
-from podium.scaling.local import tail
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -131,7 +131,9 @@ def _check_version(v: Any, project_id: str) -> dict[str, Any]:
     if not isinstance(cfg, dict) or not all(
         isinstance(cfg.get(k), (int, float)) for k in ("min_workers", "max_workers", "idle_timeout", "concurrency")
     ):
-        raise HTTPError(400, "invalid_request", "version config needs min_workers, max_workers, idle_timeout, concurrency")
+        raise HTTPError(
+            400, "invalid_request", "version config needs min_workers, max_workers, idle_timeout, concurrency"
+        )
     try:
         ServiceConfig.from_dict(cfg)
     except (ServiceDefinitionError, TypeError, ValueError) as exc:
@@ -207,7 +209,9 @@ async def scale(request: Request, ref: str) -> JSONAnswer:
     changes = await read_object(request, 64 * 1024)
     unknown = sorted(set(changes) - set(SCALING))
     if unknown:
-        raise HTTPError(400, "invalid_request", f"unknown setting {', '.join(unknown)} (settings: {', '.join(SCALING)})")
+        raise HTTPError(
+            400, "invalid_request", f"unknown setting {', '.join(unknown)} (settings: {', '.join(SCALING)})"
+        )
     try:
         merged = ServiceConfig.from_dict({**{k: ep[k] for k in SCALING}, **changes})
     except (ServiceDefinitionError, TypeError) as exc:
@@ -301,8 +305,9 @@ async def set_secrets(request: Request, ref: str) -> JSONAnswer:
     rt, principal = await _auth(request, "deploy")
     ep = await rt.access.endpoint(principal, ref)
     body = await read_object(request, 1024 * 1024)
+    reserved = ("PODIUM_", "RUNPOD_")
     bad = [str(k) for k, v in body.items()
-           if not SECRET_NAME.match(str(k)) or str(k).upper().startswith(("PODIUM_", "RUNPOD_")) or not isinstance(v, str)]
+           if not SECRET_NAME.match(str(k)) or str(k).upper().startswith(reserved) or not isinstance(v, str)]
     if bad or not body:
         raise HTTPError(400, "invalid_secrets",
                         "send {NAME: \"value\"}: names like MY_TOKEN (not PODIUM_* or RUNPOD_*), string values"

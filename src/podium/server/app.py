@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from podium.server.responses import JSONAnswer
 
 from podium._version import __version__
 from podium.config import Settings
 from podium.metrics import Metrics, surface
 from podium.server import admin, errors, laminar_api, ops, routes_api, runpod_api, worker_api
+from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from podium.server.responses import JSONAnswer
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,8 +27,10 @@ from podium.core.errors import (
     QueueFull,
     RateLimited,
     Unauthorized,
+    WorkerGone,
 )
 from podium.errors import PodiumError
+from podium.server.responses import JSONAnswer
 
 log = logging.getLogger("podium.server")
 
@@ -67,7 +68,7 @@ def not_found(what: str, ref: str) -> HTTPError:
 #: The HTTP status of each domain error (the nearest class in its MRO decides).
 STATUS: dict[type[DomainError], int] = {
     Unauthorized: 401, Forbidden: 403, NotFound: 404, InvalidRequest: 400, Conflict: 422,
-    RateLimited: 429, QueueFull: 429, EndpointUnavailable: 503, DomainError: 400,
+    RateLimited: 429, QueueFull: 429, EndpointUnavailable: 503, WorkerGone: 410, DomainError: 400,
 }
 
 

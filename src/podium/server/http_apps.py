@@ -14,10 +14,10 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.engine import RowMapping
 
-from podium.sdk.httpapp import START
-from podium.server.auth import Principal
-from podium.server.body import MB, read_body
+from podium.core.access import Principal
 from podium.core.calls import check_callable
+from podium.sdk.httpapp import START
+from podium.server.body import MB, read_body
 from podium.server.errors import HTTPError
 from podium.server.runtime import Runtime
 from podium.server.streams import Chunk, End, Idle, chunk_bytes, follow

@@ -13,13 +13,13 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from podium import _json
-from podium.dispatch.states import FINAL, JobStatus
-from podium.server.body import MB, read_json
 from podium.core.calls import check_arguments, check_callable, default_route
 from podium.core.errors import DomainError, EndpointUnavailable, InvalidRequest, NotFound
-from podium.server.auth import caller, runtime
-from podium.server.errors import HTTPError, from_domain, status_of
 from podium.core.options import JobOptions, parse_env
+from podium.dispatch.states import FINAL, JobStatus
+from podium.server.auth import caller, runtime
+from podium.server.body import MB, read_json
+from podium.server.errors import HTTPError, from_domain, status_of
 from podium.server.responses import JSONAnswer
 from podium.server.routes_api import error_text, event_stream
 from podium.server.streams import outputs

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from podium.server.responses import JSONAnswer
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from podium._version import __version__
+from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 
 router = APIRouter(tags=["ops"])

@@ -14,17 +14,17 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.engine import RowMapping
 
 from podium import _json
-from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
-from podium.server.body import MB, read_object
-from podium.core.calls import check_arguments, check_callable, find_route
-from podium.server.errors import HTTPError
 from podium.core.access import Principal
+from podium.core.calls import check_arguments, check_callable, find_route
+from podium.core.options import JobOptions, parse_env
+from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
 from podium.server.auth import endpoint_caller, runtime
-from podium.server.runtime import Runtime
+from podium.server.body import MB, read_object
+from podium.server.errors import HTTPError
 from podium.server.http_apps import http_call
 from podium.server.openapi_doc import endpoint_openapi
-from podium.core.options import JobOptions, parse_env
 from podium.server.responses import JSONAnswer
+from podium.server.runtime import Runtime
 from podium.server.streams import Chunk, End, chunk_bytes, follow, sse_frames
 
 router = APIRouter(tags=["routes"])
@@ -104,7 +104,9 @@ def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
     )
 
 
-async def _target(request: Request, endpoint: str, role: str) -> tuple[Runtime, Principal, RowMapping, list[dict[str, Any]]]:
+async def _target(
+    request: Request, endpoint: str, role: str
+) -> tuple[Runtime, Principal, RowMapping, list[dict[str, Any]]]:
     rt = runtime(request)
     principal, ep = await endpoint_caller(request, role, endpoint)
     return rt, principal, ep, await rt.routes(ep)

@@ -6,15 +6,15 @@ import uuid
 
 from fastapi import APIRouter, Request
 from sqlalchemy.engine import RowMapping
-from podium.server.responses import JSONAnswer
 
-from podium.dispatch.states import JobStatus
-from podium.server.body import MB, read_json
 from podium.core.calls import check_callable, default_route, find_route
-from podium.server.envelope import envelope
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
-from podium.server.auth import endpoint_caller, runtime
 from podium.core.options import parse_job_request
+from podium.dispatch.states import JobStatus
+from podium.server.auth import endpoint_caller, runtime
+from podium.server.body import MB, read_json
+from podium.server.envelope import envelope
+from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["runpod"])

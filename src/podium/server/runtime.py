@@ -12,14 +12,14 @@ from typing import Any
 from sqlalchemy.engine import RowMapping
 
 from podium.config import Settings
+from podium.core.access import Access
+from podium.core.calls import Calls
 from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier
 from podium.dispatch.queue import JobQueue
 from podium.metrics import Metrics
 from podium.scaling.autoscaler import Autoscaler
 from podium.scaling.registry import Registry
-from podium.core.access import Access
-from podium.core.calls import Calls
 from podium.server.webhooks import WebhookOutbox
 from podium.store.catalog import DEFAULT_PROJECT, Catalog
 from podium.store.engine import Store

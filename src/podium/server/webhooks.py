@@ -114,7 +114,7 @@ class WebhookOutbox:
 
             await asyncio.gather(*(one(r) for r in due))
             return 0.0
-        later = [r["next_at"] - now for r in pending]
+        later = [float(r["next_at"]) - now for r in pending]
         return min([1.0, *later])
 
     async def _seal(self) -> None:

@@ -11,18 +11,18 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from podium.server.responses import JSONAnswer
 from sqlalchemy.engine import RowMapping
 
 from podium import _json
+from podium.core.access import WORKER, Principal
+from podium.core.errors import NotFound
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import stop_key
 from podium.scaling.registry import WorkerInfo, WorkerState
-from podium.server.errors import HTTPError
-from podium.core.access import WORKER, Principal
-from podium.core.errors import NotFound
 from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import MB, read_json
+from podium.server.errors import HTTPError
+from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["worker protocol"])

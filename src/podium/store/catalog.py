@@ -321,7 +321,7 @@ class Catalog:
         async with self.store.tx() as conn:
             rows = (await conn.execute(q)).mappings().all()
         by_id = [r for r in rows if r["id"] == ref]
-        return (by_id or rows or [None])[0]
+        return (by_id or rows or [None])[0]  # type: ignore[list-item]
 
     async def list_endpoints(self, project_id: str | None = None) -> list[RowMapping]:
         q = select(endpoints).order_by(endpoints.c.created_at)

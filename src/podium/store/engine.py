@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import Executable
+from sqlalchemy.util.typing import TupleAny
 
 from podium.errors import ConfigError
 
@@ -81,7 +82,7 @@ def migrate(url: str) -> None:
 class Conn(Protocol):
     """What a transaction body may do: the subset of SQLAlchemy's AsyncConnection Podium uses."""
 
-    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[*TupleAny]: ...
 
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any: ...
 
@@ -95,7 +96,7 @@ class _Inline:
     def __init__(self, sync: Connection) -> None:
         self.sync = sync
 
-    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[*TupleAny]:
         return self.sync.execute(statement, parameters)
 
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
@@ -189,20 +190,20 @@ class Store:
         taken, a heartbeat, a progress update), and for reads.
         """
         if self.engine is not None:
-            async with self.engine.begin() as conn:
-                yield conn
+            async with self.engine.begin() as pooled:
+                yield pooled
             return
         async with self._lock:
-            conn = self._connection()
-            await self._begin(conn)
+            sync = self._connection()
+            await self._begin(sync)
             assert self._wal is not None
             before = self._wal.changes()
             try:
-                yield _Inline(conn)
+                yield _Inline(sync)
             except BaseException:
-                conn.rollback()
+                sync.rollback()
                 raise
-            conn.commit()
+            sync.commit()
             after = self._wal.changes()
         if durable and after > before:
             await self._wal.durable(after)

@@ -146,6 +146,9 @@ class ServerLink:
         reply = _json.loads(answer) if answer else None
         return reply.get("next") if isinstance(reply, dict) else None
 
+    def progress(self, job_id: str, value: Any) -> None:
+        self.done(job_id, {"status": "IN_PROGRESS", "output": value})
+
     def chunk(self, job_id: str, value: Any) -> None:
         self._post(f"{self.base}/job-stream/{self.worker_id}/{job_id}", {"output": value})
 

@@ -66,7 +66,7 @@ def inspect_source(source: str) -> dict[str, Any] | None:
     if call is None:
         return None
     defs = _top_level(tree)
-    config = call.args[0]
+    config: ast.AST = call.args[0]
     if isinstance(config, ast.Name):
         config = defs.get(config.id, config)
     handler: ast.AST | None = None

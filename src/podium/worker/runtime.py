@@ -158,10 +158,11 @@ class Worker:
         """Run jobs in this slot for as long as each result's post brings back a next job."""
         try:
             while job is not None:
+                job_id = job.get("id")
                 try:
                     job = self._run_one(job)
                 except Exception:  # posting the result failed for good: the lease gives it back
-                    log.exception("job %s could not be reported", job.get("id"))
+                    log.exception("job %s could not be reported", job_id)
                     job = None
         finally:
             self.slots.release()
@@ -217,7 +218,7 @@ class Worker:
             job_id=job_id,
             attempt=int(meta.get("attempt", 1)),
             route=route.path,
-            report=lambda value: self.link.done(job_id, {"status": "IN_PROGRESS", "output": value}),
+            report=lambda value: self.link.progress(job_id, value),
             env=job.get("env") or {},
         )
         token = set_context(ctx)

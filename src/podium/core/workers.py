@@ -1,0 +1,320 @@
+"""The workers of every endpoint and what each is doing: the only owner of worker state.
+
+The worker protocol (take, done, stream, ping, the stop channel) and the scaler (a worker spawned,
+draining, unhealthy, gone; a job to stop) change a worker's record here and nowhere else, on the
+one injectable clock the queue uses. Records live in memory: local workers die with the server
+that spawned them, and a worker started by hand re-appears on its next take or ping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+from podium import _json
+from podium.core.errors import NotFound, WorkerGone
+from podium.dispatch.clock import Clock
+from podium.dispatch.notify import wait_event
+from podium.dispatch.queue import JobQueue, stop_key
+
+
+class WorkerState(StrEnum):
+    STARTING = "STARTING"  #: process spawned, not yet asking for work
+    IDLE = "IDLE"  #: ready, holding no job
+    RUNNING = "RUNNING"  #: holding at least one job
+    DRAINING = "DRAINING"  #: told to stop: finishes what it holds, takes nothing new
+    UNHEALTHY = "UNHEALTHY"  #: reported a failure, or its pings stopped
+
+
+@dataclass
+class WorkerInfo:
+    id: str
+    endpoint_id: str
+    version_id: str | None
+    started_at: float
+    state: WorkerState = WorkerState.STARTING
+    ready_at: float | None = None
+    last_seen: float = 0.0
+    idle_since: float = 0.0
+    jobs: set[str] = field(default_factory=set)
+    #: Spawned by this server (it owns the process) rather than attached from elsewhere.
+    local: bool = False
+    log_path: Path | None = None
+    key_id: str | None = None
+    process: Any = None
+    failure: str | None = None
+    #: Jobs this worker must stop (cancelled while running); handed out by the job-stop channel.
+    stop: set[str] = field(default_factory=set)
+    #: Jobs it has finished (for recycling after max_jobs_per_worker).
+    jobs_done: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "endpoint_id": self.endpoint_id,
+            "version_id": self.version_id,
+            "state": self.state.value,
+            "started_at": self.started_at,
+            "ready_at": self.ready_at,
+            "jobs": sorted(self.jobs),
+            "jobs_done": self.jobs_done,
+            "start_to_ready_s": None if self.ready_at is None else round(self.ready_at - self.started_at, 3),
+            "pid": self.process.pid if self.process is not None else None,
+            "local": self.local,
+        }
+
+
+@dataclass(frozen=True)
+class Result:
+    """A job-done post, read: a progress update, or the job's output or error."""
+
+    progress: bool = False
+    output: Any = None
+    error: str | None = None
+    error_info: dict[str, Any] | None = None
+    retryable: bool = False
+    #: The worker asks to be replaced after this job (RunPod's `refresh_worker`).
+    stop_pod: bool = False
+
+    @classmethod
+    def parse(cls, body: Any) -> Result:
+        """Our worker sends `error_info`; RunPod workers a JSON string in `error`."""
+        if not isinstance(body, dict):
+            return cls(output=body)
+        stop_pod = bool(body.get("stopPod"))
+        if body.get("status") == "IN_PROGRESS":
+            return cls(progress=True, output=body.get("output"))
+        if "error" not in body:
+            return cls(output=body.get("output"), stop_pod=stop_pod)
+        error = body["error"]
+        info = body.get("error_info")
+        if info is None and isinstance(error, str) and error.startswith("{"):
+            try:
+                parsed = _json.loads(error)
+            except _json.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, dict) and "error_message" in parsed:
+                info = {
+                    "type": parsed.get("error_type"),
+                    "message": parsed.get("error_message"),
+                    "traceback": parsed.get("error_traceback"),
+                }
+        if not isinstance(error, str):
+            error = _json.dumps(error)
+        return cls(
+            error=error, error_info=info if isinstance(info, dict) else None,
+            retryable=body.get("retryable") is True, stop_pod=stop_pod,
+        )
+
+
+class WorkerPool:
+    """Parameters:
+        queue: the jobs workers take and finish.
+        clock: the one time source of worker records and job leases.
+        lease: seconds a taken job stays assigned without a heartbeat.
+    """
+
+    def __init__(self, queue: JobQueue, clock: Clock, *, lease: float) -> None:
+        self.queue = queue
+        self.clock = clock
+        self.lease = lease
+        self.workers: dict[str, WorkerInfo] = {}
+        #: Workers known to have exited: a request of theirs still in flight must not revive them.
+        self._gone: dict[str, None] = {}
+        #: Called once when a worker first asks for work (the scaler marks its endpoint ACTIVE).
+        self.on_ready: Callable[[WorkerInfo, RowMapping], Awaitable[None]] | None = None
+        #: Called when a worker started elsewhere reports it cannot load its version.
+        self.on_failed: Callable[[WorkerInfo, str], Awaitable[None]] | None = None
+
+    # -- records --------------------------------------------------------------------------------
+
+    def new(self, worker_id: str, endpoint_id: str, version_id: str | None, *, local: bool) -> WorkerInfo:
+        """Record a worker being started."""
+        now = self.clock.now()
+        info = WorkerInfo(worker_id, endpoint_id, version_id, started_at=now, last_seen=now,
+                          idle_since=now, local=local)
+        self.workers[info.id] = info
+        return info
+
+    def get(self, worker_id: str) -> WorkerInfo | None:
+        return self.workers.get(worker_id)
+
+    def for_endpoint(self, endpoint_id: str) -> list[WorkerInfo]:
+        return [w for w in self.workers.values() if w.endpoint_id == endpoint_id]
+
+    def is_gone(self, worker_id: str) -> bool:
+        return worker_id in self._gone
+
+    def counts(self, endpoint_id: str) -> dict[str, int]:
+        out = {"initializing": 0, "idle": 0, "running": 0, "draining": 0, "unhealthy": 0}
+        for w in self.for_endpoint(endpoint_id):
+            key = {WorkerState.STARTING: "initializing"}.get(w.state, w.state.value.lower())
+            out[key] += 1
+        out["ready"] = out["idle"]
+        return out
+
+    def check(self, worker_id: str, ep: RowMapping) -> None:
+        """NotFound for a worker id of another endpoint (no acting on others' workers)."""
+        info = self.workers.get(worker_id)
+        if info is not None and info.endpoint_id != ep["id"]:
+            raise NotFound("worker", worker_id)
+
+    def _attach(self, worker_id: str, endpoint_id: str) -> WorkerInfo:
+        """The worker's record; a worker started elsewhere is recorded on first sight."""
+        info = self.workers.get(worker_id)
+        if info is None:
+            info = self.new(worker_id, endpoint_id, None, local=False)
+        return info
+
+    # -- what the scaler decides ------------------------------------------------------------------
+
+    def drain(self, info: WorkerInfo) -> None:
+        info.state = WorkerState.DRAINING
+
+    def unhealthy(self, info: WorkerInfo, reason: str | None = None) -> None:
+        info.state = WorkerState.UNHEALTHY
+        if reason is not None:
+            info.failure = reason
+
+    def gone(self, worker_id: str) -> WorkerInfo | None:
+        """The worker's process has exited: forget it, and refuse its late requests."""
+        self._gone[worker_id] = None
+        if len(self._gone) > 10_000:
+            del self._gone[next(iter(self._gone))]
+        return self.workers.pop(worker_id, None)
+
+    def stop_job(self, worker_id: str, job_id: str) -> WorkerInfo | None:
+        """Tell a worker, through its stop channel, to drop a job (cancelled or timed out). The
+        stopped job posts nothing, so it is released here: the worker is idle again."""
+        info = self.workers.get(worker_id)
+        if info is None:
+            return None
+        self._released(info, job_id)
+        info.stop.add(job_id)
+        self.queue.notifier.notify(stop_key(worker_id))
+        return info
+
+    # -- the worker protocol ----------------------------------------------------------------------
+
+    async def take(
+        self,
+        worker_id: str,
+        ep: RowMapping,
+        *,
+        limit: int,
+        wait: float,
+        alive: Callable[[], Awaitable[bool]],
+    ) -> list[dict[str, Any]]:
+        """Claim up to `limit` jobs, waiting at most `wait` seconds for one; the jobs as the
+        worker receives them. `alive` is asked before claiming and after: a worker that hung up
+        gets nothing, and what was claimed for it goes back."""
+        if self.is_gone(worker_id):
+            raise WorkerGone(f"worker {worker_id} has exited; start a new one")
+        info = self._attach(worker_id, ep["id"])
+        now = self.clock.now()
+        info.last_seen = now
+        if info.ready_at is None:
+            info.ready_at = info.idle_since = now
+            if info.state is WorkerState.STARTING:
+                info.state = WorkerState.IDLE
+            if self.on_ready is not None:
+                await self.on_ready(info, ep)
+        if not self._may_take(info, ep):
+            # Hold the poll as a real one would be held, so a RunPod worker does not spin on 204s.
+            await asyncio.sleep(wait)
+            return []
+
+        async def still_there() -> bool:
+            return not self.is_gone(worker_id) and await alive()
+
+        rows = await self.queue.take_wait(
+            ep["id"], worker_id, lease=self.lease, timeout=wait, limit=limit, alive=still_there,
+        )
+        if rows and not await alive():
+            await self.queue.untake([r["id"] for r in rows], worker_id)
+            return []
+        info.jobs.update(r["id"] for r in rows)
+        if info.jobs and info.state is WorkerState.IDLE:
+            info.state = WorkerState.RUNNING
+        if rows and info.local and info.jobs_done == 0 and len(info.jobs) == len(rows):
+            # A fresh worker's first jobs: part of their wait was its start-up.
+            await self.queue.note_cold_start(rows, info.started_at, info.ready_at or now)
+        return [self._job(r) for r in rows]
+
+    @staticmethod
+    def _may_take(info: WorkerInfo, ep: RowMapping) -> bool:
+        """Draining workers and workers of a version the endpoint left take nothing new."""
+        if info.state is WorkerState.DRAINING:
+            return False
+        return info.version_id is None or info.version_id == ep["version_id"]
+
+    def _job(self, row: RowMapping) -> dict[str, Any]:
+        job: dict[str, Any] = {
+            "id": row["id"],
+            "input": _json.loads(row["input"]),
+            "podium": {"route": row["route"], "attempt": row["attempt"], "kind": row["kind"]},
+        }
+        if row["webhook"]:
+            job["webhook"] = row["webhook"]
+        if row["policy"]:
+            job["policy"] = _json.loads(row["policy"])
+        job.update(self.queue.worker_fields(row["secret"]))
+        return job
+
+    async def done(self, worker_id: str, ep: RowMapping, job_id: str, result: Result) -> None:
+        """A job's progress, output or error. Posts for a job the worker no longer holds change
+        nothing (progress races the result; a cancelled job may still report)."""
+        if result.progress:
+            await self.queue.progress(job_id, worker_id, result.output, endpoint_id=ep["id"])
+            return
+        await self.queue.finish(
+            job_id, worker_id, output=result.output, error=result.error, error_info=result.error_info,
+            retryable=result.retryable, endpoint_id=ep["id"],
+        )
+        info = self.workers.get(worker_id)
+        if info is not None:
+            self._released(info, job_id)
+
+    def _released(self, info: WorkerInfo, job_id: str) -> None:
+        if job_id in info.jobs:
+            info.jobs.discard(job_id)
+            info.jobs_done += 1
+        if not info.jobs:
+            info.idle_since = self.clock.now()
+            if info.state is WorkerState.RUNNING:
+                info.state = WorkerState.IDLE
+
+    async def stream(self, worker_id: str, ep: RowMapping, job_id: str, value: Any) -> None:
+        await self.queue.append_chunk(job_id, worker_id, value, endpoint_id=ep["id"])
+
+    async def ping(
+        self, worker_id: str, ep: RowMapping, job_ids: list[str], *, unhealthy: str | None = None
+    ) -> None:
+        """A heartbeat: extends the leases of the jobs the worker lists. `unhealthy`: the worker
+        says it cannot serve, and why."""
+        if self.is_gone(worker_id):
+            return
+        info = self._attach(worker_id, ep["id"])
+        info.last_seen = self.clock.now()
+        if unhealthy is not None:
+            self.unhealthy(info, unhealthy)
+            if info.ready_at is None and not info.local and self.on_failed is not None:
+                await self.on_failed(info, unhealthy)
+        await self.queue.heartbeat(worker_id, job_ids, lease=self.lease, endpoint_id=ep["id"])
+
+    async def stop_requests(self, worker_id: str, ep: RowMapping, wait: float) -> list[str]:
+        """The stop channel (a long-poll): ids of cancelled jobs the worker still runs."""
+        if self.is_gone(worker_id):
+            return []
+        info = self._attach(worker_id, ep["id"])
+        with self.queue.notifier.listen(stop_key(worker_id)) as ev:
+            if not info.stop:
+                await wait_event(ev, wait)
+        ids, info.stop = sorted(info.stop), set()
+        return ids
