@@ -21,9 +21,11 @@ from podium.core.errors import (
     QueueFull,
     RateLimited,
     Unauthorized,
+    WorkerGone,
 )
 from podium.core.options import JobOptions, parse_job_request
-from podium.dispatch import JobQueue, JobStatus
+from podium.core.workers import Result, WorkerInfo, WorkerPool, WorkerState
+from podium.dispatch import FakeClock, JobQueue, JobStatus
 from podium.metrics import Metrics
 from podium.server.errors import from_domain
 from podium.server.laminar_api import _laminar
@@ -203,3 +205,116 @@ def test_request_options_are_domain_errors() -> None:
     with pytest.raises(InvalidRequest) as exc:
         parse_job_request({"input": {}, "policy": {"executionTimeout": 1}})
     assert exc.value.code.startswith("invalid")
+
+
+# -- the worker pool ------------------------------------------------------------------------------
+
+
+class Pool:
+    """A WorkerPool over the world's queue, on a fake clock, recording the scaler's callbacks."""
+
+    def __init__(self, world: World) -> None:
+        self.clock = FakeClock()
+        world.queue.clock = self.clock
+        self.pool = WorkerPool(world.queue, self.clock, lease=30)
+        self.ready: list[str] = []
+        self.failed: list[tuple[str, str]] = []
+
+        async def on_ready(info: WorkerInfo, ep: Any) -> None:
+            self.ready.append(info.id)
+
+        async def on_failed(info: WorkerInfo, reason: str) -> None:
+            self.failed.append((info.id, reason))
+
+        self.pool.on_ready, self.pool.on_failed = on_ready, on_failed
+
+
+async def connected() -> bool:
+    return True
+
+
+async def test_a_worker_becomes_ready_takes_a_job_and_is_released_when_done(world: World) -> None:
+    p = Pool(world)
+    info = p.pool.new("w1", world.ep["id"], world.ep["version_id"], local=True)
+    assert info.state is WorkerState.STARTING and p.pool.counts(world.ep["id"])["initializing"] == 1
+    principal = await world.access.caller(world.keys["invoke"], "invoke")
+    job_id = await world.calls.submit(principal, world.ep, ROUTE, {"number": 1}, kind="run",
+                                      options=JobOptions(env={"TOKEN": "t0ken"}))
+    p.clock.advance(2)
+    jobs = await p.pool.take("w1", world.ep, limit=1, wait=0, alive=connected)
+    assert p.ready == ["w1"] and info.ready_at == p.clock.now()
+    assert [j["id"] for j in jobs] == [job_id] and jobs[0]["env"] == {"TOKEN": "t0ken"}
+    assert jobs[0]["podium"] == {"route": "/hello", "attempt": 1, "kind": "run"}
+    assert info.state is WorkerState.RUNNING and info.jobs == {job_id}
+    p.clock.advance(1)
+    await p.pool.done("w1", world.ep, job_id, Result.parse({"output": {"ok": 1}}))
+    row = await world.queue.get(job_id)
+    assert row is not None and row["status"] == JobStatus.COMPLETED
+    assert info.state is WorkerState.IDLE and info.jobs_done == 1 and info.idle_since == p.clock.now()
+
+
+async def test_draining_or_outdated_workers_take_nothing(world: World) -> None:
+    p = Pool(world)
+    principal = await world.access.caller(world.keys["invoke"], "invoke")
+    await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run")
+    old = p.pool.new("old", world.ep["id"], "another-version", local=True)
+    assert await p.pool.take("old", world.ep, limit=1, wait=0, alive=connected) == []
+    draining = p.pool.new("d", world.ep["id"], world.ep["version_id"], local=True)
+    p.pool.drain(draining)
+    assert await p.pool.take("d", world.ep, limit=1, wait=0, alive=connected) == []
+    assert old.jobs == set() and draining.state is WorkerState.DRAINING
+
+
+async def test_a_worker_that_hung_up_gets_nothing_and_its_claim_goes_back(world: World) -> None:
+    p = Pool(world)
+    principal = await world.access.caller(world.keys["invoke"], "invoke")
+    job_id = await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run")
+    calls = iter([True, False])  # still there when claiming, gone when the answer would go out
+
+    async def flaky() -> bool:
+        return next(calls)
+
+    assert await p.pool.take("w1", world.ep, limit=1, wait=0, alive=flaky) == []
+    row = await world.queue.get(job_id)
+    assert row is not None and row["status"] == JobStatus.IN_QUEUE and row["attempt"] == 0
+
+
+async def test_gone_and_foreign_workers_are_refused(world: World) -> None:
+    p = Pool(world)
+    p.pool.new("w1", world.ep["id"], None, local=True)
+    p.pool.gone("w1")
+    with pytest.raises(WorkerGone):
+        await p.pool.take("w1", world.ep, limit=1, wait=0, alive=connected)
+    p.pool.new("w2", "another-endpoint", None, local=True)
+    with pytest.raises(NotFound):
+        p.pool.check("w2", world.ep)
+
+
+async def test_a_stopped_job_reaches_its_worker_through_the_stop_channel(world: World) -> None:
+    p = Pool(world)
+    info = p.pool.new("w1", world.ep["id"], world.ep["version_id"], local=True)
+    info.jobs.add("j1")
+    assert p.pool.stop_job("w1", "j1") is info
+    assert info.jobs == set() and info.jobs_done == 1
+    assert await p.pool.stop_requests("w1", world.ep, 0) == ["j1"]
+    assert await p.pool.stop_requests("w1", world.ep, 0) == []
+    assert p.pool.stop_job("nobody", "j1") is None
+
+
+async def test_a_hand_started_worker_that_cannot_load_fails_its_endpoint(world: World) -> None:
+    p = Pool(world)
+    await p.pool.ping("remote", world.ep, [], unhealthy="ImportError: no module named torch")
+    info = p.pool.get("remote")
+    assert info is not None and info.state is WorkerState.UNHEALTHY and not info.local
+    assert p.failed == [("remote", "ImportError: no module named torch")]
+
+
+def test_job_done_bodies_of_both_kinds_of_worker_are_read() -> None:
+    assert Result.parse({"status": "IN_PROGRESS", "output": 50}) == Result(progress=True, output=50)
+    assert Result.parse({"output": 1, "stopPod": True}) == Result(output=1, stop_pod=True)
+    runpod = Result.parse({"error": '{"error_type": "ValueError", "error_message": "bad", "error_traceback": "tb"}'})
+    assert runpod.error_info == {"type": "ValueError", "message": "bad", "traceback": "tb"}
+    ours = Result.parse({"error": "ValueError: bad", "error_info": {"type": "ValueError"}, "retryable": True})
+    assert ours.retryable and ours.error == "ValueError: bad"
+    assert Result.parse({"error": {"odd": 1}}).error == '{"odd":1}'
+    assert Result.parse([1, 2]) == Result(output=[1, 2])

@@ -20,12 +20,12 @@ from typing import Any
 from sqlalchemy.engine import RowMapping
 
 from podium.config import Settings
+from podium.core.workers import WorkerInfo, WorkerPool, WorkerState
 from podium.dispatch.notify import wait_event
-from podium.dispatch.queue import SCALE_KEY, JobQueue, ep_key, stop_key
+from podium.dispatch.queue import SCALE_KEY, JobQueue, ep_key
 from podium.metrics import Metrics
 from podium.scaling.local import LocalBackend, group_rss_mb, tail
 from podium.scaling.policy import Load, desired
-from podium.scaling.registry import Registry, WorkerInfo, WorkerState
 from podium.store.catalog import Catalog, EndpointState
 
 log = logging.getLogger("podium.scaling")
@@ -43,14 +43,16 @@ DEFAULT_STARTUP_TIMEOUT = 600.0
 
 class Autoscaler:
     def __init__(
-        self, settings: Settings, catalog: Catalog, queue: JobQueue, registry: Registry,
+        self, settings: Settings, catalog: Catalog, queue: JobQueue, pool: WorkerPool,
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.catalog = catalog
         self.queue = queue
-        self.registry = registry
+        self.pool = pool
+        pool.on_ready = self.worker_ready
+        pool.on_failed = self.fail_endpoint
         self.backend = LocalBackend(settings, self._on_exit)
         self._start_failures: dict[str, int] = {}
         self._stopping: set[str] = set()
@@ -74,7 +76,7 @@ class Autoscaler:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        workers = [w for w in self.registry.workers.values() if w.local]
+        workers = [w for w in self.pool.workers.values() if w.local]
         await self.backend.shutdown(workers, min(self.settings.drain_grace, 10.0))
 
     async def _run(self) -> None:
@@ -114,7 +116,7 @@ class Autoscaler:
         queued = await self.queue.queued_by_endpoint()
         endpoints = await self.catalog.list_endpoints()
         known = {ep["id"] for ep in endpoints}
-        for w in list(self.registry.workers.values()):
+        for w in list(self.pool.workers.values()):
             if w.local and w.endpoint_id not in known:  # its endpoint was removed
                 self._drain(w)
         for ep in endpoints:
@@ -125,7 +127,7 @@ class Autoscaler:
             await self.reconcile(ep, *waiting)
 
     async def reconcile(self, ep: RowMapping, queued: int, oldest_wait: float = 0.0) -> None:
-        workers = [w for w in self.registry.for_endpoint(ep["id"]) if w.id not in self._stopping]
+        workers = [w for w in self.pool.for_endpoint(ep["id"]) if w.id not in self._stopping]
         live = ep["state"] in (EndpointState.CREATING, EndpointState.ACTIVE)
         current = [w for w in workers if w.version_id == ep["version_id"] and live]
         for w in workers:
@@ -142,7 +144,7 @@ class Autoscaler:
         for _ in range(need - len(current)):
             await self.spawn(ep)
         surplus = len(current) - need
-        now = time.time()
+        now = self.pool.clock.now()
         for w in sorted(current, key=lambda w: w.idle_since):
             if surplus <= 0:
                 break
@@ -155,7 +157,7 @@ class Autoscaler:
         be recycled after the jobs it has done or the memory it holds."""
         if not w.local:
             return True
-        now = time.time()
+        now = self.pool.clock.now()
         if w.ready_at is None:
             limit = await self._startup_timeout(ep)
             if now - w.started_at > limit:
@@ -165,7 +167,7 @@ class Autoscaler:
             return True
         if now - w.last_seen > SILENT_AFTER * self.settings.lease_seconds:
             log.warning("worker %s has not been heard from in %.0f s; replacing it", w.id, now - w.last_seen)
-            w.state = WorkerState.UNHEALTHY
+            self.pool.unhealthy(w)
             self._kill(w)
             return False
         if self.due_for_recycling(w.id, ep):
@@ -176,7 +178,7 @@ class Autoscaler:
     def due_for_recycling(self, worker_id: str, ep: RowMapping) -> bool:
         """Past max_jobs_per_worker jobs or max_worker_memory_mb (checked after each job too, so
         the worker is recycled before it takes another)."""
-        w = self.registry.get(worker_id)
+        w = self.pool.get(worker_id)
         if w is None or not w.local:
             return False
         if ep["max_jobs_per_worker"] and w.jobs_done >= ep["max_jobs_per_worker"]:
@@ -198,16 +200,10 @@ class Autoscaler:
             self.backend.signal(w, signal.SIGKILL)
 
     async def spawn(self, ep: RowMapping) -> WorkerInfo:
-        info = WorkerInfo(
-            id=f"w-{uuid.uuid4().hex[:12]}",
-            endpoint_id=ep["id"],
-            version_id=ep["version_id"],
-            local=True,
-        )
+        info = self.pool.new(f"w-{uuid.uuid4().hex[:12]}", ep["id"], ep["version_id"], local=True)
         info.key_id, token = await self.catalog.create_key(
             ep["project_id"], "worker", name=info.id, endpoint_id=ep["id"]
         )
-        self.registry.add(info)
         env = await self.secrets(ep["id"]) if self.secrets is not None else {}
         await self.backend.start(
             info, endpoint_name=ep["name"], token=token, concurrency=ep["concurrency"], env=env
@@ -218,26 +214,22 @@ class Autoscaler:
     def stop_job(self, worker_id: str | None, job_id: str, *, kill: bool = True) -> None:
         """A running job was cancelled or timed out: tell its worker through the stop channel,
         and with `kill` (a synchronous handler cannot be interrupted) replace a local worker."""
-        info = self.registry.get(worker_id) if worker_id else None
+        info = self.pool.stop_job(worker_id, job_id) if worker_id else None
         if info is None:
             return
-        # The stopped job posts nothing, so release it here: the worker is idle again.
-        self.registry.released(info.id, job_id)
-        info.stop.add(job_id)
-        self.queue.notifier.notify(stop_key(info.id))
         if kill and info.local:
             self._kill(info)
 
     def restart(self, endpoint_id: str) -> None:
         """Replace every worker of an endpoint (each drains; new ones start as needed)."""
-        for w in self.registry.for_endpoint(endpoint_id):
+        for w in self.pool.for_endpoint(endpoint_id):
             if w.local:
                 self._drain(w)
         self.wake()
 
     def recycle(self, worker_id: str) -> None:
         """Replace a worker after its current job (RunPod's `refresh_worker` / `stopPod`)."""
-        info = self.registry.get(worker_id)
+        info = self.pool.get(worker_id)
         if info is not None and info.local:
             self._drain(info)
             self.wake()
@@ -246,7 +238,7 @@ class Autoscaler:
         if w.id in self._stopping:
             return
         self._stopping.add(w.id)
-        w.state = WorkerState.DRAINING
+        self.pool.drain(w)
         task = asyncio.create_task(self.backend.stop(w, self.settings.drain_grace))
         # The loop keeps only weak references to tasks: hold this one until it is done.
         self._drains.add(task)
@@ -255,7 +247,7 @@ class Autoscaler:
     # -- events ---------------------------------------------------------------------------------
 
     async def _on_exit(self, info: WorkerInfo, rc: int) -> None:
-        self.registry.remove(info.id)
+        self.pool.gone(info.id)
         intended = info.id in self._stopping
         self._stopping.discard(info.id)
         if info.key_id:

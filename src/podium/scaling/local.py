@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from podium.config import Settings
-from podium.scaling.registry import WorkerInfo
+from podium.core.workers import WorkerInfo
 
 ExitCallback = Callable[[WorkerInfo, int], Awaitable[None]]
 

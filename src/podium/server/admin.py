@@ -60,8 +60,8 @@ async def _endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[
         "error": ep["error"],
         "scaling": {k: ep[k] for k in SCALING},
         "routes": await rt.routes(ep),
-        "workers": [w.as_dict() for w in rt.registry.for_endpoint(ep["id"])],
-        "workers_by_state": rt.registry.counts(ep["id"]),
+        "workers": [w.as_dict() for w in rt.pool.for_endpoint(ep["id"])],
+        "workers_by_state": rt.pool.counts(ep["id"]),
         "urls": urls(request, ep["id"]),
         "service": service_record(request, ep),
     }

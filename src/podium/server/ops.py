@@ -28,6 +28,6 @@ async def metrics(request: Request) -> Response:
     for ep, (n, oldest) in (await rt.queue.queued_by_endpoint()).items():
         m.queued.labels(ep).set(n)
         m.oldest.labels(ep).set(oldest)
-    for w in rt.registry.workers.values():
+    for w in rt.pool.workers.values():
         m.workers.labels(w.endpoint_id, w.state.value.lower()).inc()
     return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

@@ -133,6 +133,6 @@ async def health(request: Request, endpoint_id: str) -> JSONAnswer:
                 "inQueue": counts.get("IN_QUEUE", 0),
                 "retried": counts["retried"],
             },
-            "workers": rt.registry.counts(ep["id"]),
+            "workers": rt.pool.counts(ep["id"]),
         }
     )

@@ -14,12 +14,12 @@ from sqlalchemy.engine import RowMapping
 from podium.config import Settings
 from podium.core.access import Access
 from podium.core.calls import Calls
+from podium.core.workers import WorkerPool
 from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier
 from podium.dispatch.queue import JobQueue
 from podium.metrics import Metrics
 from podium.scaling.autoscaler import Autoscaler
-from podium.scaling.registry import Registry
 from podium.server.webhooks import WebhookOutbox
 from podium.store.catalog import DEFAULT_PROJECT, Catalog
 from podium.store.engine import Store
@@ -53,8 +53,8 @@ class Runtime:
         self.catalog = Catalog(self.store, self.clock)
         self.calls = Calls(self.queue, self.catalog, self.metrics, max_attempts=settings.max_attempts)
         self.access = Access(self.catalog, rate=settings.rate_limit, burst=settings.rate_burst)
-        self.registry = Registry()
-        self.scaler = Autoscaler(settings, self.catalog, self.queue, self.registry, self.metrics)
+        self.pool = WorkerPool(self.queue, self.clock, lease=settings.lease_seconds)
+        self.scaler = Autoscaler(settings, self.catalog, self.queue, self.pool, self.metrics)
         self.webhooks: WebhookOutbox | None = None
         self.secrets: SecretBox | None = None
         #: Set on first start when an admin key was generated: printed once by `podium up`.
