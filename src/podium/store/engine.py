@@ -33,26 +33,19 @@ from podium.errors import ConfigError
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def async_url(url: str) -> str:
-    """Map a user's database URL onto the async driver Podium uses for it."""
+def sync_url(url: str) -> str:
+    """A user's database URL with the driver Podium uses for it: the standard library's sqlite3
+    (run on the loop, see above), or psycopg 3 (whose async side the server uses)."""
     u = make_url(url)
     if u.drivername in ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"):
-        return str(u.set(drivername="sqlite+aiosqlite"))
+        return str(u.set(drivername="sqlite"))
     if u.drivername in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+asyncpg"):
         return u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     raise ConfigError(f"unsupported database URL scheme {u.drivername!r}: use sqlite:// or postgresql://")
 
 
-def sync_url(url: str) -> str:
-    """The same database through a synchronous driver (for Alembic, and SQLite's own connection)."""
-    u = make_url(async_url(url))
-    if u.drivername == "sqlite+aiosqlite":
-        return str(u.set(drivername="sqlite"))
-    return u.render_as_string(hide_password=False)
-
-
 def is_sqlite(url: str) -> bool:
-    return make_url(async_url(url)).drivername.startswith("sqlite")
+    return make_url(sync_url(url)).drivername == "sqlite"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -166,7 +159,7 @@ class Store:
             self._sync_engine = sync_engine
         else:
             self.engine = create_async_engine(
-                async_url(url), pool_size=10, max_overflow=20, pool_pre_ping=True
+                sync_url(url), pool_size=10, max_overflow=20, pool_pre_ping=True
             )
 
     async def migrate(self) -> None:
