@@ -162,7 +162,7 @@ def _finish_statement(by_endpoint: bool) -> Any:
             output=bindparam("b_output"), error=bindparam("b_error"),
             error_info=bindparam("b_error_info"),
         )
-        .returning(*ENDED_COLUMNS)
+        .returning(*PUBLIC_COLUMNS)
     )
 
 
@@ -233,6 +233,10 @@ class JobQueue:
         self.box = box
         #: Per endpoint, an upper bound of its waiting jobs (see at_capacity).
         self._depth: dict[str, int] = {}
+        #: Jobs just stored for a caller that waits on them: not final yet, nothing to read.
+        self._fresh: set[str] = set()
+        #: Final rows handed from finish() to the callers waiting on them, saving a read each.
+        self._finals: dict[str, RowMapping] = {}
         #: Called with (endpoint_id, status, delay_ms, execution_ms) of each job that ends.
         self.on_end: Callable[[RowMapping], None] | None = None
         #: Set when the server shuts down: long-polls answer at once instead of holding it up.
@@ -309,6 +313,10 @@ class JobQueue:
                 )
         if new.endpoint_id in self._depth:
             self._depth[new.endpoint_id] += 1
+        if new.awaited:
+            if len(self._fresh) > 10_000:  # callers that failed before they waited
+                self._fresh.clear()
+            self._fresh.add(new.id)
         key = ep_key(new.endpoint_id)
         if not self.notifier.listeners(key) and not new.low_priority:
             self.notifier.notify(SCALE_KEY)
@@ -340,14 +348,22 @@ class JobQueue:
 
         A job still running then is made durable first: its id goes out as a promise."""
         deadline = time.monotonic() + timeout
+        # Just stored for this caller: not final yet, so nothing to read before the first wake-up.
+        pending = job_id in self._fresh
+        self._fresh.discard(job_id)
         with self.notifier.listen(job_key(job_id)) as ev:
-            while True:
-                row = await self.get(job_id)
-                if row is None or row["status"] in FINAL:
-                    return row
-                if not await wait_event(ev, deadline - time.monotonic()):
-                    await self.store.sync()
-                    return await self.get(job_id)
+            try:
+                while True:
+                    if not pending:
+                        row = self._finals.pop(job_id, None) or await self.get(job_id)
+                        if row is None or row["status"] in FINAL:
+                            return row
+                    pending = False
+                    if not await wait_event(ev, deadline - time.monotonic()):
+                        await self.store.sync()
+                        return await self.get(job_id)
+            finally:
+                self._finals.pop(job_id, None)
 
     async def chunks(self, job_id: str, after_seq: int = -1) -> list[RowMapping]:
         async with self.store.tx() as conn:
@@ -559,10 +575,15 @@ class JobQueue:
             res = await conn.execute(_FINISH[endpoint_id is not None], params)
             row = res.mappings().first()
         if row is not None:
-            if row["kind"] == "run" or not self.notifier.listeners(job_key(job_id)):
+            waited = self.notifier.listeners(job_key(job_id)) > 0
+            if row["kind"] == "run" or not waited:
                 # A result is promised once stored, unless its caller is there to receive it
                 # (a crash before that answer runs the job again).
                 await self.store.sync()
+            if waited:
+                if len(self._finals) > 10_000:  # rows only stream followers saw
+                    self._finals.clear()
+                self._finals[job_id] = row
             await self._ended([job_id], [row])
         return row is not None
 

@@ -84,12 +84,32 @@ def from_domain(exc: DomainError) -> HTTPError:
     return HTTPError(status_of(exc), exc.code, exc.detail, headers=headers or None, extra=exc.extra)
 
 
-def install(app: FastAPI) -> None:
-    async def on_podium(_: Request, exc: HTTPError) -> JSONAnswer:
-        return exc.response()
+def store_unavailable(method: str, path: str, exc: OperationalError) -> JSONAnswer:
+    # Locked, full, or gone: nothing was stored, and the client must know it was not.
+    log.error("store unavailable on %s %s: %s", method, path, exc.orig)
+    return JSONAnswer(
+        {"error": "store_unavailable",
+         "detail": "the job store is unavailable (locked, full or unreachable); nothing was stored, retry"},
+        status_code=503, headers={"Retry-After": "1"},
+    )
 
-    async def on_domain(_: Request, exc: DomainError) -> JSONAnswer:
+
+def answer(exc: Exception, method: str, path: str) -> JSONAnswer | None:
+    """The answer to an error a request raised, or None for a bug (which CatchAll answers)."""
+    if isinstance(exc, HTTPError):
+        return exc.response()
+    if isinstance(exc, DomainError):
         return from_domain(exc).response()
+    if isinstance(exc, OperationalError):
+        return store_unavailable(method, path, exc)
+    return None
+
+
+def install(app: FastAPI) -> None:
+    async def on_error(request: Request, exc: Exception) -> JSONAnswer:
+        response = answer(exc, request.method, request.url.path)
+        assert response is not None, "registered only for the errors answer() maps"
+        return response
 
     async def on_starlette(_: Request, exc: StarletteHTTPException) -> JSONAnswer:
         phrase = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
@@ -108,21 +128,10 @@ def install(app: FastAPI) -> None:
         )
         return JSONAnswer({"error": "invalid_request", "detail": problems}, status_code=400)
 
-    async def on_store(request: Request, exc: OperationalError) -> JSONAnswer:
-        # Locked, full, or gone: nothing was stored, and the client must know it was not.
-        log.error("store unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
-        return JSONAnswer(
-            {"error": "store_unavailable",
-             "detail": "the job store is unavailable (locked, full or unreachable); nothing was stored, retry"},
-            status_code=503, headers={"Retry-After": "1"},
-        )
-
-
-    app.add_exception_handler(HTTPError, on_podium)  # type: ignore[arg-type]
-    app.add_exception_handler(DomainError, on_domain)  # type: ignore[arg-type]
+    for kind in (HTTPError, DomainError, OperationalError):
+        app.add_exception_handler(kind, on_error)
     app.add_exception_handler(StarletteHTTPException, on_starlette)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
-    app.add_exception_handler(OperationalError, on_store)  # type: ignore[arg-type]
     app.add_middleware(CatchAll)
 
 

@@ -5,7 +5,9 @@ the write lock up front (`BEGIN IMMEDIATE`), so statements never hop to a thread
 `database is locked` half-way. Commits do not fsync (`synchronous=NORMAL`); a transaction whose
 effect is promised to someone (a job accepted, a result stored) waits for an fsync of the WAL, and
 one fsync, run off the loop, covers every commit made before it started: group commit, without a
-writer thread. Only a lock held by another process is waited for off the loop.
+writer thread. Checkpoints (copying the WAL into the database file, with its fsyncs) run off the
+loop too, every few thousand changes, never inside a commit. Only a lock held by another process
+is waited for off the loop.
 
 PostgreSQL goes through the asyncio driver (psycopg 3) with a connection pool; every commit there
 is durable.
@@ -14,7 +16,9 @@ is durable.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,6 +35,7 @@ from sqlalchemy.util.typing import TupleAny
 from podium.errors import ConfigError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = logging.getLogger("podium.store")
 
 
 def sync_url(url: str) -> str:
@@ -57,6 +62,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     # Never wait for another process's lock on the loop: Store.tx() waits for it in a thread.
     cur.execute("PRAGMA busy_timeout=0")
+    # Checkpoints are Checkpointer's, in a thread: inside a commit they would stall the loop.
+    cur.execute("PRAGMA wal_autocheckpoint=0")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -133,6 +140,45 @@ class WalSync:
             self._running = None
 
 
+def _checkpoint(database: str, mode: str) -> None:
+    """Copy the WAL's frames into the database file (its own connection; PASSIVE never waits
+    for, nor blocks, the writer)."""
+    conn = sqlite3.connect(database, timeout=5.0)
+    try:
+        conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+    finally:
+        conn.close()
+
+
+class Checkpointer:
+    """Runs a checkpoint off the loop once `every` changes were committed since the last one, so
+    the WAL stays small (a fully checkpointed WAL is rewound by the next commit)."""
+
+    def __init__(self, database: str, every: int = 2000) -> None:
+        self.database = database
+        self.every = every
+        self._mark = 0
+        self._running: asyncio.Task[None] | None = None
+
+    def committed(self, changes: int) -> None:
+        if changes - self._mark >= self.every and self._running is None:
+            self._mark = changes
+            self._running = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await asyncio.to_thread(_checkpoint, self.database, "PASSIVE")
+        except sqlite3.Error as exc:  # a later one catches up
+            log.warning("WAL checkpoint failed: %s", exc)
+        finally:
+            self._running = None
+
+    async def close(self) -> None:
+        if self._running is not None:
+            await self._running
+        await asyncio.to_thread(_checkpoint, self.database, "TRUNCATE")
+
+
 class Store:
     """Owns the database connection(s); hands out short transactions.
 
@@ -150,6 +196,7 @@ class Store:
         self._sync: Connection | None = None
         self._lock = asyncio.Lock()
         self._wal: WalSync | None = None
+        self._checkpoints: Checkpointer | None = None
         if self.sqlite:
             # One connection, kept open: the WAL stays in place and every commit is ours.
             sync_engine = create_engine(
@@ -172,6 +219,7 @@ class Store:
             assert raw is not None
             database = make_url(sync_url(self.url)).database or ""
             self._wal = WalSync(f"{database}-wal", lambda: int(raw.total_changes))
+            self._checkpoints = Checkpointer(database)
         return self._sync
 
     @asynccontextmanager
@@ -198,6 +246,8 @@ class Store:
                 raise
             sync.commit()
             after = self._wal.changes()
+            assert self._checkpoints is not None
+            self._checkpoints.committed(after)
         if durable and after > before:
             await self._wal.durable(after)
 
@@ -236,3 +286,6 @@ class Store:
                 self._sync.close()
                 self._sync = None
             self._sync_engine.dispose()
+            if self._checkpoints is not None:
+                await self._checkpoints.close()
+                self._checkpoints = None

@@ -1,0 +1,125 @@
+"""The call path's busiest requests, answered without FastAPI's routing and middleware layers.
+
+Every job costs a submit (/run, /runsync, a route call) and a worker exchange (job-take,
+job-done); matching a path against every router and passing through seven middleware layers cost
+more per request than storing the job. These few routes are matched here by one regex each and
+answered by the very handler functions FastAPI registers, so the OpenAPI description, the other
+routes and the answers (errors through `errors.answer`, metrics through `CountRequests`) are the
+same either way.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import typing
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from podium.core.errors import InvalidRequest
+from podium.server import errors, routes_api, runpod_api, worker_api
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class HotRoute:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    #: The handler's query parameters, with the converter of each (int or str).
+    query: dict[str, Callable[[str], Any]]
+
+
+def hot(method: str, path: str, handler: Handler) -> HotRoute:
+    """A route whose `{name}` segments become the handler's keyword arguments, as in FastAPI."""
+    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
+    regex = regex.replace("(?P<route>[^/]+)", "(?P<route>.+)")  # `{route:path}`
+    pattern = re.compile(f"^{regex}$")
+    hints = typing.get_type_hints(handler)
+    query: dict[str, Callable[[str], Any]] = {
+        name: int if int in _types(hints.get(name)) else str
+        for name in inspect.signature(handler).parameters
+        if name != "request" and name not in pattern.groupindex
+    }
+    return HotRoute(method, pattern, handler, query)
+
+
+def _types(hint: Any) -> tuple[Any, ...]:
+    return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+
+
+ROUTES = (
+    hot("POST", "/v2/{endpoint_id}/runsync", runpod_api.runsync),
+    hot("POST", "/v2/{endpoint_id}/run", runpod_api.run),
+    hot("GET", "/v2/{endpoint_id}/status/{job_id}", runpod_api.status),
+    hot("GET", "/v2/{endpoint_id}/job-take/{worker_id}", worker_api.job_take),
+    hot("POST", "/v2/{endpoint_id}/job-done/{worker_id}/{job_id}", worker_api.job_done),
+    hot("GET", "/v2/{endpoint_id}/ping/{worker_id}", worker_api.ping),
+    hot("POST", "/{endpoint}/{route}", routes_api.call_route),
+)
+
+
+def first_segments(paths: Iterable[str]) -> frozenset[str]:
+    """The literal first segments of route paths (`/api/v1/jobs` -> `api`)."""
+    return frozenset(p.split("/")[1] for p in paths if p[1:2] not in ("", "{"))
+
+
+class HotPaths:
+    """ASGI middleware: answers the ROUTES itself, hands everything else to the app. Bugs raise
+    on to CatchAll, as from any route.
+
+    Parameters:
+        surfaces: first path segments of the app's other routes (`api`, `v1`, `console`, …):
+            a POST there is never a route call `/{endpoint}/{route}`.
+    """
+
+    def __init__(self, app: ASGIApp, surfaces: frozenset[str]) -> None:
+        self.app = app
+        self.surfaces = surfaces
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            method: str = scope["method"]
+            for route in ROUTES:
+                if route.method == method:
+                    match = route.pattern.match(path)
+                    if match is not None and not self._elsewhere(route, path):
+                        await self._serve(route, match.groupdict(), scope, receive, send)
+                        return
+        await self.app(scope, receive, send)
+
+    def _elsewhere(self, route: HotRoute, path: str) -> bool:
+        """Whether a route call's path belongs to another surface."""
+        return route.handler is routes_api.call_route and path.split("/")[1] in self.surfaces
+
+    async def _serve(
+        self, route: HotRoute, params: dict[str, str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        request = Request(scope, receive)
+        try:
+            for name, convert in route.query.items():
+                raw = request.query_params.get(name)
+                if raw is not None:
+                    params[name] = _convert(name, raw, convert)
+            response = await route.handler(request, **params)
+        except Exception as exc:
+            answered = errors.answer(exc, scope["method"], scope["path"])
+            if answered is None:
+                raise
+            response = answered
+        await response(scope, receive, send)
+
+
+def _convert(name: str, raw: str, convert: Callable[[str], Any]) -> Any:
+    try:
+        return convert(raw)
+    except ValueError:
+        raise InvalidRequest(f"query: {name}: not a valid {convert.__name__}") from None
