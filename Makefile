@@ -21,6 +21,7 @@ demo: venv
 test: venv
 	bash scripts/ensure-postgres.sh
 	$(PY) -m pytest
+	bash scripts/test-typescript.sh
 
 bench: venv
 	$(PY) bench/run.py
