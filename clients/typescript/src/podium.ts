@@ -86,6 +86,16 @@ export class Podium {
     }
   }
 
+  /** Call a route with its answer as server-sent events (`Accept: text/event-stream`): a
+   * NodeChunk for each chunk it yields (bytes as text), then one GraphRunOutput with its result.
+   * A route that fails throws JobFailed. */
+  callEvents(
+    endpoint: string, route: string, kwargs: Record<string, unknown> = {}, options: CallOptions = {},
+  ): AsyncGenerator<PipelineEvent, void, undefined> {
+    const call = this.routeCall(endpoint, route, kwargs, options);
+    return this.events({ ...call, headers: { ...call.headers, Accept: "text/event-stream" } }, endpoint);
+  }
+
   /**
    * Run the endpoint named `pipeline` with `inputs` as keyword arguments, Laminar-style.
    * Without `stream`, its outputs once it is done; with `stream: true`, its events as they come:
@@ -96,11 +106,13 @@ export class Podium {
   pipelineRun(request: PipelineRunRequest & { stream?: false }): Promise<PipelineRunResponse>;
   pipelineRun(request: PipelineRunRequest): Promise<PipelineRunResponse> | AsyncGenerator<PipelineEvent, void, undefined>;
   pipelineRun(request: PipelineRunRequest): Promise<PipelineRunResponse> | AsyncGenerator<PipelineEvent, void, undefined> {
-    return request.stream ? this.pipelineEvents(request) : this.transport.json(this.pipelineCall(request));
+    const call = this.pipelineCall(request);
+    return request.stream ? this.events(call, request.pipeline) : this.transport.json(call);
   }
 
-  private async *pipelineEvents(request: PipelineRunRequest): AsyncGenerator<PipelineEvent, void, undefined> {
-    const opened = await this.transport.open(this.pipelineCall(request));
+  /** A job's server-sent events, typed; the terminal error frame thrown as JobFailed. */
+  private async *events(call: Call, endpoint: string): AsyncGenerator<PipelineEvent, void, undefined> {
+    const opened = await this.transport.open(call);
     const jobId = opened.response.headers.get(JOB_HEADER);
     try {
       for await (const frame of serverEvents(bodyChunks(opened.response))) {
@@ -116,11 +128,11 @@ export class Podium {
         // Any other frame (Laminar's NodeEnd) carries nothing a caller needs.
       }
     } catch (error) {
-      throw await this.streamError(error, request.signal, request.pipeline, jobId);
+      throw await this.streamError(error, call.signal, endpoint, jobId);
     } finally {
       opened.done();
     }
-    throw new PodiumError(`the event stream of run ${jobId} ended before the run did`, { code: "stream_broken" });
+    throw new PodiumError(`the event stream of job ${jobId} ended before the job did`, { code: "stream_broken" });
   }
 
   private routeCall(endpoint: string, route: string, kwargs: Record<string, unknown>, options: CallOptions): Call {

@@ -272,6 +272,26 @@ describe("streaming route calls", () => {
   });
 });
 
+describe("route calls as server-sent events", () => {
+  it("callEvents gives a NodeChunk per chunk, then the GraphRunOutput", T, async () => {
+    const events = await collect(podium.callEvents("tokens", "/tokens", { n: 2 }));
+    assert.deepEqual(events.slice(0, 2), [{ type: "NodeChunk", content: "t0 " }, { type: "NodeChunk", content: "t1 " }]);
+    assert.equal(events.length, 3);
+    assert.equal(events[2].type, "GraphRunOutput");
+  });
+
+  it("a plain route's answer is one GraphRunOutput; env reaches it", T, async () => {
+    const events = await collect(podium.callEvents("answer", "answer", { question: "how" }, { env: { A: "1" } }));
+    assert.equal(events.length, 1);
+    assert.deepEqual(events[0].outputs, { answer: { value: "plain: how?" }, env_names: { value: ["A"] }, env_len: { value: 1 } });
+  });
+
+  it("a route that fails ends the events with JobFailed", T, async () => {
+    await assert.rejects(collect(podium.callEvents("basic", "fail", { message: "sse" })),
+      (e) => e instanceof JobFailed && /ValueError: sse/.test(String(e.error)));
+  });
+});
+
 describe("pipeline runs (Laminar surface)", () => {
   it("pipelineRun gives the outputs and the run id", T, async () => {
     const res = await podium.pipelineRun({ pipeline: "answer", inputs: { question: "why" }, env: { KEY: "abc" } });
@@ -323,6 +343,7 @@ describe("errors", () => {
     await assert.rejects(bad.endpoint("echo").health(), isUnauthorized);
     await assert.rejects(bad.call("basic", "hello", {}), isUnauthorized);
     await assert.rejects(bad.callStream("tokens", "tokens", {}).next(), isUnauthorized);
+    await assert.rejects(bad.callEvents("tokens", "tokens", {}).next(), isUnauthorized);
     await assert.rejects(bad.pipelineRun({ pipeline: "answer", inputs: { question: "q" } }), isUnauthorized);
     const caught = await bad.endpoint("echo").health().catch((e) => e);
     assert.ok(!String(caught.message).includes("pod_live_not_a_key"), "the key is not echoed");
