@@ -25,6 +25,7 @@ lint: venv
 test: venv lint
 	bash scripts/ensure-postgres.sh
 	$(PY) -m pytest
+	bash scripts/test-typescript.sh
 
 bench: venv
 	$(PY) bench/run.py
