@@ -12,7 +12,7 @@ from podium.server.responses import JSONAnswer
 from podium._version import __version__
 from podium.config import Settings
 from podium.metrics import Metrics, surface
-from podium.server import admin, errors, laminar_api, ops, routes_api, runpod_api, worker_api
+from podium.server import admin, envs_api, errors, laminar_api, ops, routes_api, runpod_api, worker_api
 from podium.server.runtime import Runtime
 
 
@@ -71,6 +71,6 @@ def create_app(
     app.add_middleware(CountRequests, metrics=rt.metrics)
     errors.install(app)
     # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all).
-    for module in (ops, admin, laminar_api, runpod_api, worker_api, routes_api):
+    for module in (ops, admin, envs_api, laminar_api, runpod_api, worker_api, routes_api):
         app.include_router(module.router)
     return app
