@@ -1,0 +1,237 @@
+"""Environments per version, against one real server: services that import packages Podium's own
+environment lacks (hand-made wheels served with --find-links, and one from the real index), two
+pins of one package serving at once, cache hits, failed builds, ten workers waiting for one build,
+and `podium envs ls / gc`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server import PodiumServer, wait_until
+from wheels import make_wheel
+
+pytestmark = pytest.mark.slow
+
+APP = '''
+import sys
+
+import podium_envpkg  # at the top: the deploying machine does not have it
+
+import podium
+
+
+@podium.service(name="envs-test", min_workers=1{settings})
+def init():
+    return {{}}
+
+
+@init.endpoint("/which")
+def which():
+    return {{"pkg": podium_envpkg.VERSION, "prefix": sys.prefix, "code": {code}}}
+'''
+
+
+class Ctx:
+    def __init__(self, srv: PodiumServer, root: Path) -> None:
+        self.srv = srv
+        self.root = root
+
+    def service(self, name: str, *, requirements: str | None = None, settings: str = "", code: int = 1) -> Path:
+        d = self.root / name
+        d.mkdir(exist_ok=True)
+        (d / "app.py").write_text(APP.format(settings=settings, code=code))
+        if requirements is not None:
+            (d / "requirements.txt").write_text(requirements)
+        return d
+
+    def deploy(self, path: Path, name: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.srv.cli("deploy", str(path), "--name", name, "--timeout", "110", check=check)
+
+    def endpoint(self, name: str) -> dict[str, Any]:
+        r = self.srv.http.get(f"/api/v1/endpoints/{name}")
+        r.raise_for_status()
+        return r.json()  # type: ignore[no-any-return]
+
+    def which(self, name: str) -> dict[str, Any]:
+        r = self.srv.http.post(f"/{name}/which", json={})
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def build(self, version: str) -> dict[str, Any]:
+        return self.srv.http.get(f"/api/v1/versions/{version}/build", params={"offset": 0}).json()  # type: ignore[no-any-return]
+
+    def builds_of(self, env: str) -> int:
+        """How many times an environment was built (each build starts a section of its log)."""
+        return (self.srv.home / "envs" / f"{env}.log").read_text().count("== building environment ")
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
+    wheels = tmp_path_factory.mktemp("wheels")
+    for version in ("1.0", "2.0"):
+        make_wheel(wheels, "podium_envpkg", version, f"VERSION = {version!r}\n")
+    make_wheel(wheels, "podium_envextra", "1.0", "EXTRA = True\n")
+    # Only these wheels besides the index (not the machine's own --find-links).
+    srv = PodiumServer(tmp_path_factory.mktemp("envs-home"), env={"PIP_FIND_LINKS": str(wheels)})
+    srv.start()
+    try:
+        yield Ctx(srv, tmp_path_factory.mktemp("services"))
+    finally:
+        srv.close()
+
+
+def test_a_service_that_imports_its_dependency_at_the_top_deploys_from_a_machine_without_it(ctx: Ctx):
+    assert importlib.util.find_spec("podium_envpkg") is None  # this Python is the CLI's and the server's
+    res = ctx.deploy(ctx.service("pinned-one", requirements="podium-envpkg==1.0\n"), "pinned-one")
+    assert "+ podium-envpkg==1.0" in res.stderr  # the installer's progress, shown by deploy
+    out = ctx.which("pinned-one")
+    assert out["pkg"] == "1.0"
+    assert Path(out["prefix"]).parent == (ctx.srv.home / "envs").resolve()
+    # The environment sees its own packages and podium, never the server's (fastapi, sqlalchemy...).
+    python = str(Path(out["prefix"]) / "bin" / "python")
+    probe = "import podium, podium_envpkg, importlib.util as u; print(u.find_spec('fastapi') is None)"
+    assert subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "True"
+    log = ctx.srv.cli("logs", "pinned-one", "--build").stdout
+    assert "+ podium-envpkg==1.0" in log and "== environment ready ==" in log
+
+
+def test_two_endpoints_pinning_two_versions_of_one_package_serve_at_once(ctx: Ctx):
+    ctx.deploy(ctx.service("pinned-one", requirements="podium-envpkg==1.0\n"), "pinned-one")
+    ctx.deploy(ctx.service("pinned-two", settings=', requirements=["podium-envpkg==2.0"]'), "pinned-two")
+    assert ctx.which("pinned-one")["pkg"] == "1.0"
+    assert ctx.which("pinned-two")["pkg"] == "2.0"
+    for name in ("pinned-one", "pinned-two"):  # both workers are alive together (min_workers=1)
+        assert ctx.endpoint(name)["workers_by_state"]["ready"] >= 1
+
+
+def test_a_redeploy_with_a_code_change_only_builds_nothing(ctx: Ctx):
+    ctx.deploy(ctx.service("cache-hit", requirements="podium-envpkg==1.0\n", code=1), "cache-hit")
+    first = ctx.endpoint("cache-hit")
+    res = ctx.deploy(ctx.service("cache-hit", code=2), "cache-hit")
+    again = ctx.endpoint("cache-hit")
+    assert again["version"] != first["version"]
+    assert ctx.which("cache-hit")["code"] == 2
+    assert "podium-envpkg" not in res.stderr  # no installer output: nothing was built
+    env = ctx.build(again["version"])["env"]
+    assert env == ctx.build(first["version"])["env"]
+    assert ctx.builds_of(env) == 1  # also shared with pinned-one's versions, built once for all
+
+
+def test_a_failed_build_keeps_the_previous_version_serving_and_deploy_exits_non_zero(ctx: Ctx):
+    ctx.deploy(ctx.service("keeps-serving", requirements="podium-envpkg==1.0\n"), "keeps-serving")
+    before = ctx.endpoint("keeps-serving")
+    res = ctx.deploy(
+        ctx.service("keeps-serving", requirements="podium-envpkg==1.0\npodium-no-such-package-zz==9.9\n"),
+        "keeps-serving", check=False,
+    )
+    assert res.returncode != 0
+    assert "failed to build" in res.stderr and "podium-no-such-package-zz" in res.stderr
+    after = ctx.endpoint("keeps-serving")
+    assert (after["version"], after["state"], after["pending_version"]) == (before["version"], "ACTIVE", None)
+    assert ctx.which("keeps-serving")["pkg"] == "1.0"
+    failed = [v for v in ctx.srv.http.get("/api/v1/endpoints/keeps-serving/versions").json()["versions"]
+              if v["build_state"] == "failed"]
+    assert failed == []  # the failed version was never pointed at: not in the endpoint's history
+    history = ctx.srv.http.get("/api/v1/endpoints/keeps-serving/history").json()["history"]
+    assert len(history) == 1
+
+
+@pytest.mark.parametrize(("requirements", "settings", "message"), [
+    ("podium-no-such-package-zz==1.0\n", "", "podium-no-such-package-zz"),
+    ("podium-envpkg==1.0\n", ', python="3.99"', "cannot create a Python 3.99 environment"),
+])
+def test_a_first_deploy_whose_build_fails_puts_the_endpoint_in_error(ctx: Ctx, requirements, settings, message):
+    name = "first-fails-" + str(len(settings))
+    res = ctx.deploy(ctx.service(name, requirements=requirements, settings=settings), name, check=False)
+    assert res.returncode != 0 and message in res.stderr
+    ep = ctx.endpoint(name)
+    assert ep["state"] == "ERROR"
+    assert "failed to build" in ep["error"] and message in ep["error"]
+    build = ctx.build(ep["version"])
+    assert build["state"] == "failed" and message in build["error"]
+
+
+def test_the_worker_still_checks_the_routes_read_from_source(ctx: Ctx):
+    d = ctx.root / "sneaky"
+    d.mkdir()
+    (d / "requirements.txt").write_text("podium-envpkg==1.0\n")
+    (d / "app.py").write_text(textwrap.dedent('''
+        import podium
+
+        @podium.service(name="sneaky")
+        def init():
+            return {}
+
+        @init.endpoint("/seen")
+        def seen():
+            return 1
+
+        init.endpoint("/unseen")(lambda: 2)  # not a decorator: deploy cannot read it
+    '''))
+    res = ctx.deploy(d, "sneaky", check=False)
+    assert res.returncode != 0
+    ep = ctx.endpoint("sneaky")
+    assert ep["state"] == "ERROR" and "routes differ" in ep["error"]
+
+
+def test_ten_workers_starting_together_build_once(ctx: Ctx):
+    d = ctx.service("ten", requirements="podium-envpkg==2.0\npodium-envextra==1.0\n",
+                    settings=", max_workers=10")
+    ctx.srv.cli("deploy", str(d), "--name", "ten", "--min-workers", "10", "--no-wait")
+    ep = wait_until(lambda: (e := ctx.endpoint("ten"))["workers_by_state"]["ready"] == 10 and e, 100,
+                    0.2, "ten ready workers")
+    assert ctx.builds_of(ctx.build(ep["version"])["env"]) == 1
+    assert {w["pid"] for w in ep["workers"]} and len(ep["workers"]) == 10
+    ctx.srv.http.delete("/api/v1/endpoints/ten")
+
+
+def test_envs_ls_shows_users_and_gc_removes_only_unused_environments(ctx: Ctx):
+    ctx.deploy(ctx.service("pinned-one", requirements="podium-envpkg==1.0\n"), "pinned-one")
+    ctx.deploy(ctx.service("pinned-two", settings=', requirements=["podium-envpkg==2.0"]'), "pinned-two")
+    one = ctx.build(ctx.endpoint("pinned-one")["version"])["env"]
+    two = ctx.build(ctx.endpoint("pinned-two")["version"])["env"]
+    envs = {e["hash"]: e for e in json.loads(ctx.srv.cli("envs", "ls", "--json").stdout)}
+    assert "pinned-one" in envs[one]["endpoints"] and envs[one]["size"] > 0
+    assert envs[two]["endpoints"] == ["pinned-two"] and envs[two]["packages"] == ["podium-envpkg==2.0"]
+    assert ctx.endpoint("pinned-two")["version"] in envs[two]["versions"]
+    assert "PYTHON" in ctx.srv.cli("envs", "ls").stdout
+    ctx.srv.http.delete("/api/v1/endpoints/pinned-two").raise_for_status()
+    gone = json.loads(ctx.srv.cli("envs", "gc", "--json").stdout)["removed"]
+    assert two in [e["hash"] for e in gone] and one not in [e["hash"] for e in gone]
+    assert not (ctx.srv.home / "envs" / two).exists()
+    assert ctx.which("pinned-one")["pkg"] == "1.0"
+
+
+def test_a_package_from_the_real_index_that_podium_lacks(ctx: Ctx):
+    assert importlib.util.find_spec("inflection") is None
+    d = ctx.root / "from-index"
+    d.mkdir()
+    (d / "requirements.txt").write_text("inflection==0.5.1\n")
+    (d / "app.py").write_text(textwrap.dedent('''
+        import inflection
+        import podium
+
+        @podium.handler(name="from-index")
+        def handler(job):
+            return inflection.camelize(job["input"]["text"])
+    '''))
+    ctx.deploy(d, "from-index")
+    r = ctx.srv.http.post("/v2/from-index/runsync", json={"input": {"text": "device_type"}})
+    assert r.json()["output"] == "DeviceType"
+    assert subprocess.run([sys.executable, "-c", "import inflection"], capture_output=True).returncode != 0
+
+
+def test_a_pin_the_worker_runtime_cannot_use_is_a_clear_error(ctx: Ctx):
+    res = ctx.deploy(ctx.service("old-pydantic", requirements="podium-envpkg==1.0\npydantic==1.10.13\n"),
+                     "old-pydantic", check=False)
+    assert res.returncode != 0
+    assert "conflict with what Podium's worker runtime needs" in res.stderr and "pydantic" in res.stderr
