@@ -235,3 +235,55 @@ def test_a_pin_the_worker_runtime_cannot_use_is_a_clear_error(ctx: Ctx):
                      "old-pydantic", check=False)
     assert res.returncode != 0
     assert "conflict with what Podium's worker runtime needs" in res.stderr and "pydantic" in res.stderr
+
+
+def test_a_runpod_worker_gets_runpod_from_its_own_requirements(ctx: Ctx):
+    import runpod  # the version the compatibility tests use, pinned in the worker's requirements.txt
+
+    d = ctx.root / "rp-own"
+    d.mkdir()
+    (d / "requirements.txt").write_text(f"runpod=={runpod.__version__}\n")
+    (d / "handler.py").write_text(textwrap.dedent('''
+        import sys
+
+        import runpod
+
+
+        def handler(job):
+            return {"prefix": sys.prefix, "runpod": runpod.__file__}
+
+
+        runpod.serverless.start({"handler": handler})
+    '''))
+    ctx.deploy(d, "rp-own")
+    out = ctx.srv.http.post("/v2/rp-own/runsync", json={"input": {}}).json()["output"]
+    envs = (ctx.srv.home / "envs").resolve()
+    assert Path(out["prefix"]).parent == envs and Path(out["runpod"]).is_relative_to(Path(out["prefix"]))
+
+
+def test_deploying_from_python_reports_the_build_through_get_deployment(ctx: Ctx, capsys: pytest.CaptureFixture[str]):
+    import podium
+
+    d = ctx.root / "from-python"
+    d.mkdir()
+    (d / "pysvc.py").write_text(textwrap.dedent('''
+        import podium
+
+        @podium.service(name="from-python", requirements=["podium-envextra==1.0"])
+        def init():
+            return {}
+
+        @init.endpoint("/extra")
+        def extra():
+            import podium_envextra  # only there: this module is imported here to deploy it
+            return podium_envextra.EXTRA
+    '''))
+    spec = importlib.util.spec_from_file_location("pysvc", d / "pysvc.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pysvc"] = module
+    spec.loader.exec_module(module)
+    dep = podium.deploy(module.init, url=ctx.srv.url, api_key=ctx.srv.key)()
+    ready = podium.get_deployment(dep, wait=True, progress=True, timeout=110)
+    assert ready.status == "ACTIVE" and ready.extra() is True
+    assert "+ podium-envextra==1.0" in capsys.readouterr().err
