@@ -87,6 +87,12 @@ def uv_bin() -> str:
     return str(uv.find_uv_bin())
 
 
+def build_environ() -> dict[str, str]:
+    """The installer's environment: the server's, without Podium's own settings and keys (a
+    package's build script runs in it)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_") and k not in LEAKY}
+
+
 def index_options(environ: dict[str, str]) -> list[str]:
     """uv options for the index pip is configured with (PIP_INDEX_URL, PIP_FIND_LINKS, ...)."""
     out: list[str] = []
@@ -181,7 +187,7 @@ class EnvStore:
         user.write_text("".join(f"{line}\n" for line in reqs.packages), encoding="utf-8")
         runtime = target / "podium-runtime.txt"
         runtime.write_text("".join(f"{line}\n" for line in runtime_requirements()), encoding="utf-8")
-        index = index_options(dict(os.environ))
+        index = index_options(build_environ())
         out = _run([uv, "pip", "install", "--python", py, *index, "-r", str(user), "-r", str(runtime)], log)
         if out is not None:
             alone = _run([uv, "pip", "compile", "--python", py, "--quiet", "--no-header", *index, str(user)],
@@ -228,11 +234,13 @@ def _run(cmd: list[str], log: IO[str] | int) -> str | None:
     """Run a build step with its output appended to the log; None when it succeeded, else the
     last lines it printed."""
     if isinstance(log, int):
-        quiet = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        quiet = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+                               env=build_environ())
         return None if quiet.returncode == 0 else quiet.stderr
     log.flush()
     start = os.path.getsize(log.name)
-    logged = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False)
+    logged = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False,
+                            env=build_environ())
     if logged.returncode == 0:
         return None
     with open(log.name, "rb") as f:

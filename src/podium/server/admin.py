@@ -242,10 +242,14 @@ async def scale(request: Request, ref: str) -> JSONAnswer:
 
 @router.post("/endpoints/{ref}/start")
 async def start_endpoint(request: Request, ref: str) -> JSONAnswer:
-    """Bring a stopped (or failed) endpoint back: CREATING until a worker proves the version loads."""
+    """Bring a stopped (or failed) endpoint back: CREATING until a worker proves the version loads
+    (an environment that failed to build is tried again)."""
     rt, principal = await _auth(request, "deploy")
     ep = await rt.endpoint(principal, ref)
     if ep["state"] in (EndpointState.INACTIVE, EndpointState.ERROR):
+        version = await rt.catalog.get_version(principal.project_id, ep["version_id"])
+        if version is not None:
+            await rt.scaler.builds.deployed(version)
         await rt.catalog.set_state(ep["id"], EndpointState.CREATING)
     return await _changed(rt, request, principal, ep["id"])
 
