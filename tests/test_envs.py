@@ -11,11 +11,14 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from podium.envs.builder import EnvStore
+from podium.envs.requirements import Requirements
 from server import PodiumServer, wait_until
 from wheels import make_wheel
 
@@ -75,11 +78,16 @@ class Ctx:
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
-    wheels = tmp_path_factory.mktemp("wheels")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    found = tmp_path_factory.mktemp("wheels")
     for version in ("1.0", "2.0"):
-        make_wheel(wheels, "podium_envpkg", version, f"VERSION = {version!r}\n")
-    make_wheel(wheels, "podium_envextra", "1.0", "EXTRA = True\n")
+        make_wheel(found, "podium_envpkg", version, f"VERSION = {version!r}\n")
+    make_wheel(found, "podium_envextra", "1.0", "EXTRA = True\n")
+    return found
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory: pytest.TempPathFactory, wheels: Path) -> Iterator[Ctx]:
     # Only these wheels besides the index (not the machine's own --find-links).
     srv = PodiumServer(tmp_path_factory.mktemp("envs-home"), env={"PIP_FIND_LINKS": str(wheels)})
     srv.start()
@@ -181,6 +189,17 @@ def test_the_worker_still_checks_the_routes_read_from_source(ctx: Ctx):
     assert res.returncode != 0
     ep = ctx.endpoint("sneaky")
     assert ep["state"] == "ERROR" and "routes differ" in ep["error"]
+
+
+def test_builders_racing_for_one_environment_build_it_once(tmp_path: Path, wheels: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    store = EnvStore(tmp_path / "envs")
+    reqs = Requirements(("podium-envpkg==1.0",))
+    with ThreadPoolExecutor(4) as pool:  # each holds its own open file: the lock excludes them all
+        found = list(pool.map(lambda _: store.build(reqs.env_hash(), reqs), range(4)))
+    assert len({i.python for i in found}) == 1
+    assert store.log_path(reqs.env_hash()).read_text().count("== building environment ") == 1
 
 
 def test_ten_workers_starting_together_build_once(ctx: Ctx):

@@ -226,7 +226,7 @@ class EnvStore:
             existed = self.path(key).exists()
             shutil.rmtree(self.path(key), ignore_errors=True)
             self.log_path(key).unlink(missing_ok=True)
-        (self.root / f"{key}.lock").unlink(missing_ok=True)
+        # The lock file stays: a builder waiting on it must lock the same file as the next one.
         return existed
 
 
