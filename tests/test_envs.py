@@ -230,6 +230,23 @@ def test_envs_ls_shows_users_and_gc_removes_only_unused_environments(ctx: Ctx):
     assert ctx.which("pinned-one")["pkg"] == "1.0"
 
 
+def test_an_http_app_with_requirements_is_read_from_source_and_served(ctx: Ctx):
+    d = ctx.root / "asgi-app"
+    d.mkdir()
+    (d / "requirements.txt").write_text("podium-envpkg==2.0\n")
+    (d / "app.py").write_text(textwrap.dedent('''
+        import podium_envpkg
+
+
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": podium_envpkg.VERSION.encode()})
+    '''))
+    ctx.deploy(d, "asgi-app")
+    r = ctx.srv.http.get("/asgi-app/anything")
+    assert (r.status_code, r.text) == (200, "2.0")
+
+
 def test_a_package_from_the_real_index_that_podium_lacks(ctx: Ctx):
     assert importlib.util.find_spec("inflection") is None
     d = ctx.root / "from-index"

@@ -49,9 +49,12 @@ def _imported(source: str) -> object:
     "import podium\n\n@podium.handler(max_workers=2)\ndef handle(job):\n    return job['input']\n",
     "def handler(job):\n    yield job['input']\n",
     "from podium import service\n\n@service\ndef my_init():\n    pass\n\n@my_init.endpoint('/a')\ndef a(x, y=[1, 2]):\n    return x\n",
+    "from flask import Flask\n\napp = Flask(__name__)\n",
+    "import fastapi\n\napi = fastapi.FastAPI()\n",
+    "async def app(scope, receive, send):\n    pass\n",
 ])
 def test_a_service_read_from_source_has_the_shape_of_the_imported_one(source):
-    found = read_service(source)
+    found = read_service(source, module="svc_under_test")
     svc = _imported(source)
     assert found.name == svc.name  # type: ignore[attr-defined]
     assert route_shape(found.routes) == route_shape(svc.route_table())  # type: ignore[attr-defined]

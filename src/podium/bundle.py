@@ -156,7 +156,7 @@ def describe(
             }
         elif reqs is not None or declared:
             # Its requirements may be missing here: read it, never import it.
-            found = source.read_service(text, service)
+            found = source.read_service(text, service, Path(bundle.entry).stem)
             reqs = _merge(reqs, found.requirements)
             meta = {"service": found.name, "entry": bundle.entry, "routes": found.routes,
                     "config": found.config, "runtime": "podium"}

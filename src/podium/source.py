@@ -7,8 +7,10 @@ environment, checks that the routes it finds have the shape recorded here (paths
 streaming, parameter names); annotations' schemas need the import, so this table has none.
 
 Understood: ``@podium.service(...)`` initializers with ``@init.endpoint("/path")`` routes,
-``@podium.handler(...)`` functions and a plain top-level ``def handler(job)``. Settings must be
-literal values (or names bound to one at the top of the module).
+``@podium.handler(...)`` functions, a plain top-level ``def handler(job)``, and an HTTP app bound
+at the top of the module to `app`, `application` or `api` (WSGI when made by `Flask(...)` or
+`get_wsgi_application()`, else ASGI). Settings must be literal values (or names bound to one at
+the top of the module).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
+from podium.sdk.httpapp import APP_NAMES, HTTP_ROUTE
 from podium.sdk.service import (
     ServiceConfig,
     default_name,
@@ -30,6 +33,8 @@ from podium.worker.runpod_file import yields
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 _MISSING = object()
+#: Callables that make WSGI apps; any other app is taken for an ASGI one.
+WSGI_FACTORIES = ("Flask", "get_wsgi_application")
 
 
 @dataclass
@@ -56,8 +61,9 @@ def _decorator(node: ast.expr, names: tuple[str, ...]) -> tuple[str, ast.Call | 
 
 
 class _Reader:
-    def __init__(self, tree: ast.Module) -> None:
+    def __init__(self, tree: ast.Module, module: str) -> None:
         self.tree = tree
+        self.module = module
         self.constants: dict[str, Any] = {}
         for node in tree.body:
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -135,6 +141,10 @@ class _Reader:
                 svc.routes.append(_route(plain, handler_path("handler"), "handler"))
                 by_var["handler"] = svc
         out: dict[str, SourceService] = {}
+        if not by_var:
+            app = self.http_app()
+            if app is not None:
+                return {app.name: app}
         for var, svc in by_var.items():
             if not svc.routes:
                 raise ServiceDefinitionError(f"service {svc.name} declares no routes")
@@ -143,6 +153,25 @@ class _Reader:
                 r["default"] = r["path"] == default
             out.setdefault(svc.name, svc)
         return out
+
+    def http_app(self) -> SourceService | None:
+        """An HTTP app bound at the top of the module, as `http_service` would wrap it."""
+        for wanted in APP_NAMES:
+            for node in self.tree.body:
+                if isinstance(node, Function) and node.name == wanted:
+                    is_async = isinstance(node, ast.AsyncFunctionDef)
+                elif (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == wanted for t in node.targets)
+                      and isinstance(node.value, ast.Call)):
+                    maker = node.value.func
+                    name = maker.attr if isinstance(maker, ast.Attribute) else getattr(maker, "id", "")
+                    is_async = name not in WSGI_FACTORIES
+                else:
+                    continue
+                route = {"path": HTTP_ROUTE, "method": method_name(HTTP_ROUTE), "kind": "http", "streaming": True,
+                         "is_async": is_async, "params": [{"name": "request", "required": True}],
+                         "var_keyword": False, "default": True}
+                return SourceService(default_name(self.module), ServiceConfig().as_dict(), None, [route])
+        return None
 
 
 def _literal(node: ast.expr) -> Any:
@@ -188,9 +217,10 @@ def declares_requirements(source: str) -> bool:
     return False
 
 
-def read_service(source: str, name: str | None = None) -> SourceService:
-    """The one service the source declares (or the one called `name`), read without running it."""
-    found = _Reader(ast.parse(source)).services()
+def read_service(source: str, name: str | None = None, module: str = "app") -> SourceService:
+    """The one service the source declares (or the one called `name`), read without running it;
+    `module` is the entry file's name without `.py` (an HTTP app's service is named after it)."""
+    found = _Reader(ast.parse(source), module).services()
     if name is not None:
         if name not in found:
             raise ServiceDefinitionError(f"no service named {name!r} here (found: {', '.join(sorted(found)) or 'none'})")
@@ -198,8 +228,8 @@ def read_service(source: str, name: str | None = None) -> SourceService:
     if not found:
         raise ServiceDefinitionError(
             "no service found in the source: a service with requirements is read without importing "
-            "it, so declare it with @podium.service and @<init>.endpoint, @podium.handler, or a "
-            "top-level `def handler(job)`"
+            "it, so declare it with @podium.service and @<init>.endpoint, @podium.handler, a "
+            "top-level `def handler(job)`, or bind an HTTP app to `app` at the top of the module"
         )
     if len(found) > 1:
         raise ServiceDefinitionError(f"several services found ({', '.join(sorted(found))}); choose one with --service")
@@ -209,7 +239,8 @@ def read_service(source: str, name: str | None = None) -> SourceService:
 def route_shape(routes: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """What a route table read from source promises: paths, kinds, streaming, parameter names."""
     return [
-        (r["path"], r["method"], r["kind"], r["streaming"], r.get("is_async"), bool(r.get("default")),
-         bool(r.get("var_keyword")), [(p["name"], p["required"]) for p in r["params"]])
+        # An HTTP app's one route is the same whatever the app is (sync WSGI or async ASGI).
+        (r["path"], r["method"], r["kind"], r["streaming"], r.get("is_async") if r["kind"] != "http" else None,
+         bool(r.get("default")), bool(r.get("var_keyword")), [(p["name"], p["required"]) for p in r["params"]])
         for r in routes
     ]
