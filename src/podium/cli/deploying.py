@@ -76,7 +76,8 @@ def _build(conn: Any, version_id: str, timeout: float, quiet: bool) -> None:
     from podium.errors import DeploymentError
 
     try:
-        follow_build(conn, version_id, None if quiet else lambda line: err.print(f"  {line}", style="dim"), timeout)
+        follow_build(conn, version_id, None if quiet else lambda line: err.print(f"  {line}", style="dim", soft_wrap=True),
+                     timeout)
     except DeploymentError as exc:
         fail(exc.message)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from podium.cli.common import JSON, KEY, URL, app, connect, out, print_json, when
 
@@ -23,9 +23,10 @@ def list_envs(as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
     if as_json:
         print_json(envs)
         return
-    table = Table("HASH", "PYTHON", "SIZE", "VERSIONS", "ENDPOINTS", "LAST USED", "PACKAGES")
-    for e in envs:
-        table.add_row(e["hash"], e["python"], _size(e["size"]), " ".join(e["versions"]) or "-",
+    table = Table(Column("ENV", no_wrap=True, min_width=12), "PYTHON", "SIZE", "VERSIONS", "ENDPOINTS",
+                  "LAST USED", "PACKAGES")
+    for e in envs:  # short hashes, like git's (--json has them whole)
+        table.add_row(e["hash"][:12], e["python"], _size(e["size"]), " ".join(v[:8] for v in e["versions"]) or "-",
                       " ".join(e["endpoints"]) or "-", when(e["last_used"]), " ".join(e["packages"]))
     out.print(table)
 

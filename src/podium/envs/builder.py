@@ -166,7 +166,7 @@ class EnvStore:
                     self._build(target, reqs, log)
                 except EnvBuildError as exc:
                     shutil.rmtree(target, ignore_errors=True)
-                    log.write(f"== build failed ==\n{exc.message}\n")
+                    log.write(f"== build failed: {exc.message.splitlines()[0]} ==\n")
                     raise
                 log.write("== environment ready ==\n")
         found = self.interpreter(key)
@@ -176,7 +176,7 @@ class EnvStore:
     def _build(self, target: Path, reqs: Requirements, log: IO[str]) -> None:
         uv = uv_bin()
         python = reqs.resolved_python()
-        out = _run([uv, "venv", "--no-python-downloads", "--no-project", "--python", python, str(target)], log)
+        out = _run([uv, "venv", "--quiet", "--no-python-downloads", "--no-project", "--python", python, str(target)], log)
         if out is not None:
             raise EnvBuildError(
                 f"cannot create a Python {python} environment (is Python {python} installed on the "
