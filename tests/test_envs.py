@@ -323,3 +323,10 @@ def test_deploying_from_python_reports_the_build_through_get_deployment(ctx: Ctx
     ready = podium.get_deployment(dep, wait=True, progress=True, timeout=110)
     assert ready.status == "ACTIVE" and ready.extra() is True
     assert "+ podium-envextra==1.0" in capsys.readouterr().err
+
+
+def test_the_users_pins_win_over_what_the_runtime_would_bring(ctx: Ctx):
+    ctx.deploy(ctx.service("old-httpx", requirements="podium-envpkg==1.0\nhttpx==0.27.2\n"), "old-httpx")
+    python = str(Path(ctx.which("old-httpx")["prefix"]) / "bin" / "python")
+    probe = subprocess.run([python, "-c", "import httpx; print(httpx.__version__)"], capture_output=True, text=True)
+    assert probe.stdout.strip() == "0.27.2"  # the runtime only asks for httpx>=0.27; the worker runs on it
