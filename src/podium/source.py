@@ -16,6 +16,8 @@ the top of the module).
 from __future__ import annotations
 
 import ast
+import builtins
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +92,10 @@ class _Reader:
                 raise ServiceDefinitionError(f"line {kw.value.lineno}: **settings cannot be read from source")
             if kw.arg == "retry_on":  # exception classes: recorded by name, as the import would
                 items = kw.value.elts if isinstance(kw.value, ast.Tuple | ast.List) else [kw.value]
-                retry_on = [f"builtins.{ast.unparse(e)}" if isinstance(e, ast.Name) else ast.unparse(e) for e in items]
+                retry_on = [
+                    f"builtins.{e.id}" if isinstance(e, ast.Name) and hasattr(builtins, e.id) else ast.unparse(e)
+                    for e in items
+                ]
             elif kw.arg == "name":
                 name = self.value(kw.value, "name")
             else:
@@ -102,10 +107,10 @@ class _Reader:
                 reqs = Requirements(tuple(packages or ()), python)
             except (TypeError, ValueError) as exc:
                 raise ServiceDefinitionError(str(exc)) from None
-        try:
-            config = ServiceConfig(**settings).as_dict()
-        except TypeError:
-            raise ServiceDefinitionError(f"unknown setting in {', '.join(sorted(settings))}") from None
+        unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(ServiceConfig)})
+        if unknown:
+            raise ServiceDefinitionError(f"unknown setting {', '.join(unknown)}")
+        config = ServiceConfig(**settings).as_dict()
         config["retry_on"] = retry_on
         return name, config, reqs
 
@@ -160,8 +165,8 @@ class _Reader:
             for node in self.tree.body:
                 if isinstance(node, Function) and node.name == wanted:
                     is_async = isinstance(node, ast.AsyncFunctionDef)
-                elif (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == wanted for t in node.targets)
-                      and isinstance(node.value, ast.Call)):
+                elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                      and any(isinstance(t, ast.Name) and t.id == wanted for t in node.targets)):
                     maker = node.value.func
                     name = maker.attr if isinstance(maker, ast.Attribute) else getattr(maker, "id", "")
                     is_async = name not in WSGI_FACTORIES
@@ -223,7 +228,8 @@ def read_service(source: str, name: str | None = None, module: str = "app") -> S
     found = _Reader(ast.parse(source), module).services()
     if name is not None:
         if name not in found:
-            raise ServiceDefinitionError(f"no service named {name!r} here (found: {', '.join(sorted(found)) or 'none'})")
+            known = ", ".join(sorted(found)) or "none"
+            raise ServiceDefinitionError(f"no service named {name!r} here (found: {known})")
         return found[name]
     if not found:
         raise ServiceDefinitionError(

@@ -75,9 +75,11 @@ def _build(conn: Any, version_id: str, timeout: float, quiet: bool) -> None:
     from podium.client.deployment import follow_build
     from podium.errors import DeploymentError
 
+    def show(line: str) -> None:
+        err.print(f"  {line}", style="dim", soft_wrap=True)
+
     try:
-        follow_build(conn, version_id, None if quiet else lambda line: err.print(f"  {line}", style="dim", soft_wrap=True),
-                     timeout)
+        follow_build(conn, version_id, None if quiet else show, timeout)
     except DeploymentError as exc:
         fail(exc.message)
 

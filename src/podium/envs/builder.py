@@ -176,7 +176,8 @@ class EnvStore:
     def _build(self, target: Path, reqs: Requirements, log: IO[str]) -> None:
         uv = uv_bin()
         python = reqs.resolved_python()
-        out = _run([uv, "venv", "--quiet", "--no-python-downloads", "--no-project", "--python", python, str(target)], log)
+        venv = [uv, "venv", "--quiet", "--no-python-downloads", "--no-project", "--python", python, str(target)]
+        out = _run(venv, log)
         if out is not None:
             raise EnvBuildError(
                 f"cannot create a Python {python} environment (is Python {python} installed on the "

@@ -307,7 +307,8 @@ class Autoscaler:
     async def fail_endpoint(self, info: WorkerInfo, reason: str) -> None:
         """The version cannot start: ERROR with the reason and the worker's log tail."""
         log_tail = tail(info.log_path)
-        await self._set_error(info.endpoint_id, reason, f"--- worker log (last lines) ---\n{log_tail}" if log_tail else "")
+        detail = f"--- worker log (last lines) ---\n{log_tail}" if log_tail else ""
+        await self._set_error(info.endpoint_id, reason, detail)
 
     async def _set_error(self, endpoint_id: str, reason: str, detail: str) -> None:
         """ERROR with the reason (and what explains it); the jobs waiting for it fail."""
