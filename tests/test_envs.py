@@ -143,8 +143,10 @@ def test_a_failed_build_keeps_the_previous_version_serving_and_deploy_exits_non_
     )
     assert res.returncode != 0
     assert "failed to build" in res.stderr and "podium-no-such-package-zz" in res.stderr
-    after = ctx.endpoint("keeps-serving")
-    assert (after["version"], after["state"], after["pending_version"]) == (before["version"], "ACTIVE", None)
+    # The server forgets the failed redeploy on its next pass; the endpoint never left its version.
+    after = wait_until(lambda: (e := ctx.endpoint("keeps-serving"))["pending_version"] is None and e, 20,
+                       what="the failed redeploy forgotten")
+    assert (after["version"], after["state"]) == (before["version"], "ACTIVE")
     assert ctx.which("keeps-serving")["pkg"] == "1.0"
     failed = [v for v in ctx.srv.http.get("/api/v1/endpoints/keeps-serving/versions").json()["versions"]
               if v["build_state"] == "failed"]
@@ -161,7 +163,7 @@ def test_a_first_deploy_whose_build_fails_puts_the_endpoint_in_error(ctx: Ctx, r
     name = "first-fails-" + str(len(settings))
     res = ctx.deploy(ctx.service(name, requirements=requirements, settings=settings), name, check=False)
     assert res.returncode != 0 and message in res.stderr
-    ep = ctx.endpoint(name)
+    ep = wait_until(lambda: (e := ctx.endpoint(name))["state"] != "CREATING" and e, 20, what="the endpoint's state")
     assert ep["state"] == "ERROR"
     assert "failed to build" in ep["error"] and message in ep["error"]
     build = ctx.build(ep["version"])

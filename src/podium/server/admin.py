@@ -186,7 +186,9 @@ async def deploy(request: Request) -> JSONAnswer:
         # The current version keeps serving while the new one's environment builds.
         assert current is not None
         await rt.catalog.stage_endpoint(current["id"], row["id"], key_id=principal.key_id, message=message)
-        ep, changed = await rt.endpoint(principal, current["id"]), True
+        staged = await rt.catalog.get_endpoint(principal.project_id, current["id"])
+        assert staged is not None
+        ep, changed = staged, True
     else:
         ep, changed = await rt.catalog.point_endpoint(
             principal.project_id, name, row, key_id=principal.key_id, message=message
