@@ -332,3 +332,25 @@ def test_the_users_pins_win_over_what_the_runtime_would_bring(ctx: Ctx):
     python = str(Path(ctx.which("old-httpx")["prefix"]) / "bin" / "python")
     probe = subprocess.run([python, "-c", "import httpx; print(httpx.__version__)"], capture_output=True, text=True)
     assert probe.stdout.strip() == "0.27.2"  # the runtime only asks for httpx>=0.27; the worker runs on it
+
+
+def test_a_redeploy_waiting_for_its_environment_survives_a_server_restart(tmp_path: Path, wheels: Path):
+    env = {"PIP_FIND_LINKS": str(wheels)}
+    srv = PodiumServer(tmp_path / "home", env=env)
+    srv.start()
+    try:
+        c = Ctx(srv, tmp_path)
+        c.deploy(c.service("restarts", requirements="podium-envpkg==1.0\n"), "restarts")
+        srv.cli("deploy", str(c.service("restarts", requirements="podium-envpkg==2.0\n")), "--name", "restarts",
+                "--no-wait")
+    finally:
+        srv.close()  # at once: the build may be cut short, or done with the endpoint not yet switched
+    again = PodiumServer(tmp_path / "home", env=env)
+    again.start()
+    try:
+        c = Ctx(again, tmp_path)
+        wait_until(lambda: c.endpoint("restarts")["pending_version"] is None, 60, 0.2, "the redeploy applied")
+        assert wait_until(lambda: (r := again.http.post("/restarts/which", json={})).status_code == 200 and r.json(),
+                          60, 0.2, "an answer")["pkg"] == "2.0"
+    finally:
+        again.close()
