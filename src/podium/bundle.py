@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from podium import _json
+from podium import _json, source
+from podium.envs.requirements import Requirements, read_requirement_files
 from podium.errors import BundleError, PodiumError
 from podium.sdk.service import Service, ServiceConfig, default_name, find_service
 from podium.worker import runpod_file
@@ -126,15 +127,23 @@ def describe(
 
     `service` names the service to deploy, or is the already-loaded :class:`Service` (deploying
     from Python: nothing is imported again). A RunPod worker file (it calls
-    `runpod.serverless.start`) is read, not imported. `overrides` replace scaling settings (deploy
+    `runpod.serverless.start`) is read, not imported; so is a service that declares requirements
+    (requirements.txt, pyproject.toml, or its decorator's `requirements=`/`python=`): the deploying
+    machine need not have them. `overrides` replace scaling settings (deploy
     flags); `init_kwargs` are stored with the version and passed to the initializer on every worker.
     """
+    try:
+        reqs = read_requirement_files(bundle.root, bundle.files)
+    except ValueError as exc:
+        raise BundleError(str(exc)) from None
     if isinstance(service, Service):
         meta = _service_meta(bundle, service)
+        reqs = _merge(reqs, service.requirements)
     else:
-        source = (bundle.root / bundle.entry).read_text(encoding="utf-8", errors="replace")
+        text = (bundle.root / bundle.entry).read_text(encoding="utf-8", errors="replace")
         try:
-            rp = runpod_file.inspect_source(source)
+            rp = runpod_file.inspect_source(text)
+            declared = rp is None and source.declares_requirements(text)
         except SyntaxError as exc:
             raise BundleError(f"{bundle.entry}: syntax error at line {exc.lineno}: {exc.msg}") from None
         if rp is not None:
@@ -145,8 +154,16 @@ def describe(
                 "config": ServiceConfig().as_dict(),
                 "runtime": "runpod",
             }
+        elif reqs is not None or declared:
+            # Its requirements may be missing here: read it, never import it.
+            found = source.read_service(text, service, Path(bundle.entry).stem)
+            reqs = _merge(reqs, found.requirements)
+            meta = {"service": found.name, "entry": bundle.entry, "routes": found.routes,
+                    "config": found.config, "runtime": "podium"}
         else:
             meta = _service_meta(bundle, load_service(bundle.root, bundle.entry, service))
+    if reqs is not None:
+        meta["requirements"] = reqs.as_dict()
     if overrides:
         unknown = set(overrides) - set(meta["config"])
         if unknown:
@@ -156,6 +173,16 @@ def describe(
     if init_kwargs:
         meta["config"]["init_kwargs"] = init_kwargs
     return {"id": version_id(bundle.sha256, meta), "sha256": bundle.sha256, "size": len(bundle.data), **meta}
+
+
+def _merge(files: Requirements | None, declared: Requirements | None) -> Requirements | None:
+    """A directory's requirement file and the service's own list, together."""
+    if files is None or declared is None:
+        return files or declared
+    try:
+        return files.merged(declared)
+    except ValueError as exc:
+        raise BundleError(str(exc)) from None
 
 
 def _service_meta(bundle: Bundle, svc: Service) -> dict[str, Any]:

@@ -114,6 +114,11 @@ class Settings:
         return self.home / "logs"
 
     @property
+    def envs(self) -> Path:
+        """Per-version Python environments (podium.envs), one directory per requirement set."""
+        return self.home / "envs"
+
+    @property
     def secret_key_file(self) -> Path:
         return self.home / "secret.key"
 

@@ -46,6 +46,7 @@ def deploy(
         with err.status(f"uploading {len(bundle.data) / 1024:.1f} KiB…"):
             ep = upload(conn, bundle, version, name or version["service"], message)
         if wait:
+            _build(conn, ep["deployed"], timeout, quiet=as_json)
             ep = _wait_ready(conn, ep, timeout, quiet=as_json)
     result = {"endpoint_id": ep["endpoint_id"], "name": ep["name"], "version": ep["version"],
               "state": ep["state"], "urls": ep["urls"]}
@@ -69,14 +70,30 @@ def deploy(
         fail(f"endpoint {ep['name']} failed to start:\n{ep['error']}")
 
 
+def _build(conn: Any, version_id: str, timeout: float, quiet: bool) -> None:
+    """Show the installer's lines while the version's environment builds; exit 1 if it fails."""
+    from podium.client.deployment import follow_build
+    from podium.errors import DeploymentError
+
+    def show(line: str) -> None:
+        err.print(f"  {line}", style="dim", soft_wrap=True)
+
+    try:
+        follow_build(conn, version_id, None if quiet else show, timeout)
+    except DeploymentError as exc:
+        fail(exc.message)
+
+
 def _wait_ready(conn: Any, ep: dict[str, Any], timeout: float, quiet: bool) -> dict[str, Any]:
+    """Until the endpoint runs the deployed version (a redeploy that waited for its environment
+    is switched to by the server) and is no longer CREATING."""
     deadline = time.monotonic() + timeout
     with err.status(f"starting a worker for {ep['name']}…") if not quiet else contextlib.nullcontext():
-        while ep["state"] == "CREATING":
+        while ep["state"] == "CREATING" or ep.get("pending_version") == ep["deployed"]:
             if time.monotonic() > deadline:
                 fail(f"endpoint {ep['name']} is not ready after {timeout:.0f}s; see `podium logs {ep['name']}`")
             time.sleep(0.2)
-            ep = conn.request("GET", f"/api/v1/endpoints/{ep['endpoint_id']}")
+            ep = {**conn.request("GET", f"/api/v1/endpoints/{ep['endpoint_id']}"), "deployed": ep["deployed"]}
     return ep
 
 

@@ -17,6 +17,8 @@ from podium.cli.common import (
     app,
     connect,
     endpoints_app,
+    err,
+    fail,
     out,
     print_json,
     versions_app,
@@ -30,11 +32,16 @@ def logs(
     tail: int = typer.Option(200, help="Lines per worker."),
     job: str = typer.Option(None, "--job", help="Only this job's lines."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C stops)."),
+    build: bool = typer.Option(False, "--build", help="The build log of its version's environment instead."),
     as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
 ) -> None:
-    """Show an endpoint's worker logs (or one job's lines), optionally following them."""
+    """Show an endpoint's worker logs (or one job's lines, or its environment's build log),
+    optionally following them."""
     from podium.logs import render
 
+    if build:
+        _build_log(endpoint, follow, as_json, url, key, project)
+        return
     params: dict[str, Any] = {"tail_lines": tail}
     if job:
         params["job"] = job
@@ -60,6 +67,29 @@ def logs(
                     sys.stdout.write(prefix + (line if as_json else render(line)) + "\n")
                 offsets[w["worker"]] = w["offset"]
             sys.stdout.flush()
+
+
+def _build_log(endpoint: str, follow: bool, as_json: bool, url: str, key: str, project: str) -> None:
+    """The build log of the endpoint's pending version (a redeploy building), else its current one."""
+    with connect(url, key, project) as conn:
+        ep = conn.request("GET", f"/api/v1/endpoints/{endpoint}")
+        version = ep["pending_version"] or ep["version"]
+        res = conn.request("GET", f"/api/v1/versions/{version}/build", params={"offset": 0})
+        if as_json and not follow:
+            print_json(res)
+            return
+        if res["env"] is None:
+            fail(f"version {version} of {ep['name']} has no environment of its own (it declares no requirements)")
+        while True:
+            for line in res["lines"]:
+                sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            if not follow or res["state"] != "building":
+                break
+            time.sleep(0.5)
+            res = conn.request("GET", f"/api/v1/versions/{version}/build", params={"offset": res["offset"]})
+        if res["state"] == "failed" and not as_json:
+            err.print(f"the environment of version {version} failed to build", style="red")
 
 
 def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:

@@ -26,6 +26,34 @@ from podium.sdk.service import Service
 
 #: States a deployment passes through on its way to ACTIVE.
 PENDING = ("CREATING",)
+#: Lines of an installer's error a failed build reports.
+BUILD_ERROR_LINES = 20
+
+
+def follow_build(conn: Connection, version_id: str, on_line: Callable[[str], None] | None = None,
+                 timeout: float = 3600.0) -> dict[str, Any]:
+    """Wait while a version's environment builds, handing each new line of its build log to
+    `on_line`; returns the build's record (state None: the version has no environment).
+
+    Raises DeploymentError with the first lines of the installer's error when the build fails.
+    """
+    path = f"/api/v1/versions/{version_id}/build"
+    build: dict[str, Any] = conn.request("GET", path)
+    deadline = time.monotonic() + timeout
+    show = on_line if build["state"] == "building" else None
+    while True:
+        for line in build["lines"] if show else ():
+            show(line)  # type: ignore[misc]
+        if build["state"] != "building":
+            break
+        if time.monotonic() > deadline:
+            raise DeploymentError(f"the environment of version {version_id} is still building after {timeout:.0f} s")
+        time.sleep(0.3)
+        build = conn.request("GET", path, params={"offset": build["offset"]})
+    if build["state"] == "failed":
+        first = "\n".join((build["error"] or "").splitlines()[:BUILD_ERROR_LINES])
+        raise DeploymentError(f"the environment of version {version_id} failed to build:\n{first}")
+    return build
 
 
 def upload(conn: Connection, bundle: Bundle, version: dict[str, Any], name: str,
@@ -103,22 +131,27 @@ def get_deployment(
     url: str | None = None,
     api_key: str | None = None,
 ) -> Deployment:
-    """The deployment `ref` (id, name or a Deployment), reloaded; with `wait`, once it is ACTIVE.
+    """The deployment `ref` (id, name or a Deployment), reloaded; with `wait`, once it is ACTIVE
+    (after its version's environment is built: with `progress`, the build log goes to stderr).
 
     Raises DeploymentError if it is (or becomes) ERROR, carrying the initializer's error and log
-    tail, or if it is still not ACTIVE after `timeout` seconds.
+    tail, if its environment fails to build, or if it is still not ACTIVE after `timeout` seconds.
     """
     if isinstance(ref, Deployment):
-        conn, ident = ref._conn, ref.id
+        conn, ident, deployed = ref._conn, ref.id, ref.info.get("deployed")
     else:
-        conn, ident = Connection(url, api_key), ref
+        conn, ident, deployed = Connection(url, api_key), ref, None
     start = time.monotonic()
+    if wait:
+        first = conn.request("GET", f"/api/v1/endpoints/{ident}")
+        follow_build(conn, deployed or first["pending_version"] or first["version"],
+                     _print_line if progress else None, timeout)
     delay = 0.05
     while True:
         d = Deployment(conn.request("GET", f"/api/v1/endpoints/{ident}"), conn)
         if d.status == "ERROR":
             raise DeploymentError(f"deployment {d.name} ({d.id}) failed: {d.info.get('error')}")
-        if not wait or d.status == "ACTIVE":
+        if not wait or (d.status == "ACTIVE" and not d.info.get("pending_version")):
             break
         if d.status not in PENDING:
             raise DeploymentError(f"deployment {d.name} ({d.id}) is {d.status}; deploy it again")
@@ -133,6 +166,10 @@ def get_deployment(
     if progress:
         sys.stderr.write(f"\r{d.name}: {d.status}\n")
     return d
+
+
+def _print_line(line: str) -> None:
+    sys.stderr.write(line + "\n")
 
 
 class Deployment:

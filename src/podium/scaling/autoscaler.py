@@ -19,14 +19,17 @@ from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
+from podium import _json
 from podium.config import Settings
 from podium.core.workers import WorkerInfo, WorkerPool, WorkerState
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import SCALE_KEY, JobQueue, ep_key
+from podium.envs.builder import SERVER_PYTHON, EnvStore, Interpreter
+from podium.envs.builds import Builds
 from podium.metrics import Metrics
 from podium.scaling.local import LocalBackend, group_rss_mb, tail
 from podium.scaling.policy import Load, desired
-from podium.store.catalog import Catalog, EndpointState
+from podium.store.catalog import BuildState, Catalog, EndpointState
 
 log = logging.getLogger("podium.scaling")
 
@@ -54,6 +57,8 @@ class Autoscaler:
         pool.on_ready = self.worker_ready
         pool.on_failed = self.fail_endpoint
         self.backend = LocalBackend(settings, self._on_exit)
+        #: Versions' environments: built before any of their workers starts.
+        self.builds = Builds(EnvStore(settings.envs), catalog, self.wake)
         self._start_failures: dict[str, int] = {}
         self._stopping: set[str] = set()
         self._drains: set[asyncio.Task[None]] = set()
@@ -120,6 +125,8 @@ class Autoscaler:
             if w.local and w.endpoint_id not in known:  # its endpoint was removed
                 self._drain(w)
         for ep in endpoints:
+            if ep["pending"]:
+                await self._pending(ep)
             waiting = queued.get(ep["id"], (0, 0.0))
             if waiting[0]:
                 # Jobs whose retry backoff has run out woke nobody when they became due.
@@ -141,8 +148,16 @@ class Autoscaler:
             workers=len(current), busy=sum(1 for w in current if w.jobs),
         )
         need = desired(ep, load, creating=ep["state"] == EndpointState.CREATING)
-        for _ in range(need - len(current)):
-            await self.spawn(ep)
+        if need > len(current):
+            env = await self.builds.status(ep["project_id"], ep["version_id"])
+            if env.interpreter is None:  # no worker starts before its environment is built
+                if env.state == BuildState.FAILED:
+                    await self._set_error(
+                        ep["id"], f"the environment of version {ep['version_id']} failed to build", env.error or ""
+                    )
+                return
+            for _ in range(need - len(current)):
+                await self.spawn(ep, env.interpreter)
         surplus = len(current) - need
         now = self.pool.clock.now()
         for w in sorted(current, key=lambda w: w.idle_since):
@@ -199,14 +214,32 @@ class Autoscaler:
             self._stopping.add(w.id)
             self.backend.signal(w, signal.SIGKILL)
 
-    async def spawn(self, ep: RowMapping) -> WorkerInfo:
+    async def _pending(self, ep: RowMapping) -> None:
+        """A redeploy waits for its environment while the current version serves: point the
+        endpoint at it once built; forget it (the version is marked failed) if the build fails."""
+        pending = _json.loads(ep["pending"])
+        env = await self.builds.status(ep["project_id"], pending["version_id"])
+        if env.state == BuildState.READY:
+            version = await self.catalog.get_version(ep["project_id"], pending["version_id"])
+            if version is not None:
+                await self.catalog.point_endpoint(
+                    ep["project_id"], ep["name"], version, key_id=pending["key_id"], message=pending["message"]
+                )
+                self.wake()
+        elif env.state == BuildState.FAILED:
+            log.error("endpoint %s stays on version %s: the environment of %s failed to build",
+                      ep["name"], ep["version_id"], pending["version_id"])
+            await self.catalog.clear_pending(ep["id"])
+
+    async def spawn(self, ep: RowMapping, interpreter: Interpreter = SERVER_PYTHON) -> WorkerInfo:
         info = self.pool.new(f"w-{uuid.uuid4().hex[:12]}", ep["id"], ep["version_id"], local=True)
         info.key_id, token = await self.catalog.create_key(
             ep["project_id"], "worker", name=info.id, endpoint_id=ep["id"]
         )
         env = await self.secrets(ep["id"]) if self.secrets is not None else {}
         await self.backend.start(
-            info, endpoint_name=ep["name"], token=token, concurrency=ep["concurrency"], env=env
+            info, endpoint_name=ep["name"], token=token, concurrency=ep["concurrency"], env=env,
+            interpreter=interpreter,
         )
         log.info("started worker %s for %s (version %s)", info.id, ep["name"], ep["version_id"])
         return info
@@ -265,16 +298,18 @@ class Autoscaler:
 
     async def fail_endpoint(self, info: WorkerInfo, reason: str) -> None:
         """The version cannot start: ERROR with the reason and the worker's log tail."""
-        detail = reason
         log_tail = tail(info.log_path)
-        if log_tail:
-            detail = f"{reason}\n--- worker log (last lines) ---\n{log_tail}"
-        await self.catalog.set_state(info.endpoint_id, EndpointState.ERROR, error=detail)
-        self._start_failures.pop(info.endpoint_id, None)
+        detail = f"--- worker log (last lines) ---\n{log_tail}" if log_tail else ""
+        await self._set_error(info.endpoint_id, reason, detail)
+
+    async def _set_error(self, endpoint_id: str, reason: str, detail: str) -> None:
+        """ERROR with the reason (and what explains it); the jobs waiting for it fail."""
+        await self.catalog.set_state(endpoint_id, EndpointState.ERROR, error=f"{reason}\n{detail}".strip())
+        self._start_failures.pop(endpoint_id, None)
         failed = await self.queue.fail_queued(
-            info.endpoint_id, f"the endpoint cannot start its workers: {reason.splitlines()[0]}"
+            endpoint_id, f"the endpoint cannot start its workers: {reason.splitlines()[0]}"
         )
-        log.error("endpoint %s is in ERROR (%s); %d waiting jobs failed", info.endpoint_id, reason, failed)
+        log.error("endpoint %s is in ERROR (%s); %d waiting jobs failed", endpoint_id, reason, failed)
 
     async def worker_ready(self, info: WorkerInfo, ep: dict[str, Any] | RowMapping) -> None:
         self._start_failures.pop(info.endpoint_id, None)

@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from podium.config import Settings
 from podium.core.workers import WorkerInfo
+from podium.envs.builder import SERVER_PYTHON, Interpreter
 
 ExitCallback = Callable[[WorkerInfo, int], Awaitable[None]]
 
@@ -69,12 +69,14 @@ class LocalBackend:
         token: str,
         concurrency: int = 1,
         env: dict[str, str] | None = None,
+        interpreter: Interpreter = SERVER_PYTHON,
     ) -> None:
-        """Spawn the worker; `env` (the endpoint's secrets) joins its environment."""
+        """Spawn the worker on `interpreter` (the version's environment, or the server's Python);
+        `env` (the endpoint's secrets) joins its environment."""
         log_dir = self.settings.logs / endpoint_name
         log_dir.mkdir(parents=True, exist_ok=True)
         info.log_path = log_dir / f"{info.id}.log"
-        child_env = {**os.environ, **(env or {})}
+        child_env = interpreter.environ({**os.environ, **(env or {})})
         child_env.update(
             PODIUM_API_KEY=token,
             PODIUM_URL=self.settings.url,
@@ -83,7 +85,7 @@ class LocalBackend:
             PYTHONUNBUFFERED="1",
         )
         cmd = [
-            sys.executable, "-m", "podium.worker",
+            interpreter.python, "-m", "podium.worker",
             "--endpoint", info.endpoint_id,
             "--worker-id", info.id,
             "--parent-pid", str(os.getpid()),

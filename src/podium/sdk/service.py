@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -120,6 +121,11 @@ MAX_CONCURRENCY = 1024
 SCALERS = ("request-count", "queue-delay")
 
 
+def method_name(path: str) -> str:
+    """The client method for a route: `/custom-endpoint` -> `custom_endpoint`."""
+    return path.strip("/").replace("-", "_").replace("/", "_").replace(".", "_")
+
+
 @dataclass(frozen=True)
 class Route:
     """One callable of a service, addressed by path."""
@@ -136,8 +142,7 @@ class Route:
 
     @property
     def method_name(self) -> str:
-        """The client method for this route: `/custom-endpoint` -> `custom_endpoint`."""
-        return self.path.strip("/").replace("-", "_").replace("/", "_").replace(".", "_")
+        return method_name(self.path)
 
     @property
     def accepts_any_keyword(self) -> bool:
@@ -188,7 +193,7 @@ class Route:
                 continue
             entry: dict[str, Any] = {"name": p.name, "required": p.default is inspect.Parameter.empty}
             if p.default is not inspect.Parameter.empty:
-                entry["default"] = _json_safe(p.default)
+                entry["default"] = json_safe(p.default)
             if p.name in hints:
                 entry["schema"] = json_schema(hints[p.name])
             params.append(entry)
@@ -227,13 +232,13 @@ def json_schema(annotation: Any) -> dict[str, Any]:
         return {}
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     return repr(value)
 
 
@@ -248,6 +253,7 @@ class Service:
         initializer: called once per worker; returns a dict of default route arguments, or None.
         name: the default endpoint name (defaults to the initializer's name, `_` -> `-`).
         config: scaling settings the endpoint starts with.
+        requirements: the packages (and Python version) its workers' environment installs.
     """
 
     def __init__(
@@ -256,6 +262,7 @@ class Service:
         *,
         name: str,
         config: ServiceConfig | None = None,
+        requirements: Requirements | None = None,
     ) -> None:
         if not SERVICE_NAME.match(name):
             raise ServiceDefinitionError(
@@ -267,6 +274,7 @@ class Service:
         self.initializer = initializer
         self.name = name
         self.config = config or ServiceConfig()
+        self.requirements = requirements
         self.routes: dict[str, Route] = {}
         self._default: str | None = None
 
@@ -351,15 +359,31 @@ def service(
 ) -> Any:
     """Declare a service around an initializer: ``@podium.service(name="hello", max_workers=4)``.
 
-    Bare ``@podium.service`` works too. `settings` are :class:`ServiceConfig` fields. Returns the
-    :class:`Service`; add routes with ``@svc.endpoint("/path")``.
+    Bare ``@podium.service`` works too. `settings` are :class:`ServiceConfig` fields, plus
+    `requirements=["pkg==1.2", ...]` and `python="3.11"` for the workers' own environment. Returns
+    the :class:`Service`; add routes with ``@svc.endpoint("/path")``.
     """
+    reqs = _requirements(settings)
     config = _config(settings)
 
     def build(init: Callable[..., Any]) -> Service:
-        return Service(init, name=name or default_name(init.__name__), config=config)
+        return Service(init, name=name or default_name(init.__name__), config=config, requirements=reqs)
 
     return build(func) if func is not None else build
+
+
+def _requirements(settings: dict[str, Any]) -> Requirements | None:
+    """Take `requirements` and `python` out of a decorator's settings."""
+    packages = settings.pop("requirements", None)
+    python = settings.pop("python", None)
+    if packages is None and python is None:
+        return None
+    if isinstance(packages, str) or not all(isinstance(p, str) for p in packages or ()):
+        raise ServiceDefinitionError('requirements must be a list of strings, like ["numpy==2.1"]')
+    try:
+        return Requirements(tuple(packages or ()), python)
+    except ValueError as exc:
+        raise ServiceDefinitionError(str(exc)) from None
 
 
 def _config(settings: dict[str, Any]) -> ServiceConfig:
@@ -379,12 +403,16 @@ def handler(
 ) -> Any:
     """Mark a RunPod-style ``handler(job)``; the function stays callable as it was.
 
-    `settings` are :class:`ServiceConfig` fields.
+    `settings` are :class:`ServiceConfig` fields, plus `requirements` and `python` (see
+    :func:`service`).
     """
+    reqs = _requirements(settings)
     config = _config(settings)
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
-        setattr(fn, HANDLER_ATTR, handler_service(fn, name=name, config=config))
+        svc = handler_service(fn, name=name, config=config)
+        svc.requirements = reqs
+        setattr(fn, HANDLER_ATTR, svc)
         return fn
 
     return mark(func) if func is not None else mark
@@ -405,9 +433,14 @@ def handler_service(
             f"handler {fn.__name__} must take exactly one argument (the job dict)"
         )
     svc = Service(None, name=name or default_name(fn.__name__), config=config)
-    path = "/" + re.sub(r"[^A-Za-z0-9_.\-]", "-", fn.__name__)
+    path = handler_path(fn.__name__)
     svc._add(Route(path=path, func=fn, streaming=_is_generator(fn), kind="handler"), default=True)
     return svc
+
+
+def handler_path(function_name: str) -> str:
+    """The one route of a `handler(job)` service is named after the function."""
+    return "/" + re.sub(r"[^A-Za-z0-9_.\-]", "-", function_name)
 
 
 def _marked(value: Any) -> Any:

@@ -17,6 +17,7 @@ from podium import _json
 from podium.bundle import MAX_BUNDLE_BYTES, version_id
 from podium.core.access import ROLE_RANK, Principal
 from podium.dispatch.states import JobStatus
+from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
 from podium.logs import job_of
 from podium.scaling.local import tail
@@ -64,6 +65,8 @@ async def _endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[
         "workers_by_state": rt.pool.counts(ep["id"]),
         "urls": urls(request, ep["id"]),
         "service": service_record(request, ep),
+        # A redeploy whose environment is still building (the current version serves meanwhile).
+        "pending_version": _json.loads(ep["pending"])["version_id"] if ep["pending"] else None,
     }
 
 
@@ -142,6 +145,13 @@ def _check_version(v: Any, project_id: str) -> dict[str, Any]:
     if runtime not in ("podium", "runpod"):
         raise HTTPError(400, "invalid_request", 'version runtime must be "podium" or "runpod"')
     meta = {k: v[k] for k in ("service", "entry", "routes", "config", "runtime")}
+    if v.get("requirements") is not None:
+        try:
+            reqs = Requirements.from_dict(v["requirements"])
+        except ValueError as exc:
+            raise HTTPError(400, "invalid_requirements", str(exc)) from None
+        meta["requirements"] = v["requirements"] = reqs.as_dict()
+        v["env_hash"] = reqs.env_hash()
     # Content-addressed within a project: the same bundle in two projects is two versions.
     return {**v, "id": version_id(v["sha256"], {**meta, "project": project_id})}
 
@@ -166,11 +176,23 @@ async def deploy(request: Request) -> JSONAnswer:
     row = await rt.catalog.put_version(
         principal.project_id, {**version, "message": message, "created_by": principal.key_id}
     )
-    ep, changed = await rt.catalog.point_endpoint(
-        principal.project_id, name, row, key_id=principal.key_id, message=message
+    current = await rt.catalog.get_endpoint(principal.project_id, name)
+    serving = current is not None and current["name"] == name and current["version_id"] != row["id"] and (
+        current["state"] in (EndpointState.ACTIVE, EndpointState.CREATING)
     )
+    if await rt.scaler.builds.deployed(row) and serving:
+        # The current version keeps serving while the new one's environment builds.
+        assert current is not None
+        await rt.catalog.stage_endpoint(current["id"], row["id"], key_id=principal.key_id, message=message)
+        staged = await rt.catalog.get_endpoint(principal.project_id, current["id"])
+        assert staged is not None
+        ep, changed = staged, True
+    else:
+        ep, changed = await rt.catalog.point_endpoint(
+            principal.project_id, name, row, key_id=principal.key_id, message=message
+        )
     rt.scaler.wake()
-    return JSONAnswer({**(await _endpoint_view(rt, request, ep)), "changed": changed})
+    return JSONAnswer({**(await _endpoint_view(rt, request, ep)), "changed": changed, "deployed": row["id"]})
 
 
 @router.get("/endpoints")
@@ -222,10 +244,14 @@ async def scale(request: Request, ref: str) -> JSONAnswer:
 
 @router.post("/endpoints/{ref}/start")
 async def start_endpoint(request: Request, ref: str) -> JSONAnswer:
-    """Bring a stopped (or failed) endpoint back: CREATING until a worker proves the version loads."""
+    """Bring a stopped (or failed) endpoint back: CREATING until a worker proves the version loads
+    (an environment that failed to build is tried again)."""
     rt, principal = await _auth(request, "deploy")
     ep = await rt.access.endpoint(principal, ref)
     if ep["state"] in (EndpointState.INACTIVE, EndpointState.ERROR):
+        version = await rt.catalog.get_version(principal.project_id, ep["version_id"])
+        if version is not None:
+            await rt.scaler.builds.deployed(version)
         await rt.catalog.set_state(ep["id"], EndpointState.CREATING)
     return await _changed(rt, request, principal, ep["id"])
 
@@ -461,7 +487,8 @@ async def _version_for(request: Request, version_id: str) -> tuple[Runtime, RowM
 
 
 def _version_summary(row: RowMapping) -> dict[str, Any]:
-    return {k: row[k] for k in ("id", "service", "runtime", "size", "message", "created_by", "created_at")}
+    return {k: row[k] for k in ("id", "service", "runtime", "size", "message", "created_by", "created_at",
+                                "env_hash", "build_state")}
 
 
 @router.get("/versions/{version_id}")
@@ -471,11 +498,30 @@ async def get_version(request: Request, version_id: str) -> JSONAnswer:
     v = dict(row)
     v["routes"] = _json.loads(v["routes"])
     v["config"] = _json.loads(v["config"])
+    v["requirements"] = _json.loads(v["requirements"]) if v["requirements"] else None
     path = rt.blob_path(row["sha256"])
     if path.exists():
         with zipfile.ZipFile(path) as zf:
             v["files"] = [{"name": i.filename, "size": i.file_size} for i in zf.infolist()]
     return JSONAnswer(v)
+
+
+@router.get("/versions/{version_id}/build")
+async def version_build(request: Request, version_id: str, offset: int | None = None) -> JSONAnswer:
+    """A version's environment build: its state, the installer's error, and the build log's lines
+    from byte `offset` (default: where the latest build began); `offset` in the answer is where
+    the next read starts, to follow a build."""
+    rt, row = await _version_for(request, version_id)
+    key = row["env_hash"]
+    out: dict[str, Any] = {"version": version_id, "env": key, "state": row["build_state"],
+                           "error": row["build_error"], "lines": [], "offset": 0}
+    if key is not None:
+        store = rt.scaler.builds.store
+        path = store.log_path(key)
+        start = store.last_build_offset(key) if offset is None else max(0, offset)
+        if path.exists():
+            out["lines"], out["offset"] = read_from(path, start, path.stat().st_size)
+    return JSONAnswer(out)
 
 
 @router.get("/versions/{version_id}/bundle", response_model=None)

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from podium._version import __version__
 from podium.config import Settings
 from podium.metrics import Metrics, surface
-from podium.server import admin, errors, laminar_api, ops, routes_api, runpod_api, worker_api
+from podium.server import admin, envs_api, errors, laminar_api, ops, routes_api, runpod_api, worker_api
 from podium.server.hotpath import HotPaths, first_segments
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
@@ -71,7 +71,7 @@ def create_app(
     )
     app.state.runtime = rt
     # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all).
-    routers = (ops, admin, laminar_api, runpod_api, worker_api, routes_api)
+    routers = (ops, admin, envs_api, laminar_api, runpod_api, worker_api, routes_api)
     paths = [r.path for m in routers for r in m.router.routes if isinstance(r, APIRoute)]
     # Innermost of ours: the hot routes are still counted and a bug in them still answers 500.
     app.add_middleware(HotPaths, surfaces=first_segments([*paths, "/docs", "/openapi.json"]))

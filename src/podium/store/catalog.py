@@ -70,6 +70,14 @@ class EndpointState:
     ERROR = "ERROR"
 
 
+class BuildState:
+    """A version's environment: being built, usable, or failed to build (see podium.envs)."""
+
+    BUILDING = "building"
+    READY = "ready"
+    FAILED = "failed"
+
+
 class Catalog:
     def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
@@ -270,6 +278,9 @@ class Catalog:
                         message=version.get("message"),
                         created_by=version.get("created_by"),
                         created_at=self.clock.now(),
+                        requirements=_json.dumps(version["requirements"]) if version.get("requirements") else None,
+                        env_hash=version.get("env_hash"),
+                        build_state=BuildState.BUILDING if version.get("env_hash") else None,
                     )
                 )
         except IntegrityError:
@@ -279,16 +290,19 @@ class Catalog:
         return row
 
     async def version_info(self, project_id: str, version_id: str) -> dict[str, Any]:
-        """A version's routes, config and runtime, parsed (empty ones for a missing version)."""
+        """A version's routes, config, runtime and environment (its requirement set and hash),
+        parsed (empty ones for a missing version)."""
         info = self._versions.get(version_id)
         if info is None:
             row = await self.get_version(project_id, version_id)
             if row is None:
-                return {"routes": [], "config": {}, "runtime": "podium"}
+                return {"routes": [], "config": {}, "runtime": "podium", "requirements": None, "env_hash": None}
             info = {
                 "routes": _json.loads(row["routes"]),
                 "config": _json.loads(row["config"]),
                 "runtime": row["runtime"],
+                "requirements": _json.loads(row["requirements"]) if row["requirements"] else None,
+                "env_hash": row["env_hash"],
             }
             self._versions[version_id] = info
         return info
@@ -352,7 +366,7 @@ class Catalog:
                     update(endpoints)
                     .where(endpoints.c.id == current["id"])
                     .values(version_id=version["id"], state=EndpointState.CREATING, error=None,
-                            updated_at=now, **scaling_columns(config))
+                            pending=None, updated_at=now, **scaling_columns(config))
                 )
                 await self._history(conn, current["id"], version["id"], key_id, message, now)
             row = await self._load_endpoint(project_id, current["id"])
@@ -386,6 +400,54 @@ class Catalog:
                 endpoint_id=endpoint_id, version_id=version_id, key_id=key_id, message=message, at=at
             )
         )
+
+    async def stage_endpoint(
+        self, endpoint_id: str, version_id: str, *, key_id: str | None, message: str | None
+    ) -> None:
+        """Remember a deploy that waits for its version's environment (the endpoint keeps its
+        version meanwhile); `point_endpoint` (or `clear_pending`) ends the wait."""
+        pending = {"version_id": version_id, "key_id": key_id, "message": message}
+        async with self.store.tx() as conn:
+            await conn.execute(
+                update(endpoints).where(endpoints.c.id == endpoint_id)
+                .values(pending=_json.dumps(pending), updated_at=self.clock.now())
+            )
+        self._endpoints.clear()
+
+    async def clear_pending(self, endpoint_id: str) -> None:
+        async with self.store.tx() as conn:
+            await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(pending=None))
+        self._endpoints.clear()
+
+    async def start_build(self, version_id: str) -> None:
+        """A deploy asks for the version's environment again (a failed build is retried)."""
+        async with self.store.tx() as conn:
+            await conn.execute(
+                update(versions).where(versions.c.id == version_id, versions.c.env_hash.is_not(None))
+                .values(build_state=BuildState.BUILDING, build_error=None)
+            )
+
+    async def finish_build(self, env_hash: str, state: str, error: str | None = None) -> None:
+        """An environment's build ended: every version waiting for it learns how."""
+        async with self.store.tx() as conn:
+            await conn.execute(
+                update(versions)
+                .where(versions.c.env_hash == env_hash, versions.c.build_state == BuildState.BUILDING)
+                .values(build_state=state, build_error=error)
+            )
+
+    async def env_users(self) -> tuple[list[RowMapping], list[RowMapping]]:
+        """Versions that have an environment (id, project, hash), and every endpoint's current
+        and pending version: what `podium envs ls` shows and `gc` keeps."""
+        async with self.store.tx() as conn:
+            vs = (await conn.execute(
+                select(versions.c.id, versions.c.project_id, versions.c.env_hash)
+                .where(versions.c.env_hash.is_not(None))
+            )).mappings().all()
+            eps = (await conn.execute(
+                select(endpoints.c.id, endpoints.c.name, endpoints.c.version_id, endpoints.c.pending)
+            )).mappings().all()
+        return list(vs), list(eps)
 
     async def set_scaling(self, endpoint_id: str, settings: dict[str, Any]) -> None:
         """Change an endpoint's scaling settings (no redeploy; the next deploy sets them again)."""

@@ -68,6 +68,12 @@ versions = Table(
     Column("message", Text, nullable=True),
     Column("created_by", String(32), nullable=True),
     Column("created_at", Float, nullable=False),
+    # Its own Python environment (podium.envs), when it brings requirements: the set (JSON), the
+    # environment it names, and that environment's build: building -> ready | failed (+ error).
+    Column("requirements", Text, nullable=True),
+    Column("env_hash", String(64), nullable=True),
+    Column("build_state", String(16), nullable=True),
+    Column("build_error", Text, nullable=True),
 )
 
 endpoints = Table(
@@ -92,6 +98,9 @@ endpoints = Table(
     Column("max_worker_memory_mb", Integer, nullable=False, server_default="0"),
     # Waiting jobs past which /run answers 429.
     Column("queue_cap", Integer, nullable=False, server_default="10000"),
+    # A deploy waiting for its version's environment (JSON: version_id, key_id, message): the
+    # endpoint keeps serving `version_id` until the build succeeds, then points at it.
+    Column("pending", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     UniqueConstraint("project_id", "name", name="uq_endpoints_project_name"),

@@ -43,7 +43,7 @@ def _top_level(tree: ast.Module) -> dict[str, ast.AST]:
     return out
 
 
-def _yields(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+def yields(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     """Whether the function itself (not a function nested in it) yields: a generator handler."""
     stack: list[ast.AST] = list(fn.body)
     while stack:
@@ -80,7 +80,7 @@ def inspect_source(source: str) -> dict[str, Any] | None:
             elif key.value == "return_aggregate_stream" and isinstance(value, ast.Constant):
                 aggregate = bool(value.value)
     name = handler.name if isinstance(handler, ast.FunctionDef | ast.AsyncFunctionDef) else "handler"
-    streaming = isinstance(handler, ast.FunctionDef | ast.AsyncFunctionDef) and _yields(handler)
+    streaming = isinstance(handler, ast.FunctionDef | ast.AsyncFunctionDef) and yields(handler)
     return {
         "handler": name,
         "streaming": streaming,

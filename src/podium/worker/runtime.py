@@ -33,6 +33,7 @@ from podium import _json, logs
 from podium.bundle import extract, load_service
 from podium.sdk.context import JobContext, reset_context, set_async_runner, set_context
 from podium.sdk.service import Route, Service
+from podium.source import route_shape
 from podium.worker.link import LinkError, ServerLink, Unreachable
 
 log = logging.getLogger("podium.worker")
@@ -117,7 +118,11 @@ class Worker:
     def load(self, root: Path, meta: dict[str, Any]) -> None:
         """Import a fetched bundle, check its routes against the version's, run the initializer."""
         svc = load_service(root, meta["entry"], meta["service"])
-        if _plain(svc.route_table()) != _plain(meta["routes"]):
+        if meta.get("requirements"):  # its routes were read from source at deploy: their shape
+            differ = route_shape(svc.route_table()) != route_shape(meta["routes"])
+        else:
+            differ = _plain(svc.route_table()) != _plain(meta["routes"])
+        if differ:
             raise RuntimeError(
                 "the bundle's routes differ from those recorded at deploy time; redeploy it"
             )

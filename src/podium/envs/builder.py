@@ -1,0 +1,265 @@
+"""Building and finding environments on disk: `$PODIUM_HOME/envs/<hash>/`.
+
+An environment is complete once its `podium-env.json` exists; it is written last, so a build cut
+short (a crash, a restart) leaves a directory without it, which the next build removes first. A
+lock file per hash makes every process of the machine build a given environment once: the others
+wait for the lock, then find it complete.
+
+Podium's worker runtime reaches the environment as a link to the `podium` package alone (never
+the server's site-packages), and the few libraries it imports are installed with the user's
+requirements in one resolution: the user's pins win, and a pin the runtime cannot work with fails
+the build with a message that says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import podium
+from podium import _json
+from podium.envs.requirements import Requirements, runtime_requirements
+from podium.errors import PodiumError
+
+MARKER = "podium-env.json"
+#: Starts each build's part of the log (a log keeps every attempt at one environment).
+BUILD_HEADER = "== building environment "
+#: Lines of the installer's output an error message carries.
+ERROR_LINES = 40
+#: pip's index settings, passed on to uv (which reads only its own UV_* variables).
+PIP_OPTIONS = (("PIP_INDEX_URL", "--index-url"), ("PIP_EXTRA_INDEX_URL", "--extra-index-url"),
+               ("PIP_FIND_LINKS", "--find-links"))
+#: Variables of the server's environment that would let a worker see the server's packages.
+LEAKY = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
+
+
+class EnvBuildError(PodiumError):
+    """The environment could not be built."""
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """The Python a worker runs on: the server's own, or an environment's."""
+
+    python: str = sys.executable
+    env: Path | None = None
+
+    def environ(self, base: dict[str, str]) -> dict[str, str]:
+        """A worker's process environment: an environment's tools first on PATH, and nothing that
+        points Python at the server's packages."""
+        if self.env is None:
+            return dict(base)
+        out = {k: v for k, v in base.items() if k not in LEAKY}
+        out["VIRTUAL_ENV"] = str(self.env)
+        out["PATH"] = os.pathsep.join(filter(None, [str(self.env / "bin"), base.get("PATH")]))
+        return out
+
+
+#: Workers of versions without requirements run on the server's own Python.
+SERVER_PYTHON = Interpreter()
+
+
+@dataclass
+class EnvInfo:
+    """One environment on disk, for `podium envs ls`."""
+
+    hash: str
+    python: str
+    packages: list[str]
+    size: int
+    created_at: float
+    last_used: float
+
+
+def uv_bin() -> str:
+    """The uv binary the `uv` wheel ships (a dependency of Podium)."""
+    import uv
+
+    return str(uv.find_uv_bin())
+
+
+def build_environ() -> dict[str, str]:
+    """The installer's environment: the server's, without Podium's own settings and keys (a
+    package's build script runs in it)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_") and k not in LEAKY}
+
+
+def index_options(environ: dict[str, str]) -> list[str]:
+    """uv options for the index pip is configured with (PIP_INDEX_URL, PIP_FIND_LINKS, ...)."""
+    out: list[str] = []
+    for var, option in PIP_OPTIONS:
+        for value in environ.get(var, "").split():
+            out += [option, value]
+    return out
+
+
+class EnvStore:
+    """The environments under one directory.
+
+    Parameters:
+        root: where environments live (`$PODIUM_HOME/envs`).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def log_path(self, key: str) -> Path:
+        return self.root / f"{key}.log"
+
+    def last_build_offset(self, key: str) -> int:
+        """Where the latest build's part of the log begins (0 when there is no log)."""
+        try:
+            data = self.log_path(key).read_bytes()
+        except FileNotFoundError:
+            return 0
+        return max(0, data.rfind(BUILD_HEADER.encode()))
+
+    def ready(self, key: str) -> bool:
+        return (self.path(key) / MARKER).exists()
+
+    def interpreter(self, key: str) -> Interpreter | None:
+        """The environment's Python (its last use noted), or None when it is not built."""
+        marker = self.path(key) / MARKER
+        try:
+            os.utime(marker)
+        except FileNotFoundError:
+            return None
+        return Interpreter(str(self.path(key) / "bin" / "python"), self.path(key))
+
+    @contextlib.contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / f"{key}.lock").open("w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def build(self, key: str, reqs: Requirements) -> Interpreter:
+        """Build the environment unless it exists (blocking; the output goes to its build log).
+
+        Raises EnvBuildError with the installer's error when it cannot be built.
+        """
+        with self._locked(key):
+            found = self.interpreter(key)
+            if found is not None:
+                return found
+            target = self.path(key)
+            shutil.rmtree(target, ignore_errors=True)
+            with self.log_path(key).open("a", encoding="utf-8") as log:
+                log.write(f"{BUILD_HEADER}{key} (Python {reqs.resolved_python()}) ==\n")
+                log.flush()
+                try:
+                    self._build(target, reqs, log)
+                except EnvBuildError as exc:
+                    shutil.rmtree(target, ignore_errors=True)
+                    log.write(f"== build failed: {exc.message.splitlines()[0]} ==\n")
+                    raise
+                log.write("== environment ready ==\n")
+        found = self.interpreter(key)
+        assert found is not None
+        return found
+
+    def _build(self, target: Path, reqs: Requirements, log: IO[str]) -> None:
+        uv = uv_bin()
+        python = reqs.resolved_python()
+        venv = [uv, "venv", "--quiet", "--no-python-downloads", "--no-project", "--python", python, str(target)]
+        out = _run(venv, log)
+        if out is not None:
+            raise EnvBuildError(
+                f"cannot create a Python {python} environment (is Python {python} installed on the "
+                f"server? Podium does not download interpreters):\n{out}"
+            )
+        py = str(target / "bin" / "python")
+        user = target / "podium-requirements.txt"
+        user.write_text("".join(f"{line}\n" for line in reqs.packages), encoding="utf-8")
+        runtime = target / "podium-runtime.txt"
+        runtime.write_text("".join(f"{line}\n" for line in runtime_requirements()), encoding="utf-8")
+        index = index_options(build_environ())
+        out = _run([uv, "pip", "install", "--python", py, *index, "-r", str(user), "-r", str(runtime)], log)
+        if out is not None:
+            alone = _run([uv, "pip", "compile", "--python", py, "--quiet", "--no-header", *index, str(user)],
+                         subprocess.DEVNULL)
+            if alone is None:
+                raise EnvBuildError(
+                    "the requirements conflict with what Podium's worker runtime needs "
+                    f"({', '.join(runtime_requirements())}):\n{out}"
+                )
+            raise EnvBuildError(f"installing the requirements failed:\n{out}")
+        _link_podium(target)
+        out = _run([py, "-c", "import podium.worker.__main__"], log)
+        if out is not None:
+            raise EnvBuildError(f"Podium's worker runtime does not load in this environment:\n{out}")
+        info = {"hash": target.name, "python": python, "packages": list(reqs.packages), "created_at": time.time()}
+        (target / MARKER).write_bytes(_json.dumpb(info))
+
+    def list(self) -> list[EnvInfo]:
+        """Every complete environment, oldest use first."""
+        found = []
+        if self.root.exists():
+            for d in self.root.iterdir():
+                marker = d / MARKER
+                try:
+                    meta = _json.loads(marker.read_bytes())
+                    used = marker.stat().st_mtime
+                except (OSError, ValueError):
+                    continue
+                found.append(EnvInfo(d.name, meta["python"], meta["packages"], _size(d),
+                                     float(meta["created_at"]), used))
+        return sorted(found, key=lambda e: e.last_used)
+
+    def remove(self, key: str) -> bool:
+        """Delete an environment (waiting for a build of it to end); False when there was none."""
+        with self._locked(key):
+            existed = self.path(key).exists()
+            shutil.rmtree(self.path(key), ignore_errors=True)
+            self.log_path(key).unlink(missing_ok=True)
+        # The lock file stays: a builder waiting on it must lock the same file as the next one.
+        return existed
+
+
+def _run(cmd: list[str], log: IO[str] | int) -> str | None:
+    """Run a build step with its output appended to the log; None when it succeeded, else the
+    last lines it printed."""
+    if isinstance(log, int):
+        quiet = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+                               env=build_environ())
+        return None if quiet.returncode == 0 else quiet.stderr
+    log.flush()
+    start = os.path.getsize(log.name)
+    logged = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False,
+                            env=build_environ())
+    if logged.returncode == 0:
+        return None
+    with open(log.name, "rb") as f:
+        f.seek(start)
+        lines = f.read().decode(errors="replace").splitlines()
+    return "\n".join(lines[-ERROR_LINES:])
+
+
+def _link_podium(target: Path) -> None:
+    """Make `import podium` find the server's podium package, and only it."""
+    site = next(target.glob("lib/python*/site-packages"))
+    (site / "podium").symlink_to(Path(podium.__file__).resolve().parent, target_is_directory=True)
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total

@@ -1,0 +1,46 @@
+"""Which environments exist, which versions and endpoints use them, and which are unused."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+from podium import _json
+from podium.envs.builder import EnvInfo, EnvStore
+
+
+@dataclass
+class EnvRecord:
+    """One environment as `podium envs ls` shows it."""
+
+    env: EnvInfo
+    versions: list[str] = field(default_factory=list)
+    #: Endpoints whose current (or pending) version runs in it: `envs gc` keeps it for them.
+    endpoints: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        e = self.env
+        return {"hash": e.hash, "python": e.python, "packages": e.packages, "size": e.size,
+                "created_at": e.created_at, "last_used": e.last_used,
+                "versions": self.versions, "endpoints": self.endpoints}
+
+
+def inventory(store: EnvStore, versions: Sequence[RowMapping], endpoints: Sequence[RowMapping]) -> list[EnvRecord]:
+    """Every built environment with the versions recording it and the endpoints running it."""
+    records = {e.hash: EnvRecord(e) for e in store.list()}
+    env_of = {v["id"]: v["env_hash"] for v in versions}
+    for v in versions:
+        if v["env_hash"] in records:
+            records[v["env_hash"]].versions.append(v["id"])
+    for ep in endpoints:
+        wanted = [ep["version_id"]]
+        if ep["pending"]:
+            wanted.append(_json.loads(ep["pending"])["version_id"])
+        for vid in wanted:
+            rec = records.get(env_of.get(vid) or "")
+            if rec is not None and ep["name"] not in rec.endpoints:
+                rec.endpoints.append(ep["name"])
+    return list(records.values())

@@ -1,0 +1,252 @@
+"""Reading a service from its source without running it.
+
+A service that brings its own requirements is deployed from machines that may lack them (a
+laptop without `torch`), so deploy reads its name, settings, requirements and route table from the
+syntax tree instead of importing it. The worker, which imports it inside the version's
+environment, checks that the routes it finds have the shape recorded here (paths, kinds,
+streaming, parameter names); annotations' schemas need the import, so this table has none.
+
+Understood: ``@podium.service(...)`` initializers with ``@init.endpoint("/path")`` routes,
+``@podium.handler(...)`` functions, a plain top-level ``def handler(job)``, and an HTTP app bound
+at the top of the module to `app`, `application` or `api` (WSGI when made by `Flask(...)` or
+`get_wsgi_application()`, else ASGI). Settings must be literal values (or names bound to one at
+the top of the module).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from podium.envs.requirements import Requirements
+from podium.errors import ServiceDefinitionError
+from podium.sdk.httpapp import APP_NAMES, HTTP_ROUTE
+from podium.sdk.service import (
+    ServiceConfig,
+    default_name,
+    handler_path,
+    json_safe,
+    method_name,
+)
+from podium.worker.runpod_file import yields
+
+Function = ast.FunctionDef | ast.AsyncFunctionDef
+_MISSING = object()
+#: Callables that make WSGI apps; any other app is taken for an ASGI one.
+WSGI_FACTORIES = ("Flask", "get_wsgi_application")
+
+
+@dataclass
+class SourceService:
+    """What deploy records of a service it did not import."""
+
+    name: str
+    config: dict[str, Any]
+    requirements: Requirements | None
+    routes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _decorator(node: ast.expr, names: tuple[str, ...]) -> tuple[str, ast.Call | None] | None:
+    """("service"|"handler", the call or None) for `@podium.service`, `@service(...)`, ..."""
+    call = node if isinstance(node, ast.Call) else None
+    target = call.func if call is not None else node
+    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "podium":
+        found = target.attr
+    elif isinstance(target, ast.Name):
+        found = target.id
+    else:
+        return None
+    return (found, call) if found in names else None
+
+
+class _Reader:
+    def __init__(self, tree: ast.Module, module: str) -> None:
+        self.tree = tree
+        self.module = module
+        self.constants: dict[str, Any] = {}
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                value = _literal(node.value)
+                if value is not _MISSING:
+                    self.constants[node.targets[0].id] = value
+
+    def value(self, node: ast.expr, what: str) -> Any:
+        value = _literal(node)
+        if value is _MISSING and isinstance(node, ast.Name):
+            value = self.constants.get(node.id, _MISSING)
+        if value is _MISSING:
+            raise ServiceDefinitionError(
+                f"line {node.lineno}: {what} = {ast.unparse(node)} must be a literal value (a service with "
+                "requirements is read from its source at deploy time, not imported)"
+            )
+        return value
+
+    def settings(self, call: ast.Call | None) -> tuple[str | None, dict[str, Any], Requirements | None]:
+        """(name, config, requirements) from a decorator's keyword arguments."""
+        name, settings, retry_on = None, {}, []
+        for kw in call.keywords if call is not None else []:
+            if kw.arg is None:
+                raise ServiceDefinitionError(f"line {kw.value.lineno}: **settings cannot be read from source")
+            if kw.arg == "retry_on":  # exception classes: recorded by name, as the import would
+                items = kw.value.elts if isinstance(kw.value, ast.Tuple | ast.List) else [kw.value]
+                retry_on = [
+                    f"builtins.{e.id}" if isinstance(e, ast.Name) and hasattr(builtins, e.id) else ast.unparse(e)
+                    for e in items
+                ]
+            elif kw.arg == "name":
+                name = self.value(kw.value, "name")
+            else:
+                settings[kw.arg] = self.value(kw.value, kw.arg)
+        packages, python = settings.pop("requirements", None), settings.pop("python", None)
+        reqs = None
+        if packages is not None or python is not None:
+            try:
+                reqs = Requirements(tuple(packages or ()), python)
+            except (TypeError, ValueError) as exc:
+                raise ServiceDefinitionError(str(exc)) from None
+        unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(ServiceConfig)})
+        if unknown:
+            raise ServiceDefinitionError(f"unknown setting {', '.join(unknown)}")
+        config = ServiceConfig(**settings).as_dict()
+        config["retry_on"] = retry_on
+        return name, config, reqs
+
+    def services(self) -> dict[str, SourceService]:
+        """The services the module declares, by name."""
+        by_var: dict[str, SourceService] = {}
+        defaults: dict[str, str] = {}
+        for node in self.tree.body:
+            if not isinstance(node, Function):
+                continue
+            for dec in node.decorator_list:
+                found = _decorator(dec, ("service", "handler"))
+                if found is not None:
+                    name, config, reqs = self.settings(found[1])
+                    if found[0] == "service":
+                        by_var[node.name] = SourceService(name or default_name(node.name), config, reqs)
+                    else:
+                        svc = SourceService(name or default_name(node.name), config, reqs)
+                        svc.routes.append(_route(node, handler_path(node.name), "handler"))
+                        by_var[node.name] = svc
+                        defaults[node.name] = svc.routes[0]["path"]
+                elif (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)
+                      and dec.func.attr == "endpoint" and isinstance(dec.func.value, ast.Name)
+                      and dec.func.value.id in by_var and dec.args):
+                    path = self.value(dec.args[0], "path")
+                    by_var[dec.func.value.id].routes.append(_route(node, path, "route"))
+                    if any(kw.arg == "default" and self.value(kw.value, "default") for kw in dec.keywords):
+                        defaults[dec.func.value.id] = path
+        if not by_var:
+            plain = next((n for n in self.tree.body if isinstance(n, Function) and n.name == "handler"), None)
+            if plain is not None:
+                svc = SourceService(default_name("handler"), ServiceConfig().as_dict(), None)
+                svc.routes.append(_route(plain, handler_path("handler"), "handler"))
+                by_var["handler"] = svc
+        out: dict[str, SourceService] = {}
+        if not by_var:
+            app = self.http_app()
+            if app is not None:
+                return {app.name: app}
+        for var, svc in by_var.items():
+            if not svc.routes:
+                raise ServiceDefinitionError(f"service {svc.name} declares no routes")
+            default = defaults.get(var, svc.routes[0]["path"])
+            for r in svc.routes:
+                r["default"] = r["path"] == default
+            out.setdefault(svc.name, svc)
+        return out
+
+    def http_app(self) -> SourceService | None:
+        """An HTTP app bound at the top of the module, as `http_service` would wrap it."""
+        for wanted in APP_NAMES:
+            for node in self.tree.body:
+                if isinstance(node, Function) and node.name == wanted:
+                    is_async = isinstance(node, ast.AsyncFunctionDef)
+                elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                      and any(isinstance(t, ast.Name) and t.id == wanted for t in node.targets)):
+                    maker = node.value.func
+                    name = maker.attr if isinstance(maker, ast.Attribute) else getattr(maker, "id", "")
+                    is_async = name not in WSGI_FACTORIES
+                else:
+                    continue
+                route = {"path": HTTP_ROUTE, "method": method_name(HTTP_ROUTE), "kind": "http", "streaming": True,
+                         "is_async": is_async, "params": [{"name": "request", "required": True}],
+                         "var_keyword": False, "default": True}
+                return SourceService(default_name(self.module), ServiceConfig().as_dict(), None, [route])
+        return None
+
+
+def _literal(node: ast.expr) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return _MISSING
+
+
+def _route(fn: Function, path: str, kind: str) -> dict[str, Any]:
+    """A route's entry as `Route.describe` makes it, less what needs the import (schemas)."""
+    a = fn.args
+    positional = a.posonlyargs + a.args
+    pos_defaults: list[ast.expr | None] = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+    params = []
+    for arg, default in [*zip(positional, pos_defaults, strict=True), *zip(a.kwonlyargs, a.kw_defaults, strict=True)]:
+        entry: dict[str, Any] = {"name": arg.arg, "required": default is None}
+        value = _literal(default) if default is not None else _MISSING
+        if value is not _MISSING:
+            entry["default"] = json_safe(value)
+        params.append(entry)
+    return {
+        "path": path,
+        "method": method_name(path),
+        "kind": kind,
+        "streaming": yields(fn),
+        "is_async": isinstance(fn, ast.AsyncFunctionDef),
+        "params": params,
+        "var_keyword": a.kwarg is not None,
+    }
+
+
+def declares_requirements(source: str) -> bool:
+    """Whether a service decorator in the source names `requirements` or `python`."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, Function):
+            for dec in node.decorator_list:
+                found = _decorator(dec, ("service", "handler"))
+                if found is not None and found[1] is not None and any(
+                    kw.arg in ("requirements", "python") for kw in found[1].keywords
+                ):
+                    return True
+    return False
+
+
+def read_service(source: str, name: str | None = None, module: str = "app") -> SourceService:
+    """The one service the source declares (or the one called `name`), read without running it;
+    `module` is the entry file's name without `.py` (an HTTP app's service is named after it)."""
+    found = _Reader(ast.parse(source), module).services()
+    if name is not None:
+        if name not in found:
+            known = ", ".join(sorted(found)) or "none"
+            raise ServiceDefinitionError(f"no service named {name!r} here (found: {known})")
+        return found[name]
+    if not found:
+        raise ServiceDefinitionError(
+            "no service found in the source: a service with requirements is read without importing "
+            "it, so declare it with @podium.service and @<init>.endpoint, @podium.handler, a "
+            "top-level `def handler(job)`, or bind an HTTP app to `app` at the top of the module"
+        )
+    if len(found) > 1:
+        raise ServiceDefinitionError(f"several services found ({', '.join(sorted(found))}); choose one with --service")
+    return next(iter(found.values()))
+
+
+def route_shape(routes: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What a route table read from source promises: paths, kinds, streaming, parameter names."""
+    return [
+        # An HTTP app's one route is the same whatever the app is (sync WSGI or async ASGI).
+        (r["path"], r["method"], r["kind"], r["streaming"], r.get("is_async") if r["kind"] != "http" else None,
+         bool(r.get("default")), bool(r.get("var_keyword")), [(p["name"], p["required"]) for p in r["params"]])
+        for r in routes
+    ]
