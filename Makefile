@@ -20,6 +20,7 @@ demo: venv
 
 test: venv
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 	$(PY) -m pytest
 
 bench: venv

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from podium.server.responses import JSONAnswer
 
+from podium import console
 from podium._version import __version__
 from podium.config import Settings
 from podium.metrics import Metrics, surface
@@ -71,6 +72,6 @@ def create_app(
     app.add_middleware(CountRequests, metrics=rt.metrics)
     errors.install(app)
     # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all).
-    for module in (ops, admin, laminar_api, runpod_api, worker_api, routes_api):
+    for module in (ops, admin, laminar_api, runpod_api, worker_api, console, routes_api):
         app.include_router(module.router)
     return app
