@@ -94,6 +94,8 @@ class RouteInfo:
     kind: str
     streaming: bool
     params: list[Param]
+    #: The route RunPod's /run and Laminar's calls use.
+    default: bool
 
 
 @dataclass(frozen=True)
@@ -482,7 +484,7 @@ def _state_message(ep: dict[str, Any], queued: int) -> str:
 def _route(r: dict[str, Any]) -> RouteInfo:
     params = [Param(p["name"], None if "default" not in p else _json.dumps(p["default"]))
               for p in r.get("params", [])]
-    return RouteInfo(r["path"], r["method"], r["kind"], bool(r["streaming"]), params)
+    return RouteInfo(r["path"], r["method"], r["kind"], bool(r["streaming"]), params, bool(r.get("default")))
 
 
 def _job_row(j: dict[str, Any], names: dict[str, str]) -> JobRow:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import mimetypes
 import re
 import secrets
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
@@ -119,14 +119,6 @@ async def services_json(c: Signed) -> JSONResponse:
     return as_json(await c.data.services())
 
 
-@router.post("/endpoints/{name}/{action:stop|start|restart}")
-async def endpoint_action(request: Request, c: Signed, name: str, action: str) -> Response:
-    fields = await acting(c, request, "deploy")
-    await c.data.act(name, action)
-    done = {"stop": "stopped", "start": "starting", "restart": "restarting its workers"}[action]
-    return c.back(fields.get("next", PREFIX), "ok", f"{name}: {done}.")
-
-
 @router.get("/endpoints/{name}")
 async def endpoint_page(request: Request, c: Signed, name: str) -> Response:
     ep = await c.data.endpoint(name)
@@ -172,6 +164,18 @@ async def scaling(request: Request, c: Signed, name: str) -> Response:
         await c.data.scale(name, changes)
     return c.back(f"{PREFIX}/endpoints/{name}", "ok",
                   f"Scaling of {name} changed: {', '.join(changes)}." if changes else "Nothing changed.")
+
+
+# After /rollback and /scaling, which this path would shadow.
+@router.post("/endpoints/{name}/{action}")
+async def endpoint_action(
+    request: Request, c: Signed, name: str, action: Literal["stop", "start", "restart"]
+) -> Response:
+    fields = await acting(c, request, "deploy")
+    await c.data.act(name, action)
+    done = {"stop": "stopped", "start": "starting", "restart": "restarting its workers"}[action]
+    return c.back(fields.get("next", PREFIX), "ok", f"{name}: {done}.")
+
 
 
 # -- jobs ------------------------------------------------------------------------------------------------

@@ -27,7 +27,9 @@ def _sample_args(route: RouteInfo) -> dict[str, Any]:
 
 
 def _main_route(ep: EndpointDetail) -> RouteInfo | None:
-    return next((r for r in ep.routes if r.kind != "http"), None)
+    """The route the samples call: the default one (RunPod's and Laminar's calls use it)."""
+    callable_routes = [r for r in ep.routes if r.kind != "http"]
+    return next((r for r in callable_routes if r.default), callable_routes[0] if callable_routes else None)
 
 
 def snippets(ep: EndpointDetail, base_url: str) -> list[Snippet]:

@@ -52,7 +52,7 @@ async function refresh() {
   ordered.forEach((row, i) => {
     if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null);
   });
-  document.getElementById("no-services")?.remove();
+  if (rows.length) document.getElementById("no-services")?.remove();
 }
 
 export function start() {
