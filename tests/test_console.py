@@ -140,7 +140,7 @@ def test_services_view_follows_a_new_endpoint_to_active_then_stop_and_start(
     expect(row(page, "fresh").locator('[data-field="state"]')).to_have_text("ACTIVE")
     assert page.evaluate("window.__notReloaded === true"), "the row arrived without a page load"
     expect(row(page, "demo").locator('[data-field="version"]')).not_to_be_empty()
-    shoot(page, "services")
+    shoot(page, "services-new-endpoint")
 
     page.get_by_role("button", name="Stop fresh", exact=True).click()
     expect(page.locator(".flash")).to_contain_text("fresh: stopped")
@@ -273,6 +273,9 @@ def test_cancel_a_running_job(page: Page, srv: PodiumServer, tmp_path: Path) -> 
         Path(marker + ".release").touch()
         call.join(60)
     assert answer["r"].status_code >= 400
+    page.goto("/console")
+    expect(row(page, "demo").locator('[data-field="jobs_last_hour"]')).not_to_have_text("0")
+    shoot(page, "services")
 
 
 def test_keys_read_key_sees_no_actions_and_revoke_signs_it_out(

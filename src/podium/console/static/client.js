@@ -80,7 +80,7 @@ function showResponse(res) {
     out.replaceChildren(meta, headers, el("p", { class: "flash error", id: "resp-notice" }, res.notice));
     return;
   }
-  const views = [["Raw", el("pre", { id: "resp-raw" }, res.text)]];
+  const views = [["Raw", el("pre", { id: "resp-raw" }, res.text || "(empty body)")]];
   let parsed;
   try {
     parsed = JSON.parse(res.text);
