@@ -15,12 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import SERVICES
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from server import PodiumServer, wait_until
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -152,6 +149,13 @@ def test_services_view_follows_a_new_endpoint_to_active_then_stop_and_start(
     expect(page.locator(".flash")).to_contain_text("fresh: restarting")
 
 
+def test_an_endpoint_in_error_shows_why(page: Page, srv: PodiumServer) -> None:
+    srv.cli("deploy", str(SERVICES / "fn" / "broken.py"), "--name", "broken", check=False)
+    page.goto("/console")
+    expect(row(page, "broken").locator('[data-field="state"]')).to_have_text("ERROR")
+    expect(row(page, "broken").locator('[data-field="message"]')).to_contain_text("cannot load model missing.bin")
+
+
 def test_use_api_curl_line_runs_as_copied(page: Page, srv: PodiumServer) -> None:
     page.goto("/console/endpoints/demo")
     page.get_by_role("button", name="Copy the curl sample").click()
@@ -160,7 +164,7 @@ def test_use_api_curl_line_runs_as_copied(page: Page, srv: PodiumServer) -> None
     assert srv.key not in page.content() and "$PODIUM_API_KEY" in line
     for kind in ("python", "runpod", "typescript", "laminar"):
         expect(page.locator(f"#snippet-{kind}")).to_contain_text("PODIUM_API_KEY")
-    out = subprocess.run(["bash", "-c", line], env={**os.environ, "PODIUM_API_KEY": srv.key},
+    out = subprocess.run(["bash", "-c", line], check=False, env={**os.environ, "PODIUM_API_KEY": srv.key},
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert '"Hello, world!"' in out.stdout
@@ -252,6 +256,30 @@ def test_failed_job_shows_its_error_as_text_and_can_be_retried(page: Page, srv: 
     page.goto("/console/jobs")
     expect(page.locator(f'#jobs tr[data-job="{job_id}"]')).to_contain_text("FAILED")
     shoot(page, "jobs")
+
+
+def test_a_job_page_shows_no_secrets(page: Page, srv: PodiumServer) -> None:
+    s3 = {"accessId": "AKIA-console", "accessSecret": "s3-secret-for-console", "bucketName": "b",
+          "endpointUrl": "http://127.0.0.1:9"}
+    r = srv.http.post(f"/v2/{srv.ids['demo']}/runsync",  # type: ignore[attr-defined]
+                      json={"input": {"name": "s"}, "s3Config": s3, "env": {"TOKEN": "env-secret-for-console"}})
+    assert r.status_code == 200, r.text
+    page.goto(f"/console/jobs/{r.json()['id']}")
+    expect(page.locator("#job-output")).to_contain_text("Hello, s!")
+    for secret in ("s3-secret-for-console", "AKIA-console", "env-secret-for-console"):
+        assert secret not in page.content()
+
+
+def test_scaling_is_edited_on_the_endpoint_page(page: Page, srv: PodiumServer) -> None:
+    page.goto("/console/endpoints/api")
+    page.get_by_label("max workers").fill("3")
+    page.get_by_role("button", name="Save scaling").click()
+    expect(page.locator(".flash")).to_contain_text("Scaling of api changed: max_workers")
+    expect(page.get_by_label("max workers")).to_have_value("3")
+    assert srv.http.get("/api/v1/endpoints/api").json()["scaling"]["max_workers"] == 3
+    page.get_by_label("max workers").fill("-5")
+    page.get_by_role("button", name="Save scaling").click()
+    expect(page.locator(".error-text")).to_contain_text("max_workers")
 
 
 def test_cancel_a_running_job(page: Page, srv: PodiumServer, tmp_path: Path) -> None:

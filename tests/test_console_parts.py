@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from podium.console.data import CLIENT_RENDER_LIMIT, ConsoleError, EndpointDetail, Param, RouteInfo, _renderable
+from podium.console.data import (
+    CLIENT_RENDER_LIMIT,
+    ConsoleError,
+    EndpointDetail,
+    Param,
+    RouteInfo,
+    _renderable,
+)
 from podium.console.pages import _headers
 from podium.console.sessions import IDLE_SECONDS, SessionStore, same
 from podium.console.snippets import snippets
