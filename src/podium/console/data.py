@@ -53,7 +53,6 @@ class Viewer:
     role: str
     project: str
     operator: bool
-    key_prefix: str
 
     def can(self, role: str) -> bool:
         return ROLE_RANK.get(self.role, -1) >= ROLE_RANK[role]
@@ -271,7 +270,7 @@ class ConsoleData:
         wanted = self._auth.get(PROJECT_HEADER)
         name = next((p.name for p in projects if p.name == wanted or p.id == wanted), None)
         own = next((p.name for p in projects if p.id == principal.project_id), None)
-        return Viewer(principal.role, name or own or principal.project_id, principal.operator, key[:12])
+        return Viewer(principal.role, name or own or principal.project_id, principal.operator)
 
     async def projects(self) -> list[Project]:
         body = await self._call("GET", "/api/v1/projects")

@@ -17,7 +17,7 @@ from podium.console.data import (
     ClientRequest,
     ConsoleError,
 )
-from podium.console.sessions import COOKIE, IDLE_SECONDS, LOGIN_COOKIE, same
+from podium.console.sessions import COOKIE, LOGIN_COOKIE, MAX_AGE, same
 from podium.console.snippets import snippets
 from podium.console.web import (
     LOGIN,
@@ -80,7 +80,7 @@ async def login(request: Request) -> Response:
     if principal is None or principal.role == "worker":
         return _login_page(request, "That API key is not valid (unknown, revoked or expired).", 401)
     response = RedirectResponse(PREFIX, 303)
-    _cookie(response, request, COOKIE, sessions(request).create(key), int(IDLE_SECONDS))
+    _cookie(response, request, COOKIE, sessions(request).create(key), int(MAX_AGE))
     response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
     return response
 
