@@ -260,8 +260,9 @@ class ConsoleData:
 
     # -- who --------------------------------------------------------------------------------------
 
-    async def viewer(self) -> Viewer:
-        """The signed-in key as it is now (a revoked or expired key raises ConsoleError 401)."""
+    async def whoami(self) -> tuple[Viewer, list[Project]]:
+        """The signed-in key as it is now (a revoked or expired key raises ConsoleError 401), and
+        the projects it may act in (every one for the operator)."""
         key = self._auth["Authorization"].removeprefix("Bearer ")
         principal = await self.rt.keys.lookup(key)
         if principal is None or principal.role == "worker":
@@ -270,7 +271,7 @@ class ConsoleData:
         wanted = self._auth.get(PROJECT_HEADER)
         name = next((p.name for p in projects if p.name == wanted or p.id == wanted), None)
         own = next((p.name for p in projects if p.id == principal.project_id), None)
-        return Viewer(principal.role, name or own or principal.project_id, principal.operator)
+        return Viewer(principal.role, name or own or principal.project_id, principal.operator), projects
 
     async def projects(self) -> list[Project]:
         body = await self._call("GET", "/api/v1/projects")
@@ -373,7 +374,7 @@ class ConsoleData:
         return JobDetail(
             row=_job_row(j, names), endpoint_id=j["endpoint_id"], input=j["input"], output=j["output"],
             error_info=j["error_info"], attempt_errors=j["attempt_errors"] or [], progress=j["progress"],
-            webhooks=[_webhook(w) for w in j.get("webhooks") or []], chunks=chunks, finished_at=j["finished_at"],
+            webhooks=j.get("webhooks") or [], chunks=chunks, finished_at=j["finished_at"],
         )
 
     async def cancel(self, job_id: str) -> str:
@@ -492,11 +493,6 @@ def _job_row(j: dict[str, Any], names: dict[str, str]) -> JobRow:
         attempt=j["attempt"], max_attempts=j["max_attempts"], created_at=j["created_at"],
         delay_ms=j["delay_ms"], execution_ms=j["execution_ms"], error=j["error"],
     )
-
-
-def _webhook(w: dict[str, Any]) -> dict[str, Any]:
-    """A delivery as shown: where it went and how it went (never the body it carried)."""
-    return {k: v for k, v in w.items() if k != "body"}
 
 
 def _version_row(v: dict[str, Any], used: list[str], files: Iterable[tuple[str, int]] = ()) -> VersionRow:

@@ -110,12 +110,11 @@ async def signed_in(request: Request) -> AsyncIterator[Console]:
     data = ConsoleData(request.app, str(request.base_url), key, session.project)
     try:
         try:
-            viewer = await data.viewer()
+            viewer, projects = await data.whoami()
         except ConsoleError:  # revoked or expired since sign-in
             sessions(request).end(request.cookies.get(COOKIE))
             raise SignInFirst from None
-        projects = await data.projects() if viewer.operator else []
-        yield Console(request, session, data, viewer, projects)
+        yield Console(request, session, data, viewer, projects if viewer.operator else [])
     finally:
         await data.close()
 
