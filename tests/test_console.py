@@ -270,6 +270,16 @@ def test_a_job_page_shows_no_secrets(page: Page, srv: PodiumServer) -> None:
         assert secret not in page.content()
 
 
+def test_a_streamed_job_shows_its_chunks(page: Page, srv: PodiumServer) -> None:
+    r = srv.http.post("/demo/count", json={"n": 3})
+    assert r.text == "item 0\nitem 1\nitem 2\n"
+    (job,) = [j for j in srv.http.get("/api/v1/jobs", params={"endpoint": "demo"}).json()["jobs"]
+              if j["route"] == "/count"]
+    page.goto(f"/console/jobs/{job['id']}")
+    expect(page.locator(".chunks li")).to_have_count(3)
+    expect(page.locator(".chunks li").nth(2)).to_contain_text("item 2")
+
+
 def test_scaling_is_edited_on_the_endpoint_page(page: Page, srv: PodiumServer) -> None:
     page.goto("/console/endpoints/api")
     page.get_by_label("max workers").fill("3")

@@ -1,5 +1,5 @@
 """Test service for the console: a greeting, a large answer, a failure whose message is markup,
-and a job that waits for the test (to be cancelled)."""
+a stream, and a job that waits for the test (to be cancelled)."""
 
 import time
 from pathlib import Path
@@ -27,6 +27,12 @@ def big(n=1_200_000):
 @init.endpoint("/fail")
 def fail(message="boom"):
     raise ValueError(message)
+
+
+@init.endpoint("/count")
+def count(n=3):
+    for i in range(n):
+        yield f"item {i}\n"
 
 
 @init.endpoint("/wait")
