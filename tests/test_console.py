@@ -280,6 +280,17 @@ def test_a_streamed_job_shows_its_chunks(page: Page, srv: PodiumServer) -> None:
     expect(page.locator(".chunks li").nth(2)).to_contain_text("item 2")
 
 
+def test_the_endpoint_page_follows_its_state_without_a_reload(page: Page, srv: PodiumServer) -> None:
+    page.goto("/console/endpoints/api")
+    page.evaluate("window.__notReloaded = true")
+    assert srv.http.post("/api/v1/endpoints/api/stop").status_code == 200
+    expect(page.locator("#ep-state")).to_have_text("INACTIVE")
+    assert srv.http.post("/api/v1/endpoints/api/start").status_code == 200
+    expect(page.locator("#ep-state")).to_have_text("ACTIVE")
+    expect(page.locator("#workers tbody tr").first).to_contain_text("w-")
+    assert page.evaluate("window.__notReloaded === true")
+
+
 def test_scaling_is_edited_on_the_endpoint_page(page: Page, srv: PodiumServer) -> None:
     page.goto("/console/endpoints/api")
     page.get_by_label("max workers").fill("3")

@@ -126,6 +126,11 @@ async def endpoint_page(request: Request, c: Signed, name: str) -> Response:
     return c.page("endpoint.html", ep=ep, snippets=snippets(ep, base), scaling_fields=SCALING)
 
 
+@router.get("/api/endpoints/{name}")
+async def endpoint_json(c: Signed, name: str) -> JSONResponse:
+    return as_json(await c.data.endpoint(name))
+
+
 @router.get("/api/endpoints/{name}/charts")
 async def charts(c: Signed, name: str) -> JSONResponse:
     return as_json(await c.data.charts(name))

@@ -1,5 +1,5 @@
 // An endpoint's page: charts of the last hour drawn as inline SVG, and a live tail of its logs.
-import { every, getJSON } from "./common.js";
+import { el, every, getJSON } from "./common.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const W = 360, H = 140, PAD = { l: 34, r: 8, t: 10, b: 18 };
@@ -76,8 +76,24 @@ function tailer(name) {
   };
 }
 
+const utc = (t) => `${new Date(t * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC`;
+
+/** The state badge and the workers table, as they are now. */
+async function refreshState(name) {
+  const ep = await getJSON(`/console/api/endpoints/${encodeURIComponent(name)}`);
+  const badge = document.getElementById("ep-state");
+  badge.textContent = ep.state;
+  badge.className = `badge state-${ep.state.toLowerCase()}`;
+  const rows = ep.workers.map((w) => el("tr", {},
+    el("td", {}, el("code", {}, w.id)), el("td", {}, el("span", { class: "badge" }, w.state)),
+    el("td", {}, utc(w.started_at)), el("td", { class: "num" }, w.jobs_done)));
+  document.querySelector("#workers tbody").replaceChildren(...(rows.length ? rows
+    : [el("tr", {}, el("td", { colspan: "4", class: "muted" }, "No workers right now; one starts when a job arrives."))]));
+}
+
 export function start() {
   const name = document.getElementById("endpoint").dataset.endpoint;
+  every(3, () => refreshState(name));
   every(15, () => drawCharts(name));
   every(2, tailer(name));
 }
