@@ -33,7 +33,7 @@ function axes(chart, max, unit) {
 const xOf = (i, n) => PAD.l + ((n - 1 - i) / (n - 1)) * (W - PAD.l - PAD.r);
 
 function bars(chart, points, field) {
-  const max = Math.max(1, ...points.map((p) => p[field]));
+  const max = 2 * Math.ceil(Math.max(1, ...points.map((p) => p[field])) / 2);  // whole-number labels
   const y = axes(chart, max, "");
   const width = (W - PAD.l - PAD.r) / points.length - 1;
   points.forEach((p, i) => {
@@ -51,6 +51,10 @@ function lines(chart, points) {
     const d = points.map((p, i) => (p[field] === null ? null : `${xOf(i, points.length)},${y(p[field])}`))
       .filter(Boolean);
     if (d.length) chart.append(svg("polyline", { class: cls, points: d.join(" ") }));
+    for (const xy of d) {
+      const [cx, cy] = xy.split(",");
+      chart.append(svg("circle", { class: cls, cx, cy, r: 2 }));
+    }
   }
 }
 
