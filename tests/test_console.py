@@ -109,6 +109,15 @@ def test_sign_in_keeps_the_key_out_of_urls_pages_and_storage(page: Page, srv: Po
     assert srv.key not in session["value"]
 
 
+def test_unknown_things_get_a_clear_page(page: Page) -> None:
+    for path, message, status in (("/console/endpoints/nope", "no endpoint 'nope'", 404),
+                                  ("/console/jobs/nope", "no job 'nope'", 404),
+                                  ("/console/jobs?status=DONE", "status must be one of", 400)):
+        answer = page.goto(path)
+        assert answer is not None and answer.status == status
+        expect(page.locator(".error-text")).to_contain_text(message)
+
+
 def test_a_wrong_key_is_refused_with_a_message(browser: Browser, srv: PodiumServer) -> None:
     ctx = new_context(browser, srv)
     pg = ctx.new_page()
