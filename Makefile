@@ -24,6 +24,7 @@ lint: venv
 
 test: venv lint
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 	$(PY) -m pytest
 	bash scripts/test-typescript.sh
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from podium import console
 from podium._version import __version__
 from podium.config import Settings
 from podium.metrics import Metrics, surface
@@ -71,7 +72,7 @@ def create_app(
     )
     app.state.runtime = rt
     # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all).
-    routers = (ops, admin, envs_api, laminar_api, runpod_api, worker_api, routes_api)
+    routers = (ops, admin, envs_api, laminar_api, runpod_api, worker_api, console, routes_api)
     paths = [r.path for m in routers for r in m.router.routes if isinstance(r, APIRoute)]
     # Innermost of ours: the hot routes are still counted and a bug in them still answers 500.
     app.add_middleware(HotPaths, surfaces=first_segments([*paths, "/docs", "/openapi.json"]))

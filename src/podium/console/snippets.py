@@ -1,0 +1,74 @@
+"""The "Use API" samples of an endpoint page: filled-in calls, the key left as a placeholder."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from podium.console.data import EndpointDetail, RouteInfo
+
+KEY = "$PODIUM_API_KEY"
+
+
+@dataclass(frozen=True)
+class Snippet:
+    id: str
+    title: str
+    language: str
+    code: str
+
+
+def _sample_args(route: RouteInfo) -> dict[str, Any]:
+    """Keyword arguments a first call would send: the route's parameters that have defaults, with
+    those defaults (a parameter without one may be filled by the service's initializer)."""
+    return {p.name: json.loads(p.default) for p in route.params if p.default is not None}
+
+
+def _main_route(ep: EndpointDetail) -> RouteInfo | None:
+    """The route the samples call: the default one (RunPod's and Laminar's calls use it)."""
+    callable_routes = [r for r in ep.routes if r.kind != "http"]
+    return next((r for r in callable_routes if r.default), callable_routes[0] if callable_routes else None)
+
+
+def snippets(ep: EndpointDetail, base_url: str) -> list[Snippet]:
+    route = _main_route(ep)
+    if route is None:  # an HTTP-app service: plain HTTP requests to its paths
+        url = f"{base_url}/{ep.name}/"
+        return [
+            Snippet("curl", "curl", "shell", f'curl -H "x-api-key: {KEY}" {shlex.quote(url)}'),
+            Snippet("python", "Python (httpx)", "python",
+                    "import os, httpx\n\n"
+                    f'r = httpx.get({url!r}, headers={{"x-api-key": os.environ["PODIUM_API_KEY"]}})\n'
+                    "print(r.status_code, r.text)"),
+        ]
+    args = _sample_args(route)
+    body = json.dumps(args)
+    route_url = f"{base_url}/{ep.name}{route.path}"
+    method = route.path.strip("/").replace("-", "_").replace("/", "_") or "call"
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in args.items())
+    ts_args = json.dumps(args)
+    return [
+        Snippet("curl", "curl", "shell",
+                f'curl -H "x-api-key: {KEY}" -H "Content-Type: application/json" \\\n'
+                f"     -d {shlex.quote(body)} {shlex.quote(route_url)}"),
+        Snippet("python", "Python (podium)", "python",
+                "import podium\n\n"
+                f'# PODIUM_URL={base_url} and PODIUM_API_KEY set in the environment\n'
+                f"client = podium.get_deployment({ep.name!r})\n"
+                f"print(client.{method}({kwargs}))"),
+        Snippet("runpod", "Python (runpod)", "python",
+                "import os, runpod\n\n"
+                f'runpod.endpoint_url_base = "{base_url}/v2"\n'
+                f'ep = runpod.Endpoint({ep.endpoint_id!r}, api_key=os.environ["PODIUM_API_KEY"])\n'
+                f"print(ep.run_sync({args!r}, timeout=60))"),
+        Snippet("typescript", "TypeScript (podium-client)", "typescript",
+                'import { Podium } from "podium-client";\n\n'
+                f'const podium = new Podium({{ url: "{base_url}", apiKey: process.env.PODIUM_API_KEY }});\n'
+                f'console.log(await podium.call("{ep.name}", "{route.path}", {ts_args}));'),
+        Snippet("laminar", "Laminar-style", "shell",
+                f'curl -H "Authorization: Bearer {KEY}" -H "Content-Type: application/json" \\\n'
+                f"     -d {shlex.quote(json.dumps({'endpoint': ep.name, 'inputs': args, 'env': {}}))} \\\n"
+                f"     {shlex.quote(base_url + '/v2/endpoint/run')}"),
+    ]
