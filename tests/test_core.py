@@ -216,7 +216,7 @@ class Pool:
     def __init__(self, world: World) -> None:
         self.clock = FakeClock()
         world.queue.clock = self.clock
-        self.pool = WorkerPool(world.queue, self.clock, lease=30)
+        self.pool = WorkerPool(world.queue, world.catalog, self.clock, lease=30)
         self.ready: list[str] = []
         self.failed: list[tuple[str, str]] = []
 

@@ -13,10 +13,9 @@ Authoring::
         return f"{message} {number}"
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from podium._version import __version__
 from podium.errors import (
@@ -30,7 +29,7 @@ from podium.errors import (
 )
 from podium.sdk import JobContext, Route, Service, ServiceConfig, context, handler, service
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from podium import aio
     from podium.client.deployment import Deployment, deploy, get_deployment
     from podium.client.jobs import Endpoint, Job, JobFailed, JobTimeout
@@ -49,10 +48,10 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'podium' has no attribute {name!r}")
-    module = importlib.import_module(_LAZY[name])
+    module = _importlib.import_module(_LAZY[name])
     value = module if name == "aio" else getattr(module, name)
     globals()[name] = value
     return value

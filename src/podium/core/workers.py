@@ -21,7 +21,8 @@ from podium import _json
 from podium.core.errors import NotFound, WorkerGone
 from podium.dispatch.clock import Clock
 from podium.dispatch.notify import wait_event
-from podium.dispatch.queue import JobQueue, stop_key
+from podium.dispatch.queue import JobQueue, ep_key, stop_key
+from podium.store.catalog import Catalog
 
 
 class WorkerState(StrEnum):
@@ -116,12 +117,14 @@ class Result:
 class WorkerPool:
     """Parameters:
         queue: the jobs workers take and finish.
+        catalog: endpoints (which version each runs now).
         clock: the one time source of worker records and job leases.
         lease: seconds a taken job stays assigned without a heartbeat.
     """
 
-    def __init__(self, queue: JobQueue, clock: Clock, *, lease: float) -> None:
+    def __init__(self, queue: JobQueue, catalog: Catalog, clock: Clock, *, lease: float) -> None:
         self.queue = queue
+        self.catalog = catalog
         self.clock = clock
         self.lease = lease
         self.workers: dict[str, WorkerInfo] = {}
@@ -175,7 +178,9 @@ class WorkerPool:
     # -- what the scaler decides ------------------------------------------------------------------
 
     def drain(self, info: WorkerInfo) -> None:
+        """Take nothing new; a long-poll it holds ends now."""
         info.state = WorkerState.DRAINING
+        self.queue.notifier.notify(ep_key(info.endpoint_id))
 
     def unhealthy(self, info: WorkerInfo, reason: str | None = None) -> None:
         info.state = WorkerState.UNHEALTHY
@@ -231,7 +236,11 @@ class WorkerPool:
             return []
 
         async def still_there() -> bool:
-            return not self.is_gone(worker_id) and await alive()
+            """Asked at every wake-up: a redeploy or a drain may have come while it waited."""
+            if self.is_gone(worker_id) or not await alive():
+                return False
+            now_ep = await self.catalog.get_endpoint(ep["project_id"], ep["id"])
+            return now_ep is not None and self._may_take(info, now_ep)
 
         rows = await self.queue.take_wait(
             ep["id"], worker_id, lease=self.lease, timeout=wait, limit=limit, alive=still_there,

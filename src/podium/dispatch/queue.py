@@ -449,8 +449,9 @@ class JobQueue:
     ) -> list[RowMapping]:
         """Long-poll: claim jobs, or wait until one is stored (no sleeping, no polling).
 
-        `alive` is asked before each claim: a worker that died or hung up while waiting claims
-        nothing, and the wake-up it got starts a worker instead.
+        `alive` is asked before each claim: a worker that died, hung up or may no longer take
+        work claims nothing, and the wake-up it got goes on to another waiting worker (or starts
+        one).
         """
         deadline = time.monotonic() + timeout
         with self.notifier.listen(ep_key(endpoint_id)) as ev:
@@ -458,6 +459,7 @@ class JobQueue:
                 if self.closing:
                     return []
                 if alive is not None and not await alive():
+                    ev.set()  # passed on when this waiter leaves (Notifier.listen)
                     self.notifier.notify(SCALE_KEY)
                     return []
                 taken = await self.take(endpoint_id, worker_id, lease=lease, limit=limit)

@@ -14,7 +14,7 @@ from podium._version import __version__
 from podium.config import Settings
 from podium.metrics import Metrics, surface
 from podium.server import admin, envs_api, errors, laminar_api, ops, routes_api, runpod_api, worker_api
-from podium.server.hotpath import HotPaths, first_segments
+from podium.server.hotpath import HotPaths
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 
@@ -75,7 +75,7 @@ def create_app(
     routers = (ops, admin, envs_api, laminar_api, runpod_api, worker_api, console, routes_api)
     paths = [r.path for m in routers for r in m.router.routes if isinstance(r, APIRoute)]
     # Innermost of ours: the hot routes are still counted and a bug in them still answers 500.
-    app.add_middleware(HotPaths, surfaces=first_segments([*paths, "/docs", "/openapi.json"]))
+    app.add_middleware(HotPaths, paths=[*paths, "/docs", "/openapi.json"])
     app.add_middleware(CountRequests, metrics=rt.metrics)
     errors.install(app)
     for module in routers:

@@ -76,13 +76,15 @@ class HotPaths:
     on to CatchAll, as from any route.
 
     Parameters:
-        surfaces: first path segments of the app's other routes (`api`, `v1`, `console`, …):
-            a POST there is never a route call `/{endpoint}/{route}`.
+        paths: the path templates of the app's routes. A path one of them spells out literally
+            (`/v2/endpoint/run`) is that route's, never a hot one's; nor is a POST whose first
+            segment starts other routes (`api`, `v1`, `console`, …) a route call.
     """
 
-    def __init__(self, app: ASGIApp, surfaces: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, paths: list[str]) -> None:
         self.app = app
-        self.surfaces = surfaces
+        self.literal = frozenset(p for p in paths if "{" not in p)
+        self.surfaces = first_segments(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -97,7 +99,9 @@ class HotPaths:
         await self.app(scope, receive, send)
 
     def _elsewhere(self, route: HotRoute, path: str) -> bool:
-        """Whether a route call's path belongs to another surface."""
+        """Whether the path is another route's, though the hot route's pattern matches it."""
+        if path in self.literal:
+            return True
         return route.handler is routes_api.call_route and path.split("/")[1] in self.surfaces
 
     async def _serve(

@@ -53,7 +53,7 @@ class Runtime:
         self.catalog = Catalog(self.store, self.clock)
         self.calls = Calls(self.queue, self.catalog, self.metrics, max_attempts=settings.max_attempts)
         self.access = Access(self.catalog, rate=settings.rate_limit, burst=settings.rate_burst)
-        self.pool = WorkerPool(self.queue, self.clock, lease=settings.lease_seconds)
+        self.pool = WorkerPool(self.queue, self.catalog, self.clock, lease=settings.lease_seconds)
         self.scaler = Autoscaler(settings, self.catalog, self.queue, self.pool, self.metrics)
         self.webhooks: WebhookOutbox | None = None
         self.secrets: SecretBox | None = None
