@@ -1,11 +1,12 @@
-# One command each: `make demo` (try it), `make test` (everything CI runs), `make bench`.
+# One command each: `make demo` (try it), `make test` (everything CI runs), `make bench`,
+# `make bench-peers` (also BentoML and Ray Serve, each in its own venv; not part of `make test`).
 # Each creates .venv and installs what it needs on a fresh machine.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +24,14 @@ test: venv
 	$(PY) -m pytest
 
 bench: venv
+	bash scripts/ensure-wrk.sh
 	$(PY) bench/run.py
 	$(PY) bench/scaling.py
 
+bench-peers: venv
+	bash scripts/ensure-wrk.sh
+	bash bench/peers/ensure-venvs.sh
+	$(PY) bench/peers.py
+
 clean:
-	rm -rf $(VENV) .podium .pytest_cache
+	rm -rf $(VENV) .podium .pytest_cache bench/.venv-bentoml bench/.venv-ray

@@ -16,9 +16,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -256,7 +256,7 @@ def stop_all(servers: list[Server]) -> None:
     for s in reversed(servers):
         try:
             s.stop()
-        except Exception as exc:  # keep cleaning up the rest
+        except Exception as exc:  # noqa: BLE001 - keep cleaning up the rest
             say(f"stopping {s.name}: {exc}")
 
 
@@ -280,7 +280,7 @@ def wrk_path() -> str:
 
 
 def wrk_version() -> str:
-    res = subprocess.run([wrk_path(), "-v"], capture_output=True, text=True, timeout=10)
+    res = subprocess.run([wrk_path(), "-v"], check=False, capture_output=True, text=True, timeout=10)
     return (res.stdout + res.stderr).split("Copyright")[0].replace("wrk", "", 1).strip() or "?"
 
 
@@ -335,7 +335,7 @@ def run_wrk(t: Load, conc: int, seconds: float, threads: int = 1) -> Result:
     s0, w0 = cpu_seconds([main] if main else []), cpu_seconds(helpers)
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 30,
+        res = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True, timeout=seconds + 30,
                              stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise BenchError(f"wrk on {t.name} did not finish within {seconds + 30:.0f}s") from None
@@ -422,7 +422,7 @@ class Podium:
         cmd = [sys.executable, "-m", "podium", "deploy", str(service), "--name", name, "--json",
                "--timeout", str(int(timeout)), "--url", self.url, "--key", self.key]
         try:
-            res = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout + 10,
+            res = subprocess.run(cmd, env=self.env, check=False, capture_output=True, text=True, timeout=timeout + 10,
                                  stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise BenchError(f"podium deploy {name} did not finish within {timeout + 10:.0f}s") from None

@@ -29,9 +29,28 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (  # noqa: E402
-    BODY, CONC, HERE, HOST, BenchError, Load, Podium, Server, Target, call_load, fmt, free_port,
-    fs_type, handle_signals, ignore_signals, measure, ms, say, share, stop_all, tree_pss_mib,
+from harness import (
+    BODY,
+    CONC,
+    HERE,
+    HOST,
+    BenchError,
+    Load,
+    Podium,
+    Server,
+    Target,
+    call_load,
+    fmt,
+    free_port,
+    fs_type,
+    handle_signals,
+    ignore_signals,
+    measure,
+    ms,
+    say,
+    share,
+    stop_all,
+    tree_pss_mib,
     wrk_version,
 )
 
@@ -61,7 +80,7 @@ def print_report(report: dict[str, Any]) -> None:
     print()
     print(f"Podium call paths vs. a bare Starlette echo: wrk {m['wrk']} on {HOST} ({m['cpus']} CPUs, "
           f"Python {m['python']}, {m['profile']} run)")
-    print(f"  echo    : POST /echo, bench/echo_app.py on uvicorn (uvloop/httptools when installed), one process")
+    print("  echo    : POST /echo, bench/echo_app.py on uvicorn (uvloop/httptools when installed), one process")
     print(f"  podium  : `podium up`, SQLite (WAL) on {m['store_fs']}; bench/echo_service.py and "
           f"bench/echo_routes.py, 2 warm workers each; rate limit off")
     print(f"  wrk     : 1 thread; c=1 for {m['c1_s']:.0f} s, c={CONC} for {m['conc_s']:.0f} s after a "

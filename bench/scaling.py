@@ -32,9 +32,19 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from harness import (  # noqa: E402
-    BODY, HOST, BenchError, Server, call_load, child_env, free_port, handle_signals, ignore_signals,
-    run_wrk, say, stop_all,
+from harness import (
+    BODY,
+    HOST,
+    BenchError,
+    Server,
+    call_load,
+    child_env,
+    free_port,
+    handle_signals,
+    ignore_signals,
+    run_wrk,
+    say,
+    stop_all,
 )
 
 
