@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             echo_warm = warm_latency(f"http://{HOST}:{echo_port}", "/echo", BODY, {})
             say("burst of 200 jobs, max 4 workers")
             b = burst(c, "scale")
-        report = {
+        report: dict[str, Any] = {
             "cold_start": {
                 "first_answer_s_median": statistics.median(x["first_answer_s"] for x in colds),
                 "cold_ms_median": statistics.median(x["cold_ms"] for x in colds),
