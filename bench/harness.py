@@ -124,6 +124,23 @@ def fs_type(path: Path) -> str:
     return kind
 
 
+def fsync_ms(directory: Path, n: int = 30) -> dict[str, float]:
+    """p50/p99 of a 4 KiB append plus fsync in `directory`: what one durable commit of the store
+    costs on this disk right now (a shared machine's disk is often the noisiest part)."""
+    path = directory / "fsync-probe"
+    times = []
+    with path.open("ab") as f:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+            times.append((time.perf_counter() - t0) * 1000)
+    path.unlink()
+    times.sort()
+    return {"p50": round(times[n // 2], 2), "p99": round(times[min(n - 1, int(n * 0.99))], 2)}
+
+
 # -- processes ----------------------------------------------------------------------------------------
 
 
@@ -325,12 +342,13 @@ class Result:
 
 def run_wrk(t: Load, conc: int, seconds: float, threads: int = 1) -> Result:
     """`conc` connections for `seconds`, each sending its next request as soon as one answers."""
-    cmd = [wrk_path(), "-t", str(min(threads, conc)), "-c", str(conc), "-d", f"{max(1, round(seconds))}s",
+    threads = min(threads, conc)
+    cmd = [wrk_path(), "-t", str(threads), "-c", str(conc), "-d", f"{max(1, round(seconds))}s",
            "--timeout", "10s", "-s", str(LUA / t.script)]
     for k, v in t.headers.items():
         cmd += ["-H", f"{k}: {v}"]
     cmd.append(t.base_url)
-    env = dict(os.environ, BENCH_LUA_DIR=str(LUA), **t.settings)
+    env = dict(os.environ, BENCH_LUA_DIR=str(LUA), BENCH_CONNECTIONS=str(conc // threads), **t.settings)
     main, helpers = t.pids() if t.pids else (None, [])
     s0, w0 = cpu_seconds([main] if main else []), cpu_seconds(helpers)
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -43,6 +43,7 @@ from harness import (
     fmt,
     free_port,
     fs_type,
+    fsync_ms,
     handle_signals,
     ignore_signals,
     measure,
@@ -81,10 +82,13 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"Podium call paths vs. a bare Starlette echo: wrk {m['wrk']} on {HOST} ({m['cpus']} CPUs, "
           f"Python {m['python']}, {m['profile']} run)")
     print("  echo    : POST /echo, bench/echo_app.py on uvicorn (uvloop/httptools when installed), one process")
-    print(f"  podium  : `podium up`, SQLite (WAL) on {m['store_fs']}; bench/echo_service.py and "
-          f"bench/echo_routes.py, 2 warm workers each; rate limit off")
+    print(f"  podium  : `podium up`, SQLite (WAL) on {m['store_fs']} (a 4 KiB write + fsync there: p50 "
+          f"{ms(m['fsync_ms']['p50'])} ms, p99 {ms(m['fsync_ms']['p99'])} ms);")
+    print("            bench/echo_service.py and bench/echo_routes.py, 2 warm workers each; rate limit off")
     print(f"  wrk     : 1 thread; c=1 for {m['c1_s']:.0f} s, c={CONC} for {m['conc_s']:.0f} s after a "
           f"{m['warmup_s']:.0f} s warm-up; every answer checked; body {BODY}")
+    poll = f"at least {m['poll_ms']:g} ms apart" if m["poll_ms"] else "back to back (--poll-ms to space them)"
+    print(f"  run+status: each connection a client with one job at a time; its polls {poll}")
     print()
     head = ("target", "c=1 p50", "c=1 p99", f"c={CONC} req/s", f"c={CONC} p50", f"c={CONC} p99",
             "errors", "share of echo")
@@ -148,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter run (about 40 s)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, Podium's home)")
+    ap.add_argument("--poll-ms", type=float, default=0.0,
+                    help="run+status: least time between two polls of one job (default 0: poll again "
+                         "as soon as the answer is in)")
     args = ap.parse_args(argv)
     profile = "quick" if args.quick else "full"
     prof = PROFILES[profile]
@@ -186,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             Target("run_status", "podium run+status", Load(
                 "run_status", pod.url, "run_status.lua",
                 {"BENCH_RUN_PATH": f"/v2/{ep_id}/run", "BENCH_STATUS_PREFIX": f"/v2/{ep_id}/status/",
-                 "BENCH_BODY": BODY, "BENCH_EXPECT": PODIUM_OUTPUT}, pod.auth, podium_pids)),
+                 "BENCH_BODY": BODY, "BENCH_EXPECT": PODIUM_OUTPUT, "BENCH_POLL_MS": str(args.poll_ms)},
+                pod.auth, podium_pids)),
         ]
         results = measure(targets, prof)
         time.sleep(1)  # let the workers go idle before their memory is read
@@ -196,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             "meta": {
                 "profile": profile, "cpus": os.cpu_count(), "python": platform.python_version(),
                 "platform": platform.platform(), "wrk": version, "concurrency": CONC, **prof,
-                "store_fs": fs_type(pod.home.resolve()), "elapsed_s": round(time.monotonic() - started, 1),
+                "store_fs": fs_type(pod.home.resolve()), "poll_ms": args.poll_ms,
+                "fsync_ms": fsync_ms(pod.home), "elapsed_s": round(time.monotonic() - started, 1),
             },
             "labels": {t.key: t.label for t in targets},
             "results": results,
