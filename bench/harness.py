@@ -424,7 +424,6 @@ class Podium:
         self.url = f"http://{HOST}:{self.port}"
         self.env = dict(child_env(), PODIUM_HOME=str(tmp / "home"), PODIUM_ADMIN_KEY=key, **(env or {}))
         self.home = tmp / "home"
-        self.tmp = tmp
         self.server = Server("podium", [sys.executable, "-m", "podium", "up", "--host", HOST, "--port",
                                         str(self.port)], self.env, tmp / "podium.log")
         servers.append(self.server)
@@ -481,6 +480,7 @@ class Podium:
         return {
             "server_mib": round(server, 1) if server is not None else None,
             "workers_mib": [round(w, 1) for w in workers],
+            "one_worker_mib": round(one, 1) if one is not None else None,
             "server_plus_one_worker_mib": round(server + one, 1) if server is not None and one is not None else None,
             "whole_tree_mib": tree_pss_mib(self.server.pid),
         }

@@ -199,7 +199,6 @@ def main(argv: list[str] | None = None) -> int:
         results = measure(targets, prof)
         time.sleep(1)  # let the workers go idle before their memory is read
         mem = pod.memory(ep_id)
-        workers = mem["workers_mib"]
         report = {
             "meta": {
                 "profile": profile, "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -209,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "labels": {t.key: t.label for t in targets},
             "results": results,
-            "memory": {**mem, "one_worker_mib": workers[len(workers) // 2] if workers else None,
-                       "workers_total": len(pod.tree()) - 1, "echo_mib": tree_pss_mib(echo.pid)},
+            "memory": {**mem, "workers_total": len(pod.tree()) - 1, "echo_mib": tree_pss_mib(echo.pid)},
             "targets": TARGETS,
         }
         if args.json:

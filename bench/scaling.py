@@ -36,6 +36,7 @@ from harness import (
     BODY,
     HOST,
     BenchError,
+    Podium,
     Server,
     call_load,
     child_env,
@@ -110,22 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     handle_signals()
     tmp = Path(tempfile.mkdtemp(prefix="podium-bench-scaling-"))
     servers: list[Server] = []
-    key = "pod_live_" + secrets.token_hex(20)
-    port, echo_port = free_port(), free_port()
-    env = dict(child_env(), PODIUM_HOME=str(tmp / "home"), PODIUM_ADMIN_KEY=key)
+    echo_port = free_port()
     try:
-        podium = Server("podium", [sys.executable, "-m", "podium", "up", "--host", HOST, "--port", str(port)], env,
-                        tmp / "podium.log")
-        servers.append(podium)
+        pod = Podium(tmp, servers, "pod_live_" + secrets.token_hex(20))
         echo = Server("starlette echo", [sys.executable, str(HERE / "echo_app.py"), "--host", HOST,
-                                         "--port", str(echo_port)], env, tmp / "echo.log")
+                                         "--port", str(echo_port)], child_env(), tmp / "echo.log")
         servers.append(echo)
-        url = f"http://{HOST}:{port}"
-        podium.wait_http(f"{url}/healthz", 30)
-        dep = Server("deploy", [sys.executable, "-m", "podium", "deploy", str(HERE / "scale_service.py"),
-                                "--name", "scale", "--url", url, "--key", key, "--json"], env, tmp / "deploy.log")
-        if dep.proc.wait(120) != 0:
-            raise BenchError(f"deploy failed:\n{dep.log_tail()}")
+        url, key = pod.url, pod.key
+        pod.wait_ready()
+        pod.deploy(HERE / "scale_service.py", "scale")
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60,
                           trust_env=False) as c:
             say("cold starts (3, each from zero workers)")
