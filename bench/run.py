@@ -1,6 +1,6 @@
 """Podium's call paths next to a bare Starlette echo, loaded with wrk in the same run.
 
-    .venv/bin/python bench/run.py            # full run (about 2 minutes)
+    .venv/bin/python bench/run.py            # full run (about 75 s)
     .venv/bin/python bench/run.py --quick    # shorter run
     .venv/bin/python bench/run.py --json     # figures as JSON on stdout (progress goes to stderr)
 
@@ -135,12 +135,31 @@ def print_report(report: dict[str, Any]) -> None:
         + (f", workers {fmt(res[key][cN]['workers_cpu_pct'], 0)}" if res[key][cN].get("workers_cpu_pct") is not None else "")
         for key, label in report["labels"].items()))
     print(f"issue 11 targets: {TARGETS}")
+    for key, label in report["labels"].items():
+        if key != "echo":
+            print(f"  {label:<18} {targets_met(res[key], echo)}")
+    mib = mem["server_plus_one_worker_mib"]
+    print(f"  {'memory':<18} {yes(mib is not None and mib <= 120)} ({fmt(mib, 1)} MiB)")
     for key, r in res.items():
         for phase, v in r.items():
             sample = v["wrk"].get("sample")
             if v["errors"] and sample:
                 print(f"note: {key} {phase}: {v['errors']} error(s), first: {sample}")
     print()
+
+
+def yes(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def targets_met(r: dict[str, Any], echo: dict[str, Any]) -> str:
+    """Issue 11's targets for one target, each said met or not (reported, never asserted)."""
+    cN = f"c{CONC}"
+    p50, p99 = r["c1"]["p50_ms"], r["c1"]["p99_ms"]
+    part = 100 * r[cN]["ok_per_s"] / echo[cN]["ok_per_s"] if echo[cN]["ok_per_s"] else 0.0
+    errors = sum(p["errors"] for p in r.values())
+    return (f"c=1 p50 <= 1 ms {yes(p50 is not None and p50 <= 1)}, p99 <= 3 ms {yes(p99 is not None and p99 <= 3)}; "
+            f"c={CONC} >= 10 % {yes(part >= 10)} ({part:.1f} %); 0 errors {yes(errors == 0)}")
 
 
 def ratio(a: float | None, b: float | None) -> str:
