@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test bench bench-peers clean
+.PHONY: venv demo test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,7 @@ bench: venv
 	$(PY) bench/run.py
 	$(PY) bench/scaling.py
 
+.PHONY: bench-peers
 bench-peers: venv
 	bash scripts/ensure-wrk.sh
 	bash bench/peers/ensure-venvs.sh
