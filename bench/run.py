@@ -130,10 +130,8 @@ def print_report(report: dict[str, Any]) -> None:
           f"{fmt(mem['one_worker_mib'], 1)} MiB = {fmt(mem['server_plus_one_worker_mib'], 1)} MiB; "
           f"whole tree ({mem['workers_total']} workers) {fmt(mem['whole_tree_mib'], 1)} MiB; "
           f"echo {fmt(mem['echo_mib'], 1)} MiB")
-    print(f"CPU during c={CONC} (% of one core): " + "; ".join(
-        f"{label}: wrk {fmt(res[key][cN]['client_cpu_pct'], 0)}, server {fmt(res[key][cN]['server_cpu_pct'], 0)}"
-        + (f", workers {fmt(res[key][cN]['workers_cpu_pct'], 0)}" if res[key][cN].get("workers_cpu_pct") is not None else "")
-        for key, label in report["labels"].items()))
+    print(f"CPU during c={CONC} (% of one core): "
+          + "; ".join(f"{label}: {cpu(res[key][cN])}" for key, label in report["labels"].items()))
     print(f"issue 11 targets: {TARGETS}")
     for key, label in report["labels"].items():
         if key != "echo":
@@ -146,6 +144,13 @@ def print_report(report: dict[str, Any]) -> None:
             if v["errors"] and sample:
                 print(f"note: {key} {phase}: {v['errors']} error(s), first: {sample}")
     print()
+
+
+def cpu(phase: dict[str, Any]) -> str:
+    out = f"wrk {fmt(phase['client_cpu_pct'], 0)}, server {fmt(phase['server_cpu_pct'], 0)}"
+    if phase.get("workers_cpu_pct") is not None:
+        out += f", workers {fmt(phase['workers_cpu_pct'], 0)}"
+    return out
 
 
 def yes(ok: bool) -> str:

@@ -30,10 +30,10 @@ from typing import Any
 
 import httpx
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
     BODY,
+    HERE,
     HOST,
     BenchError,
     Podium,
