@@ -1,4 +1,5 @@
-# One command each: `make demo` (try it), `make test` (everything CI runs), `make bench`.
+# One command each: `make demo` (try it), `make test` (everything CI runs), `make bench`,
+# `make bench-peers` (also BentoML and Ray Serve, each in its own venv; not part of `make test`).
 # Each creates .venv and installs what it needs on a fresh machine.
 PYTHON ?= python3
 VENV   := .venv
@@ -29,8 +30,15 @@ test: venv lint
 	bash scripts/test-typescript.sh
 
 bench: venv
+	bash scripts/ensure-wrk.sh
 	$(PY) bench/run.py
 	$(PY) bench/scaling.py
 
+.PHONY: bench-peers
+bench-peers: venv
+	bash scripts/ensure-wrk.sh
+	bash bench/peers/ensure-venvs.sh
+	$(PY) bench/peers.py
+
 clean:
-	rm -rf $(VENV) .podium .pytest_cache
+	rm -rf $(VENV) .podium .pytest_cache bench/.venv-bentoml bench/.venv-ray

@@ -7,7 +7,7 @@ Starts `podium up` on 127.0.0.1 with a fresh store, deploys bench/scale_service.
 workers, idle timeout 2 s) and measures:
 - cold start: from scale-to-zero, the time to the first answer of a runsync, and the part of the
   job's delay Podium recorded as its cold start (median of 3);
-- warm runsync latency, p50 and p99 over 100 sequential calls (and, in the same run, a bare
+- warm runsync latency, p50 and p99 of wrk at c=1 for 3 s (and, in the same run, a bare
   Starlette echo's, for the ratio);
 - a burst of 200 jobs (each sleeping 50 ms) sent at once through /run: the most workers seen at
   once, how many distinct worker processes ran them, and the time until all were done.
@@ -30,9 +30,23 @@ from typing import Any
 
 import httpx
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from run import HOST, BenchError, Server, child_env, free_port, pct, say  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (
+    BODY,
+    HERE,
+    HOST,
+    BenchError,
+    Podium,
+    Server,
+    call_load,
+    child_env,
+    free_port,
+    handle_signals,
+    ignore_signals,
+    run_wrk,
+    say,
+    stop_all,
+)
 
 
 def wait(predicate: Any, timeout: float, what: str) -> Any:
@@ -61,14 +75,12 @@ def cold_start(c: httpx.Client, ep: str) -> dict[str, float]:
     return {"first_answer_s": total, "cold_ms": job["cold_ms"] or 0, "delay_ms": job["delay_ms"]}
 
 
-def warm_latency(c: httpx.Client, path: str, body: Any, n: int = 100) -> dict[str, float | None]:
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        c.post(path, json=body).raise_for_status()
-        times.append((time.perf_counter() - t0) * 1000)
-    times.sort()
-    return {"p50_ms": pct(times, 50), "p99_ms": pct(times, 99)}
+def warm_latency(base_url: str, path: str, expect: str, headers: dict[str, str]) -> dict[str, float | None]:
+    """wrk at c=1 for 3 s; every answer must be a 2xx containing `expect`."""
+    r = run_wrk(call_load(path, base_url, path, BODY, expect, headers), 1, 3)
+    if r.errors:
+        raise BenchError(f"{path}: {r.errors} error(s), first: {r.raw.get('sample')}")
+    return {"p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "requests": r.requests}
 
 
 def burst(c: httpx.Client, ep: str, n: int = 200) -> dict[str, Any]:
@@ -96,36 +108,29 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    handle_signals()
     tmp = Path(tempfile.mkdtemp(prefix="podium-bench-scaling-"))
     servers: list[Server] = []
-    key = "pod_live_" + secrets.token_hex(20)
-    port, echo_port = free_port(), free_port()
-    env = dict(child_env(), PODIUM_HOME=str(tmp / "home"), PODIUM_ADMIN_KEY=key)
+    echo_port = free_port()
     try:
-        podium = Server("podium", [sys.executable, "-m", "podium", "up", "--port", str(port)], env,
-                        tmp / "podium.log")
-        servers.append(podium)
+        pod = Podium(tmp, servers, "pod_live_" + secrets.token_hex(20))
         echo = Server("starlette echo", [sys.executable, str(HERE / "echo_app.py"), "--host", HOST,
-                                         "--port", str(echo_port)], env, tmp / "echo.log")
+                                         "--port", str(echo_port)], child_env(), tmp / "echo.log")
         servers.append(echo)
-        url = f"http://{HOST}:{port}"
-        podium.wait_healthy(f"{url}/healthz", 30)
-        dep = Server("deploy", [sys.executable, "-m", "podium", "deploy", str(HERE / "scale_service.py"),
-                                "--name", "scale", "--url", url, "--key", key, "--json"], env, tmp / "deploy.log")
-        if dep.proc.wait(120) != 0:
-            raise BenchError(f"deploy failed:\n{dep.log_tail()}")
+        url, key = pod.url, pod.key
+        pod.wait_ready()
+        pod.deploy(HERE / "scale_service.py", "scale")
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60,
                           trust_env=False) as c:
             say("cold starts (3, each from zero workers)")
             colds = [cold_start(c, "scale") for _ in range(3)]
-            say("warm runsync latency (100 sequential)")
-            warm = warm_latency(c, "/v2/scale/runsync", {"input": {"n": 1}})
-            echo.wait_healthy(f"http://{HOST}:{echo_port}/healthz", 30)
-            with httpx.Client(base_url=f"http://{HOST}:{echo_port}", timeout=10, trust_env=False) as e:
-                echo_warm = warm_latency(e, "/echo", {"input": {"n": 1}})
+            say("warm runsync latency (wrk, c=1 for 3 s)")
+            warm = warm_latency(url, "/v2/scale/runsync", '"output":{"n":1}', {"Authorization": f"Bearer {key}"})
+            echo.wait_http(f"http://{HOST}:{echo_port}/healthz", 30)
+            echo_warm = warm_latency(f"http://{HOST}:{echo_port}", "/echo", BODY, {})
             say("burst of 200 jobs, max 4 workers")
             b = burst(c, "scale")
-        report = {
+        report: dict[str, Any] = {
             "cold_start": {
                 "first_answer_s_median": statistics.median(x["first_answer_s"] for x in colds),
                 "cold_ms_median": statistics.median(x["cold_ms"] for x in colds),
@@ -136,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             "burst": b,
         }
     finally:
-        for s in servers:
-            s.stop()
+        ignore_signals()
+        stop_all(servers)
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -158,3 +163,6 @@ if __name__ == "__main__":
     except BenchError as exc:
         say(f"failed: {exc}")
         sys.exit(1)
+    except KeyboardInterrupt:
+        say("interrupted")
+        sys.exit(130)
