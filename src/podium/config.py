@@ -59,6 +59,9 @@ class Settings:
     retry_base: float = 1.0
     #: Seconds of silence after which an SSE stream sends a keep-alive comment.
     sse_keepalive: float = 15.0
+    #: Seconds /status holds its answer for a job not yet final, answering the moment it ends:
+    #: a client polling in a tight loop then costs a few requests per job, not hundreds.
+    status_hold: float = 0.05
     #: HMAC key webhook requests are signed with (default: generated once under `home`).
     webhook_secret: str | None = None
     #: Fernet key endpoint secrets are encrypted with (default: generated once under `home`).
@@ -90,6 +93,7 @@ class Settings:
             rate_burst=_number("PODIUM_RATE_BURST", 2000.0),
             db_busy_timeout=_number("PODIUM_DB_BUSY_TIMEOUT", 10.0),
             sse_keepalive=_number("PODIUM_SSE_KEEPALIVE", 15.0),
+            status_hold=_number("PODIUM_STATUS_HOLD", 0.05),
             webhook_secret=os.environ.get("PODIUM_WEBHOOK_SECRET") or None,
             secret_key=os.environ.get("PODIUM_SECRET_KEY") or None,
         )

@@ -325,7 +325,7 @@ class JobQueue:
 
     async def get(self, job_id: str) -> RowMapping | None:
         """The job, or None once it is gone: past its ttl, or final for longer than retention."""
-        async with self.store.tx(durable=False) as conn:
+        async with self.store.read() as conn:
             res = await conn.execute(_GET, {"b_job": job_id, **self._alive_params(self.clock.now())})
             return res.mappings().first()
 
@@ -343,10 +343,11 @@ class JobQueue:
             res = await conn.execute(q.order_by(jobs.c.created_at.desc()).limit(limit))
             return list(res.mappings().all())
 
-    async def wait_final(self, job_id: str, timeout: float) -> RowMapping | None:
+    async def wait_final(self, job_id: str, timeout: float, *, promise: bool = True) -> RowMapping | None:
         """The job once final, or as it is when `timeout` runs out (None if it does not exist).
 
-        A job still running then is made durable first: its id goes out as a promise."""
+        With `promise`, a job still running then is made durable first: its id goes out as a
+        promise (a /runsync caller's job; a /status caller's job was made durable by /run)."""
         deadline = time.monotonic() + timeout
         # Just stored for this caller: not final yet, so nothing to read before the first wake-up.
         pending = job_id in self._fresh
@@ -360,7 +361,8 @@ class JobQueue:
                             return row
                     pending = False
                     if not await wait_event(ev, deadline - time.monotonic()):
-                        await self.store.sync()
+                        if promise:
+                            await self.store.sync()
                         return await self.get(job_id)
             finally:
                 self._finals.pop(job_id, None)

@@ -10,7 +10,7 @@ from sqlalchemy.engine import RowMapping
 from podium.core.calls import check_callable, default_route, find_route
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
 from podium.core.options import parse_job_request
-from podium.dispatch.states import JobStatus
+from podium.dispatch.states import FINAL, JobStatus
 from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import MB, read_json
 from podium.server.envelope import envelope
@@ -68,7 +68,10 @@ async def _job(
 
 @router.get("/status/{job_id}")
 async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
+    """The job as it is, or, if it ends within PODIUM_STATUS_HOLD (50 ms), as it ends."""
     rt, _, row = await _job(request, endpoint_id, job_id)
+    if row["status"] not in FINAL:
+        row = await rt.queue.wait_final(job_id, rt.settings.status_hold, promise=False) or row
     return JSONAnswer(envelope(row, rt.clock.now()))
 
 

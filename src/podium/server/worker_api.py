@@ -45,7 +45,9 @@ async def _claim(
     request: Request, rt: Runtime, ep: RowMapping, worker_id: str, limit: int, wait: float
 ) -> list[dict[str, Any]]:
     async def connected() -> bool:
-        return not await request.is_disconnected()
+        # Asking costs a pass of the event loop: worth it only for a poll that waited, since a
+        # request whose body was just read (job-done's next job) has a worker at the other end.
+        return wait == 0 or not await request.is_disconnected()
 
     return await rt.pool.take(worker_id, ep, limit=limit, wait=wait, alive=connected)
 

@@ -251,6 +251,20 @@ class Store:
         if durable and after > before:
             await self._wal.durable(after)
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Conn]:
+        """A read: on SQLite no transaction of its own (one statement reads a consistent
+        snapshot), so no write lock and no commit; elsewhere an ordinary transaction."""
+        if self.engine is not None:
+            async with self.engine.connect() as pooled:
+                yield pooled
+            return
+        if self._lock.locked():  # a transaction is open on the one connection: wait for it
+            async with self._lock:
+                yield _Inline(self._connection())
+        else:
+            yield _Inline(self._connection())
+
     async def sync(self) -> None:
         """Make every commit so far durable (those of `durable=False` transactions included)."""
         if self._wal is not None:
