@@ -3,6 +3,7 @@ how the wire surfaces answer them (SQLite and PostgreSQL stores)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from podium.core.errors import (
 from podium.core.options import JobOptions, parse_job_request
 from podium.core.workers import Result, WorkerInfo, WorkerPool, WorkerState
 from podium.dispatch import FakeClock, JobQueue, JobStatus
+from podium.dispatch.queue import ep_key
 from podium.metrics import Metrics
 from podium.server.errors import from_domain
 from podium.server.laminar_api import _laminar
@@ -265,18 +267,25 @@ async def test_draining_or_outdated_workers_take_nothing(world: World) -> None:
     assert old.jobs == set() and draining.state is WorkerState.DRAINING
 
 
-async def test_a_worker_that_hung_up_gets_nothing_and_its_claim_goes_back(world: World) -> None:
+async def test_a_worker_that_hung_up_while_waiting_gets_nothing_and_its_claim_goes_back(world: World) -> None:
     p = Pool(world)
     principal = await world.access.caller(world.keys["invoke"], "invoke")
-    job_id = await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run")
-    calls = iter([True, False])  # still there when claiming, gone when the answer would go out
+    for answers in ([False], [True, False]):  # gone when woken; gone once the job was claimed
+        seen = iter(answers)
 
-    async def flaky() -> bool:
-        return next(calls)
+        async def flaky(seen: Any = seen) -> bool:
+            return next(seen)
 
-    assert await p.pool.take("w1", world.ep, limit=1, wait=0, alive=flaky) == []
-    row = await world.queue.get(job_id)
-    assert row is not None and row["status"] == JobStatus.IN_QUEUE and row["attempt"] == 0
+        waiting = asyncio.create_task(p.pool.take("w1", world.ep, limit=1, wait=30, alive=flaky))
+        for _ in range(500):  # until the poll waits (there is no job yet)
+            if world.queue.notifier.listeners(ep_key(world.ep["id"])):
+                break
+            await asyncio.sleep(0.01)
+        job_id = await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run")
+        assert await asyncio.wait_for(waiting, 10) == []
+        row = await world.queue.get(job_id)
+        assert row is not None and row["status"] == JobStatus.IN_QUEUE and row["attempt"] == 0
+        await world.queue.purge(world.ep["id"])
 
 
 async def test_gone_and_foreign_workers_are_refused(world: World) -> None:

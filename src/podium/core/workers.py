@@ -217,8 +217,8 @@ class WorkerPool:
         alive: Callable[[], Awaitable[bool]],
     ) -> list[dict[str, Any]]:
         """Claim up to `limit` jobs, waiting at most `wait` seconds for one; the jobs as the
-        worker receives them. `alive` is asked before claiming and after: a worker that hung up
-        gets nothing, and what was claimed for it goes back."""
+        worker receives them. `alive` is asked after a wait, before claiming and after: a worker
+        that hung up meanwhile gets nothing, and what was claimed for it goes back."""
         if self.is_gone(worker_id):
             raise WorkerGone(f"worker {worker_id} has exited; start a new one")
         info = self._attach(worker_id, ep["id"])
@@ -245,9 +245,6 @@ class WorkerPool:
         rows = await self.queue.take_wait(
             ep["id"], worker_id, lease=self.lease, timeout=wait, limit=limit, alive=still_there,
         )
-        if rows and not await alive():
-            await self.queue.untake([r["id"] for r in rows], worker_id)
-            return []
         info.jobs.update(r["id"] for r in rows)
         if info.jobs and info.state is WorkerState.IDLE:
             info.state = WorkerState.RUNNING

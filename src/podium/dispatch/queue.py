@@ -451,24 +451,30 @@ class JobQueue:
     ) -> list[RowMapping]:
         """Long-poll: claim jobs, or wait until one is stored (no sleeping, no polling).
 
-        `alive` is asked before each claim: a worker that died, hung up or may no longer take
-        work claims nothing, and the wake-up it got goes on to another waiting worker (or starts
-        one).
+        `alive` is asked after each wait, before claiming and once more after: a worker that
+        died, hung up or may no longer take work while it waited claims nothing (what was just
+        claimed goes back), and the wake-up it got goes on to another waiting worker (or starts
+        one). Before the first claim the caller has only just asked.
         """
         deadline = time.monotonic() + timeout
+        waited = False
         with self.notifier.listen(ep_key(endpoint_id)) as ev:
             while True:
                 if self.closing:
                     return []
-                if alive is not None and not await alive():
+                if waited and alive is not None and not await alive():
                     ev.set()  # passed on when this waiter leaves (Notifier.listen)
                     self.notifier.notify(SCALE_KEY)
                     return []
                 taken = await self.take(endpoint_id, worker_id, lease=lease, limit=limit)
                 if taken:
+                    if waited and alive is not None and not await alive():
+                        await self.untake([r["id"] for r in taken], worker_id)
+                        return []
                     return taken
                 if not await wait_event(ev, deadline - time.monotonic()):
                     return []
+                waited = True
 
     async def note_cold_start(self, rows: Sequence[RowMapping], started_at: float, ready_at: float) -> None:
         """Record how much of each job's wait was its worker's cold start."""

@@ -23,6 +23,10 @@ from podium.server.runtime import Runtime
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["worker protocol"])
 
 RESULT_LIMIT = 50 * MB
+#: How long job-done?take=1 waits for a next job: a worker busy at a steady pace needs one
+#: exchange per job; one left waiting goes back to its ordinary long-poll (and a draining one is
+#: let go at once).
+NEXT_JOB_WAIT = 1.0
 CHUNK_LIMIT = 1 * MB
 OK = {"ok": True}
 
@@ -45,9 +49,7 @@ async def _claim(
     request: Request, rt: Runtime, ep: RowMapping, worker_id: str, limit: int, wait: float
 ) -> list[dict[str, Any]]:
     async def connected() -> bool:
-        # Asking costs a pass of the event loop: worth it only for a poll that waited, since a
-        # request whose body was just read (job-done's next job) has a worker at the other end.
-        return wait == 0 or not await request.is_disconnected()
+        return not await request.is_disconnected()
 
     return await rt.pool.take(worker_id, ep, limit=limit, wait=wait, alive=connected)
 
@@ -80,8 +82,8 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
     """A job's result, error, or (with `status: IN_PROGRESS`) a progress update.
 
     `stopPod: true` (a handler returned `refresh_worker`) asks for a fresh worker process.
-    `?take=1` (Podium's own worker): the answer also carries the next job as `next`, if one is
-    waiting now (never waits for one), so a busy worker needs one exchange per job, not two.
+    `?take=1` (Podium's own worker): the answer also carries the next job as `next`, waiting up
+    to NEXT_JOB_WAIT for one, so a busy worker needs one exchange per job, not two.
     """
     rt, ep = await _worker(request, endpoint_id, worker_id)
     result = Result.parse(await read_json(request, RESULT_LIMIT, empty={}))
@@ -91,7 +93,7 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
     if result.stop_pod or rt.scaler.due_for_recycling(worker_id, ep):
         rt.scaler.recycle(worker_id)
     elif request.query_params.get("take") == "1":
-        jobs = await _claim(request, rt, ep, worker_id, 1, 0.0)
+        jobs = await _claim(request, rt, ep, worker_id, 1, min(NEXT_JOB_WAIT, rt.settings.take_timeout))
         return JSONAnswer({"ok": True, "next": jobs[0] if jobs else None})
     return JSONAnswer(OK)
 
