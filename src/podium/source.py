@@ -21,6 +21,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from podium.core.records import Param, RouteKind, RouteRecord
 from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
 from podium.sdk.httpapp import APP_NAMES, HTTP_ROUTE
@@ -46,7 +47,7 @@ class SourceService:
     name: str
     config: dict[str, Any]
     requirements: Requirements | None
-    routes: list[dict[str, Any]] = field(default_factory=list)
+    routes: list[RouteRecord] = field(default_factory=list)
 
 
 def _decorator(node: ast.expr, names: tuple[str, ...]) -> tuple[str, ast.Call | None] | None:
@@ -172,9 +173,11 @@ class _Reader:
                     is_async = name not in WSGI_FACTORIES
                 else:
                     continue
-                route = {"path": HTTP_ROUTE, "method": method_name(HTTP_ROUTE), "kind": "http", "streaming": True,
-                         "is_async": is_async, "params": [{"name": "request", "required": True}],
-                         "var_keyword": False, "default": True}
+                route: RouteRecord = {
+                    "path": HTTP_ROUTE, "method": method_name(HTTP_ROUTE), "kind": "http", "streaming": True,
+                    "is_async": is_async, "params": [{"name": "request", "required": True}],
+                    "var_keyword": False, "default": True,
+                }
                 return SourceService(default_name(self.module), ServiceConfig().as_dict(), None, [route])
         return None
 
@@ -186,14 +189,14 @@ def _literal(node: ast.expr) -> Any:
         return _MISSING
 
 
-def _route(fn: Function, path: str, kind: str) -> dict[str, Any]:
+def _route(fn: Function, path: str, kind: RouteKind) -> RouteRecord:
     """A route's entry as `Route.describe` makes it, less what needs the import (schemas)."""
     a = fn.args
     positional = a.posonlyargs + a.args
     pos_defaults: list[ast.expr | None] = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
     params = []
     for arg, default in [*zip(positional, pos_defaults, strict=True), *zip(a.kwonlyargs, a.kw_defaults, strict=True)]:
-        entry: dict[str, Any] = {"name": arg.arg, "required": default is None}
+        entry: Param = {"name": arg.arg, "required": default is None}
         value = _literal(default) if default is not None else _MISSING
         if value is not _MISSING:
             entry["default"] = json_safe(value)
@@ -242,7 +245,7 @@ def read_service(source: str, name: str | None = None, module: str = "app") -> S
     return next(iter(found.values()))
 
 
-def route_shape(routes: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+def route_shape(routes: list[RouteRecord]) -> list[tuple[Any, ...]]:
     """What a route table read from source promises: paths, kinds, streaming, parameter names."""
     return [
         # An HTTP app's one route is the same whatever the app is (sync WSGI or async ASGI).

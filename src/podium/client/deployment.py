@@ -21,6 +21,7 @@ import httpx
 from podium import _json
 from podium.bundle import Bundle, describe, make_bundle
 from podium.client.http import Connection, raise_for
+from podium.core.records import RouteRecord
 from podium.errors import APIError, DeploymentError, ServiceDefinitionError
 from podium.sdk.service import Service
 
@@ -221,10 +222,10 @@ class Deployment:
     def __repr__(self) -> str:
         return f"<Deployment {self.info.get('name')} {self.id} {self.status}>"
 
-    def _path(self, route: dict[str, Any]) -> str:
+    def _path(self, route: RouteRecord) -> str:
         return f"/{self.id}/{route['path'].lstrip('/')}"
 
-    def _method(self, attr: str, route: dict[str, Any]) -> Callable[..., Any]:
+    def _method(self, attr: str, route: RouteRecord) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
             _keywords_only(attr, args)
             if route["streaming"]:
@@ -234,7 +235,7 @@ class Deployment:
         call.__name__ = attr
         return call
 
-    def _async_method(self, attr: str, route: dict[str, Any]) -> Callable[..., Any]:
+    def _async_method(self, attr: str, route: RouteRecord) -> Callable[..., Any]:
         conn = self._conn
 
         def client() -> httpx.AsyncClient:

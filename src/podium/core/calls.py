@@ -20,6 +20,7 @@ from podium.core.errors import (
     QueueFull,
 )
 from podium.core.options import JobOptions
+from podium.core.records import RouteRecord
 from podium.dispatch.queue import DuplicateRequest, JobQueue, NewJob
 from podium.metrics import Metrics
 from podium.netguard import UnsafeURL, allow_private_from_env, check_url
@@ -40,16 +41,16 @@ def check_callable(ep: RowMapping) -> None:
         )
 
 
-def default_route(routes: list[dict[str, Any]]) -> dict[str, Any]:
+def default_route(routes: list[RouteRecord]) -> RouteRecord:
     return next((r for r in routes if r.get("default")), routes[0])
 
 
-def find_route(routes: list[dict[str, Any]], path: str) -> dict[str, Any] | None:
+def find_route(routes: list[RouteRecord], path: str) -> RouteRecord | None:
     path = "/" + path.strip("/")
     return next((r for r in routes if r["path"] == path), None)
 
 
-def check_arguments(route: dict[str, Any], kwargs: dict[str, Any]) -> None:
+def check_arguments(route: RouteRecord, kwargs: dict[str, Any]) -> None:
     """Refuse arguments the route cannot take (the server knows the signature, not the values)."""
     if route.get("kind") == "handler" or route.get("var_keyword"):
         return
@@ -82,7 +83,7 @@ class Calls:
         self,
         principal: Principal,
         ep: RowMapping,
-        route: dict[str, Any],
+        route: RouteRecord,
         payload: Any,
         *,
         kind: str,

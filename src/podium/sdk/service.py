@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from podium.core.records import Param, RouteRecord
 from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
 
@@ -184,20 +185,20 @@ class Route:
                     raise ValueError(f"argument {name!r} does not fit its annotation: {problems}") from None
         return out
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> RouteRecord:
         """The route's entry in a version's route table (JSON-safe)."""
         hints = _hints(self.func)
         params = []
         for p in inspect.signature(self.func).parameters.values():
             if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
                 continue
-            entry: dict[str, Any] = {"name": p.name, "required": p.default is inspect.Parameter.empty}
+            entry: Param = {"name": p.name, "required": p.default is inspect.Parameter.empty}
             if p.default is not inspect.Parameter.empty:
                 entry["default"] = json_safe(p.default)
             if p.name in hints:
                 entry["schema"] = json_schema(hints[p.name])
             params.append(entry)
-        out = {
+        out: RouteRecord = {
             "path": self.path,
             "method": self.method_name,
             "kind": self.kind,
@@ -325,10 +326,15 @@ class Service:
             raise ServiceDefinitionError(f"service {self.name} declares no routes")
         return self.routes[self._default or next(iter(self.routes))]
 
-    def route_table(self) -> list[dict[str, Any]]:
+    def route_table(self) -> list[RouteRecord]:
         """JSON description of the routes, in declaration order, default marked."""
         default = self.default_route.path
-        return [dict(r.describe(), default=(r.path == default)) for r in self.routes.values()]
+        table = []
+        for r in self.routes.values():
+            record = r.describe()
+            record["default"] = r.path == default
+            table.append(record)
+        return table
 
     def initialize(self, **init_kwargs: Any) -> dict[str, Any]:
         """Run the initializer and check it returned a dict (or nothing)."""

@@ -16,6 +16,7 @@ from sqlalchemy.engine import RowMapping
 
 from podium.core.access import Principal
 from podium.core.calls import check_callable
+from podium.core.records import RouteRecord
 from podium.sdk.httpapp import START
 from podium.server.body import MB, read_body
 from podium.server.errors import HTTPError
@@ -30,7 +31,7 @@ DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-lengt
 
 
 async def http_call(
-    rt: Runtime, principal: Principal, ep: RowMapping, route: dict[str, Any], request: Request,
+    rt: Runtime, principal: Principal, ep: RowMapping, route: RouteRecord, request: Request,
     endpoint: str, subpath: str, failure: Any,
 ) -> Response:
     check_callable(ep)

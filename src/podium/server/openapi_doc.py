@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
+from podium.core.records import RouteRecord
+
 ERROR = {
     "type": "object",
     "properties": {"error": {"type": "string"}, "detail": {}},
@@ -22,7 +24,7 @@ def _hoist(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]
     return schema
 
 
-def _operation(route: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+def _operation(route: RouteRecord, components: dict[str, Any]) -> dict[str, Any]:
     props: dict[str, Any] = {}
     required = []
     for p in route.get("params", []):
@@ -59,7 +61,7 @@ def _operation(route: dict[str, Any], components: dict[str, Any]) -> dict[str, A
     }
 
 
-def endpoint_openapi(ep: RowMapping, routes: list[dict[str, Any]], base_url: str) -> dict[str, Any]:
+def endpoint_openapi(ep: RowMapping, routes: list[RouteRecord], base_url: str) -> dict[str, Any]:
     components: dict[str, Any] = {}
     paths = {r["path"]: {"post": _operation(r, components)} for r in routes}
     return {

@@ -7,7 +7,6 @@ produces them. These calls take the same path as RunPod jobs: stored, taken, fin
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
@@ -17,6 +16,7 @@ from podium import _json
 from podium.core.access import Principal
 from podium.core.calls import check_arguments, check_callable, find_route
 from podium.core.options import JobOptions, parse_env
+from podium.core.records import RouteRecord
 from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
 from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import MB, read_object
@@ -106,13 +106,13 @@ def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
 
 async def _target(
     request: Request, endpoint: str, role: str
-) -> tuple[Runtime, Principal, RowMapping, list[dict[str, Any]]]:
+) -> tuple[Runtime, Principal, RowMapping, list[RouteRecord]]:
     rt = runtime(request)
     principal, ep = await endpoint_caller(request, role, endpoint)
     return rt, principal, ep, await rt.routes(ep)
 
 
-def _is_app(routes: list[dict[str, Any]]) -> bool:
+def _is_app(routes: list[RouteRecord]) -> bool:
     return bool(routes) and routes[0]["kind"] == "http"
 
 

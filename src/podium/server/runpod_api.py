@@ -99,8 +99,8 @@ async def cancel(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     if was_running and after["status"] == JobStatus.CANCELLED and row["worker_id"]:
         # An async RunPod handler is cancelled where it awaits; anything else must be killed.
         version = await rt.version(ep)
-        route = find_route(version["routes"], row["route"]) or {}
-        gentle = version["runtime"] == "runpod" and route.get("is_async", False)
+        route = find_route(version["routes"], row["route"])
+        gentle = version["runtime"] == "runpod" and route is not None and route["is_async"]
         rt.scaler.stop_job(row["worker_id"], job_id, kill=not gentle)
     return JSONAnswer({"id": job_id, "status": after["status"]})
 

@@ -7,13 +7,13 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
 from podium.config import Settings
 from podium.core.access import Access
 from podium.core.calls import Calls
+from podium.core.records import RouteRecord, VersionInfo
 from podium.core.workers import WorkerPool
 from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier
@@ -117,12 +117,12 @@ class Runtime:
 
     # -- lookups shared by the routers ----------------------------------------------------------
 
-    async def version(self, ep: RowMapping) -> dict[str, Any]:
+    async def version(self, ep: RowMapping) -> VersionInfo:
         """Route table, config and runtime of the version an endpoint points at."""
         return await self.catalog.version_info(ep["project_id"], ep["version_id"])
 
-    async def routes(self, ep: RowMapping) -> list[dict[str, Any]]:
-        return (await self.version(ep))["routes"]  # type: ignore[no-any-return]
+    async def routes(self, ep: RowMapping) -> list[RouteRecord]:
+        return (await self.version(ep))["routes"]
 
     async def endpoint_env(self, endpoint_id: str) -> dict[str, str]:
         """An endpoint's secrets, decrypted, for its workers' environment."""

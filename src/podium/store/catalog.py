@@ -14,6 +14,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from podium import _json
+from podium.core.records import VersionInfo
 from podium.dispatch.clock import Clock
 from podium.sdk.service import ServiceConfig
 from podium.store.engine import Store
@@ -86,7 +87,7 @@ class Catalog:
         # whenever this process changes one (the TTL bounds staleness across server replicas).
         self._endpoints: dict[tuple[str | None, str], tuple[float, RowMapping | None]] = {}
         # Versions never change: their parsed route table and config are kept once read.
-        self._versions: dict[str, dict[str, Any]] = {}
+        self._versions: dict[str, VersionInfo] = {}
 
     # -- projects -------------------------------------------------------------------------------
 
@@ -289,7 +290,7 @@ class Catalog:
         assert row is not None
         return row
 
-    async def version_info(self, project_id: str, version_id: str) -> dict[str, Any]:
+    async def version_info(self, project_id: str, version_id: str) -> VersionInfo:
         """A version's routes, config, runtime and environment (its requirement set and hash),
         parsed (empty ones for a missing version)."""
         info = self._versions.get(version_id)

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from podium.core.records import RouteRecord
+
 #: RunPod's fitness checks want 4 GB free memory, a GPU and a route to 8.8.8.8: not ours to impose.
 SKIP_CHECKS = {"RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true", "RUNPOD_SKIP_GPU_CHECK": "true"}
 
@@ -89,7 +91,7 @@ def inspect_source(source: str) -> dict[str, Any] | None:
     }
 
 
-def route_table(info: dict[str, Any]) -> list[dict[str, Any]]:
+def route_table(info: dict[str, Any]) -> list[RouteRecord]:
     """The one route a RunPod worker has, shaped like a `handler(job)` service's."""
     return [
         {
