@@ -29,14 +29,15 @@ from podium.core.workers import Result, WorkerInfo, WorkerPool, WorkerState
 from podium.dispatch import FakeClock, JobQueue, JobStatus
 from podium.dispatch.queue import ep_key
 from podium.metrics import Metrics
-from podium.server.errors import from_domain
+from podium.server.admin.models import DeployIn, parse
+from podium.server.errors import HTTPError, from_domain
 from podium.server.laminar_api import _laminar
 from podium.store.catalog import Catalog, EndpointState
 from podium.store.secretbox import SecretBox
 
 ROUTE: dict[str, Any] = {
     "path": "/hello", "name": "hello", "kind": "route", "default": True, "streaming": False,
-    "params": [{"name": "number"}, {"name": "message"}],
+    "params": [{"name": "number", "required": True}, {"name": "message", "required": False}],
 }
 
 
@@ -327,3 +328,23 @@ def test_job_done_bodies_of_both_kinds_of_worker_are_read() -> None:
     assert ours.retryable and ours.error == "ValueError: bad"
     assert Result.parse({"error": {"odd": 1}}).error == '{"odd":1}'
     assert Result.parse([1, 2]) == Result(output=[1, 2])
+
+
+# -- the admin API's request bodies ----------------------------------------------------------------
+
+
+def test_deploy_bodies_are_checked_against_the_route_record() -> None:
+    version = {"sha256": "a" * 64, "service": "s", "entry": "app.py", "config": {}, "size": 1,
+               "routes": [dict(ROUTE, method="hello", is_async=False, var_keyword=False)]}
+    assert parse(DeployIn, {"name": "x", "version": version}, "deploy").version.routes[0]["path"] == "/hello"
+    bad_kind = dict(version, routes=[dict(version["routes"][0], kind="rpc")])
+    for body, words in [
+        ({"name": "x", "version": dict(version, routes=[])}, "version.routes"),
+        ({"name": "x", "version": bad_kind}, "kind"),
+        ({"name": "x", "version": dict(version, sha256="nope")}, "version.sha256"),
+        ({"name": "x"}, "version"),
+    ]:
+        with pytest.raises(HTTPError) as exc:
+            parse(DeployIn, body, "deploy")
+        assert exc.value.status_code == 400 and exc.value.error == "invalid_request"
+        assert words in str(exc.value.detail)

@@ -8,7 +8,10 @@ the authoring SDK uses these records too.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired
+
+# pydantic validates these (deploy) and needs typing_extensions.TypedDict before Python 3.12.
+from typing_extensions import TypedDict
 
 #: route: a function of keyword arguments; handler: RunPod-style `handler(job)`; http: an ASGI or
 #: WSGI app that receives whole HTTP requests.

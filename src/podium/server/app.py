@@ -72,12 +72,13 @@ def create_app(
     )
     app.state.runtime = rt
     # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all).
-    routers = (ops, admin, envs_api, laminar_api, runpod_api, worker_api, console, routes_api)
-    paths = [r.path for m in routers for r in m.router.routes if isinstance(r, APIRoute)]
+    routers = (ops.router, *admin.ROUTERS, envs_api.router, laminar_api.router, runpod_api.router,
+               worker_api.router, console.router, routes_api.router)
+    paths = [r.path for router in routers for r in router.routes if isinstance(r, APIRoute)]
     # Innermost of ours: the hot routes are still counted and a bug in them still answers 500.
     app.add_middleware(HotPaths, paths=[*paths, "/docs", "/openapi.json"])
     app.add_middleware(CountRequests, metrics=rt.metrics)
     errors.install(app)
-    for module in routers:
-        app.include_router(module.router)
+    for router in routers:
+        app.include_router(router)
     return app

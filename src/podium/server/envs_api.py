@@ -10,7 +10,7 @@ import asyncio
 from fastapi import APIRouter, Request
 
 from podium.envs.inventory import EnvRecord, inventory
-from podium.server.admin import _auth, _operator
+from podium.server.admin.common import admin_caller, require_operator
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 
@@ -18,8 +18,8 @@ router = APIRouter(prefix="/api/v1/envs", tags=["admin"])
 
 
 async def _records(request: Request) -> tuple[Runtime, list[EnvRecord]]:
-    rt, principal = await _auth(request, "admin")
-    _operator(principal)
+    rt, principal = await admin_caller(request, "admin")
+    require_operator(principal)
     versions, endpoints = await rt.catalog.env_users()
     return rt, inventory(rt.scaler.builds.store, versions, endpoints)
 

@@ -1,0 +1,103 @@
+"""What the admin API's resources share: who may call, an endpoint's view, its URLs and service record."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy.engine import RowMapping
+
+from podium import _json
+from podium.core.access import Principal
+from podium.server.auth import caller, runtime
+from podium.server.errors import HTTPError
+from podium.server.responses import JSONAnswer
+from podium.server.runtime import Runtime
+from podium.store.catalog import SCALING
+
+ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+#: Names that would be shadowed by the server's own paths. ("api" is allowed: only an app's own
+#: /v1/... paths would be shadowed by the admin API under /api/v1.)
+RESERVED_NAMES = {"v1", "v2", "console", "healthz", "metrics", "docs", "endpoint", "pipeline"}
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+async def admin_caller(request: Request, role: str) -> tuple[Runtime, Principal]:
+    return runtime(request), await caller(request, role)
+
+
+def urls(request: Request, ep_id: str) -> dict[str, str]:
+    base = str(request.base_url).rstrip("/")
+    return {
+        "run": f"{base}/v2/{ep_id}/run",
+        "runsync": f"{base}/v2/{ep_id}/runsync",
+        "status": f"{base}/v2/{ep_id}/status/{{job_id}}",
+        "routes": f"{base}/{ep_id}/{{route}}",
+    }
+
+
+async def endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[str, Any]:
+    return {
+        "endpoint_id": ep["id"],
+        "name": ep["name"],
+        "version": ep["version_id"],
+        "state": ep["state"],
+        "error": ep["error"],
+        "scaling": {k: ep[k] for k in SCALING},
+        "routes": await rt.routes(ep),
+        "workers": [w.as_dict() for w in rt.pool.for_endpoint(ep["id"])],
+        "workers_by_state": rt.pool.counts(ep["id"]),
+        "urls": urls(request, ep["id"]),
+        "service": service_record(request, ep),
+        # A redeploy whose environment is still building (the current version serves meanwhile).
+        "pending_version": _json.loads(ep["pending"])["version_id"] if ep["pending"] else None,
+    }
+
+
+def service_record(request: Request, ep: RowMapping) -> dict[str, Any]:
+    """DigitalHub's service record: `url` is host:port/path without a scheme."""
+    host = request.url.hostname or "127.0.0.1"
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    return {
+        "name": ep["name"],
+        "type": "http",
+        "url": f"{host}:{port}/{ep['id']}",
+        "ports": [{"name": "http", "port": port, "protocol": "TCP", "targetPort": port}],
+    }
+
+
+async def changed_view(rt: Runtime, request: Request, principal: Principal, endpoint_id: str) -> JSONAnswer:
+    rt.scaler.wake()
+    return JSONAnswer(await endpoint_view(rt, request, await rt.access.endpoint(principal, endpoint_id)))
+
+
+def version_summary(row: RowMapping) -> dict[str, Any]:
+    return {k: row[k] for k in ("id", "service", "runtime", "size", "message", "created_by", "created_at",
+                                "env_hash", "build_state")}
+
+
+def require_operator(principal: Principal) -> None:
+    if not principal.operator:
+        raise HTTPError(403, "forbidden", "only the server's operator key may manage projects")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds in a duration like 30d, 12h, 90m, 45s (or a number of seconds)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value.strip()) if isinstance(value, str) else None
+    if m is None or float(m.group(1)) <= 0:
+        raise HTTPError(400, "invalid_expires", "expires must be a duration like 30d, 12h, 90m or 45s")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def read_from(path: Path, start: int, end: int, limit: int = 1 << 20) -> tuple[list[str], int]:
+    """Whole lines written between byte `start` and `end` (at most `limit` bytes of them), and
+    where the next read starts (a line still being written is left for then)."""
+    with path.open("rb") as f:
+        f.seek(min(start, end))
+        data = f.read(min(end - start, limit)) if end > start else b""
+    whole = data[: data.rfind(b"\n") + 1]
+    return whole.decode(errors="replace").splitlines(), start + len(whole)

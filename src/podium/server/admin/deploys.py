@@ -1,0 +1,121 @@
+"""Bundles and deploys: upload a bundle under its SHA-256, then point an endpoint at a version of it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from podium.bundle import MAX_BUNDLE_BYTES, version_id
+from podium.envs.requirements import Requirements
+from podium.errors import ServiceDefinitionError
+from podium.sdk.service import ServiceConfig
+from podium.server.admin.common import (
+    ENDPOINT_NAME,
+    RESERVED_NAMES,
+    SHA256,
+    admin_caller,
+    endpoint_view,
+)
+from podium.server.admin.models import DeployIn, VersionIn, parse
+from podium.server.body import read_body, read_object
+from podium.server.errors import HTTPError, not_found
+from podium.server.responses import JSONAnswer
+from podium.store.catalog import EndpointState
+
+router = APIRouter(prefix="/api/v1", tags=["admin"])
+
+
+@router.get("/blobs/{sha256}")
+async def blob_exists(request: Request, sha256: str) -> JSONAnswer:
+    rt, _ = await admin_caller(request, "deploy")
+    if not SHA256.match(sha256) or not rt.blob_path(sha256).exists():
+        raise not_found("bundle", sha256)
+    return JSONAnswer({"sha256": sha256, "size": rt.blob_path(sha256).stat().st_size})
+
+
+@router.put("/blobs/{sha256}")
+async def put_blob(request: Request, sha256: str) -> JSONAnswer:
+    """Upload a bundle; it is stored under its SHA-256, which must match what was sent."""
+    rt, _ = await admin_caller(request, "deploy")
+    if not SHA256.match(sha256):
+        raise HTTPError(400, "invalid_request", "bundle name must be its lowercase hex SHA-256")
+    data = await read_body(request, MAX_BUNDLE_BYTES)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise HTTPError(400, "hash_mismatch", "the uploaded bundle does not match its SHA-256")
+    path = rt.blob_path(sha256)
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return JSONAnswer({"sha256": sha256, "size": len(data)})
+
+
+def _check_version(body: VersionIn, project_id: str) -> dict[str, Any]:
+    """The version's record, its config and requirements checked, its id derived from its content."""
+    v = {k: value for k, value in body.model_dump().items() if value is not None}  # nested Nones stay
+    if any(not route["path"].startswith("/") for route in v["routes"]):
+        raise HTTPError(400, "invalid_request", "each route's path must start with /")
+    cfg = v["config"]
+    if not all(
+        isinstance(cfg.get(k), (int, float)) for k in ("min_workers", "max_workers", "idle_timeout", "concurrency")
+    ):
+        raise HTTPError(
+            400, "invalid_request", "version config needs min_workers, max_workers, idle_timeout, concurrency"
+        )
+    try:
+        ServiceConfig.from_dict(cfg)
+    except (ServiceDefinitionError, TypeError, ValueError) as exc:
+        raise HTTPError(400, "invalid_scaling", str(exc)) from None
+    meta = {k: v[k] for k in ("service", "entry", "routes", "config", "runtime")}
+    if body.requirements is not None:
+        try:
+            reqs = Requirements.from_dict(body.requirements)
+        except ValueError as exc:
+            raise HTTPError(400, "invalid_requirements", str(exc)) from None
+        meta["requirements"] = v["requirements"] = reqs.as_dict()
+        v["env_hash"] = reqs.env_hash()
+    # Content-addressed within a project: the same bundle in two projects is two versions.
+    return {**v, "id": version_id(v["sha256"], {**meta, "project": project_id})}
+
+
+@router.post("/deploy")
+async def deploy(request: Request) -> JSONAnswer:
+    """Store a version (same content, same id) and point the endpoint `name` at it."""
+    rt, principal = await admin_caller(request, "deploy")
+    body = await read_object(request, 10 * 1024 * 1024)
+    name = body.get("name")
+    if not isinstance(name, str) or not ENDPOINT_NAME.match(name) or name in RESERVED_NAMES:
+        raise HTTPError(
+            400,
+            "invalid_name",
+            f"endpoint name {name!r} must match [a-z0-9][a-z0-9-]{{0,62}} "
+            f"and not be one of {', '.join(sorted(RESERVED_NAMES))}",
+        )
+    request_body = parse(DeployIn, body, "deploy")
+    version = _check_version(request_body.version, principal.project_id)
+    if not rt.blob_path(version["sha256"]).exists():
+        raise HTTPError(409, "bundle_missing", "upload the bundle (PUT /api/v1/blobs/{sha256}) first")
+    message = request_body.message
+    row = await rt.catalog.put_version(
+        principal.project_id, {**version, "message": message, "created_by": principal.key_id}
+    )
+    current = await rt.catalog.get_endpoint(principal.project_id, name)
+    serving = current is not None and current["name"] == name and current["version_id"] != row["id"] and (
+        current["state"] in (EndpointState.ACTIVE, EndpointState.CREATING)
+    )
+    if await rt.scaler.builds.deployed(row) and serving:
+        # The current version keeps serving while the new one's environment builds.
+        assert current is not None
+        await rt.catalog.stage_endpoint(current["id"], row["id"], key_id=principal.key_id, message=message)
+        staged = await rt.catalog.get_endpoint(principal.project_id, current["id"])
+        assert staged is not None
+        ep, changed = staged, True
+    else:
+        ep, changed = await rt.catalog.point_endpoint(
+            principal.project_id, name, row, key_id=principal.key_id, message=message
+        )
+    rt.scaler.wake()
+    return JSONAnswer({**(await endpoint_view(rt, request, ep)), "changed": changed, "deployed": row["id"]})

@@ -1,0 +1,236 @@
+"""Endpoints: view, stop, start, restart, scale, roll back, history, secrets, logs, removal."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Request
+from sqlalchemy.engine import RowMapping
+
+from podium.errors import ServiceDefinitionError
+from podium.logs import job_of
+from podium.scaling.local import tail
+from podium.sdk.service import ServiceConfig
+from podium.server.admin.common import (
+    admin_caller,
+    changed_view,
+    endpoint_view,
+    read_from,
+    version_summary,
+)
+from podium.server.admin.models import RollbackIn, parse
+from podium.server.body import read_object
+from podium.server.errors import HTTPError, not_found
+from podium.server.responses import JSONAnswer
+from podium.server.runtime import Runtime
+from podium.store.catalog import SCALING, EndpointState
+
+router = APIRouter(prefix="/api/v1", tags=["admin"])
+
+
+@router.get("/endpoints")
+async def list_endpoints(request: Request) -> JSONAnswer:
+    rt, principal = await admin_caller(request, "read")
+    eps = await rt.catalog.list_endpoints(principal.project_id)
+    return JSONAnswer({"endpoints": [await endpoint_view(rt, request, ep) for ep in eps]})
+
+
+@router.get("/endpoints/{ref}")
+async def get_endpoint(request: Request, ref: str) -> JSONAnswer:
+    rt, principal = await admin_caller(request, "read")
+    ep = await rt.access.endpoint(principal, ref)
+    return JSONAnswer(await endpoint_view(rt, request, ep))
+
+
+@router.post("/endpoints/{ref}/stop")
+async def stop_endpoint(request: Request, ref: str) -> JSONAnswer:
+    """INACTIVE: its workers drain and stop, calls answer 503 until it is started or redeployed."""
+    rt, principal = await admin_caller(request, "deploy")
+    ep = await rt.access.endpoint(principal, ref)
+    await rt.catalog.set_state(ep["id"], EndpointState.INACTIVE)
+    return await changed_view(rt, request, principal, ep["id"])
+
+
+@router.patch("/endpoints/{ref}/scaling")
+async def scale(request: Request, ref: str) -> JSONAnswer:
+    """Change scaling settings without a redeploy (the next deploy sets the version's again)."""
+    rt, principal = await admin_caller(request, "deploy")
+    ep = await rt.access.endpoint(principal, ref)
+    changes = await read_object(request, 64 * 1024)
+    unknown = sorted(set(changes) - set(SCALING))
+    if unknown:
+        raise HTTPError(
+            400, "invalid_request", f"unknown setting {', '.join(unknown)} (settings: {', '.join(SCALING)})"
+        )
+    try:
+        merged = ServiceConfig.from_dict({**{k: ep[k] for k in SCALING}, **changes})
+    except (ServiceDefinitionError, TypeError) as exc:
+        raise HTTPError(400, "invalid_scaling", str(exc)) from None
+    await rt.catalog.set_scaling(ep["id"], merged.as_dict())
+    return await changed_view(rt, request, principal, ep["id"])
+
+
+@router.post("/endpoints/{ref}/start")
+async def start_endpoint(request: Request, ref: str) -> JSONAnswer:
+    """Bring a stopped (or failed) endpoint back: CREATING until a worker proves the version loads
+    (an environment that failed to build is tried again)."""
+    rt, principal = await admin_caller(request, "deploy")
+    ep = await rt.access.endpoint(principal, ref)
+    if ep["state"] in (EndpointState.INACTIVE, EndpointState.ERROR):
+        version = await rt.catalog.get_version(principal.project_id, ep["version_id"])
+        if version is not None:
+            await rt.scaler.builds.deployed(version)
+        await rt.catalog.set_state(ep["id"], EndpointState.CREATING)
+    return await changed_view(rt, request, principal, ep["id"])
+
+
+@router.post("/endpoints/{ref}/restart")
+async def restart_endpoint(request: Request, ref: str) -> JSONAnswer:
+    """Replace every worker: each finishes its job in hand, new ones start as needed."""
+    rt, principal = await admin_caller(request, "deploy")
+    ep = await rt.access.endpoint(principal, ref)
+    rt.scaler.restart(ep["id"])
+    return await changed_view(rt, request, principal, ep["id"])
+
+
+@router.post("/endpoints/{ref}/rollback")
+async def rollback(request: Request, ref: str) -> JSONAnswer:
+    """Point the endpoint back at `version` (default: the one before the current one)."""
+    rt, principal = await admin_caller(request, "deploy")
+    ep = await rt.access.endpoint(principal, ref)
+    body = parse(RollbackIn, await read_object(request, 64 * 1024), "rollback")
+    target = body.version
+    if target is None:
+        older = [h["version_id"] for h in await rt.catalog.history(ep["id"]) if h["version_id"] != ep["version_id"]]
+        if not older:
+            raise HTTPError(409, "no_previous_version", f"endpoint {ep['name']} has no earlier version")
+        target = older[0]
+    version = await rt.catalog.get_version(principal.project_id, target)
+    if version is None:
+        raise not_found("version", target)
+    message = body.message or f"rollback to {target}"
+    await rt.catalog.point_endpoint(
+        principal.project_id, ep["name"], version, key_id=principal.key_id, message=message
+    )
+    return await changed_view(rt, request, principal, ep["id"])
+
+
+@router.get("/endpoints/{ref}/history")
+async def history(request: Request, ref: str) -> JSONAnswer:
+    """Every re-pointing, newest first: version, when, which key, message."""
+    rt, principal = await admin_caller(request, "read")
+    ep = await rt.access.endpoint(principal, ref)
+    rows = await rt.catalog.history(ep["id"])
+    return JSONAnswer({
+        "endpoint_id": ep["id"], "name": ep["name"],
+        "history": [
+            {"version": h["version_id"], "at": h["at"], "key_id": h["key_id"], "message": h["message"],
+             "current": i == 0 and h["version_id"] == ep["version_id"]}
+            for i, h in enumerate(rows)
+        ],
+    })
+
+
+@router.get("/endpoints/{ref}/versions")
+async def endpoint_versions(request: Request, ref: str) -> JSONAnswer:
+    """The versions this endpoint has pointed at, newest first."""
+    rt, principal = await admin_caller(request, "read")
+    ep = await rt.access.endpoint(principal, ref)
+    seen: dict[str, None] = {}
+    for h in await rt.catalog.history(ep["id"]):
+        seen.setdefault(h["version_id"])
+    out = []
+    for vid in seen:
+        row = await rt.catalog.get_version(principal.project_id, vid)
+        if row is not None:
+            out.append({**version_summary(row), "current": vid == ep["version_id"]})
+    return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "versions": out})
+
+
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+@router.put("/endpoints/{ref}/secrets")
+async def set_secrets(request: Request, ref: str) -> JSONAnswer:
+    """Set endpoint secrets `{NAME: value}`: encrypted at rest, given to its workers as environment
+    variables (its workers are replaced so they see them). The answer names them, never values."""
+    rt, principal = await admin_caller(request, "deploy")
+    ep = await rt.access.endpoint(principal, ref)
+    body = await read_object(request, 1024 * 1024)
+    reserved = ("PODIUM_", "RUNPOD_")
+    bad = [str(k) for k, v in body.items()
+           if not SECRET_NAME.match(str(k)) or str(k).upper().startswith(reserved) or not isinstance(v, str)]
+    if bad or not body:
+        raise HTTPError(400, "invalid_secrets",
+                        "send {NAME: \"value\"}: names like MY_TOKEN (not PODIUM_* or RUNPOD_*), string values"
+                        + (f"; refused: {', '.join(sorted(bad))}" if bad else ""))
+    assert rt.secrets is not None
+    for name, value in body.items():
+        await rt.catalog.set_secret(ep["id"], name, rt.secrets.seal(value))
+    rt.scaler.restart(ep["id"])
+    return await _secret_names(rt, ep)
+
+
+@router.get("/endpoints/{ref}/secrets")
+async def list_secrets(request: Request, ref: str) -> JSONAnswer:
+    rt, principal = await admin_caller(request, "deploy")
+    return await _secret_names(rt, await rt.access.endpoint(principal, ref))
+
+
+@router.delete("/endpoints/{ref}/secrets/{name}")
+async def delete_secret(request: Request, ref: str, name: str) -> JSONAnswer:
+    rt, principal = await admin_caller(request, "deploy")
+    ep = await rt.access.endpoint(principal, ref)
+    if not await rt.catalog.delete_secret(ep["id"], name):
+        raise not_found("secret", name)
+    rt.scaler.restart(ep["id"])
+    return await _secret_names(rt, ep)
+
+
+async def _secret_names(rt: Runtime, ep: RowMapping) -> JSONAnswer:
+    rows = await rt.catalog.secrets(ep["id"])
+    return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"],
+                       "secrets": [{"name": r["name"], "updated_at": r["updated_at"]} for r in rows]})
+
+
+@router.delete("/endpoints/{ref}")
+async def remove_endpoint(request: Request, ref: str) -> JSONAnswer:
+    """Drain and remove: queued jobs are cancelled, running ones finish; job records stay readable
+    (GET /api/v1/jobs/{id}) until their retention ends. The name is free again."""
+    rt, principal = await admin_caller(request, "deploy")
+    ep = await rt.access.endpoint(principal, ref)
+    cancelled = await rt.queue.purge(ep["id"])
+    await rt.catalog.remove_endpoint(ep["id"])
+    rt.scaler.wake()
+    return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "removed": True, "cancelled_jobs": cancelled})
+
+
+@router.get("/endpoints/{ref}/logs")
+async def endpoint_logs(
+    request: Request, ref: str, tail_lines: int = 200, job: str | None = None, offsets: str = ""
+) -> JSONAnswer:
+    """Worker log lines, oldest worker first: the newest `tail_lines` of each, or with `offsets`
+    (`worker:byte,...` from a previous answer) only what was written since; `job` keeps that
+    job's lines. Each worker's `offset` is where the next read starts (for --follow)."""
+    rt, principal = await admin_caller(request, "read")
+    ep = await rt.access.endpoint(principal, ref)
+    n = max(1, min(tail_lines, 10_000))
+    since = dict(_offset(part) for part in offsets.split(",") if ":" in part)
+    log_dir = rt.settings.logs / ep["name"]
+    files = sorted(log_dir.glob("*.log"), key=lambda p: p.stat().st_mtime) if log_dir.exists() else []
+    workers = []
+    for f in files:
+        offset = f.stat().st_size
+        if f.stem in since:
+            lines, offset = read_from(f, since[f.stem], offset)
+        else:
+            lines = tail(f, n if job is None else 10_000).splitlines()
+        if job is not None:
+            lines = [line for line in lines if job_of(line) == job]
+        workers.append({"worker": f.stem, "lines": lines, "offset": offset})
+    return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "workers": workers})
+
+
+def _offset(part: str) -> tuple[str, int]:
+    name, _, value = part.rpartition(":")
+    return name, int(value) if value.isdigit() else 0

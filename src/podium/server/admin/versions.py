@@ -1,0 +1,75 @@
+"""Versions: their record, build log and bundle (readable by the project's keys and its workers)."""
+
+from __future__ import annotations
+
+import zipfile
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from sqlalchemy.engine import RowMapping
+
+from podium import _json
+from podium.server.admin.common import read_from
+from podium.server.auth import caller, runtime
+from podium.server.errors import not_found
+from podium.server.responses import JSONAnswer
+from podium.server.runtime import Runtime
+
+router = APIRouter(prefix="/api/v1", tags=["admin"])
+
+
+async def _version_for(request: Request, version_id: str) -> tuple[Runtime, RowMapping]:
+    """Versions are readable by users of the project and by the workers that run them."""
+    rt = runtime(request)
+    principal = await caller(request, None)
+    row = await rt.catalog.get_version(principal.project_id, version_id)
+    if row is None:
+        raise not_found("version", version_id)
+    if principal.role == "worker":
+        ep = await rt.catalog.get_endpoint(principal.project_id, principal.endpoint_id or "")
+        if ep is None or ep["version_id"] != version_id:
+            raise not_found("version", version_id)
+    return rt, row
+
+
+@router.get("/versions/{version_id}")
+async def get_version(request: Request, version_id: str) -> JSONAnswer:
+    """A version: what it records, and the files of its bundle."""
+    rt, row = await _version_for(request, version_id)
+    v = dict(row)
+    v["routes"] = _json.loads(v["routes"])
+    v["config"] = _json.loads(v["config"])
+    v["requirements"] = _json.loads(v["requirements"]) if v["requirements"] else None
+    path = rt.blob_path(row["sha256"])
+    if path.exists():
+        with zipfile.ZipFile(path) as zf:
+            v["files"] = [{"name": i.filename, "size": i.file_size} for i in zf.infolist()]
+    return JSONAnswer(v)
+
+
+@router.get("/versions/{version_id}/build")
+async def version_build(request: Request, version_id: str, offset: int | None = None) -> JSONAnswer:
+    """A version's environment build: its state, the installer's error, and the build log's lines
+    from byte `offset` (default: where the latest build began); `offset` in the answer is where
+    the next read starts, to follow a build."""
+    rt, row = await _version_for(request, version_id)
+    key = row["env_hash"]
+    out: dict[str, Any] = {"version": version_id, "env": key, "state": row["build_state"],
+                           "error": row["build_error"], "lines": [], "offset": 0}
+    if key is not None:
+        store = rt.scaler.builds.store
+        path = store.log_path(key)
+        start = store.last_build_offset(key) if offset is None else max(0, offset)
+        if path.exists():
+            out["lines"], out["offset"] = read_from(path, start, path.stat().st_size)
+    return JSONAnswer(out)
+
+
+@router.get("/versions/{version_id}/bundle", response_model=None)
+async def get_bundle(request: Request, version_id: str) -> FileResponse:
+    rt, row = await _version_for(request, version_id)
+    path = rt.blob_path(row["sha256"])
+    if not path.exists():
+        raise not_found("bundle of version", version_id)
+    return FileResponse(path, media_type="application/zip")
