@@ -263,6 +263,19 @@ def handle_signals() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def publish(report: dict[str, Any], as_json: bool, printer: Callable[[dict[str, Any]], None]) -> int:
+    """Print a run's report (as JSON, or as `printer` lays it out); non-zero if an answer failed."""
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        printer(report)
+    errors = sum(p["errors"] for r in report["results"].values() for p in r.values())
+    if errors:
+        say(f"{errors} error(s) in the answers; see the notes above")
+        return 1
+    return 0
+
+
 def ignore_signals() -> None:
     """While cleaning up: finish stopping the servers even if asked to stop again."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -50,6 +50,7 @@ from harness import (
     ignore_signals,
     measure,
     ms,
+    publish,
     say,
     share,
     stop_all,
@@ -211,15 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             "results": results,
             "memory": memory,
         }
-        if args.json:
-            sys.stdout.write(json.dumps(report, indent=2) + "\n")
-        else:
-            print_report(report)
-        errors = sum(p["errors"] for r in results.values() for p in r.values())
-        if errors:
-            say(f"{errors} error(s) in the answers; see the notes above")
-            return 1
-        return 0
+        return publish(report, args.json, print_report)
     except BenchError as exc:
         say(f"error: {exc}")
         return 1

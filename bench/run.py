@@ -17,7 +17,6 @@ was an error or wrong).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import secrets
@@ -48,6 +47,7 @@ from harness import (
     ignore_signals,
     measure,
     ms,
+    publish,
     say,
     share,
     stop_all,
@@ -237,15 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             "memory": {**mem, "workers_total": len(pod.tree()) - 1, "echo_mib": tree_pss_mib(echo.pid)},
             "targets": TARGETS,
         }
-        if args.json:
-            sys.stdout.write(json.dumps(report, indent=2) + "\n")
-        else:
-            print_report(report)
-        errors = sum(p["errors"] for r in results.values() for p in r.values())
-        if errors:
-            say(f"{errors} error(s) in the answers; see the notes above")
-            return 1
-        return 0
+        return publish(report, args.json, print_report)
     except BenchError as exc:
         say(f"error: {exc}")
         return 1

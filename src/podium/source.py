@@ -31,6 +31,7 @@ from podium.sdk.service import (
     handler_path,
     json_safe,
     method_name,
+    pick_service,
 )
 from podium.worker.runpod_file import yields
 
@@ -229,20 +230,12 @@ def read_service(source: str, name: str | None = None, module: str = "app") -> S
     """The one service the source declares (or the one called `name`), read without running it;
     `module` is the entry file's name without `.py` (an HTTP app's service is named after it)."""
     found = _Reader(ast.parse(source), module).services()
-    if name is not None:
-        if name not in found:
-            known = ", ".join(sorted(found)) or "none"
-            raise ServiceDefinitionError(f"no service named {name!r} here (found: {known})")
-        return found[name]
-    if not found:
-        raise ServiceDefinitionError(
-            "no service found in the source: a service with requirements is read without importing "
-            "it, so declare it with @podium.service and @<init>.endpoint, @podium.handler, a "
-            "top-level `def handler(job)`, or bind an HTTP app to `app` at the top of the module"
-        )
-    if len(found) > 1:
-        raise ServiceDefinitionError(f"several services found ({', '.join(sorted(found))}); choose one with --service")
-    return next(iter(found.values()))
+    return pick_service(
+        found, name,
+        "no service found in the source: a service with requirements is read without importing "
+        "it, so declare it with @podium.service and @<init>.endpoint, @podium.handler, a "
+        "top-level `def handler(job)`, or bind an HTTP app to `app` at the top of the module",
+    )
 
 
 def route_shape(routes: list[RouteRecord]) -> list[tuple[Any, ...]]:

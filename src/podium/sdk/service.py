@@ -479,17 +479,27 @@ def find_service(namespace: dict[str, Any], name: str | None = None) -> Service:
         if app is not None:
             svc = http_service(app[1], app[0], default_name(str(namespace.get("__name__", "app"))))
             found[svc.name] = svc
+    return pick_service(
+        found, name,
+        "no service found: decorate an initializer with @podium.service, "
+        "a handler with @podium.handler, define a top-level `handler(job)`, "
+        "or expose an ASGI/WSGI app as `app`",
+    )
+
+
+Found = TypeVar("Found")
+
+
+def pick_service(found: dict[str, Found], name: str | None, none_found: str) -> Found:
+    """The service called `name`, or the only one; a clear error for none, several, or a name
+    that is not there (`none_found` says how to declare one)."""
     if name is not None:
         if name not in found:
             known = ", ".join(sorted(found)) or "none"
             raise ServiceDefinitionError(f"no service named {name!r} here (found: {known})")
         return found[name]
     if not found:
-        raise ServiceDefinitionError(
-            "no service found: decorate an initializer with @podium.service, "
-            "a handler with @podium.handler, define a top-level `handler(job)`, "
-            "or expose an ASGI/WSGI app as `app`"
-        )
+        raise ServiceDefinitionError(none_found)
     if len(found) > 1:
         raise ServiceDefinitionError(
             f"several services found ({', '.join(sorted(found))}); choose one with --service"
