@@ -143,6 +143,9 @@ class Autoscaler:
         if not live:
             return
         current = [w for w in current if await self._healthy(w, ep)]
+        if ep["state"] == EndpointState.CREATING and any(w.ready_at is not None for w in current):
+            # Started again before its workers drained: one of them is the proof the version loads.
+            await self.catalog.set_state(ep["id"], EndpointState.ACTIVE, only_from=EndpointState.CREATING)
         load = Load(
             queued=queued, oldest_wait=oldest_wait, running=sum(len(w.jobs) for w in current),
             workers=len(current), busy=sum(1 for w in current if w.jobs),
