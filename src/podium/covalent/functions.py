@@ -9,6 +9,7 @@ endpoint, named `covalent:<function id>`. Every error is a core DomainError.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import secrets
 from collections.abc import Callable
@@ -42,6 +43,19 @@ def key_name(function_id: str) -> str:
 
 def iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat()
+
+
+def stderr_text(error: str) -> str:
+    """An endpoint's error with its worker-log tail as the plain lines the worker wrote (the log
+    keeps them as JSON records, one a line)."""
+    lines = []
+    for line in error.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        lines.append(str(record["msg"]) if isinstance(record, dict) and "msg" in record else line)
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from podium.core.errors import (
     InvalidRequest,
     NotFound,
 )
-from podium.covalent.functions import Deployment, Functions, iso
+from podium.covalent.functions import Deployment, Functions, iso, stderr_text
 from podium.covalent.models import FunctionService
 from podium.covalent.staging import MAX_SLOTS, AssetSlots
 from podium.dispatch.states import FINAL, JobStatus
@@ -99,7 +99,7 @@ def _record(request: Request, d: Deployment, token: str | None) -> dict[str, Any
         "description": cfg.description, "status": ep["state"], "tags": cfg.tags, "auth": cfg.auth,
         "endpoints": [r.model_dump() for r in cfg.routes],
         "inference_keys": [{"key": token}] if token else [],
-        "error": error.splitlines()[0] if error else None, "stderr": error,
+        "error": error.splitlines()[0] if error else None, "stderr": stderr_text(error) if error else None,
         "created_at": iso(ep["created_at"]), "updated_at": iso(ep["updated_at"]),
         "podium_endpoint": ep["name"],
     }
