@@ -1,14 +1,15 @@
 """The records the `covalent-cloud` client sends and reads, as pydantic models.
 
 Field names are Covalent's (`covalent_cloud/function_serve/models.py`); only what Podium uses is
-declared, the rest of a request is ignored.
+declared, the rest of a request is ignored (and never stored: `executor.settings` carries the
+client's own API key).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 
@@ -35,7 +36,6 @@ class FunctionService(BaseModel):
     title: str | None = ""
     auth: bool | None = None
     description: str | None = ""
-    executor: dict[str, Any] = Field(default_factory=dict)
     tags: str | list[str] | None = ""
     init_fn: AssetRef
     init_fn_args: AssetRef

@@ -34,7 +34,7 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 #: Names that would be shadowed by the server's own paths. ("api" is allowed: only an app's own
 #: /v1/... paths would be shadowed by the admin API under /api/v1.)
-RESERVED_NAMES = {"v1", "v2", "console", "healthz", "metrics", "docs", "endpoint", "pipeline"}
+RESERVED_NAMES = {"v1", "v2", "console", "healthz", "metrics", "docs", "endpoint", "pipeline", "fn"}
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
