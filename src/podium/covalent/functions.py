@@ -8,6 +8,7 @@ endpoint, named `covalent:<function id>`. Every error is a core DomainError.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import os
@@ -105,11 +106,11 @@ class Functions:
     ) -> Deployment:
         """Store the bundle and its version, create the endpoint (CREATING) and its first key."""
         routes = route_table(spec)
-        try:
-            bundle = build(spec, fetch)
+        try:  # reading, zipping and writing up to hundreds of MB: off the event loop
+            bundle = await asyncio.to_thread(build, spec, fetch)
         except ValueError as exc:
             raise InvalidRequest(str(exc), code="invalid_asset") from None
-        self._store_blob(bundle)
+        await asyncio.to_thread(self._store_blob, bundle)
         token = new_key()
         assert self.rt.secrets is not None
         title = spec.title or "service"

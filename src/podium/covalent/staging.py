@@ -6,13 +6,16 @@ them into the version's bundle and removes them. Slots belong to the project tha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
+import time
 from pathlib import Path
 
 ASSET_ID = re.compile(r"^[0-9a-f]{24}$")
 MAX_SLOTS = 1000
+STALE_SECONDS = 86400.0
 
 
 class AssetSlots:
@@ -20,8 +23,9 @@ class AssetSlots:
         self.root = root
 
     def new(self, project_id: str, n: int) -> list[str]:
-        """`n` empty slots of a project."""
+        """`n` empty slots of a project (slots a deploy never used are dropped after a day)."""
         self.root.mkdir(parents=True, exist_ok=True)
+        self._prune()
         ids = [secrets.token_hex(12) for _ in range(n)]
         for asset_id in ids:
             (self.root / f"{asset_id}.project").write_text(project_id)
@@ -52,6 +56,13 @@ class AssetSlots:
             return (self.root / f"{asset_id}.data").read_bytes()
         except FileNotFoundError:
             return None
+
+    def _prune(self) -> None:
+        stale = time.time() - STALE_SECONDS
+        for path in self.root.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < stale:
+                    path.unlink()
 
     def remove(self, asset_ids: list[str]) -> None:
         for asset_id in asset_ids:

@@ -9,6 +9,7 @@ from the core's errors in `_covalent`, the one place this surface does so.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -130,7 +131,8 @@ async def new_assets(request: Request, n: int = 1) -> JSONAnswer:
 async def put_asset(request: Request, asset_id: str) -> JSONAnswer:
     rt, principal, _ = await _functions(request, "deploy")
     data = await read_body(request, ASSET_LIMIT)
-    if not AssetSlots(rt.settings.home / "covalent-assets").put(principal.project_id, asset_id, data):
+    slots = AssetSlots(rt.settings.home / "covalent-assets")
+    if not await asyncio.to_thread(slots.put, principal.project_id, asset_id, data):
         raise NotFound("asset upload slot", asset_id)
     return JSONAnswer({"id": asset_id, "size": len(data)})
 
