@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import venv
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +105,10 @@ def test_curl_as_the_docs_show(seed: dict[str, Any]) -> None:
 def test_a_deployment_is_an_ordinary_endpoint(srv: PodiumServer, seed: dict[str, Any]) -> None:
     ep = srv.http.get(f"/api/v1/endpoints/{seed['id']}").json()
     assert ep["state"] == "ACTIVE" and [r["path"] for r in ep["routes"]] == ["/hello", "/stream"]
+    assert ep["runtime"] == "covalent" and ep["name"].startswith("my-first-function-service-")
+    listed = subprocess.run([sys.executable, "-m", "podium", "ls"], env={**srv.env, "COLUMNS": "300"},
+                            capture_output=True, text=True, check=True, timeout=60).stdout
+    assert ep["name"] in listed and "covalent" in listed
     version = srv.http.get(f"/api/v1/versions/{ep['version']}").json()
     assert version["runtime"] == "covalent"
     assert version["requirements"]["packages"] == ["cloudpickle==2.2.1"]

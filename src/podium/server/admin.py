@@ -61,6 +61,8 @@ async def _endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[
         "error": ep["error"],
         "scaling": {k: ep[k] for k in SCALING},
         "routes": await rt.routes(ep),
+        # Where it came from: "podium", "runpod" (a worker file) or "covalent" (covalent-cloud).
+        "runtime": (await rt.version(ep))["runtime"],
         "workers": [w.as_dict() for w in rt.pool.for_endpoint(ep["id"])],
         "workers_by_state": rt.pool.counts(ep["id"]),
         "urls": urls(request, ep["id"]),
