@@ -192,3 +192,26 @@ def test_management_errors(srv: PodiumServer) -> None:
         assert http.post(f"{base}/assets", params={"n": 0}).status_code == 400
         envs = http.get(f"{srv.url}/api/v2/envs", params={"name": "my-env"}).json()
         assert envs["records"][0]["status"] == "READY"
+
+
+def test_listing_pages_sorts_and_filters(srv: PodiumServer, seed: dict[str, Any]) -> None:
+    """After the tests above: the seed (INACTIVE), the open shop (ACTIVE), the broken model (ERROR)."""
+    def listing(**params: Any) -> dict[str, Any]:
+        res = httpx.get(f"{srv.url}/fn/api/v0/functions", params=params, headers={"x-api-key": srv.key}, timeout=30)
+        assert res.status_code == 200, res.text
+        return res.json()  # type: ignore[no-any-return]
+
+    every = listing(count=10, page=0, sort="title", direction="ASC")
+    assert [r["title"] for r in every["records"]] == ["broken model", "My First Function Service", "open shop"]
+    assert every["metadata"] == {"total_count": 3, "page": 0, "count": 3}
+    second = listing(count=2, page=1, sort="title", direction="DESC")
+    assert [r["title"] for r in second["records"]] == ["broken model"]
+    assert second["metadata"] == {"total_count": 3, "page": 1, "count": 1}
+    assert [r["status"] for r in listing(status="ERROR")["records"]] == ["ERROR"]
+    assert [r["id"] for r in listing(search="FIRST FUNCTION")["records"]] == [seed["id"]]
+    record = every["records"][1]
+    assert set(record) == {"id", "title", "description", "status", "created_at", "updated_at", "endpoints", "tags", "auth"}
+    assert record["endpoints"][0] == {"route": "/hello", "method": "POST", "streaming": False, "name": "hello",
+                                      "description": record["endpoints"][0]["description"]}
+    bad = httpx.get(f"{srv.url}/fn/api/v0/functions", params={"sort": "colour"}, headers={"x-api-key": srv.key})
+    assert bad.status_code == 400 and bad.json()["detail"].startswith("sort must be one of")
