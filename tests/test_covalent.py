@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first run build
 HERE = Path(__file__).parent
 SCRIPTS = HERE / "covalent"
 VENV = HERE / ".venv-covalent"
-PINS = ("covalent-cloud==1.4.4", "packaging")  # 1.4.4 imports packaging without declaring it
+PINS = ("covalent-cloud==1.4.4", "packaging==26.4")  # 1.4.4 imports packaging without declaring it
 
 
 def covalent_python() -> Path:

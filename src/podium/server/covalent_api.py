@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.core.access import Principal
@@ -251,7 +252,7 @@ async def _kwargs(request: Request) -> dict[str, Any]:
     return body
 
 
-def _failure(row: Any) -> CovalentError:
+def _failure(row: RowMapping) -> CovalentError:
     info = _json.loads(row["error_info"]) or {}
     if info.get("type") == "InvalidArguments":
         return CovalentError(422, "validation/error", info.get("message") or row["error"])
