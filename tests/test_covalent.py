@@ -141,7 +141,8 @@ def test_auth_false_and_every_method(run: Any) -> None:
     assert out["item_pear"] == {"name": "pear", "count": 5}
     assert out["countdown"] == "3\n2\n1\n" and out["async_countdown"] == "2\n1\n"
     assert out["methods"] == {"/item": "GET", "/item-set": "PUT", "/item-add": "PATCH",
-                              "/item-remove": "DELETE", "/countdown": "GET", "/fail": "POST"}
+                              "/item-remove": "DELETE", "/countdown": "GET", "/whole": "POST", "/fail": "POST"}
+    assert out["whole"] == "1 kinds in stock"
     base = out["address"]
     with httpx.Client(timeout=60) as http:  # no key at all
         assert http.request("GET", f"{base}/item", json={"name": "pear"}).json() == {"name": "pear", "count": 5}

@@ -42,6 +42,11 @@ def countdown(n=3):
         yield f"{i}\n"
 
 
+@shop.endpoint("/whole", streaming=True)
+def whole(stock):
+    return f"{len(stock)} kinds in stock"
+
+
 @shop.endpoint("/fail")
 def fail(reason="on purpose"):
     raise RuntimeError(reason)
@@ -61,6 +66,7 @@ def main():
     out["item_pear"] = d.item(name="pear")
     out["countdown"] = b"".join(d.countdown()).decode()
     out["async_countdown"] = b"".join(asyncio.run(streamed(d))).decode()
+    out["whole"] = b"".join(d.whole()).decode()
     out["methods"] = {r.route: r.method.value for r in d.routes}
     json.dump(out, sys.stdout)
 

@@ -271,6 +271,9 @@ async def _stream(rt: Runtime, job_id: str) -> Response:
             elif isinstance(event, End):
                 if event.row is not None and event.row["status"] != JobStatus.COMPLETED:
                     raise _failure(event.row)
+                returned = _json.loads(event.row["output"]) if event.row is not None and event.row["output"] else None
+                if returned is not None:  # a streaming route that returned instead of yielding
+                    yield chunk_bytes(returned)
                 return
             else:
                 return  # silent for route_wait seconds: the stream ends, the job goes on
