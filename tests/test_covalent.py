@@ -168,6 +168,13 @@ def test_failing_initializer(run: Any) -> None:
     assert status == 503 and body["code"] == "endpoint_error" and "no model at /models/llama" in body["detail"]
 
 
+def test_time_limit_stops_a_deployment(run: Any) -> None:
+    out = run("short_lived.py")
+    assert out["status"] == "INACTIVE"
+    assert out["call"] == [503, {"detail": f"deployment {out['id']} reached its time limit (3 s)",
+                                 "code": "deployment_inactive"}]
+
+
 def test_management_errors(srv: PodiumServer) -> None:
     base = f"{srv.url}/fn/api/v0"
     with httpx.Client(timeout=30, headers={"x-api-key": srv.key}) as http:
@@ -196,18 +203,21 @@ def test_management_errors(srv: PodiumServer) -> None:
 
 
 def test_listing_pages_sorts_and_filters(srv: PodiumServer, seed: dict[str, Any]) -> None:
-    """After the tests above: the seed (INACTIVE), the open shop (ACTIVE), the broken model (ERROR)."""
+    """After the tests above: the seed (INACTIVE), the open shop (ACTIVE), the broken model (ERROR),
+    the short-lived one (INACTIVE)."""
     def listing(**params: Any) -> dict[str, Any]:
         res = httpx.get(f"{srv.url}/fn/api/v0/functions", params=params, headers={"x-api-key": srv.key}, timeout=30)
         assert res.status_code == 200, res.text
         return res.json()  # type: ignore[no-any-return]
 
     every = listing(count=10, page=0, sort="title", direction="ASC")
-    assert [r["title"] for r in every["records"]] == ["broken model", "My First Function Service", "open shop"]
-    assert every["metadata"] == {"total_count": 3, "page": 0, "count": 3}
-    second = listing(count=2, page=1, sort="title", direction="DESC")
+    assert [r["title"] for r in every["records"]] == [
+        "broken model", "My First Function Service", "open shop", "short lived"
+    ]
+    assert every["metadata"] == {"total_count": 4, "page": 0, "count": 4}
+    second = listing(count=3, page=1, sort="title", direction="DESC")
     assert [r["title"] for r in second["records"]] == ["broken model"]
-    assert second["metadata"] == {"total_count": 3, "page": 1, "count": 1}
+    assert second["metadata"] == {"total_count": 4, "page": 1, "count": 1}
     assert [r["status"] for r in listing(status="ERROR")["records"]] == ["ERROR"]
     assert [r["id"] for r in listing(search="FIRST FUNCTION")["records"]] == [seed["id"]]
     record = every["records"][1]

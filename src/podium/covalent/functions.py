@@ -119,6 +119,7 @@ class Functions:
             description=spec.description or DEFAULT_DESCRIPTION,
             tags=spec.tag_list(),
             auth=spec.auth is not False,
+            time_limit=spec.executor.time_limit,
             routes=[RouteRecord(route=e.route, method=e.method, streaming=e.streaming,
                                 name=e.name or method_name(e.route), description=e.description or "")
                     for e in spec.endpoints],
@@ -222,6 +223,21 @@ class Functions:
         ep = await self.rt.catalog.get_endpoint(d.endpoint["project_id"], d.id)
         assert ep is not None
         return Deployment(ep, d.config)
+
+    async def expire(self) -> int:
+        """Stop the deployments past their time limit; returns how many were stopped."""
+        now = self.rt.clock.now()
+        stopped = 0
+        for ep in await self.rt.catalog.list_endpoints():
+            if ep["state"] not in (EndpointState.CREATING, EndpointState.ACTIVE):
+                continue
+            d = await self.of(ep)
+            if d is not None and now >= ep["created_at"] + d.config.time_limit:
+                reason = f"deployment {d.id} reached its time limit ({d.config.time_limit:g} s)"
+                stopped += await self.rt.catalog.set_state(d.id, EndpointState.INACTIVE, error=reason)
+        if stopped:
+            self.rt.scaler.wake()
+        return stopped
 
     async def new_key(self, d: Deployment) -> tuple[str, str, float]:
         """(key id, key, created at): the key is shown once."""

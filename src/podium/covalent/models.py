@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 
@@ -30,12 +30,19 @@ class EndpointSpec(BaseModel):
     description: str | None = ""
 
 
+class ExecutorSpec(BaseModel):
+    """Of the executor, only the service's lifetime is used (the client sends it in seconds)."""
+
+    time_limit: float = Field(default=1800.0, gt=0)
+
+
 class FunctionService(BaseModel):
     """`POST /fn/api/v0/functions`."""
 
     title: str | None = ""
     auth: bool | None = None
     description: str | None = ""
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     tags: str | list[str] | None = ""
     init_fn: AssetRef
     init_fn_args: AssetRef
@@ -66,6 +73,8 @@ class CovalentConfig(BaseModel):
     tags: list[str]
     auth: bool
     routes: list[RouteRecord]
+    #: Seconds after the deploy when the deployment stops (INACTIVE), as on Covalent.
+    time_limit: float = 1800.0
     #: The deployment's first inference key, sealed with the server's secret key (the client
     #: reads it back as the deployment's token, as Covalent's function record carries it).
     token: str

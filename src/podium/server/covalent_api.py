@@ -308,7 +308,8 @@ async def call(request: Request, function_id: str, route: str) -> Response:
         raise CovalentError(405, "method/not_allowed", f"{rec.route} takes {rec.method}, not {request.method}")
     ep = d.endpoint
     if ep["state"] == EndpointState.INACTIVE:
-        raise EndpointUnavailable(f"deployment {d.id} was torn down", code="deployment_inactive")
+        reason = ep["error"] or f"deployment {d.id} was torn down"
+        raise EndpointUnavailable(reason, code="deployment_inactive")
     check_callable(ep)
     kwargs = await _kwargs(request)
     spec = find_route(await rt.routes(ep), route)
