@@ -92,6 +92,10 @@ async def _functions(request: Request, role: str) -> tuple[Runtime, Principal, F
     return rt, await caller(request, role), Functions(rt)
 
 
+def _slots(rt: Runtime) -> AssetSlots:
+    return AssetSlots(rt.settings.home / "covalent-assets")
+
+
 def _record(request: Request, d: Deployment, token: str | None) -> dict[str, Any]:
     """A function record (`Deployment.from_function_record` reads it)."""
     ep, cfg = d.endpoint, d.config
@@ -124,7 +128,7 @@ async def new_assets(request: Request, n: int = 1) -> JSONAnswer:
     rt, principal, _ = await _functions(request, "deploy")
     if not 1 <= n <= MAX_SLOTS:
         raise InvalidRequest(f"n must be between 1 and {MAX_SLOTS}")
-    ids = AssetSlots(rt.settings.home / "covalent-assets").new(principal.project_id, n)
+    ids = _slots(rt).new(principal.project_id, n)
     return JSONAnswer([{"id": i, "url": f"{_base(request)}/fn/api/v0/assets/{i}"} for i in ids])
 
 
@@ -132,7 +136,7 @@ async def new_assets(request: Request, n: int = 1) -> JSONAnswer:
 async def put_asset(request: Request, asset_id: str) -> JSONAnswer:
     rt, principal, _ = await _functions(request, "deploy")
     data = await read_body(request, ASSET_LIMIT)
-    slots = AssetSlots(rt.settings.home / "covalent-assets")
+    slots = _slots(rt)
     if not await asyncio.to_thread(slots.put, principal.project_id, asset_id, data):
         raise NotFound("asset upload slot", asset_id)
     return JSONAnswer({"id": asset_id, "size": len(data)})
@@ -147,7 +151,7 @@ async def deploy(request: Request) -> JSONAnswer:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise CovalentError(422, "validation/error", problems) from None
-    slots = AssetSlots(rt.settings.home / "covalent-assets")
+    slots = _slots(rt)
     d = await fns.deploy(principal, spec, lambda asset_id: slots.get(principal.project_id, asset_id))
     slots.remove([spec.init_fn.id, spec.init_fn_args.id, spec.init_fn_kwargs.id,
                   *(e.endpoint_fn.id for e in spec.endpoints)])
