@@ -41,4 +41,4 @@ bench-peers: venv
 	$(PY) bench/peers.py
 
 clean:
-	rm -rf $(VENV) .podium .pytest_cache bench/.venv-bentoml bench/.venv-ray
+	rm -rf $(VENV) .podium .pytest_cache bench/.venv-bentoml bench/.venv-ray tests/.venv-covalent

@@ -19,6 +19,8 @@ def surface(path: str) -> str:
     head = parts[0] if parts else ""
     if head in ("healthz", "metrics", "docs", "openapi.json"):
         return "ops"
+    if head == "fn" or path.startswith("/api/v2/"):
+        return "covalent"
     if head == "api":
         return "admin"
     if path.startswith(("/v1/pipeline/", "/v2/endpoint/run")):

@@ -105,10 +105,10 @@ def list_endpoints(as_json: bool = JSON, url: str = URL, key: str = KEY, project
     if as_json:
         print_json(eps)
         return
-    table = Table("NAME", "ID", "VERSION", "STATE", "WORKERS", "ROUTES")
+    table = Table("NAME", "ID", "VERSION", "FROM", "STATE", "WORKERS", "ROUTES")
     for ep in eps:
-        table.add_row(ep["name"], ep["endpoint_id"], ep["version"], ep["state"], str(len(ep["workers"])),
-                      " ".join(r["path"] for r in ep["routes"]))
+        table.add_row(ep["name"], ep["endpoint_id"], ep["version"], ep["runtime"], ep["state"],
+                      str(len(ep["workers"])), " ".join(r["path"] for r in ep["routes"]))
     out.print(table)
 
 

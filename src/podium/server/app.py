@@ -13,7 +13,17 @@ from podium import console
 from podium._version import __version__
 from podium.config import Settings
 from podium.metrics import Metrics, surface
-from podium.server import admin, envs_api, errors, laminar_api, ops, routes_api, runpod_api, worker_api
+from podium.server import (
+    admin,
+    covalent_api,
+    envs_api,
+    errors,
+    laminar_api,
+    ops,
+    routes_api,
+    runpod_api,
+    worker_api,
+)
 from podium.server.hotpath import HotPaths
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
@@ -72,8 +82,9 @@ def create_app(
     )
     app.state.runtime = rt
     # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all).
-    routers = (ops.router, *admin.ROUTERS, envs_api.router, laminar_api.router, runpod_api.router,
-               worker_api.router, console.router, routes_api.router)
+    # covalent_api (/fn/..., /api/v2/envs) before routes_api too.
+    routers = (ops.router, *admin.ROUTERS, envs_api.router, laminar_api.router, covalent_api.router,
+               runpod_api.router, worker_api.router, console.router, routes_api.router)
     paths = [r.path for router in routers for r in router.routes if isinstance(r, APIRoute)]
     # Innermost of ours: the hot routes are still counted and a bug in them still answers 500.
     app.add_middleware(HotPaths, paths=[*paths, "/docs", "/openapi.json"])

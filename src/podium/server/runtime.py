@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from podium.core.access import Access
 from podium.core.calls import Calls
 from podium.core.records import RouteRecord, VersionInfo
 from podium.core.workers import WorkerPool
+from podium.covalent.expiry import run as covalent_expiry
 from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier
 from podium.dispatch.queue import JobQueue
@@ -57,6 +59,8 @@ class Runtime:
         self.scaler = Autoscaler(settings, self.catalog, self.queue, self.pool, self.metrics)
         self.webhooks: WebhookOutbox | None = None
         self.secrets: SecretBox | None = None
+        #: Stops Covalent deployments at their time limit.
+        self.covalent_expiry: asyncio.Task[None] | None = None
         #: Set on first start when an admin key was generated: printed once by `podium up`.
         self.new_admin_key: str | None = None
 
@@ -79,8 +83,11 @@ class Runtime:
         )
         self.webhooks.start()
         self.scaler.start()
+        self.covalent_expiry = asyncio.create_task(covalent_expiry(self))
 
     async def close(self) -> None:
+        if self.covalent_expiry is not None:
+            self.covalent_expiry.cancel()
         await self.scaler.close()
         if self.webhooks is not None:
             await self.webhooks.close()

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from podium import logs
-from podium.worker import runpod_file
+from podium.worker import covalent_service, runpod_file
 from podium.worker.link import ServerLink
 from podium.worker.runtime import Worker, install_signals
 
@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
                 ping_interval=worker.ping_interval,
             )
             return runpod_file.supervise(root, meta["entry"], env, args.parent_pid)
-        worker.load(root, meta)
+        if meta.get("runtime") == "covalent":
+            worker.start(covalent_service.load(root, meta), meta)
+        else:
+            worker.load(root, meta)
     except Exception as exc:
         traceback.print_exc()
         reason = f"{type(exc).__name__}: {exc}"

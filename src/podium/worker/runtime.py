@@ -126,6 +126,10 @@ class Worker:
             raise RuntimeError(
                 "the bundle's routes differ from those recorded at deploy time; redeploy it"
             )
+        self.start(svc, meta)
+
+    def start(self, svc: Service, meta: dict[str, Any]) -> None:
+        """Run the initializer of a loaded service; its jobs may come from now on."""
         t0 = time.monotonic()
         self.defaults = svc.initialize(**meta["config"].get("init_kwargs", {}))
         log.info("initializer done in %.3fs; routes: %s", time.monotonic() - t0, ", ".join(svc.routes))

@@ -20,7 +20,7 @@ from podium.store.catalog import SCALING
 ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 #: Names that would be shadowed by the server's own paths. ("api" is allowed: only an app's own
 #: /v1/... paths would be shadowed by the admin API under /api/v1.)
-RESERVED_NAMES = {"v1", "v2", "console", "healthz", "metrics", "docs", "endpoint", "pipeline"}
+RESERVED_NAMES = {"v1", "v2", "console", "healthz", "metrics", "docs", "endpoint", "pipeline", "fn"}
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -47,6 +47,8 @@ async def endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[s
         "error": ep["error"],
         "scaling": {k: ep[k] for k in SCALING},
         "routes": await rt.routes(ep),
+        # Where it came from: "podium", "runpod" (a worker file) or "covalent" (covalent-cloud).
+        "runtime": (await rt.version(ep))["runtime"],
         "workers": [w.as_dict() for w in rt.pool.for_endpoint(ep["id"])],
         "workers_by_state": rt.pool.counts(ep["id"]),
         "urls": urls(request, ep["id"]),

@@ -1,0 +1,73 @@
+"""A Covalent deployment's bundle: its pickled assets and a manifest, as one deterministic zip.
+
+The manifest (`covalent.json`) names the initializer, its arguments and each endpoint's function
+by file; the worker (`podium.worker.covalent_service`) loads them. The bundle is stored like any
+other version's, under its SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from podium import _json
+from podium.covalent.assets import AssetHeader, read_header
+from podium.covalent.models import AssetRef, FunctionService
+
+MANIFEST = "covalent.json"
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class CovalentBundle:
+    data: bytes
+    sha256: str
+    #: The interpreter the pickles need (every asset must agree).
+    header: AssetHeader
+
+
+class MissingAsset(ValueError):
+    """An asset the deploy names was not uploaded."""
+
+
+def build(spec: FunctionService, fetch: Callable[[str], bytes | None]) -> CovalentBundle:
+    """Zip the deploy's pickled assets with a manifest; ValueError says what does not fit."""
+    files: dict[str, bytes] = {}
+    headers: set[AssetHeader] = set()
+
+    def add(ref: AssetRef) -> str:
+        if ref.type != "Asset":
+            raise ValueError(f"asset {ref.id} must be a pickled Asset, not {ref.type}")
+        data = fetch(ref.id)
+        if data is None:
+            raise MissingAsset(f"asset {ref.id} was not uploaded (PUT it to its upload URL first)")
+        headers.add(read_header(data))
+        name = f"assets/{len(files)}.bin"
+        files[name] = data
+        return name
+
+    manifest = {
+        "init_fn": add(spec.init_fn),
+        "init_fn_args": add(spec.init_fn_args),
+        "init_fn_kwargs": add(spec.init_fn_kwargs),
+        "endpoints": [
+            {"route": ep.route, "method": ep.method, "streaming": ep.streaming, "fn": add(ep.endpoint_fn)}
+            for ep in spec.endpoints
+        ],
+    }
+    if len(headers) != 1:
+        found = ", ".join(sorted(f"Python {h.py_version} / cloudpickle {h.cloudpickle_version}" for h in headers))
+        raise ValueError(f"the assets were pickled by different interpreters ({found})")
+    files[MANIFEST] = _json.dumpb(manifest)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, files[name])
+    data = buf.getvalue()
+    return CovalentBundle(data, hashlib.sha256(data).hexdigest(), headers.pop())

@@ -1,0 +1,28 @@
+"""Covalent deployments stop at their executor's time limit, as on Covalent: checked every second."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from podium.covalent.functions import Functions
+
+if TYPE_CHECKING:
+    from podium.server.runtime import Runtime
+
+log = logging.getLogger("podium.covalent")
+EVERY = 1.0
+
+
+async def run(rt: Runtime) -> None:
+    """Until cancelled (the server's close)."""
+    functions = Functions(rt)
+    while True:
+        try:
+            stopped = await functions.expire()
+            if stopped:
+                log.info("%d covalent deployment(s) reached their time limit", stopped)
+        except Exception:  # a store hiccup must not end the loop
+            log.exception("checking covalent time limits failed")
+        await asyncio.sleep(EVERY)
