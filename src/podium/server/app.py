@@ -13,7 +13,17 @@ from podium import console
 from podium._version import __version__
 from podium.config import Settings
 from podium.metrics import Metrics, surface
-from podium.server import admin, envs_api, errors, laminar_api, ops, routes_api, runpod_api, worker_api
+from podium.server import (
+    admin,
+    digitalhub_api,
+    envs_api,
+    errors,
+    laminar_api,
+    ops,
+    routes_api,
+    runpod_api,
+    worker_api,
+)
 from podium.server.hotpath import HotPaths
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
@@ -71,8 +81,9 @@ def create_app(
         redoc_url=None,
     )
     app.state.runtime = rt
-    # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all).
-    routers = (ops, admin, envs_api, laminar_api, runpod_api, worker_api, console, routes_api)
+    # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all);
+    # digitalhub_api before admin (it hands POST /api/v1/projects without a `kind` to admin).
+    routers = (ops, digitalhub_api, admin, envs_api, laminar_api, runpod_api, worker_api, console, routes_api)
     paths = [r.path for m in routers for r in m.router.routes if isinstance(r, APIRoute)]
     # Innermost of ours: the hot routes are still counted and a bug in them still answers 500.
     app.add_middleware(HotPaths, paths=[*paths, "/docs", "/openapi.json"])

@@ -1,0 +1,15 @@
+"""A Nuclio-style DigitalHub serve function, as users write them (init once, serve per request)."""
+
+
+def init(context, greeting="Hello"):
+    context.greeting = greeting
+    context.calls = 0
+    context.logger.warning("init ran with greeting %s", greeting)
+
+
+def serve(context, event):
+    context.calls += 1
+    body = event.body
+    if isinstance(body, dict):
+        return {"message": f"{context.greeting}, {body.get('name', 'nobody')}!", "calls": context.calls}
+    return f"{context.greeting} from {event.method} {event.path}"
