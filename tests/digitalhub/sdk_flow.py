@@ -69,6 +69,15 @@ def failing_init(project: str) -> dict:
             "service": run.status.service, "run_id": run.id}
 
 
+def start(project: str) -> dict:
+    """A running serve run, left running (for the proxy and wire-level checks)."""
+    p = dh.get_or_create_project(project)
+    f = p.new_function(name="echo", kind="python", python_version="PYTHON3_10",
+                       code_src=str(HERE / "echo_function.py"), handler="serve", init_function="init")
+    run = f.run(action="serve", wait=True, init_parameters={"greeting": "Hi"}, log_info=False)
+    return {"state": run.status.state, "run_id": run.id, "url": run.status.service["url"]}
+
+
 def errors(project: str) -> dict:
     seen: dict = {}
     p = dh.get_or_create_project(project)
@@ -87,5 +96,5 @@ def errors(project: str) -> dict:
 
 if __name__ == "__main__":
     scenario, project = sys.argv[1], sys.argv[2]
-    result = {"serve_flow": serve_flow, "failing_init": failing_init, "errors": errors}[scenario](project)
+    result = {"serve_flow": serve_flow, "failing_init": failing_init, "start": start, "errors": errors}[scenario](project)
     print(json.dumps(result))

@@ -19,7 +19,7 @@ from sqlalchemy.engine import RowMapping
 
 from podium.core.access import Principal
 from podium.core.errors import InvalidRequest
-from podium.digitalhub.build import build, with_id
+from podium.digitalhub.build import ENTRY, build, with_id
 from podium.digitalhub.records import Entity, Records
 from podium.store.catalog import EndpointState
 
@@ -150,7 +150,10 @@ class ServeRuns:
 
 def _message(ep: RowMapping) -> str:
     if ep["state"] == EndpointState.ERROR:
-        return str(ep["error"] or "the service failed to start")
+        # The first line says why (the worker's log tail follows it; run.logs() has it whole).
+        first = str(ep["error"] or "unknown error").splitlines()[0]
+        return f"the service failed to start: {first.split(f'importing {ENTRY} failed: ', 1)[-1]}"
+
     return {
         EndpointState.CREATING: f"starting endpoint {ep['name']}: init runs in a new worker",
         EndpointState.ACTIVE: f"serving as Podium endpoint {ep['name']}",
