@@ -28,7 +28,7 @@ from podium.digitalhub.runs import ServeRuns, Where, service_path
 from podium.scaling.local import tail
 from podium.server import admin
 from podium.server.auth import caller, runtime
-from podium.server.body import MB, read_object
+from podium.server.body import MB, read_body, read_object
 from podium.server.errors import HTTPError, status_of
 from podium.server.http_apps import http_call
 from podium.server.responses import JSONAnswer
@@ -149,13 +149,13 @@ def _role(request: Request) -> str:
 @router.post("/projects", response_model=None)
 async def create_project(request: Request) -> Response:
     """DigitalHub's project (its body has a `kind`), or else Podium's own (admin API)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > LIMIT:
-        raise DigitalHubError(413, "request body too large")
-    raw = await request.body()  # kept by Starlette, so the admin API can read it again
-    body = _json.loads(raw) if raw.strip() else {}
+    raw = await read_body(request, LIMIT)
+    try:
+        body = _json.loads(raw) if raw.strip() else {}
+    except _json.JSONDecodeError:
+        body = None
     if not isinstance(body, dict) or "kind" not in body:
-        return await admin.create_project(request)
+        return await admin.create_project(_replay(request, request.method, request.scope["headers"], raw))
     surface = await _surface(request, "-", "deploy")
     name = body.get("name")
     if not isinstance(name, str) or not name:
@@ -379,9 +379,7 @@ async def proxy(request: Request, project: str, run_id: str) -> Response:
     method = (request.headers.get("x-proxy-method") or "GET").upper()
     if method not in ANY:
         raise DigitalHubError(400, f"X-Proxy-Method must be one of {', '.join(ANY)}")
-    body = await request.body()
-    if len(body) > PROXY_LIMIT:
-        raise DigitalHubError(413, f"request body is over the {PROXY_LIMIT // MB} MB proxy limit")
+    body = await read_body(request, PROXY_LIMIT)
     upstream = await _serve(_forwarded(request, method, query, body), run, rest.lstrip("/"))
     chunks = [c if isinstance(c, bytes) else str(c).encode() async for c in upstream.body_iterator]  # type: ignore[attr-defined]
     content_type = upstream.headers.get("content-type", "")
@@ -404,7 +402,15 @@ def _forwarded(request: Request, method: str, query: str, body: bytes) -> Reques
     client = request.client.host if request.client else "127.0.0.1"
     headers += [(b"x-forwarded-for", client.encode()), (b"accept", b"application/json, text/plain"),
                 (b"content-length", str(len(body)).encode())]
-    scope: Scope = {**request.scope, "method": method, "headers": headers, "query_string": query.encode()}
+    return _replay(request, method, headers, body, query=query)
+
+
+def _replay(request: Request, method: str, headers: list[tuple[bytes, bytes]], body: bytes,
+            *, query: str | None = None) -> Request:
+    """The request again, with this method, headers and (already read) body."""
+    scope: Scope = {**request.scope, "method": method, "headers": headers}
+    if query is not None:
+        scope["query_string"] = query.encode()
     sent = False
 
     async def receive() -> Message:
