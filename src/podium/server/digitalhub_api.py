@@ -347,8 +347,8 @@ async def _serve(request: Request, run: Entity, subpath: str) -> Response:
     return await http_call(rt, principal, ep, route, request, prefix.lstrip("/"), subpath, _service_failure)
 
 
-@router.api_route("/-/{project}/runs/{run_id}/service/{token}", methods=ANY, response_model=None)
-@router.api_route("/-/{project}/runs/{run_id}/service/{token}/{path:path}", methods=ANY, response_model=None)
+@router.api_route("/-/{project}/runs/{run_id}/service/{token}", methods=ANY, include_in_schema=False)
+@router.api_route("/-/{project}/runs/{run_id}/service/{token}/{path:path}", methods=ANY, include_in_schema=False)
 async def run_service(request: Request, project: str, run_id: str, token: str, path: str = "") -> Response:
     """The run's `status.service.url`: no key, the token in the path is the credential."""
     rt = runtime(request)
@@ -359,7 +359,6 @@ async def run_service(request: Request, project: str, run_id: str, token: str, p
     return await _serve(request, run, path)
 
 
-@router.api_route("/-/{project}/runs/{run_id}/proxy", methods=ANY, response_model=None)
 async def proxy(request: Request, project: str, run_id: str) -> Response:
     """Core's gateway for the console's HTTP client: `X-Proxy-URL` (under the run's service URL)
     and `X-Proxy-Method`; the answer is always 200, text only, the upstream status and headers
@@ -391,6 +390,11 @@ async def proxy(request: Request, project: str, run_id: str) -> Response:
     exposed["X-Proxy-Status"] = str(upstream.status_code)
     headers = {**exposed, "Access-Control-Expose-Headers": ", ".join(exposed)}
     return Response(b"".join(chunks), status_code=200, media_type=content_type, headers=headers)
+
+
+for _method in ANY:  # one operation per method, so the OpenAPI description stays valid
+    router.add_api_route("/-/{project}/runs/{run_id}/proxy", proxy, methods=[_method], response_model=None,
+                         operation_id=f"digitalhub_run_proxy_{_method.lower()}")
 
 
 def _forwarded(request: Request, method: str, query: str, body: bytes) -> Request:
