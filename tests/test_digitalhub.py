@@ -102,6 +102,15 @@ def test_unknown_run_and_bad_code_get_the_sdks_errors(sdk_python, srv, tmp_path)
     assert seen["bad_code"].startswith("BadRequestError") and "syntax error at line 1" in seen["bad_code"]
 
 
+def test_deleting_a_function_with_cascade_removes_its_runs_and_endpoints(sdk_python, srv, tmp_path):
+    seen = sdk(sdk_python, srv, tmp_path, "cleanup", "tidy")
+    assert seen["functions"] == ["echo"]
+    assert seen["runs_after"] == [] and seen["functions_after"] == []
+    assert seen["project_after"] == "EntityNotExistsError"
+    names = [e["name"] for e in srv.http.get("/api/v1/endpoints").json()["endpoints"]]
+    assert f"dh-echo-{seen['run_id'][:8]}" not in names
+
+
 @pytest.fixture(scope="module")
 def running(sdk_python, srv, tmp_path_factory) -> dict[str, Any]:
     seen = sdk(sdk_python, srv, tmp_path_factory.mktemp("dh-sdk-home"), "start", "gateway")

@@ -78,6 +78,25 @@ def start(project: str) -> dict:
     return {"state": run.status.state, "run_id": run.id, "url": run.status.service["url"]}
 
 
+def cleanup(project: str) -> dict:
+    """Deleting a function with its runs, then the project."""
+    p = dh.get_or_create_project(project)
+    f = p.new_function(name="echo", kind="python", python_version="PYTHON3_10",
+                       code_src=str(HERE / "echo_function.py"), handler="serve", init_function="init")
+    run = f.run(action="serve", wait=False, init_parameters={"greeting": "Bye"}, log_info=False)
+    seen = {"run_id": run.id, "functions": [x.name for x in p.list_functions()]}
+    dh.delete_function("echo", project=project, delete_all_versions=True, cascade=True)
+    seen["runs_after"] = [r.id for r in dh.list_runs(project=project)]
+    seen["functions_after"] = [x.name for x in dh.list_functions(project=project)]
+    dh.delete_project(project)
+    try:
+        dh.get_project(project)
+        seen["project_after"] = "found"
+    except EntityNotExistsError:
+        seen["project_after"] = "EntityNotExistsError"
+    return seen
+
+
 def errors(project: str) -> dict:
     seen: dict = {}
     p = dh.get_or_create_project(project)
@@ -96,5 +115,6 @@ def errors(project: str) -> dict:
 
 if __name__ == "__main__":
     scenario, project = sys.argv[1], sys.argv[2]
-    result = {"serve_flow": serve_flow, "failing_init": failing_init, "start": start, "errors": errors}[scenario](project)
+    result = {"serve_flow": serve_flow, "failing_init": failing_init, "start": start, "cleanup": cleanup,
+              "errors": errors}[scenario](project)
     print(json.dumps(result))

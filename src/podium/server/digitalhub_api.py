@@ -276,15 +276,43 @@ async def update_entity(request: Request, project: str, collection: str, entity_
 
 
 @router.delete("/-/{project}/{collection}/{entity_id}")
-async def delete_entity(request: Request, project: str, collection: str, entity_id: str) -> JSONAnswer:
-    """A run's endpoint goes with it (queued requests are cancelled)."""
+async def delete_entity(
+    request: Request, project: str, collection: str, entity_id: str, cascade: bool = False
+) -> JSONAnswer:
+    """A run's endpoint goes with it (queued requests are cancelled); `cascade` removes a
+    function's runs too."""
     surface = await _surface(request, project, "deploy")
-    entity = await surface.get(_type(collection), entity_id)
+    await _delete(surface, await surface.get(_type(collection), entity_id), cascade)
+    return JSONAnswer(True)
+
+
+@router.delete("/-/{project}/{collection}")
+async def delete_versions(
+    request: Request, project: str, collection: str, name: str = "", cascade: bool = False
+) -> JSONAnswer:
+    """Every version of the entity `name` (the SDK's `delete_all_versions`)."""
+    type_ = _type(collection)
+    surface = await _surface(request, project, "deploy")
+    if not name:
+        raise InvalidRequest("name the entity whose versions to delete (?name=...)")
+    found = [e for e in await surface.records.list(surface.principal.project_id, project, type_) if e.name == name]
+    if not found:
+        raise NotFound(type_, name)
+    for entity in found:
+        await _delete(surface, entity, cascade)
+    return JSONAnswer(True)
+
+
+async def _delete(surface: Surface, entity: Entity, cascade: bool) -> None:
     if entity.type == "run":
         await surface.runs.remove(surface.principal, entity)
-    else:
-        await surface.records.delete(surface.principal.project_id, entity.id)
-    return JSONAnswer(True)
+        return
+    if entity.type == "function" and cascade:
+        for type_ in ("run", "task"):
+            for other in await surface.records.list(surface.principal.project_id, entity.dh_project, type_):
+                if str((other.body.get("spec") or {}).get("function", "")).endswith(f":{entity.id}"):
+                    await _delete(surface, other, cascade)
+    await surface.records.delete(surface.principal.project_id, entity.id)
 
 
 # -- run actions ---------------------------------------------------------------------------------
