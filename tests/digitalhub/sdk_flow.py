@@ -13,6 +13,7 @@ from digitalhub.utils.exceptions import EntityError, EntityNotExistsError
 import digitalhub as dh
 
 HERE = Path(__file__).parent
+ENV_SECRET = "env-secret-9f3c1a"
 
 
 def serve_flow(project: str) -> dict:
@@ -22,7 +23,8 @@ def serve_flow(project: str) -> dict:
     seen["project"] = [p.name, again.name]
     f = p.new_function(name="echo", kind="python", python_version="PYTHON3_10",
                        code_src=str(HERE / "echo_function.py"), handler="serve", init_function="init")
-    run = f.run(action="serve", wait=True, init_parameters={"greeting": "Ciao"}, log_info=False)
+    run = f.run(action="serve", wait=True, init_parameters={"greeting": "Ciao"}, log_info=False,
+                envs=[{"name": "SERVICE_TOKEN", "value": ENV_SECRET}])
     seen["state"] = run.status.state
     seen["service_url"] = run.status.service["url"]
     r = run.invoke(json={"name": "Ada"})
@@ -31,6 +33,7 @@ def serve_flow(project: str) -> dict:
     seen["get"] = [r.status_code, r.text]
     run.refresh()
     seen["refreshed"] = run.status.state
+    seen["stored_envs"] = dh.get_run(run.key).spec.envs
     seen["got"] = dh.get_run(run.key).status.state
     seen["runs_listed"] = [x.id for x in p.list_runs()]
     seen["run_id"] = run.id
@@ -74,7 +77,8 @@ def start(project: str) -> dict:
     p = dh.get_or_create_project(project)
     f = p.new_function(name="echo", kind="python", python_version="PYTHON3_10",
                        code_src=str(HERE / "echo_function.py"), handler="serve", init_function="init")
-    run = f.run(action="serve", wait=True, init_parameters={"greeting": "Hi"}, log_info=False)
+    run = f.run(action="serve", wait=True, init_parameters={"greeting": "Hi"}, log_info=False,
+                envs=[{"name": "SERVICE_TOKEN", "value": ENV_SECRET}])
     return {"state": run.status.state, "run_id": run.id, "url": run.status.service["url"]}
 
 

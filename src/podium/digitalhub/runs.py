@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from podium.server.runtime import Runtime
 
 #: A run's DigitalHub state for each endpoint state (RUNNING only once a worker ran init).
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 STATES = {EndpointState.CREATING: "PENDING", EndpointState.ACTIVE: "RUNNING",
           EndpointState.INACTIVE: "STOPPED", EndpointState.ERROR: "ERROR"}
 
@@ -37,6 +38,21 @@ class Where:
 
     host: str
     port: int
+
+
+def split_envs(spec: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """A run's `spec.envs` (`[{name, value}]`): the values, and what is stored in their place
+    (names only: values live sealed with the endpoint)."""
+    envs = spec.get("envs") or []
+    if not isinstance(envs, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("value"), str) for e in envs
+    ):
+        raise InvalidRequest('spec.envs must be a list of {"name": ..., "value": "..."} with string values')
+    values = {e["name"]: e["value"] for e in envs}
+    bad = sorted(n for n in values if not ENV_NAME.match(n) or n.upper().startswith(("PODIUM_", "RUNPOD_")))
+    if bad:
+        raise InvalidRequest(f"spec.envs names must look like MY_SETTING (not PODIUM_* or RUNPOD_*): {', '.join(bad)}")
+    return values, [{"name": n, "value": ""} for n in values]
 
 
 def endpoint_name(function: str, run_id: str) -> str:
@@ -67,8 +83,11 @@ class ServeRuns:
         token = self.token(run)
         return token is not None and hmac.compare_digest(token.encode(), presented.encode())
 
-    async def deploy(self, principal: Principal, run: Entity, function: Entity) -> RowMapping:
-        """Store the function's version for this run and point a new endpoint at it."""
+    async def deploy(
+        self, principal: Principal, run: Entity, function: Entity, envs: dict[str, str]
+    ) -> RowMapping:
+        """Store the function's version for this run and point a new endpoint at it; `envs` (the
+        run's `spec.envs`) reach its workers as the endpoint's secrets, sealed at rest."""
         spec = run.body.get("spec") or {}
         params = spec.get("init_parameters") or {}
         if not isinstance(params, dict):
@@ -91,6 +110,11 @@ class ServeRuns:
             principal.project_id, endpoint_name(function.name, run.id), version,
             key_id=principal.key_id, message=message,
         )
+        if envs:
+            assert self.rt.secrets is not None
+            for env_name, value in envs.items():
+                await self.rt.catalog.set_secret(ep["id"], env_name, self.rt.secrets.seal(value))
+            self.rt.scaler.restart(ep["id"])  # a worker started before they were set gets them
         await self.records.set_serving(principal.project_id, run.id, ep["id"], self._seal())
         self.rt.scaler.wake()
         return ep

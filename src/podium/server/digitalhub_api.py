@@ -24,7 +24,7 @@ from podium.core.access import Principal
 from podium.core.errors import DomainError, InvalidRequest, NotFound
 from podium.digitalhub.build import source_code
 from podium.digitalhub.records import Entity, new_entity_id
-from podium.digitalhub.runs import ServeRuns, Where, service_path
+from podium.digitalhub.runs import ServeRuns, Where, service_path, split_envs
 from podium.scaling.local import tail
 from podium.server import admin
 from podium.server.auth import caller, runtime
@@ -234,11 +234,16 @@ async def create_entity(request: Request, project: str, collection: str) -> JSON
         if body["kind"] != "python":
             raise InvalidRequest(f"function kind {body['kind']!r} is not supported (Podium runs kind python)")
         source_code(body["spec"])
-    function = await _function_of(surface, body) if type_ == "run" else None
+    function: Entity | None = None
+    envs: dict[str, str] = {}
+    if type_ == "run":
+        function = await _function_of(surface, body)
+        envs, kept = split_envs(body["spec"])
+        body = {**body, "spec": {**body["spec"], "envs": kept}}
     entity = await surface.records.put(surface.principal.project_id, project, type_, body)
     if function is not None:
         try:
-            await surface.runs.deploy(surface.principal, entity, function)
+            await surface.runs.deploy(surface.principal, entity, function, envs)
         except DomainError:
             await surface.records.delete(surface.principal.project_id, entity.id)
             raise
