@@ -131,16 +131,11 @@ class Surface:
 
 
 async def _surface(request: Request, project: str, role: str) -> Surface:
-    principal = await caller(request, role)
-    if project not in ("", "-"):
-        found = await ServeRuns(runtime(request)).records.get(principal.project_id, project, "project", project)
-        if found is None:
-            raise NotFound("project", project)
-    return Surface(request, principal, project)
-
-
-def _role(request: Request) -> str:
-    return "read" if request.method == "GET" else "deploy"
+    """The caller, allowed to act as `role`, in the DigitalHub project `project` ("-": none yet)."""
+    surface = Surface(request, await caller(request, role), project)
+    if project != "-" and await surface.records.get(surface.principal.project_id, project, "project", project) is None:
+        raise NotFound("project", project)
+    return surface
 
 
 # -- projects ------------------------------------------------------------------------------------
@@ -274,6 +269,9 @@ async def update_entity(request: Request, project: str, collection: str, entity_
     surface = await _surface(request, project, "deploy")
     entity = await surface.get(type_, entity_id)
     body = await read_object(request, LIMIT)
+    if type_ == "run":  # env values are set once, at creation; never kept here
+        spec: dict[str, Any] = body["spec"] if isinstance(body.get("spec"), dict) else {}
+        body = {**body, "spec": {**spec, "envs": split_envs(spec)[1]}}
     saved = await surface.records.put(
         surface.principal.project_id, project, type_, {**body, "id": entity.id, "status": entity.body.get("status")}
     )
