@@ -26,8 +26,8 @@ from podium.store.catalog import EndpointState
 if TYPE_CHECKING:
     from podium.server.runtime import Runtime
 
-#: A run's DigitalHub state for each endpoint state (RUNNING only once a worker ran init).
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+#: A run's DigitalHub state for each endpoint state (RUNNING only once a worker ran init).
 STATES = {EndpointState.CREATING: "PENDING", EndpointState.ACTIVE: "RUNNING",
           EndpointState.INACTIVE: "STOPPED", EndpointState.ERROR: "ERROR"}
 
@@ -65,6 +65,8 @@ def service_path(project: str, run_id: str, token: str) -> str:
 
 
 class ServeRuns:
+    """Serve runs of one server: deploy, stop, resume, remove, and their status."""
+
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.records = Records(rt.store, rt.clock)
