@@ -16,6 +16,7 @@ from podium.metrics import Metrics, surface
 from podium.server import (
     admin,
     covalent_api,
+    digitalhub_api,
     envs_api,
     errors,
     laminar_api,
@@ -81,10 +82,11 @@ def create_app(
         redoc_url=None,
     )
     app.state.runtime = rt
-    # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all).
-    # covalent_api (/fn/..., /api/v2/envs) before routes_api too.
-    routers = (ops.router, *admin.ROUTERS, envs_api.router, laminar_api.router, covalent_api.router,
-               runpod_api.router, worker_api.router, console.router, routes_api.router)
+    # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all);
+    # covalent_api (/fn/..., /api/v2/envs) before routes_api too; digitalhub_api before admin (it
+    # hands POST /api/v1/projects without a `kind` to admin).
+    routers = (ops.router, digitalhub_api.router, *admin.ROUTERS, envs_api.router, laminar_api.router,
+               covalent_api.router, runpod_api.router, worker_api.router, console.router, routes_api.router)
     paths = [r.path for router in routers for r in router.routes if isinstance(r, APIRoute)]
     # Innermost of ours: the hot routes are still counted and a bug in them still answers 500.
     app.add_middleware(HotPaths, paths=[*paths, "/docs", "/openapi.json"])

@@ -215,3 +215,23 @@ idempotency_keys = Table(
     Column("job_id", String(64), nullable=False),
     Column("created_at", Float, nullable=False, index=True),
 )
+
+dh_entities = Table(
+    "dh_entities",
+    metadata,
+    # DigitalHub's records (projects, functions, tasks, runs), kept as the SDK sent them (JSON)
+    # inside a Podium project; a serve run points at the endpoint that serves it (podium.digitalhub).
+    Column("id", String(64), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id"), nullable=False),
+    Column("dh_project", String(128), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("endpoint_id", String(32), nullable=True),
+    # A serve run's capability token (Fernet-sealed): its service URL answers without a key.
+    Column("token", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_dh_entities_scope", "project_id", "dh_project", "type"),
+)
