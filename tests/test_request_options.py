@@ -37,6 +37,8 @@ def test_options_are_parsed_and_unknown_keys_dropped():
         ({"input": {}, "policy": {"ttl": 9999}}, "invalid_policy"),
         ({"input": {}, "policy": {"lowPriority": "yes"}}, "invalid_policy"),
         ({"input": {}, "policy": []}, "invalid_policy"),
+        ({"input": {}, "policy": {"executionTimout": 5000}}, "invalid_policy"),
+        ({"input": {}, "policy": {"ttl": 10_000, "TTL": 10_000}}, "invalid_policy"),
         ({"input": {}, "webhook": "file:///etc/passwd"}, "invalid_webhook"),
         ({"input": {}, "s3Config": {**S3, "bucketName": ""}}, "invalid_s3config"),
         ({"input": {}, "s3Config": "x"}, "invalid_s3config"),
@@ -108,3 +110,12 @@ def test_signatures_verify_and_expire():
     assert not verify("k", headers, body, now=2000)  # replayed too late
     assert not verify("k", {**headers, "X-Podium-Timestamp": "1001"}, body, now=1100)
     assert not verify("k", {}, body)
+
+
+def test_policy_keys_match_without_regard_to_case():
+    _, opts = parse_job_request({"input": {}, "policy": {"executiontimeout": 5000, "TTL": 10_000, "lowpriority": True}})
+    assert (opts.timeout_ms, opts.ttl_ms, opts.low_priority) == (5000, 10_000, True)
+    with pytest.raises(InvalidRequest) as exc:
+        parse_job_request({"input": {}, "policy": {"timeout": 5000}})
+    assert "executionTimeout, ttl, lowPriority" in exc.value.detail
+

@@ -108,6 +108,26 @@ def parse_env(value: Any) -> dict[str, str] | None:
     return value or None
 
 
+#: RunPod's policy keys. Callers spell them in other cases too (ComfyUI's notes send
+#: `executiontimeout`): they are matched without regard to case.
+POLICY_KEYS = ("executionTimeout", "ttl", "lowPriority")
+
+
+def _policy_keys(policy: dict[str, Any]) -> dict[str, Any]:
+    """The policy with its keys in RunPod's spelling; an unknown key is a 400, never a limit the
+    caller thinks is set and is not."""
+    known = {k.lower(): k for k in POLICY_KEYS}
+    out: dict[str, Any] = {}
+    for key, value in policy.items():
+        name = known.get(str(key).lower())
+        if name is None:
+            raise _bad("invalid_policy", f"policy.{key} is not a policy key (known: {', '.join(POLICY_KEYS)})")
+        if name in out:
+            raise _bad("invalid_policy", f"policy.{name} is given twice (as {key!r} too)")
+        out[name] = value
+    return out
+
+
 def parse_job_request(body: Any) -> tuple[dict[str, Any], JobOptions]:
     """Split a RunPod request body into its input and its options (400 on anything malformed)."""
     if not isinstance(body, dict):
@@ -121,6 +141,7 @@ def parse_job_request(body: Any) -> tuple[dict[str, Any], JobOptions]:
         policy = {}
     if not isinstance(policy, dict):
         raise _bad("invalid_policy", "policy must be an object")
+    policy = _policy_keys(policy)
     low = policy.get("lowPriority", False)
     if not isinstance(low, bool):
         raise _bad("invalid_policy", "policy.lowPriority must be true or false")
