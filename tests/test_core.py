@@ -32,6 +32,7 @@ from podium.metrics import Metrics
 from podium.server.admin.models import DeployIn, parse
 from podium.server.errors import HTTPError, from_domain
 from podium.server.laminar_api import _laminar
+from podium.server.streams import node_input, outputs
 from podium.store.catalog import Catalog, EndpointState
 from podium.store.secretbox import SecretBox
 
@@ -348,3 +349,11 @@ def test_deploy_bodies_are_checked_against_the_route_record() -> None:
             parse(DeployIn, body, "deploy")
         assert exc.value.status_code == 400 and exc.value.error == "invalid_request"
         assert words in str(exc.value.detail)
+
+
+def test_laminar_outputs_are_values_lmnr_accepts() -> None:
+    chat = [{"role": "user", "content": "hi"}]
+    assert outputs({"a": "x", "b": 2.5, "c": ["p", "q"], "d": chat}) == {
+        "a": {"value": "x"}, "b": {"value": 2.5}, "c": {"value": ["p", "q"]}, "d": {"value": chat}}
+    for odd, text in [(None, "null"), ({"token": None}, '{"token":null}'), (True, "true"), ([1, "a"], '[1,"a"]')]:
+        assert node_input(odd) == text

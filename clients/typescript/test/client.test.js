@@ -308,7 +308,7 @@ describe("pipeline runs (Laminar surface)", () => {
     ]);
     assert.equal(events.length, 4);
     assert.equal(events[3].type, "GraphRunOutput");
-    assert.deepEqual(events[3].outputs, { output: { value: null } });
+    assert.deepEqual(events[3].outputs, { output: { value: "null" } });
     assert.equal(typeof events[3].runId, "string");
   });
 

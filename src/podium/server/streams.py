@@ -76,8 +76,23 @@ def chunk_content(value: Any) -> Any:
 def outputs(value: Any) -> dict[str, dict[str, Any]]:
     """Laminar's outputs: one per key of a dict result, else one named `output`."""
     if isinstance(value, dict):
-        return {str(k): {"value": v} for k, v in value.items()}
-    return {"output": {"value": value}}
+        return {str(k): {"value": node_input(v)} for k, v in value.items()}
+    return {"output": {"value": node_input(value)}}
+
+
+def node_input(value: Any) -> Any:
+    """An output value as Laminar's clients accept it (`NodeInput`: a string, a list of strings,
+    chat messages, a number); anything else (None, an object, a boolean, a mixed list) travels as
+    its JSON text, since lmnr raises on a 200 that carries it."""
+    if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, list) and (
+        all(isinstance(v, str) for v in value)
+        or all(isinstance(v, dict) and set(v) == {"role", "content"} and isinstance(v["role"], str)
+               and isinstance(v["content"], str) for v in value)
+    ):
+        return value
+    return _json.dumps(value)
 
 
 def sse(data: dict[str, Any]) -> bytes:
