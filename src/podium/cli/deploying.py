@@ -107,7 +107,7 @@ def list_endpoints(as_json: bool = JSON, url: str = URL, key: str = KEY, project
         return
     table = Table("NAME", "ID", "VERSION", "FROM", "STATE", "WORKERS", "ROUTES")
     for ep in eps:
-        table.add_row(ep["name"], ep["endpoint_id"], ep["version"], ep["runtime"], ep["state"],
+        table.add_row(ep["name"], ep["endpoint_id"], ep["version"], ep["origin"], ep["state"],
                       str(len(ep["workers"])), " ".join(r["path"] for r in ep["routes"]))
     out.print(table)
 

@@ -74,6 +74,8 @@ class ServiceRow:
     state: str
     message: str
     version: str
+    #: Where it came from: podium, runpod, covalent, digitalhub.
+    origin: str
     workers: dict[str, int]
     queued: int
     jobs_last_hour: int
@@ -291,7 +293,7 @@ class ConsoleData:
         runs = [r["execution_ms"] for r in recent if r["execution_ms"] is not None]
         return ServiceRow(
             name=ep["name"], endpoint_id=ep["endpoint_id"], state=ep["state"],
-            message=_state_message(ep, queued), version=ep["version"],
+            message=_state_message(ep, queued), version=ep["version"], origin=ep["origin"],
             # "ready" is RunPod's alias of idle: shown once.
             workers={k: v for k, v in ep["workers_by_state"].items() if v and k != "ready"},
             queued=queued, jobs_last_hour=len(recent),

@@ -76,7 +76,7 @@ def build(name: str, function_spec: dict[str, Any], init_parameters: dict[str, A
     if len(data) > MAX_BUNDLE_BYTES:
         raise InvalidRequest("the function's source is over the 100 MiB bundle limit")
     service = default_name(os.path.splitext(ENTRY)[0])
-    config = ServiceConfig(min_workers=replicas, max_workers=replicas).as_dict()
+    config = {**ServiceConfig(min_workers=replicas, max_workers=replicas).as_dict(), "origin": "digitalhub"}
     meta = {
         "service": service,
         "entry": ENTRY,

@@ -19,6 +19,7 @@ function fill(row, s) {
   state.className = `badge state-${s.state.toLowerCase()}`;
   f("message").textContent = s.message;
   f("version").textContent = s.version;
+  f("origin").textContent = s.origin;
   f("workers").replaceChildren(...workers(s.workers));
   f("queued").textContent = s.queued;
   f("jobs_last_hour").textContent = s.jobs_last_hour;

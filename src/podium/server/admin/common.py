@@ -39,6 +39,7 @@ def urls(request: Request, ep_id: str) -> dict[str, str]:
 
 
 async def endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[str, Any]:
+    info = await rt.version(ep)
     return {
         "endpoint_id": ep["id"],
         "name": ep["name"],
@@ -46,9 +47,11 @@ async def endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[s
         "state": ep["state"],
         "error": ep["error"],
         "scaling": {k: ep[k] for k in SCALING},
-        "routes": await rt.routes(ep),
-        # Where it came from: "podium", "runpod" (a worker file) or "covalent" (covalent-cloud).
-        "runtime": (await rt.version(ep))["runtime"],
+        "routes": info["routes"],
+        # How its workers run it: "podium", "runpod" (a worker file) or "covalent" (covalent-cloud).
+        "runtime": info["runtime"],
+        # Where it came from: its runtime, or the platform whose client deployed it ("digitalhub").
+        "origin": info["config"].get("origin", info["runtime"]),
         "workers": [w.as_dict() for w in rt.pool.for_endpoint(ep["id"])],
         "workers_by_state": rt.pool.counts(ep["id"]),
         "urls": urls(request, ep["id"]),
