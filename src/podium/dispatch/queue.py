@@ -114,6 +114,15 @@ def _alive_clause() -> ColumnElement[bool]:
 
 #: Not past its ttl, and not final for longer than its kind's retention (binds b_now, b_keep_*).
 _ALIVE = _alive_clause()
+#: execution_ms of a job ending at b_now (from its started_at).
+_RAN_FOR = func.cast((_NOW - jobs.c.started_at) * 1000, jobs.c.execution_ms.type)
+
+
+def _ending(status: Any, now: Any, **more: Any) -> dict[str, Any]:
+    """The values every final transition sets: worker-only fields (s3Config, env) are dropped the
+    moment a job ends, whichever way it ends."""
+    return {"status": status, "finished_at": now, "lease_until": None, "secret": None,
+            "stream_closed": True, **more}
 _HELD = and_(
     jobs.c.id == bindparam("b_job"), jobs.c.worker_id == bindparam("b_worker"),
     jobs.c.status == JobStatus.IN_PROGRESS,
@@ -155,32 +164,22 @@ def _finish_statement(by_endpoint: bool) -> Any:
     return (
         update(jobs)
         .where(_HELD_BY[by_endpoint])
-        .values(
-            status=bindparam("b_status"), finished_at=_NOW, lease_until=None, secret=None,
-            stream_closed=True,
-            execution_ms=func.cast((_NOW - jobs.c.started_at) * 1000, jobs.c.execution_ms.type),
-            output=bindparam("b_output"), error=bindparam("b_error"),
-            error_info=bindparam("b_error_info"),
-        )
+        .values(**_ending(
+            bindparam("b_status"), _NOW, execution_ms=_RAN_FOR, output=bindparam("b_output"),
+            error=bindparam("b_error"), error_info=bindparam("b_error_info"),
+        ))
         .returning(*PUBLIC_COLUMNS)
     )
+
+
+def _held(job_id: str, worker_id: str, endpoint_id: str | None) -> dict[str, str | None]:
+    """The values _HELD_BY[endpoint_id is not None] binds."""
+    return {"b_job": job_id, "b_worker": worker_id, "b_endpoint": endpoint_id}
 
 
 #: End a held job (binds b_now, b_job, b_worker, b_status, b_output, b_error, b_error_info, and
 #: b_endpoint in the by-endpoint variant).
 _FINISH = {by_endpoint: _finish_statement(by_endpoint) for by_endpoint in (False, True)}
-
-
-def _ending(status: JobStatus, now: float, **more: Any) -> dict[str, Any]:
-    """The values every final transition sets: worker-only fields (s3Config, env) are dropped the
-    moment a job ends, whichever way it ends."""
-    return {"status": status, "finished_at": now, "lease_until": None, "secret": None,
-            "stream_closed": True, **more}
-
-
-def _ran_for(now: float) -> Any:
-    """execution_ms of a job ending now (SQL: from its started_at)."""
-    return func.cast((now - jobs.c.started_at) * 1000, jobs.c.execution_ms.type)
 
 
 def backoff(attempt: int, base: float, cap: float = 60.0) -> float:
@@ -334,13 +333,15 @@ class JobQueue:
         limit: int = 100,
     ) -> list[RowMapping]:
         """A project's readable jobs, newest first (the dead-letter view with status=FAILED)."""
-        q = select(*PUBLIC_COLUMNS).where(jobs.c.project_id == project_id, self._alive(self.clock.now()))
+        q = select(*PUBLIC_COLUMNS).where(jobs.c.project_id == project_id, _ALIVE)
         if status is not None:
             q = q.where(jobs.c.status == status)
         if endpoint_id is not None:
             q = q.where(jobs.c.endpoint_id == endpoint_id)
         async with self.store.tx() as conn:
-            res = await conn.execute(q.order_by(jobs.c.created_at.desc()).limit(limit))
+            res = await conn.execute(
+                q.order_by(jobs.c.created_at.desc()).limit(limit), self._alive_params(self.clock.now())
+            )
             return list(res.mappings().all())
 
     async def wait_final(self, job_id: str, timeout: float, *, promise: bool = True) -> RowMapping | None:
@@ -377,16 +378,18 @@ class JobQueue:
             return list(res.mappings().all())
 
     async def counts(self, endpoint_id: str) -> dict[str, int]:
+        alive = self._alive_params(self.clock.now())
         async with self.store.tx() as conn:
-            alive = self._alive(self.clock.now())
             res = await conn.execute(
                 select(jobs.c.status, func.count())
-                .where(jobs.c.endpoint_id == endpoint_id, alive)
-                .group_by(jobs.c.status)
+                .where(jobs.c.endpoint_id == endpoint_id, _ALIVE)
+                .group_by(jobs.c.status),
+                alive,
             )
             out = {status: n for status, n in res.all()}
             out["retried"] = await conn.scalar(
-                select(func.count()).where(jobs.c.endpoint_id == endpoint_id, jobs.c.attempt > 1, alive)
+                select(func.count()).where(jobs.c.endpoint_id == endpoint_id, jobs.c.attempt > 1, _ALIVE),
+                alive,
             ) or 0
             return out
 
@@ -529,8 +532,9 @@ class JobQueue:
         async with self.store.tx(durable=False) as conn:
             res = await conn.execute(
                 update(jobs)
-                .where(self._held(job_id, worker_id, endpoint_id))
-                .values(progress=_json.dumps(value))
+                .where(_HELD_BY[endpoint_id is not None])
+                .values(progress=_json.dumps(value)),
+                _held(job_id, worker_id, endpoint_id),
             )
         self.notifier.notify(job_key(job_id))
         return bool(res.rowcount)
@@ -541,7 +545,9 @@ class JobQueue:
         """Store one stream chunk of a running job and wake its readers (not fsynced: the job's
         end is, and with it every chunk stored before)."""
         async with self.store.tx(durable=False) as conn:
-            held = await conn.execute(select(jobs.c.id).where(self._held(job_id, worker_id, endpoint_id)))
+            held = await conn.execute(
+                select(jobs.c.id).where(_HELD_BY[endpoint_id is not None]), _held(job_id, worker_id, endpoint_id)
+            )
             if held.first() is None:
                 return False
             seq = await conn.scalar(
@@ -575,8 +581,7 @@ class JobQueue:
             return True
         failed = error is not None
         params = {
-            "b_now": self.clock.now(), "b_job": job_id, "b_worker": worker_id,
-            "b_endpoint": endpoint_id,
+            **_held(job_id, worker_id, endpoint_id), "b_now": self.clock.now(),
             "b_status": JobStatus.FAILED if failed else JobStatus.COMPLETED,
             "b_output": None if failed else _json.dumps(output), "b_error": error,
             "b_error_info": _json.dumps(error_info) if error_info else None,
@@ -600,11 +605,13 @@ class JobQueue:
     async def _retry_later(self, job_id: str, worker_id: str, error: str, endpoint_id: str | None) -> bool:
         """Queue a failed attempt again if it has route retries left; True if it did."""
         now = self.clock.now()
+        held = _held(job_id, worker_id, endpoint_id)
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(jobs.c.attempt, jobs.c.retries, jobs.c.max_attempts, jobs.c.attempt_errors,
                        jobs.c.endpoint_id)
-                .where(self._held(job_id, worker_id, endpoint_id))
+                .where(_HELD_BY[endpoint_id is not None]),
+                held,
             )
             row = res.mappings().first()
             if row is None or row["attempt"] > row["retries"] or row["attempt"] >= row["max_attempts"]:
@@ -614,12 +621,13 @@ class JobQueue:
             ]
             await conn.execute(
                 update(jobs)
-                .where(self._held(job_id, worker_id, endpoint_id))
+                .where(_HELD_BY[endpoint_id is not None])
                 .values(
                     status=JobStatus.IN_QUEUE, worker_id=None, lease_until=None, deadline_at=None,
                     started_at=None, progress=None, attempt_errors=_json.dumps(errors),
                     run_after=now + backoff(row["attempt"], self.retry_base),
-                )
+                ),
+                held,
             )
         self.notifier.notify(job_key(job_id))
         return True
@@ -792,9 +800,10 @@ class JobQueue:
                     error=literal("execution timeout: the job ran longer than ")
                     + cast(jobs.c.timeout_ms, String)
                     + literal(" ms (policy.executionTimeout)"),
-                    execution_ms=_ran_for(now),
+                    execution_ms=_RAN_FOR,
                 ))
-                .returning(jobs.c.id, jobs.c.worker_id)
+                .returning(jobs.c.id, jobs.c.worker_id),
+                {"b_now": now},
             )
             rows = list(res.mappings().all())
         await self._ended([r["id"] for r in rows])
@@ -815,8 +824,9 @@ class JobQueue:
         async with self.store.tx() as conn:
             res = await conn.execute(
                 delete(jobs)
-                .where(~self._alive(now))
-                .returning(jobs.c.id, jobs.c.status, jobs.c.worker_id)
+                .where(~_ALIVE)
+                .returning(jobs.c.id, jobs.c.status, jobs.c.worker_id),
+                self._alive_params(now),
             )
             rows = list(res.mappings().all())
             gone = [r["id"] for r in rows]
@@ -835,16 +845,6 @@ class JobQueue:
         return {"b_now": now, "b_keep_runsync": self.retention["runsync"],
                 "b_keep_run": self.retention["run"]}
 
-    def _alive(self, now: float) -> ColumnElement[bool]:
-        """Not past its ttl, and not final for longer than its kind's retention."""
-        keep = case(
-            (jobs.c.kind == "runsync", self.retention["runsync"]), else_=self.retention["run"]
-        )
-        return and_(
-            or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > now),
-            or_(jobs.c.finished_at.is_(None), jobs.c.finished_at + keep > now),
-        )
-
     async def _ended(self, job_ids: Sequence[str], rows: Sequence[RowMapping] | None = None) -> None:
         """Wake whoever waits on these jobs, the observer if any, and the webhook outbox when one
         of them has a webhook. `rows` (ENDED_COLUMNS) saves a read when the caller has them."""
@@ -861,12 +861,3 @@ class JobQueue:
                 self.on_end(row)
         if any(row["webhook"] for row in rows):
             self.notifier.notify(ENDED_KEY)
-
-    @staticmethod
-    def _held(job_id: str, worker_id: str, endpoint_id: str | None = None) -> ColumnElement[bool]:
-        cond = and_(
-            jobs.c.id == job_id,
-            jobs.c.worker_id == worker_id,
-            jobs.c.status == JobStatus.IN_PROGRESS,
-        )
-        return cond if endpoint_id is None else and_(cond, jobs.c.endpoint_id == endpoint_id)
