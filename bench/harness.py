@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -274,6 +275,31 @@ def publish(report: dict[str, Any], as_json: bool, printer: Callable[[dict[str, 
         say(f"{errors} error(s) in the answers; see the notes above")
         return 1
     return 0
+
+
+def guarded(prefix: str, keep: bool, kept_note: str, body: Callable[[Path, list[Server]], int]) -> int:
+    """Run `body` with a temp dir and a list of the servers it starts; whatever happens (an error,
+    Ctrl-C, SIGTERM), stop them all and remove the dir (unless `keep`). Returns the exit code."""
+    started = time.monotonic()
+    handle_signals()
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    servers: list[Server] = []
+    try:
+        return body(tmp, servers)
+    except BenchError as exc:
+        say(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    finally:
+        ignore_signals()
+        stop_all(servers)
+        if keep:
+            say(f"kept {tmp}{kept_note}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+        say(f"done in {time.monotonic() - started:.1f} s")
 
 
 def ignore_signals() -> None:

@@ -20,10 +20,8 @@ import json
 import os
 import platform
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,14 +44,12 @@ from harness import (
     descendants,
     fmt,
     free_port,
-    handle_signals,
-    ignore_signals,
+    guarded,
     measure,
     ms,
     publish,
     say,
     share,
-    stop_all,
     tree_pss_mib,
     wrk_version,
 )
@@ -147,10 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = "quick" if args.quick else "full"
     prof = PROFILES[profile]
     started = time.monotonic()
-    handle_signals()
-    tmp = Path(tempfile.mkdtemp(prefix="podium-peers-"))
-    servers: list[Server] = []
-    try:
+
+    def body(tmp: Path, servers: list[Server]) -> int:
         versions = {"bentoml": venv_version(BENTOML_VENV, "bentoml"), "ray": venv_version(RAY_VENV, "ray"),
                     "wrk": wrk_version()}
         env = child_env()
@@ -213,20 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             "memory": memory,
         }
         return publish(report, args.json, print_report)
-    except BenchError as exc:
-        say(f"error: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        say("interrupted")
-        return 130
-    finally:
-        ignore_signals()
-        stop_all(servers)
-        if args.keep:
-            say(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-        say(f"done in {time.monotonic() - started:.1f} s")
+
+    return guarded('podium-peers-', args.keep, '', body)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,7 @@ import argparse
 import os
 import platform
 import secrets
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,6 @@ from harness import (
     CONC,
     HERE,
     HOST,
-    BenchError,
     Load,
     Podium,
     Server,
@@ -43,14 +40,12 @@ from harness import (
     free_port,
     fs_type,
     fsync_ms,
-    handle_signals,
-    ignore_signals,
+    guarded,
     measure,
     ms,
     publish,
     say,
     share,
-    stop_all,
     tree_pss_mib,
     wrk_version,
 )
@@ -185,10 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = "quick" if args.quick else "full"
     prof = PROFILES[profile]
     started = time.monotonic()
-    handle_signals()
-    tmp = Path(tempfile.mkdtemp(prefix="podium-bench-"))
-    servers: list[Server] = []
-    try:
+
+    def body(tmp: Path, servers: list[Server]) -> int:
         version = wrk_version()
         echo_port = free_port()
         pod = Podium(tmp, servers, "pod_bench_" + secrets.token_urlsafe(24), NO_RATE_LIMIT)
@@ -238,20 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             "targets": TARGETS,
         }
         return publish(report, args.json, print_report)
-    except BenchError as exc:
-        say(f"error: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        say("interrupted")
-        return 130
-    finally:
-        ignore_signals()
-        stop_all(servers)
-        if args.keep:
-            say(f"kept {tmp} (echo.log, podium.log, home/)")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-        say(f"done in {time.monotonic() - started:.1f} s")
+
+    return guarded('podium-bench-', args.keep, ' (echo.log, podium.log, home/)', body)
 
 
 if __name__ == "__main__":
