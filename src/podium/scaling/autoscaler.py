@@ -27,8 +27,10 @@ from podium.dispatch.queue import SCALE_KEY, JobQueue, ep_key
 from podium.envs.builder import SERVER_PYTHON, EnvStore, Interpreter
 from podium.envs.builds import Builds
 from podium.metrics import Metrics
+from podium.scaling.backend import Backend
 from podium.scaling.local import LocalBackend, group_rss_mb, tail
 from podium.scaling.policy import Load, desired
+from podium.scaling.resources import Resources
 from podium.store.catalog import BuildState, Catalog, EndpointState
 
 log = logging.getLogger("podium.scaling")
@@ -56,7 +58,7 @@ class Autoscaler:
         self.pool = pool
         pool.on_ready = self.worker_ready
         pool.on_failed = self.fail_endpoint
-        self.backend = LocalBackend(settings, self._on_exit)
+        self.backend: Backend = LocalBackend(settings, self._on_exit)
         #: Versions' environments: built before any of their workers starts.
         self.builds = Builds(EnvStore(settings.envs), catalog, self.wake)
         self._start_failures: dict[str, int] = {}
@@ -242,7 +244,7 @@ class Autoscaler:
         env = await self.secrets(ep["id"]) if self.secrets is not None else {}
         await self.backend.start(
             info, endpoint_name=ep["name"], token=token, concurrency=ep["concurrency"], env=env,
-            interpreter=interpreter,
+            interpreter=interpreter, resources=Resources.of(ep),
         )
         log.info("started worker %s for %s (version %s)", info.id, ep["name"], ep["version_id"])
         return info

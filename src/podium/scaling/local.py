@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
-
-ExitCallback = Callable[[WorkerInfo, int], Awaitable[None]]
+from podium.scaling.backend import ExitCallback
+from podium.scaling.resources import Resources
 
 
 def tail(path: Path | None, lines: int = 40) -> str:
@@ -70,6 +69,7 @@ class LocalBackend:
         concurrency: int = 1,
         env: dict[str, str] | None = None,
         interpreter: Interpreter = SERVER_PYTHON,
+        resources: Resources = Resources(),
     ) -> None:
         """Spawn the worker on `interpreter` (the version's environment, or the server's Python);
         `env` (the endpoint's secrets) joins its environment."""

@@ -98,6 +98,10 @@ endpoints = Table(
     Column("max_worker_memory_mb", Integer, nullable=False, server_default="0"),
     # Waiting jobs past which /run answers 429.
     Column("queue_cap", Integer, nullable=False, server_default="10000"),
+    # What each worker asks of the machine or cluster it runs on (0 MB: no memory reservation).
+    Column("cpus", Float, nullable=False, server_default="1"),
+    Column("gpus", Integer, nullable=False, server_default="0"),
+    Column("memory_mb", Integer, nullable=False, server_default="0"),
     # A deploy waiting for its version's environment (JSON: version_id, key_id, message): the
     # endpoint keeps serving `version_id` until the build succeeds, then points at it.
     Column("pending", Text, nullable=True),
