@@ -1,19 +1,30 @@
-"""In-process wake-ups: a waiter is woken the moment the thing it waits for is stored.
+"""Wake-ups: a waiter is woken the moment the thing it waits for is stored.
 
 Listen *before* checking the store, then wait: a notification that lands between the check and the
-wait is kept in the waiter's event, so no wake-up is lost and nobody polls.
+wait is kept in the waiter's event, so no wake-up is lost and nobody polls. With several replicas
+a `Relay` (dispatch/relay.py) carries each notification to the others, and brings theirs here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
+
+
+class Relay(Protocol):
+    def publish(self, key: str, *, one: bool) -> None:
+        """Send a notification to the other replicas (after the change it announces committed)."""
 
 
 class Notifier:
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        #: Carries notifications to other replicas (None: this server is the only one).
+        self.relay: Relay | None = None
+        #: What this replica does when another announces an event (see `announce`), by kind.
+        self._handlers: dict[str, Callable[[str], None]] = {}
 
     @contextmanager
     def listen(self, key: str) -> Iterator[asyncio.Event]:
@@ -29,18 +40,53 @@ class Notifier:
                     del self._waiters[key]
             if ev.is_set():
                 # A wake-up meant for one waiter reached one that is leaving: pass it on.
-                self.notify_one(key)
+                self.wake_one(key)
 
     def notify(self, key: str) -> None:
+        """Wake every waiter for `key`, here and on the other replicas."""
+        self.wake(key)
+        if self.relay is not None:
+            self.relay.publish(key, one=False)
+
+    def notify_one(self, key: str) -> None:
+        """Wake one waiter (one new job needs one worker, not all of them); each other replica
+        wakes one of its own too, and the ones that find nothing wait again."""
+        self.wake_one(key)
+        if self.relay is not None:
+            self.relay.publish(key, one=True)
+
+    def wake(self, key: str) -> None:
+        """Wake this replica's waiters for `key` (a relay delivering another's notification)."""
         for ev in self._waiters.get(key, ()):
             ev.set()
 
-    def notify_one(self, key: str) -> None:
-        """Wake one waiter not already woken (one new job needs one worker, not all of them)."""
+    def wake_one(self, key: str) -> None:
         for ev in self._waiters.get(key, ()):
             if not ev.is_set():
                 ev.set()
                 return
+
+    def on(self, kind: str, handler: Callable[[str], None]) -> None:
+        """Run `handler(detail)` when another replica announces an event of this kind."""
+        self._handlers[kind] = handler
+
+    def announce(self, kind: str, detail: str) -> None:
+        """Tell the other replicas of an event this one cannot act on alone (a job to stop on a
+        worker it does not know, a key revoked): each runs its handler for `kind`."""
+        if self.relay is not None:
+            self.relay.publish(f"!{kind}:{detail}", one=False)
+
+    def deliver(self, key: str, *, one: bool) -> None:
+        """A notification from another replica: a wake-up, or an announced event."""
+        if key.startswith("!"):
+            kind, _, detail = key[1:].partition(":")
+            handler = self._handlers.get(kind)
+            if handler is not None:
+                handler(detail)
+        elif one:
+            self.wake_one(key)
+        else:
+            self.wake(key)
 
     def notify_all(self) -> None:
         for waiters in self._waiters.values():

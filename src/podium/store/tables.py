@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -238,4 +239,74 @@ dh_entities = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_dh_entities_scope", "project_id", "dh_project", "type"),
+)
+
+# -- several replicas on one PostgreSQL ------------------------------------------------------------
+
+#: Every running server: heartbeats, so status can list the live ones and say which leads.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("seen_at", Float, nullable=False),
+    Column("leader", Boolean, nullable=False, server_default=false()),
+    #: False for `podium up --no-workers`: serves the API, never leads, starts no workers.
+    Column("runs_workers", Boolean, nullable=False, server_default=false()),
+)
+
+#: Every worker as last seen by any replica: the one source of the counts status and health show.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("endpoint_id", String(32), nullable=False, index=True),
+    Column("version_id", String(32), nullable=True),
+    #: The replica that last heard from it (the one that started it, for its own workers).
+    Column("replica_id", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    #: Started by a replica (it owns the process or actor) rather than by hand.
+    Column("owned", Boolean, nullable=False, server_default=false()),
+    Column("started_at", Float, nullable=False),
+    Column("ready_at", Float, nullable=True),
+    Column("seen_at", Float, nullable=False),
+    Column("jobs", Integer, nullable=False, server_default="0"),
+    Column("jobs_done", Integer, nullable=False, server_default="0"),
+    #: Where it runs (JSON: host/pid, or Ray node and actor), and why it failed.
+    Column("placement", Text, nullable=True),
+    Column("failure", Text, nullable=True),
+)
+
+#: Each key's request budget (a token bucket), shared by every replica.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+#: Version bundles, so every replica can serve every version (no shared disk is assumed).
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+#: Console sign-ins (console/sessions.py), readable by every replica behind a load balancer.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    #: The API key, encrypted under a key derived from the cookie's token (never stored).
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("project", String(64), nullable=True),
+    #: JSON list of [kind, text] messages for the next page.
+    Column("flash", Text, nullable=False, server_default="[]"),
+    Column("created_at", Float, nullable=False),
+    Column("seen_at", Float, nullable=False),
 )
