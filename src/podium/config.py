@@ -66,6 +66,9 @@ class Settings:
     webhook_secret: str | None = None
     #: Fernet key endpoint secrets are encrypted with (default: generated once under `home`).
     secret_key: str | None = None
+    #: False (`podium up --no-workers`): a replica that serves the API only; it never leads, so
+    #: it starts no workers and runs none of the installation's background duties.
+    workers: bool = True
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -96,6 +99,7 @@ class Settings:
             status_hold=_number("PODIUM_STATUS_HOLD", 0.05),
             webhook_secret=os.environ.get("PODIUM_WEBHOOK_SECRET") or None,
             secret_key=os.environ.get("PODIUM_SECRET_KEY") or None,
+            workers=os.environ.get("PODIUM_NO_WORKERS", "") in ("", "0", "false"),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 

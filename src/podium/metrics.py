@@ -53,7 +53,10 @@ class Metrics:
         self.queued = Gauge("podium_jobs_queued", "Jobs waiting for a worker", ["endpoint"], registry=r)
         self.oldest = Gauge("podium_queue_oldest_wait_seconds", "How long the oldest waiting job has waited",
                             ["endpoint"], registry=r)
-        self.workers = Gauge("podium_workers", "Workers by state", ["endpoint", "state"], registry=r)
+        self.workers = Gauge("podium_workers", "Workers of the installation by state (every replica reports all)",
+                             ["endpoint", "state"], registry=r)
+        self.leader = Gauge("podium_replica_leader", "1 on the replica that leads the installation, 0 on others",
+                            registry=r)
 
     def job_ended(self, endpoint: str, status: str, delay_ms: int | None, execution_ms: int | None) -> None:
         self.ended.labels(endpoint, status).inc()

@@ -108,10 +108,30 @@ def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:
 
 
 @app.command()
-def status(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
-    """Show an endpoint: state (with the reason of an ERROR), version, workers by state, URLs."""
+def status(
+    name: str = typer.Argument(None, help="An endpoint (default: the installation: its replicas and leader)."),
+    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
+) -> None:
+    """Show an endpoint: state (with the reason of an ERROR), version, workers by state, URLs;
+    without NAME, the installation: store, backend, replicas and which one leads."""
     with connect(url, key, project) as conn:
-        _show_endpoint(conn.request("GET", f"/api/v1/endpoints/{name}"), as_json)
+        if name:
+            _show_endpoint(conn.request("GET", f"/api/v1/endpoints/{name}"), as_json)
+        else:
+            _show_installation(conn.request("GET", "/api/v1/status"), as_json)
+
+
+def _show_installation(st: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(st)
+        return
+    out.print(f"Podium {st['version']}  store {st['store']}  backend {st['backend']}  "
+              f"answered by replica {st['replica']}")
+    table = Table("replica", "url", "role", "workers", box=None)
+    for r in st["replicas"]:
+        table.add_row(r["id"], r["url"], "leader" if r["leader"] else "follower",
+                      "yes" if r["runs_workers"] else "no (--no-workers)")
+    out.print(table)
 
 
 def _action(action: str, help_text: str) -> None:

@@ -7,21 +7,31 @@ from typing import Any
 
 import typer
 
-from podium.cli.common import KEY, PROJECT, URL, app, connect, out
+from podium.cli.common import KEY, PROJECT, URL, app, connect, err, out
 
 
 @app.command()
 def up(
     host: str = typer.Option(None, help="Interface to listen on (default 127.0.0.1)."),
     port: int = typer.Option(None, help="Port to listen on (default 8000)."),
+    no_workers: bool = typer.Option(
+        False, "--no-workers", help="Serve the API only: start no workers, never lead (a replica on PostgreSQL)."
+    ),
 ) -> None:
-    """Start the server and its local workers (state under $PODIUM_HOME, default ./.podium)."""
+    """Start the server and its local workers (state under $PODIUM_HOME, default ./.podium).
+
+    Several servers sharing PODIUM_DATABASE_URL=postgresql://… are replicas of one installation:
+    put any HTTP load balancer in front of them (see docs/cluster.md)."""
     from podium import logs
     from podium.config import Settings
     from podium.server.serve import run
 
     logs.setup()
-    settings = Settings.from_env(host=host, port=port)
+    settings = Settings.from_env(host=host, port=port, workers=False if no_workers else None)
+    if not settings.workers and not settings.database_url.startswith("postgres"):
+        err.print("podium up: --no-workers needs a store shared with a replica that runs workers "
+                  "(PODIUM_DATABASE_URL=postgresql://…); on SQLite this server is the only one")
+        raise typer.Exit(2)
 
     def announce(runtime: Any) -> None:
         out.print(f"Podium {settings.url}  (home {settings.home.resolve()}, store {_store_name(settings)})")

@@ -3,7 +3,8 @@
 A key is looked up by its SHA-256 (only the hash is stored or cached). A key belongs to one
 project and sees nothing of another: what it may not see is NotFound, never Forbidden, so names
 do not leak. The operator key (the server's bootstrap admin) may act in any project it names.
-Each user key is rate-limited by a token bucket.
+Each user key is rate-limited by a token bucket: in memory on a server of its own, in the store
+when replicas share it (so a key's limit holds whichever replica it calls).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from dataclasses import dataclass
 from sqlalchemy.engine import RowMapping
 
 from podium.core.errors import Forbidden, NotFound, RateLimited, Unauthorized
+from podium.dispatch.notify import Notifier
 from podium.store.catalog import Catalog, hash_key
+from podium.store.ratebuckets import StoredBuckets
 
 #: Roles that may act on behalf of users, weakest first; `worker` tokens stand apart.
 ROLE_RANK = {"read": 0, "invoke": 1, "deploy": 2, "admin": 3}
@@ -82,19 +85,30 @@ class Access:
     Parameters:
         catalog: where keys, projects and endpoints live.
         rate, burst: per-key request rate limit (requests per second, and burst); 0 disables it.
+        shared: other replicas serve the same keys: budgets are kept in the store.
+        notifier: tells the other replicas when a key changed.
     """
 
-    def __init__(self, catalog: Catalog, *, rate: float = 0.0, burst: float = 0.0) -> None:
+    def __init__(
+        self, catalog: Catalog, *, rate: float = 0.0, burst: float = 0.0, shared: bool = False,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.catalog = catalog
+        self.notifier = notifier
+        if notifier is not None:
+            notifier.on("forget", lambda _: self._cache.clear())
         self.rate = rate
         self.burst = burst or 2 * rate
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._stored = StoredBuckets(catalog.store, self.rate, self.burst) if shared else None
         self._touched: dict[str, float] = {}
 
     def forget(self) -> None:
-        """Drop cached keys (after one is revoked or changed)."""
+        """Drop cached keys (after one is revoked or changed), here and on the other replicas."""
         self._cache.clear()
+        if self.notifier is not None:
+            self.notifier.announce("forget", "")
 
     async def lookup(self, key: str) -> Principal | None:
         h = hash_key(key)
@@ -121,7 +135,7 @@ class Access:
         if principal is None:
             raise Unauthorized(NO_KEY)
         if principal.role != WORKER:
-            self._limit(principal)
+            await self._limit(principal)
             await self._touch(principal)
         if role is not None:
             require(principal, role)
@@ -139,13 +153,16 @@ class Access:
             raise NotFound("endpoint", ref)
         return row
 
-    def _limit(self, principal: Principal) -> None:
+    async def _limit(self, principal: Principal) -> None:
         if self.rate <= 0:
             return
-        bucket = self._buckets.get(principal.key_id)
-        if bucket is None:
-            bucket = self._buckets[principal.key_id] = TokenBucket(self.rate, self.burst)
-        wait = bucket.take()
+        if self._stored is not None:
+            wait = await self._stored.take(principal.key_id, time.time())
+        else:
+            bucket = self._buckets.get(principal.key_id)
+            if bucket is None:
+                bucket = self._buckets[principal.key_id] = TokenBucket(self.rate, self.burst)
+            wait = bucket.take()
         if wait > 0:
             raise RateLimited(
                 f"this key may make {self.rate:g} requests per second (bursts of {self.burst:g}); retry later",

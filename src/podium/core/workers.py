@@ -2,13 +2,17 @@
 
 The worker protocol (take, done, stream, ping, the stop channel) and the scaler (a worker spawned,
 draining, unhealthy, gone; a job to stop) change a worker's record here and nowhere else, on the
-one injectable clock the queue uses. Records live in memory: local workers die with the server
-that spawned them, and a worker started by hand re-appears on its next take or ping.
+one injectable clock the queue uses. Records live in memory, where the replica that hears from
+a worker acts on them; every second what changed is written to the store (`flush`), so status
+and health, on any replica, read every worker of the installation (`view`). Local workers die with
+the server that spawned them; a worker started by hand re-appears on its next take or ping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -23,6 +27,10 @@ from podium.dispatch.clock import Clock
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import JobQueue, ep_key, stop_key
 from podium.store.catalog import Catalog
+from podium.store.cluster import Cluster
+
+#: A worker not heard from in this many lease periods is no longer counted (as the scaler does).
+SILENT_AFTER = 2
 
 
 class WorkerState(StrEnum):
@@ -54,6 +62,8 @@ class WorkerInfo:
     stop: set[str] = field(default_factory=set)
     #: Jobs it has finished (for recycling after max_jobs_per_worker).
     jobs_done: int = 0
+    #: The replica that records it (set by WorkerPool).
+    replica_id: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,7 +78,39 @@ class WorkerInfo:
             "start_to_ready_s": None if self.ready_at is None else round(self.ready_at - self.started_at, 3),
             "pid": self.process.pid if self.process is not None else None,
             "local": self.local,
+            "replica": self.replica_id,
+            "placement": self.placement(),
+            "failure": self.failure,
         }
+
+    def placement(self) -> dict[str, Any]:
+        """Where it runs, as far as this replica knows."""
+        if self.process is not None:
+            return {"host": socket.gethostname(), "pid": self.process.pid}
+        return {}
+
+    def row(self) -> dict[str, Any]:
+        """Its row in the store's `workers` table."""
+        return {
+            "id": self.id, "endpoint_id": self.endpoint_id, "version_id": self.version_id,
+            "replica_id": self.replica_id, "state": self.state.value, "owned": self.local,
+            "started_at": self.started_at, "ready_at": self.ready_at, "seen_at": self.last_seen,
+            "jobs_done": self.jobs_done, "placement": _json.dumps(self.placement()) if self.process else None,
+            "failure": self.failure,
+        }
+
+
+def row_view(row: RowMapping, jobs: list[str]) -> dict[str, Any]:
+    """A worker recorded by another replica, shaped as WorkerInfo.as_dict."""
+    placement = _json.loads(row["placement"]) if row["placement"] else {}
+    return {
+        "id": row["id"], "endpoint_id": row["endpoint_id"], "version_id": row["version_id"],
+        "state": row["state"], "started_at": row["started_at"], "ready_at": row["ready_at"],
+        "jobs": jobs, "jobs_done": row["jobs_done"],
+        "start_to_ready_s": None if row["ready_at"] is None else round(row["ready_at"] - row["started_at"], 3),
+        "pid": placement.get("pid"), "local": bool(row["owned"]), "replica": row["replica_id"],
+        "placement": placement, "failure": row["failure"],
+    }
 
 
 @dataclass(frozen=True)
@@ -122,12 +164,20 @@ class WorkerPool:
         lease: seconds a taken job stays assigned without a heartbeat.
     """
 
-    def __init__(self, queue: JobQueue, catalog: Catalog, clock: Clock, *, lease: float) -> None:
+    def __init__(
+        self, queue: JobQueue, catalog: Catalog, clock: Clock, *, lease: float,
+        cluster: Cluster | None = None, replica_id: str = "",
+    ) -> None:
         self.queue = queue
         self.catalog = catalog
         self.clock = clock
         self.lease = lease
+        self.cluster = cluster or Cluster(queue.store)
+        self.replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}"
         self.workers: dict[str, WorkerInfo] = {}
+        #: What was last written to the store of each worker (`flush` writes only changes).
+        self._saved: dict[str, dict[str, Any]] = {}
+        self._exited: list[str] = []
         #: Workers known to have exited: a request of theirs still in flight must not revive them.
         self._gone: dict[str, None] = {}
         #: Called once when a worker first asks for work (the scaler marks its endpoint ACTIVE).
@@ -141,7 +191,7 @@ class WorkerPool:
         """Record a worker being started."""
         now = self.clock.now()
         info = WorkerInfo(worker_id, endpoint_id, version_id, started_at=now, last_seen=now,
-                          idle_since=now, local=local)
+                          idle_since=now, local=local, replica_id=self.replica_id)
         self.workers[info.id] = info
         return info
 
@@ -154,13 +204,49 @@ class WorkerPool:
     def is_gone(self, worker_id: str) -> bool:
         return worker_id in self._gone
 
-    def counts(self, endpoint_id: str) -> dict[str, int]:
+    async def view(self, endpoint_id: str | None = None) -> list[dict[str, Any]]:
+        """Every live worker of the installation (of one endpoint, or all): this replica's own
+        records as they are now, the others' as last written by the replica that heard from them."""
+        since = self.clock.now() - SILENT_AFTER * self.lease
+        rows = {r["id"]: r for r in await self.cluster.workers(endpoint_id, seen_after=since)}
+        mine = [
+            w for w in self.workers.values()
+            if (endpoint_id is None or w.endpoint_id == endpoint_id) and (w.local or w.last_seen > since)
+            # A worker started by hand may have moved on to another replica: the newer word wins.
+            and not (w.id in rows and rows[w.id]["seen_at"] > w.last_seen)
+        ]
+        for w in mine:
+            rows.pop(w.id, None)
+        held = await self.queue.held_by_workers(list(rows)) if rows else {}
+        return [w.as_dict() for w in mine] + [row_view(r, held.get(r["id"], [])) for r in rows.values()]
+
+    async def counts(self, endpoint_id: str) -> dict[str, int]:
         out = {"initializing": 0, "idle": 0, "running": 0, "draining": 0, "unhealthy": 0}
-        for w in self.for_endpoint(endpoint_id):
-            key = {WorkerState.STARTING: "initializing"}.get(w.state, w.state.value.lower())
-            out[key] += 1
+        for w in await self.view(endpoint_id):
+            state = w["state"]
+            out["initializing" if state == WorkerState.STARTING else state.lower()] += 1
         out["ready"] = out["idle"]
         return out
+
+    async def flush(self) -> None:
+        """Write what changed about this replica's workers since the last flush."""
+        changed = []
+        for w in list(self.workers.values()):
+            row = w.row()
+            if self._saved.get(w.id) != row:
+                changed.append(row)
+        exited, self._exited = self._exited, []
+        if not changed and not exited:
+            return
+        try:
+            await self.cluster.save_workers(changed, exited)
+        except Exception:
+            self._exited.extend(exited)  # tried again at the next flush
+            raise
+        for row in changed:
+            self._saved[row["id"]] = row
+        for worker_id in exited:
+            self._saved.pop(worker_id, None)
 
     def check(self, worker_id: str, ep: RowMapping) -> None:
         """NotFound for a worker id of another endpoint (no acting on others' workers)."""
@@ -192,6 +278,7 @@ class WorkerPool:
         self._gone[worker_id] = None
         if len(self._gone) > 10_000:
             del self._gone[next(iter(self._gone))]
+        self._exited.append(worker_id)
         return self.workers.pop(worker_id, None)
 
     def stop_job(self, worker_id: str, job_id: str) -> WorkerInfo | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,7 +109,7 @@ class Functions:
             bundle = await asyncio.to_thread(build, spec, fetch)
         except ValueError as exc:
             raise InvalidRequest(str(exc), code="invalid_asset") from None
-        await asyncio.to_thread(self._store_blob, bundle)
+        await self.rt.bundles.put(bundle.sha256, bundle.data)
         token = new_key()
         assert self.rt.secrets is not None
         title = spec.title or "service"
@@ -138,13 +137,6 @@ class Functions:
         )
         self.rt.scaler.wake()
         return Deployment(ep, config)
-
-    def _store_blob(self, bundle: CovalentBundle) -> None:
-        path = self.rt.blob_path(bundle.sha256)
-        if not path.exists():
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(bundle.data)
-            os.replace(tmp, path)
 
     @staticmethod
     def _version(

@@ -9,7 +9,6 @@ capability token: random, kept sealed, replaced on stop and dropped on delete.
 from __future__ import annotations
 
 import hmac
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -98,11 +97,7 @@ class ServeRuns:
         if not isinstance(replicas, int) or not 1 <= replicas <= 16:
             raise InvalidRequest("spec.replicas must be a whole number from 1 to 16")
         built = build(function.name, function.body.get("spec") or {}, params, replicas)
-        path = self.rt.blob_path(built.version["sha256"])
-        if not path.exists():
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(built.data)
-            os.replace(tmp, path)
+        await self.rt.bundles.put(built.version["sha256"], built.data)
         message = f"DigitalHub run {run.id} of {run.dh_project}/{function.name}"
         version = await self.rt.catalog.put_version(
             principal.project_id,

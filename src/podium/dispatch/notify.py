@@ -24,7 +24,7 @@ class Notifier:
         #: Carries notifications to other replicas (None: this server is the only one).
         self.relay: Relay | None = None
         #: What this replica does when another announces an event (see `announce`), by kind.
-        self._handlers: dict[str, Callable[[str], None]] = {}
+        self._handlers: dict[str, Callable[[str], object]] = {}
 
     @contextmanager
     def listen(self, key: str) -> Iterator[asyncio.Event]:
@@ -66,7 +66,7 @@ class Notifier:
                 ev.set()
                 return
 
-    def on(self, kind: str, handler: Callable[[str], None]) -> None:
+    def on(self, kind: str, handler: Callable[[str], object]) -> None:
         """Run `handler(detail)` when another replica announces an event of this kind."""
         self._handlers[kind] = handler
 
@@ -89,6 +89,8 @@ class Notifier:
             self.wake(key)
 
     def notify_all(self) -> None:
+        """Wake every waiter of this replica, to look at the store again (closing, or a wake-up
+        from another replica may have been missed)."""
         for waiters in self._waiters.values():
             for ev in waiters:
                 ev.set()

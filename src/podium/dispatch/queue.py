@@ -393,6 +393,19 @@ class JobQueue:
             ) or 0
             return out
 
+    async def held_by_workers(self, worker_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The running jobs each of these workers holds."""
+        async with self.store.read() as conn:
+            res = await conn.execute(
+                select(jobs.c.worker_id, jobs.c.id).where(
+                    jobs.c.worker_id.in_(list(worker_ids)), jobs.c.status == JobStatus.IN_PROGRESS
+                )
+            )
+            out: dict[str, list[str]] = {}
+            for worker_id, job_id in res.all():
+                out.setdefault(worker_id, []).append(job_id)
+            return out
+
     async def queued_by_endpoint(self) -> dict[str, tuple[int, float]]:
         """Per endpoint: how many jobs wait that may start a worker (low-priority ones may not),
         and how long the oldest of them has waited (the scalers' inputs)."""
@@ -421,10 +434,11 @@ class JobQueue:
         return n
 
     async def at_capacity(self, endpoint_id: str, cap: int) -> bool:
-        """Whether an endpoint already has `cap` jobs waiting. Counted in the store only when an
-        upper bound kept in memory (the last count plus jobs stored since) reaches the cap."""
+        """Whether an endpoint already has `cap` jobs waiting. Alone, counted in the store only
+        when an upper bound kept in memory (the last count plus jobs stored since) reaches the
+        cap; with other replicas storing jobs too, counted every time."""
         estimate = self._depth.get(endpoint_id)
-        if estimate is None or estimate >= cap:
+        if estimate is None or estimate >= cap or self.notifier.relay is not None:
             estimate = await self.waiting(endpoint_id)
         return estimate >= cap
 

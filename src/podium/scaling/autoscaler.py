@@ -59,6 +59,7 @@ class Autoscaler:
         pool.on_ready = self.worker_ready
         pool.on_failed = self.fail_endpoint
         self.backend: Backend = LocalBackend(settings, self._on_exit)
+        self.backend_name = "local"
         #: Versions' environments: built before any of their workers starts.
         self.builds = Builds(EnvStore(settings.envs), catalog, self.wake)
         self._start_failures: dict[str, int] = {}
@@ -69,10 +70,15 @@ class Autoscaler:
         self._last_reap = 0.0
         #: An endpoint's secrets (decrypted) for its workers' environment; set by the runtime.
         self.secrets: Callable[[str], Awaitable[dict[str, str]]] | None = None
+        # What another replica asks of workers only this one may know (see Notifier.announce).
+        queue.notifier.on("stop", self._stop_announced)
+        queue.notifier.on("restart", self._restart_here)
+        queue.notifier.on("recycle", self._recycle_here)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._closing = False
         self._task = asyncio.create_task(self._run(), name="podium-autoscaler")
 
     async def close(self) -> None:
@@ -251,15 +257,31 @@ class Autoscaler:
 
     def stop_job(self, worker_id: str | None, job_id: str, *, kill: bool = True) -> None:
         """A running job was cancelled or timed out: tell its worker through the stop channel,
-        and with `kill` (a synchronous handler cannot be interrupted) replace a local worker."""
-        info = self.pool.stop_job(worker_id, job_id) if worker_id else None
-        if info is None:
+        and with `kill` (a synchronous handler cannot be interrupted) replace a local worker.
+        A worker this replica did not start may be talking to another replica: it is told too."""
+        if not worker_id:
             return
-        if kill and info.local:
+        info = self._stop_here(worker_id, job_id, kill)
+        if info is None or not info.local:
+            self.queue.notifier.announce("stop", f"{worker_id} {job_id} {int(kill)}")
+
+    def _stop_here(self, worker_id: str, job_id: str, kill: bool) -> WorkerInfo | None:
+        info = self.pool.stop_job(worker_id, job_id)
+        if info is not None and kill and info.local:
             self._kill(info)
+        return info
+
+    def _stop_announced(self, detail: str) -> None:
+        worker_id, job_id, kill = detail.split(" ")
+        self._stop_here(worker_id, job_id, kill == "1")
 
     def restart(self, endpoint_id: str) -> None:
-        """Replace every worker of an endpoint (each drains; new ones start as needed)."""
+        """Replace every worker of an endpoint (each drains; new ones start as needed), on
+        whichever replica started them."""
+        self._restart_here(endpoint_id)
+        self.queue.notifier.announce("restart", endpoint_id)
+
+    def _restart_here(self, endpoint_id: str) -> None:
         for w in self.pool.for_endpoint(endpoint_id):
             if w.local:
                 self._drain(w)
@@ -267,10 +289,16 @@ class Autoscaler:
 
     def recycle(self, worker_id: str) -> None:
         """Replace a worker after its current job (RunPod's `refresh_worker` / `stopPod`)."""
+        if not self._recycle_here(worker_id):
+            self.queue.notifier.announce("recycle", worker_id)
+
+    def _recycle_here(self, worker_id: str) -> bool:
         info = self.pool.get(worker_id)
-        if info is not None and info.local:
-            self._drain(info)
-            self.wake()
+        if info is None or not info.local:
+            return False
+        self._drain(info)
+        self.wake()
+        return True
 
     def _drain(self, w: WorkerInfo) -> None:
         if w.id in self._stopping:

@@ -1,4 +1,4 @@
-"""Liveness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -18,6 +18,16 @@ async def healthz() -> JSONAnswer:
     return JSONAnswer({"status": "ok", "version": __version__})
 
 
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONAnswer:
+    """Readiness: 503 while this replica cannot reach its store (a load balancer sends it nothing
+    then). No key needed."""
+    rt: Runtime = request.app.state.runtime
+    if not await rt.store_reachable():
+        return JSONAnswer({"status": "unavailable", "reason": "the store is unreachable"}, status_code=503)
+    return JSONAnswer({"status": "ready", "replica": rt.replica_id, "leader": rt.leadership.leading})
+
+
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Prometheus metrics: counted events, plus queue depth and workers read at scrape time."""
@@ -28,6 +38,7 @@ async def metrics(request: Request) -> Response:
     for ep, (n, oldest) in (await rt.queue.queued_by_endpoint()).items():
         m.queued.labels(ep).set(n)
         m.oldest.labels(ep).set(oldest)
-    for w in rt.pool.workers.values():
-        m.workers.labels(w.endpoint_id, w.state.value.lower()).inc()
+    for w in await rt.pool.view():
+        m.workers.labels(w["endpoint_id"], w["state"].lower()).inc()
+    m.leader.set(1 if rt.leadership.leading else 0)
     return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

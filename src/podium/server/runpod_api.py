@@ -136,6 +136,6 @@ async def health(request: Request, endpoint_id: str) -> JSONAnswer:
                 "inQueue": counts.get("IN_QUEUE", 0),
                 "retried": counts["retried"],
             },
-            "workers": rt.pool.counts(ep["id"]),
+            "workers": await rt.pool.counts(ep["id"]),
         }
     )

@@ -1,12 +1,19 @@
-"""The running server's parts, wired once at start-up and shared by every router."""
+"""The running server's parts, wired once at start-up and shared by every router.
+
+Every replica serves the whole API. The duties of the installation (the autoscaler and its
+workers, leases, time-outs, retention, webhooks, Covalent expiry) run on the leader only
+(scaling/leader.py); on SQLite the one server leads.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from sqlalchemy.engine import RowMapping
@@ -20,10 +27,14 @@ from podium.covalent.expiry import run as covalent_expiry
 from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier
 from podium.dispatch.queue import JobQueue
+from podium.dispatch.relay import PgRelay
 from podium.metrics import Metrics
 from podium.scaling.autoscaler import Autoscaler
+from podium.scaling.leader import Leadership
 from podium.server.webhooks import WebhookOutbox
+from podium.store.blobs import Bundles
 from podium.store.catalog import DEFAULT_PROJECT, Catalog
+from podium.store.cluster import Cluster, Replica
 from podium.store.engine import Store
 from podium.store.secretbox import SecretBox, load_key, secret_file
 
@@ -42,6 +53,10 @@ class Runtime:
         self.settings = settings
         self.clock = clock or Clock()
         self.store = Store(settings.db_url, busy_timeout=settings.db_busy_timeout)
+        #: Other servers may share this store (PostgreSQL): wake-ups, limits and bundles are shared.
+        self.shared = not self.store.sqlite
+        self.replica_id = secrets.token_hex(6)
+        self.started_at = self.clock.now()
         self.notifier = Notifier()
         self.queue = JobQueue(
             self.store, self.notifier, self.clock,
@@ -54,13 +69,24 @@ class Runtime:
         )
         self.catalog = Catalog(self.store, self.clock)
         self.calls = Calls(self.queue, self.catalog, self.metrics, max_attempts=settings.max_attempts)
-        self.access = Access(self.catalog, rate=settings.rate_limit, burst=settings.rate_burst)
-        self.pool = WorkerPool(self.queue, self.catalog, self.clock, lease=settings.lease_seconds)
+        self.access = Access(self.catalog, rate=settings.rate_limit, burst=settings.rate_burst, shared=self.shared,
+                             notifier=self.notifier)
+        self.cluster = Cluster(self.store)
+        self.pool = WorkerPool(
+            self.queue, self.catalog, self.clock, lease=settings.lease_seconds, cluster=self.cluster,
+            replica_id=self.replica_id,
+        )
         self.scaler = Autoscaler(settings, self.catalog, self.queue, self.pool, self.metrics)
+        self.bundles = Bundles(settings.blobs, self.store if self.shared else None)
+        self.relay = PgRelay(self.store.conninfo, self.notifier) if self.store.conninfo else None
+        self.leadership = Leadership(
+            self.store.conninfo, self._lead, self._follow, eligible=settings.workers
+        )
         self.webhooks: WebhookOutbox | None = None
         self.secrets: SecretBox | None = None
         #: Stops Covalent deployments at their time limit.
         self.covalent_expiry: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         #: Set on first start when an admin key was generated: printed once by `podium up`.
         self.new_admin_key: str | None = None
 
@@ -69,7 +95,6 @@ class Runtime:
             d.mkdir(parents=True, exist_ok=True)
         await self.store.migrate()
         project = await self.catalog.ensure_project(DEFAULT_PROJECT)
-        await self.catalog.delete_worker_keys()
         await self._bootstrap_admin(project)
         self.secrets = SecretBox(load_key(self.settings.secret_key, self.settings.secret_key_file))
         self.queue.box = self.secrets
@@ -81,17 +106,67 @@ class Runtime:
             retry_delay=self.settings.webhook_retry_delay, timeout=self.settings.webhook_timeout,
             metrics=self.metrics,
         )
-        self.webhooks.start()
-        self.scaler.start()
-        self.covalent_expiry = asyncio.create_task(covalent_expiry(self))
+        if self.relay is not None:
+            await self.relay.start()
+        self._background = [
+            asyncio.create_task(self._every(1.0, self.pool.flush), name="podium-worker-records"),
+            asyncio.create_task(self._every(2.0, self._beat), name="podium-heartbeat"),
+        ]
+        await self.leadership.start()
 
     async def close(self) -> None:
-        if self.covalent_expiry is not None:
-            self.covalent_expiry.cancel()
-        await self.scaler.close()
+        await self.leadership.close()
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self.pool.flush()
+            await self.cluster.leave(self.replica_id)
+        if self.relay is not None:
+            await self.relay.close()
         if self.webhooks is not None:
             await self.webhooks.close()
         await self.store.close()
+
+    # -- leadership -----------------------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        """This replica now runs the installation's duties. Workers the previous leader started
+        died with it (or are being stopped by it): their tokens go."""
+        await self.catalog.delete_worker_keys()
+        assert self.webhooks is not None
+        self.webhooks.start()
+        self.scaler.start()
+        self.covalent_expiry = asyncio.create_task(covalent_expiry(self))
+        await self._beat()
+
+    async def _follow(self) -> None:
+        """Another replica leads now (or this one is stopping): stop the duties, and the workers."""
+        if self.covalent_expiry is not None:
+            self.covalent_expiry.cancel()
+            self.covalent_expiry = None
+        await self.scaler.close()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
+
+    async def _beat(self) -> None:
+        await self.cluster.beat(Replica(
+            id=self.replica_id, url=self.settings.url, started_at=self.started_at, seen_at=self.clock.now(),
+            leader=self.leadership.leading, runs_workers=self.settings.workers,
+        ))
+
+    @staticmethod
+    async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+        """Run `job` every `seconds`; a failure (the store unreachable a while) is logged, and
+        the next round tries again."""
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception as exc:
+                log.warning("%s failed: %s", getattr(job, "__name__", job), exc)
 
     async def _bootstrap_admin(self, project: str) -> None:
         """The operator key: PODIUM_ADMIN_KEY, or one made (and printed once) on first start."""
@@ -124,6 +199,14 @@ class Runtime:
 
     # -- lookups shared by the routers ----------------------------------------------------------
 
+    async def store_reachable(self) -> bool:
+        """Whether the store answers within a few seconds (readiness)."""
+        try:
+            await asyncio.wait_for(self.catalog.ping(), 3.0)
+        except Exception:
+            return False
+        return True
+
     async def version(self, ep: RowMapping) -> VersionInfo:
         """Route table, config and runtime of the version an endpoint points at."""
         return await self.catalog.version_info(ep["project_id"], ep["version_id"])
@@ -136,8 +219,6 @@ class Runtime:
         assert self.secrets is not None
         return {r["name"]: self.secrets.open(r["value"]) for r in await self.catalog.secrets(endpoint_id)}
 
-    def blob_path(self, sha256: str) -> Path:
-        return self.settings.blobs / f"{sha256}.zip"
 
 
 def write_credentials(path: Path, url: str, key: str) -> None:

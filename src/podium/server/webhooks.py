@@ -5,7 +5,9 @@ and it survives a restart. When the job ends, its body is fixed (every retry sen
 and sent; a 2xx acknowledges it, anything else (or no answer within the timeout) is tried again
 `retry_delay` seconds later, three attempts in all, as RunPod does. Every attempt is recorded on the
 row. Delivery is at least once: an attempt cut short by a crash is sent again, with the same
-`X-Podium-Delivery` id for receivers that deduplicate.
+`X-Podium-Delivery` id for receivers that deduplicate. Only the leading replica sends, and each
+attempt is claimed in the store before it goes (its `next_at` moved past the attempt's time-out),
+so a leader that has not yet noticed it was replaced cannot send the same attempt again.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class WebhookOutbox:
         self.clock = queue.clock
         self.secret = secret
         self.retry_delay = retry_delay
+        self.timeout = timeout
         self.metrics = metrics or Metrics()
         # Every delivery resolves the host again and connects only to a public address it checked
         # (PODIUM_WEBHOOK_ALLOW_PRIVATE=1 lifts that, for local setups): no SSRF, no DNS rebinding.
@@ -74,13 +77,18 @@ class WebhookOutbox:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="podium-webhooks")
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
+        """Send nothing more (another replica leads now; what is due is theirs to send)."""
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
+            self._task = None
+
+    async def close(self) -> None:
+        await self.stop()
         await self.client.aclose()
 
     async def _run(self) -> None:
@@ -144,9 +152,23 @@ class WebhookOutbox:
                     update(d).where(d.c.id == job["delivery_id"], d.c.state == "waiting").values(**values)
                 )
 
+    async def _claim(self, row: RowMapping) -> bool:
+        """Take this attempt for this replica (False: another sender took it first)."""
+        d = webhook_deliveries
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                update(d)
+                .where(d.c.id == row["id"], d.c.state == "pending", d.c.tries == row["tries"],
+                       d.c.next_at == row["next_at"])
+                .values(next_at=self.clock.now() + self.timeout + self.retry_delay)
+            )
+            return res.rowcount == 1
+
     async def _attempt(self, row: RowMapping) -> None:
         self._sending.add(row["id"])
         try:
+            if not await self._claim(row):
+                return
             body = row["body"].encode()
             headers = {
                 "Content-Type": "application/json",

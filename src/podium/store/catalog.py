@@ -9,7 +9,7 @@ import string
 import time
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, insert, literal, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -90,6 +90,11 @@ class Catalog:
         self._versions: dict[str, VersionInfo] = {}
 
     # -- projects -------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """One round trip to the database (raises when it is unreachable)."""
+        async with self.store.read() as conn:
+            await conn.scalar(select(literal(1)))
 
     async def ensure_project(self, name: str = DEFAULT_PROJECT) -> str:
         async with self.store.tx() as conn:

@@ -209,6 +209,14 @@ class Store:
                 sync_url(url), pool_size=10, max_overflow=20, pool_pre_ping=True
             )
 
+    @property
+    def conninfo(self) -> str | None:
+        """The database as a libpq URL, for connections of their own (LISTEN, the leader's lock);
+        None on SQLite."""
+        if self.sqlite:
+            return None
+        return make_url(sync_url(self.url)).set(drivername="postgresql").render_as_string(hide_password=False)
+
     async def migrate(self) -> None:
         await asyncio.to_thread(migrate, self.url)
 

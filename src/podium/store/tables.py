@@ -271,7 +271,6 @@ workers = Table(
     Column("started_at", Float, nullable=False),
     Column("ready_at", Float, nullable=True),
     Column("seen_at", Float, nullable=False),
-    Column("jobs", Integer, nullable=False, server_default="0"),
     Column("jobs_done", Integer, nullable=False, server_default="0"),
     #: Where it runs (JSON: host/pid, or Ray node and actor), and why it failed.
     Column("placement", Text, nullable=True),

@@ -20,7 +20,7 @@ from podium.store.catalog import SCALING
 ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 #: Names that would be shadowed by the server's own paths. ("api" is allowed: only an app's own
 #: /v1/... paths would be shadowed by the admin API under /api/v1.)
-RESERVED_NAMES = {"v1", "v2", "console", "healthz", "metrics", "docs", "endpoint", "pipeline", "fn"}
+RESERVED_NAMES = {"v1", "v2", "console", "healthz", "readyz", "metrics", "docs", "endpoint", "pipeline", "fn"}
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -40,6 +40,7 @@ def urls(request: Request, ep_id: str) -> dict[str, str]:
 
 async def endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[str, Any]:
     info = await rt.version(ep)
+    workers = await rt.pool.view(ep["id"])
     return {
         "endpoint_id": ep["id"],
         "name": ep["name"],
@@ -52,8 +53,8 @@ async def endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[s
         "runtime": info["runtime"],
         # Where it came from: its runtime, or the platform whose client deployed it ("digitalhub").
         "origin": info["config"].get("origin", info["runtime"]),
-        "workers": [w.as_dict() for w in rt.pool.for_endpoint(ep["id"])],
-        "workers_by_state": rt.pool.counts(ep["id"]),
+        "workers": workers,
+        "workers_by_state": await rt.pool.counts(ep["id"]),
         "urls": urls(request, ep["id"]),
         "service": service_record(request, ep),
         # A redeploy whose environment is still building (the current version serves meanwhile).

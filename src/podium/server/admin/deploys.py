@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -31,9 +30,10 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 @router.get("/blobs/{sha256}")
 async def blob_exists(request: Request, sha256: str) -> JSONAnswer:
     rt, _ = await admin_caller(request, "deploy")
-    if not SHA256.match(sha256) or not rt.blob_path(sha256).exists():
+    path = await rt.bundles.local(sha256) if SHA256.match(sha256) else None
+    if path is None:
         raise not_found("bundle", sha256)
-    return JSONAnswer({"sha256": sha256, "size": rt.blob_path(sha256).stat().st_size})
+    return JSONAnswer({"sha256": sha256, "size": path.stat().st_size})
 
 
 @router.put("/blobs/{sha256}")
@@ -45,11 +45,7 @@ async def put_blob(request: Request, sha256: str) -> JSONAnswer:
     data = await read_body(request, MAX_BUNDLE_BYTES)
     if hashlib.sha256(data).hexdigest() != sha256:
         raise HTTPError(400, "hash_mismatch", "the uploaded bundle does not match its SHA-256")
-    path = rt.blob_path(sha256)
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+    await rt.bundles.put(sha256, data)
     return JSONAnswer({"sha256": sha256, "size": len(data)})
 
 
@@ -96,7 +92,7 @@ async def deploy(request: Request) -> JSONAnswer:
         )
     request_body = parse(DeployIn, body, "deploy")
     version = _check_version(request_body.version, principal.project_id)
-    if not rt.blob_path(version["sha256"]).exists():
+    if await rt.bundles.local(version["sha256"]) is None:
         raise HTTPError(409, "bundle_missing", "upload the bundle (PUT /api/v1/blobs/{sha256}) first")
     message = request_body.message
     row = await rt.catalog.put_version(

@@ -41,8 +41,8 @@ async def get_version(request: Request, version_id: str) -> JSONAnswer:
     v["routes"] = _json.loads(v["routes"])
     v["config"] = _json.loads(v["config"])
     v["requirements"] = _json.loads(v["requirements"]) if v["requirements"] else None
-    path = rt.blob_path(row["sha256"])
-    if path.exists():
+    path = await rt.bundles.local(row["sha256"])
+    if path is not None:
         with zipfile.ZipFile(path) as zf:
             v["files"] = [{"name": i.filename, "size": i.file_size} for i in zf.infolist()]
     return JSONAnswer(v)
@@ -69,7 +69,7 @@ async def version_build(request: Request, version_id: str, offset: int | None = 
 @router.get("/versions/{version_id}/bundle", response_model=None)
 async def get_bundle(request: Request, version_id: str) -> FileResponse:
     rt, row = await _version_for(request, version_id)
-    path = rt.blob_path(row["sha256"])
-    if not path.exists():
+    path = await rt.bundles.local(row["sha256"])
+    if path is None:
         raise not_found("bundle of version", version_id)
     return FileResponse(path, media_type="application/zip")

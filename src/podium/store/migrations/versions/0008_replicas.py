@@ -34,7 +34,6 @@ def upgrade() -> None:
         sa.Column("started_at", sa.Float(), nullable=False),
         sa.Column("ready_at", sa.Float(), nullable=True),
         sa.Column("seen_at", sa.Float(), nullable=False),
-        sa.Column("jobs", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("jobs_done", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("placement", sa.Text(), nullable=True),
         sa.Column("failure", sa.Text(), nullable=True),
