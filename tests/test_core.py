@@ -240,7 +240,7 @@ async def connected() -> bool:
 async def test_a_worker_becomes_ready_takes_a_job_and_is_released_when_done(world: World) -> None:
     p = Pool(world)
     info = p.pool.new("w1", world.ep["id"], world.ep["version_id"], local=True)
-    assert info.state is WorkerState.STARTING and p.pool.counts(world.ep["id"])["initializing"] == 1
+    assert info.state is WorkerState.STARTING and (await p.pool.counts(world.ep["id"]))["initializing"] == 1
     principal = await world.access.caller(world.keys["invoke"], "invoke")
     job_id = await world.calls.submit(principal, world.ep, ROUTE, {"number": 1}, kind="run",
                                       options=JobOptions(env={"TOKEN": "t0ken"}))
