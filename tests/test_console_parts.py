@@ -4,6 +4,8 @@ lines it accepts, and the Use API samples."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select, update
+from sqlalchemy.engine import RowMapping
 
 from podium.console.data import (
     CLIENT_RENDER_LIMIT,
@@ -14,33 +16,86 @@ from podium.console.data import (
     _renderable,
 )
 from podium.console.pages import _headers
-from podium.console.sessions import IDLE_SECONDS, SessionStore, same
+from podium.console.sessions import IDLE_SECONDS, MAX_AGE, TOUCH_SECONDS, SessionStore, same
 from podium.console.snippets import snippets
+from podium.store.engine import Store
+from podium.store.tables import console_sessions
 
 KEY = "pod_live_a_secret_key_for_the_session_tests"
 
 
-def test_a_session_keeps_neither_its_token_nor_the_key_in_clear() -> None:
-    store = SessionStore()
-    token = store.create(KEY)
-    ((sid, session),) = store._sessions.items()
-    assert token not in sid and token not in repr(session)
-    assert KEY.encode() not in session.sealed_key and KEY not in repr(session)
-    found = store.get(token)
-    assert found is not None and found[1] == KEY
-    assert store.get(token + "x") is None and store.get(None) is None
+async def _row(store: Store) -> RowMapping:
+    """The one session row in the table."""
+    async with store.read() as conn:
+        (row,) = (await conn.execute(select(console_sessions))).mappings().all()
+    return row
 
 
-def test_a_session_ends_on_sign_out_and_when_idle() -> None:
-    store = SessionStore()
-    token = store.create(KEY)
-    store.end(token)
-    assert store.get(token) is None
-    idle = store.create(KEY)
-    found = store.get(idle)
-    assert found is not None
-    found[0].seen -= IDLE_SECONDS + 1
-    assert store.get(idle) is None
+async def _age(store: Store, **seconds: float) -> None:
+    """Move the stored times of every session back (created_at=..., seen_at=...)."""
+    async with store.tx() as conn:
+        await conn.execute(update(console_sessions).values(
+            {name: getattr(console_sessions.c, name) - by for name, by in seconds.items()}))
+
+
+async def test_a_session_keeps_neither_its_token_nor_the_key_in_clear(store: Store) -> None:
+    sessions = SessionStore(store)
+    token = await sessions.create(KEY)
+    row = await _row(store)
+    assert token not in str(dict(row)) and token.encode() not in row["sealed_key"]
+    assert KEY not in str(dict(row)) and KEY.encode() not in row["sealed_key"]
+    found = await sessions.get(token)
+    assert found is not None and found[1] == KEY and found[0].csrf == row["csrf"]
+    assert await sessions.get(token + "x") is None and await sessions.get(None) is None
+
+
+async def test_a_session_ends_on_sign_out_and_when_idle(store: Store) -> None:
+    sessions = SessionStore(store)
+    token = await sessions.create(KEY)
+    await sessions.end(token)
+    assert await sessions.get(token) is None
+    idle = await sessions.create(KEY)
+    assert await sessions.get(idle) is not None
+    await _age(store, seen_at=IDLE_SECONDS + 1)
+    assert await sessions.get(idle) is None
+    async with store.read() as conn:
+        assert (await conn.execute(select(console_sessions))).all() == []  # deleted when met
+
+
+async def test_a_saved_session_keeps_its_pick_and_messages_but_not_after_sign_out(store: Store) -> None:
+    sessions = SessionStore(store)
+    token = await sessions.create(KEY)
+    found = await sessions.get(token)
+    assert found is not None and found[0].project is None and found[0].flash == []
+    session = found[0]
+    session.project, session.flash = "other", [("ok", "done")]
+    await sessions.save(session)
+    again = await sessions.get(token)
+    assert again is not None and again[0].project == "other" and again[0].flash == [("ok", "done")]
+    await sessions.end(token)
+    await sessions.save(session)
+    assert await sessions.get(token) is None
+
+
+async def test_last_use_is_written_at_most_once_a_minute(store: Store) -> None:
+    sessions = SessionStore(store)
+    token = await sessions.create(KEY)
+    await _age(store, seen_at=TOUCH_SECONDS / 2)
+    before = (await _row(store))["seen_at"]
+    assert await sessions.get(token) is not None
+    assert (await _row(store))["seen_at"] == before
+    await _age(store, seen_at=TOUCH_SECONDS)
+    assert await sessions.get(token) is not None
+    assert (await _row(store))["seen_at"] > before
+
+
+async def test_a_sign_in_clears_sessions_past_their_age(store: Store) -> None:
+    sessions = SessionStore(store)
+    old = await sessions.create(KEY)
+    await _age(store, created_at=MAX_AGE + 1)
+    new = await SessionStore(store).create(KEY)  # another process: its first sign-in sweeps
+    await _row(store)  # one row left
+    assert await sessions.get(new) is not None and await sessions.get(old) is None
 
 
 def test_csrf_tokens_compare_only_when_both_are_there() -> None:

@@ -65,7 +65,7 @@ def _login_page(request: Request, error: str | None = None, status: int = 200) -
 
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    if sessions(request).get(request.cookies.get(COOKIE)) is not None:
+    if await sessions(request).get(request.cookies.get(COOKIE)) is not None:
         return RedirectResponse(PREFIX, 303)
     return _login_page(request)
 
@@ -80,7 +80,7 @@ async def login(request: Request) -> Response:
     if principal is None or principal.role == "worker":
         return _login_page(request, "That API key is not valid (unknown, revoked or expired).", 401)
     response = RedirectResponse(PREFIX, 303)
-    _cookie(response, request, COOKIE, sessions(request).create(key), int(MAX_AGE))
+    _cookie(response, request, COOKIE, await sessions(request).create(key), int(MAX_AGE))
     response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
     return response
 
@@ -88,7 +88,7 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request, c: Signed) -> Response:
     check_csrf(c, (await form(request)).get("csrf"))
-    sessions(request).end(request.cookies.get(COOKIE))
+    await sessions(request).end(request.cookies.get(COOKIE))
     response = RedirectResponse(LOGIN, 303)
     response.delete_cookie(COOKIE, path=PREFIX)
     return response
@@ -102,8 +102,8 @@ async def switch_project(request: Request, c: Signed) -> Response:
     wanted = fields.get("project", "")
     if not c.viewer.operator or wanted not in {p.name for p in c.projects}:
         raise ConsoleError(404, f"no project {wanted!r}")
-    c.session.project = wanted
-    return c.back(PREFIX, "ok", f"Now in project {wanted}.")
+    c.session.project = wanted  # saved by back()
+    return await c.back(PREFIX, "ok", f"Now in project {wanted}.")
 
 
 # -- services and endpoints --------------------------------------------------------------------------
@@ -111,7 +111,7 @@ async def switch_project(request: Request, c: Signed) -> Response:
 
 @router.get("")
 async def services(c: Signed) -> Response:
-    return c.page("services.html", services=await c.data.services())
+    return await c.page("services.html", services=await c.data.services())
 
 
 @router.get("/api/services")
@@ -123,7 +123,7 @@ async def services_json(c: Signed) -> JSONResponse:
 async def endpoint_page(request: Request, c: Signed, name: str) -> Response:
     ep = await c.data.endpoint(name)
     base = str(request.base_url).rstrip("/")
-    return c.page("endpoint.html", ep=ep, snippets=snippets(ep, base), scaling_fields=SCALING)
+    return await c.page("endpoint.html", ep=ep, snippets=snippets(ep, base), scaling_fields=SCALING)
 
 
 @router.get("/api/endpoints/{name}")
@@ -146,7 +146,7 @@ async def rollback(request: Request, c: Signed, name: str) -> Response:
     fields = await acting(c, request, "deploy")
     version = fields.get("version", "")
     await c.data.rollback(name, version, fields.get("message") or None)
-    return c.back(f"{PREFIX}/endpoints/{name}", "ok", f"{name} now runs version {version}.")
+    return await c.back(f"{PREFIX}/endpoints/{name}", "ok", f"{name} now runs version {version}.")
 
 
 def _setting(value: str) -> Any:
@@ -167,7 +167,7 @@ async def scaling(request: Request, c: Signed, name: str) -> Response:
                if fields.get(k, "").strip() and str(current.get(k)) != fields[k].strip()}
     if changes:
         await c.data.scale(name, changes)
-    return c.back(f"{PREFIX}/endpoints/{name}", "ok",
+    return await c.back(f"{PREFIX}/endpoints/{name}", "ok",
                   f"Scaling of {name} changed: {', '.join(changes)}." if changes else "Nothing changed.")
 
 
@@ -179,7 +179,7 @@ async def endpoint_action(
     fields = await acting(c, request, "deploy")
     await c.data.act(name, action)
     done = {"stop": "stopped", "start": "starting", "restart": "restarting its workers"}[action]
-    return c.back(fields.get("next", PREFIX), "ok", f"{name}: {done}.")
+    return await c.back(fields.get("next", PREFIX), "ok", f"{name}: {done}.")
 
 
 
@@ -192,27 +192,27 @@ async def jobs(c: Signed, endpoint: str = "", status: str = "") -> Response:
         raise ConsoleError(400, f"status must be one of {', '.join(JobStatus.__members__)}")
     rows = await c.data.jobs(endpoint or None, status or None)
     names = sorted(s.name for s in await c.data.services())
-    return c.page("jobs.html", jobs=rows, endpoints=names, statuses=list(JobStatus.__members__),
+    return await c.page("jobs.html", jobs=rows, endpoints=names, statuses=list(JobStatus.__members__),
                   endpoint=endpoint, status=status)
 
 
 @router.get("/jobs/{job_id}")
 async def job_page(c: Signed, job_id: str) -> Response:
-    return c.page("job.html", job=await c.data.job(job_id))
+    return await c.page("job.html", job=await c.data.job(job_id))
 
 
 @router.post("/jobs/{job_id}/cancel")
 async def cancel(request: Request, c: Signed, job_id: str) -> Response:
     await acting(c, request, "invoke")
     status = await c.data.cancel(job_id)
-    return c.back(f"{PREFIX}/jobs/{job_id}", "ok", f"Job {job_id} is {status}.")
+    return await c.back(f"{PREFIX}/jobs/{job_id}", "ok", f"Job {job_id} is {status}.")
 
 
 @router.post("/jobs/{job_id}/retry")
 async def retry(request: Request, c: Signed, job_id: str) -> Response:
     await acting(c, request, "invoke")
     await c.data.retry(job_id)
-    return c.back(f"{PREFIX}/jobs/{job_id}", "ok", f"Job {job_id} is queued again.")
+    return await c.back(f"{PREFIX}/jobs/{job_id}", "ok", f"Job {job_id} is queued again.")
 
 
 # -- the HTTP client -----------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ async def retry(request: Request, c: Signed, job_id: str) -> Response:
 @router.get("/client")
 async def client_page(c: Signed, endpoint: str = "") -> Response:
     names = sorted(s.name for s in await c.data.services())
-    return c.page("client.html", endpoints=names, endpoint=endpoint, methods=CLIENT_METHODS,
+    return await c.page("client.html", endpoints=names, endpoint=endpoint, methods=CLIENT_METHODS,
                   limit=CLIENT_RENDER_LIMIT)
 
 
@@ -264,7 +264,7 @@ async def versions(c: Signed) -> Response:
     rows = await c.data.versions()
     names = sorted(s.name for s in await c.data.services())
     detail = [await c.data.version(v.id) for v in rows]
-    return c.page("versions.html", versions=list(zip(rows, detail, strict=True)), endpoints=names)
+    return await c.page("versions.html", versions=list(zip(rows, detail, strict=True)), endpoints=names)
 
 
 @router.post("/versions/{version_id}/deploy")
@@ -272,7 +272,7 @@ async def deploy_version(request: Request, c: Signed, version_id: str) -> Respon
     fields = await acting(c, request, "deploy")
     name = fields.get("endpoint", "")
     await c.data.rollback(name, version_id, fields.get("message") or f"deploy {version_id} from the console")
-    return c.back(f"{PREFIX}/endpoints/{name}", "ok", f"{name} now runs version {version_id}.")
+    return await c.back(f"{PREFIX}/endpoints/{name}", "ok", f"{name} now runs version {version_id}.")
 
 
 @router.post("/versions/{version_id}/new-endpoint")
@@ -280,7 +280,7 @@ async def new_endpoint(request: Request, c: Signed, version_id: str) -> Response
     fields = await acting(c, request, "deploy")
     name = fields.get("name", "").strip()
     await c.data.new_endpoint(name, version_id, fields.get("message") or None)
-    return c.back(f"{PREFIX}/endpoints/{name}", "ok", f"Endpoint {name} created from version {version_id}.")
+    return await c.back(f"{PREFIX}/endpoints/{name}", "ok", f"Endpoint {name} created from version {version_id}.")
 
 
 # -- keys ------------------------------------------------------------------------------------------------------
@@ -290,7 +290,7 @@ async def new_endpoint(request: Request, c: Signed, version_id: str) -> Response
 async def keys(c: Signed) -> Response:
     if not c.viewer.can("admin"):
         raise ConsoleError(403, "only an admin key may manage keys")
-    return c.page("keys.html", keys=await c.data.keys(), new_key=None)
+    return await c.page("keys.html", keys=await c.data.keys(), new_key=None)
 
 
 @router.post("/keys")
@@ -298,14 +298,14 @@ async def create_key(request: Request, c: Signed) -> Response:
     """The new key is in this page's answer and nowhere else (not stored, not redirected to)."""
     fields = await acting(c, request, "admin")
     new = await c.data.create_key(fields.get("role", "invoke"), fields.get("name") or None)
-    return c.page("keys.html", keys=await c.data.keys(), new_key=new)
+    return await c.page("keys.html", keys=await c.data.keys(), new_key=new)
 
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(request: Request, c: Signed, key_id: str) -> Response:
     await acting(c, request, "admin")
     await c.data.revoke_key(key_id)
-    return c.back(f"{PREFIX}/keys", "ok", f"Key {key_id} is revoked.")
+    return await c.back(f"{PREFIX}/keys", "ok", f"Key {key_id} is revoked.")
 
 
 # -- files -----------------------------------------------------------------------------------------------------

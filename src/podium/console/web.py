@@ -69,11 +69,11 @@ class SignInFirst(Exception):
 
 
 def sessions(request: Request) -> SessionStore:
-    """The server's console sessions (one store per app, kept in its state)."""
-    store: SessionStore | None = getattr(request.app.state, "console_sessions", None)
-    if store is None:
-        store = request.app.state.console_sessions = SessionStore()
-    return store
+    """The console's sessions, in the server's store (one SessionStore per app, kept in its state)."""
+    found: SessionStore | None = getattr(request.app.state, "console_sessions", None)
+    if found is None:
+        found = request.app.state.console_sessions = SessionStore(request.app.state.runtime.store)
+    return found
 
 
 @dataclass
@@ -86,8 +86,10 @@ class Console:
     viewer: Viewer
     projects: list[Project]
 
-    def page(self, template: str, code: int = 200, **values: Any) -> HTMLResponse:
+    async def page(self, template: str, code: int = 200, **values: Any) -> HTMLResponse:
         flash, self.session.flash = self.session.flash, []
+        if flash:  # shown once: consumed for every replica
+            await sessions(self.request).save(self.session)
         return templates.TemplateResponse(
             self.request, template, {
                 "viewer": self.viewer, "csrf": self.session.csrf, "flash": flash,
@@ -95,15 +97,17 @@ class Console:
             }, status_code=code,
         )
 
-    def back(self, to: str, kind: str = "", message: str = "") -> RedirectResponse:
-        """After an action: to `to` (a console path), with a message for that page."""
+    async def back(self, to: str, kind: str = "", message: str = "") -> RedirectResponse:
+        """After an action: to `to` (a console path), with a message for that page. The session
+        (its messages, its project pick) is saved first, for whichever replica serves that page."""
         if message:
             self.session.flash.append((kind, message))
+        await sessions(self.request).save(self.session)
         return RedirectResponse(to if to.startswith(PREFIX + "/") or to == PREFIX else PREFIX, 303)
 
 
 async def signed_in(request: Request) -> AsyncIterator[Console]:
-    found = sessions(request).get(request.cookies.get(COOKIE))
+    found = await sessions(request).get(request.cookies.get(COOKIE))
     if found is None:
         raise SignInFirst
     session, key = found
@@ -112,7 +116,7 @@ async def signed_in(request: Request) -> AsyncIterator[Console]:
         try:
             viewer, projects = await data.whoami()
         except ConsoleError:  # revoked or expired since sign-in
-            sessions(request).end(request.cookies.get(COOKIE))
+            await sessions(request).end(request.cookies.get(COOKIE))
             raise SignInFirst from None
         yield Console(request, session, data, viewer, projects if viewer.operator else [])
     finally:
