@@ -69,6 +69,9 @@ class Settings:
     #: False (`podium up --no-workers`): a replica that serves the API only; it never leads, so
     #: it starts no workers and runs none of the installation's background duties.
     workers: bool = True
+    #: Replicas: seconds between safety sweeps that re-check the store for wake-ups a dropped
+    #: LISTEN connection may have missed (NOTIFY itself wakes waiters at once).
+    relay_sweep: float = 5.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -99,6 +102,7 @@ class Settings:
             status_hold=_number("PODIUM_STATUS_HOLD", 0.05),
             webhook_secret=os.environ.get("PODIUM_WEBHOOK_SECRET") or None,
             secret_key=os.environ.get("PODIUM_SECRET_KEY") or None,
+            relay_sweep=_number("PODIUM_RELAY_SWEEP", 5.0),
             workers=os.environ.get("PODIUM_NO_WORKERS", "") in ("", "0", "false"),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})

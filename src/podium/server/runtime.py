@@ -78,7 +78,8 @@ class Runtime:
         )
         self.scaler = Autoscaler(settings, self.catalog, self.queue, self.pool, self.metrics)
         self.bundles = Bundles(settings.blobs, self.store if self.shared else None)
-        self.relay = PgRelay(self.store.conninfo, self.notifier) if self.store.conninfo else None
+        conninfo = self.store.conninfo
+        self.relay = PgRelay(conninfo, self.notifier, sweep=settings.relay_sweep) if conninfo else None
         self.leadership = Leadership(
             self.store.conninfo, self._lead, self._follow, eligible=settings.workers
         )
@@ -108,6 +109,7 @@ class Runtime:
         )
         if self.relay is not None:
             await self.relay.start()
+        await self._beat()
         self._background = [
             asyncio.create_task(self._every(1.0, self.pool.flush), name="podium-worker-records"),
             asyncio.create_task(self._every(2.0, self._beat), name="podium-heartbeat"),

@@ -1,0 +1,107 @@
+"""The parts replicas share, in process on a real throwaway PostgreSQL: rate budgets counted in
+the store, wake-ups carried by LISTEN/NOTIFY, and one leader at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from podium.core.access import Access
+from podium.core.errors import RateLimited
+from podium.dispatch.notify import Notifier
+from podium.dispatch.relay import MAX_PAYLOAD, PgRelay, _batches
+from podium.scaling.leader import Leadership
+from podium.store import Store, migrate
+from podium.store.catalog import Catalog
+
+
+@pytest.fixture
+async def pg(pg_cluster: Any) -> AsyncIterator[Store]:
+    url = pg_cluster.create_database(f"cluster{uuid.uuid4().hex[:8]}")
+    migrate(url)
+    store = Store(url)
+    yield store
+    await store.close()
+
+
+async def test_a_keys_budget_is_shared_by_every_replica(pg: Store) -> None:
+    """Two replicas' Access over one store: a burst of 4 is 4 in all, not 4 each."""
+    catalog = Catalog(pg)
+    project = await catalog.ensure_project()
+    _, key = await catalog.create_key(project, "invoke", name="shared")
+    a = Access(catalog, rate=0.001, burst=4, shared=True)
+    b = Access(Catalog(pg), rate=0.001, burst=4, shared=True)
+    for replica in (a, b, a, b):
+        await replica.caller(key, "invoke")
+    for replica in (a, b):
+        with pytest.raises(RateLimited) as exc:
+            await replica.caller(key, "invoke")
+        assert exc.value.retry_after >= 1
+
+
+def test_notifications_are_packed_under_postgresqls_payload_limit() -> None:
+    pending = {f"job:{i:040d}": i % 2 == 0 for i in range(800)}
+    payloads = _batches(pending)
+    assert len(payloads) > 1 and all(len(p.encode()) < MAX_PAYLOAD + 100 for p in payloads)
+    lines = [line for p in payloads for line in p.split("\n")]
+    assert {line[1:]: line[0] == "1" for line in lines} == pending
+
+
+async def test_a_wake_up_and_an_announced_event_reach_the_other_replica(pg: Store) -> None:
+    assert pg.conninfo is not None
+    here, there = Notifier(), Notifier()
+    relays = [PgRelay(pg.conninfo, here, sweep=600), PgRelay(pg.conninfo, there, sweep=600)]
+    for relay in relays:
+        await relay.start()
+    try:
+        await wait_for(lambda: all(r.listening for r in relays))
+        heard: list[str] = []
+        there.on("stop", heard.append)
+        with there.listen("job:1") as ev, here.listen("job:1") as mine:
+            here.notify("job:1")
+            here.announce("stop", "w-1 job-1 1")
+            await asyncio.wait_for(ev.wait(), 10)
+            await wait_for(lambda: heard == ["w-1 job-1 1"])
+            assert mine.is_set()  # woken here at once, not a second time by its own NOTIFY
+    finally:
+        for relay in relays:
+            await relay.close()
+
+
+async def test_one_leader_at_a_time_and_the_next_takes_over(pg: Store) -> None:
+    events: list[str] = []
+
+    def duties(name: str) -> Leadership:
+        async def gain() -> None:
+            events.append(f"{name} leads")
+
+        async def lose() -> None:
+            events.append(f"{name} steps down")
+
+        return Leadership(pg.conninfo, gain, lose)
+
+    first, second, never = duties("first"), duties("second"), duties("never")
+    never.eligible = False
+    await first.start()
+    await wait_for(lambda: first.leading)
+    await second.start()
+    await never.start()
+    await asyncio.sleep(2.5)  # a few of the second's tries, all refused
+    assert events == ["first leads"] and not second.leading
+    await first.close()  # its connection closes: the lock is free
+    await wait_for(lambda: second.leading)
+    assert events == ["first leads", "first steps down", "second leads"] and not never.leading
+    await second.close()
+    await never.close()
+
+
+async def wait_for(predicate: Any, timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,189 @@
+"""Two `podium up` replicas on one throwaway PostgreSQL, as behind a load balancer.
+
+The leader (started first) runs the autoscaler, so every worker long-polls the leader; calls go to
+the follower. Wake-ups must cross between them through LISTEN/NOTIFY: the safety sweep is set to
+ten minutes here, so a test that only passed thanks to the sweep would run into its time-outs.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from conftest import SERVICES
+from server import PodiumServer, wait_until
+
+pytestmark = pytest.mark.slow
+
+SHARED = {
+    "PODIUM_SECRET_KEY": "mZ3ApWl2cJ7Yl6bq2ZqJkqZ1Qm5m3bm2m7bZQ9X1k0A=",
+    "PODIUM_WEBHOOK_SECRET": "whsec_replicas_test",
+    "PODIUM_WEBHOOK_ALLOW_PRIVATE": "1",
+    "PODIUM_WEBHOOK_RETRY_DELAY": "0.5",
+    "PODIUM_RELAY_SWEEP": "600",
+}
+
+
+class Receiver:
+    """A webhook receiver on loopback: counts each delivery id it is sent."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+        self.bodies: dict[str, dict[str, Any]] = {}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                delivery = self.headers["X-Podium-Delivery"]
+                outer.seen[delivery] += 1
+                outer.bodies[delivery] = json.loads(body)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def jobs(self) -> set[str]:
+        return {b["id"] for b in self.bodies.values()}
+
+
+@pytest.fixture(scope="module")
+def cluster(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    db = pg_cluster.create_database("replicas")
+    base = tmp_path_factory.mktemp("replicas")
+    leader = PodiumServer(base / "a", db_url=db, env=SHARED)
+    leader.start()
+    wait_until(lambda: leader.http.get("/api/v1/status").json()["leading"], 15, what="the first replica to lead")
+    follower = PodiumServer(base / "b", db_url=db, env=SHARED)
+    follower.start()
+    receiver = Receiver()
+    ep = follower.deploy(SERVICES / "basic" / "app.py", "basic")
+    yield {"leader": leader, "follower": follower, "db": db, "ep": ep, "receiver": receiver, "base": base}
+    receiver.httpd.shutdown()
+    for srv in (leader, follower):
+        srv.close()
+
+
+def test_the_installation_says_which_replica_leads(cluster):
+    leader, follower = cluster["leader"], cluster["follower"]
+    a, b = leader.http.get("/api/v1/status").json(), follower.http.get("/api/v1/status").json()
+    assert a["leading"] and not b["leading"]
+    assert a["leader"] == b["leader"] == a["replica"] != b["replica"]
+    assert {r["id"] for r in a["replicas"]} == {a["replica"], b["replica"]}
+    assert a["store"] == "postgresql"
+    out = json.loads(follower.cli("status", "--json").stdout)
+    assert out["leader"] == a["replica"]
+    for srv, flag in ((leader, 1), (follower, 0)):
+        assert f"podium_replica_leader {flag}.0" in srv.http.get("/metrics").text
+        ready = httpx.get(f"{srv.url}/readyz").json()
+        assert ready["status"] == "ready" and ready["leader"] == bool(flag)
+
+
+def test_a_call_to_the_follower_is_run_by_a_worker_polling_the_leader(cluster):
+    leader, follower = cluster["leader"], cluster["follower"]
+    r = follower.http.post("/v2/basic/runsync", json={"input": {"value": 5}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "COMPLETED" and body["output"]["value"] == 5
+    # The worker was started by the leader and talks to it; the bundle came to it from the store.
+    workers = leader.http.get("/api/v1/endpoints/basic").json()["workers"]
+    assert workers and all(w["replica"] == leader.http.get("/api/v1/status").json()["replica"] for w in workers)
+    # Both replicas count the same workers (read from the store, not from memory).
+    wait_until(lambda: follower.http.get("/api/v1/endpoints/basic").json()["workers_by_state"]
+               == leader.http.get("/api/v1/endpoints/basic").json()["workers_by_state"], 10,
+               what="the same worker counts on both replicas")
+
+
+def test_a_stream_on_the_follower_gets_chunks_stored_through_the_leader(cluster, tmp_path):
+    follower = cluster["follower"]
+    marker = str(tmp_path / "s")
+    with follower.http.stream("POST", "/basic/stream", json={"marker": marker, "items": 2},
+                              headers={"Accept": "text/event-stream"}) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        first = next(line for line in lines if line.startswith("data:"))
+        assert "first" in first
+        Path(f"{marker}.release").touch()
+        rest = [line for line in lines if line.startswith("data:")]
+    assert any("item 1" in line for line in rest)
+
+
+def test_an_idempotency_key_holds_across_replicas(cluster):
+    leader, follower = cluster["leader"], cluster["follower"]
+    h = {"Idempotency-Key": "replicas-order-1"}
+    first = follower.http.post("/v2/basic/run", json={"input": {"value": 1}}, headers=h).json()
+    second = leader.http.post("/v2/basic/run", json={"input": {"value": 1}}, headers=h).json()
+    assert first["id"] == second["id"]
+
+
+def test_a_revoked_key_stops_working_on_every_replica_at_once(cluster):
+    leader, follower = cluster["leader"], cluster["follower"]
+    made = leader.http.post("/api/v1/keys", json={"name": "short-lived", "role": "read"}).json()
+    h = {"Authorization": f"Bearer {made['key']}"}
+    assert httpx.get(f"{follower.url}/api/v1/endpoints", headers=h).status_code == 200  # now cached there
+    assert leader.http.delete(f"/api/v1/keys/{made['id']}").status_code in (200, 204)
+    wait_until(lambda: httpx.get(f"{follower.url}/api/v1/endpoints", headers=h).status_code == 401, 3,
+               what="the follower to refuse the revoked key")
+
+
+def test_readiness_fails_while_the_store_is_unreachable(cluster, pg_cluster):
+    """Connections to the database are refused (and the replicas' own cut) for a while."""
+    follower = cluster["follower"]
+    admin = psycopg.connect(pg_cluster.url.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres", autocommit=True)
+    try:
+        admin.execute("ALTER DATABASE replicas ALLOW_CONNECTIONS false")
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'replicas'")
+        wait_until(lambda: httpx.get(f"{follower.url}/readyz", timeout=10).status_code == 503, 20,
+                   what="/readyz to fail")
+        assert httpx.get(f"{follower.url}/healthz").status_code == 200  # alive, just not ready
+    finally:
+        admin.execute("ALTER DATABASE replicas ALLOW_CONNECTIONS true")
+        admin.close()
+    wait_until(lambda: httpx.get(f"{follower.url}/readyz", timeout=10).status_code == 200, 20,
+               what="/readyz to recover")
+    # Wake-ups cross again once the LISTEN connections are back.
+    wait_until(lambda: cluster["leader"].http.get("/api/v1/status").json()["leading"], 20,
+               what="leadership after the outage")
+    r = follower.http.post("/v2/basic/runsync", json={"input": {"value": 9}})
+    assert r.json()["status"] == "COMPLETED"
+
+
+def test_when_the_leader_dies_the_follower_takes_over_and_nothing_is_lost(cluster, tmp_path):
+    """1. Queue jobs with webhooks on the follower while one blocks on the leader's worker.
+    2. `kill -9` the leader: the follower leads, starts workers, recovers the held job.
+    3. Every job completes; each webhook delivery arrives, never more often than attempted."""
+    leader, follower, receiver = cluster["leader"], cluster["follower"], cluster["receiver"]
+    marker = str(tmp_path / "held")
+    held = follower.http.post("/v2/basic/run", json={"input": {"marker": marker, "block": True},
+                                                     "webhook": receiver.url}).json()["id"]
+    wait_until(lambda: Path(f"{marker}.started.1").exists(), 30, what="the held job to start")
+    queued = [follower.http.post("/v2/basic/run", json={"input": {"value": i}, "webhook": receiver.url}).json()["id"]
+              for i in range(6)]
+    leader.stop(signal.SIGKILL)
+    wait_until(lambda: follower.http.get("/api/v1/status").json()["leading"], 15, what="the follower to lead")
+    Path(f"{marker}.release").touch()
+    for job_id in [held, *queued]:
+        assert follower.wait_job(job_id, 60)["status"] == "COMPLETED"
+    wait_until(lambda: {held, *queued} <= receiver.jobs(), 30, what="every webhook")
+    for job_id in [held, *queued]:
+        deliveries = follower.http.get(f"/api/v1/jobs/{job_id}").json()["webhooks"]
+        for d in deliveries:
+            assert d["state"] == "delivered"
+            assert 1 <= receiver.seen[d["id"]] <= d["tries"]
+    status = follower.http.get("/api/v1/status").json()
+    assert [r["id"] for r in status["replicas"] if r["leader"]] == [status["replica"]]
