@@ -9,8 +9,10 @@ writer thread. Checkpoints (copying the WAL into the database file, with its fsy
 loop too, every few thousand changes, never inside a commit. Only a lock held by another process
 is waited for off the loop.
 
-PostgreSQL goes through the asyncio driver (psycopg 3) with a connection pool; every commit there
-is durable.
+PostgreSQL goes through the asyncio driver (psycopg 3) with a connection pool, and the same
+policy: a transaction that promises nothing waits for no WAL flush (`synchronous_commit` off for
+it alone; PostgreSQL flushes it within a fraction of a second, and concurrent durable commits share
+their flushes).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -77,6 +79,14 @@ def migrate(url: str) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
     command.upgrade(cfg, "head")
+
+
+#: PostgreSQL: this transaction's commit does not wait for its WAL to reach the disk.
+_NO_FLUSH = text("SET LOCAL synchronous_commit TO OFF")
+
+
+#: PostgreSQL: a transaction whose commit record must be flushed (so all before it are too).
+_FLUSH = text("SELECT pg_current_xact_id()")
 
 
 class Conn(Protocol):
@@ -240,6 +250,8 @@ class Store:
         """
         if self.engine is not None:
             async with self.engine.begin() as pooled:
+                if not durable:
+                    await pooled.execute(_NO_FLUSH)
                 yield pooled
             return
         async with self._lock:
@@ -275,6 +287,11 @@ class Store:
 
     async def sync(self) -> None:
         """Make every commit so far durable (those of `durable=False` transactions included)."""
+        if self.engine is not None:
+            # A durable commit that writes WAL (an xid) flushes the WAL up to it, so every commit before.
+            async with self.engine.begin() as pooled:
+                await pooled.execute(_FLUSH)
+            return
         if self._wal is not None:
             await self._wal.durable(self._wal.changes())
 
