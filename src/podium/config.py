@@ -72,6 +72,8 @@ class Settings:
     #: Replicas: seconds between safety sweeps that re-check the store for wake-ups a dropped
     #: LISTEN connection may have missed (NOTIFY itself wakes waiters at once).
     relay_sweep: float = 5.0
+    #: PostgreSQL: connections each replica keeps open (mind the server's max_connections).
+    db_pool: int = 40
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -103,6 +105,7 @@ class Settings:
             webhook_secret=os.environ.get("PODIUM_WEBHOOK_SECRET") or None,
             secret_key=os.environ.get("PODIUM_SECRET_KEY") or None,
             relay_sweep=_number("PODIUM_RELAY_SWEEP", 5.0),
+            db_pool=_number("PODIUM_DB_POOL", 40, int),
             workers=os.environ.get("PODIUM_NO_WORKERS", "") in ("", "0", "false"),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})

@@ -83,6 +83,9 @@ ENDED_COLUMNS = (
 
 #: How long an Idempotency-Key is remembered.
 IDEMPOTENCY_SECONDS = 24 * 3600
+#: With replicas, a queue's count in the store is reused this long (seconds) for its cap: a burst
+#: spread over replicas overshoots the cap by at most what they store in that time.
+COUNT_FRESH = 0.1
 
 
 class DuplicateRequest(Exception):
@@ -232,6 +235,7 @@ class JobQueue:
         self.box = box
         #: Per endpoint, an upper bound of its waiting jobs (see at_capacity).
         self._depth: dict[str, int] = {}
+        self._counted_at: dict[str, float] = {}
         #: Jobs just stored for a caller that waits on them: not final yet, nothing to read.
         self._fresh: set[str] = set()
         #: Final rows handed from finish() to the callers waiting on them, saving a read each.
@@ -424,21 +428,25 @@ class JobQueue:
 
     async def waiting(self, endpoint_id: str) -> int:
         """Jobs waiting on an endpoint, whatever their priority."""
-        async with self.store.tx() as conn:
+        async with self.store.read() as conn:
             n = await conn.scalar(
                 select(func.count()).where(
                     jobs.c.endpoint_id == endpoint_id, jobs.c.status == JobStatus.IN_QUEUE
                 )
             ) or 0
         self._depth[endpoint_id] = n
+        self._counted_at[endpoint_id] = time.monotonic()
         return n
 
     async def at_capacity(self, endpoint_id: str, cap: int) -> bool:
-        """Whether an endpoint already has `cap` jobs waiting. Alone, counted in the store only
-        when an upper bound kept in memory (the last count plus jobs stored since) reaches the
-        cap; with other replicas storing jobs too, counted every time."""
+        """Whether an endpoint already has `cap` jobs waiting. Counted in the store only when an
+        upper bound kept in memory (the last count plus jobs stored here since) reaches the cap,
+        or, with other replicas storing jobs too, when the count is older than COUNT_FRESH."""
         estimate = self._depth.get(endpoint_id)
-        if estimate is None or estimate >= cap or self.notifier.relay is not None:
+        stale = self.notifier.relay is not None and (
+            time.monotonic() - self._counted_at.get(endpoint_id, 0.0) > COUNT_FRESH
+        )
+        if estimate is None or estimate >= cap or stale:
             estimate = await self.waiting(endpoint_id)
         return estimate >= cap
 

@@ -9,6 +9,10 @@ wakes reads the change.
 NOTIFY is not stored: one sent while a replica's LISTEN connection was down is lost to it. So on
 every (re)connection, and on a slow sweep, all waiters here are woken to re-check the store: a
 lost wake-up costs at most one sweep of latency, never a job.
+
+A replica that knows it is alone (no other live replica in the store, and none has said hello
+since) sends nothing: a NOTIFY per change would cost it a round trip for no one. A replica says
+hello as soon as it listens, before it serves anything.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ MAX_PAYLOAD = 7900
 SWEEP_EVERY = 5.0
 #: Seconds between attempts to re-establish a dropped LISTEN connection.
 RECONNECT_EVERY = 1.0
+#: What a replica announces when it starts listening.
+HELLO = "!hello:"
 
 
 def _batches(pending: dict[str, bool]) -> list[str]:
@@ -66,9 +72,14 @@ class PgRelay:
         self.listening = False
         #: Times the LISTEN connection was (re)established.
         self.connections = 0
+        #: Other live replicas (kept up to date by the runtime's heartbeat; raised by a hello).
+        self.others = 1
+        #: Hellos heard from other replicas.
+        self.hellos = 0
 
     async def start(self) -> None:
         self.notifier.relay = self
+        self.notifier.on("hello", self._hello)
         self._tasks = [
             asyncio.create_task(self._listen(), name="podium-relay-listen"),
             asyncio.create_task(self._sweep(), name="podium-relay-sweep"),
@@ -91,6 +102,8 @@ class PgRelay:
     # -- sending --------------------------------------------------------------------------------
 
     def publish(self, key: str, *, one: bool) -> None:
+        if self.others == 0 and key != HELLO:
+            return
         # A key already waiting to go as "wake all" stays so.
         self._pending[key] = self._pending.get(key, True) and one
         if self._flushing is None:
@@ -130,6 +143,7 @@ class PgRelay:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.listening = True
                     self.connections += 1
+                    self.publish(HELLO, one=False)
                     # Whatever was announced while we were not listening: look again.
                     self.notifier.notify_all()
                     async for note in conn.notifies():
@@ -148,6 +162,10 @@ class PgRelay:
         for line in payload.split("\n"):
             if len(line) > 1:
                 self.notifier.deliver(line[1:], one=line[0] == "1")
+
+    def _hello(self, _: str) -> None:
+        self.hellos += 1
+        self.others = max(self.others, 1)
 
     async def _sweep(self) -> None:
         while True:

@@ -52,7 +52,7 @@ class Runtime:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or Clock()
-        self.store = Store(settings.db_url, busy_timeout=settings.db_busy_timeout)
+        self.store = Store(settings.db_url, busy_timeout=settings.db_busy_timeout, pool_size=settings.db_pool)
         #: Other servers may share this store (PostgreSQL): wake-ups, limits and bundles are shared.
         self.shared = not self.store.sqlite
         self.replica_id = secrets.token_hex(6)
@@ -107,9 +107,9 @@ class Runtime:
             retry_delay=self.settings.webhook_retry_delay, timeout=self.settings.webhook_timeout,
             metrics=self.metrics,
         )
+        await self._beat()
         if self.relay is not None:
             await self.relay.start()
-        await self._beat()
         self._background = [
             asyncio.create_task(self._every(1.0, self.pool.flush), name="podium-worker-records"),
             asyncio.create_task(self._every(2.0, self._beat), name="podium-heartbeat"),
@@ -154,10 +154,17 @@ class Runtime:
             await self.webhooks.stop()
 
     async def _beat(self) -> None:
+        """Say this replica is alive (and whether it leads); learn whether any other is."""
+        now = self.clock.now()
         await self.cluster.beat(Replica(
-            id=self.replica_id, url=self.settings.url, started_at=self.started_at, seen_at=self.clock.now(),
+            id=self.replica_id, url=self.settings.url, started_at=self.started_at, seen_at=now,
             leader=self.leadership.leading, runs_workers=self.settings.workers,
         ))
+        if self.relay is not None:
+            hellos = self.relay.hellos
+            others = sum(1 for r in await self.cluster.live(now) if r.id != self.replica_id)
+            # A replica that said hello while we read counts, even if the read missed its row.
+            self.relay.others = others if self.relay.hellos == hellos else max(others, 1)
 
     @staticmethod
     async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:

@@ -9,10 +9,11 @@ writer thread. Checkpoints (copying the WAL into the database file, with its fsy
 loop too, every few thousand changes, never inside a commit. Only a lock held by another process
 is waited for off the loop.
 
-PostgreSQL goes through the asyncio driver (psycopg 3) with a connection pool, and the same
-policy: a transaction that promises nothing waits for no WAL flush (`synchronous_commit` off for
-it alone; PostgreSQL flushes it within a fraction of a second, and concurrent durable commits share
-their flushes).
+PostgreSQL goes through the asyncio driver (psycopg 3) with a pool of kept connections, and the
+same policy: a transaction that promises nothing waits for no WAL flush (the connections'
+`synchronous_commit` is off; PostgreSQL flushes within a fraction of a second), and one that
+promises turns it on for itself (concurrent durable commits share their flushes). Connections are
+not pinged before use: one cut since its last use fails its request with 503 and is replaced.
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ def migrate(url: str) -> None:
     command.upgrade(cfg, "head")
 
 
-#: PostgreSQL: this transaction's commit does not wait for its WAL to reach the disk.
-_NO_FLUSH = text("SET LOCAL synchronous_commit TO OFF")
+#: PostgreSQL: this transaction's commit returns once its WAL is on disk.
+_DURABLE = text("SET LOCAL synchronous_commit TO ON")
 
 
 #: PostgreSQL: a transaction whose commit record must be flushed (so all before it are too).
@@ -196,9 +197,10 @@ class Store:
         url: `sqlite:///path` or `postgresql://user@host/db`.
         busy_timeout: SQLite only: seconds to wait for a lock held by another process (then the
             transaction fails with OperationalError, which the server answers with 503).
+        pool_size: PostgreSQL only: connections this process keeps (each replica its own).
     """
 
-    def __init__(self, url: str, busy_timeout: float = 10.0) -> None:
+    def __init__(self, url: str, busy_timeout: float = 10.0, pool_size: int = 40) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
         self.busy_timeout = busy_timeout
@@ -216,7 +218,9 @@ class Store:
             self._sync_engine = sync_engine
         else:
             self.engine = create_async_engine(
-                sync_url(url), pool_size=10, max_overflow=20, pool_pre_ping=True
+                # Connections are kept, not opened per burst: a new one costs PostgreSQL a process.
+                sync_url(url), pool_size=pool_size, max_overflow=0, pool_timeout=30,
+                connect_args={"options": "-c synchronous_commit=off"},
             )
 
     @property
@@ -250,8 +254,8 @@ class Store:
         """
         if self.engine is not None:
             async with self.engine.begin() as pooled:
-                if not durable:
-                    await pooled.execute(_NO_FLUSH)
+                if durable:
+                    await pooled.execute(_DURABLE)
                 yield pooled
             return
         async with self._lock:
@@ -290,6 +294,7 @@ class Store:
         if self.engine is not None:
             # A durable commit that writes WAL (an xid) flushes the WAL up to it, so every commit before.
             async with self.engine.begin() as pooled:
+                await pooled.execute(_DURABLE)
                 await pooled.execute(_FLUSH)
             return
         if self._wal is not None:
