@@ -12,11 +12,15 @@ import pytest
 
 from podium.core.access import Access
 from podium.core.errors import RateLimited
+from podium.core.workers import WorkerPool
+from podium.dispatch import FakeClock
 from podium.dispatch.notify import Notifier
 from podium.dispatch.relay import MAX_PAYLOAD, PgRelay, _batches
 from podium.scaling.leader import Leadership
 from podium.store import Store, migrate
 from podium.store.catalog import Catalog
+from podium.store.cluster import Cluster, Replica
+from test_core import World
 
 
 @pytest.fixture
@@ -105,3 +109,29 @@ async def wait_for(predicate: Any, timeout: float = 15.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("timed out")
         await asyncio.sleep(0.05)
+
+
+async def test_every_replica_counts_the_workers_another_one_heard_from(pg: Store) -> None:
+
+    world = await World(pg).build()
+    clock = FakeClock()
+    a = WorkerPool(world.queue, world.catalog, clock, lease=30, replica_id="a")
+    b = WorkerPool(world.queue, world.catalog, clock, lease=30, replica_id="b")
+    a.new("w-1", world.ep["id"], "v1", local=True)
+    assert (await b.counts(world.ep["id"]))["initializing"] == 0
+    await a.flush()
+    seen = await b.view(world.ep["id"])
+    assert [(w["id"], w["replica"], w["state"]) for w in seen] == [("w-1", "a", "STARTING")]
+    assert (await b.counts(world.ep["id"]))["initializing"] == 1
+    a.gone("w-1")
+    await a.flush()
+    assert await b.view(world.ep["id"]) == []
+
+
+async def test_silent_replicas_and_their_workers_are_forgotten(pg: Store) -> None:
+    cluster = Cluster(pg)
+    await cluster.beat(Replica("old", "http://a", 0.0, 100.0, leader=True, runs_workers=True))
+    await cluster.beat(Replica("new", "http://b", 0.0, 5000.0, leader=True, runs_workers=True))
+    assert [(r.id, r.leader) for r in await cluster.live(5001.0)] == [("new", True)]
+    await cluster.prune(before=1000.0)
+    assert [r.id for r in await cluster.live(0.0)] == ["new"]

@@ -32,6 +32,7 @@ from podium.scaling.local import LocalBackend, group_rss_mb, tail
 from podium.scaling.policy import Load, desired
 from podium.scaling.resources import Resources
 from podium.store.catalog import BuildState, Catalog, EndpointState
+from podium.store.cluster import FORGET_AFTER
 
 log = logging.getLogger("podium.scaling")
 
@@ -126,6 +127,7 @@ class Autoscaler:
             self._last_reap = time.monotonic()
             for row in await self.queue.reap():
                 self.stop_job(row["worker_id"], row["id"])
+            await self.pool.cluster.prune(self.queue.clock.now() - FORGET_AFTER)
         queued = await self.queue.queued_by_endpoint()
         endpoints = await self.catalog.list_endpoints()
         known = {ep["id"] for ep in endpoints}

@@ -19,6 +19,8 @@ from podium.store.tables import replicas, workers
 
 #: A replica not heard from for this long is no longer listed.
 REPLICA_SILENT = 10.0
+#: Rows of replicas and workers silent for this long are deleted (by the leader).
+FORGET_AFTER = 3600.0
 
 
 def upsert(store: Store, table: Table, rows: Sequence[dict[str, Any]]) -> Any:
@@ -90,7 +92,9 @@ class Cluster:
         async with self.store.read() as conn:
             return list((await conn.execute(q.order_by(workers.c.started_at))).mappings().all())
 
-    async def prune_workers(self, before: float) -> None:
-        """Rows of workers nobody has heard from since `before` (their replica died with them)."""
+    async def prune(self, before: float) -> None:
+        """Rows of replicas and workers nobody has heard from since `before` (a replica that
+        died, and the workers that died with it)."""
         async with self.store.tx(durable=False) as conn:
             await conn.execute(delete(workers).where(workers.c.seen_at < before))
+            await conn.execute(delete(replicas).where(replicas.c.seen_at < before))
