@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -56,6 +57,19 @@ class CountRequests:
             self.metrics.http.labels(surface(scope["path"]), scope["method"], str(status)).inc()
 
 
+class PodiumAPI(FastAPI):
+    """FastAPI, with the hot routes answered in front of its whole middleware stack."""
+
+    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metrics = metrics
+        #: Path templates of every route (set once the routers are included).
+        self.paths: list[str] = []
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return HotPaths(super().build_middleware_stack(), [*self.paths, "/docs", "/openapi.json"], self.metrics)
+
+
 def create_app(
     settings: Settings,
     runtime: Runtime | None = None,
@@ -73,7 +87,8 @@ def create_app(
         finally:
             await rt.close()
 
-    app = FastAPI(
+    app = PodiumAPI(
+        rt.metrics,
         title="Podium",
         version=__version__,
         default_response_class=JSONAnswer,
@@ -87,11 +102,9 @@ def create_app(
     # hands POST /api/v1/projects without a `kind` to admin).
     routers = (ops.router, digitalhub_api.router, *admin.ROUTERS, envs_api.router, laminar_api.router,
                covalent_api.router, runpod_api.router, worker_api.router, console.router, routes_api.router)
-    paths = [r.path for router in routers for r in router.routes if isinstance(r, APIRoute)]
-    # Innermost of ours: the hot routes are still counted and a bug in them still answers 500.
-    app.add_middleware(HotPaths, paths=[*paths, "/docs", "/openapi.json"])
     app.add_middleware(CountRequests, metrics=rt.metrics)
     errors.install(app)
     for router in routers:
         app.include_router(router)
+    app.paths = [r.path for router in routers for r in router.routes if isinstance(r, APIRoute)]
     return app

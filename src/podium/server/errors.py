@@ -157,10 +157,13 @@ class CatchAll:
         try:
             await self.app(scope, receive, watch)
         except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:  # too late for an answer of our own: end the broken one
+                log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
                 raise
-            response = JSONAnswer(
-                {"error": "internal_error", "detail": "the server failed; see its log"}, status_code=500
-            )
-            await response(scope, receive, send)
+            await bug(scope["method"], scope["path"])(scope, receive, send)
+
+
+def bug(method: str, path: str) -> JSONAnswer:
+    """The answer to an exception nothing maps (called in its `except` block: it logs it)."""
+    log.exception("unhandled error on %s %s", method, path)
+    return JSONAnswer({"error": "internal_error", "detail": "the server failed; see its log"}, status_code=500)

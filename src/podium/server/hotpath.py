@@ -1,11 +1,12 @@
-"""The call path's busiest requests, answered without FastAPI's routing and middleware layers.
+"""The call path's busiest requests, answered ahead of FastAPI's routing and middleware.
 
 Every job costs a submit (/run, /runsync, a route call) and a worker exchange (job-take,
-job-done); matching a path against every router and passing through seven middleware layers cost
-more per request than storing the job. These few routes are matched here by one regex each and
-answered by the very handler functions FastAPI registers, so the OpenAPI description, the other
-routes and the answers (errors through `errors.answer`, metrics through `CountRequests`) are the
-same either way.
+job-done); matching a path against every router and passing each message through seven middleware
+layers cost more per request than storing the job. These few routes are matched here, in front of
+the whole app, by one regex each and answered by the very handler functions FastAPI registers, so
+the OpenAPI description, the other routes and the answers are the same either way: errors go
+through `errors.answer` (a bug is a logged JSON 500, as CatchAll makes it), and each request is
+counted as CountRequests counts the others.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from podium.core.errors import InvalidRequest
+from podium.metrics import Metrics, surface
 from podium.server import errors, routes_api, runpod_api, worker_api
 
 Handler = Callable[..., Awaitable[Response]]
@@ -72,19 +74,20 @@ def first_segments(paths: Iterable[str]) -> frozenset[str]:
 
 
 class HotPaths:
-    """ASGI middleware: answers the ROUTES itself, hands everything else to the app. Bugs raise
-    on to CatchAll, as from any route.
+    """The outermost ASGI app: answers the ROUTES itself, hands everything else to the app.
 
     Parameters:
         paths: the path templates of the app's routes. A path one of them spells out literally
             (`/v2/endpoint/run`) is that route's, never a hot one's; nor is a POST whose first
             segment starts other routes (`api`, `v1`, `console`, …) a route call.
+        metrics: where answered requests are counted.
     """
 
-    def __init__(self, app: ASGIApp, paths: list[str]) -> None:
+    def __init__(self, app: ASGIApp, paths: list[str], metrics: Metrics) -> None:
         self.app = app
         self.literal = frozenset(p for p in paths if "{" not in p)
         self.surfaces = first_segments(paths)
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -108,6 +111,7 @@ class HotPaths:
         self, route: HotRoute, params: dict[str, str], scope: Scope, receive: Receive, send: Send
     ) -> None:
         request = Request(scope, receive)
+        method, path = scope["method"], scope["path"]
         try:
             for name, convert in route.query.items():
                 raw = request.query_params.get(name)
@@ -115,11 +119,11 @@ class HotPaths:
                     params[name] = _convert(name, raw, convert)
             response = await route.handler(request, **params)
         except Exception as exc:
-            answered = errors.answer(exc, scope["method"], scope["path"])
-            if answered is None:
-                raise
-            response = answered
-        await response(scope, receive, send)
+            response = errors.answer(exc, method, path) or errors.bug(method, path)
+        try:
+            await response(scope, receive, send)
+        finally:
+            self.metrics.http.labels(surface(path), method, str(response.status_code)).inc()
 
 
 def _convert(name: str, raw: str, convert: Callable[[str], Any]) -> Any:
