@@ -131,6 +131,28 @@ def test_an_idempotency_key_holds_across_replicas(cluster):
     assert first["id"] == second["id"]
 
 
+def test_a_queue_cap_holds_across_replicas(cluster, tmp_path):
+    """One worker held by a blocking job submitted to the follower; the cap of 2 waiting jobs is
+    filled through the leader; then the follower, which stored none of them, refuses the next."""
+    import time
+
+    leader, follower = cluster["leader"], cluster["follower"]
+    follower.deploy(SERVICES / "basic" / "app.py", "capped")
+    assert follower.http.patch("/api/v1/endpoints/capped/scaling",
+                               json={"max_workers": 1, "queue_cap": 2}).status_code == 200
+    marker = str(tmp_path / "cap")
+    held = follower.http.post("/v2/capped/run", json={"input": {"marker": marker, "block": True}}).json()["id"]
+    wait_until(lambda: Path(f"{marker}.started.1").exists(), 30, what="the held job to start")
+    waiting = [leader.http.post("/v2/capped/run", json={"input": {"value": i}}).json()["id"] for i in range(2)]
+    time.sleep(0.3)  # past COUNT_FRESH: each replica counts the queue in the store again
+    for srv in (follower, leader):
+        r = srv.http.post("/v2/capped/run", json={"input": {"value": 2}})
+        assert r.status_code == 429, r.text
+    Path(f"{marker}.release").touch()
+    for job_id in [held, *waiting]:
+        assert follower.wait_job(job_id, 60)["status"] == "COMPLETED"
+
+
 def test_a_revoked_key_stops_working_on_every_replica_at_once(cluster):
     leader, follower = cluster["leader"], cluster["follower"]
     made = leader.http.post("/api/v1/keys", json={"name": "short-lived", "role": "read"}).json()
