@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -134,8 +135,6 @@ def test_an_idempotency_key_holds_across_replicas(cluster):
 def test_a_queue_cap_holds_across_replicas(cluster, tmp_path):
     """One worker held by a blocking job submitted to the follower; the cap of 2 waiting jobs is
     filled through the leader; then the follower, which stored none of them, refuses the next."""
-    import time
-
     leader, follower = cluster["leader"], cluster["follower"]
     follower.deploy(SERVICES / "basic" / "app.py", "capped")
     assert follower.http.patch("/api/v1/endpoints/capped/scaling",
