@@ -7,13 +7,15 @@ from typing import Any
 
 import typer
 
-from podium.cli.common import KEY, PROJECT, URL, app, connect, out
+from podium.cli.common import KEY, PROJECT, URL, app, connect, err, out
 
 
 @app.command()
 def up(
     host: str = typer.Option(None, help="Interface to listen on (default 127.0.0.1)."),
     port: int = typer.Option(None, help="Port to listen on (default 8000)."),
+    backend: str = typer.Option(None, help="Where workers run: local or ray (default $PODIUM_BACKEND, else local)."),
+    ray_address: str = typer.Option(None, help="The Ray cluster for --backend ray (default $RAY_ADDRESS)."),
 ) -> None:
     """Start the server and its local workers (state under $PODIUM_HOME, default ./.podium)."""
     from podium import logs
@@ -21,10 +23,14 @@ def up(
     from podium.server.serve import run
 
     logs.setup()
-    settings = Settings.from_env(host=host, port=port)
+    settings = Settings.from_env(host=host, port=port, backend=backend, ray_address=ray_address)
+    _check_backend(settings)
 
     def announce(runtime: Any) -> None:
         out.print(f"Podium {settings.url}  (home {settings.home.resolve()}, store {_store_name(settings)})")
+        if settings.backend == "ray":
+            out.print(f"Workers on the Ray cluster at {settings.ray_address or 'auto'}, "
+                      f"reaching this server at {settings.worker_url}")
         if runtime.new_admin_key:
             out.print(f"Admin API key (shown once; saved for the CLI in {settings.credentials}):",
                       style="bold")
@@ -43,6 +49,19 @@ def dev(
     from podium.dev import serve
 
     serve(path, port, name)
+
+
+def _check_backend(settings: Any) -> None:
+    """The ray backend without Ray installed: one line saying how to get it, exit code 2."""
+    from podium.errors import ConfigError
+    from podium.scaling.ray import import_ray
+
+    if settings.backend == "ray":
+        try:
+            import_ray()
+        except ConfigError as exc:
+            err.print(f"error: {exc}", style="red", soft_wrap=True)
+            raise typer.Exit(2) from None
 
 
 def _store_name(settings: Any) -> str:

@@ -49,6 +49,9 @@ class WorkerInfo:
     log_path: Path | None = None
     key_id: str | None = None
     process: Any = None
+    #: Where a worker placed on a Ray cluster runs: its node's address and its actor (else None).
+    node: str | None = None
+    actor_id: str | None = None
     failure: str | None = None
     #: Jobs this worker must stop (cancelled while running); handed out by the job-stop channel.
     stop: set[str] = field(default_factory=set)
@@ -68,6 +71,8 @@ class WorkerInfo:
             "start_to_ready_s": None if self.ready_at is None else round(self.ready_at - self.started_at, 3),
             "pid": self.process.pid if self.process is not None else None,
             "local": self.local,
+            "node": self.node,
+            "actor_id": self.actor_id,
         }
 
 

@@ -1,0 +1,156 @@
+"""Workers on a real Ray cluster (`podium up --backend ray`): a throwaway cluster on loopback, a
+real server placing its workers there as named actors, real drivers to look at and kill them.
+Group: `pytest -m ray`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conftest import SERVICES
+from podium.scaling.ray import actor_name, actor_options
+from podium.scaling.resources import Resources
+from raycluster import ENV, RayCluster, ray_bin
+from server import PodiumServer, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(300)]
+
+WHERE = SERVICES / "ray" / "where.py"
+#: Named actors of Podium on the cluster, name -> actor id.
+ACTORS = """
+result = {a["name"]: ray.get_actor(a["name"], namespace="podium")._actor_id.hex()
+          for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "podium"}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RayCluster]:
+    if ray_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("Ray is not installed: `make venv` installs podium[ray]")
+        pytest.skip("Ray is not installed (pip install 'podium[ray]')")
+    c = RayCluster(num_cpus=4)
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def ray_server(cluster: RayCluster, home: Any) -> PodiumServer:
+    return PodiumServer(home, env=dict(ENV), args=("--backend", "ray", "--ray-address", cluster.address))
+
+
+@pytest.fixture(scope="module")
+def srv(cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
+    server = ray_server(cluster, tmp_path_factory.mktemp("ray-home"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def workers(srv: PodiumServer, name: str) -> list[dict[str, Any]]:
+    return json.loads(srv.cli("status", name, "--json").stdout)["workers"]  # type: ignore[no-any-return]
+
+
+def call(srv: PodiumServer, name: str, **kwargs: Any) -> dict[str, Any]:
+    r = srv.http.post(f"/{name}/where", json=kwargs)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_jobs_run_on_named_ray_actors(srv: PodiumServer, cluster: RayCluster) -> None:
+    srv.deploy(WHERE, "where")
+    out = call(srv, "where")
+    [w] = workers(srv, "where")
+    assert w["node"] == "127.0.0.1" and w["actor_id"] and w["pid"] is None and w["local"] is True
+    # Its bundle came over HTTP into the node's own cache, and its parent is the actor, not the server.
+    assert out["home"] != str(srv.home) and out["home"].endswith("podium-ray")
+    assert srv.proc is not None and out["ppid"] != srv.proc.pid
+    assert cluster.driver(ACTORS)[actor_name("where", w["id"])] == w["actor_id"]
+    text = srv.cli("status", "where").stdout
+    assert f"{w['id']}  IDLE  node 127.0.0.1  actor {w['actor_id']}" in text
+    assert f"in pid {out['pid']}" in srv.cli("logs", "where").stdout, "the worker's output reaches podium logs"
+
+
+def test_workers_reserve_the_endpoints_resources_on_ray(srv: PodiumServer, cluster: RayCluster) -> None:
+    srv.deploy(WHERE, "held")
+    srv.cli("scale", "held", "--min", "1")
+    wait_until(lambda: [w for w in workers(srv, "held") if w["node"]], 60, 0.2, "a worker of held placed")
+    # Every Podium worker here asks for the default 1 CPU: the cluster's free CPUs say so.
+    snapshot = """
+names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "podium"]
+result = [len(names), ray.cluster_resources()["CPU"], ray.available_resources().get("CPU", 0.0)]
+"""
+    wait_until(lambda: (s := cluster.driver(snapshot)) and s[1] - s[2] == s[0] >= 1, 60, 0.5,
+               "free CPUs = total - one per worker actor")
+    srv.cli("scale", "held", "--min", "0")
+
+
+def test_an_actor_killed_mid_job_is_replaced_and_the_job_completes(srv: PodiumServer, cluster: RayCluster) -> None:
+    srv.deploy(WHERE, "crash")
+    r = srv.http.post("/v2/crash/run", json={"input": {"sleep": 3}})
+    job_id = r.json()["id"]
+    wait_until(lambda: srv.job(job_id)["status"] == "IN_PROGRESS", 60, 0.1, "the job to start")
+    [w] = [w for w in workers(srv, "crash") if job_id in w["jobs"]]
+    cluster.driver(f"ray.kill(ray.get_actor({actor_name('crash', w['id'])!r}, namespace='podium'))")
+    job = srv.wait_job(job_id, timeout=90)
+    assert job["status"] == "COMPLETED" and job["output"]["attempt"] == 2, job
+    now = workers(srv, "crash")
+    assert w["id"] not in [x["id"] for x in now] and all(x["actor_id"] != w["actor_id"] for x in now)
+    assert actor_name("crash", w["id"]) not in cluster.driver(ACTORS)
+    log = (srv.home / "logs" / "crash" / f"{w['id']}.log").read_text()
+    assert f"the Ray actor {actor_name('crash', w['id'])} ended" in log
+
+
+def test_idle_workers_stop_and_the_endpoint_scales_back_from_zero(srv: PodiumServer, cluster: RayCluster) -> None:
+    srv.deploy(WHERE, "idle")
+    srv.cli("scale", "idle", "--idle-timeout", "1")
+    first = call(srv, "idle")
+    wait_until(lambda: not workers(srv, "idle"), 60, 0.2, "the idle worker to stop")
+    assert not [n for n in cluster.driver(ACTORS) if n.startswith("podium-idle-")], "its actor is gone too"
+    second = call(srv, "idle")
+    assert second["pid"] != first["pid"]
+    [w] = workers(srv, "idle")
+    assert w["actor_id"] in cluster.driver(ACTORS).values()
+
+
+def test_a_stopping_server_ends_the_actors_it_started(cluster: RayCluster, tmp_path: Any) -> None:
+    server = ray_server(cluster, tmp_path / "home")
+    server.start()
+    try:
+        server.deploy(WHERE, "owned")
+        server.cli("scale", "owned", "--min", "1")
+        wait_until(lambda: [w for w in workers(server, "owned") if w["node"]], 60, 0.2, "a worker placed")
+        assert [n for n in cluster.driver(ACTORS) if n.startswith("podium-owned-")]
+    finally:
+        server.close()
+    assert not [n for n in cluster.driver(ACTORS) if n.startswith("podium-owned-")]
+
+
+def test_the_ray_backend_without_ray_is_one_clear_error(tmp_path: Any) -> None:
+    # This interpreter as it would be without Ray installed: `import ray` fails.
+    code = "import sys; sys.modules['ray'] = None; from podium.cli import main; main()"
+    env = {**os.environ, "PODIUM_HOME": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-c", code, "up", "--backend", "ray"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res
+    assert res.stderr.strip() == "error: the ray backend needs Ray: pip install 'podium[ray]'"
+    bad = subprocess.run([sys.executable, "-m", "podium", "up", "--backend", "k8s"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and bad.stderr.strip() == "error: the worker backend must be one of local, ray, got 'k8s'"
+
+
+def test_resources_become_rays_reservation() -> None:
+    assert actor_options(Resources()) == {"num_cpus": 1.0, "num_gpus": 0}
+    assert actor_options(Resources(cpus=0.5, gpus=2, memory_mb=512)) == {
+        "num_cpus": 0.5, "num_gpus": 2, "memory": 512 * 2**20}
+    assert actor_name("sdxl", "w-1") == "podium-sdxl-w-1"
