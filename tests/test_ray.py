@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from conftest import SERVICES
 from podium.scaling.ray import actor_name, actor_options
 from podium.scaling.resources import Resources
 from raycluster import ENV, RayCluster, ray_bin
-from server import PodiumServer, wait_until
+from server import PodiumServer, free_port, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -95,20 +96,43 @@ result = [len(names), ray.cluster_resources()["CPU"], ray.available_resources().
     srv.cli("scale", "held", "--min", "0")
 
 
-def test_an_actor_killed_mid_job_is_replaced_and_the_job_completes(srv: PodiumServer, cluster: RayCluster) -> None:
+def test_an_actor_killed_mid_job_is_replaced_and_the_job_completes(
+    srv: PodiumServer, cluster: RayCluster, tmp_path: Path
+) -> None:
     srv.deploy(WHERE, "crash")
-    r = srv.http.post("/v2/crash/run", json={"input": {"sleep": 3}})
-    job_id = r.json()["id"]
+    until = tmp_path / "go"
+    job_id = srv.http.post("/v2/crash/run", json={"input": {"until": str(until)}}).json()["id"]
     wait_until(lambda: srv.job(job_id)["status"] == "IN_PROGRESS", 60, 0.1, "the job to start")
     [w] = [w for w in workers(srv, "crash") if job_id in w["jobs"]]
     cluster.driver(f"ray.kill(ray.get_actor({actor_name('crash', w['id'])!r}, namespace='podium'))")
+    wait_until(lambda: w["id"] not in [x["id"] for x in workers(srv, "crash")], 60, 0.2, "the killed worker to go")
+    until.touch()
     job = srv.wait_job(job_id, timeout=90)
     assert job["status"] == "COMPLETED" and job["output"]["attempt"] == 2, job
-    now = workers(srv, "crash")
-    assert w["id"] not in [x["id"] for x in now] and all(x["actor_id"] != w["actor_id"] for x in now)
+    assert all(x["actor_id"] != w["actor_id"] for x in workers(srv, "crash"))
     assert actor_name("crash", w["id"]) not in cluster.driver(ACTORS)
     log = (srv.home / "logs" / "crash" / f"{w['id']}.log").read_text()
     assert f"the Ray actor {actor_name('crash', w['id'])} ended" in log
+
+
+def test_a_restart_drains_each_actor_after_its_job_in_hand(
+    srv: PodiumServer, cluster: RayCluster, tmp_path: Path
+) -> None:
+    srv.deploy(WHERE, "drain")
+    until = tmp_path / "go"
+    job_id = srv.http.post("/v2/drain/run", json={"input": {"until": str(until)}}).json()["id"]
+    wait_until(lambda: srv.job(job_id)["status"] == "IN_PROGRESS", 60, 0.1, "the job to start")
+    [old] = workers(srv, "drain")
+    srv.cli("restart", "drain")
+    assert [w["state"] for w in workers(srv, "drain") if w["id"] == old["id"]] == ["DRAINING"]
+    until.touch()
+    job = srv.wait_job(job_id, timeout=60)
+    assert job["status"] == "COMPLETED" and job["output"]["attempt"] == 1, "SIGTERM reached the worker: it finished"
+    wait_until(lambda: actor_name("drain", old["id"]) not in cluster.driver(ACTORS), 60, 0.5, "the drained actor to end")
+    # Recycling after max_jobs_per_worker drains the same way.
+    srv.cli("scale", "drain", "--max-jobs", "1")
+    pids = [call(srv, "drain")["pid"] for _ in range(2)]
+    assert pids[0] != pids[1]
 
 
 def test_idle_workers_stop_and_the_endpoint_scales_back_from_zero(srv: PodiumServer, cluster: RayCluster) -> None:
@@ -134,6 +158,17 @@ def test_a_stopping_server_ends_the_actors_it_started(cluster: RayCluster, tmp_p
     finally:
         server.close()
     assert not [n for n in cluster.driver(ACTORS) if n.startswith("podium-owned-")]
+    # Drained by the server itself (not only ended by Ray because their owner went away).
+    assert "left the Ray cluster (1 actors drained" in (tmp_path / "home" / "server.log").read_text()
+
+
+def test_an_unreachable_cluster_is_a_clear_endpoint_error(server_factory: Any) -> None:
+    nowhere = f"127.0.0.1:{free_port()}"
+    server = server_factory(env=dict(ENV), args=("--backend", "ray", "--ray-address", nowhere))
+    res = server.cli("deploy", str(WHERE), "--name", "lost", "--json", check=False)
+    assert res.returncode == 1 and json.loads(res.stdout)["state"] == "ERROR"
+    error = json.loads(server.cli("status", "lost", "--json").stdout)["error"]
+    assert error.startswith(f"cannot reach the Ray cluster at {nowhere}: ") and "refused" in error
 
 
 def test_the_ray_backend_without_ray_is_one_clear_error(tmp_path: Any) -> None:

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -57,6 +58,9 @@ INSTALL_HINT = "the ray backend needs Ray: pip install 'podium[ray]'"
 
 def import_ray() -> Any:
     """The `ray` module, or a ConfigError saying how to install it."""
+    # The server's own SIGTERM handling stands: Ray's crash handler (read at import) would print a
+    # stack trace on every stop.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
         import ray
     except ImportError:
@@ -80,6 +84,19 @@ def actor_options(resources: Resources) -> dict[str, Any]:
 def node_home() -> str:
     """PODIUM_HOME of workers on a node: where they cache bundles fetched from the server."""
     return os.path.join(tempfile.gettempdir(), "podium-ray")
+
+
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """ConnectionError unless `address` (host:port, or ray://host:port) accepts a connection: Ray
+    itself would retry an unreachable cluster for minutes, while workers wait."""
+    if address == "auto":  # the cluster of this machine, found by Ray (which fails fast without one)
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
 
 class WorkerActor:
@@ -194,12 +211,19 @@ class RayBackend:
     def _join(self) -> Any:
         ray = import_ray()
         address = self.settings.ray_address or "auto"
+        reachable(address)
+        # Ray warns that it left the server's SIGTERM handler alone (not the main thread): noise.
+        ray_log = logging.getLogger("ray._private.worker")
+        level = ray_log.level
+        ray_log.setLevel(logging.ERROR)
         try:
             ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
         except Exception as exc:
             with contextlib.suppress(Exception):
                 ray.shutdown()
             raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+        finally:
+            ray_log.setLevel(level)
         log.info("workers run on the Ray cluster at %s; they reach this server at %s",
                  address, self.settings.worker_url)
         self._actor_class = ray.remote(WorkerActor)
@@ -231,7 +255,7 @@ class RayBackend:
         info.log_path = log_dir / f"{info.id}.log"
         try:
             await self._connect()
-        except ConnectionError as exc:
+        except (ConnectionError, ConfigError) as exc:
             info.failure = str(exc)
             self._follow(self.on_exit(info, 1))
             return
@@ -325,8 +349,10 @@ class RayBackend:
         await asyncio.gather(*(self.stop(w, grace) for w in workers if w.local))
         if self._ray is None:
             return
-        for placed in list(self._placed.values()):
-            await asyncio.to_thread(self._kill_by_name, placed.name)
+        left = [placed.name for placed in self._placed.values()]
+        for name in left:
+            await asyncio.to_thread(self._kill_by_name, name)
+        log.info("left the Ray cluster (%d actors drained, %d ended by name)", len(workers), len(left))
         for task in list(self._tasks):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 5)

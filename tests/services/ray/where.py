@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 import podium
 
@@ -12,8 +13,11 @@ def init():
 
 
 @init.endpoint("/where")
-def where(sleep=0.0):
+def where(until=None):
+    """`until`: a file to wait for (at most a minute), so a test decides when the job ends."""
     print(f"running job {podium.context.job_id} (attempt {podium.context.attempt}) in pid {os.getpid()}")
-    time.sleep(sleep)
+    deadline = time.monotonic() + 60
+    while until and not Path(until).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     return {"pid": os.getpid(), "ppid": os.getppid(), "home": os.environ.get("PODIUM_HOME"),
             "attempt": podium.context.attempt}
