@@ -63,7 +63,9 @@ class RayCluster:
         self.num_cpus = num_cpus
         # Short: Ray's unix sockets live under it (sun_path is 108 bytes).
         self.root = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+        #: The GCS address (drivers on the cluster's machines) and the Ray Client one (from anywhere).
         self.address = ""
+        self.client_address = ""
         self.env = {**os.environ, **ENV}
         self._pgid: int | None = None
 
@@ -91,6 +93,7 @@ class RayCluster:
             self.stop()
             raise AssertionError(f"ray start failed:\n{(self.root / 'ray-start.log').read_text()[-3000:]}")
         self.address = f"127.0.0.1:{gcs}"
+        self.client_address = f"ray://127.0.0.1:{client}"
 
     def driver(self, code: str) -> Any:
         """Run `code` in a Ray driver of its own (as an operator's script would), connected to

@@ -44,13 +44,10 @@ def cluster() -> Iterator[RayCluster]:
         c.stop()
 
 
-def ray_server(cluster: RayCluster, home: Any) -> PodiumServer:
-    return PodiumServer(home, env=dict(ENV), args=("--backend", "ray", "--ray-address", cluster.address))
-
-
 @pytest.fixture(scope="module")
 def srv(cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
-    server = ray_server(cluster, tmp_path_factory.mktemp("ray-home"))
+    server = PodiumServer(tmp_path_factory.mktemp("ray-home"), env=dict(ENV),
+                          args=("--backend", "ray", "--ray-address", cluster.address))
     server.start()
     try:
         yield server
@@ -147,14 +144,16 @@ def test_idle_workers_stop_and_the_endpoint_scales_back_from_zero(srv: PodiumSer
     assert w["actor_id"] in cluster.driver(ACTORS).values()
 
 
-def test_a_stopping_server_ends_the_actors_it_started(cluster: RayCluster, tmp_path: Any) -> None:
-    server = ray_server(cluster, tmp_path / "home")
+def test_through_ray_client_and_a_stopping_server_ends_its_actors(cluster: RayCluster, tmp_path: Path) -> None:
+    """A server off the cluster's machines joins it through Ray Client (ray://host:10001)."""
+    server = PodiumServer(tmp_path / "home", env=dict(ENV),
+                          args=("--backend", "ray", "--ray-address", cluster.client_address))
     server.start()
     try:
         server.deploy(WHERE, "owned")
-        server.cli("scale", "owned", "--min", "1")
-        wait_until(lambda: [w for w in workers(server, "owned") if w["node"]], 60, 0.2, "a worker placed")
-        assert [n for n in cluster.driver(ACTORS) if n.startswith("podium-owned-")]
+        assert call(server, "owned")["attempt"] == 1
+        [w] = workers(server, "owned")
+        assert w["node"] == "127.0.0.1" and cluster.driver(ACTORS)[actor_name("owned", w["id"])] == w["actor_id"]
     finally:
         server.close()
     assert not [n for n in cluster.driver(ACTORS) if n.startswith("podium-owned-")]
