@@ -79,6 +79,15 @@ def test_jobs_run_on_named_ray_actors(srv: PodiumServer, cluster: RayCluster) ->
     assert f"in pid {out['pid']}" in srv.cli("logs", "where").stdout, "the worker's output reaches podium logs"
 
 
+def test_a_version_that_cannot_start_on_ray_is_an_error_with_its_log(srv: PodiumServer) -> None:
+    res = srv.cli("deploy", str(SERVICES / "broken"), "--name", "broken", check=False)
+    assert res.returncode == 1
+    ep = json.loads(srv.cli("status", "broken", "--json").stdout)
+    assert ep["state"] == "ERROR" and "model weights not found" in ep["error"]
+    # The worker's own output, collected from its actor, is the log tail of the error.
+    assert "--- worker log (last lines) ---" in ep["error"] and "RuntimeError: model weights not found" in ep["error"]
+
+
 def test_workers_reserve_the_endpoints_resources_on_ray(srv: PodiumServer, cluster: RayCluster) -> None:
     srv.deploy(WHERE, "held")
     srv.cli("scale", "held", "--min", "1")

@@ -260,11 +260,17 @@ class RayBackend:
             self._follow(self.on_exit(info, 1))
             return
         name = actor_name(endpoint_name, info.id)
-        handle = self._actor_class.options(
-            name=name, namespace=NAMESPACE, max_restarts=0, **actor_options(resources)
-        ).remote()
+        try:
+            handle = self._actor_class.options(
+                name=name, namespace=NAMESPACE, max_restarts=0, **actor_options(resources)
+            ).remote()
+        except Exception as exc:  # e.g. a reservation Ray refuses
+            info.failure = f"Ray did not accept the worker's actor: {exc}"
+            self._follow(self.on_exit(info, 1))
+            return
         info.actor_id = handle._actor_id.hex()
         placed = self._placed[info.id] = _Placed(name, handle)
+        # The key and secrets go as `run`'s arguments, never the actor's: Ray keeps those to restart it.
         child_env = {
             **(env or {}),
             **worker_env(token=token, url=self.settings.worker_url, ping_interval=self.settings.ping_interval),
