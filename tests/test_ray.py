@@ -19,6 +19,7 @@ from podium.scaling.ray import actor_name, actor_options
 from podium.scaling.resources import Resources
 from raycluster import ENV, RayCluster, ray_bin
 from server import PodiumServer, free_port, wait_until
+from wheels import make_wheel
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -46,7 +47,9 @@ def cluster() -> Iterator[RayCluster]:
 
 @pytest.fixture(scope="module")
 def srv(cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
-    server = PodiumServer(tmp_path_factory.mktemp("ray-home"), env=dict(ENV),
+    wheels = tmp_path_factory.mktemp("wheels")
+    make_wheel(wheels, "podium_raypkg", "1.0", "VERSION = '1.0'\n")
+    server = PodiumServer(tmp_path_factory.mktemp("ray-home"), env={**ENV, "PIP_FIND_LINKS": str(wheels)},
                           args=("--backend", "ray", "--ray-address", cluster.address))
     server.start()
     try:
@@ -77,6 +80,15 @@ def test_jobs_run_on_named_ray_actors(srv: PodiumServer, cluster: RayCluster) ->
     text = srv.cli("status", "where").stdout
     assert f"{w['id']}  IDLE  node 127.0.0.1  actor {w['actor_id']}" in text
     assert f"in pid {out['pid']}" in srv.cli("logs", "where").stdout, "the worker's output reaches podium logs"
+
+
+def test_a_version_with_requirements_runs_in_its_environment_on_ray(srv: PodiumServer) -> None:
+    srv.cli("deploy", str(SERVICES / "ray" / "inenv"), "--name", "inenv", "--timeout", "110")
+    out = srv.http.post("/inenv/which", json={}).json()
+    # One machine: the environment the server built exists on the node, and the worker runs in it.
+    assert out["pkg"] == "1.0" and Path(out["prefix"]).parent == (srv.home / "envs").resolve()
+    [w] = workers(srv, "inenv")
+    assert w["actor_id"] and w["node"] == "127.0.0.1"
 
 
 def test_a_version_that_cannot_start_on_ray_is_an_error_with_its_log(srv: PodiumServer) -> None:

@@ -9,11 +9,12 @@ recover through their leases. The worker's output is collected from the actor in
 file a local worker writes, so `podium logs` and the ERROR log tail work alike.
 
 Actors are owned by this server's Ray driver (not detached): if the server dies, Ray ends them.
-Ray is imported only here, and only when the backend first places a worker.
+Ray is imported only here, and only when this backend is chosen.
 
-Version environments are per machine: a worker uses its version's interpreter when that path
-exists on its node (one-machine clusters, or nodes sharing the build), else the actor's own
-Python, which must then have what the service imports.
+Version environments are per machine: a worker uses its version's environment when that path
+exists on its node (one-machine clusters, or nodes sharing the build), else the Python the actor
+runs on (which has Podium, or it could not run the actor), and that must have what the service
+imports.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from podium.config import Settings
@@ -117,11 +117,11 @@ class WorkerActor:
         node_ip: Callable[[], str] = ray.util.get_node_ip_address
         return node_ip()
 
-    async def run(self, python: str, venv: str | None, args: list[str], env: dict[str, str]) -> int:
-        """Run the worker to its end and return its exit code: on `python` (the version's
-        environment) where that exists on this node, else on this actor's own Python."""
-        interpreter = Interpreter(python, Path(venv) if venv else None) if os.path.exists(python) \
-            else Interpreter(sys.executable)
+    async def run(self, interpreter: Interpreter, args: list[str], env: dict[str, str]) -> int:
+        """Run the worker to its end and return its exit code: on the version's environment where
+        that exists on this node, else on this actor's own Python (the server's means nothing here)."""
+        if interpreter.env is None or not os.path.exists(interpreter.python):
+            interpreter = Interpreter(sys.executable)
         child_env = interpreter.environ({**os.environ, **env, "PODIUM_HOME": node_home()})
         try:
             if self.stopping:  # told to stop before it started
@@ -275,8 +275,7 @@ class RayBackend:
             **(env or {}),
             **worker_env(token=token, url=self.settings.worker_url, ping_interval=self.settings.ping_interval),
         }
-        launch = (interpreter.python, str(interpreter.env) if interpreter.env else None,
-                  worker_args(info, concurrency), child_env)
+        launch = (interpreter, worker_args(info, concurrency), child_env)
         self._follow(self._watch(info, placed, launch))
 
     def _follow(self, coro: Any) -> None:
@@ -288,6 +287,9 @@ class RayBackend:
     async def _watch(self, info: WorkerInfo, placed: _Placed, launch: tuple[Any, ...]) -> None:
         try:
             rc = await self._run(info, placed, launch)
+        except Exception:  # whatever went wrong here, the worker's exit is still reported
+            log.exception("following worker %s on Ray failed", info.id)
+            rc = 1
         finally:
             placed.ended.set()
             self._placed.pop(info.id, None)
