@@ -17,7 +17,8 @@ def up(
     backend: str = typer.Option(None, help="Where workers run: local or ray (default $PODIUM_BACKEND, else local)."),
     ray_address: str = typer.Option(None, help="The Ray cluster for --backend ray (default $RAY_ADDRESS)."),
 ) -> None:
-    """Start the server and its local workers (state under $PODIUM_HOME, default ./.podium)."""
+    """Start the server and its workers: local processes, or actors on a Ray cluster with
+    --backend ray (state under $PODIUM_HOME, default ./.podium)."""
     from podium import logs
     from podium.config import Settings
     from podium.server.serve import run
@@ -30,7 +31,7 @@ def up(
         out.print(f"Podium {settings.url}  (home {settings.home.resolve()}, store {_store_name(settings)})")
         if settings.backend == "ray":
             out.print(f"Workers on the Ray cluster at {settings.ray_address or 'auto'}, "
-                      f"reaching this server at {settings.worker_url}")
+                      f"reaching this server at {settings.worker_url}", soft_wrap=True)
         if runtime.new_admin_key:
             out.print(f"Admin API key (shown once; saved for the CLI in {settings.credentials}):",
                       style="bold")
