@@ -131,6 +131,21 @@ result = [len(names), ray.cluster_resources()["CPU"], ray.available_resources().
                "free CPUs = total - one per worker actor")
 
 
+def test_a_worker_ray_cannot_place_ends_in_a_clear_error(srv: PodiumServer, cluster: RayCluster) -> None:
+    """1. Fill the cluster: an endpoint keeps one worker per CPU.
+    2. Deploy another: its actor waits for a node with a CPU free, past its startup_timeout (3 s).
+    Result: ERROR, saying that Ray never placed it and what it asked for."""
+    srv.deploy(WHERE, "fill")
+    srv.cli("scale", "fill", "--min", str(cluster.num_cpus), "--max", str(cluster.num_cpus))
+    wait_until(lambda: len([w for w in workers(srv, "fill") if w["node"]]) == cluster.num_cpus, 60, 0.2,
+               "the cluster to be full")
+    res = srv.cli("deploy", str(SERVICES / "ray" / "starved.py"), "--name", "starved", "--json", check=False)
+    assert res.returncode == 1
+    error = json.loads(srv.cli("status", "starved", "--json").stdout)["error"]
+    assert "did not become ready within 3 s" in error
+    assert "Ray never placed its actor: no node had 1 CPUs, 0 GPUs and 0 MB of memory free for it" in error
+
+
 def test_an_actor_killed_mid_job_is_replaced_and_the_job_completes(
     srv: PodiumServer, cluster: RayCluster, tmp_path: Path
 ) -> None:

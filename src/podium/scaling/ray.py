@@ -166,6 +166,7 @@ class _Placed:
 
     name: str
     handle: Any
+    resources: Resources
     #: Set when the worker has ended (before its exit is reported).
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -269,7 +270,7 @@ class RayBackend:
             self._follow(self.on_exit(info, 1))
             return
         info.actor_id = handle._actor_id.hex()
-        placed = self._placed[info.id] = _Placed(name, handle)
+        placed = self._placed[info.id] = _Placed(name, handle, resources)
         # The key and secrets go as `run`'s arguments, never the actor's: Ray keeps those to restart it.
         child_env = {
             **(env or {}),
@@ -313,6 +314,10 @@ class RayBackend:
             return int(await done)
         except ray.exceptions.RayActorError as exc:
             self._note(info, f"the Ray actor {placed.name} ended: {str(exc).splitlines()[0]}")
+            if info.node is None and info.failure is not None:  # stopped while waiting for a node
+                r = placed.resources
+                info.failure += (f"; Ray never placed its actor: no node had {r.cpus:g} CPUs, {r.gpus} GPUs"
+                                 f" and {r.memory_mb} MB of memory free for it")
             return -signal.SIGKILL
         except ray.exceptions.RayError as exc:
             self._note(info, f"the Ray actor {placed.name} failed: {exc}")
