@@ -70,6 +70,12 @@ class RayCluster:
         self._pgid: int | None = None
 
     def start(self) -> None:
+        for _ in range(2):  # a port picked free may be taken before Ray binds it: pick again
+            if self._start():
+                return
+        raise AssertionError(f"ray start failed:\n{(self.root / 'ray-start.log').read_text()[-3000:]}")
+
+    def _start(self) -> bool:
         exe = ray_bin()
         assert exe is not None, "Ray is not installed"
         gcs, client, dashboard, node_manager, object_manager, agent, agent_grpc, metrics, runtime_env = \
@@ -84,16 +90,17 @@ class RayCluster:
             "--num-cpus", str(self.num_cpus), "--num-gpus", "0", "--temp-dir", str(self.root / "t"),
             "--disable-usage-stats",
         ]
-        log = (self.root / "ray-start.log").open("ab")
-        # Its own process group: every daemon it leaves running is in it, and is ours to end.
-        proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-        self._pgid = proc.pid
-        if proc.wait(90) != 0:
-            self.stop()
-            raise AssertionError(f"ray start failed:\n{(self.root / 'ray-start.log').read_text()[-3000:]}")
+        with (self.root / "ray-start.log").open("ab") as log:
+            # Its own process group: every daemon it leaves running is in it, and is ours to end.
+            proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+            self._pgid = proc.pid
+            if proc.wait(90) != 0:
+                self.stop(keep_root=True)
+                return False
         self.address = f"127.0.0.1:{gcs}"
         self.client_address = f"ray://127.0.0.1:{client}"
+        return True
 
     def driver(self, code: str) -> Any:
         """Run `code` in a Ray driver of its own (as an operator's script would), connected to
@@ -119,7 +126,7 @@ class RayCluster:
             grew = bool(more)
         return sorted(found)
 
-    def stop(self) -> None:
+    def stop(self, keep_root: bool = False) -> None:
         """SIGTERM to every process of the cluster, SIGKILL to those left after a second (its daemons
         wait for each other on SIGTERM; a throwaway cluster has nothing to save). The set is
         kept from the start: a worker whose raylet died first is reparented out of the tree."""
@@ -137,7 +144,8 @@ class RayCluster:
             while time.monotonic() < deadline and any(_alive(pid) for pid in known):
                 time.sleep(0.1)
         self._pgid = None
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not keep_root:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
