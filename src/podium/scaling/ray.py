@@ -123,6 +123,8 @@ class WorkerActor:
         if interpreter.env is None or not os.path.exists(interpreter.python):
             interpreter = Interpreter(sys.executable)
         child_env = interpreter.environ({**os.environ, **env, "PODIUM_HOME": node_home()})
+        if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPUs Ray gave this actor, whatever `env` says
+            child_env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
         try:
             if self.stopping:  # told to stop before it started
                 return 0
