@@ -90,9 +90,12 @@ class RayCluster:
             "--num-cpus", str(self.num_cpus), "--num-gpus", "0", "--temp-dir", str(self.root / "t"),
             "--disable-usage-stats",
         ]
+        # The actors' temporary directory (where workers cache bundles) goes when the cluster does.
+        (self.root / "tmp").mkdir(exist_ok=True)
+        env = {**self.env, "TMPDIR": str(self.root / "tmp")}
         with (self.root / "ray-start.log").open("ab") as log:
             # Its own process group: every daemon it leaves running is in it, and is ours to end.
-            proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
             self._pgid = proc.pid
             if proc.wait(90) != 0:
