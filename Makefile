@@ -16,6 +16,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Ray (the optional podium[ray] extra, ~240 MB) for tests/test_ray.py: its own step and stamp.
+RAY_STAMP := $(VENV)/.ray-stamp
+$(RAY_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[ray]'
+	touch $(RAY_STAMP)
+
+.PHONY: venv-ray
+venv-ray: $(RAY_STAMP)
+
 demo: venv
 	bash scripts/demo.sh
 
@@ -23,7 +32,7 @@ lint: venv
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy src
 
-test: venv lint
+test: venv venv-ray lint
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 	$(PY) -m pytest

@@ -52,8 +52,12 @@ class PortTaken(Exception):
 class PodiumServer:
     started_once = False
 
-    def __init__(self, home: Path, db_url: str | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, home: Path, db_url: str | None = None, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.home = home
+        #: Extra `podium up` options (e.g. `--backend ray`).
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = ADMIN_KEY
@@ -85,7 +89,7 @@ class PodiumServer:
         self.home.mkdir(parents=True, exist_ok=True)
         log = (self.home / "server.log").open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "podium", "up", "--port", str(self.port)],
+            [sys.executable, "-m", "podium", "up", "--port", str(self.port), *self.args],
             env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         )
 

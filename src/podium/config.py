@@ -9,6 +9,9 @@ from typing import Any
 
 from podium.errors import ConfigError
 
+#: Worker backends (podium.scaling): `PODIUM_BACKEND` / `podium up --backend`.
+BACKENDS = ("local", "ray")
+
 
 def _number(name: str, default: float, kind: type = float) -> Any:
     raw = os.environ.get(name)
@@ -74,6 +77,12 @@ class Settings:
     relay_sweep: float = 5.0
     #: PostgreSQL: connections each replica keeps open (mind the server's max_connections).
     db_pool: int = 40
+    #: Where workers run: `local` (subprocesses of this server) or `ray` (actors on a Ray cluster).
+    backend: str = "local"
+    #: The Ray cluster to place workers on (default: RAY_ADDRESS, else one running on this machine).
+    ray_address: str | None = None
+    #: The address workers on other machines reach the servers at (default: `url`).
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -107,8 +116,14 @@ class Settings:
             relay_sweep=_number("PODIUM_RELAY_SWEEP", 5.0),
             db_pool=_number("PODIUM_DB_POOL", 40, int),
             workers=os.environ.get("PODIUM_NO_WORKERS", "") in ("", "0", "false"),
+            backend=os.environ.get("PODIUM_BACKEND") or "local",
+            ray_address=os.environ.get("RAY_ADDRESS") or None,
+            public_url=os.environ.get("PODIUM_PUBLIC_URL") or None,
         )
-        return replace(s, **{k: v for k, v in overrides.items() if v is not None})
+        s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
+        if s.backend not in BACKENDS:
+            raise ConfigError(f"the worker backend must be one of {', '.join(BACKENDS)}, got {s.backend!r}")
+        return s
 
     @property
     def db_url(self) -> str:
@@ -119,6 +134,11 @@ class Settings:
         """Where local workers and the CLI reach this server."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def worker_url(self) -> str:
+        """Where workers placed on other machines (Ray actors) reach the servers."""
+        return (self.public_url or self.url).rstrip("/")
 
     @property
     def blobs(self) -> Path:

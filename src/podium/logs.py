@@ -42,7 +42,8 @@ class JSONFormatter(logging.Formatter):
             **self.static,
             **(_job_fields.get() or {}),
         }
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        # Private fields are libraries' own (Ray stamps `_ray_timestamp_ns` on every record).
+        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -100,11 +100,22 @@ def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:
     out.print(f"endpoint {ep['name']}  id {ep['endpoint_id']}  state {ep['state']}  "
               f"version {ep['version']}")
     out.print(f"  workers: {counts}")
+    for w in ep["workers"]:
+        out.print(f"    {w['id']}  {w['state']}  {_placement(w)}")
     out.print(f"  service: {ep['service']['url']}")
     for name, link in ep["urls"].items():
         out.print(f"  {name}: {link}")
     if ep.get("error"):
         out.print(f"  last error: {ep['error']}", style="red")
+
+
+def _placement(worker: dict[str, Any]) -> str:
+    """Where a worker runs: its Ray node and actor, its local process, or started elsewhere."""
+    if worker.get("actor_id"):
+        return f"node {worker['node'] or '(not placed yet)'}  actor {worker['actor_id']}"
+    if worker.get("pid"):
+        return f"pid {worker['pid']}"
+    return "started elsewhere" if not worker["local"] else ""
 
 
 @app.command()

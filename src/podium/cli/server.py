@@ -14,11 +14,14 @@ from podium.cli.common import KEY, PROJECT, URL, app, connect, err, out
 def up(
     host: str = typer.Option(None, help="Interface to listen on (default 127.0.0.1)."),
     port: int = typer.Option(None, help="Port to listen on (default 8000)."),
+    backend: str = typer.Option(None, help="Where workers run: local or ray (default $PODIUM_BACKEND, else local)."),
+    ray_address: str = typer.Option(None, help="The Ray cluster for --backend ray (default $RAY_ADDRESS)."),
     no_workers: bool = typer.Option(
         False, "--no-workers", help="Serve the API only: start no workers, never lead (a replica on PostgreSQL)."
     ),
 ) -> None:
-    """Start the server and its local workers (state under $PODIUM_HOME, default ./.podium).
+    """Start the server and its workers: local processes, or actors on a Ray cluster with
+    --backend ray (state under $PODIUM_HOME, default ./.podium).
 
     Several servers sharing PODIUM_DATABASE_URL=postgresql://… are replicas of one installation:
     put any HTTP load balancer in front of them (see docs/cluster.md)."""
@@ -27,14 +30,20 @@ def up(
     from podium.server.serve import run
 
     logs.setup()
-    settings = Settings.from_env(host=host, port=port, workers=False if no_workers else None)
+    settings = Settings.from_env(
+        host=host, port=port, backend=backend, ray_address=ray_address, workers=False if no_workers else None
+    )
     if not settings.workers and not settings.database_url.startswith("postgres"):
         err.print("podium up: --no-workers needs a store shared with a replica that runs workers "
                   "(PODIUM_DATABASE_URL=postgresql://…); on SQLite this server is the only one")
         raise typer.Exit(2)
+    _check_backend(settings)
 
     def announce(runtime: Any) -> None:
         out.print(f"Podium {settings.url}  (home {settings.home.resolve()}, store {_store_name(settings)})")
+        if settings.backend == "ray":
+            out.print(f"Workers on the Ray cluster at {settings.ray_address or 'auto'}, "
+                      f"reaching this server at {settings.worker_url}", soft_wrap=True)
         if runtime.new_admin_key:
             out.print(f"Admin API key (shown once; saved for the CLI in {settings.credentials}):",
                       style="bold")
@@ -53,6 +62,19 @@ def dev(
     from podium.dev import serve
 
     serve(path, port, name)
+
+
+def _check_backend(settings: Any) -> None:
+    """The ray backend without Ray installed: one line saying how to get it, exit code 2."""
+    from podium.errors import ConfigError
+    from podium.scaling.ray import import_ray
+
+    if settings.backend == "ray":
+        try:
+            import_ray()
+        except ConfigError as exc:
+            err.print(f"error: {exc}", style="red", soft_wrap=True)
+            raise typer.Exit(2) from None
 
 
 def _store_name(settings: Any) -> str:

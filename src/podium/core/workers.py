@@ -57,6 +57,9 @@ class WorkerInfo:
     log_path: Path | None = None
     key_id: str | None = None
     process: Any = None
+    #: Where a worker placed on a Ray cluster runs: its node's address and its actor (else None).
+    node: str | None = None
+    actor_id: str | None = None
     failure: str | None = None
     #: Jobs this worker must stop (cancelled while running); handed out by the job-stop channel.
     stop: set[str] = field(default_factory=set)
@@ -78,13 +81,17 @@ class WorkerInfo:
             "start_to_ready_s": None if self.ready_at is None else round(self.ready_at - self.started_at, 3),
             "pid": self.process.pid if self.process is not None else None,
             "local": self.local,
+            "node": self.node,
+            "actor_id": self.actor_id,
             "replica": self.replica_id,
             "placement": self.placement(),
             "failure": self.failure,
         }
 
     def placement(self) -> dict[str, Any]:
-        """Where it runs, as far as this replica knows."""
+        """Where it runs, as far as this replica knows: a Ray node and actor, or a process here."""
+        if self.actor_id is not None:
+            return {"node": self.node, "actor_id": self.actor_id}
         if self.process is not None:
             return {"host": socket.gethostname(), "pid": self.process.pid}
         return {}
@@ -95,7 +102,7 @@ class WorkerInfo:
             "id": self.id, "endpoint_id": self.endpoint_id, "version_id": self.version_id,
             "replica_id": self.replica_id, "state": self.state.value, "owned": self.local,
             "started_at": self.started_at, "ready_at": self.ready_at, "seen_at": self.last_seen,
-            "jobs_done": self.jobs_done, "placement": _json.dumps(self.placement()) if self.process else None,
+            "jobs_done": self.jobs_done, "placement": _json.dumps(self.placement()),
             "failure": self.failure,
         }
 
@@ -108,7 +115,8 @@ def row_view(row: RowMapping, jobs: list[str]) -> dict[str, Any]:
         "state": row["state"], "started_at": row["started_at"], "ready_at": row["ready_at"],
         "jobs": jobs, "jobs_done": row["jobs_done"],
         "start_to_ready_s": None if row["ready_at"] is None else round(row["ready_at"] - row["started_at"], 3),
-        "pid": placement.get("pid"), "local": bool(row["owned"]), "replica": row["replica_id"],
+        "pid": placement.get("pid"), "local": bool(row["owned"]), "node": placement.get("node"),
+        "actor_id": placement.get("actor_id"), "replica": row["replica_id"],
         "placement": placement, "failure": row["failure"],
     }
 

@@ -27,8 +27,8 @@ from podium.dispatch.queue import SCALE_KEY, JobQueue, ep_key
 from podium.envs.builder import SERVER_PYTHON, EnvStore, Interpreter
 from podium.envs.builds import Builds
 from podium.metrics import Metrics
-from podium.scaling.backend import Backend
-from podium.scaling.local import LocalBackend, group_rss_mb, tail
+from podium.scaling.backend import Backend, make_backend
+from podium.scaling.local import group_rss_mb, tail
 from podium.scaling.policy import Load, desired
 from podium.scaling.resources import Resources
 from podium.store.catalog import BuildState, Catalog, EndpointState
@@ -59,8 +59,8 @@ class Autoscaler:
         self.pool = pool
         pool.on_ready = self.worker_ready
         pool.on_failed = self.fail_endpoint
-        self.backend: Backend = LocalBackend(settings, self._on_exit)
-        self.backend_name = "local"
+        self.backend: Backend = make_backend(settings, self._on_exit)
+        self.backend_name = settings.backend
         #: Versions' environments: built before any of their workers starts.
         self.builds = Builds(EnvStore(settings.envs), catalog, self.wake)
         self._start_failures: dict[str, int] = {}

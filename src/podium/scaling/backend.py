@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import Interpreter
 from podium.scaling.resources import Resources
@@ -35,3 +36,29 @@ class Backend(Protocol):
 
     async def shutdown(self, workers: list[WorkerInfo], grace: float) -> None:
         """Stop every worker this backend started (the server is stopping)."""
+
+
+def worker_args(info: WorkerInfo, concurrency: int) -> list[str]:
+    """The interpreter's arguments that run a worker (whatever starts it adds `--parent-pid`)."""
+    args = ["-m", "podium.worker", "--endpoint", info.endpoint_id, "--worker-id", info.id,
+            "--concurrency", str(concurrency)]
+    if info.version_id:
+        args += ["--version", info.version_id]
+    return args
+
+
+def worker_env(*, token: str, url: str, ping_interval: float) -> dict[str, str]:
+    """What a worker reads from its environment: its key, the server's URL, its ping period."""
+    return {"PODIUM_API_KEY": token, "PODIUM_URL": url, "PODIUM_PING_INTERVAL": str(ping_interval),
+            "PYTHONUNBUFFERED": "1"}
+
+
+def make_backend(settings: Settings, on_exit: ExitCallback) -> Backend:
+    """The backend `settings.backend` names (Ray's module, and Ray, loaded only when chosen)."""
+    if settings.backend == "ray":
+        from podium.scaling.ray import RayBackend
+
+        return RayBackend(settings, on_exit)
+    from podium.scaling.local import LocalBackend
+
+    return LocalBackend(settings, on_exit)

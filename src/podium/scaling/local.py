@@ -11,7 +11,7 @@ from pathlib import Path
 from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
-from podium.scaling.backend import ExitCallback
+from podium.scaling.backend import ExitCallback, worker_args, worker_env
 from podium.scaling.resources import Resources
 
 
@@ -78,21 +78,10 @@ class LocalBackend:
         info.log_path = log_dir / f"{info.id}.log"
         child_env = interpreter.environ({**os.environ, **(env or {})})
         child_env.update(
-            PODIUM_API_KEY=token,
-            PODIUM_URL=self.settings.url,
+            worker_env(token=token, url=self.settings.url, ping_interval=self.settings.ping_interval),
             PODIUM_HOME=str(self.settings.home.resolve()),
-            PODIUM_PING_INTERVAL=str(self.settings.ping_interval),
-            PYTHONUNBUFFERED="1",
         )
-        cmd = [
-            interpreter.python, "-m", "podium.worker",
-            "--endpoint", info.endpoint_id,
-            "--worker-id", info.id,
-            "--parent-pid", str(os.getpid()),
-            "--concurrency", str(concurrency),
-        ]
-        if info.version_id:
-            cmd += ["--version", info.version_id]
+        cmd = [interpreter.python, *worker_args(info, concurrency), "--parent-pid", str(os.getpid())]
         with info.log_path.open("ab") as log:
             info.process = await asyncio.create_subprocess_exec(
                 *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=child_env,
