@@ -67,6 +67,8 @@ class Autoscaler:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._last_reap = 0.0
+        #: Why an endpoint's wanted workers are not started (no free GPU), for its status.
+        self.waiting_for: dict[str, str] = {}
         #: An endpoint's secrets (decrypted) for its workers' environment; set by the runtime.
         self.secrets: Callable[[str], Awaitable[dict[str, str]]] | None = None
 
@@ -136,6 +138,7 @@ class Autoscaler:
             await self.reconcile(ep, *waiting)
 
     async def reconcile(self, ep: RowMapping, queued: int, oldest_wait: float = 0.0) -> None:
+        self.waiting_for.pop(ep["id"], None)
         workers = [w for w in self.pool.for_endpoint(ep["id"]) if w.id not in self._stopping]
         live = ep["state"] in (EndpointState.CREATING, EndpointState.ACTIVE)
         current = [w for w in workers if w.version_id == ep["version_id"] and live]
@@ -162,6 +165,10 @@ class Autoscaler:
                     )
                 return
             for _ in range(need - len(current)):
+                reason = self.backend.wait_reason(Resources.of(ep))
+                if reason is not None:  # e.g. every GPU is taken: jobs wait, the status says why
+                    self.waiting_for[ep["id"]] = reason
+                    break
                 await self.spawn(ep, env.interpreter)
         surplus = len(current) - need
         now = self.pool.clock.now()
