@@ -139,7 +139,7 @@ class Autoscaler:
 
     async def reconcile(self, ep: RowMapping, queued: int, oldest_wait: float = 0.0) -> None:
         self.waiting_for.pop(ep["id"], None)
-        workers = [w for w in self.pool.for_endpoint(ep["id"]) if w.id not in self._stopping]
+        workers = self._heard_from([w for w in self.pool.for_endpoint(ep["id"]) if w.id not in self._stopping])
         live = ep["state"] in (EndpointState.CREATING, EndpointState.ACTIVE)
         current = [w for w in workers if w.version_id == ep["version_id"] and live]
         for w in workers:
@@ -178,6 +178,20 @@ class Autoscaler:
             if w.local and w.state is WorkerState.IDLE and now - w.idle_since >= ep["idle_timeout"]:
                 self._drain(w)
                 surplus -= 1
+
+    def _heard_from(self, workers: list[WorkerInfo]) -> list[WorkerInfo]:
+        """Workers started elsewhere (`podium worker`) not heard from in SILENT_AFTER lease
+        periods are dropped from status and health (their jobs come back through their leases);
+        the others."""
+        now = self.pool.clock.now()
+        kept = []
+        for w in workers:
+            if not w.local and now - w.last_seen > SILENT_AFTER * self.settings.lease_seconds:
+                log.info("worker %s (started elsewhere) has gone silent; forgetting it", w.id)
+                self.pool.forget(w.id)
+            else:
+                kept.append(w)
+        return kept
 
     async def _healthy(self, w: WorkerInfo, ep: RowMapping) -> bool:
         """False (and the worker is being replaced) when it is silent, stuck starting, or due to
