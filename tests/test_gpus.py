@@ -95,3 +95,16 @@ def test_a_runpod_worker_file_gets_its_resources_from_the_deploy_command(srv):
                              "--cpus", "2", "--memory-mb", "4096", "--no-wait", "--json").stdout)
     scaling = status(srv, out["endpoint_id"])["scaling"]
     assert (scaling["cpus"], scaling["gpus"], scaling["memory_mb"]) == (2.0, 1, 4096)
+
+
+def test_idle_workers_of_another_endpoint_give_their_gpus_up(srv):
+    srv.deploy(GPUS / "devices.py", "hog")
+    srv.cli("scale", "hog", "--gpus", "2")
+    assert srv.wait_job(run(srv, "hog"))["output"]["devices"] == "0,1"
+    assert len(status(srv, "hog")["workers"]) == 1, "idle, holding both GPUs for minutes (idle_timeout)"
+    out = srv.deploy(GPUS / "cpu_only.py", "small")  # a deploy waits for one worker: it needs no GPU
+    assert out["state"] == "ACTIVE" and len(status(srv, "hog")["workers"]) == 1
+    srv.cli("scale", "small", "--gpus", "1")
+    job = srv.wait_job(run(srv, "small"), timeout=60)
+    assert job["status"] == "COMPLETED" and job["output"]["devices"] in {"0", "1"}
+    assert status(srv, "hog")["workers"] == [], "the idle worker of hog made room"

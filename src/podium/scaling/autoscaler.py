@@ -69,6 +69,9 @@ class Autoscaler:
         self._last_reap = 0.0
         #: Why an endpoint's wanted workers are not started (no free GPU), for its status.
         self.waiting_for: dict[str, str] = {}
+        #: GPUs each local worker was started with; the idle one stopped to free GPUs, if any.
+        self._gpus: dict[str, int] = {}
+        self._making_room: str | None = None
         #: An endpoint's secrets (decrypted) for its workers' environment; set by the runtime.
         self.secrets: Callable[[str], Awaitable[dict[str, str]]] | None = None
 
@@ -168,6 +171,8 @@ class Autoscaler:
                 reason = self.backend.wait_reason(Resources.of(ep))
                 if reason is not None:  # e.g. every GPU is taken: jobs wait, the status says why
                     self.waiting_for[ep["id"]] = reason
+                    if queued or ep["state"] == EndpointState.CREATING:
+                        self._make_room(ep)
                     break
                 await self.spawn(ep, env.interpreter)
         surplus = len(current) - need
@@ -192,6 +197,23 @@ class Autoscaler:
             else:
                 kept.append(w)
         return kept
+
+    def _make_room(self, ep: RowMapping) -> None:
+        """Jobs (or a deploy) wait for GPUs that idle workers of other endpoints hold: stop the
+        longest idle of those, one at a time, so its devices come back. min_workers keeps no GPU
+        from jobs that wait; an endpoint with nothing waiting never takes another's."""
+        if self._making_room in self.pool.workers:
+            return
+        idle = [
+            w for w in self.pool.workers.values()
+            if w.local and w.endpoint_id != ep["id"] and w.state is WorkerState.IDLE
+            and w.id not in self._stopping and self._gpus.get(w.id, 0) > 0
+        ]
+        if idle:
+            w = min(idle, key=lambda w: w.idle_since)
+            log.info("stopping idle worker %s to free its GPUs for %s", w.id, ep["name"])
+            self._making_room = w.id
+            self._drain(w)
 
     async def _healthy(self, w: WorkerInfo, ep: RowMapping) -> bool:
         """False (and the worker is being replaced) when it is silent, stuck starting, or due to
@@ -267,6 +289,7 @@ class Autoscaler:
             info, endpoint_name=ep["name"], token=token, concurrency=ep["concurrency"], env=env,
             interpreter=interpreter, resources=Resources.of(ep),
         )
+        self._gpus[info.id] = Resources.of(ep).gpus
         log.info("started worker %s for %s (version %s)", info.id, ep["name"], ep["version_id"])
         return info
 
@@ -307,6 +330,7 @@ class Autoscaler:
 
     async def _on_exit(self, info: WorkerInfo, rc: int) -> None:
         self.pool.gone(info.id)
+        self._gpus.pop(info.id, None)
         intended = info.id in self._stopping
         self._stopping.discard(info.id)
         if info.key_id:
