@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SERVICES
 from server import PodiumServer, wait_until
 
 pytestmark = pytest.mark.slow
@@ -118,7 +119,8 @@ def test_a_hand_worker_runs_its_version_and_stops_after_a_redeploy(srv, tmp_path
     seen = joined(srv, "hand", "h-test-one")["h-test-one"]
     assert seen["local"] is False and seen["version_id"] == v1
     assert srv.http.get("/v2/hand/health").json()["workers"]["idle"] == 1
-    assert "1 idle" in srv.cli("status", "hand").stdout
+    shown = srv.cli("status", "hand").stdout
+    assert "workers: 1 idle" in shown and f"h-test-one (started elsewhere): IDLE, version {v1}" in shown
 
     r = srv.http.post("/v2/hand/runsync", json={"input": {}})
     assert r.json()["output"] == {"tag": "one", "pid": proc.pid}, "the hand worker took the job"
@@ -168,3 +170,20 @@ def test_a_key_the_server_refuses_is_one_line_and_exit_code_2(srv, tmp_path, han
         assert len(lines) == 1 and says in lines[0] and lines[0].startswith("podium worker: the server refused")
         assert key not in res.stdout + res.stderr and "Traceback" not in res.stderr
     assert not any(not w["local"] for w in workers(srv, "guarded").values()), "no refused worker is recorded"
+
+
+def test_a_runpod_worker_file_run_by_hand_gets_only_its_versions_jobs(srv, tmp_path, hands, deploy_key):
+    """The runpod package cannot be told to stop; after a redeploy it is given nothing."""
+    rp = SERVICES / "rpw" / "echo.py"
+    v1 = json.loads(srv.cli("deploy", str(rp), "--name", "rp-hand", "--max-workers", "1", "--idle-timeout", "1",
+                            "--json").stdout)["version"]
+    idle_out(srv, "rp-hand")
+    proc = hands.start(deploy_key, "rp-hand", "h-test-rp")
+    assert joined(srv, "rp-hand", "h-test-rp")["h-test-rp"]["version_id"] == v1
+    first = srv.http.post("/v2/rp-hand/runsync", json={"input": {"n": 1}}).json()
+    assert first["status"] == "COMPLETED" and srv.job(first["id"])["worker_id"] == "h-test-rp"
+
+    srv.cli("deploy", str(rp), "--name", "rp-hand", "--max-workers", "1", "--idle-timeout", "30")
+    second = srv.http.post("/v2/rp-hand/runsync", json={"input": {"n": 2}}).json()
+    assert second["status"] == "COMPLETED" and srv.job(second["id"])["worker_id"] != "h-test-rp"
+    assert proc.poll() is None, "still running, given nothing"

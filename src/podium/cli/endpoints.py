@@ -100,6 +100,9 @@ def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:
     out.print(f"endpoint {ep['name']}  id {ep['endpoint_id']}  state {ep['state']}  "
               f"version {ep['version']}")
     out.print(f"  workers: {counts}")
+    for w in ep["workers"]:
+        if not w["local"]:  # `podium worker` on another machine, or a RunPod worker of one's own
+            out.print(f"    {w['id']} (started elsewhere): {w['state']}, version {w['version_id'] or 'any'}")
     sc = ep["scaling"]
     memory = f"{sc['memory_mb']} MB" if sc["memory_mb"] else "no reservation"
     out.print(f"  per worker: {sc['cpus']:g} CPU, {sc['gpus']} GPU, memory {memory}")

@@ -228,11 +228,12 @@ class WorkerPool:
         worker receives them. `alive` is asked after a wait, before claiming and after: a worker
         that hung up meanwhile gets nothing, and what was claimed for it goes back. `version`:
         the one a worker started elsewhere runs; once the endpoint has left it, WorkerGone
-        tells that worker to stop (the scaler drains the workers it started itself)."""
+        tells that worker to stop (the scaler drains the workers it started itself; a worker
+        that does not say its version gets no jobs of another)."""
         if self.is_gone(worker_id):
             raise WorkerGone(f"worker {worker_id} has exited; start a new one")
         info = self._attach(worker_id, ep["id"], version)
-        if not info.local and info.version_id not in (None, ep["version_id"]):
+        if version is not None and not info.local and info.version_id != ep["version_id"]:
             self.drain(info)
             raise WorkerGone(
                 f"endpoint {ep['name']} moved to version {ep['version_id']}; this worker runs "
