@@ -93,12 +93,15 @@ def _wait_ready(conn: Any, ep: dict[str, Any], timeout: float, quiet: bool) -> d
     """Until the endpoint runs the deployed version (a redeploy that waited for its environment
     is switched to by the server) and is no longer CREATING."""
     deadline = time.monotonic() + timeout
-    with err.status(f"starting a worker for {ep['name']}…") if not quiet else contextlib.nullcontext():
+    starting = f"starting a worker for {ep['name']}"
+    with err.status(f"{starting}…") if not quiet else contextlib.nullcontext() as shown:
         while ep["state"] == "CREATING" or ep.get("pending_version") == ep["deployed"]:
             if time.monotonic() > deadline:
                 fail(f"endpoint {ep['name']} is not ready after {timeout:.0f}s; see `podium logs {ep['name']}`")
             time.sleep(0.2)
             ep = {**conn.request("GET", f"/api/v1/endpoints/{ep['endpoint_id']}"), "deployed": ep["deployed"]}
+            if shown is not None:  # e.g. "waiting for 1 GPU (2 of 2 in use)"
+                shown.update(f"{starting}: {ep['waiting_for']}…" if ep.get("waiting_for") else f"{starting}…")
     return ep
 
 

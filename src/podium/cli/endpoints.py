@@ -104,8 +104,8 @@ def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:
         if not w["local"]:  # `podium worker` on another machine, or a RunPod worker of one's own
             out.print(f"    {w['id']} (started elsewhere): {w['state']}, version {w['version_id'] or 'any'}")
     sc = ep["scaling"]
-    memory = f"{sc['memory_mb']} MB" if sc["memory_mb"] else "no reservation"
-    out.print(f"  per worker: {sc['cpus']:g} CPU, {sc['gpus']} GPU, memory {memory}")
+    memory = f"{sc['memory_mb']} MB memory" if sc["memory_mb"] else "no memory reservation"
+    out.print(f"  per worker: {sc['cpus']:g} CPU, {sc['gpus']} GPU, {memory}")
     if ep.get("waiting_for"):
         out.print(f"  waiting: {ep['waiting_for']}", style="yellow")
     out.print(f"  service: {ep['service']['url']}")

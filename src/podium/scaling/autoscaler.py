@@ -202,7 +202,7 @@ class Autoscaler:
         """Jobs (or a deploy) wait for GPUs that idle workers of other endpoints hold: stop the
         longest idle of those, one at a time, so its devices come back. min_workers keeps no GPU
         from jobs that wait; an endpoint with nothing waiting never takes another's."""
-        if self._making_room in self.pool.workers:
+        if self._making_room in self.pool.workers or self.backend.refusal(Resources.of(ep)) is not None:
             return
         idle = [
             w for w in self.pool.workers.values()
