@@ -51,6 +51,8 @@ def test_podium_gpus_wins_over_what_nvidia_smi_finds(tmp_path):
     assert detect({**env, "PODIUM_GPUS": "2, 3,,3"}) == ("2", "3")
     assert detect({**env, "PODIUM_GPUS": ""}) == (), "declared empty: no GPUs"
     assert detect({**env, "CUDA_VISIBLE_DEVICES": "1"}) == ("1",), "the server's own devices, when it was given some"
+    assert detect({**env, "CUDA_VISIBLE_DEVICES": "-1"}) == (), "hidden, as CUDA reads it"
+    assert detect({**env, "CUDA_VISIBLE_DEVICES": "1,-1,0"}) == ("1",)
 
 
 def test_no_gpus_without_nvidia_smi_or_when_it_fails(tmp_path):

@@ -27,8 +27,15 @@ def parse_nvidia_smi(text: str) -> tuple[str, ...]:
 
 
 def _id_list(value: str) -> tuple[str, ...]:
-    """`0, 1,,2` -> ("0", "1", "2"), each once."""
-    return tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    """`0, 1,,2` -> ("0", "1", "2"), each once. As CUDA does, the list ends at an id like `-1`
+    (the usual way to hide every GPU)."""
+    ids: dict[str, None] = {}
+    for part in (p.strip() for p in value.split(",")):
+        if part.startswith("-"):
+            break
+        if part:
+            ids[part] = None
+    return tuple(ids)
 
 
 def detect(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
