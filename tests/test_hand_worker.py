@@ -31,6 +31,7 @@ def handler(job):
     gate = job["input"].get("gate")
     while gate and not Path(gate).exists():
         time.sleep(0.05)
+    time.sleep(job["input"].get("sleep", 0))
     return {{"tag": "{tag}", "pid": os.getpid()}}
 '''
 
@@ -57,7 +58,8 @@ class HandWorkers:
         self.srv = srv
         self.home = home
         self.env = {k: v for k, v in os.environ.items() if k not in ("PODIUM_API_KEY", "PODIUM_URL")}
-        self.env.update(PODIUM_HOME=str(home), PODIUM_PING_INTERVAL="0.4")
+        self.env["PODIUM_HOME"] = str(home)
+        self.env.pop("PODIUM_PING_INTERVAL", None)  # the server says how often (0.4 s: its leases are short)
         self.procs: list[subprocess.Popen[str]] = []
 
     def command(self, key: str, endpoint: str, *extra: str) -> list[str]:
@@ -124,6 +126,9 @@ def test_a_hand_worker_runs_its_version_and_stops_after_a_redeploy(srv, tmp_path
 
     r = srv.http.post("/v2/hand/runsync", json={"input": {}})
     assert r.json()["output"] == {"tag": "one", "pid": proc.pid}, "the hand worker took the job"
+    # Longer than the server's 2 s lease: the worker pings as often as the server asked it to.
+    r = srv.http.post("/v2/hand/runsync", json={"input": {"sleep": 3}})
+    assert r.json()["status"] == "COMPLETED" and srv.job(r.json()["id"])["attempt"] == 1
 
     v2 = deploy(srv, tmp_path, "hand", "two")["version"]
     assert v2 != v1

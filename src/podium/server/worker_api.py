@@ -121,7 +121,8 @@ async def ping(
     status: str | None = None,
     reason: str | None = None,
 ) -> JSONAnswer:
-    """Heartbeat: extends the leases of the jobs the worker lists; may report the worker unhealthy."""
+    """Heartbeat: extends the leases of the jobs the worker lists; may report the worker unhealthy.
+    The answer says how often the server wants pings."""
     rt, ep = await _worker(request, endpoint_id, worker_id)
     if request.method == "POST":
         body = await read_json(request, MB, empty={})
@@ -131,7 +132,8 @@ async def ping(
     unhealthy = (reason or "the worker reported itself unhealthy") if status == "unhealthy" else None
     ids = [j for j in (job_id or "").split(",") if j]
     await rt.pool.ping(worker_id, ep, ids, unhealthy=unhealthy, version=request.query_params.get("version"))
-    return JSONAnswer(OK)
+    # How often to ping to keep leases: what a worker started by hand cannot know otherwise.
+    return JSONAnswer({"ok": True, "ping_interval": rt.settings.ping_interval})
 
 
 # GET is what RunPod workers send; POST carries a body (our worker's unhealthy report). Two

@@ -58,7 +58,7 @@ def by_hand(url: str, key: str, endpoint: str, *, concurrency: int = 1, worker_i
         ep = probe.get_json(f"/api/v1/endpoints/{endpoint}")
         link = ServerLink(url, key, ep["endpoint_id"], worker_id, version=ep["version"])
         try:
-            link.hello()  # a key that may read the endpoint but not run it is refused now
+            ping_interval = link.hello()  # a key that may read the endpoint but not run it is refused now
         finally:
             link.close()
     except Refused as exc:
@@ -71,14 +71,15 @@ def by_hand(url: str, key: str, endpoint: str, *, concurrency: int = 1, worker_i
         probe.close()
     _say(f"{worker_id} joins {ep['name']} ({ep['endpoint_id']}) at version {ep['version']}")
     return run(url, key, ep["endpoint_id"], worker_id, version=ep["version"], parent_pid=None,
-               concurrency=concurrency)
+               concurrency=concurrency, ping_interval=ping_interval)
 
 
 def run(
     url: str, key: str, endpoint: str, worker_id: str, *, version: str | None, parent_pid: int | None,
-    concurrency: int,
+    concurrency: int, ping_interval: float | None = None,
 ) -> int:
-    """Load the version (the endpoint's current one when None), then take jobs until stopped."""
+    """Load the version (the endpoint's current one when None), then take jobs until stopped,
+    pinging every `ping_interval` seconds (default: PODIUM_PING_INTERVAL, else 5)."""
     logs.setup(endpoint=endpoint, worker=worker_id)
     logs.capture_output(endpoint=endpoint, worker=worker_id)
     link = ServerLink(url, key, endpoint, worker_id, version=version)
@@ -86,7 +87,7 @@ def run(
     worker = Worker(
         link,
         home / "cache" / "bundles",
-        ping_interval=float(os.environ.get("PODIUM_PING_INTERVAL", "5")),
+        ping_interval=ping_interval or float(os.environ.get("PODIUM_PING_INTERVAL", "5")),
         parent_pid=parent_pid,
         concurrency=concurrency,
     )

@@ -179,12 +179,16 @@ class ServerLink:
         query = self._query(job_id=",".join(job_ids)) if job_ids else self._query()
         self.ping_http.request("GET", f"{self.base}/ping/{self.worker_id}{query}")
 
-    def hello(self) -> None:
+    def hello(self) -> float | None:
         """One ping that must succeed: Refused when the server will not have this worker (a key
-        too weak for the worker protocol, an endpoint it may not see)."""
+        too weak for the worker protocol, an endpoint it may not see). Returns how often the
+        server wants pings, when it says."""
         status, data = self.ping_http.request("GET", f"{self.base}/ping/{self.worker_id}{self._query()}")
         if status >= 400:
             raise Refused(status, data)
+        answer = _json.loads(data) if data else None
+        interval = answer.get("ping_interval") if isinstance(answer, dict) else None
+        return float(interval) if isinstance(interval, int | float) and interval > 0 else None
 
     def unhealthy(self, reason: str) -> None:
         body = _json.dumpb({"status": "unhealthy", "reason": reason})
