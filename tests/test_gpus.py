@@ -5,7 +5,9 @@ more than the machine has refused, `podium scale --gpus`."""
 from __future__ import annotations
 
 import json
+import re
 
+import httpx
 import pytest
 
 from conftest import SERVICES
@@ -36,6 +38,14 @@ def status(srv, name):
     return json.loads(srv.cli("status", name, "--json").stdout)
 
 
+def console_page(srv, path):
+    """A console page's HTML, signed in with the admin key through the sign-in form."""
+    with httpx.Client(base_url=srv.url, timeout=30) as web:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/console/login").text).group(1)
+        assert web.post("/console/login", data={"csrf": csrf, "api_key": srv.key}).status_code == 303
+        return web.get(path).text
+
+
 def test_each_worker_gets_its_own_gpu_and_a_third_waits_for_one(srv, tmp_path):
     srv.deploy(GPUS / "devices.py", "gpu")
     gate = tmp_path / "open"
@@ -47,6 +57,7 @@ def test_each_worker_gets_its_own_gpu_and_a_third_waits_for_one(srv, tmp_path):
     assert len(ep["workers"]) == 2 and srv.job(third)["status"] == "IN_QUEUE"
     shown = srv.cli("status", "gpu").stdout
     assert "waiting: waiting for 1 GPU (2 of 2 in use)" in shown and "1 CPU, 1 GPU" in shown
+    assert "Jobs wait: waiting for 1 GPU (2 of 2 in use)" in console_page(srv, "/console/endpoints/gpu")
 
     gate.write_text("")
     done = [srv.wait_job(j) for j in [*held, third]]
