@@ -25,6 +25,9 @@ from pathlib import Path
 
 import podium
 
+if os.environ.get("HAND_BROKEN"):
+    raise ImportError("No module named 'torch'")
+
 
 @podium.handler(max_workers=1, idle_timeout=1)
 def handler(job):
@@ -65,9 +68,9 @@ class HandWorkers:
     def command(self, key: str, endpoint: str, *extra: str) -> list[str]:
         return [sys.executable, "-m", "podium", "worker", "--url", self.srv.url, "--key", key, endpoint, *extra]
 
-    def start(self, key: str, endpoint: str, worker_id: str) -> subprocess.Popen[str]:
+    def start(self, key: str, endpoint: str, worker_id: str, **env: str) -> subprocess.Popen[str]:
         log = (self.home / f"{worker_id}.log").open("w")
-        proc = subprocess.Popen(self.command(key, endpoint, "--worker-id", worker_id), env=self.env,
+        proc = subprocess.Popen(self.command(key, endpoint, "--worker-id", worker_id), env={**self.env, **env},
                                 stdout=log, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         self.procs.append(proc)
         return proc
@@ -192,3 +195,16 @@ def test_a_runpod_worker_file_run_by_hand_gets_only_its_versions_jobs(srv, tmp_p
     second = srv.http.post("/v2/rp-hand/runsync", json={"input": {"n": 2}}).json()
     assert second["status"] == "COMPLETED" and srv.job(second["id"])["worker_id"] != "h-test-rp"
     assert proc.poll() is None, "still running, given nothing"
+
+
+def test_a_hand_worker_that_cannot_load_says_why_and_the_endpoint_keeps_serving(srv, tmp_path, hands, deploy_key):
+    v1 = deploy(srv, tmp_path, "sturdy", "one")["version"]
+    proc = hands.start(deploy_key, "sturdy", "h-test-broken", HAND_BROKEN="1")
+    assert proc.wait(timeout=60) == 1
+    said = proc.stderr.read()
+    line = said.strip().splitlines()[-1]
+    assert line.startswith(f"podium worker: cannot load version {v1}: ") and "No module named 'torch'" in line
+    assert deploy_key not in said
+    ep = srv.http.get("/api/v1/endpoints/sturdy").json()
+    assert ep["state"] == "ACTIVE" and ep["error"] is None, "one machine's missing package stops nothing"
+    assert srv.http.post("/v2/sturdy/runsync", json={"input": {}}).json()["output"]["tag"] == "one"

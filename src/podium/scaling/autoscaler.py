@@ -347,7 +347,14 @@ class Autoscaler:
         self.wake()
 
     async def fail_endpoint(self, info: WorkerInfo, reason: str) -> None:
-        """The version cannot start: ERROR with the reason and the worker's log tail."""
+        """The version cannot start: ERROR with the reason and the worker's log tail. A worker
+        started elsewhere fails it only while no worker has shown that the version loads
+        (CREATING): one machine's missing package does not stop an endpoint that serves."""
+        if not info.local:
+            ep = await self.catalog.get_endpoint(None, info.endpoint_id)
+            if ep is None or ep["state"] != EndpointState.CREATING:
+                log.warning("worker %s (started elsewhere) cannot load its version: %s", info.id, reason)
+                return
         log_tail = tail(info.log_path)
         detail = f"--- worker log (last lines) ---\n{log_tail}" if log_tail else ""
         await self._set_error(info.endpoint_id, reason, detail)

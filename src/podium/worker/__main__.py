@@ -109,6 +109,7 @@ def run(
     except Exception as exc:
         traceback.print_exc()
         reason = f"{type(exc).__name__}: {exc}"
+        _say(f"cannot load version {version}: {reason}")
         try:
             link.unhealthy(reason)
         finally:
