@@ -269,6 +269,23 @@ async def test_draining_or_outdated_workers_take_nothing(world: World) -> None:
     assert old.jobs == set() and draining.state is WorkerState.DRAINING
 
 
+async def test_a_hand_worker_is_given_only_its_versions_jobs_and_told_when_the_endpoint_moved(world: World) -> None:
+    p = Pool(world)
+    principal = await world.access.caller(world.keys["invoke"], "invoke")
+    job_id = await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run")
+    with pytest.raises(WorkerGone) as told:
+        await p.pool.take("h-old", world.ep, limit=1, wait=0, alive=connected, version="v0")
+    assert told.value.code == "version_retired" and "endpoint hello moved to version v1" in told.value.detail
+    old = p.pool.get("h-old")
+    assert old is not None and old.version_id == "v0" and old.state is WorkerState.DRAINING and not old.local
+    await p.pool.ping("h-quiet", world.ep, [], version="v0")  # says its version on ping only (runpod)
+    assert await p.pool.take("h-quiet", world.ep, limit=1, wait=0, alive=connected) == []
+    jobs = await p.pool.take("h-now", world.ep, limit=1, wait=0, alive=connected, version="v1")
+    assert [j["id"] for j in jobs] == [job_id]
+    p.pool.forget("h-old")
+    assert p.pool.get("h-old") is None and not p.pool.is_gone("h-old"), "it may call again"
+
+
 async def test_a_worker_that_hung_up_while_waiting_gets_nothing_and_its_claim_goes_back(world: World) -> None:
     p = Pool(world)
     principal = await world.access.caller(world.keys["invoke"], "invoke")

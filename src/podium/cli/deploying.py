@@ -29,15 +29,20 @@ def deploy(
     idle_timeout: float = typer.Option(None, help="Seconds an idle worker lives."),
     concurrency: int = typer.Option(None, help="Jobs at once per worker."),
     execution_timeout: float = typer.Option(None, help="Seconds a job may run (default 24 h)."),
+    cpus: float = typer.Option(None, help="CPUs per worker (may be fractional)."),
+    gpus: int = typer.Option(None, help="GPUs per worker (whole devices, each worker its own)."),
+    memory_mb: int = typer.Option(None, "--memory-mb", help="Memory per worker in MB (0: no reservation)."),
     as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
 ) -> None:
-    """Bundle PATH, upload it as an immutable version, point endpoint NAME at it."""
+    """Bundle PATH, upload it as an immutable version, point endpoint NAME at it. Settings given
+    here override the service's (a RunPod worker file gets its resources only from here)."""
     from podium.bundle import describe, make_bundle
     from podium.client.deployment import upload
 
     overrides = {k: v for k, v in {
         "min_workers": min_workers, "max_workers": max_workers, "idle_timeout": idle_timeout,
         "concurrency": concurrency, "execution_timeout": execution_timeout,
+        "cpus": cpus, "gpus": gpus, "memory_mb": memory_mb,
     }.items() if v is not None}
     with connect(url, key, project) as conn:
         with err.status("bundling…"):
@@ -88,12 +93,15 @@ def _wait_ready(conn: Any, ep: dict[str, Any], timeout: float, quiet: bool) -> d
     """Until the endpoint runs the deployed version (a redeploy that waited for its environment
     is switched to by the server) and is no longer CREATING."""
     deadline = time.monotonic() + timeout
-    with err.status(f"starting a worker for {ep['name']}…") if not quiet else contextlib.nullcontext():
+    starting = f"starting a worker for {ep['name']}"
+    with err.status(f"{starting}…") if not quiet else contextlib.nullcontext() as shown:
         while ep["state"] == "CREATING" or ep.get("pending_version") == ep["deployed"]:
             if time.monotonic() > deadline:
                 fail(f"endpoint {ep['name']} is not ready after {timeout:.0f}s; see `podium logs {ep['name']}`")
             time.sleep(0.2)
             ep = {**conn.request("GET", f"/api/v1/endpoints/{ep['endpoint_id']}"), "deployed": ep["deployed"]}
+            if shown is not None:  # e.g. "waiting for 1 GPU (2 of 2 in use)"
+                shown.update(f"{starting}: {ep['waiting_for']}…" if ep.get("waiting_for") else f"{starting}…")
     return ep
 
 

@@ -101,7 +101,15 @@ def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:
               f"version {ep['version']}")
     out.print(f"  workers: {counts}")
     for w in ep["workers"]:
-        out.print(f"    {w['id']}  {w['state']}  {_placement(w)}")
+        line = f"    {w['id']}  {w['state']}  {_placement(w)}"
+        if not w["local"]:  # `podium worker` on another machine, or a RunPod worker of one's own
+            line += f"  version {w['version_id'] or 'any'}"
+        out.print(line)
+    sc = ep["scaling"]
+    memory = f"{sc['memory_mb']} MB memory" if sc["memory_mb"] else "no memory reservation"
+    out.print(f"  per worker: {sc['cpus']:g} CPU, {sc['gpus']} GPU, {memory}")
+    if ep.get("waiting_for"):
+        out.print(f"  waiting: {ep['waiting_for']}", style="yellow")
     out.print(f"  service: {ep['service']['url']}")
     for name, link in ep["urls"].items():
         out.print(f"  {name}: {link}")
@@ -243,13 +251,18 @@ def scale(
     queue_cap: int = typer.Option(None, help="Waiting jobs past which /run answers 429."),
     max_jobs: int = typer.Option(None, help="Recycle a worker after this many jobs (0: never)."),
     max_memory: int = typer.Option(None, help="Recycle a worker past this many MB (0: never)."),
+    cpus: float = typer.Option(None, help="CPUs per worker (may be fractional)."),
+    gpus: int = typer.Option(None, help="GPUs per worker (whole devices, each worker its own)."),
+    memory_mb: int = typer.Option(None, "--memory-mb", help="Memory per worker in MB (0: no reservation)."),
     as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
 ) -> None:
-    """Change an endpoint's scaling settings, without a redeploy."""
+    """Change an endpoint's scaling settings and resources, without a redeploy (new resources
+    replace its workers, each after its job in hand)."""
     changes = {k: v for k, v in {
         "min_workers": min_workers, "max_workers": max_workers, "idle_timeout": idle_timeout,
         "concurrency": concurrency, "scaler": scaler, "target": target, "queue_cap": queue_cap,
         "max_jobs_per_worker": max_jobs, "max_worker_memory_mb": max_memory,
+        "cpus": cpus, "gpus": gpus, "memory_mb": memory_mb,
     }.items() if v is not None}
     with connect(url, key, project) as conn:
         ep = conn.request("PATCH", f"/api/v1/endpoints/{name}/scaling", json=changes)

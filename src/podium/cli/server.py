@@ -81,12 +81,26 @@ def _store_name(settings: Any) -> str:
     return "SQLite" if settings.db_url.startswith("sqlite") else "PostgreSQL"
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def worker(ctx: typer.Context) -> None:
-    """Run a worker by hand against a server (see `podium worker --help`)."""
-    from podium.worker.__main__ import main as worker_main
+@app.command()
+def worker(
+    endpoint: str = typer.Argument(..., help="Endpoint name or id."),
+    url: str = URL, key: str = KEY,
+    concurrency: int = typer.Option(1, min=1, help="Jobs at once."),
+    worker_id: str = typer.Option(None, help="This worker's id (default: h-<host>-<random>)."),
+) -> None:
+    """Join ENDPOINT's workers from this machine with a deploy (or admin) key: it runs the
+    endpoint's current version and takes only its jobs; after a redeploy it finishes the jobs in
+    hand and exits. Start it again to run the new version."""
+    from podium.client.http import resolve
+    from podium.errors import PodiumError
+    from podium.worker.__main__ import by_hand
 
-    raise typer.Exit(worker_main(list(ctx.args)))
+    try:
+        url, key = resolve(url, key)
+    except PodiumError as exc:
+        err.print(f"error: {exc}", style="red", soft_wrap=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(by_hand(url, key, endpoint, concurrency=concurrency, worker_id=worker_id))
 
 
 @app.command("webhook-secret")

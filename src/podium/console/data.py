@@ -131,6 +131,8 @@ class EndpointDetail:
     routes: list[RouteInfo]
     workers: list[WorkerRow]
     history: list[HistoryEntry]
+    #: Why wanted workers are not started (e.g. waiting for a GPU).
+    waiting_for: str | None = None
 
 
 @dataclass(frozen=True)
@@ -322,6 +324,7 @@ class ConsoleData:
             history=[
                 HistoryEntry(h["version"], h["at"], h["key_id"], h["message"], h["current"]) for h in hist["history"]
             ],
+            waiting_for=ep.get("waiting_for"),
         )
 
     async def charts(self, name: str) -> list[ChartPoint]:

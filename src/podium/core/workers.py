@@ -262,12 +262,19 @@ class WorkerPool:
         if info is not None and info.endpoint_id != ep["id"]:
             raise NotFound("worker", worker_id)
 
-    def _attach(self, worker_id: str, endpoint_id: str) -> WorkerInfo:
-        """The worker's record; a worker started elsewhere is recorded on first sight."""
+    def _attach(self, worker_id: str, endpoint_id: str, version: str | None = None) -> WorkerInfo:
+        """The worker's record; a worker started elsewhere is recorded on first sight, with the
+        version it says it runs (one that says none takes whatever version is current)."""
         info = self.workers.get(worker_id)
         if info is None:
-            info = self.new(worker_id, endpoint_id, None, local=False)
+            info = self.new(worker_id, endpoint_id, version, local=False)
+        elif info.version_id is None and not info.local:
+            info.version_id = version
         return info
+
+    def forget(self, worker_id: str) -> None:
+        """A worker started elsewhere went silent: drop its record (it re-appears if it calls again)."""
+        self.workers.pop(worker_id, None)
 
     # -- what the scaler decides ------------------------------------------------------------------
 
@@ -310,13 +317,24 @@ class WorkerPool:
         limit: int,
         wait: float,
         alive: Callable[[], Awaitable[bool]],
+        version: str | None = None,
     ) -> list[dict[str, Any]]:
         """Claim up to `limit` jobs, waiting at most `wait` seconds for one; the jobs as the
         worker receives them. `alive` is asked after a wait, before claiming and after: a worker
-        that hung up meanwhile gets nothing, and what was claimed for it goes back."""
+        that hung up meanwhile gets nothing, and what was claimed for it goes back. `version`:
+        the one a worker started elsewhere runs; once the endpoint has left it, WorkerGone
+        tells that worker to stop (the scaler drains the workers it started itself; a worker
+        that does not say its version gets no jobs of another)."""
         if self.is_gone(worker_id):
             raise WorkerGone(f"worker {worker_id} has exited; start a new one")
-        info = self._attach(worker_id, ep["id"])
+        info = self._attach(worker_id, ep["id"], version)
+        if version is not None and not info.local and info.version_id != ep["version_id"]:
+            self.drain(info)
+            raise WorkerGone(
+                f"endpoint {ep['name']} moved to version {ep['version_id']}; this worker runs "
+                f"{info.version_id} and stops (start it again to run {ep['version_id']})",
+                code="version_retired",
+            )
         now = self.clock.now()
         info.last_seen = now
         if info.ready_at is None:
@@ -395,13 +413,14 @@ class WorkerPool:
         await self.queue.append_chunk(job_id, worker_id, value, endpoint_id=ep["id"])
 
     async def ping(
-        self, worker_id: str, ep: RowMapping, job_ids: list[str], *, unhealthy: str | None = None
+        self, worker_id: str, ep: RowMapping, job_ids: list[str], *, unhealthy: str | None = None,
+        version: str | None = None,
     ) -> None:
         """A heartbeat: extends the leases of the jobs the worker lists. `unhealthy`: the worker
         says it cannot serve, and why."""
         if self.is_gone(worker_id):
             return
-        info = self._attach(worker_id, ep["id"])
+        info = self._attach(worker_id, ep["id"], version)
         info.last_seen = self.clock.now()
         if unhealthy is not None:
             self.unhealthy(info, unhealthy)

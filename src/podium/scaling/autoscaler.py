@@ -69,6 +69,11 @@ class Autoscaler:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._last_reap = 0.0
+        #: Why an endpoint's wanted workers are not started (no free GPU), for its status.
+        self.waiting_for: dict[str, str] = {}
+        #: GPUs each local worker was started with; the idle one stopped to free GPUs, if any.
+        self._gpus: dict[str, int] = {}
+        self._making_room: str | None = None
         #: An endpoint's secrets (decrypted) for its workers' environment; set by the runtime.
         self.secrets: Callable[[str], Awaitable[dict[str, str]]] | None = None
         # What another replica asks of workers only this one may know (see Notifier.announce).
@@ -144,7 +149,8 @@ class Autoscaler:
             await self.reconcile(ep, *waiting)
 
     async def reconcile(self, ep: RowMapping, queued: int, oldest_wait: float = 0.0) -> None:
-        workers = [w for w in self.pool.for_endpoint(ep["id"]) if w.id not in self._stopping]
+        self.waiting_for.pop(ep["id"], None)
+        workers = self._heard_from([w for w in self.pool.for_endpoint(ep["id"]) if w.id not in self._stopping])
         live = ep["state"] in (EndpointState.CREATING, EndpointState.ACTIVE)
         current = [w for w in workers if w.version_id == ep["version_id"] and live]
         for w in workers:
@@ -170,6 +176,12 @@ class Autoscaler:
                     )
                 return
             for _ in range(need - len(current)):
+                reason = self.backend.wait_reason(Resources.of(ep))
+                if reason is not None:  # e.g. every GPU is taken: jobs wait, the status says why
+                    self.waiting_for[ep["id"]] = reason
+                    if queued or ep["state"] == EndpointState.CREATING:
+                        self._make_room(ep)
+                    break
                 await self.spawn(ep, env.interpreter)
         surplus = len(current) - need
         now = self.pool.clock.now()
@@ -179,6 +191,37 @@ class Autoscaler:
             if w.local and w.state is WorkerState.IDLE and now - w.idle_since >= ep["idle_timeout"]:
                 self._drain(w)
                 surplus -= 1
+
+    def _heard_from(self, workers: list[WorkerInfo]) -> list[WorkerInfo]:
+        """Workers started elsewhere (`podium worker`) not heard from in SILENT_AFTER lease
+        periods are dropped from status and health (their jobs come back through their leases);
+        the others."""
+        now = self.pool.clock.now()
+        kept = []
+        for w in workers:
+            if not w.local and now - w.last_seen > SILENT_AFTER * self.settings.lease_seconds:
+                log.info("worker %s (started elsewhere) has gone silent; forgetting it", w.id)
+                self.pool.forget(w.id)
+            else:
+                kept.append(w)
+        return kept
+
+    def _make_room(self, ep: RowMapping) -> None:
+        """Jobs (or a deploy) wait for GPUs that idle workers of other endpoints hold: stop the
+        longest idle of those, one at a time, so its devices come back. min_workers keeps no GPU
+        from jobs that wait; an endpoint with nothing waiting never takes another's."""
+        if self._making_room in self.pool.workers or self.backend.refusal(Resources.of(ep)) is not None:
+            return
+        idle = [
+            w for w in self.pool.workers.values()
+            if w.local and w.endpoint_id != ep["id"] and w.state is WorkerState.IDLE
+            and w.id not in self._stopping and self._gpus.get(w.id, 0) > 0
+        ]
+        if idle:
+            w = min(idle, key=lambda w: w.idle_since)
+            log.info("stopping idle worker %s to free its GPUs for %s", w.id, ep["name"])
+            self._making_room = w.id
+            self._drain(w)
 
     async def _healthy(self, w: WorkerInfo, ep: RowMapping) -> bool:
         """False (and the worker is being replaced) when it is silent, stuck starting, or due to
@@ -254,6 +297,7 @@ class Autoscaler:
             info, endpoint_name=ep["name"], token=token, concurrency=ep["concurrency"], env=env,
             interpreter=interpreter, resources=Resources.of(ep),
         )
+        self._gpus[info.id] = Resources.of(ep).gpus
         log.info("started worker %s for %s (version %s)", info.id, ep["name"], ep["version_id"])
         return info
 
@@ -316,6 +360,7 @@ class Autoscaler:
 
     async def _on_exit(self, info: WorkerInfo, rc: int) -> None:
         self.pool.gone(info.id)
+        self._gpus.pop(info.id, None)
         intended = info.id in self._stopping
         self._stopping.discard(info.id)
         if info.key_id:
@@ -332,7 +377,14 @@ class Autoscaler:
         self.wake()
 
     async def fail_endpoint(self, info: WorkerInfo, reason: str) -> None:
-        """The version cannot start: ERROR with the reason and the worker's log tail."""
+        """The version cannot start: ERROR with the reason and the worker's log tail. A worker
+        started elsewhere fails it only while no worker has shown that the version loads
+        (CREATING): one machine's missing package does not stop an endpoint that serves."""
+        if not info.local:
+            ep = await self.catalog.get_endpoint(None, info.endpoint_id)
+            if ep is None or ep["state"] != EndpointState.CREATING:
+                log.warning("worker %s (started elsewhere) cannot load its version: %s", info.id, reason)
+                return
         log_tail = tail(info.log_path)
         detail = f"--- worker log (last lines) ---\n{log_tail}" if log_tail else ""
         await self._set_error(info.endpoint_id, reason, detail)

@@ -28,6 +28,14 @@ class Backend(Protocol):
     ) -> None:
         """Start the worker; its exit is reported through the backend's ExitCallback."""
 
+    def refusal(self, resources: Resources) -> str | None:
+        """Why a worker asking `resources` can never run here, e.g. more GPUs than the machine has
+        (None: it can; a cluster that decides for itself answers None)."""
+
+    def wait_reason(self, resources: Resources) -> str | None:
+        """Why such a worker cannot start now, e.g. every GPU is taken (None: it can). The
+        autoscaler asks before each start; waiting jobs stay queued meanwhile."""
+
     def signal(self, info: WorkerInfo, sig: int) -> None:
         """SIGTERM: finish the job in hand, take no more. SIGKILL: stop now."""
 

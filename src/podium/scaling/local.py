@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 from pathlib import Path
@@ -12,7 +13,10 @@ from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
 from podium.scaling.backend import ExitCallback, worker_args, worker_env
+from podium.scaling.gpus import GpuPool, detect
 from podium.scaling.resources import Resources
+
+log = logging.getLogger("podium.scaling")
 
 
 def tail(path: Path | None, lines: int = 40) -> str:
@@ -59,6 +63,28 @@ class LocalBackend:
         self.settings = settings
         self.on_exit = on_exit
         self._watchers: set[asyncio.Task[None]] = set()
+        self.gpus = GpuPool(detect())
+        if self.gpus.devices:
+            log.info("GPUs for local workers: %s", ", ".join(self.gpus.devices))
+
+    def refusal(self, resources: Resources) -> str | None:
+        return self.gpus.refusal(resources.gpus)
+
+    def wait_reason(self, resources: Resources) -> str | None:
+        return self.gpus.wait_reason(resources.gpus)
+
+    def _devices(self, info: WorkerInfo, resources: Resources) -> dict[str, str]:
+        """The worker's own GPUs, as its environment names them. Where the machine has GPUs,
+        a worker asking none gets `CUDA_VISIBLE_DEVICES=""`: it sees no device, so it cannot
+        take memory on one another worker owns. Without GPUs the environment is left alone."""
+        devices = self.gpus.take(info.id, resources.gpus)
+        if not self.gpus.devices:
+            return {}
+        if devices:
+            log.info("worker %s gets GPU %s", info.id, ",".join(devices))
+        # nvidia-smi numbers devices in PCI bus order; CUDA's default order may differ.
+        return {"CUDA_VISIBLE_DEVICES": ",".join(devices),
+                "CUDA_DEVICE_ORDER": os.environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID")}
 
     async def start(
         self,
@@ -77,16 +103,21 @@ class LocalBackend:
         log_dir.mkdir(parents=True, exist_ok=True)
         info.log_path = log_dir / f"{info.id}.log"
         child_env = interpreter.environ({**os.environ, **(env or {})})
+        child_env.update(self._devices(info, resources))
         child_env.update(
             worker_env(token=token, url=self.settings.url, ping_interval=self.settings.ping_interval),
             PODIUM_HOME=str(self.settings.home.resolve()),
         )
         cmd = [interpreter.python, *worker_args(info, concurrency), "--parent-pid", str(os.getpid())]
-        with info.log_path.open("ab") as log:
-            info.process = await asyncio.create_subprocess_exec(
-                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=child_env,
-                start_new_session=True,
-            )
+        try:
+            with info.log_path.open("ab") as out:
+                info.process = await asyncio.create_subprocess_exec(
+                    *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=child_env,
+                    start_new_session=True,
+                )
+        except BaseException:  # nothing started: its devices are free again
+            self.gpus.release(info.id)
+            raise
         task = asyncio.create_task(self._watch(info))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
@@ -96,6 +127,7 @@ class LocalBackend:
         # The worker leads its own process group: take down whatever it left behind.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(info.process.pid, signal.SIGKILL)
+        self.gpus.release(info.id)
         await self.on_exit(info, rc)
 
     def signal(self, info: WorkerInfo, sig: int = signal.SIGTERM) -> None:

@@ -233,6 +233,14 @@ class RayBackend:
         self._actor_class = ray.remote(WorkerActor)
         return ray
 
+    def refusal(self, resources: Resources) -> str | None:
+        """The cluster decides what it can place (a worker it cannot place fails at its
+        startup_timeout, saying what it asked for)."""
+        return None
+
+    def wait_reason(self, resources: Resources) -> str | None:
+        return None
+
     async def _connect(self) -> Any:
         """The `ray` module once joined; a failed join is tried again (the cluster may be back)."""
         async with self._connecting:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-
-from sqlalchemy.engine import RowMapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,6 @@ class Resources:
     memory_mb: int = 0
 
     @classmethod
-    def of(cls, endpoint: RowMapping) -> Resources:
-        """An endpoint row's resources."""
-        return cls(cpus=float(endpoint["cpus"]), gpus=int(endpoint["gpus"]), memory_mb=int(endpoint["memory_mb"]))
+    def of(cls, settings: Mapping[Any, Any]) -> Resources:
+        """The resources of an endpoint row, or of a version's config (the same keys)."""
+        return cls(cpus=float(settings["cpus"]), gpus=int(settings["gpus"]), memory_mb=int(settings["memory_mb"]))

@@ -48,6 +48,9 @@ class ServiceConfig:
     worker while the oldest waiting job has waited more than `target` seconds, default 4),
     `queue_cap` (waiting jobs past which /run answers 429), `max_jobs_per_worker` and
     `max_worker_memory_mb` (recycle a worker after its current job; 0: never).
+    Resources, per worker: `cpus` (may be fractional), `gpus` (whole devices; on the local
+    backend each worker gets its own through CUDA_VISIBLE_DEVICES), `memory_mb` (0: no
+    reservation). The local backend hands out GPUs; a Ray cluster reserves all three.
     Jobs: `execution_timeout` (seconds), `retries` (route errors retried, with exponential backoff
     and jitter) limited to `retry_on` exception types when given, `startup_timeout` (seconds a
     worker may take to load before the version is declared broken).
@@ -67,6 +70,9 @@ class ServiceConfig:
     retries: int = 0
     retry_on: tuple[type[BaseException], ...] = ()
     startup_timeout: float = 600.0
+    cpus: float = 1.0
+    gpus: int = 0
+    memory_mb: int = 0
 
     def __post_init__(self) -> None:
         if self.min_workers < 0:
@@ -97,6 +103,18 @@ class ServiceConfig:
             raise ServiceDefinitionError("retry_on must be a tuple of exception classes")
         if self.startup_timeout <= 0:
             raise ServiceDefinitionError("startup_timeout must be > 0 seconds")
+        self._check_resources()
+
+    def _check_resources(self) -> None:
+        def whole(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        if isinstance(self.cpus, bool) or not isinstance(self.cpus, int | float) or not self.cpus > 0:
+            raise ServiceDefinitionError(f"cpus must be a number > 0, like 2 or 0.5 (got {self.cpus!r})")
+        if not whole(self.gpus) or self.gpus < 0:
+            raise ServiceDefinitionError(f"gpus must be a whole number of devices >= 0 (got {self.gpus!r})")
+        if not whole(self.memory_mb) or self.memory_mb < 0:
+            raise ServiceDefinitionError(f"memory_mb must be a whole number >= 0 (got {self.memory_mb!r})")
 
     def retryable(self, exc: BaseException) -> bool:
         """Whether a route error may be retried (it still needs retries left)."""

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.engine import RowMapping
 
 from podium.core.access import WORKER
+from podium.core.errors import WorkerGone
 from podium.core.workers import Result
 from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import MB, read_json
@@ -51,7 +52,9 @@ async def _claim(
     async def connected() -> bool:
         return not await request.is_disconnected()
 
-    return await rt.pool.take(worker_id, ep, limit=limit, wait=wait, alive=connected)
+    # `version`: what a worker started by hand runs (`podium worker`); it is given only its jobs.
+    version = request.query_params.get("version")
+    return await rt.pool.take(worker_id, ep, limit=limit, wait=wait, alive=connected, version=version)
 
 
 @router.get("/job-take/{worker_id}", response_model=None)
@@ -93,7 +96,10 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
     if result.stop_pod or rt.scaler.due_for_recycling(worker_id, ep):
         rt.scaler.recycle(worker_id)
     elif request.query_params.get("take") == "1":
-        jobs = await _claim(request, rt, ep, worker_id, 1, min(NEXT_JOB_WAIT, rt.settings.take_timeout))
+        try:
+            jobs = await _claim(request, rt, ep, worker_id, 1, min(NEXT_JOB_WAIT, rt.settings.take_timeout))
+        except WorkerGone:  # the result is stored; its next job-take tells it to stop
+            jobs = []
         return JSONAnswer({"ok": True, "next": jobs[0] if jobs else None})
     return JSONAnswer(OK)
 
@@ -115,7 +121,8 @@ async def ping(
     status: str | None = None,
     reason: str | None = None,
 ) -> JSONAnswer:
-    """Heartbeat: extends the leases of the jobs the worker lists; may report the worker unhealthy."""
+    """Heartbeat: extends the leases of the jobs the worker lists; may report the worker unhealthy.
+    The answer says how often the server wants pings."""
     rt, ep = await _worker(request, endpoint_id, worker_id)
     if request.method == "POST":
         body = await read_json(request, MB, empty={})
@@ -124,8 +131,9 @@ async def ping(
             reason = body.get("reason", reason)
     unhealthy = (reason or "the worker reported itself unhealthy") if status == "unhealthy" else None
     ids = [j for j in (job_id or "").split(",") if j]
-    await rt.pool.ping(worker_id, ep, ids, unhealthy=unhealthy)
-    return JSONAnswer(OK)
+    await rt.pool.ping(worker_id, ep, ids, unhealthy=unhealthy, version=request.query_params.get("version"))
+    # How often to ping to keep leases: what a worker started by hand cannot know otherwise.
+    return JSONAnswer({"ok": True, "ping_interval": rt.settings.ping_interval})
 
 
 # GET is what RunPod workers send; POST carries a body (our worker's unhealthy report). Two

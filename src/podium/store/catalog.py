@@ -33,9 +33,11 @@ KEY_PREFIX = "pod_live_"
 _ALPHABET = string.ascii_letters + string.digits
 
 
+#: What each worker asks of the machine or cluster (scaling.resources.Resources).
+RESOURCES = ("cpus", "gpus", "memory_mb")
 #: The endpoint columns a version's config (or `podium scale`) sets.
 SCALING = ("min_workers", "max_workers", "idle_timeout", "concurrency", "scaler", "target",
-           "max_jobs_per_worker", "max_worker_memory_mb", "queue_cap")
+           "max_jobs_per_worker", "max_worker_memory_mb", "queue_cap", *RESOURCES)
 
 
 def scaling_columns(config: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,19 @@ class Refused(LinkError):
     def __init__(self, status: int, body: bytes) -> None:
         super().__init__(f"{status}: {body[:500].decode(errors='replace')}")
         self.status = status
+        self.body = body
+
+    @property
+    def detail(self) -> str:
+        """The server's own sentence (its JSON error's `detail`), else the answer as text."""
+        try:
+            answer = _json.loads(self.body)
+        except _json.JSONDecodeError:
+            answer = None
+        detail = answer.get("detail") if isinstance(answer, dict) else None
+        if isinstance(detail, str):
+            return detail
+        return self.body[:500].decode(errors="replace") or f"HTTP {self.status}"
 
 
 class _Connections:
@@ -90,11 +103,14 @@ class ServerLink:
         key: a worker token (or any key allowed to run this endpoint's jobs).
         endpoint: endpoint id or name.
         worker_id: this worker's id, unique per process.
+        version: the version it runs, told to the server so a worker started by hand is given
+            only that version's jobs (and told to stop once the endpoint leaves it).
     """
 
-    def __init__(self, url: str, key: str, endpoint: str, worker_id: str) -> None:
+    def __init__(self, url: str, key: str, endpoint: str, worker_id: str, version: str | None = None) -> None:
         self.base = f"/v2/{endpoint}"
         self.worker_id = worker_id
+        self.version = version
         headers = {"Authorization": f"Bearer {key}", "User-Agent": "podium-worker"}
         self.http = _Connections(url, headers, POLL_TIMEOUT)
         # Pings come from their own thread, on their own connection, with a shorter timeout.
@@ -104,9 +120,16 @@ class ServerLink:
         self.http.close()
         self.ping_http.close()
 
+    def _query(self, **params: Any) -> str:
+        """`?name=value&...` with this worker's version, when it has one."""
+        if self.version is not None:
+            params["version"] = self.version
+        return f"?{urlencode(params)}" if params else ""
+
     def take(self, in_progress: bool = False) -> dict[str, Any] | None:
-        query = urlencode({"job_in_progress": int(in_progress)})
-        return self._job(*self.http.request("GET", f"{self.base}/job-take/{self.worker_id}?{query}"))
+        """The next job, or None; Refused(410) when the server tells this worker to stop."""
+        query = self._query(job_in_progress=int(in_progress))
+        return self._job(*self.http.request("GET", f"{self.base}/job-take/{self.worker_id}{query}"))
 
     @staticmethod
     def _job(status: int, data: bytes) -> dict[str, Any] | None:
@@ -140,7 +163,7 @@ class ServerLink:
         """Report a job's result; with `take`, also claim the next job if one is waiting (one
         exchange instead of two under load)."""
         path = f"{self.base}/job-done/{self.worker_id}/{job_id}"
-        status, answer = self._post(path + "?take=1" if take else path, body)
+        status, answer = self._post(path + self._query(take=1) if take else path, body)
         if not take or status != 200:
             return None
         reply = _json.loads(answer) if answer else None
@@ -153,8 +176,19 @@ class ServerLink:
         self._post(f"{self.base}/job-stream/{self.worker_id}/{job_id}", {"output": value})
 
     def ping(self, job_ids: list[str]) -> None:
-        query = f"?{urlencode({'job_id': ','.join(job_ids)})}" if job_ids else ""
+        query = self._query(job_id=",".join(job_ids)) if job_ids else self._query()
         self.ping_http.request("GET", f"{self.base}/ping/{self.worker_id}{query}")
+
+    def hello(self) -> float | None:
+        """One ping that must succeed: Refused when the server will not have this worker (a key
+        too weak for the worker protocol, an endpoint it may not see). Returns how often the
+        server wants pings, when it says."""
+        status, data = self.ping_http.request("GET", f"{self.base}/ping/{self.worker_id}{self._query()}")
+        if status >= 400:
+            raise Refused(status, data)
+        answer = _json.loads(data) if data else None
+        interval = answer.get("ping_interval") if isinstance(answer, dict) else None
+        return float(interval) if isinstance(interval, int | float) and interval > 0 else None
 
     def unhealthy(self, reason: str) -> None:
         body = _json.dumpb({"status": "unhealthy", "reason": reason})

@@ -34,7 +34,7 @@ from podium.bundle import extract, load_service
 from podium.sdk.context import JobContext, reset_context, set_async_runner, set_context
 from podium.sdk.service import Route, Service
 from podium.source import route_shape
-from podium.worker.link import LinkError, ServerLink, Unreachable
+from podium.worker.link import LinkError, Refused, ServerLink, Unreachable
 
 log = logging.getLogger("podium.worker")
 
@@ -79,6 +79,8 @@ class Worker:
         self.current: set[str] = set()
         self.taking = False
         self.stopping = False
+        #: Why the server told this worker to stop (its endpoint moved to another version).
+        self.dismissed: str | None = None
         self.slots = threading.BoundedSemaphore(self.concurrency)
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="podium-job")
         # Async routes of every job share one loop (the initializer may use it too: an ASGI app's
@@ -147,6 +149,14 @@ class Worker:
                 job = self._take()
             except _Stop:
                 self.slots.release()
+                break
+            except Refused as exc:
+                self.slots.release()
+                if exc.status != 410:
+                    raise
+                self.dismissed = exc.detail
+                self.stopping = True
+                log.info("the server told this worker to stop: %s", exc.detail)
                 break
             except Unreachable as exc:
                 self.slots.release()

@@ -11,6 +11,7 @@ from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.core.access import Principal
+from podium.scaling.resources import Resources
 from podium.server.auth import caller, runtime
 from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
@@ -59,7 +60,17 @@ async def endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[s
         "service": service_record(request, ep),
         # A redeploy whose environment is still building (the current version serves meanwhile).
         "pending_version": _json.loads(ep["pending"])["version_id"] if ep["pending"] else None,
+        # Why wanted workers are not started, e.g. "waiting for 1 GPU (2 of 2 in use)".
+        "waiting_for": rt.scaler.waiting_for.get(ep["id"]),
     }
+
+
+def check_resources(rt: Runtime, settings: dict[str, Any]) -> None:
+    """422 when the backend can never run a worker asking these resources (more GPUs than the
+    machine has, on the local backend), before anything is stored."""
+    refusal = rt.scaler.backend.refusal(Resources.of(settings))
+    if refusal is not None:
+        raise HTTPError(422, "insufficient_resources", f"the service {refusal}")
 
 
 def service_record(request: Request, ep: RowMapping) -> dict[str, Any]:

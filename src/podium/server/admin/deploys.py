@@ -16,6 +16,7 @@ from podium.server.admin.common import (
     RESERVED_NAMES,
     SHA256,
     admin_caller,
+    check_resources,
     endpoint_view,
 )
 from podium.server.admin.models import DeployIn, VersionIn, parse
@@ -92,6 +93,7 @@ async def deploy(request: Request) -> JSONAnswer:
         )
     request_body = parse(DeployIn, body, "deploy")
     version = _check_version(request_body.version, principal.project_id)
+    check_resources(rt, ServiceConfig.from_dict(version["config"]).as_dict())
     if await rt.bundles.local(version["sha256"]) is None:
         raise HTTPError(409, "bundle_missing", "upload the bundle (PUT /api/v1/blobs/{sha256}) first")
     message = request_body.message

@@ -14,6 +14,7 @@ from podium.sdk.service import ServiceConfig
 from podium.server.admin.common import (
     admin_caller,
     changed_view,
+    check_resources,
     endpoint_view,
     read_from,
     version_summary,
@@ -23,7 +24,7 @@ from podium.server.body import read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.store.catalog import SCALING, EndpointState
+from podium.store.catalog import RESOURCES, SCALING, EndpointState
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -53,7 +54,8 @@ async def stop_endpoint(request: Request, ref: str) -> JSONAnswer:
 
 @router.patch("/endpoints/{ref}/scaling")
 async def scale(request: Request, ref: str) -> JSONAnswer:
-    """Change scaling settings without a redeploy (the next deploy sets the version's again)."""
+    """Change scaling settings without a redeploy (the next deploy sets the version's again);
+    new resources replace the running workers, each after its job in hand."""
     rt, principal = await admin_caller(request, "deploy")
     ep = await rt.access.endpoint(principal, ref)
     changes = await read_object(request, 64 * 1024)
@@ -66,7 +68,10 @@ async def scale(request: Request, ref: str) -> JSONAnswer:
         merged = ServiceConfig.from_dict({**{k: ep[k] for k in SCALING}, **changes})
     except (ServiceDefinitionError, TypeError) as exc:
         raise HTTPError(400, "invalid_scaling", str(exc)) from None
+    check_resources(rt, merged.as_dict())
     await rt.catalog.set_scaling(ep["id"], merged.as_dict())
+    if any(merged.as_dict()[k] != ep[k] for k in RESOURCES):  # workers get resources when started
+        rt.scaler.restart(ep["id"])
     return await changed_view(rt, request, principal, ep["id"])
 
 
