@@ -125,7 +125,7 @@ def test_a_hand_worker_runs_its_version_and_stops_after_a_redeploy(srv, tmp_path
     assert seen["local"] is False and seen["version_id"] == v1
     assert srv.http.get("/v2/hand/health").json()["workers"]["idle"] == 1
     shown = srv.cli("status", "hand").stdout
-    assert "workers: 1 idle" in shown and f"h-test-one (started elsewhere): IDLE, version {v1}" in shown
+    assert "workers: 1 idle" in shown and f"h-test-one  IDLE  started elsewhere  version {v1}" in shown
 
     r = srv.http.post("/v2/hand/runsync", json={"input": {}})
     assert r.json()["output"] == {"tag": "one", "pid": proc.pid}, "the hand worker took the job"

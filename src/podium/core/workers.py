@@ -223,8 +223,8 @@ class WorkerPool:
             # A worker started by hand may have moved on to another replica: the newer word wins.
             and not (w.id in rows and rows[w.id]["seen_at"] > w.last_seen)
         ]
-        for w in mine:
-            rows.pop(w.id, None)
+        for worker_id in [*(w.id for w in mine), *(r for r in rows if r in self._gone)]:
+            rows.pop(worker_id, None)  # ours as they are now; exited ones, gone before the next flush
         held = await self.queue.held_by_workers(list(rows)) if rows else {}
         return [w.as_dict() for w in mine] + [row_view(r, held.get(r["id"], [])) for r in rows.values()]
 
