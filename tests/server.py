@@ -139,15 +139,37 @@ class PodiumServer:
 
 
 def worker_pids(server_pid: int, endpoint_id: str) -> dict[str, int]:
-    """worker id -> pid of the `python -m podium.worker` processes this server spawned for an endpoint."""
-    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    """worker id -> pid of the workers this server started for an endpoint: the `python -m
+    podium.worker` processes it spawned, and those its fork servers forked (their command line is
+    their zygote's, their process name their worker id)."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,comm,args"], capture_output=True, text=True,
+                         check=True).stdout
     found: dict[str, int] = {}
+    zygotes: set[str] = set()
+    rows = [line.split(None, 3) for line in out.splitlines()[1:]]
+    for pid, _ppid, _comm, args in rows:
+        argv = args.split()
+        opts = dict(zip(argv, argv[1:]))
+        if "podium.worker" in argv:
+            if opts.get("--parent-pid") == str(server_pid) and opts.get("--endpoint") == endpoint_id:
+                found[opts["--worker-id"]] = int(pid)
+        elif "podium.worker.zygote" in argv:
+            if opts.get("--server-pid") == str(server_pid) and opts.get("--endpoint") == endpoint_id:
+                zygotes.add(pid)
+    for pid, ppid, comm, _args in rows:
+        if ppid in zygotes:
+            found[comm] = int(pid)
+    return found
+
+
+def zygotes(server_pid: int) -> dict[int, dict[str, str]]:
+    """pid -> options (--endpoint, --version, ...) of this server's fork servers."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    found = {}
     for line in out.splitlines()[1:]:
         pid, _, args = line.strip().partition(" ")
         argv = args.split()
-        if "podium.worker" not in argv:
-            continue
         opts = dict(zip(argv, argv[1:]))
-        if opts.get("--parent-pid") == str(server_pid) and opts.get("--endpoint") == endpoint_id:
-            found[opts["--worker-id"]] = int(pid)
+        if "podium.worker.zygote" in argv and opts.get("--server-pid") == str(server_pid):
+            found[int(pid)] = opts
     return found

@@ -66,6 +66,9 @@ class Settings:
     webhook_secret: str | None = None
     #: Fernet key endpoint secrets are encrypted with (default: generated once under `home`).
     secret_key: str | None = None
+    #: A version whose first local worker takes longer than this (seconds) to become ready gets a
+    #: pre-imported parent its next workers are forked from (0: every version; negative: none).
+    fork_after: float = 0.5
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -96,6 +99,7 @@ class Settings:
             status_hold=_number("PODIUM_STATUS_HOLD", 0.05),
             webhook_secret=os.environ.get("PODIUM_WEBHOOK_SECRET") or None,
             secret_key=os.environ.get("PODIUM_SECRET_KEY") or None,
+            fork_after=_number("PODIUM_FORK_AFTER", 0.5),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -54,6 +54,9 @@ class WorkerInfo:
     stop: set[str] = field(default_factory=set)
     #: Jobs it has finished (for recycling after max_jobs_per_worker).
     jobs_done: int = 0
+    #: How a local worker's process began: "spawn" (a new interpreter) or "fork" (from its
+    #: version's pre-imported parent, scaling/forkserver.py).
+    started_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +71,7 @@ class WorkerInfo:
             "start_to_ready_s": None if self.ready_at is None else round(self.ready_at - self.started_at, 3),
             "pid": self.process.pid if self.process is not None else None,
             "local": self.local,
+            "started_by": self.started_by,
         }
 
 

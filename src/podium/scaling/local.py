@@ -12,6 +12,7 @@ from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
 from podium.scaling.backend import ExitCallback
+from podium.scaling.forkserver import ForkServers
 from podium.scaling.resources import Resources
 
 
@@ -59,6 +60,8 @@ class LocalBackend:
         self.settings = settings
         self.on_exit = on_exit
         self._watchers: set[asyncio.Task[None]] = set()
+        #: Spawns workers, or forks them from their version's pre-imported parent.
+        self.forks = ForkServers(settings)
 
     async def start(
         self,
@@ -93,11 +96,9 @@ class LocalBackend:
         ]
         if info.version_id:
             cmd += ["--version", info.version_id]
-        with info.log_path.open("ab") as log:
-            info.process = await asyncio.create_subprocess_exec(
-                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=child_env,
-                start_new_session=True,
-            )
+        info.process = await self.forks.start(
+            info, cmd, env=child_env, log_path=info.log_path, interpreter=interpreter
+        )
         task = asyncio.create_task(self._watch(info))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
@@ -136,3 +137,4 @@ class LocalBackend:
         for task in list(self._watchers):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 5)
+        await self.forks.close()
