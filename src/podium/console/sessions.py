@@ -14,8 +14,10 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 COOKIE = "podium_console"
 #: Double-submit cookie guarding the sign-in form (there is no session yet to hold a CSRF token).
@@ -73,8 +75,11 @@ class SessionStore:
         if session.expired(now):
             del self._sessions[sid]
             return None
+        fernet = _fernet(token)
+        from cryptography.fernet import InvalidToken
+
         try:
-            key = _fernet(token).decrypt(session.sealed_key).decode()
+            key = fernet.decrypt(session.sealed_key).decode()
         except InvalidToken:
             return None
         session.seen = now
@@ -90,6 +95,9 @@ def _id(token: str) -> str:
 
 
 def _fernet(token: str) -> Fernet:
+    """A key sealed under the cookie token (cryptography is loaded at the first sign-in)."""
+    from cryptography.fernet import Fernet
+
     return Fernet(base64.urlsafe_b64encode(_digest(token, b"podium-console-key-seal")))
 
 
