@@ -68,7 +68,7 @@ class Settings:
     secret_key: str | None = None
     #: A version whose first local worker takes longer than this (seconds) to become ready gets a
     #: pre-imported parent its next workers are forked from (0: every version; negative: none).
-    fork_after: float = 0.5
+    fork_after: float = 1.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -99,7 +99,7 @@ class Settings:
             status_hold=_number("PODIUM_STATUS_HOLD", 0.05),
             webhook_secret=os.environ.get("PODIUM_WEBHOOK_SECRET") or None,
             secret_key=os.environ.get("PODIUM_SECRET_KEY") or None,
-            fork_after=_number("PODIUM_FORK_AFTER", 0.5),
+            fork_after=_number("PODIUM_FORK_AFTER", 1.0),
         )
         return replace(s, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -67,7 +67,8 @@ def _pretty(value: Any) -> str:
 def templates() -> Jinja2Templates:
     """The pages' templates, loaded (with jinja2) when the first page is rendered: many servers
     never serve one, and jinja2 with compiled templates costs memory."""
-    
+    from fastapi.templating import Jinja2Templates
+
     found = Jinja2Templates(directory=HERE / "templates")
     found.env.filters.update(when=_when, ago=_ago, ms=_ms, pretty=_pretty)
     return found
