@@ -232,7 +232,10 @@ def _run_file(root: Path, entry: str, env: dict[str, str]) -> NoReturn:
     supervisor's frames."""
     code = 1
     try:
-        # As in a new interpreter: plain output, no logging set up (the supervisor's is JSON lines).
+        # As in a new interpreter: default signal handling (the supervisor's forwards), plain output
+        # and no logging set up (the supervisor's is JSON lines).
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         logging.root.handlers.clear()
         os.chdir(root)
