@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,9 @@ from typing import Any
 import pytest
 
 from conftest import SERVICES
+from podium.scaling import forkserver
+from podium.worker import preimport
+from podium.worker import zygote as zygote_mod
 from server import PodiumServer, wait_until, worker_pids, zygotes
 
 pytestmark = pytest.mark.slow
@@ -115,3 +120,55 @@ def test_a_redeploy_starts_a_new_zygote_and_stops_the_old(srv: PodiumServer, tmp
     new = ready_zygote(srv, eid)
     assert zygotes(server_pid(srv))[new]["--version"] not in (old_version, None)
     assert cold_call(srv, eid, n=5)["output"]["loaded_by"] == new
+
+
+def test_workers_and_zygotes_end_with_a_killed_server(server_factory: Any) -> None:
+    srv = server_factory(env={"PYTHONPATH": str(FS / "lib")})
+    eid = deploy(srv, FS / "svc_slow.py", "svc-orphaned")
+    zygote = ready_zygote(srv, eid)
+    job = cold_call(srv, eid, n=6)
+    worker = worker_pids(server_pid(srv), eid)[job["worker_id"]]
+    assert job["output"]["loaded_by"] == zygote
+    srv.stop(signal.SIGKILL)
+    wait_until(lambda: not running(zygote) and not running(worker), 20, 0.1, "the zygote and its worker to end")
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit may wait for a reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_preimport_reads_the_installed_modules_the_bundle_imports(tmp_path: Path) -> None:
+    (tmp_path / "helpers.py").write_text("import json\nfrom . import sibling\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "inner.py").write_text("from email.message import Message\n")
+    (tmp_path / "app.py").write_text(
+        "from __future__ import annotations\nimport helpers, pkg.inner\nfrom typing import TYPE_CHECKING\n"
+        "try:\n    import csv\nexcept ImportError:\n    csv = None\n"
+        "if TYPE_CHECKING:\n    import decimal\n"
+        "def later():\n    import fractions\n"
+    )
+    assert preimport.wanted(tmp_path) == {"typing": ("TYPE_CHECKING",), "csv": (), "json": (),
+                                          "email.message": ("Message",)}
+    (tmp_path / "broken.py").write_text("import no_such_module_here\n")
+    imported, failed = preimport.load(tmp_path)
+    assert "csv" in imported and "no_such_module_here" not in imported
+    assert failed and failed[0].startswith("no_such_module_here: ModuleNotFoundError")
+
+
+def test_a_zygote_whose_imports_start_threads_does_not_fork(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "app.py").write_text("import threaded_import\n")
+    sock = tmp_path / "z.sock"
+    env = {**os.environ, "PYTHONPATH": str(FS / "lib")}
+    res = subprocess.run(
+        [sys.executable, "-m", "podium.worker.zygote", "--socket", str(sock), "--bundle", str(bundle),
+         "--server-pid", str(os.getpid()), "--endpoint", "ep", "--version", "v"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert res.returncode == zygote_mod.UNFIT == forkserver.UNFIT
+    assert "started threads (threaded-import)" in res.stderr and not sock.exists()
