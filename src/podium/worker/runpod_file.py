@@ -224,7 +224,8 @@ class Forked:
 
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:
-            signal.pidfd_send_signal(self._pidfd, sig)
+            with contextlib.suppress(ProcessLookupError):  # exited, not yet waited for
+                signal.pidfd_send_signal(self._pidfd, sig)
 
 
 def _run_file(root: Path, entry: str, env: dict[str, str]) -> NoReturn:

@@ -146,7 +146,7 @@ class Zygote:
             conn.settimeout(10)
             req = Request.parse(_read_line(conn))
             pid = self._fork(req, conn)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             say(f"fork request failed: {type(exc).__name__}: {exc}")
             conn.close()
             return
