@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -88,9 +90,13 @@ class Autoscaler:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        # Under load every new job may wake us: at most two ticks start in any 2 * MIN_TICK_GAP, so
+        # ticks stay under 1 / MIN_TICK_GAP a second on average, while a job that arrives just after
+        # a tick (the one that saw the last worker go) is not kept waiting for the gap.
+        began: deque[float] = deque([-math.inf, -math.inf], maxlen=2)
         with self.queue.notifier.listen(SCALE_KEY) as ev:
             while True:
-                began = loop.time()
+                began.append(loop.time())
                 try:
                     await self.tick()
                 except asyncio.CancelledError:
@@ -98,9 +104,7 @@ class Autoscaler:
                 except Exception:
                     log.exception("autoscaler tick failed")
                 await wait_event(ev, await self._next_wait())
-                # Under load every new job may wake us; a short gap between the starts of two ticks
-                # bounds them per second, and costs nothing to a job that wakes an idle autoscaler.
-                await asyncio.sleep(max(0.0, began + MIN_TICK_GAP - loop.time()))
+                await asyncio.sleep(max(0.0, began[0] + 2 * MIN_TICK_GAP - loop.time()))
 
     async def _next_wait(self) -> float:
         """Until the next tick, or sooner when a running job's execution deadline comes first."""

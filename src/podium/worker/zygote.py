@@ -99,6 +99,7 @@ class Zygote:
         while self.listener is not None or self.children:
             if os.getppid() != self.server_pid:
                 say("the server is gone; exiting")
+                self._stop_listening()
                 return 0
             for key, _ in self.sel.select(timeout=1.0):
                 key.data(key.fileobj)
