@@ -507,9 +507,11 @@ class Podium:
         return [self.server.pid, *descendants(self.server.pid)]
 
     def workers_of(self, ep_id: str) -> list[int]:
-        """Worker processes of one endpoint (found by their command line)."""
-        return [p for p in descendants(self.server.pid)
-                if "podium.worker" in cmdline(p) and ep_id in cmdline(p)]
+        """Worker processes of one endpoint: spawned ones (found by their command line) and those
+        forked by its fork server (the zygote's children; the zygote itself is no worker)."""
+        mine = [p for p in children(self.server.pid) if "podium.worker" in cmdline(p) and ep_id in cmdline(p)]
+        zygotes = {p for p in mine if "podium.worker.zygote" in cmdline(p)}
+        return [p for p in mine if p not in zygotes] + [c for z in zygotes for c in children(z)]
 
     def memory(self, ep_id: str) -> dict[str, Any]:
         """PSS of the server, of each worker of `ep_id`, and of the server plus one idle worker."""

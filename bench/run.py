@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py            # full run (about 75 s)
     .venv/bin/python bench/run.py --quick    # shorter run
     .venv/bin/python bench/run.py --json     # figures as JSON on stdout (progress goes to stderr)
+    .venv/bin/python bench/run.py --memory-only   # only server + one idle worker's PSS (a few s)
 
 Starts, on 127.0.0.1 only, a bare Starlette echo on uvicorn (bench/echo_app.py) and `podium up`
 with bench/echo_service.py (a RunPod-style handler) and bench/echo_routes.py (a service route)
@@ -168,11 +169,25 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.1f}x" if a is not None and b else "-"
 
 
+def memory_only(pod: Podium) -> int:
+    """Server plus one idle worker, without the load before (issue 11's memory target)."""
+    ep_id = pod.deploy(HERE / "echo_service.py", "bench")["endpoint_id"]
+    pod.wait_workers(ep_id)
+    time.sleep(1)
+    mem = pod.memory(ep_id)
+    print(f"memory (PSS, idle, no load yet): podium server {fmt(mem['server_mib'], 1)} MiB + one idle worker "
+          f"{fmt(mem['one_worker_mib'], 1)} MiB = {fmt(mem['server_plus_one_worker_mib'], 1)} MiB "
+          f"(target <= 120 MiB); whole tree {fmt(mem['whole_tree_mib'], 1)} MiB")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="shorter run (about 40 s)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, Podium's home)")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="only deploy bench/echo_service.py and print the memory figures (PSS)")
     ap.add_argument("--poll-ms", type=float, default=0.0,
                     help="run+status: least time between two polls of one job (default 0: poll again "
                          "as soon as the answer is in)")
@@ -191,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"starting servers (echo :{echo_port}, podium :{pod.port}, temp {tmp})")
         echo.wait_http(f"http://{HOST}:{echo_port}/healthz", 20)
         pod.wait_ready()
+        if args.memory_only:
+            return memory_only(pod)
         say("deploying bench/echo_service.py and bench/echo_routes.py")
         ep = pod.deploy(HERE / "echo_service.py", "bench")
         routes = pod.deploy(HERE / "echo_routes.py", "bench-routes")

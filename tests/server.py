@@ -142,16 +142,40 @@ class PodiumServer:
         return wait_until(lambda: (j := self.job(job_id))["status"] in final and j, timeout, 0.05, f"job {job_id}")
 
 
-def worker_pids(server_pid: int, endpoint_id: str) -> dict[str, int]:
-    """worker id -> pid of the `python -m podium.worker` processes this server spawned for an endpoint."""
-    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
-    found: dict[str, int] = {}
+def _processes() -> list[tuple[int, int, str, list[str]]]:
+    """(pid, parent pid, process name, argv) of every process."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,comm,args"], capture_output=True, text=True,
+                         check=True).stdout
+    rows = []
     for line in out.splitlines()[1:]:
-        pid, _, args = line.strip().partition(" ")
-        argv = args.split()
-        if "podium.worker" not in argv:
-            continue
+        pid, ppid, comm, *args = line.split(None, 3)
+        rows.append((int(pid), int(ppid), comm, args[0].split() if args else []))
+    return rows
+
+
+def worker_pids(server_pid: int, endpoint_id: str) -> dict[str, int]:
+    """worker id -> pid of the workers this server started for an endpoint: the `python -m
+    podium.worker` processes it spawned, and those its fork servers forked (their command line is
+    their zygote's, their process name their worker id)."""
+    found: dict[str, int] = {}
+    rows = _processes()
+    for pid, _ppid, _comm, argv in rows:
         opts = dict(zip(argv, argv[1:]))
-        if opts.get("--parent-pid") == str(server_pid) and opts.get("--endpoint") == endpoint_id:
-            found[opts["--worker-id"]] = int(pid)
+        if "podium.worker" in argv and opts.get("--parent-pid") == str(server_pid) \
+                and opts.get("--endpoint") == endpoint_id:
+            found[opts["--worker-id"]] = pid
+    forks = {pid for pid, opts in zygotes(server_pid, rows).items() if opts.get("--endpoint") == endpoint_id}
+    for pid, ppid, comm, _argv in rows:
+        if ppid in forks:
+            found[comm] = pid
+    return found
+
+
+def zygotes(server_pid: int, rows: list[tuple[int, int, str, list[str]]] | None = None) -> dict[int, dict[str, str]]:
+    """pid -> options (--endpoint, --version, ...) of this server's fork servers (its children
+    running `podium.worker.zygote`; the workers they fork share that command line)."""
+    found = {}
+    for pid, ppid, _comm, argv in rows if rows is not None else _processes():
+        if ppid == server_pid and "podium.worker.zygote" in argv:
+            found[pid] = dict(zip(argv, argv[1:]))
     return found

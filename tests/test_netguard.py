@@ -20,16 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from podium.netguard import (
-    GuardedTransport,
-    UnsafeConnection,
-    UnsafeURL,
-    allow_private_from_env,
-    check_url,
-    guarded_client,
-    is_public,
-    resolve_public,
-)
+from podium.guarded_http import GuardedTransport, UnsafeConnection, guarded_client
+from podium.netguard import UnsafeURL, allow_private_from_env, check_url, is_public, resolve_public
 
 NOT_PUBLIC = [
     "127.0.0.1", "127.1.2.3", "::1", "10.0.0.1", "172.16.0.1", "172.31.255.254", "192.168.1.1",

@@ -83,6 +83,9 @@ class Settings:
     ray_address: str | None = None
     #: The address workers on other machines reach the servers at (default: `url`).
     public_url: str | None = None
+    #: A version whose first local worker takes longer than this (seconds) to become ready gets a
+    #: pre-imported parent its next workers are forked from (0: every version; negative: none).
+    fork_after: float = 1.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -119,6 +122,7 @@ class Settings:
             backend=os.environ.get("PODIUM_BACKEND") or "local",
             ray_address=os.environ.get("RAY_ADDRESS") or None,
             public_url=os.environ.get("PODIUM_PUBLIC_URL") or None,
+            fork_after=_number("PODIUM_FORK_AFTER", 1.0),
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
         if s.backend not in BACKENDS:

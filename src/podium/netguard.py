@@ -4,8 +4,9 @@ to probe and call services behind the firewall (SSRF).
 
 `check_url` refuses a bad URL when a request names it. That alone is not enough: DNS can answer
 with a public address at check time and with 127.0.0.1 when the connection is made (rebinding).
-So `GuardedTransport` resolves and checks again for every request it sends, and connects to the
-address it checked, never to the name. PODIUM_WEBHOOK_ALLOW_PRIVATE=1 turns the address checks
+So `GuardedTransport` (podium.guarded_http, which loads httpx: a server that sends no webhook
+never needs it) resolves and checks again for every request it sends, and connects to the address
+it checked, never to the name. PODIUM_WEBHOOK_ALLOW_PRIVATE=1 turns the address checks
 off (local development and tests deliver to 127.0.0.1); the scheme check stays.
 """
 
@@ -15,9 +16,10 @@ import asyncio
 import ipaddress
 import os
 import socket
-import ssl
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 ALLOW_PRIVATE_ENV = "PODIUM_WEBHOOK_ALLOW_PRIVATE"
 SCHEMES = ("http", "https")
@@ -31,11 +33,6 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 class UnsafeURL(ValueError):
     """A URL Podium will not send to. The message names the host and why, never the userinfo."""
-
-
-class UnsafeConnection(httpx.TransportError, UnsafeURL):
-    """Raised by `GuardedTransport`: an httpx error, so a sender's `except httpx.HTTPError` sees
-    it as a failed attempt, and an `UnsafeURL`, so the reason is not lost."""
 
 
 def allow_private_from_env() -> bool:
@@ -116,7 +113,7 @@ async def resolve_public(host: str, port: int, *, allow_private: bool) -> list[s
     return addresses
 
 
-def _target(url: httpx.URL) -> tuple[str, int]:
+def target(url: httpx.URL) -> tuple[str, int]:
     """The host (IDNA-encoded, as it will be looked up) and port a URL connects to."""
     if url.scheme not in SCHEMES:
         raise UnsafeURL(f"webhook URL scheme must be http or https, not {url.scheme!r}")
@@ -127,75 +124,12 @@ def _target(url: httpx.URL) -> tuple[str, int]:
 
 async def check_url(url: str, *, allow_private: bool) -> None:
     """Raise `UnsafeURL` unless `url` is http(s) with a host that resolves to public addresses."""
+    import httpx  # parsed as the sender will parse it; loaded with the first webhook
+
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
         # httpx's message may quote parts of the URL, userinfo included; so say less.
         raise UnsafeURL("webhook URL is not a valid URL") from None
-    host, port = _target(parsed)
+    host, port = target(parsed)
     await resolve_public(host, port, allow_private=allow_private)
-
-
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """Checks every request's host at send time and pins the connection to a checked address.
-
-    The URL's host is swapped for the address for the duration of the send; the Host header
-    keeps the name, and for https so does SNI and certificate verification. Every request is
-    checked, whatever its URL, so redirects and reuse of the client cannot slip past.
-
-    https connections are never kept alive: the pool keys connections by address, and a TLS
-    connection verified for one name must not carry a request for another name that happens to
-    share the address. Plain http may reuse them; the address was checked either way.
-
-    Parameters:
-        allow_private: skip the address checks (the scheme is still checked).
-        verify: as for httpx, e.g. an `ssl.SSLContext` trusting a test CA.
-    """
-
-    def __init__(self, *, allow_private: bool, verify: ssl.SSLContext | bool = True) -> None:
-        self.allow_private = allow_private
-        self._http = httpx.AsyncHTTPTransport(verify=verify)
-        self._https = httpx.AsyncHTTPTransport(
-            verify=verify, limits=httpx.Limits(max_connections=100, max_keepalive_connections=0)
-        )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url, extensions = request.url, request.extensions
-        try:
-            host, port = _target(url)
-            addresses = await resolve_public(host, port, allow_private=self.allow_private)
-        except UnsafeURL as exc:
-            raise UnsafeConnection(str(exc), request=request) from None
-        transport = self._http
-        if url.scheme == "https":
-            transport = self._https
-            # A new dict: httpx hands this one on to a redirect's request, which may go elsewhere.
-            request.extensions = {**extensions, "sni_hostname": host}
-        try:
-            for address in addresses[:-1]:
-                request.url = url.copy_with(host=address)
-                try:
-                    return await transport.handle_async_request(request)
-                except httpx.ConnectError:
-                    continue  # the next checked address, as a plain client would
-            request.url = url.copy_with(host=addresses[-1])
-            return await transport.handle_async_request(request)
-        finally:
-            # The client reads the request afterwards (redirects, errors, logs): give it back.
-            request.url, request.extensions = url, extensions
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-        await self._https.aclose()
-
-
-def guarded_client(*, allow_private: bool, timeout: float) -> httpx.AsyncClient:
-    """An AsyncClient for user-supplied URLs: every request goes through `GuardedTransport`, no
-    redirects are followed by default, and no proxy is taken from the environment (a proxy
-    would resolve the name itself, after our check)."""
-    return httpx.AsyncClient(
-        transport=GuardedTransport(allow_private=allow_private),
-        timeout=timeout,
-        follow_redirects=False,
-        trust_env=False,
-    )

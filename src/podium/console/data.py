@@ -10,14 +10,14 @@ When the core changes, this module is the one to adapt.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
-import httpx
 from fastapi import FastAPI
 from sqlalchemy.engine import RowMapping
 
@@ -26,6 +26,9 @@ from podium.core.access import ROLE_RANK
 from podium.logs import render
 from podium.server.auth import PROJECT_HEADER
 from podium.server.runtime import Runtime
+
+if TYPE_CHECKING:
+    import httpx
 
 #: The HTTP client renders answers up to this size; larger ones get a message instead.
 CLIENT_RENDER_LIMIT = 1024 * 1024
@@ -248,12 +251,18 @@ class ConsoleData:
         if project:
             headers[PROJECT_HEADER] = project
         self._auth = headers
-        self._http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=self.base_url, timeout=60.0
-        )
+        self._app = app
+
+    @functools.cached_property
+    def _http(self) -> httpx.AsyncClient:
+        """Made (and httpx loaded) at the first console request: a server may never serve one."""
+        import httpx
+
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self._app), base_url=self.base_url, timeout=60.0)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if "_http" in vars(self):
+            await self._http.aclose()
 
     async def _call(self, method: str, path: str, *, json: Any = None) -> Any:
         r = await self._http.request(method, path, headers=self._auth, json=json)
@@ -348,7 +357,7 @@ class ConsoleData:
 
     async def logs(self, name: str, offsets: str = "", tail_lines: int = 200) -> LogTail:
         """Worker log lines since `offsets` (all workers' newest `tail_lines` when empty)."""
-        query = httpx.QueryParams({"tail_lines": tail_lines, "offsets": offsets})
+        query = urlencode({"tail_lines": tail_lines, "offsets": offsets})
         body = await self._call("GET", f"/api/v1/endpoints/{quote(name, safe='')}/logs?{query}")
         lines = [f"[{w['worker']}] {render(line)}" for w in body["workers"] for line in w["lines"]]
         return LogTail(lines, ",".join(f"{w['worker']}:{w['offset']}" for w in body["workers"]))
@@ -374,7 +383,7 @@ class ConsoleData:
 
     async def jobs(self, endpoint: str | None = None, status: str | None = None, limit: int = 200) -> list[JobRow]:
         params = {k: v for k, v in {"endpoint": endpoint, "status": status, "limit": limit}.items() if v}
-        body = await self._call("GET", f"/api/v1/jobs?{httpx.QueryParams(params)}")
+        body = await self._call("GET", f"/api/v1/jobs?{urlencode(params)}")
         names = await self._names()
         return [_job_row(j, names) for j in body["jobs"]]
 
@@ -449,9 +458,12 @@ class ConsoleData:
         headers = {k: v for k, v in req.headers if k.lower() not in CREDENTIAL_HEADERS}
         headers.update(self._auth)
         url = f"/{quote(req.endpoint, safe='')}{path}"
+        http = self._http
+        import httpx  # loaded with the client
+
         started = time.perf_counter()
         try:
-            r = await self._http.request(req.method, url, headers=headers, content=req.body.encode() or None)
+            r = await http.request(req.method, url, headers=headers, content=req.body.encode() or None)
         except httpx.HTTPError as exc:
             raise ConsoleError(502, f"the request failed: {exc}") from None
         elapsed = (time.perf_counter() - started) * 1000

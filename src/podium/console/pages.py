@@ -56,7 +56,7 @@ def _cookie(response: Response, request: Request, name: str, value: str, max_age
 
 def _login_page(request: Request, error: str | None = None, status: int = 200) -> HTMLResponse:
     nonce = secrets.token_urlsafe(24)
-    response = templates.TemplateResponse(
+    response = templates().TemplateResponse(
         request, "login.html", {"csrf": nonce, "error": error, "viewer": None}, status_code=status
     )
     _cookie(response, request, LOGIN_COOKIE, nonce, 3600)

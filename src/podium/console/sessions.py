@@ -15,14 +15,17 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.store.engine import Store
 from podium.store.tables import console_sessions
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 COOKIE = "podium_console"
 #: Double-submit cookie guarding the sign-in form (there is no session yet to hold a CSRF token).
@@ -93,8 +96,11 @@ class SessionStore:
         if session.expired(now):
             await self._delete(sid)
             return None
+        fernet = _fernet(token)
+        from cryptography.fernet import InvalidToken
+
         try:
-            key = _fernet(token).decrypt(session.sealed_key).decode()
+            key = fernet.decrypt(session.sealed_key).decode()
         except InvalidToken:
             return None
         if now - session.seen >= TOUCH_SECONDS:
@@ -134,6 +140,9 @@ def _id(token: str) -> str:
 
 
 def _fernet(token: str) -> Fernet:
+    """A key sealed under the cookie token (cryptography is loaded at the first sign-in)."""
+    from cryptography.fernet import Fernet
+
     return Fernet(base64.urlsafe_b64encode(_digest(token, b"podium-console-key-seal")))
 
 

@@ -4,22 +4,25 @@ carries (a Content-Security-Policy that allows no inline script)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
-from fastapi.templating import Jinja2Templates
 
 from podium.console.data import ConsoleData, ConsoleError, Project, Viewer
 from podium.console.sessions import COOKIE, Session, SessionStore, same
 from podium.server.body import MB, read_body
+
+if TYPE_CHECKING:
+    from fastapi.templating import Jinja2Templates
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -60,8 +63,15 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
-templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters.update(when=_when, ago=_ago, ms=_ms, pretty=_pretty)
+@functools.cache
+def templates() -> Jinja2Templates:
+    """The pages' templates, loaded (with jinja2) when the first page is rendered: many servers
+    never serve one, and jinja2 with compiled templates costs memory."""
+    from fastapi.templating import Jinja2Templates
+
+    found = Jinja2Templates(directory=HERE / "templates")
+    found.env.filters.update(when=_when, ago=_ago, ms=_ms, pretty=_pretty)
+    return found
 
 
 class SignInFirst(Exception):
@@ -90,7 +100,7 @@ class Console:
         flash, self.session.flash = self.session.flash, []
         if flash:  # shown once: consumed for every replica
             await sessions(self.request).save(self.session)
-        return templates.TemplateResponse(
+        return templates().TemplateResponse(
             self.request, template, {
                 "viewer": self.viewer, "csrf": self.session.csrf, "flash": flash,
                 "projects": self.projects, "path": self.request.url.path, **values,
@@ -168,7 +178,7 @@ class ConsoleRoute(APIRoute):
             except ConsoleError as exc:
                 response = (
                     as_json({"error": exc.message}, exc.status) if api
-                    else templates.TemplateResponse(
+                    else templates().TemplateResponse(
                         request, "error.html", {"status": exc.status, "message": exc.message, "viewer": None},
                         status_code=exc.status,
                     )

@@ -67,6 +67,9 @@ class WorkerInfo:
     jobs_done: int = 0
     #: The replica that records it (set by WorkerPool).
     replica_id: str = ""
+    #: How a local worker's process began: "spawn" (a new interpreter) or "fork" (from its
+    #: version's pre-imported parent, scaling/forkserver.py).
+    started_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +89,7 @@ class WorkerInfo:
             "replica": self.replica_id,
             "placement": self.placement(),
             "failure": self.failure,
+            "started_by": self.started_by,
         }
 
     def placement(self) -> dict[str, Any]:
@@ -93,7 +97,7 @@ class WorkerInfo:
         if self.actor_id is not None:
             return {"node": self.node, "actor_id": self.actor_id}
         if self.process is not None:
-            return {"host": socket.gethostname(), "pid": self.process.pid}
+            return {"host": socket.gethostname(), "pid": self.process.pid, "started_by": self.started_by}
         return {}
 
     def row(self) -> dict[str, Any]:
@@ -116,7 +120,7 @@ def row_view(row: RowMapping, jobs: list[str]) -> dict[str, Any]:
         "jobs": jobs, "jobs_done": row["jobs_done"],
         "start_to_ready_s": None if row["ready_at"] is None else round(row["ready_at"] - row["started_at"], 3),
         "pid": placement.get("pid"), "local": bool(row["owned"]), "node": placement.get("node"),
-        "actor_id": placement.get("actor_id"), "replica": row["replica_id"],
+        "actor_id": placement.get("actor_id"), "started_by": placement.get("started_by"), "replica": row["replica_id"],
         "placement": placement, "failure": row["failure"],
     }
 

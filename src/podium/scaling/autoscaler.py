@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,8 +40,10 @@ log = logging.getLogger("podium.scaling")
 
 #: Workers of one endpoint that may die before becoming ready before the endpoint is put in ERROR.
 MAX_START_FAILURES = 3
-#: Shortest time between two passes, however often new jobs wake the autoscaler.
+#: Time between two passes under load (on average: see TICK_BURST), however often jobs wake it.
 MIN_TICK_GAP = 0.25
+#: Ticks that may start back to back before MIN_TICK_GAP spaces them.
+TICK_BURST = 4
 #: How often jobs past their ttl or retention are deleted.
 REAP_EVERY = 5.0
 #: A ready worker not heard from in this many lease periods is lost (frozen, or cut off): replaced.
@@ -99,8 +103,15 @@ class Autoscaler:
         await self.backend.shutdown(workers, min(self.settings.drain_grace, 10.0))
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Under load every new job may wake us: at most TICK_BURST ticks start in any TICK_BURST *
+        # MIN_TICK_GAP seconds, so ticks stay under 1 / MIN_TICK_GAP a second on average, while a job
+        # arriving just after a few ticks (the one that drained the last worker, the one that saw it
+        # go) is not kept waiting for the gap.
+        began: deque[float] = deque([-math.inf] * TICK_BURST, maxlen=TICK_BURST)
         with self.queue.notifier.listen(SCALE_KEY) as ev:
             while True:
+                began.append(loop.time())
                 try:
                     await self.tick()
                 except asyncio.CancelledError:
@@ -108,8 +119,7 @@ class Autoscaler:
                 except Exception:
                     log.exception("autoscaler tick failed")
                 await wait_event(ev, await self._next_wait())
-                # Under load every new job may wake us; a short gap bounds the ticks per second.
-                await asyncio.sleep(MIN_TICK_GAP)
+                await asyncio.sleep(max(0.0, began[0] + TICK_BURST * MIN_TICK_GAP - loop.time()))
 
     async def _next_wait(self) -> float:
         """Until the next tick, or sooner when a running job's execution deadline comes first."""

@@ -13,6 +13,7 @@ from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
 from podium.scaling.backend import ExitCallback, worker_args, worker_env
+from podium.scaling.forkserver import ForkServers
 from podium.scaling.gpus import GpuPool, detect
 from podium.scaling.resources import Resources
 
@@ -63,6 +64,8 @@ class LocalBackend:
         self.settings = settings
         self.on_exit = on_exit
         self._watchers: set[asyncio.Task[None]] = set()
+        #: Spawns workers, or forks them from their version's pre-imported parent.
+        self.forks = ForkServers(settings)
         self.gpus = GpuPool(detect())
         if self.gpus.devices:
             log.info("GPUs for local workers: %s", ", ".join(self.gpus.devices))
@@ -110,11 +113,9 @@ class LocalBackend:
         )
         cmd = [interpreter.python, *worker_args(info, concurrency), "--parent-pid", str(os.getpid())]
         try:
-            with info.log_path.open("ab") as out:
-                info.process = await asyncio.create_subprocess_exec(
-                    *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=child_env,
-                    start_new_session=True,
-                )
+            info.process = await self.forks.start(
+                info, cmd, env=child_env, log_path=info.log_path, interpreter=interpreter
+            )
         except BaseException:  # nothing started: its devices are free again
             self.gpus.release(info.id)
             raise
@@ -157,3 +158,4 @@ class LocalBackend:
         for task in list(self._watchers):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 5)
+        await self.forks.close()

@@ -13,11 +13,11 @@ so a leader that has not yet noticed it was replaced cannot send the same attemp
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import RowMapping
 
@@ -26,10 +26,13 @@ from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import ENDED_KEY, JobQueue
 from podium.dispatch.states import FINAL
 from podium.metrics import Metrics
-from podium.netguard import allow_private_from_env, guarded_client
+from podium.netguard import allow_private_from_env
 from podium.server.envelope import envelope
 from podium.signing import signed_headers
 from podium.store.tables import jobs, webhook_deliveries
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("podium.webhooks")
 
@@ -68,11 +71,17 @@ class WebhookOutbox:
         self.retry_delay = retry_delay
         self.timeout = timeout
         self.metrics = metrics or Metrics()
-        # Every delivery resolves the host again and connects only to a public address it checked
-        # (PODIUM_WEBHOOK_ALLOW_PRIVATE=1 lifts that, for local setups): no SSRF, no DNS rebinding.
-        self.client = guarded_client(allow_private=allow_private_from_env(), timeout=timeout)
         self._sending: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+
+    @functools.cached_property
+    def client(self) -> httpx.AsyncClient:
+        """Made (and httpx loaded) for the first delivery. Every delivery resolves the host again
+        and connects only to a public address it checked (PODIUM_WEBHOOK_ALLOW_PRIVATE=1 lifts
+        that, for local setups): no SSRF, no DNS rebinding."""
+        from podium.guarded_http import guarded_client
+
+        return guarded_client(allow_private=allow_private_from_env(), timeout=self.timeout)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="podium-webhooks")
@@ -89,7 +98,8 @@ class WebhookOutbox:
 
     async def close(self) -> None:
         await self.stop()
-        await self.client.aclose()
+        if "client" in vars(self):  # made only if a webhook was sent
+            await self.client.aclose()
 
     async def _run(self) -> None:
         with self.queue.notifier.listen(ENDED_KEY) as ev:
@@ -176,10 +186,13 @@ class WebhookOutbox:
                 "X-Podium-Delivery": row["id"],
                 **signed_headers(self.secret, body),
             }
+            client = self.client
+            import httpx  # loaded with the client
+
             started = time.monotonic()
             record: dict[str, Any] = {"at": self.clock.now()}
             try:
-                resp = await self.client.post(row["url"], content=body, headers=headers)
+                resp = await client.post(row["url"], content=body, headers=headers)
                 record["status_code"] = resp.status_code
                 ok = 200 <= resp.status_code < 300
             except httpx.HTTPError as exc:

@@ -3,7 +3,8 @@
 Only here are a Covalent deployment's assets unpickled, in the version's environment (which has
 the cloudpickle and Python the client pickled them with). The manifest the server wrote
 (`podium.covalent.bundle`) says which file is what; the route table came from the client's JSON
-endpoint records, so routes are matched by path.
+endpoint records, so routes are matched by path. Podium's Covalent modules (pydantic models) are
+imported by `load`, in Covalent workers only: every worker process imports this module.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from podium.covalent.assets import pickled_part
-from podium.covalent.bundle import MANIFEST
 from podium.sdk.service import Route, Service, ServiceConfig
 
 
 def _load(root: Path, name: str) -> Any:
+    from podium.covalent.assets import pickled_part
+
     # The version's environment has it (pinned at deploy); Podium itself does not depend on it.
     cloudpickle = importlib.import_module("cloudpickle")
     return cloudpickle.loads(pickled_part((root / name).read_bytes()))
@@ -27,6 +28,8 @@ def _load(root: Path, name: str) -> Any:
 def load(root: Path, meta: dict[str, Any]) -> Service:
     """The service: an initializer that calls the user's with its deploy-time arguments, and one
     route per endpoint (initializer results fill the parameters they name, as on Covalent)."""
+    from podium.covalent.bundle import MANIFEST
+
     manifest = json.loads((root / MANIFEST).read_text())
     init_fn = _load(root, manifest["init_fn"])
     args = _load(root, manifest["init_fn_args"])

@@ -1,0 +1,306 @@
+"""Starting local worker processes: spawned, or forked from their version's pre-imported parent.
+
+A version whose first worker took longer than `fork_after` seconds to become ready (slow imports:
+the runpod package, torch) gets a zygote (`podium.worker.zygote`) on the version's interpreter,
+holding those imports; its next workers are forked from it and skip them. One zygote per endpoint,
+version and environment (an endpoint's secrets are part of it; a worker's token and GPUs are not).
+Starting one of an endpoint's workers on another version or environment retires the endpoint's old
+zygote (it exits once the workers it forked have). Whenever a zygote is missing, not ready yet,
+dead or does not answer, the worker is spawned as before: the optimisation never costs a start.
+
+A forked worker is not the server's child: its zygote reports its pid, and later its exit status,
+over the connection kept open per worker; `ForkedProcess` gives it the face of the asyncio process
+the local backend uses (pid, returncode, wait, send_signal), signalling through a pidfd so a
+reused pid is never hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from podium import _json
+from podium.config import Settings
+from podium.core.workers import WorkerInfo
+from podium.envs.builder import Interpreter
+
+log = logging.getLogger("podium.scaling")
+
+#: Variables that differ between two workers of one version; the rest of a worker's environment is
+#: its zygote's, so a change to them (an endpoint's secrets) means another zygote.
+PER_WORKER = frozenset({"PODIUM_API_KEY", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"})
+#: Zygotes of one key that may die unasked before workers of that key are only ever spawned.
+MAX_FAILURES = 3
+#: The exit code of a zygote that refuses to fork (podium.worker.zygote.UNFIT).
+UNFIT = 78
+#: Seconds a fork request may take before the worker is spawned instead.
+FORK_TIMEOUT = 10.0
+#: The exit code reported for a forked worker whose zygote died before it (its status is lost).
+UNKNOWN_EXIT = 255
+#: Longest unix socket path (108 bytes on Linux, with room to spare for the temporary name).
+MAX_SOCKET_PATH = 96
+SUPPORTED = hasattr(os, "pidfd_open")
+
+
+class ForkedProcess:
+    """A worker forked by a zygote, as the local backend sees a process."""
+
+    started_by = "fork"
+
+    def __init__(self, pid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except ProcessLookupError:  # already exited: the zygote's report follows
+            self._pidfd = None
+        self._exited = asyncio.Event()
+        self._task = asyncio.create_task(self._follow(reader, writer))
+
+    async def _follow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        code: int | None = None
+        try:
+            line = await reader.readline()
+            if line:
+                code = int(_json.loads(line)["exit"])
+        except (OSError, ValueError, KeyError):
+            pass
+        finally:
+            writer.close()
+        if code is None:  # the zygote died first: the worker follows it (it watches its parent)
+            await self._gone()
+            code = UNKNOWN_EXIT
+        self.returncode = code
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        self._exited.set()
+
+    async def _gone(self) -> None:
+        if self._pidfd is None:
+            return
+        loop = asyncio.get_running_loop()
+        gone = asyncio.Event()
+        loop.add_reader(self._pidfd, gone.set)
+        try:
+            await gone.wait()
+        finally:
+            loop.remove_reader(self._pidfd)
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None and self._pidfd is not None:
+            signal.pidfd_send_signal(self._pidfd, sig)
+
+
+@dataclass(eq=False)
+class Zygote:
+    key: str
+    endpoint_id: str
+    process: asyncio.subprocess.Process
+    socket: Path
+    retired: bool = False
+    watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def ready(self) -> bool:
+        """Alive and listening (it creates its socket once its imports are done)."""
+        return self.process.returncode is None and self.socket.exists()
+
+
+class ForkServers:
+    """Starts local workers (forked when their version's zygote can, else spawned) and keeps the
+    zygotes: started after a slow first start, retired with their version, stopped with the server.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.enabled = SUPPORTED and settings.fork_after >= 0
+        self._zygotes: dict[str, Zygote] = {}
+        #: The key of each endpoint's latest worker: its other zygotes are retired.
+        self._current: dict[str, str] = {}
+        #: Keys whose first worker was fast enough, or is being watched, or whose zygotes failed.
+        self._settled: set[str] = set()
+        self._failures: Counter[str] = Counter()
+        self._alive: set[Zygote] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._run_dir: Path | None = None
+        self._tmp_run_dir = False
+
+    async def start(
+        self, info: WorkerInfo, cmd: list[str], *, env: dict[str, str], log_path: Path, interpreter: Interpreter
+    ) -> asyncio.subprocess.Process | ForkedProcess:
+        """Start `cmd` (`python -m podium.worker ...`) for `info`: forked when its zygote is ready."""
+        key = _key(info, interpreter, env)
+        if self.enabled:
+            self._switch(info.endpoint_id, key)
+            zygote = self._zygotes.get(key)
+            if zygote is not None and zygote.ready():
+                try:
+                    proc = await asyncio.wait_for(self._fork(zygote, _worker_args(cmd), env, log_path), FORK_TIMEOUT)
+                except (OSError, ValueError, KeyError, TimeoutError) as exc:
+                    log.warning("forking worker %s failed (%s); spawning it", info.id, exc or type(exc).__name__)
+                    if isinstance(exc, TimeoutError):  # a stuck zygote: do not ask it again
+                        self._retire(zygote, signal.SIGKILL)
+                else:
+                    info.started_by = "fork"
+                    log.info("worker %s forked (pid %d) from the fork server of version %s",
+                             info.id, proc.pid, info.version_id)
+                    return proc
+        with log_path.open("ab") as out:
+            spawned = await asyncio.create_subprocess_exec(
+                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True,
+            )
+        info.started_by = "spawn"
+        if self.enabled and info.version_id and key not in self._zygotes and key not in self._settled:
+            self._settled.add(key)
+            self._track(self._after_first(key, info, spawned, env, log_path, interpreter))
+        return spawned
+
+    async def close(self) -> None:
+        """Stop every zygote (the server is stopping; its workers were stopped first)."""
+        self.enabled = False
+        for task in list(self._tasks):
+            task.cancel()
+        for z in list(self._alive):
+            self._retire(z)
+        await asyncio.gather(*(_stop(z.process) for z in list(self._alive)), return_exceptions=True)
+        if self._tmp_run_dir and self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+
+    # -- zygotes --------------------------------------------------------------------------------
+
+    def _switch(self, endpoint_id: str, key: str) -> None:
+        """A worker of `endpoint_id` starts with `key`: retire the endpoint's zygote of another."""
+        old = self._current.get(endpoint_id)
+        self._current[endpoint_id] = key
+        if old is not None and old != key:
+            self._settled.discard(old)
+            zygote = self._zygotes.get(old)
+            if zygote is not None:
+                log.info("retiring the fork server of %s for endpoint %s (not its current version)", old, endpoint_id)
+                self._retire(zygote)
+
+    def _retire(self, zygote: Zygote, sig: int = signal.SIGTERM) -> None:
+        """No more forks from it; SIGTERM: it exits once its workers have."""
+        zygote.retired = True
+        if self._zygotes.get(zygote.key) is zygote:
+            del self._zygotes[zygote.key]
+        with contextlib.suppress(ProcessLookupError):
+            zygote.process.send_signal(sig)
+
+    async def _after_first(
+        self, key: str, info: WorkerInfo, proc: asyncio.subprocess.Process, env: dict[str, str],
+        log_path: Path, interpreter: Interpreter,
+    ) -> None:
+        """Once the version's first worker is ready: a zygote if it was slow to get there."""
+        while info.ready_at is None:
+            if proc.returncode is not None:
+                self._settled.discard(key)  # it never ran: the next worker decides
+                return
+            await asyncio.sleep(0.1)
+        took = info.ready_at - info.started_at
+        if took < self.settings.fork_after or self._current.get(info.endpoint_id) != key:
+            return
+        log.info("worker %s took %.2f s to become ready: starting a fork server for version %s",
+                 info.id, took, info.version_id)
+        await self._launch(key, info, env, log_path, interpreter)
+
+    async def _launch(
+        self, key: str, info: WorkerInfo, env: dict[str, str], worker_log: Path, interpreter: Interpreter
+    ) -> None:
+        assert info.version_id is not None
+        sock = self._socket(key)
+        bundle = self.settings.home.resolve() / "cache" / "bundles" / info.version_id
+        log_path = worker_log.parent / "forkserver" / f"{info.version_id}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        shared = {k: v for k, v in env.items() if k not in PER_WORKER}
+        with log_path.open("ab") as out:
+            proc = await asyncio.create_subprocess_exec(
+                interpreter.python, "-m", "podium.worker.zygote", "--socket", str(sock), "--bundle", str(bundle),
+                "--server-pid", str(os.getpid()), "--endpoint", info.endpoint_id, "--version", info.version_id,
+                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=shared, start_new_session=True,
+            )
+        zygote = Zygote(key, info.endpoint_id, proc, sock)
+        self._zygotes[key] = zygote
+        self._alive.add(zygote)
+        self._track(self._watch(zygote))
+
+    async def _watch(self, zygote: Zygote) -> None:
+        rc = await zygote.process.wait()
+        self._alive.discard(zygote)
+        if zygote.retired:
+            return
+        if self._zygotes.get(zygote.key) is zygote:
+            del self._zygotes[zygote.key]
+        self._failures[zygote.key] += MAX_FAILURES if rc == UNFIT else 1
+        if self._failures[zygote.key] < MAX_FAILURES:
+            self._settled.discard(zygote.key)  # the next spawned worker may bring up another
+        log.warning("the fork server of %s exited (rc=%s); its workers will be spawned", zygote.key, rc)
+
+    def _socket(self, key: str) -> Path:
+        if self._run_dir is None:
+            run = self.settings.home.resolve() / "run"
+            if len(str(run / f"{key}.sock")) > MAX_SOCKET_PATH:
+                run = Path(tempfile.mkdtemp(prefix="podium-run-"))
+                self._tmp_run_dir = True
+            run.mkdir(mode=0o700, parents=True, exist_ok=True)
+            run.chmod(0o700)
+            self._run_dir = run
+        return self._run_dir / f"{key}.sock"
+
+    async def _fork(self, zygote: Zygote, args: list[str], env: dict[str, str], log_path: Path) -> ForkedProcess:
+        reader, writer = await asyncio.open_unix_connection(str(zygote.socket))
+        try:
+            writer.write(_json.dumpb({"argv": args, "env": env, "log": str(log_path)}) + b"\n")
+            await writer.drain()
+            line = await reader.readline()
+            if not line:
+                raise ConnectionError("the fork server closed the connection")
+            pid = int(_json.loads(line)["pid"])
+        except BaseException:
+            writer.close()
+            raise
+        return ForkedProcess(pid, reader, writer)
+
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _key(info: WorkerInfo, interpreter: Interpreter, env: dict[str, str]) -> str:
+    """What a zygote is for: endpoint, version, interpreter and the environment its workers share."""
+    h = hashlib.sha256(f"{info.endpoint_id}\0{info.version_id}\0{interpreter.python}".encode())
+    h.update(_json.dumpb(sorted((k, v) for k, v in env.items() if k not in PER_WORKER)))
+    return h.hexdigest()[:16]
+
+
+def _worker_args(cmd: list[str]) -> list[str]:
+    """The worker's own arguments from its command line (`python -m podium.worker ARGS`)."""
+    if cmd[1:3] != ["-m", "podium.worker"]:
+        raise ValueError(f"not a worker command: {cmd[:3]}")
+    return cmd[3:]
+
+
+async def _stop(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
