@@ -4,6 +4,7 @@ redeploy, show in status and health, and their jobs come back through leases whe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -71,7 +72,8 @@ class HandWorkers:
     def start(self, key: str, endpoint: str, worker_id: str, **env: str) -> subprocess.Popen[str]:
         log = (self.home / f"{worker_id}.log").open("w")
         proc = subprocess.Popen(self.command(key, endpoint, "--worker-id", worker_id), env={**self.env, **env},
-                                stdout=log, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+                                stdout=log, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                start_new_session=True)
         self.procs.append(proc)
         return proc
 
@@ -79,9 +81,10 @@ class HandWorkers:
         return subprocess.run(self.command(key, endpoint), env=self.env, capture_output=True, text=True, timeout=60)
 
     def stop_all(self) -> None:
+        """Each worker and whatever it started (a RunPod file and its ping process)."""
         for p in self.procs:
-            if p.poll() is None:
-                p.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
             p.wait()
             if p.stderr is not None:
                 p.stderr.close()
@@ -195,6 +198,13 @@ def test_a_runpod_worker_file_run_by_hand_gets_only_its_versions_jobs(srv, tmp_p
     second = srv.http.post("/v2/rp-hand/runsync", json={"input": {"n": 2}}).json()
     assert second["status"] == "COMPLETED" and srv.job(second["id"])["worker_id"] != "h-test-rp"
     assert proc.poll() is None, "still running, given nothing"
+    # Killed outright, the worker takes the runpod file's process with it (it would poll for ever).
+    children = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    assert children
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    wait_until(lambda: not any(Path(f"/proc/{c}").exists() for c in children), 20,
+               what="the runpod file's process to end with its worker")
 
 
 def test_a_hand_worker_that_cannot_load_says_why_and_the_endpoint_keeps_serving(srv, tmp_path, hands, deploy_key):

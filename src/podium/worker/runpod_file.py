@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import runpy
@@ -29,6 +31,8 @@ from typing import Any, NoReturn
 from podium.core.records import RouteRecord
 
 #: RunPod's fitness checks want 4 GB free memory, a GPU and a route to 8.8.8.8: not ours to impose.
+#: prctl(2): the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 SKIP_CHECKS = {"RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true", "RUNPOD_SKIP_GPU_CHECK": "true"}
 #: Modules of the runpod package a forked worker keeps: they read no environment at import, and
 #: rp_debugger's import asks cpuinfo about the CPU in a subprocess (a second of a cold start).
@@ -156,7 +160,8 @@ def supervise(root: Path, entry: str, env: dict[str, str], parent_pid: int | Non
         child = Forked(root, entry, env)
     else:
         child = subprocess.Popen(
-            [sys.executable, entry], cwd=root, env={**os.environ, **env}, stdin=subprocess.DEVNULL
+            [sys.executable, entry], cwd=root, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
 
     def forward(signum: int, _frame: object) -> None:
@@ -173,6 +178,16 @@ def supervise(root: Path, entry: str, env: dict[str, str], parent_pid: int | Non
                     return 1
     finally:
         _kill_group()
+
+
+def die_with_parent(parent: int) -> None:
+    """In a child about to run the worker file: the kernel kills it when its supervisor (`parent`)
+    dies, however it dies (even SIGKILL, when `finally` does not run); the runpod package would
+    otherwise poll a server for ever. Linux only."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before the request was in place
+            os._exit(1)
 
 
 def _alive(parent_pid: int) -> bool:
@@ -205,8 +220,10 @@ class Forked:
     def __init__(self, root: Path, entry: str, env: dict[str, str]) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
+            die_with_parent(parent)
             _run_file(root, entry, env)
         self.pid = pid
         self.returncode: int | None = None
