@@ -51,6 +51,10 @@ class Refused(LinkError):
         return self.body[:500].decode(errors="replace") or f"HTTP {self.status}"
 
 
+#: How a kept-alive connection the server closed while idle fails the next request on it.
+STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected)
+
+
 class _Connections:
     """One keep-alive connection per thread to one server, reopened after any failure."""
 
@@ -76,14 +80,23 @@ class _Connections:
         headers = dict(self.headers)
         if body is not None:
             headers["Content-Type"] = "application/json"
-        conn = self._connection()
-        try:
-            conn.request(method, self.prefix + path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise Unreachable(f"{method} {path}: {exc or type(exc).__name__}") from exc
+        for fresh in (False, True):
+            conn = self._connection()
+            reused = conn.sock is not None
+            try:
+                conn.request(method, self.prefix + path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                break
+            except STALE:
+                # The server closed this kept-alive connection while it sat idle (uvicorn does
+                # after 5 s): the request never reached it. Once more, on a new connection.
+                self.close()
+                if fresh or not reused:
+                    raise Unreachable(f"{method} {path}: the server closed the connection") from None
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                raise Unreachable(f"{method} {path}: {exc or type(exc).__name__}") from exc
         if resp.will_close:
             self.close()
         return resp.status, data
