@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +17,17 @@ def run(settings: Settings, on_started: Callable[[Runtime], None] | None = None)
     from podium.server.app import create_app
 
     runtime = Runtime(settings)
+
+    def started() -> None:
+        # What start-up made (modules, routes, the store's engine) lives as long as the server:
+        # out of the collector's full passes, whose pauses over it were the call path's p99.
+        gc.collect()
+        gc.freeze()
+        if on_started is not None:
+            on_started(runtime)
+
     config = uvicorn.Config(
-        create_app(settings, runtime, on_started=(lambda: on_started(runtime)) if on_started else None),
+        create_app(settings, runtime, on_started=started),
         host=settings.host, port=settings.port, log_level="warning", access_log=False,
         loop="auto", http="auto", timeout_graceful_shutdown=5,
     )

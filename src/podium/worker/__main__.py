@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import socket
@@ -115,6 +116,10 @@ def run(
         finally:
             link.close()
         return 1
+    # The service and what its initializer loaded live as long as the worker: out of the
+    # collector's full passes, which would otherwise walk them all (a model's objects too).
+    gc.collect()
+    gc.freeze()
     try:
         worker.serve()
     finally:
