@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -248,8 +249,8 @@ class Forked:
 def _run_file(root: Path, entry: str, env: dict[str, str]) -> NoReturn:
     """In the fork: what `python <entry>` in `root` does, then exit without unwinding into the
     supervisor's frames."""
-    code = 1
-    try:
+
+    def run() -> None:
         # As in a new interpreter: default signal handling (the supervisor's forwards), plain output
         # and no logging set up (the supervisor's is JSON lines).
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -261,7 +262,17 @@ def _run_file(root: Path, entry: str, env: dict[str, str]) -> NoReturn:
         sys.path[0] = str(root)
         sys.argv = [entry]
         runpy.run_path(entry, run_name="__main__")
-        code = 0
+
+    exit_after(run)
+
+
+def exit_after(body: Callable[[], int | None]) -> NoReturn:
+    """In a forked child: run `body`, then exit with the status an interpreter would give (its
+    return value, a SystemExit's code, 1 after an uncaught exception, printed), never returning
+    into the frames the parent process was in."""
+    code = 1
+    try:
+        code = body() or 0
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             code = exc.code or 0

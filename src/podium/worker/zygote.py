@@ -30,7 +30,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -209,37 +208,29 @@ class Zygote:
 
     def _become_worker(self, req: Request) -> NoReturn:
         """In the child: leave the zygote behind, then run the worker's main and exit with its code."""
-        code = 1
-        try:
-            signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, signal.SIG_DFL)
-            for fd in [c.pidfd for c in self.children.values()]:
-                os.close(fd)
-            for sock in [self.listener, self.wake_r, self.wake_w,
-                         *(c.conn for c in self.children.values())]:
-                if sock is not None:
-                    sock.close()
-            self.sel.close()
-            os.setsid()
-            _redirect(req.log)
-            os.environ.clear()
-            os.environ.update(req.env)
-            argv = _with_option(req.argv, "--parent-pid", str(os.getppid()))
-            _name_process(_option(argv, "--worker-id") or "podium-worker")
-            runpod_file.run_in_fork = True
-            from podium.worker.__main__ import main
+        runpod_file.exit_after(lambda: self._worker_main(req))
 
-            sys.argv = ["podium.worker", *argv]
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # noqa: BLE001 - reported like an uncaught exception, then exit 1
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+    def _worker_main(self, req: Request) -> int:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        for fd in [c.pidfd for c in self.children.values()]:
+            os.close(fd)
+        for sock in [self.listener, self.wake_r, self.wake_w, *(c.conn for c in self.children.values())]:
+            if sock is not None:
+                sock.close()
+        self.sel.close()
+        os.setsid()
+        _redirect(req.log)
+        os.environ.clear()
+        os.environ.update(req.env)
+        argv = _with_option(req.argv, "--parent-pid", str(os.getppid()))
+        _name_process(_option(argv, "--worker-id") or "podium-worker")
+        runpod_file.run_in_fork = True
+        from podium.worker.__main__ import main
+
+        sys.argv = ["podium.worker", *argv]
+        return main(argv)
 
 
 def _read_line(conn: socket.socket) -> bytes:
