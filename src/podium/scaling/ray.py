@@ -55,6 +55,10 @@ OUTPUT_KEEP = 4 * 2**20
 KILL_WAIT = 30.0
 INSTALL_HINT = "the ray backend needs Ray: pip install 'podium[ray]'"
 
+#: Tries to join a reachable cluster before its workers fail, and the pause between them (seconds).
+JOIN_TRIES = 3
+JOIN_PAUSE = 2.0
+
 
 def import_ray() -> Any:
     """The `ray` module, or a ConfigError saying how to install it."""
@@ -221,11 +225,20 @@ class RayBackend:
         level = ray_log.level
         ray_log.setLevel(logging.ERROR)
         try:
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                ray.shutdown()
-            raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+            # A cluster that accepts connections may still refuse a driver a moment (a Ray Client
+            # server starting the process that serves it, on a busy head): a few tries.
+            for attempt in range(1, JOIN_TRIES + 1):
+                try:
+                    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
+                             logging_level=logging.WARNING)
+                    break
+                except Exception as exc:
+                    with contextlib.suppress(Exception):
+                        ray.shutdown()
+                    if attempt == JOIN_TRIES:
+                        raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+                    log.warning("joining the Ray cluster at %s failed (%s); trying again", address, exc)
+                    time.sleep(JOIN_PAUSE)
         finally:
             ray_log.setLevel(level)
         log.info("workers run on the Ray cluster at %s; they reach this server at %s",
