@@ -14,7 +14,7 @@ from podium.core.access import Access
 from podium.core.errors import RateLimited
 from podium.core.workers import WorkerPool
 from podium.dispatch import FakeClock
-from podium.dispatch.notify import Notifier
+from podium.dispatch.notify import Notifier, wait_event
 from podium.dispatch.relay import MAX_PAYLOAD, PgRelay, _batches
 from podium.scaling.leader import Leadership
 from podium.store import Store, migrate
@@ -68,7 +68,7 @@ async def test_a_wake_up_and_an_announced_event_reach_the_other_replica(pg: Stor
         with there.listen("job:1") as ev, here.listen("job:1") as mine:
             here.notify("job:1")
             here.announce("stop", "w-1 job-1 1")
-            await asyncio.wait_for(ev.wait(), 10)
+            assert await wait_event(ev, 10)
             await wait_for(lambda: heard == ["w-1 job-1 1"])
             assert mine.is_set()  # woken here at once, not a second time by its own NOTIFY
     finally:

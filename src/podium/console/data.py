@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI
-from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.core.access import ROLE_RANK
 from podium.logs import render
 from podium.server.auth import PROJECT_HEADER
 from podium.server.runtime import Runtime
+from podium.store.engine import Row
 
 if TYPE_CHECKING:
     import httpx
@@ -312,7 +312,7 @@ class ConsoleData:
             p50_execution_ms=statistics.median(runs) if runs else None,
         )
 
-    async def _recent_jobs(self, endpoint_id: str) -> list[RowMapping]:
+    async def _recent_jobs(self, endpoint_id: str) -> list[Row]:
         ep = await self.rt.catalog.get_endpoint(None, endpoint_id)
         if ep is None:
             return []
@@ -340,7 +340,7 @@ class ConsoleData:
         """Per minute over the last hour: requests, p50/p99 of delay + execution, cold starts."""
         ep = await self._call("GET", f"/api/v1/endpoints/{quote(name, safe='')}")
         now = time.time()
-        buckets: list[list[RowMapping]] = [[] for _ in range(WINDOW_SECONDS // 60)]
+        buckets: list[list[Row]] = [[] for _ in range(WINDOW_SECONDS // 60)]
         for r in await self._recent_jobs(ep["endpoint_id"]):
             i = int((now - r["created_at"]) // 60)
             if 0 <= i < len(buckets):

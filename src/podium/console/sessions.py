@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import RowMapping
 
 from podium import _json
-from podium.store.engine import Store
+from podium.store.engine import Row, Store
 from podium.store.tables import console_sessions
 
 if TYPE_CHECKING:
@@ -127,7 +126,7 @@ class SessionStore:
             await conn.execute(delete(console_sessions).where(console_sessions.c.id == sid))
 
 
-def _session(row: RowMapping) -> Session:
+def _session(row: Row) -> Session:
     return Session(
         id=row["id"], sealed_key=bytes(row["sealed_key"]), csrf=row["csrf"], created=row["created_at"],
         seen=row["seen_at"], project=row["project"],

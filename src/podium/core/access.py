@@ -14,11 +14,10 @@ import math
 import time
 from dataclasses import dataclass
 
-from sqlalchemy.engine import RowMapping
-
 from podium.core.errors import Forbidden, NotFound, RateLimited, Unauthorized
 from podium.dispatch.notify import Notifier
 from podium.store.catalog import Catalog, hash_key
+from podium.store.engine import Row
 from podium.store.ratebuckets import StoredBuckets
 
 #: Roles that may act on behalf of users, weakest first; `worker` tokens stand apart.
@@ -146,7 +145,7 @@ class Access:
             return dataclasses.replace(principal, project_id=found["id"])
         raise NotFound("project", project)
 
-    async def endpoint(self, principal: Principal, ref: str) -> RowMapping:
+    async def endpoint(self, principal: Principal, ref: str) -> Row:
         """The caller's endpoint by id or name; NotFound for anything it may not see."""
         row = await self.catalog.get_endpoint(principal.project_id, ref)
         if row is None or (principal.endpoint_id is not None and row["id"] != principal.endpoint_id):

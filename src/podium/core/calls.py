@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
-
 from podium import _json
 from podium.core.access import Principal
 from podium.core.errors import (
@@ -26,9 +24,10 @@ from podium.metrics import Metrics
 from podium.netguard import UnsafeURL, allow_private_from_env, check_url
 from podium.sdk.service import DEFAULT_TIMEOUT_S
 from podium.store.catalog import Catalog, EndpointState
+from podium.store.engine import Row
 
 
-def check_callable(ep: RowMapping) -> None:
+def check_callable(ep: Row) -> None:
     if ep["state"] == EndpointState.ERROR:
         first = (ep["error"] or "unknown error").splitlines()[0]
         raise EndpointUnavailable(
@@ -82,7 +81,7 @@ class Calls:
     async def submit(
         self,
         principal: Principal,
-        ep: RowMapping,
+        ep: Row,
         route: RouteRecord,
         payload: Any,
         *,
@@ -148,7 +147,7 @@ class Calls:
         self.metrics.submitted.labels(ep["id"], kind).inc()
         return stored
 
-    async def wait(self, job_id: str, timeout: float) -> RowMapping | None:
+    async def wait(self, job_id: str, timeout: float) -> Row | None:
         """The job once final, or as it is after `timeout` seconds (None: it expired)."""
         return await self.queue.wait_final(job_id, timeout)
 

@@ -19,8 +19,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
-
 from podium import _json
 from podium.core.errors import NotFound, WorkerGone
 from podium.dispatch.clock import Clock
@@ -28,6 +26,7 @@ from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import JobQueue, ep_key, stop_key
 from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster
+from podium.store.engine import Row
 
 #: A worker not heard from in this many lease periods is no longer counted (as the scaler does).
 SILENT_AFTER = 2
@@ -111,7 +110,7 @@ class WorkerInfo:
         }
 
 
-def row_view(row: RowMapping, jobs: list[str]) -> dict[str, Any]:
+def row_view(row: Row, jobs: list[str]) -> dict[str, Any]:
     """A worker recorded by another replica, shaped as WorkerInfo.as_dict."""
     placement = _json.loads(row["placement"]) if row["placement"] else {}
     return {
@@ -193,7 +192,7 @@ class WorkerPool:
         #: Workers known to have exited: a request of theirs still in flight must not revive them.
         self._gone: dict[str, None] = {}
         #: Called once when a worker first asks for work (the scaler marks its endpoint ACTIVE).
-        self.on_ready: Callable[[WorkerInfo, RowMapping], Awaitable[None]] | None = None
+        self.on_ready: Callable[[WorkerInfo, Row], Awaitable[None]] | None = None
         #: Called when a worker started elsewhere reports it cannot load its version.
         self.on_failed: Callable[[WorkerInfo, str], Awaitable[None]] | None = None
 
@@ -260,7 +259,7 @@ class WorkerPool:
         for worker_id in exited:
             self._saved.pop(worker_id, None)
 
-    def check(self, worker_id: str, ep: RowMapping) -> None:
+    def check(self, worker_id: str, ep: Row) -> None:
         """NotFound for a worker id of another endpoint (no acting on others' workers)."""
         info = self.workers.get(worker_id)
         if info is not None and info.endpoint_id != ep["id"]:
@@ -316,7 +315,7 @@ class WorkerPool:
     async def take(
         self,
         worker_id: str,
-        ep: RowMapping,
+        ep: Row,
         *,
         limit: int,
         wait: float,
@@ -371,13 +370,13 @@ class WorkerPool:
         return [self._job(r) for r in rows]
 
     @staticmethod
-    def _may_take(info: WorkerInfo, ep: RowMapping) -> bool:
+    def _may_take(info: WorkerInfo, ep: Row) -> bool:
         """Draining workers and workers of a version the endpoint left take nothing new."""
         if info.state is WorkerState.DRAINING:
             return False
         return info.version_id is None or info.version_id == ep["version_id"]
 
-    def _job(self, row: RowMapping) -> dict[str, Any]:
+    def _job(self, row: Row) -> dict[str, Any]:
         job: dict[str, Any] = {
             "id": row["id"],
             "input": _json.loads(row["input"]),
@@ -390,7 +389,7 @@ class WorkerPool:
         job.update(self.queue.worker_fields(row["secret"]))
         return job
 
-    async def done(self, worker_id: str, ep: RowMapping, job_id: str, result: Result) -> None:
+    async def done(self, worker_id: str, ep: Row, job_id: str, result: Result) -> None:
         """A job's progress, output or error. Posts for a job the worker no longer holds change
         nothing (progress races the result; a cancelled job may still report)."""
         if result.progress:
@@ -413,11 +412,11 @@ class WorkerPool:
             if info.state is WorkerState.RUNNING:
                 info.state = WorkerState.IDLE
 
-    async def stream(self, worker_id: str, ep: RowMapping, job_id: str, value: Any) -> None:
+    async def stream(self, worker_id: str, ep: Row, job_id: str, value: Any) -> None:
         await self.queue.append_chunk(job_id, worker_id, value, endpoint_id=ep["id"])
 
     async def ping(
-        self, worker_id: str, ep: RowMapping, job_ids: list[str], *, unhealthy: str | None = None,
+        self, worker_id: str, ep: Row, job_ids: list[str], *, unhealthy: str | None = None,
         version: str | None = None,
     ) -> None:
         """A heartbeat: extends the leases of the jobs the worker lists. `unhealthy`: the worker
@@ -432,7 +431,7 @@ class WorkerPool:
                 await self.on_failed(info, unhealthy)
         await self.queue.heartbeat(worker_id, job_ids, lease=self.lease, endpoint_id=ep["id"])
 
-    async def stop_requests(self, worker_id: str, ep: RowMapping, wait: float) -> list[str]:
+    async def stop_requests(self, worker_id: str, ep: Row, wait: float) -> list[str]:
         """The stop channel (a long-poll): ids of cancelled jobs the worker still runs."""
         if self.is_gone(worker_id):
             return []

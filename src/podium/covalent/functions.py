@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import RowMapping
-
 from podium.bundle import version_id
 from podium.core.access import Principal
 from podium.core.errors import InvalidRequest, NotFound
@@ -26,6 +24,7 @@ from podium.covalent.models import CovalentConfig, FunctionService, RouteRecord
 from podium.envs.requirements import Requirements
 from podium.sdk.service import ROUTE_PATH, ServiceConfig, default_name, method_name
 from podium.store.catalog import EndpointState, new_key
+from podium.store.engine import Row
 
 if TYPE_CHECKING:
     from podium.server.runtime import Runtime
@@ -62,7 +61,7 @@ def stderr_text(error: str) -> str:
 class Deployment:
     """One deployment as the routers need it: its endpoint row and its Covalent fields."""
 
-    endpoint: RowMapping
+    endpoint: Row
     config: CovalentConfig
 
     @property
@@ -162,7 +161,7 @@ class Functions:
 
     # -- reading --------------------------------------------------------------------------------
 
-    async def of(self, ep: RowMapping) -> Deployment | None:
+    async def of(self, ep: Row) -> Deployment | None:
         """The Covalent deployment an endpoint is, or None for any other endpoint."""
         info = await self.rt.version(ep)
         if info["runtime"] != RUNTIME:
@@ -238,7 +237,7 @@ class Functions:
         )
         return kid, key, self.rt.clock.now()
 
-    async def keys(self, d: Deployment) -> list[RowMapping]:
+    async def keys(self, d: Deployment) -> list[Row]:
         rows = await self.rt.catalog.list_keys(d.endpoint["project_id"])
         return [r for r in rows if r["name"] == key_name(d.id) and r["revoked_at"] is None]
 

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.dispatch.clock import Clock
-from podium.store.engine import Store
+from podium.store.engine import Row, Store
 from podium.store.tables import dh_entities
 
 
@@ -34,7 +33,7 @@ class Entity:
     updated_at: float
 
     @classmethod
-    def of(cls, row: RowMapping) -> Entity:
+    def of(cls, row: Row) -> Entity:
         return cls(row["id"], row["project_id"], row["dh_project"], row["type"], row["name"], row["kind"],
                    _json.loads(row["body"]), row["endpoint_id"], row["token"], row["created_at"], row["updated_at"])
 

@@ -14,13 +14,12 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import RowMapping
-
 from podium.core.access import Principal
 from podium.core.errors import InvalidRequest
 from podium.digitalhub.build import ENTRY, build, with_id
 from podium.digitalhub.records import Entity, Records
 from podium.store.catalog import EndpointState
+from podium.store.engine import Row
 
 if TYPE_CHECKING:
     from podium.server.runtime import Runtime
@@ -86,7 +85,7 @@ class ServeRuns:
 
     async def deploy(
         self, principal: Principal, run: Entity, function: Entity, envs: dict[str, str]
-    ) -> RowMapping:
+    ) -> Row:
         """Store the function's version for this run and point a new endpoint at it; `envs` (the
         run's `spec.envs`) reach its workers as the endpoint's secrets, sealed at rest."""
         spec = run.body.get("spec") or {}
@@ -116,7 +115,7 @@ class ServeRuns:
         self.rt.scaler.wake()
         return ep
 
-    async def endpoint(self, run: Entity) -> RowMapping | None:
+    async def endpoint(self, run: Entity) -> Row | None:
         if run.endpoint_id is None:
             return None
         return await self.rt.catalog.get_endpoint(None, run.endpoint_id)
@@ -169,7 +168,7 @@ class ServeRuns:
         return out
 
 
-def _message(ep: RowMapping) -> str:
+def _message(ep: Row) -> str:
     if ep["state"] == EndpointState.ERROR:
         # The first line says why (the worker's log tail follows it; run.logs() has it whole).
         first = str(ep["error"] or "unknown error").splitlines()[0]

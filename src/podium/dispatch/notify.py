@@ -13,6 +13,49 @@ from contextlib import contextmanager
 from typing import Protocol
 
 
+class Signal:
+    """What one waiter waits on: an asyncio.Event for a single waiter whose timed wait costs a
+    timer, not the task and futures of `asyncio.wait_for(event.wait())` (two per job)."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait at most `timeout` seconds; True if set (and cleared for the next round)."""
+        if timeout <= 0:
+            return False
+        if not self._set:
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(timeout, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            if not self._set:
+                return False
+        self._set = False
+        return True
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class Relay(Protocol):
     def publish(self, key: str, *, one: bool) -> None:
         """Send a notification to the other replicas (after the change it announces committed)."""
@@ -20,15 +63,15 @@ class Relay(Protocol):
 
 class Notifier:
     def __init__(self) -> None:
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[Signal]] = {}
         #: Carries notifications to other replicas (None: this server is the only one).
         self.relay: Relay | None = None
         #: What this replica does when another announces an event (see `announce`), by kind.
         self._handlers: dict[str, Callable[[str], object]] = {}
 
     @contextmanager
-    def listen(self, key: str) -> Iterator[asyncio.Event]:
-        ev = asyncio.Event()
+    def listen(self, key: str) -> Iterator[Signal]:
+        ev = Signal()
         self._waiters.setdefault(key, set()).add(ev)
         try:
             yield ev
@@ -99,13 +142,6 @@ class Notifier:
         return len(self._waiters.get(key, ()))
 
 
-async def wait_event(ev: asyncio.Event, timeout: float) -> bool:
+async def wait_event(ev: Signal, timeout: float) -> bool:
     """Wait for `ev` at most `timeout` seconds; True if it was set. Clears it for the next round."""
-    if timeout <= 0:
-        return False
-    try:
-        await asyncio.wait_for(ev.wait(), timeout)
-    except TimeoutError:
-        return False
-    ev.clear()
-    return True
+    return await ev.wait(timeout)

@@ -30,7 +30,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -39,7 +38,7 @@ from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier, wait_event
 from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
 from podium.errors import ConfigError
-from podium.store.engine import Store
+from podium.store.engine import Prepared, Row, Store
 from podium.store.secretbox import SecretBox
 from podium.store.tables import idempotency_keys, jobs, stream_chunks, webhook_deliveries
 
@@ -132,8 +131,14 @@ _HELD = and_(
 )
 #: A job this worker holds (binds b_job, b_worker), and of this endpoint (also b_endpoint).
 _HELD_BY = {False: _HELD, True: and_(_HELD, jobs.c.endpoint_id == bindparam("b_endpoint"))}
-_GET = select(*PUBLIC_COLUMNS).where(jobs.c.id == bindparam("b_job"), _ALIVE)
-_INSERT_JOB = insert(jobs)
+_GET = Prepared(select(*PUBLIC_COLUMNS).where(jobs.c.id == bindparam("b_job"), _ALIVE))
+#: What enqueue stores of a new job (bound as `v_<column>`).
+_NEW_JOB_COLUMNS = (
+    "id", "project_id", "endpoint_id", "route", "kind", "input", "status", "attempt", "max_attempts",
+    "created_at", "webhook", "policy", "secret", "stream_closed", "expires_at", "low_priority",
+    "timeout_ms", "retries",
+)
+_INSERT_JOB = Prepared(insert(jobs).values({name: bindparam(f"v_{name}") for name in _NEW_JOB_COLUMNS}))
 _PICKED = (
     select(jobs.c.id)
     .where(
@@ -147,7 +152,7 @@ _PICKED = (
     .with_for_update(skip_locked=True)
     .cte("picked")
 )
-_TAKE = (
+_TAKE = Prepared(
     update(jobs)
     .where(jobs.c.id == _PICKED.c.id, jobs.c.status == JobStatus.IN_QUEUE)
     .values(
@@ -163,8 +168,8 @@ _TAKE = (
 )
 
 
-def _finish_statement(by_endpoint: bool) -> Any:
-    return (
+def _finish_statement(by_endpoint: bool) -> Prepared:
+    return Prepared(
         update(jobs)
         .where(_HELD_BY[by_endpoint])
         .values(**_ending(
@@ -173,6 +178,11 @@ def _finish_statement(by_endpoint: bool) -> Any:
         ))
         .returning(*PUBLIC_COLUMNS)
     )
+
+
+def _bound(**values: Any) -> dict[str, Any]:
+    """A new job's values as _INSERT_JOB binds them."""
+    return {f"v_{name}": value for name, value in values.items()}
 
 
 def _held(job_id: str, worker_id: str, endpoint_id: str | None) -> dict[str, str | None]:
@@ -239,9 +249,9 @@ class JobQueue:
         #: Jobs just stored for a caller that waits on them: not final yet, nothing to read.
         self._fresh: set[str] = set()
         #: Final rows handed from finish() to the callers waiting on them, saving a read each.
-        self._finals: dict[str, RowMapping] = {}
+        self._finals: dict[str, Row] = {}
         #: Called with (endpoint_id, status, delay_ms, execution_ms) of each job that ends.
-        self.on_end: Callable[[RowMapping], None] | None = None
+        self.on_end: Callable[[Row], None] | None = None
         #: Set when the server shuts down: long-polls answer at once instead of holding it up.
         self.closing = False
 
@@ -263,7 +273,7 @@ class JobQueue:
                 raise
             raise DuplicateRequest(new.idempotency[0]) from None
 
-    async def idempotent(self, project_id: str, key: str) -> RowMapping | None:
+    async def idempotent(self, project_id: str, key: str) -> Row | None:
         """The (request_hash, job_id) an Idempotency-Key was first used with, within 24 hours."""
         async with self.store.tx() as conn:
             res = await conn.execute(
@@ -277,9 +287,9 @@ class JobQueue:
     async def _enqueue(self, new: NewJob) -> str:
         now = self.clock.now()
         async with self.store.tx(durable=not new.awaited) as conn:
-            await conn.execute(
+            await conn.rows(
                 _INSERT_JOB,
-                dict(
+                _bound(
                     id=new.id,
                     project_id=new.project_id,
                     endpoint_id=new.endpoint_id,
@@ -326,16 +336,16 @@ class JobQueue:
         self.notifier.notify_one(key)
         return new.id
 
-    async def get(self, job_id: str) -> RowMapping | None:
+    async def get(self, job_id: str) -> Row | None:
         """The job, or None once it is gone: past its ttl, or final for longer than retention."""
         async with self.store.read() as conn:
-            res = await conn.execute(_GET, {"b_job": job_id, **self._alive_params(self.clock.now())})
-            return res.mappings().first()
+            found = await conn.rows(_GET, {"b_job": job_id, **self._alive_params(self.clock.now())})
+            return found[0] if found else None
 
     async def find(
         self, project_id: str, *, status: str | None = None, endpoint_id: str | None = None,
         limit: int = 100,
-    ) -> list[RowMapping]:
+    ) -> list[Row]:
         """A project's readable jobs, newest first (the dead-letter view with status=FAILED)."""
         q = select(*PUBLIC_COLUMNS).where(jobs.c.project_id == project_id, _ALIVE)
         if status is not None:
@@ -348,7 +358,7 @@ class JobQueue:
             )
             return list(res.mappings().all())
 
-    async def wait_final(self, job_id: str, timeout: float, *, promise: bool = True) -> RowMapping | None:
+    async def wait_final(self, job_id: str, timeout: float, *, promise: bool = True) -> Row | None:
         """The job once final, or as it is when `timeout` runs out (None if it does not exist).
 
         With `promise`, a job still running then is made durable first: its id goes out as a
@@ -372,7 +382,7 @@ class JobQueue:
             finally:
                 self._finals.pop(job_id, None)
 
-    async def chunks(self, job_id: str, after_seq: int = -1) -> list[RowMapping]:
+    async def chunks(self, job_id: str, after_seq: int = -1) -> list[Row]:
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(stream_chunks.c.seq, stream_chunks.c.data)
@@ -454,15 +464,14 @@ class JobQueue:
 
     async def take(
         self, endpoint_id: str, worker_id: str, *, lease: float, limit: int = 1
-    ) -> list[RowMapping]:
+    ) -> list[Row]:
         """Atomically claim up to `limit` queued jobs of an endpoint for one worker."""
         now = self.clock.now()
         params = {"b_now": now, "b_endpoint": endpoint_id, "b_worker": worker_id,
                   "b_lease_until": now + lease, "b_limit": limit}
         # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
         async with self.store.tx(durable=False) as conn:
-            res = await conn.execute(_TAKE, params)
-            return list(res.mappings().all())
+            return await conn.rows(_TAKE, params)
 
     async def take_wait(
         self,
@@ -473,7 +482,7 @@ class JobQueue:
         timeout: float,
         limit: int = 1,
         alive: Callable[[], Awaitable[bool]] | None = None,
-    ) -> list[RowMapping]:
+    ) -> list[Row]:
         """Long-poll: claim jobs, or wait until one is stored (no sleeping, no polling).
 
         `alive` is asked after each wait, before claiming and once more after: a worker that
@@ -501,7 +510,7 @@ class JobQueue:
                     return []
                 waited = True
 
-    async def note_cold_start(self, rows: Sequence[RowMapping], started_at: float, ready_at: float) -> None:
+    async def note_cold_start(self, rows: Sequence[Row], started_at: float, ready_at: float) -> None:
         """Record how much of each job's wait was its worker's cold start."""
         async with self.store.tx(durable=False) as conn:
             for row in rows:
@@ -609,8 +618,8 @@ class JobQueue:
             "b_error_info": _json.dumps(error_info) if error_info else None,
         }
         async with self.store.tx(durable=False) as conn:
-            res = await conn.execute(_FINISH[endpoint_id is not None], params)
-            row = res.mappings().first()
+            found = await conn.rows(_FINISH[endpoint_id is not None], params)
+            row = found[0] if found else None
         if row is not None:
             waited = self.notifier.listeners(job_key(job_id)) > 0
             if row["kind"] == "run" or not waited:
@@ -712,7 +721,7 @@ class JobQueue:
         await self._ended(failed)
         return ids
 
-    async def cancel(self, job_id: str) -> RowMapping | None:
+    async def cancel(self, job_id: str) -> Row | None:
         """Cancel a queued or running job (a running one keeps `worker_id`, to be stopped).
 
         Returns the job as it is afterwards; a final job is returned unchanged.
@@ -809,7 +818,7 @@ class JobQueue:
             raise ConfigError("this queue has no secrets key: it cannot store s3Config or env")
         return self.box.seal(_json.dumps(fields))
 
-    async def time_out(self) -> list[RowMapping]:
+    async def time_out(self) -> list[Row]:
         """End every running job past its execution deadline TIMED_OUT; returns (id, worker_id)s
         so their workers can be stopped."""
         now = self.clock.now()
@@ -827,7 +836,7 @@ class JobQueue:
                 .returning(jobs.c.id, jobs.c.worker_id),
                 {"b_now": now},
             )
-            rows = list(res.mappings().all())
+            rows: list[Row] = list(res.mappings().all())
         await self._ended([r["id"] for r in rows])
         return rows
 
@@ -839,7 +848,7 @@ class JobQueue:
             )
         return None if deadline is None else float(deadline)
 
-    async def reap(self) -> list[RowMapping]:
+    async def reap(self) -> list[Row]:
         """Delete jobs past their ttl or retention, with their chunks. Returns the (id, worker_id)
         of those deleted while running, whose workers must be told to stop."""
         now = self.clock.now()
@@ -867,7 +876,7 @@ class JobQueue:
         return {"b_now": now, "b_keep_runsync": self.retention["runsync"],
                 "b_keep_run": self.retention["run"]}
 
-    async def _ended(self, job_ids: Sequence[str], rows: Sequence[RowMapping] | None = None) -> None:
+    async def _ended(self, job_ids: Sequence[str], rows: Sequence[Row] | None = None) -> None:
         """Wake whoever waits on these jobs, the observer if any, and the webhook outbox when one
         of them has a webhook. `rows` (ENDED_COLUMNS) saves a read when the caller has them."""
         for jid in job_ids:

@@ -10,12 +10,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.engine import RowMapping
-
 from podium import _json
 from podium.envs.builder import SERVER_PYTHON, EnvBuildError, EnvStore, Interpreter
 from podium.envs.requirements import Requirements
 from podium.store.catalog import BuildState, Catalog
+from podium.store.engine import Row
 
 log = logging.getLogger("podium.envs")
 
@@ -49,7 +48,7 @@ class Builds:
     def building(self, key: str) -> bool:
         return key in self._running
 
-    async def deployed(self, version: RowMapping) -> bool:
+    async def deployed(self, version: Row) -> bool:
         """A version was deployed: True when its environment must be built first (the build is
         started, or restarted after an earlier failure)."""
         key = version["env_hash"]

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
-
 from podium import _json
 from podium.envs.builder import EnvInfo, EnvStore
+from podium.store.engine import Row
 
 
 @dataclass
@@ -28,7 +27,7 @@ class EnvRecord:
                 "versions": self.versions, "endpoints": self.endpoints}
 
 
-def inventory(store: EnvStore, versions: Sequence[RowMapping], endpoints: Sequence[RowMapping]) -> list[EnvRecord]:
+def inventory(store: EnvStore, versions: Sequence[Row], endpoints: Sequence[Row]) -> list[EnvRecord]:
     """Every built environment with the versions recording it and the endpoints running it."""
     records = {e.hash: EnvRecord(e) for e in store.list()}
     env_of = {v["id"]: v["env_hash"] for v in versions}

@@ -19,8 +19,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
-
 from podium import _json
 from podium.config import Settings
 from podium.core.workers import WorkerInfo, WorkerPool, WorkerState
@@ -35,6 +33,7 @@ from podium.scaling.policy import Load, desired
 from podium.scaling.resources import Resources
 from podium.store.catalog import BuildState, Catalog, EndpointState
 from podium.store.cluster import FORGET_AFTER
+from podium.store.engine import Row
 
 log = logging.getLogger("podium.scaling")
 
@@ -158,7 +157,7 @@ class Autoscaler:
                 self.queue.notifier.notify_one(ep_key(ep["id"]))
             await self.reconcile(ep, *waiting)
 
-    async def reconcile(self, ep: RowMapping, queued: int, oldest_wait: float = 0.0) -> None:
+    async def reconcile(self, ep: Row, queued: int, oldest_wait: float = 0.0) -> None:
         self.waiting_for.pop(ep["id"], None)
         workers = self._heard_from([w for w in self.pool.for_endpoint(ep["id"]) if w.id not in self._stopping])
         live = ep["state"] in (EndpointState.CREATING, EndpointState.ACTIVE)
@@ -216,7 +215,7 @@ class Autoscaler:
                 kept.append(w)
         return kept
 
-    def _make_room(self, ep: RowMapping) -> None:
+    def _make_room(self, ep: Row) -> None:
         """Jobs (or a deploy) wait for GPUs that idle workers of other endpoints hold: stop the
         longest idle of those, one at a time, so its devices come back. min_workers keeps no GPU
         from jobs that wait; an endpoint with nothing waiting never takes another's."""
@@ -233,7 +232,7 @@ class Autoscaler:
             self._making_room = w.id
             self._drain(w)
 
-    async def _healthy(self, w: WorkerInfo, ep: RowMapping) -> bool:
+    async def _healthy(self, w: WorkerInfo, ep: Row) -> bool:
         """False (and the worker is being replaced) when it is silent, stuck starting, or due to
         be recycled after the jobs it has done or the memory it holds."""
         if not w.local:
@@ -256,7 +255,7 @@ class Autoscaler:
             return False
         return True
 
-    def due_for_recycling(self, worker_id: str, ep: RowMapping) -> bool:
+    def due_for_recycling(self, worker_id: str, ep: Row) -> bool:
         """Past max_jobs_per_worker jobs or max_worker_memory_mb (checked after each job too, so
         the worker is recycled before it takes another)."""
         w = self.pool.get(worker_id)
@@ -270,7 +269,7 @@ class Autoscaler:
             return True
         return False
 
-    async def _startup_timeout(self, ep: RowMapping) -> float:
+    async def _startup_timeout(self, ep: Row) -> float:
         config = (await self.catalog.version_info(ep["project_id"], ep["version_id"]))["config"]
         return float(config.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT))
 
@@ -280,7 +279,7 @@ class Autoscaler:
             self._stopping.add(w.id)
             self.backend.signal(w, signal.SIGKILL)
 
-    async def _pending(self, ep: RowMapping) -> None:
+    async def _pending(self, ep: Row) -> None:
         """A redeploy waits for its environment while the current version serves: point the
         endpoint at it once built; forget it (the version is marked failed) if the build fails."""
         pending = _json.loads(ep["pending"])
@@ -297,7 +296,7 @@ class Autoscaler:
                       ep["name"], ep["version_id"], pending["version_id"])
             await self.catalog.clear_pending(ep["id"])
 
-    async def spawn(self, ep: RowMapping, interpreter: Interpreter = SERVER_PYTHON) -> WorkerInfo:
+    async def spawn(self, ep: Row, interpreter: Interpreter = SERVER_PYTHON) -> WorkerInfo:
         info = self.pool.new(f"w-{uuid.uuid4().hex[:12]}", ep["id"], ep["version_id"], local=True)
         info.key_id, token = await self.catalog.create_key(
             ep["project_id"], "worker", name=info.id, endpoint_id=ep["id"]
@@ -408,7 +407,7 @@ class Autoscaler:
         )
         log.error("endpoint %s is in ERROR (%s); %d waiting jobs failed", endpoint_id, reason, failed)
 
-    async def worker_ready(self, info: WorkerInfo, ep: dict[str, Any] | RowMapping) -> None:
+    async def worker_ready(self, info: WorkerInfo, ep: dict[str, Any] | Row) -> None:
         self._start_failures.pop(info.endpoint_id, None)
         if info.local and info.ready_at is not None:
             self.metrics.cold_starts.labels(info.endpoint_id).inc()

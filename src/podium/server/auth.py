@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import RowMapping
 from starlette.requests import HTTPConnection
 
 from podium.core.access import Principal
+from podium.store.engine import Row
 
 if TYPE_CHECKING:
     from podium.server.runtime import Runtime
@@ -37,7 +37,7 @@ async def caller(request: HTTPConnection, role: str | None) -> Principal:
     )
 
 
-async def endpoint_caller(request: HTTPConnection, role: str, ref: str) -> tuple[Principal, RowMapping]:
+async def endpoint_caller(request: HTTPConnection, role: str, ref: str) -> tuple[Principal, Row]:
     """Who is calling, and the endpoint `ref` names among those it may see."""
     principal = await caller(request, role)
     return principal, await runtime(request).access.endpoint(principal, ref)

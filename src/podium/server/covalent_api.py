@@ -17,7 +17,6 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.core.access import Principal
@@ -40,6 +39,7 @@ from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.server.streams import Chunk, End, chunk_bytes, follow
 from podium.store.catalog import EndpointState
+from podium.store.engine import Row
 
 ASSET_LIMIT = 100 * MB
 CALL_LIMIT = 20 * MB
@@ -256,7 +256,7 @@ async def _kwargs(request: Request) -> dict[str, Any]:
     return body
 
 
-def _failure(row: RowMapping) -> CovalentError:
+def _failure(row: Row) -> CovalentError:
     info = _json.loads(row["error_info"]) or {}
     if info.get("type") == "InvalidArguments":
         return CovalentError(422, "validation/error", info.get("message") or row["error"])

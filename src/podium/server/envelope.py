@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
-
 from podium import _json
 from podium.dispatch.states import JobStatus
+from podium.store.engine import Row
 
 
-def envelope(row: RowMapping, now: float) -> dict[str, Any]:
+def envelope(row: Row, now: float) -> dict[str, Any]:
     """The RunPod status answer: id, status, delayTime/executionTime (ms), output or error."""
     status = row["status"]
     delay = row["delay_ms"]

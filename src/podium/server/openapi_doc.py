@@ -6,9 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
-
 from podium.core.records import RouteRecord
+from podium.store.engine import Row
 
 ERROR = {
     "type": "object",
@@ -61,7 +60,7 @@ def _operation(route: RouteRecord, components: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def endpoint_openapi(ep: RowMapping, routes: list[RouteRecord], base_url: str) -> dict[str, Any]:
+def endpoint_openapi(ep: Row, routes: list[RouteRecord], base_url: str) -> dict[str, Any]:
     components: dict[str, Any] = {}
     paths = {r["path"]: {"post": _operation(r, components)} for r in routes}
     return {

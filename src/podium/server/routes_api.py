@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.core.access import Principal
@@ -26,6 +25,7 @@ from podium.server.openapi_doc import endpoint_openapi
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.server.streams import Chunk, End, chunk_bytes, follow, sse_frames
+from podium.store.engine import Row
 
 router = APIRouter(tags=["routes"])
 
@@ -34,7 +34,7 @@ ROUTE_LIMIT = 20 * MB
 ENV_HEADER = "X-Podium-Env"
 
 
-def failure(row: RowMapping) -> HTTPError:
+def failure(row: Row) -> HTTPError:
     """The error answer for a job that did not complete."""
     info = _json.loads(row["error_info"]) or {}
     extra = {"id": row["id"]}
@@ -89,7 +89,7 @@ def _env_header(request: Request) -> dict[str, str] | None:
     return parse_env(value)
 
 
-def error_text(row: RowMapping | None) -> str:
+def error_text(row: Row | None) -> str:
     """What a failed job's SSE error frame says."""
     if row is None:
         return "the job expired before it ended"
@@ -106,7 +106,7 @@ def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
 
 async def _target(
     request: Request, endpoint: str, role: str
-) -> tuple[Runtime, Principal, RowMapping, list[RouteRecord]]:
+) -> tuple[Runtime, Principal, Row, list[RouteRecord]]:
     rt = runtime(request)
     principal, ep = await endpoint_caller(request, role, endpoint)
     return rt, principal, ep, await rt.routes(ep)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Request
-from sqlalchemy.engine import RowMapping
 
 from podium.core.calls import check_callable, default_route, find_route
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
@@ -16,6 +15,7 @@ from podium.server.body import MB, read_json
 from podium.server.envelope import envelope
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
+from podium.store.engine import Row
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["runpod"])
 
@@ -57,7 +57,7 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
 
 async def _job(
     request: Request, endpoint_id: str, job_id: str, role: str = "read"
-) -> tuple[Runtime, RowMapping, RowMapping]:
+) -> tuple[Runtime, Row, Row]:
     rt = runtime(request)
     _, ep = await endpoint_caller(request, role, endpoint_id)
     row = await rt.queue.get(job_id)

@@ -16,8 +16,6 @@ import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from sqlalchemy.engine import RowMapping
-
 from podium.config import Settings
 from podium.core.access import Access
 from podium.core.calls import Calls
@@ -35,7 +33,7 @@ from podium.server.webhooks import WebhookOutbox
 from podium.store.blobs import Bundles
 from podium.store.catalog import DEFAULT_PROJECT, Catalog
 from podium.store.cluster import Cluster, Replica
-from podium.store.engine import Store
+from podium.store.engine import Row, Store
 from podium.store.secretbox import SecretBox, load_key, secret_file
 
 log = logging.getLogger("podium.server")
@@ -216,11 +214,11 @@ class Runtime:
             return False
         return True
 
-    async def version(self, ep: RowMapping) -> VersionInfo:
+    async def version(self, ep: Row) -> VersionInfo:
         """Route table, config and runtime of the version an endpoint points at."""
         return await self.catalog.version_info(ep["project_id"], ep["version_id"])
 
-    async def routes(self, ep: RowMapping) -> list[RouteRecord]:
+    async def routes(self, ep: Row) -> list[RouteRecord]:
         return (await self.version(ep))["routes"]
 
     async def endpoint_env(self, endpoint_id: str) -> dict[str, str]:

@@ -11,13 +11,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
-
 from podium import _json
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import job_key
 from podium.dispatch.states import FINAL
 from podium.server.runtime import Runtime
+from podium.store.engine import Row
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class Idle:
 
 @dataclass(frozen=True)
 class End:
-    row: RowMapping | None  # None: the job is gone (its ttl ran out)
+    row: Row | None  # None: the job is gone (its ttl ran out)
 
 
 async def follow(rt: Runtime, job_id: str, idle_after: float) -> AsyncIterator[Chunk | Idle | End]:

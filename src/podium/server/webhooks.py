@@ -19,7 +19,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.dispatch.notify import wait_event
@@ -29,6 +28,7 @@ from podium.metrics import Metrics
 from podium.netguard import allow_private_from_env
 from podium.server.envelope import envelope
 from podium.signing import signed_headers
+from podium.store.engine import Row
 from podium.store.tables import jobs, webhook_deliveries
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ MAX_TRIES = 3
 PARALLEL = 16
 
 
-def webhook_body(job: RowMapping, envelope: dict[str, Any]) -> bytes:
+def webhook_body(job: Row, envelope: dict[str, Any]) -> bytes:
     """RunPod's webhook body: the status envelope plus the job's input and webhook URL."""
     return _json.dumpb({**envelope, "input": _json.loads(job["input"]), "webhook": job["webhook"]})
 
@@ -126,7 +126,7 @@ class WebhookOutbox:
         if due:
             limit = asyncio.Semaphore(PARALLEL)
 
-            async def one(row: RowMapping) -> None:
+            async def one(row: Row) -> None:
                 async with limit:
                     await self._attempt(row)
 
@@ -162,7 +162,7 @@ class WebhookOutbox:
                     update(d).where(d.c.id == job["delivery_id"], d.c.state == "waiting").values(**values)
                 )
 
-    async def _claim(self, row: RowMapping) -> bool:
+    async def _claim(self, row: Row) -> bool:
         """Take this attempt for this replica (False: another sender took it first)."""
         d = webhook_deliveries
         async with self.store.tx() as conn:
@@ -174,7 +174,7 @@ class WebhookOutbox:
             )
             return res.rowcount == 1
 
-    async def _attempt(self, row: RowMapping) -> None:
+    async def _attempt(self, row: Row) -> None:
         self._sending.add(row["id"])
         try:
             if not await self._claim(row):
@@ -203,7 +203,7 @@ class WebhookOutbox:
         finally:
             self._sending.discard(row["id"])
 
-    async def _record(self, row: RowMapping, record: dict[str, Any], ok: bool) -> None:
+    async def _record(self, row: Row, record: dict[str, Any], ok: bool) -> None:
         tries = row["tries"] + 1
         attempts = (_json.loads(row["attempts"]) or []) + [record]
         now = self.clock.now()

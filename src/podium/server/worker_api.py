@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy.engine import RowMapping
 
 from podium.core.access import WORKER
 from podium.core.errors import WorkerGone
@@ -20,6 +19,7 @@ from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import MB, read_json
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
+from podium.store.engine import Row
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["worker protocol"])
 
@@ -32,7 +32,7 @@ CHUNK_LIMIT = 1 * MB
 OK = {"ok": True}
 
 
-async def _worker(request: Request, endpoint_id: str, worker_id: str) -> tuple[Runtime, RowMapping]:
+async def _worker(request: Request, endpoint_id: str, worker_id: str) -> tuple[Runtime, Row]:
     """The endpoint (the caller's: a worker token's own, or one of a deploy key's project); a
     worker id of another endpoint is not found."""
     rt = runtime(request)
@@ -47,7 +47,7 @@ async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) 
 
 
 async def _claim(
-    request: Request, rt: Runtime, ep: RowMapping, worker_id: str, limit: int, wait: float
+    request: Request, rt: Runtime, ep: Row, worker_id: str, limit: int, wait: float
 ) -> list[dict[str, Any]]:
     async def connected() -> bool:
         return not await request.is_disconnected()

@@ -10,14 +10,13 @@ import time
 from typing import Any
 
 from sqlalchemy import delete, insert, literal, or_, select, update
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from podium import _json
 from podium.core.records import VersionInfo
 from podium.dispatch.clock import Clock
 from podium.sdk.service import ServiceConfig
-from podium.store.engine import Store
+from podium.store.engine import Row, Store
 from podium.store.tables import (
     api_keys,
     endpoint_history,
@@ -87,7 +86,7 @@ class Catalog:
         self.clock = clock or Clock()
         # Endpoint rows are read on every call and change rarely: cached briefly, and dropped
         # whenever this process changes one (the TTL bounds staleness across server replicas).
-        self._endpoints: dict[tuple[str | None, str], tuple[float, RowMapping | None]] = {}
+        self._endpoints: dict[tuple[str | None, str], tuple[float, Row | None]] = {}
         # Versions never change: their parsed route table and config are kept once read.
         self._versions: dict[str, VersionInfo] = {}
 
@@ -146,7 +145,7 @@ class Catalog:
             )
         return kid, key
 
-    async def key_by_hash(self, key_hash: str) -> RowMapping | None:
+    async def key_by_hash(self, key_hash: str) -> Row | None:
         """A live key (not revoked, not expired) by its hash."""
         async with self.store.tx() as conn:
             res = await conn.execute(
@@ -164,7 +163,7 @@ class Catalog:
         async with self.store.tx() as conn:
             await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(operator=True))
 
-    async def list_keys(self, project_id: str) -> list[RowMapping]:
+    async def list_keys(self, project_id: str) -> list[Row]:
         """A project's user keys (never worker tokens), newest first: no hashes, only prefixes."""
         cols = [api_keys.c[n] for n in ("id", "prefix", "name", "role", "created_at", "last_used_at",
                                         "revoked_at", "expires_at", "operator")]
@@ -204,12 +203,12 @@ class Catalog:
         except IntegrityError:
             return None
 
-    async def list_projects(self) -> list[RowMapping]:
+    async def list_projects(self) -> list[Row]:
         async with self.store.tx() as conn:
             res = await conn.execute(select(projects).order_by(projects.c.created_at))
             return list(res.mappings().all())
 
-    async def project(self, ref: str) -> RowMapping | None:
+    async def project(self, ref: str) -> Row | None:
         """A project by id or name."""
         async with self.store.tx() as conn:
             res = await conn.execute(select(projects).where(or_(projects.c.id == ref, projects.c.name == ref)))
@@ -237,7 +236,7 @@ class Catalog:
             )
         return bool(res.rowcount)
 
-    async def secrets(self, endpoint_id: str) -> list[RowMapping]:
+    async def secrets(self, endpoint_id: str) -> list[Row]:
         """An endpoint's secrets, still encrypted, by name."""
         async with self.store.tx() as conn:
             res = await conn.execute(
@@ -265,7 +264,7 @@ class Catalog:
 
     # -- versions -------------------------------------------------------------------------------
 
-    async def put_version(self, project_id: str, version: dict[str, Any]) -> RowMapping:
+    async def put_version(self, project_id: str, version: dict[str, Any]) -> Row:
         """Store a version unless the same content is already there; returns the stored row."""
         existing = await self.get_version(project_id, version["id"])
         if existing is not None:
@@ -315,7 +314,7 @@ class Catalog:
             self._versions[version_id] = info
         return info
 
-    async def get_version(self, project_id: str, version_id: str) -> RowMapping | None:
+    async def get_version(self, project_id: str, version_id: str) -> Row | None:
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(versions).where(versions.c.id == version_id, versions.c.project_id == project_id)
@@ -324,7 +323,7 @@ class Catalog:
 
     # -- endpoints ------------------------------------------------------------------------------
 
-    async def get_endpoint(self, project_id: str | None, ref: str) -> RowMapping | None:
+    async def get_endpoint(self, project_id: str | None, ref: str) -> Row | None:
         """An endpoint by id or by name (within the project, when one is given)."""
         now = time.monotonic()
         hit = self._endpoints.get((project_id, ref))
@@ -336,7 +335,7 @@ class Catalog:
         self._endpoints[(project_id, ref)] = (now + ENDPOINT_CACHE_SECONDS, row)
         return row
 
-    async def _load_endpoint(self, project_id: str | None, ref: str) -> RowMapping | None:
+    async def _load_endpoint(self, project_id: str | None, ref: str) -> Row | None:
         q = select(endpoints).where(or_(endpoints.c.id == ref, endpoints.c.name == ref))
         if project_id is not None:
             q = q.where(endpoints.c.project_id == project_id)
@@ -345,7 +344,7 @@ class Catalog:
         by_id = [r for r in rows if r["id"] == ref]
         return (by_id or rows or [None])[0]  # type: ignore[list-item]
 
-    async def list_endpoints(self, project_id: str | None = None) -> list[RowMapping]:
+    async def list_endpoints(self, project_id: str | None = None) -> list[Row]:
         q = select(endpoints).order_by(endpoints.c.created_at)
         if project_id is not None:
             q = q.where(endpoints.c.project_id == project_id)
@@ -356,11 +355,11 @@ class Catalog:
         self,
         project_id: str,
         name: str,
-        version: RowMapping,
+        version: Row,
         *,
         key_id: str | None,
         message: str | None,
-    ) -> tuple[RowMapping, bool]:
+    ) -> tuple[Row, bool]:
         """Create the endpoint `name` at `version`, or re-point it. Returns (row, changed)."""
         now = self.clock.now()
         config = _json.loads(version["config"])
@@ -444,7 +443,7 @@ class Catalog:
                 .values(build_state=state, build_error=error)
             )
 
-    async def env_users(self) -> tuple[list[RowMapping], list[RowMapping]]:
+    async def env_users(self) -> tuple[list[Row], list[Row]]:
         """Versions that have an environment (id, project, hash), and every endpoint's current
         and pending version: what `podium envs ls` shows and `gc` keeps."""
         async with self.store.tx() as conn:
@@ -467,7 +466,7 @@ class Catalog:
             )
         self._endpoints.clear()
 
-    async def history(self, endpoint_id: str) -> list[RowMapping]:
+    async def history(self, endpoint_id: str) -> list[Row]:
         """Every re-pointing of an endpoint, newest first."""
         async with self.store.tx() as conn:
             res = await conn.execute(

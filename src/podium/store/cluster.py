@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, delete, select, update
-from sqlalchemy.engine import RowMapping
 
-from podium.store.engine import Store
+from podium.store.engine import Row, Store
 from podium.store.tables import replicas, workers
 
 #: A replica not heard from for this long is no longer listed.
@@ -85,7 +84,7 @@ class Cluster:
             if gone:
                 await conn.execute(delete(workers).where(workers.c.id.in_(list(gone))))
 
-    async def workers(self, endpoint_id: str | None, *, seen_after: float) -> list[RowMapping]:
+    async def workers(self, endpoint_id: str | None, *, seen_after: float) -> list[Row]:
         """Workers heard from since `seen_after` (of one endpoint, or all)."""
         q = select(workers).where(workers.c.seen_at > seen_after)
         if endpoint_id is not None:

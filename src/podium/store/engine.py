@@ -2,12 +2,15 @@
 
 SQLite runs on the event loop itself, through one connection: every transaction is short and takes
 the write lock up front (`BEGIN IMMEDIATE`), so statements never hop to a thread and never meet
-`database is locked` half-way. Commits do not fsync (`synchronous=NORMAL`); a transaction whose
-effect is promised to someone (a job accepted, a result stored) waits for an fsync of the WAL, and
-one fsync, run off the loop, covers every commit made before it started: group commit, without a
-writer thread. Checkpoints (copying the WAL into the database file, with its fsyncs) run off the
-loop too, every few thousand changes, never inside a commit. Only a lock held by another process
-is waited for off the loop.
+`database is locked` half-way. The call path's few statements (`Prepared`) are compiled once and
+run on the driver's cursor: SQLAlchemy's execution layer cost more than SQLite's own work.
+
+Commits do not fsync (`synchronous=NORMAL`); a transaction whose effect is promised to someone (a
+job accepted, a result stored) waits for an fsync of the WAL, and one fsync, run off the loop,
+covers every commit made before it started: group commit, without a writer thread. Checkpoints
+(copying the WAL into the database file, with its fsyncs) run off the loop too, every few
+thousand changes, never inside a commit. Only a lock held by another process is waited for off
+the loop.
 
 PostgreSQL goes through the asyncio driver (psycopg 3) with a pool of kept connections, and the
 same policy: a transaction that promises nothing waits for no WAL flush (the connections'
@@ -22,17 +25,20 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias, cast
 
-from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy import Boolean, Connection, create_engine, event, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import CursorResult, make_url
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 from sqlalchemy.util.typing import TupleAny
 
 from podium.errors import ConfigError
@@ -90,28 +96,114 @@ _DURABLE = text("SET LOCAL synchronous_commit TO ON")
 _FLUSH = text("SELECT pg_current_xact_id()")
 
 
+#: A row as the store hands it out: read by column name.
+Row: TypeAlias = Mapping[Any, Any]
+
+
+class Prepared:
+    """A statement of the call path, compiled once for SQLite and run there on the driver's cursor
+    (no compiled-cache lookup, execution context or result object per call); on PostgreSQL it is
+    executed through SQLAlchemy like any other. Its binds are named (`bindparam`); values it
+    spells out (`status == 'IN_QUEUE'`) are bound as compiled. Boolean columns it returns come back
+    as bools, as SQLAlchemy's would.
+    """
+
+    __slots__ = ("statement", "sql", "names", "fixed", "booleans")
+
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        compiled = cast(ClauseElement, statement).compile(dialect=sqlite.dialect())
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = compiled.string
+        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
+        #: Binds whose value is part of the statement.
+        self.fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+        self.booleans = frozenset(
+            name for name, _, _, kind in getattr(compiled, "_result_columns", ()) if isinstance(kind, Boolean)
+        )
+
+    def run(self, raw: sqlite3.Connection, params: Mapping[str, Any]) -> list[Row]:
+        values = {**self.fixed, **params} if self.fixed else params
+        try:
+            cursor = raw.execute(self.sql, tuple(values[name] for name in self.names))
+            found = cursor.fetchall()
+        except sqlite3.Error as exc:  # as SQLAlchemy raises it, so callers catch one kind
+            raise DBAPIError.instance(self.sql, None, exc, sqlite3.Error) from exc
+        if cursor.description is None:
+            return []
+        names = [d[0] for d in cursor.description]
+        if not self.booleans.isdisjoint(names):
+            flags = [name in self.booleans for name in names]
+            found = [tuple(bool(v) if f and v is not None else v for v, f in zip(row, flags, strict=True))
+                     for row in found]
+        return [dict(zip(names, row, strict=True)) for row in found]
+
+
 class Conn(Protocol):
-    """What a transaction body may do: the subset of SQLAlchemy's AsyncConnection Podium uses."""
+    """What a transaction body may do: the subset of SQLAlchemy's AsyncConnection Podium uses,
+    and the call path's prepared statements."""
 
     async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[*TupleAny]: ...
 
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any: ...
+
+    async def rows(self, prepared: Prepared, parameters: Mapping[str, Any]) -> list[Row]: ...
 
 
 class _Inline:
     """A synchronous SQLAlchemy connection behind the async calls the queries are written with.
     Awaiting it never suspends: a transaction body runs to its end without the loop switching."""
 
-    __slots__ = ("sync",)
+    __slots__ = ("sync", "raw")
 
-    def __init__(self, sync: Connection) -> None:
+    def __init__(self, sync: Connection, raw: sqlite3.Connection) -> None:
         self.sync = sync
+        self.raw = raw
 
     async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[*TupleAny]:
         return self.sync.execute(statement, parameters)
 
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
         return self.sync.scalar(statement, parameters)
+
+    async def rows(self, prepared: Prepared, parameters: Mapping[str, Any]) -> list[Row]:
+        return prepared.run(self.raw, parameters)
+
+    def begin(self) -> None:
+        """BEGIN IMMEDIATE: the write lock now (sqlite3.OperationalError if another process has it)."""
+        self.raw.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        # SQLAlchemy's connection may have begun its own (no-op) transaction on a statement it ran.
+        if self.sync.in_transaction():
+            self.sync.commit()
+        else:
+            self.raw.commit()
+
+    def rollback(self) -> None:
+        if self.sync.in_transaction():
+            self.sync.rollback()
+        else:
+            self.raw.rollback()
+
+
+class _Pooled:
+    """A pooled PostgreSQL connection, with prepared statements run as ordinary ones."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[*TupleAny]:
+        return await self.conn.execute(statement, parameters)
+
+    async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
+        return await self.conn.scalar(statement, parameters)
+
+    async def rows(self, prepared: Prepared, parameters: Mapping[str, Any]) -> list[Row]:
+        result = await self.conn.execute(prepared.statement, dict(parameters))
+        return list(result.mappings().all()) if result.returns_rows else []
 
 
 def _fsync(path: str) -> None:
@@ -190,6 +282,16 @@ class Checkpointer:
         await asyncio.to_thread(_checkpoint, self.database, "TRUNCATE")
 
 
+def _fail(batch: asyncio.Future[None], exc: BaseException) -> None:
+    """A shared transaction that did not commit. As if the server had stopped before it: the
+    promised transactions in it (waiting on `batch`) fail; the others are redone (leases run
+    out, callers retry)."""
+    log.error("a transaction failed to commit; its changes are lost: %s", exc)
+    if not batch.done():
+        batch.set_exception(exc if isinstance(exc, Exception) else OperationalError("COMMIT", None, exc))
+        batch.exception()  # retrieved: the promised ones re-raise it; nobody else must
+
+
 class Store:
     """Owns the database connection(s); hands out short transactions.
 
@@ -205,8 +307,11 @@ class Store:
         self.sqlite = is_sqlite(url)
         self.busy_timeout = busy_timeout
         self.engine: AsyncEngine | None = None
-        self._sync: Connection | None = None
+        self._inline: _Inline | None = None
         self._lock = asyncio.Lock()
+        #: SQLite: the write transaction this loop turn's transactions share, committed by
+        #: `_commit` at the turn's end (see `tx`); resolved once committed.
+        self._open: asyncio.Future[None] | None = None
         self._wal: WalSync | None = None
         self._checkpoints: Checkpointer | None = None
         if self.sqlite:
@@ -234,46 +339,77 @@ class Store:
     async def migrate(self) -> None:
         await asyncio.to_thread(migrate, self.url)
 
-    def _connection(self) -> Connection:
-        if self._sync is None:
-            self._sync = self._sync_engine.connect()
-            raw = self._sync.connection.dbapi_connection
-            assert raw is not None
+    def _connection(self) -> _Inline:
+        if self._inline is None:
+            sync = self._sync_engine.connect()
+            raw = sync.connection.dbapi_connection
+            assert isinstance(raw, sqlite3.Connection)
+            self._inline = _Inline(sync, raw)
             database = make_url(sync_url(self.url)).database or ""
             self._wal = WalSync(f"{database}-wal", lambda: int(raw.total_changes))
             self._checkpoints = Checkpointer(database)
-        return self._sync
+        return self._inline
 
     @asynccontextmanager
     async def tx(self, *, durable: bool = True) -> AsyncIterator[Conn]:
-        """One transaction: committed on exit, rolled back on error.
+        """One transaction: rolled back on error, else committed.
+
+        On SQLite, the transactions of one loop turn share one commit at the turn's end (a
+        savepoint each, so one failing undoes only itself): the write lock is taken and the WAL
+        written once per turn, not once per request.
 
         `durable`: return only once the commit is on disk (for what is promised to a caller or a
         worker). False for transitions that are redone anyway if a crash loses them (a lease
-        taken, a heartbeat, a progress update), and for reads.
+        taken, a heartbeat, a progress update), and for reads; on SQLite these return before
+        the commit, which follows within the same turn.
         """
         if self.engine is not None:
             async with self.engine.begin() as pooled:
                 if durable:
                     await pooled.execute(_DURABLE)
-                yield pooled
+                yield _Pooled(pooled)
             return
         async with self._lock:
-            sync = self._connection()
-            await self._begin(sync)
+            inline = self._connection()
+            if self._open is None:
+                await self._begin(inline)
+                loop = asyncio.get_running_loop()
+                self._open = loop.create_future()
+                loop.call_soon(self._commit)
+            batch = self._open
             assert self._wal is not None
             before = self._wal.changes()
+            inline.raw.execute("SAVEPOINT tx")
             try:
-                yield _Inline(sync)
-            except BaseException:
-                sync.rollback()
+                yield inline
+            except BaseException as exc:
+                if inline.raw.in_transaction:
+                    inline.raw.execute("ROLLBACK TO tx")
+                    inline.raw.execute("RELEASE tx")
+                else:  # SQLite rolled the whole batch back (an I/O error, a full disk)
+                    self._open = None
+                    _fail(batch, exc)
                 raise
-            sync.commit()
+            inline.raw.execute("RELEASE tx")
             after = self._wal.changes()
-            assert self._checkpoints is not None
-            self._checkpoints.committed(after)
         if durable and after > before:
+            await batch
             await self._wal.durable(after)
+
+    def _commit(self) -> None:
+        """Commit the transactions of the loop turn that just ran: one commit for all of them."""
+        batch, self._open = self._open, None
+        if batch is None or self._inline is None:
+            return
+        try:
+            self._inline.commit()
+        except Exception as exc:
+            self._inline.rollback()
+            _fail(batch, exc)
+            return
+        assert self._checkpoints is not None and self._wal is not None
+        self._checkpoints.committed(self._wal.changes())
+        batch.set_result(None)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Conn]:
@@ -281,13 +417,13 @@ class Store:
         snapshot), so no write lock and no commit; elsewhere an ordinary transaction."""
         if self.engine is not None:
             async with self.engine.connect() as pooled:
-                yield pooled
+                yield _Pooled(pooled)
             return
         if self._lock.locked():  # a transaction is open on the one connection: wait for it
             async with self._lock:
-                yield _Inline(self._connection())
+                yield self._connection()
         else:
-            yield _Inline(self._connection())
+            yield self._connection()
 
     async def sync(self) -> None:
         """Make every commit so far durable (those of `durable=False` transactions included)."""
@@ -297,38 +433,41 @@ class Store:
                 await pooled.execute(_DURABLE)
                 await pooled.execute(_FLUSH)
             return
+        if self._open is not None:
+            await self._open
         if self._wal is not None:
             await self._wal.durable(self._wal.changes())
 
-    async def _begin(self, conn: Connection) -> None:
+    async def _begin(self, conn: _Inline) -> None:
         """Take the write lock; if another process holds it, wait for it off the loop."""
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.begin()
             return
-        except OperationalError as exc:
+        except sqlite3.OperationalError as exc:
             conn.rollback()
-            if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
-                raise
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
         await asyncio.to_thread(self._begin_waiting, conn)
 
-    def _begin_waiting(self, conn: Connection) -> None:
-        conn.exec_driver_sql(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+    def _begin_waiting(self, conn: _Inline) -> None:
+        conn.raw.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        except OperationalError:
+            conn.begin()
+        except sqlite3.OperationalError as exc:
             conn.rollback()
-            raise
+            raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
         finally:
-            conn.exec_driver_sql("PRAGMA busy_timeout=0")
+            conn.raw.execute("PRAGMA busy_timeout=0")
 
     async def close(self) -> None:
         if self.engine is not None:
             await self.engine.dispose()
             return
         async with self._lock:
-            if self._sync is not None:
-                self._sync.close()
-                self._sync = None
+            self._commit()
+            if self._inline is not None:
+                self._inline.sync.close()
+                self._inline = None
             self._sync_engine.dispose()
             if self._checkpoints is not None:
                 await self._checkpoints.close()

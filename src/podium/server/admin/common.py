@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.core.access import Principal
@@ -17,6 +16,7 @@ from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.store.catalog import SCALING
+from podium.store.engine import Row
 
 ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 #: Names that would be shadowed by the server's own paths. ("api" is allowed: only an app's own
@@ -39,7 +39,7 @@ def urls(request: Request, ep_id: str) -> dict[str, str]:
     }
 
 
-async def endpoint_view(rt: Runtime, request: Request, ep: RowMapping) -> dict[str, Any]:
+async def endpoint_view(rt: Runtime, request: Request, ep: Row) -> dict[str, Any]:
     info = await rt.version(ep)
     workers = await rt.pool.view(ep["id"])
     return {
@@ -73,7 +73,7 @@ def check_resources(rt: Runtime, settings: dict[str, Any]) -> None:
         raise HTTPError(422, "insufficient_resources", f"the service {refusal}")
 
 
-def service_record(request: Request, ep: RowMapping) -> dict[str, Any]:
+def service_record(request: Request, ep: Row) -> dict[str, Any]:
     """DigitalHub's service record: `url` is host:port/path without a scheme."""
     host = request.url.hostname or "127.0.0.1"
     port = request.url.port or (443 if request.url.scheme == "https" else 80)
@@ -90,7 +90,7 @@ async def changed_view(rt: Runtime, request: Request, principal: Principal, endp
     return JSONAnswer(await endpoint_view(rt, request, await rt.access.endpoint(principal, endpoint_id)))
 
 
-def version_summary(row: RowMapping) -> dict[str, Any]:
+def version_summary(row: Row) -> dict[str, Any]:
     return {k: row[k] for k in ("id", "service", "runtime", "size", "message", "created_by", "created_at",
                                 "env_hash", "build_state")}
 

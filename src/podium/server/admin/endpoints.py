@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Request
-from sqlalchemy.engine import RowMapping
 
 from podium.errors import ServiceDefinitionError
 from podium.logs import job_of
@@ -25,6 +24,7 @@ from podium.server.errors import HTTPError, not_found
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.store.catalog import RESOURCES, SCALING, EndpointState
+from podium.store.engine import Row
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -192,7 +192,7 @@ async def delete_secret(request: Request, ref: str, name: str) -> JSONAnswer:
     return await _secret_names(rt, ep)
 
 
-async def _secret_names(rt: Runtime, ep: RowMapping) -> JSONAnswer:
+async def _secret_names(rt: Runtime, ep: Row) -> JSONAnswer:
     rows = await rt.catalog.secrets(ep["id"])
     return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"],
                        "secrets": [{"name": r["name"], "updated_at": r["updated_at"]} for r in rows]})

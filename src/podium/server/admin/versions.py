@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
-from sqlalchemy.engine import RowMapping
 
 from podium import _json
 from podium.server.admin.common import read_from
@@ -15,11 +14,12 @@ from podium.server.auth import caller, runtime
 from podium.server.errors import not_found
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
+from podium.store.engine import Row
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 
-async def _version_for(request: Request, version_id: str) -> tuple[Runtime, RowMapping]:
+async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Row]:
     """Versions are readable by users of the project and by the workers that run them."""
     rt = runtime(request)
     principal = await caller(request, None)
