@@ -7,6 +7,8 @@ per server, so servers in one process (tests) do not mix their numbers.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 #: Seconds; wide enough for a cached handler (ms) and a model load (minutes).
@@ -58,12 +60,23 @@ class Metrics:
         self.leader = Gauge("podium_replica_leader", "1 on the replica that leads the installation, 0 on others",
                             registry=r)
 
+        # The call path's series, looked up once per label set: `labels()` takes a lock and
+        # checks its arguments every time, six times per job.
+        self.request = lru_cache(maxsize=4096)(self.http.labels)
+        self._submitted = lru_cache(maxsize=4096)(self.submitted.labels)
+        self._ended = lru_cache(maxsize=4096)(self.ended.labels)
+        self._delay = lru_cache(maxsize=4096)(self.delay.labels)
+        self._execution = lru_cache(maxsize=4096)(self.execution.labels)
+
+    def job_submitted(self, endpoint: str, kind: str) -> None:
+        self._submitted(endpoint, kind).inc()
+
     def job_ended(self, endpoint: str, status: str, delay_ms: int | None, execution_ms: int | None) -> None:
-        self.ended.labels(endpoint, status).inc()
+        self._ended(endpoint, status).inc()
         if delay_ms is not None:
-            self.delay.labels(endpoint).observe(delay_ms / 1000)
+            self._delay(endpoint).observe(delay_ms / 1000)
         if execution_ms is not None:
-            self.execution.labels(endpoint).observe(execution_ms / 1000)
+            self._execution(endpoint).observe(execution_ms / 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

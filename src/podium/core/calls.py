@@ -144,7 +144,7 @@ class Calls:
             first = await self._first_use(principal, *idempotency)
             assert first is not None
             return first
-        self.metrics.submitted.labels(ep["id"], kind).inc()
+        self.metrics.job_submitted(ep["id"], kind)
         return stored
 
     async def wait(self, job_id: str, timeout: float) -> Row | None:

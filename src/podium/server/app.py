@@ -54,7 +54,7 @@ class CountRequests:
         try:
             await self.app(scope, receive, record)
         finally:
-            self.metrics.http.labels(surface(scope["path"]), scope["method"], str(status)).inc()
+            self.metrics.request(surface(scope["path"]), scope["method"], str(status)).inc()
 
 
 class PodiumAPI(FastAPI):

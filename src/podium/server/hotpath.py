@@ -37,6 +37,8 @@ class HotRoute:
     handler: Handler
     #: The handler's query parameters, with the converter of each (int or str).
     query: dict[str, Callable[[str], Any]]
+    #: The metrics label of its requests (`podium.metrics.surface`).
+    surface: str
 
 
 def hot(method: str, path: str, handler: Handler) -> HotRoute:
@@ -50,7 +52,7 @@ def hot(method: str, path: str, handler: Handler) -> HotRoute:
         for name in inspect.signature(handler).parameters
         if name != "request" and name not in pattern.groupindex
     }
-    return HotRoute(method, pattern, handler, query)
+    return HotRoute(method, pattern, handler, query, surface(path))
 
 
 def _types(hint: Any) -> tuple[Any, ...]:
@@ -113,17 +115,18 @@ class HotPaths:
         request = Request(scope, receive)
         method, path = scope["method"], scope["path"]
         try:
-            for name, convert in route.query.items():
-                raw = request.query_params.get(name)
-                if raw is not None:
-                    params[name] = _convert(name, raw, convert)
+            if scope["query_string"]:
+                for name, convert in route.query.items():
+                    raw = request.query_params.get(name)
+                    if raw is not None:
+                        params[name] = _convert(name, raw, convert)
             response = await route.handler(request, **params)
         except Exception as exc:
             response = errors.answer(exc, method, path) or errors.bug(method, path)
         try:
             await response(scope, receive, send)
         finally:
-            self.metrics.http.labels(surface(path), method, str(response.status_code)).inc()
+            self.metrics.request(route.surface, method, str(response.status_code)).inc()
 
 
 def _convert(name: str, raw: str, convert: Callable[[str], Any]) -> Any:
