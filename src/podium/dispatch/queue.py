@@ -250,6 +250,9 @@ class JobQueue:
         self._fresh: set[str] = set()
         #: Final rows handed from finish() to the callers waiting on them, saving a read each.
         self._finals: dict[str, Row] = {}
+        #: SQLite: results stored but maybe not on disk yet, by job id, with the store's mark
+        #: after them: whoever shows one first makes it durable (see finish).
+        self._settling: dict[str, int] = {}
         #: Called with (endpoint_id, status, delay_ms, execution_ms) of each job that ends.
         self.on_end: Callable[[Row], None] | None = None
         #: Set when the server shuts down: long-polls answer at once instead of holding it up.
@@ -340,7 +343,7 @@ class JobQueue:
         """The job, or None once it is gone: past its ttl, or final for longer than retention."""
         async with self.store.read() as conn:
             found = await conn.rows(_GET, {"b_job": job_id, **self._alive_params(self.clock.now())})
-            return found[0] if found else None
+        return await self._shown(found[0] if found else None)
 
     async def find(
         self, project_id: str, *, status: str | None = None, endpoint_id: str | None = None,
@@ -356,7 +359,10 @@ class JobQueue:
             res = await conn.execute(
                 q.order_by(jobs.c.created_at.desc()).limit(limit), self._alive_params(self.clock.now())
             )
-            return list(res.mappings().all())
+            rows: list[Row] = list(res.mappings().all())
+        if any(r["id"] in self._settling for r in rows):
+            await self.store.sync()
+        return rows
 
     async def wait_final(self, job_id: str, timeout: float, *, promise: bool = True) -> Row | None:
         """The job once final, or as it is when `timeout` runs out (None if it does not exist).
@@ -371,7 +377,7 @@ class JobQueue:
             try:
                 while True:
                     if not pending:
-                        row = self._finals.pop(job_id, None) or await self.get(job_id)
+                        row = await self._shown(self._finals.pop(job_id, None)) or await self.get(job_id)
                         if row is None or row["status"] in FINAL:
                             return row
                     pending = False
@@ -623,15 +629,35 @@ class JobQueue:
         if row is not None:
             waited = self.notifier.listeners(job_key(job_id)) > 0
             if row["kind"] == "run" or not waited:
-                # A result is promised once stored, unless its caller is there to receive it
-                # (a crash before that answer runs the job again).
-                await self.store.sync()
+                # A result is promised once shown, unless its caller is there to receive it (a
+                # crash before that answer runs the job again).
+                await self._promise(job_id)
             if waited:
                 if len(self._finals) > 10_000:  # rows only stream followers saw
                     self._finals.clear()
                 self._finals[job_id] = row
             await self._ended([job_id], [row])
         return row is not None
+
+    async def _promise(self, job_id: str) -> None:
+        """Make a stored result durable before anyone can be shown it. On SQLite only this server
+        shows it: the worker's answer does not wait for the fsync, whoever reads the result
+        first does (`_shown`), so one fsync covers the results of many workers. With replicas,
+        another may show it at once: durable now."""
+        if not self.store.sqlite:
+            await self.store.sync()
+            return
+        if len(self._settling) >= 10_000:  # results nobody read: all made durable at once
+            await self.store.sync()
+            self._settling.clear()
+        self._settling[job_id] = self.store.mark()
+
+    async def _shown(self, row: Row | None) -> Row | None:
+        """The row, its result on disk first if it was not yet (see `_promise`)."""
+        if row is not None and row["id"] in self._settling:
+            await self.store.sync(upto=self._settling[row["id"]])
+            self._settling.pop(row["id"], None)
+        return row
 
     async def _retry_later(self, job_id: str, worker_id: str, error: str, endpoint_id: str | None) -> bool:
         """Queue a failed attempt again if it has route retries left; True if it did."""

@@ -425,18 +425,25 @@ class Store:
         else:
             yield self._connection()
 
-    async def sync(self) -> None:
-        """Make every commit so far durable (those of `durable=False` transactions included)."""
+    def mark(self) -> int:
+        """SQLite: where the store's history is now (its running count of changes), for
+        `sync(upto=...)` later. 0 elsewhere."""
+        return self._wal.changes() if self._wal is not None else 0
+
+    async def sync(self, upto: int | None = None) -> None:
+        """Make every commit so far durable (those of `durable=False` transactions included);
+        on SQLite, with `upto` (a `mark()`), only as far as that: nothing once it is on disk."""
         if self.engine is not None:
             # A durable commit that writes WAL (an xid) flushes the WAL up to it, so every commit before.
             async with self.engine.begin() as pooled:
                 await pooled.execute(_DURABLE)
                 await pooled.execute(_FLUSH)
             return
+        if self._wal is None or (upto is not None and self._wal.synced >= upto):
+            return
         if self._open is not None:
             await self._open
-        if self._wal is not None:
-            await self._wal.durable(self._wal.changes())
+        await self._wal.durable(self._wal.changes() if upto is None else upto)
 
     async def _begin(self, conn: _Inline) -> None:
         """Take the write lock; if another process holds it, wait for it off the loop."""
