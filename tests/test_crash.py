@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,22 @@ def test_server_kill9_workers_exit_on_their_own_and_every_job_ends(server_factor
         assert job["attempt"] == 1 and not job["attempt_errors"], job
     health = srv.http.get(f"/v2/{eid}/health").json()["jobs"]
     assert health["inProgress"] == 0 and health["inQueue"] == 0 and health["completed"] == 5
+
+
+def test_jobs_accepted_together_survive_a_kill9_right_after_their_200s(server_factory, tmp_path):
+    """1. 200 /run requests from 32 threads at once: their jobs share commits and fsyncs.
+    2. kill -9 the server the moment the last 200 is in.
+    3. Start it again on the same home: every job that was answered 200 is there and completes."""
+    srv = server_factory(tmp_path / "home")
+    eid = deploy(srv, "burst", "--min-workers", "0", "--max-workers", "1")
+    with ThreadPoolExecutor(32) as pool:
+        accepted = list(pool.map(lambda i: run(srv, eid, value=i), range(200)))
+    srv.stop(signal.SIGKILL)
+
+    srv.start()
+    for i, job_id in enumerate(accepted):
+        job = srv.wait_job(job_id, timeout=60)
+        assert job["status"] == "COMPLETED" and job["output"]["value"] == i, job
 
 
 # -- (b) a worker that stops pinging without dying ----------------------------------------------

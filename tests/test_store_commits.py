@@ -1,0 +1,84 @@
+"""How transactions reach the disk: SQLite's shared commit per loop turn, and results made
+durable before they are shown rather than before the worker is answered."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select
+
+from podium.dispatch import JobQueue, JobStatus, NewJob
+from podium.store import Store, migrate
+from podium.store import engine as store_engine
+from podium.store.tables import projects
+
+
+@pytest.fixture
+async def lite(tmp_path: Path) -> AsyncIterator[Store]:
+    url = f"sqlite:///{tmp_path / 'podium.db'}"
+    migrate(url)
+    s = Store(url)
+    yield s
+    await s.close()
+
+
+def on_disk(store: Store, table: str = "projects") -> set[str]:
+    """Ids another connection sees: what was committed."""
+    path = store.url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as other:
+        return {row[0] for row in other.execute(f"SELECT id FROM {table}")}
+
+
+async def add_project(store: Store, pid: str, *, fail: bool = False, durable: bool = False) -> None:
+    async with store.tx(durable=durable) as conn:
+        await conn.execute(insert(projects).values(id=pid, name=pid, created_at=0.0))
+        if fail:
+            raise RuntimeError("the body failed after its insert")
+
+
+async def test_one_turns_transactions_share_a_commit_and_a_failing_one_undoes_only_itself(lite: Store) -> None:
+    results = await asyncio.gather(
+        add_project(lite, "a"), add_project(lite, "b", fail=True), add_project(lite, "c"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], RuntimeError) and results[0] is None and results[2] is None
+    await lite.sync()
+    assert on_disk(lite) == {"a", "c"}
+    async with lite.read() as conn:
+        assert {r[0] for r in (await conn.execute(select(projects.c.id))).all()} == {"a", "c"}
+
+
+async def test_a_durable_transaction_returns_once_committed_and_synced(
+    lite: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsyncs: list[str] = []
+    real = store_engine._fsync
+
+    def counted(path: str) -> None:
+        fsyncs.append(path)
+        real(path)
+
+    monkeypatch.setattr(store_engine, "_fsync", counted)
+    await asyncio.gather(add_project(lite, "d", durable=True), add_project(lite, "e", durable=True))
+    assert on_disk(lite) == {"d", "e"}
+    assert len(fsyncs) == 1, "two promises of one turn share one fsync"
+
+
+async def test_a_result_is_on_disk_before_it_is_shown_not_before_the_worker_is_answered(
+    lite: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    q = JobQueue(lite)
+    jid = await q.enqueue(NewJob(project_id="p", endpoint_id="ep", route="/", input={}))
+    await q.take("ep", "w1", lease=30)
+    fsyncs: list[str] = []
+    monkeypatch.setattr(store_engine, "_fsync", fsyncs.append)
+    assert await q.finish(jid, "w1", output={"ok": True})
+    assert fsyncs == [], "the worker's answer does not wait for the disk"
+    row = await q.get(jid)
+    assert row is not None and row["status"] == JobStatus.COMPLETED
+    assert len(fsyncs) == 1, "shown only once durable"
+    assert (await q.get(jid)) is not None and len(fsyncs) == 1, "once durable, shown at once"
