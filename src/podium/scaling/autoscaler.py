@@ -90,6 +90,14 @@ class Autoscaler:
         self._closing = False
         self._task = asyncio.create_task(self._run(), name="podium-autoscaler")
 
+    def halt(self) -> None:
+        """The server is stopping and no longer accepts connections: start no worker (it could
+        not reach this server), and take no worker's exit for a failed start. `close` then
+        stops the workers."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+
     async def close(self) -> None:
         self._closing = True
         if self._task is not None:

@@ -34,7 +34,10 @@ def run(settings: Settings, on_started: Callable[[Runtime], None] | None = None)
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: Any = None) -> None:
-            runtime.queue.close()  # answer held long-polls now, so shutdown is not held up
+            # Answer held long-polls now, so shutdown is not held up; and start no worker while
+            # connections drain: it could not reach a server that no longer listens.
+            runtime.queue.close()
+            runtime.scaler.halt()
             await super().shutdown(sockets)
 
     Server(config).run()
