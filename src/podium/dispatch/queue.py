@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     update,
@@ -101,6 +102,10 @@ ENDED_KEY = "ended"
 # it costs a compiled-cache hit instead of a rebuild and a fresh cache key on every call.
 
 _NOW = bindparam("b_now", type_=Float)
+#: Live statuses spelled out in the SQL as the indexes over live jobs say them (store/tables.py):
+#: with a bound value the planner could not use those indexes.
+_QUEUED = jobs.c.status == literal_column(f"'{JobStatus.IN_QUEUE.value}'")
+_RUNNING = jobs.c.status == literal_column(f"'{JobStatus.IN_PROGRESS.value}'")
 
 
 def _alive_clause() -> ColumnElement[bool]:
@@ -127,7 +132,7 @@ def _ending(status: Any, now: Any, **more: Any) -> dict[str, Any]:
             "stream_closed": True, **more}
 _HELD = and_(
     jobs.c.id == bindparam("b_job"), jobs.c.worker_id == bindparam("b_worker"),
-    jobs.c.status == JobStatus.IN_PROGRESS,
+    _RUNNING,
 )
 #: A job this worker holds (binds b_job, b_worker), and of this endpoint (also b_endpoint).
 _HELD_BY = {False: _HELD, True: and_(_HELD, jobs.c.endpoint_id == bindparam("b_endpoint"))}
@@ -143,7 +148,7 @@ _PICKED = (
     select(jobs.c.id)
     .where(
         jobs.c.endpoint_id == bindparam("b_endpoint"),
-        jobs.c.status == JobStatus.IN_QUEUE,
+        _QUEUED,
         or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > _NOW),
         or_(jobs.c.run_after.is_(None), jobs.c.run_after <= _NOW),
     )
@@ -154,7 +159,7 @@ _PICKED = (
 )
 _TAKE = Prepared(
     update(jobs)
-    .where(jobs.c.id == _PICKED.c.id, jobs.c.status == JobStatus.IN_QUEUE)
+    .where(jobs.c.id == _PICKED.c.id, _QUEUED)
     .values(
         status=JobStatus.IN_PROGRESS,
         worker_id=bindparam("b_worker"),
@@ -418,7 +423,7 @@ class JobQueue:
         async with self.store.read() as conn:
             res = await conn.execute(
                 select(jobs.c.worker_id, jobs.c.id).where(
-                    jobs.c.worker_id.in_(list(worker_ids)), jobs.c.status == JobStatus.IN_PROGRESS
+                    jobs.c.worker_id.in_(list(worker_ids)), _RUNNING
                 )
             )
             out: dict[str, list[str]] = {}
@@ -434,7 +439,7 @@ class JobQueue:
             res = await conn.execute(
                 select(jobs.c.endpoint_id, func.count(), func.min(jobs.c.created_at))
                 .where(
-                    jobs.c.status == JobStatus.IN_QUEUE,
+                    _QUEUED,
                     jobs.c.low_priority.is_(False),
                     or_(jobs.c.run_after.is_(None), jobs.c.run_after <= now),
                 )
@@ -447,7 +452,7 @@ class JobQueue:
         async with self.store.read() as conn:
             n = await conn.scalar(
                 select(func.count()).where(
-                    jobs.c.endpoint_id == endpoint_id, jobs.c.status == JobStatus.IN_QUEUE
+                    jobs.c.endpoint_id == endpoint_id, _QUEUED
                 )
             ) or 0
         self._depth[endpoint_id] = n
@@ -534,7 +539,7 @@ class JobQueue:
                 .where(
                     jobs.c.id.in_(list(job_ids)),
                     jobs.c.worker_id == worker_id,
-                    jobs.c.status == JobStatus.IN_PROGRESS,
+                    _RUNNING,
                 )
                 .values(
                     status=JobStatus.IN_QUEUE, worker_id=None, lease_until=None,
@@ -553,7 +558,7 @@ class JobQueue:
         if not job_ids:
             return 0
         cond = and_(jobs.c.id.in_(list(job_ids)), jobs.c.worker_id == worker_id,
-                    jobs.c.status == JobStatus.IN_PROGRESS)
+                    _RUNNING)
         if endpoint_id is not None:
             cond = and_(cond, jobs.c.endpoint_id == endpoint_id)
         async with self.store.tx(durable=False) as conn:
@@ -696,7 +701,7 @@ class JobQueue:
         Returns the ids recovered.
         """
         now = self.clock.now()
-        cond: ColumnElement[bool] = jobs.c.status == JobStatus.IN_PROGRESS
+        cond: ColumnElement[bool] = _RUNNING
         if worker_id is not None:
             cond = and_(cond, jobs.c.worker_id == worker_id)
         else:
@@ -731,7 +736,7 @@ class JobQueue:
                     update(jobs)
                     .where(
                         jobs.c.id == row["id"],
-                        jobs.c.status == JobStatus.IN_PROGRESS,
+                        _RUNNING,
                         jobs.c.worker_id == row["worker_id"],
                     )
                     .values(**values)
@@ -775,7 +780,7 @@ class JobQueue:
         async with self.store.tx() as conn:
             res = await conn.execute(
                 update(jobs)
-                .where(jobs.c.endpoint_id == endpoint_id, jobs.c.status == JobStatus.IN_QUEUE)
+                .where(jobs.c.endpoint_id == endpoint_id, _QUEUED)
                 .values(**_ending(status, self.clock.now(), **more))
                 .returning(jobs.c.id)
             )
@@ -851,7 +856,7 @@ class JobQueue:
         async with self.store.tx() as conn:
             res = await conn.execute(
                 update(jobs)
-                .where(jobs.c.status == JobStatus.IN_PROGRESS, jobs.c.deadline_at <= now)
+                .where(_RUNNING, jobs.c.deadline_at <= now)
                 .values(**_ending(
                     JobStatus.TIMED_OUT, now,
                     error=literal("execution timeout: the job ran longer than ")
@@ -870,7 +875,7 @@ class JobQueue:
         """The earliest execution deadline of a running job (the autoscaler wakes for it)."""
         async with self.store.tx() as conn:
             deadline = await conn.scalar(
-                select(func.min(jobs.c.deadline_at)).where(jobs.c.status == JobStatus.IN_PROGRESS)
+                select(func.min(jobs.c.deadline_at)).where(_RUNNING)
             )
         return None if deadline is None else float(deadline)
 
