@@ -1,5 +1,6 @@
-"""How transactions reach the disk: SQLite's shared commit per loop turn, and results made
-durable before they are shown rather than before the worker is answered."""
+"""How transactions reach the disk (SQLite's shared commit per loop turn; results made durable
+before they are shown rather than before the worker is answered), and how the call path finds
+live jobs."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from podium.dispatch import JobQueue, JobStatus, NewJob
 from podium.store import Store, migrate
 from podium.store import engine as store_engine
-from podium.store.tables import projects
+from podium.store.tables import jobs, projects
 
 
 @pytest.fixture
@@ -82,3 +84,18 @@ async def test_a_result_is_on_disk_before_it_is_shown_not_before_the_worker_is_a
     assert row is not None and row["status"] == JobStatus.COMPLETED
     assert len(fsyncs) == 1, "shown only once durable"
     assert (await q.get(jid)) is not None and len(fsyncs) == 1, "once durable, shown at once"
+
+
+def test_the_call_path_finds_live_jobs_through_the_indexes_of_live_jobs(lite: Store) -> None:
+    """Ended jobs kept for reading must not be walked by a take or a lease check: the statuses
+    are spelled out in the SQL, so SQLite can use the partial indexes (a bound status could not)."""
+    from podium.dispatch.queue import _RUNNING, _TAKE
+
+    path = lite.url.removeprefix("sqlite:///")
+    running = str(select(jobs.c.id).where(_RUNNING, jobs.c.lease_until < 0).compile(
+        dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True}))
+    with sqlite3.connect(path) as other:
+        take = " ".join(r[3] for r in other.execute(f"EXPLAIN QUERY PLAN {_TAKE.sql}", [0] * len(_TAKE.names)))
+        lease = " ".join(r[3] for r in other.execute(f"EXPLAIN QUERY PLAN {running}"))
+    assert "USING INDEX ix_jobs_queued" in take, take
+    assert "USING INDEX ix_jobs_running" in lease, lease
