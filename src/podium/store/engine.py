@@ -26,7 +26,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias, cast
 
@@ -108,7 +108,7 @@ class Prepared:
     as bools, as SQLAlchemy's would.
     """
 
-    __slots__ = ("statement", "sql", "names", "fixed", "booleans")
+    __slots__ = ("statement", "sql", "names", "fixed", "booleans", "_columns", "_flags")
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
@@ -121,22 +121,29 @@ class Prepared:
         self.booleans = frozenset(
             name for name, _, _, kind in getattr(compiled, "_result_columns", ()) if isinstance(kind, Boolean)
         )
+        #: The names of the columns it returns, and which of them are booleans (its first rows tell).
+        self._columns: list[str] | None = None
+        self._flags: list[str] = []
 
     def run(self, raw: sqlite3.Connection, params: Mapping[str, Any]) -> list[Row]:
         values = {**self.fixed, **params} if self.fixed else params
         try:
-            cursor = raw.execute(self.sql, tuple(values[name] for name in self.names))
+            cursor = raw.execute(self.sql, [values[name] for name in self.names])
             found = cursor.fetchall()
         except sqlite3.Error as exc:  # as SQLAlchemy raises it, so callers catch one kind
             raise DBAPIError.instance(self.sql, None, exc, sqlite3.Error) from exc
-        if cursor.description is None:
+        if not found:
             return []
-        names = [d[0] for d in cursor.description]
-        if not self.booleans.isdisjoint(names):
-            flags = [name in self.booleans for name in names]
-            found = [tuple(bool(v) if f and v is not None else v for v, f in zip(row, flags, strict=True))
-                     for row in found]
-        return [dict(zip(names, row, strict=True)) for row in found]
+        columns = self._columns
+        if columns is None:
+            columns = self._columns = [d[0] for d in cursor.description]
+            self._flags = [name for name in columns if name in self.booleans]
+        rows = [dict(zip(columns, row, strict=False)) for row in found]
+        for name in self._flags:
+            for row in rows:
+                if row[name] is not None:
+                    row[name] = bool(row[name])
+        return cast("list[Row]", rows)
 
 
 class Conn(Protocol):
@@ -292,6 +299,40 @@ def _fail(batch: asyncio.Future[None], exc: BaseException) -> None:
         batch.exception()  # retrieved: the promised ones re-raise it; nobody else must
 
 
+class _Shared:
+    """One SQLite transaction in the loop turn's shared one (see `Store.tx`): a class, not a
+    generator, as three of them run per job."""
+
+    __slots__ = ("store", "durable", "inline", "batch", "before")
+
+    def __init__(self, store: Store, durable: bool) -> None:
+        self.store = store
+        self.durable = durable
+
+    async def __aenter__(self) -> Conn:
+        store = self.store
+        await store._lock.acquire()
+        try:
+            self.inline, self.batch = await store._enter()
+        except BaseException:
+            store._lock.release()
+            raise
+        self.before = self.inline.raw.total_changes
+        return self.inline
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        store = self.store
+        try:
+            store._leave(self.inline, self.batch, exc)
+            after = self.inline.raw.total_changes
+        finally:
+            store._lock.release()
+        if exc is None and self.durable and after > self.before:
+            await self.batch
+            assert store._wal is not None
+            await store._wal.durable(after)
+
+
 class Store:
     """Owns the database connection(s); hands out short transactions.
 
@@ -350,8 +391,7 @@ class Store:
             self._checkpoints = Checkpointer(database)
         return self._inline
 
-    @asynccontextmanager
-    async def tx(self, *, durable: bool = True) -> AsyncIterator[Conn]:
+    def tx(self, *, durable: bool = True) -> AbstractAsyncContextManager[Conn]:
         """One transaction: rolled back on error, else committed.
 
         On SQLite, the transactions of one loop turn share one commit at the turn's end (a
@@ -364,37 +404,38 @@ class Store:
         the commit, which follows within the same turn.
         """
         if self.engine is not None:
-            async with self.engine.begin() as pooled:
-                if durable:
-                    await pooled.execute(_DURABLE)
-                yield _Pooled(pooled)
-            return
-        async with self._lock:
-            inline = self._connection()
-            if self._open is None:
-                await self._begin(inline)
-                loop = asyncio.get_running_loop()
-                self._open = loop.create_future()
-                loop.call_soon(self._commit)
-            batch = self._open
-            assert self._wal is not None
-            before = self._wal.changes()
-            inline.raw.execute("SAVEPOINT tx")
-            try:
-                yield inline
-            except BaseException as exc:
-                if inline.raw.in_transaction:
-                    inline.raw.execute("ROLLBACK TO tx")
-                    inline.raw.execute("RELEASE tx")
-                else:  # SQLite rolled the whole batch back (an I/O error, a full disk)
-                    self._open = None
-                    _fail(batch, exc)
-                raise
+            return self._pooled(self.engine, durable)
+        return _Shared(self, durable)
+
+    @asynccontextmanager
+    async def _pooled(self, engine: AsyncEngine, durable: bool) -> AsyncIterator[Conn]:
+        async with engine.begin() as pooled:
+            if durable:
+                await pooled.execute(_DURABLE)
+            yield _Pooled(pooled)
+
+    async def _enter(self) -> tuple[_Inline, asyncio.Future[None]]:
+        """Under the lock: the shared transaction (begun, its commit scheduled, if none is open),
+        and a savepoint in it for the caller."""
+        inline = self._connection()
+        if self._open is None:
+            await self._begin(inline)
+            loop = asyncio.get_running_loop()
+            self._open = loop.create_future()
+            loop.call_soon(self._commit)
+        inline.raw.execute("SAVEPOINT tx")
+        return inline, self._open
+
+    def _leave(self, inline: _Inline, batch: asyncio.Future[None], exc: BaseException | None) -> None:
+        """Under the lock: keep the caller's savepoint, or undo it (`exc`)."""
+        if exc is None:
             inline.raw.execute("RELEASE tx")
-            after = self._wal.changes()
-        if durable and after > before:
-            await batch
-            await self._wal.durable(after)
+        elif inline.raw.in_transaction:
+            inline.raw.execute("ROLLBACK TO tx")
+            inline.raw.execute("RELEASE tx")
+        else:  # SQLite rolled the whole batch back (an I/O error, a full disk)
+            self._open = None
+            _fail(batch, exc)
 
     def _commit(self) -> None:
         """Commit the transactions of the loop turn that just ran: one commit for all of them."""
