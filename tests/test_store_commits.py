@@ -99,3 +99,22 @@ def test_the_call_path_finds_live_jobs_through_the_indexes_of_live_jobs(lite: St
         lease = " ".join(r[3] for r in other.execute(f"EXPLAIN QUERY PLAN {running}"))
     assert "USING INDEX ix_jobs_queued" in take, take
     assert "USING INDEX ix_jobs_running" in lease, lease
+
+
+async def test_the_wal_is_started_over_under_sustained_writes(
+    lite: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit every loop turn with checkpoints running beside it: without a rewind the WAL
+    never starts over (each commit adds frames for ever); with one it stays small."""
+    monkeypatch.setattr(store_engine, "REWIND_FRAMES", 64)
+    async with lite.tx():
+        pass
+    assert lite._checkpoints is not None
+    lite._checkpoints.every = 20
+    for i in range(2000):
+        await add_project(lite, f"p{i}")
+        await asyncio.sleep(0)  # the turn ends: its commit
+    await lite.sync()
+    frames, _ = store_engine._checkpoint(lite.url.removeprefix("sqlite:///"), "PASSIVE")
+    assert frames < 1000, f"the WAL holds {frames} frames after 2,000 commits: never started over"
+    assert len(on_disk(lite)) == 2000
