@@ -25,7 +25,7 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias, cast
@@ -274,11 +274,16 @@ class Checkpointer:
     and before any other commit. Under sustained writes that moment never comes (the writer
     commits every loop turn, the copy runs in a thread), and the WAL, whose index is mapped into
     the server's memory, grew without end: a gigabyte in 16 s at 1,600 runsync/s. Once it holds
-    REWIND_FRAMES, `rewind` makes that moment (see Store._rewind)."""
+    REWIND_FRAMES, it makes that moment: with the writer paused (`quiet`: the store's lock held,
+    no transaction open) a second checkpoint copies what the first left (what was written while
+    it ran: 3-5 ms of work under load), and the next transaction writes from the WAL's start
+    (which cuts the file back to 64 MiB). Transactions wait meanwhile; the loop does not."""
 
-    def __init__(self, database: str, rewind: Callable[[], Awaitable[None]], every: int = 2000) -> None:
+    def __init__(
+        self, database: str, quiet: Callable[[], AbstractAsyncContextManager[None]], every: int = 2000
+    ) -> None:
         self.database = database
-        self.rewind = rewind
+        self.quiet = quiet
         self.every = every
         self._mark = 0
         self._running: asyncio.Task[None] | None = None
@@ -293,7 +298,8 @@ class Checkpointer:
         try:
             frames, _ = await asyncio.to_thread(_checkpoint, self.database, "PASSIVE")
             if frames >= REWIND_FRAMES:
-                await self.rewind()
+                async with self.quiet():
+                    await asyncio.to_thread(_checkpoint, self.database, "PASSIVE")
         except sqlite3.Error as exc:  # a later one catches up
             log.warning("WAL checkpoint failed: %s", exc)
         finally:
@@ -301,7 +307,7 @@ class Checkpointer:
 
     async def stop(self) -> None:
         """Start no more checkpoints, and let the running one end (without the store's lock
-        held: it may take it to rewind)."""
+        held: it may take it, see `quiet`)."""
         self._stopped = True
         if self._running is not None:
             await self._running
@@ -339,14 +345,14 @@ class _Shared:
         except BaseException:
             store._lock.release()
             raise
-        self.before = self.inline.raw.total_changes
+        self.before = store.mark()
         return self.inline
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         store = self.store
         try:
             store._leave(self.inline, self.batch, exc)
-            after = self.inline.raw.total_changes
+            after = store.mark()
         finally:
             store._lock.release()
         if exc is None and self.durable and after > self.before:
@@ -410,7 +416,7 @@ class Store:
             self._inline = _Inline(sync, raw)
             database = make_url(sync_url(self.url)).database or ""
             self._wal = WalSync(f"{database}-wal", lambda: int(raw.total_changes))
-            self._checkpoints = Checkpointer(database, self._rewind)
+            self._checkpoints = Checkpointer(database, self._quiet)
         return self._inline
 
     def tx(self, *, durable: bool = True) -> AbstractAsyncContextManager[Conn]:
@@ -459,15 +465,12 @@ class Store:
             self._open = None
             _fail(batch, exc)
 
-    async def _rewind(self) -> None:
-        """Start the WAL over: with the lock ours and no transaction open, a checkpoint copies
-        what the last one left (what was written while it ran: 3-5 ms of work under load), so
-        the next transaction writes from the WAL's start (and cuts the file to 64 MiB).
-        Transactions wait meanwhile; the loop does not."""
+    @asynccontextmanager
+    async def _quiet(self) -> AsyncIterator[None]:
+        """No transaction open, and none begins until this ends (for Checkpointer)."""
         async with self._lock:
             self._commit()
-            database = make_url(sync_url(self.url)).database or ""
-            await asyncio.to_thread(_checkpoint, database, "PASSIVE")
+            yield
 
     def _commit(self) -> None:
         """Commit the transactions of the loop turn that just ran: one commit for all of them."""
