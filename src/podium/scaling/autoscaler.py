@@ -99,9 +99,8 @@ class Autoscaler:
             self._task.cancel()
 
     async def close(self) -> None:
-        self._closing = True
+        self.halt()
         if self._task is not None:
-            self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Protocol
 
 from podium.config import Settings
@@ -53,6 +54,14 @@ def worker_args(info: WorkerInfo, concurrency: int) -> list[str]:
     if info.version_id:
         args += ["--version", info.version_id]
     return args
+
+
+def worker_log(settings: Settings, info: WorkerInfo, endpoint_name: str) -> Path:
+    """Where the worker's output goes (`<logs>/<endpoint>/<worker>.log`), set on `info`."""
+    log_dir = settings.logs / endpoint_name
+    log_dir.mkdir(parents=True, exist_ok=True)
+    info.log_path = log_dir / f"{info.id}.log"
+    return info.log_path
 
 
 def worker_env(*, token: str, url: str, ping_interval: float) -> dict[str, str]:

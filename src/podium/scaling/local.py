@@ -12,7 +12,7 @@ from pathlib import Path
 from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
-from podium.scaling.backend import ExitCallback, worker_args, worker_env
+from podium.scaling.backend import ExitCallback, worker_args, worker_env, worker_log
 from podium.scaling.forkserver import ForkServers
 from podium.scaling.gpus import GpuPool, detect
 from podium.scaling.resources import Resources
@@ -102,9 +102,7 @@ class LocalBackend:
     ) -> None:
         """Spawn the worker on `interpreter` (the version's environment, or the server's Python);
         `env` (the endpoint's secrets) joins its environment."""
-        log_dir = self.settings.logs / endpoint_name
-        log_dir.mkdir(parents=True, exist_ok=True)
-        info.log_path = log_dir / f"{info.id}.log"
+        log_path = worker_log(self.settings, info, endpoint_name)
         child_env = interpreter.environ({**os.environ, **(env or {})})
         child_env.update(self._devices(info, resources))
         child_env.update(
@@ -114,7 +112,7 @@ class LocalBackend:
         cmd = [interpreter.python, *worker_args(info, concurrency), "--parent-pid", str(os.getpid())]
         try:
             info.process = await self.forks.start(
-                info, cmd, env=child_env, log_path=info.log_path, interpreter=interpreter
+                info, cmd, env=child_env, log_path=log_path, interpreter=interpreter
             )
         except BaseException:  # nothing started: its devices are free again
             self.gpus.release(info.id)

@@ -40,7 +40,7 @@ from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
 from podium.errors import ConfigError
 from podium.logs import stamp
-from podium.scaling.backend import ExitCallback, worker_args, worker_env
+from podium.scaling.backend import ExitCallback, worker_args, worker_env, worker_log
 from podium.scaling.resources import Resources
 
 log = logging.getLogger("podium.scaling")
@@ -275,9 +275,7 @@ class RayBackend:
     ) -> None:
         """Create the worker's actor with the endpoint's resources; `env` (the endpoint's
         secrets) joins the worker's environment on its node."""
-        log_dir = self.settings.logs / endpoint_name
-        log_dir.mkdir(parents=True, exist_ok=True)
-        info.log_path = log_dir / f"{info.id}.log"
+        worker_log(self.settings, info, endpoint_name)
         try:
             await self._connect()
         except (ConnectionError, ConfigError) as exc:
