@@ -95,6 +95,20 @@ async def test_wait_final_is_woken_by_finish(store):
     assert row["status"] == JobStatus.COMPLETED
 
 
+async def test_wait_final_for_another_endpoint_does_not_wait(store):
+    """A /status for a job of another endpoint is answered 404 at once, not after a hold."""
+    q = JobQueue(store)
+    jid = await q.enqueue(job())
+    row = await asyncio.wait_for(q.wait_final(jid, timeout=30, promise=False, endpoint_id="ep2"), 5)
+    assert row["id"] == jid and row["endpoint_id"] == "ep1" and row["status"] == JobStatus.IN_QUEUE
+    waiter = asyncio.create_task(q.wait_final(jid, timeout=30, promise=False, endpoint_id="ep1"))
+    await asyncio.sleep(0.05)
+    assert not waiter.done(), "its own endpoint's caller waits for the job to end"
+    await q.take("ep1", "w1", lease=30)
+    await q.finish(jid, "w1", output=7)
+    assert (await asyncio.wait_for(waiter, 5))["status"] == JobStatus.COMPLETED
+
+
 async def test_lost_lease_requeues_then_fails(store):
     clock = FakeClock()
     q = JobQueue(store, clock=clock)

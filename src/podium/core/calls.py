@@ -20,6 +20,7 @@ from podium.core.errors import (
 from podium.core.options import JobOptions
 from podium.core.records import RouteRecord
 from podium.dispatch.queue import DuplicateRequest, JobQueue, NewJob
+from podium.ids import uuid7
 from podium.metrics import Metrics
 from podium.netguard import UnsafeURL, allow_private_from_env, check_url
 from podium.sdk.service import DEFAULT_TIMEOUT_S
@@ -134,9 +135,8 @@ class Calls:
             low_priority=options.low_priority,
             idempotency=idempotency,
             awaited=awaited,
+            id=job_id or uuid7(),
         )
-        if job_id is not None:
-            new.id = job_id
         try:
             stored = await self.queue.enqueue(new)
         except DuplicateRequest:  # the same key, stored a moment ago by a concurrent request

@@ -39,6 +39,7 @@ from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier, wait_event
 from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
 from podium.errors import ConfigError
+from podium.ids import uuid7
 from podium.store.engine import Prepared, Row, Store
 from podium.store.secretbox import SecretBox
 from podium.store.tables import idempotency_keys, jobs, stream_chunks, webhook_deliveries
@@ -73,7 +74,7 @@ class NewJob:
     #: The caller waits on its connection for the result (runsync, route calls): storing the job
     #: promises nothing yet, so it is not fsynced until its id is handed out (see wait_final).
     awaited: bool = False
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=uuid7)
 
 
 #: What is known of a job when it ends (for metrics, and to tell whether a webhook is due).
@@ -369,11 +370,15 @@ class JobQueue:
             await self.store.sync()
         return rows
 
-    async def wait_final(self, job_id: str, timeout: float, *, promise: bool = True) -> Row | None:
+    async def wait_final(
+        self, job_id: str, timeout: float, *, promise: bool = True, endpoint_id: str | None = None
+    ) -> Row | None:
         """The job once final, or as it is when `timeout` runs out (None if it does not exist).
 
         With `promise`, a job still running then is made durable first: its id goes out as a
-        promise (a /runsync caller's job; a /status caller's job was made durable by /run)."""
+        promise (a /runsync caller's job; a /status caller's job was made durable by /run).
+        With `endpoint_id`, another endpoint's job is returned as first read, without waiting
+        (the caller, who may not see it, answers that it is not found)."""
         deadline = time.monotonic() + timeout
         # Just stored for this caller: not final yet, so nothing to read before the first wake-up.
         pending = job_id in self._fresh
@@ -383,7 +388,9 @@ class JobQueue:
                 while True:
                     if not pending:
                         row = await self._shown(self._finals.pop(job_id, None)) or await self.get(job_id)
-                        if row is None or row["status"] in FINAL:
+                        if row is None or row["status"] in FINAL or (
+                            endpoint_id is not None and row["endpoint_id"] != endpoint_id
+                        ):
                             return row
                     pending = False
                     if not await wait_event(ev, deadline - time.monotonic()):

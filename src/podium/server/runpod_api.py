@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter, Request
 
 from podium.core.calls import check_callable, default_route, find_route
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
 from podium.core.options import parse_job_request
-from podium.dispatch.states import FINAL, JobStatus
+from podium.dispatch.states import JobStatus
+from podium.ids import uuid7
 from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import MB, read_json
 from podium.server.envelope import envelope
@@ -37,7 +36,7 @@ async def _accept(request: Request, endpoint_id: str, limit: int, kind: str, job
 @router.post("/run")
 async def run(request: Request, endpoint_id: str) -> JSONAnswer:
     """Queue a job on the endpoint's default route; answers at once with its id."""
-    job_id = await _accept(request, endpoint_id, RUN_LIMIT, "run", f"{uuid.uuid4()}-u1")
+    job_id = await _accept(request, endpoint_id, RUN_LIMIT, "run", f"{uuid7()}-u1")
     return JSONAnswer({"id": job_id, "status": "IN_QUEUE"})
 
 
@@ -47,7 +46,7 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
     rt = runtime(request)
     if wait is not None and not 1000 <= wait <= 300_000:
         raise InvalidRequest("wait must be between 1000 and 300000 milliseconds", code="invalid_wait")
-    job_id = await _accept(request, endpoint_id, RUNSYNC_LIMIT, "runsync", f"sync-{uuid.uuid4()}")
+    job_id = await _accept(request, endpoint_id, RUNSYNC_LIMIT, "runsync", f"sync-{uuid7()}")
     timeout = wait / 1000 if wait is not None else rt.settings.runsync_wait
     row = await rt.calls.wait(job_id, timeout)
     if row is None:  # its ttl ran out while we waited
@@ -69,9 +68,12 @@ async def _job(
 @router.get("/status/{job_id}")
 async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     """The job as it is, or, if it ends within PODIUM_STATUS_HOLD (50 ms), as it ends."""
-    rt, _, row = await _job(request, endpoint_id, job_id)
-    if row["status"] not in FINAL:
-        row = await rt.queue.wait_final(job_id, rt.settings.status_hold, promise=False) or row
+    rt = runtime(request)
+    _, ep = await endpoint_caller(request, "read", endpoint_id)
+    # One read, under the wait's listener: a job ending between a read and the wait is not missed.
+    row = await rt.queue.wait_final(job_id, rt.settings.status_hold, promise=False, endpoint_id=ep["id"])
+    if row is None or row["endpoint_id"] != ep["id"]:
+        raise NotFound("job", job_id)
     return JSONAnswer(envelope(row, rt.clock.now()))
 
 
