@@ -9,6 +9,7 @@ import os
 import signal
 from pathlib import Path
 
+from podium import channel
 from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
@@ -67,6 +68,9 @@ class LocalBackend:
         #: Spawns workers, or forks them from their version's pre-imported parent.
         self.forks = ForkServers(settings)
         self.gpus = GpuPool(detect())
+        #: Where the server's worker channel listens (`server/worker_channel.py`), set once it
+        #: does; workers started after that are told. None: they speak HTTP only.
+        self.worker_socket: str | None = None
         if self.gpus.devices:
             log.info("GPUs for local workers: %s", ", ".join(self.gpus.devices))
 
@@ -109,6 +113,8 @@ class LocalBackend:
             worker_env(token=token, url=self.settings.url, ping_interval=self.settings.ping_interval),
             PODIUM_HOME=str(self.settings.home.resolve()),
         )
+        if self.worker_socket is not None:
+            child_env[channel.ENV] = self.worker_socket
         cmd = [interpreter.python, *worker_args(info, concurrency), "--parent-pid", str(os.getpid())]
         try:
             info.process = await self.forks.start(

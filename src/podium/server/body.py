@@ -12,7 +12,7 @@ from podium.server.errors import HTTPError
 MB = 1024 * 1024
 
 
-def _too_large(limit: int) -> HTTPError:
+def too_large(limit: int) -> HTTPError:
     return HTTPError(413, "payload_too_large", f"request body is over the {limit // MB} MB limit")
 
 
@@ -20,20 +20,24 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refused with 413 as soon as it passes `limit` (not after buffering it all)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
 async def read_json(request: Request, limit: int, *, empty: Any = None) -> Any:
     """The body parsed as JSON; `empty` when there is no body; 400 when it is not JSON."""
-    raw = await read_body(request, limit)
+    return parse_json(await read_body(request, limit), empty=empty)
+
+
+def parse_json(raw: bytes, *, empty: Any = None) -> Any:
+    """A body parsed as JSON; `empty` when there is none; 400 when it is not JSON."""
     if not raw.strip():
         return empty
     try:

@@ -29,7 +29,9 @@ from podium.dispatch.relay import PgRelay
 from podium.metrics import Metrics
 from podium.scaling.autoscaler import Autoscaler
 from podium.scaling.leader import Leadership
+from podium.scaling.local import LocalBackend
 from podium.server.webhooks import WebhookOutbox
+from podium.server.worker_channel import WorkerChannel
 from podium.store.blobs import Bundles
 from podium.store.catalog import DEFAULT_PROJECT, Catalog
 from podium.store.cluster import Cluster, Replica
@@ -82,6 +84,8 @@ class Runtime:
             self.store.conninfo, self._lead, self._follow, eligible=settings.workers
         )
         self.webhooks: WebhookOutbox | None = None
+        #: job-take and job-done for local workers, without HTTP.
+        self.channel = WorkerChannel(self)
         self.secrets: SecretBox | None = None
         #: Stops Covalent deployments at their time limit.
         self.covalent_expiry: asyncio.Task[None] | None = None
@@ -105,6 +109,11 @@ class Runtime:
             retry_delay=self.settings.webhook_retry_delay, timeout=self.settings.webhook_timeout,
             metrics=self.metrics,
         )
+        if isinstance(self.scaler.backend, LocalBackend) and self.settings.workers:
+            try:
+                self.scaler.backend.worker_socket = await self.channel.start()
+            except OSError as exc:  # the workers speak HTTP only: slower, but they work
+                log.warning("no worker channel (%s); local workers use HTTP only", exc)
         await self._beat()
         if self.relay is not None:
             await self.relay.start()
@@ -126,6 +135,7 @@ class Runtime:
             await self.cluster.leave(self.replica_id)
         if self.relay is not None:
             await self.relay.close()
+        await self.channel.close()
         if self.webhooks is not None:
             await self.webhooks.close()
         await self.store.close()

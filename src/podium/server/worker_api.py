@@ -8,18 +8,21 @@ to a worker and its jobs is the core's `WorkerPool`; this reads requests and wri
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 
-from podium.core.access import WORKER
+from podium.core.access import WORKER, Principal
 from podium.core.errors import WorkerGone
 from podium.core.workers import Result
-from podium.server.auth import endpoint_caller, runtime
+from podium.server.auth import caller, runtime
 from podium.server.body import MB, read_json
 from podium.server.responses import JSONAnswer
-from podium.server.runtime import Runtime
 from podium.store.engine import Row
+
+if TYPE_CHECKING:
+    from podium.server.runtime import Runtime
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["worker protocol"])
 
@@ -32,29 +35,67 @@ CHUNK_LIMIT = 1 * MB
 OK = {"ok": True}
 
 
+Alive = Callable[[], Awaitable[bool]]
+
+
 async def _worker(request: Request, endpoint_id: str, worker_id: str) -> tuple[Runtime, Row]:
-    """The endpoint (the caller's: a worker token's own, or one of a deploy key's project); a
-    worker id of another endpoint is not found."""
     rt = runtime(request)
-    _, ep = await endpoint_caller(request, WORKER, endpoint_id)
+    return rt, await attached(rt, await caller(request, WORKER), endpoint_id, worker_id)
+
+
+async def attached(rt: Runtime, principal: Principal, endpoint_ref: str, worker_id: str) -> Row:
+    """The caller's endpoint `endpoint_ref` (a worker token's own, or one of a deploy key's
+    project); a worker id of another endpoint is not found."""
+    ep = await rt.access.endpoint(principal, endpoint_ref)
     rt.pool.check(worker_id, ep)
-    return rt, ep
+    return ep
+
+
+def _connected(request: Request) -> Alive:
+    async def connected() -> bool:
+        return not await request.is_disconnected()
+
+    return connected
+
+
+async def take(
+    rt: Runtime, ep: Row, worker_id: str, *, limit: int, wait: float, alive: Alive, version: str | None
+) -> list[dict[str, Any]]:
+    """Jobs for the worker, waiting up to `wait` for one. `version`: what a worker started by
+    hand runs (`podium worker`); it is given only its jobs."""
+    return await rt.pool.take(worker_id, ep, limit=limit, wait=wait, alive=alive, version=version)
+
+
+async def report(
+    rt: Runtime, ep: Row, worker_id: str, job_id: str, body: Any, *, take_next: bool, alive: Alive,
+    version: str | None,
+) -> dict[str, Any]:
+    """job-done's work, whichever way it came (HTTP or `worker_channel`); returns its answer.
+
+    `stopPod: true` (a handler returned `refresh_worker`) asks for a fresh worker process.
+    `take_next` (Podium's own worker): the answer also carries the next job as `next`, waiting up
+    to NEXT_JOB_WAIT for one, so a busy worker needs one exchange per job, not two.
+    """
+    result = Result.parse(body)
+    await rt.pool.done(worker_id, ep, job_id, result)
+    if result.progress:
+        return OK
+    if result.stop_pod or rt.scaler.due_for_recycling(worker_id, ep):
+        rt.scaler.recycle(worker_id)
+    elif take_next:
+        wait = min(NEXT_JOB_WAIT, rt.settings.take_timeout)
+        try:
+            jobs = await take(rt, ep, worker_id, limit=1, wait=wait, alive=alive, version=version)
+        except WorkerGone:  # the result is stored; its next job-take tells it to stop
+            jobs = []
+        return {"ok": True, "next": jobs[0] if jobs else None}
+    return OK
 
 
 async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) -> list[dict[str, Any]]:
     rt, ep = await _worker(request, endpoint_id, worker_id)
-    return await _claim(request, rt, ep, worker_id, limit, rt.settings.take_timeout)
-
-
-async def _claim(
-    request: Request, rt: Runtime, ep: Row, worker_id: str, limit: int, wait: float
-) -> list[dict[str, Any]]:
-    async def connected() -> bool:
-        return not await request.is_disconnected()
-
-    # `version`: what a worker started by hand runs (`podium worker`); it is given only its jobs.
-    version = request.query_params.get("version")
-    return await rt.pool.take(worker_id, ep, limit=limit, wait=wait, alive=connected, version=version)
+    return await take(rt, ep, worker_id, limit=limit, wait=rt.settings.take_timeout,
+                      alive=_connected(request), version=request.query_params.get("version"))
 
 
 @router.get("/job-take/{worker_id}", response_model=None)
@@ -82,26 +123,15 @@ async def job_stop(request: Request, endpoint_id: str, worker_id: str) -> Respon
 
 @router.post("/job-done/{worker_id}/{job_id}")
 async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: str) -> JSONAnswer:
-    """A job's result, error, or (with `status: IN_PROGRESS`) a progress update.
-
-    `stopPod: true` (a handler returned `refresh_worker`) asks for a fresh worker process.
-    `?take=1` (Podium's own worker): the answer also carries the next job as `next`, waiting up
-    to NEXT_JOB_WAIT for one, so a busy worker needs one exchange per job, not two.
-    """
+    """A job's result, error, or (with `status: IN_PROGRESS`) a progress update; `?take=1`: and
+    the worker's next job (see `report`)."""
     rt, ep = await _worker(request, endpoint_id, worker_id)
-    result = Result.parse(await read_json(request, RESULT_LIMIT, empty={}))
-    await rt.pool.done(worker_id, ep, job_id, result)
-    if result.progress:
-        return JSONAnswer(OK)
-    if result.stop_pod or rt.scaler.due_for_recycling(worker_id, ep):
-        rt.scaler.recycle(worker_id)
-    elif request.query_params.get("take") == "1":
-        try:
-            jobs = await _claim(request, rt, ep, worker_id, 1, min(NEXT_JOB_WAIT, rt.settings.take_timeout))
-        except WorkerGone:  # the result is stored; its next job-take tells it to stop
-            jobs = []
-        return JSONAnswer({"ok": True, "next": jobs[0] if jobs else None})
-    return JSONAnswer(OK)
+    body = await read_json(request, RESULT_LIMIT, empty={})
+    query = request.query_params if request.scope["query_string"] else None
+    return JSONAnswer(await report(
+        rt, ep, worker_id, job_id, body, take_next=query is not None and query.get("take") == "1",
+        alive=_connected(request), version=query.get("version") if query is not None else None,
+    ))
 
 
 @router.post("/job-stream/{worker_id}/{job_id}")

@@ -12,7 +12,7 @@ import traceback
 import uuid
 from pathlib import Path
 
-from podium import logs
+from podium import channel, logs
 from podium.worker import covalent_service, runpod_file
 from podium.worker.link import Refused, ServerLink, Unreachable
 from podium.worker.runtime import Worker, install_signals
@@ -83,7 +83,7 @@ def run(
     pinging every `ping_interval` seconds (default: PODIUM_PING_INTERVAL, else 5)."""
     logs.setup(endpoint=endpoint, worker=worker_id)
     logs.capture_output(endpoint=endpoint, worker=worker_id)
-    link = ServerLink(url, key, endpoint, worker_id, version=version)
+    link = ServerLink(url, key, endpoint, worker_id, version=version, socket_path=os.environ.get(channel.ENV))
     home = Path(os.environ.get("PODIUM_HOME") or ".podium")
     worker = Worker(
         link,

@@ -1,4 +1,5 @@
-"""The worker's side of the worker protocol, over keep-alive HTTP/1.1 connections.
+"""The worker's side of the worker protocol, over keep-alive HTTP/1.1 connections, and job-take
+and job-done over the server's worker channel when it has one for us (a local worker).
 
 Plain `http.client`, one connection per thread: a worker makes a few small requests per job, and
 the standard library does them at a fraction of a general-purpose client's cost (and import time,
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import http.client
 import logging
+import socket
 import threading
 import time
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlencode, urlsplit
 
-from podium import _json
+from podium import _json, channel
 
 log = logging.getLogger("podium.worker")
 
@@ -108,6 +110,58 @@ class _Connections:
             self._local.conn = None
 
 
+class _Channel:
+    """The server's worker channel (`podium.channel`): one connection per thread, each opened
+    with the frame that says who we are; reopened after any failure."""
+
+    def __init__(self, path: str, hello: bytes, timeout: float) -> None:
+        self.path = path
+        self.hello = hello
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def call(self, header: dict[str, Any], body: bytes = b"") -> tuple[int, bytes]:
+        """The answer's status and body; Unreachable when the channel fails."""
+        try:
+            sock, reader = self._connection()
+            sock.sendall(channel.request(header, body))
+            (size,) = channel.LENGTH.unpack(_exactly(reader, channel.LENGTH.size))
+            frame = _exactly(reader, size)
+        except OSError as exc:
+            self.close()
+            raise Unreachable(f"worker channel, {header.get('op')}: {exc or type(exc).__name__}") from exc
+        (status,) = channel.SHORT.unpack_from(frame)
+        return status, frame[channel.SHORT.size:]
+
+    def _connection(self) -> tuple[socket.socket, BinaryIO]:
+        opened: tuple[socket.socket, BinaryIO] | None = getattr(self._local, "conn", None)
+        if opened is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.timeout)
+                sock.connect(self.path)
+                sock.sendall(self.hello)
+            except OSError:
+                sock.close()
+                raise
+            opened = self._local.conn = (sock, sock.makefile("rb"))
+        return opened
+
+    def close(self) -> None:
+        opened = getattr(self._local, "conn", None)
+        if opened is not None:
+            self._local.conn = None
+            opened[1].close()
+            opened[0].close()
+
+
+def _exactly(reader: BinaryIO, n: int) -> bytes:
+    data = reader.read(n)
+    if len(data) < n:
+        raise ConnectionResetError("the server closed the worker channel")
+    return data
+
+
 class ServerLink:
     """job-take / job-done / job-stream / ping for one worker of one endpoint.
 
@@ -118,9 +172,14 @@ class ServerLink:
         worker_id: this worker's id, unique per process.
         version: the version it runs, told to the server so a worker started by hand is given
             only that version's jobs (and told to stop once the endpoint leaves it).
+        socket_path: the server's worker channel, for job-take and job-done (local workers: the
+            server says where, in PODIUM_WORKER_SOCKET).
     """
 
-    def __init__(self, url: str, key: str, endpoint: str, worker_id: str, version: str | None = None) -> None:
+    def __init__(
+        self, url: str, key: str, endpoint: str, worker_id: str, version: str | None = None,
+        socket_path: str | None = None,
+    ) -> None:
         self.base = f"/v2/{endpoint}"
         self.worker_id = worker_id
         self.version = version
@@ -128,10 +187,14 @@ class ServerLink:
         self.http = _Connections(url, headers, POLL_TIMEOUT)
         # Pings come from their own thread, on their own connection, with a shorter timeout.
         self.ping_http = _Connections(url, headers, 10.0)
+        hello = {"key": key, "endpoint": endpoint, "worker": worker_id, "version": version}
+        self.channel = _Channel(socket_path, channel.request(hello), POLL_TIMEOUT) if socket_path else None
 
     def close(self) -> None:
         self.http.close()
         self.ping_http.close()
+        if self.channel is not None:
+            self.channel.close()
 
     def _query(self, **params: Any) -> str:
         """`?name=value&...` with this worker's version, when it has one."""
@@ -141,6 +204,8 @@ class ServerLink:
 
     def take(self, in_progress: bool = False) -> dict[str, Any] | None:
         """The next job, or None; Refused(410) when the server tells this worker to stop."""
+        if self.channel is not None:
+            return self._job(*self.channel.call({"op": "take"}))
         query = self._query(job_in_progress=int(in_progress))
         return self._job(*self.http.request("GET", f"{self.base}/job-take/{self.worker_id}{query}"))
 
@@ -153,13 +218,19 @@ class ServerLink:
         job = _json.loads(data)
         return job if isinstance(job, dict) else None
 
-    def _post(self, path: str, body: Any, *, attempts: int = 30) -> tuple[int, bytes]:
-        """Post until the server has it: a result must not be lost to a server restart."""
+    def _post(
+        self, path: str, body: Any, *, call: dict[str, Any] | None = None, attempts: int = 30
+    ) -> tuple[int, bytes]:
+        """Post until the server has it: a result must not be lost to a server restart. `call`:
+        the same over the worker channel, when there is one."""
         data = _json.dumpb(body)
         delay = 0.1
         for attempt in range(attempts):
             try:
-                status, answer = self.http.request("POST", path, data)
+                if call is not None and self.channel is not None:
+                    status, answer = self.channel.call(call, data)
+                else:
+                    status, answer = self.http.request("POST", path, data)
                 if status < 500:
                     if status >= 400:
                         log.error("server refused %s: %s %s", path, status, answer[:500])
@@ -176,7 +247,8 @@ class ServerLink:
         """Report a job's result; with `take`, also claim the next job if one is waiting (one
         exchange instead of two under load)."""
         path = f"{self.base}/job-done/{self.worker_id}/{job_id}"
-        status, answer = self._post(path + self._query(take=1) if take else path, body)
+        call = {"op": "done", "job": job_id, "take": take}
+        status, answer = self._post(path + self._query(take=1) if take else path, body, call=call)
         if not take or status != 200:
             return None
         reply = _json.loads(answer) if answer else None

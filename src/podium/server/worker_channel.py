@@ -1,0 +1,214 @@
+"""job-take and job-done for the server's own local workers, over a Unix socket instead of HTTP.
+
+A job costs its worker one exchange with the server (its result posted, its next job taken).
+Over HTTP, reading, routing and answering that exchange cost the server about as much as storing
+the result and claiming the next job; here each call is one frame each way (`podium.channel`) on
+a connection the worker keeps. The local backend tells its workers where the socket is; workers
+started by hand, on Ray, or by RunPod's library speak HTTP as before.
+
+A connection's first frame names the worker (key, endpoint, worker id, version), as an HTTP
+request's headers and path do, and every call is authorized again as an HTTP request is: a
+revoked key or a worker told to stop is refused at once. The work and the answers, errors
+included, are those of the HTTP calls (`worker_api.take`, `worker_api.report`, `errors.answer`),
+and calls are counted as theirs are. Ping, job-stream and job-stop stay on HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from podium import _json, channel
+from podium.core.access import WORKER
+from podium.core.errors import InvalidRequest
+from podium.server import errors, worker_api
+from podium.server.body import parse_json, too_large
+
+if TYPE_CHECKING:
+    from podium.server.runtime import Runtime
+
+log = logging.getLogger("podium.server")
+
+#: The longest socket path used (the system's limit is 104 to 108 bytes).
+PATH_LIMIT = 100
+#: The largest frame taken: a job-done's result limit, and room for its header.
+FRAME_LIMIT = worker_api.RESULT_LIMIT + 64 * 1024
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is at the other end of a connection, from its first frame."""
+
+    key: str
+    endpoint: str
+    worker: str
+    version: str | None
+
+    @classmethod
+    def parse(cls, header: dict[str, Any]) -> Caller:
+        key, endpoint, worker, version = (header.get(k) for k in ("key", "endpoint", "worker", "version"))
+        if not (isinstance(key, str) and isinstance(endpoint, str) and isinstance(worker, str)):
+            raise ValueError("the first frame must name key, endpoint and worker")
+        return cls(key, endpoint, worker, version if isinstance(version, str) else None)
+
+
+class WorkerChannel:
+    """The socket: `<PODIUM_HOME>/run/workers-<replica>.sock` (replicas may share a home), or,
+    where that path is too long for a socket (about 100 bytes), one in a directory of its own
+    (mode 700) under the system's temporary directory. Sockets a killed server left in the home
+    (nothing listens on them) are removed."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.path: str | None = None
+        self._own_directory = False
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[_Connection] = set()
+        self._calls: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> str:
+        run = self.rt.settings.home.resolve() / "run"
+        path = str(run / f"workers-{self.rt.replica_id}.sock")
+        if len(path.encode()) <= PATH_LIMIT:
+            run.mkdir(mode=0o700, exist_ok=True)
+            _remove_dead(run)
+        else:
+            path = os.path.join(tempfile.mkdtemp(prefix="podium-"), "workers.sock")
+            self._own_directory = True
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(lambda: _Connection(self), path)
+        self.path = path
+        return path
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for conn in list(self._connections):
+                conn.transport.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+        if self.path is not None:
+            if self._own_directory:
+                shutil.rmtree(os.path.dirname(self.path), ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+
+
+def _remove_dead(directory: Path) -> None:
+    for path in directory.glob("workers-*.sock"):
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(path))
+            except ConnectionRefusedError:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+class _Connection(asyncio.Protocol):
+    """One worker thread's connection: frames in, one call at a time, answers out."""
+
+    transport: asyncio.Transport
+
+    def __init__(self, channel: WorkerChannel) -> None:
+        self.channel = channel
+        self.rt = channel.rt
+        self.buffer = bytearray()
+        #: Bytes of an oversized frame still to drop, then answered 413.
+        self.dropping = 0
+        self.caller: Caller | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio's classes
+        self.channel._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.channel._connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.dropping:
+            dropped = min(self.dropping, len(data))
+            self.dropping -= dropped
+            data = data[dropped:]
+            if not self.dropping:
+                self._too_large()
+        self.buffer += data
+        while len(self.buffer) >= channel.LENGTH.size:
+            (size,) = channel.LENGTH.unpack_from(self.buffer)
+            if size > FRAME_LIMIT:
+                self.dropping = size - (len(self.buffer) - channel.LENGTH.size)
+                self.buffer.clear()
+                if self.dropping <= 0:
+                    self.dropping = 0
+                    self._too_large()
+                return
+            end = channel.LENGTH.size + size
+            if len(self.buffer) < end:
+                return
+            frame = bytes(memoryview(self.buffer)[channel.LENGTH.size:end])
+            del self.buffer[:end]
+            self._frame(frame)
+
+    def _frame(self, frame: bytes) -> None:
+        try:
+            header, body = channel.split_request(frame)
+            if self.caller is None:
+                self.caller = Caller.parse(header)
+                return
+        except ValueError as exc:  # not our worker's frames: nothing sensible to answer
+            log.warning("worker channel: closing a connection that sent %s", exc)
+            self.transport.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._call(self.caller, header, body))
+        self.channel._calls.add(task)
+        task.add_done_callback(self.channel._calls.discard)
+
+    async def _call(self, caller: Caller, header: dict[str, Any], body: bytes) -> None:
+        op = header.get("op")
+        method = "GET" if op == "take" else "POST"
+        path = f"worker channel: {op}"  # what errors.answer logs a failure as
+        try:
+            status, answer = await self._answer(caller, op, header, body)
+        except Exception as exc:
+            response = errors.answer(exc, method, path) or errors.bug(method, path)
+            status, answer = response.status_code, bytes(response.body)
+        self.rt.metrics.request("worker", method, str(status)).inc()
+        if not self.closed:
+            self.transport.write(channel.answer(status, answer))
+
+    async def _answer(self, caller: Caller, op: Any, header: dict[str, Any], body: bytes) -> tuple[int, bytes]:
+        rt = self.rt
+        principal = await rt.access.caller(caller.key, WORKER)
+        ep = await worker_api.attached(rt, principal, caller.endpoint, caller.worker)
+        if op == "take":
+            jobs = await worker_api.take(rt, ep, caller.worker, limit=1, wait=rt.settings.take_timeout,
+                                         alive=self._alive, version=caller.version)
+            return (200, _json.dumpb(jobs[0])) if jobs else (204, b"")
+        job = header.get("job")
+        if op != "done" or not isinstance(job, str):
+            raise InvalidRequest(f"the worker channel has no call {op!r} (take, done with a job id)")
+        answer = await worker_api.report(
+            rt, ep, caller.worker, job, parse_json(body, empty={}), take_next=header.get("take") is True,
+            alive=self._alive, version=caller.version,
+        )
+        return 200, _json.dumpb(answer)
+
+    async def _alive(self) -> bool:
+        return not self.closed
+
+    def _too_large(self) -> None:
+        """The answer to a frame over FRAME_LIMIT, once all of it is dropped (its sender reads
+        answers only after sending)."""
+        response = too_large(worker_api.RESULT_LIMIT).response()
+        self.transport.write(channel.answer(response.status_code, bytes(response.body)))
