@@ -5,6 +5,7 @@ live jobs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -115,6 +116,7 @@ async def test_the_wal_is_started_over_under_sustained_writes(
         await add_project(lite, f"p{i}")
         await asyncio.sleep(0)  # the turn ends: its commit
     await lite.sync()
-    frames, _ = store_engine._checkpoint(lite.url.removeprefix("sqlite:///"), "PASSIVE")
+    with contextlib.closing(sqlite3.connect(lite.url.removeprefix("sqlite:///"))) as conn:
+        _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert frames < 1000, f"the WAL holds {frames} frames after 2,000 commits: never started over"
     assert len(on_disk(lite)) == 2000
