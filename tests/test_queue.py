@@ -6,12 +6,15 @@ import asyncio
 
 import pytest
 from cryptography.fernet import Fernet
+from sqlalchemy import func, select
 
 from podium.dispatch import FakeClock, JobQueue, JobStatus, NewJob
+from podium.dispatch import queue as queue_module
 from podium.dispatch.states import WORKER_LOST
 from podium.errors import ConfigError
 from podium.store import Store, migrate
 from podium.store.secretbox import SecretBox
+from podium.store.tables import jobs
 
 
 def job(**kw):
@@ -285,6 +288,25 @@ async def test_ttl_and_retention_make_jobs_disappear(store):
     clock.advance(100)
     await q.reap()
     assert await q.get(run) is None
+
+
+async def test_reap_deletes_in_batches_until_none_is_left(store, monkeypatch):
+    monkeypatch.setattr(queue_module, "REAP_BATCH", 3)
+    clock = FakeClock()
+    q = JobQueue(store, clock=clock, retention={"run": 100, "runsync": 10})
+    ended = [await q.enqueue(job(kind="runsync")) for _ in range(7)]
+    held = [await q.enqueue(job(ttl_ms=5_000)) for _ in range(4)]
+    kept = await q.enqueue(job(kind="run"))
+    await q.take("ep1", "w1", lease=60, limit=11)
+    for jid in ended:
+        await q.finish(jid, "w1", output=1)
+    await q.finish(kept, "w1", output=1)
+    clock.advance(11)
+    running = await q.reap()
+    assert sorted(r["id"] for r in running) == sorted(held)
+    assert all([await q.get(j) is None for j in ended + held]) and await q.get(kept) is not None
+    async with store.read() as conn:
+        assert await conn.scalar(select(func.count()).select_from(jobs)) == 1
 
 
 async def test_expired_jobs_are_never_taken_and_low_priority_does_not_scale(store):

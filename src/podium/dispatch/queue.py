@@ -82,6 +82,8 @@ ENDED_COLUMNS = (
     jobs.c.endpoint_id, jobs.c.kind, jobs.c.status, jobs.c.delay_ms, jobs.c.execution_ms, jobs.c.webhook
 )
 
+#: Jobs deleted per transaction when their retention or ttl is over (see JobQueue.reap).
+REAP_BATCH = 500
 #: How long an Idempotency-Key is remembered.
 IDEMPOTENCY_SECONDS = 24 * 3600
 #: With replicas, a queue's count in the store is reused this long (seconds) for its cap: a burst
@@ -888,25 +890,40 @@ class JobQueue:
 
     async def reap(self) -> list[Row]:
         """Delete jobs past their ttl or retention, with their chunks. Returns the (id, worker_id)
-        of those deleted while running, whose workers must be told to stop."""
+        of those deleted while running, whose workers must be told to stop.
+
+        REAP_BATCH jobs per transaction: at thousands of jobs a second, five seconds' worth
+        deleted at once stopped the loop (SQLite runs on it) for a long while, held every row in
+        memory, and past 32,766 jobs bound more values than SQLite takes, so it failed each time."""
         now = self.clock.now()
-        async with self.store.tx() as conn:
-            res = await conn.execute(
-                delete(jobs)
-                .where(~_ALIVE)
-                .returning(jobs.c.id, jobs.c.status, jobs.c.worker_id),
-                self._alive_params(now),
-            )
-            rows = list(res.mappings().all())
-            gone = [r["id"] for r in rows]
-            if gone:
-                await conn.execute(delete(stream_chunks).where(stream_chunks.c.job_id.in_(gone)))
+        running: list[Row] = []
+        while True:
+            rows = await self._reap_some(now)
+            running += [r for r in rows if r["status"] == JobStatus.IN_PROGRESS]
+            if len(rows) < REAP_BATCH:
+                break
+        async with self.store.tx(durable=False) as conn:
             await conn.execute(
                 delete(idempotency_keys).where(idempotency_keys.c.created_at <= now - IDEMPOTENCY_SECONDS)
             )
+        return running
+
+    async def _reap_some(self, now: float) -> list[Row]:
+        """Up to REAP_BATCH of the jobs `reap` deletes (not fsynced: a deletion a crash loses is
+        made again)."""
+        expired = select(jobs.c.id).where(~_ALIVE).limit(REAP_BATCH).scalar_subquery()
+        async with self.store.tx(durable=False) as conn:
+            res = await conn.execute(
+                delete(jobs).where(jobs.c.id.in_(expired)).returning(jobs.c.id, jobs.c.status, jobs.c.worker_id),
+                self._alive_params(now),
+            )
+            rows: list[Row] = list(res.mappings().all())
+            gone = [r["id"] for r in rows]
+            if gone:
+                await conn.execute(delete(stream_chunks).where(stream_chunks.c.job_id.in_(gone)))
         for jid in gone:
             self.notifier.notify(job_key(jid))
-        return [r for r in rows if r["status"] == JobStatus.IN_PROGRESS]
+        return rows
 
     # -- helpers --------------------------------------------------------------------------------
 
