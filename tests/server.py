@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +181,14 @@ def zygotes(server_pid: int, rows: list[tuple[int, int, str, list[str]]] | None 
         if ppid == server_pid and "podium.worker.zygote" in argv:
             found[pid] = dict(zip(argv, argv[1:]))
     return found
+
+
+@contextlib.contextmanager
+def running(home: Path, **kw: Any) -> Iterator[PodiumServer]:
+    """A started server (one per test module, say), closed on the way out."""
+    srv = PodiumServer(home, **kw)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.close()

@@ -11,7 +11,7 @@ import pytest
 
 import podium
 from conftest import SERVICES
-from server import PodiumServer
+from server import running
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +29,8 @@ def load(name: str):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = PodiumServer(tmp_path_factory.mktemp("fn-home"))
-    s.start()
-    try:
+    with running(tmp_path_factory.mktemp("fn-home")) as s:
         yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture(scope="module")

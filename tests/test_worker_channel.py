@@ -13,7 +13,7 @@ import pytest
 from podium import channel
 from podium.server.worker_channel import FRAME_LIMIT
 from podium.worker.link import Refused, ServerLink, Unreachable
-from server import ADMIN_KEY, PodiumServer, wait_until, worker_pids
+from server import ADMIN_KEY, PodiumServer, running, wait_until, worker_pids
 
 #: Where no HTTP server listens: a link given it reaches the server through the channel or not at all.
 NO_HTTP = "http://127.0.0.1:1"
@@ -30,12 +30,8 @@ def handler(job):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = PodiumServer(tmp_path_factory.mktemp("channel-home"))
-    s.start()
-    try:
+    with running(tmp_path_factory.mktemp("channel-home")) as s:
         yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture(scope="module")
