@@ -4,6 +4,8 @@ Our own worker and unmodified `runpod.serverless.start()` workers speak it alike
 worker no longer holds are acknowledged with 200 and ignored, because RunPod workers drop a result
 on any 4xx and a late post is normal (progress updates race the final result). What each call does
 to a worker and its jobs is the core's `WorkerPool`; this reads requests and writes answers.
+`take` and `report` also serve the same two calls made over the worker channel
+(`server/worker_channel.py`).
 """
 
 from __future__ import annotations
