@@ -21,9 +21,7 @@ import contextlib
 import hashlib
 import logging
 import os
-import shutil
 import signal
-import tempfile
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from podium import _json
 from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import Interpreter
+from podium.sockets import SocketDir
 
 log = logging.getLogger("podium.scaling")
 
@@ -48,8 +47,6 @@ UNFIT = 78
 FORK_TIMEOUT = 10.0
 #: The exit code reported for a forked worker whose zygote died before it (its status is lost).
 UNKNOWN_EXIT = 255
-#: Longest unix socket path (108 bytes on Linux, with room to spare for the temporary name).
-MAX_SOCKET_PATH = 96
 SUPPORTED = hasattr(os, "pidfd_open")
 
 
@@ -138,8 +135,7 @@ class ForkServers:
         self._failures: Counter[str] = Counter()
         self._alive: set[Zygote] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._run_dir: Path | None = None
-        self._tmp_run_dir = False
+        self._sockets = SocketDir(settings.home)
 
     async def start(
         self, info: WorkerInfo, cmd: list[str], *, env: dict[str, str], log_path: Path, interpreter: Interpreter
@@ -179,8 +175,7 @@ class ForkServers:
         for z in list(self._alive):
             self._retire(z)
         await asyncio.gather(*(_stop(z.process) for z in list(self._alive)), return_exceptions=True)
-        if self._tmp_run_dir and self._run_dir is not None:
-            shutil.rmtree(self._run_dir, ignore_errors=True)
+        self._sockets.remove()
 
     # -- zygotes --------------------------------------------------------------------------------
 
@@ -224,7 +219,7 @@ class ForkServers:
         self, key: str, info: WorkerInfo, env: dict[str, str], worker_log: Path, interpreter: Interpreter
     ) -> None:
         assert info.version_id is not None
-        sock = self._socket(key)
+        sock = self._sockets.socket(f"{key}.sock")
         bundle = self.settings.home.resolve() / "cache" / "bundles" / info.version_id
         log_path = worker_log.parent / "forkserver" / f"{info.version_id}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,17 +246,6 @@ class ForkServers:
         if self._failures[zygote.key] < MAX_FAILURES:
             self._settled.discard(zygote.key)  # the next spawned worker may bring up another
         log.warning("the fork server of %s exited (rc=%s); its workers will be spawned", zygote.key, rc)
-
-    def _socket(self, key: str) -> Path:
-        if self._run_dir is None:
-            run = self.settings.home.resolve() / "run"
-            if len(str(run / f"{key}.sock")) > MAX_SOCKET_PATH:
-                run = Path(tempfile.mkdtemp(prefix="podium-run-"))
-                self._tmp_run_dir = True
-            run.mkdir(mode=0o700, parents=True, exist_ok=True)
-            run.chmod(0o700)
-            self._run_dir = run
-        return self._run_dir / f"{key}.sock"
 
     async def _fork(self, zygote: Zygote, args: list[str], env: dict[str, str], log_path: Path) -> ForkedProcess:
         reader, writer = await asyncio.open_unix_connection(str(zygote.socket))

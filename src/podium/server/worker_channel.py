@@ -19,9 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -31,14 +29,13 @@ from podium.core.access import WORKER
 from podium.core.errors import InvalidRequest
 from podium.server import errors, worker_api
 from podium.server.body import parse_json, too_large
+from podium.sockets import SocketDir
 
 if TYPE_CHECKING:
     from podium.server.runtime import Runtime
 
 log = logging.getLogger("podium.server")
 
-#: The longest socket path used (the system's limit is 104 to 108 bytes).
-PATH_LIMIT = 100
 #: The largest frame taken: a job-done's result limit, and room for its header.
 FRAME_LIMIT = worker_api.RESULT_LIMIT + 64 * 1024
 
@@ -61,28 +58,21 @@ class Caller:
 
 
 class WorkerChannel:
-    """The socket: `<PODIUM_HOME>/run/workers-<replica>.sock` (replicas may share a home), or,
-    where that path is too long for a socket (about 100 bytes), one in a directory of its own
-    (mode 700) under the system's temporary directory. Sockets a killed server left in the home
-    (nothing listens on them) are removed."""
+    """The socket: `workers-<replica>.sock` (replicas may share a home) in the server's socket
+    directory (`podium.sockets`). Sockets a killed server left there (nothing listens on them)
+    are removed."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.path: str | None = None
-        self._own_directory = False
+        self._sockets = SocketDir(rt.settings.home)
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Connection] = set()
         self._calls: set[asyncio.Task[None]] = set()
 
     async def start(self) -> str:
-        run = self.rt.settings.home.resolve() / "run"
-        path = str(run / f"workers-{self.rt.replica_id}.sock")
-        if len(path.encode()) <= PATH_LIMIT:
-            run.mkdir(mode=0o700, exist_ok=True)
-            _remove_dead(run)
-        else:
-            path = os.path.join(tempfile.mkdtemp(prefix="podium-"), "workers.sock")
-            self._own_directory = True
+        path = str(self._sockets.socket(f"workers-{self.rt.replica_id}.sock"))
+        _remove_dead(Path(path).parent)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(lambda: _Connection(self), path)
         self.path = path
@@ -96,11 +86,9 @@ class WorkerChannel:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
         if self.path is not None:
-            if self._own_directory:
-                shutil.rmtree(os.path.dirname(self.path), ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            self._sockets.remove()
 
 
 def _remove_dead(directory: Path) -> None:
