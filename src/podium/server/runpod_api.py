@@ -59,10 +59,14 @@ async def _job(
 ) -> tuple[Runtime, Row, Row]:
     rt = runtime(request)
     _, ep = await endpoint_caller(request, role, endpoint_id)
-    row = await rt.queue.get(job_id)
+    return rt, ep, _of(ep, job_id, await rt.queue.get(job_id))
+
+
+def _of(ep: Row, job_id: str, row: Row | None) -> Row:
+    """The job, if it is the endpoint's; NotFound otherwise (another endpoint's job is not shown)."""
     if row is None or row["endpoint_id"] != ep["id"]:
         raise NotFound("job", job_id)
-    return rt, ep, row
+    return row
 
 
 @router.get("/status/{job_id}")
@@ -72,9 +76,7 @@ async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     _, ep = await endpoint_caller(request, "read", endpoint_id)
     # One read, under the wait's listener: a job ending between a read and the wait is not missed.
     row = await rt.queue.wait_final(job_id, rt.settings.status_hold, promise=False, endpoint_id=ep["id"])
-    if row is None or row["endpoint_id"] != ep["id"]:
-        raise NotFound("job", job_id)
-    return JSONAnswer(envelope(row, rt.clock.now()))
+    return JSONAnswer(envelope(_of(ep, job_id, row), rt.clock.now()))
 
 
 @router.get("/stream/{job_id}")

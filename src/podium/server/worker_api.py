@@ -129,10 +129,10 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
     the worker's next job (see `report`)."""
     rt, ep = await _worker(request, endpoint_id, worker_id)
     body = await read_json(request, RESULT_LIMIT, empty={})
-    query = request.query_params if request.scope["query_string"] else None
+    query = request.query_params
     return JSONAnswer(await report(
-        rt, ep, worker_id, job_id, body, take_next=query is not None and query.get("take") == "1",
-        alive=_connected(request), version=query.get("version") if query is not None else None,
+        rt, ep, worker_id, job_id, body, take_next=query.get("take") == "1", alive=_connected(request),
+        version=query.get("version"),
     ))
 
 

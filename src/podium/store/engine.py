@@ -297,7 +297,7 @@ class Checkpointer:
 
     async def _run(self) -> None:
         try:
-            frames, _ = await self._checkpoint("PASSIVE")
+            frames = await self._checkpoint("PASSIVE")
             if frames >= REWIND_FRAMES:
                 async with self.quiet():
                     await self._checkpoint("PASSIVE")
@@ -306,20 +306,20 @@ class Checkpointer:
         finally:
             self._running = None
 
-    async def _checkpoint(self, mode: str) -> tuple[int, int]:
+    async def _checkpoint(self, mode: str) -> int:
         """Copy the WAL's frames into the database file (PASSIVE never waits for, nor blocks,
-        the writer). Returns the WAL's frames and how many of them are copied."""
+        the writer). Returns how many frames the WAL holds."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._copy, mode)
 
-    def _copy(self, mode: str) -> tuple[int, int]:
+    def _copy(self, mode: str) -> int:
         if self._conn is None:
             self._conn = sqlite3.connect(self.database, timeout=5.0, check_same_thread=False)
         try:
-            ((_, frames, copied),) = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+            ((_, frames, _),) = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
         except sqlite3.Error:
             self._disconnect()
             raise
-        return int(frames), int(copied)
+        return int(frames)
 
     def _disconnect(self) -> None:
         if self._conn is not None:
