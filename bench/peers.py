@@ -35,6 +35,7 @@ from harness import (
     CONC,
     HERE,
     HOST,
+    NO_RATE_LIMIT,
     BenchError,
     Podium,
     Server,
@@ -53,7 +54,7 @@ from harness import (
     tree_pss_mib,
     wrk_version,
 )
-from run import NO_RATE_LIMIT, PODIUM_OUTPUT, PROFILES
+from run import PODIUM_OUTPUT, PROFILES
 
 PEERS = HERE / "peers"
 BENTOML_VENV = HERE / ".venv-bentoml"

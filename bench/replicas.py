@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # pgcluster.py: stdlib only
 from harness import (  # noqa: E402
     BODY,
     CONC,
+    NO_RATE_LIMIT,
     Load,
     Podium,
     Result,
@@ -49,7 +50,6 @@ from harness import (  # noqa: E402
 from pgcluster import PgCluster, find_pg_bin  # noqa: E402
 
 PROFILES = {"full": {"warmup_s": 3.0, "conc_s": 10.0}, "quick": {"warmup_s": 1.0, "conc_s": 4.0}}
-NO_RATE_LIMIT = {"PODIUM_RATE_LIMIT": "1000000000", "PODIUM_RATE_BURST": "1000000000"}
 PODIUM_OUTPUT = '"output":{"n":1}'
 
 

@@ -32,6 +32,7 @@ from harness import (
     CONC,
     HERE,
     HOST,
+    NO_RATE_LIMIT,
     Load,
     Podium,
     Server,
@@ -58,8 +59,6 @@ PROFILES: dict[str, dict[str, float]] = {
 #: Issue 11's targets, as shares of the echo measured in the same run.
 TARGETS = "c=1 p50 <= 1 ms, p99 <= 3 ms; c=32 >= 10 % of the echo's req/s; 0 errors; " \
           "server + one idle worker <= 120 MiB PSS"
-#: Podium's per-key rate limit (1000/s by default) would measure the limiter, not the call path.
-NO_RATE_LIMIT = {"PODIUM_RATE_LIMIT": "1000000000", "PODIUM_RATE_BURST": "1000000000"}
 #: What the Podium answers must contain (orjson writes no spaces).
 PODIUM_OUTPUT = '"output":{"n":1}'
 

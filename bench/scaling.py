@@ -39,6 +39,7 @@ from harness import (
     BODY,
     HERE,
     HOST,
+    NO_RATE_LIMIT,
     BenchError,
     Podium,
     Server,
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     servers: list[Server] = []
     echo_port = free_port()
     try:
-        pod = Podium(tmp, servers, "pod_live_" + secrets.token_hex(20))
+        pod = Podium(tmp, servers, "pod_live_" + secrets.token_hex(20), NO_RATE_LIMIT)
         echo = Server("starlette echo", [sys.executable, str(HERE / "echo_app.py"), "--host", HOST,
                                          "--port", str(echo_port)], child_env(), tmp / "echo.log")
         servers.append(echo)
