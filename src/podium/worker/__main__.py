@@ -122,6 +122,9 @@ def run(
     gc.freeze()
     try:
         worker.serve()
+    except Refused as exc:  # its key revoked (a new leader replaced the workers), its endpoint gone
+        _say(f"the server refused this worker ({exc.status}): {exc.detail}")
+        return 2
     finally:
         link.close()
     if worker.dismissed is not None:

@@ -27,9 +27,14 @@ POLL_TIMEOUT = 120.0
 class LinkError(Exception):
     """The server could not be reached, or it answered with an error."""
 
+    #: Whether the same call may succeed later (the worker waits and tries again).
+    transient = False
+
 
 class Unreachable(LinkError):
     """No answer: connection refused or lost, or timed out. Worth retrying."""
+
+    transient = True
 
 
 class Refused(LinkError):
@@ -39,6 +44,9 @@ class Refused(LinkError):
         super().__init__(f"{status}: {body[:500].decode(errors='replace')}")
         self.status = status
         self.body = body
+        # 5xx (the store unreachable a moment, the server restarting) and 429 pass; a key or an
+        # endpoint the server refuses stays refused.
+        self.transient = status >= 500 or status == 429
 
     @property
     def detail(self) -> str:

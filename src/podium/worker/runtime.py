@@ -34,7 +34,7 @@ from podium.bundle import extract, load_service
 from podium.sdk.context import JobContext, reset_context, set_async_runner, set_context
 from podium.sdk.service import Route, Service
 from podium.source import route_shape
-from podium.worker.link import LinkError, Refused, ServerLink, Unreachable
+from podium.worker.link import LinkError, Refused, ServerLink
 
 log = logging.getLogger("podium.worker")
 
@@ -150,17 +150,16 @@ class Worker:
             except _Stop:
                 self.slots.release()
                 break
-            except Refused as exc:
+            except LinkError as exc:
                 self.slots.release()
-                if exc.status != 410:
+                if isinstance(exc, Refused) and exc.status == 410:
+                    self.dismissed = exc.detail
+                    self.stopping = True
+                    log.info("the server told this worker to stop: %s", exc.detail)
+                    break
+                if not exc.transient:
                     raise
-                self.dismissed = exc.detail
-                self.stopping = True
-                log.info("the server told this worker to stop: %s", exc.detail)
-                break
-            except Unreachable as exc:
-                self.slots.release()
-                log.warning("cannot reach the server (%s); retrying", exc)
+                log.warning("no job from the server (%s); retrying", exc)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
