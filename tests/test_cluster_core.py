@@ -103,6 +103,31 @@ async def test_one_leader_at_a_time_and_the_next_takes_over(pg: Store) -> None:
     await never.close()
 
 
+async def test_a_replica_whose_duties_fail_to_start_or_stop_keeps_trying_to_lead(pg: Store) -> None:
+    """Starting the duties fails once (the store unreachable a moment), and so does stopping
+    them: the replica steps down, frees the lock, and leads at its next try."""
+    events: list[str] = []
+    failures = {"gain": 1, "lose": 1}
+
+    async def step(name: str) -> None:
+        events.append(name)
+        if failures[name]:
+            failures[name] -= 1
+            raise RuntimeError(f"{name}: the store is unreachable")
+
+    async def gain() -> None:
+        await step("gain")
+
+    async def lose() -> None:
+        await step("lose")
+
+    replica = Leadership(pg.conninfo, gain, lose)
+    await replica.start()
+    await wait_for(lambda: replica.leading and events == ["gain", "lose", "gain"])
+    await replica.close()
+    assert events == ["gain", "lose", "gain", "lose"] and not replica.leading
+
+
 async def wait_for(predicate: Any, timeout: float = 15.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():

@@ -68,6 +68,8 @@ class Autoscaler:
         self.builds = Builds(EnvStore(settings.envs), catalog, self.wake)
         self._start_failures: dict[str, int] = {}
         self._stopping: set[str] = set()
+        #: Keys of exited workers still to delete (the store was unreachable then): ticks retry.
+        self._spent_keys: set[str] = set()
         self._drains: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -118,13 +120,15 @@ class Autoscaler:
         with self.queue.notifier.listen(SCALE_KEY) as ev:
             while True:
                 began.append(loop.time())
+                wait = self.settings.tick
                 try:
                     await self.tick()
+                    wait = await self._next_wait()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception:  # the store unreachable a while: the next tick tries again
                     log.exception("autoscaler tick failed")
-                await wait_event(ev, await self._next_wait())
+                await wait_event(ev, wait)
                 await asyncio.sleep(max(0.0, began[0] + TICK_BURST * MIN_TICK_GAP - loop.time()))
 
     async def _next_wait(self) -> float:
@@ -140,6 +144,7 @@ class Autoscaler:
     # -- one pass -------------------------------------------------------------------------------
 
     async def tick(self) -> None:
+        await self._delete_spent_keys()
         await self.queue.recover()
         for row in await self.queue.time_out():
             log.info("job %s timed out on worker %s", row["id"], row["worker_id"])
@@ -375,12 +380,22 @@ class Autoscaler:
     # -- events ---------------------------------------------------------------------------------
 
     async def _on_exit(self, info: WorkerInfo, rc: int) -> None:
+        """A worker's process ended, however it ended. Never raises (the backend's watcher runs
+        it): with the store unreachable, a later tick deletes the worker's key and its jobs come
+        back when their leases lapse."""
         self.pool.gone(info.id)
         self._gpus.pop(info.id, None)
         intended = info.id in self._stopping
         self._stopping.discard(info.id)
         if info.key_id:
-            await self.catalog.delete_key(info.key_id)
+            self._spent_keys.add(info.key_id)
+        try:
+            await self._exited(info, rc, intended)
+        except Exception as exc:
+            log.warning("worker %s exited rc=%s; recording it failed: %s", info.id, rc, exc)
+
+    async def _exited(self, info: WorkerInfo, rc: int, intended: bool) -> None:
+        await self._delete_spent_keys()
         recovered = await self.queue.recover(worker_id=info.id)
         if self._closing:
             return
@@ -391,6 +406,11 @@ class Autoscaler:
             if info.failure is not None or n >= MAX_START_FAILURES:
                 await self.fail_endpoint(info, info.failure or f"worker exited with code {rc} before it was ready")
         self.wake()
+
+    async def _delete_spent_keys(self) -> None:
+        for key_id in list(self._spent_keys):
+            await self.catalog.delete_key(key_id)
+            self._spent_keys.discard(key_id)
 
     async def fail_endpoint(self, info: WorkerInfo, reason: str) -> None:
         """The version cannot start: ERROR with the reason and the worker's log tail. A worker

@@ -5,7 +5,9 @@ On PostgreSQL the leader is the replica holding a session advisory lock on a con
 own. The lock lives exactly as long as that connection: when the leader dies (even `kill -9`) the
 database drops its session and another replica's next try takes the lock. A leader whose
 connection fails or stops answering steps down at once, before another can have taken over for
-longer than one check. On SQLite there is one server, and it leads.
+longer than one check. One whose duties fail to start steps down too (closing its connection frees
+the lock) and, like every other replica, tries again a second later. On SQLite there is one server,
+and it leads.
 """
 
 from __future__ import annotations
@@ -69,10 +71,15 @@ class Leadership:
         await self.on_gain()
 
     async def _lose(self) -> None:
+        """Never raises: a step-down that fails partway must not end the loop that would take
+        the lead again (the replica would then never lead, whoever else dies)."""
         if self.leading:
             self.leading = False
             log.warning("this replica no longer leads")
-            await self.on_lose()
+            try:
+                await self.on_lose()
+            except Exception:
+                log.exception("stopping the leader's duties failed")
 
     async def _run(self) -> None:
         import psycopg
@@ -97,6 +104,9 @@ class Leadership:
                     await asyncio.sleep(CHECK_EVERY)
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 log.warning("leadership connection failed: %s", exc)
+                await self._lose()
+            except Exception:  # the duties could not start (the store is unreachable, say)
+                log.exception("taking the lead failed; stepping down to try again")
                 await self._lose()
             finally:
                 if conn is not None:

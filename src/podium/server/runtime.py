@@ -157,9 +157,11 @@ class Runtime:
         if self.covalent_expiry is not None:
             self.covalent_expiry.cancel()
             self.covalent_expiry = None
-        await self.scaler.close()
-        if self.webhooks is not None:
-            await self.webhooks.stop()
+        try:
+            await self.scaler.close()
+        finally:  # whatever stopping the workers ran into, this replica sends no more webhooks
+            if self.webhooks is not None:
+                await self.webhooks.stop()
 
     async def _beat(self) -> None:
         """Say this replica is alive (and whether it leads); learn whether any other is."""
