@@ -27,7 +27,7 @@ from podium.core.errors import (
 from podium.core.options import JobOptions, parse_job_request
 from podium.core.workers import Result, WorkerInfo, WorkerPool, WorkerState
 from podium.dispatch import FakeClock, JobQueue, JobStatus
-from podium.dispatch.queue import ep_key
+from podium.dispatch.queue import HOLD_KEY, ep_key
 from podium.metrics import Metrics
 from podium.server.admin.models import DeployIn, parse
 from podium.server.errors import HTTPError, from_domain
@@ -267,6 +267,23 @@ async def test_draining_or_outdated_workers_take_nothing(world: World) -> None:
     p.pool.drain(draining)
     assert await p.pool.take("d", world.ep, limit=1, wait=0, alive=connected) == []
     assert old.jobs == set() and draining.state is WorkerState.DRAINING
+
+
+async def test_the_held_poll_of_a_draining_worker_ends_when_the_server_closes(world: World) -> None:
+    """A draining worker's poll is held like a real one (a RunPod worker must not spin on
+    204s), but the server's shutdown must not wait out that hold: it kept `podium up` from
+    stopping for its whole graceful-shutdown timeout, which then cut the poll off with an error."""
+    p = Pool(world)
+    draining = p.pool.new("d", world.ep["id"], world.ep["version_id"], local=True)
+    p.pool.drain(draining)
+    held = asyncio.create_task(p.pool.take("d", world.ep, limit=1, wait=3600, alive=connected))
+    for _ in range(500):  # until the poll is held
+        if world.queue.notifier.listeners(HOLD_KEY):
+            break
+        await asyncio.sleep(0.01)
+    assert not held.done()
+    world.queue.close()
+    assert await asyncio.wait_for(held, 10) == []
 
 
 async def test_a_hand_worker_is_given_only_its_versions_jobs_and_told_when_the_endpoint_moved(world: World) -> None:

@@ -10,7 +10,6 @@ the server that spawned them; a worker started by hand re-appears on its next ta
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -348,7 +347,7 @@ class WorkerPool:
                 await self.on_ready(info, ep)
         if not self._may_take(info, ep):
             # Hold the poll as a real one would be held, so a RunPod worker does not spin on 204s.
-            await asyncio.sleep(wait)
+            await self.queue.hold(wait)
             return []
 
         async def still_there() -> bool:

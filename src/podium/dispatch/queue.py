@@ -97,6 +97,8 @@ class DuplicateRequest(Exception):
 
 #: Woken when a job is stored that no waiting worker is there to take (scale-up signal).
 SCALE_KEY = "scale"
+#: What held polls listen on: woken only by `notify_all` (the server closing, a relay's sweep).
+HOLD_KEY = "hold"
 #: Woken when jobs end, for the webhook outbox.
 ENDED_KEY = "ended"
 
@@ -269,6 +271,13 @@ class JobQueue:
     def close(self) -> None:
         self.closing = True
         self.notifier.notify_all()
+
+    async def hold(self, seconds: float) -> None:
+        """Hold a poll that gets nothing for `seconds`, as a real long-poll would be held; the
+        server's close ends it, like every other long-poll, so its shutdown is not kept waiting."""
+        with self.notifier.listen(HOLD_KEY) as ev:
+            if not self.closing:
+                await wait_event(ev, seconds)
 
     # -- callers --------------------------------------------------------------------------------
 
