@@ -4,7 +4,7 @@ Our own worker and unmodified `runpod.serverless.start()` workers speak it alike
 worker no longer holds are acknowledged with 200 and ignored, because RunPod workers drop a result
 on any 4xx and a late post is normal (progress updates race the final result). What each call does
 to a worker and its jobs is the core's `WorkerPool`; this reads requests and writes answers.
-`take` and `report` also serve the same two calls made over the worker channel
+`attached` and `report` also serve the same calls made over the worker channel
 (`server/worker_channel.py`).
 """
 
@@ -60,14 +60,6 @@ def _connected(request: Request) -> Alive:
     return connected
 
 
-async def take(
-    rt: Runtime, ep: Row, worker_id: str, *, limit: int, wait: float, alive: Alive, version: str | None
-) -> list[dict[str, Any]]:
-    """Jobs for the worker, waiting up to `wait` for one. `version`: what a worker started by
-    hand runs (`podium worker`); it is given only its jobs."""
-    return await rt.pool.take(worker_id, ep, limit=limit, wait=wait, alive=alive, version=version)
-
-
 async def report(
     rt: Runtime, ep: Row, worker_id: str, job_id: str, body: Any, *, take_next: bool, alive: Alive,
     version: str | None,
@@ -87,7 +79,7 @@ async def report(
     elif take_next:
         wait = min(NEXT_JOB_WAIT, rt.settings.take_timeout)
         try:
-            jobs = await take(rt, ep, worker_id, limit=1, wait=wait, alive=alive, version=version)
+            jobs = await rt.pool.take(worker_id, ep, limit=1, wait=wait, alive=alive, version=version)
         except WorkerGone:  # the result is stored; its next job-take tells it to stop
             jobs = []
         return {"ok": True, "next": jobs[0] if jobs else None}
@@ -96,8 +88,9 @@ async def report(
 
 async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) -> list[dict[str, Any]]:
     rt, ep = await _worker(request, endpoint_id, worker_id)
-    return await take(rt, ep, worker_id, limit=limit, wait=rt.settings.take_timeout,
-                      alive=_connected(request), version=request.query_params.get("version"))
+    # `version`: what a worker started by hand runs (`podium worker`); it is given only its jobs.
+    return await rt.pool.take(worker_id, ep, limit=limit, wait=rt.settings.take_timeout,
+                              alive=_connected(request), version=request.query_params.get("version"))
 
 
 @router.get("/job-take/{worker_id}", response_model=None)

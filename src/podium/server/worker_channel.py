@@ -9,7 +9,7 @@ started by hand, on Ray, or by RunPod's library speak HTTP as before.
 A connection's first frame names the worker (key, endpoint, worker id, version), as an HTTP
 request's headers and path do, and every call is authorized again as an HTTP request is: a
 revoked key or a worker told to stop is refused at once. The work and the answers, errors
-included, are those of the HTTP calls (`worker_api.take`, `worker_api.report`, `errors.answer`),
+included, are those of the HTTP calls (`WorkerPool.take`, `worker_api.report`, `errors.answer`),
 and calls are counted as theirs are. Ping, job-stream and job-stop stay on HTTP.
 """
 
@@ -180,8 +180,8 @@ class _Connection(asyncio.Protocol):
         principal = await rt.access.caller(caller.key, WORKER)
         ep = await worker_api.attached(rt, principal, caller.endpoint, caller.worker)
         if op == "take":
-            jobs = await worker_api.take(rt, ep, caller.worker, limit=1, wait=rt.settings.take_timeout,
-                                         alive=self._alive, version=caller.version)
+            jobs = await rt.pool.take(caller.worker, ep, limit=1, wait=rt.settings.take_timeout,
+                                      alive=self._alive, version=caller.version)
             return (200, _json.dumpb(jobs[0])) if jobs else (204, b"")
         job = header.get("job")
         if op != "done" or not isinstance(job, str):
