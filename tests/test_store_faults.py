@@ -8,15 +8,13 @@ import sqlite3
 import pytest
 
 from conftest import SERVICES
-from server import PodiumServer, wait_until
+from server import running, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_locked_database_answers_503_and_stores_nothing(tmp_path):
-    srv = PodiumServer(tmp_path / "home", env={"PODIUM_DB_BUSY_TIMEOUT": "0.5"})
-    srv.start()
-    try:
+    with running(tmp_path / "home", env={"PODIUM_DB_BUSY_TIMEOUT": "0.5"}) as srv:
         eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]
         before = srv.http.get(f"/v2/{eid}/health").json()["jobs"]
         lock = sqlite3.connect(tmp_path / "home" / "podium.db", timeout=5, isolation_level=None)
@@ -33,17 +31,13 @@ def test_a_locked_database_answers_503_and_stores_nothing(tmp_path):
         assert after == before, "the refused job was not stored"
         job = srv.wait_job(srv.http.post(f"/v2/{eid}/run", json={"input": {"value": 2}}).json()["id"])
         assert job["status"] == "COMPLETED" and job["output"]["value"] == 2
-    finally:
-        srv.close()
 
 
 def test_a_worker_waits_out_a_locked_store_and_serves_on(tmp_path):
     """Its job-take is answered 503 while another process holds the write lock: the worker tries
     again (it used to die on it), and once the lock is gone the same worker runs the next job."""
     home = tmp_path / "home"
-    srv = PodiumServer(home, env={"PODIUM_DB_BUSY_TIMEOUT": "0.5"})
-    srv.start()
-    try:
+    with running(home, env={"PODIUM_DB_BUSY_TIMEOUT": "0.5"}) as srv:
         srv.deploy(SERVICES / "basic" / "app.py", "basic")
         assert srv.http.post("/v2/basic/runsync", json={"input": {"value": 1}}).json()["status"] == "COMPLETED"
         [worker] = [w["id"] for w in srv.http.get("/api/v1/endpoints/basic").json()["workers"]]
@@ -59,5 +53,3 @@ def test_a_worker_waits_out_a_locked_store_and_serves_on(tmp_path):
         assert job["status"] == "COMPLETED" and job["output"]["value"] == 2
         assert [w["id"] for w in srv.http.get("/api/v1/endpoints/basic").json()["workers"]] == [worker]
         assert "Traceback" not in worker_log.read_text()
-    finally:
-        srv.close()
