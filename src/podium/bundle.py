@@ -19,7 +19,9 @@ from typing import Any
 from podium import _json, source
 from podium.envs.requirements import Requirements, read_requirement_files
 from podium.errors import BundleError, PodiumError
-from podium.sdk.service import Service, ServiceConfig, default_name, find_service
+from podium.records import ServiceConfig
+from podium.sdk.discovery import find_service
+from podium.sdk.service import Service, default_name
 from podium.worker import runpod_file
 
 #: Entry files tried, in order, when deploying a directory.

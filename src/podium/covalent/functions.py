@@ -22,7 +22,8 @@ from podium.core.errors import InvalidRequest, NotFound
 from podium.covalent.bundle import MANIFEST, CovalentBundle, build
 from podium.covalent.models import CovalentConfig, FunctionService, RouteRecord
 from podium.envs.requirements import Requirements
-from podium.sdk.service import ROUTE_PATH, ServiceConfig, default_name, method_name
+from podium.records import ServiceConfig
+from podium.sdk.service import ROUTE_PATH, default_name, method_name
 from podium.store.catalog import EndpointState, new_key
 from podium.store.engine import Row
 

@@ -27,7 +27,8 @@ from podium.dispatch.queue import SCALE_KEY, JobQueue, ep_key
 from podium.envs.builder import SERVER_PYTHON, EnvStore, Interpreter
 from podium.envs.builds import Builds
 from podium.metrics import Metrics
-from podium.scaling.backend import Backend, make_backend
+from podium.scaling.backend import Backend
+from podium.scaling.backends import make_backend
 from podium.scaling.local import group_rss_mb, tail
 from podium.scaling.policy import Load, desired
 from podium.scaling.resources import Resources

@@ -16,17 +16,18 @@ import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from podium.clock import Clock
 from podium.config import Settings
 from podium.core.access import Access
 from podium.core.calls import Calls
-from podium.core.records import RouteRecord, VersionInfo
+from podium.core.worker_calls import WorkerCalls
 from podium.core.workers import WorkerPool
 from podium.covalent.expiry import run as covalent_expiry
-from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier
 from podium.dispatch.queue import JobQueue
 from podium.dispatch.relay import PgRelay
 from podium.metrics import Metrics
+from podium.records import RouteRecord, VersionInfo
 from podium.scaling.autoscaler import Autoscaler
 from podium.scaling.leader import Leadership
 from podium.scaling.local import LocalBackend
@@ -77,6 +78,8 @@ class Runtime:
             replica_id=self.replica_id,
         )
         self.scaler = Autoscaler(settings, self.catalog, self.queue, self.pool, self.metrics)
+        #: The worker protocol, for both of its transports.
+        self.workers = WorkerCalls(self.access, self.pool, self.scaler, take_timeout=settings.take_timeout)
         self.bundles = Bundles(settings.blobs, self.store if self.shared else None)
         conninfo = self.store.conninfo
         self.relay = PgRelay(conninfo, self.notifier, sweep=settings.relay_sweep) if conninfo else None
@@ -85,7 +88,7 @@ class Runtime:
         )
         self.webhooks: WebhookOutbox | None = None
         #: job-take and job-done for local workers, without HTTP.
-        self.channel = WorkerChannel(self)
+        self.channel = WorkerChannel(self.workers, self.access, self.metrics, settings.home, self.replica_id)
         self.secrets: SecretBox | None = None
         #: Stops Covalent deployments at their time limit.
         self.covalent_expiry: asyncio.Task[None] | None = None

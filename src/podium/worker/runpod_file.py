@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from podium.core.records import RouteRecord
+from podium.records import RouteRecord
 
 #: RunPod's fitness checks want 4 GB free memory, a GPU and a route to 8.8.8.8: not ours to impose.
 #: prctl(2): the signal a process gets when its parent dies.

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from podium.bundle import MAX_BUNDLE_BYTES, version_id
 from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
-from podium.sdk.service import ServiceConfig
+from podium.records import ServiceConfig
 from podium.server.admin.common import (
     ENDPOINT_NAME,
     RESERVED_NAMES,

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 
 from podium.errors import ServiceDefinitionError
 from podium.logs import job_of
+from podium.records import ServiceConfig
 from podium.scaling.local import tail
-from podium.sdk.service import ServiceConfig
 from podium.server.admin.common import (
     admin_caller,
     changed_view,
