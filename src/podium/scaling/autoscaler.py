@@ -38,6 +38,9 @@ from podium.store.engine import Row
 
 log = logging.getLogger("podium.scaling")
 
+#: An endpoint's secrets, decrypted, by endpoint id.
+Secrets = Callable[[str], Awaitable[dict[str, str]]]
+
 #: Workers of one endpoint that may die before becoming ready before the endpoint is put in ERROR.
 MAX_START_FAILURES = 3
 #: Time between two passes under load (on average: see TICK_BURST), however often jobs wake it.
@@ -54,7 +57,7 @@ DEFAULT_STARTUP_TIMEOUT = 600.0
 class Autoscaler:
     def __init__(
         self, settings: Settings, catalog: Catalog, queue: JobQueue, pool: WorkerPool,
-        metrics: Metrics | None = None,
+        metrics: Metrics | None = None, secrets: Secrets | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -80,8 +83,8 @@ class Autoscaler:
         #: GPUs each local worker was started with; the idle one stopped to free GPUs, if any.
         self._gpus: dict[str, int] = {}
         self._making_room: str | None = None
-        #: An endpoint's secrets (decrypted) for its workers' environment; set by the runtime.
-        self.secrets: Callable[[str], Awaitable[dict[str, str]]] | None = None
+        #: An endpoint's secrets (decrypted) for its workers' environment.
+        self.secrets = secrets
         # What another replica asks of workers only this one may know (see Notifier.announce).
         queue.notifier.on("stop", self._stop_announced)
         queue.notifier.on("restart", self._restart_here)
@@ -141,6 +144,10 @@ class Autoscaler:
 
     def wake(self) -> None:
         self.queue.notifier.notify(SCALE_KEY)
+
+    async def deployed(self, version: Row) -> bool:
+        """A version was deployed: True when its environment must be built first (started now)."""
+        return await self.builds.deployed(version)
 
     # -- one pass -------------------------------------------------------------------------------
 
