@@ -31,6 +31,7 @@ demo: venv
 lint: venv
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/lint-imports
 
 test: venv venv-ray lint
 	bash scripts/ensure-postgres.sh

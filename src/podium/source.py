@@ -24,6 +24,7 @@ from typing import Any
 from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
 from podium.records import Param, RouteKind, RouteRecord, ServiceConfig
+from podium.runpod_source import yields
 from podium.sdk.httpapp import APP_NAMES, HTTP_ROUTE
 from podium.sdk.service import (
     default_name,
@@ -32,7 +33,6 @@ from podium.sdk.service import (
     method_name,
     pick_service,
 )
-from podium.worker.runpod_file import yields
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 _MISSING = object()
