@@ -32,6 +32,7 @@ demo: venv
 lint: venv
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/lint-imports
 
 # --strict: a broken link or anchor, a page left out of the nav, a PODIUM_* setting missing from (or
 # stale in) the configuration reference, or a CLI reference that differs from the command fails the build (and

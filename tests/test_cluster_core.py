@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from podium.clock import FakeClock
 from podium.core.access import Access
 from podium.core.errors import RateLimited
 from podium.core.workers import WorkerPool
-from podium.dispatch import FakeClock
 from podium.dispatch.notify import Notifier, wait_event
 from podium.dispatch.relay import MAX_PAYLOAD, PgRelay, _batches
 from podium.scaling.leader import Leadership

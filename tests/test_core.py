@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
+from podium.clock import FakeClock
 from podium.core.access import WORKER, Access
 from podium.core.calls import Calls, check_arguments, check_callable
 from podium.core.errors import (
@@ -26,7 +27,7 @@ from podium.core.errors import (
 )
 from podium.core.options import JobOptions, parse_job_request
 from podium.core.workers import Result, WorkerInfo, WorkerPool, WorkerState
-from podium.dispatch import FakeClock, JobQueue, JobStatus
+from podium.dispatch import JobQueue, JobStatus
 from podium.dispatch.queue import HOLD_KEY, ep_key
 from podium.metrics import Metrics
 from podium.server.admin.models import DeployIn, parse

@@ -12,7 +12,7 @@ import pytest
 from podium.bundle import describe, make_bundle
 from podium.envs.requirements import Requirements, read_requirement_files
 from podium.errors import BundleError, ServiceDefinitionError
-from podium.sdk.service import find_service
+from podium.sdk.discovery import find_service
 from podium.source import read_service, route_shape
 
 SERVICE = '''

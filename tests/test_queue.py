@@ -8,7 +8,8 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
-from podium.dispatch import FakeClock, JobQueue, JobStatus, NewJob
+from podium.clock import FakeClock
+from podium.dispatch import JobQueue, JobStatus, NewJob
 from podium.dispatch import queue as queue_module
 from podium.dispatch.states import WORKER_LOST
 from podium.errors import ConfigError

@@ -6,8 +6,9 @@ import pytest
 
 from podium.core.errors import InvalidRequest
 from podium.core.options import parse_job_request
+from podium.runpod_source import inspect_source
 from podium.signing import signed_headers, verify
-from podium.worker.runpod_file import environment, inspect_source
+from podium.worker.runpod_file import environment
 
 S3 = {"accessId": "AKIA", "accessSecret": "very-secret", "bucketName": "b", "endpointUrl": "http://s3"}
 

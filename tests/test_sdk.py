@@ -8,7 +8,8 @@ import pytest
 
 import podium
 from podium.sdk.context import JobContext, reset_context, set_context
-from podium.sdk.service import find_service, handler_service
+from podium.sdk.discovery import find_service
+from podium.sdk.service import handler_service
 
 
 def make():

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from podium import _json, source
+from podium import _json, runpod_source, source
 from podium.envs.requirements import Requirements, read_requirement_files
 from podium.errors import BundleError, PodiumError
-from podium.sdk.service import Service, ServiceConfig, default_name, find_service
-from podium.worker import runpod_file
+from podium.records import ServiceConfig
+from podium.sdk.discovery import find_service
+from podium.sdk.service import Service, default_name
 
 #: Entry files tried, in order, when deploying a directory.
 ENTRY_CANDIDATES = ("app.py", "main.py", "handler.py", "service.py")
@@ -142,7 +143,7 @@ def describe(
     else:
         text = (bundle.root / bundle.entry).read_text(encoding="utf-8", errors="replace")
         try:
-            rp = runpod_file.inspect_source(text)
+            rp = runpod_source.inspect_source(text)
             declared = rp is None and source.declares_requirements(text)
         except SyntaxError as exc:
             raise BundleError(f"{bundle.entry}: syntax error at line {exc.lineno}: {exc.msg}") from None
@@ -150,7 +151,7 @@ def describe(
             meta = {
                 "service": service or default_name(Path(bundle.entry).stem),
                 "entry": bundle.entry,
-                "routes": runpod_file.route_table(rp),
+                "routes": runpod_source.route_table(rp),
                 "config": ServiceConfig().as_dict(),
                 "runtime": "runpod",
             }

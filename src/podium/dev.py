@@ -17,8 +17,8 @@ from pathlib import Path
 
 from podium.bundle import bundle_files
 from podium.config import Settings
+from podium.serve import run
 from podium.server.runtime import Runtime
-from podium.server.serve import run
 from podium.store.catalog import new_key
 
 #: Seconds between two looks at the files.

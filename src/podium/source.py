@@ -21,19 +21,18 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from podium.core.records import Param, RouteKind, RouteRecord
 from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
+from podium.records import Param, RouteKind, RouteRecord, ServiceConfig
+from podium.runpod_source import yields
 from podium.sdk.httpapp import APP_NAMES, HTTP_ROUTE
 from podium.sdk.service import (
-    ServiceConfig,
     default_name,
     handler_path,
     json_safe,
     method_name,
     pick_service,
 )
-from podium.worker.runpod_file import yields
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 _MISSING = object()

@@ -27,7 +27,7 @@ def up(
     put any HTTP load balancer in front of them (see docs/cluster.md)."""
     from podium import logs
     from podium.config import Settings
-    from podium.server.serve import run
+    from podium.serve import run
 
     logs.setup()
     settings = Settings.from_env(

@@ -21,8 +21,8 @@ import httpx
 from podium import _json
 from podium.bundle import Bundle, describe, make_bundle
 from podium.client.http import Connection, raise_for
-from podium.core.records import RouteRecord
 from podium.errors import APIError, DeploymentError, ServiceDefinitionError
+from podium.records import RouteRecord
 from podium.sdk.service import Service
 
 #: States a deployment passes through on its way to ACTIVE.

@@ -18,12 +18,11 @@ from podium.core.errors import (
     QueueFull,
 )
 from podium.core.options import JobOptions
-from podium.core.records import RouteRecord
 from podium.dispatch.queue import DuplicateRequest, JobQueue, NewJob
 from podium.ids import uuid7
 from podium.metrics import Metrics
 from podium.netguard import UnsafeURL, allow_private_from_env, check_url
-from podium.sdk.service import DEFAULT_TIMEOUT_S
+from podium.records import DEFAULT_TIMEOUT_S, RouteRecord
 from podium.store.catalog import Catalog, EndpointState
 from podium.store.engine import Row
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from podium import _json
+from podium.clock import Clock
 from podium.core.errors import NotFound, WorkerGone
-from podium.dispatch.clock import Clock
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import JobQueue, ep_key, stop_key
 from podium.store.catalog import Catalog

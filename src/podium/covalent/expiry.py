@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from podium.covalent.functions import Functions
-
-if TYPE_CHECKING:
-    from podium.server.runtime import Runtime
 
 log = logging.getLogger("podium.covalent")
 EVERY = 1.0
 
 
-async def run(rt: Runtime) -> None:
+async def run(functions: Functions) -> None:
     """Until cancelled (the server's close)."""
-    functions = Functions(rt)
     while True:
         try:
             stopped = await functions.expire()

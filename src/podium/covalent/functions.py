@@ -14,20 +14,20 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from podium.bundle import version_id
-from podium.core.access import Principal
+from podium.clock import Clock
+from podium.core.access import Access, Principal
+from podium.core.deployments import SERVING, Deployments
 from podium.core.errors import InvalidRequest, NotFound
 from podium.covalent.bundle import MANIFEST, CovalentBundle, build
 from podium.covalent.models import CovalentConfig, FunctionService, RouteRecord
 from podium.envs.requirements import Requirements
-from podium.sdk.service import ROUTE_PATH, ServiceConfig, default_name, method_name
+from podium.records import ServiceConfig
+from podium.sdk.service import ROUTE_PATH, default_name, method_name
 from podium.store.catalog import EndpointState, new_key
 from podium.store.engine import Row
-
-if TYPE_CHECKING:
-    from podium.server.runtime import Runtime
 
 RUNTIME = "covalent"
 SORTS = ("created_at", "updated_at", "title", "status")
@@ -94,8 +94,18 @@ def route_table(spec: FunctionService) -> list[dict[str, Any]]:
 
 
 class Functions:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    """Parameters:
+        access: who may see or call which deployment.
+        deployments: what each deployment's endpoint runs.
+        clock: time limits are measured on it.
+    """
+
+    def __init__(self, access: Access, deployments: Deployments, clock: Clock) -> None:
+        self.access = access
+        self.deployments = deployments
+        self.catalog = deployments.catalog
+        self.box = deployments.secrets
+        self.clock = clock
 
     # -- deploy ---------------------------------------------------------------------------------
 
@@ -108,9 +118,8 @@ class Functions:
             bundle = await asyncio.to_thread(build, spec, fetch)
         except ValueError as exc:
             raise InvalidRequest(str(exc), code="invalid_asset") from None
-        await self.rt.bundles.put(bundle.sha256, bundle.data)
+        await self.deployments.bundles.put(bundle.sha256, bundle.data)
         token = new_key()
-        assert self.rt.secrets is not None
         title = spec.title or "service"
         config = CovalentConfig(
             title=title,
@@ -121,20 +130,15 @@ class Functions:
             routes=[RouteRecord(route=e.route, method=e.method, streaming=e.streaming,
                                 name=e.name or method_name(e.route), description=e.description or "")
                     for e in spec.endpoints],
-            token=self.rt.secrets.seal(token),
+            token=self.box.seal(token),
         )
         name = f"{default_name(title)[:50].strip('-') or 'service'}-{secrets.token_hex(3)}"
         version = self._version(principal, bundle, name, routes, config)
-        row = await self.rt.catalog.put_version(principal.project_id, version)
-        await self.rt.scaler.builds.deployed(row)
-        message = f"covalent-cloud deploy: {title}"
-        ep, _ = await self.rt.catalog.point_endpoint(
-            principal.project_id, name, row, key_id=principal.key_id, message=message
-        )
-        await self.rt.catalog.create_key(
+        ep, _, _ = await self.deployments.deploy(principal, name, version,
+                                                 message=f"covalent-cloud deploy: {title}")
+        await self.catalog.create_key(
             principal.project_id, "invoke", name=key_name(ep["id"]), endpoint_id=ep["id"], raw=token
         )
-        self.rt.scaler.wake()
         return Deployment(ep, config)
 
     @staticmethod
@@ -156,20 +160,19 @@ class Functions:
         return {
             **meta, "id": version_id(bundle.sha256, {**meta, "project": principal.project_id}),
             "sha256": bundle.sha256, "size": len(bundle.data), "env_hash": reqs.env_hash(),
-            "message": f"covalent-cloud deploy: {config.title}", "created_by": principal.key_id,
         }
 
     # -- reading --------------------------------------------------------------------------------
 
     async def of(self, ep: Row) -> Deployment | None:
         """The Covalent deployment an endpoint is, or None for any other endpoint."""
-        info = await self.rt.version(ep)
+        info = await self.catalog.version_info(ep["project_id"], ep["version_id"])
         if info["runtime"] != RUNTIME:
             return None
         return Deployment(ep, CovalentConfig.model_validate(info["config"][RUNTIME]))
 
     async def get(self, principal: Principal, function_id: str) -> Deployment:
-        ep = await self.rt.access.endpoint(principal, function_id)
+        ep = await self.access.endpoint(principal, function_id)
         found = await self.of(ep)
         if found is None:
             raise NotFound("function", function_id)
@@ -177,14 +180,13 @@ class Functions:
 
     async def public(self, function_id: str) -> Deployment | None:
         """A deployment looked up without a key (to learn whether its routes need one)."""
-        ep = await self.rt.catalog.get_endpoint(None, function_id)
+        ep = await self.catalog.get_endpoint(None, function_id)
         return None if ep is None or ep["id"] != function_id else await self.of(ep)
 
     async def token(self, d: Deployment) -> str | None:
         """The deployment's first inference key, while it is not deleted."""
-        assert self.rt.secrets is not None
-        token = self.rt.secrets.open(d.config.token)
-        return token if await self.rt.access.lookup(token) is not None else None
+        token = self.box.open(d.config.token)
+        return token if await self.access.lookup(token) is not None else None
 
     async def listing(
         self, principal: Principal, *, search: str | None, status: str | None, sort: str, descending: bool
@@ -192,7 +194,7 @@ class Functions:
         if sort not in SORTS:
             raise InvalidRequest(f"sort must be one of {', '.join(SORTS)}")
         found: list[Deployment] = []
-        for ep in await self.rt.catalog.list_endpoints(principal.project_id):
+        for ep in await self.catalog.list_endpoints(principal.project_id):
             d = await self.of(ep)
             if d is None or (status and ep["state"] != status.upper()):
                 continue
@@ -209,40 +211,39 @@ class Functions:
 
     async def teardown(self, d: Deployment) -> Deployment:
         """INACTIVE: the worker stops; calls are refused from now on."""
-        await self.rt.catalog.set_state(d.id, EndpointState.INACTIVE)
-        self.rt.scaler.wake()
-        ep = await self.rt.catalog.get_endpoint(d.endpoint["project_id"], d.id)
+        await self.deployments.stop(d.endpoint)
+        ep = await self.catalog.get_endpoint(d.endpoint["project_id"], d.id)
         assert ep is not None
         return Deployment(ep, d.config)
 
     async def expire(self) -> int:
         """Stop the deployments past their time limit; returns how many were stopped."""
-        now = self.rt.clock.now()
+        now = self.clock.now()
         stopped = 0
-        for ep in await self.rt.catalog.list_endpoints():
-            if ep["state"] not in (EndpointState.CREATING, EndpointState.ACTIVE):
+        for ep in await self.catalog.list_endpoints():
+            if ep["state"] not in SERVING:
                 continue
             d = await self.of(ep)
             if d is not None and now >= ep["created_at"] + d.config.time_limit:
                 reason = f"deployment {d.id} reached its time limit ({d.config.time_limit:g} s)"
-                stopped += await self.rt.catalog.set_state(d.id, EndpointState.INACTIVE, error=reason)
+                stopped += await self.catalog.set_state(d.id, EndpointState.INACTIVE, error=reason)
         if stopped:
-            self.rt.scaler.wake()
+            self.deployments.scaling.wake()
         return stopped
 
     async def new_key(self, d: Deployment) -> tuple[str, str, float]:
         """(key id, key, created at): the key is shown once."""
-        kid, key = await self.rt.catalog.create_key(
+        kid, key = await self.catalog.create_key(
             d.endpoint["project_id"], "invoke", name=key_name(d.id), endpoint_id=d.id
         )
-        return kid, key, self.rt.clock.now()
+        return kid, key, self.clock.now()
 
     async def keys(self, d: Deployment) -> list[Row]:
-        rows = await self.rt.catalog.list_keys(d.endpoint["project_id"])
+        rows = await self.catalog.list_keys(d.endpoint["project_id"])
         return [r for r in rows if r["name"] == key_name(d.id) and r["revoked_at"] is None]
 
     async def delete_key(self, d: Deployment, key_id: str) -> None:
         if not any(r["id"] == key_id for r in await self.keys(d)):
             raise NotFound("inference key", key_id)
-        await self.rt.catalog.revoke_key(d.endpoint["project_id"], key_id)
-        self.rt.access.forget()
+        await self.catalog.revoke_key(d.endpoint["project_id"], key_id)
+        self.access.forget()

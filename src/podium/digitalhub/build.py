@@ -21,8 +21,9 @@ from podium import _json
 from podium.bundle import MAX_BUNDLE_BYTES, version_id
 from podium.core.errors import InvalidRequest
 from podium.digitalhub.nuclio import SETTINGS, SOURCE
+from podium.records import ServiceConfig
 from podium.sdk.httpapp import http_service
-from podium.sdk.service import ServiceConfig, default_name
+from podium.sdk.service import default_name
 
 ENTRY = "app.py"
 ENTRY_CODE = (

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 
 from podium import _json
-from podium.dispatch.clock import Clock
+from podium.clock import Clock
 from podium.store.engine import Row, Store
 from podium.store.tables import dh_entities
 

@@ -12,17 +12,16 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from podium.clock import Clock
 from podium.core.access import Principal
+from podium.core.deployments import Deployments
 from podium.core.errors import InvalidRequest
 from podium.digitalhub.build import ENTRY, build, with_id
 from podium.digitalhub.records import Entity, Records
 from podium.store.catalog import EndpointState
-from podium.store.engine import Row
-
-if TYPE_CHECKING:
-    from podium.server.runtime import Runtime
+from podium.store.engine import Row, Store
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 #: A run's DigitalHub state for each endpoint state (RUNNING only once a worker ran init).
@@ -63,21 +62,25 @@ def service_path(project: str, run_id: str, token: str) -> str:
 
 
 class ServeRuns:
-    """Serve runs of one server: deploy, stop, resume, remove, and their status."""
+    """Serve runs of one server: deploy, stop, resume, remove, and their status.
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.records = Records(rt.store, rt.clock)
+    Parameters:
+        store: where runs are kept (beside DigitalHub's other entities).
+        deployments: what each run's endpoint runs.
+        clock: the time records are stamped with.
+    """
+
+    def __init__(self, store: Store, deployments: Deployments, clock: Clock) -> None:
+        self.deployments = deployments
+        self.catalog = deployments.catalog
+        self.box = deployments.secrets
+        self.records = Records(store, clock)
 
     def _seal(self) -> str:
-        assert self.rt.secrets is not None
-        return self.rt.secrets.seal(secrets.token_urlsafe(24))
+        return self.box.seal(secrets.token_urlsafe(24))
 
     def token(self, run: Entity) -> str | None:
-        if run.token is None:
-            return None
-        assert self.rt.secrets is not None
-        return self.rt.secrets.open(run.token)
+        return None if run.token is None else self.box.open(run.token)
 
     def token_matches(self, run: Entity, presented: str) -> bool:
         token = self.token(run)
@@ -96,56 +99,35 @@ class ServeRuns:
         if not isinstance(replicas, int) or not 1 <= replicas <= 16:
             raise InvalidRequest("spec.replicas must be a whole number from 1 to 16")
         built = build(function.name, function.body.get("spec") or {}, params, replicas)
-        await self.rt.bundles.put(built.version["sha256"], built.data)
-        message = f"DigitalHub run {run.id} of {run.dh_project}/{function.name}"
-        version = await self.rt.catalog.put_version(
-            principal.project_id,
-            {**with_id(built.version, principal.project_id), "message": message, "created_by": principal.key_id},
+        await self.deployments.bundles.put(built.version["sha256"], built.data)
+        ep, _, _ = await self.deployments.deploy(
+            principal, endpoint_name(function.name, run.id), with_id(built.version, principal.project_id),
+            message=f"DigitalHub run {run.id} of {run.dh_project}/{function.name}", secrets=envs,
         )
-        ep, _ = await self.rt.catalog.point_endpoint(
-            principal.project_id, endpoint_name(function.name, run.id), version,
-            key_id=principal.key_id, message=message,
-        )
-        if envs:
-            assert self.rt.secrets is not None
-            for env_name, value in envs.items():
-                await self.rt.catalog.set_secret(ep["id"], env_name, self.rt.secrets.seal(value))
-            self.rt.scaler.restart(ep["id"])  # a worker started before they were set gets them
         await self.records.set_serving(principal.project_id, run.id, ep["id"], self._seal())
-        self.rt.scaler.wake()
         return ep
 
     async def endpoint(self, run: Entity) -> Row | None:
         if run.endpoint_id is None:
             return None
-        return await self.rt.catalog.get_endpoint(None, run.endpoint_id)
+        return await self.catalog.get_endpoint(None, run.endpoint_id)
 
     async def stop(self, principal: Principal, run: Entity) -> None:
         ep = await self.endpoint(run)
         if ep is not None:
-            await self.rt.catalog.set_state(ep["id"], EndpointState.INACTIVE)
+            await self.deployments.stop(ep)
             await self.records.set_serving(principal.project_id, run.id, ep["id"], self._seal())
-            self.rt.scaler.wake()
 
     async def resume(self, run: Entity) -> None:
         """As `podium start`: CREATING until a worker has run init again."""
         ep = await self.endpoint(run)
-        if ep is not None and ep["state"] in (EndpointState.INACTIVE, EndpointState.ERROR):
-            version = await self.rt.catalog.get_version(ep["project_id"], ep["version_id"])
-            if version is not None:
-                await self.rt.scaler.builds.deployed(version)
-            await self.rt.catalog.set_state(ep["id"], EndpointState.CREATING)
-            # A worker of the stopped run may still be draining: replace it, so a new one runs
-            # init and its readiness moves the endpoint to ACTIVE.
-            self.rt.scaler.restart(ep["id"])
-            self.rt.scaler.wake()
+        if ep is not None:
+            await self.deployments.start(ep)
 
     async def remove(self, principal: Principal, run: Entity) -> None:
         ep = await self.endpoint(run)
         if ep is not None:
-            await self.rt.queue.purge(ep["id"])
-            await self.rt.catalog.remove_endpoint(ep["id"])
-            self.rt.scaler.wake()
+            await self.deployments.remove(ep)
         await self.records.delete(principal.project_id, run.id)
 
     async def status(self, run: Entity, where: Where) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from podium.dispatch.queue import SCALE_KEY, JobQueue, ep_key
 from podium.envs.builder import SERVER_PYTHON, EnvStore, Interpreter
 from podium.envs.builds import Builds
 from podium.metrics import Metrics
-from podium.scaling.backend import Backend, make_backend
+from podium.scaling.backend import Backend
+from podium.scaling.backends import make_backend
 from podium.scaling.local import group_rss_mb, tail
 from podium.scaling.policy import Load, desired
 from podium.scaling.resources import Resources
@@ -36,6 +37,9 @@ from podium.store.cluster import FORGET_AFTER
 from podium.store.engine import Row
 
 log = logging.getLogger("podium.scaling")
+
+#: An endpoint's secrets, decrypted, by endpoint id.
+Secrets = Callable[[str], Awaitable[dict[str, str]]]
 
 #: Workers of one endpoint that may die before becoming ready before the endpoint is put in ERROR.
 MAX_START_FAILURES = 3
@@ -53,7 +57,7 @@ DEFAULT_STARTUP_TIMEOUT = 600.0
 class Autoscaler:
     def __init__(
         self, settings: Settings, catalog: Catalog, queue: JobQueue, pool: WorkerPool,
-        metrics: Metrics | None = None,
+        metrics: Metrics | None = None, secrets: Secrets | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -79,8 +83,8 @@ class Autoscaler:
         #: GPUs each local worker was started with; the idle one stopped to free GPUs, if any.
         self._gpus: dict[str, int] = {}
         self._making_room: str | None = None
-        #: An endpoint's secrets (decrypted) for its workers' environment; set by the runtime.
-        self.secrets: Callable[[str], Awaitable[dict[str, str]]] | None = None
+        #: An endpoint's secrets (decrypted) for its workers' environment.
+        self.secrets = secrets
         # What another replica asks of workers only this one may know (see Notifier.announce).
         queue.notifier.on("stop", self._stop_announced)
         queue.notifier.on("restart", self._restart_here)
@@ -140,6 +144,10 @@ class Autoscaler:
 
     def wake(self) -> None:
         self.queue.notifier.notify(SCALE_KEY)
+
+    async def deployed(self, version: Row) -> bool:
+        """A version was deployed: True when its environment must be built first (started now)."""
+        return await self.builds.deployed(version)
 
     # -- one pass -------------------------------------------------------------------------------
 

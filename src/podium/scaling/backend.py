@@ -68,14 +68,3 @@ def worker_env(*, token: str, url: str, ping_interval: float) -> dict[str, str]:
     """What a worker reads from its environment: its key, the server's URL, its ping period."""
     return {"PODIUM_API_KEY": token, "PODIUM_URL": url, "PODIUM_PING_INTERVAL": str(ping_interval),
             "PYTHONUNBUFFERED": "1"}
-
-
-def make_backend(settings: Settings, on_exit: ExitCallback) -> Backend:
-    """The backend `settings.backend` names (Ray's module, and Ray, loaded only when chosen)."""
-    if settings.backend == "ray":
-        from podium.scaling.ray import RayBackend
-
-        return RayBackend(settings, on_exit)
-    from podium.scaling.local import LocalBackend
-
-    return LocalBackend(settings, on_exit)

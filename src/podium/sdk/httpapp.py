@@ -16,8 +16,9 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from podium.records import ServiceConfig
 from podium.sdk.context import run_async
-from podium.sdk.service import Route, Service, ServiceConfig
+from podium.sdk.service import Route, Service
 
 #: The one route of an HTTP-app service (every path and method reaches the app through it).
 HTTP_ROUTE = "/http"

@@ -18,9 +18,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from podium.core.records import Param, RouteRecord
 from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
+from podium.records import Param, RouteRecord, ServiceConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,110 +34,6 @@ HANDLER_ATTR = "__podium_service__"
 _MISSING = object()
 
 
-#: Default execution timeout: 24 hours (RunPod's endpoints default lower; long jobs are our case).
-DEFAULT_TIMEOUT_S = 86400.0
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """Settings a service asks for; the endpoint starts from these (`podium scale` changes them).
-
-    Scaling: `min_workers`/`max_workers`, `idle_timeout` (seconds without a job before an idle
-    worker stops), `concurrency` (jobs at once per worker), `scaler` ("request-count": workers =
-    ceil((waiting + running) / target), target defaulting to `concurrency`; "queue-delay": add a
-    worker while the oldest waiting job has waited more than `target` seconds, default 4),
-    `queue_cap` (waiting jobs past which /run answers 429), `max_jobs_per_worker` and
-    `max_worker_memory_mb` (recycle a worker after its current job; 0: never).
-    Resources, per worker: `cpus` (may be fractional), `gpus` (whole devices; on the local
-    backend each worker gets its own through CUDA_VISIBLE_DEVICES), `memory_mb` (0: no
-    reservation). The local backend hands out GPUs; a Ray cluster reserves all three.
-    Jobs: `execution_timeout` (seconds), `retries` (route errors retried, with exponential backoff
-    and jitter) limited to `retry_on` exception types when given, `startup_timeout` (seconds a
-    worker may take to load before the version is declared broken).
-    """
-
-    min_workers: int = 0
-    max_workers: int = 2
-    idle_timeout: float = 60.0
-    concurrency: int = 1
-    #: Seconds a job may run before it ends TIMED_OUT (a request's policy.executionTimeout wins).
-    execution_timeout: float = DEFAULT_TIMEOUT_S
-    scaler: str = "request-count"
-    target: float | None = None
-    queue_cap: int = 10_000
-    max_jobs_per_worker: int = 0
-    max_worker_memory_mb: int = 0
-    retries: int = 0
-    retry_on: tuple[type[BaseException], ...] = ()
-    startup_timeout: float = 600.0
-    cpus: float = 1.0
-    gpus: int = 0
-    memory_mb: int = 0
-
-    def __post_init__(self) -> None:
-        if self.min_workers < 0:
-            raise ServiceDefinitionError("min_workers must be >= 0")
-        if self.max_workers < 1 or self.max_workers < self.min_workers:
-            raise ServiceDefinitionError("max_workers must be >= 1 and >= min_workers")
-        if self.max_workers > MAX_WORKERS or self.concurrency > MAX_CONCURRENCY:
-            raise ServiceDefinitionError(
-                f"max_workers may be at most {MAX_WORKERS} and concurrency at most {MAX_CONCURRENCY}"
-            )
-        if self.idle_timeout < 0:
-            raise ServiceDefinitionError("idle_timeout must be >= 0 seconds")
-        if self.concurrency < 1:
-            raise ServiceDefinitionError("concurrency must be >= 1")
-        if not 5 <= self.execution_timeout <= 7 * 86400:
-            raise ServiceDefinitionError("execution_timeout must be between 5 seconds and 7 days")
-        if self.scaler not in SCALERS:
-            raise ServiceDefinitionError(f"scaler must be one of {', '.join(SCALERS)}")
-        if self.target is not None and self.target <= 0:
-            raise ServiceDefinitionError("target must be > 0")
-        if self.queue_cap < 1:
-            raise ServiceDefinitionError("queue_cap must be >= 1")
-        if self.max_jobs_per_worker < 0 or self.max_worker_memory_mb < 0:
-            raise ServiceDefinitionError("max_jobs_per_worker and max_worker_memory_mb must be >= 0")
-        if not 0 <= self.retries <= 20:
-            raise ServiceDefinitionError("retries must be between 0 and 20")
-        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in self.retry_on):
-            raise ServiceDefinitionError("retry_on must be a tuple of exception classes")
-        if self.startup_timeout <= 0:
-            raise ServiceDefinitionError("startup_timeout must be > 0 seconds")
-        self._check_resources()
-
-    def _check_resources(self) -> None:
-        def whole(value: Any) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        if isinstance(self.cpus, bool) or not isinstance(self.cpus, int | float) or not self.cpus > 0:
-            raise ServiceDefinitionError(f"cpus must be a number > 0, like 2 or 0.5 (got {self.cpus!r})")
-        if not whole(self.gpus) or self.gpus < 0:
-            raise ServiceDefinitionError(f"gpus must be a whole number of devices >= 0 (got {self.gpus!r})")
-        if not whole(self.memory_mb) or self.memory_mb < 0:
-            raise ServiceDefinitionError(f"memory_mb must be a whole number >= 0 (got {self.memory_mb!r})")
-
-    def retryable(self, exc: BaseException) -> bool:
-        """Whether a route error may be retried (it still needs retries left)."""
-        return self.retries > 0 and (not self.retry_on or isinstance(exc, self.retry_on))
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["retry_on"] = [f"{t.__module__}.{t.__qualname__}" for t in self.retry_on]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ServiceConfig:
-        """Settings as recorded (retry_on names are not classes again: they only document)."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"retry_on"}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-#: Upper bounds, so a typo cannot start thousands of processes or threads on one machine.
-MAX_WORKERS = 256
-MAX_CONCURRENCY = 1024
-
-#: The scaler policies an endpoint may use.
-SCALERS = ("request-count", "queue-delay")
 
 
 def method_name(path: str) -> str:
@@ -465,44 +361,6 @@ def handler_service(
 def handler_path(function_name: str) -> str:
     """The one route of a `handler(job)` service is named after the function."""
     return "/" + re.sub(r"[^A-Za-z0-9_.\-]", "-", function_name)
-
-
-def _marked(value: Any) -> Any:
-    """The service a `@podium.handler` mark holds; None for anything else, even an object that
-    raises on attribute access (Flask's `request` proxy outside a request does)."""
-    try:
-        return getattr(value, HANDLER_ATTR, None)
-    except Exception:
-        return None
-
-
-def find_service(namespace: dict[str, Any], name: str | None = None) -> Service:
-    """Find the one service a module defines (or the one called `name`).
-
-    Looks for :class:`Service` objects, then functions marked `@podium.handler`, then a plain
-    top-level function called `handler` (RunPod's convention).
-    """
-    found: dict[str, Service] = {}
-    for value in list(namespace.values()):
-        svc = value if isinstance(value, Service) else _marked(value)
-        if isinstance(svc, Service):
-            found.setdefault(svc.name, svc)
-    if not found and callable(namespace.get("handler")):
-        svc = handler_service(namespace["handler"])
-        found[svc.name] = svc
-    if not found:
-        from podium.sdk.httpapp import find_app, http_service
-
-        app = find_app(namespace)
-        if app is not None:
-            svc = http_service(app[1], app[0], default_name(str(namespace.get("__name__", "app"))))
-            found[svc.name] = svc
-    return pick_service(
-        found, name,
-        "no service found: decorate an initializer with @podium.service, "
-        "a handler with @podium.handler, define a top-level `handler(job)`, "
-        "or expose an ASGI/WSGI app as `app`",
-    )
 
 
 Found = TypeVar("Found")

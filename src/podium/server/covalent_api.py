@@ -89,7 +89,7 @@ def _base(request: Request) -> str:
 
 async def _functions(request: Request, role: str) -> tuple[Runtime, Principal, Functions]:
     rt = runtime(request)
-    return rt, await caller(request, role), Functions(rt)
+    return rt, await caller(request, role), rt.functions
 
 
 def _slots(rt: Runtime) -> AssetSlots:
@@ -238,7 +238,7 @@ async def _caller(request: Request, fns: Functions, function_id: str) -> tuple[P
     if not d.config.auth:
         return Principal("covalent-public", d.endpoint["project_id"], "invoke", d.id), d
     principal = await caller(request, "invoke")
-    await fns.rt.access.endpoint(principal, function_id)
+    await fns.access.endpoint(principal, function_id)
     return principal, d
 
 
@@ -303,7 +303,7 @@ async def _stream(rt: Runtime, job_id: str) -> Response:
 async def call(request: Request, function_id: str, route: str) -> Response:
     """`{METHOD} /fn/{id}/{route}` with the keyword arguments as a JSON body."""
     rt = runtime(request)
-    principal, d = await _caller(request, Functions(rt), function_id)
+    principal, d = await _caller(request, rt.functions, function_id)
     rec = d.route(route)
     if rec is None:
         known = ", ".join(f"{r.method} {r.route}" for r in d.config.routes)

@@ -24,7 +24,7 @@ from podium.core.access import Principal
 from podium.core.errors import DomainError, InvalidRequest, NotFound
 from podium.digitalhub.build import source_code
 from podium.digitalhub.records import Entity, new_entity_id
-from podium.digitalhub.runs import ServeRuns, Where, service_path, split_envs
+from podium.digitalhub.runs import Where, service_path, split_envs
 from podium.scaling.local import tail
 from podium.server.admin import keys as admin_keys
 from podium.server.auth import caller, runtime
@@ -114,7 +114,7 @@ class Surface:
         self.request = request
         self.principal = principal
         self.project = project
-        self.runs = ServeRuns(runtime(request))
+        self.runs = runtime(request).serve_runs
         self.records = self.runs.records
 
     async def get(self, type_: str, ref: str) -> Entity:
@@ -369,7 +369,7 @@ def _service_failure(row: Any) -> DigitalHubError:
 async def _serve(request: Request, run: Entity, subpath: str) -> Response:
     """A request to the run's service, as a job of its endpoint (the one call path)."""
     rt = runtime(request)
-    ep = await ServeRuns(rt).endpoint(run)
+    ep = await rt.serve_runs.endpoint(run)
     if ep is None:
         raise DigitalHubError(404, f"run {run.id} serves nothing")
     principal = Principal(key_id=f"dh-run-{run.id}"[:32], project_id=run.project_id, role="invoke")
@@ -383,7 +383,7 @@ async def _serve(request: Request, run: Entity, subpath: str) -> Response:
 async def run_service(request: Request, project: str, run_id: str, token: str, path: str = "") -> Response:
     """The run's `status.service.url`: no key, the token in the path is the credential."""
     rt = runtime(request)
-    runs = ServeRuns(rt)
+    runs = rt.serve_runs
     run = await runs.records.by_id(run_id)
     if run is None or run.type != "run" or run.dh_project != project or not runs.token_matches(run, token):
         raise DigitalHubError(404, "no service at this URL (the run was stopped or deleted)")

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from podium.core.access import Principal
 from podium.core.calls import check_callable
-from podium.core.records import RouteRecord
+from podium.records import RouteRecord
 from podium.sdk.httpapp import START
 from podium.server.body import MB, read_body
 from podium.server.errors import HTTPError

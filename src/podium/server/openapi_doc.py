@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from podium.core.records import RouteRecord
+from podium.records import RouteRecord
 from podium.store.engine import Row
 
 ERROR = {

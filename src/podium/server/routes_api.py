@@ -15,8 +15,8 @@ from podium import _json
 from podium.core.access import Principal
 from podium.core.calls import check_arguments, check_callable, find_route
 from podium.core.options import JobOptions, parse_env
-from podium.core.records import RouteRecord
 from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
+from podium.records import RouteRecord
 from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import MB, read_object
 from podium.server.errors import HTTPError

@@ -16,17 +16,21 @@ import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from podium.clock import Clock
 from podium.config import Settings
 from podium.core.access import Access
 from podium.core.calls import Calls
-from podium.core.records import RouteRecord, VersionInfo
+from podium.core.deployments import Deployments
+from podium.core.worker_calls import WorkerCalls
 from podium.core.workers import WorkerPool
 from podium.covalent.expiry import run as covalent_expiry
-from podium.dispatch.clock import Clock
+from podium.covalent.functions import Functions
+from podium.digitalhub.runs import ServeRuns
 from podium.dispatch.notify import Notifier
 from podium.dispatch.queue import JobQueue
 from podium.dispatch.relay import PgRelay
 from podium.metrics import Metrics
+from podium.records import RouteRecord, VersionInfo
 from podium.scaling.autoscaler import Autoscaler
 from podium.scaling.leader import Leadership
 from podium.scaling.local import LocalBackend
@@ -58,8 +62,10 @@ class Runtime:
         self.replica_id = secrets.token_hex(6)
         self.started_at = self.clock.now()
         self.notifier = Notifier()
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.secrets = SecretBox(load_key(settings.secret_key, settings.secret_key_file))
         self.queue = JobQueue(
-            self.store, self.notifier, self.clock,
+            self.store, self.notifier, self.clock, box=self.secrets,
             retention={"run": settings.retention_run, "runsync": settings.retention_runsync},
             retry_base=settings.retry_base,
         )
@@ -76,8 +82,13 @@ class Runtime:
             self.queue, self.catalog, self.clock, lease=settings.lease_seconds, cluster=self.cluster,
             replica_id=self.replica_id,
         )
-        self.scaler = Autoscaler(settings, self.catalog, self.queue, self.pool, self.metrics)
+        self.scaler = Autoscaler(settings, self.catalog, self.queue, self.pool, self.metrics, secrets=self.endpoint_env)
         self.bundles = Bundles(settings.blobs, self.store if self.shared else None)
+        self.deployments = Deployments(self.catalog, self.bundles, self.queue, self.scaler, self.secrets, self.clock)
+        self.functions = Functions(self.access, self.deployments, self.clock)
+        self.serve_runs = ServeRuns(self.store, self.deployments, self.clock)
+        #: The worker protocol, for both of its transports.
+        self.workers = WorkerCalls(self.access, self.pool, self.scaler, take_timeout=settings.take_timeout)
         conninfo = self.store.conninfo
         self.relay = PgRelay(conninfo, self.notifier, sweep=settings.relay_sweep) if conninfo else None
         self.leadership = Leadership(
@@ -85,8 +96,7 @@ class Runtime:
         )
         self.webhooks: WebhookOutbox | None = None
         #: job-take and job-done for local workers, without HTTP.
-        self.channel = WorkerChannel(self)
-        self.secrets: SecretBox | None = None
+        self.channel = WorkerChannel(self.workers, self.access, self.metrics, settings.home, self.replica_id)
         #: Stops Covalent deployments at their time limit.
         self.covalent_expiry: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -99,9 +109,6 @@ class Runtime:
         await self.store.migrate()
         project = await self.catalog.ensure_project(DEFAULT_PROJECT)
         await self._bootstrap_admin(project)
-        self.secrets = SecretBox(load_key(self.settings.secret_key, self.settings.secret_key_file))
-        self.queue.box = self.secrets
-        self.scaler.secrets = self.endpoint_env
         self.webhooks = WebhookOutbox(
             self.queue,
             self.settings.webhook_secret
@@ -149,7 +156,7 @@ class Runtime:
         assert self.webhooks is not None
         self.webhooks.start()
         self.scaler.start()
-        self.covalent_expiry = asyncio.create_task(covalent_expiry(self))
+        self.covalent_expiry = asyncio.create_task(covalent_expiry(self.functions))
         await self._beat()
 
     async def _follow(self) -> None:
@@ -235,7 +242,6 @@ class Runtime:
 
     async def endpoint_env(self, endpoint_id: str) -> dict[str, str]:
         """An endpoint's secrets, decrypted, for its workers' environment."""
-        assert self.secrets is not None
         return {r["name"]: self.secrets.open(r["value"]) for r in await self.catalog.secrets(endpoint_id)}
 
 

@@ -3,21 +3,18 @@
 Our own worker and unmodified `runpod.serverless.start()` workers speak it alike. Posts for jobs a
 worker no longer holds are acknowledged with 200 and ignored, because RunPod workers drop a result
 on any 4xx and a late post is normal (progress updates race the final result). What each call does
-to a worker and its jobs is the core's `WorkerPool`; this reads requests and writes answers.
-`attached` and `report` also serve the same calls made over the worker channel
-(`server/worker_channel.py`).
+to a worker and its jobs is the core's (`WorkerCalls`, `WorkerPool`); this reads requests and
+writes answers, as the worker channel (`server/worker_channel.py`) does for the same calls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 
-from podium.core.access import WORKER, Principal
-from podium.core.errors import WorkerGone
-from podium.core.workers import Result
+from podium.core.access import WORKER
+from podium.core.worker_calls import OK, RESULT_LIMIT, Alive
 from podium.server.auth import caller, runtime
 from podium.server.body import MB, read_json
 from podium.server.responses import JSONAnswer
@@ -28,29 +25,12 @@ if TYPE_CHECKING:
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["worker protocol"])
 
-RESULT_LIMIT = 50 * MB
-#: How long job-done?take=1 waits for a next job: a worker busy at a steady pace needs one
-#: exchange per job; one left waiting goes back to its ordinary long-poll (and a draining one is
-#: let go at once).
-NEXT_JOB_WAIT = 1.0
 CHUNK_LIMIT = 1 * MB
-OK = {"ok": True}
-
-
-Alive = Callable[[], Awaitable[bool]]
 
 
 async def _worker(request: Request, endpoint_id: str, worker_id: str) -> tuple[Runtime, Row]:
     rt = runtime(request)
-    return rt, await attached(rt, await caller(request, WORKER), endpoint_id, worker_id)
-
-
-async def attached(rt: Runtime, principal: Principal, endpoint_ref: str, worker_id: str) -> Row:
-    """The caller's endpoint `endpoint_ref` (a worker token's own, or one of a deploy key's
-    project); a worker id of another endpoint is not found."""
-    ep = await rt.access.endpoint(principal, endpoint_ref)
-    rt.pool.check(worker_id, ep)
-    return ep
+    return rt, await rt.workers.attached(await caller(request, WORKER), endpoint_id, worker_id)
 
 
 def _connected(request: Request) -> Alive:
@@ -60,37 +40,10 @@ def _connected(request: Request) -> Alive:
     return connected
 
 
-async def report(
-    rt: Runtime, ep: Row, worker_id: str, job_id: str, body: Any, *, take_next: bool, alive: Alive,
-    version: str | None,
-) -> dict[str, Any]:
-    """job-done's work, whichever way it came (HTTP or `worker_channel`); returns its answer.
-
-    `stopPod: true` (a handler returned `refresh_worker`) asks for a fresh worker process.
-    `take_next` (Podium's own worker): the answer also carries the next job as `next`, waiting up
-    to NEXT_JOB_WAIT for one, so a busy worker needs one exchange per job, not two.
-    """
-    result = Result.parse(body)
-    await rt.pool.done(worker_id, ep, job_id, result)
-    if result.progress:
-        return OK
-    if result.stop_pod or rt.scaler.due_for_recycling(worker_id, ep):
-        rt.scaler.recycle(worker_id)
-    elif take_next:
-        wait = min(NEXT_JOB_WAIT, rt.settings.take_timeout)
-        try:
-            jobs = await rt.pool.take(worker_id, ep, limit=1, wait=wait, alive=alive, version=version)
-        except WorkerGone:  # the result is stored; its next job-take tells it to stop
-            jobs = []
-        return {"ok": True, "next": jobs[0] if jobs else None}
-    return OK
-
-
 async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) -> list[dict[str, Any]]:
     rt, ep = await _worker(request, endpoint_id, worker_id)
-    # `version`: what a worker started by hand runs (`podium worker`); it is given only its jobs.
-    return await rt.pool.take(worker_id, ep, limit=limit, wait=rt.settings.take_timeout,
-                              alive=_connected(request), version=request.query_params.get("version"))
+    return await rt.workers.take(worker_id, ep, limit=limit, alive=_connected(request),
+                                 version=request.query_params.get("version"))
 
 
 @router.get("/job-take/{worker_id}", response_model=None)
@@ -123,8 +76,8 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
     rt, ep = await _worker(request, endpoint_id, worker_id)
     body = await read_json(request, RESULT_LIMIT, empty={})
     query = request.query_params
-    return JSONAnswer(await report(
-        rt, ep, worker_id, job_id, body, take_next=query.get("take") == "1", alive=_connected(request),
+    return JSONAnswer(await rt.workers.report(
+        ep, worker_id, job_id, body, take_next=query.get("take") == "1", alive=_connected(request),
         version=query.get("version"),
     ))
 

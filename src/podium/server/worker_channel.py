@@ -9,8 +9,8 @@ started by hand, on Ray, or by RunPod's library speak HTTP as before.
 A connection's first frame names the worker (key, endpoint, worker id, version), as an HTTP
 request's headers and path do, and every call is authorized again as an HTTP request is: a
 revoked key or a worker told to stop is refused at once. The work and the answers, errors
-included, are those of the HTTP calls (`WorkerPool.take`, `worker_api.report`, `errors.answer`),
-and calls are counted as theirs are. Ping, job-stream and job-stop stay on HTTP.
+included, are those of the HTTP calls (`WorkerCalls.take` and `.report`, `errors.answer`), and
+calls are counted as theirs are. Ping, job-stream and job-stop stay on HTTP.
 """
 
 from __future__ import annotations
@@ -22,22 +22,21 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from podium import _json, channel
-from podium.core.access import WORKER
+from podium.core.access import WORKER, Access
 from podium.core.errors import InvalidRequest
-from podium.server import errors, worker_api
+from podium.core.worker_calls import RESULT_LIMIT, WorkerCalls
+from podium.metrics import Metrics
+from podium.server import errors
 from podium.server.body import parse_json, too_large
 from podium.sockets import SocketDir
-
-if TYPE_CHECKING:
-    from podium.server.runtime import Runtime
 
 log = logging.getLogger("podium.server")
 
 #: The largest frame taken: a job-done's result limit, and room for its header.
-FRAME_LIMIT = worker_api.RESULT_LIMIT + 64 * 1024
+FRAME_LIMIT = RESULT_LIMIT + 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -60,18 +59,29 @@ class Caller:
 class WorkerChannel:
     """The socket: `workers-<replica>.sock` (replicas may share a home) in the server's socket
     directory (`podium.sockets`). Sockets a killed server left there (nothing listens on them)
-    are removed."""
+    are removed.
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    Parameters:
+        calls: what each call does (the HTTP calls' own).
+        access: who may call.
+        metrics: where calls are counted.
+        home: the server's home (its socket directory).
+        replica_id: this server's, in the socket's name.
+    """
+
+    def __init__(self, calls: WorkerCalls, access: Access, metrics: Metrics, home: Path, replica_id: str) -> None:
+        self.calls = calls
+        self.access = access
+        self.metrics = metrics
+        self.replica_id = replica_id
         self.path: str | None = None
-        self._sockets = SocketDir(rt.settings.home)
+        self._sockets = SocketDir(home)
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Connection] = set()
         self._calls: set[asyncio.Task[None]] = set()
 
     async def start(self) -> str:
-        path = str(self._sockets.socket(f"workers-{self.rt.replica_id}.sock"))
+        path = str(self._sockets.socket(f"workers-{self.replica_id}.sock"))
         _remove_dead(Path(path).parent)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(lambda: _Connection(self), path)
@@ -109,7 +119,6 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, channel: WorkerChannel) -> None:
         self.channel = channel
-        self.rt = channel.rt
         self.buffer = bytearray()
         #: Bytes of an oversized frame still to drop, then answered 413.
         self.dropping = 0
@@ -171,23 +180,22 @@ class _Connection(asyncio.Protocol):
         except Exception as exc:
             response = errors.answer(exc, method, path) or errors.bug(method, path)
             status, answer = response.status_code, bytes(response.body)
-        self.rt.metrics.request("worker", method, str(status)).inc()
+        self.channel.metrics.request("worker", method, str(status)).inc()
         if not self.closed:
             self.transport.write(channel.answer(status, answer))
 
     async def _answer(self, caller: Caller, op: Any, header: dict[str, Any], body: bytes) -> tuple[int, bytes]:
-        rt = self.rt
-        principal = await rt.access.caller(caller.key, WORKER)
-        ep = await worker_api.attached(rt, principal, caller.endpoint, caller.worker)
+        calls = self.channel.calls
+        principal = await self.channel.access.caller(caller.key, WORKER)
+        ep = await calls.attached(principal, caller.endpoint, caller.worker)
         if op == "take":
-            jobs = await rt.pool.take(caller.worker, ep, limit=1, wait=rt.settings.take_timeout,
-                                      alive=self._alive, version=caller.version)
+            jobs = await calls.take(caller.worker, ep, limit=1, alive=self._alive, version=caller.version)
             return (200, _json.dumpb(jobs[0])) if jobs else (204, b"")
         job = header.get("job")
         if op != "done" or not isinstance(job, str):
             raise InvalidRequest(f"the worker channel has no call {op!r} (take, done with a job id)")
-        answer = await worker_api.report(
-            rt, ep, caller.worker, job, parse_json(body, empty={}), take_next=header.get("take") is True,
+        answer = await calls.report(
+            ep, caller.worker, job, parse_json(body, empty={}), take_next=header.get("take") is True,
             alive=self._alive, version=caller.version,
         )
         return 200, _json.dumpb(answer)
@@ -198,5 +206,5 @@ class _Connection(asyncio.Protocol):
     def _too_large(self) -> None:
         """The answer to a frame over FRAME_LIMIT, once all of it is dropped (its sender reads
         answers only after sending)."""
-        response = too_large(worker_api.RESULT_LIMIT).response()
+        response = too_large(RESULT_LIMIT).response()
         self.transport.write(channel.answer(response.status_code, bytes(response.body)))

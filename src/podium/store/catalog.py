@@ -13,9 +13,8 @@ from sqlalchemy import delete, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from podium import _json
-from podium.core.records import VersionInfo
-from podium.dispatch.clock import Clock
-from podium.sdk.service import ServiceConfig
+from podium.clock import Clock
+from podium.records import ServiceConfig, VersionInfo
 from podium.store.engine import Row, Store
 from podium.store.tables import (
     api_keys,

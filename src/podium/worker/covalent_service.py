@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from podium.sdk.service import Route, Service, ServiceConfig
+from podium.records import ServiceConfig
+from podium.sdk.service import Route, Service
 
 
 def _load(root: Path, name: str) -> Any:

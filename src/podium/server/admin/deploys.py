@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from podium.bundle import MAX_BUNDLE_BYTES, version_id
 from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
-from podium.sdk.service import ServiceConfig
+from podium.records import ServiceConfig
 from podium.server.admin.common import (
     ENDPOINT_NAME,
     RESERVED_NAMES,
@@ -23,7 +23,6 @@ from podium.server.admin.models import DeployIn, VersionIn, parse
 from podium.server.body import read_body, read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.responses import JSONAnswer
-from podium.store.catalog import EndpointState
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -96,24 +95,5 @@ async def deploy(request: Request) -> JSONAnswer:
     check_resources(rt, ServiceConfig.from_dict(version["config"]).as_dict())
     if await rt.bundles.local(version["sha256"]) is None:
         raise HTTPError(409, "bundle_missing", "upload the bundle (PUT /api/v1/blobs/{sha256}) first")
-    message = request_body.message
-    row = await rt.catalog.put_version(
-        principal.project_id, {**version, "message": message, "created_by": principal.key_id}
-    )
-    current = await rt.catalog.get_endpoint(principal.project_id, name)
-    serving = current is not None and current["name"] == name and current["version_id"] != row["id"] and (
-        current["state"] in (EndpointState.ACTIVE, EndpointState.CREATING)
-    )
-    if await rt.scaler.builds.deployed(row) and serving:
-        # The current version keeps serving while the new one's environment builds.
-        assert current is not None
-        await rt.catalog.stage_endpoint(current["id"], row["id"], key_id=principal.key_id, message=message)
-        staged = await rt.catalog.get_endpoint(principal.project_id, current["id"])
-        assert staged is not None
-        ep, changed = staged, True
-    else:
-        ep, changed = await rt.catalog.point_endpoint(
-            principal.project_id, name, row, key_id=principal.key_id, message=message
-        )
-    rt.scaler.wake()
+    ep, changed, row = await rt.deployments.deploy(principal, name, version, message=request_body.message)
     return JSONAnswer({**(await endpoint_view(rt, request, ep)), "changed": changed, "deployed": row["id"]})

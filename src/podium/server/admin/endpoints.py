@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 
 from podium.errors import ServiceDefinitionError
 from podium.logs import job_of
+from podium.records import ServiceConfig
 from podium.scaling.local import tail
-from podium.sdk.service import ServiceConfig
 from podium.server.admin.common import (
     admin_caller,
     changed_view,
@@ -23,7 +23,7 @@ from podium.server.body import read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.store.catalog import RESOURCES, SCALING, EndpointState
+from podium.store.catalog import RESOURCES, SCALING
 from podium.store.engine import Row
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -48,7 +48,7 @@ async def stop_endpoint(request: Request, ref: str) -> JSONAnswer:
     """INACTIVE: its workers drain and stop, calls answer 503 until it is started or redeployed."""
     rt, principal = await admin_caller(request, "deploy")
     ep = await rt.access.endpoint(principal, ref)
-    await rt.catalog.set_state(ep["id"], EndpointState.INACTIVE)
+    await rt.deployments.stop(ep)
     return await changed_view(rt, request, principal, ep["id"])
 
 
@@ -81,11 +81,7 @@ async def start_endpoint(request: Request, ref: str) -> JSONAnswer:
     (an environment that failed to build is tried again)."""
     rt, principal = await admin_caller(request, "deploy")
     ep = await rt.access.endpoint(principal, ref)
-    if ep["state"] in (EndpointState.INACTIVE, EndpointState.ERROR):
-        version = await rt.catalog.get_version(principal.project_id, ep["version_id"])
-        if version is not None:
-            await rt.scaler.builds.deployed(version)
-        await rt.catalog.set_state(ep["id"], EndpointState.CREATING)
+    await rt.deployments.start(ep)
     return await changed_view(rt, request, principal, ep["id"])
 
 
@@ -113,10 +109,7 @@ async def rollback(request: Request, ref: str) -> JSONAnswer:
     version = await rt.catalog.get_version(principal.project_id, target)
     if version is None:
         raise not_found("version", target)
-    message = body.message or f"rollback to {target}"
-    await rt.catalog.point_endpoint(
-        principal.project_id, ep["name"], version, key_id=principal.key_id, message=message
-    )
+    await rt.deployments.point(principal, ep, version, message=body.message or f"rollback to {target}")
     return await changed_view(rt, request, principal, ep["id"])
 
 
@@ -169,10 +162,7 @@ async def set_secrets(request: Request, ref: str) -> JSONAnswer:
         raise HTTPError(400, "invalid_secrets",
                         "send {NAME: \"value\"}: names like MY_TOKEN (not PODIUM_* or RUNPOD_*), string values"
                         + (f"; refused: {', '.join(sorted(bad))}" if bad else ""))
-    assert rt.secrets is not None
-    for name, value in body.items():
-        await rt.catalog.set_secret(ep["id"], name, rt.secrets.seal(value))
-    rt.scaler.restart(ep["id"])
+    await rt.deployments.set_secrets(ep, body)
     return await _secret_names(rt, ep)
 
 
@@ -186,9 +176,8 @@ async def list_secrets(request: Request, ref: str) -> JSONAnswer:
 async def delete_secret(request: Request, ref: str, name: str) -> JSONAnswer:
     rt, principal = await admin_caller(request, "deploy")
     ep = await rt.access.endpoint(principal, ref)
-    if not await rt.catalog.delete_secret(ep["id"], name):
+    if not await rt.deployments.delete_secret(ep, name):
         raise not_found("secret", name)
-    rt.scaler.restart(ep["id"])
     return await _secret_names(rt, ep)
 
 
@@ -204,9 +193,7 @@ async def remove_endpoint(request: Request, ref: str) -> JSONAnswer:
     (GET /api/v1/jobs/{id}) until their retention ends. The name is free again."""
     rt, principal = await admin_caller(request, "deploy")
     ep = await rt.access.endpoint(principal, ref)
-    cancelled = await rt.queue.purge(ep["id"])
-    await rt.catalog.remove_endpoint(ep["id"])
-    rt.scaler.wake()
+    cancelled = await rt.deployments.remove(ep)
     return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "removed": True, "cancelled_jobs": cancelled})
 
 

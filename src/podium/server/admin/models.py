@@ -7,7 +7,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from podium.core.records import RouteRecord
+from podium.records import RouteRecord
 from podium.server.errors import HTTPError
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -14,7 +14,7 @@ def run(settings: Settings, on_started: Callable[[Runtime], None] | None = None)
     """Serve until SIGINT/SIGTERM; `on_started` is called once the runtime is up."""
     import uvicorn
 
-    from podium.server.app import create_app
+    from podium.asgi import create_app
 
     runtime = Runtime(settings)
 

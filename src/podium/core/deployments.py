@@ -1,0 +1,133 @@
+"""What an endpoint runs, for every surface that deploys: the admin API (`podium deploy`, rollback,
+stop, start), Covalent function services and DigitalHub service runs.
+
+A deploy stores the version and points the endpoint at it; when the version's environment must be
+built first and the endpoint serves another version, the deploy is staged instead (the old one
+keeps serving until the build succeeds: `Autoscaler` finishes it). Stopping, starting, removing
+and the expiry of endpoints with a time limit are here too, so that each surface only maps its
+own request onto these and its answer back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from podium.clock import Clock
+from podium.core.access import Principal
+from podium.dispatch.queue import JobQueue
+from podium.store.blobs import Bundles
+from podium.store.catalog import Catalog, EndpointState
+from podium.store.engine import Row
+from podium.store.secretbox import SecretBox
+
+#: Endpoint states in which an endpoint serves (or is about to).
+SERVING = (EndpointState.ACTIVE, EndpointState.CREATING)
+
+
+class Scaling(Protocol):
+    """What deploys ask of whoever runs the workers (the autoscaler)."""
+
+    async def deployed(self, version: Row) -> bool:
+        """A version was deployed: True when its environment must be built first (started now)."""
+
+    def wake(self) -> None:
+        """Look at the endpoints again now (a change of state or version)."""
+
+    def restart(self, endpoint_id: str) -> None:
+        """Replace every worker of the endpoint (each finishes its job in hand)."""
+
+
+class Deployments:
+    """Parameters:
+        catalog: endpoints, versions, history, secrets.
+        bundles: where version bundles are kept.
+        queue: the jobs a removed endpoint leaves waiting.
+        scaling: builds environments and runs the workers.
+        secrets: seals endpoint secrets at rest.
+        clock: the time expiries are measured on.
+    """
+
+    def __init__(
+        self, catalog: Catalog, bundles: Bundles, queue: JobQueue, scaling: Scaling, secrets: SecretBox,
+        clock: Clock,
+    ) -> None:
+        self.catalog = catalog
+        self.bundles = bundles
+        self.queue = queue
+        self.scaling = scaling
+        self.secrets = secrets
+        self.clock = clock
+
+    async def deploy(
+        self, principal: Principal, name: str, version: dict[str, Any], *, message: str | None,
+        secrets: dict[str, str] | None = None,
+    ) -> tuple[Row, bool, Row]:
+        """Store `version` (the same content is the same version) and point the endpoint `name` at
+        it, or stage it while its environment builds. `secrets` become the endpoint's (sealed).
+        Returns (endpoint, changed, version)."""
+        row = await self.catalog.put_version(
+            principal.project_id, {**version, "message": message, "created_by": principal.key_id}
+        )
+        current = await self.catalog.get_endpoint(principal.project_id, name)
+        serving = current is not None and current["name"] == name and current["version_id"] != row["id"] and (
+            current["state"] in SERVING
+        )
+        if await self.scaling.deployed(row) and serving:
+            assert current is not None
+            await self.catalog.stage_endpoint(current["id"], row["id"], key_id=principal.key_id, message=message)
+            staged = await self.catalog.get_endpoint(principal.project_id, current["id"])
+            assert staged is not None
+            ep, changed = staged, True
+        else:
+            ep, changed = await self.catalog.point_endpoint(
+                principal.project_id, name, row, key_id=principal.key_id, message=message
+            )
+        if secrets:
+            await self.set_secrets(ep, secrets)
+        self.scaling.wake()
+        return ep, changed, row
+
+    async def point(self, principal: Principal, ep: Row, version: Row, *, message: str) -> None:
+        """Point an existing endpoint at a version it ran before, or any of its project's (a
+        rollback, or a deploy of a stored version from the console)."""
+        await self.catalog.point_endpoint(principal.project_id, ep["name"], version, key_id=principal.key_id,
+                                          message=message)
+        self.scaling.wake()
+
+    async def set_secrets(self, ep: Row, values: dict[str, str]) -> None:
+        """Seal and store them; the endpoint's workers are replaced so that they see them."""
+        for name, value in values.items():
+            await self.catalog.set_secret(ep["id"], name, self.secrets.seal(value))
+        self.scaling.restart(ep["id"])
+
+    async def delete_secret(self, ep: Row, name: str) -> bool:
+        if not await self.catalog.delete_secret(ep["id"], name):
+            return False
+        self.scaling.restart(ep["id"])
+        return True
+
+    async def stop(self, ep: Row) -> None:
+        """INACTIVE: its workers drain and stop; calls are refused until it is started again."""
+        await self.catalog.set_state(ep["id"], EndpointState.INACTIVE)
+        self.scaling.wake()
+
+    async def start(self, ep: Row) -> None:
+        """A stopped (or failed) endpoint back: CREATING until a worker has loaded its version
+        again (an environment that failed to build is tried again). Workers of the stopped
+        endpoint that still drain are replaced, so that a new one runs the initializer."""
+        if ep["state"] not in (EndpointState.INACTIVE, EndpointState.ERROR):
+            return
+        version = await self.catalog.get_version(ep["project_id"], ep["version_id"])
+        if version is not None:
+            await self.scaling.deployed(version)
+        await self.catalog.set_state(ep["id"], EndpointState.CREATING)
+        self.scaling.restart(ep["id"])
+        self.scaling.wake()
+
+    async def remove(self, ep: Row) -> int:
+        """Cancel its waiting jobs (running ones finish) and delete it; returns how many were
+        cancelled. Job records stay readable until their retention ends; the name is free again."""
+        cancelled = await self.queue.purge(ep["id"])
+        await self.catalog.remove_endpoint(ep["id"])
+        self.scaling.wake()
+        return cancelled

@@ -1,0 +1,91 @@
+"""The worker protocol's calls, whichever transport carries them: HTTP (`server/worker_api.py`, for
+every worker) or the Unix socket (`server/worker_channel.py`, for the server's local workers).
+
+Both transports only read a request and write an answer; what a call does is here, on the
+`WorkerPool` (the owner of worker state) and a `Recycler` (whoever replaces workers: the
+autoscaler), so that the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from podium.core.access import Access, Principal
+from podium.core.errors import WorkerGone
+from podium.core.workers import Result, WorkerPool
+from podium.store.engine import Row
+
+#: The largest job-done body taken (a job's result).
+RESULT_LIMIT = 50 * 2**20
+#: How long job-done?take=1 waits for a next job: a worker busy at a steady pace needs one
+#: exchange per job; one left waiting goes back to its ordinary long-poll (and a draining one is
+#: let go at once).
+NEXT_JOB_WAIT = 1.0
+OK = {"ok": True}
+
+#: Whether the caller is still there (a long-poll ends early when it is not).
+Alive = Callable[[], Awaitable[bool]]
+
+
+class Recycler(Protocol):
+    """Replaces workers: past their job or memory limit, or when their handler asks."""
+
+    def due_for_recycling(self, worker_id: str, ep: Row) -> bool: ...
+
+    def recycle(self, worker_id: str) -> None: ...
+
+
+class WorkerCalls:
+    """Parameters:
+        access: who may call (a worker's own token, or a deploy key of its project).
+        pool: the workers' state and their jobs.
+        recycler: replaces a worker after its current job.
+        take_timeout: seconds a job-take long-poll is held.
+    """
+
+    def __init__(self, access: Access, pool: WorkerPool, recycler: Recycler, *, take_timeout: float) -> None:
+        self.access = access
+        self.pool = pool
+        self.recycler = recycler
+        self.take_timeout = take_timeout
+
+    async def attached(self, principal: Principal, endpoint_ref: str, worker_id: str) -> Row:
+        """The caller's endpoint `endpoint_ref` (a worker token's own, or one of a deploy key's
+        project); a worker id of another endpoint is not found."""
+        ep = await self.access.endpoint(principal, endpoint_ref)
+        self.pool.check(worker_id, ep)
+        return ep
+
+    async def take(
+        self, worker_id: str, ep: Row, *, limit: int, alive: Alive, version: str | None
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` jobs, held up to `take_timeout` for the first. `version`: what a worker
+        started by hand runs (`podium worker`); it is given only its version's jobs."""
+        return await self.pool.take(worker_id, ep, limit=limit, wait=self.take_timeout, alive=alive,
+                                    version=version)
+
+    async def report(
+        self, ep: Row, worker_id: str, job_id: str, body: Any, *, take_next: bool, alive: Alive,
+        version: str | None,
+    ) -> dict[str, Any]:
+        """job-done: a result, an error or a progress update; returns the answer.
+
+        `stopPod: true` (a handler returned `refresh_worker`) asks for a fresh worker process.
+        `take_next` (Podium's own worker): the answer also carries the next job as `next`, waiting
+        up to NEXT_JOB_WAIT for one, so a busy worker needs one exchange per job, not two.
+        """
+        result = Result.parse(body)
+        await self.pool.done(worker_id, ep, job_id, result)
+        if result.progress:
+            return OK
+        if result.stop_pod or self.recycler.due_for_recycling(worker_id, ep):
+            self.recycler.recycle(worker_id)
+        elif take_next:
+            wait = min(NEXT_JOB_WAIT, self.take_timeout)
+            try:
+                jobs = await self.pool.take(worker_id, ep, limit=1, wait=wait, alive=alive, version=version)
+            except WorkerGone:  # the result is stored; its next job-take tells it to stop
+                jobs = []
+            return {"ok": True, "next": jobs[0] if jobs else None}
+        return OK

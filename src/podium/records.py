@@ -1,0 +1,168 @@
+"""The records the layers pass to each other, defined once.
+
+A version's route table is JSON (stored with the version, sent to workers and clients); these
+TypedDicts name its shape so that the SDK that builds it, deploy validation, the routers, the
+worker that checks it and the clients all agree on it. `ServiceConfig` is what a service asks of
+its endpoint (scaling, resources, timeouts), recorded with each version. Only the standard library
+and `podium.errors` are imported here: the authoring SDK and the store use these records alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired
+
+# pydantic validates these (deploy) and needs typing_extensions.TypedDict before Python 3.12.
+from typing_extensions import TypedDict
+
+from podium.errors import ServiceDefinitionError
+
+#: route: a function of keyword arguments; handler: RunPod-style `handler(job)`; http: an ASGI or
+#: WSGI app that receives whole HTTP requests.
+RouteKind = Literal["route", "handler", "http"]
+
+
+class Param(TypedDict):
+    """One keyword argument of a route."""
+
+    name: str
+    required: bool
+    default: NotRequired[Any]
+    #: JSON Schema of its annotation, when it has one the server can describe.
+    schema: NotRequired[dict[str, Any]]
+
+
+class RouteRecord(TypedDict):
+    """One route of a version's route table."""
+
+    path: str
+    #: The client method name (`/custom-endpoint` -> `custom_endpoint`).
+    method: str
+    kind: RouteKind
+    streaming: bool
+    is_async: bool
+    params: list[Param]
+    #: Takes any keyword (`**kwargs`): arguments are not checked against `params`.
+    var_keyword: bool
+    #: The route /run and /runsync call.
+    default: NotRequired[bool]
+    returns: NotRequired[dict[str, Any]]
+
+
+class VersionInfo(TypedDict):
+    """What the call path needs of a version, parsed once and kept (versions never change)."""
+
+    routes: list[RouteRecord]
+    config: dict[str, Any]
+    #: "podium" (a Podium service) or "runpod" (an unmodified RunPod worker file).
+    runtime: str
+    #: The version's requirement set and the hash of the environment built for it, if any.
+    requirements: Any
+    env_hash: str | None
+
+
+#: Default execution timeout: 24 hours (RunPod's endpoints default lower; long jobs are our case).
+DEFAULT_TIMEOUT_S = 86400.0
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Settings a service asks for; the endpoint starts from these (`podium scale` changes them).
+
+    Scaling: `min_workers`/`max_workers`, `idle_timeout` (seconds without a job before an idle
+    worker stops), `concurrency` (jobs at once per worker), `scaler` ("request-count": workers =
+    ceil((waiting + running) / target), target defaulting to `concurrency`; "queue-delay": add a
+    worker while the oldest waiting job has waited more than `target` seconds, default 4),
+    `queue_cap` (waiting jobs past which /run answers 429), `max_jobs_per_worker` and
+    `max_worker_memory_mb` (recycle a worker after its current job; 0: never).
+    Resources, per worker: `cpus` (may be fractional), `gpus` (whole devices; on the local
+    backend each worker gets its own through CUDA_VISIBLE_DEVICES), `memory_mb` (0: no
+    reservation). The local backend hands out GPUs; a Ray cluster reserves all three.
+    Jobs: `execution_timeout` (seconds), `retries` (route errors retried, with exponential backoff
+    and jitter) limited to `retry_on` exception types when given, `startup_timeout` (seconds a
+    worker may take to load before the version is declared broken).
+    """
+
+    min_workers: int = 0
+    max_workers: int = 2
+    idle_timeout: float = 60.0
+    concurrency: int = 1
+    #: Seconds a job may run before it ends TIMED_OUT (a request's policy.executionTimeout wins).
+    execution_timeout: float = DEFAULT_TIMEOUT_S
+    scaler: str = "request-count"
+    target: float | None = None
+    queue_cap: int = 10_000
+    max_jobs_per_worker: int = 0
+    max_worker_memory_mb: int = 0
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = ()
+    startup_timeout: float = 600.0
+    cpus: float = 1.0
+    gpus: int = 0
+    memory_mb: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_workers < 0:
+            raise ServiceDefinitionError("min_workers must be >= 0")
+        if self.max_workers < 1 or self.max_workers < self.min_workers:
+            raise ServiceDefinitionError("max_workers must be >= 1 and >= min_workers")
+        if self.max_workers > MAX_WORKERS or self.concurrency > MAX_CONCURRENCY:
+            raise ServiceDefinitionError(
+                f"max_workers may be at most {MAX_WORKERS} and concurrency at most {MAX_CONCURRENCY}"
+            )
+        if self.idle_timeout < 0:
+            raise ServiceDefinitionError("idle_timeout must be >= 0 seconds")
+        if self.concurrency < 1:
+            raise ServiceDefinitionError("concurrency must be >= 1")
+        if not 5 <= self.execution_timeout <= 7 * 86400:
+            raise ServiceDefinitionError("execution_timeout must be between 5 seconds and 7 days")
+        if self.scaler not in SCALERS:
+            raise ServiceDefinitionError(f"scaler must be one of {', '.join(SCALERS)}")
+        if self.target is not None and self.target <= 0:
+            raise ServiceDefinitionError("target must be > 0")
+        if self.queue_cap < 1:
+            raise ServiceDefinitionError("queue_cap must be >= 1")
+        if self.max_jobs_per_worker < 0 or self.max_worker_memory_mb < 0:
+            raise ServiceDefinitionError("max_jobs_per_worker and max_worker_memory_mb must be >= 0")
+        if not 0 <= self.retries <= 20:
+            raise ServiceDefinitionError("retries must be between 0 and 20")
+        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in self.retry_on):
+            raise ServiceDefinitionError("retry_on must be a tuple of exception classes")
+        if self.startup_timeout <= 0:
+            raise ServiceDefinitionError("startup_timeout must be > 0 seconds")
+        self._check_resources()
+
+    def _check_resources(self) -> None:
+        def whole(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        if isinstance(self.cpus, bool) or not isinstance(self.cpus, int | float) or not self.cpus > 0:
+            raise ServiceDefinitionError(f"cpus must be a number > 0, like 2 or 0.5 (got {self.cpus!r})")
+        if not whole(self.gpus) or self.gpus < 0:
+            raise ServiceDefinitionError(f"gpus must be a whole number of devices >= 0 (got {self.gpus!r})")
+        if not whole(self.memory_mb) or self.memory_mb < 0:
+            raise ServiceDefinitionError(f"memory_mb must be a whole number >= 0 (got {self.memory_mb!r})")
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Whether a route error may be retried (it still needs retries left)."""
+        return self.retries > 0 and (not self.retry_on or isinstance(exc, self.retry_on))
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["retry_on"] = [f"{t.__module__}.{t.__qualname__}" for t in self.retry_on]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ServiceConfig:
+        """Settings as recorded (retry_on names are not classes again: they only document)."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"retry_on"}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+#: Upper bounds, so a typo cannot start thousands of processes or threads on one machine.
+MAX_WORKERS = 256
+MAX_CONCURRENCY = 1024
+
+#: The scaler policies an endpoint may use.
+SCALERS = ("request-count", "queue-delay")

@@ -1,0 +1,18 @@
+"""Choosing the worker backend `settings.backend` names (Ray's module, and Ray, loaded only when
+chosen); apart from `backend`, which the backends themselves build on."""
+
+from __future__ import annotations
+
+from podium.config import Settings
+from podium.scaling.backend import Backend, ExitCallback
+
+
+def make_backend(settings: Settings, on_exit: ExitCallback) -> Backend:
+    """The backend `settings.backend` names (Ray's module, and Ray, loaded only when chosen)."""
+    if settings.backend == "ray":
+        from podium.scaling.ray import RayBackend
+
+        return RayBackend(settings, on_exit)
+    from podium.scaling.local import LocalBackend
+
+    return LocalBackend(settings, on_exit)
