@@ -85,7 +85,8 @@ def projects_ls(as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
 def webhook_secret(
     ctx: typer.Context, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
 ) -> None:
-    """Print the project's webhook signing secret (admins; verify with podium.signing.verify)."""
+    """Print the project's webhook signing secret (admins; verify with podium.signing.verify);
+    `rotate` makes a new one."""
     if ctx.invoked_subcommand is not None:
         return
     with connect(url, key, project) as conn:
