@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -106,9 +107,10 @@ def parse_duration(value: Any, field: str = "expires", *, zero: bool = False) ->
     if isinstance(value, int | float) and not isinstance(value, bool) and (value > 0 or zero and value == 0):
         return float(value)
     m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", value.strip()) if isinstance(value, str) else None
-    if m is None or float(m.group(1)) <= 0 and not zero:
+    seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)] if m else math.nan
+    if not math.isfinite(seconds) or seconds <= 0 and not zero:
         raise HTTPError(400, f"invalid_{field}", f"{field} must be a duration like 30d, 12h, 90m or 45s")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    return seconds
 
 
 def read_from(path: Path, start: int, end: int, limit: int = 1 << 20) -> tuple[list[str], int]:
