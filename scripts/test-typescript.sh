@@ -40,11 +40,12 @@ cd "$tmp"
 npm init -y >/dev/null
 npm install --no-audit --no-fund --loglevel=error "./$tarball"
 node --input-type=module -e '
-import { Podium, PodiumError, JobFailed, JobTimeout, RouteError, FINAL_STATES } from "podium-client";
+import { Podium, PodiumError, JobFailed, JobTimeout, RouteError, FINAL_STATES, verifyWebhook } from "podium-client";
 const podium = new Podium({ url: "http://127.0.0.1:8000/", apiKey: "k" });
 if (podium.url !== "http://127.0.0.1:8000") throw new Error(`url: ${podium.url}`);
 if (!(new JobFailed("j", "FAILED", "boom") instanceof PodiumError)) throw new Error("error tree");
 if (typeof podium.endpoint("e").runSync !== "function" || !FINAL_STATES.has("COMPLETED")) throw new Error("api");
+if (typeof verifyWebhook !== "function") throw new Error("verifyWebhook");
 console.log("podium-client imports:", [Podium, PodiumError, JobFailed, JobTimeout, RouteError].map((c) => c.name).join(", "));
 '
 cat > check.mts <<'EOF'

@@ -114,6 +114,8 @@ def bodies(real: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
             "role": {"enum": ["read", "invoke", "deploy", "admin", "worker", "root"]}, "name": S,
             "expires": {"type": ["string", "number"], "pattern": "^[0-9]+(\\.[0-9]+)?[smhd]$"}}),
         ("POST", "/api/v1/projects"): obj({"name": NAME}),
+        ("POST", "/api/v1/webhook-secret/rotate"): obj({
+            "window": {"type": ["string", "number"], "pattern": "^[0-9]+(\\.[0-9]+)?[smhd]?$"}}),
         ("POST", "/v2/{endpoint_id}/run"): job,
         ("POST", "/v2/{endpoint_id}/runsync"): job,
         ("POST", "/v1/pipeline/run"): obj({"pipeline": {"enum": real["endpoint"]}, **laminar}, "pipeline", "env"),

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from conftest import SERVICES
+from podium.signing import verify
 from server import PodiumServer, wait_until
 
 pytestmark = pytest.mark.slow
@@ -41,6 +42,8 @@ class Receiver:
     def __init__(self) -> None:
         self.seen: Counter[str] = Counter()
         self.bodies: dict[str, dict[str, Any]] = {}
+        #: The headers and raw body of each delivery's last attempt (for their signatures).
+        self.raw: dict[str, tuple[dict[str, str], bytes]] = {}
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,6 +52,7 @@ class Receiver:
                 delivery = self.headers["X-Podium-Delivery"]
                 outer.seen[delivery] += 1
                 outer.bodies[delivery] = json.loads(body)
+                outer.raw[delivery] = (dict(self.headers.items()), body)
                 self.send_response(200)
                 self.end_headers()
 
@@ -171,6 +175,21 @@ def leader_first(cluster: dict[str, Any]) -> tuple[PodiumServer, PodiumServer]:
         return bool(httpx.get(f"{srv.url}/readyz", timeout=10).json().get("leader"))
 
     return wait_until(lambda: (a, b) if leads(a) else (b, a) if leads(b) else None, 20, what="a replica to lead")
+
+
+def test_a_webhook_secret_rotated_on_the_follower_signs_the_leaders_next_delivery(cluster):
+    """1. The default project's secret, seeded from PODIUM_WEBHOOK_SECRET, is the same on both
+    replicas. 2. It is rotated on the follower; the leader shows the new one at once. 3. The
+    leader sends the next delivery signed with the new secret and, within the window, the old."""
+    leader, follower, receiver = cluster["leader"], cluster["follower"], cluster["receiver"]
+    assert leader.http.get("/api/v1/webhook-secret").json()["secret"] == "whsec_replicas_test"
+    new = follower.http.post("/api/v1/webhook-secret/rotate").json()["secret"]
+    assert leader.http.get("/api/v1/webhook-secret").json()["secret"] == new
+    job_id = follower.http.post("/v2/basic/run", json={"input": {"value": 1}, "webhook": receiver.url}).json()["id"]
+    wait_until(lambda: job_id in receiver.jobs(), 30, what="the delivery")
+    [(headers, body)] = [raw for d, raw in receiver.raw.items() if receiver.bodies[d]["id"] == job_id]
+    assert verify(new, headers, body) and verify("whsec_replicas_test", headers, body)
+    assert not verify("whsec_another", headers, body)
 
 
 def test_readiness_fails_while_the_store_is_unreachable(cluster, pg_cluster):

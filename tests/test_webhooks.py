@@ -174,6 +174,129 @@ def test_the_webhook_secret_is_for_admins_only(hooks):
     assert r.status_code == 403 and secret not in r.text
 
 
+@pytest.fixture(scope="module")
+def acme(hooks):
+    """A second project on the same server, with its own endpoint and admin key."""
+    srv, _, _ = hooks
+    key = json.loads(srv.cli("projects", "create", "acme", "--json").stdout)["admin_key"]["key"]
+    eid = json.loads(srv.cli("deploy", str(SERVICES / "rp.py"), "--name", "rp", "--json", "--key", key).stdout)[
+        "endpoint_id"]
+    return key, eid
+
+
+def delivered(srv: PodiumServer, eid: str, key: str) -> tuple[dict[str, str], bytes]:
+    """The headers and body of one delivery of a job run on `eid` with `key`."""
+    rx = Receiver([200])
+    try:
+        with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {key}"}) as c:
+            job_id = c.post(f"/v2/{eid}/run", json={"input": {"value": 1}, "webhook": rx.url}).json()["id"]
+            wait_until(lambda: [h["state"] for h in c.get(f"/api/v1/jobs/{job_id}").json()["webhooks"]]
+                       == ["delivered"], 20, what="the delivery")
+    finally:
+        rx.close()
+    [request] = rx.requests
+    return request
+
+
+def secret_of(srv: PodiumServer, key: str) -> dict:
+    r = httpx.get(f"{srv.url}/api/v1/webhook-secret", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_each_project_signs_with_its_own_secret_shown_to_its_admins_only(hooks, acme):
+    """1. default and acme each have a secret, and they differ. 2. A delivery of acme verifies
+    with acme's secret and not default's, and the other way round. 3. acme's admin asking for
+    default's secret is told there is no such project; the operator may read acme's."""
+    srv, eid, default_secret = hooks
+    acme_key, acme_eid = acme
+    acme_secret = srv.cli("webhook-secret", "--key", acme_key).stdout.strip()
+    assert acme_secret.startswith("whsec_") and acme_secret != default_secret
+    assert secret_of(srv, acme_key)["project"] == "acme"
+
+    headers, body = delivered(srv, acme_eid, acme_key)
+    assert verify(acme_secret, headers, body) and not verify(default_secret, headers, body)
+    headers, body = delivered(srv, eid, srv.key)
+    assert verify(default_secret, headers, body) and not verify(acme_secret, headers, body)
+
+    r = httpx.get(f"{srv.url}/api/v1/webhook-secret",
+                  headers={"Authorization": f"Bearer {acme_key}", "X-Podium-Project": "default"})
+    assert r.status_code == 404 and default_secret not in r.text
+    r = httpx.post(f"{srv.url}/api/v1/webhook-secret/rotate",
+                   headers={"Authorization": f"Bearer {acme_key}", "X-Podium-Project": "default"})
+    assert r.status_code == 404 and secret_of(srv, srv.key)["secret"] == default_secret
+    assert srv.cli("webhook-secret", "--project", "acme").stdout.strip() == acme_secret
+
+
+def test_after_a_rotation_deliveries_verify_with_the_old_secret_until_its_window_closes(hooks, acme):
+    """1. acme rotates (`podium webhook-secret rotate`): the next delivery verifies with the old
+    and the new secret. 2. It rotates again with a 1 s window; once the server says that window
+    has closed, a delivery verifies with the newest secret only."""
+    srv, _, _ = hooks
+    acme_key, acme_eid = acme
+    old = secret_of(srv, acme_key)["secret"]
+    new = srv.cli("webhook-secret", "rotate", "--key", acme_key).stdout.strip()
+    shown = secret_of(srv, acme_key)
+    assert new != old and shown["secret"] == new
+    assert shown["previous_valid_until"] > time.time() + 86000, "24 h by default"
+    headers, body = delivered(srv, acme_eid, acme_key)
+    assert verify(new, headers, body) and verify(old, headers, body)
+
+    newest = json.loads(srv.cli("webhook-secret", "rotate", "--window", "1s", "--json", "--key", acme_key).stdout)
+    wait_until(lambda: secret_of(srv, acme_key)["previous_valid_until"] is None, what="the window to close")
+    headers, body = delivered(srv, acme_eid, acme_key)
+    assert verify(newest["secret"], headers, body)
+    assert not verify(new, headers, body) and not verify(old, headers, body)
+
+    for bad in ({"window": "soon"}, {"window": -1}, {"windows": "1h"}):
+        r = httpx.post(f"{srv.url}/api/v1/webhook-secret/rotate", json=bad,
+                       headers={"Authorization": f"Bearer {acme_key}"})
+        assert r.status_code == 400, (bad, r.text)
+    assert secret_of(srv, acme_key)["secret"] == newest["secret"], "a refused rotation changes nothing"
+
+
+def test_webhook_secrets_are_never_in_clear_under_podium_home(hooks, acme):
+    """Every file the server keeps (the store, its log, workers' logs) searched for every secret."""
+    srv, _, default_secret = hooks
+    acme_key, _ = acme
+
+    def nowhere_in_clear(*secrets: str) -> None:
+        files = [p for p in srv.home.rglob("*") if p.is_file()]
+        assert any(p.name == "podium.db" for p in files) and any(p.name == "server.log" for p in files)
+        for path in files:
+            data = path.read_bytes()
+            for secret in secrets:
+                assert secret.encode() not in data, path
+
+    nowhere_in_clear(default_secret, secret_of(srv, acme_key)["secret"])
+    rotated = srv.cli("webhook-secret", "rotate", "--key", acme_key).stdout.strip()
+    nowhere_in_clear(rotated)
+
+
+def test_podium_webhook_secret_and_the_old_secret_file_seed_the_default_project(tmp_path):
+    """Receivers set up before secrets were per project keep verifying the default project's
+    deliveries: its first secret is PODIUM_WEBHOOK_SECRET, else the file earlier versions kept
+    (which then goes: the secret is sealed in the store). Other projects get their own."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "webhook_secret").write_text("whsec_kept_by_an_earlier_version\n")
+    srv = PodiumServer(home)
+    srv.start()
+    try:
+        assert secret_of(srv, srv.key)["secret"] == "whsec_kept_by_an_earlier_version"
+        assert not (home / "webhook_secret").exists()
+        key = json.loads(srv.cli("projects", "create", "other", "--json").stdout)["admin_key"]["key"]
+        assert secret_of(srv, key)["secret"] != "whsec_kept_by_an_earlier_version"
+    finally:
+        srv.close()
+    srv = PodiumServer(tmp_path / "home2", env={"PODIUM_WEBHOOK_SECRET": "whsec_from_the_environment"})
+    srv.start()
+    try:
+        assert secret_of(srv, srv.key)["secret"] == "whsec_from_the_environment"
+    finally:
+        srv.close()
+
+
 def test_private_webhook_targets_are_refused_by_default(tmp_path):
     srv = PodiumServer(tmp_path / "home")
     srv.start()

@@ -65,8 +65,11 @@ class Settings:
     #: Seconds /status holds its answer for a job not yet final, answering the moment it ends:
     #: a client polling in a tight loop then costs a few requests per job, not hundreds.
     status_hold: float = 0.05
-    #: HMAC key webhook requests are signed with (default: generated once under `home`).
+    #: The `default` project's first webhook signing secret, for receivers set up before each
+    #: project had its own (default: the secret file earlier versions kept, else a new one).
     webhook_secret: str | None = None
+    #: Seconds a project's previous webhook secret stays valid after a rotation.
+    webhook_rotation_window: float = 86400.0
     #: Fernet key endpoint secrets are encrypted with (default: generated once under `home`).
     secret_key: str | None = None
     #: False (`podium up --no-workers`): a replica that serves the API only; it never leads, so
@@ -115,6 +118,7 @@ class Settings:
             sse_keepalive=_number("PODIUM_SSE_KEEPALIVE", 15.0),
             status_hold=_number("PODIUM_STATUS_HOLD", 0.05),
             webhook_secret=os.environ.get("PODIUM_WEBHOOK_SECRET") or None,
+            webhook_rotation_window=_number("PODIUM_WEBHOOK_ROTATION_WINDOW", 86400.0),
             secret_key=os.environ.get("PODIUM_SECRET_KEY") or None,
             relay_sweep=_number("PODIUM_RELAY_SWEEP", 5.0),
             db_pool=_number("PODIUM_DB_POOL", 40, int),
@@ -163,6 +167,7 @@ class Settings:
 
     @property
     def webhook_secret_file(self) -> Path:
+        """Where versions before per-project secrets kept the installation's webhook secret."""
         return self.home / "webhook_secret"
 
     @property

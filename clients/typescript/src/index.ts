@@ -14,6 +14,8 @@ export type { PodiumOptions } from "./config.js";
 export { JobFailed, JobTimeout, PodiumError, RouteError } from "./errors.js";
 export type { ErrorInit } from "./errors.js";
 export { FINAL_STATES } from "./types.js";
+export { verifyWebhook } from "./webhooks.js";
+export type { VerifyOptions, WebhookHeaders } from "./webhooks.js";
 export type {
   CallOptions, Cancellable, GraphRunOutput, Health, JobRef, JobState, JobStatus, NodeChunk, NodeOutput,
   PipelineEvent, PipelineRunRequest, PipelineRunResponse, Policy, RunOptions, RunSyncOptions, S3Config,

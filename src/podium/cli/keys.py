@@ -1,14 +1,17 @@
-"""Access: API keys (`keys create|ls|revoke`) and projects (`projects create|ls`)."""
+"""Access: API keys (`keys create|ls|revoke`), projects (`projects create|ls`) and the project's
+webhook signing secret (`webhook-secret [rotate]`)."""
 
 from __future__ import annotations
 
 import typer
 from rich.table import Table
 
-from podium.cli.common import JSON, KEY, PROJECT, URL, app, connect, keys_app, out, print_json, when
+from podium.cli.common import JSON, KEY, PROJECT, URL, app, connect, err, keys_app, out, print_json, when
 
 projects_app = typer.Typer(help="Projects (the operator key manages them).", no_args_is_help=True)
 app.add_typer(projects_app, name="projects")
+webhook_app = typer.Typer(invoke_without_command=True)
+app.add_typer(webhook_app, name="webhook-secret")
 
 
 @keys_app.command("create")
@@ -76,3 +79,37 @@ def projects_ls(as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
     for p in projects:
         table.add_row(p["name"], p["id"], when(p["created_at"]))
     out.print(table)
+
+
+@webhook_app.callback()
+def webhook_secret(
+    ctx: typer.Context, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
+) -> None:
+    """Print the project's webhook signing secret (admins; verify with podium.signing.verify);
+    `rotate` makes a new one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with connect(url, key, project) as conn:
+        _print_secret(conn.request("GET", "/api/v1/webhook-secret"), as_json)
+
+
+@webhook_app.command("rotate")
+def webhook_secret_rotate(
+    window: str = typer.Option(
+        None, help="How long the old secret stays valid, like 24h, or 0 (default: the server's setting)."
+    ),
+    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
+) -> None:
+    """Make a new signing secret and print it. Until WINDOW passes, deliveries are signed with
+    the new and the old one, so receivers keep verifying while you give them the new one."""
+    with connect(url, key, project) as conn:
+        _print_secret(conn.request("POST", "/api/v1/webhook-secret/rotate", json={"window": window}), as_json)
+
+
+def _print_secret(res: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print_json(res)
+        return
+    out.print(res["secret"])
+    if isinstance(res["previous_valid_until"], float | int):
+        err.print(f"the previous secret of {res['project']} stays valid until {when(res['previous_valid_until'])}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from podium.cli.common import KEY, PROJECT, URL, app, connect, err, out
+from podium.cli.common import KEY, URL, app, err, out
 
 
 @app.command()
@@ -102,9 +102,3 @@ def worker(
         raise typer.Exit(2) from None
     raise typer.Exit(by_hand(url, key, endpoint, concurrency=concurrency, worker_id=worker_id))
 
-
-@app.command("webhook-secret")
-def webhook_secret(url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
-    """Print the key webhook requests are signed with (verify with podium.signing.verify)."""
-    with connect(url, key, project) as conn:
-        out.print(conn.request("GET", "/api/v1/webhook-secret")["secret"])

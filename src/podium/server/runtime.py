@@ -40,7 +40,8 @@ from podium.store.blobs import Bundles
 from podium.store.catalog import DEFAULT_PROJECT, Catalog
 from podium.store.cluster import Cluster, Replica
 from podium.store.engine import Row, Store
-from podium.store.secretbox import SecretBox, load_key, secret_file
+from podium.store.secretbox import SecretBox, load_key
+from podium.store.webhook_secrets import WebhookSecrets
 
 log = logging.getLogger("podium.server")
 
@@ -110,9 +111,7 @@ class Runtime:
         project = await self.catalog.ensure_project(DEFAULT_PROJECT)
         await self._bootstrap_admin(project)
         self.webhooks = WebhookOutbox(
-            self.queue,
-            self.settings.webhook_secret
-            or secret_file(self.settings.webhook_secret_file, lambda: "whsec_" + secrets.token_urlsafe(32)),
+            self.queue, await self._webhook_secrets(project, self.secrets),
             retry_delay=self.settings.webhook_retry_delay, timeout=self.settings.webhook_timeout,
             metrics=self.metrics,
         )
@@ -193,6 +192,20 @@ class Runtime:
                 await job()
             except Exception as exc:
                 log.warning("%s failed: %s", getattr(job, "__name__", job), exc)
+
+    async def _webhook_secrets(self, project: str, box: SecretBox) -> WebhookSecrets:
+        """Each project's signing secrets. The default project's first one is PODIUM_WEBHOOK_SECRET,
+        else the installation-wide secret file of earlier versions: receivers set up with either
+        keep verifying. Once that secret is sealed in the store, the file (in clear) goes."""
+        legacy = self.settings.webhook_secret_file
+        seed = self.settings.webhook_secret or (legacy.read_text().strip() if legacy.exists() else None)
+        hooks = WebhookSecrets(self.store, box, self.clock, window=self.settings.webhook_rotation_window,
+                               seeds={project: seed} if seed else None)
+        await hooks.ensure(project)
+        if legacy.exists():
+            legacy.unlink()
+            log.info("the webhook secret file is now the default project's signing secret, in the store")
+        return hooks
 
     async def _bootstrap_admin(self, project: str) -> None:
         """The operator key: PODIUM_ADMIN_KEY, or one made (and printed once) on first start."""

@@ -4,7 +4,8 @@ A delivery row is written in the same transaction as the job, so nothing accepte
 and it survives a restart. When the job ends, its body is fixed (every retry sends the same bytes)
 and sent; a 2xx acknowledges it, anything else (or no answer within the timeout) is tried again
 `retry_delay` seconds later, three attempts in all, as RunPod does. Every attempt is recorded on the
-row. Delivery is at least once: an attempt cut short by a crash is sent again, with the same
+row, and signed with the secrets of the job's project (store/webhook_secrets.py), never another's.
+Delivery is at least once: an attempt cut short by a crash is sent again, with the same
 `X-Podium-Delivery` id for receivers that deduplicate. Only the leading replica sends, and each
 attempt is claimed in the store before it goes (its `next_at` moved past the attempt's time-out),
 so a leader that has not yet noticed it was replaced cannot send the same attempt again.
@@ -30,6 +31,7 @@ from podium.server.envelope import envelope
 from podium.signing import signed_headers
 from podium.store.engine import Row
 from podium.store.tables import jobs, webhook_deliveries
+from podium.store.webhook_secrets import WebhookSecrets
 
 if TYPE_CHECKING:
     import httpx
@@ -50,7 +52,7 @@ def webhook_body(job: Row, envelope: dict[str, Any]) -> bytes:
 class WebhookOutbox:
     """Parameters:
         queue: the job queue (its store, clock and wake-ups).
-        secret: the HMAC key requests are signed with.
+        secrets: each project's signing secrets.
         retry_delay, timeout: seconds between attempts, and per attempt.
         metrics: where attempts are counted.
     """
@@ -58,7 +60,7 @@ class WebhookOutbox:
     def __init__(
         self,
         queue: JobQueue,
-        secret: str,
+        secrets: WebhookSecrets,
         *,
         retry_delay: float = 10.0,
         timeout: float = 10.0,
@@ -67,7 +69,7 @@ class WebhookOutbox:
         self.queue = queue
         self.store = queue.store
         self.clock = queue.clock
-        self.secret = secret
+        self.secrets = secrets
         self.retry_delay = retry_delay
         self.timeout = timeout
         self.metrics = metrics or Metrics()
@@ -157,7 +159,8 @@ class WebhookOutbox:
                               "attempts": _json.dumps([{"at": now, "error": "the job expired before it ended"}])}
                 else:
                     body = webhook_body(job, envelope(job, now))
-                    values = {"state": "pending", "body": body.decode(), "next_at": now}
+                    values = {"state": "pending", "body": body.decode(), "next_at": now,
+                              "project_id": job["project_id"]}
                 await conn.execute(
                     update(d).where(d.c.id == job["delivery_id"], d.c.state == "waiting").values(**values)
                 )
@@ -180,11 +183,12 @@ class WebhookOutbox:
             if not await self._claim(row):
                 return
             body = row["body"].encode()
+            signing = (await self.secrets.get(row["project_id"])).signing
             headers = {
                 "Content-Type": "application/json",
                 "User-Agent": "Podium-Webhooks/1",
                 "X-Podium-Delivery": row["id"],
-                **signed_headers(self.secret, body),
+                **signed_headers(signing, body),
             }
             client = self.client
             import httpx  # loaded with the client

@@ -204,7 +204,21 @@ webhook_deliveries = Table(
     Column("attempts", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float, nullable=True),
+    # The job's project, set with the body: its signing secret signs every attempt.
+    Column("project_id", String(32), nullable=True),
     Index("ix_webhook_deliveries_due", "state", "next_at"),
+)
+
+webhook_secrets = Table(
+    "webhook_secrets",
+    metadata,
+    # Each project's webhook signing secret (store/webhook_secrets.py), a Fernet token like
+    # endpoint secrets; after a rotation the previous one stays valid until `previous_until`.
+    Column("project_id", String(32), ForeignKey("projects.id"), primary_key=True),
+    Column("secret", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("previous", Text, nullable=True),
+    Column("previous_until", Float, nullable=True),
 )
 
 endpoint_secrets = Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -100,14 +101,16 @@ def require_operator(principal: Principal) -> None:
         raise HTTPError(403, "forbidden", "only the server's operator key may manage projects")
 
 
-def parse_duration(value: Any) -> float:
-    """Seconds in a duration like 30d, 12h, 90m, 45s (or a number of seconds)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+def parse_duration(value: Any, field: str = "expires", *, zero: bool = False) -> float:
+    """Seconds in a duration like 30d, 12h, 90m, 45s (or a number of seconds); more than zero
+    unless `zero` allows it. Refused with a 400 that names `field`."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and (value > 0 or zero and value == 0):
         return float(value)
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value.strip()) if isinstance(value, str) else None
-    if m is None or float(m.group(1)) <= 0:
-        raise HTTPError(400, "invalid_expires", "expires must be a duration like 30d, 12h, 90m or 45s")
-    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", value.strip()) if isinstance(value, str) else None
+    seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)] if m else math.nan
+    if not math.isfinite(seconds) or seconds <= 0 and not zero:
+        raise HTTPError(400, f"invalid_{field}", f"{field} must be a duration like 30d, 12h, 90m or 45s")
+    return seconds
 
 
 def read_from(path: Path, start: int, end: int, limit: int = 1 << 20) -> tuple[list[str], int]:

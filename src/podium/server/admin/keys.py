@@ -11,21 +11,46 @@ from podium.server.admin.common import (
     parse_duration,
     require_operator,
 )
-from podium.server.admin.models import KeyIn, ProjectIn, parse
+from podium.server.admin.models import KeyIn, ProjectIn, RotateIn, parse
 from podium.server.body import read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.responses import JSONAnswer
+from podium.server.runtime import Runtime
 from podium.store.catalog import key_prefix
+from podium.store.webhook_secrets import SigningSecret, WebhookSecrets
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 
 @router.get("/webhook-secret")
 async def webhook_secret(request: Request) -> JSONAnswer:
-    """The key webhook requests are signed with, for receivers to verify them (admins only)."""
-    rt, _ = await admin_caller(request, "admin")
-    assert rt.webhooks is not None
-    return JSONAnswer({"secret": rt.webhooks.secret})
+    """The project's webhook signing secret, for its receivers to verify deliveries (its admins
+    only: to another project's, the project does not exist)."""
+    rt, principal = await admin_caller(request, "admin")
+    return await _secret_answer(rt, principal.project_id, await _hooks(rt).get(principal.project_id))
+
+
+@router.post("/webhook-secret/rotate")
+async def rotate_webhook_secret(request: Request) -> JSONAnswer:
+    """A new signing secret for the project. Deliveries are signed with it from now on, and also
+    with the one it replaces until `window` has passed (the server's setting unless given)."""
+    rt, principal = await admin_caller(request, "admin")
+    window = parse(RotateIn, await read_object(request, 64 * 1024), "rotation").window
+    seconds = None if window is None else parse_duration(window, "window", zero=True)
+    return await _secret_answer(rt, principal.project_id, await _hooks(rt).rotate(principal.project_id, seconds))
+
+
+def _hooks(rt: Runtime) -> WebhookSecrets:
+    assert rt.webhooks is not None  # made at start-up
+    return rt.webhooks.secrets
+
+
+async def _secret_answer(rt: Runtime, project_id: str, current: SigningSecret) -> JSONAnswer:
+    project = await rt.catalog.project(project_id)
+    return JSONAnswer({
+        "project": project["name"] if project else project_id, "secret": current.secret,
+        "created_at": current.created_at, "previous_valid_until": current.previous_until,
+    })
 
 
 @router.post("/keys")
@@ -74,6 +99,7 @@ async def create_project(request: Request) -> JSONAnswer:
     pid = await rt.catalog.create_project(name)
     if pid is None:
         raise HTTPError(409, "exists", f"a project named {name} exists")
+    await _hooks(rt).ensure(pid)
     kid, key = await rt.catalog.create_key(pid, "admin", name=f"admin of {name}")
     return JSONAnswer({"id": pid, "name": name, "admin_key": {"id": kid, "key": key, "prefix": key_prefix(key)}})
 

@@ -51,6 +51,14 @@ class ProjectIn(BaseModel):
     name: str
 
 
+class RotateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: How long the replaced webhook secret stays valid: a duration like 24h, or 0 (not at all);
+    #: none: the server's setting (PODIUM_WEBHOOK_ROTATION_WINDOW).
+    window: str | float | None = None
+
+
 def parse(model: type[Model], body: Any, what: str) -> Model:
     """The body as `model`, or a 400 that says which field is wrong and why."""
     try:
