@@ -4,6 +4,7 @@ how the wire surfaces answer them (SQLite and PostgreSQL stores)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from cryptography.fernet import Fernet
 
 from podium.clock import FakeClock
 from podium.core.access import WORKER, Access
-from podium.core.calls import Calls, check_arguments, check_callable
+from podium.core.calls import Calls, Failure, Outcome, check_arguments, check_callable, error_of, failure_of
 from podium.core.errors import (
     Conflict,
     DomainError,
@@ -29,6 +30,7 @@ from podium.core.options import JobOptions, parse_job_request
 from podium.core.workers import Result, WorkerInfo, WorkerPool, WorkerState
 from podium.dispatch import JobQueue, JobStatus
 from podium.dispatch.queue import HOLD_KEY, ep_key
+from podium.dispatch.states import WORKER_LOST
 from podium.metrics import Metrics
 from podium.server.admin.models import DeployIn, parse
 from podium.server.errors import HTTPError, from_domain
@@ -59,7 +61,7 @@ class World:
         self.queue = JobQueue(store, box=SecretBox(Fernet.generate_key()))
         self.metrics = Metrics()
         self.access = Access(self.catalog)
-        self.calls = Calls(self.queue, self.catalog, self.metrics, max_attempts=3)
+        self.calls = Calls(self.queue, self.catalog, self.access, self.metrics, max_attempts=3)
         self.keys: dict[str, str] = {}
 
     async def build(self, queue_cap: int | None = None) -> World:
@@ -139,6 +141,44 @@ async def test_idempotency_key_returns_the_first_job_or_conflicts(world: World) 
     assert exc.value.code == "idempotency_key_reused"
     with pytest.raises(InvalidRequest):
         await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run", idempotency_key="x" * 256)
+
+
+async def test_a_call_finds_its_route_checks_arguments_and_state_then_stores_its_job(world: World) -> None:
+    principal = await world.access.caller(world.keys["invoke"], "invoke")
+    with pytest.raises(NotFound) as missing:
+        await world.calls.target(principal, "hello", "nope")
+    assert missing.value.detail == "endpoint hello has no route /nope (routes: /hello)"
+    target = await world.calls.target(principal, "hello")
+    assert target.route["path"] == "/hello" and target.endpoint["id"] == world.ep["id"]
+    with pytest.raises(InvalidArguments):
+        await world.calls.call(principal, target, {"colour": "red"})
+    assert await world.queue.waiting(world.ep["id"]) == 0, "a refused call stores nothing"
+    queued = await world.calls.call(principal, target, {"number": 1})
+    assert queued.row is None and not queued.ended and queued.failure is None
+    waited = await world.calls.call(principal, target, {"number": 2}, wait=0.05)
+    assert waited.row is not None and waited.row["status"] == JobStatus.IN_QUEUE and not waited.ended
+    await world.catalog.set_state(world.ep["id"], EndpointState.INACTIVE)
+    stopped = await world.calls.target(principal, "hello")
+    with pytest.raises(EndpointUnavailable):
+        await world.calls.call(principal, stopped, {"number": 3})
+
+
+@pytest.mark.parametrize(("status", "error", "info", "expected"), [
+    ("FAILED", "ValueError: bad", {"type": "ValueError", "message": "bad"}, Failure.ROUTE_ERROR),
+    ("FAILED", "InvalidArguments: missing x", {"type": "InvalidArguments", "message": "missing x"},
+     Failure.INVALID_ARGUMENTS),
+    ("FAILED", WORKER_LOST, None, Failure.WORKER_LOST),
+    ("TIMED_OUT", "ran past 5 s", None, Failure.TIMED_OUT),
+    ("CANCELLED", None, None, Failure.CANCELLED),
+])
+def test_every_surface_reads_a_failure_the_same_way(
+    status: str, error: str | None, info: dict[str, str] | None, expected: Failure
+) -> None:
+    row = {"id": "j", "status": status, "error": error, "error_info": None if info is None else json.dumps(info)}
+    outcome = Outcome("j", row)
+    assert outcome.ended and not outcome.completed
+    assert outcome.failure == failure_of(row) == expected
+    assert error_of(row) == (info or {})
 
 
 async def test_a_full_queue_refuses_with_retry_after(store: Any) -> None:

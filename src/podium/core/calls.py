@@ -1,24 +1,32 @@
-"""The one path every call takes: check the endpoint and the arguments, store the job, wait for it.
+"""The one path every call takes: find the endpoint's route, check the arguments and the
+endpoint, store the job, wait for it.
 
-Every surface (RunPod, route calls, Laminar, HTTP apps, the console) submits through `Calls`, so
-limits, idempotency, timing and metrics are the same for all; each maps the errors to its wire."""
+Every surface (RunPod, route calls, Covalent, Laminar, HTTP apps, DigitalHub services, the
+console) calls through `Calls.call`, so limits, idempotency, timing and metrics are the same for
+all. What comes back is an `Outcome`: the job's id and, once it ended, how (`Failure`); each
+surface only maps the core's errors and the outcome to its own wire.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from podium import _json
-from podium.core.access import Principal
+from podium.core.access import Access, Principal
 from podium.core.errors import (
     Conflict,
     EndpointUnavailable,
     InvalidArguments,
     InvalidRequest,
+    NotFound,
     QueueFull,
 )
 from podium.core.options import JobOptions
 from podium.dispatch.queue import DuplicateRequest, JobQueue, NewJob
+from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
 from podium.ids import uuid7
 from podium.metrics import Metrics
 from podium.netguard import UnsafeURL, allow_private_from_env, check_url
@@ -62,21 +70,132 @@ def check_arguments(route: RouteRecord, kwargs: dict[str, Any]) -> None:
         )
 
 
+class Failure(StrEnum):
+    """How a job ended when it did not complete."""
+
+    INVALID_ARGUMENTS = "invalid_arguments"  #: the worker refused the arguments (a missing one)
+    ROUTE_ERROR = "route_error"  #: the route raised
+    WORKER_LOST = "worker_lost"  #: its workers died under it, attempt after attempt
+    TIMED_OUT = "timed_out"  #: it ran past its execution timeout
+    CANCELLED = "cancelled"  #: a caller cancelled it
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a call reaches: an endpoint that may be called, and one of its routes."""
+
+    endpoint: Row
+    route: RouteRecord
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A call's job as the caller gets it back: its id and, when the call waited, its row (None:
+    the job expired while waited for; not final: still running when the wait ended)."""
+
+    job_id: str
+    row: Row | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.row is not None and self.row["status"] in FINAL
+
+    @property
+    def completed(self) -> bool:
+        return self.row is not None and self.row["status"] == JobStatus.COMPLETED
+
+    @property
+    def failure(self) -> Failure | None:
+        """How it failed, once it ended without completing (None otherwise)."""
+        if not self.ended or self.completed:
+            return None
+        assert self.row is not None
+        return failure_of(self.row)
+
+
+
+def error_of(row: Row) -> dict[str, Any]:
+    """A failed job's error as the worker reported it (`type`, `message`, `traceback`; {} when
+    there is none): the one place `error_info` is decoded."""
+    info = _json.loads(row["error_info"]) if row["error_info"] else None
+    return info if isinstance(info, dict) else {}
+
+
+def failure_of(row: Row) -> Failure:
+    """How a final job that did not complete ended."""
+    if row["status"] == JobStatus.CANCELLED:
+        return Failure.CANCELLED
+    if row["status"] == JobStatus.TIMED_OUT:
+        return Failure.TIMED_OUT
+    if row["error"] == WORKER_LOST:
+        return Failure.WORKER_LOST
+    if error_of(row).get("type") == "InvalidArguments":
+        return Failure.INVALID_ARGUMENTS
+    return Failure.ROUTE_ERROR
+
+
 class Calls:
-    """Submitting jobs and waiting for them.
+    """Calling endpoints: submitting jobs and waiting for them.
 
     Parameters:
         queue: where jobs are stored and from which workers take them.
         catalog: endpoints and versions (a version's config: retries, execution timeout).
+        access: which endpoints a caller may reach.
         metrics: counts submissions.
         max_attempts: the least number of attempts of every job (worker crashes count).
     """
 
-    def __init__(self, queue: JobQueue, catalog: Catalog, metrics: Metrics, *, max_attempts: int) -> None:
+    def __init__(
+        self, queue: JobQueue, catalog: Catalog, access: Access, metrics: Metrics, *, max_attempts: int
+    ) -> None:
         self.queue = queue
         self.catalog = catalog
+        self.access = access
         self.metrics = metrics
         self.max_attempts = max_attempts
+
+    async def routes(self, ep: Row) -> list[RouteRecord]:
+        """The route table of the version the endpoint runs now."""
+        return (await self.catalog.version_info(ep["project_id"], ep["version_id"]))["routes"]
+
+    async def target(self, principal: Principal, endpoint: str | Row, route: str | None = None) -> Target:
+        """The endpoint (a reference the caller may see, or one already found) and its route
+        (its default one when None): a route that is not there is NotFound naming the routes
+        there are."""
+        ep = await self.access.endpoint(principal, endpoint) if isinstance(endpoint, str) else endpoint
+        routes = await self.routes(ep)
+        spec = default_route(routes) if route is None else find_route(routes, route)
+        if spec is None:
+            known = ", ".join(r["path"] for r in routes)
+            detail = f"endpoint {ep['name']} has no route /{route} (routes: {known})"
+            raise NotFound("route", f"/{route}", detail=detail)
+        return Target(ep, spec)
+
+    async def call(
+        self,
+        principal: Principal,
+        target: Target,
+        payload: Any,
+        *,
+        kind: str = "route",
+        wait: float | None = None,
+        job_id: str | None = None,
+        options: JobOptions | None = None,
+        idempotency_key: str | None = None,
+        check_args: bool = True,
+    ) -> Outcome:
+        """Check the arguments against the route (unless `check_args` is off: a RunPod job's
+        input is the route's one argument) and that the endpoint may be called, store the job
+        and, when `wait` is given, wait up to that many seconds for it to end. Without `wait` the
+        caller follows the job itself (a stream, or `/run`'s id)."""
+        if check_args:
+            check_arguments(target.route, payload)
+        check_callable(target.endpoint)
+        stored = await self.submit(principal, target.endpoint, target.route, payload, kind=kind, job_id=job_id,
+                                   options=options, idempotency_key=idempotency_key, awaited=wait is not None)
+        if wait is None:
+            return Outcome(stored)
+        return Outcome(stored, await self.wait(stored, wait))
 
     async def submit(
         self,

@@ -67,8 +67,8 @@ class NotFound(DomainError):
 
     code = "not_found"
 
-    def __init__(self, what: str, ref: str) -> None:
-        super().__init__(f"no {what} {ref!r}")
+    def __init__(self, what: str, ref: str, *, detail: str | None = None) -> None:
+        super().__init__(detail or f"no {what} {ref!r}")
         self.what = what
         self.ref = ref
 

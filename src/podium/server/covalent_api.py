@@ -10,17 +10,16 @@ from the core's errors in `_covalent`, the one place this surface does so.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from podium import _json
 from podium.core.access import Principal
-from podium.core.calls import check_callable, find_route
+from podium.core.calls import Failure, error_of, failure_of
 from podium.core.errors import (
     DomainError,
     EndpointUnavailable,
@@ -31,13 +30,12 @@ from podium.core.errors import (
 from podium.covalent.functions import Deployment, Functions, iso, stderr_text
 from podium.covalent.models import FunctionService
 from podium.covalent.staging import MAX_SLOTS, AssetSlots
-from podium.dispatch.states import FINAL, JobStatus
 from podium.server.auth import caller, runtime
 from podium.server.body import MB, read_body
 from podium.server.errors import HTTPError, status_of
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.server.streams import Chunk, End, chunk_bytes, follow
+from podium.server.streams import first_chunk_response
 from podium.store.catalog import EndpointState
 from podium.store.engine import Row
 
@@ -257,47 +255,9 @@ async def _kwargs(request: Request) -> dict[str, Any]:
 
 
 def _failure(row: Row) -> CovalentError:
-    info = _json.loads(row["error_info"]) or {}
-    if info.get("type") == "InvalidArguments":
-        return CovalentError(422, "validation/error", info.get("message") or row["error"])
+    if failure_of(row) == Failure.INVALID_ARGUMENTS:
+        return CovalentError(422, "validation/error", error_of(row).get("message") or row["error"])
     return CovalentError(500, "function/error", row["error"] or row["status"])
-
-
-async def _stream(rt: Runtime, job_id: str) -> Response:
-    """Raw chunked bytes as the route yields them; the headers wait for the first chunk, so a
-    route that fails at once still gets a JSON error."""
-    events = follow(rt, job_id, rt.settings.route_wait)
-
-    async def chunks() -> AsyncIterator[bytes]:
-        async for event in events:
-            if isinstance(event, Chunk):
-                yield chunk_bytes(event.value)
-            elif isinstance(event, End):
-                if event.row is not None and event.row["status"] != JobStatus.COMPLETED:
-                    raise _failure(event.row)
-                returned = _json.loads(event.row["output"]) if event.row is not None and event.row["output"] else None
-                if returned is not None:  # a streaming route that returned instead of yielding
-                    yield chunk_bytes(returned)
-                return
-            else:
-                return  # silent for route_wait seconds: the stream ends, the job goes on
-
-    gen = chunks()
-    try:
-        first = await anext(gen)
-    except StopAsyncIteration:
-        return Response(b"", media_type="text/plain; charset=utf-8")
-
-    async def body() -> AsyncIterator[bytes]:
-        yield first
-        try:
-            async for chunk in gen:
-                yield chunk
-        except CovalentError:
-            return  # the status is sent: the stream just ends
-
-    return StreamingResponse(body(), media_type="text/plain; charset=utf-8",
-                             headers={"X-Podium-Job-Id": job_id, "Cache-Control": "no-cache"})
 
 
 async def call(request: Request, function_id: str, route: str) -> Response:
@@ -314,19 +274,18 @@ async def call(request: Request, function_id: str, route: str) -> Response:
     if ep["state"] == EndpointState.INACTIVE:
         reason = ep["error"] or f"deployment {d.id} was torn down"
         raise EndpointUnavailable(reason, code="deployment_inactive")
-    check_callable(ep)
     kwargs = await _kwargs(request)
-    spec = find_route(await rt.routes(ep), route)
-    assert spec is not None
-    job_id = await rt.calls.submit(principal, ep, spec, kwargs, kind="route", awaited=not rec.streaming)
+    target = await rt.calls.target(principal, ep, rec.route)
+    outcome = await rt.calls.call(principal, target, kwargs, wait=None if rec.streaming else rt.settings.route_wait)
     if rec.streaming:
-        return await _stream(rt, job_id)
-    row = await rt.calls.wait(job_id, rt.settings.route_wait)
-    if row is None or row["status"] not in FINAL:
-        raise CovalentError(504, "function/timeout", f"the call is still running (job {job_id})")
-    if row["status"] != JobStatus.COMPLETED:
-        raise _failure(row)
-    return Response(row["output"], media_type="application/json", headers={"X-Podium-Job-Id": job_id})
+        return await first_chunk_response(rt, outcome.job_id, _failure, media_type="text/plain; charset=utf-8",
+                                          end_quietly=True)
+    if not outcome.ended:
+        raise CovalentError(504, "function/timeout", f"the call is still running (job {outcome.job_id})")
+    assert outcome.row is not None
+    if not outcome.completed:
+        raise _failure(outcome.row)
+    return Response(outcome.row["output"], media_type="application/json", headers={"X-Podium-Job-Id": outcome.job_id})
 
 
 router.add_api_route("/fn/{function_id}/{route:path}", call, methods=["GET", "POST", "PUT", "DELETE", "PATCH"],

@@ -373,7 +373,7 @@ async def _serve(request: Request, run: Entity, subpath: str) -> Response:
     if ep is None:
         raise DigitalHubError(404, f"run {run.id} serves nothing")
     principal = Principal(key_id=f"dh-run-{run.id}"[:32], project_id=run.project_id, role="invoke")
-    route = (await rt.routes(ep))[0]
+    route = (await rt.calls.routes(ep))[0]
     prefix = service_path(run.dh_project, run.id, "-").rpartition("/")[0]
     return await http_call(rt, principal, ep, route, request, prefix.lstrip("/"), subpath, _service_failure)
 

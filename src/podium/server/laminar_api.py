@@ -13,10 +13,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from podium import _json
-from podium.core.calls import check_arguments, check_callable, default_route
+from podium.core.calls import Failure, error_of, failure_of
 from podium.core.errors import DomainError, EndpointUnavailable, InvalidRequest, NotFound
 from podium.core.options import JobOptions, parse_env
-from podium.dispatch.states import FINAL, JobStatus
 from podium.server.auth import caller, runtime
 from podium.server.body import MB, read_json
 from podium.server.errors import HTTPError, from_domain, status_of
@@ -41,11 +40,10 @@ class LaminarError(HTTPError):
 
 def _failure(row: Any) -> LaminarError:
     """A required argument is checked where the initializer's defaults are known: on the worker."""
-    info = _json.loads(row["error_info"]) or {}
     message = error_text(row)
-    if info.get("type") == "InvalidArguments":
+    if failure_of(row) == Failure.INVALID_ARGUMENTS:
         code = "api.missingGraphInput" if "missing" in message else "api.invalidRequest"
-        return LaminarError(code, info.get("message") or message)
+        return LaminarError(code, error_of(row).get("message") or message)
     return LaminarError("api.GraphRunningError", message)
 
 
@@ -77,24 +75,21 @@ async def _run(request: Request, target_key: str) -> Response:
         raise LaminarError("api.invalidRequest", '"metadata" must be an object')
     try:
         env = parse_env(body["env"])
-        ep = await rt.access.endpoint(principal, target)
-        check_callable(ep)
-        route = default_route(await rt.routes(ep))
-        check_arguments(route, inputs)
-        job_id = await rt.calls.submit(
-            principal, ep, route, inputs, kind="route", options=JobOptions(env=env),
-            awaited=not body.get("stream"),
+        outcome = await rt.calls.call(
+            principal, await rt.calls.target(principal, target), inputs, options=JobOptions(env=env),
+            wait=None if body.get("stream") else rt.settings.route_wait,
         )
     except DomainError as exc:
         raise _laminar(exc) from None
+    job_id = outcome.job_id
     if body.get("stream"):
         return event_stream(rt, job_id)
-    row = await rt.calls.wait(job_id, rt.settings.route_wait)
-    if row is None or row["status"] not in FINAL:
+    if not outcome.ended:
         raise LaminarError("api.timeout", f"run {job_id} is still going; its runId is {job_id}", 504)
-    if row["status"] != JobStatus.COMPLETED:
-        raise _failure(row)
-    return JSONAnswer({"outputs": outputs(_json.loads(row["output"])), "runId": job_id})
+    assert outcome.row is not None
+    if not outcome.completed:
+        raise _failure(outcome.row)
+    return JSONAnswer({"outputs": outputs(_json.loads(outcome.row["output"])), "runId": job_id})
 
 
 @router.post("/v1/pipeline/run", response_model=None)

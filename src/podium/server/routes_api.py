@@ -6,16 +6,13 @@ produces them. These calls take the same path as RunPod jobs: stored, taken, fin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from podium import _json
 from podium.core.access import Principal
-from podium.core.calls import check_arguments, check_callable, find_route
+from podium.core.calls import Failure, error_of, failure_of
 from podium.core.options import JobOptions, parse_env
-from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
 from podium.records import RouteRecord
 from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import MB, read_object
@@ -24,7 +21,7 @@ from podium.server.http_apps import http_call
 from podium.server.openapi_doc import endpoint_openapi
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.server.streams import Chunk, End, chunk_bytes, follow, sse_frames
+from podium.server.streams import first_chunk_response, sse_frames
 from podium.store.engine import Row
 
 router = APIRouter(tags=["routes"])
@@ -36,46 +33,15 @@ ENV_HEADER = "X-Podium-Env"
 
 def failure(row: Row) -> HTTPError:
     """The error answer for a job that did not complete."""
-    info = _json.loads(row["error_info"]) or {}
-    extra = {"id": row["id"]}
-    if row["status"] == JobStatus.FAILED and info.get("type") == "InvalidArguments":
+    how, info, extra = failure_of(row), error_of(row), {"id": row["id"]}
+    if how == Failure.INVALID_ARGUMENTS:
         return HTTPError(400, "invalid_arguments", info.get("message") or row["error"], extra=extra)
-    if row["error"] == WORKER_LOST:
+    if how == Failure.WORKER_LOST:
         return HTTPError(502, "worker_lost", row["error"], extra=extra)
-    if row["status"] != JobStatus.FAILED:
+    if how != Failure.ROUTE_ERROR:
         return HTTPError(502, row["status"].lower(), row["error"] or row["status"], extra=extra)
     extra.update(type=info.get("type"), message=info.get("message"), traceback=info.get("traceback"))
     return HTTPError(500, "route_error", row["error"], extra=extra)
-
-
-async def _chunks(rt: Runtime, job_id: str) -> AsyncIterator[bytes]:
-    """A job's chunks as bytes as they are stored; the job's failure raised at the end, if any."""
-    async for event in follow(rt, job_id, rt.settings.route_wait):
-        if isinstance(event, Chunk):
-            yield chunk_bytes(event.value)
-        elif isinstance(event, End):
-            if event.row is not None and event.row["status"] != JobStatus.COMPLETED:
-                raise failure(event.row)
-            return
-        else:
-            return  # silent for route_wait seconds: give up on the stream, the job goes on
-
-
-async def _streaming(rt: Runtime, job_id: str) -> Response:
-    """Headers wait for the first chunk, so a route that fails at once still gets a real error."""
-    gen = _chunks(rt, job_id)
-    try:
-        first = await anext(gen)
-    except StopAsyncIteration:
-        return Response(b"", media_type="application/octet-stream")
-
-    async def body() -> AsyncIterator[bytes]:
-        yield first
-        async for chunk in gen:
-            yield chunk
-
-    return StreamingResponse(body(), media_type="application/octet-stream",
-                             headers={"X-Podium-Job-Id": job_id, "Cache-Control": "no-cache"})
 
 
 def _env_header(request: Request) -> dict[str, str] | None:
@@ -109,7 +75,7 @@ async def _target(
 ) -> tuple[Runtime, Principal, Row, list[RouteRecord]]:
     rt = runtime(request)
     principal, ep = await endpoint_caller(request, role, endpoint)
-    return rt, principal, ep, await rt.routes(ep)
+    return rt, principal, ep, await rt.calls.routes(ep)
 
 
 def _is_app(routes: list[RouteRecord]) -> bool:
@@ -155,29 +121,25 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
     if _is_app(routes):
         return await http_call(rt, principal, ep, routes[0], request, endpoint, route, failure)
     kwargs = await read_object(request, ROUTE_LIMIT)
-    spec = find_route(routes, route)
-    if spec is None:
-        known = ", ".join(r["path"] for r in routes)
-        raise HTTPError(404, "not_found", f"endpoint {ep['name']} has no route /{route} (routes: {known})")
-    check_arguments(spec, kwargs)
-    check_callable(ep)
-    options = JobOptions(env=_env_header(request))
+    target = await rt.calls.target(principal, ep, route)
     sse = "text/event-stream" in request.headers.get("accept", "")
-    job_id = await rt.calls.submit(principal, ep, spec, kwargs, kind="route", options=options,
-                          idempotency_key=request.headers.get("idempotency-key"),
-                          awaited=not (sse or spec["streaming"]))
+    follows = sse or target.route["streaming"]
+    outcome = await rt.calls.call(
+        principal, target, kwargs, options=JobOptions(env=_env_header(request)),
+        idempotency_key=request.headers.get("idempotency-key"), wait=None if follows else rt.settings.route_wait,
+    )
+    job_id = outcome.job_id
     if sse:
         return event_stream(rt, job_id)
-    if spec["streaming"]:
-        return await _streaming(rt, job_id)
-    row = await rt.calls.wait(job_id, rt.settings.route_wait)
-    assert row is not None
-    if row["status"] not in FINAL:
+    if follows:
+        return await first_chunk_response(rt, job_id, failure, media_type="application/octet-stream")
+    if not outcome.ended:
         raise HTTPError(
             504, "timeout",
             f"the route is still running; poll /v2/{ep['id']}/status/{job_id}",
             extra={"id": job_id},
         )
-    if row["status"] != JobStatus.COMPLETED:
-        raise failure(row)
-    return Response(row["output"], media_type="application/json", headers={"X-Podium-Job-Id": job_id})
+    assert outcome.row is not None
+    if not outcome.completed:
+        raise failure(outcome.row)
+    return Response(outcome.row["output"], media_type="application/json", headers={"X-Podium-Job-Id": job_id})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from podium.core.calls import check_callable, default_route, find_route
+from podium.core.calls import Outcome, find_route
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
 from podium.core.options import parse_job_request
 from podium.dispatch.states import JobStatus
@@ -22,22 +22,23 @@ RUN_LIMIT = 10 * MB
 RUNSYNC_LIMIT = 20 * MB
 
 
-async def _accept(request: Request, endpoint_id: str, limit: int, kind: str, job_id: str) -> str:
-    """Store a job on the endpoint's default route (a runsync caller waits for it)."""
+async def _accept(
+    request: Request, endpoint_id: str, limit: int, kind: str, job_id: str, wait: float | None = None
+) -> Outcome:
+    """A job on the endpoint's default route, its input the whole of RunPod's `input`."""
     rt = runtime(request)
     principal, ep = await endpoint_caller(request, "invoke", endpoint_id)
     payload, options = parse_job_request(await read_json(request, limit))
-    check_callable(ep)
-    route = default_route(await rt.routes(ep))
-    return await rt.calls.submit(principal, ep, route, payload, kind=kind, job_id=job_id, options=options,
-                        idempotency_key=request.headers.get("idempotency-key"), awaited=kind == "runsync")
+    target = await rt.calls.target(principal, ep)
+    return await rt.calls.call(principal, target, payload, kind=kind, wait=wait, job_id=job_id, options=options,
+                               idempotency_key=request.headers.get("idempotency-key"), check_args=False)
 
 
 @router.post("/run")
 async def run(request: Request, endpoint_id: str) -> JSONAnswer:
     """Queue a job on the endpoint's default route; answers at once with its id."""
-    job_id = await _accept(request, endpoint_id, RUN_LIMIT, "run", f"{uuid7()}-u1")
-    return JSONAnswer({"id": job_id, "status": "IN_QUEUE"})
+    outcome = await _accept(request, endpoint_id, RUN_LIMIT, "run", f"{uuid7()}-u1")
+    return JSONAnswer({"id": outcome.job_id, "status": "IN_QUEUE"})
 
 
 @router.post("/runsync")
@@ -46,12 +47,11 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
     rt = runtime(request)
     if wait is not None and not 1000 <= wait <= 300_000:
         raise InvalidRequest("wait must be between 1000 and 300000 milliseconds", code="invalid_wait")
-    job_id = await _accept(request, endpoint_id, RUNSYNC_LIMIT, "runsync", f"sync-{uuid7()}")
     timeout = wait / 1000 if wait is not None else rt.settings.runsync_wait
-    row = await rt.calls.wait(job_id, timeout)
-    if row is None:  # its ttl ran out while we waited
-        raise NotFound("job", job_id)
-    return JSONAnswer(envelope(row, rt.clock.now()))
+    outcome = await _accept(request, endpoint_id, RUNSYNC_LIMIT, "runsync", f"sync-{uuid7()}", timeout)
+    if outcome.row is None:  # its ttl ran out while we waited
+        raise NotFound("job", outcome.job_id)
+    return JSONAnswer(envelope(outcome.row, rt.clock.now()))
 
 
 async def _job(

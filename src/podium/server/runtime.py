@@ -30,7 +30,7 @@ from podium.dispatch.notify import Notifier
 from podium.dispatch.queue import JobQueue
 from podium.dispatch.relay import PgRelay
 from podium.metrics import Metrics
-from podium.records import RouteRecord, VersionInfo
+from podium.records import VersionInfo
 from podium.scaling.autoscaler import Autoscaler
 from podium.scaling.leader import Leadership
 from podium.scaling.local import LocalBackend
@@ -75,9 +75,9 @@ class Runtime:
             row["endpoint_id"], row["status"], row["delay_ms"], row["execution_ms"]
         )
         self.catalog = Catalog(self.store, self.clock)
-        self.calls = Calls(self.queue, self.catalog, self.metrics, max_attempts=settings.max_attempts)
         self.access = Access(self.catalog, rate=settings.rate_limit, burst=settings.rate_burst, shared=self.shared,
                              notifier=self.notifier)
+        self.calls = Calls(self.queue, self.catalog, self.access, self.metrics, max_attempts=settings.max_attempts)
         self.cluster = Cluster(self.store)
         self.pool = WorkerPool(
             self.queue, self.catalog, self.clock, lease=settings.lease_seconds, cluster=self.cluster,
@@ -249,9 +249,6 @@ class Runtime:
     async def version(self, ep: Row) -> VersionInfo:
         """Route table, config and runtime of the version an endpoint points at."""
         return await self.catalog.version_info(ep["project_id"], ep["version_id"])
-
-    async def routes(self, ep: Row) -> list[RouteRecord]:
-        return (await self.version(ep))["routes"]
 
     async def endpoint_env(self, endpoint_id: str) -> dict[str, str]:
         """An endpoint's secrets, decrypted, for its workers' environment."""

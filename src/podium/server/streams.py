@@ -7,14 +7,17 @@ stored chunks, so every stream is the same stream whichever way it is watched.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from fastapi import Response
+from fastapi.responses import StreamingResponse
 
 from podium import _json
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import job_key
-from podium.dispatch.states import FINAL
+from podium.dispatch.states import FINAL, JobStatus
 from podium.server.runtime import Runtime
 from podium.store.engine import Row
 
@@ -63,6 +66,49 @@ def chunk_bytes(value: Any) -> bytes:
     if isinstance(value, dict) and set(value) == {"$bytes"}:
         return base64.b64decode(value["$bytes"])
     return _json.dumpb(value) + b"\n"
+
+
+async def first_chunk_response(
+    rt: Runtime, job_id: str, failure: Callable[[Row], Exception], *, media_type: str, end_quietly: bool = False,
+) -> Response:
+    """A streaming route's answer as raw bytes as it yields them. The headers wait for the first
+    chunk, so a route that fails at once still gets its surface's error answer (`failure`). A
+    failure after that ends the stream: with an error (the connection is cut, so the client
+    cannot take a partial answer for a whole one), or quietly with `end_quietly` where the
+    surface's clients expect it. A streaming route that returned instead of yielding sends its
+    value as the one chunk; one silent for `route_wait` seconds ends the stream (the job goes on)."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        async for event in follow(rt, job_id, rt.settings.route_wait):
+            if isinstance(event, Chunk):
+                yield chunk_bytes(event.value)
+            elif isinstance(event, End):
+                if event.row is not None and event.row["status"] != JobStatus.COMPLETED:
+                    raise failure(event.row)
+                returned = _json.loads(event.row["output"]) if event.row is not None and event.row["output"] else None
+                if returned is not None:
+                    yield chunk_bytes(returned)
+                return
+            else:
+                return
+
+    gen = chunks()
+    try:
+        first = await anext(gen)
+    except StopAsyncIteration:
+        return Response(b"", media_type=media_type)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        try:
+            async for chunk in gen:
+                yield chunk
+        except Exception:
+            if not end_quietly:
+                raise
+
+    return StreamingResponse(body(), media_type=media_type,
+                             headers={"X-Podium-Job-Id": job_id, "Cache-Control": "no-cache"})
 
 
 def chunk_content(value: Any) -> Any:
