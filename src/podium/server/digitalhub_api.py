@@ -25,6 +25,7 @@ from podium.core.errors import DomainError, InvalidRequest, NotFound
 from podium.digitalhub.build import source_code
 from podium.digitalhub.records import Entity, new_entity_id
 from podium.digitalhub.runs import ServeRuns, Where, service_path, split_envs
+from podium.logs import worker_logs
 from podium.scaling.local import tail
 from podium.server.admin import keys as admin_keys
 from podium.server.auth import caller, runtime
@@ -345,8 +346,7 @@ async def run_logs(request: Request, project: str, run_id: str) -> JSONAnswer:
     ep = await surface.runs.endpoint(run)
     if ep is None:
         return JSONAnswer([])
-    log_dir = runtime(request).settings.logs / ep["name"]
-    files = sorted(log_dir.glob("*.log"), key=lambda p: p.stat().st_mtime) if log_dir.exists() else []
+    files = worker_logs(runtime(request).settings.logs, ep["id"])
     return JSONAnswer([
         {
             "id": f"{run.id}-{f.stem}", "name": f.stem, "kind": "log", "project": project,

@@ -26,6 +26,7 @@ from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier
 from podium.dispatch.queue import JobQueue
 from podium.dispatch.relay import PgRelay
+from podium.logs import sort_by_endpoint_id
 from podium.metrics import Metrics
 from podium.scaling.autoscaler import Autoscaler
 from podium.scaling.leader import Leadership
@@ -96,6 +97,7 @@ class Runtime:
     async def start(self) -> None:
         for d in (self.settings.home, self.settings.blobs, self.settings.logs):
             d.mkdir(parents=True, exist_ok=True)
+        sort_by_endpoint_id(self.settings.logs)
         await self.store.migrate()
         project = await self.catalog.ensure_project(DEFAULT_PROJECT)
         await self._bootstrap_admin(project)
