@@ -27,6 +27,7 @@ from typing import IO
 
 import podium
 from podium import _json
+from podium.core.names import ENV_HASH
 from podium.envs.requirements import Requirements, runtime_requirements
 from podium.errors import PodiumError
 
@@ -113,10 +114,10 @@ class EnvStore:
         self.root = root
 
     def path(self, key: str) -> Path:
-        return self.root / key
+        return self.root / ENV_HASH.check(key)
 
     def log_path(self, key: str) -> Path:
-        return self.root / f"{key}.log"
+        return self.root / f"{ENV_HASH.check(key)}.log"
 
     def last_build_offset(self, key: str) -> int:
         """Where the latest build's part of the log begins (0 when there is no log)."""
@@ -141,7 +142,7 @@ class EnvStore:
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / f"{key}.lock").open("w") as f:
+        with (self.root / f"{ENV_HASH.check(key)}.lock").open("w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield

@@ -22,6 +22,7 @@ from starlette.types import Message, Scope
 from podium import _json
 from podium.core.access import Principal
 from podium.core.errors import DomainError, InvalidRequest, NotFound
+from podium.core.names import DIGITALHUB_ID
 from podium.digitalhub.build import source_code
 from podium.digitalhub.records import Entity, new_entity_id
 from podium.digitalhub.runs import ServeRuns, Where, service_path, split_envs
@@ -156,9 +157,10 @@ async def create_project(request: Request) -> Response:
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidRequest("missing spec: a project needs a name")
+    DIGITALHUB_ID.check(name)
     if await surface.records.get(surface.principal.project_id, name, "project", name) is not None:
         raise DigitalHubError(400, f"Duplicated entity: project {name}")
-    body = {**body, "id": body.get("id") or name, "key": body.get("key") or f"store://{name}"}
+    body = {**body, "id": DIGITALHUB_ID.check(body.get("id") or name), "key": body.get("key") or f"store://{name}"}
     entity = await surface.records.put(surface.principal.project_id, name, "project", body)
     return JSONAnswer(_entity_body(entity))
 
@@ -223,7 +225,7 @@ async def create_entity(request: Request, project: str, collection: str) -> JSON
     body = await read_object(request, LIMIT)
     if not isinstance(body.get("kind"), str) or not isinstance(body.get("spec"), dict):
         raise InvalidRequest(f"missing spec: a {type_} needs a kind and a spec")
-    body = {**body, "id": body.get("id") or new_entity_id(), "project": project}
+    body = {**body, "id": DIGITALHUB_ID.check(body.get("id") or new_entity_id()), "project": project}
     if await surface.records.get(surface.principal.project_id, project, type_, body["id"]) is not None:
         raise DigitalHubError(400, f"Duplicated entity: {type_} {body['id']}")
     if type_ == "function":

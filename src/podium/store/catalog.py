@@ -13,6 +13,7 @@ from sqlalchemy import delete, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from podium import _json
+from podium.core.names import ENDPOINT_NAME
 from podium.core.records import VersionInfo
 from podium.dispatch.clock import Clock
 from podium.sdk.service import ServiceConfig
@@ -361,6 +362,7 @@ class Catalog:
         message: str | None,
     ) -> tuple[Row, bool]:
         """Create the endpoint `name` at `version`, or re-point it. Returns (row, changed)."""
+        ENDPOINT_NAME.check(name)
         now = self.clock.now()
         config = _json.loads(version["config"])
         self._endpoints.clear()
