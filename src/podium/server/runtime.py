@@ -26,6 +26,7 @@ from podium.dispatch.clock import Clock
 from podium.dispatch.notify import Notifier
 from podium.dispatch.queue import JobQueue
 from podium.dispatch.relay import PgRelay
+from podium.home import make_private
 from podium.logs import sort_by_endpoint_id
 from podium.metrics import Metrics
 from podium.scaling.autoscaler import Autoscaler
@@ -95,8 +96,7 @@ class Runtime:
         self.new_admin_key: str | None = None
 
     async def start(self) -> None:
-        for d in (self.settings.home, self.settings.blobs, self.settings.logs):
-            d.mkdir(parents=True, exist_ok=True)
+        make_private(self.settings)
         sort_by_endpoint_id(self.settings.logs)
         await self.store.migrate()
         project = await self.catalog.ensure_project(DEFAULT_PROJECT)
