@@ -354,3 +354,25 @@ def test_a_redeploy_waiting_for_its_environment_survives_a_server_restart(tmp_pa
                           60, 0.2, "an answer")["pkg"] == "2.0"
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("line", [
+    "-r {secret}", "--index-url http://127.0.0.1:9/simple", "--find-links {wheels}", "-e {wheels}",
+    "podium-envpkg @ file://{wheels}/podium_envpkg-1.0-py3-none-any.whl",
+    "podium-envpkg @ http://127.0.0.1:9/podium_envpkg-1.0-py3-none-any.whl",
+])
+def test_requirement_lines_that_are_no_pep508_requirements_are_refused_at_deploy(ctx: Ctx, wheels: Path, line: str):
+    """Issue 22, finding 6: a client that skips the CLI's own check sent `-r /path/.env` and the
+    build error showed the file's first line. The server refuses the line, naming it, at deploy."""
+    secret = ctx.root / "server.env"
+    secret.write_text("SERVER_SECRET=s3cr3t-first-line\n")
+    line = line.format(secret=secret, wheels=wheels)
+    from podium.bundle import describe, make_bundle
+
+    bundle = make_bundle(ctx.service("refused-line", requirements="podium-envpkg==1.0\n"))
+    version = {**describe(bundle), "requirements": {"packages": [line], "python": None}}
+    assert ctx.srv.http.put(f"/api/v1/blobs/{bundle.sha256}", content=bundle.data).status_code == 200
+    r = ctx.srv.http.post("/api/v1/deploy", json={"name": "refused-line", "version": version})
+    assert r.status_code == 400 and repr(line) in r.json()["detail"], r.text
+    assert "s3cr3t" not in r.text
+    assert ctx.srv.http.get("/api/v1/endpoints/refused-line").status_code == 404

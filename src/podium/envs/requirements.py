@@ -2,6 +2,12 @@
 
 The deploying machine reads it (requirements.txt, pyproject.toml's [project].dependencies, the
 service's `requirements=`); the server checks it and names the environment after it.
+
+A line is a PEP 508 requirement naming a project on the index (name, extras, versions, markers),
+nothing else: the lines reach the installer as a requirements file, where an option line (`-r
+/server/file`, `-e /dir`, `--index-url`, `--find-links`) or a URL (`pkg @ https://...`, `file:`)
+would read the server's files or fetch from where the deployer says. Where packages come from is
+the operator's to configure (PIP_INDEX_URL and friends, envs/builder.py).
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from podium import _json
 
 #: What Podium's worker runtime imports besides the standard library (bounds: Podium's own).
@@ -22,16 +31,40 @@ RUNTIME_PACKAGES = ("orjson", "pydantic")
 #: The oldest Python the worker runtime runs on.
 MIN_PYTHON = (3, 11)
 PYTHON = re.compile(r"^3\.\d{1,2}(\.\d{1,2})?$")
-#: A requirement line's project name (options such as `--find-links` have none).
-_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 MAX_LINES = 500
 MAX_LINE = 1000
 
 
 def project_name(line: str) -> str | None:
-    """The normalised project a requirement line names (PEP 503), None for an option line."""
-    m = _NAME.match(line)
-    return re.sub(r"[-_.]+", "-", m.group(1)).lower() if m else None
+    """The normalised project a requirement line names (PEP 503), None for what is no requirement."""
+    try:
+        return canonicalize_name(Requirement(line).name)
+    except InvalidRequirement:
+        return None
+
+
+def check_line(line: object) -> str:
+    """A requirement line as the installer may read it; ValueError naming it otherwise."""
+    if not isinstance(line, str) or not line.strip() or "\n" in line or len(line) > MAX_LINE:
+        raise ValueError(f"requirement {line!r} must be one non-empty line of at most {MAX_LINE} characters")
+    try:
+        req = Requirement(line)
+    except InvalidRequirement:
+        raise ValueError(
+            f"requirement {line!r} is not a PEP 508 requirement (a project name, with optional extras, "
+            "versions and markers); options such as -r, -e, --index-url and --find-links are not "
+            "accepted: the server's operator configures where packages come from"
+        ) from None
+    if req.url is not None:
+        raise ValueError(
+            f"requirement {line!r} names a URL or a file: name a project on the package index "
+            "instead (the server's operator configures where packages come from)"
+        )
+    if "$" in line:  # requirements files expand ${VARIABLES} from the installer's environment
+        raise ValueError(f"requirement {line!r} may not contain '$'")
+    if canonicalize_name(req.name) == "podium":
+        raise ValueError("do not list podium in the requirements: every environment has the server's own")
+    return line
 
 
 @dataclass(frozen=True)
@@ -46,10 +79,7 @@ class Requirements:
         if len(self.packages) > MAX_LINES:
             raise ValueError(f"at most {MAX_LINES} requirement lines")
         for line in self.packages:
-            if not isinstance(line, str) or not line.strip() or "\n" in line or len(line) > MAX_LINE:
-                raise ValueError(f"requirement {line!r} must be one non-empty line of at most {MAX_LINE} characters")
-            if project_name(line) == "podium":
-                raise ValueError("do not list podium in the requirements: every environment has the server's own")
+            check_line(line)
         if self.python is not None:
             if not isinstance(self.python, str) or not PYTHON.match(self.python):
                 raise ValueError(f"python must be a version like \"3.11\", not {self.python!r}")
