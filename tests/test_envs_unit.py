@@ -131,7 +131,7 @@ def test_only_pep508_requirements_of_the_index_are_accepted(line):
     """Issue 22, finding 6: option lines and URLs reached uv verbatim (`-r /path/.env` put a
     server file's first line into the build error). Each is refused, the line named."""
     with pytest.raises(ValueError) as caught:
-        Requirements((line,))
+        Requirements((line,)).checked()
     assert repr(line) in str(caught.value)
 
 
@@ -140,7 +140,7 @@ def test_only_pep508_requirements_of_the_index_are_accepted(line):
     "torch==2.1.0+cpu", "pkg ; sys_platform == 'linux'",
 ])
 def test_pep508_requirements_are_accepted(line):
-    assert Requirements((line,)).packages == (line,)
+    assert Requirements((line,)).checked().packages == (line,)
 
 
 def test_a_requirements_file_with_an_option_line_is_refused_naming_it(tmp_path: Path):

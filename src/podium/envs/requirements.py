@@ -21,9 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 from podium import _json
 
 #: What Podium's worker runtime imports besides the standard library (bounds: Podium's own).
@@ -31,22 +28,23 @@ RUNTIME_PACKAGES = ("orjson", "pydantic")
 #: The oldest Python the worker runtime runs on.
 MIN_PYTHON = (3, 11)
 PYTHON = re.compile(r"^3\.\d{1,2}(\.\d{1,2})?$")
+#: A requirement line's project name (what is no requirement may still match: check_line decides).
+_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 MAX_LINES = 500
 MAX_LINE = 1000
 
 
 def project_name(line: str) -> str | None:
-    """The normalised project a requirement line names (PEP 503), None for what is no requirement."""
-    try:
-        return canonicalize_name(Requirement(line).name)
-    except InvalidRequirement:
-        return None
+    """The normalised project a requirement line names (PEP 503), None for an option line."""
+    m = _NAME.match(line)
+    return re.sub(r"[-_.]+", "-", m.group(1)).lower() if m else None
 
 
-def check_line(line: object) -> str:
+def check_line(line: str) -> str:
     """A requirement line as the installer may read it; ValueError naming it otherwise."""
-    if not isinstance(line, str) or not line.strip() or "\n" in line or len(line) > MAX_LINE:
-        raise ValueError(f"requirement {line!r} must be one non-empty line of at most {MAX_LINE} characters")
+    # Imported here: the SDK makes Requirements in workers, whose environments lack packaging.
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         req = Requirement(line)
     except InvalidRequirement:
@@ -62,8 +60,6 @@ def check_line(line: object) -> str:
         )
     if "$" in line:  # requirements files expand ${VARIABLES} from the installer's environment
         raise ValueError(f"requirement {line!r} may not contain '$'")
-    if canonicalize_name(req.name) == "podium":
-        raise ValueError("do not list podium in the requirements: every environment has the server's own")
     return line
 
 
@@ -79,7 +75,10 @@ class Requirements:
         if len(self.packages) > MAX_LINES:
             raise ValueError(f"at most {MAX_LINES} requirement lines")
         for line in self.packages:
-            check_line(line)
+            if not isinstance(line, str) or not line.strip() or "\n" in line or len(line) > MAX_LINE:
+                raise ValueError(f"requirement {line!r} must be one non-empty line of at most {MAX_LINE} characters")
+            if project_name(line) == "podium":
+                raise ValueError("do not list podium in the requirements: every environment has the server's own")
         if self.python is not None:
             if not isinstance(self.python, str) or not PYTHON.match(self.python):
                 raise ValueError(f"python must be a version like \"3.11\", not {self.python!r}")
@@ -88,6 +87,13 @@ class Requirements:
                     f"python {self.python} is too old: Podium's worker runtime needs "
                     f"{'.'.join(map(str, MIN_PYTHON))} or newer"
                 )
+
+    def checked(self) -> Requirements:
+        """This set, once every line is a PEP 508 requirement of the index (check_line): what is
+        deployed or built is checked; the SDK's own record of a decorator's list is not."""
+        for line in self.packages:
+            check_line(line)
+        return self
 
     def as_dict(self) -> dict[str, Any]:
         return {"packages": list(self.packages), "python": self.python}
@@ -98,7 +104,7 @@ class Requirements:
         if not isinstance(data, dict) or not isinstance(data.get("packages"), list):
             # A malformed request body: ValueError, like every other check here (answered 400).
             raise ValueError('requirements must be an object {"packages": [...], "python": "3.11" or null}')  # noqa: TRY004
-        return cls(tuple(data["packages"]), data.get("python"))
+        return cls(tuple(data["packages"]), data.get("python")).checked()
 
     def merged(self, other: Requirements) -> Requirements:
         """Both sets' lines (each once, in order); a Python version given by both must agree."""
@@ -138,7 +144,7 @@ def read_requirement_files(root: Path, files: list[str]) -> Requirements | None:
     if "requirements.txt" in files:
         text = (root / "requirements.txt").read_text(encoding="utf-8")
         lines = [line.split(" #")[0].strip() for line in text.splitlines()]
-        return Requirements(tuple(line for line in lines if line and not line.startswith("#")))
+        return Requirements(tuple(line for line in lines if line and not line.startswith("#"))).checked()
     if "pyproject.toml" in files:
         try:
             data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
@@ -148,5 +154,5 @@ def read_requirement_files(root: Path, files: list[str]) -> Requirements | None:
         if deps:
             if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
                 raise ValueError("pyproject.toml: [project].dependencies must be a list of strings")
-            return Requirements(tuple(deps))
+            return Requirements(tuple(deps)).checked()
     return None
