@@ -11,7 +11,7 @@ maps ("No such EntityName", "Duplicated entity", "missing spec").
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from http import HTTPStatus
 from typing import Any
 
@@ -39,6 +39,7 @@ from podium.server.routes_api import error_text
 #: The collections of a project this surface keeps (the SDK's entity types, plural in paths).
 TYPES = {"functions": "function", "tasks": "task", "runs": "run"}
 LIMIT = 16 * MB
+#: Request bodies and answers through the gateway proxy (read no further than this).
 PROXY_LIMIT = 4 * MB
 ANY = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
@@ -413,7 +414,7 @@ async def proxy(request: Request, project: str, run_id: str) -> Response:
         raise DigitalHubError(400, f"X-Proxy-Method must be one of {', '.join(ANY)}")
     body = await read_body(request, PROXY_LIMIT)
     upstream = await _serve(_forwarded(request, method, query, body), run, rest.lstrip("/"))
-    chunks = [c if isinstance(c, bytes) else str(c).encode() async for c in upstream.body_iterator]  # type: ignore[attr-defined]
+    content = await _read_capped(upstream, PROXY_LIMIT)
     content_type = upstream.headers.get("content-type", "")
     if not (content_type.startswith("text/") or content_type.startswith("application/json")):
         answered = content_type or "no content type"
@@ -422,7 +423,27 @@ async def proxy(request: Request, project: str, run_id: str) -> Response:
                if k not in ("content-length", "x-podium-job-id")}
     exposed["X-Proxy-Status"] = str(upstream.status_code)
     headers = {**exposed, "Access-Control-Expose-Headers": ", ".join(exposed)}
-    return Response(b"".join(chunks), status_code=200, media_type=content_type, headers=headers)
+    return Response(content, status_code=200, media_type=content_type, headers=headers)
+
+
+async def _read_capped(upstream: Response, limit: int) -> bytes:
+    """The service's answer, read up to `limit`: past it, reading stops, so an answer of any size
+    costs the server about `limit` of memory."""
+    body: AsyncGenerator[bytes | str, None] = upstream.body_iterator  # type: ignore[attr-defined]
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for part in body:
+            parts.append(part if isinstance(part, bytes) else part.encode())
+            size += len(parts[-1])
+            if size > limit:
+                break
+    finally:
+        await body.aclose()
+    if size > limit:
+        raise DigitalHubError(502, f"the service's answer is over the proxy's {limit // MB} MB limit; "
+                                   "call its service URL to read all of it")
+    return b"".join(parts)
 
 
 for _method in ANY:  # one operation per method, so the OpenAPI description stays valid
