@@ -144,3 +144,12 @@ def test_a_huge_answer_costs_the_console_client_its_limit_not_its_size(server_fa
     job = srv.wait_job(dict(r.json()["headers"])["x-podium-job-id"])
     assert job["status"] == "CANCELLED", "nobody reads the rest of the answer: its job is stopped"
 
+
+def test_a_stream_chunk_over_the_limit_fails_its_job_saying_so(srv):
+    """A chunk over 1 MB was refused (413) and the stream went on without it, silently: the
+    answer read as whole and the job as COMPLETED."""
+    r = srv.http.get("/api/onepiece")
+    job = srv.wait_job(r.headers["x-podium-job-id"])
+    assert job["status"] == "FAILED", job
+    assert "stream chunk was over the 1 MB limit" in job["error"]
+    assert "x" * 100 not in r.text

@@ -84,3 +84,8 @@ async def huge(mib: int = 160):
 
     return StreamingResponse(gen(), media_type="text/plain")
 
+
+@app.get("/onepiece")
+def onepiece(mib: int = 2):
+    """A body sent as one piece: one stream chunk over the chunk limit."""
+    return PlainTextResponse("x" * (mib * 1024 * 1024))
