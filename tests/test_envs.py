@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -376,3 +379,49 @@ def test_requirement_lines_that_are_no_pep508_requirements_are_refused_at_deploy
     assert r.status_code == 400 and repr(line) in r.json()["detail"], r.text
     assert "s3cr3t" not in r.text
     assert ctx.srv.http.get("/api/v1/endpoints/refused-line").status_code == 404
+
+
+def _uv_installs(home: Path) -> list[int]:
+    """Pids of `uv pip install` processes building an environment under `home`."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    return [int(line.split(None, 1)[0]) for line in out.splitlines()[1:]
+            if " pip install " in line and str(home / "envs") in line]
+
+
+def test_a_build_underway_ends_when_the_server_stops(tmp_path: Path):
+    """A `uv` build kept running after the server stopped (the build ran in a daemon thread, its
+    installer in the server's process group). Stopping the server kills the build's process group.
+    The index here accepts connections and never answers, so the installer waits on it."""
+    index = socket.socket()
+    index.bind(("127.0.0.1", 0))
+    index.listen(16)
+    url = f"http://127.0.0.1:{index.getsockname()[1]}/simple"
+    env = {"PIP_INDEX_URL": url, "UV_INDEX_URL": url, "UV_HTTP_TIMEOUT": "600", "PIP_FIND_LINKS": ""}
+    srv = PodiumServer(tmp_path / "home", env=env)
+    srv.start()
+    deploying = None
+    try:
+        service = Ctx(srv, tmp_path).service("stuck-build", requirements="podium-envpkg==1.0\n")
+        deploying = subprocess.Popen([sys.executable, "-m", "podium", "deploy", str(service), "--name", "stuck"],
+                                     env=srv.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pids = wait_until(lambda: _uv_installs(srv.home), 60, 0.1, "the installer waiting on the index")
+        srv.stop()
+        wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in pids), 20, 0.1,
+                   "the installer to end with the server")
+    finally:
+        if deploying is not None:
+            deploying.kill()
+            deploying.wait()
+        srv.close()
+        for pid in _uv_installs(tmp_path / "home"):  # what the old code left behind
+            os.kill(pid, signal.SIGKILL)
+        index.close()
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie its parent has not reaped."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+

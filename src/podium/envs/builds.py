@@ -44,6 +44,13 @@ class Builds:
         self.on_done = on_done
         self._running: dict[str, asyncio.Future[Interpreter]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def close(self) -> None:
+        """The server stops: kill the builds underway (their process groups), which the next start
+        builds again; their versions are not marked failed."""
+        self._closed = True
+        self.store.steps.kill()
 
     def building(self, key: str) -> bool:
         return key in self._running
@@ -111,6 +118,8 @@ class Builds:
         try:
             await done
         except EnvBuildError as exc:
+            if self._closed:
+                return
             log.error("environment %s failed to build: %s", key, exc.message.splitlines()[0])
             await self.catalog.finish_build(key, BuildState.FAILED, exc.message)
         except Exception as exc:

@@ -126,6 +126,7 @@ class Runtime:
         await self.leadership.start()
 
     async def close(self) -> None:
+        self.scaler.builds.close()
         await self.leadership.close()
         for task in self._background:
             task.cancel()
