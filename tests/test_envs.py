@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from podium.envs.builder import EnvStore
@@ -202,7 +203,7 @@ def test_builders_racing_for_one_environment_build_it_once(tmp_path: Path, wheel
     store = EnvStore(tmp_path / "envs")
     reqs = Requirements(("podium-envpkg==1.0",))
     with ThreadPoolExecutor(4) as pool:  # each holds its own open file: the lock excludes them all
-        found = list(pool.map(lambda _: store.build(reqs.env_hash(), reqs), range(4)))
+        found = list(pool.map(lambda _: store.build(reqs.env_hash(), reqs, "0" * 16), range(4)))
     assert len({i.python for i in found}) == 1
     assert store.log_path(reqs.env_hash()).read_text().count("== building environment ") == 1
 
@@ -425,3 +426,19 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
 
+
+def test_a_version_reads_only_the_build_it_started(ctx: Ctx):
+    """Environments are shared by content, across projects, and so was their build log: a
+    version of project beta whose environment project alpha had built read alpha's build. A
+    version reads the build attempt it started, and none when it started none."""
+    service = ctx.service("iso-build", requirements="podium-envextra==1.0\npodium-envpkg==1.0\n")
+    ctx.deploy(service, "iso-build")
+    mine = ctx.build(ctx.endpoint("iso-build")["version"])
+    assert mine["state"] == "ready" and any("== building environment" in line for line in mine["lines"])
+    beta_key = json.loads(ctx.srv.cli("projects", "create", "isobuild", "--json").stdout)["admin_key"]["key"]
+    ctx.srv.cli("deploy", str(service), "--name", "iso-build", "--project", "isobuild", "--timeout", "110")
+    with httpx.Client(base_url=ctx.srv.url, headers={"Authorization": f"Bearer {beta_key}"}, timeout=30) as beta:
+        version = beta.get("/api/v1/endpoints/iso-build").json()["version"]
+        theirs = beta.get(f"/api/v1/versions/{version}/build", params={"offset": 0}).json()
+    assert theirs["env"] == mine["env"] and theirs["state"] == "ready"
+    assert theirs["lines"] == [], "another project's build output"

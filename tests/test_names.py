@@ -29,7 +29,7 @@ def test_log_folders_are_endpoint_ids(tmp_path: Path, bad: str) -> None:
 @pytest.mark.parametrize("bad", ESCAPES)
 def test_environments_and_their_logs_are_environment_hashes(tmp_path: Path, bad: str) -> None:
     store = EnvStore(tmp_path)
-    for build_path in (store.path, store.log_path, store.last_build_offset):
+    for build_path in (store.path, store.log_path, lambda key: store.attempt(key, "0" * 16)):
         with pytest.raises(InvalidRequest, match="invalid environment hash"):
             build_path(bad)
 

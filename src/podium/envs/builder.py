@@ -28,7 +28,7 @@ from typing import IO
 
 import podium
 from podium import _json
-from podium.core.names import ENV_HASH
+from podium.core.names import ENV_HASH, VERSION_ID
 from podium.envs.requirements import Requirements, runtime_requirements
 from podium.errors import PodiumError
 
@@ -137,13 +137,20 @@ class EnvStore:
     def log_path(self, key: str) -> Path:
         return self.root / f"{ENV_HASH.check(key)}.log"
 
-    def last_build_offset(self, key: str) -> int:
-        """Where the latest build's part of the log begins (0 when there is no log)."""
+    def attempt(self, key: str, version: str) -> tuple[int, int] | None:
+        """Where, in the environment's log, the latest build `version` started begins and ends;
+        None when it started none. An environment is shared by every version with its
+        requirements, in every project: each reads only the attempts it started."""
         try:
             data = self.log_path(key).read_bytes()
         except FileNotFoundError:
-            return 0
-        return max(0, data.rfind(BUILD_HEADER.encode()))
+            return None
+        named = data.rfind(f" for version {VERSION_ID.check(version)} ==\n".encode())
+        if named < 0:
+            return None
+        begin = data.rfind(BUILD_HEADER.encode(), 0, named)
+        end = data.find(BUILD_HEADER.encode(), named)
+        return max(begin, 0), len(data) if end < 0 else end
 
     def ready(self, key: str) -> bool:
         return (self.path(key) / MARKER).exists()
@@ -167,8 +174,9 @@ class EnvStore:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def build(self, key: str, reqs: Requirements) -> Interpreter:
-        """Build the environment unless it exists (blocking; the output goes to its build log).
+    def build(self, key: str, reqs: Requirements, version: str) -> Interpreter:
+        """Build the environment unless it exists, for `version` (blocking; the output goes to
+        its build log, under a header naming the version).
 
         Raises EnvBuildError with the installer's error when it cannot be built.
         """
@@ -179,7 +187,7 @@ class EnvStore:
             target = self.path(key)
             shutil.rmtree(target, ignore_errors=True)
             with self.log_path(key).open("a", encoding="utf-8") as log:
-                log.write(f"{BUILD_HEADER}{key} (Python {reqs.resolved_python()}) ==\n")
+                log.write(f"{BUILD_HEADER}{key} (Python {reqs.resolved_python()}) for version {version} ==\n")
                 log.flush()
                 try:
                     self._build(target, reqs, log)

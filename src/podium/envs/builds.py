@@ -65,7 +65,7 @@ class Builds:
             await self.catalog.finish_build(key, BuildState.READY)
             return False
         await self.catalog.start_build(version["id"])
-        self._start(key, Requirements.from_dict(_json.loads(version["requirements"])))
+        self._start(key, Requirements.from_dict(_json.loads(version["requirements"])), version["id"])
         return True
 
     async def status(self, project_id: str, version_id: str) -> EnvStatus:
@@ -83,10 +83,11 @@ class Builds:
                 return EnvStatus(BuildState.FAILED, error=row["build_error"])
             # Never built here, removed by `envs gc`, or cut short by a restart: build it now.
             await self.catalog.start_build(version_id)
-            self._start(key, Requirements.from_dict(info["requirements"]))
+            self._start(key, Requirements.from_dict(info["requirements"]), version_id)
         return EnvStatus(BuildState.BUILDING)
 
-    def _start(self, key: str, reqs: Requirements) -> None:
+    def _start(self, key: str, reqs: Requirements, version_id: str) -> None:
+        """Build `key` for this version (its log names it), unless a build of it is underway."""
         if key in self._running:
             return
         loop = asyncio.get_running_loop()
@@ -99,7 +100,7 @@ class Builds:
 
         def work() -> None:
             try:
-                found = self.store.build(key, reqs)
+                found = self.store.build(key, reqs, version_id)
             except BaseException as exc:  # noqa: BLE001 - whatever it was, the loop hears of it
                 failure = exc
                 report(lambda: done.set_exception(failure))
