@@ -177,19 +177,19 @@ def test_run_ids_that_are_no_ids_are_refused_before_any_path_is_built(srv):
     assert srv.http.post("/api/v1/projects", json={"name": "pathy", "kind": "project"}).status_code == 200
     code = base64.b64encode(b"def serve(context, event):\n    return 'hi'\n").decode()
     r = srv.http.post("/api/v1/-/pathy/functions", json={
-        "kind": "python", "name": "echo", "spec": {"source": {"handler": "serve", "base64": code}}})
+        "kind": "python", "name": "pathfn", "spec": {"source": {"handler": "serve", "base64": code}}})
     assert r.status_code == 200, r.text
-    function = f"python://pathy/echo:{r.json()['id']}"
+    function = f"python://pathy/pathfn:{r.json()['id']}"
     before = {p.name for p in srv.home.iterdir()}
     for bad in ("/../../.", "../x", "a/b", "a.b"):
         r = srv.http.post("/api/v1/-/pathy/runs", json={"id": bad, "kind": "python+serve:run",
                                                         "spec": {"function": function}})
         assert r.status_code == 400 and repr(bad) in r.json()["message"], r.text
     names = [e["name"] for e in srv.http.get("/api/v1/endpoints").json()["endpoints"]]
-    assert not any(n.startswith("dh-echo") for n in names)
+    assert not any(n.startswith("dh-pathfn") for n in names)
     r = srv.http.post("/api/v1/-/pathy/runs", json={"id": "Run_ABC-12", "kind": "python+serve:run",
                                                     "spec": {"function": function}})
     assert r.status_code == 200, r.text
     names = [e["name"] for e in srv.http.get("/api/v1/endpoints").json()["endpoints"]]
-    assert "dh-echo-runabc12" in names
+    assert "dh-pathfn-runabc12" in names
     assert {p.name for p in srv.home.iterdir()} <= before | {"envs", "cache", "run"}

@@ -46,4 +46,4 @@ def test_what_podium_makes_has_its_shape(tmp_path: Path) -> None:
     assert EnvStore(tmp_path).log_path(Requirements(("numpy",)).env_hash()).parent == tmp_path
     assert VERSION_ID.match(version_id("0" * 64, {"service": "s"}))
     assert WORKER_ID.match("w-0123456789ab") and WORKER_ID.match("h-my-host-0123abcd")
-    assert ENDPOINT_NAME.match("dh-echo-runabc12") and not ENDPOINT_NAME.match("dh-echo-/../../.")
+    assert ENDPOINT_NAME.match("dh-pathfn-runabc12") and not ENDPOINT_NAME.match("dh-pathfn-/../../.")
