@@ -9,6 +9,7 @@ created from PyPI on first use, reused after); its calls run there in a subproce
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -167,3 +168,28 @@ def test_lists_are_spring_pages_and_admin_projects_still_work(srv, running):
     assert r.status_code == 404 and "No such EntityName" in r.json()["message"]
     r = srv.http.post("/api/v1/projects", json={"name": "plain-podium"})  # Podium's own (no `kind`)
     assert r.status_code == 200 and r.json()["admin_key"]["key"]
+
+
+def test_run_ids_that_are_no_ids_are_refused_before_any_path_is_built(srv):
+    """Issue 22, finding 8: the run id `/../../.` became part of an endpoint name, and that
+    endpoint's worker log landed in PODIUM_HOME itself. Ids are checked; names are made of what
+    an endpoint name may hold."""
+    assert srv.http.post("/api/v1/projects", json={"name": "pathy", "kind": "project"}).status_code == 200
+    code = base64.b64encode(b"def serve(context, event):\n    return 'hi'\n").decode()
+    r = srv.http.post("/api/v1/-/pathy/functions", json={
+        "kind": "python", "name": "pathfn", "spec": {"source": {"handler": "serve", "base64": code}}})
+    assert r.status_code == 200, r.text
+    function = f"python://pathy/pathfn:{r.json()['id']}"
+    before = {p.name for p in srv.home.iterdir()}
+    for bad in ("/../../.", "../x", "a/b", "a.b"):
+        r = srv.http.post("/api/v1/-/pathy/runs", json={"id": bad, "kind": "python+serve:run",
+                                                        "spec": {"function": function}})
+        assert r.status_code == 400 and repr(bad) in r.json()["message"], r.text
+    names = [e["name"] for e in srv.http.get("/api/v1/endpoints").json()["endpoints"]]
+    assert not any(n.startswith("dh-pathfn") for n in names)
+    r = srv.http.post("/api/v1/-/pathy/runs", json={"id": "Run_ABC-12", "kind": "python+serve:run",
+                                                    "spec": {"function": function}})
+    assert r.status_code == 200, r.text
+    names = [e["name"] for e in srv.http.get("/api/v1/endpoints").json()["endpoints"]]
+    assert "dh-pathfn-runabc12" in names
+    assert {p.name for p in srv.home.iterdir()} <= before | {"envs", "cache", "run"}

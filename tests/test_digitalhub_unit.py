@@ -7,10 +7,13 @@ import io
 import zipfile
 
 import pytest
+from starlette.responses import StreamingResponse
 
 from podium.core.errors import InvalidRequest
 from podium.digitalhub.build import build, source_code
 from podium.digitalhub.nuclio import Response, _answer
+from podium.server.body import MB
+from podium.server.digitalhub_api import PROXY_LIMIT, DigitalHubError, _read_capped
 
 CODE = b"def init(context, n=1):\n    context.n = n\n\ndef serve(context, event):\n    return context.n\n"
 
@@ -57,3 +60,20 @@ def test_sources_podium_cannot_serve_are_refused_clearly(given, says):
 def test_return_values_become_answers_as_in_nuclio(value, status, content_type, body):
     got_status, headers, data = _answer(value)
     assert (got_status, dict(headers)["Content-Type"], data) == (status, content_type, body)
+
+
+async def test_the_proxy_stops_reading_an_answer_at_its_limit():
+    """Issue 22, finding 7: the gateway proxy joined the whole answer before anything else. It
+    reads up to its limit, stops there (the answer's generator is closed) and says why."""
+    pulled = []
+
+    async def answer():
+        for n in range(1000):
+            pulled.append(n)
+            yield b"x" * MB
+
+    with pytest.raises(DigitalHubError, match="over the proxy's 4 MB limit"):
+        await _read_capped(StreamingResponse(answer(), media_type="text/plain"), PROXY_LIMIT)
+    assert len(pulled) == 5
+    small = StreamingResponse(iter([b"a", "b"]), media_type="text/plain")
+    assert await _read_capped(small, PROXY_LIMIT) == b"ab"

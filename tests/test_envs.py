@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -15,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from podium.envs.builder import EnvStore
@@ -199,7 +203,7 @@ def test_builders_racing_for_one_environment_build_it_once(tmp_path: Path, wheel
     store = EnvStore(tmp_path / "envs")
     reqs = Requirements(("podium-envpkg==1.0",))
     with ThreadPoolExecutor(4) as pool:  # each holds its own open file: the lock excludes them all
-        found = list(pool.map(lambda _: store.build(reqs.env_hash(), reqs), range(4)))
+        found = list(pool.map(lambda _: store.build(reqs.env_hash(), reqs, "0" * 16), range(4)))
     assert len({i.python for i in found}) == 1
     assert store.log_path(reqs.env_hash()).read_text().count("== building environment ") == 1
 
@@ -354,3 +358,87 @@ def test_a_redeploy_waiting_for_its_environment_survives_a_server_restart(tmp_pa
                           60, 0.2, "an answer")["pkg"] == "2.0"
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("line", [
+    "-r {secret}", "--index-url http://127.0.0.1:9/simple", "--find-links {wheels}", "-e {wheels}",
+    "podium-envpkg @ file://{wheels}/podium_envpkg-1.0-py3-none-any.whl",
+    "podium-envpkg @ http://127.0.0.1:9/podium_envpkg-1.0-py3-none-any.whl",
+])
+def test_requirement_lines_that_are_no_pep508_requirements_are_refused_at_deploy(ctx: Ctx, wheels: Path, line: str):
+    """Issue 22, finding 6: a client that skips the CLI's own check sent `-r /path/.env` and the
+    build error showed the file's first line. The server refuses the line, naming it, at deploy."""
+    secret = ctx.root / "server.env"
+    secret.write_text("SERVER_SECRET=s3cr3t-first-line\n")
+    line = line.format(secret=secret, wheels=wheels)
+    from podium.bundle import describe, make_bundle
+
+    bundle = make_bundle(ctx.service("refused-line", requirements="podium-envpkg==1.0\n"))
+    version = {**describe(bundle), "requirements": {"packages": [line], "python": None}}
+    assert ctx.srv.http.put(f"/api/v1/blobs/{bundle.sha256}", content=bundle.data).status_code == 200
+    r = ctx.srv.http.post("/api/v1/deploy", json={"name": "refused-line", "version": version})
+    assert r.status_code == 400 and repr(line) in r.json()["detail"], r.text
+    assert "s3cr3t" not in r.text
+    assert ctx.srv.http.get("/api/v1/endpoints/refused-line").status_code == 404
+
+
+def _uv_installs(home: Path) -> list[int]:
+    """Pids of `uv pip install` processes building an environment under `home`."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    return [int(line.split(None, 1)[0]) for line in out.splitlines()[1:]
+            if " pip install " in line and str(home / "envs") in line]
+
+
+def test_a_build_underway_ends_when_the_server_stops(tmp_path: Path):
+    """A `uv` build kept running after the server stopped (the build ran in a daemon thread, its
+    installer in the server's process group). Stopping the server kills the build's process group.
+    The index here accepts connections and never answers, so the installer waits on it."""
+    index = socket.socket()
+    index.bind(("127.0.0.1", 0))
+    index.listen(16)
+    url = f"http://127.0.0.1:{index.getsockname()[1]}/simple"
+    env = {"PIP_INDEX_URL": url, "UV_INDEX_URL": url, "UV_HTTP_TIMEOUT": "600", "PIP_FIND_LINKS": ""}
+    srv = PodiumServer(tmp_path / "home", env=env)
+    srv.start()
+    deploying = None
+    try:
+        service = Ctx(srv, tmp_path).service("stuck-build", requirements="podium-envpkg==1.0\n")
+        deploying = subprocess.Popen([sys.executable, "-m", "podium", "deploy", str(service), "--name", "stuck"],
+                                     env=srv.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pids = wait_until(lambda: _uv_installs(srv.home), 60, 0.1, "the installer waiting on the index")
+        srv.stop()
+        wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in pids), 20, 0.1,
+                   "the installer to end with the server")
+    finally:
+        if deploying is not None:
+            deploying.kill()
+            deploying.wait()
+        srv.close()
+        for pid in _uv_installs(tmp_path / "home"):  # what the old code left behind
+            os.kill(pid, signal.SIGKILL)
+        index.close()
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie its parent has not reaped."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_version_reads_only_the_build_it_started(ctx: Ctx):
+    """Environments are shared by content, across projects, and so was their build log: a
+    version of project beta whose environment project alpha had built read alpha's build. A
+    version reads the build attempt it started, and none when it started none."""
+    service = ctx.service("iso-build", requirements="podium-envextra==1.0\npodium-envpkg==1.0\n")
+    ctx.deploy(service, "iso-build")
+    mine = ctx.build(ctx.endpoint("iso-build")["version"])
+    assert mine["state"] == "ready" and any("== building environment" in line for line in mine["lines"])
+    beta_key = json.loads(ctx.srv.cli("projects", "create", "isobuild", "--json").stdout)["admin_key"]["key"]
+    ctx.srv.cli("deploy", str(service), "--name", "iso-build", "--project", "isobuild", "--timeout", "110")
+    with httpx.Client(base_url=ctx.srv.url, headers={"Authorization": f"Bearer {beta_key}"}, timeout=30) as beta:
+        version = beta.get("/api/v1/endpoints/iso-build").json()["version"]
+        theirs = beta.get(f"/api/v1/versions/{version}/build", params={"offset": 0}).json()
+    assert theirs["env"] == mine["env"] and theirs["state"] == "ready"
+    assert theirs["lines"] == [], "another project's build output"

@@ -110,6 +110,7 @@ def test_pyproject_dependencies_and_decorator_requirements_merge(tmp_path: Path)
 
 @pytest.mark.parametrize(("packages", "python", "message"), [
     (("podium==1.0",), None, "do not list podium"),
+    (("Podium[dev]>=0",), None, "do not list podium"),
     (("a\nb",), None, "one non-empty line"),
     ((), "3.10", "too old"),
     ((), "three", "version like"),
@@ -117,6 +118,35 @@ def test_pyproject_dependencies_and_decorator_requirements_merge(tmp_path: Path)
 def test_bad_requirement_sets_are_refused(packages, python, message):
     with pytest.raises(ValueError, match=message):
         Requirements(packages, python)
+
+
+@pytest.mark.parametrize("line", [
+    "-r /srv/podium/.env", "--requirement=/etc/passwd", "-c /etc/passwd", "--index-url https://evil.example/simple",
+    "-i https://evil.example/simple", "--extra-index-url https://evil.example/simple", "--find-links /tmp/wheels",
+    "-f /tmp", "-e /srv/dir", "--editable=git+https://evil.example/x.git", "./local/dir", "/abs/pkg.whl",
+    "https://evil.example/pkg-1.0.whl", "pkg @ https://evil.example/pkg-1.0.whl", "pkg @ file:///srv/pkg",
+    "pkg==1.0 --hash=sha256:00", "pkg===${PODIUM_ADMIN_KEY}", "pkg; python_version >= '${HOME}'",
+])
+def test_only_pep508_requirements_of_the_index_are_accepted(line):
+    """Issue 22, finding 6: option lines and URLs reached uv verbatim (`-r /path/.env` put a
+    server file's first line into the build error). Each is refused, the line named."""
+    with pytest.raises(ValueError) as caught:
+        Requirements((line,)).checked()
+    assert repr(line) in str(caught.value)
+
+
+@pytest.mark.parametrize("line", [
+    "numpy", "numpy>=1.2,<2", "requests[socks]==2.31; python_version >= '3.8'", "Foo_Bar.baz~=1.0",
+    "torch==2.1.0+cpu", "pkg ; sys_platform == 'linux'",
+])
+def test_pep508_requirements_are_accepted(line):
+    assert Requirements((line,)).checked().packages == (line,)
+
+
+def test_a_requirements_file_with_an_option_line_is_refused_naming_it(tmp_path: Path):
+    (tmp_path / "requirements.txt").write_text("numpy==2.1\n-r /srv/podium/.env\n")
+    with pytest.raises(ValueError, match="'-r /srv/podium/.env' is not a PEP 508 requirement"):
+        read_requirement_files(tmp_path, ["requirements.txt"])
 
 
 def test_the_hash_ignores_order_and_spacing_but_not_the_python():

@@ -4,6 +4,7 @@ through a real server to real workers."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import httpx
@@ -99,3 +100,56 @@ def test_routes_of_plain_services_take_post_only(srv):
     srv.deploy(SERVICES / "basic", "plain")
     r = srv.http.get("/plain/hello")
     assert r.status_code == 405 and "POST" in r.json()["detail"]
+
+
+def _memory_kib(pid: int) -> dict[str, int]:
+    """The process's resident set now (VmRSS) and at its peak (VmHWM), in KiB."""
+    fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":" in line)
+    return {k: int(fields[k].split()[0]) for k in ("VmRSS", "VmHWM")}
+
+
+def _console(srv: PodiumServer) -> tuple[httpx.Client, str]:
+    """A browser-less console session (signed in with the admin key) and its CSRF token."""
+    c = httpx.Client(base_url=srv.url, timeout=120, follow_redirects=False)
+    c.get("/console/login")
+    nonce = c.cookies["podium_console_login"]
+    assert c.post("/console/login", data={"csrf": nonce, "api_key": srv.key}).status_code == 303
+    page = c.get("/console/client").text
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)">', page)
+    assert found is not None, page[:500]
+    return c, found.group(1)
+
+
+def test_a_huge_answer_costs_the_console_client_its_limit_not_its_size(server_factory):
+    """Issue 22, finding 7: the console's HTTP client read the whole answer before applying its
+    1 MB limit (160 MiB took the server from 111 to 451 MiB). It reads up to the limit and stops;
+    the server's peak resident memory grows far less than the answer."""
+    srv = server_factory()
+    srv.deploy(APPS / "fastapi_app.py", "api")
+    c, csrf = _console(srv)
+    try:
+        send = {"endpoint": "api", "method": "GET", "path": "/huge?mib=1", "headers": "", "body": ""}
+        warm = c.post("/console/api/client/send", json=send, headers={"x-csrf-token": csrf}).json()
+        assert warm["notice"] is None and len(warm["text"]) == 1 << 20  # the limit exactly, all shown
+        before = _memory_kib(srv.proc.pid)
+        r = c.post("/console/api/client/send", json={**send, "path": "/huge?mib=160"},
+                   headers={"x-csrf-token": csrf})
+        after = _memory_kib(srv.proc.pid)
+    finally:
+        c.close()
+    assert r.status_code == 200 and r.json()["text"] is None
+    assert "over the console's limit of 1,048,576 bytes" in r.json()["notice"]
+    grew_mib = (after["VmHWM"] - before["VmHWM"]) / 1024
+    assert grew_mib < 32, f"the server's peak memory grew {grew_mib:.0f} MiB for a 160 MiB answer"
+    job = srv.wait_job(dict(r.json()["headers"])["x-podium-job-id"])
+    assert job["status"] == "CANCELLED", "nobody reads the rest of the answer: its job is stopped"
+
+
+def test_a_stream_chunk_over_the_limit_fails_its_job_saying_so(srv):
+    """A chunk over 1 MB was refused (413) and the stream went on without it, silently: the
+    answer read as whole and the job as COMPLETED."""
+    r = srv.http.get("/api/onepiece")
+    job = srv.wait_job(r.headers["x-podium-job-id"])
+    assert job["status"] == "FAILED", job
+    assert "stream chunk was over the 1 MB limit" in job["error"]
+    assert "x" * 100 not in r.text

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 
+import httpx
 import pytest
 
 from conftest import SERVICES
@@ -35,7 +36,8 @@ def call(srv, text):
 
 def test_every_line_carries_endpoint_worker_and_the_jobs_fields(srv):
     a, b = call(srv, "alpha"), call(srv, "beta")
-    lines = [json.loads(line) for p in (srv.home / "logs" / "chatty").glob("*.log")
+    eid = srv.http.get("/api/v1/endpoints/chatty").json()["endpoint_id"]
+    lines = [json.loads(line) for p in (srv.home / "logs" / eid).glob("*.log")
              for line in p.read_text().splitlines()]
     assert lines and all({"endpoint", "worker", "time", "level", "msg"} <= set(e) for e in lines)
     mine = [e for e in lines if e.get("job_id") == a]
@@ -63,3 +65,40 @@ def test_follow_prints_new_lines_as_they_are_written(srv):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_an_endpoint_of_the_same_name_in_another_project_does_not_see_its_logs(srv):
+    """Issue 22, finding 3: worker logs were kept by endpoint name, so project beta's `chatty`
+    read the lines of the default project's `chatty`."""
+    call(srv, "alpha-private-line")
+    beta_key = json.loads(srv.cli("projects", "create", "beta", "--json").stdout)["admin_key"]["key"]
+    srv.cli("deploy", str(SERVICES / "logging"), "--name", "chatty", "--project", "beta", "--json")
+    beta = httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {beta_key}"}, timeout=30)
+    with beta:
+        assert beta.post("/chatty/say", json={"text": "beta-own-line"}).status_code == 200
+        shown = beta.get("/api/v1/endpoints/chatty/logs", params={"tail_lines": 10_000}).json()
+    texts = [line for w in shown["workers"] for line in w["lines"]]
+    assert any("beta-own-line" in t for t in texts)
+    assert not any("alpha-private-line" in t for t in texts), "another project's log lines"
+    mine = srv.http.get("/api/v1/endpoints/chatty/logs", params={"tail_lines": 10_000}).json()
+    assert not any("beta-own-line" in line for w in mine["workers"] for line in w["lines"])
+
+
+def test_logs_kept_by_name_are_moved_by_the_endpoint_their_lines_name(server_factory, tmp_path):
+    """A home from before logs were kept by endpoint id: on start, each log goes to the folder of
+    the endpoint its lines carry; one that names no endpoint goes where no endpoint reads it."""
+    home = tmp_path / "old-home"
+    srv = server_factory(home)
+    eid = srv.deploy(SERVICES / "logging", "chatty")["endpoint_id"]
+    srv.stop()
+    old = home / "logs" / "chatty"
+    old.mkdir()
+    line = {"time": "2026-01-01T00:00:00.000Z", "level": "info", "msg": "from before", "endpoint": eid}
+    (old / "w-old.log").write_text(json.dumps(line) + "\n")
+    (old / "w-plain.log").write_text("a line naming no endpoint\n")
+    (home / "logs" / ".by-endpoint-id").unlink()
+    srv.start()
+    shown = srv.http.get("/api/v1/endpoints/chatty/logs").json()
+    assert {w["worker"]: w["lines"] for w in shown["workers"]}.get("w-old") == [json.dumps(line)]
+    assert not old.exists()
+    assert (home / "logs" / ".unsorted" / "chatty" / "w-plain.log").exists()

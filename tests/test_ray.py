@@ -161,7 +161,8 @@ def test_an_actor_killed_mid_job_is_replaced_and_the_job_completes(
     assert job["status"] == "COMPLETED" and job["output"]["attempt"] == 2, job
     assert all(x["actor_id"] != w["actor_id"] for x in workers(srv, "crash"))
     assert actor_name("crash", w["id"]) not in cluster.driver(ACTORS)
-    log = (srv.home / "logs" / "crash" / f"{w['id']}.log").read_text()
+    eid = srv.http.get("/api/v1/endpoints/crash").json()["endpoint_id"]
+    log = (srv.home / "logs" / eid / f"{w['id']}.log").read_text()
     assert f"the Ray actor {actor_name('crash', w['id'])} ended" in log
 
 

@@ -147,7 +147,7 @@ def bounded(fn: Any, timeout: float = 30) -> Any:
 
 
 def worker_logs(ctx: Ctx, name: str) -> str:
-    return "".join(p.read_text(errors="replace") for p in (ctx.srv.home / "logs" / name).glob("*.log"))
+    return "".join(p.read_text(errors="replace") for p in (ctx.srv.home / "logs" / ctx.ids[name]).glob("*.log"))
 
 
 # -- 1. options reach the handler, s3Config never comes back ---------------------------------------
@@ -206,19 +206,25 @@ def test_run_status_output_and_progress_while_in_progress(rpw: Ctx, markers: Any
 # -- 3. generator stream ---------------------------------------------------------------------------
 
 
-def test_stream_each_chunk_once_in_order_and_the_2mb_chunk_is_refused(rpw: Ctx) -> None:
+def test_stream_each_chunk_once_in_order(rpw: Ctx) -> None:
     ep = rpw.ep["gen"]
-    job = ep.run({"input": {"n": 5, "big_at": 2, "gap": 0.2}, "s3Config": S3})
+    job = ep.run({"input": {"n": 5, "gap": 0.2}, "s3Config": S3})
     assert bounded(lambda: list(job.stream())) == [{"i": i} for i in range(5)]
     final = rpw.wait("gen", job.job_id, "COMPLETED")
-    # return_aggregate_stream: the worker's final result holds every yield, the big one too.
-    assert [c for c in final["output"] if "i" in c] == [{"i": i} for i in range(5)]
-    assert len(final["output"]) == 6
+    # return_aggregate_stream: the worker's final result holds every yield.
+    assert final["output"] == [{"i": i} for i in range(5)]
     after = rpw.srv.http.get(f"/v2/{rpw.ids['gen']}/stream/{job.job_id}")
     assert after.json()["status"] == "COMPLETED" and after.json()["stream"] == []
     assert SECRET not in after.text and SECRET not in rpw.status("gen", job.job_id).text
-    # The worker was told no (413) and logged it; the job went on.
-    assert "413" in worker_logs(rpw, "gen")
+
+
+def test_a_2mb_chunk_is_refused_and_fails_its_job_saying_so(rpw: Ctx) -> None:
+    """The worker is told no (413) and logs it; the job fails saying why, where it used to go on
+    with a stream that silently lacked the chunk."""
+    job = rpw.ep["gen"].run({"input": {"n": 5, "big_at": 2, "gap": 0.2}})
+    final = rpw.wait("gen", job.job_id, "FAILED")
+    assert "stream chunk was over the 1 MB limit" in final["error"]
+    wait_until(lambda: "413" in worker_logs(rpw, "gen"), 20, 0.1, "the worker to log the 413")
 
 
 # -- 4, 5, 6. cancel ------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -237,3 +240,39 @@ def test_idempotency_keys_run_a_request_once_even_across_a_restart(tmp_path):
         assert len(jobs) == 2, "two requests ran, whatever the retries"
     finally:
         srv.close()
+
+
+def _open_to_others(home: Path) -> list[str]:
+    """Files and folders under `home` that another user could read, write or enter."""
+    found = []
+    for path in [home, *home.rglob("*")]:
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode) or path == home / "server.log":  # the test harness's own file
+            continue
+        if mode & 0o077:
+            found.append(f"{path.relative_to(home)} {stat.filemode(mode)}")
+    return found
+
+
+def test_the_home_is_private_whatever_the_umask(server_factory, tmp_path):
+    """Issue 22, finding 11: with umask 022 the home, logs/ and blobs/ were 0755 and podium.db
+    (job inputs and outputs) 0644. Everything the server and its workers make there is for the
+    server's user alone, and a home an older server left open is closed on start."""
+    old = os.umask(0o022)
+    try:
+        home = tmp_path / "home"
+        srv = server_factory(home)
+        srv.deploy(SERVICES / "rp.py", "rp")
+        job = srv.http.post("/v2/rp/runsync", json={"input": {"x": 1}}).json()
+        assert job["status"] == "COMPLETED", job
+        assert list(home.glob("logs/*/*.log")) and list(home.glob("blobs/*"))
+        assert _open_to_others(home) == []
+        srv.stop()
+        home.chmod(0o755)
+        for path in (home / "logs", home / "podium.db", home / "credentials.json", home / "secret.key"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        srv.start()
+        assert srv.http.get("/api/v1/endpoints/rp").status_code == 200
+        assert _open_to_others(home) == []
+    finally:
+        os.umask(old)

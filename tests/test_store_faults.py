@@ -40,8 +40,9 @@ def test_a_worker_waits_out_a_locked_store_and_serves_on(tmp_path):
     with running(home, env={"PODIUM_DB_BUSY_TIMEOUT": "0.5"}) as srv:
         srv.deploy(SERVICES / "basic" / "app.py", "basic")
         assert srv.http.post("/v2/basic/runsync", json={"input": {"value": 1}}).json()["status"] == "COMPLETED"
-        [worker] = [w["id"] for w in srv.http.get("/api/v1/endpoints/basic").json()["workers"]]
-        worker_log = home / "logs" / "basic" / f"{worker}.log"
+        ep = srv.http.get("/api/v1/endpoints/basic").json()
+        [worker] = [w["id"] for w in ep["workers"]]
+        worker_log = home / "logs" / ep["endpoint_id"] / f"{worker}.log"
         lock = sqlite3.connect(home / "podium.db", timeout=5, isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")
         try:

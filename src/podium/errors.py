@@ -6,6 +6,7 @@ The tree::
     ├── ServiceDefinitionError   a service, route or handler is declared wrongly (authoring SDK)
     ├── BundleError              `deploy` cannot bundle a path or find the service in it
     ├── ConfigError              a setting is missing or malformed
+    ├── DomainError              a call's error in the core's words (`podium.core.errors` draws its tree)
     ├── DeploymentError          a deployment failed (ERROR), was torn down, or never got ready
     ├── JobFailed                a job ended FAILED, CANCELLED or TIMED_OUT (job client)
     ├── JobTimeout               a job (or a call) did not finish in time; also a TimeoutError
@@ -96,3 +97,31 @@ class RouteError(APIError):
         self.error_message = error_message
         self.traceback = traceback
         super().__init__(status_code, error_type, error_message)
+
+
+class DomainError(PodiumError):
+    """What went wrong with a call, in the core's words (no status code, no wire shape).
+
+    Parameters:
+    detail: the human sentence shown to the caller (never a secret).
+    code: short machine-readable name (`queue_full`, `invalid_wait`, …).
+    retry_after: seconds after which the same request may succeed.
+    extra: more fields for the answer (a job id, a traceback).
+    """
+
+    code = "error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        retry_after: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+        self.extra = extra or {}

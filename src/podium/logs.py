@@ -3,6 +3,9 @@
 Every line a worker writes carries its endpoint and worker id, and while a job runs its job id and
 attempt too, so `podium logs NAME --job ID` can pick a job's lines out of a worker's log. That holds
 for what user code prints as well: a worker's stdout and stderr are wrapped into such lines.
+
+A worker's log is `<logs>/<endpoint id>/<worker id>.log`: by id, since names are unique only
+within a project (two projects' endpoints of one name shared a folder, and read each other's lines).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import sys
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, TextIO
+
+from podium.names import ENDPOINT_ID
 
 #: Fields of the job running in this thread or task (job_id, attempt).
 _job_fields: ContextVar[dict[str, Any] | None] = ContextVar("podium_log_job", default=None)
@@ -133,3 +139,49 @@ def render(line: str) -> str:
         return line
     text = f"{entry.get('time', '')} {entry.get('level', '').upper():7} {entry['msg']}"
     return text + ("\n" + entry["exc"] if entry.get("exc") else "")
+
+
+def endpoint_dir(root: Path, endpoint_id: str) -> Path:
+    """The folder of an endpoint's worker logs (InvalidRequest for a value that is no endpoint id)."""
+    return root / ENDPOINT_ID.check(endpoint_id)
+
+
+def worker_logs(root: Path, endpoint_id: str) -> list[Path]:
+    """An endpoint's worker logs, oldest first."""
+    folder = endpoint_dir(root, endpoint_id)
+    return sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
+
+
+#: Written once the logs are in folders named by endpoint id (a name starting with "." is no id).
+BY_ID = ".by-endpoint-id"
+
+
+def sort_by_endpoint_id(root: Path) -> None:
+    """Once per home: move the logs of folders named by endpoint name (older servers) into folders
+    named by the endpoint id their own lines carry. A log that names no endpoint (plain lines only)
+    goes to `.unsorted/<old folder>/`, which no endpoint reads: it cannot be told whose it is."""
+    marker = root / BY_ID
+    if marker.exists() or not root.is_dir():
+        return
+    for folder in [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]:
+        for log in [*folder.glob("*.log"), *folder.glob("forkserver/*.log")]:
+            owner = _endpoint_in(log)
+            sub = log.parent.relative_to(folder)
+            dest = root / owner / sub if owner is not None else root / ".unsorted" / folder.name / sub
+            if dest != log.parent:
+                dest.mkdir(parents=True, exist_ok=True)
+                log.replace(dest / log.name)
+        for empty in (folder / "forkserver", folder):
+            with contextlib.suppress(OSError):
+                empty.rmdir()
+    marker.touch()
+
+
+def _endpoint_in(log: Path, lines: int = 50) -> str | None:
+    """The endpoint id a log's first lines carry, if any."""
+    with log.open(encoding="utf-8", errors="replace") as f:
+        for _, line in zip(range(lines), f, strict=False):
+            entry = _entry(line)
+            if entry is not None and ENDPOINT_ID.match(entry.get("endpoint")):
+                return str(entry["endpoint"])
+    return None

@@ -26,6 +26,10 @@ def run(settings: Settings, on_started: Callable[[Runtime], None] | None = None)
         if on_started is not None:
             on_started(runtime)
 
+    # uvicorn has no timeout for reading a request's headers or body (its keep-alive timeout
+    # only covers the time between requests), so a client trickling bytes holds a connection
+    # as long as it likes. Exposed beyond a trusted network, Podium goes behind a reverse proxy
+    # that sets one (docs/cluster.md, "In front of the server").
     config = uvicorn.Config(
         create_app(settings, runtime, on_started=started),
         host=settings.host, port=settings.port, log_level="warning", access_log=False,

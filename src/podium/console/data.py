@@ -10,6 +10,7 @@ When the core changes, this module is the one to adapt.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import statistics
 import time
@@ -258,7 +259,9 @@ class ConsoleData:
         """Made (and httpx loaded) at the first console request: a server may never serve one."""
         import httpx
 
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self._app), base_url=self.base_url, timeout=60.0)
+        from podium.console.transport import StreamingASGITransport
+
+        return httpx.AsyncClient(transport=StreamingASGITransport(self._app), base_url=self.base_url, timeout=60.0)
 
     async def close(self) -> None:
         if "_http" in vars(self):
@@ -463,22 +466,41 @@ class ConsoleData:
 
         started = time.perf_counter()
         try:
-            r = await http.request(req.method, url, headers=headers, content=req.body.encode() or None)
+            async with http.stream(req.method, url, headers=headers, content=req.body.encode() or None) as r:
+                content = await _read_capped(r, CLIENT_RENDER_LIMIT)
         except httpx.HTTPError as exc:
             raise ConsoleError(502, f"the request failed: {exc}") from None
         elapsed = (time.perf_counter() - started) * 1000
         ctype = r.headers.get("content-type", "")
-        text, notice = _renderable(r.content, ctype)
+        text, notice = _renderable(content, ctype)
+        job_id = r.headers.get("x-podium-job-id")
+        if len(content) > CLIENT_RENDER_LIMIT and job_id:  # nobody reads the rest: stop making it
+            with contextlib.suppress(ConsoleError):
+                await self.cancel(job_id)
+        declared = r.headers.get("content-length", "")
         return ClientResponse(
             status=r.status_code, elapsed_ms=round(elapsed, 1), headers=list(r.headers.items()),
-            size=len(r.content), content_type=ctype, text=text, notice=notice,
+            size=int(declared) if declared.isdigit() else len(content), content_type=ctype, text=text, notice=notice,
         )
+
+
+async def _read_capped(r: httpx.Response, limit: int) -> bytes:
+    """The body, or its first `limit` + 1 bytes: reading stops there (closing the response ends
+    the call), so an answer of any size costs the server about `limit` of memory."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in r.aiter_bytes():
+        parts.append(part)
+        size += len(part)
+        if size > limit:
+            break
+    return b"".join(parts)[: limit + 1]
 
 
 def _renderable(content: bytes, ctype: str) -> tuple[str | None, str | None]:
     if len(content) > CLIENT_RENDER_LIMIT:
-        return None, (f"The response body is {len(content):,} bytes, over the console's limit of "
-                      f"{CLIENT_RENDER_LIMIT:,} bytes: it is not shown. Use curl to fetch it.")
+        return None, (f"The response body is over the console's limit of {CLIENT_RENDER_LIMIT:,} bytes: "
+                      "the console stopped reading it there and does not show it. Use curl to fetch it.")
     textual = not ctype or ctype.startswith("text/") or any(t in ctype for t in ("json", "xml", "yaml", "javascript"))
     try:
         text = content.decode("utf-8")

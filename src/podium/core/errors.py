@@ -1,10 +1,11 @@
 """What can go wrong with a call, in the core's words: no status codes, no wire shapes.
 
-    DomainError
+    DomainError               (defined in `podium.errors`, so that checks below the core can raise one)
     ├── Unauthorized          no key, or a key that is unknown, revoked or expired
     ├── Forbidden             the key's role is too weak for the action
     ├── RateLimited           the key made too many requests (retry_after)
     ├── NotFound              an endpoint, job, project, worker… the caller may not see
+    ├── InvalidName           an id or name a path would be built from has the wrong shape (podium.names)
     ├── InvalidRequest        the request itself is malformed (code says how)
     │   ├── InvalidArguments  arguments a route cannot take
     │   └── NotRetryable      retry of a job that is not FAILED or TIMED_OUT
@@ -19,35 +20,7 @@ Each router maps these to its own wire shape in one place: RunPod, routes and ad
 
 from __future__ import annotations
 
-from typing import Any
-
-from podium.errors import PodiumError
-
-
-class DomainError(PodiumError):
-    """Parameters:
-    detail: the human sentence shown to the caller (never a secret).
-    code: short machine-readable name (`queue_full`, `invalid_wait`, …).
-    retry_after: seconds after which the same request may succeed.
-    extra: more fields for the answer (a job id, a traceback).
-    """
-
-    code = "error"
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        code: str | None = None,
-        retry_after: int | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        if code is not None:
-            self.code = code
-        self.retry_after = retry_after
-        self.extra = extra or {}
+from podium.errors import DomainError as DomainError
 
 
 class Unauthorized(DomainError):

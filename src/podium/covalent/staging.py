@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import time
 from pathlib import Path
 
-ASSET_ID = re.compile(r"^[0-9a-f]{24}$")
+from podium.names import ASSET_ID
+
 MAX_SLOTS = 1000
 STALE_SECONDS = 86400.0
 

@@ -20,6 +20,7 @@ from podium.core.deployments import Deployments
 from podium.core.errors import InvalidRequest
 from podium.digitalhub.build import ENTRY, build, with_id
 from podium.digitalhub.records import Entity, Records
+from podium.names import ENDPOINT_NAME
 from podium.store.catalog import EndpointState
 from podium.store.engine import Row, Store
 
@@ -53,8 +54,10 @@ def split_envs(spec: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, str
 
 
 def endpoint_name(function: str, run_id: str) -> str:
+    """`dh-<function>-<run>`, made of what an endpoint name may hold whatever the two were."""
     slug = re.sub(r"[^a-z0-9-]+", "-", function.lower()).strip("-")[:40] or "function"
-    return f"dh-{slug}-{run_id[:8]}"
+    run = re.sub(r"[^a-z0-9]+", "", run_id.lower())[:8] or "run"
+    return ENDPOINT_NAME.check(f"dh-{slug}-{run}")
 
 
 def service_path(project: str, run_id: str, token: str) -> str:

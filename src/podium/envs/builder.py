@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ import podium
 from podium import _json
 from podium.envs.requirements import Requirements, runtime_requirements
 from podium.errors import PodiumError
+from podium.names import ENV_HASH, VERSION_ID
 
 MARKER = "podium-env.json"
 #: Starts each build's part of the log (a log keeps every attempt at one environment).
@@ -102,6 +104,22 @@ def index_options(environ: dict[str, str]) -> list[str]:
     return out
 
 
+class Steps:
+    """The build steps running now, each in a process group of its own: a stopping server kills
+    them, uv and whatever it started (a package's build script), instead of leaving them running."""
+
+    def __init__(self) -> None:
+        self.groups: set[int] = set()
+        self.stopped = False
+
+    def kill(self) -> None:
+        """End every step underway, and any started from now on."""
+        self.stopped = True
+        for group in list(self.groups):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+
+
 class EnvStore:
     """The environments under one directory.
 
@@ -111,20 +129,28 @@ class EnvStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.steps = Steps()
 
     def path(self, key: str) -> Path:
-        return self.root / key
+        return self.root / ENV_HASH.check(key)
 
     def log_path(self, key: str) -> Path:
-        return self.root / f"{key}.log"
+        return self.root / f"{ENV_HASH.check(key)}.log"
 
-    def last_build_offset(self, key: str) -> int:
-        """Where the latest build's part of the log begins (0 when there is no log)."""
+    def attempt(self, key: str, version: str) -> tuple[int, int] | None:
+        """Where, in the environment's log, the latest build `version` started begins and ends;
+        None when it started none. An environment is shared by every version with its
+        requirements, in every project: each reads only the attempts it started."""
         try:
             data = self.log_path(key).read_bytes()
         except FileNotFoundError:
-            return 0
-        return max(0, data.rfind(BUILD_HEADER.encode()))
+            return None
+        named = data.rfind(f" for version {VERSION_ID.check(version)} ==\n".encode())
+        if named < 0:
+            return None
+        begin = data.rfind(BUILD_HEADER.encode(), 0, named)
+        end = data.find(BUILD_HEADER.encode(), named)
+        return max(begin, 0), len(data) if end < 0 else end
 
     def ready(self, key: str) -> bool:
         return (self.path(key) / MARKER).exists()
@@ -141,15 +167,16 @@ class EnvStore:
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / f"{key}.lock").open("w") as f:
+        with (self.root / f"{ENV_HASH.check(key)}.lock").open("w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def build(self, key: str, reqs: Requirements) -> Interpreter:
-        """Build the environment unless it exists (blocking; the output goes to its build log).
+    def build(self, key: str, reqs: Requirements, version: str) -> Interpreter:
+        """Build the environment unless it exists, for `version` (blocking; the output goes to
+        its build log, under a header naming the version).
 
         Raises EnvBuildError with the installer's error when it cannot be built.
         """
@@ -160,7 +187,7 @@ class EnvStore:
             target = self.path(key)
             shutil.rmtree(target, ignore_errors=True)
             with self.log_path(key).open("a", encoding="utf-8") as log:
-                log.write(f"{BUILD_HEADER}{key} (Python {reqs.resolved_python()}) ==\n")
+                log.write(f"{BUILD_HEADER}{key} (Python {reqs.resolved_python()}) for version {version} ==\n")
                 log.flush()
                 try:
                     self._build(target, reqs, log)
@@ -177,7 +204,7 @@ class EnvStore:
         uv = uv_bin()
         python = reqs.resolved_python()
         venv = [uv, "venv", "--quiet", "--no-python-downloads", "--no-project", "--python", python, str(target)]
-        out = _run(venv, log)
+        out = _run(venv, log, self.steps)
         if out is not None:
             raise EnvBuildError(
                 f"cannot create a Python {python} environment (is Python {python} installed on the "
@@ -189,10 +216,10 @@ class EnvStore:
         runtime = target / "podium-runtime.txt"
         runtime.write_text("".join(f"{line}\n" for line in runtime_requirements()), encoding="utf-8")
         index = index_options(build_environ())
-        out = _run([uv, "pip", "install", "--python", py, *index, "-r", str(user), "-r", str(runtime)], log)
+        out = _run([uv, "pip", "install", "--python", py, *index, "-r", str(user), "-r", str(runtime)], log, self.steps)
         if out is not None:
             alone = _run([uv, "pip", "compile", "--python", py, "--quiet", "--no-header", *index, str(user)],
-                         subprocess.DEVNULL)
+                         subprocess.DEVNULL, self.steps)
             if alone is None:
                 raise EnvBuildError(
                     "the requirements conflict with what Podium's worker runtime needs "
@@ -200,7 +227,7 @@ class EnvStore:
                 )
             raise EnvBuildError(f"installing the requirements failed:\n{out}")
         _link_podium(target)
-        out = _run([py, "-c", "import podium.worker.__main__"], log)
+        out = _run([py, "-c", "import podium.worker.__main__"], log, self.steps)
         if out is not None:
             raise EnvBuildError(f"Podium's worker runtime does not load in this environment:\n{out}")
         info = {"hash": target.name, "python": python, "packages": list(reqs.packages), "created_at": time.time()}
@@ -231,20 +258,30 @@ class EnvStore:
         return existed
 
 
-def _run(cmd: list[str], log: IO[str] | int) -> str | None:
-    """Run a build step with its output appended to the log; None when it succeeded, else the
-    last lines it printed."""
-    if isinstance(log, int):
-        quiet = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
-                               env=build_environ())
-        return None if quiet.returncode == 0 else quiet.stderr
-    log.flush()
-    start = os.path.getsize(log.name)
-    logged = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False,
-                            env=build_environ())
-    if logged.returncode == 0:
+def _run(cmd: list[str], log: IO[str] | int, steps: Steps) -> str | None:
+    """Run a build step with its output appended to the log (or, quiet, kept apart); None when it
+    succeeded, else the last lines it printed."""
+    logged = None if isinstance(log, int) else log
+    if logged is not None:
+        logged.flush()
+    start = 0 if logged is None else os.path.getsize(logged.name)
+    if steps.stopped:
+        raise EnvBuildError("the server stopped during the build")
+    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if logged is None else logged,
+                          stderr=subprocess.PIPE if logged is None else subprocess.STDOUT, text=True,
+                          env=build_environ(), start_new_session=True) as step:
+        steps.groups.add(step.pid)
+        try:
+            if steps.stopped:  # stopped while this step started
+                os.killpg(step.pid, signal.SIGKILL)
+            _, err = step.communicate()
+        finally:
+            steps.groups.discard(step.pid)
+    if step.returncode == 0:
         return None
-    with open(log.name, "rb") as f:
+    if logged is None:
+        return str(err)
+    with open(logged.name, "rb") as f:
         f.seek(start)
         lines = f.read().decode(errors="replace").splitlines()
     return "\n".join(lines[-ERROR_LINES:])

@@ -44,6 +44,13 @@ class Builds:
         self.on_done = on_done
         self._running: dict[str, asyncio.Future[Interpreter]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def close(self) -> None:
+        """The server stops: kill the builds underway (their process groups), which the next start
+        builds again; their versions are not marked failed."""
+        self._closed = True
+        self.store.steps.kill()
 
     def building(self, key: str) -> bool:
         return key in self._running
@@ -58,7 +65,7 @@ class Builds:
             await self.catalog.finish_build(key, BuildState.READY)
             return False
         await self.catalog.start_build(version["id"])
-        self._start(key, Requirements.from_dict(_json.loads(version["requirements"])))
+        self._start(key, Requirements.from_dict(_json.loads(version["requirements"])), version["id"])
         return True
 
     async def status(self, project_id: str, version_id: str) -> EnvStatus:
@@ -76,10 +83,11 @@ class Builds:
                 return EnvStatus(BuildState.FAILED, error=row["build_error"])
             # Never built here, removed by `envs gc`, or cut short by a restart: build it now.
             await self.catalog.start_build(version_id)
-            self._start(key, Requirements.from_dict(info["requirements"]))
+            self._start(key, Requirements.from_dict(info["requirements"]), version_id)
         return EnvStatus(BuildState.BUILDING)
 
-    def _start(self, key: str, reqs: Requirements) -> None:
+    def _start(self, key: str, reqs: Requirements, version_id: str) -> None:
+        """Build `key` for this version (its log names it), unless a build of it is underway."""
         if key in self._running:
             return
         loop = asyncio.get_running_loop()
@@ -92,7 +100,7 @@ class Builds:
 
         def work() -> None:
             try:
-                found = self.store.build(key, reqs)
+                found = self.store.build(key, reqs, version_id)
             except BaseException as exc:  # noqa: BLE001 - whatever it was, the loop hears of it
                 failure = exc
                 report(lambda: done.set_exception(failure))
@@ -111,6 +119,8 @@ class Builds:
         try:
             await done
         except EnvBuildError as exc:
+            if self._closed:
+                return
             log.error("environment %s failed to build: %s", key, exc.message.splitlines()[0])
             await self.catalog.finish_build(key, BuildState.FAILED, exc.message)
         except Exception as exc:

@@ -2,6 +2,12 @@
 
 The deploying machine reads it (requirements.txt, pyproject.toml's [project].dependencies, the
 service's `requirements=`); the server checks it and names the environment after it.
+
+A line is a PEP 508 requirement naming a project on the index (name, extras, versions, markers),
+nothing else: the lines reach the installer as a requirements file, where an option line (`-r
+/server/file`, `-e /dir`, `--index-url`, `--find-links`) or a URL (`pkg @ https://...`, `file:`)
+would read the server's files or fetch from where the deployer says. Where packages come from is
+the operator's to configure (PIP_INDEX_URL and friends, envs/builder.py).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ RUNTIME_PACKAGES = ("orjson", "pydantic")
 #: The oldest Python the worker runtime runs on.
 MIN_PYTHON = (3, 11)
 PYTHON = re.compile(r"^3\.\d{1,2}(\.\d{1,2})?$")
-#: A requirement line's project name (options such as `--find-links` have none).
+#: A requirement line's project name (what is no requirement may still match: check_line decides).
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 MAX_LINES = 500
 MAX_LINE = 1000
@@ -32,6 +38,29 @@ def project_name(line: str) -> str | None:
     """The normalised project a requirement line names (PEP 503), None for an option line."""
     m = _NAME.match(line)
     return re.sub(r"[-_.]+", "-", m.group(1)).lower() if m else None
+
+
+def check_line(line: str) -> str:
+    """A requirement line as the installer may read it; ValueError naming it otherwise."""
+    # Imported here: the SDK makes Requirements in workers, whose environments lack packaging.
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        req = Requirement(line)
+    except InvalidRequirement:
+        raise ValueError(
+            f"requirement {line!r} is not a PEP 508 requirement (a project name, with optional extras, "
+            "versions and markers); options such as -r, -e, --index-url and --find-links are not "
+            "accepted: the server's operator configures where packages come from"
+        ) from None
+    if req.url is not None:
+        raise ValueError(
+            f"requirement {line!r} names a URL or a file: name a project on the package index "
+            "instead (the server's operator configures where packages come from)"
+        )
+    if "$" in line:  # requirements files expand ${VARIABLES} from the installer's environment
+        raise ValueError(f"requirement {line!r} may not contain '$'")
+    return line
 
 
 @dataclass(frozen=True)
@@ -59,6 +88,13 @@ class Requirements:
                     f"{'.'.join(map(str, MIN_PYTHON))} or newer"
                 )
 
+    def checked(self) -> Requirements:
+        """This set, once every line is a PEP 508 requirement of the index (check_line): what is
+        deployed or built is checked; the SDK's own record of a decorator's list is not."""
+        for line in self.packages:
+            check_line(line)
+        return self
+
     def as_dict(self) -> dict[str, Any]:
         return {"packages": list(self.packages), "python": self.python}
 
@@ -68,7 +104,7 @@ class Requirements:
         if not isinstance(data, dict) or not isinstance(data.get("packages"), list):
             # A malformed request body: ValueError, like every other check here (answered 400).
             raise ValueError('requirements must be an object {"packages": [...], "python": "3.11" or null}')  # noqa: TRY004
-        return cls(tuple(data["packages"]), data.get("python"))
+        return cls(tuple(data["packages"]), data.get("python")).checked()
 
     def merged(self, other: Requirements) -> Requirements:
         """Both sets' lines (each once, in order); a Python version given by both must agree."""
@@ -108,7 +144,7 @@ def read_requirement_files(root: Path, files: list[str]) -> Requirements | None:
     if "requirements.txt" in files:
         text = (root / "requirements.txt").read_text(encoding="utf-8")
         lines = [line.split(" #")[0].strip() for line in text.splitlines()]
-        return Requirements(tuple(line for line in lines if line and not line.startswith("#")))
+        return Requirements(tuple(line for line in lines if line and not line.startswith("#"))).checked()
     if "pyproject.toml" in files:
         try:
             data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
@@ -118,5 +154,5 @@ def read_requirement_files(root: Path, files: list[str]) -> Requirements | None:
         if deps:
             if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
                 raise ValueError("pyproject.toml: [project].dependencies must be a list of strings")
-            return Requirements(tuple(deps))
+            return Requirements(tuple(deps)).checked()
     return None

@@ -9,6 +9,8 @@ from typing import Protocol
 from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import Interpreter
+from podium.logs import endpoint_dir
+from podium.names import WORKER_ID
 from podium.scaling.resources import Resources
 
 #: Awaited with the worker and its exit code when it ends, however it ends.
@@ -56,11 +58,11 @@ def worker_args(info: WorkerInfo, concurrency: int) -> list[str]:
     return args
 
 
-def worker_log(settings: Settings, info: WorkerInfo, endpoint_name: str) -> Path:
-    """Where the worker's output goes (`<logs>/<endpoint>/<worker>.log`), set on `info`."""
-    log_dir = settings.logs / endpoint_name
+def worker_log(settings: Settings, info: WorkerInfo) -> Path:
+    """Where the worker's output goes (`<logs>/<endpoint id>/<worker id>.log`), set on `info`."""
+    log_dir = endpoint_dir(settings.logs, info.endpoint_id)
     log_dir.mkdir(parents=True, exist_ok=True)
-    info.log_path = log_dir / f"{info.id}.log"
+    info.log_path = log_dir / f"{WORKER_ID.check(info.id)}.log"
     return info.log_path
 
 

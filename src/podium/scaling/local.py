@@ -106,7 +106,7 @@ class LocalBackend:
     ) -> None:
         """Spawn the worker on `interpreter` (the version's environment, or the server's Python);
         `env` (the endpoint's secrets) joins its environment."""
-        log_path = worker_log(self.settings, info, endpoint_name)
+        log_path = worker_log(self.settings, info)
         child_env = interpreter.environ({**os.environ, **(env or {})})
         child_env.update(self._devices(info, resources))
         child_env.update(

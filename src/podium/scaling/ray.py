@@ -275,7 +275,7 @@ class RayBackend:
     ) -> None:
         """Create the worker's actor with the endpoint's resources; `env` (the endpoint's
         secrets) joins the worker's environment on its node."""
-        worker_log(self.settings, info, endpoint_name)
+        worker_log(self.settings, info)
         try:
             await self._connect()
         except (ConnectionError, ConfigError) as exc:

@@ -11,7 +11,7 @@ maps ("No such EntityName", "Duplicated entity", "missing spec").
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from http import HTTPStatus
 from typing import Any
 
@@ -25,6 +25,8 @@ from podium.core.errors import DomainError, InvalidRequest, NotFound
 from podium.digitalhub.build import source_code
 from podium.digitalhub.records import Entity, new_entity_id
 from podium.digitalhub.runs import Where, service_path, split_envs
+from podium.logs import worker_logs
+from podium.names import DIGITALHUB_ID
 from podium.scaling.local import tail
 from podium.server.admin import keys as admin_keys
 from podium.server.auth import caller, runtime
@@ -37,6 +39,7 @@ from podium.server.routes_api import error_text
 #: The collections of a project this surface keeps (the SDK's entity types, plural in paths).
 TYPES = {"functions": "function", "tasks": "task", "runs": "run"}
 LIMIT = 16 * MB
+#: Request bodies and answers through the gateway proxy (read no further than this).
 PROXY_LIMIT = 4 * MB
 ANY = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
@@ -155,9 +158,10 @@ async def create_project(request: Request) -> Response:
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidRequest("missing spec: a project needs a name")
+    DIGITALHUB_ID.check(name)
     if await surface.records.get(surface.principal.project_id, name, "project", name) is not None:
         raise DigitalHubError(400, f"Duplicated entity: project {name}")
-    body = {**body, "id": body.get("id") or name, "key": body.get("key") or f"store://{name}"}
+    body = {**body, "id": DIGITALHUB_ID.check(body.get("id") or name), "key": body.get("key") or f"store://{name}"}
     entity = await surface.records.put(surface.principal.project_id, name, "project", body)
     return JSONAnswer(_entity_body(entity))
 
@@ -222,7 +226,7 @@ async def create_entity(request: Request, project: str, collection: str) -> JSON
     body = await read_object(request, LIMIT)
     if not isinstance(body.get("kind"), str) or not isinstance(body.get("spec"), dict):
         raise InvalidRequest(f"missing spec: a {type_} needs a kind and a spec")
-    body = {**body, "id": body.get("id") or new_entity_id(), "project": project}
+    body = {**body, "id": DIGITALHUB_ID.check(body.get("id") or new_entity_id()), "project": project}
     if await surface.records.get(surface.principal.project_id, project, type_, body["id"]) is not None:
         raise DigitalHubError(400, f"Duplicated entity: {type_} {body['id']}")
     if type_ == "function":
@@ -345,8 +349,7 @@ async def run_logs(request: Request, project: str, run_id: str) -> JSONAnswer:
     ep = await surface.runs.endpoint(run)
     if ep is None:
         return JSONAnswer([])
-    log_dir = runtime(request).settings.logs / ep["name"]
-    files = sorted(log_dir.glob("*.log"), key=lambda p: p.stat().st_mtime) if log_dir.exists() else []
+    files = worker_logs(runtime(request).settings.logs, ep["id"])
     return JSONAnswer([
         {
             "id": f"{run.id}-{f.stem}", "name": f.stem, "kind": "log", "project": project,
@@ -411,7 +414,7 @@ async def proxy(request: Request, project: str, run_id: str) -> Response:
         raise DigitalHubError(400, f"X-Proxy-Method must be one of {', '.join(ANY)}")
     body = await read_body(request, PROXY_LIMIT)
     upstream = await _serve(_forwarded(request, method, query, body), run, rest.lstrip("/"))
-    chunks = [c if isinstance(c, bytes) else str(c).encode() async for c in upstream.body_iterator]  # type: ignore[attr-defined]
+    content = await _read_capped(upstream, PROXY_LIMIT)
     content_type = upstream.headers.get("content-type", "")
     if not (content_type.startswith("text/") or content_type.startswith("application/json")):
         answered = content_type or "no content type"
@@ -420,7 +423,27 @@ async def proxy(request: Request, project: str, run_id: str) -> Response:
                if k not in ("content-length", "x-podium-job-id")}
     exposed["X-Proxy-Status"] = str(upstream.status_code)
     headers = {**exposed, "Access-Control-Expose-Headers": ", ".join(exposed)}
-    return Response(b"".join(chunks), status_code=200, media_type=content_type, headers=headers)
+    return Response(content, status_code=200, media_type=content_type, headers=headers)
+
+
+async def _read_capped(upstream: Response, limit: int) -> bytes:
+    """The service's answer, read up to `limit`: past it, reading stops, so an answer of any size
+    costs the server about `limit` of memory."""
+    body: AsyncGenerator[bytes | str, None] = upstream.body_iterator  # type: ignore[attr-defined]
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for part in body:
+            parts.append(part if isinstance(part, bytes) else part.encode())
+            size += len(parts[-1])
+            if size > limit:
+                break
+    finally:
+        await body.aclose()
+    if size > limit:
+        raise DigitalHubError(502, f"the service's answer is over the proxy's {limit // MB} MB limit; "
+                                   "call its service URL to read all of it")
+    return b"".join(parts)
 
 
 for _method in ANY:  # one operation per method, so the OpenAPI description stays valid

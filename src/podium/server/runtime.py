@@ -29,6 +29,8 @@ from podium.digitalhub.runs import ServeRuns
 from podium.dispatch.notify import Notifier
 from podium.dispatch.queue import JobQueue
 from podium.dispatch.relay import PgRelay
+from podium.home import make_private
+from podium.logs import sort_by_endpoint_id
 from podium.metrics import Metrics
 from podium.records import VersionInfo
 from podium.scaling.autoscaler import Autoscaler
@@ -105,8 +107,8 @@ class Runtime:
         self.new_admin_key: str | None = None
 
     async def start(self) -> None:
-        for d in (self.settings.home, self.settings.blobs, self.settings.logs):
-            d.mkdir(parents=True, exist_ok=True)
+        make_private(self.settings)
+        sort_by_endpoint_id(self.settings.logs)
         await self.store.migrate()
         project = await self.catalog.ensure_project(DEFAULT_PROJECT)
         await self._bootstrap_admin(project)
@@ -130,6 +132,7 @@ class Runtime:
         await self.leadership.start()
 
     async def close(self) -> None:
+        self.scaler.builds.close()
         await self.leadership.close()
         for task in self._background:
             task.cancel()

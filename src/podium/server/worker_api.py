@@ -15,8 +15,10 @@ from fastapi import APIRouter, Request, Response
 
 from podium.core.access import WORKER
 from podium.core.worker_calls import OK, RESULT_LIMIT, Alive
+from podium.core.workers import Result
 from podium.server.auth import caller, runtime
 from podium.server.body import MB, read_json
+from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
 from podium.store.engine import Row
 
@@ -84,9 +86,17 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
 
 @router.post("/job-stream/{worker_id}/{job_id}")
 async def job_stream(request: Request, endpoint_id: str, worker_id: str, job_id: str) -> JSONAnswer:
-    """One chunk a streaming route yielded."""
+    """One chunk a streaming route yielded. A chunk over the limit fails its job, saying so: a
+    stream missing a piece would read as whole."""
     rt, ep = await _worker(request, endpoint_id, worker_id)
-    body = await read_json(request, CHUNK_LIMIT, empty={})
+    try:
+        body = await read_json(request, CHUNK_LIMIT, empty={})
+    except HTTPError as exc:
+        if exc.status_code == 413:
+            error = (f"a stream chunk was over the {CHUNK_LIMIT // MB} MB limit (after JSON and base64 "
+                     "encoding): yield smaller pieces")
+            await rt.pool.done(worker_id, ep, job_id, Result(error=error))
+        raise
     await rt.pool.stream(worker_id, ep, job_id, body.get("output") if isinstance(body, dict) else body)
     return JSONAnswer(OK)
 

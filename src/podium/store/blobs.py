@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from podium.names import SHA256
 from podium.store.cluster import upsert
 from podium.store.engine import Store
 from podium.store.tables import blobs
@@ -30,7 +31,7 @@ class Bundles:
         self.store = store
 
     def _path(self, sha256: str) -> Path:
-        return self.directory / f"{sha256}.zip"
+        return self.directory / f"{SHA256.check(sha256)}.zip"
 
     async def put(self, sha256: str, data: bytes) -> None:
         """Keep a bundle whose hash was checked by the caller (idempotent)."""

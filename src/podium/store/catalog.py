@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from podium import _json
 from podium.clock import Clock
+from podium.names import ENDPOINT_NAME
 from podium.records import ServiceConfig, VersionInfo
 from podium.store.engine import Row, Store
 from podium.store.tables import (
@@ -360,6 +361,7 @@ class Catalog:
         message: str | None,
     ) -> tuple[Row, bool]:
         """Create the endpoint `name` at `version`, or re-point it. Returns (row, changed)."""
+        ENDPOINT_NAME.check(name)
         now = self.clock.now()
         config = _json.loads(version["config"])
         self._endpoints.clear()

@@ -71,3 +71,21 @@ async def stream(n: int = 3):
 @app.get("/boom")
 def boom():
     raise RuntimeError("the app failed")
+
+
+@app.get("/huge")
+async def huge(mib: int = 160):
+    """`mib` MiB of text, in pieces small enough for a stream chunk each."""
+    piece = b"x" * (256 * 1024)
+
+    async def gen():
+        for _ in range(mib * 4):
+            yield piece
+
+    return StreamingResponse(gen(), media_type="text/plain")
+
+
+@app.get("/onepiece")
+def onepiece(mib: int = 2):
+    """A body sent as one piece: one stream chunk over the chunk limit."""
+    return PlainTextResponse("x" * (mib * 1024 * 1024))

@@ -11,6 +11,10 @@ from fastapi import Request
 
 from podium import _json
 from podium.core.access import Principal
+
+# The routers check names and hashes with the one helper (re-exported for them).
+from podium.names import ENDPOINT_NAME as ENDPOINT_NAME
+from podium.names import SHA256 as SHA256
 from podium.scaling.resources import Resources
 from podium.server.auth import caller, runtime
 from podium.server.errors import HTTPError
@@ -19,11 +23,9 @@ from podium.server.runtime import Runtime
 from podium.store.catalog import SCALING
 from podium.store.engine import Row
 
-ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 #: Names that would be shadowed by the server's own paths. ("api" is allowed: only an app's own
 #: /v1/... paths would be shadowed by the admin API under /api/v1.)
 RESERVED_NAMES = {"v1", "v2", "console", "healthz", "readyz", "metrics", "docs", "endpoint", "pipeline", "fn"}
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 async def admin_caller(request: Request, role: str) -> tuple[Runtime, Principal]:

@@ -7,7 +7,7 @@ import re
 from fastapi import APIRouter, Request
 
 from podium.errors import ServiceDefinitionError
-from podium.logs import job_of
+from podium.logs import job_of, worker_logs
 from podium.records import ServiceConfig
 from podium.scaling.local import tail
 from podium.server.admin.common import (
@@ -208,10 +208,8 @@ async def endpoint_logs(
     ep = await rt.access.endpoint(principal, ref)
     n = max(1, min(tail_lines, 10_000))
     since = dict(_offset(part) for part in offsets.split(",") if ":" in part)
-    log_dir = rt.settings.logs / ep["name"]
-    files = sorted(log_dir.glob("*.log"), key=lambda p: p.stat().st_mtime) if log_dir.exists() else []
     workers = []
-    for f in files:
+    for f in worker_logs(rt.settings.logs, ep["id"]):
         offset = f.stat().st_size
         if f.stem in since:
             lines, offset = read_from(f, since[f.stem], offset)

@@ -50,19 +50,21 @@ async def get_version(request: Request, version_id: str) -> JSONAnswer:
 
 @router.get("/versions/{version_id}/build")
 async def version_build(request: Request, version_id: str, offset: int | None = None) -> JSONAnswer:
-    """A version's environment build: its state, the installer's error, and the build log's lines
-    from byte `offset` (default: where the latest build began); `offset` in the answer is where
-    the next read starts, to follow a build."""
+    """A version's environment build: its state, the installer's error, and the lines of the
+    latest build this version started, from byte `offset` of the log on (default: where that
+    build began); `offset` in the answer is where the next read starts, to follow a build. A
+    version whose environment another version built (in this project or another: environments
+    are shared by content) shows no lines."""
     rt, row = await _version_for(request, version_id)
     key = row["env_hash"]
     out: dict[str, Any] = {"version": version_id, "env": key, "state": row["build_state"],
                            "error": row["build_error"], "lines": [], "offset": 0}
     if key is not None:
         store = rt.scaler.builds.store
-        path = store.log_path(key)
-        start = store.last_build_offset(key) if offset is None else max(0, offset)
-        if path.exists():
-            out["lines"], out["offset"] = read_from(path, start, path.stat().st_size)
+        attempt = store.attempt(key, version_id)
+        if attempt is not None:
+            begin, end = attempt
+            out["lines"], out["offset"] = read_from(store.log_path(key), max(begin, offset or 0), end)
     return JSONAnswer(out)
 
 
