@@ -150,3 +150,19 @@ def test_public_names_are_exported_and_sorted():
                     and (n == "aio" or not isinstance(getattr(podium, n), types.ModuleType)))
     assert podium.__all__ == sorted(podium.__all__)
     assert set(public) <= set(podium.__all__)
+
+
+def test_yielded_bytes_and_text_over_one_stream_chunk_go_in_pieces_that_read_back_whole() -> None:
+    import base64
+
+    from podium.worker.runtime import BYTES_PER_CHUNK, CHARS_PER_CHUNK, _pieces
+
+    data = bytes(range(256)) * (3 * BYTES_PER_CHUNK // 256 + 1)
+    pieces = _pieces(data)
+    assert len(pieces) == 4
+    assert all(len(base64.b64decode(p["$bytes"])) <= BYTES_PER_CHUNK for p in pieces)
+    assert b"".join(base64.b64decode(p["$bytes"]) for p in pieces) == data
+    text = "é" * (2 * CHARS_PER_CHUNK + 1)
+    assert "".join(_pieces(text)) == text and len(_pieces(text)) == 3
+    assert _pieces(b"") == [{"$bytes": ""}], "an empty body is still one chunk"
+    assert _pieces("short") == ["short"] and _pieces({"a": 1}) == [{"a": 1}]

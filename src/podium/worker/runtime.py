@@ -265,7 +265,8 @@ class Worker:
             result = route.func(*args, **kwargs)
             if inspect.isgenerator(result):
                 for item in result:
-                    self.link.chunk(job["id"], _chunk(item))
+                    for piece in _pieces(item):
+                        self.link.chunk(job["id"], piece)
                 return {"output": None}
             if inspect.isasyncgen(result):
                 self.on_loop(self._drain_async(job["id"], result))
@@ -283,7 +284,8 @@ class Worker:
     async def _drain_async(self, job_id: str, gen: Any) -> None:
         async for item in gen:
             # Posting blocks: off the loop, so other jobs' async routes keep running meanwhile.
-            await asyncio.to_thread(self.link.chunk, job_id, _chunk(item))
+            for piece in _pieces(item):
+                await asyncio.to_thread(self.link.chunk, job_id, piece)
 
     def _arguments(self, route: Route, given: dict[str, Any]) -> dict[str, Any]:
         kwargs = {k: v for k, v in self.defaults.items() if route.accepts(k)}
@@ -309,10 +311,23 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
-def _chunk(item: Any) -> Any:
+#: The most of a yielded bytes or text value one stream chunk carries: under the server's 1 MB per
+#: chunk once base64 (bytes, 4/3) or JSON-escaped (text, up to 6 bytes a character) encoded.
+BYTES_PER_CHUNK = 512 * 1024
+CHARS_PER_CHUNK = 128 * 1024
+
+
+def _pieces(item: Any) -> list[Any]:
+    """A yielded value as the stream chunks that carry it. Bytes and text larger than one chunk
+    go in several, which read back as the same bytes or text (a whole answer of an HTTP app, a
+    long string); any other value is one chunk (past the limit, its job fails saying so)."""
     if isinstance(item, (bytes, bytearray, memoryview)):
-        return {"$bytes": base64.b64encode(bytes(item)).decode()}
-    return item
+        data = bytes(item)
+        return [{"$bytes": base64.b64encode(data[i:i + BYTES_PER_CHUNK]).decode()}
+                for i in range(0, max(len(data), 1), BYTES_PER_CHUNK)]
+    if isinstance(item, str) and len(item) > CHARS_PER_CHUNK:
+        return [item[i:i + CHARS_PER_CHUNK] for i in range(0, len(item), CHARS_PER_CHUNK)]
+    return [item]
 
 
 def install_signals(worker: Worker) -> None:
