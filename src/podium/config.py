@@ -86,6 +86,9 @@ class Settings:
     #: A version whose first local worker takes longer than this (seconds) to become ready gets a
     #: pre-imported parent its next workers are forked from (0: every version; negative: none).
     fork_after: float = 1.0
+    #: True (`PODIUM_METRICS_PUBLIC=1`): /metrics answers without a key. Otherwise it needs the
+    #: operator key or a metrics key (they list every project's endpoints and job counts).
+    metrics_public: bool = False
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -123,6 +126,7 @@ class Settings:
             ray_address=os.environ.get("RAY_ADDRESS") or None,
             public_url=os.environ.get("PODIUM_PUBLIC_URL") or None,
             fork_after=_number("PODIUM_FORK_AFTER", 1.0),
+            metrics_public=os.environ.get("PODIUM_METRICS_PUBLIC", "") not in ("", "0", "false"),
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
         if s.backend not in BACKENDS:

@@ -237,7 +237,7 @@ async def _caller(request: Request, fns: Functions, function_id: str) -> tuple[P
         raise NotFound("function", function_id)
     if not d.config.auth:
         return Principal("covalent-public", d.endpoint["project_id"], "invoke", d.id), d
-    principal = await caller(request, "invoke")
+    principal = await caller(request, "invoke", scoped=True)
     await fns.rt.access.endpoint(principal, function_id)
     return principal, d
 

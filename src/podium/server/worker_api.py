@@ -42,7 +42,7 @@ Alive = Callable[[], Awaitable[bool]]
 
 async def _worker(request: Request, endpoint_id: str, worker_id: str) -> tuple[Runtime, Row]:
     rt = runtime(request)
-    return rt, await attached(rt, await caller(request, WORKER), endpoint_id, worker_id)
+    return rt, await attached(rt, await caller(request, WORKER, scoped=True), endpoint_id, worker_id)
 
 
 async def attached(rt: Runtime, principal: Principal, endpoint_ref: str, worker_id: str) -> Row:

@@ -177,7 +177,7 @@ class _Connection(asyncio.Protocol):
 
     async def _answer(self, caller: Caller, op: Any, header: dict[str, Any], body: bytes) -> tuple[int, bytes]:
         rt = self.rt
-        principal = await rt.access.caller(caller.key, WORKER)
+        principal = await rt.access.caller(caller.key, WORKER, scoped=True)
         ep = await worker_api.attached(rt, principal, caller.endpoint, caller.worker)
         if op == "take":
             jobs = await rt.pool.take(caller.worker, ep, limit=1, wait=rt.settings.take_timeout,

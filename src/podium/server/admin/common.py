@@ -25,8 +25,9 @@ RESERVED_NAMES = {"v1", "v2", "console", "healthz", "readyz", "metrics", "docs",
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-async def admin_caller(request: Request, role: str) -> tuple[Runtime, Principal]:
-    return runtime(request), await caller(request, role)
+async def admin_caller(request: Request, role: str, *, scoped: bool = False) -> tuple[Runtime, Principal]:
+    """The runtime and who calls (`scoped`: the route keeps an endpoint-bound key to its endpoint)."""
+    return runtime(request), await caller(request, role, scoped=scoped)
 
 
 def urls(request: Request, ep_id: str) -> dict[str, str]:
@@ -95,9 +96,9 @@ def version_summary(row: Row) -> dict[str, Any]:
                                 "env_hash", "build_state")}
 
 
-def require_operator(principal: Principal) -> None:
+def require_operator(principal: Principal, what: str = "may do this") -> None:
     if not principal.operator:
-        raise HTTPError(403, "forbidden", "only the server's operator key may manage projects")
+        raise HTTPError(403, "forbidden", f"only the server's operator key {what}")
 
 
 def parse_duration(value: Any) -> float:
