@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,9 +14,10 @@ import httpx
 import pytest
 
 from conftest import SERVICES
+from podium.envs.builder import EnvStore
 from podium.store.catalog import Catalog
 from podium.store.engine import Store
-from server import PodiumServer
+from server import PodiumServer, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -128,3 +131,65 @@ def test_unknown_keys_are_rate_limited_per_address(tmp_path):
     finally:
         srv.close()
 
+
+def test_admin_bodies_refuse_unknown_fields(two):
+    srv, one, _ = two
+    version = srv.http.get(f"/api/v1/versions/{one['version']}").json()
+    spec = {k: version[k] for k in ("sha256", "service", "entry", "routes", "config", "size", "runtime")}
+    r = srv.http.post("/api/v1/deploy", json={"name": "forged", "version": {**spec, "env_hash": "../../../x"}})
+    assert r.status_code == 422 and r.json()["error"] == "unknown_field"
+    assert "version.env_hash" in r.json()["detail"]
+    r = srv.http.post("/api/v1/keys", json={"role": "read", "operator": True})
+    assert r.status_code == 422 and "operator" in r.json()["detail"]
+    r = srv.http.post("/api/v1/endpoints/one/rollback", json={"version": one["version"], "force": True})
+    assert r.status_code == 422 and "force" in r.json()["detail"]
+    # What Podium's own clients send (the client's id of its version included) is taken.
+    r = srv.http.post("/api/v1/deploy", json={"name": "copy", "version": {**spec, "id": "v-client"}, "message": "m"})
+    assert r.status_code == 200, r.text
+    assert srv.http.get(f"/api/v1/versions/{r.json()['deployed']}").json()["env_hash"] is None
+
+
+def test_environment_paths_are_hashes_only(tmp_path):
+    store = EnvStore(tmp_path)
+    for forged in ("../../secret", "/etc/passwd", "a" * 23, "A" * 24):
+        with pytest.raises(ValueError):
+            store.log_path(forged)
+        with pytest.raises(ValueError):
+            store.path(forged)
+    assert store.log_path("0" * 24) == tmp_path / f"{'0' * 24}.log"
+
+
+def test_one_failing_endpoint_does_not_stop_the_autoscaler(tmp_path):
+    """A version stored with an environment hash but no requirement set (what a forged deploy
+    could store) fails its endpoint's pass; another project's new endpoint starts all the same,
+    and the failure is logged once, not every tick."""
+    srv = PodiumServer(tmp_path / "home")
+    srv.start()
+    try:
+        good = srv.deploy(SERVICES / "rp.py", "good")
+        version = srv.http.get(f"/api/v1/versions/{good['version']}").json()
+
+        async def forge() -> None:
+            store = Store(f"sqlite:///{srv.home / 'podium.db'}")
+            try:
+                catalog = Catalog(store)
+                project = await catalog.project("default")
+                assert project is not None
+                row = await catalog.put_version(project["id"], {**version, "id": "v-forged", "env_hash": "0" * 24,
+                                                                "requirements": None})
+                await catalog.point_endpoint(project["id"], "aaa-broken", row, key_id=None, message="forged")
+            finally:
+                await store.close()
+
+        asyncio.run(forge())  # created before the next one: earlier in every pass
+        acme = json.loads(srv.cli("projects", "create", "acme", "--json").stdout)["admin_key"]["key"]
+        env = {**srv.env, "PODIUM_API_KEY": acme}
+        subprocess.run([sys.executable, "-m", "podium", "deploy", str(SERVICES / "handler.py"), "--name", "fresh",
+                        "--no-wait"], env=env, capture_output=True, timeout=60, check=True)
+        with client(srv, acme) as c:
+            wait_until(lambda: c.get("/api/v1/endpoints/fresh").json()["state"] == "ACTIVE",
+                       30, 0.1, "the other project's endpoint to start")
+        assert srv.http.get("/api/v1/endpoints/aaa-broken").json()["state"] == "CREATING"
+        assert (srv.home / "server.log").read_text().count("autoscaling endpoint aaa-broken") == 1
+    finally:
+        srv.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,16 @@ def index_options(environ: dict[str, str]) -> list[str]:
     return out
 
 
+ENV_HASH = re.compile(r"^[0-9a-f]{24}$")
+
+
+def _checked(key: str) -> str:
+    """An environment's hash (`Requirements.env_hash`), never a path of another shape."""
+    if not ENV_HASH.match(key):
+        raise ValueError(f"not an environment hash: {key!r}")
+    return key
+
+
 class EnvStore:
     """The environments under one directory.
 
@@ -113,10 +124,10 @@ class EnvStore:
         self.root = root
 
     def path(self, key: str) -> Path:
-        return self.root / key
+        return self.root / _checked(key)
 
     def log_path(self, key: str) -> Path:
-        return self.root / f"{key}.log"
+        return self.root / f"{_checked(key)}.log"
 
     def last_build_offset(self, key: str) -> int:
         """Where the latest build's part of the log begins (0 when there is no log)."""

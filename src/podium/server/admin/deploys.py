@@ -52,7 +52,7 @@ async def put_blob(request: Request, sha256: str) -> JSONAnswer:
 
 def _check_version(body: VersionIn, project_id: str) -> dict[str, Any]:
     """The version's record, its config and requirements checked, its id derived from its content."""
-    v = {k: value for k, value in body.model_dump().items() if value is not None}  # nested Nones stay
+    v = {k: value for k, value in body.model_dump(exclude={"id"}).items() if value is not None}  # nested Nones stay
     if any(not route["path"].startswith("/") for route in v["routes"]):
         raise HTTPError(400, "invalid_request", "each route's path must start with /")
     cfg = v["config"]
