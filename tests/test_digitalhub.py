@@ -167,3 +167,14 @@ def test_lists_are_spring_pages_and_admin_projects_still_work(srv, running):
     assert r.status_code == 404 and "No such EntityName" in r.json()["message"]
     r = srv.http.post("/api/v1/projects", json={"name": "plain-podium"})  # Podium's own (no `kind`)
     assert r.status_code == 200 and r.json()["admin_key"]["key"]
+
+
+def test_a_read_key_does_not_see_the_service_url(srv, running):
+    """The URL carries the token that calls the service without a key: invoke keys and up only."""
+    token = running["url"].rpartition("/")[2]
+    keys = {role: srv.http.post("/api/v1/keys", json={"role": role}).json()["key"] for role in ("read", "invoke")}
+    for path in (f"/api/v1/-/gateway/runs/{running['run_id']}", "/api/v1/-/gateway/runs"):
+        seen = httpx.get(srv.url + path, headers={"Authorization": f"Bearer {keys['read']}"})
+        assert seen.status_code == 200 and token not in seen.text and "RUNNING" in seen.text
+        seen = httpx.get(srv.url + path, headers={"Authorization": f"Bearer {keys['invoke']}"})
+        assert seen.status_code == 200 and token in seen.text

@@ -126,7 +126,11 @@ class Surface:
     async def show(self, entity: Entity) -> dict[str, Any]:
         body = _entity_body(entity)
         if entity.type == "run":
-            body["status"] = await self.runs.status(entity, _where(self.request))
+            status = await self.runs.status(entity, _where(self.request))
+            if "service" in status and not self.principal.can("invoke"):
+                # Its URL carries the token that calls the service without a key: invoke keys and up.
+                status["service"] = {k: v for k, v in status["service"].items() if k != "url"}
+            body["status"] = status
         return body
 
 
