@@ -152,6 +152,11 @@ def test_proxy_refuses_other_targets_and_callers_without_a_key(srv, running):
 def test_service_url_needs_its_token_and_nothing_else(srv, running):
     r = httpx.post(f"http://{running['url']}", json={"name": "Kim"})  # no key: the token is the credential
     assert r.status_code == 200 and r.json()["message"] == "Hi, Kim!"
+    # A tenant's answer on the console's origin: sandboxed, never sniffed (issue 22, finding 1).
+    assert r.headers["content-security-policy"] == "sandbox" and r.headers["x-content-type-options"] == "nosniff"
+    proxied = _proxy(srv, running, running["url"] + "/page")
+    assert proxied.headers["content-security-policy"] == "sandbox"
+    assert proxied.headers["x-content-type-options"] == "nosniff"
     forged = running["url"].rpartition("/")[0] + "/not-the-token"
     assert httpx.post(f"http://{forged}", json={"name": "Kim"}).status_code == 404
 

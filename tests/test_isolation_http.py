@@ -193,3 +193,27 @@ def test_one_failing_endpoint_does_not_stop_the_autoscaler(tmp_path):
         assert (srv.home / "server.log").read_text().count("autoscaling endpoint aaa-broken") == 1
     finally:
         srv.close()
+
+
+def test_answers_that_carry_user_content_are_sandboxed(two):
+    """Everything but the server's own pages answers with CSP sandbox and nosniff (the browser
+    side of this is test_console's tenant page)."""
+    srv, one, _ = two
+    eid = one["endpoint_id"]
+    answers = {
+        "route call (hot path)": srv.http.post(f"/{eid}/handler", json={"value": 1}),
+        "runsync (hot path)": srv.http.post(f"/v2/{eid}/runsync", json={"input": {"value": 1}}),
+        "status": srv.http.get(f"/v2/{eid}/status/{one['job']}"),
+        "job output": srv.http.get(f"/api/v1/jobs/{one['job']}"),
+        "an error": srv.http.get("/api/v1/jobs/nosuchjob"),
+        "an unknown path": srv.http.get("/no/such/path/at/all"),
+        "a route by name": srv.http.post("/one/handler", json={"value": 1}),
+        "an endpoint named like a page": srv.http.post("/console-like/handler", json={}),
+    }
+    for what, r in answers.items():
+        assert r.headers.get("content-security-policy") == "sandbox", what
+        assert r.headers.get("x-content-type-options") == "nosniff", what
+    page = httpx.get(f"{srv.url}/console/login")
+    assert page.status_code == 200 and "sandbox" not in page.headers["content-security-policy"]
+    assert "sandbox" not in httpx.get(f"{srv.url}/docs").headers.get("content-security-policy", "")
+
