@@ -217,3 +217,56 @@ def test_answers_that_carry_user_content_are_sandboxed(two):
     assert page.status_code == 200 and "sandbox" not in page.headers["content-security-policy"]
     assert "sandbox" not in httpx.get(f"{srv.url}/docs").headers.get("content-security-policy", "")
 
+
+def test_bundles_belong_to_the_projects_that_uploaded_them(two):
+    srv, one, _ = two
+    version = srv.http.get(f"/api/v1/versions/{one['version']}").json()
+    sha = version["sha256"]
+    spec = {k: version[k] for k in ("sha256", "service", "entry", "routes", "config", "size", "runtime")}
+    beta = json.loads(srv.cli("projects", "create", "beta", "--json").stdout)["admin_key"]["key"]
+    with client(srv, beta) as c:
+        # Another project's bundle: not found by its hash, and no deploy may reference it.
+        assert c.get(f"/api/v1/blobs/{sha}").status_code == 404
+        r = c.post("/api/v1/deploy", json={"name": "borrowed", "version": spec})
+        assert r.status_code == 409 and r.json()["error"] == "bundle_missing"
+        # Uploading the bytes themselves is how a project comes to have it.
+        data = srv.http.get(f"/api/v1/versions/{one['version']}/bundle").content
+        assert c.put(f"/api/v1/blobs/{sha}", content=data).status_code == 200
+        assert c.get(f"/api/v1/blobs/{sha}").json() == {"sha256": sha, "size": len(data)}
+        assert c.post("/api/v1/deploy", json={"name": "borrowed", "version": spec}).status_code == 200
+    assert srv.http.get(f"/api/v1/blobs/{sha}").status_code == 200  # the project that made it still has it
+
+
+async def test_projects_keep_the_bundles_of_their_versions_across_the_migration(db_url):
+    """Migration 0011 gives every project the bundles its versions were made of, so existing
+    deploys and rollbacks keep working; a project owns nothing else."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from podium.store.engine import MIGRATIONS, sync_url
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", sync_url(db_url).replace("%", "%%"))
+    command.upgrade(cfg, "0009")
+    engine = create_engine(sync_url(db_url))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO projects (id, name, created_at) VALUES ('p1', 'one', 0), ('p2', 'two', 0)"))
+        conn.execute(text(
+            "INSERT INTO versions (id, project_id, sha256, service, entry, runtime, routes, config, size, created_at) "
+            "VALUES ('v1', 'p1', :sha, 's', 'app.py', 'podium', '[]', '{}', 1, 5)"
+        ), {"sha": "a" * 64})
+    engine.dispose()
+    command.upgrade(cfg, "head")
+    store = Store(db_url)
+    try:
+        catalog = Catalog(store)
+        assert await catalog.owns_blob("p1", "a" * 64)
+        assert not await catalog.owns_blob("p2", "a" * 64)
+        await catalog.own_blob("p2", "a" * 64)
+        await catalog.own_blob("p2", "a" * 64)  # once is enough; twice is no error
+        assert await catalog.owns_blob("p2", "a" * 64)
+    finally:
+        await store.close()
+
