@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from conftest import SERVICES
+from podium.config import Settings
 from podium.envs.builder import EnvStore
+from podium.errors import ConfigError
 from podium.store.catalog import Catalog
 from podium.store.engine import Store
 from server import PodiumServer, wait_until
@@ -270,3 +272,31 @@ async def test_projects_keep_the_bundles_of_their_versions_across_the_migration(
     finally:
         await store.close()
 
+
+def test_user_content_can_have_an_origin_of_its_own(tmp_path):
+    """PODIUM_USER_CONTENT_URL names this same server by another origin (here `localhost` for
+    127.0.0.1): the URLs handed out for user content use it, and the console is not served there."""
+    srv = PodiumServer(tmp_path / "home")
+    content = f"http://localhost:{srv.port}"
+    srv.env["PODIUM_USER_CONTENT_URL"] = content
+    srv.start()
+    try:
+        ep = srv.deploy(SERVICES / "rp.py", "rp")
+        view = srv.http.get(f"/api/v1/endpoints/{ep['endpoint_id']}").json()
+        assert view["urls"]["runsync"] == f"{content}/v2/{ep['endpoint_id']}/runsync"
+        assert view["service"]["url"] == f"localhost:{srv.port}/{ep['endpoint_id']}"
+        r = httpx.post(view["urls"]["runsync"], json={"input": {"value": 3}}, headers=srv.http.headers, timeout=60)
+        assert r.json()["output"]["value"] == 3 and r.headers["content-security-policy"] == "sandbox"
+        assert httpx.get(f"{content}/console/login").status_code == 404
+        assert httpx.get(f"{srv.url}/console/login").status_code == 200
+    finally:
+        srv.close()
+
+
+def test_the_user_content_url_must_be_an_origin(monkeypatch):
+    for bad in ("content.example.com", "ftp://content.example.com", "https://content.example.com/podium"):
+        monkeypatch.setenv("PODIUM_USER_CONTENT_URL", bad)
+        with pytest.raises(ConfigError):
+            Settings.from_env()
+    monkeypatch.setenv("PODIUM_USER_CONTENT_URL", "https://content.example.com")
+    assert Settings.from_env().user_content_url == "https://content.example.com"

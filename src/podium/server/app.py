@@ -63,16 +63,18 @@ class PodiumAPI(FastAPI):
     FastAPI's own per-request work (its OpenTelemetry checks cost more than a hot route's routing);
     every answer that may carry user content is sandboxed (`podium.server.user_content`)."""
 
-    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(self, metrics: Metrics, user_content_url: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.metrics = metrics
+        self.user_content_url = user_content_url
         #: Path templates of every route (set once the routers are included).
         self.paths: list[str] = []
         self._outer: Sandbox | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._outer is None:
-            self._outer = Sandbox(HotPaths(self._whole, [*self.paths, "/docs", "/openapi.json"], self.metrics))
+            hot = HotPaths(self._whole, [*self.paths, "/docs", "/openapi.json"], self.metrics)
+            self._outer = Sandbox(hot, self.user_content_url)
         scope["app"] = self
         await self._outer(scope, receive, send)
 
@@ -99,6 +101,7 @@ def create_app(
 
     app = PodiumAPI(
         rt.metrics,
+        rt.settings.user_content_url,
         title="Podium",
         version=__version__,
         default_response_class=JSONAnswer,

@@ -38,6 +38,7 @@ from podium.server.errors import HTTPError, status_of
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.server.streams import Chunk, End, chunk_bytes, follow
+from podium.server.user_content import content_base
 from podium.store.catalog import EndpointState
 from podium.store.engine import Row
 
@@ -101,7 +102,7 @@ def _record(request: Request, d: Deployment, token: str | None) -> dict[str, Any
     ep, cfg = d.endpoint, d.config
     error = ep["error"] if ep["state"] == EndpointState.ERROR else None
     return {
-        "id": d.id, "invoke_url": f"{_base(request)}/fn/{d.id}", "title": cfg.title,
+        "id": d.id, "invoke_url": f"{content_base(request)}/fn/{d.id}", "title": cfg.title,
         "description": cfg.description, "status": ep["state"], "tags": cfg.tags, "auth": cfg.auth,
         "endpoints": [r.model_dump() for r in cfg.routes],
         "inference_keys": [{"key": token}] if token else [],

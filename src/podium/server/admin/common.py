@@ -15,6 +15,7 @@ from podium.server.auth import caller, runtime
 from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
+from podium.server.user_content import content_base, content_host
 from podium.store.catalog import SCALING
 from podium.store.engine import Row
 
@@ -31,7 +32,7 @@ async def admin_caller(request: Request, role: str, *, scoped: bool = False) -> 
 
 
 def urls(request: Request, ep_id: str) -> dict[str, str]:
-    base = str(request.base_url).rstrip("/")
+    base = content_base(request)
     return {
         "run": f"{base}/v2/{ep_id}/run",
         "runsync": f"{base}/v2/{ep_id}/runsync",
@@ -76,8 +77,7 @@ def check_resources(rt: Runtime, settings: dict[str, Any]) -> None:
 
 def service_record(request: Request, ep: Row) -> dict[str, Any]:
     """DigitalHub's service record: `url` is host:port/path without a scheme."""
-    host = request.url.hostname or "127.0.0.1"
-    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    host, port = content_host(request)
     return {
         "name": ep["name"],
         "type": "http",
