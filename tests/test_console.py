@@ -406,3 +406,24 @@ def test_operator_switches_project_and_versions_page_deploys(page: Page, srv: Po
     page.get_by_label("Project").select_option("default")
     expect(row(page, "demo")).to_be_visible()
 
+
+
+def test_a_tenant_page_cannot_read_the_console(browser: Browser, srv: PodiumServer, tmp_path: Path) -> None:
+    """A tenant's text/html answer, opened by a signed-in console user, runs sandboxed: its script
+    neither runs as the console's origin nor reads /console/keys' CSRF token. (The browser sends
+    an invoke key as a DigitalHub service URL or a public Covalent function needs none.)"""
+    srv.deploy(SERVICES / "httpapps" / "tenant_page.py", "tenant")
+    invoke = srv.http.post("/api/v1/keys", json={"role": "invoke"}).json()["key"]
+    ctx = new_context(browser, srv)
+    try:
+        pg = ctx.new_page()
+        sign_in(pg, srv.key)
+        ctx.set_extra_http_headers({"Authorization": f"Bearer {invoke}"})
+        answer = pg.goto("/tenant/page")
+        assert answer is not None and answer.headers["content-security-policy"] == "sandbox"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        pg.wait_for_load_state("networkidle")
+        assert pg.title() == "tenant"
+        assert pg.evaluate("window.origin") == "null"  # an opaque origin: no cookie, no console
+    finally:
+        ctx.close()

@@ -95,7 +95,9 @@ async def test_roles_rank_and_worker_tokens_stand_apart(world: World) -> None:
         await world.access.caller(world.keys["invoke"], "deploy")
     with pytest.raises(Forbidden, match="worker protocol"):
         await world.access.caller(world.keys[WORKER], "read")
-    assert (await world.access.caller(world.keys[WORKER], WORKER)).endpoint_id == world.ep["id"]
+    assert (await world.access.caller(world.keys[WORKER], WORKER, scoped=True)).endpoint_id == world.ep["id"]
+    with pytest.raises(NotFound):  # bound to one endpoint: only routes that keep it there
+        await world.access.caller(world.keys[WORKER], WORKER)
     assert (await world.access.caller(world.keys["deploy"], WORKER)).role == "deploy"
     with pytest.raises(Forbidden):
         await world.access.caller(world.keys["invoke"], WORKER)
@@ -410,8 +412,9 @@ def test_job_done_bodies_of_both_kinds_of_worker_are_read() -> None:
 
 
 def test_deploy_bodies_are_checked_against_the_route_record() -> None:
+    route = {k: v for k, v in ROUTE.items() if k != "name"}
     version = {"sha256": "a" * 64, "service": "s", "entry": "app.py", "config": {}, "size": 1,
-               "routes": [dict(ROUTE, method="hello", is_async=False, var_keyword=False)]}
+               "routes": [dict(route, method="hello", is_async=False, var_keyword=False)]}
     assert parse(DeployIn, {"name": "x", "version": version}, "deploy").version.routes[0]["path"] == "/hello"
     bad_kind = dict(version, routes=[dict(version["routes"][0], kind="rpc")])
     for body, words in [
@@ -424,6 +427,15 @@ def test_deploy_bodies_are_checked_against_the_route_record() -> None:
             parse(DeployIn, body, "deploy")
         assert exc.value.status_code == 400 and exc.value.error == "invalid_request"
         assert words in str(exc.value.detail)
+    for body, field in [  # what the server derives or does not know is never taken from a request
+        ({"name": "x", "version": dict(version, env_hash="0" * 24)}, "version.env_hash"),
+        ({"name": "x", "version": dict(version, routes=[dict(version["routes"][0], name="hello")])},
+         "version.routes.0.name"),
+        ({"name": "x", "version": version, "project": "other"}, "project"),
+    ]:
+        with pytest.raises(HTTPError) as exc:
+            parse(DeployIn, body, "deploy")
+        assert exc.value.status_code == 422 and exc.value.detail == f"deploy: unknown field {field}"
 
 
 def test_laminar_outputs_are_values_lmnr_accepts() -> None:

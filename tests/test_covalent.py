@@ -100,6 +100,10 @@ def test_curl_as_the_docs_show(seed: dict[str, Any]) -> None:
     streamed = curl("-N", "-X", "POST", f"{seed['address']}/stream", "-H", key, "-d",
                     '{"message": "Hello, Covalent!"}')
     assert streamed.splitlines() == ["Hello, Covalent!", "Items: 1 5 foo", "Done streaming"]
+    # What a route returns is a tenant's content: sandboxed, never sniffed (issue 22, finding 1).
+    for route in ("hello", "stream"):
+        r = httpx.post(f"{seed['address']}/{route}", headers={"x-api-key": seed["token"]}, json={})
+        assert r.headers["content-security-policy"] == "sandbox" and r.headers["x-content-type-options"] == "nosniff"
 
 
 def test_a_deployment_is_an_ordinary_endpoint(srv: PodiumServer, seed: dict[str, Any]) -> None:

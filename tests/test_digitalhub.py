@@ -153,6 +153,11 @@ def test_proxy_refuses_other_targets_and_callers_without_a_key(srv, running):
 def test_service_url_needs_its_token_and_nothing_else(srv, running):
     r = httpx.post(f"http://{running['url']}", json={"name": "Kim"})  # no key: the token is the credential
     assert r.status_code == 200 and r.json()["message"] == "Hi, Kim!"
+    # A tenant's answer on the console's origin: sandboxed, never sniffed (issue 22, finding 1).
+    assert r.headers["content-security-policy"] == "sandbox" and r.headers["x-content-type-options"] == "nosniff"
+    proxied = _proxy(srv, running, running["url"] + "/page")
+    assert proxied.headers["content-security-policy"] == "sandbox"
+    assert proxied.headers["x-content-type-options"] == "nosniff"
     forged = running["url"].rpartition("/")[0] + "/not-the-token"
     assert httpx.post(f"http://{forged}", json={"name": "Kim"}).status_code == 404
 
@@ -193,3 +198,14 @@ def test_run_ids_that_are_no_ids_are_refused_before_any_path_is_built(srv):
     names = [e["name"] for e in srv.http.get("/api/v1/endpoints").json()["endpoints"]]
     assert "dh-pathfn-runabc12" in names
     assert {p.name for p in srv.home.iterdir()} <= before | {"envs", "cache", "run"}
+
+
+def test_a_read_key_does_not_see_the_service_url(srv, running):
+    """The URL carries the token that calls the service without a key: invoke keys and up only."""
+    token = running["url"].rpartition("/")[2]
+    keys = {role: srv.http.post("/api/v1/keys", json={"role": role}).json()["key"] for role in ("read", "invoke")}
+    for path in (f"/api/v1/-/gateway/runs/{running['run_id']}", "/api/v1/-/gateway/runs"):
+        seen = httpx.get(srv.url + path, headers={"Authorization": f"Bearer {keys['read']}"})
+        assert seen.status_code == 200 and token not in seen.text and "RUNNING" in seen.text
+        seen = httpx.get(srv.url + path, headers={"Authorization": f"Bearer {keys['invoke']}"})
+        assert seen.status_code == 200 and token in seen.text

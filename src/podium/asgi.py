@@ -48,6 +48,7 @@ def create_app(
 
     app = PodiumAPI(
         rt.metrics,
+        rt.settings.user_content_url,
         title="Podium",
         version=__version__,
         default_response_class=JSONAnswer,

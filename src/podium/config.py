@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,14 @@ class Settings:
     #: A version whose first local worker takes longer than this (seconds) to become ready gets a
     #: pre-imported parent its next workers are forked from (0: every version; negative: none).
     fork_after: float = 1.0
+    #: True (`PODIUM_METRICS_PUBLIC=1`): /metrics answers without a key. Otherwise it needs the
+    #: operator key or a metrics key (they list every project's endpoints and job counts).
+    metrics_public: bool = False
+    #: A separate origin for user content (`https://content.example.com`), pointed by the operator
+    #: at this same server: the URLs Podium hands out for endpoints, route calls and DigitalHub
+    #: services use it, and the console is not served there. (Answers with user content are
+    #: sandboxed on every origin; this keeps them off the console's origin altogether.)
+    user_content_url: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -127,8 +136,13 @@ class Settings:
             ray_address=os.environ.get("RAY_ADDRESS") or None,
             public_url=os.environ.get("PODIUM_PUBLIC_URL") or None,
             fork_after=_number("PODIUM_FORK_AFTER", 1.0),
+            metrics_public=os.environ.get("PODIUM_METRICS_PUBLIC", "") not in ("", "0", "false"),
+            user_content_url=os.environ.get("PODIUM_USER_CONTENT_URL") or None,
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
+        if s.user_content_url is not None and not re.fullmatch(r"https?://[^/?#]+/?", s.user_content_url):
+            raise ConfigError("PODIUM_USER_CONTENT_URL must be an origin like https://content.example.com, "
+                              f"got {s.user_content_url!r}")
         if s.backend not in BACKENDS:
             raise ConfigError(f"the worker backend must be one of {', '.join(BACKENDS)}, got {s.backend!r}")
         return s

@@ -16,7 +16,7 @@ app.add_typer(webhook_app, name="webhook-secret")
 
 @keys_app.command("create")
 def keys_create(
-    role: str = typer.Option("invoke", help="admin, deploy, invoke or read."),
+    role: str = typer.Option("invoke", help="admin, deploy, invoke, read, or metrics (reads /metrics only; operator)."),
     name: str = typer.Option(None, help="A label for the key."),
     expires: str = typer.Option(None, help="Lifetime, like 30d, 12h or 90m (default: none)."),
     as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,

@@ -282,7 +282,7 @@ class ConsoleData:
         the projects it may act in (every one for the operator)."""
         key = self._auth["Authorization"].removeprefix("Bearer ")
         principal = await self.rt.access.lookup(key)
-        if principal is None or principal.role == "worker":
+        if principal is None or principal.role in ("worker", "metrics") or principal.endpoint_id is not None:
             raise ConsoleError(401, "this API key is not valid (revoked, expired or unknown)")
         projects = await self.projects()
         wanted = self._auth.get(PROJECT_HEADER)

@@ -33,6 +33,8 @@ from podium.console.web import (
     signed_in,
     templates,
 )
+from podium.core.access import METRICS, WORKER
+from podium.core.errors import RateLimited
 from podium.dispatch.states import JobStatus
 from podium.server.body import MB, read_json
 from podium.store.catalog import SCALING
@@ -76,9 +78,15 @@ async def login(request: Request) -> Response:
     if not same(fields.get("csrf"), request.cookies.get(LOGIN_COOKIE)):
         return _login_page(request, "The sign-in form expired: please try again.", 403)
     key = fields.get("api_key", "").strip()
-    principal = await request.app.state.runtime.access.lookup(key) if key else None
-    if principal is None or principal.role == "worker":
+    try:
+        client = request.client.host if request.client else None
+        principal = await request.app.state.runtime.access.identify(key, client) if key else None
+    except RateLimited as exc:
+        return _login_page(request, f"Too many invalid keys: {exc.detail}.", 429)
+    if principal is None or principal.role in (WORKER, METRICS):
         return _login_page(request, "That API key is not valid (unknown, revoked or expired).", 401)
+    if principal.endpoint_id is not None:
+        return _login_page(request, "That key is bound to one endpoint: sign in with a key of the project.", 403)
     response = RedirectResponse(PREFIX, 303)
     _cookie(response, request, COOKIE, await sessions(request).create(key), int(MAX_AGE))
     response.delete_cookie(LOGIN_COOKIE, path=PREFIX)

@@ -3,8 +3,11 @@
 A key is looked up by its SHA-256 (only the hash is stored or cached). A key belongs to one
 project and sees nothing of another: what it may not see is NotFound, never Forbidden, so names
 do not leak. The operator key (the server's bootstrap admin) may act in any project it names.
+A key bound to one endpoint (a worker token, a Covalent inference key) sees that endpoint only:
+a route that does not keep it there (`scoped=False`, the default) answers it NotFound.
 Each user key is rate-limited by a token bucket: in memory on a server of its own, in the store
-when replicas share it (so a key's limit holds whichever replica it calls).
+when replicas share it (so a key's limit holds whichever replica it calls). Unknown keys are
+rate-limited per client address, so keys cannot be guessed at the server's pace.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from podium.store.ratebuckets import StoredBuckets
 ROLE_RANK = {"read": 0, "invoke": 1, "deploy": 2, "admin": 3}
 #: What `Access.caller` takes as the role of the worker protocol: a worker token, or a deploy key.
 WORKER = "worker"
+#: A key that may read /metrics and nothing else (the operator's key may read them too).
+METRICS = "metrics"
+#: The roles a key can be created with (`worker` tokens are made by the autoscaler only).
+KEY_ROLES = (*ROLE_RANK, METRICS)
 CACHE_SECONDS = 5.0
+#: Unknown keys one client address may present: bursts of BAD_KEY_BURST, then BAD_KEY_RATE a second.
+BAD_KEY_RATE = 1.0
+BAD_KEY_BURST = 20.0
 #: How often a key's last-used time is written (a write per request would cost a transaction).
 TOUCH_EVERY = 60.0
 
@@ -44,12 +54,25 @@ class Principal:
     def can(self, role: str) -> bool:
         return ROLE_RANK.get(self.role, -1) >= ROLE_RANK[role]
 
+    def sees(self, endpoint_id: str) -> bool:
+        """Whether an endpoint of the key's project is within its reach."""
+        return self.endpoint_id is None or self.endpoint_id == endpoint_id
 
-def require(principal: Principal, role: str) -> None:
-    """Forbidden unless the key's role is at least `role` (worker tokens: only the worker protocol)."""
+
+def require(principal: Principal, role: str | None) -> None:
+    """Forbidden unless the key's role is at least `role` (worker tokens: only the worker protocol;
+    metrics keys: only metrics; None: any key but a metrics key)."""
     if role == WORKER:
         if principal.role != WORKER:
             require(principal, "deploy")
+        return
+    if role == METRICS:
+        if principal.role != METRICS and not principal.operator:
+            raise Forbidden("metrics are for the operator key or a metrics key")
+        return
+    if principal.role == METRICS:
+        raise Forbidden("metrics keys may only read /metrics")
+    if role is None:
         return
     if principal.role == WORKER:
         raise Forbidden("worker tokens may only use the worker protocol")
@@ -67,14 +90,18 @@ class TokenBucket:
         self.at = time.monotonic()
 
     def take(self) -> float:
-        """0 if a request may go now, else the seconds until one may."""
+        """0 if a request may go now (it takes its token), else the seconds until one may."""
+        wait = self.wait()
+        if wait == 0:
+            self.tokens -= 1
+        return wait
+
+    def wait(self) -> float:
+        """0 if a request may go now, else the seconds until one may (nothing is taken)."""
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
         self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
 
 
 class Access:
@@ -102,6 +129,8 @@ class Access:
         self._buckets: dict[str, TokenBucket] = {}
         self._stored = StoredBuckets(catalog.store, self.rate, self.burst) if shared else None
         self._touched: dict[str, float] = {}
+        #: Unknown keys presented, per client address.
+        self._bad: dict[str, TokenBucket] = {}
 
     def forget(self) -> None:
         """Drop cached keys (after one is revoked or changed), here and on the other replicas."""
@@ -126,18 +155,41 @@ class Access:
         self._cache[h] = (now + CACHE_SECONDS, principal)
         return principal
 
-    async def caller(self, key: str | None, role: str | None, *, project: str | None = None) -> Principal:
+    async def identify(self, key: str, client: str | None) -> Principal | None:
+        """The key's principal, or None for an unknown key; RateLimited when `client` (an
+        address) presented too many unknown keys lately, whatever this one is."""
+        bad = self._bad.get(client) if client else None
+        if bad is not None and (wait := bad.wait()) > 0:
+            raise RateLimited(
+                "too many invalid API keys from this address; retry later", retry_after=max(1, math.ceil(wait))
+            )
+        principal = await self.lookup(key)
+        if principal is None and client:
+            if bad is None:
+                if len(self._bad) > 10_000:
+                    self._bad.clear()
+                bad = self._bad[client] = TokenBucket(BAD_KEY_RATE, BAD_KEY_BURST)
+            bad.take()
+        return principal
+
+    async def caller(
+        self, key: str | None, role: str | None, *, project: str | None = None, scoped: bool = False,
+        client: str | None = None,
+    ) -> Principal:
         """The principal a presented key stands for, allowed to act as `role` (None: any valid
         key), in `project` if it names one; raises Unauthorized, RateLimited, Forbidden or
-        NotFound (a project it may not see)."""
-        principal = await self.lookup(key) if key else None
+        NotFound (a project it may not see). `scoped`: the route keeps an endpoint-bound key to
+        its endpoint (through `endpoint`, `job` or `Principal.sees`); elsewhere such a key finds
+        nothing. `client`: the caller's address, for the limit on unknown keys."""
+        principal = await self.identify(key, client) if key else None
         if principal is None:
             raise Unauthorized(NO_KEY)
         if principal.role != WORKER:
             await self._limit(principal)
             await self._touch(principal)
-        if role is not None:
-            require(principal, role)
+        require(principal, role)
+        if principal.endpoint_id is not None and not scoped:
+            raise NotFound("project", project or principal.project_id)
         if not project:
             return principal
         found = await self.catalog.project(project)
@@ -148,8 +200,15 @@ class Access:
     async def endpoint(self, principal: Principal, ref: str) -> Row:
         """The caller's endpoint by id or name; NotFound for anything it may not see."""
         row = await self.catalog.get_endpoint(principal.project_id, ref)
-        if row is None or (principal.endpoint_id is not None and row["id"] != principal.endpoint_id):
+        if row is None or not principal.sees(row["id"]):
             raise NotFound("endpoint", ref)
+        return row
+
+    @staticmethod
+    def job(principal: Principal, row: Row | None, ref: str) -> Row:
+        """A job row the caller may see (its project's, on an endpoint within its reach)."""
+        if row is None or row["project_id"] != principal.project_id or not principal.sees(row["endpoint_id"]):
+            raise NotFound("job", ref)
         return row
 
     async def _limit(self, principal: Principal) -> None:

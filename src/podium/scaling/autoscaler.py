@@ -83,6 +83,8 @@ class Autoscaler:
         #: GPUs each local worker was started with; the idle one stopped to free GPUs, if any.
         self._gpus: dict[str, int] = {}
         self._making_room: str | None = None
+        #: The error each endpoint's pass last failed with (logged once, not every tick).
+        self._failing: dict[str, str] = {}
         #: An endpoint's secrets (decrypted) for its workers' environment.
         self.secrets = secrets
         # What another replica asks of workers only this one may know (see Notifier.announce).
@@ -169,13 +171,21 @@ class Autoscaler:
             if w.local and w.endpoint_id not in known:  # its endpoint was removed
                 self._drain(w)
         for ep in endpoints:
-            if ep["pending"]:
-                await self._pending(ep)
             waiting = queued.get(ep["id"], (0, 0.0))
-            if waiting[0]:
-                # Jobs whose retry backoff has run out woke nobody when they became due.
-                self.queue.notifier.notify_one(ep_key(ep["id"]))
-            await self.reconcile(ep, *waiting)
+            try:
+                if ep["pending"]:
+                    await self._pending(ep)
+                if waiting[0]:
+                    # Jobs whose retry backoff has run out woke nobody when they became due.
+                    self.queue.notifier.notify_one(ep_key(ep["id"]))
+                await self.reconcile(ep, *waiting)
+            except Exception as exc:  # one endpoint's failure never stops the others' pass
+                if self._failing.get(ep["id"]) != repr(exc):
+                    self._failing[ep["id"]] = repr(exc)
+                    log.exception("autoscaling endpoint %s (%s) failed; the others go on", ep["name"], ep["id"])
+            else:
+                if self._failing.pop(ep["id"], None) is not None:
+                    log.info("autoscaling endpoint %s (%s) works again", ep["name"], ep["id"])
 
     async def reconcile(self, ep: Row, queued: int, oldest_wait: float = 0.0) -> None:
         self.waiting_for.pop(ep["id"], None)

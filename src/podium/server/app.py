@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from podium.metrics import Metrics, surface
 from podium.server.hotpath import HotPaths
+from podium.server.user_content import Sandbox
 
 
 class CountRequests:
@@ -40,20 +41,23 @@ class CountRequests:
 
 class PodiumAPI(FastAPI):
     """FastAPI, with the hot routes answered in front of it: ahead of its middleware stack and of
-    FastAPI's own per-request work (its OpenTelemetry checks cost more than a hot route's routing)."""
+    FastAPI's own per-request work (its OpenTelemetry checks cost more than a hot route's routing);
+    every answer that may carry user content is sandboxed (`podium.server.user_content`)."""
 
-    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(self, metrics: Metrics, user_content_url: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.metrics = metrics
+        self.user_content_url = user_content_url
         #: Path templates of every route (set once the routers are included).
         self.paths: list[str] = []
-        self._hot: HotPaths | None = None
+        self._outer: Sandbox | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._hot is None:
-            self._hot = HotPaths(self._whole, [*self.paths, "/docs", "/openapi.json"], self.metrics)
+        if self._outer is None:
+            hot = HotPaths(self._whole, [*self.paths, "/docs", "/openapi.json"], self.metrics)
+            self._outer = Sandbox(hot, self.user_content_url)
         scope["app"] = self
-        await self._hot(scope, receive, send)
+        await self._outer(scope, receive, send)
 
     async def _whole(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)

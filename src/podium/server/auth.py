@@ -30,14 +30,16 @@ def runtime(request: HTTPConnection) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-async def caller(request: HTTPConnection, role: str | None) -> Principal:
-    """Who is calling, allowed to act as `role` (see `Access.caller`)."""
+async def caller(request: HTTPConnection, role: str | None, *, scoped: bool = False) -> Principal:
+    """Who is calling, allowed to act as `role` (see `Access.caller`; `scoped`: the route keeps
+    an endpoint-bound key to its endpoint)."""
     return await runtime(request).access.caller(
-        presented_key(request), role, project=request.headers.get(PROJECT_HEADER)
+        presented_key(request), role, project=request.headers.get(PROJECT_HEADER), scoped=scoped,
+        client=request.client.host if request.client else None,
     )
 
 
 async def endpoint_caller(request: HTTPConnection, role: str, ref: str) -> tuple[Principal, Row]:
     """Who is calling, and the endpoint `ref` names among those it may see."""
-    principal = await caller(request, role)
+    principal = await caller(request, role, scoped=True)
     return principal, await runtime(request).access.endpoint(principal, ref)

@@ -36,6 +36,7 @@ from podium.server.errors import HTTPError, status_of
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.server.streams import first_chunk_response
+from podium.server.user_content import content_base
 from podium.store.catalog import EndpointState
 from podium.store.engine import Row
 
@@ -99,7 +100,7 @@ def _record(request: Request, d: Deployment, token: str | None) -> dict[str, Any
     ep, cfg = d.endpoint, d.config
     error = ep["error"] if ep["state"] == EndpointState.ERROR else None
     return {
-        "id": d.id, "invoke_url": f"{_base(request)}/fn/{d.id}", "title": cfg.title,
+        "id": d.id, "invoke_url": f"{content_base(request)}/fn/{d.id}", "title": cfg.title,
         "description": cfg.description, "status": ep["state"], "tags": cfg.tags, "auth": cfg.auth,
         "endpoints": [r.model_dump() for r in cfg.routes],
         "inference_keys": [{"key": token}] if token else [],
@@ -235,7 +236,7 @@ async def _caller(request: Request, fns: Functions, function_id: str) -> tuple[P
         raise NotFound("function", function_id)
     if not d.config.auth:
         return Principal("covalent-public", d.endpoint["project_id"], "invoke", d.id), d
-    principal = await caller(request, "invoke")
+    principal = await caller(request, "invoke", scoped=True)
     await fns.access.endpoint(principal, function_id)
     return principal, d
 

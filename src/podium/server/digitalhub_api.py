@@ -35,6 +35,7 @@ from podium.server.errors import HTTPError, status_of
 from podium.server.http_apps import http_call
 from podium.server.responses import JSONAnswer
 from podium.server.routes_api import error_text
+from podium.server.user_content import content_host
 
 #: The collections of a project this surface keeps (the SDK's entity types, plural in paths).
 TYPES = {"functions": "function", "tasks": "task", "runs": "run"}
@@ -81,8 +82,8 @@ router = APIRouter(prefix="/api/v1", tags=["digitalhub"], route_class=DigitalHub
 
 
 def _where(request: Request) -> Where:
-    return Where(request.url.hostname or "127.0.0.1",
-                 request.url.port or (443 if request.url.scheme == "https" else 80))
+    """Where the run's service is served (the user content origin, when the operator set one)."""
+    return Where(*content_host(request))
 
 
 def _page(items: list[dict[str, Any]], page: int, size: int) -> JSONAnswer:
@@ -129,7 +130,11 @@ class Surface:
     async def show(self, entity: Entity) -> dict[str, Any]:
         body = _entity_body(entity)
         if entity.type == "run":
-            body["status"] = await self.runs.status(entity, _where(self.request))
+            status = await self.runs.status(entity, _where(self.request))
+            if "service" in status and not self.principal.can("invoke"):
+                # Its URL carries the token that calls the service without a key: invoke keys and up.
+                status["service"] = {k: v for k, v in status["service"].items() if k != "url"}
+            body["status"] = status
         return body
 
 

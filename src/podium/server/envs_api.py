@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/v1/envs", tags=["admin"])
 
 async def _records(request: Request) -> tuple[Runtime, list[EnvRecord]]:
     rt, principal = await admin_caller(request, "admin")
-    require_operator(principal)
+    require_operator(principal, "may manage environments")
     versions, endpoints = await rt.catalog.env_users()
     return rt, inventory(rt.scaler.builds.store, versions, endpoints)
 

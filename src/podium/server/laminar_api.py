@@ -59,7 +59,7 @@ def _laminar(exc: DomainError) -> HTTPError:
 
 async def _run(request: Request, target_key: str) -> Response:
     rt = runtime(request)
-    principal = await caller(request, "invoke")
+    principal = await caller(request, "invoke", scoped=True)  # its endpoint: `access.endpoint` below
     body = await read_json(request, LIMIT)
     if not isinstance(body, dict):
         raise LaminarError("api.invalidRequest", "request body must be a JSON object")

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from podium._version import __version__
+from podium.core.access import METRICS
+from podium.server.auth import caller
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 
@@ -30,8 +32,12 @@ async def readyz(request: Request) -> JSONAnswer:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics: counted events, plus queue depth and workers read at scrape time."""
+    """Prometheus metrics: counted events, plus queue depth and workers read at scrape time. They
+    name every project's endpoints: the operator key or a metrics key (`podium keys create --role
+    metrics`, sent as a bearer token), unless PODIUM_METRICS_PUBLIC=1."""
     rt: Runtime = request.app.state.runtime
+    if not rt.settings.metrics_public:
+        await caller(request, METRICS)
     m = rt.metrics
     for gauge in (m.queued, m.oldest, m.workers):
         gauge.clear()

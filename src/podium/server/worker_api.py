@@ -32,7 +32,7 @@ CHUNK_LIMIT = 1 * MB
 
 async def _worker(request: Request, endpoint_id: str, worker_id: str) -> tuple[Runtime, Row]:
     rt = runtime(request)
-    return rt, await rt.workers.attached(await caller(request, WORKER), endpoint_id, worker_id)
+    return rt, await rt.workers.attached(await caller(request, WORKER, scoped=True), endpoint_id, worker_id)
 
 
 def _connected(request: Request) -> Alive:

@@ -186,7 +186,7 @@ class _Connection(asyncio.Protocol):
 
     async def _answer(self, caller: Caller, op: Any, header: dict[str, Any], body: bytes) -> tuple[int, bytes]:
         calls = self.channel.calls
-        principal = await self.channel.access.caller(caller.key, WORKER)
+        principal = await self.channel.access.caller(caller.key, WORKER, scoped=True)
         ep = await calls.attached(principal, caller.endpoint, caller.worker)
         if op == "take":
             jobs = await calls.take(caller.worker, ep, limit=1, alive=self._alive, version=caller.version)

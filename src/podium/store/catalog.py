@@ -22,6 +22,7 @@ from podium.store.tables import (
     endpoint_history,
     endpoint_secrets,
     endpoints,
+    project_blobs,
     projects,
     versions,
 )
@@ -264,11 +265,33 @@ class Catalog:
 
     # -- versions -------------------------------------------------------------------------------
 
+    async def own_blob(self, project_id: str, sha256: str) -> None:
+        """The project may use this bundle from now on (it uploaded it)."""
+        if await self.owns_blob(project_id, sha256):
+            return
+        try:
+            async with self.store.tx() as conn:
+                await conn.execute(
+                    insert(project_blobs).values(project_id=project_id, sha256=sha256, created_at=self.clock.now())
+                )
+        except IntegrityError:  # recorded concurrently
+            pass
+
+    async def owns_blob(self, project_id: str, sha256: str) -> bool:
+        """Whether the project uploaded this bundle or has a version of it."""
+        async with self.store.tx() as conn:
+            found = await conn.scalar(
+                select(literal(1)).where(project_blobs.c.project_id == project_id, project_blobs.c.sha256 == sha256)
+            )
+        return found is not None
+
     async def put_version(self, project_id: str, version: dict[str, Any]) -> Row:
-        """Store a version unless the same content is already there; returns the stored row."""
+        """Store a version unless the same content is already there; returns the stored row.
+        The project owns its bundle from then on."""
         existing = await self.get_version(project_id, version["id"])
         if existing is not None:
             return existing
+        await self.own_blob(project_id, version["sha256"])
         try:
             async with self.store.tx() as conn:
                 await conn.execute(

@@ -316,6 +316,16 @@ blobs = Table(
     Column("created_at", Float, nullable=False),
 )
 
+#: Which projects may use a bundle: one that uploaded it or has a version of it. Knowing a
+#: bundle's hash grants nothing in another project (no existence oracle, no deploy of it).
+project_blobs = Table(
+    "project_blobs",
+    metadata,
+    Column("project_id", String(32), ForeignKey("projects.id"), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+
 #: Console sign-ins (console/sessions.py), readable by every replica behind a load balancer.
 console_sessions = Table(
     "console_sessions",

@@ -20,6 +20,7 @@ from podium.server.auth import caller, runtime
 from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
+from podium.server.user_content import content_base, content_host
 from podium.store.catalog import SCALING
 from podium.store.engine import Row
 
@@ -28,12 +29,13 @@ from podium.store.engine import Row
 RESERVED_NAMES = {"v1", "v2", "console", "healthz", "readyz", "metrics", "docs", "endpoint", "pipeline", "fn"}
 
 
-async def admin_caller(request: Request, role: str) -> tuple[Runtime, Principal]:
-    return runtime(request), await caller(request, role)
+async def admin_caller(request: Request, role: str, *, scoped: bool = False) -> tuple[Runtime, Principal]:
+    """The runtime and who calls (`scoped`: the route keeps an endpoint-bound key to its endpoint)."""
+    return runtime(request), await caller(request, role, scoped=scoped)
 
 
 def urls(request: Request, ep_id: str) -> dict[str, str]:
-    base = str(request.base_url).rstrip("/")
+    base = content_base(request)
     return {
         "run": f"{base}/v2/{ep_id}/run",
         "runsync": f"{base}/v2/{ep_id}/runsync",
@@ -78,8 +80,7 @@ def check_resources(rt: Runtime, settings: dict[str, Any]) -> None:
 
 def service_record(request: Request, ep: Row) -> dict[str, Any]:
     """DigitalHub's service record: `url` is host:port/path without a scheme."""
-    host = request.url.hostname or "127.0.0.1"
-    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    host, port = content_host(request)
     return {
         "name": ep["name"],
         "type": "http",
@@ -98,9 +99,9 @@ def version_summary(row: Row) -> dict[str, Any]:
                                 "env_hash", "build_state")}
 
 
-def require_operator(principal: Principal) -> None:
+def require_operator(principal: Principal, what: str = "may do this") -> None:
     if not principal.operator:
-        raise HTTPError(403, "forbidden", "only the server's operator key may manage projects")
+        raise HTTPError(403, "forbidden", f"only the server's operator key {what}")
 
 
 def parse_duration(value: Any, field: str = "expires", *, zero: bool = False) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,14 +24,17 @@ from podium.server.admin.models import DeployIn, VersionIn, parse
 from podium.server.body import read_body, read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.responses import JSONAnswer
+from podium.server.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 
 @router.get("/blobs/{sha256}")
 async def blob_exists(request: Request, sha256: str) -> JSONAnswer:
-    rt, _ = await admin_caller(request, "deploy")
-    path = await rt.bundles.local(sha256) if SHA256.match(sha256) else None
+    """Whether the caller's project has this bundle (another project's is not found: uploading
+    it is how a project proves it has the bytes)."""
+    rt, principal = await admin_caller(request, "deploy")
+    path = await _own_bundle(rt, principal.project_id, sha256)
     if path is None:
         raise not_found("bundle", sha256)
     return JSONAnswer({"sha256": sha256, "size": path.stat().st_size})
@@ -38,20 +42,29 @@ async def blob_exists(request: Request, sha256: str) -> JSONAnswer:
 
 @router.put("/blobs/{sha256}")
 async def put_blob(request: Request, sha256: str) -> JSONAnswer:
-    """Upload a bundle; it is stored under its SHA-256, which must match what was sent."""
-    rt, _ = await admin_caller(request, "deploy")
+    """Upload a bundle; it is stored under its SHA-256, which must match what was sent, and the
+    caller's project may use it from then on."""
+    rt, principal = await admin_caller(request, "deploy")
     if not SHA256.match(sha256):
         raise HTTPError(400, "invalid_request", "bundle name must be its lowercase hex SHA-256")
     data = await read_body(request, MAX_BUNDLE_BYTES)
     if hashlib.sha256(data).hexdigest() != sha256:
         raise HTTPError(400, "hash_mismatch", "the uploaded bundle does not match its SHA-256")
     await rt.bundles.put(sha256, data)
+    await rt.catalog.own_blob(principal.project_id, sha256)
     return JSONAnswer({"sha256": sha256, "size": len(data)})
+
+
+async def _own_bundle(rt: Runtime, project_id: str, sha256: str) -> Path | None:
+    """The bundle's file, if the project uploaded it or has a version of it."""
+    if not SHA256.match(sha256) or not await rt.catalog.owns_blob(project_id, sha256):
+        return None
+    return await rt.bundles.local(sha256)
 
 
 def _check_version(body: VersionIn, project_id: str) -> dict[str, Any]:
     """The version's record, its config and requirements checked, its id derived from its content."""
-    v = {k: value for k, value in body.model_dump().items() if value is not None}  # nested Nones stay
+    v = {k: value for k, value in body.model_dump(exclude={"id"}).items() if value is not None}  # nested Nones stay
     if any(not route["path"].startswith("/") for route in v["routes"]):
         raise HTTPError(400, "invalid_request", "each route's path must start with /")
     cfg = v["config"]
@@ -93,7 +106,7 @@ async def deploy(request: Request) -> JSONAnswer:
     request_body = parse(DeployIn, body, "deploy")
     version = _check_version(request_body.version, principal.project_id)
     check_resources(rt, ServiceConfig.from_dict(version["config"]).as_dict())
-    if await rt.bundles.local(version["sha256"]) is None:
+    if await _own_bundle(rt, principal.project_id, version["sha256"]) is None:
         raise HTTPError(409, "bundle_missing", "upload the bundle (PUT /api/v1/blobs/{sha256}) first")
     ep, changed, row = await rt.deployments.deploy(principal, name, version, message=request_body.message)
     return JSONAnswer({**(await endpoint_view(rt, request, ep)), "changed": changed, "deployed": row["id"]})

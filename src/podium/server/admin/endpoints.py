@@ -31,14 +31,14 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 @router.get("/endpoints")
 async def list_endpoints(request: Request) -> JSONAnswer:
-    rt, principal = await admin_caller(request, "read")
-    eps = await rt.catalog.list_endpoints(principal.project_id)
+    rt, principal = await admin_caller(request, "read", scoped=True)
+    eps = [ep for ep in await rt.catalog.list_endpoints(principal.project_id) if principal.sees(ep["id"])]
     return JSONAnswer({"endpoints": [await endpoint_view(rt, request, ep) for ep in eps]})
 
 
 @router.get("/endpoints/{ref}")
 async def get_endpoint(request: Request, ref: str) -> JSONAnswer:
-    rt, principal = await admin_caller(request, "read")
+    rt, principal = await admin_caller(request, "read", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     return JSONAnswer(await endpoint_view(rt, request, ep))
 
@@ -46,7 +46,7 @@ async def get_endpoint(request: Request, ref: str) -> JSONAnswer:
 @router.post("/endpoints/{ref}/stop")
 async def stop_endpoint(request: Request, ref: str) -> JSONAnswer:
     """INACTIVE: its workers drain and stop, calls answer 503 until it is started or redeployed."""
-    rt, principal = await admin_caller(request, "deploy")
+    rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     await rt.deployments.stop(ep)
     return await changed_view(rt, request, principal, ep["id"])
@@ -56,7 +56,7 @@ async def stop_endpoint(request: Request, ref: str) -> JSONAnswer:
 async def scale(request: Request, ref: str) -> JSONAnswer:
     """Change scaling settings without a redeploy (the next deploy sets the version's again);
     new resources replace the running workers, each after its job in hand."""
-    rt, principal = await admin_caller(request, "deploy")
+    rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     changes = await read_object(request, 64 * 1024)
     unknown = sorted(set(changes) - set(SCALING))
@@ -79,7 +79,7 @@ async def scale(request: Request, ref: str) -> JSONAnswer:
 async def start_endpoint(request: Request, ref: str) -> JSONAnswer:
     """Bring a stopped (or failed) endpoint back: CREATING until a worker proves the version loads
     (an environment that failed to build is tried again)."""
-    rt, principal = await admin_caller(request, "deploy")
+    rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     await rt.deployments.start(ep)
     return await changed_view(rt, request, principal, ep["id"])
@@ -88,7 +88,7 @@ async def start_endpoint(request: Request, ref: str) -> JSONAnswer:
 @router.post("/endpoints/{ref}/restart")
 async def restart_endpoint(request: Request, ref: str) -> JSONAnswer:
     """Replace every worker: each finishes its job in hand, new ones start as needed."""
-    rt, principal = await admin_caller(request, "deploy")
+    rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     rt.scaler.restart(ep["id"])
     return await changed_view(rt, request, principal, ep["id"])
@@ -97,7 +97,7 @@ async def restart_endpoint(request: Request, ref: str) -> JSONAnswer:
 @router.post("/endpoints/{ref}/rollback")
 async def rollback(request: Request, ref: str) -> JSONAnswer:
     """Point the endpoint back at `version` (default: the one before the current one)."""
-    rt, principal = await admin_caller(request, "deploy")
+    rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     body = parse(RollbackIn, await read_object(request, 64 * 1024), "rollback")
     target = body.version
@@ -116,7 +116,7 @@ async def rollback(request: Request, ref: str) -> JSONAnswer:
 @router.get("/endpoints/{ref}/history")
 async def history(request: Request, ref: str) -> JSONAnswer:
     """Every re-pointing, newest first: version, when, which key, message."""
-    rt, principal = await admin_caller(request, "read")
+    rt, principal = await admin_caller(request, "read", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     rows = await rt.catalog.history(ep["id"])
     return JSONAnswer({
@@ -132,7 +132,7 @@ async def history(request: Request, ref: str) -> JSONAnswer:
 @router.get("/endpoints/{ref}/versions")
 async def endpoint_versions(request: Request, ref: str) -> JSONAnswer:
     """The versions this endpoint has pointed at, newest first."""
-    rt, principal = await admin_caller(request, "read")
+    rt, principal = await admin_caller(request, "read", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     seen: dict[str, None] = {}
     for h in await rt.catalog.history(ep["id"]):
@@ -152,7 +152,7 @@ SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 async def set_secrets(request: Request, ref: str) -> JSONAnswer:
     """Set endpoint secrets `{NAME: value}`: encrypted at rest, given to its workers as environment
     variables (its workers are replaced so they see them). The answer names them, never values."""
-    rt, principal = await admin_caller(request, "deploy")
+    rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     body = await read_object(request, 1024 * 1024)
     reserved = ("PODIUM_", "RUNPOD_")
@@ -168,13 +168,13 @@ async def set_secrets(request: Request, ref: str) -> JSONAnswer:
 
 @router.get("/endpoints/{ref}/secrets")
 async def list_secrets(request: Request, ref: str) -> JSONAnswer:
-    rt, principal = await admin_caller(request, "deploy")
+    rt, principal = await admin_caller(request, "deploy", scoped=True)
     return await _secret_names(rt, await rt.access.endpoint(principal, ref))
 
 
 @router.delete("/endpoints/{ref}/secrets/{name}")
 async def delete_secret(request: Request, ref: str, name: str) -> JSONAnswer:
-    rt, principal = await admin_caller(request, "deploy")
+    rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     if not await rt.deployments.delete_secret(ep, name):
         raise not_found("secret", name)
@@ -191,7 +191,7 @@ async def _secret_names(rt: Runtime, ep: Row) -> JSONAnswer:
 async def remove_endpoint(request: Request, ref: str) -> JSONAnswer:
     """Drain and remove: queued jobs are cancelled, running ones finish; job records stay readable
     (GET /api/v1/jobs/{id}) until their retention ends. The name is free again."""
-    rt, principal = await admin_caller(request, "deploy")
+    rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     cancelled = await rt.deployments.remove(ep)
     return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "removed": True, "cancelled_jobs": cancelled})
@@ -204,7 +204,7 @@ async def endpoint_logs(
     """Worker log lines, oldest worker first: the newest `tail_lines` of each, or with `offsets`
     (`worker:byte,...` from a previous answer) only what was written since; `job` keeps that
     job's lines. Each worker's `offset` is where the next read starts (for --follow)."""
-    rt, principal = await admin_caller(request, "read")
+    rt, principal = await admin_caller(request, "read", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     n = max(1, min(tail_lines, 10_000))
     since = dict(_offset(part) for part in offsets.split(",") if ":" in part)

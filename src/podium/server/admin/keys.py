@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from podium.core.access import ROLE_RANK
+from podium.core.access import KEY_ROLES, METRICS
 from podium.server.admin.common import (
     ENDPOINT_NAME,
     admin_caller,
@@ -60,8 +60,10 @@ async def create_key(request: Request) -> JSONAnswer:
     rt, principal = await admin_caller(request, "admin")
     body = parse(KeyIn, await read_object(request, 64 * 1024), "key")
     role = body.role
-    if role not in ROLE_RANK:
-        raise HTTPError(400, "invalid_role", f"role must be one of {', '.join(ROLE_RANK)}")
+    if role not in KEY_ROLES:
+        raise HTTPError(400, "invalid_role", f"role must be one of {', '.join(KEY_ROLES)}")
+    if role == METRICS:  # metrics show every project's endpoints
+        require_operator(principal, "may create metrics keys")
     expires_at = None if body.expires is None else rt.clock.now() + parse_duration(body.expires)
     kid, key = await rt.catalog.create_key(principal.project_id, role, name=body.name, expires_at=expires_at)
     project = await rt.catalog.project(principal.project_id)
@@ -92,7 +94,7 @@ async def revoke_key(request: Request, key_id: str) -> JSONAnswer:
 async def create_project(request: Request) -> JSONAnswer:
     """A new project, with its first admin key (shown once). Operator only."""
     rt, principal = await admin_caller(request, "admin")
-    require_operator(principal)
+    require_operator(principal, "may manage projects")
     name = parse(ProjectIn, await read_object(request, 64 * 1024), "project").name
     if not ENDPOINT_NAME.match(name):
         raise HTTPError(400, "invalid_name", f"project name {name!r} must match [a-z0-9][a-z0-9-]{{0,62}}")

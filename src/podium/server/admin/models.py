@@ -1,5 +1,11 @@
 """The admin API's request bodies as pydantic models: checked once, in one place, against the same
-typed records the SDK builds (a route table is a list of `RouteRecord`)."""
+typed records the SDK builds (a route table is a list of `RouteRecord`).
+
+Every model refuses fields it does not name (a 422 that names them): what the server derives
+(a version's `env_hash`, its id) can never be set by a request. Only Podium's own clients send
+these bodies; the surfaces of other platforms' clients (Covalent, DigitalHub, RunPod, Laminar)
+accept what those packages send, as their wire models must.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +19,15 @@ from podium.server.errors import HTTPError
 Model = TypeVar("Model", bound=BaseModel)
 
 
-class VersionIn(BaseModel):
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VersionIn(Strict):
     """A version as `podium deploy` describes it (the bundle itself is uploaded before)."""
 
-    model_config = ConfigDict(extra="allow")
-
+    #: The id the client computed for its own use; the server derives the version's id itself.
+    id: str | None = None
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     service: str
     entry: str
@@ -28,26 +38,26 @@ class VersionIn(BaseModel):
     requirements: dict[str, Any] | None = None
 
 
-class DeployIn(BaseModel):
+class DeployIn(Strict):
     name: str
     version: VersionIn
     message: str | None = None
 
 
-class RollbackIn(BaseModel):
+class RollbackIn(Strict):
     #: A version id; none: the one before the current one.
     version: str | None = None
     message: str | None = None
 
 
-class KeyIn(BaseModel):
+class KeyIn(Strict):
     role: str = "invoke"
     name: str | None = Field(default=None, max_length=128)
     #: A duration like 30d, 12h, 90m or 45s.
     expires: str | None = None
 
 
-class ProjectIn(BaseModel):
+class ProjectIn(Strict):
     name: str
 
 
@@ -60,11 +70,14 @@ class RotateIn(BaseModel):
 
 
 def parse(model: type[Model], body: Any, what: str) -> Model:
-    """The body as `model`, or a 400 that says which field is wrong and why."""
+    """The body as `model`; a 422 naming the fields it does not take, or else a 400 that says
+    which field is wrong and why."""
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or what}: {e['msg']}" for e in exc.errors()[:5]
-        )
+        errors = exc.errors()
+        unknown = [".".join(str(p) for p in e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
+        if unknown:
+            raise HTTPError(422, "unknown_field", f"{what}: unknown field {', '.join(unknown)}") from None
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or what}: {e['msg']}" for e in errors[:5])
         raise HTTPError(400, "invalid_request", f"{what}: {problems}") from None

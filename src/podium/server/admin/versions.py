@@ -20,14 +20,15 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 
 async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Row]:
-    """Versions are readable by users of the project and by the workers that run them."""
+    """Versions are readable by users of the project; a key bound to one endpoint (its workers'
+    tokens, a Covalent inference key) reads the version that endpoint runs only."""
     rt = runtime(request)
-    principal = await caller(request, None)
+    principal = await caller(request, None, scoped=True)
     row = await rt.catalog.get_version(principal.project_id, version_id)
     if row is None:
         raise not_found("version", version_id)
-    if principal.role == "worker":
-        ep = await rt.catalog.get_endpoint(principal.project_id, principal.endpoint_id or "")
+    if principal.endpoint_id is not None:
+        ep = await rt.catalog.get_endpoint(principal.project_id, principal.endpoint_id)
         if ep is None or ep["version_id"] != version_id:
             raise not_found("version", version_id)
     return rt, row
