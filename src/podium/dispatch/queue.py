@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from podium import _json
+from podium.bounded import Bounded
 from podium.clock import Clock
 from podium.dispatch.notify import Notifier, wait_event
 from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
@@ -257,9 +258,9 @@ class JobQueue:
         self._depth: dict[str, int] = {}
         self._counted_at: dict[str, float] = {}
         #: Jobs just stored for a caller that waits on them: not final yet, nothing to read.
-        self._fresh: set[str] = set()
+        self._fresh: Bounded[str, None] = Bounded()
         #: Final rows handed from finish() to the callers waiting on them, saving a read each.
-        self._finals: dict[str, Row] = {}
+        self._finals: Bounded[str, Row] = Bounded()
         #: SQLite: results stored but maybe not on disk yet, by job id, with the store's mark
         #: after them: whoever shows one first makes it durable (see finish).
         self._settling: dict[str, int] = {}
@@ -347,9 +348,7 @@ class JobQueue:
         if new.endpoint_id in self._depth:
             self._depth[new.endpoint_id] += 1
         if new.awaited:
-            if len(self._fresh) > 10_000:  # callers that failed before they waited
-                self._fresh.clear()
-            self._fresh.add(new.id)
+            self._fresh.put(new.id, None)
         key = ep_key(new.endpoint_id)
         if not self.notifier.listeners(key) and not new.low_priority:
             self.notifier.notify(SCALE_KEY)
@@ -393,12 +392,12 @@ class JobQueue:
         deadline = time.monotonic() + timeout
         # Just stored for this caller: not final yet, so nothing to read before the first wake-up.
         pending = job_id in self._fresh
-        self._fresh.discard(job_id)
+        self._fresh.pop(job_id)
         with self.notifier.listen(job_key(job_id)) as ev:
             try:
                 while True:
                     if not pending:
-                        row = await self._shown(self._finals.pop(job_id, None)) or await self.get(job_id)
+                        row = await self._shown(self._finals.pop(job_id)) or await self.get(job_id)
                         if row is None or row["status"] in FINAL or (
                             endpoint_id is not None and row["endpoint_id"] != endpoint_id
                         ):
@@ -409,7 +408,7 @@ class JobQueue:
                             await self.store.sync()
                         return await self.get(job_id)
             finally:
-                self._finals.pop(job_id, None)
+                self._finals.pop(job_id)
 
     async def chunks(self, job_id: str, after_seq: int = -1) -> list[Row]:
         async with self.store.tx() as conn:
@@ -656,9 +655,7 @@ class JobQueue:
                 # crash before that answer runs the job again).
                 await self._promise(job_id)
             if waited:
-                if len(self._finals) > 10_000:  # rows only stream followers saw
-                    self._finals.clear()
-                self._finals[job_id] = row
+                self._finals.put(job_id, row)
             await self._ended([job_id], [row])
         return row is not None
 

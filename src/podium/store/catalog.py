@@ -6,13 +6,13 @@ import hashlib
 import hmac
 import secrets
 import string
-import time
 from typing import Any
 
 from sqlalchemy import delete, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from podium import _json
+from podium.bounded import MISSING, Bounded
 from podium.clock import Clock
 from podium.records import ServiceConfig, VersionInfo
 from podium.store.engine import Row, Store
@@ -85,7 +85,7 @@ class Catalog:
         self.clock = clock or Clock()
         # Endpoint rows are read on every call and change rarely: cached briefly, and dropped
         # whenever this process changes one (the TTL bounds staleness across server replicas).
-        self._endpoints: dict[tuple[str | None, str], tuple[float, Row | None]] = {}
+        self._endpoints: Bounded[tuple[str | None, str], Row | None] = Bounded(ttl=ENDPOINT_CACHE_SECONDS)
         # Versions never change: their parsed route table and config are kept once read.
         self._versions: dict[str, VersionInfo] = {}
 
@@ -324,14 +324,11 @@ class Catalog:
 
     async def get_endpoint(self, project_id: str | None, ref: str) -> Row | None:
         """An endpoint by id or by name (within the project, when one is given)."""
-        now = time.monotonic()
-        hit = self._endpoints.get((project_id, ref))
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        hit = self._endpoints.get((project_id, ref), MISSING)
+        if hit is not MISSING:
+            return hit
         row = await self._load_endpoint(project_id, ref)
-        if len(self._endpoints) > 10_000:
-            self._endpoints.clear()
-        self._endpoints[(project_id, ref)] = (now + ENDPOINT_CACHE_SECONDS, row)
+        self._endpoints.put((project_id, ref), row)
         return row
 
     async def _load_endpoint(self, project_id: str | None, ref: str) -> Row | None:
