@@ -28,7 +28,7 @@ from podium.core.errors import (
 from podium.core.options import JobOptions, parse_job_request
 from podium.core.workers import Result, WorkerInfo, WorkerPool, WorkerState
 from podium.dispatch import JobQueue, JobStatus
-from podium.dispatch.queue import HOLD_KEY, ep_key
+from podium.dispatch.keys import HOLD_KEY, ep_key
 from podium.metrics import Metrics
 from podium.server.admin.models import DeployIn, parse
 from podium.server.errors import HTTPError, from_domain

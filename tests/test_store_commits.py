@@ -90,13 +90,13 @@ async def test_a_result_is_on_disk_before_it_is_shown_not_before_the_worker_is_a
 def test_the_call_path_finds_live_jobs_through_the_indexes_of_live_jobs(lite: Store) -> None:
     """Ended jobs kept for reading must not be walked by a take or a lease check: the statuses
     are spelled out in the SQL, so SQLite can use the partial indexes (a bound status could not)."""
-    from podium.dispatch.queue import _RUNNING, _TAKE
+    from podium.dispatch.statements import RUNNING, TAKE
 
     path = lite.url.removeprefix("sqlite:///")
-    running = str(select(jobs.c.id).where(_RUNNING, jobs.c.lease_until < 0).compile(
+    running = str(select(jobs.c.id).where(RUNNING, jobs.c.lease_until < 0).compile(
         dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True}))
     with sqlite3.connect(path) as other:
-        take = " ".join(r[3] for r in other.execute(f"EXPLAIN QUERY PLAN {_TAKE.sql}", [0] * len(_TAKE.names)))
+        take = " ".join(r[3] for r in other.execute(f"EXPLAIN QUERY PLAN {TAKE.sql}", [0] * len(TAKE.names)))
         lease = " ".join(r[3] for r in other.execute(f"EXPLAIN QUERY PLAN {running}"))
     assert "USING INDEX ix_jobs_queued" in take, take
     assert "USING INDEX ix_jobs_running" in lease, lease

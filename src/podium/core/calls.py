@@ -18,7 +18,8 @@ from podium.core.errors import (
     QueueFull,
 )
 from podium.core.options import JobOptions
-from podium.dispatch.queue import DuplicateRequest, JobQueue, NewJob
+from podium.dispatch.queue import JobQueue
+from podium.dispatch.submit import DuplicateRequest, NewJob
 from podium.ids import uuid7
 from podium.metrics import Metrics
 from podium.netguard import UnsafeURL, allow_private_from_env, check_url

@@ -22,8 +22,9 @@ from podium import _json
 from podium.bounded import Bounded
 from podium.clock import Clock
 from podium.core.errors import NotFound, WorkerGone
+from podium.dispatch.keys import ep_key, stop_key
 from podium.dispatch.notify import wait_event
-from podium.dispatch.queue import JobQueue, ep_key, stop_key
+from podium.dispatch.queue import JobQueue
 from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster
 from podium.store.engine import Row

@@ -22,8 +22,9 @@ from typing import Any
 from podium import _json
 from podium.config import Settings
 from podium.core.workers import WorkerInfo, WorkerPool, WorkerState
+from podium.dispatch.keys import SCALE_KEY, ep_key
 from podium.dispatch.notify import wait_event
-from podium.dispatch.queue import SCALE_KEY, JobQueue, ep_key
+from podium.dispatch.queue import JobQueue
 from podium.envs.builder import SERVER_PYTHON, EnvStore, Interpreter
 from podium.envs.builds import Builds
 from podium.metrics import Metrics

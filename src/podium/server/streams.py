@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from podium import _json
+from podium.dispatch.keys import job_key
 from podium.dispatch.notify import wait_event
-from podium.dispatch.queue import job_key
 from podium.dispatch.states import FINAL
 from podium.server.runtime import Runtime
 from podium.store.engine import Row
