@@ -12,7 +12,7 @@ from podium.clock import FakeClock
 from podium.dispatch import JobQueue, JobStatus, NewJob, maintenance
 from podium.dispatch.states import WORKER_LOST
 from podium.errors import ConfigError
-from podium.store import Store, migrate
+from podium.store import migrate, open_store
 from podium.store.secretbox import SecretBox
 from podium.store.tables import jobs
 
@@ -168,7 +168,7 @@ async def test_secret_fields_dropped_when_job_ends(store):
 async def test_no_store_file_ever_holds_worker_fields_in_clear(tmp_path):
     url = f"sqlite:///{tmp_path / 'podium.db'}"
     migrate(url)
-    store = Store(url)
+    store = open_store(url)
     q = JobQueue(store, box=SecretBox(Fernet.generate_key()))
     marker = "wK9-very-secret-access-key"
     for i in range(3):
