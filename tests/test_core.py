@@ -34,7 +34,8 @@ from podium.server.admin.models import DeployIn, parse
 from podium.server.errors import HTTPError, from_domain
 from podium.server.laminar_api import _laminar
 from podium.server.streams import node_input, outputs
-from podium.store.catalog import Catalog, EndpointState
+from podium.store.catalog import Catalog
+from podium.store.endpoints import EndpointState
 from podium.store.secretbox import SecretBox
 
 ROUTE: dict[str, Any] = {

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from podium.bounded import MISSING, Bounded
 from podium.core.errors import Forbidden, NotFound, RateLimited, Unauthorized
 from podium.dispatch.notify import Notifier
-from podium.store.catalog import Catalog, hash_key
+from podium.store.catalog import Catalog
 from podium.store.engine import Row
+from podium.store.projects import hash_key
 from podium.store.ratebuckets import StoredBuckets
 
 #: Roles that may act on behalf of users, weakest first; `worker` tokens stand apart.

@@ -24,7 +24,8 @@ from podium.ids import uuid7
 from podium.metrics import Metrics
 from podium.netguard import UnsafeURL, allow_private_from_env, check_url
 from podium.records import DEFAULT_TIMEOUT_S, RouteRecord
-from podium.store.catalog import Catalog, EndpointState
+from podium.store.catalog import Catalog
+from podium.store.endpoints import EndpointState
 from podium.store.engine import Row
 
 

@@ -33,9 +33,11 @@ from podium.scaling.backends import make_backend
 from podium.scaling.local import group_rss_mb, tail
 from podium.scaling.policy import Load, desired
 from podium.scaling.resources import Resources
-from podium.store.catalog import BuildState, Catalog, EndpointState
+from podium.store.catalog import Catalog
 from podium.store.cluster import FORGET_AFTER
+from podium.store.endpoints import EndpointState
 from podium.store.engine import Row
+from podium.store.versions import BuildState
 
 log = logging.getLogger("podium.scaling")
 

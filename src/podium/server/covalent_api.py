@@ -38,7 +38,7 @@ from podium.server.errors import HTTPError, status_of
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.server.streams import Chunk, End, chunk_bytes, follow
-from podium.store.catalog import EndpointState
+from podium.store.endpoints import EndpointState
 from podium.store.engine import Row
 
 ASSET_LIMIT = 100 * MB

@@ -38,9 +38,10 @@ from podium.server.webhooks import WebhookOutbox
 from podium.server.worker_channel import WorkerChannel
 from podium.store import open_store
 from podium.store.blobs import Bundles
-from podium.store.catalog import DEFAULT_PROJECT, Catalog
+from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster, Replica
 from podium.store.engine import Row
+from podium.store.projects import DEFAULT_PROJECT
 from podium.store.secretbox import SecretBox, load_key, secret_file
 
 log = logging.getLogger("podium.server")

@@ -15,7 +15,7 @@ from podium.server.auth import caller, runtime
 from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.store.catalog import SCALING
+from podium.store.endpoints import SCALING
 from podium.store.engine import Row
 
 ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

@@ -15,7 +15,7 @@ from podium.server.admin.models import KeyIn, ProjectIn, parse
 from podium.server.body import read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.responses import JSONAnswer
-from podium.store.catalog import key_prefix
+from podium.store.projects import key_prefix
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
