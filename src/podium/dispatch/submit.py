@@ -51,7 +51,6 @@ class NewJob:
     id: str = field(default_factory=uuid7)
 
 
-
 class DuplicateRequest(Exception):
     """Another request stored a job under the same Idempotency-Key first."""
 

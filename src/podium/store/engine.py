@@ -31,7 +31,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 def sync_url(url: str) -> str:
     """A user's database URL with the driver Podium uses for it: the standard library's sqlite3
-    (run on the loop, see above), or psycopg 3 (whose async side the server uses)."""
+    (run on the loop, see store.sqlite), or psycopg 3 (whose async side the server uses)."""
     u = make_url(url)
     if u.drivername in ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"):
         return str(u.set(drivername="sqlite"))
@@ -42,7 +42,6 @@ def sync_url(url: str) -> str:
 
 def is_sqlite(url: str) -> bool:
     return make_url(sync_url(url)).drivername == "sqlite"
-
 
 
 def migrate(url: str) -> None:
@@ -115,7 +114,6 @@ class Conn(Protocol):
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any: ...
 
     async def rows(self, prepared: Prepared, parameters: Mapping[str, Any]) -> list[Row]: ...
-
 
 
 class Store(ABC):
