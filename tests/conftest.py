@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from podium.store import Store, migrate  # noqa: E402
+from podium.store import Store, migrate, open_store  # noqa: E402
 
 _db_counter = itertools.count()
 
@@ -42,7 +42,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[Store]:
     migrate(db_url)
-    s = Store(db_url)
+    s = open_store(db_url)
     yield s
     await s.close()
 

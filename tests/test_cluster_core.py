@@ -17,7 +17,7 @@ from podium.core.workers import WorkerPool
 from podium.dispatch.notify import Notifier, wait_event
 from podium.dispatch.relay import MAX_PAYLOAD, PgRelay, _batches
 from podium.scaling.leader import Leadership
-from podium.store import Store, migrate
+from podium.store import Store, migrate, open_store
 from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster, Replica
 from test_core import World
@@ -27,7 +27,7 @@ from test_core import World
 async def pg(pg_cluster: Any) -> AsyncIterator[Store]:
     url = pg_cluster.create_database(f"cluster{uuid.uuid4().hex[:8]}")
     migrate(url)
-    store = Store(url)
+    store = open_store(url)
     yield store
     await store.close()
 

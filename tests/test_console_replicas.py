@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select
 
 from podium.console.sessions import COOKIE, LOGIN_COOKIE
-from podium.store.engine import Store
+from podium.store import open_store
 from podium.store.tables import console_sessions
 from server import ADMIN_KEY, PodiumServer
 
@@ -76,7 +76,7 @@ def test_a_sign_in_on_one_replica_holds_on_the_other_until_signed_out_there(repl
 
 
 async def _rows(url: str) -> list[dict[str, object]]:
-    store = Store(url)
+    store = open_store(url)
     try:
         async with store.read() as conn:
             return [dict(row) for row in (await conn.execute(select(console_sessions))).mappings()]

@@ -29,14 +29,15 @@ from podium.core.errors import (
 from podium.core.options import JobOptions, parse_job_request
 from podium.core.workers import Result, WorkerInfo, WorkerPool, WorkerState
 from podium.dispatch import JobQueue, JobStatus
-from podium.dispatch.queue import HOLD_KEY, ep_key
+from podium.dispatch.keys import HOLD_KEY, ep_key
 from podium.dispatch.states import WORKER_LOST
 from podium.metrics import Metrics
 from podium.server.admin.models import DeployIn, parse
 from podium.server.errors import HTTPError, from_domain
 from podium.server.laminar_api import _laminar
 from podium.server.streams import node_input, outputs
-from podium.store.catalog import Catalog, EndpointState
+from podium.store.catalog import Catalog
+from podium.store.endpoints import EndpointState
 from podium.store.secretbox import SecretBox
 
 ROUTE: dict[str, Any] = {

@@ -13,7 +13,7 @@ import podium
 from podium.errors import ServiceDefinitionError
 from podium.scaling.gpus import GpuPool, NoFreeGpu, detect, parse_nvidia_smi
 from podium.scaling.resources import Resources
-from podium.store.catalog import scaling_columns
+from podium.store.endpoints import scaling_columns
 
 #: What `nvidia-smi -L` prints on a machine with two whole GPUs, the first split into MIG slices.
 SMI_OUTPUT = """\

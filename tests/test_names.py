@@ -13,7 +13,7 @@ from podium.envs.builder import EnvStore
 from podium.envs.requirements import Requirements
 from podium.names import ENDPOINT_NAME, VERSION_ID, WORKER_ID, InvalidName
 from podium.store.blobs import Bundles
-from podium.store.catalog import new_id
+from podium.store.projects import new_id
 
 ESCAPES = ["../x", "/etc/passwd", "a/../../b", "..", ".", "", "a\x00b", "x" * 300]
 

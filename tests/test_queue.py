@@ -9,11 +9,10 @@ from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
 from podium.clock import FakeClock
-from podium.dispatch import JobQueue, JobStatus, NewJob
-from podium.dispatch import queue as queue_module
+from podium.dispatch import JobQueue, JobStatus, NewJob, maintenance
 from podium.dispatch.states import WORKER_LOST
 from podium.errors import ConfigError
-from podium.store import Store, migrate
+from podium.store import migrate, open_store
 from podium.store.secretbox import SecretBox
 from podium.store.tables import jobs
 
@@ -169,7 +168,7 @@ async def test_secret_fields_dropped_when_job_ends(store):
 async def test_no_store_file_ever_holds_worker_fields_in_clear(tmp_path):
     url = f"sqlite:///{tmp_path / 'podium.db'}"
     migrate(url)
-    store = Store(url)
+    store = open_store(url)
     q = JobQueue(store, box=SecretBox(Fernet.generate_key()))
     marker = "wK9-very-secret-access-key"
     for i in range(3):
@@ -292,7 +291,7 @@ async def test_ttl_and_retention_make_jobs_disappear(store):
 
 
 async def test_reap_deletes_in_batches_until_none_is_left(store, monkeypatch):
-    monkeypatch.setattr(queue_module, "REAP_BATCH", 3)
+    monkeypatch.setattr(maintenance, "REAP_BATCH", 3)
     clock = FakeClock()
     q = JobQueue(store, clock=clock, retention={"run": 100, "runsync": 10})
     ended = [await q.enqueue(job(kind="runsync")) for _ in range(7)]

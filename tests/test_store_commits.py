@@ -15,8 +15,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from podium.dispatch import JobQueue, JobStatus, NewJob
-from podium.store import Store, migrate
-from podium.store import engine as store_engine
+from podium.store import Store, migrate, open_store
+from podium.store import wal as store_wal
 from podium.store.tables import jobs, projects
 
 
@@ -24,7 +24,7 @@ from podium.store.tables import jobs, projects
 async def lite(tmp_path: Path) -> AsyncIterator[Store]:
     url = f"sqlite:///{tmp_path / 'podium.db'}"
     migrate(url)
-    s = Store(url)
+    s = open_store(url)
     yield s
     await s.close()
 
@@ -59,13 +59,13 @@ async def test_a_durable_transaction_returns_once_committed_and_synced(
     lite: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fsyncs: list[str] = []
-    real = store_engine._fsync
+    real = store_wal._fsync
 
     def counted(path: str) -> None:
         fsyncs.append(path)
         real(path)
 
-    monkeypatch.setattr(store_engine, "_fsync", counted)
+    monkeypatch.setattr(store_wal, "_fsync", counted)
     await asyncio.gather(add_project(lite, "d", durable=True), add_project(lite, "e", durable=True))
     assert on_disk(lite) == {"d", "e"}
     assert len(fsyncs) == 1, "two promises of one turn share one fsync"
@@ -78,7 +78,7 @@ async def test_a_result_is_on_disk_before_it_is_shown_not_before_the_worker_is_a
     jid = await q.enqueue(NewJob(project_id="p", endpoint_id="ep", route="/", input={}))
     await q.take("ep", "w1", lease=30)
     fsyncs: list[str] = []
-    monkeypatch.setattr(store_engine, "_fsync", fsyncs.append)
+    monkeypatch.setattr(store_wal, "_fsync", fsyncs.append)
     assert await q.finish(jid, "w1", output={"ok": True})
     assert fsyncs == [], "the worker's answer does not wait for the disk"
     row = await q.get(jid)
@@ -90,13 +90,13 @@ async def test_a_result_is_on_disk_before_it_is_shown_not_before_the_worker_is_a
 def test_the_call_path_finds_live_jobs_through_the_indexes_of_live_jobs(lite: Store) -> None:
     """Ended jobs kept for reading must not be walked by a take or a lease check: the statuses
     are spelled out in the SQL, so SQLite can use the partial indexes (a bound status could not)."""
-    from podium.dispatch.queue import _RUNNING, _TAKE
+    from podium.dispatch.statements import RUNNING, TAKE
 
     path = lite.url.removeprefix("sqlite:///")
-    running = str(select(jobs.c.id).where(_RUNNING, jobs.c.lease_until < 0).compile(
+    running = str(select(jobs.c.id).where(RUNNING, jobs.c.lease_until < 0).compile(
         dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True}))
     with sqlite3.connect(path) as other:
-        take = " ".join(r[3] for r in other.execute(f"EXPLAIN QUERY PLAN {_TAKE.sql}", [0] * len(_TAKE.names)))
+        take = " ".join(r[3] for r in other.execute(f"EXPLAIN QUERY PLAN {TAKE.sql}", [0] * len(TAKE.names)))
         lease = " ".join(r[3] for r in other.execute(f"EXPLAIN QUERY PLAN {running}"))
     assert "USING INDEX ix_jobs_queued" in take, take
     assert "USING INDEX ix_jobs_running" in lease, lease
@@ -107,7 +107,7 @@ async def test_the_wal_is_started_over_under_sustained_writes(
 ) -> None:
     """A commit every loop turn with checkpoints running beside it: without a rewind the WAL
     never starts over (each commit adds frames for ever); with one it stays small."""
-    monkeypatch.setattr(store_engine, "REWIND_FRAMES", 64)
+    monkeypatch.setattr(store_wal, "REWIND_FRAMES", 64)
     async with lite.tx():
         pass
     assert lite._checkpoints is not None

@@ -22,6 +22,7 @@ from podium.errors import BundleError, PodiumError
 from podium.records import ServiceConfig
 from podium.sdk.discovery import find_service
 from podium.sdk.service import Service, default_name
+from podium.zipped import deterministic_zip
 
 #: Entry files tried, in order, when deploying a directory.
 ENTRY_CANDIDATES = ("app.py", "main.py", "handler.py", "service.py")
@@ -30,7 +31,6 @@ SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".podium", "
              ".pytest_cache", ".ruff_cache", "node_modules", ".tox", ".ipynb_checkpoints"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
 MAX_BUNDLE_BYTES = 100 * 1024 * 1024
-_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -74,17 +74,8 @@ def make_bundle(path: str | Path, entry: str | None = None) -> Bundle:
                 )
         elif entry not in names:
             raise BundleError(f"{path}: entry file {entry} is not in the directory")
-    buf = io.BytesIO()
-    rel: list[str] = []
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for f in files:
-            name = f.relative_to(root).as_posix()
-            info = zipfile.ZipInfo(name, date_time=_EPOCH)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, f.read_bytes())
-            rel.append(name)
-    data = buf.getvalue()
+    rel = [f.relative_to(root).as_posix() for f in files]
+    data = deterministic_zip((name, f.read_bytes()) for name, f in zip(rel, files, strict=True))
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError(f"{path}: bundle is {len(data) // 2**20} MiB, over the 100 MiB limit")
     return Bundle(data, hashlib.sha256(data).hexdigest(), entry, rel, root)

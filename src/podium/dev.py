@@ -19,7 +19,7 @@ from podium.bundle import bundle_files
 from podium.config import Settings
 from podium.serve import run
 from podium.server.runtime import Runtime
-from podium.store.catalog import new_key
+from podium.store.projects import new_key
 
 #: Seconds between two looks at the files.
 POLL = 0.5

@@ -17,10 +17,12 @@ import math
 import time
 from dataclasses import dataclass
 
+from podium.bounded import MISSING, Bounded
 from podium.core.errors import Forbidden, NotFound, RateLimited, Unauthorized
 from podium.dispatch.notify import Notifier
-from podium.store.catalog import Catalog, hash_key
+from podium.store.catalog import Catalog
 from podium.store.engine import Row
+from podium.store.projects import hash_key
 from podium.store.ratebuckets import StoredBuckets
 
 #: Roles that may act on behalf of users, weakest first; `worker` tokens stand apart.
@@ -125,7 +127,7 @@ class Access:
             notifier.on("forget", lambda _: self._cache.clear())
         self.rate = rate
         self.burst = burst or 2 * rate
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._cache: Bounded[str, Principal | None] = Bounded(ttl=CACHE_SECONDS)
         self._buckets: dict[str, TokenBucket] = {}
         self._stored = StoredBuckets(catalog.store, self.rate, self.burst) if shared else None
         self._touched: dict[str, float] = {}
@@ -140,19 +142,16 @@ class Access:
 
     async def lookup(self, key: str) -> Principal | None:
         h = hash_key(key)
-        hit = self._cache.get(h)
-        now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        hit = self._cache.get(h, MISSING)
+        if hit is not MISSING:
+            return hit
         row = await self.catalog.key_by_hash(h)
         principal = (
             None
             if row is None
             else Principal(row["id"], row["project_id"], row["role"], row["endpoint_id"], bool(row["operator"]))
         )
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[h] = (now + CACHE_SECONDS, principal)
+        self._cache.put(h, principal)
         return principal
 
     async def identify(self, key: str, client: str | None) -> Principal | None:

@@ -25,13 +25,15 @@ from podium.core.errors import (
     QueueFull,
 )
 from podium.core.options import JobOptions
-from podium.dispatch.queue import DuplicateRequest, JobQueue, NewJob
+from podium.dispatch.queue import JobQueue
 from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
+from podium.dispatch.submit import DuplicateRequest, NewJob
 from podium.ids import uuid7
 from podium.metrics import Metrics
 from podium.netguard import UnsafeURL, allow_private_from_env, check_url
 from podium.records import DEFAULT_TIMEOUT_S, RouteRecord
-from podium.store.catalog import Catalog, EndpointState
+from podium.store.catalog import Catalog
+from podium.store.endpoints import EndpointState
 from podium.store.engine import Row
 
 

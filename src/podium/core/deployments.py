@@ -16,7 +16,8 @@ from podium.clock import Clock
 from podium.core.access import Principal
 from podium.dispatch.queue import JobQueue
 from podium.store.blobs import Bundles
-from podium.store.catalog import Catalog, EndpointState
+from podium.store.catalog import Catalog
+from podium.store.endpoints import EndpointState
 from podium.store.engine import Row
 from podium.store.secretbox import SecretBox
 

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from podium import _json
+from podium.bounded import Bounded
 from podium.clock import Clock
 from podium.core.errors import NotFound, WorkerGone
+from podium.dispatch.keys import ep_key, stop_key
 from podium.dispatch.notify import wait_event
-from podium.dispatch.queue import JobQueue, ep_key, stop_key
+from podium.dispatch.queue import JobQueue
 from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster
 from podium.store.engine import Row
@@ -189,7 +191,7 @@ class WorkerPool:
         self._saved: dict[str, dict[str, Any]] = {}
         self._exited: list[str] = []
         #: Workers known to have exited: a request of theirs still in flight must not revive them.
-        self._gone: dict[str, None] = {}
+        self._gone: Bounded[str, None] = Bounded()
         #: Called once when a worker first asks for work (the scaler marks its endpoint ACTIVE).
         self.on_ready: Callable[[WorkerInfo, Row], Awaitable[None]] | None = None
         #: Called when a worker started elsewhere reports it cannot load its version.
@@ -292,9 +294,7 @@ class WorkerPool:
 
     def gone(self, worker_id: str) -> WorkerInfo | None:
         """The worker's process has exited: forget it, and refuse its late requests."""
-        self._gone[worker_id] = None
-        if len(self._gone) > 10_000:
-            del self._gone[next(iter(self._gone))]
+        self._gone.put(worker_id, None)
         self._exited.append(worker_id)
         return self.workers.pop(worker_id, None)
 

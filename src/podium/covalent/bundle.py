@@ -8,17 +8,15 @@ other version's, under its SHA-256.
 from __future__ import annotations
 
 import hashlib
-import io
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from podium import _json
 from podium.covalent.assets import AssetHeader, read_header
 from podium.covalent.models import AssetRef, FunctionService
+from podium.zipped import deterministic_zip
 
 MANIFEST = "covalent.json"
-_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -62,12 +60,5 @@ def build(spec: FunctionService, fetch: Callable[[str], bytes | None]) -> Covale
         found = ", ".join(sorted(f"Python {h.py_version} / cloudpickle {h.cloudpickle_version}" for h in headers))
         raise ValueError(f"the assets were pickled by different interpreters ({found})")
     files[MANIFEST] = _json.dumpb(manifest)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(files):
-            info = zipfile.ZipInfo(name, date_time=_EPOCH)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, files[name])
-    data = buf.getvalue()
+    data = deterministic_zip((name, files[name]) for name in sorted(files))
     return CovalentBundle(data, hashlib.sha256(data).hexdigest(), headers.pop())

@@ -26,8 +26,9 @@ from podium.covalent.models import CovalentConfig, FunctionService, RouteRecord
 from podium.envs.requirements import Requirements
 from podium.records import ServiceConfig
 from podium.sdk.service import ROUTE_PATH, default_name, method_name
-from podium.store.catalog import EndpointState, new_key
+from podium.store.endpoints import EndpointState
 from podium.store.engine import Row
+from podium.store.projects import new_key
 
 RUNTIME = "covalent"
 SORTS = ("created_at", "updated_at", "title", "status")

@@ -21,7 +21,7 @@ from podium.core.errors import InvalidRequest
 from podium.digitalhub.build import ENTRY, build, with_id
 from podium.digitalhub.records import Entity, Records
 from podium.names import ENDPOINT_NAME
-from podium.store.catalog import EndpointState
+from podium.store.endpoints import EndpointState
 from podium.store.engine import Row, Store
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")

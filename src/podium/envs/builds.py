@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from podium import _json
 from podium.envs.builder import SERVER_PYTHON, EnvBuildError, EnvStore, Interpreter
 from podium.envs.requirements import Requirements
-from podium.store.catalog import BuildState, Catalog
+from podium.store.catalog import Catalog
 from podium.store.engine import Row
+from podium.store.versions import BuildState
 
 log = logging.getLogger("podium.envs")
 

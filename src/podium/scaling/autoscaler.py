@@ -22,8 +22,9 @@ from typing import Any
 from podium import _json
 from podium.config import Settings
 from podium.core.workers import WorkerInfo, WorkerPool, WorkerState
+from podium.dispatch.keys import SCALE_KEY, ep_key
 from podium.dispatch.notify import wait_event
-from podium.dispatch.queue import SCALE_KEY, JobQueue, ep_key
+from podium.dispatch.queue import JobQueue
 from podium.envs.builder import SERVER_PYTHON, EnvStore, Interpreter
 from podium.envs.builds import Builds
 from podium.metrics import Metrics
@@ -32,9 +33,11 @@ from podium.scaling.backends import make_backend
 from podium.scaling.local import group_rss_mb, tail
 from podium.scaling.policy import Load, desired
 from podium.scaling.resources import Resources
-from podium.store.catalog import BuildState, Catalog, EndpointState
+from podium.store.catalog import Catalog
 from podium.store.cluster import FORGET_AFTER
+from podium.store.endpoints import EndpointState
 from podium.store.engine import Row
+from podium.store.versions import BuildState
 
 log = logging.getLogger("podium.scaling")
 

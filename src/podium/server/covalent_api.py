@@ -37,7 +37,7 @@ from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.server.streams import first_chunk_response
 from podium.server.user_content import content_base
-from podium.store.catalog import EndpointState
+from podium.store.endpoints import EndpointState
 from podium.store.engine import Row
 
 ASSET_LIMIT = 100 * MB

@@ -38,10 +38,12 @@ from podium.scaling.leader import Leadership
 from podium.scaling.local import LocalBackend
 from podium.server.webhooks import WebhookOutbox
 from podium.server.worker_channel import WorkerChannel
+from podium.store import open_store
 from podium.store.blobs import Bundles
-from podium.store.catalog import DEFAULT_PROJECT, Catalog
+from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster, Replica
-from podium.store.engine import Row, Store
+from podium.store.engine import Row
+from podium.store.projects import DEFAULT_PROJECT
 from podium.store.secretbox import SecretBox, load_key
 from podium.store.webhook_secrets import WebhookSecrets
 
@@ -59,7 +61,7 @@ class Runtime:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or Clock()
-        self.store = Store(settings.db_url, busy_timeout=settings.db_busy_timeout, pool_size=settings.db_pool)
+        self.store = open_store(settings.db_url, busy_timeout=settings.db_busy_timeout, pool_size=settings.db_pool)
         #: Other servers may share this store (PostgreSQL): wake-ups, limits and bundles are shared.
         self.shared = not self.store.sqlite
         self.replica_id = secrets.token_hex(6)

@@ -15,8 +15,8 @@ from fastapi import Response
 from fastapi.responses import StreamingResponse
 
 from podium import _json
+from podium.dispatch.keys import job_key
 from podium.dispatch.notify import wait_event
-from podium.dispatch.queue import job_key
 from podium.dispatch.states import FINAL, JobStatus
 from podium.server.runtime import Runtime
 from podium.store.engine import Row

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_, select, update
 
 from podium import _json
+from podium.dispatch.keys import ENDED_KEY
 from podium.dispatch.notify import wait_event
-from podium.dispatch.queue import ENDED_KEY, JobQueue
+from podium.dispatch.queue import JobQueue
 from podium.dispatch.states import FINAL
 from podium.metrics import Metrics
 from podium.netguard import allow_private_from_env

@@ -168,7 +168,7 @@ jobs = Table(
     Column("cold_ms", Integer, nullable=True),
     # Only live jobs are in the indexes a job's transitions touch (the queue, the leases), so they
     # stay small however many ended jobs are kept for reading. Queries spell the status out
-    # (`dispatch.queue._QUEUED`, `_RUNNING`) so the planner can use them. Reading an endpoint's
+    # (`dispatch.statements.QUEUED`, `RUNNING`) so the planner can use them. Reading an endpoint's
     # ended jobs (counts, lists) scans the table, as its range of the old queue index was read.
     Index("ix_jobs_queued", "endpoint_id", "created_at",
           sqlite_where=text("status = 'IN_QUEUE'"), postgresql_where=text("status = 'IN_QUEUE'")),

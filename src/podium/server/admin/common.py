@@ -21,7 +21,7 @@ from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.server.user_content import content_base, content_host
-from podium.store.catalog import SCALING
+from podium.store.endpoints import SCALING
 from podium.store.engine import Row
 
 #: Names that would be shadowed by the server's own paths. ("api" is allowed: only an app's own

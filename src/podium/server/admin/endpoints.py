@@ -23,7 +23,7 @@ from podium.server.body import read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.store.catalog import RESOURCES, SCALING
+from podium.store.endpoints import RESOURCES, SCALING
 from podium.store.engine import Row
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])

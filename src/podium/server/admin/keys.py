@@ -16,7 +16,7 @@ from podium.server.body import read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.store.catalog import key_prefix
+from podium.store.projects import key_prefix
 from podium.store.webhook_secrets import SigningSecret, WebhookSecrets
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])

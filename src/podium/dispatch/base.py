@@ -1,0 +1,115 @@
+"""The state every side of the job queue shares, and what they all use of it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import select
+
+from podium.bounded import Bounded
+from podium.clock import Clock
+from podium.dispatch.keys import ENDED_KEY, HOLD_KEY, job_key
+from podium.dispatch.notify import Notifier, wait_event
+from podium.dispatch.statements import ENDED_COLUMNS
+from podium.store.engine import Row, Store
+from podium.store.secretbox import SecretBox
+from podium.store.tables import jobs
+
+
+class QueueBase:
+    """What every side of the queue shares: the store, the wake-ups, and the hand-off ledger
+    (jobs just stored for a waiting caller, final rows handed to it, results not yet on disk).
+
+    Parameters:
+        store: where jobs live.
+        notifier: in-process wake-ups for waiting workers and callers.
+        clock: time source (a fake one in unit tests).
+        retention: seconds a final job stays readable, by kind (`runsync`, else `run`).
+        retry_base: backoff before the first retry of a route error.
+        box: encrypts worker-only request fields (s3Config, env) before they reach the store, so
+            no store file (nor an old WAL page) ever holds them in clear. Without one, jobs
+            carrying such fields are refused.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        notifier: Notifier | None = None,
+        clock: Clock | None = None,
+        retention: dict[str, float] | None = None,
+        retry_base: float = 1.0,
+        box: SecretBox | None = None,
+    ):
+        self.store = store
+        self.notifier = notifier or Notifier()
+        self.clock = clock or Clock()
+        self.retention = {"run": 1800.0, "runsync": 60.0, **(retention or {})}
+        #: Seconds before the first retry of a failed attempt (doubling each time, with jitter).
+        self.retry_base = retry_base
+        self.box = box
+        #: Per endpoint, an upper bound of its waiting jobs (see at_capacity).
+        self._depth: dict[str, int] = {}
+        self._counted_at: dict[str, float] = {}
+        #: Jobs just stored for a caller that waits on them: not final yet, nothing to read.
+        self._fresh: Bounded[str, None] = Bounded()
+        #: Final rows handed from finish() to the callers waiting on them, saving a read each.
+        self._finals: Bounded[str, Row] = Bounded()
+        #: SQLite: results stored but maybe not on disk yet, by job id, with the store's mark
+        #: after them: whoever shows one first makes it durable (see finish).
+        self._settling: dict[str, int] = {}
+        #: Called with (endpoint_id, status, delay_ms, execution_ms) of each job that ends.
+        self.on_end: Callable[[Row], None] | None = None
+        #: Set when the server shuts down: long-polls answer at once instead of holding it up.
+        self.closing = False
+
+    def close(self) -> None:
+        self.closing = True
+        self.notifier.notify_all()
+
+    async def hold(self, seconds: float) -> None:
+        """Hold a poll that gets nothing for `seconds`, as a real long-poll would be held; the
+        server's close ends it, like every other long-poll, so its shutdown is not kept waiting."""
+        with self.notifier.listen(HOLD_KEY) as ev:
+            if not self.closing:
+                await wait_event(ev, seconds)
+
+    def _alive_params(self, now: float) -> dict[str, float]:
+        return {"b_now": now, "b_keep_runsync": self.retention["runsync"],
+                "b_keep_run": self.retention["run"]}
+
+    async def _ended(self, job_ids: Sequence[str], rows: Sequence[Row] | None = None) -> None:
+        """Wake whoever waits on these jobs, the observer if any, and the webhook outbox when one
+        of them has a webhook. `rows` (ENDED_COLUMNS) saves a read when the caller has them."""
+        for jid in job_ids:
+            self.notifier.notify(job_key(jid))
+        if not job_ids:
+            return
+        if rows is None:
+            async with self.store.tx() as conn:
+                res = await conn.execute(select(*ENDED_COLUMNS).where(jobs.c.id.in_(list(job_ids))))
+                rows = list(res.mappings().all())
+        if self.on_end is not None:
+            for row in rows:
+                self.on_end(row)
+        if any(row["webhook"] for row in rows):
+            self.notifier.notify(ENDED_KEY)
+
+    async def _promise(self, job_id: str) -> None:
+        """Make a stored result durable before anyone can be shown it. On SQLite only this server
+        shows it: the worker's answer does not wait for the fsync, whoever reads the result
+        first does (`_shown`), so one fsync covers the results of many workers. With replicas,
+        another may show it at once: durable now."""
+        if not self.store.sqlite:
+            await self.store.sync()
+            return
+        if len(self._settling) >= 10_000:  # results nobody read: all made durable at once
+            await self.store.sync()
+            self._settling.clear()
+        self._settling[job_id] = self.store.mark()
+
+    async def _shown(self, row: Row | None) -> Row | None:
+        """The row, its result on disk first if it was not yet (see `_promise`)."""
+        if row is not None and row["id"] in self._settling:
+            await self.store.sync(upto=self._settling[row["id"]])
+            self._settling.pop(row["id"], None)
+        return row

@@ -1,0 +1,89 @@
+"""How many jobs wait or run, per endpoint: what the scalers read and the queue cap checks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from sqlalchemy import func, or_, select
+
+from podium.dispatch.base import QueueBase
+from podium.dispatch.statements import ALIVE, QUEUED, RUNNING
+from podium.store.tables import jobs
+
+#: With replicas, a queue's count in the store is reused this long (seconds) for its cap: a burst
+#: spread over replicas overshoots the cap by at most what they store in that time.
+COUNT_FRESH = 0.1
+
+
+class QueueCounts(QueueBase):
+    """Counts of jobs by endpoint and state: the scalers' inputs, and admission's cap."""
+
+    async def counts(self, endpoint_id: str) -> dict[str, int]:
+        alive = self._alive_params(self.clock.now())
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(jobs.c.status, func.count())
+                .where(jobs.c.endpoint_id == endpoint_id, ALIVE)
+                .group_by(jobs.c.status),
+                alive,
+            )
+            out = {status: n for status, n in res.all()}
+            out["retried"] = await conn.scalar(
+                select(func.count()).where(jobs.c.endpoint_id == endpoint_id, jobs.c.attempt > 1, ALIVE),
+                alive,
+            ) or 0
+            return out
+
+    async def held_by_workers(self, worker_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The running jobs each of these workers holds."""
+        async with self.store.read() as conn:
+            res = await conn.execute(
+                select(jobs.c.worker_id, jobs.c.id).where(
+                    jobs.c.worker_id.in_(list(worker_ids)), RUNNING
+                )
+            )
+            out: dict[str, list[str]] = {}
+            for worker_id, job_id in res.all():
+                out.setdefault(worker_id, []).append(job_id)
+            return out
+
+    async def queued_by_endpoint(self) -> dict[str, tuple[int, float]]:
+        """Per endpoint: how many jobs wait that may start a worker (low-priority ones may not),
+        and how long the oldest of them has waited (the scalers' inputs)."""
+        now = self.clock.now()
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(jobs.c.endpoint_id, func.count(), func.min(jobs.c.created_at))
+                .where(
+                    QUEUED,
+                    jobs.c.low_priority.is_(False),
+                    or_(jobs.c.run_after.is_(None), jobs.c.run_after <= now),
+                )
+                .group_by(jobs.c.endpoint_id)
+            )
+            return {ep: (n, max(0.0, now - oldest)) for ep, n, oldest in res.all()}
+
+    async def waiting(self, endpoint_id: str) -> int:
+        """Jobs waiting on an endpoint, whatever their priority."""
+        async with self.store.read() as conn:
+            n = await conn.scalar(
+                select(func.count()).where(
+                    jobs.c.endpoint_id == endpoint_id, QUEUED
+                )
+            ) or 0
+        self._depth[endpoint_id] = n
+        self._counted_at[endpoint_id] = time.monotonic()
+        return n
+
+    async def at_capacity(self, endpoint_id: str, cap: int) -> bool:
+        """Whether an endpoint already has `cap` jobs waiting. Counted in the store only when an
+        upper bound kept in memory (the last count plus jobs stored here since) reaches the cap,
+        or, with other replicas storing jobs too, when the count is older than COUNT_FRESH."""
+        estimate = self._depth.get(endpoint_id)
+        stale = self.notifier.relay is not None and (
+            time.monotonic() - self._counted_at.get(endpoint_id, 0.0) > COUNT_FRESH
+        )
+        if estimate is None or estimate >= cap or stale:
+            estimate = await self.waiting(endpoint_id)
+        return estimate >= cap

@@ -1,0 +1,20 @@
+"""What the queue's waiters listen on (Notifier keys): workers, callers, the scaler and the outbox."""
+
+#: Woken when a job is stored that no waiting worker is there to take (scale-up signal).
+SCALE_KEY = "scale"
+#: What held polls listen on: woken only by `notify_all` (the server closing, a relay's sweep).
+HOLD_KEY = "hold"
+#: Woken when jobs end, for the webhook outbox.
+ENDED_KEY = "ended"
+
+
+def ep_key(endpoint_id: str) -> str:
+    return f"ep:{endpoint_id}"
+
+
+def job_key(job_id: str) -> str:
+    return f"job:{job_id}"
+
+
+def stop_key(worker_id: str) -> str:
+    return f"stop:{worker_id}"

@@ -1,0 +1,122 @@
+"""The queue's SQL, built once: the clauses its statements share and the call path's hot statements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Float, and_, bindparam, case, func, insert, literal_column, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from podium.dispatch.states import JobStatus
+from podium.store.engine import Prepared
+from podium.store.tables import jobs
+
+#: Columns a caller may see; `secret` (worker-only request fields) is deliberately absent.
+PUBLIC_COLUMNS = [c for c in jobs.c if c.name != "secret"]
+
+#: What is known of a job when it ends (for metrics, and to tell whether a webhook is due).
+ENDED_COLUMNS = (
+    jobs.c.endpoint_id, jobs.c.kind, jobs.c.status, jobs.c.delay_ms, jobs.c.execution_ms, jobs.c.webhook
+)
+
+
+# -- the hot statements, built once: a statement object reused keeps its cache key, so executing
+# it costs a compiled-cache hit instead of a rebuild and a fresh cache key on every call.
+
+NOW = bindparam("b_now", type_=Float)
+#: Live statuses spelled out in the SQL as the indexes over live jobs say them (store/tables.py):
+#: with a bound value the planner could not use those indexes.
+QUEUED = jobs.c.status == literal_column(f"'{JobStatus.IN_QUEUE.value}'")
+RUNNING = jobs.c.status == literal_column(f"'{JobStatus.IN_PROGRESS.value}'")
+
+
+def _alive_clause() -> ColumnElement[bool]:
+    keep = case(
+        (jobs.c.kind == "runsync", bindparam("b_keep_runsync", type_=Float)),
+        else_=bindparam("b_keep_run", type_=Float),
+    )
+    return and_(
+        or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > NOW),
+        or_(jobs.c.finished_at.is_(None), jobs.c.finished_at + keep > NOW),
+    )
+
+
+#: Not past its ttl, and not final for longer than its kind's retention (binds b_now, b_keep_*).
+ALIVE = _alive_clause()
+#: execution_ms of a job ending at b_now (from its started_at).
+RAN_FOR = func.cast((NOW - jobs.c.started_at) * 1000, jobs.c.execution_ms.type)
+
+
+def ending(status: Any, now: Any, **more: Any) -> dict[str, Any]:
+    """The values every final transition sets: worker-only fields (s3Config, env) are dropped the
+    moment a job ends, whichever way it ends."""
+    return {"status": status, "finished_at": now, "lease_until": None, "secret": None,
+            "stream_closed": True, **more}
+_HELD = and_(
+    jobs.c.id == bindparam("b_job"), jobs.c.worker_id == bindparam("b_worker"),
+    RUNNING,
+)
+#: A job this worker holds (binds b_job, b_worker), and of this endpoint (also b_endpoint).
+HELD_BY = {False: _HELD, True: and_(_HELD, jobs.c.endpoint_id == bindparam("b_endpoint"))}
+GET = Prepared(select(*PUBLIC_COLUMNS).where(jobs.c.id == bindparam("b_job"), ALIVE))
+#: What enqueue stores of a new job (bound as `v_<column>`).
+_NEW_JOB_COLUMNS = (
+    "id", "project_id", "endpoint_id", "route", "kind", "input", "status", "attempt", "max_attempts",
+    "created_at", "webhook", "policy", "secret", "stream_closed", "expires_at", "low_priority",
+    "timeout_ms", "retries",
+)
+INSERT_JOB = Prepared(insert(jobs).values({name: bindparam(f"v_{name}") for name in _NEW_JOB_COLUMNS}))
+_PICKED = (
+    select(jobs.c.id)
+    .where(
+        jobs.c.endpoint_id == bindparam("b_endpoint"),
+        QUEUED,
+        or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > NOW),
+        or_(jobs.c.run_after.is_(None), jobs.c.run_after <= NOW),
+    )
+    .order_by(jobs.c.created_at)
+    .limit(bindparam("b_limit"))
+    .with_for_update(skip_locked=True)
+    .cte("picked")
+)
+TAKE = Prepared(
+    update(jobs)
+    .where(jobs.c.id == _PICKED.c.id, QUEUED)
+    .values(
+        status=JobStatus.IN_PROGRESS,
+        worker_id=bindparam("b_worker"),
+        lease_until=bindparam("b_lease_until", type_=Float),
+        attempt=jobs.c.attempt + 1,
+        started_at=NOW,
+        delay_ms=func.cast((NOW - jobs.c.created_at) * 1000, jobs.c.delay_ms.type),
+        deadline_at=NOW + jobs.c.timeout_ms / 1000.0,
+    )
+    .returning(jobs)
+)
+
+
+def _finish_statement(by_endpoint: bool) -> Prepared:
+    return Prepared(
+        update(jobs)
+        .where(HELD_BY[by_endpoint])
+        .values(**ending(
+            bindparam("b_status"), NOW, execution_ms=RAN_FOR, output=bindparam("b_output"),
+            error=bindparam("b_error"), error_info=bindparam("b_error_info"),
+        ))
+        .returning(*PUBLIC_COLUMNS)
+    )
+
+
+def new_job_binds(**values: Any) -> dict[str, Any]:
+    """A new job's values as INSERT_JOB binds them."""
+    return {f"v_{name}": value for name, value in values.items()}
+
+
+def held_binds(job_id: str, worker_id: str, endpoint_id: str | None) -> dict[str, str | None]:
+    """The values HELD_BY[endpoint_id is not None] binds."""
+    return {"b_job": job_id, "b_worker": worker_id, "b_endpoint": endpoint_id}
+
+
+#: End a held job (binds b_now, b_job, b_worker, b_status, b_output, b_error, b_error_info, and
+#: b_endpoint in the by-endpoint variant).
+FINISH = {by_endpoint: _finish_statement(by_endpoint) for by_endpoint in (False, True)}

@@ -1,0 +1,242 @@
+"""The worker's side of the queue: take under a lease, heartbeat, progress, chunks, finish."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+
+from podium import _json
+from podium.dispatch.base import QueueBase
+from podium.dispatch.keys import SCALE_KEY, ep_key, job_key
+from podium.dispatch.notify import wait_event
+from podium.dispatch.statements import FINISH, HELD_BY, RUNNING, TAKE, held_binds
+from podium.dispatch.states import JobStatus
+from podium.store.engine import Row
+from podium.store.tables import jobs, stream_chunks
+
+
+def backoff(attempt: int, base: float, cap: float = 60.0) -> float:
+    """Seconds before retry number `attempt`: exponential, capped, with jitter (half to full) so
+    retries of many jobs failing together spread out."""
+    return float(random.uniform(0.5, 1.0) * min(cap, base * 2 ** (attempt - 1)))
+
+
+class WorkerSide(QueueBase):
+    """What workers do with jobs: take them under a lease, report on them, end them."""
+
+    async def take(
+        self, endpoint_id: str, worker_id: str, *, lease: float, limit: int = 1
+    ) -> list[Row]:
+        """Atomically claim up to `limit` queued jobs of an endpoint for one worker."""
+        now = self.clock.now()
+        params = {"b_now": now, "b_endpoint": endpoint_id, "b_worker": worker_id,
+                  "b_lease_until": now + lease, "b_limit": limit}
+        # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
+        async with self.store.tx(durable=False) as conn:
+            return await conn.rows(TAKE, params)
+
+    async def take_wait(
+        self,
+        endpoint_id: str,
+        worker_id: str,
+        *,
+        lease: float,
+        timeout: float,
+        limit: int = 1,
+        alive: Callable[[], Awaitable[bool]] | None = None,
+    ) -> list[Row]:
+        """Long-poll: claim jobs, or wait until one is stored (no sleeping, no polling).
+
+        `alive` is asked after each wait, before claiming and once more after: a worker that
+        died, hung up or may no longer take work while it waited claims nothing (what was just
+        claimed goes back), and the wake-up it got goes on to another waiting worker (or starts
+        one). Before the first claim the caller has only just asked.
+        """
+        deadline = time.monotonic() + timeout
+        waited = False
+        with self.notifier.listen(ep_key(endpoint_id)) as ev:
+            while True:
+                if self.closing:
+                    return []
+                if waited and alive is not None and not await alive():
+                    ev.set()  # passed on when this waiter leaves (Notifier.listen)
+                    self.notifier.notify(SCALE_KEY)
+                    return []
+                taken = await self.take(endpoint_id, worker_id, lease=lease, limit=limit)
+                if taken:
+                    if waited and alive is not None and not await alive():
+                        await self.untake([r["id"] for r in taken], worker_id)
+                        return []
+                    return taken
+                if not await wait_event(ev, deadline - time.monotonic()):
+                    return []
+                waited = True
+
+    async def note_cold_start(self, rows: Sequence[Row], started_at: float, ready_at: float) -> None:
+        """Record how much of each job's wait was its worker's cold start."""
+        async with self.store.tx(durable=False) as conn:
+            for row in rows:
+                cold = ready_at - max(row["created_at"], started_at)
+                if cold > 0:
+                    await conn.execute(
+                        update(jobs).where(jobs.c.id == row["id"]).values(cold_ms=int(cold * 1000))
+                    )
+
+    async def untake(self, job_ids: Sequence[str], worker_id: str) -> None:
+        """Give back jobs taken for a worker that hung up before it could receive them."""
+        async with self.store.tx(durable=False) as conn:
+            res = await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id.in_(list(job_ids)),
+                    jobs.c.worker_id == worker_id,
+                    RUNNING,
+                )
+                .values(
+                    status=JobStatus.IN_QUEUE, worker_id=None, lease_until=None,
+                    attempt=jobs.c.attempt - 1, started_at=None, delay_ms=None, deadline_at=None,
+                )
+                .returning(jobs.c.endpoint_id)
+            )
+            endpoints = {ep for (ep,) in res.all()}
+        for ep in endpoints:
+            self.notifier.notify(ep_key(ep))
+
+    async def heartbeat(
+        self, worker_id: str, job_ids: Sequence[str], *, lease: float, endpoint_id: str | None = None
+    ) -> int:
+        """Extend the leases of the jobs a live worker says it holds."""
+        if not job_ids:
+            return 0
+        cond = and_(jobs.c.id.in_(list(job_ids)), jobs.c.worker_id == worker_id,
+                    RUNNING)
+        if endpoint_id is not None:
+            cond = and_(cond, jobs.c.endpoint_id == endpoint_id)
+        async with self.store.tx(durable=False) as conn:
+            res = await conn.execute(
+                update(jobs)
+                .where(cond)
+                .values(lease_until=self.clock.now() + lease)
+            )
+            return res.rowcount or 0
+
+    async def progress(self, job_id: str, worker_id: str, value: Any, *, endpoint_id: str | None = None) -> bool:
+        """Record a progress update; ignored once the job is final (updates can arrive late)."""
+        async with self.store.tx(durable=False) as conn:
+            res = await conn.execute(
+                update(jobs)
+                .where(HELD_BY[endpoint_id is not None])
+                .values(progress=_json.dumps(value)),
+                held_binds(job_id, worker_id, endpoint_id),
+            )
+        self.notifier.notify(job_key(job_id))
+        return bool(res.rowcount)
+
+    async def append_chunk(
+        self, job_id: str, worker_id: str, value: Any, *, endpoint_id: str | None = None
+    ) -> bool:
+        """Store one stream chunk of a running job and wake its readers (not fsynced: the job's
+        end is, and with it every chunk stored before)."""
+        async with self.store.tx(durable=False) as conn:
+            held = await conn.execute(
+                select(jobs.c.id).where(HELD_BY[endpoint_id is not None]), held_binds(job_id, worker_id, endpoint_id)
+            )
+            if held.first() is None:
+                return False
+            seq = await conn.scalar(
+                select(func.coalesce(func.max(stream_chunks.c.seq), -1) + 1).where(
+                    stream_chunks.c.job_id == job_id
+                )
+            )
+            await conn.execute(
+                insert(stream_chunks).values(
+                    job_id=job_id, seq=seq, data=_json.dumps(value), consumed=False
+                )
+            )
+        self.notifier.notify(job_key(job_id))
+        return True
+
+    async def finish(
+        self,
+        job_id: str,
+        worker_id: str,
+        *,
+        output: Any = None,
+        error: str | None = None,
+        error_info: dict[str, Any] | None = None,
+        retryable: bool = False,
+        endpoint_id: str | None = None,
+    ) -> bool:
+        """End a job COMPLETED (no error) or FAILED; a `retryable` error with retries left queues
+        it again after a backoff instead. Late or foreign posts (another worker's, another
+        endpoint's) change nothing."""
+        if error is not None and retryable and await self._retry_later(job_id, worker_id, error, endpoint_id):
+            return True
+        failed = error is not None
+        params = {
+            **held_binds(job_id, worker_id, endpoint_id), "b_now": self.clock.now(),
+            "b_status": JobStatus.FAILED if failed else JobStatus.COMPLETED,
+            "b_output": None if failed else _json.dumps(output), "b_error": error,
+            "b_error_info": _json.dumps(error_info) if error_info else None,
+        }
+        async with self.store.tx(durable=False) as conn:
+            found = await conn.rows(FINISH[endpoint_id is not None], params)
+            row = found[0] if found else None
+        if row is not None:
+            waited = self.notifier.listeners(job_key(job_id)) > 0
+            if row["kind"] == "run" or not waited:
+                # A result is promised once shown, unless its caller is there to receive it (a
+                # crash before that answer runs the job again).
+                await self._promise(job_id)
+            if waited:
+                self._finals.put(job_id, row)
+            await self._ended([job_id], [row])
+        return row is not None
+
+    async def _retry_later(self, job_id: str, worker_id: str, error: str, endpoint_id: str | None) -> bool:
+        """Queue a failed attempt again if it has route retries left; True if it did."""
+        now = self.clock.now()
+        held = held_binds(job_id, worker_id, endpoint_id)
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(jobs.c.attempt, jobs.c.retries, jobs.c.max_attempts, jobs.c.attempt_errors,
+                       jobs.c.endpoint_id)
+                .where(HELD_BY[endpoint_id is not None]),
+                held,
+            )
+            row = res.mappings().first()
+            if row is None or row["attempt"] > row["retries"] or row["attempt"] >= row["max_attempts"]:
+                return False
+            errors = (_json.loads(row["attempt_errors"]) or []) + [
+                {"attempt": row["attempt"], "error": error, "at": now}
+            ]
+            await conn.execute(
+                update(jobs)
+                .where(HELD_BY[endpoint_id is not None])
+                .values(
+                    status=JobStatus.IN_QUEUE, worker_id=None, lease_until=None, deadline_at=None,
+                    started_at=None, progress=None, attempt_errors=_json.dumps(errors),
+                    run_after=now + backoff(row["attempt"], self.retry_base),
+                ),
+                held,
+            )
+        self.notifier.notify(job_key(job_id))
+        return True
+
+    async def secret_fields(self, job_id: str) -> dict[str, Any]:
+        """Worker-only request fields of a job (never shown to callers)."""
+        async with self.store.tx() as conn:
+            raw = await conn.scalar(select(jobs.c.secret).where(jobs.c.id == job_id))
+        return self.worker_fields(raw)
+
+    def worker_fields(self, sealed: str | None) -> dict[str, Any]:
+        """A taken job's worker-only request fields, decrypted (its `secret` column)."""
+        if not sealed:
+            return {}
+        assert self.box is not None, "sealed fields exist only where a box sealed them"
+        fields: dict[str, Any] = _json.loads(self.box.open(sealed))
+        return fields

@@ -1,0 +1,219 @@
+"""Endpoints: a name pointed at a version, its scaling settings, state, history and secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, insert, or_, select, update
+
+from podium import _json
+from podium.bounded import MISSING, Bounded
+from podium.clock import Clock
+from podium.names import ENDPOINT_NAME
+from podium.records import ServiceConfig
+from podium.store.engine import Row, Store
+from podium.store.projects import new_id
+from podium.store.tables import endpoint_history, endpoint_secrets, endpoints
+
+ENDPOINT_CACHE_SECONDS = 1.0
+
+
+#: What each worker asks of the machine or cluster (scaling.resources.Resources).
+RESOURCES = ("cpus", "gpus", "memory_mb")
+#: The endpoint columns a version's config (or `podium scale`) sets.
+SCALING = ("min_workers", "max_workers", "idle_timeout", "concurrency", "scaler", "target",
+           "max_jobs_per_worker", "max_worker_memory_mb", "queue_cap", *RESOURCES)
+
+
+def scaling_columns(config: dict[str, Any]) -> dict[str, Any]:
+    """The scaling settings of a config, defaults filled in for older versions' configs."""
+    full = ServiceConfig.from_dict(config).as_dict()
+    return {k: full[k] for k in SCALING}
+
+
+class EndpointState:
+    CREATING = "CREATING"
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+    ERROR = "ERROR"
+
+
+class Endpoints:
+    """Endpoints, read on every call (so briefly cached), and changed by deploys and operators."""
+
+    def __init__(self, store: Store, clock: Clock | None = None) -> None:
+        self.store = store
+        self.clock = clock or Clock()
+        # Endpoint rows are read on every call and change rarely: cached briefly, and dropped
+        # whenever this process changes one (the TTL bounds staleness across server replicas).
+        self._endpoints: Bounded[tuple[str | None, str], Row | None] = Bounded(ttl=ENDPOINT_CACHE_SECONDS)
+
+    async def get_endpoint(self, project_id: str | None, ref: str) -> Row | None:
+        """An endpoint by id or by name (within the project, when one is given)."""
+        hit = self._endpoints.get((project_id, ref), MISSING)
+        if hit is not MISSING:
+            return hit
+        row = await self._load_endpoint(project_id, ref)
+        self._endpoints.put((project_id, ref), row)
+        return row
+
+    async def _load_endpoint(self, project_id: str | None, ref: str) -> Row | None:
+        q = select(endpoints).where(or_(endpoints.c.id == ref, endpoints.c.name == ref))
+        if project_id is not None:
+            q = q.where(endpoints.c.project_id == project_id)
+        async with self.store.tx() as conn:
+            rows = (await conn.execute(q)).mappings().all()
+        by_id = [r for r in rows if r["id"] == ref]
+        return (by_id or rows or [None])[0]  # type: ignore[list-item]
+
+    async def list_endpoints(self, project_id: str | None = None) -> list[Row]:
+        q = select(endpoints).order_by(endpoints.c.created_at)
+        if project_id is not None:
+            q = q.where(endpoints.c.project_id == project_id)
+        async with self.store.tx() as conn:
+            return list((await conn.execute(q)).mappings().all())
+
+    async def point_endpoint(
+        self,
+        project_id: str,
+        name: str,
+        version: Row,
+        *,
+        key_id: str | None,
+        message: str | None,
+    ) -> tuple[Row, bool]:
+        """Create the endpoint `name` at `version`, or re-point it. Returns (row, changed)."""
+        ENDPOINT_NAME.check(name)
+        now = self.clock.now()
+        config = _json.loads(version["config"])
+        self._endpoints.clear()
+        current = await self._load_endpoint(project_id, name)
+        if current is not None and current["name"] == name:
+            if current["version_id"] == version["id"] and current["state"] != EndpointState.INACTIVE:
+                return current, False
+            async with self.store.tx() as conn:
+                await conn.execute(
+                    update(endpoints)
+                    .where(endpoints.c.id == current["id"])
+                    .values(version_id=version["id"], state=EndpointState.CREATING, error=None,
+                            pending=None, updated_at=now, **scaling_columns(config))
+                )
+                await self._history(conn, current["id"], version["id"], key_id, message, now)
+            row = await self._load_endpoint(project_id, current["id"])
+            assert row is not None
+            return row, True
+        eid = new_id()
+        async with self.store.tx() as conn:
+            await conn.execute(
+                insert(endpoints).values(
+                    id=eid,
+                    project_id=project_id,
+                    name=name,
+                    version_id=version["id"],
+                    state=EndpointState.CREATING,
+                    created_at=now,
+                    **scaling_columns(config),
+                    updated_at=now,
+                )
+            )
+            await self._history(conn, eid, version["id"], key_id, message, now)
+        row = await self._load_endpoint(project_id, eid)
+        assert row is not None
+        return row, True
+
+    @staticmethod
+    async def _history(
+        conn: Any, endpoint_id: str, version_id: str, key_id: str | None, message: str | None, at: float
+    ) -> None:
+        await conn.execute(
+            insert(endpoint_history).values(
+                endpoint_id=endpoint_id, version_id=version_id, key_id=key_id, message=message, at=at
+            )
+        )
+
+    async def stage_endpoint(
+        self, endpoint_id: str, version_id: str, *, key_id: str | None, message: str | None
+    ) -> None:
+        """Remember a deploy that waits for its version's environment (the endpoint keeps its
+        version meanwhile); `point_endpoint` (or `clear_pending`) ends the wait."""
+        pending = {"version_id": version_id, "key_id": key_id, "message": message}
+        async with self.store.tx() as conn:
+            await conn.execute(
+                update(endpoints).where(endpoints.c.id == endpoint_id)
+                .values(pending=_json.dumps(pending), updated_at=self.clock.now())
+            )
+        self._endpoints.clear()
+
+    async def clear_pending(self, endpoint_id: str) -> None:
+        async with self.store.tx() as conn:
+            await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(pending=None))
+        self._endpoints.clear()
+
+    async def set_scaling(self, endpoint_id: str, settings: dict[str, Any]) -> None:
+        """Change an endpoint's scaling settings (no redeploy; the next deploy sets them again)."""
+        async with self.store.tx() as conn:
+            await conn.execute(
+                update(endpoints)
+                .where(endpoints.c.id == endpoint_id)
+                .values(updated_at=self.clock.now(), **scaling_columns(settings))
+            )
+        self._endpoints.clear()
+
+    async def history(self, endpoint_id: str) -> list[Row]:
+        """Every re-pointing of an endpoint, newest first."""
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(endpoint_history)
+                .where(endpoint_history.c.endpoint_id == endpoint_id)
+                .order_by(endpoint_history.c.at.desc(), endpoint_history.c.id.desc())
+            )
+            return list(res.mappings().all())
+
+    async def remove_endpoint(self, endpoint_id: str) -> None:
+        """Delete an endpoint and its history (its versions and jobs stay)."""
+        async with self.store.tx() as conn:
+            await conn.execute(delete(endpoint_history).where(endpoint_history.c.endpoint_id == endpoint_id))
+            await conn.execute(delete(endpoint_secrets).where(endpoint_secrets.c.endpoint_id == endpoint_id))
+            await conn.execute(delete(endpoints).where(endpoints.c.id == endpoint_id))
+        self._endpoints.clear()
+
+    async def set_state(
+        self, endpoint_id: str, state: str, *, error: str | None = None, only_from: str | None = None
+    ) -> bool:
+        q = update(endpoints).where(endpoints.c.id == endpoint_id)
+        if only_from is not None:
+            q = q.where(endpoints.c.state == only_from)
+        async with self.store.tx() as conn:
+            res = await conn.execute(q.values(state=state, error=error, updated_at=self.clock.now()))
+        self._endpoints.clear()
+        return bool(res.rowcount)
+
+    async def set_secret(self, endpoint_id: str, name: str, token: str) -> None:
+        async with self.store.tx() as conn:
+            await conn.execute(
+                delete(endpoint_secrets)
+                .where(endpoint_secrets.c.endpoint_id == endpoint_id, endpoint_secrets.c.name == name)
+            )
+            await conn.execute(
+                insert(endpoint_secrets).values(
+                    endpoint_id=endpoint_id, name=name, value=token, updated_at=self.clock.now()
+                )
+            )
+
+    async def delete_secret(self, endpoint_id: str, name: str) -> bool:
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                delete(endpoint_secrets)
+                .where(endpoint_secrets.c.endpoint_id == endpoint_id, endpoint_secrets.c.name == name)
+            )
+        return bool(res.rowcount)
+
+    async def secrets(self, endpoint_id: str) -> list[Row]:
+        """An endpoint's secrets, still encrypted, by name."""
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(endpoint_secrets)
+                .where(endpoint_secrets.c.endpoint_id == endpoint_id)
+                .order_by(endpoint_secrets.c.name)
+            )
+            return list(res.mappings().all())
