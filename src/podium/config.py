@@ -23,6 +23,17 @@ def _number(name: str, default: float, kind: type = float) -> Any:
         raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
 
 
+def _switch(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("on", "1", "true", "yes"):
+        return True
+    if raw in ("off", "0", "false", "no"):
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server needs to know; `Settings.from_env()` reads PODIUM_* variables."""
@@ -86,6 +97,9 @@ class Settings:
     #: A version whose first local worker takes longer than this (seconds) to become ready gets a
     #: pre-imported parent its next workers are forked from (0: every version; negative: none).
     fork_after: float = 1.0
+    #: Run local workers (and Ray workers on nodes that have bwrap) in a bubblewrap sandbox
+    #: (`podium.scaling.sandbox`) when bwrap works here; `PODIUM_SANDBOX=off` turns it off.
+    sandbox: bool = True
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -123,6 +137,7 @@ class Settings:
             ray_address=os.environ.get("RAY_ADDRESS") or None,
             public_url=os.environ.get("PODIUM_PUBLIC_URL") or None,
             fork_after=_number("PODIUM_FORK_AFTER", 1.0),
+            sandbox=_switch("PODIUM_SANDBOX", True),
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
         if s.backend not in BACKENDS:

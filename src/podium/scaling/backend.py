@@ -10,12 +10,16 @@ from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import Interpreter
 from podium.scaling.resources import Resources
+from podium.scaling.sandbox import Sandboxing
 
 #: Awaited with the worker and its exit code when it ends, however it ends.
 ExitCallback = Callable[[WorkerInfo, int], Awaitable[None]]
 
 
 class Backend(Protocol):
+    #: Whether its workers run sandboxed, said on start and by `podium status`.
+    sandbox: Sandboxing
+
     async def start(
         self,
         info: WorkerInfo,
