@@ -100,10 +100,8 @@ def available() -> str | None:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return "bwrap (bubblewrap) is not installed"
-    argv = [bwrap, *_system(), "--proc", "/proc", "--dev", "/dev", "--unshare-pid", "--die-with-parent",
-            "--new-session", "--cap-drop", "ALL", "--", "/bin/true"]
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(wrap(["/bin/true"], []), capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap does not run: {exc}"
     if out.returncode != 0:
@@ -167,12 +165,7 @@ class Box:
     def argv(self, cmd: Sequence[str], info_fd: int) -> list[str]:
         """`bwrap ... -- cmd`: `cmd` is the box's pid 1 (its exit ends every process of the box);
         bwrap writes its pid, as the host sees it, to `info_fd`."""
-        bwrap = shutil.which("bwrap")
-        assert bwrap is not None, "Box.argv without bwrap (check available() first)"
-        args = [bwrap, "--info-fd", str(info_fd), "--as-pid-1", *_system(), "--proc", "/proc", "--dev", "/dev",
-                "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/home", "--dir", BOX_HOME, "--chdir", BOX_HOME,
-                "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        args = [*_bwrap(), "--info-fd", str(info_fd), "--as-pid-1"]
         for mount in self.mounts():
             args += mount.args()
         if self.gpus:
@@ -200,6 +193,26 @@ class Box:
         if self.channel is not None and "PODIUM_WORKER_SOCKET" in out:
             out["PODIUM_WORKER_SOCKET"] = f"{BOX_RUN}/worker.sock"
         return out
+
+
+def wrap(cmd: Sequence[str], mounts: Sequence[Mount]) -> list[str]:
+    """`bwrap ... -- cmd` for a task of the server's that runs code it did not write (an
+    environment's build runs packages' build scripts): the system and `mounts` only."""
+    args = _bwrap()
+    for mount in mounts:
+        args += mount.args()
+    return [*args, "--", *cmd]
+
+
+def _bwrap() -> list[str]:
+    """bwrap and what every box has: the system, its own /proc, /dev, /tmp, /run and home, its
+    own PID, IPC and UTS namespaces and session, no capabilities; it dies with its parent."""
+    bwrap = shutil.which("bwrap")
+    assert bwrap is not None, "a box without bwrap (check available() first)"
+    return [bwrap, *_system(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+            "--tmpfs", "/home", "--dir", BOX_HOME, "--chdir", BOX_HOME, "--setenv", "HOME", BOX_HOME,
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
 
 
 def _system() -> list[str]:
