@@ -35,6 +35,7 @@ lint: venv
 test: venv venv-ray lint
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-bubblewrap.sh
 	$(PY) -m pytest
 	bash scripts/test-typescript.sh
 
