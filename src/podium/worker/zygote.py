@@ -111,8 +111,24 @@ class Zygote:
                 return 0
             for key, _ in self.sel.select(timeout=1.0):
                 key.data(key.fileobj)
+            if os.getpid() == 1:
+                self._reap_orphans()
         say("retired, and its workers have exited")
         return 0
+
+    def _reap_orphans(self) -> None:
+        """As its sandbox's first process, the zygote inherits the orphans of its workers (a runpod
+        worker's ping process): reap those that have exited, leaving its workers to `_on_exit`."""
+        mine = {c.pid for c in self.children.values()}
+        try:
+            with open("/proc/self/task/1/children") as f:
+                pids = [int(p) for p in f.read().split()]
+        except OSError:
+            return
+        for pid in pids:
+            if pid not in mine:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
 
     def _listen(self) -> None:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
