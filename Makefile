@@ -43,6 +43,7 @@ docs: venv
 test: venv venv-ray lint docs
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-bubblewrap.sh
 	$(PY) -m pytest
 	bash scripts/test-typescript.sh
 

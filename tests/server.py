@@ -155,16 +155,23 @@ def _processes() -> list[tuple[int, int, str, list[str]]]:
     return rows
 
 
+def _started_by(server_pid: int, rows: list[tuple[int, int, str, list[str]]]) -> set[int]:
+    """The processes a server started: its children, and, sandboxed, the process each of its
+    `bwrap` children runs in its box."""
+    boxes = {pid for pid, ppid, comm, _argv in rows if ppid == server_pid and comm == "bwrap"}
+    return {pid for pid, ppid, _comm, _argv in rows if (ppid == server_pid and pid not in boxes) or ppid in boxes}
+
+
 def worker_pids(server_pid: int, endpoint_id: str) -> dict[str, int]:
     """worker id -> pid of the workers this server started for an endpoint: the `python -m
-    podium.worker` processes it spawned, and those its fork servers forked (their command line is
-    their zygote's, their process name their worker id)."""
+    podium.worker` processes it spawned (in their boxes, when sandboxed), and those its fork
+    servers forked (their command line is their zygote's, their process name their worker id)."""
     found: dict[str, int] = {}
     rows = _processes()
+    started = _started_by(server_pid, rows)
     for pid, _ppid, _comm, argv in rows:
         opts = dict(zip(argv, argv[1:]))
-        if "podium.worker" in argv and opts.get("--parent-pid") == str(server_pid) \
-                and opts.get("--endpoint") == endpoint_id:
+        if "podium.worker" in argv and pid in started and opts.get("--endpoint") == endpoint_id:
             found[opts["--worker-id"]] = pid
     forks = {pid for pid, opts in zygotes(server_pid, rows).items() if opts.get("--endpoint") == endpoint_id}
     for pid, ppid, comm, _argv in rows:
@@ -174,13 +181,12 @@ def worker_pids(server_pid: int, endpoint_id: str) -> dict[str, int]:
 
 
 def zygotes(server_pid: int, rows: list[tuple[int, int, str, list[str]]] | None = None) -> dict[int, dict[str, str]]:
-    """pid -> options (--endpoint, --version, ...) of this server's fork servers (its children
-    running `podium.worker.zygote`; the workers they fork share that command line)."""
-    found = {}
-    for pid, ppid, _comm, argv in rows if rows is not None else _processes():
-        if ppid == server_pid and "podium.worker.zygote" in argv:
-            found[pid] = dict(zip(argv, argv[1:]))
-    return found
+    """pid -> options (--endpoint, --version, ...) of this server's fork servers (the processes
+    it started running `podium.worker.zygote`; the workers they fork share that command line)."""
+    rows = rows if rows is not None else _processes()
+    started = _started_by(server_pid, rows)
+    return {pid: dict(zip(argv, argv[1:])) for pid, _ppid, _comm, argv in rows
+            if pid in started and "podium.worker.zygote" in argv}
 
 
 @contextlib.contextmanager

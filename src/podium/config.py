@@ -24,6 +24,17 @@ def _number(name: str, default: float, kind: type = float) -> Any:
         raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
 
 
+def _switch(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("on", "1", "true", "yes"):
+        return True
+    if raw in ("off", "0", "false", "no"):
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server needs to know; `Settings.from_env()` reads PODIUM_* variables."""
@@ -98,6 +109,9 @@ class Settings:
     #: services use it, and the console is not served there. (Answers with user content are
     #: sandboxed on every origin; this keeps them off the console's origin altogether.)
     user_content_url: str | None = None
+    #: Run local workers (and Ray workers on nodes that have bwrap) in a bubblewrap sandbox
+    #: (`podium.sandbox`) when bwrap works here; `PODIUM_SANDBOX=off` turns it off.
+    sandbox: bool = True
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -138,6 +152,7 @@ class Settings:
             fork_after=_number("PODIUM_FORK_AFTER", 1.0),
             metrics_public=os.environ.get("PODIUM_METRICS_PUBLIC", "") not in ("", "0", "false"),
             user_content_url=os.environ.get("PODIUM_USER_CONTENT_URL") or None,
+            sandbox=_switch("PODIUM_SANDBOX", True),
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
         if s.user_content_url is not None and not re.fullmatch(r"https?://[^/?#]+/?", s.user_content_url):

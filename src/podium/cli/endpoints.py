@@ -146,6 +146,8 @@ def _show_installation(st: dict[str, Any], as_json: bool) -> None:
         return
     out.print(f"Podium {st['version']}  store {st['store']}  backend {st['backend']}  "
               f"answered by replica {st['replica']}")
+    if "sandbox" in st:  # a replica of an older version does not say
+        out.print(st["sandbox"]["status"], style=None if st["sandbox"]["on"] else "bold red", soft_wrap=True)
     table = Table("replica", "url", "role", "workers", box=None)
     for r in st["replicas"]:
         table.add_row(r["id"], r["url"], "leader" if r["leader"] else "follower",

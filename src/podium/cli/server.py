@@ -44,6 +44,9 @@ def up(
         if settings.backend == "ray":
             out.print(f"Workers on the Ray cluster at {settings.ray_address or 'auto'}, "
                       f"reaching this server at {settings.worker_url}", soft_wrap=True)
+        sandboxing = runtime.scaler.backend.sandbox
+        out.print(sandboxing.status[0].upper() + sandboxing.status[1:],
+                  style=None if sandboxing.on else "bold red", soft_wrap=True)
         if runtime.new_admin_key:
             out.print(f"Admin API key (shown once; saved for the CLI in {settings.credentials}):",
                       style="bold")

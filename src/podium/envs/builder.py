@@ -9,6 +9,12 @@ Podium's worker runtime reaches the environment as a link to the `podium` packag
 the server's site-packages), and the few libraries it imports are installed with the user's
 requirements in one resolution: the user's pins win, and a pin the runtime cannot work with fails
 the build with a message that says so.
+
+A build runs packages' build scripts (an sdist's setup.py): the deployer's code. Where workers are
+sandboxed, so is the build (`podium.sandbox.wrap`): it sees the system, the interpreter
+the environment is made from, uv and its cache, the index's local directories, and writes only
+the environment being built; nothing of PODIUM_HOME. Either way its environment is an allowlist
+(`build_environ`), never the server's settings and keys.
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ from pathlib import Path
 from typing import IO
 
 import podium
-from podium import _json
+from podium import _json, sandbox
 from podium.envs.requirements import Requirements, runtime_requirements
 from podium.errors import PodiumError
 from podium.names import ENV_HASH, VERSION_ID
+from podium.sandbox import Mount
 
 MARKER = "podium-env.json"
 #: Starts each build's part of the log (a log keeps every attempt at one environment).
@@ -42,6 +49,10 @@ PIP_OPTIONS = (("PIP_INDEX_URL", "--index-url"), ("PIP_EXTRA_INDEX_URL", "--extr
                ("PIP_FIND_LINKS", "--find-links"))
 #: Variables of the server's environment that would let a worker see the server's packages.
 LEAKY = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
+#: What of the server's environment a build keeps: the locale and PATH, uv's and pip's settings,
+#: proxies and certificates (the index may need them).
+BUILD_PASSED = (*sandbox.PASSED, "XDG_CACHE_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+                "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
 
 class EnvBuildError(PodiumError):
@@ -90,9 +101,32 @@ def uv_bin() -> str:
 
 
 def build_environ() -> dict[str, str]:
-    """The installer's environment: the server's, without Podium's own settings and keys (a
-    package's build script runs in it)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PODIUM_") and k not in LEAKY}
+    """The installer's environment (a package's build script runs in it): the allowlisted part
+    of the server's, never Podium's own settings and keys."""
+    return {k: v for k, v in os.environ.items() if k in BUILD_PASSED or k.startswith(("UV_", "PIP_"))}
+
+
+def uv_cache() -> Path:
+    """uv's cache (UV_CACHE_DIR, else its default), which a sandboxed build writes to."""
+    if os.environ.get("UV_CACHE_DIR"):
+        return Path(os.environ["UV_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uv"
+
+
+class Jail:
+    """Where a sandboxed build runs: the environment being built writable, and what it reads."""
+
+    def __init__(self, target: Path, interpreter: Path) -> None:
+        cache = uv_cache()
+        cache.mkdir(parents=True, exist_ok=True)
+        self.environ = {**build_environ(), "UV_CACHE_DIR": str(cache), "UV_LINK_MODE": "copy"}
+        links = [Path(p) for var in ("PIP_FIND_LINKS", "UV_FIND_LINKS") for p in self.environ.get(var, "").split()]
+        read = {Path(uv_bin()), interpreter.resolve().parent.parent, sandbox.podium_path(),
+                *(p.resolve() for p in links if p.exists())}
+        self.mounts = [*(Mount(p) for p in sorted(read)), Mount(target, writable=True), Mount(cache, writable=True)]
+
+    def argv(self, cmd: list[str]) -> list[str]:
+        return sandbox.wrap(cmd, self.mounts)
 
 
 def index_options(environ: dict[str, str]) -> list[str]:
@@ -127,9 +161,11 @@ class EnvStore:
         root: where environments live (`$PODIUM_HOME/envs`).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, sandboxed: bool = False) -> None:
         self.root = root
         self.steps = Steps()
+        #: Builds run in a bubblewrap box (what `sandboxed` asks, where bwrap works).
+        self.sandboxed = sandboxed and sandbox.available() is None
 
     def path(self, key: str) -> Path:
         return self.root / ENV_HASH.check(key)
@@ -203,8 +239,21 @@ class EnvStore:
     def _build(self, target: Path, reqs: Requirements, log: IO[str]) -> None:
         uv = uv_bin()
         python = reqs.resolved_python()
-        venv = [uv, "venv", "--quiet", "--no-python-downloads", "--no-project", "--python", python, str(target)]
-        out = _run(venv, log, self.steps)
+        jail = None
+        if self.sandboxed:  # the interpreter found first: the box shows it alone
+            found = subprocess.run([uv, "python", "find", "--no-project", python], capture_output=True, text=True,
+                                   check=False, env=build_environ())
+            if found.returncode != 0:
+                raise EnvBuildError(
+                    f"cannot create a Python {python} environment (is Python {python} installed on the "
+                    f"server? Podium does not download interpreters):\n{found.stderr}"
+                )
+            python = found.stdout.strip()
+            target.mkdir(parents=True)
+            jail = Jail(target, Path(python))
+        venv = [uv, "venv", "--quiet", "--no-python-downloads", "--no-project", "--allow-existing", "--python", python,
+                str(target)]
+        out = _run(venv, log, self.steps, jail)
         if out is not None:
             raise EnvBuildError(
                 f"cannot create a Python {python} environment (is Python {python} installed on the "
@@ -216,10 +265,11 @@ class EnvStore:
         runtime = target / "podium-runtime.txt"
         runtime.write_text("".join(f"{line}\n" for line in runtime_requirements()), encoding="utf-8")
         index = index_options(build_environ())
-        out = _run([uv, "pip", "install", "--python", py, *index, "-r", str(user), "-r", str(runtime)], log, self.steps)
+        install = [uv, "pip", "install", "--python", py, *index, "-r", str(user), "-r", str(runtime)]
+        out = _run(install, log, self.steps, jail)
         if out is not None:
             alone = _run([uv, "pip", "compile", "--python", py, "--quiet", "--no-header", *index, str(user)],
-                         subprocess.DEVNULL, self.steps)
+                         subprocess.DEVNULL, self.steps, jail)
             if alone is None:
                 raise EnvBuildError(
                     "the requirements conflict with what Podium's worker runtime needs "
@@ -227,7 +277,7 @@ class EnvStore:
                 )
             raise EnvBuildError(f"installing the requirements failed:\n{out}")
         _link_podium(target)
-        out = _run([py, "-c", "import podium.worker.__main__"], log, self.steps)
+        out = _run([py, "-c", "import podium.worker.__main__"], log, self.steps, jail)
         if out is not None:
             raise EnvBuildError(f"Podium's worker runtime does not load in this environment:\n{out}")
         info = {"hash": target.name, "python": python, "packages": list(reqs.packages), "created_at": time.time()}
@@ -258,9 +308,12 @@ class EnvStore:
         return existed
 
 
-def _run(cmd: list[str], log: IO[str] | int, steps: Steps) -> str | None:
-    """Run a build step with its output appended to the log (or, quiet, kept apart); None when it
-    succeeded, else the last lines it printed."""
+def _run(cmd: list[str], log: IO[str] | int, steps: Steps, jail: Jail | None = None) -> str | None:
+    """Run a build step (in `jail`, when given) with its output appended to the log (or, quiet,
+    kept apart); None when it succeeded, else the last lines it printed."""
+    env = build_environ() if jail is None else jail.environ
+    if jail is not None:
+        cmd = jail.argv(cmd)
     logged = None if isinstance(log, int) else log
     if logged is not None:
         logged.flush()
@@ -269,7 +322,7 @@ def _run(cmd: list[str], log: IO[str] | int, steps: Steps) -> str | None:
         raise EnvBuildError("the server stopped during the build")
     with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if logged is None else logged,
                           stderr=subprocess.PIPE if logged is None else subprocess.STDOUT, text=True,
-                          env=build_environ(), start_new_session=True) as step:
+                          env=env, start_new_session=True) as step:
         steps.groups.add(step.pid)
         try:
             if steps.stopped:  # stopped while this step started

@@ -72,7 +72,7 @@ class Autoscaler:
         self.backend: Backend = make_backend(settings, self._on_exit)
         self.backend_name = settings.backend
         #: Versions' environments: built before any of their workers starts.
-        self.builds = Builds(EnvStore(settings.envs), catalog, self.wake)
+        self.builds = Builds(EnvStore(settings.envs, sandboxed=settings.sandbox), catalog, self.wake)
         self._start_failures: dict[str, int] = {}
         self._stopping: set[str] = set()
         #: Keys of exited workers still to delete (the store was unreachable then): ticks retry.

@@ -11,6 +11,7 @@ from podium.core.workers import WorkerInfo
 from podium.envs.builder import Interpreter
 from podium.logs import endpoint_dir
 from podium.names import WORKER_ID
+from podium.sandbox import Sandboxing
 from podium.scaling.resources import Resources
 
 #: Awaited with the worker and its exit code when it ends, however it ends.
@@ -18,6 +19,9 @@ ExitCallback = Callable[[WorkerInfo, int], Awaitable[None]]
 
 
 class Backend(Protocol):
+    #: Whether its workers run sandboxed, said on start and by `podium status`.
+    sandbox: Sandboxing
+
     async def start(
         self,
         info: WorkerInfo,

@@ -8,10 +8,16 @@ Starting one of an endpoint's workers on another version or environment retires 
 zygote (it exits once the workers it forked have). Whenever a zygote is missing, not ready yet,
 dead or does not answer, the worker is spawned as before: the optimisation never costs a start.
 
-A forked worker is not the server's child: its zygote reports its pid, and later its exit status,
-over the connection kept open per worker; `ForkedProcess` gives it the face of the asyncio process
-the local backend uses (pid, returncode, wait, send_signal), signalling through a pidfd so a
-reused pid is never hit.
+Sandboxed (`podium.sandbox`), a zygote runs in a box of its version and its workers stay in
+it; it listens in a directory of its own, the only one of the server's the box shows.
+
+A forked worker is not the server's child. It says its pid itself, on the connection its fork
+request came on, with the kernel's credentials attached (SO_PASSCRED: the pid as the server sees
+it, whatever PID namespace the zygote is in); its zygote reports its exit status later on the
+same connection, kept open per worker. The worker's log is opened by the server and passed along
+with the request (SCM_RIGHTS): a boxed zygote does not see the logs' directory. `ForkedProcess`
+gives the worker the face of the asyncio process the local backend uses (pid, returncode, wait,
+send_signal), signalling through a pidfd so a reused pid is never hit.
 """
 
 from __future__ import annotations
@@ -22,16 +28,19 @@ import hashlib
 import logging
 import os
 import signal
+import socket
+import struct
 from collections import Counter
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from podium import _json
+from podium import _json, sandbox
 from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import Interpreter
+from podium.sandbox import Box, BoxedProcess, Limits
 from podium.sockets import SocketDir
 
 log = logging.getLogger("podium.scaling")
@@ -48,6 +57,21 @@ FORK_TIMEOUT = 10.0
 #: The exit code reported for a forked worker whose zygote died before it (its status is lost).
 UNKNOWN_EXIT = 255
 SUPPORTED = hasattr(os, "pidfd_open")
+#: The name of a boxed zygote's socket in its listening directory.
+ZYGOTE_SOCKET = "zygote.sock"
+#: struct ucred: pid, uid, gid.
+UCRED = struct.Struct("3i")
+
+#: A process the local backend follows: spawned, boxed, or forked.
+Process = asyncio.subprocess.Process | BoxedProcess
+
+
+@dataclass(frozen=True)
+class Sandboxed:
+    """What a boxed worker is started with: its box and its limits."""
+
+    box: Box
+    limits: Limits
 
 
 class ForkedProcess:
@@ -109,8 +133,9 @@ class ForkedProcess:
 class Zygote:
     key: str
     endpoint_id: str
-    process: asyncio.subprocess.Process
+    process: Process
     socket: Path
+    limits: Limits | None = None
     retired: bool = False
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -136,18 +161,24 @@ class ForkServers:
         self._alive: set[Zygote] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sockets = SocketDir(settings.home)
+        #: The limits of each boxed worker that was spawned (released when it exits).
+        self._limits: dict[str, Limits] = {}
 
     async def start(
-        self, info: WorkerInfo, cmd: list[str], *, env: dict[str, str], log_path: Path, interpreter: Interpreter
-    ) -> asyncio.subprocess.Process | ForkedProcess:
-        """Start `cmd` (`python -m podium.worker ...`) for `info`: forked when its zygote is ready."""
+        self, info: WorkerInfo, cmd: list[str], *, env: dict[str, str], log_path: Path, interpreter: Interpreter,
+        boxed: Sandboxed | None = None,
+    ) -> Process | ForkedProcess:
+        """Start `cmd` (`python -m podium.worker ...`) for `info`: forked when its zygote is ready,
+        else spawned (in its box, when `boxed`)."""
         key = _key(info, interpreter, env)
         if self.enabled:
             self._switch(info.endpoint_id, key)
             zygote = self._zygotes.get(key)
             if zygote is not None and zygote.ready():
+                fork_env = boxed.box.environ(env) if boxed is not None else env
                 try:
-                    proc = await asyncio.wait_for(self._fork(zygote, _worker_args(cmd), env, log_path), FORK_TIMEOUT)
+                    proc = await asyncio.wait_for(self._fork(zygote, _worker_args(cmd), fork_env, log_path),
+                                                  FORK_TIMEOUT)
                 except (OSError, ValueError, KeyError, TimeoutError) as exc:
                     log.warning("forking worker %s failed (%s); spawning it", info.id, exc or type(exc).__name__)
                     if isinstance(exc, TimeoutError):  # a stuck zygote: do not ask it again
@@ -156,16 +187,29 @@ class ForkServers:
                     info.started_by = "fork"
                     log.info("worker %s forked (pid %d) from the fork server of version %s",
                              info.id, proc.pid, info.version_id)
+                    if boxed is not None:  # it lives in its zygote's box, under its limits
+                        boxed.limits.release()
                     return proc
+        spawned: Process
         with log_path.open("ab") as out:
-            spawned = await asyncio.create_subprocess_exec(
-                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True,
-            )
+            if boxed is not None:
+                spawned = await sandbox.spawn(boxed.box, cmd, env=env, out=out, limits=boxed.limits)
+                self._limits[info.id] = boxed.limits
+            else:
+                spawned = await asyncio.create_subprocess_exec(
+                    *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True,
+                )
         info.started_by = "spawn"
         if self.enabled and info.version_id and key not in self._zygotes and key not in self._settled:
             self._settled.add(key)
-            self._track(self._after_first(key, info, spawned, env, log_path, interpreter))
+            self._track(self._after_first(key, info, spawned, env, log_path, interpreter, boxed))
         return spawned
+
+    def exited(self, info: WorkerInfo) -> None:
+        """A worker's process has ended: its cgroups go (a spawned boxed worker's)."""
+        limits = self._limits.pop(info.id, None)
+        if limits is not None:
+            limits.release()
 
     async def close(self) -> None:
         """Stop every zygote (the server is stopping; its workers were stopped first)."""
@@ -199,8 +243,8 @@ class ForkServers:
             zygote.process.send_signal(sig)
 
     async def _after_first(
-        self, key: str, info: WorkerInfo, proc: asyncio.subprocess.Process, env: dict[str, str],
-        log_path: Path, interpreter: Interpreter,
+        self, key: str, info: WorkerInfo, proc: Process, env: dict[str, str],
+        log_path: Path, interpreter: Interpreter, boxed: Sandboxed | None,
     ) -> None:
         """Once the version's first worker is ready: a zygote if it was slow to get there."""
         while info.ready_at is None:
@@ -213,24 +257,41 @@ class ForkServers:
             return
         log.info("worker %s took %.2f s to become ready: starting a fork server for version %s",
                  info.id, took, info.version_id)
-        await self._launch(key, info, env, log_path, interpreter)
+        await self._launch(key, info, env, log_path, interpreter, boxed)
 
     async def _launch(
-        self, key: str, info: WorkerInfo, env: dict[str, str], worker_log: Path, interpreter: Interpreter
+        self, key: str, info: WorkerInfo, env: dict[str, str], worker_log: Path, interpreter: Interpreter,
+        boxed: Sandboxed | None,
     ) -> None:
         assert info.version_id is not None
-        sock = self._sockets.socket(f"{key}.sock")
-        bundle = self.settings.home.resolve() / "cache" / "bundles" / info.version_id
         log_path = worker_log.parent / "forkserver" / f"{info.version_id}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         shared = {k: v for k, v in env.items() if k not in PER_WORKER}
-        with log_path.open("ab") as out:
-            proc = await asyncio.create_subprocess_exec(
-                interpreter.python, "-m", "podium.worker.zygote", "--socket", str(sock), "--bundle", str(bundle),
-                "--server-pid", str(os.getpid()), "--endpoint", info.endpoint_id, "--version", info.version_id,
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=shared, start_new_session=True,
-            )
-        zygote = Zygote(key, info.endpoint_id, proc, sock)
+        args = ["-m", "podium.worker.zygote", "--endpoint", info.endpoint_id, "--version", info.version_id]
+        proc: Process
+        limits = None
+        if boxed is not None:
+            listen = self._sockets.socket(key)
+            listen.mkdir(mode=0o700, exist_ok=True)
+            sock = listen / ZYGOTE_SOCKET
+            box = replace(boxed.box, listen=listen)
+            limits = Limits(f"zygote-{key}", memory_mb=boxed.limits.memory_mb, gpus=boxed.limits.gpus)
+            limits.prepare()
+            args += ["--socket", f"{sandbox.BOX_RUN}/listen/{ZYGOTE_SOCKET}"]
+            if box.bundle is not None:
+                args += ["--bundle", box.bundle_path()]
+            with log_path.open("ab") as out:
+                proc = await sandbox.spawn(box, [interpreter.python, *args], env=shared, out=out, limits=limits)
+        else:
+            sock = self._sockets.socket(f"{key}.sock")
+            bundle = self.settings.home.resolve() / "cache" / "bundles" / info.version_id
+            args += ["--socket", str(sock), "--bundle", str(bundle), "--server-pid", str(os.getpid())]
+            with log_path.open("ab") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    interpreter.python, *args, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=shared,
+                    start_new_session=True,
+                )
+        zygote = Zygote(key, info.endpoint_id, proc, sock, limits)
         self._zygotes[key] = zygote
         self._alive.add(zygote)
         self._track(self._watch(zygote))
@@ -238,6 +299,8 @@ class ForkServers:
     async def _watch(self, zygote: Zygote) -> None:
         rc = await zygote.process.wait()
         self._alive.discard(zygote)
+        if zygote.limits is not None:
+            zygote.limits.release()
         if zygote.retired:
             return
         if self._zygotes.get(zygote.key) is zygote:
@@ -248,16 +311,13 @@ class ForkServers:
         log.warning("the fork server of %s exited (rc=%s); its workers will be spawned", zygote.key, rc)
 
     async def _fork(self, zygote: Zygote, args: list[str], env: dict[str, str], log_path: Path) -> ForkedProcess:
-        reader, writer = await asyncio.open_unix_connection(str(zygote.socket))
+        conn = await asyncio.to_thread(_request_fork, zygote.socket, args, env, log_path)
         try:
-            writer.write(_json.dumpb({"argv": args, "env": env, "log": str(log_path)}) + b"\n")
-            await writer.drain()
-            line = await reader.readline()
-            if not line:
-                raise ConnectionError("the fork server closed the connection")
-            pid = int(_json.loads(line)["pid"])
+            pid = await asyncio.to_thread(_forked_pid, conn)
+            conn.setblocking(False)
+            reader, writer = await asyncio.open_unix_connection(sock=conn)
         except BaseException:
-            writer.close()
+            conn.close()
             raise
         return ForkedProcess(pid, reader, writer)
 
@@ -265,6 +325,45 @@ class ForkServers:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _request_fork(path: Path, args: list[str], env: dict[str, str], log_path: Path) -> socket.socket:
+    """Ask the zygote for a worker: the request line, with the worker's log as an open file."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(FORK_TIMEOUT)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        conn.connect(str(path))
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            request = _json.dumpb({"argv": args, "env": env}) + b"\n"
+            sent = socket.send_fds(conn, [request], [fd])
+            conn.sendall(request[sent:])
+        finally:
+            os.close(fd)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _forked_pid(conn: socket.socket) -> int:
+    """The forked worker's pid as this server sees it: the credentials the kernel attached to
+    the line the worker itself wrote (`{"pid": n}`, n being its pid in its zygote's namespace)."""
+    line, pid = b"", None
+    while not line.endswith(b"\n"):
+        data, ancillary, _flags, _addr = conn.recvmsg(4096, socket.CMSG_SPACE(UCRED.size))
+        if not data:
+            raise ConnectionError("the fork server closed the connection")
+        for level, kind, cred in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = int(UCRED.unpack(cred[:UCRED.size])[0])
+        line += data
+    if "pid" not in _json.loads(line):
+        raise ValueError(f"not a fork server's answer: {line[:200]!r}")
+    if pid is None:
+        raise ValueError("the fork server's answer carried no credentials")
+    return pid
 
 
 def _key(info: WorkerInfo, interpreter: Interpreter, env: dict[str, str]) -> str:
@@ -281,7 +380,7 @@ def _worker_args(cmd: list[str]) -> list[str]:
     return cmd[3:]
 
 
-async def _stop(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
+async def _stop(proc: Process, grace: float = 5.0) -> None:
     try:
         await asyncio.wait_for(proc.wait(), grace)
     except TimeoutError:

@@ -9,14 +9,16 @@ import os
 import signal
 from pathlib import Path
 
-from podium import channel
+from podium import channel, sandbox
 from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
 from podium.scaling.backend import ExitCallback, worker_args, worker_env, worker_log
-from podium.scaling.forkserver import ForkServers
+from podium.scaling.forkserver import ForkServers, Sandboxed
 from podium.scaling.gpus import GpuPool, detect
 from podium.scaling.resources import Resources
+from podium.worker.link import ServerLink
+from podium.worker.runtime import MEMORY_ENV, unpack
 
 log = logging.getLogger("podium.scaling")
 
@@ -67,6 +69,8 @@ class LocalBackend:
         self._watchers: set[asyncio.Task[None]] = set()
         #: Spawns workers, or forks them from their version's pre-imported parent.
         self.forks = ForkServers(settings)
+        self.sandbox = sandbox.sandboxing(settings.sandbox)
+        (log.info if self.sandbox.on else log.warning)("local %s", self.sandbox.status)
         self.gpus = GpuPool(detect())
         #: Where the server's worker channel listens (`server/worker_channel.py`), set once it
         #: does; workers started after that are told. None: they speak HTTP only.
@@ -107,25 +111,54 @@ class LocalBackend:
         """Spawn the worker on `interpreter` (the version's environment, or the server's Python);
         `env` (the endpoint's secrets) joins its environment."""
         log_path = worker_log(self.settings, info)
-        child_env = interpreter.environ({**os.environ, **(env or {})})
-        child_env.update(self._devices(info, resources))
-        child_env.update(
-            worker_env(token=token, url=self.settings.url, ping_interval=self.settings.ping_interval),
-            PODIUM_HOME=str(self.settings.home.resolve()),
-        )
+        settings = worker_env(token=token, url=self.settings.url, ping_interval=self.settings.ping_interval)
+        settings.update(self._devices(info, resources))
         if self.worker_socket is not None:
-            child_env[channel.ENV] = self.worker_socket
-        cmd = [interpreter.python, *worker_args(info, concurrency), "--parent-pid", str(os.getpid())]
+            settings[channel.ENV] = self.worker_socket
+        if interpreter.env is None:  # the server's Python: Podium from where the server has it
+            settings["PYTHONPATH"] = os.pathsep.join(map(str, sandbox.server_pythonpath()))
+        cmd = [interpreter.python, *worker_args(info, concurrency)]
+        boxed: Sandboxed | None = None
         try:
+            if self.sandbox.on:
+                boxed = await self._box(info, token, interpreter, resources)
+                if resources.memory_mb and boxed.limits.address_limit:
+                    settings[MEMORY_ENV] = str(resources.memory_mb)
+            else:
+                # Unboxed, it watches the server to exit with it (a box dies with its parent).
+                settings["PODIUM_HOME"] = str(self.settings.home.resolve())
+                cmd += ["--parent-pid", str(os.getpid())]
+            child_env = interpreter.environ(sandbox.worker_environ(env or {}, settings))
             info.process = await self.forks.start(
-                info, cmd, env=child_env, log_path=log_path, interpreter=interpreter
+                info, cmd, env=child_env, log_path=log_path, interpreter=interpreter, boxed=boxed
             )
         except BaseException:  # nothing started: its devices are free again
             self.gpus.release(info.id)
+            if boxed is not None:
+                boxed.limits.release()
             raise
+        if boxed is not None:
+            log.info("worker %s sandboxed: %s", info.id, boxed.limits.describe())
         task = asyncio.create_task(self._watch(info))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
+
+    async def _box(self, info: WorkerInfo, token: str, interpreter: Interpreter, resources: Resources) -> Sandboxed:
+        """The worker's box: its version's bundle, unpacked here first (the box shows it
+        read-only), and its limits."""
+        bundle = None
+        if info.version_id:
+            link = ServerLink(self.settings.url, token, info.endpoint_id, info.id)
+            try:
+                bundle = await asyncio.to_thread(unpack, link, self.settings.home.resolve() / "cache" / "bundles",
+                                                 info.version_id)
+            finally:
+                link.close()
+        box = sandbox.Box(python=interpreter.python, env=interpreter.env, bundle=bundle, channel=self.worker_socket,
+                          gpus=resources.gpus > 0)
+        limits = sandbox.Limits(info.id, memory_mb=resources.memory_mb, gpus=resources.gpus)
+        limits.prepare()
+        return Sandboxed(box, limits)
 
     async def _watch(self, info: WorkerInfo) -> None:
         rc = await info.process.wait()
@@ -133,6 +166,7 @@ class LocalBackend:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(info.process.pid, signal.SIGKILL)
         self.gpus.release(info.id)
+        self.forks.exited(info)
         await self.on_exit(info, rc)
 
     def signal(self, info: WorkerInfo, sig: int = signal.SIGTERM) -> None:

@@ -11,6 +11,11 @@ file a local worker writes, so `podium logs` and the ERROR log tail work alike.
 Actors are owned by this server's Ray driver (not detached): if the server dies, Ray ends them.
 Ray is imported only here, and only when this backend is chosen.
 
+Sandboxing (`podium.sandbox`) is decided per node: where the node has a working bwrap,
+the worker runs in a box as a local worker does (its bundle fetched into the box's own home, the
+server's files being on another machine or not its to show), with its memory limit; elsewhere it
+runs as before. Each worker's log, and the server's, say which it got.
+
 Version environments are per machine: a worker uses its version's environment when that path
 exists on its node (one-machine clusters, or nodes sharing the build), else the Python the actor
 runs on (which has Podium, or it could not run the actor), and that must have what the service
@@ -35,13 +40,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from podium import sandbox
 from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
 from podium.errors import ConfigError
 from podium.logs import stamp
+from podium.sandbox import BoxedProcess, Sandboxing
 from podium.scaling.backend import ExitCallback, worker_args, worker_env, worker_log
 from podium.scaling.resources import Resources
+from podium.worker.runtime import MEMORY_ENV
 
 log = logging.getLogger("podium.scaling")
 
@@ -108,7 +116,7 @@ class WorkerActor:
     the process while `output` and `signal` are served)."""
 
     def __init__(self) -> None:
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: asyncio.subprocess.Process | BoxedProcess | None = None
         self.buffer = bytearray()
         self.more = asyncio.Event()
         self.finished = False
@@ -121,22 +129,41 @@ class WorkerActor:
         node_ip: Callable[[], str] = ray.util.get_node_ip_address
         return node_ip()
 
-    async def run(self, interpreter: Interpreter, args: list[str], env: dict[str, str]) -> int:
+    async def sandboxing(self, wanted: bool) -> Sandboxing:
+        """Whether workers on this node run sandboxed."""
+        return sandbox.sandboxing(wanted)
+
+    async def run(self, interpreter: Interpreter, args: list[str], env: dict[str, str], boxed: bool = False,
+                  memory_mb: int = 0) -> int:
         """Run the worker to its end and return its exit code: on the version's environment where
-        that exists on this node, else on this actor's own Python (the server's means nothing here)."""
+        that exists on this node, else on this actor's own Python (the server's means nothing here);
+        in a box when `boxed` (this node's bwrap works: see `sandboxing`)."""
         if interpreter.env is None or not os.path.exists(interpreter.python):
             interpreter = Interpreter(sys.executable)
-        child_env = interpreter.environ({**os.environ, **env, "PODIUM_HOME": node_home()})
+        settings = {**env, "PODIUM_HOME": node_home()}
+        if interpreter.env is None:
+            settings["PYTHONPATH"] = os.pathsep.join(map(str, sandbox.server_pythonpath()))
+        child_env = interpreter.environ(sandbox.worker_environ({}, settings))
         if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPUs Ray gave this actor, whatever `env` says
             child_env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        gpus = len([d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d])
+        limits = sandbox.Limits(f"ray-{os.getpid()}", memory_mb=memory_mb, gpus=gpus)
         try:
             if self.stopping:  # told to stop before it started
                 return 0
-            self.proc = await asyncio.create_subprocess_exec(
-                interpreter.python, *args, "--parent-pid", str(os.getpid()),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, env=child_env, start_new_session=True,
-            )
+            if boxed:
+                limits.prepare()
+                if memory_mb and limits.address_limit:
+                    child_env[MEMORY_ENV] = str(memory_mb)
+                box = sandbox.Box(python=interpreter.python, env=interpreter.env, gpus=limits.gpus > 0)
+                self.proc = await sandbox.spawn(box, [interpreter.python, *args], env=child_env,
+                                                out=asyncio.subprocess.PIPE, limits=limits)
+            else:
+                self.proc = await asyncio.create_subprocess_exec(
+                    interpreter.python, *args, "--parent-pid", str(os.getpid()),
+                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT, env=child_env, start_new_session=True,
+                )
             assert self.proc.stdout is not None
             while chunk := await self.proc.stdout.read(65536):
                 self.buffer += chunk
@@ -144,6 +171,7 @@ class WorkerActor:
                 self.more.set()
             return await self.proc.wait()
         finally:
+            limits.release()
             self.finished = True
             self.more.set()
 
@@ -197,6 +225,9 @@ class RayBackend:
         self._joined: concurrent.futures.Future[Any] | None = None
         self._placed: dict[str, _Placed] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.sandbox = (Sandboxing(True, "workers are sandboxed on the Ray nodes that have bubblewrap "
+                                         "(each worker's log says whether it is)")
+                        if settings.sandbox else sandbox.sandboxing(False))
         if settings.public_url is None and settings.url.startswith(("http://127.", "http://localhost")):
             log.warning("workers on Ray reach this server at %s: set PODIUM_PUBLIC_URL when the cluster "
                         "has other machines", settings.worker_url)
@@ -298,7 +329,7 @@ class RayBackend:
             **(env or {}),
             **worker_env(token=token, url=self.settings.worker_url, ping_interval=self.settings.ping_interval),
         }
-        launch = (interpreter, worker_args(info, concurrency), child_env)
+        launch = (interpreter, worker_args(info, concurrency), child_env, resources.memory_mb)
         self._follow(self._watch(info, placed, launch))
 
     def _follow(self, coro: Any) -> None:
@@ -326,7 +357,10 @@ class RayBackend:
         assert info.log_path is not None
         try:
             info.node = await placed.handle.where.remote()  # returns once Ray has placed the actor
-            done = placed.handle.run.remote(*launch)
+            boxing: Sandboxing = await placed.handle.sandboxing.remote(self.settings.sandbox)
+            self._note(info, f"on node {info.node}, {boxing.status}", level="info" if boxing.on else "warning")
+            interpreter, args, env, memory_mb = launch
+            done = placed.handle.run.remote(interpreter, args, env, boxing.on, memory_mb)
             with info.log_path.open("ab") as out:
                 finished = False
                 while not finished:
@@ -346,11 +380,11 @@ class RayBackend:
             return 1
 
     @staticmethod
-    def _note(info: WorkerInfo, message: str) -> None:
+    def _note(info: WorkerInfo, message: str, level: str = "error") -> None:
         """A line in the worker's log (as the worker writes them), and in the server's."""
-        log.warning("worker %s: %s", info.id, message)
+        log.log(logging.INFO if level == "info" else logging.WARNING, "worker %s: %s", info.id, message)
         assert info.log_path is not None
-        entry = {"time": stamp(time.time()), "level": "error", "logger": "podium.scaling",
+        entry = {"time": stamp(time.time()), "level": level, "logger": "podium.scaling",
                  "msg": message, "worker": info.id}
         with info.log_path.open("a") as out:
             out.write(json.dumps(entry) + "\n")

@@ -38,6 +38,9 @@ from podium.worker.link import LinkError, Refused, ServerLink
 
 log = logging.getLogger("podium.worker")
 
+#: The worker's memory limit in MB, when its sandbox sets one (podium.sandbox).
+MEMORY_ENV = "PODIUM_MEMORY_MB"
+
 
 class InvalidArguments(Exception):
     """The call's arguments do not fit the route's signature."""
@@ -105,17 +108,7 @@ class Worker:
 
     def fetch(self, version_id: str) -> tuple[Path, dict[str, Any]]:
         meta = self.link.get_json(f"/api/v1/versions/{version_id}")
-        target = self.cache / version_id
-        if not target.exists():
-            data = self.link.get_bytes(f"/api/v1/versions/{version_id}/bundle")
-            self.cache.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=self.cache, prefix=".unpack-"))
-            extract(data, tmp)
-            try:
-                os.rename(tmp, target)
-            except OSError:  # another worker unpacked it first
-                shutil.rmtree(tmp, ignore_errors=True)
-        return target, meta
+        return unpack(self.link, self.cache, version_id), meta
 
     def load(self, root: Path, meta: dict[str, Any]) -> None:
         """Import a fetched bundle, check its routes against the version's, run the initializer."""
@@ -274,6 +267,8 @@ class Worker:
             if inspect.isawaitable(result):
                 result = self.on_loop(_await(result))
             return {"output": result}
+        except MemoryError as exc:
+            return self._out_of_memory(exc)
         except Exception as exc:  # the route's failure is the job's result
             body = self._error(exc)
             assert self.service is not None
@@ -296,6 +291,18 @@ class Worker:
         except (TypeError, ValueError) as exc:
             raise InvalidArguments(f"{route.path}: {exc}") from None
 
+    def _out_of_memory(self, exc: MemoryError) -> dict[str, Any]:
+        """A job over the worker's memory limit fails with an error that says so, and the worker
+        leaves after reporting it (what the failed allocation left behind is not to be trusted):
+        the autoscaler starts another."""
+        body = self._error(exc)
+        limit = os.environ.get(MEMORY_ENV)
+        if limit:
+            body["error"] = f"the worker exceeded its memory limit of {limit} MB"
+            body["error_info"]["message"] = body["error"]
+        self.stopping = True
+        return body
+
     @staticmethod
     def _error(exc: BaseException) -> dict[str, Any]:
         tb = "".join(traceback.format_exception(exc))
@@ -305,6 +312,22 @@ class Worker:
             "error": f"{name}: {exc}",
             "error_info": {"type": name, "message": str(exc), "traceback": tb},
         }
+
+
+def unpack(link: ServerLink, cache: Path, version_id: str) -> Path:
+    """The version's bundle, unpacked under `cache` unless it already is (by another worker, or
+    by the server before it started this one in a sandbox that shows it read-only)."""
+    target = cache / version_id
+    if not target.exists():
+        data = link.get_bytes(f"/api/v1/versions/{version_id}/bundle")
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".unpack-"))
+        extract(data, tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another worker unpacked it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 async def _await(awaitable: Any) -> Any:

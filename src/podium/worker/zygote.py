@@ -7,10 +7,15 @@ the installed modules the bundle imports (`podium.worker.preimport`; never the b
 then forks one worker per request, each starting with those imports done.
 
 Protocol, one connection per worker on a unix socket only the server's user can open: the server
-writes one JSON line `{"argv": [...], "env": {...}, "log": path}`; the zygote forks and answers
-`{"pid": n}`, and once that worker has exited `{"exit": code}` (negative: killed by that signal),
-then closes the connection. The worker runs `python -m podium.worker <argv>` as a spawned one
-would, in a session of its own, its output appended to `log`, its environment exactly `env`.
+writes one JSON line `{"argv": [...], "env": {...}}` and passes the worker's log file with it
+(SCM_RIGHTS); the zygote forks, the worker itself answers `{"pid": n}` (the kernel attaches its
+credentials, which tell the server its pid whatever PID namespace this is), and once that worker
+has exited the zygote writes `{"exit": code}` (negative: killed by that signal), then closes the
+connection. The worker runs `python -m podium.worker <argv>` as a spawned one would, in a session
+of its own, its output appended to the log, its environment exactly `env`.
+
+In a sandbox (`podium.sandbox`) the zygote is its box's first process: when it exits the
+kernel ends every worker it forked, and it does not watch the server (the box dies with it).
 
 Fork safety: the zygote starts no thread and opens no connection; if importing the bundle's
 libraries started a Python thread it refuses to serve (exit code UNFIT) and the server spawns
@@ -21,6 +26,7 @@ watch their parent), and on SIGTERM it stops taking requests and exits once its 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import gc
 import os
@@ -51,14 +57,15 @@ def say(msg: str) -> None:
 class Request:
     argv: list[str]
     env: dict[str, str]
-    log: str
+    #: The worker's log, open for appending (passed by the server).
+    log: int
 
     @classmethod
-    def parse(cls, line: bytes) -> Request:
+    def parse(cls, line: bytes, log: int) -> Request:
         data = _json.loads(line)
-        argv, env, log = data["argv"], data["env"], data["log"]
-        if not (isinstance(argv, list) and isinstance(env, dict) and isinstance(log, str)):
-            raise ValueError("a fork request has argv (list), env (object) and log (path)")
+        argv, env = data["argv"], data["env"]
+        if not (isinstance(argv, list) and isinstance(env, dict)):
+            raise ValueError("a fork request has argv (list) and env (object)")
         return cls([str(a) for a in argv], {str(k): str(v) for k, v in env.items()}, log)
 
 
@@ -75,10 +82,11 @@ class Zygote:
     Parameters:
         path: the socket to listen on (bound under a temporary name, then renamed: its existence
             means the zygote is ready).
-        server_pid: the server that started it; the zygote exits when it is gone.
+        server_pid: the server that started it; the zygote exits when it is gone (None: in a
+            sandbox, which dies with the server).
     """
 
-    def __init__(self, path: Path, server_pid: int) -> None:
+    def __init__(self, path: Path, server_pid: int | None) -> None:
         self.path = path
         self.server_pid = server_pid
         self.sel = selectors.DefaultSelector()
@@ -95,15 +103,32 @@ class Zygote:
             signal.signal(sig, lambda _s, _f: None)  # handled through the wake-up socket
         self.sel.register(self.wake_r, selectors.EVENT_READ, self._on_signal)
         self._listen()
+        say("listening for fork requests")
         while self.listener is not None or self.children:
-            if os.getppid() != self.server_pid:
+            if self.server_pid is not None and os.getppid() != self.server_pid:
                 say("the server is gone; exiting")
                 self._stop_listening()
                 return 0
             for key, _ in self.sel.select(timeout=1.0):
                 key.data(key.fileobj)
+            if os.getpid() == 1:
+                self._reap_orphans()
         say("retired, and its workers have exited")
         return 0
+
+    def _reap_orphans(self) -> None:
+        """As its sandbox's first process, the zygote inherits the orphans of its workers (a runpod
+        worker's ping process): reap those that have exited, leaving its workers to `_on_exit`."""
+        mine = {c.pid for c in self.children.values()}
+        try:
+            with open("/proc/self/task/1/children") as f:
+                pids = [int(p) for p in f.read().split()]
+        except OSError:
+            return
+        for pid in pids:
+            if pid not in mine:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
 
     def _listen(self) -> None:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
@@ -142,19 +167,22 @@ class Zygote:
 
     def _on_accept(self, listener: Any) -> None:
         conn, _ = listener.accept()
+        log = None
         try:
             conn.settimeout(10)
-            req = Request.parse(_read_line(conn))
-            pid = self._fork(req, conn)
+            line, log = _read_request(conn)
+            pid = self._fork(Request.parse(line, log), conn)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             say(f"fork request failed: {type(exc).__name__}: {exc}")
             conn.close()
             return
+        finally:
+            if log is not None:
+                os.close(log)
         child = Child(pid, os.pidfd_open(pid), conn)
         self.children[child.pidfd] = child
         self.sel.register(child.pidfd, selectors.EVENT_READ, functools.partial(self._on_exit, child))
         try:
-            conn.sendall(_json.dumpb({"pid": pid}) + b"\n")
             conn.setblocking(False)
             self.sel.register(conn, selectors.EVENT_READ, functools.partial(self._on_hangup, child))
         except OSError:  # the server gave up waiting; the worker runs on, unreported
@@ -201,6 +229,8 @@ class Zygote:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
+            with contextlib.suppress(OSError):  # the server gave up waiting: it runs on, unreported
+                conn.sendall(_json.dumpb({"pid": os.getpid()}) + b"\n")
             conn.close()
             self._become_worker(req)
         say(f"forked worker {_option(req.argv, '--worker-id')} as pid {pid}")
@@ -233,24 +263,32 @@ class Zygote:
         return main(argv)
 
 
-def _read_line(conn: socket.socket) -> bytes:
-    buf = b""
-    while not buf.endswith(b"\n"):
-        part = conn.recv(65536)
-        if not part:
-            raise ValueError("the connection closed before a whole request arrived")
-        buf += part
-        if len(buf) > MAX_REQUEST:
-            raise ValueError("request too large")
-    return buf
+def _read_request(conn: socket.socket) -> tuple[bytes, int]:
+    """The request line and the log file passed with it."""
+    buf, fds = b"", []
+    try:
+        while not buf.endswith(b"\n"):
+            part, got, _flags, _addr = socket.recv_fds(conn, 65536, 1)
+            fds += got
+            if not part:
+                raise ValueError("the connection closed before a whole request arrived")
+            buf += part
+            if len(buf) > MAX_REQUEST:
+                raise ValueError("request too large")
+        if len(fds) != 1:
+            raise ValueError("a fork request passes the worker's log file")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return buf, fds[0]
 
 
-def _redirect(log: str) -> None:
+def _redirect(log: int) -> None:
     """stdout and stderr appended to the worker's log, stdin from /dev/null (as a spawn has it)."""
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -281,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m podium.worker.zygote")
     p.add_argument("--socket", required=True, type=Path)
     p.add_argument("--bundle", required=True, type=Path, help="the version's unpacked bundle")
-    p.add_argument("--server-pid", required=True, type=int)
+    p.add_argument("--server-pid", type=int, help="exit when this process is gone (unboxed)")
     # Not used here: they say in `ps` whose workers this process forks.
     p.add_argument("--endpoint", required=True)
     p.add_argument("--version", required=True)

@@ -24,4 +24,5 @@ async def installation_status(request: Request) -> JSONAnswer:
         "leader": next((r.id for r in replicas if r.leader), None),
         "replicas": [r.__dict__ for r in replicas],
         "backend": rt.scaler.backend_name,
+        "sandbox": {"on": rt.scaler.backend.sandbox.on, "status": rt.scaler.backend.sandbox.status},
     })
