@@ -17,6 +17,19 @@ from podium.store import Store, migrate, open_store  # noqa: E402
 _db_counter = itertools.count()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def sandbox_setting(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Servers a module starts run their workers boxed when the module is marked `boxed`, the
+    product's default; elsewhere PODIUM_SANDBOX=off, since those tests hand workers marker files
+    under tmp_path (not in a box) and signal them by the pids they report (not the host's). The
+    environment allowlist applies either way. Set before any of the module's servers copies the
+    environment: autouse fixtures come first within their scope."""
+    boxed = request.node.get_closest_marker("boxed") is not None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PODIUM_SANDBOX", "on" if boxed else "off")
+        yield
+
+
 @pytest.fixture(scope="session")
 def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from pgcluster import PgCluster, find_pg_bin

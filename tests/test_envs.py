@@ -26,7 +26,7 @@ from podium.envs.requirements import Requirements
 from server import PodiumServer, wait_until
 from wheels import make_wheel
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.boxed]
 
 APP = '''
 import sys

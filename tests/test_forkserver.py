@@ -26,7 +26,7 @@ from podium.worker import preimport
 from podium.worker import zygote as zygote_mod
 from server import PodiumServer, wait_until, worker_pids, zygotes
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.boxed]
 
 FS = SERVICES / "forkserver"
 #: `slow_import`'s directory, ahead of the PYTHONPATH the tests run with (which may point at the

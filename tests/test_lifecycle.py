@@ -12,7 +12,7 @@ import pytest
 from conftest import SERVICES
 from server import wait_until, worker_pids
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.boxed]
 
 
 def test_runpod_handler_service(server_factory):

@@ -21,7 +21,7 @@ from raycluster import ENV, RayCluster, ray_bin
 from server import PodiumServer, free_port, wait_until
 from wheels import make_wheel
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.boxed, pytest.mark.timeout(300)]
 
 WHERE = SERVICES / "ray" / "where.py"
 #: Named actors of Podium on the cluster, name -> actor id.

@@ -18,7 +18,7 @@ from conftest import SERVICES
 from podium import sandbox
 from server import PodiumServer, wait_until, worker_pids, zygotes
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.boxed]
 
 PROBE = SERVICES / "sandbox" / "probe.py"
 FS = SERVICES / "forkserver"

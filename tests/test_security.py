@@ -15,7 +15,7 @@ import pytest
 from conftest import SERVICES
 from server import PodiumServer, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.boxed]
 
 S3_SECRET = "s3-secret-4b1d9e77"
 ENV_SECRET = "env-secret-0c2f8a91"

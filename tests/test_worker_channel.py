@@ -16,6 +16,8 @@ from podium.server.worker_channel import FRAME_LIMIT
 from podium.worker.link import Refused, ServerLink, Unreachable
 from server import ADMIN_KEY, PodiumServer, running, wait_until, worker_pids
 
+pytestmark = [pytest.mark.slow, pytest.mark.boxed]
+
 #: Where no HTTP server listens: a link given it reaches the server through the channel or not at all.
 NO_HTTP = "http://127.0.0.1:1"
 

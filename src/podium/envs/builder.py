@@ -248,7 +248,9 @@ class EnvStore:
                     f"cannot create a Python {python} environment (is Python {python} installed on the "
                     f"server? Podium does not download interpreters):\n{found.stderr}"
                 )
-            python = found.stdout.strip()
+            # The interpreter itself, not a link to it: uv finds the server's own virtualenv first
+            # (a .venv in its directory), whose bin/ the box does not show.
+            python = str(Path(found.stdout.strip()).resolve())
             target.mkdir(parents=True)
             jail = Jail(target, Path(python))
         venv = [uv, "venv", "--quiet", "--no-python-downloads", "--no-project", "--allow-existing", "--python", python,
