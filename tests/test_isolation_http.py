@@ -17,8 +17,9 @@ from conftest import SERVICES
 from podium.config import Settings
 from podium.envs.builder import EnvStore
 from podium.errors import ConfigError
+from podium.names import InvalidName
+from podium.store import open_store
 from podium.store.catalog import Catalog
-from podium.store.engine import Store
 from server import PodiumServer, wait_until
 
 pytestmark = pytest.mark.slow
@@ -45,7 +46,7 @@ def bound_key(srv: PodiumServer, endpoint_id: str) -> str:
     in the server's own store."""
 
     async def make() -> str:
-        store = Store(f"sqlite:///{srv.home / 'podium.db'}")
+        store = open_store(f"sqlite:///{srv.home / 'podium.db'}")
         try:
             catalog = Catalog(store)
             project = await catalog.project("default")
@@ -154,9 +155,9 @@ def test_admin_bodies_refuse_unknown_fields(two):
 def test_environment_paths_are_hashes_only(tmp_path):
     store = EnvStore(tmp_path)
     for forged in ("../../secret", "/etc/passwd", "a" * 23, "A" * 24):
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidName):
             store.log_path(forged)
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidName):
             store.path(forged)
     assert store.log_path("0" * 24) == tmp_path / f"{'0' * 24}.log"
 
@@ -172,7 +173,7 @@ def test_one_failing_endpoint_does_not_stop_the_autoscaler(tmp_path):
         version = srv.http.get(f"/api/v1/versions/{good['version']}").json()
 
         async def forge() -> None:
-            store = Store(f"sqlite:///{srv.home / 'podium.db'}")
+            store = open_store(f"sqlite:///{srv.home / 'podium.db'}")
             try:
                 catalog = Catalog(store)
                 project = await catalog.project("default")
@@ -261,7 +262,7 @@ async def test_projects_keep_the_bundles_of_their_versions_across_the_migration(
         ), {"sha": "a" * 64})
     engine.dispose()
     command.upgrade(cfg, "head")
-    store = Store(db_url)
+    store = open_store(db_url)
     try:
         catalog = Catalog(store)
         assert await catalog.owns_blob("p1", "a" * 64)
