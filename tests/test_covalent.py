@@ -167,7 +167,9 @@ def test_failing_initializer(run: Any) -> None:
     assert out["status"] == "ERROR"
     assert out["error"] == "FileNotFoundError: no model at /models/llama"
     assert "Traceback (most recent call last):" in out["stderr"]
-    assert 'raise FileNotFoundError(f"no model at {path}")' in out["stderr"]
+    # The frame in the deployer's file (its source line is not shown: a sandboxed worker does not
+    # see the deploying machine's files, even when that is this machine).
+    assert ', in broken' in out["stderr"] and "failing.py" in out["stderr"]
     status, body = out["call"]
     assert status == 503 and body["code"] == "endpoint_error" and "no model at /models/llama" in body["detail"]
 

@@ -24,6 +24,11 @@ from server import wait_until, worker_pids
 
 pytestmark = pytest.mark.slow
 
+# Workers unboxed (PODIUM_SANDBOX=off): these tests hand workers marker files under tmp_path and
+# signal them by the pid they report, neither of which a sandboxed worker shares
+# (tests/test_sandbox.py covers the box).
+UNBOXED = "marker files and pids shared with workers"
+
 CRASH = SERVICES / "faults" / "crash.py"
 
 
@@ -257,8 +262,9 @@ def test_restart_with_queued_job_and_no_workers_runs_it(server_factory, tmp_path
     home = tmp_path / "home"
     gate = tmp_path / "gate"
     gate.touch()
-    srv = server_factory(home, env={"FAULTS_GATE": str(gate), "PODIUM_DRAIN_GRACE": "1"})
+    srv = server_factory(home, env={"PODIUM_DRAIN_GRACE": "1"})
     eid = deploy(srv, "crash", "--min-workers", "0", "--max-workers", "1", "--idle-timeout", "1")
+    srv.cli("secrets", "set", eid, f"FAULTS_GATE={gate}")  # workers see no server variable
     wait_until(lambda: not endpoint_workers(srv, eid) and not worker_pids(srv.proc.pid, eid),
                timeout=20, what="the endpoint to scale to zero")
     marker = tmp_path / "d"

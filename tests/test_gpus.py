@@ -15,12 +15,16 @@ from server import PodiumServer, wait_until
 
 pytestmark = pytest.mark.slow
 
+# Workers unboxed (PODIUM_SANDBOX=off): these tests hand workers marker files under tmp_path and
+# signal them by the pid they report, neither of which a sandboxed worker shares
+# (tests/test_sandbox.py covers the box).
+
 GPUS = SERVICES / "gpus"
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = PodiumServer(tmp_path_factory.mktemp("gpus-home"), env={"PODIUM_GPUS": "0,1"})
+    s = PodiumServer(tmp_path_factory.mktemp("gpus-home"), env={"PODIUM_GPUS": "0,1", "PODIUM_SANDBOX": "off"})
     s.start()
     try:
         yield s

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import SERVICES
+from podium.scaling import sandbox
 from podium.scaling.ray import actor_name, actor_options
 from podium.scaling.resources import Resources
 from raycluster import ENV, RayCluster, ray_bin
@@ -86,13 +87,28 @@ def call(srv: PodiumServer, name: str, **kwargs: Any) -> dict[str, Any]:
     return r.json()  # type: ignore[no-any-return]
 
 
+def worker_root(worker_id: str) -> Path:
+    """The filesystem a worker of this machine sees (its box's, when it is sandboxed)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            comm = (proc / "comm").read_text().strip()
+        except OSError:
+            continue
+        if b"podium.worker" in argv and worker_id.encode() in argv and comm != "bwrap":
+            return proc / "root"
+    raise AssertionError(f"worker {worker_id} is not running here")
+
+
 def test_jobs_run_on_named_ray_actors(srv: PodiumServer, cluster: RayCluster) -> None:
     srv.deploy(WHERE, "where")
     out = call(srv, "where")
     [w] = workers(srv, "where")
     assert w["node"] == "127.0.0.1" and w["actor_id"] and w["pid"] is None and w["local"] is True
-    # Its bundle came over HTTP into the node's own cache, and its parent is the actor, not the server.
-    assert out["home"] != str(srv.home) and out["home"].endswith("podium-ray")
+    # Its bundle came over HTTP into its own cache (its box's home: this node has bwrap), and its
+    # parent is the actor (or its box), not the server.
+    assert out["home"] == sandbox.BOX_HOME
+    assert "workers are sandboxed (bubblewrap)" in (srv.home / "server.log").read_text()
     assert srv.proc is not None and out["ppid"] != srv.proc.pid
     assert cluster.driver(ACTORS)[actor_name("where", w["id"])] == w["actor_id"]
     text = srv.cli("status", "where").stdout
@@ -170,20 +186,20 @@ def test_a_restart_drains_each_actor_after_its_job_in_hand(
     srv: PodiumServer, cluster: RayCluster, tmp_path: Path
 ) -> None:
     srv.deploy(WHERE, "drain")
-    until = tmp_path / "go"
-    job_id = srv.http.post("/v2/drain/run", json={"input": {"until": str(until)}}).json()["id"]
+    until = f"/tmp/go-{tmp_path.name}"  # in the worker's /tmp: its box's own, when sandboxed
+    job_id = srv.http.post("/v2/drain/run", json={"input": {"until": until}}).json()["id"]
     wait_until(lambda: srv.job(job_id)["status"] == "IN_PROGRESS", 60, 0.1, "the job to start")
     [old] = workers(srv, "drain")
     srv.cli("restart", "drain")
     assert [w["state"] for w in workers(srv, "drain") if w["id"] == old["id"]] == ["DRAINING"]
-    until.touch()
+    (worker_root(old["id"]) / until.lstrip("/")).touch()
     job = srv.wait_job(job_id, timeout=60)
     assert job["status"] == "COMPLETED" and job["output"]["attempt"] == 1, "SIGTERM reached the worker: it finished"
     wait_until(lambda: actor_name("drain", old["id"]) not in cluster.driver(ACTORS), 60, 0.5, "the drained actor to end")
     # Recycling after max_jobs_per_worker drains the same way.
     srv.cli("scale", "drain", "--max-jobs", "1")
-    pids = [call(srv, "drain")["pid"] for _ in range(2)]
-    assert pids[0] != pids[1]
+    processes = [call(srv, "drain")["process"] for _ in range(2)]
+    assert processes[0] != processes[1]
 
 
 def test_idle_workers_stop_and_the_endpoint_scales_back_from_zero(srv: PodiumServer, cluster: RayCluster) -> None:
@@ -193,7 +209,7 @@ def test_idle_workers_stop_and_the_endpoint_scales_back_from_zero(srv: PodiumSer
     wait_until(lambda: not workers(srv, "idle"), 60, 0.2, "the idle worker to stop")
     assert not [n for n in cluster.driver(ACTORS) if n.startswith("podium-idle-")], "its actor is gone too"
     second = call(srv, "idle")
-    assert second["pid"] != first["pid"]
+    assert second["process"] != first["process"]
     [w] = workers(srv, "idle")
     assert w["actor_id"] in cluster.driver(ACTORS).values()
 

@@ -13,12 +13,16 @@ from server import wait_until
 runpod = pytest.importorskip("runpod")
 pytestmark = pytest.mark.slow
 
+# Workers unboxed (PODIUM_SANDBOX=off): these tests hand workers marker files under tmp_path and
+# signal them by the pid they report, neither of which a sandboxed worker shares
+# (tests/test_sandbox.py covers the box).
+
 
 @pytest.fixture(scope="module")
 def rp(tmp_path_factory):
     from server import PodiumServer
 
-    srv = PodiumServer(tmp_path_factory.mktemp("rp-home"))
+    srv = PodiumServer(tmp_path_factory.mktemp("rp-home"), env={"PODIUM_SANDBOX": "off"})
     srv.start()
     try:
         eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -14,13 +13,17 @@ from server import PodiumServer, wait_until
 
 pytestmark = pytest.mark.slow
 
+# Workers unboxed (PODIUM_SANDBOX=off): these tests hand workers marker files under tmp_path and
+# signal them by the pid they report, neither of which a sandboxed worker shares
+# (tests/test_sandbox.py covers the box).
+
 SC = SERVICES / "scaling"
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     home = tmp_path_factory.mktemp("scaling-home")
-    s = PodiumServer(home, env={"BREAK_IMPORT": str(home / "break-import")})
+    s = PodiumServer(home, env={"PODIUM_SANDBOX": "off"})
     s.start()
     try:
         yield s
@@ -113,8 +116,10 @@ def test_an_initializer_that_hangs_is_an_error_after_startup_timeout(srv):
 
 def test_a_version_that_stops_importing_fails_its_waiting_jobs(srv):
     srv.deploy(SC / "noimport.py", "noimport")
+    broken = srv.home / "break-import"
+    srv.cli("secrets", "set", "noimport", f"BREAK_IMPORT={broken}")  # workers see no server variable
     assert srv.wait_job(run(srv, "noimport"))["status"] == "COMPLETED"
-    Path(srv.env["BREAK_IMPORT"]).touch()
+    broken.touch()
     srv.cli("scale", "noimport", "--idle-timeout", "0")
     srv.cli("restart", "noimport")
     queued = run(srv, "noimport")

@@ -45,7 +45,8 @@ def write_app(root: Path, version: str) -> Path:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = PodiumServer(tmp_path_factory.mktemp("versions-home"))
+    # Unboxed: the tests tell workers apart by the pid they report (pid 1 in every box).
+    s = PodiumServer(tmp_path_factory.mktemp("versions-home"), env={"PODIUM_SANDBOX": "off"})
     s.start()
     try:
         yield s

@@ -218,7 +218,11 @@ class ForkServers:
             task.cancel()
         for z in list(self._alive):
             self._retire(z)
-        await asyncio.gather(*(_stop(z.process) for z in list(self._alive)), return_exceptions=True)
+        alive = list(self._alive)
+        await asyncio.gather(*(_stop(z.process) for z in alive), return_exceptions=True)
+        for z in alive:  # their watchers were cancelled above
+            if z.limits is not None:
+                z.limits.release()
         self._sockets.remove()
 
     # -- zygotes --------------------------------------------------------------------------------

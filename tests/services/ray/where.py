@@ -2,10 +2,13 @@
 
 import os
 import time
+import uuid
 from pathlib import Path
 
 import podium
 
+#: This process, whatever PID namespace it is in (a sandboxed worker is pid 1 in its own).
+PROCESS = uuid.uuid4().hex
 
 @podium.service(name="where", max_workers=1, idle_timeout=60)
 def init():
@@ -20,4 +23,4 @@ def where(until=None):
     while until and not Path(until).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     return {"pid": os.getpid(), "ppid": os.getppid(), "home": os.environ.get("PODIUM_HOME"),
-            "attempt": podium.context.attempt}
+            "attempt": podium.context.attempt, "process": PROCESS}
