@@ -64,17 +64,14 @@ SERVICES = Path(__file__).parent / "services"
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
-    """Start real servers (each in its own $PODIUM_HOME unless given one); all stopped after the test.
-    A module that sets `UNBOXED = "why"` gets servers whose workers are not sandboxed."""
+def server_factory(tmp_path: Path) -> Iterator[object]:
+    """Start real servers (each in its own $PODIUM_HOME unless given one); all stopped after the test."""
     from server import PodiumServer
 
     started: list[PodiumServer] = []
-    unboxed = {"PODIUM_SANDBOX": "off"} if getattr(request.module, "UNBOXED", None) else {}
 
-    def make(home: Path | None = None, env: dict[str, str] | None = None, **kw: object) -> PodiumServer:
-        srv = PodiumServer(home or tmp_path / f"home{len(started)}", env={**unboxed, **(env or {})},
-                           **kw)  # type: ignore[arg-type]
+    def make(home: Path | None = None, **kw: object) -> PodiumServer:
+        srv = PodiumServer(home or tmp_path / f"home{len(started)}", **kw)  # type: ignore[arg-type]
         srv.start()
         started.append(srv)
         return srv

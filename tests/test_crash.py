@@ -24,10 +24,6 @@ from server import wait_until, worker_pids
 
 pytestmark = pytest.mark.slow
 
-# Workers unboxed (PODIUM_SANDBOX=off): these tests hand workers marker files under tmp_path and
-# signal them by the pid they report, neither of which a sandboxed worker shares
-# (tests/test_sandbox.py covers the box).
-UNBOXED = "marker files and pids shared with workers"
 
 CRASH = SERVICES / "faults" / "crash.py"
 

@@ -13,10 +13,6 @@ from server import wait_until
 
 pytestmark = pytest.mark.slow
 
-# Workers unboxed (PODIUM_SANDBOX=off): these tests hand workers marker files under tmp_path and
-# signal them by the pid they report, neither of which a sandboxed worker shares
-# (tests/test_sandbox.py covers the box).
-UNBOXED = "marker files and pids shared with workers"
 
 
 def test_worker_killed_mid_job_the_job_completes_on_a_fresh_worker(server_factory, tmp_path):

@@ -24,7 +24,7 @@ GPUS = SERVICES / "gpus"
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = PodiumServer(tmp_path_factory.mktemp("gpus-home"), env={"PODIUM_GPUS": "0,1", "PODIUM_SANDBOX": "off"})
+    s = PodiumServer(tmp_path_factory.mktemp("gpus-home"), env={"PODIUM_GPUS": "0,1"})
     s.start()
     try:
         yield s

@@ -27,8 +27,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PodiumServer, str]]:
     """One server: rp.py as `jc` (one worker, so jobs can be made to queue), rpstream.py as `jcstream`."""
-    # Unboxed: its services write marker files under tmp_path, which a sandboxed worker cannot see.
-    server = PodiumServer(tmp_path_factory.mktemp("jobclient-home"), env={"PODIUM_SANDBOX": "off"})
+    server = PodiumServer(tmp_path_factory.mktemp("jobclient-home"))
     server.start()
     try:
         eid = server.deploy(SERVICES / "rp.py", "jc")["endpoint_id"]

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def rp(tmp_path_factory):
     from server import PodiumServer
 
-    srv = PodiumServer(tmp_path_factory.mktemp("rp-home"), env={"PODIUM_SANDBOX": "off"})
+    srv = PodiumServer(tmp_path_factory.mktemp("rp-home"))
     srv.start()
     try:
         eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]

@@ -74,10 +74,7 @@ class Ctx:
 
 @pytest.fixture(scope="module")
 def rpw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
-    # Unboxed: these tests hand workers marker files under tmp_path and signal them by the pid they
-    # report, neither of which a sandboxed worker shares (test_sandbox runs RunPod files boxed).
-    srv = PodiumServer(tmp_path_factory.mktemp("rpw-home"), env={"PODIUM_RETENTION_RUNSYNC": "3",
-                                                                 "PODIUM_SANDBOX": "off"})
+    srv = PodiumServer(tmp_path_factory.mktemp("rpw-home"), env={"PODIUM_RETENTION_RUNSYNC": "3"})
     srv.start()
     try:
 

@@ -23,7 +23,7 @@ SC = SERVICES / "scaling"
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     home = tmp_path_factory.mktemp("scaling-home")
-    s = PodiumServer(home, env={"PODIUM_SANDBOX": "off"})
+    s = PodiumServer(home)
     s.start()
     try:
         yield s

@@ -45,8 +45,7 @@ def write_app(root: Path, version: str) -> Path:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    # Unboxed: the tests tell workers apart by the pid they report (pid 1 in every box).
-    s = PodiumServer(tmp_path_factory.mktemp("versions-home"), env={"PODIUM_SANDBOX": "off"})
+    s = PodiumServer(tmp_path_factory.mktemp("versions-home"))
     s.start()
     try:
         yield s

@@ -57,9 +57,7 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def hooks(tmp_path_factory):
-    # Unboxed: a test blocks its worker on a marker file under tmp_path, which a sandboxed worker
-    # cannot see.
-    srv = PodiumServer(tmp_path_factory.mktemp("hooks"), env={**QUICK, "PODIUM_SANDBOX": "off"})
+    srv = PodiumServer(tmp_path_factory.mktemp("hooks"), env=QUICK)
     srv.start()
     try:
         eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]
