@@ -99,9 +99,9 @@ class Maintenance(QueueBase):
                 .returning(jobs.c.id, jobs.c.worker_id),
                 {"b_now": now},
             )
-            ended = [Held(job_id, worker_id) for job_id, worker_id in res.all()]
-        await self._ended([h.id for h in ended])
-        return ended
+            timed_out = [Held(job_id, worker_id) for job_id, worker_id in res.all()]
+        await self._ended([h.id for h in timed_out])
+        return timed_out
 
     async def next_deadline(self) -> float | None:
         """The earliest execution deadline of a running job (the autoscaler wakes for it)."""
