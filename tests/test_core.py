@@ -4,7 +4,7 @@ how the wire surfaces answer them (SQLite and PostgreSQL stores)."""
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from podium.core.errors import (
 from podium.core.options import JobOptions, parse_job_request
 from podium.core.workers import Result, WorkerInfo, WorkerPool, WorkerState
 from podium.dispatch import JobQueue, JobStatus
+from podium.dispatch.jobs import Job
 from podium.dispatch.keys import HOLD_KEY, ep_key
 from podium.dispatch.states import WORKER_LOST
 from podium.metrics import Metrics
@@ -130,8 +131,8 @@ async def test_submit_stores_a_job_with_the_versions_settings(world: World) -> N
     principal = await world.access.caller(world.keys["invoke"], "invoke")
     job_id = await world.calls.submit(principal, world.ep, ROUTE, {"number": 7}, kind="run")
     row = await world.queue.get(job_id)
-    assert row is not None and row["status"] == JobStatus.IN_QUEUE and row["route"] == "/hello"
-    assert row["max_attempts"] == 3 and row["timeout_ms"] > 0
+    assert row is not None and row.status == JobStatus.IN_QUEUE and row.route == "/hello"
+    assert row.max_attempts == 3 and row.timeout_ms is not None and row.timeout_ms > 0
 
 
 async def test_idempotency_key_returns_the_first_job_or_conflicts(world: World) -> None:
@@ -157,9 +158,9 @@ async def test_a_call_finds_its_route_checks_arguments_and_state_then_stores_its
         await world.calls.call(principal, target, {"colour": "red"})
     assert await world.queue.waiting(world.ep["id"]) == 0, "a refused call stores nothing"
     queued = await world.calls.call(principal, target, {"number": 1})
-    assert queued.row is None and not queued.ended and queued.failure is None
+    assert queued.job is None and not queued.ended and queued.failure is None
     waited = await world.calls.call(principal, target, {"number": 2}, wait=0.05)
-    assert waited.row is not None and waited.row["status"] == JobStatus.IN_QUEUE and not waited.ended
+    assert waited.job is not None and waited.job.status == JobStatus.IN_QUEUE and not waited.ended
     await world.catalog.set_state(world.ep["id"], EndpointState.INACTIVE)
     stopped = await world.calls.target(principal, "hello")
     with pytest.raises(EndpointUnavailable):
@@ -177,11 +178,13 @@ async def test_a_call_finds_its_route_checks_arguments_and_state_then_stores_its
 def test_every_surface_reads_a_failure_the_same_way(
     status: str, error: str | None, info: dict[str, str] | None, expected: Failure
 ) -> None:
-    row = {"id": "j", "status": status, "error": error, "error_info": None if info is None else json.dumps(info)}
-    outcome = Outcome("j", row)
+    job = Job(**{f.name: None for f in dataclasses.fields(Job)} | {
+        "id": "j", "status": status, "error": error, "error_info": info,
+    })
+    outcome = Outcome("j", job)
     assert outcome.ended and not outcome.completed
-    assert outcome.failure == failure_of(row) == expected
-    assert error_of(row) == (info or {})
+    assert outcome.failure == failure_of(job) == expected
+    assert error_of(job) == (info or {})
 
 
 async def test_a_full_queue_refuses_with_retry_after(store: Any) -> None:
@@ -297,7 +300,7 @@ async def test_a_worker_becomes_ready_takes_a_job_and_is_released_when_done(worl
     p.clock.advance(1)
     await p.pool.done("w1", world.ep, job_id, Result.parse({"output": {"ok": 1}}))
     row = await world.queue.get(job_id)
-    assert row is not None and row["status"] == JobStatus.COMPLETED
+    assert row is not None and row.status == JobStatus.COMPLETED
     assert info.state is WorkerState.IDLE and info.jobs_done == 1 and info.idle_since == p.clock.now()
 
 
@@ -364,7 +367,7 @@ async def test_a_worker_that_hung_up_while_waiting_gets_nothing_and_its_claim_go
         job_id = await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run")
         assert await asyncio.wait_for(waiting, 10) == []
         row = await world.queue.get(job_id)
-        assert row is not None and row["status"] == JobStatus.IN_QUEUE and row["attempt"] == 0
+        assert row is not None and row.status == JobStatus.IN_QUEUE and row.attempt == 0
         await world.queue.purge(world.ep["id"])
 
 

@@ -25,15 +25,15 @@ async def test_enqueue_take_finish(store):
     q = JobQueue(store)
     jid = await q.enqueue(job())
     row = await q.get(jid)
-    assert row["status"] == JobStatus.IN_QUEUE and row["attempt"] == 0
+    assert row.status == JobStatus.IN_QUEUE and row.attempt == 0
     taken = await q.take("ep1", "w1", lease=30)
-    assert [t["id"] for t in taken] == [jid]
-    assert taken[0]["status"] == JobStatus.IN_PROGRESS and taken[0]["attempt"] == 1
+    assert [t.id for t in taken] == [jid]
+    assert taken[0].status == JobStatus.IN_PROGRESS and taken[0].attempt == 1
     assert await q.take("ep1", "w2", lease=30) == []
     assert await q.finish(jid, "w1", output={"ok": True})
     row = await q.get(jid)
-    assert row["status"] == JobStatus.COMPLETED and row["output"] == '{"ok":true}'
-    assert row["delay_ms"] >= 0 and row["execution_ms"] >= 0
+    assert row.status == JobStatus.COMPLETED and row.output_json == '{"ok":true}'
+    assert row.delay_ms >= 0 and row.execution_ms >= 0
 
 
 async def test_late_and_foreign_posts_change_nothing(store):
@@ -45,16 +45,16 @@ async def test_late_and_foreign_posts_change_nothing(store):
     assert not await q.finish(jid, "w1", output=2), "a late post must be ignored"
     assert not await q.progress(jid, "w1", 50)
     row = await q.get(jid)
-    assert row["status"] == JobStatus.FAILED and row["error"] == "boom" and row["progress"] is None
+    assert row.status == JobStatus.FAILED and row.error == "boom" and row.progress is None
 
 
 async def test_take_is_fifo_and_batched(store):
     q = JobQueue(store)
     ids = [await q.enqueue(job()) for _ in range(5)]
     first = await q.take("ep1", "w1", lease=30, limit=3)
-    assert sorted(t["id"] for t in first) == sorted(ids[:3])
+    assert sorted(t.id for t in first) == sorted(ids[:3])
     rest = await q.take("ep1", "w2", lease=30, limit=10)
-    assert sorted(t["id"] for t in rest) == sorted(ids[3:])
+    assert sorted(t.id for t in rest) == sorted(ids[3:])
 
 
 async def test_concurrent_takers_never_share_a_job(store):
@@ -67,7 +67,7 @@ async def test_concurrent_takers_never_share_a_job(store):
             got = await q.take("ep1", w, lease=30, limit=2)
             if not got:
                 return
-            seen.extend(t["id"] for t in got)
+            seen.extend(t.id for t in got)
 
     await asyncio.gather(*(taker(f"w{i}") for i in range(6)))
     assert sorted(seen) == sorted(ids)
@@ -80,7 +80,7 @@ async def test_long_poll_is_woken_by_enqueue(store):
     assert not waiter.done()
     jid = await q.enqueue(job())
     taken = await asyncio.wait_for(waiter, 5)
-    assert [t["id"] for t in taken] == [jid]
+    assert [t.id for t in taken] == [jid]
 
 
 async def test_long_poll_times_out_empty(store):
@@ -95,7 +95,7 @@ async def test_wait_final_is_woken_by_finish(store):
     await q.take("ep1", "w1", lease=30)
     await q.finish(jid, "w1", output=7)
     row = await asyncio.wait_for(waiter, 5)
-    assert row["status"] == JobStatus.COMPLETED
+    assert row.status == JobStatus.COMPLETED
 
 
 async def test_wait_final_for_another_endpoint_does_not_wait(store):
@@ -103,13 +103,13 @@ async def test_wait_final_for_another_endpoint_does_not_wait(store):
     q = JobQueue(store)
     jid = await q.enqueue(job())
     row = await asyncio.wait_for(q.wait_final(jid, timeout=30, promise=False, endpoint_id="ep2"), 5)
-    assert row["id"] == jid and row["endpoint_id"] == "ep1" and row["status"] == JobStatus.IN_QUEUE
+    assert row.id == jid and row.endpoint_id == "ep1" and row.status == JobStatus.IN_QUEUE
     waiter = asyncio.create_task(q.wait_final(jid, timeout=30, promise=False, endpoint_id="ep1"))
     await asyncio.sleep(0.05)
     assert not waiter.done(), "its own endpoint's caller waits for the job to end"
     await q.take("ep1", "w1", lease=30)
     await q.finish(jid, "w1", output=7)
-    assert (await asyncio.wait_for(waiter, 5))["status"] == JobStatus.COMPLETED
+    assert (await asyncio.wait_for(waiter, 5)).status == JobStatus.COMPLETED
 
 
 async def test_lost_lease_requeues_then_fails(store):
@@ -123,14 +123,14 @@ async def test_lost_lease_requeues_then_fails(store):
     clock.advance(2.5)
     assert await q.recover() == [jid]
     row = await q.get(jid)
-    assert row["status"] == JobStatus.IN_QUEUE and row["worker_id"] is None
+    assert row.status == JobStatus.IN_QUEUE and row.worker_id is None
     taken = await q.take("ep1", "w2", lease=2)
-    assert taken[0]["attempt"] == 2
+    assert taken[0].attempt == 2
     clock.advance(3)
     assert await q.recover() == [jid]
     row = await q.get(jid)
-    assert row["status"] == JobStatus.FAILED and row["error"] == WORKER_LOST
-    assert len(__import__("json").loads(row["attempt_errors"])) == 2
+    assert row.status == JobStatus.FAILED and row.error == WORKER_LOST
+    assert len(row.attempt_errors) == 2
 
 
 async def test_recover_dead_worker_at_once(store):
@@ -140,7 +140,7 @@ async def test_recover_dead_worker_at_once(store):
     await q.take("ep1", "w1", lease=300)
     await q.take("ep1", "w2", lease=300)
     assert await q.recover(worker_id="w1") == [a]
-    assert (await q.get(b))["status"] == JobStatus.IN_PROGRESS
+    assert (await q.get(b)).status == JobStatus.IN_PROGRESS
 
 
 async def test_stream_chunks_in_order(store):
@@ -150,17 +150,17 @@ async def test_stream_chunks_in_order(store):
     for i in range(3):
         assert await q.append_chunk(jid, "w1", f"c{i}")
     assert not await q.append_chunk(jid, "w2", "intruder")
-    assert [c["seq"] for c in await q.chunks(jid)] == [0, 1, 2]
-    assert [c["data"] for c in await q.chunks(jid, after_seq=0)] == ['"c1"', '"c2"']
+    assert [c.seq for c in await q.chunks(jid)] == [0, 1, 2]
+    assert [c.value for c in await q.chunks(jid, after_seq=0)] == ["c1", "c2"]
 
 
 async def test_secret_fields_dropped_when_job_ends(store):
     q = JobQueue(store, box=SecretBox(Fernet.generate_key()))
     jid = await q.enqueue(job(secret={"s3Config": {"accessSecret": "shh"}}))
     taken = await q.take("ep1", "w1", lease=30)
-    assert "shh" not in taken[0]["secret"], "sealed before it reaches the store"
-    assert q.worker_fields(taken[0]["secret"]) == {"s3Config": {"accessSecret": "shh"}}
-    assert "secret" not in (await q.get(jid))
+    assert "shh" not in taken[0].secret, "sealed before it reaches the store"
+    assert q.worker_fields(taken[0].secret) == {"s3Config": {"accessSecret": "shh"}}
+    assert (await q.get(jid)).secret is None, "a caller never reads it"
     await q.finish(jid, "w1", output=None)
     assert await q.secret_fields(jid) == {}
 
@@ -196,7 +196,7 @@ async def test_each_new_job_wakes_one_worker_and_none_is_lost(store):
     await asyncio.sleep(0.05)
     ids = {await q.enqueue(job()) for _ in range(5)}
     got = await asyncio.wait_for(asyncio.gather(*takers), 10)
-    assert sorted(t["id"] for batch in got for t in batch) == sorted(ids)
+    assert sorted(t.id for batch in got for t in batch) == sorted(ids)
 
 
 async def test_cancel_queued_and_running_jobs(store):
@@ -205,11 +205,11 @@ async def test_cancel_queued_and_running_jobs(store):
     running = await q.enqueue(job())
     await q.take("ep1", "w1", lease=30)  # takes `queued` (oldest)
     row = await q.cancel(running)
-    assert row["status"] == JobStatus.CANCELLED and row["worker_id"] is None
+    assert row.status == JobStatus.CANCELLED and row.worker_id is None
     row = await q.cancel(queued)
-    assert row["status"] == JobStatus.CANCELLED and row["worker_id"] == "w1"
+    assert row.status == JobStatus.CANCELLED and row.worker_id == "w1"
     assert not await q.finish(queued, "w1", output=1), "a cancelled job's late result is ignored"
-    assert (await q.cancel(queued))["status"] == JobStatus.CANCELLED
+    assert (await q.cancel(queued)).status == JobStatus.CANCELLED
     assert await q.take("ep1", "w2", lease=30) == []
 
 
@@ -218,8 +218,8 @@ async def test_purge_only_touches_queued_jobs(store):
     ids = [await q.enqueue(job()) for _ in range(4)]
     await q.take("ep1", "w1", lease=30)
     assert await q.purge("ep1") == 3
-    assert (await q.get(ids[0]))["status"] == JobStatus.IN_PROGRESS
-    assert [(await q.get(i))["status"] for i in ids[1:]] == [JobStatus.CANCELLED] * 3
+    assert (await q.get(ids[0])).status == JobStatus.IN_PROGRESS
+    assert [(await q.get(i)).status for i in ids[1:]] == [JobStatus.CANCELLED] * 3
 
 
 async def test_retry_only_failed_jobs_same_id_cleared(store):
@@ -231,7 +231,7 @@ async def test_retry_only_failed_jobs_same_id_cleared(store):
     await q.finish(jid, "w1", error="boom")
     assert await q.retry(jid)
     row = await q.get(jid)
-    assert row["status"] == JobStatus.IN_QUEUE and row["error"] is None and row["attempt"] == 0
+    assert row.status == JobStatus.IN_QUEUE and row.error is None and row.attempt == 0
     assert await q.chunks(jid) == []
     await q.take("ep1", "w1", lease=30)
     await q.finish(jid, "w1", output=1)
@@ -261,11 +261,11 @@ async def test_execution_deadline_times_a_running_job_out(store):
     assert await q.time_out() == []
     clock.advance(0.2)
     [row] = await q.time_out()
-    assert (row["id"], row["worker_id"]) == (jid, "w1")
+    assert (row.id, row.worker_id) == (jid, "w1")
     final = await q.get(jid)
-    assert final["status"] == JobStatus.TIMED_OUT and "5000 ms" in final["error"]
+    assert final.status == JobStatus.TIMED_OUT and "5000 ms" in final.error
     assert not await q.finish(jid, "w1", output=1), "a result after the deadline changes nothing"
-    assert (await q.get(other))["status"] == JobStatus.IN_PROGRESS
+    assert (await q.get(other)).status == JobStatus.IN_PROGRESS
 
 
 async def test_ttl_and_retention_make_jobs_disappear(store):
@@ -284,7 +284,7 @@ async def test_ttl_and_retention_make_jobs_disappear(store):
     clock.advance(10)
     assert await q.get(short) is None, "past its ttl a job is gone, even mid-run"
     running = await q.reap()
-    assert [(r["id"], r["worker_id"]) for r in running] == [(short, "w1")]
+    assert [(r.id, r.worker_id) for r in running] == [(short, "w1")]
     clock.advance(100)
     await q.reap()
     assert await q.get(run) is None
@@ -303,7 +303,7 @@ async def test_reap_deletes_in_batches_until_none_is_left(store, monkeypatch):
     await q.finish(kept, "w1", output=1)
     clock.advance(11)
     running = await q.reap()
-    assert sorted(r["id"] for r in running) == sorted(held)
+    assert sorted(r.id for r in running) == sorted(held)
     assert all([await q.get(j) is None for j in ended + held]) and await q.get(kept) is not None
     async with store.read() as conn:
         assert await conn.scalar(select(func.count()).select_from(jobs)) == 1
@@ -316,7 +316,7 @@ async def test_expired_jobs_are_never_taken_and_low_priority_does_not_scale(stor
     low = await q.enqueue(job(low_priority=True))
     assert await q.queued_by_endpoint() == {"ep1": (1, 0.0)}
     clock.advance(11)
-    assert [t["id"] for t in await q.take("ep1", "w1", lease=5, limit=5)] == [low]
+    assert [t.id for t in await q.take("ep1", "w1", lease=5, limit=5)] == [low]
 
 
 async def test_retryable_errors_come_back_after_a_backoff(store):
@@ -326,19 +326,19 @@ async def test_retryable_errors_come_back_after_a_backoff(store):
     await q.take("ep1", "w1", lease=30)
     assert await q.finish(jid, "w1", error="flaky", retryable=True)
     row = await q.get(jid)
-    assert row["status"] == JobStatus.IN_QUEUE and 0.5 <= row["run_after"] - clock.now() <= 1.0
+    assert row.status == JobStatus.IN_QUEUE and 0.5 <= row.run_after - clock.now() <= 1.0
     assert await q.take("ep1", "w1", lease=30) == [], "not before its backoff"
     assert await q.queued_by_endpoint() == {}, "a job in backoff does not ask for a worker"
     clock.advance(1.0)
     [again] = await q.take("ep1", "w2", lease=30)
-    assert again["attempt"] == 2
+    assert again.attempt == 2
     await q.finish(jid, "w2", error="flaky", retryable=True)
     clock.advance(2.0)
     await q.take("ep1", "w3", lease=30)
     await q.finish(jid, "w3", error="still flaky", retryable=True)
     row = await q.get(jid)
-    assert row["status"] == JobStatus.FAILED and row["error"] == "still flaky", "retries used up"
-    errors = __import__("json").loads(row["attempt_errors"])
+    assert row.status == JobStatus.FAILED and row.error == "still flaky", "retries used up"
+    errors = row.attempt_errors
     assert [e["attempt"] for e in errors] == [1, 2]
 
 
@@ -347,11 +347,11 @@ async def test_errors_not_marked_retryable_fail_at_once(store):
     jid = await q.enqueue(job(retries=5))
     await q.take("ep1", "w1", lease=30)
     await q.finish(jid, "w1", error="bad input")
-    assert (await q.get(jid))["status"] == JobStatus.FAILED
+    assert (await q.get(jid)).status == JobStatus.FAILED
 
 
 async def test_an_endpoint_that_cannot_start_fails_its_waiting_jobs(store):
     q = JobQueue(store)
     ids = [await q.enqueue(job()) for _ in range(3)]
     assert await q.fail_queued("ep1", "cannot start: ImportError") == 3
-    assert {(await q.get(i))["error"] for i in ids} == {"cannot start: ImportError"}
+    assert {(await q.get(i)).error for i in ids} == {"cannot start: ImportError"}

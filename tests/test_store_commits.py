@@ -82,7 +82,7 @@ async def test_a_result_is_on_disk_before_it_is_shown_not_before_the_worker_is_a
     assert await q.finish(jid, "w1", output={"ok": True})
     assert fsyncs == [], "the worker's answer does not wait for the disk"
     row = await q.get(jid)
-    assert row is not None and row["status"] == JobStatus.COMPLETED
+    assert row is not None and row.status == JobStatus.COMPLETED
     assert len(fsyncs) == 1, "shown only once durable"
     assert (await q.get(jid)) is not None and len(fsyncs) == 1, "once durable, shown at once"
 

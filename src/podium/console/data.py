@@ -23,10 +23,10 @@ from fastapi import FastAPI
 
 from podium import _json
 from podium.core.access import ROLE_RANK
+from podium.dispatch.jobs import Job
 from podium.logs import render
 from podium.server.auth import PROJECT_HEADER
 from podium.server.runtime import Runtime
-from podium.store.engine import Row
 
 if TYPE_CHECKING:
     import httpx
@@ -303,8 +303,8 @@ class ConsoleData:
     async def _service_row(self, ep: dict[str, Any]) -> ServiceRow:
         queued = await self.rt.queue.waiting(ep["endpoint_id"])
         recent = await self._recent_jobs(ep["endpoint_id"])
-        delays = [r["delay_ms"] for r in recent if r["delay_ms"] is not None]
-        runs = [r["execution_ms"] for r in recent if r["execution_ms"] is not None]
+        delays = [j.delay_ms for j in recent if j.delay_ms is not None]
+        runs = [j.execution_ms for j in recent if j.execution_ms is not None]
         return ServiceRow(
             name=ep["name"], endpoint_id=ep["endpoint_id"], state=ep["state"],
             message=_state_message(ep, queued), version=ep["version"], origin=ep["origin"],
@@ -315,13 +315,13 @@ class ConsoleData:
             p50_execution_ms=statistics.median(runs) if runs else None,
         )
 
-    async def _recent_jobs(self, endpoint_id: str) -> list[Row]:
+    async def _recent_jobs(self, endpoint_id: str) -> list[Job]:
         ep = await self.rt.catalog.get_endpoint(None, endpoint_id)
         if ep is None:
             return []
         since = time.time() - WINDOW_SECONDS
-        rows = await self.rt.queue.find(ep["project_id"], endpoint_id=endpoint_id, limit=STATS_JOBS)
-        return [r for r in rows if r["created_at"] >= since]
+        found = await self.rt.queue.find(ep["project_id"], endpoint_id=endpoint_id, limit=STATS_JOBS)
+        return [j for j in found if j.created_at >= since]
 
     async def endpoint(self, name: str) -> EndpointDetail:
         ep = await self._call("GET", f"/api/v1/endpoints/{quote(name, safe='')}")
@@ -343,18 +343,18 @@ class ConsoleData:
         """Per minute over the last hour: requests, p50/p99 of delay + execution, cold starts."""
         ep = await self._call("GET", f"/api/v1/endpoints/{quote(name, safe='')}")
         now = time.time()
-        buckets: list[list[Row]] = [[] for _ in range(WINDOW_SECONDS // 60)]
-        for r in await self._recent_jobs(ep["endpoint_id"]):
-            i = int((now - r["created_at"]) // 60)
+        buckets: list[list[Job]] = [[] for _ in range(WINDOW_SECONDS // 60)]
+        for j in await self._recent_jobs(ep["endpoint_id"]):
+            i = int((now - j.created_at) // 60)
             if 0 <= i < len(buckets):
-                buckets[i].append(r)
+                buckets[i].append(j)
         points = []
-        for i, rows in enumerate(buckets):
-            total = sorted((r["delay_ms"] or 0) + (r["execution_ms"] or 0) for r in rows if r["finished_at"])
+        for i, minute in enumerate(buckets):
+            total = sorted((j.delay_ms or 0) + (j.execution_ms or 0) for j in minute if j.finished_at)
             points.append(ChartPoint(
-                minute=i, requests=len(rows),
+                minute=i, requests=len(minute),
                 p50_ms=_quantile(total, 0.5), p99_ms=_quantile(total, 0.99),
-                cold_starts=sum(1 for r in rows if r["cold_ms"]),
+                cold_starts=sum(1 for j in minute if j.cold_ms),
             ))
         return points
 
@@ -393,7 +393,7 @@ class ConsoleData:
     async def job(self, job_id: str) -> JobDetail:
         j = await self._call("GET", f"/api/v1/jobs/{quote(job_id, safe='')}")
         names = await self._names()
-        chunks = [_json.loads(c["data"]) for c in await self.rt.queue.chunks(j["id"])]
+        chunks = [c.value for c in await self.rt.queue.chunks(j["id"])]
         return JobDetail(
             row=_job_row(j, names), endpoint_id=j["endpoint_id"], input=j["input"], output=j["output"],
             error_info=j["error_info"], attempt_errors=j["attempt_errors"] or [], progress=j["progress"],

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from podium.bounded import MISSING, Bounded
 from podium.core.errors import Forbidden, NotFound, RateLimited, Unauthorized
+from podium.dispatch.jobs import Job
 from podium.dispatch.notify import Notifier
 from podium.store.catalog import Catalog
 from podium.store.engine import Row
@@ -204,11 +205,11 @@ class Access:
         return row
 
     @staticmethod
-    def job(principal: Principal, row: Row | None, ref: str) -> Row:
-        """A job row the caller may see (its project's, on an endpoint within its reach)."""
-        if row is None or row["project_id"] != principal.project_id or not principal.sees(row["endpoint_id"]):
+    def job(principal: Principal, job: Job | None, ref: str) -> Job:
+        """A job the caller may see (its project's, on an endpoint within its reach)."""
+        if job is None or job.project_id != principal.project_id or not principal.sees(job.endpoint_id):
             raise NotFound("job", ref)
-        return row
+        return job
 
     async def _limit(self, principal: Principal) -> None:
         if self.rate <= 0:

@@ -25,6 +25,7 @@ from podium.core.errors import (
     QueueFull,
 )
 from podium.core.options import JobOptions
+from podium.dispatch.jobs import Job
 from podium.dispatch.queue import JobQueue
 from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
 from podium.dispatch.submit import DuplicateRequest, NewJob
@@ -92,46 +93,46 @@ class Target:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A call's job as the caller gets it back: its id and, when the call waited, its row (None:
-    the job expired while waited for; not final: still running when the wait ended)."""
+    """A call's job as the caller gets it back: its id and, when the call waited, the job (None:
+    it expired while waited for; not final: still running when the wait ended)."""
 
     job_id: str
-    row: Row | None = None
+    job: Job | None = None
 
     @property
     def ended(self) -> bool:
-        return self.row is not None and self.row["status"] in FINAL
+        return self.job is not None and self.job.status in FINAL
 
     @property
     def completed(self) -> bool:
-        return self.row is not None and self.row["status"] == JobStatus.COMPLETED
+        return self.job is not None and self.job.status == JobStatus.COMPLETED
 
     @property
     def failure(self) -> Failure | None:
         """How it failed, once it ended without completing (None otherwise)."""
         if not self.ended or self.completed:
             return None
-        assert self.row is not None
-        return failure_of(self.row)
+        assert self.job is not None
+        return failure_of(self.job)
 
 
 
-def error_of(row: Row) -> dict[str, Any]:
+def error_of(job: Job) -> dict[str, Any]:
     """A failed job's error as the worker reported it (`type`, `message`, `traceback`; {} when
-    there is none): the one place `error_info` is decoded."""
-    info = _json.loads(row["error_info"]) if row["error_info"] else None
+    there is none)."""
+    info = job.error_info
     return info if isinstance(info, dict) else {}
 
 
-def failure_of(row: Row) -> Failure:
+def failure_of(job: Job) -> Failure:
     """How a final job that did not complete ended."""
-    if row["status"] == JobStatus.CANCELLED:
+    if job.status == JobStatus.CANCELLED:
         return Failure.CANCELLED
-    if row["status"] == JobStatus.TIMED_OUT:
+    if job.status == JobStatus.TIMED_OUT:
         return Failure.TIMED_OUT
-    if row["error"] == WORKER_LOST:
+    if job.error == WORKER_LOST:
         return Failure.WORKER_LOST
-    if error_of(row).get("type") == "InvalidArguments":
+    if error_of(job).get("type") == "InvalidArguments":
         return Failure.INVALID_ARGUMENTS
     return Failure.ROUTE_ERROR
 
@@ -267,20 +268,21 @@ class Calls:
         self.metrics.job_submitted(ep["id"], kind)
         return stored
 
-    async def wait(self, job_id: str, timeout: float) -> Row | None:
+    async def wait(self, job_id: str, timeout: float) -> Job | None:
         """The job once final, or as it is after `timeout` seconds (None: it expired)."""
         return await self.queue.wait_final(job_id, timeout)
 
     async def _first_use(self, principal: Principal, key: str, fingerprint: str) -> str | None:
-        row = await self.queue.idempotent(principal.project_id, key)
-        if row is None:
+        first = await self.queue.idempotent(principal.project_id, key)
+        if first is None:
             return None
-        if row["request_hash"] != fingerprint:
+        first_hash, first_job = first
+        if first_hash != fingerprint:
             raise Conflict(
                 "this Idempotency-Key was used with a different request; use a new key for a new request",
                 code="idempotency_key_reused",
             )
-        return str(row["job_id"])
+        return first_job
 
 
 def request_hash(endpoint_id: str, route: str, payload: Any, options: JobOptions) -> str:

@@ -22,6 +22,7 @@ from podium import _json
 from podium.bounded import Bounded
 from podium.clock import Clock
 from podium.core.errors import NotFound, WorkerGone
+from podium.dispatch.jobs import Job
 from podium.dispatch.keys import ep_key, stop_key
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import JobQueue
@@ -357,16 +358,16 @@ class WorkerPool:
             now_ep = await self.catalog.get_endpoint(ep["project_id"], ep["id"])
             return now_ep is not None and self._may_take(info, now_ep)
 
-        rows = await self.queue.take_wait(
+        taken = await self.queue.take_wait(
             ep["id"], worker_id, lease=self.lease, timeout=wait, limit=limit, alive=still_there,
         )
-        info.jobs.update(r["id"] for r in rows)
+        info.jobs.update(job.id for job in taken)
         if info.jobs and info.state is WorkerState.IDLE:
             info.state = WorkerState.RUNNING
-        if rows and info.local and info.jobs_done == 0 and len(info.jobs) == len(rows):
+        if taken and info.local and info.jobs_done == 0 and len(info.jobs) == len(taken):
             # A fresh worker's first jobs: part of their wait was its start-up.
-            await self.queue.note_cold_start(rows, info.started_at, info.ready_at or now)
-        return [self._job(r) for r in rows]
+            await self.queue.note_cold_start(taken, info.started_at, info.ready_at or now)
+        return [self._job(job) for job in taken]
 
     @staticmethod
     def _may_take(info: WorkerInfo, ep: Row) -> bool:
@@ -375,18 +376,19 @@ class WorkerPool:
             return False
         return info.version_id is None or info.version_id == ep["version_id"]
 
-    def _job(self, row: Row) -> dict[str, Any]:
-        job: dict[str, Any] = {
-            "id": row["id"],
-            "input": _json.loads(row["input"]),
-            "podium": {"route": row["route"], "attempt": row["attempt"], "kind": row["kind"]},
+    def _job(self, job: Job) -> dict[str, Any]:
+        """A taken job as its worker receives it."""
+        given: dict[str, Any] = {
+            "id": job.id,
+            "input": _json.loads(job.input_json),
+            "podium": {"route": job.route, "attempt": job.attempt, "kind": job.kind},
         }
-        if row["webhook"]:
-            job["webhook"] = row["webhook"]
-        if row["policy"]:
-            job["policy"] = _json.loads(row["policy"])
-        job.update(self.queue.worker_fields(row["secret"]))
-        return job
+        if job.webhook:
+            given["webhook"] = job.webhook
+        if job.policy is not None:
+            given["policy"] = job.policy
+        given.update(self.queue.worker_fields(job.secret))
+        return given
 
     async def done(self, worker_id: str, ep: Row, job_id: str, result: Result) -> None:
         """A job's progress, output or error. Posts for a job the worker no longer holds change

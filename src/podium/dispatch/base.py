@@ -8,10 +8,11 @@ from sqlalchemy import select
 
 from podium.bounded import Bounded
 from podium.clock import Clock
+from podium.dispatch.jobs import Ended, Job
 from podium.dispatch.keys import ENDED_KEY, HOLD_KEY, job_key
 from podium.dispatch.notify import Notifier, wait_event
 from podium.dispatch.statements import ENDED_COLUMNS
-from podium.store.engine import Row, Store
+from podium.store.engine import Store
 from podium.store.secretbox import SecretBox
 from podium.store.tables import jobs
 
@@ -52,13 +53,13 @@ class QueueBase:
         self._counted_at: dict[str, float] = {}
         #: Jobs just stored for a caller that waits on them: not final yet, nothing to read.
         self._fresh: Bounded[str, None] = Bounded()
-        #: Final rows handed from finish() to the callers waiting on them, saving a read each.
-        self._finals: Bounded[str, Row] = Bounded()
+        #: Final jobs handed from finish() to the callers waiting on them, saving a read each.
+        self._finals: Bounded[str, Job] = Bounded()
         #: SQLite: results stored but maybe not on disk yet, by job id, with the store's mark
         #: after them: whoever shows one first makes it durable (see finish).
         self._settling: dict[str, int] = {}
-        #: Called with (endpoint_id, status, delay_ms, execution_ms) of each job that ends.
-        self.on_end: Callable[[Row], None] | None = None
+        #: Called with what is known of each job that ends (its metrics' figures).
+        self.on_end: Callable[[Ended], None] | None = None
         #: Set when the server shuts down: long-polls answer at once instead of holding it up.
         self.closing = False
 
@@ -77,21 +78,21 @@ class QueueBase:
         return {"b_now": now, "b_keep_runsync": self.retention["runsync"],
                 "b_keep_run": self.retention["run"]}
 
-    async def _ended(self, job_ids: Sequence[str], rows: Sequence[Row] | None = None) -> None:
+    async def _ended(self, job_ids: Sequence[str], ended: Sequence[Ended] | None = None) -> None:
         """Wake whoever waits on these jobs, the observer if any, and the webhook outbox when one
-        of them has a webhook. `rows` (ENDED_COLUMNS) saves a read when the caller has them."""
+        of them has a webhook. `ended` saves a read when the caller has them."""
         for jid in job_ids:
             self.notifier.notify(job_key(jid))
         if not job_ids:
             return
-        if rows is None:
+        if ended is None:
             async with self.store.tx() as conn:
                 res = await conn.execute(select(*ENDED_COLUMNS).where(jobs.c.id.in_(list(job_ids))))
-                rows = list(res.mappings().all())
+                ended = [Ended.from_row(row) for row in res.mappings()]
         if self.on_end is not None:
-            for row in rows:
-                self.on_end(row)
-        if any(row["webhook"] for row in rows):
+            for one in ended:
+                self.on_end(one)
+        if any(one.webhook for one in ended):
             self.notifier.notify(ENDED_KEY)
 
     async def _promise(self, job_id: str) -> None:
@@ -107,9 +108,9 @@ class QueueBase:
             self._settling.clear()
         self._settling[job_id] = self.store.mark()
 
-    async def _shown(self, row: Row | None) -> Row | None:
-        """The row, its result on disk first if it was not yet (see `_promise`)."""
-        if row is not None and row["id"] in self._settling:
-            await self.store.sync(upto=self._settling[row["id"]])
-            self._settling.pop(row["id"], None)
-        return row
+    async def _shown(self, job: Job | None) -> Job | None:
+        """The job, its result on disk first if it was not yet (see `_promise`)."""
+        if job is not None and job.id in self._settling:
+            await self.store.sync(upto=self._settling[job.id])
+            self._settling.pop(job.id, None)
+        return job

@@ -9,11 +9,11 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from podium import _json
 from podium.dispatch.base import QueueBase
+from podium.dispatch.jobs import Held
 from podium.dispatch.keys import ep_key, job_key
 from podium.dispatch.statements import ALIVE, QUEUED, RAN_FOR, RUNNING, ending
 from podium.dispatch.states import WORKER_LOST, JobStatus
 from podium.dispatch.submit import IDEMPOTENCY_SECONDS
-from podium.store.engine import Row
 from podium.store.tables import idempotency_keys, jobs, stream_chunks
 
 #: Jobs deleted per transaction when their retention or ttl is over (see JobQueue.reap).
@@ -81,9 +81,9 @@ class Maintenance(QueueBase):
         await self._ended(failed)
         return ids
 
-    async def time_out(self) -> list[Row]:
-        """End every running job past its execution deadline TIMED_OUT; returns (id, worker_id)s
-        so their workers can be stopped."""
+    async def time_out(self) -> list[Held]:
+        """End every running job past its execution deadline TIMED_OUT; returns them so their
+        workers can be stopped."""
         now = self.clock.now()
         async with self.store.tx() as conn:
             res = await conn.execute(
@@ -99,9 +99,9 @@ class Maintenance(QueueBase):
                 .returning(jobs.c.id, jobs.c.worker_id),
                 {"b_now": now},
             )
-            rows: list[Row] = list(res.mappings().all())
-        await self._ended([r["id"] for r in rows])
-        return rows
+            timed_out = [Held(job_id, worker_id) for job_id, worker_id in res.all()]
+        await self._ended([h.id for h in timed_out])
+        return timed_out
 
     async def next_deadline(self) -> float | None:
         """The earliest execution deadline of a running job (the autoscaler wakes for it)."""
@@ -111,19 +111,19 @@ class Maintenance(QueueBase):
             )
         return None if deadline is None else float(deadline)
 
-    async def reap(self) -> list[Row]:
-        """Delete jobs past their ttl or retention, with their chunks. Returns the (id, worker_id)
-        of those deleted while running, whose workers must be told to stop.
+    async def reap(self) -> list[Held]:
+        """Delete jobs past their ttl or retention, with their chunks. Returns those deleted while
+        running, whose workers must be told to stop.
 
         REAP_BATCH jobs per transaction: at thousands of jobs a second, five seconds' worth
         deleted at once stopped the loop (SQLite runs on it) for a long while, held every row in
         memory, and past 32,766 jobs bound more values than SQLite takes, so it failed each time."""
         now = self.clock.now()
-        running: list[Row] = []
+        running: list[Held] = []
         while True:
-            rows = await self._reap_some(now)
-            running += [r for r in rows if r["status"] == JobStatus.IN_PROGRESS]
-            if len(rows) < REAP_BATCH:
+            deleted, held = await self._reap_some(now)
+            running += held
+            if deleted < REAP_BATCH:
                 break
         async with self.store.tx(durable=False) as conn:
             await conn.execute(
@@ -131,22 +131,23 @@ class Maintenance(QueueBase):
             )
         return running
 
-    async def _reap_some(self, now: float) -> list[Row]:
+    async def _reap_some(self, now: float) -> tuple[int, list[Held]]:
         """Up to REAP_BATCH of the jobs `reap` deletes (not fsynced: a deletion a crash loses is
-        made again)."""
+        made again): how many, and those of them that were running."""
         expired = select(jobs.c.id).where(~ALIVE).limit(REAP_BATCH).scalar_subquery()
         async with self.store.tx(durable=False) as conn:
             res = await conn.execute(
                 delete(jobs).where(jobs.c.id.in_(expired)).returning(jobs.c.id, jobs.c.status, jobs.c.worker_id),
                 self._alive_params(now),
             )
-            rows: list[Row] = list(res.mappings().all())
-            gone = [r["id"] for r in rows]
+            rows = res.all()
+            gone = [job_id for job_id, _, _ in rows]
             if gone:
                 await conn.execute(delete(stream_chunks).where(stream_chunks.c.job_id.in_(gone)))
         for jid in gone:
             self.notifier.notify(job_key(jid))
-        return rows
+        return len(rows), [Held(job_id, worker_id) for job_id, status, worker_id in rows
+                           if status == JobStatus.IN_PROGRESS]
 
     async def purge(self, endpoint_id: str) -> int:
         """Cancel every queued job of an endpoint; running ones go on. Returns how many."""

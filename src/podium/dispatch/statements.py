@@ -16,7 +16,7 @@ PUBLIC_COLUMNS = [c for c in jobs.c if c.name != "secret"]
 
 #: What is known of a job when it ends (for metrics, and to tell whether a webhook is due).
 ENDED_COLUMNS = (
-    jobs.c.endpoint_id, jobs.c.kind, jobs.c.status, jobs.c.delay_ms, jobs.c.execution_ms, jobs.c.webhook
+    jobs.c.id, jobs.c.endpoint_id, jobs.c.kind, jobs.c.status, jobs.c.delay_ms, jobs.c.execution_ms, jobs.c.webhook
 )
 
 

@@ -12,13 +12,13 @@ from sqlalchemy.exc import IntegrityError
 
 from podium import _json
 from podium.dispatch.base import QueueBase
+from podium.dispatch.jobs import Chunk, Job
 from podium.dispatch.keys import SCALE_KEY, ep_key, job_key
 from podium.dispatch.notify import wait_event
 from podium.dispatch.statements import ALIVE, GET, INSERT_JOB, PUBLIC_COLUMNS, ending, new_job_binds
 from podium.dispatch.states import FINAL, JobStatus
 from podium.errors import ConfigError
 from podium.ids import uuid7
-from podium.store.engine import Row
 from podium.store.tables import idempotency_keys, jobs, stream_chunks, webhook_deliveries
 
 
@@ -74,7 +74,7 @@ class CallerSide(QueueBase):
                 raise
             raise DuplicateRequest(new.idempotency[0]) from None
 
-    async def idempotent(self, project_id: str, key: str) -> Row | None:
+    async def idempotent(self, project_id: str, key: str) -> tuple[str, str] | None:
         """The (request_hash, job_id) an Idempotency-Key was first used with, within 24 hours."""
         async with self.store.tx() as conn:
             res = await conn.execute(
@@ -83,7 +83,8 @@ class CallerSide(QueueBase):
                     idempotency_keys.c.created_at > self.clock.now() - IDEMPOTENCY_SECONDS,
                 )
             )
-            return res.mappings().first()
+            found = res.first()
+        return None if found is None else (found.request_hash, found.job_id)
 
     async def _enqueue(self, new: NewJob) -> str:
         now = self.clock.now()
@@ -142,16 +143,16 @@ class CallerSide(QueueBase):
             raise ConfigError("this queue has no secrets key: it cannot store s3Config or env")
         return self.box.seal(_json.dumps(fields))
 
-    async def get(self, job_id: str) -> Row | None:
+    async def get(self, job_id: str) -> Job | None:
         """The job, or None once it is gone: past its ttl, or final for longer than retention."""
         async with self.store.read() as conn:
             found = await conn.rows(GET, {"b_job": job_id, **self._alive_params(self.clock.now())})
-        return await self._shown(found[0] if found else None)
+        return await self._shown(Job.from_row(found[0]) if found else None)
 
     async def find(
         self, project_id: str, *, status: str | None = None, endpoint_id: str | None = None,
         limit: int = 100,
-    ) -> list[Row]:
+    ) -> list[Job]:
         """A project's readable jobs, newest first (the dead-letter view with status=FAILED)."""
         q = select(*PUBLIC_COLUMNS).where(jobs.c.project_id == project_id, ALIVE)
         if status is not None:
@@ -162,14 +163,14 @@ class CallerSide(QueueBase):
             res = await conn.execute(
                 q.order_by(jobs.c.created_at.desc()).limit(limit), self._alive_params(self.clock.now())
             )
-            rows: list[Row] = list(res.mappings().all())
-        if any(r["id"] in self._settling for r in rows):
+            found = [Job.from_row(row) for row in res.mappings()]
+        if any(job.id in self._settling for job in found):
             await self.store.sync()
-        return rows
+        return found
 
     async def wait_final(
         self, job_id: str, timeout: float, *, promise: bool = True, endpoint_id: str | None = None
-    ) -> Row | None:
+    ) -> Job | None:
         """The job once final, or as it is when `timeout` runs out (None if it does not exist).
 
         With `promise`, a job still running then is made durable first: its id goes out as a
@@ -184,11 +185,11 @@ class CallerSide(QueueBase):
             try:
                 while True:
                     if not pending:
-                        row = await self._shown(self._finals.pop(job_id)) or await self.get(job_id)
-                        if row is None or row["status"] in FINAL or (
-                            endpoint_id is not None and row["endpoint_id"] != endpoint_id
+                        job = await self._shown(self._finals.pop(job_id)) or await self.get(job_id)
+                        if job is None or job.status in FINAL or (
+                            endpoint_id is not None and job.endpoint_id != endpoint_id
                         ):
-                            return row
+                            return job
                     pending = False
                     if not await wait_event(ev, deadline - time.monotonic()):
                         if promise:
@@ -197,14 +198,14 @@ class CallerSide(QueueBase):
             finally:
                 self._finals.pop(job_id)
 
-    async def chunks(self, job_id: str, after_seq: int = -1) -> list[Row]:
+    async def chunks(self, job_id: str, after_seq: int = -1) -> list[Chunk]:
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(stream_chunks.c.seq, stream_chunks.c.data)
                 .where(stream_chunks.c.job_id == job_id, stream_chunks.c.seq > after_seq)
                 .order_by(stream_chunks.c.seq)
             )
-            return list(res.mappings().all())
+            return [Chunk(seq, _json.loads(data)) for seq, data in res.all()]
 
     async def drain_chunks(self, job_id: str) -> list[Any]:
         """Stream chunks not handed out before, each exactly once (RunPod's /stream drains)."""
@@ -218,7 +219,7 @@ class CallerSide(QueueBase):
             rows = sorted(res.all())
         return [_json.loads(data) for _, data in rows]
 
-    async def cancel(self, job_id: str) -> Row | None:
+    async def cancel(self, job_id: str) -> Job | None:
         """Cancel a queued or running job (a running one keeps `worker_id`, to be stopped).
 
         Returns the job as it is afterwards; a final job is returned unchanged.

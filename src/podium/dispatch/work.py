@@ -11,11 +11,11 @@ from sqlalchemy import and_, func, insert, select, update
 
 from podium import _json
 from podium.dispatch.base import QueueBase
+from podium.dispatch.jobs import Ended, Job
 from podium.dispatch.keys import SCALE_KEY, ep_key, job_key
 from podium.dispatch.notify import wait_event
 from podium.dispatch.statements import FINISH, HELD_BY, RUNNING, TAKE, held_binds
 from podium.dispatch.states import JobStatus
-from podium.store.engine import Row
 from podium.store.tables import jobs, stream_chunks
 
 
@@ -30,14 +30,15 @@ class WorkerSide(QueueBase):
 
     async def take(
         self, endpoint_id: str, worker_id: str, *, lease: float, limit: int = 1
-    ) -> list[Row]:
+    ) -> list[Job]:
         """Atomically claim up to `limit` queued jobs of an endpoint for one worker."""
         now = self.clock.now()
         params = {"b_now": now, "b_endpoint": endpoint_id, "b_worker": worker_id,
                   "b_lease_until": now + lease, "b_limit": limit}
         # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
         async with self.store.tx(durable=False) as conn:
-            return await conn.rows(TAKE, params)
+            taken = await conn.rows(TAKE, params)
+        return [Job.from_row(row) for row in taken]
 
     async def take_wait(
         self,
@@ -48,7 +49,7 @@ class WorkerSide(QueueBase):
         timeout: float,
         limit: int = 1,
         alive: Callable[[], Awaitable[bool]] | None = None,
-    ) -> list[Row]:
+    ) -> list[Job]:
         """Long-poll: claim jobs, or wait until one is stored (no sleeping, no polling).
 
         `alive` is asked after each wait, before claiming and once more after: a worker that
@@ -69,21 +70,21 @@ class WorkerSide(QueueBase):
                 taken = await self.take(endpoint_id, worker_id, lease=lease, limit=limit)
                 if taken:
                     if waited and alive is not None and not await alive():
-                        await self.untake([r["id"] for r in taken], worker_id)
+                        await self.untake([job.id for job in taken], worker_id)
                         return []
                     return taken
                 if not await wait_event(ev, deadline - time.monotonic()):
                     return []
                 waited = True
 
-    async def note_cold_start(self, rows: Sequence[Row], started_at: float, ready_at: float) -> None:
+    async def note_cold_start(self, taken: Sequence[Job], started_at: float, ready_at: float) -> None:
         """Record how much of each job's wait was its worker's cold start."""
         async with self.store.tx(durable=False) as conn:
-            for row in rows:
-                cold = ready_at - max(row["created_at"], started_at)
+            for job in taken:
+                cold = ready_at - max(job.created_at, started_at)
                 if cold > 0:
                     await conn.execute(
-                        update(jobs).where(jobs.c.id == row["id"]).values(cold_ms=int(cold * 1000))
+                        update(jobs).where(jobs.c.id == job.id).values(cold_ms=int(cold * 1000))
                     )
 
     async def untake(self, job_ids: Sequence[str], worker_id: str) -> None:
@@ -185,17 +186,17 @@ class WorkerSide(QueueBase):
         }
         async with self.store.tx(durable=False) as conn:
             found = await conn.rows(FINISH[endpoint_id is not None], params)
-            row = found[0] if found else None
-        if row is not None:
+        job = Job.from_row(found[0]) if found else None
+        if job is not None:
             waited = self.notifier.listeners(job_key(job_id)) > 0
-            if row["kind"] == "run" or not waited:
+            if job.kind == "run" or not waited:
                 # A result is promised once shown, unless its caller is there to receive it (a
                 # crash before that answer runs the job again).
                 await self._promise(job_id)
             if waited:
-                self._finals.put(job_id, row)
-            await self._ended([job_id], [row])
-        return row is not None
+                self._finals.put(job_id, job)
+            await self._ended([job_id], [Ended.of(job)])
+        return job is not None
 
     async def _retry_later(self, job_id: str, worker_id: str, error: str, endpoint_id: str | None) -> bool:
         """Queue a failed attempt again if it has route retries left; True if it did."""

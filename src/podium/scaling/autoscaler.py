@@ -159,13 +159,13 @@ class Autoscaler:
     async def tick(self) -> None:
         await self._delete_spent_keys()
         await self.queue.recover()
-        for row in await self.queue.time_out():
-            log.info("job %s timed out on worker %s", row["id"], row["worker_id"])
-            self.stop_job(row["worker_id"], row["id"])
+        for held in await self.queue.time_out():
+            log.info("job %s timed out on worker %s", held.id, held.worker_id)
+            self.stop_job(held.worker_id, held.id)
         if time.monotonic() - self._last_reap >= REAP_EVERY:
             self._last_reap = time.monotonic()
-            for row in await self.queue.reap():
-                self.stop_job(row["worker_id"], row["id"])
+            for held in await self.queue.reap():
+                self.stop_job(held.worker_id, held.id)
             await self.pool.cluster.prune(self.queue.clock.now() - FORGET_AFTER)
         queued = await self.queue.queued_by_endpoint()
         endpoints = await self.catalog.list_endpoints()

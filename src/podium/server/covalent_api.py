@@ -30,6 +30,7 @@ from podium.core.errors import (
 from podium.covalent.functions import Deployment, Functions, iso, stderr_text
 from podium.covalent.models import FunctionService
 from podium.covalent.staging import MAX_SLOTS, AssetSlots
+from podium.dispatch.jobs import Job
 from podium.server.auth import caller, runtime
 from podium.server.body import MB, read_body
 from podium.server.errors import HTTPError, status_of
@@ -38,7 +39,6 @@ from podium.server.runtime import Runtime
 from podium.server.streams import first_chunk_response
 from podium.server.user_content import content_base
 from podium.store.endpoints import EndpointState
-from podium.store.engine import Row
 
 ASSET_LIMIT = 100 * MB
 CALL_LIMIT = 20 * MB
@@ -255,10 +255,10 @@ async def _kwargs(request: Request) -> dict[str, Any]:
     return body
 
 
-def _failure(row: Row) -> CovalentError:
-    if failure_of(row) == Failure.INVALID_ARGUMENTS:
-        return CovalentError(422, "validation/error", error_of(row).get("message") or row["error"])
-    return CovalentError(500, "function/error", row["error"] or row["status"])
+def _failure(job: Job) -> CovalentError:
+    if failure_of(job) == Failure.INVALID_ARGUMENTS:
+        return CovalentError(422, "validation/error", error_of(job).get("message") or job.error)
+    return CovalentError(500, "function/error", job.error or job.status)
 
 
 async def call(request: Request, function_id: str, route: str) -> Response:
@@ -283,10 +283,11 @@ async def call(request: Request, function_id: str, route: str) -> Response:
                                           end_quietly=True)
     if not outcome.ended:
         raise CovalentError(504, "function/timeout", f"the call is still running (job {outcome.job_id})")
-    assert outcome.row is not None
+    assert outcome.job is not None
     if not outcome.completed:
-        raise _failure(outcome.row)
-    return Response(outcome.row["output"], media_type="application/json", headers={"X-Podium-Job-Id": outcome.job_id})
+        raise _failure(outcome.job)
+    return Response(outcome.job.output_json, media_type="application/json",
+                    headers={"X-Podium-Job-Id": outcome.job_id})
 
 
 router.add_api_route("/fn/{function_id}/{route:path}", call, methods=["GET", "POST", "PUT", "DELETE", "PATCH"],

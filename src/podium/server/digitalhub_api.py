@@ -25,6 +25,7 @@ from podium.core.errors import DomainError, InvalidRequest, NotFound
 from podium.digitalhub.build import source_code
 from podium.digitalhub.records import Entity, new_entity_id
 from podium.digitalhub.runs import Where, service_path, split_envs
+from podium.dispatch.jobs import Job
 from podium.logs import worker_logs
 from podium.names import DIGITALHUB_ID
 from podium.scaling.local import tail
@@ -370,8 +371,8 @@ async def run_logs(request: Request, project: str, run_id: str) -> JSONAnswer:
 # -- the run's service, and the gateway proxy ----------------------------------------------------
 
 
-def _service_failure(row: Any) -> DigitalHubError:
-    return DigitalHubError(500, error_text(row))
+def _service_failure(job: Job) -> DigitalHubError:
+    return DigitalHubError(500, error_text(job))
 
 
 async def _serve(request: Request, run: Entity, subpath: str) -> Response:

@@ -5,29 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from podium import _json
+from podium.dispatch.jobs import Job
 from podium.dispatch.states import JobStatus
-from podium.store.engine import Row
 
 
-def envelope(row: Row, now: float) -> dict[str, Any]:
+def envelope(job: Job, now: float) -> dict[str, Any]:
     """The RunPod status answer: id, status, delayTime/executionTime (ms), output or error."""
-    status = row["status"]
-    delay = row["delay_ms"]
+    status = job.status
+    delay = job.delay_ms
     if delay is None:
-        delay = int((now - row["created_at"]) * 1000)
-    execution = row["execution_ms"]
+        delay = int((now - job.created_at) * 1000)
+    execution = job.execution_ms
     if execution is None:
-        execution = int((now - row["started_at"]) * 1000) if row["started_at"] else 0
+        execution = int((now - job.started_at) * 1000) if job.started_at else 0
     out: dict[str, Any] = {
-        "id": row["id"],
+        "id": job.id,
         "status": status,
         "delayTime": delay,
         "executionTime": execution,
     }
     if status == JobStatus.COMPLETED:
-        out["output"] = _json.loads(row["output"])
-    elif status == JobStatus.IN_PROGRESS and row["progress"] is not None:
-        out["output"] = _json.loads(row["progress"])
-    elif row["error"] is not None:
-        out["error"] = row["error"]
+        out["output"] = _json.loads(job.output_json)
+    elif status == JobStatus.IN_PROGRESS and job.progress is not None:
+        out["output"] = job.progress
+    elif job.error is not None:
+        out["error"] = job.error
     return out

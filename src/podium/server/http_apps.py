@@ -52,9 +52,9 @@ async def http_call(
             start = event.value[START]
             break
         if isinstance(event, End):
-            if event.row is None:
+            if event.job is None:
                 raise HTTPError(504, "timeout", "the request expired before the app answered")
-            raise failure(event.row)
+            raise failure(event.job)
         if isinstance(event, Idle):
             raise HTTPError(504, "timeout", f"the app has not answered; job {job_id}", extra={"id": job_id})
     assert start is not None

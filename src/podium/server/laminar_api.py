@@ -16,6 +16,7 @@ from podium import _json
 from podium.core.calls import Failure, error_of, failure_of
 from podium.core.errors import DomainError, EndpointUnavailable, InvalidRequest, NotFound
 from podium.core.options import JobOptions, parse_env
+from podium.dispatch.jobs import Job
 from podium.server.auth import caller, runtime
 from podium.server.body import MB, read_json
 from podium.server.errors import HTTPError, from_domain, status_of
@@ -38,12 +39,12 @@ class LaminarError(HTTPError):
         return {"error_code": self.error, "error_message": self.detail}
 
 
-def _failure(row: Any) -> LaminarError:
+def _failure(job: Job) -> LaminarError:
     """A required argument is checked where the initializer's defaults are known: on the worker."""
-    message = error_text(row)
-    if failure_of(row) == Failure.INVALID_ARGUMENTS:
+    message = error_text(job)
+    if failure_of(job) == Failure.INVALID_ARGUMENTS:
         code = "api.missingGraphInput" if "missing" in message else "api.invalidRequest"
-        return LaminarError(code, error_of(row).get("message") or message)
+        return LaminarError(code, error_of(job).get("message") or message)
     return LaminarError("api.GraphRunningError", message)
 
 
@@ -86,10 +87,10 @@ async def _run(request: Request, target_key: str) -> Response:
         return event_stream(rt, job_id)
     if not outcome.ended:
         raise LaminarError("api.timeout", f"run {job_id} is still going; its runId is {job_id}", 504)
-    assert outcome.row is not None
+    assert outcome.job is not None
     if not outcome.completed:
-        raise _failure(outcome.row)
-    return JSONAnswer({"outputs": outputs(_json.loads(outcome.row["output"])), "runId": job_id})
+        raise _failure(outcome.job)
+    return JSONAnswer({"outputs": outputs(_json.loads(outcome.job.output_json)), "runId": job_id})
 
 
 @router.post("/v1/pipeline/run", response_model=None)

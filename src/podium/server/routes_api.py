@@ -6,6 +6,8 @@ produces them. These calls take the same path as RunPod jobs: stored, taken, fin
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -13,6 +15,7 @@ from podium import _json
 from podium.core.access import Principal
 from podium.core.calls import Failure, error_of, failure_of
 from podium.core.options import JobOptions, parse_env
+from podium.dispatch.jobs import Job
 from podium.records import RouteRecord
 from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import MB, read_object
@@ -31,17 +34,18 @@ ROUTE_LIMIT = 20 * MB
 ENV_HEADER = "X-Podium-Env"
 
 
-def failure(row: Row) -> HTTPError:
+def failure(job: Job) -> HTTPError:
     """The error answer for a job that did not complete."""
-    how, info, extra = failure_of(row), error_of(row), {"id": row["id"]}
+    how, info = failure_of(job), error_of(job)
+    extra: dict[str, Any] = {"id": job.id}
     if how == Failure.INVALID_ARGUMENTS:
-        return HTTPError(400, "invalid_arguments", info.get("message") or row["error"], extra=extra)
+        return HTTPError(400, "invalid_arguments", info.get("message") or job.error, extra=extra)
     if how == Failure.WORKER_LOST:
-        return HTTPError(502, "worker_lost", row["error"], extra=extra)
+        return HTTPError(502, "worker_lost", job.error, extra=extra)
     if how != Failure.ROUTE_ERROR:
-        return HTTPError(502, row["status"].lower(), row["error"] or row["status"], extra=extra)
+        return HTTPError(502, job.status.lower(), job.error or job.status, extra=extra)
     extra.update(type=info.get("type"), message=info.get("message"), traceback=info.get("traceback"))
-    return HTTPError(500, "route_error", row["error"], extra=extra)
+    return HTTPError(500, "route_error", job.error, extra=extra)
 
 
 def _env_header(request: Request) -> dict[str, str] | None:
@@ -55,11 +59,11 @@ def _env_header(request: Request) -> dict[str, str] | None:
     return parse_env(value)
 
 
-def error_text(row: Row | None) -> str:
+def error_text(job: Job | None) -> str:
     """What a failed job's SSE error frame says."""
-    if row is None:
+    if job is None:
         return "the job expired before it ended"
-    return str(row["error"] or row["status"])
+    return str(job.error or job.status)
 
 
 def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
@@ -139,7 +143,7 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
             f"the route is still running; poll /v2/{ep['id']}/status/{job_id}",
             extra={"id": job_id},
         )
-    assert outcome.row is not None
+    assert outcome.job is not None
     if not outcome.completed:
-        raise failure(outcome.row)
-    return Response(outcome.row["output"], media_type="application/json", headers={"X-Podium-Job-Id": job_id})
+        raise failure(outcome.job)
+    return Response(outcome.job.output_json, media_type="application/json", headers={"X-Podium-Job-Id": job_id})

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from podium.core.calls import Outcome, find_route
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
 from podium.core.options import parse_job_request
+from podium.dispatch.jobs import Job
 from podium.dispatch.states import JobStatus
 from podium.ids import uuid7
 from podium.server.auth import endpoint_caller, runtime
@@ -49,24 +50,24 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
         raise InvalidRequest("wait must be between 1000 and 300000 milliseconds", code="invalid_wait")
     timeout = wait / 1000 if wait is not None else rt.settings.runsync_wait
     outcome = await _accept(request, endpoint_id, RUNSYNC_LIMIT, "runsync", f"sync-{uuid7()}", timeout)
-    if outcome.row is None:  # its ttl ran out while we waited
+    if outcome.job is None:  # its ttl ran out while we waited
         raise NotFound("job", outcome.job_id)
-    return JSONAnswer(envelope(outcome.row, rt.clock.now()))
+    return JSONAnswer(envelope(outcome.job, rt.clock.now()))
 
 
 async def _job(
     request: Request, endpoint_id: str, job_id: str, role: str = "read"
-) -> tuple[Runtime, Row, Row]:
+) -> tuple[Runtime, Row, Job]:
     rt = runtime(request)
     _, ep = await endpoint_caller(request, role, endpoint_id)
     return rt, ep, _of(ep, job_id, await rt.queue.get(job_id))
 
 
-def _of(ep: Row, job_id: str, row: Row | None) -> Row:
+def _of(ep: Row, job_id: str, job: Job | None) -> Job:
     """The job, if it is the endpoint's; NotFound otherwise (another endpoint's job is not shown)."""
-    if row is None or row["endpoint_id"] != ep["id"]:
+    if job is None or job.endpoint_id != ep["id"]:
         raise NotFound("job", job_id)
-    return row
+    return job
 
 
 @router.get("/status/{job_id}")
@@ -75,46 +76,46 @@ async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     rt = runtime(request)
     _, ep = await endpoint_caller(request, "read", endpoint_id)
     # One read, under the wait's listener: a job ending between a read and the wait is not missed.
-    row = await rt.queue.wait_final(job_id, rt.settings.status_hold, promise=False, endpoint_id=ep["id"])
-    return JSONAnswer(envelope(_of(ep, job_id, row), rt.clock.now()))
+    job = await rt.queue.wait_final(job_id, rt.settings.status_hold, promise=False, endpoint_id=ep["id"])
+    return JSONAnswer(envelope(_of(ep, job_id, job), rt.clock.now()))
 
 
 @router.get("/stream/{job_id}")
 async def stream(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     """Chunks produced since the last call, each returned once; `stream` is always present."""
-    rt, _, row = await _job(request, endpoint_id, job_id)
+    rt, _, job = await _job(request, endpoint_id, job_id)
     chunks = await rt.queue.drain_chunks(job_id)
     if chunks:  # the job may have ended while we read: report the status the chunks belong to
-        row = await rt.queue.get(job_id) or row
-    body = {"id": row["id"], "status": row["status"], "stream": [{"output": c} for c in chunks]}
-    if row["error"] is not None:
-        body["error"] = row["error"]
+        job = await rt.queue.get(job_id) or job
+    body = {"id": job.id, "status": job.status, "stream": [{"output": c} for c in chunks]}
+    if job.error is not None:
+        body["error"] = job.error
     return JSONAnswer(body)
 
 
 @router.post("/cancel/{job_id}")
 async def cancel(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     """Queued: it will never run. Running: its worker is told to stop it (or replaced)."""
-    rt, ep, row = await _job(request, endpoint_id, job_id, "invoke")
-    was_running = row["status"] == JobStatus.IN_PROGRESS
+    rt, ep, job = await _job(request, endpoint_id, job_id, "invoke")
+    was_running = job.status == JobStatus.IN_PROGRESS
     after = await rt.queue.cancel(job_id)
     if after is None:
         raise NotFound("job", job_id)
-    if was_running and after["status"] == JobStatus.CANCELLED and row["worker_id"]:
+    if was_running and after.status == JobStatus.CANCELLED and job.worker_id:
         # An async RunPod handler is cancelled where it awaits; anything else must be killed.
         version = await rt.version(ep)
-        route = find_route(version["routes"], row["route"])
+        route = find_route(version["routes"], job.route)
         gentle = version["runtime"] == "runpod" and route is not None and route["is_async"]
-        rt.scaler.stop_job(row["worker_id"], job_id, kill=not gentle)
-    return JSONAnswer({"id": job_id, "status": after["status"]})
+        rt.scaler.stop_job(job.worker_id, job_id, kill=not gentle)
+    return JSONAnswer({"id": job_id, "status": after.status})
 
 
 @router.post("/retry/{job_id}")
 async def retry(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     """Queue a FAILED or TIMED_OUT job again, same id."""
-    rt, _, row = await _job(request, endpoint_id, job_id, "invoke")
+    rt, _, job = await _job(request, endpoint_id, job_id, "invoke")
     if not await rt.queue.retry(job_id):
-        raise NotRetryable(f"only FAILED or TIMED_OUT jobs can be retried; job {job_id} is {row['status']}")
+        raise NotRetryable(f"only FAILED or TIMED_OUT jobs can be retried; job {job_id} is {job.status}")
     return JSONAnswer({"id": job_id, "status": "IN_QUEUE"})
 
 

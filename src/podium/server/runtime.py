@@ -75,8 +75,8 @@ class Runtime:
             retry_base=settings.retry_base,
         )
         self.metrics = Metrics()
-        self.queue.on_end = lambda row: self.metrics.job_ended(
-            row["endpoint_id"], row["status"], row["delay_ms"], row["execution_ms"]
+        self.queue.on_end = lambda ended: self.metrics.job_ended(
+            ended.endpoint_id, ended.status, ended.delay_ms, ended.execution_ms
         )
         self.catalog = Catalog(self.store, self.clock)
         self.access = Access(self.catalog, rate=settings.rate_limit, burst=settings.rate_burst, shared=self.shared,

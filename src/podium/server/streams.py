@@ -15,11 +15,11 @@ from fastapi import Response
 from fastapi.responses import StreamingResponse
 
 from podium import _json
+from podium.dispatch.jobs import Job
 from podium.dispatch.keys import job_key
 from podium.dispatch.notify import wait_event
 from podium.dispatch.states import FINAL, JobStatus
 from podium.server.runtime import Runtime
-from podium.store.engine import Row
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Idle:
 
 @dataclass(frozen=True)
 class End:
-    row: Row | None  # None: the job is gone (its ttl ran out)
+    job: Job | None  # None: the job is gone (its ttl ran out)
 
 
 async def follow(rt: Runtime, job_id: str, idle_after: float) -> AsyncIterator[Chunk | Idle | End]:
@@ -44,16 +44,16 @@ async def follow(rt: Runtime, job_id: str, idle_after: float) -> AsyncIterator[C
         while True:
             chunks = await rt.queue.chunks(job_id, seq)
             for c in chunks:
-                seq = c["seq"]
-                yield Chunk(_json.loads(c["data"]))
+                seq = c.seq
+                yield Chunk(c.value)
             if chunks:
                 continue
-            row = await rt.queue.get(job_id)
-            if row is None or row["status"] in FINAL:
-                if row is not None:  # chunks stored between our last read and the end
+            job = await rt.queue.get(job_id)
+            if job is None or job.status in FINAL:
+                if job is not None:  # chunks stored between our last read and the end
                     for c in await rt.queue.chunks(job_id, seq):
-                        yield Chunk(_json.loads(c["data"]))
-                yield End(row)
+                        yield Chunk(c.value)
+                yield End(job)
                 return
             if not await wait_event(ev, idle_after):
                 yield Idle()
@@ -69,7 +69,7 @@ def chunk_bytes(value: Any) -> bytes:
 
 
 async def first_chunk_response(
-    rt: Runtime, job_id: str, failure: Callable[[Row], Exception], *, media_type: str, end_quietly: bool = False,
+    rt: Runtime, job_id: str, failure: Callable[[Job], Exception], *, media_type: str, end_quietly: bool = False,
 ) -> Response:
     """A streaming route's answer as raw bytes as it yields them. The headers wait for the first
     chunk, so a route that fails at once still gets its surface's error answer (`failure`). A
@@ -83,9 +83,10 @@ async def first_chunk_response(
             if isinstance(event, Chunk):
                 yield chunk_bytes(event.value)
             elif isinstance(event, End):
-                if event.row is not None and event.row["status"] != JobStatus.COMPLETED:
-                    raise failure(event.row)
-                returned = _json.loads(event.row["output"]) if event.row is not None and event.row["output"] else None
+                job = event.job
+                if job is not None and job.status != JobStatus.COMPLETED:
+                    raise failure(job)
+                returned = _json.loads(job.output_json) if job is not None and job.output_json else None
                 if returned is not None:
                     yield chunk_bytes(returned)
                 return
@@ -155,9 +156,9 @@ async def sse_frames(rt: Runtime, job_id: str, error_text: Any) -> AsyncIterator
         elif isinstance(event, Idle):
             yield KEEPALIVE
         else:
-            row = event.row
-            if row is not None and row["status"] == "COMPLETED":
-                value = _json.loads(row["output"])
+            job = event.job
+            if job is not None and job.status == "COMPLETED":
+                value = _json.loads(job.output_json)
                 yield sse({"type": "GraphRunOutput", "outputs": outputs(value), "runId": job_id})
             else:
-                yield sse({"type": "RunEndpointEventError", "error": error_text(row), "runId": job_id})
+                yield sse({"type": "RunEndpointEventError", "error": error_text(job), "runId": job_id})

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_, select, update
 
 from podium import _json
+from podium.dispatch.jobs import Job
 from podium.dispatch.keys import ENDED_KEY
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import JobQueue
@@ -45,9 +46,9 @@ MAX_TRIES = 3
 PARALLEL = 16
 
 
-def webhook_body(job: Row, envelope: dict[str, Any]) -> bytes:
+def webhook_body(job: Job, envelope: dict[str, Any]) -> bytes:
     """RunPod's webhook body: the status envelope plus the job's input and webhook URL."""
-    return _json.dumpb({**envelope, "input": _json.loads(job["input"]), "webhook": job["webhook"]})
+    return _json.dumpb({**envelope, "input": _json.loads(job.input_json), "webhook": job.webhook})
 
 
 class WebhookOutbox:
@@ -153,17 +154,18 @@ class WebhookOutbox:
         if not ready:
             return
         async with self.store.tx() as conn:
-            for job in ready:
+            for row in ready:
                 values: dict[str, Any]
-                if job["id"] is None:
+                if row["id"] is None:  # the delivery's job is gone
                     values = {"state": "failed", "finished_at": now,
                               "attempts": _json.dumps([{"at": now, "error": "the job expired before it ended"}])}
                 else:
+                    job = Job.from_row(row)
                     body = webhook_body(job, envelope(job, now))
                     values = {"state": "pending", "body": body.decode(), "next_at": now,
-                              "project_id": job["project_id"]}
+                              "project_id": job.project_id}
                 await conn.execute(
-                    update(d).where(d.c.id == job["delivery_id"], d.c.state == "waiting").values(**values)
+                    update(d).where(d.c.id == row["delivery_id"], d.c.state == "waiting").values(**values)
                 )
 
     async def _claim(self, row: Row) -> bool:

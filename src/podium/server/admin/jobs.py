@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from typing import Any
+
 from fastapi import APIRouter, Request
 
 from podium import _json
+from podium.dispatch.jobs import Job
 from podium.dispatch.states import JobStatus
 from podium.server.admin.common import (
     admin_caller,
@@ -24,31 +28,41 @@ async def list_jobs(
     if status is not None and status not in JobStatus.__members__:
         raise HTTPError(400, "invalid_status", f"status must be one of {', '.join(JobStatus.__members__)}")
     endpoint_id = (await rt.access.endpoint(principal, endpoint))["id"] if endpoint else principal.endpoint_id
-    rows = await rt.queue.find(
+    found = await rt.queue.find(
         principal.project_id, status=status, endpoint_id=endpoint_id, limit=max(1, min(limit, 1000))
     )
-    keys = ("id", "endpoint_id", "route", "status", "attempt", "max_attempts", "error", "created_at",
-            "finished_at", "delay_ms", "execution_ms")
-    return JSONAnswer({"jobs": [{k: r[k] for k in keys} for r in rows]})
+    return JSONAnswer({"jobs": [
+        {"id": j.id, "endpoint_id": j.endpoint_id, "route": j.route, "status": j.status, "attempt": j.attempt,
+         "max_attempts": j.max_attempts, "error": j.error, "created_at": j.created_at,
+         "finished_at": j.finished_at, "delay_ms": j.delay_ms, "execution_ms": j.execution_ms}
+        for j in found
+    ]})
 
 
 @router.post("/jobs/{job_id}/retry")
 async def retry_job(request: Request, job_id: str) -> JSONAnswer:
     """Queue a FAILED or TIMED_OUT job again, same id (re-drive from the dead-letter view)."""
     rt, principal = await admin_caller(request, "invoke", scoped=True)
-    row = rt.access.job(principal, await rt.queue.get(job_id), job_id)
+    job = rt.access.job(principal, await rt.queue.get(job_id), job_id)
     if not await rt.queue.retry(job_id):
         raise HTTPError(400, "not_retryable",
-                        f"only FAILED or TIMED_OUT jobs can be retried; job {job_id} is {row['status']}")
+                        f"only FAILED or TIMED_OUT jobs can be retried; job {job_id} is {job.status}")
     return JSONAnswer({"id": job_id, "status": "IN_QUEUE"})
 
 
 @router.get("/jobs/{job_id}")
 async def get_job(request: Request, job_id: str) -> JSONAnswer:
     rt, principal = await admin_caller(request, "read", scoped=True)
-    job = dict(rt.access.job(principal, await rt.queue.get(job_id), job_id))
-    for k in ("input", "output", "error_info", "attempt_errors", "progress", "policy"):
-        job[k] = _json.loads(job[k])
+    view = job_view(rt.access.job(principal, await rt.queue.get(job_id), job_id))
     assert rt.webhooks is not None
-    job["webhooks"] = await rt.webhooks.for_job(job_id)
-    return JSONAnswer(job)
+    view["webhooks"] = await rt.webhooks.for_job(job_id)
+    return JSONAnswer(view)
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """Every field a caller may see, in the table's order, under its column's name, its JSON
+    decoded (the worker-only `secret` is never shown)."""
+    view = {f.name.removesuffix("_json"): getattr(job, f.name) for f in fields(job) if f.name != "secret"}
+    view["input"] = _json.loads(job.input_json)
+    view["output"] = _json.loads(job.output_json)
+    return view
