@@ -320,7 +320,7 @@ class ConsoleData:
         if ep is None:
             return []
         since = time.time() - WINDOW_SECONDS
-        rows = await self.rt.queue.find(ep["project_id"], endpoint_id=endpoint_id, limit=STATS_JOBS)
+        rows = await self.rt.queue.find(ep.project_id, endpoint_id=endpoint_id, limit=STATS_JOBS)
         return [r for r in rows if r["created_at"] >= since]
 
     async def endpoint(self, name: str) -> EndpointDetail:

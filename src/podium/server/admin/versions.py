@@ -8,18 +8,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from podium import _json
 from podium.server.admin.common import read_from
 from podium.server.auth import caller, runtime
 from podium.server.errors import not_found
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.store.engine import Row
+from podium.store.records import Version
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 
-async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Row]:
+async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Version]:
     """Versions are readable by users of the project; a key bound to one endpoint (its workers'
     tokens, a Covalent inference key) reads the version that endpoint runs only."""
     rt = runtime(request)
@@ -29,7 +28,7 @@ async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Row]
         raise not_found("version", version_id)
     if principal.endpoint_id is not None:
         ep = await rt.catalog.get_endpoint(principal.project_id, principal.endpoint_id)
-        if ep is None or ep["version_id"] != version_id:
+        if ep is None or ep.version_id != version_id:
             raise not_found("version", version_id)
     return rt, row
 
@@ -38,11 +37,8 @@ async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Row]
 async def get_version(request: Request, version_id: str) -> JSONAnswer:
     """A version: what it records, and the files of its bundle."""
     rt, row = await _version_for(request, version_id)
-    v = dict(row)
-    v["routes"] = _json.loads(v["routes"])
-    v["config"] = _json.loads(v["config"])
-    v["requirements"] = _json.loads(v["requirements"]) if v["requirements"] else None
-    path = await rt.bundles.local(row["sha256"])
+    v = row.as_dict()
+    path = await rt.bundles.local(row.sha256)
     if path is not None:
         with zipfile.ZipFile(path) as zf:
             v["files"] = [{"name": i.filename, "size": i.file_size} for i in zf.infolist()]
@@ -57,9 +53,9 @@ async def version_build(request: Request, version_id: str, offset: int | None = 
     version whose environment another version built (in this project or another: environments
     are shared by content) shows no lines."""
     rt, row = await _version_for(request, version_id)
-    key = row["env_hash"]
-    out: dict[str, Any] = {"version": version_id, "env": key, "state": row["build_state"],
-                           "error": row["build_error"], "lines": [], "offset": 0}
+    key = row.env_hash
+    out: dict[str, Any] = {"version": version_id, "env": key, "state": row.build_state,
+                           "error": row.build_error, "lines": [], "offset": 0}
     if key is not None:
         store = rt.scaler.builds.store
         attempt = store.attempt(key, version_id)
@@ -72,7 +68,7 @@ async def version_build(request: Request, version_id: str, offset: int | None = 
 @router.get("/versions/{version_id}/bundle", response_model=None)
 async def get_bundle(request: Request, version_id: str) -> FileResponse:
     rt, row = await _version_for(request, version_id)
-    path = await rt.bundles.local(row["sha256"])
+    path = await rt.bundles.local(row.sha256)
     if path is None:
         raise not_found("bundle of version", version_id)
     return FileResponse(path, media_type="application/zip")
