@@ -257,7 +257,7 @@ class Runtime:
 
     async def endpoint_env(self, endpoint_id: str) -> dict[str, str]:
         """An endpoint's secrets, decrypted, for its workers' environment."""
-        return {r["name"]: self.secrets.open(r["value"]) for r in await self.catalog.secrets(endpoint_id)}
+        return {s.name: self.secrets.open(s.token) for s in await self.catalog.secrets(endpoint_id)}
 
 
 

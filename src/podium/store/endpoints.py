@@ -11,9 +11,9 @@ from podium.bounded import MISSING, Bounded
 from podium.clock import Clock
 from podium.names import ENDPOINT_NAME
 from podium.records import ServiceConfig
-from podium.store.engine import Row, Store
+from podium.store.engine import Store
 from podium.store.projects import new_id
-from podium.store.records import SCALING, Endpoint, Version
+from podium.store.records import SCALING, Endpoint, Repointing, SealedSecret, Version
 from podium.store.tables import endpoint_history, endpoint_secrets, endpoints
 
 ENDPOINT_CACHE_SECONDS = 1.0
@@ -155,7 +155,7 @@ class Endpoints:
             )
         self._endpoints.clear()
 
-    async def history(self, endpoint_id: str) -> list[Row]:
+    async def history(self, endpoint_id: str) -> list[Repointing]:
         """Every re-pointing of an endpoint, newest first."""
         async with self.store.tx() as conn:
             res = await conn.execute(
@@ -163,7 +163,7 @@ class Endpoints:
                 .where(endpoint_history.c.endpoint_id == endpoint_id)
                 .order_by(endpoint_history.c.at.desc(), endpoint_history.c.id.desc())
             )
-            return list(res.mappings().all())
+            return [Repointing.from_row(r) for r in res.mappings().all()]
 
     async def remove_endpoint(self, endpoint_id: str) -> None:
         """Delete an endpoint and its history (its versions and jobs stay)."""
@@ -204,7 +204,7 @@ class Endpoints:
             )
         return bool(res.rowcount)
 
-    async def secrets(self, endpoint_id: str) -> list[Row]:
+    async def secrets(self, endpoint_id: str) -> list[SealedSecret]:
         """An endpoint's secrets, still encrypted, by name."""
         async with self.store.tx() as conn:
             res = await conn.execute(
@@ -212,4 +212,4 @@ class Endpoints:
                 .where(endpoint_secrets.c.endpoint_id == endpoint_id)
                 .order_by(endpoint_secrets.c.name)
             )
-            return list(res.mappings().all())
+            return [SealedSecret.from_row(r) for r in res.mappings().all()]

@@ -74,6 +74,33 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Repointing:
+    """One entry of an endpoint's history: the version it was pointed at, when, by which key."""
+
+    version_id: str
+    key_id: str | None
+    message: str | None
+    at: float
+
+    @classmethod
+    def from_row(cls, row: Row) -> Repointing:
+        return cls(version_id=row["version_id"], key_id=row["key_id"], message=row["message"], at=row["at"])
+
+
+@dataclass(frozen=True, slots=True)
+class SealedSecret:
+    """An endpoint's secret as stored: `token` is the value sealed by the secret box."""
+
+    name: str
+    token: str
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Row) -> SealedSecret:
+        return cls(name=row["name"], token=row["value"], updated_at=row["updated_at"])
+
+
+@dataclass(frozen=True, slots=True)
 class Version:
     """An immutable upload of a service: its routes, config and environment."""
 

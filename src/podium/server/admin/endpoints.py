@@ -101,7 +101,7 @@ async def rollback(request: Request, ref: str) -> JSONAnswer:
     body = parse(RollbackIn, await read_object(request, 64 * 1024), "rollback")
     target = body.version
     if target is None:
-        older = [h["version_id"] for h in await rt.catalog.history(ep.id) if h["version_id"] != ep.version_id]
+        older = [h.version_id for h in await rt.catalog.history(ep.id) if h.version_id != ep.version_id]
         if not older:
             raise HTTPError(409, "no_previous_version", f"endpoint {ep.name} has no earlier version")
         target = older[0]
@@ -121,8 +121,8 @@ async def history(request: Request, ref: str) -> JSONAnswer:
     return JSONAnswer({
         "endpoint_id": ep.id, "name": ep.name,
         "history": [
-            {"version": h["version_id"], "at": h["at"], "key_id": h["key_id"], "message": h["message"],
-             "current": i == 0 and h["version_id"] == ep.version_id}
+            {"version": h.version_id, "at": h.at, "key_id": h.key_id, "message": h.message,
+             "current": i == 0 and h.version_id == ep.version_id}
             for i, h in enumerate(rows)
         ],
     })
@@ -135,7 +135,7 @@ async def endpoint_versions(request: Request, ref: str) -> JSONAnswer:
     ep = await rt.access.endpoint(principal, ref)
     seen: dict[str, None] = {}
     for h in await rt.catalog.history(ep.id):
-        seen.setdefault(h["version_id"])
+        seen.setdefault(h.version_id)
     out = []
     for vid in seen:
         row = await rt.catalog.get_version(principal.project_id, vid)
@@ -183,7 +183,7 @@ async def delete_secret(request: Request, ref: str, name: str) -> JSONAnswer:
 async def _secret_names(rt: Runtime, ep: Endpoint) -> JSONAnswer:
     rows = await rt.catalog.secrets(ep.id)
     return JSONAnswer({"endpoint_id": ep.id, "name": ep.name,
-                       "secrets": [{"name": r["name"], "updated_at": r["updated_at"]} for r in rows]})
+                       "secrets": [{"name": s.name, "updated_at": s.updated_at} for s in rows]})
 
 
 @router.delete("/endpoints/{ref}")
