@@ -66,27 +66,27 @@ class Deployments:
         """Store `version` (the same content is the same version) and point the endpoint `name` at
         it, or stage it while its environment builds. `secrets` become the endpoint's (sealed).
         Returns (endpoint, changed, version)."""
-        row = await self.catalog.put_version(
+        stored = await self.catalog.put_version(
             principal.project_id, {**version, "message": message, "created_by": principal.key_id}
         )
         current = await self.catalog.get_endpoint(principal.project_id, name)
-        serving = current is not None and current.name == name and current.version_id != row.id and (
+        serving = current is not None and current.name == name and current.version_id != stored.id and (
             current.state in SERVING
         )
-        if await self.scaling.deployed(row) and serving:
+        if await self.scaling.deployed(stored) and serving:
             assert current is not None
-            await self.catalog.stage_endpoint(current.id, row.id, key_id=principal.key_id, message=message)
+            await self.catalog.stage_endpoint(current.id, stored.id, key_id=principal.key_id, message=message)
             staged = await self.catalog.get_endpoint(principal.project_id, current.id)
             assert staged is not None
             ep, changed = staged, True
         else:
             ep, changed = await self.catalog.point_endpoint(
-                principal.project_id, name, row, key_id=principal.key_id, message=message
+                principal.project_id, name, stored, key_id=principal.key_id, message=message
             )
         if secrets:
             await self.set_secrets(ep, secrets)
         self.scaling.wake()
-        return ep, changed, row
+        return ep, changed, stored
 
     async def point(self, principal: Principal, ep: Endpoint, version: Version, *, message: str) -> None:
         """Point an existing endpoint at a version it ran before, or any of its project's (a

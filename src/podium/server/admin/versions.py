@@ -23,22 +23,22 @@ async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Vers
     tokens, a Covalent inference key) reads the version that endpoint runs only."""
     rt = runtime(request)
     principal = await caller(request, None, scoped=True)
-    row = await rt.catalog.get_version(principal.project_id, version_id)
-    if row is None:
+    version = await rt.catalog.get_version(principal.project_id, version_id)
+    if version is None:
         raise not_found("version", version_id)
     if principal.endpoint_id is not None:
         ep = await rt.catalog.get_endpoint(principal.project_id, principal.endpoint_id)
         if ep is None or ep.version_id != version_id:
             raise not_found("version", version_id)
-    return rt, row
+    return rt, version
 
 
 @router.get("/versions/{version_id}")
 async def get_version(request: Request, version_id: str) -> JSONAnswer:
     """A version: what it records, and the files of its bundle."""
-    rt, row = await _version_for(request, version_id)
-    v = row.as_dict()
-    path = await rt.bundles.local(row.sha256)
+    rt, version = await _version_for(request, version_id)
+    v = version.as_dict()
+    path = await rt.bundles.local(version.sha256)
     if path is not None:
         with zipfile.ZipFile(path) as zf:
             v["files"] = [{"name": i.filename, "size": i.file_size} for i in zf.infolist()]
@@ -52,10 +52,10 @@ async def version_build(request: Request, version_id: str, offset: int | None = 
     build began); `offset` in the answer is where the next read starts, to follow a build. A
     version whose environment another version built (in this project or another: environments
     are shared by content) shows no lines."""
-    rt, row = await _version_for(request, version_id)
-    key = row.env_hash
-    out: dict[str, Any] = {"version": version_id, "env": key, "state": row.build_state,
-                           "error": row.build_error, "lines": [], "offset": 0}
+    rt, version = await _version_for(request, version_id)
+    key = version.env_hash
+    out: dict[str, Any] = {"version": version_id, "env": key, "state": version.build_state,
+                           "error": version.build_error, "lines": [], "offset": 0}
     if key is not None:
         store = rt.scaler.builds.store
         attempt = store.attempt(key, version_id)
@@ -67,8 +67,8 @@ async def version_build(request: Request, version_id: str, offset: int | None = 
 
 @router.get("/versions/{version_id}/bundle", response_model=None)
 async def get_bundle(request: Request, version_id: str) -> FileResponse:
-    rt, row = await _version_for(request, version_id)
-    path = await rt.bundles.local(row.sha256)
+    rt, version = await _version_for(request, version_id)
+    path = await rt.bundles.local(version.sha256)
     if path is None:
         raise not_found("bundle of version", version_id)
     return FileResponse(path, media_type="application/zip")
