@@ -142,15 +142,15 @@ async def test_every_replica_counts_the_workers_another_one_heard_from(pg: Store
     clock = FakeClock()
     a = WorkerPool(world.queue, world.catalog, clock, lease=30, replica_id="a")
     b = WorkerPool(world.queue, world.catalog, clock, lease=30, replica_id="b")
-    a.new("w-1", world.ep["id"], "v1", local=True)
-    assert (await b.counts(world.ep["id"]))["initializing"] == 0
+    a.new("w-1", world.ep.id, "v1", local=True)
+    assert (await b.counts(world.ep.id))["initializing"] == 0
     await a.flush()
-    seen = await b.view(world.ep["id"])
+    seen = await b.view(world.ep.id)
     assert [(w["id"], w["replica"], w["state"]) for w in seen] == [("w-1", "a", "STARTING")]
-    assert (await b.counts(world.ep["id"]))["initializing"] == 1
+    assert (await b.counts(world.ep.id))["initializing"] == 1
     a.gone("w-1")
     await a.flush()
-    assert await b.view(world.ep["id"]) == []
+    assert await b.view(world.ep.id) == []
 
 
 async def test_silent_replicas_and_their_workers_are_forgotten(pg: Store) -> None:

@@ -76,7 +76,7 @@ class World:
         for role in ("read", "invoke", "deploy", "admin"):
             _, self.keys[role] = await self.catalog.create_key(self.project, role)
         _, self.keys["other"] = await self.catalog.create_key(other, "admin")
-        _, self.keys[WORKER] = await self.catalog.create_key(self.project, WORKER, endpoint_id=self.ep["id"])
+        _, self.keys[WORKER] = await self.catalog.create_key(self.project, WORKER, endpoint_id=self.ep.id)
         return self
 
 
@@ -97,7 +97,7 @@ async def test_roles_rank_and_worker_tokens_stand_apart(world: World) -> None:
         await world.access.caller(world.keys["invoke"], "deploy")
     with pytest.raises(Forbidden, match="worker protocol"):
         await world.access.caller(world.keys[WORKER], "read")
-    assert (await world.access.caller(world.keys[WORKER], WORKER, scoped=True)).endpoint_id == world.ep["id"]
+    assert (await world.access.caller(world.keys[WORKER], WORKER, scoped=True)).endpoint_id == world.ep.id
     with pytest.raises(NotFound):  # bound to one endpoint: only routes that keep it there
         await world.access.caller(world.keys[WORKER], WORKER)
     assert (await world.access.caller(world.keys["deploy"], WORKER)).role == "deploy"
@@ -113,8 +113,8 @@ async def test_another_projects_endpoint_is_not_found_never_forbidden(world: Wor
     with pytest.raises(NotFound):
         await world.access.caller(world.keys["other"], "read", project="default")
     insider = await world.access.caller(world.keys["read"], "read")
-    assert (await world.access.endpoint(insider, "hello"))["id"] == world.ep["id"]
-    assert (await world.access.endpoint(insider, world.ep["id"]))["name"] == "hello"
+    assert (await world.access.endpoint(insider, "hello")).id == world.ep.id
+    assert (await world.access.endpoint(insider, world.ep.id)).name == "hello"
 
 
 async def test_rate_limit_says_when_to_come_back(store: Any) -> None:
@@ -153,15 +153,15 @@ async def test_a_call_finds_its_route_checks_arguments_and_state_then_stores_its
         await world.calls.target(principal, "hello", "nope")
     assert missing.value.detail == "endpoint hello has no route /nope (routes: /hello)"
     target = await world.calls.target(principal, "hello")
-    assert target.route["path"] == "/hello" and target.endpoint["id"] == world.ep["id"]
+    assert target.route["path"] == "/hello" and target.endpoint.id == world.ep.id
     with pytest.raises(InvalidArguments):
         await world.calls.call(principal, target, {"colour": "red"})
-    assert await world.queue.waiting(world.ep["id"]) == 0, "a refused call stores nothing"
+    assert await world.queue.waiting(world.ep.id) == 0, "a refused call stores nothing"
     queued = await world.calls.call(principal, target, {"number": 1})
     assert queued.job is None and not queued.ended and queued.failure is None
     waited = await world.calls.call(principal, target, {"number": 2}, wait=0.05)
     assert waited.job is not None and waited.job.status == JobStatus.IN_QUEUE and not waited.ended
-    await world.catalog.set_state(world.ep["id"], EndpointState.INACTIVE)
+    await world.catalog.set_state(world.ep.id, EndpointState.INACTIVE)
     stopped = await world.calls.target(principal, "hello")
     with pytest.raises(EndpointUnavailable):
         await world.calls.call(principal, stopped, {"number": 3})
@@ -207,13 +207,13 @@ async def test_webhooks_to_private_addresses_are_refused(world: World, monkeypat
 
 
 async def test_stopped_or_broken_endpoints_are_unavailable(world: World) -> None:
-    await world.catalog.set_state(world.ep["id"], EndpointState.INACTIVE)
+    await world.catalog.set_state(world.ep.id, EndpointState.INACTIVE)
     ep = await world.catalog.get_endpoint(world.project, "hello")
     assert ep is not None
     with pytest.raises(EndpointUnavailable) as exc:
         check_callable(ep)
     assert exc.value.code == "endpoint_inactive" and "podium start hello" in exc.value.detail
-    await world.catalog.set_state(world.ep["id"], EndpointState.ERROR, error="ImportError: no torch\nmore")
+    await world.catalog.set_state(world.ep.id, EndpointState.ERROR, error="ImportError: no torch\nmore")
     ep = await world.catalog.get_endpoint(world.project, "hello")
     assert ep is not None
     with pytest.raises(EndpointUnavailable) as exc:
@@ -286,8 +286,8 @@ async def connected() -> bool:
 
 async def test_a_worker_becomes_ready_takes_a_job_and_is_released_when_done(world: World) -> None:
     p = Pool(world)
-    info = p.pool.new("w1", world.ep["id"], world.ep["version_id"], local=True)
-    assert info.state is WorkerState.STARTING and (await p.pool.counts(world.ep["id"]))["initializing"] == 1
+    info = p.pool.new("w1", world.ep.id, world.ep.version_id, local=True)
+    assert info.state is WorkerState.STARTING and (await p.pool.counts(world.ep.id))["initializing"] == 1
     principal = await world.access.caller(world.keys["invoke"], "invoke")
     job_id = await world.calls.submit(principal, world.ep, ROUTE, {"number": 1}, kind="run",
                                       options=JobOptions(env={"TOKEN": "t0ken"}))
@@ -308,9 +308,9 @@ async def test_draining_or_outdated_workers_take_nothing(world: World) -> None:
     p = Pool(world)
     principal = await world.access.caller(world.keys["invoke"], "invoke")
     await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run")
-    old = p.pool.new("old", world.ep["id"], "another-version", local=True)
+    old = p.pool.new("old", world.ep.id, "another-version", local=True)
     assert await p.pool.take("old", world.ep, limit=1, wait=0, alive=connected) == []
-    draining = p.pool.new("d", world.ep["id"], world.ep["version_id"], local=True)
+    draining = p.pool.new("d", world.ep.id, world.ep.version_id, local=True)
     p.pool.drain(draining)
     assert await p.pool.take("d", world.ep, limit=1, wait=0, alive=connected) == []
     assert old.jobs == set() and draining.state is WorkerState.DRAINING
@@ -321,7 +321,7 @@ async def test_the_held_poll_of_a_draining_worker_ends_when_the_server_closes(wo
     204s), but the server's shutdown must not wait out that hold: it kept `podium up` from
     stopping for its whole graceful-shutdown timeout, which then cut the poll off with an error."""
     p = Pool(world)
-    draining = p.pool.new("d", world.ep["id"], world.ep["version_id"], local=True)
+    draining = p.pool.new("d", world.ep.id, world.ep.version_id, local=True)
     p.pool.drain(draining)
     held = asyncio.create_task(p.pool.take("d", world.ep, limit=1, wait=3600, alive=connected))
     for _ in range(500):  # until the poll is held
@@ -361,19 +361,19 @@ async def test_a_worker_that_hung_up_while_waiting_gets_nothing_and_its_claim_go
 
         waiting = asyncio.create_task(p.pool.take("w1", world.ep, limit=1, wait=30, alive=flaky))
         for _ in range(500):  # until the poll waits (there is no job yet)
-            if world.queue.notifier.listeners(ep_key(world.ep["id"])):
+            if world.queue.notifier.listeners(ep_key(world.ep.id)):
                 break
             await asyncio.sleep(0.01)
         job_id = await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run")
         assert await asyncio.wait_for(waiting, 10) == []
         row = await world.queue.get(job_id)
         assert row is not None and row.status == JobStatus.IN_QUEUE and row.attempt == 0
-        await world.queue.purge(world.ep["id"])
+        await world.queue.purge(world.ep.id)
 
 
 async def test_gone_and_foreign_workers_are_refused(world: World) -> None:
     p = Pool(world)
-    p.pool.new("w1", world.ep["id"], None, local=True)
+    p.pool.new("w1", world.ep.id, None, local=True)
     p.pool.gone("w1")
     with pytest.raises(WorkerGone):
         await p.pool.take("w1", world.ep, limit=1, wait=0, alive=connected)
@@ -384,7 +384,7 @@ async def test_gone_and_foreign_workers_are_refused(world: World) -> None:
 
 async def test_a_stopped_job_reaches_its_worker_through_the_stop_channel(world: World) -> None:
     p = Pool(world)
-    info = p.pool.new("w1", world.ep["id"], world.ep["version_id"], local=True)
+    info = p.pool.new("w1", world.ep.id, world.ep.version_id, local=True)
     info.jobs.add("j1")
     assert p.pool.stop_job("w1", "j1") is info
     assert info.jobs == set() and info.jobs_done == 1

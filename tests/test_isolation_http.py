@@ -51,7 +51,7 @@ def bound_key(srv: PodiumServer, endpoint_id: str) -> str:
             catalog = Catalog(store)
             project = await catalog.project("default")
             assert project is not None
-            _, key = await catalog.create_key(project["id"], "invoke", name="inference", endpoint_id=endpoint_id)
+            _, key = await catalog.create_key(project.id, "invoke", name="inference", endpoint_id=endpoint_id)
             return key
         finally:
             await store.close()
@@ -178,9 +178,9 @@ def test_one_failing_endpoint_does_not_stop_the_autoscaler(tmp_path):
                 catalog = Catalog(store)
                 project = await catalog.project("default")
                 assert project is not None
-                row = await catalog.put_version(project["id"], {**version, "id": "v-forged", "env_hash": "0" * 24,
+                row = await catalog.put_version(project.id, {**version, "id": "v-forged", "env_hash": "0" * 24,
                                                                 "requirements": None})
-                await catalog.point_endpoint(project["id"], "aaa-broken", row, key_id=None, message="forged")
+                await catalog.point_endpoint(project.id, "aaa-broken", row, key_id=None, message="forged")
             finally:
                 await store.close()
 

@@ -320,7 +320,7 @@ class ConsoleData:
         if ep is None:
             return []
         since = time.time() - WINDOW_SECONDS
-        found = await self.rt.queue.find(ep["project_id"], endpoint_id=endpoint_id, limit=STATS_JOBS)
+        found = await self.rt.queue.find(ep.project_id, endpoint_id=endpoint_id, limit=STATS_JOBS)
         return [j for j in found if j.created_at >= since]
 
     async def endpoint(self, name: str) -> EndpointDetail:

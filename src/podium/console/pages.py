@@ -37,7 +37,7 @@ from podium.core.access import METRICS, WORKER
 from podium.core.errors import RateLimited
 from podium.dispatch.states import JobStatus
 from podium.server.body import MB, read_json
-from podium.store.endpoints import SCALING
+from podium.store.records import SCALING
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 Signed = Annotated[Console, Depends(signed_in)]

@@ -22,9 +22,9 @@ from podium.core.errors import Forbidden, NotFound, RateLimited, Unauthorized
 from podium.dispatch.jobs import Job
 from podium.dispatch.notify import Notifier
 from podium.store.catalog import Catalog
-from podium.store.engine import Row
 from podium.store.projects import hash_key
 from podium.store.ratebuckets import StoredBuckets
+from podium.store.records import Endpoint
 
 #: Roles that may act on behalf of users, weakest first; `worker` tokens stand apart.
 ROLE_RANK = {"read": 0, "invoke": 1, "deploy": 2, "admin": 3}
@@ -146,11 +146,11 @@ class Access:
         hit = self._cache.get(h, MISSING)
         if hit is not MISSING:
             return hit
-        row = await self.catalog.key_by_hash(h)
+        found = await self.catalog.key_by_hash(h)
         principal = (
             None
-            if row is None
-            else Principal(row["id"], row["project_id"], row["role"], row["endpoint_id"], bool(row["operator"]))
+            if found is None
+            else Principal(found.id, found.project_id, found.role, found.endpoint_id, bool(found.operator))
         )
         self._cache.put(h, principal)
         return principal
@@ -193,16 +193,16 @@ class Access:
         if not project:
             return principal
         found = await self.catalog.project(project)
-        if found is not None and (principal.operator or found["id"] == principal.project_id):
-            return dataclasses.replace(principal, project_id=found["id"])
+        if found is not None and (principal.operator or found.id == principal.project_id):
+            return dataclasses.replace(principal, project_id=found.id)
         raise NotFound("project", project)
 
-    async def endpoint(self, principal: Principal, ref: str) -> Row:
+    async def endpoint(self, principal: Principal, ref: str) -> Endpoint:
         """The caller's endpoint by id or name; NotFound for anything it may not see."""
-        row = await self.catalog.get_endpoint(principal.project_id, ref)
-        if row is None or not principal.sees(row["id"]):
+        ep = await self.catalog.get_endpoint(principal.project_id, ref)
+        if ep is None or not principal.sees(ep.id):
             raise NotFound("endpoint", ref)
-        return row
+        return ep
 
     @staticmethod
     def job(principal: Principal, job: Job | None, ref: str) -> Job:

@@ -35,18 +35,18 @@ from podium.netguard import UnsafeURL, allow_private_from_env, check_url
 from podium.records import DEFAULT_TIMEOUT_S, RouteRecord
 from podium.store.catalog import Catalog
 from podium.store.endpoints import EndpointState
-from podium.store.engine import Row
+from podium.store.records import Endpoint
 
 
-def check_callable(ep: Row) -> None:
-    if ep["state"] == EndpointState.ERROR:
-        first = (ep["error"] or "unknown error").splitlines()[0]
+def check_callable(ep: Endpoint) -> None:
+    if ep.state == EndpointState.ERROR:
+        first = (ep.error or "unknown error").splitlines()[0]
         raise EndpointUnavailable(
-            f"endpoint {ep['name']} cannot start its workers: {first}", code="endpoint_error"
+            f"endpoint {ep.name} cannot start its workers: {first}", code="endpoint_error"
         )
-    if ep["state"] == EndpointState.INACTIVE:
+    if ep.state == EndpointState.INACTIVE:
         raise EndpointUnavailable(
-            f"endpoint {ep['name']} is stopped; start it (podium start {ep['name']}) or deploy it again",
+            f"endpoint {ep.name} is stopped; start it (podium start {ep.name}) or deploy it again",
             code="endpoint_inactive",
         )
 
@@ -87,7 +87,7 @@ class Failure(StrEnum):
 class Target:
     """What a call reaches: an endpoint that may be called, and one of its routes."""
 
-    endpoint: Row
+    endpoint: Endpoint
     route: RouteRecord
 
 
@@ -157,11 +157,11 @@ class Calls:
         self.metrics = metrics
         self.max_attempts = max_attempts
 
-    async def routes(self, ep: Row) -> list[RouteRecord]:
+    async def routes(self, ep: Endpoint) -> list[RouteRecord]:
         """The route table of the version the endpoint runs now."""
-        return (await self.catalog.version_info(ep["project_id"], ep["version_id"]))["routes"]
+        return (await self.catalog.version_info(ep.project_id, ep.version_id))["routes"]
 
-    async def target(self, principal: Principal, endpoint: str | Row, route: str | None = None) -> Target:
+    async def target(self, principal: Principal, endpoint: str | Endpoint, route: str | None = None) -> Target:
         """The endpoint (a reference the caller may see, or one already found) and its route
         (its default one when None): a route that is not there is NotFound naming the routes
         there are."""
@@ -170,7 +170,7 @@ class Calls:
         spec = default_route(routes) if route is None else find_route(routes, route)
         if spec is None:
             known = ", ".join(r["path"] for r in routes)
-            detail = f"endpoint {ep['name']} has no route /{route} (routes: {known})"
+            detail = f"endpoint {ep.name} has no route /{route} (routes: {known})"
             raise NotFound("route", f"/{route}", detail=detail)
         return Target(ep, spec)
 
@@ -203,7 +203,7 @@ class Calls:
     async def submit(
         self,
         principal: Principal,
-        ep: Row,
+        ep: Endpoint,
         route: RouteRecord,
         payload: Any,
         *,
@@ -229,20 +229,20 @@ class Calls:
                 raise InvalidRequest(
                     "Idempotency-Key must be 1 to 255 characters", code="invalid_idempotency_key"
                 )
-            idempotency = (idempotency_key, request_hash(ep["id"], route["path"], payload, options))
+            idempotency = (idempotency_key, request_hash(ep.id, route["path"], payload, options))
             first = await self._first_use(principal, *idempotency)
             if first is not None:
                 return first
-        config = (await self.catalog.version_info(ep["project_id"], ep["version_id"]))["config"]
-        if await self.queue.at_capacity(ep["id"], ep["queue_cap"]):
+        config = (await self.catalog.version_info(ep.project_id, ep.version_id))["config"]
+        if await self.queue.at_capacity(ep.id, ep.queue_cap):
             raise QueueFull(
-                f"endpoint {ep['name']} has {ep['queue_cap']} jobs waiting (its queue cap); retry later",
+                f"endpoint {ep.name} has {ep.queue_cap} jobs waiting (its queue cap); retry later",
                 retry_after=5,
             )
         retries = int(config.get("retries", 0))
         new = NewJob(
             project_id=principal.project_id,
-            endpoint_id=ep["id"],
+            endpoint_id=ep.id,
             route=route["path"],
             input=payload,
             kind=kind,
@@ -265,7 +265,7 @@ class Calls:
             first = await self._first_use(principal, *idempotency)
             assert first is not None
             return first
-        self.metrics.job_submitted(ep["id"], kind)
+        self.metrics.job_submitted(ep.id, kind)
         return stored
 
     async def wait(self, job_id: str, timeout: float) -> Job | None:

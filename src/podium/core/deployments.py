@@ -18,7 +18,7 @@ from podium.dispatch.queue import JobQueue
 from podium.store.blobs import Bundles
 from podium.store.catalog import Catalog
 from podium.store.endpoints import EndpointState
-from podium.store.engine import Row
+from podium.store.records import Endpoint, Version
 from podium.store.secretbox import SecretBox
 
 #: Endpoint states in which an endpoint serves (or is about to).
@@ -28,7 +28,7 @@ SERVING = (EndpointState.ACTIVE, EndpointState.CREATING)
 class Scaling(Protocol):
     """What deploys ask of whoever runs the workers (the autoscaler)."""
 
-    async def deployed(self, version: Row) -> bool:
+    async def deployed(self, version: Version) -> bool:
         """A version was deployed: True when its environment must be built first (started now)."""
 
     def wake(self) -> None:
@@ -62,73 +62,73 @@ class Deployments:
     async def deploy(
         self, principal: Principal, name: str, version: dict[str, Any], *, message: str | None,
         secrets: dict[str, str] | None = None,
-    ) -> tuple[Row, bool, Row]:
+    ) -> tuple[Endpoint, bool, Version]:
         """Store `version` (the same content is the same version) and point the endpoint `name` at
         it, or stage it while its environment builds. `secrets` become the endpoint's (sealed).
         Returns (endpoint, changed, version)."""
-        row = await self.catalog.put_version(
+        stored = await self.catalog.put_version(
             principal.project_id, {**version, "message": message, "created_by": principal.key_id}
         )
         current = await self.catalog.get_endpoint(principal.project_id, name)
-        serving = current is not None and current["name"] == name and current["version_id"] != row["id"] and (
-            current["state"] in SERVING
+        serving = current is not None and current.name == name and current.version_id != stored.id and (
+            current.state in SERVING
         )
-        if await self.scaling.deployed(row) and serving:
+        if await self.scaling.deployed(stored) and serving:
             assert current is not None
-            await self.catalog.stage_endpoint(current["id"], row["id"], key_id=principal.key_id, message=message)
-            staged = await self.catalog.get_endpoint(principal.project_id, current["id"])
+            await self.catalog.stage_endpoint(current.id, stored.id, key_id=principal.key_id, message=message)
+            staged = await self.catalog.get_endpoint(principal.project_id, current.id)
             assert staged is not None
             ep, changed = staged, True
         else:
             ep, changed = await self.catalog.point_endpoint(
-                principal.project_id, name, row, key_id=principal.key_id, message=message
+                principal.project_id, name, stored, key_id=principal.key_id, message=message
             )
         if secrets:
             await self.set_secrets(ep, secrets)
         self.scaling.wake()
-        return ep, changed, row
+        return ep, changed, stored
 
-    async def point(self, principal: Principal, ep: Row, version: Row, *, message: str) -> None:
+    async def point(self, principal: Principal, ep: Endpoint, version: Version, *, message: str) -> None:
         """Point an existing endpoint at a version it ran before, or any of its project's (a
         rollback, or a deploy of a stored version from the console)."""
-        await self.catalog.point_endpoint(principal.project_id, ep["name"], version, key_id=principal.key_id,
+        await self.catalog.point_endpoint(principal.project_id, ep.name, version, key_id=principal.key_id,
                                           message=message)
         self.scaling.wake()
 
-    async def set_secrets(self, ep: Row, values: dict[str, str]) -> None:
+    async def set_secrets(self, ep: Endpoint, values: dict[str, str]) -> None:
         """Seal and store them; the endpoint's workers are replaced so that they see them."""
         for name, value in values.items():
-            await self.catalog.set_secret(ep["id"], name, self.secrets.seal(value))
-        self.scaling.restart(ep["id"])
+            await self.catalog.set_secret(ep.id, name, self.secrets.seal(value))
+        self.scaling.restart(ep.id)
 
-    async def delete_secret(self, ep: Row, name: str) -> bool:
-        if not await self.catalog.delete_secret(ep["id"], name):
+    async def delete_secret(self, ep: Endpoint, name: str) -> bool:
+        if not await self.catalog.delete_secret(ep.id, name):
             return False
-        self.scaling.restart(ep["id"])
+        self.scaling.restart(ep.id)
         return True
 
-    async def stop(self, ep: Row) -> None:
+    async def stop(self, ep: Endpoint) -> None:
         """INACTIVE: its workers drain and stop; calls are refused until it is started again."""
-        await self.catalog.set_state(ep["id"], EndpointState.INACTIVE)
+        await self.catalog.set_state(ep.id, EndpointState.INACTIVE)
         self.scaling.wake()
 
-    async def start(self, ep: Row) -> None:
+    async def start(self, ep: Endpoint) -> None:
         """A stopped (or failed) endpoint back: CREATING until a worker has loaded its version
         again (an environment that failed to build is tried again). Workers of the stopped
         endpoint that still drain are replaced, so that a new one runs the initializer."""
-        if ep["state"] not in (EndpointState.INACTIVE, EndpointState.ERROR):
+        if ep.state not in (EndpointState.INACTIVE, EndpointState.ERROR):
             return
-        version = await self.catalog.get_version(ep["project_id"], ep["version_id"])
+        version = await self.catalog.get_version(ep.project_id, ep.version_id)
         if version is not None:
             await self.scaling.deployed(version)
-        await self.catalog.set_state(ep["id"], EndpointState.CREATING)
-        self.scaling.restart(ep["id"])
+        await self.catalog.set_state(ep.id, EndpointState.CREATING)
+        self.scaling.restart(ep.id)
         self.scaling.wake()
 
-    async def remove(self, ep: Row) -> int:
+    async def remove(self, ep: Endpoint) -> int:
         """Cancel its waiting jobs (running ones finish) and delete it; returns how many were
         cancelled. Job records stay readable until their retention ends; the name is free again."""
-        cancelled = await self.queue.purge(ep["id"])
-        await self.catalog.remove_endpoint(ep["id"])
+        cancelled = await self.queue.purge(ep.id)
+        await self.catalog.remove_endpoint(ep.id)
         self.scaling.wake()
         return cancelled

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from podium.core.access import Access, Principal
 from podium.core.errors import WorkerGone
 from podium.core.workers import Result, WorkerPool
-from podium.store.engine import Row
+from podium.store.records import Endpoint
 
 #: The largest job-done body taken (a job's result).
 RESULT_LIMIT = 50 * 2**20
@@ -31,7 +31,7 @@ Alive = Callable[[], Awaitable[bool]]
 class Recycler(Protocol):
     """Replaces workers: past their job or memory limit, or when their handler asks."""
 
-    def due_for_recycling(self, worker_id: str, ep: Row) -> bool: ...
+    def due_for_recycling(self, worker_id: str, ep: Endpoint) -> bool: ...
 
     def recycle(self, worker_id: str) -> None: ...
 
@@ -50,7 +50,7 @@ class WorkerCalls:
         self.recycler = recycler
         self.take_timeout = take_timeout
 
-    async def attached(self, principal: Principal, endpoint_ref: str, worker_id: str) -> Row:
+    async def attached(self, principal: Principal, endpoint_ref: str, worker_id: str) -> Endpoint:
         """The caller's endpoint `endpoint_ref` (a worker token's own, or one of a deploy key's
         project); a worker id of another endpoint is not found."""
         ep = await self.access.endpoint(principal, endpoint_ref)
@@ -58,7 +58,7 @@ class WorkerCalls:
         return ep
 
     async def take(
-        self, worker_id: str, ep: Row, *, limit: int, alive: Alive, version: str | None
+        self, worker_id: str, ep: Endpoint, *, limit: int, alive: Alive, version: str | None
     ) -> list[dict[str, Any]]:
         """Up to `limit` jobs, held up to `take_timeout` for the first. `version`: what a worker
         started by hand runs (`podium worker`); it is given only its version's jobs."""
@@ -66,7 +66,7 @@ class WorkerCalls:
                                     version=version)
 
     async def report(
-        self, ep: Row, worker_id: str, job_id: str, body: Any, *, take_next: bool, alive: Alive,
+        self, ep: Endpoint, worker_id: str, job_id: str, body: Any, *, take_next: bool, alive: Alive,
         version: str | None,
     ) -> dict[str, Any]:
         """job-done: a result, an error or a progress update; returns the answer.

@@ -29,6 +29,7 @@ from podium.dispatch.queue import JobQueue
 from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster
 from podium.store.engine import Row
+from podium.store.records import Endpoint
 
 #: A worker not heard from in this many lease periods is no longer counted (as the scaler does).
 SILENT_AFTER = 2
@@ -194,7 +195,7 @@ class WorkerPool:
         #: Workers known to have exited: a request of theirs still in flight must not revive them.
         self._gone: Bounded[str, None] = Bounded()
         #: Called once when a worker first asks for work (the scaler marks its endpoint ACTIVE).
-        self.on_ready: Callable[[WorkerInfo, Row], Awaitable[None]] | None = None
+        self.on_ready: Callable[[WorkerInfo, Endpoint], Awaitable[None]] | None = None
         #: Called when a worker started elsewhere reports it cannot load its version.
         self.on_failed: Callable[[WorkerInfo, str], Awaitable[None]] | None = None
 
@@ -261,10 +262,10 @@ class WorkerPool:
         for worker_id in exited:
             self._saved.pop(worker_id, None)
 
-    def check(self, worker_id: str, ep: Row) -> None:
+    def check(self, worker_id: str, ep: Endpoint) -> None:
         """NotFound for a worker id of another endpoint (no acting on others' workers)."""
         info = self.workers.get(worker_id)
-        if info is not None and info.endpoint_id != ep["id"]:
+        if info is not None and info.endpoint_id != ep.id:
             raise NotFound("worker", worker_id)
 
     def _attach(self, worker_id: str, endpoint_id: str, version: str | None = None) -> WorkerInfo:
@@ -315,7 +316,7 @@ class WorkerPool:
     async def take(
         self,
         worker_id: str,
-        ep: Row,
+        ep: Endpoint,
         *,
         limit: int,
         wait: float,
@@ -330,12 +331,12 @@ class WorkerPool:
         that does not say its version gets no jobs of another)."""
         if self.is_gone(worker_id):
             raise WorkerGone(f"worker {worker_id} has exited; start a new one")
-        info = self._attach(worker_id, ep["id"], version)
-        if version is not None and not info.local and info.version_id != ep["version_id"]:
+        info = self._attach(worker_id, ep.id, version)
+        if version is not None and not info.local and info.version_id != ep.version_id:
             self.drain(info)
             raise WorkerGone(
-                f"endpoint {ep['name']} moved to version {ep['version_id']}; this worker runs "
-                f"{info.version_id} and stops (start it again to run {ep['version_id']})",
+                f"endpoint {ep.name} moved to version {ep.version_id}; this worker runs "
+                f"{info.version_id} and stops (start it again to run {ep.version_id})",
                 code="version_retired",
             )
         now = self.clock.now()
@@ -355,11 +356,11 @@ class WorkerPool:
             """Asked at every wake-up: a redeploy or a drain may have come while it waited."""
             if self.is_gone(worker_id) or not await alive():
                 return False
-            now_ep = await self.catalog.get_endpoint(ep["project_id"], ep["id"])
+            now_ep = await self.catalog.get_endpoint(ep.project_id, ep.id)
             return now_ep is not None and self._may_take(info, now_ep)
 
         taken = await self.queue.take_wait(
-            ep["id"], worker_id, lease=self.lease, timeout=wait, limit=limit, alive=still_there,
+            ep.id, worker_id, lease=self.lease, timeout=wait, limit=limit, alive=still_there,
         )
         info.jobs.update(job.id for job in taken)
         if info.jobs and info.state is WorkerState.IDLE:
@@ -370,11 +371,11 @@ class WorkerPool:
         return [self._job(job) for job in taken]
 
     @staticmethod
-    def _may_take(info: WorkerInfo, ep: Row) -> bool:
+    def _may_take(info: WorkerInfo, ep: Endpoint) -> bool:
         """Draining workers and workers of a version the endpoint left take nothing new."""
         if info.state is WorkerState.DRAINING:
             return False
-        return info.version_id is None or info.version_id == ep["version_id"]
+        return info.version_id is None or info.version_id == ep.version_id
 
     def _job(self, job: Job) -> dict[str, Any]:
         """A taken job as its worker receives it."""
@@ -390,15 +391,15 @@ class WorkerPool:
         given.update(self.queue.worker_fields(job.secret))
         return given
 
-    async def done(self, worker_id: str, ep: Row, job_id: str, result: Result) -> None:
+    async def done(self, worker_id: str, ep: Endpoint, job_id: str, result: Result) -> None:
         """A job's progress, output or error. Posts for a job the worker no longer holds change
         nothing (progress races the result; a cancelled job may still report)."""
         if result.progress:
-            await self.queue.progress(job_id, worker_id, result.output, endpoint_id=ep["id"])
+            await self.queue.progress(job_id, worker_id, result.output, endpoint_id=ep.id)
             return
         await self.queue.finish(
             job_id, worker_id, output=result.output, error=result.error, error_info=result.error_info,
-            retryable=result.retryable, endpoint_id=ep["id"],
+            retryable=result.retryable, endpoint_id=ep.id,
         )
         info = self.workers.get(worker_id)
         if info is not None:
@@ -413,30 +414,30 @@ class WorkerPool:
             if info.state is WorkerState.RUNNING:
                 info.state = WorkerState.IDLE
 
-    async def stream(self, worker_id: str, ep: Row, job_id: str, value: Any) -> None:
-        await self.queue.append_chunk(job_id, worker_id, value, endpoint_id=ep["id"])
+    async def stream(self, worker_id: str, ep: Endpoint, job_id: str, value: Any) -> None:
+        await self.queue.append_chunk(job_id, worker_id, value, endpoint_id=ep.id)
 
     async def ping(
-        self, worker_id: str, ep: Row, job_ids: list[str], *, unhealthy: str | None = None,
+        self, worker_id: str, ep: Endpoint, job_ids: list[str], *, unhealthy: str | None = None,
         version: str | None = None,
     ) -> None:
         """A heartbeat: extends the leases of the jobs the worker lists. `unhealthy`: the worker
         says it cannot serve, and why."""
         if self.is_gone(worker_id):
             return
-        info = self._attach(worker_id, ep["id"], version)
+        info = self._attach(worker_id, ep.id, version)
         info.last_seen = self.clock.now()
         if unhealthy is not None:
             self.unhealthy(info, unhealthy)
             if info.ready_at is None and not info.local and self.on_failed is not None:
                 await self.on_failed(info, unhealthy)
-        await self.queue.heartbeat(worker_id, job_ids, lease=self.lease, endpoint_id=ep["id"])
+        await self.queue.heartbeat(worker_id, job_ids, lease=self.lease, endpoint_id=ep.id)
 
-    async def stop_requests(self, worker_id: str, ep: Row, wait: float) -> list[str]:
+    async def stop_requests(self, worker_id: str, ep: Endpoint, wait: float) -> list[str]:
         """The stop channel (a long-poll): ids of cancelled jobs the worker still runs."""
         if self.is_gone(worker_id):
             return []
-        info = self._attach(worker_id, ep["id"])
+        info = self._attach(worker_id, ep.id)
         with self.queue.notifier.listen(stop_key(worker_id)) as ev:
             if not info.stop:
                 await wait_event(ev, wait)

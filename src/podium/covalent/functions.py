@@ -27,8 +27,8 @@ from podium.envs.requirements import Requirements
 from podium.records import ServiceConfig
 from podium.sdk.service import ROUTE_PATH, default_name, method_name
 from podium.store.endpoints import EndpointState
-from podium.store.engine import Row
 from podium.store.projects import new_key
+from podium.store.records import Endpoint, Key
 
 RUNTIME = "covalent"
 SORTS = ("created_at", "updated_at", "title", "status")
@@ -62,12 +62,12 @@ def stderr_text(error: str) -> str:
 class Deployment:
     """One deployment as the routers need it: its endpoint row and its Covalent fields."""
 
-    endpoint: Row
+    endpoint: Endpoint
     config: CovalentConfig
 
     @property
     def id(self) -> str:
-        return str(self.endpoint["id"])
+        return self.endpoint.id
 
     def route(self, path: str) -> RouteRecord | None:
         path = "/" + path.strip("/")
@@ -138,7 +138,7 @@ class Functions:
         ep, _, _ = await self.deployments.deploy(principal, name, version,
                                                  message=f"covalent-cloud deploy: {title}")
         await self.catalog.create_key(
-            principal.project_id, "invoke", name=key_name(ep["id"]), endpoint_id=ep["id"], raw=token
+            principal.project_id, "invoke", name=key_name(ep.id), endpoint_id=ep.id, raw=token
         )
         return Deployment(ep, config)
 
@@ -165,9 +165,9 @@ class Functions:
 
     # -- reading --------------------------------------------------------------------------------
 
-    async def of(self, ep: Row) -> Deployment | None:
+    async def of(self, ep: Endpoint) -> Deployment | None:
         """The Covalent deployment an endpoint is, or None for any other endpoint."""
-        info = await self.catalog.version_info(ep["project_id"], ep["version_id"])
+        info = await self.catalog.version_info(ep.project_id, ep.version_id)
         if info["runtime"] != RUNTIME:
             return None
         return Deployment(ep, CovalentConfig.model_validate(info["config"][RUNTIME]))
@@ -182,7 +182,7 @@ class Functions:
     async def public(self, function_id: str) -> Deployment | None:
         """A deployment looked up without a key (to learn whether its routes need one)."""
         ep = await self.catalog.get_endpoint(None, function_id)
-        return None if ep is None or ep["id"] != function_id else await self.of(ep)
+        return None if ep is None or ep.id != function_id else await self.of(ep)
 
     async def token(self, d: Deployment) -> str | None:
         """The deployment's first inference key, while it is not deleted."""
@@ -197,14 +197,14 @@ class Functions:
         found: list[Deployment] = []
         for ep in await self.catalog.list_endpoints(principal.project_id):
             d = await self.of(ep)
-            if d is None or (status and ep["state"] != status.upper()):
+            if d is None or (status and ep.state != status.upper()):
                 continue
             if search and search.lower() not in f"{d.config.title}\n{d.config.description}".lower():
                 continue
             found.append(d)
         keys: dict[str, Callable[[Deployment], Any]] = {
-            "created_at": lambda d: d.endpoint["created_at"], "updated_at": lambda d: d.endpoint["updated_at"],
-            "title": lambda d: d.config.title.lower(), "status": lambda d: d.endpoint["state"],
+            "created_at": lambda d: d.endpoint.created_at, "updated_at": lambda d: d.endpoint.updated_at,
+            "title": lambda d: d.config.title.lower(), "status": lambda d: d.endpoint.state,
         }
         return sorted(found, key=keys[sort], reverse=descending)
 
@@ -213,7 +213,7 @@ class Functions:
     async def teardown(self, d: Deployment) -> Deployment:
         """INACTIVE: the worker stops; calls are refused from now on."""
         await self.deployments.stop(d.endpoint)
-        ep = await self.catalog.get_endpoint(d.endpoint["project_id"], d.id)
+        ep = await self.catalog.get_endpoint(d.endpoint.project_id, d.id)
         assert ep is not None
         return Deployment(ep, d.config)
 
@@ -222,10 +222,10 @@ class Functions:
         now = self.clock.now()
         stopped = 0
         for ep in await self.catalog.list_endpoints():
-            if ep["state"] not in SERVING:
+            if ep.state not in SERVING:
                 continue
             d = await self.of(ep)
-            if d is not None and now >= ep["created_at"] + d.config.time_limit:
+            if d is not None and now >= ep.created_at + d.config.time_limit:
                 reason = f"deployment {d.id} reached its time limit ({d.config.time_limit:g} s)"
                 stopped += await self.catalog.set_state(d.id, EndpointState.INACTIVE, error=reason)
         if stopped:
@@ -235,16 +235,16 @@ class Functions:
     async def new_key(self, d: Deployment) -> tuple[str, str, float]:
         """(key id, key, created at): the key is shown once."""
         kid, key = await self.catalog.create_key(
-            d.endpoint["project_id"], "invoke", name=key_name(d.id), endpoint_id=d.id
+            d.endpoint.project_id, "invoke", name=key_name(d.id), endpoint_id=d.id
         )
         return kid, key, self.clock.now()
 
-    async def keys(self, d: Deployment) -> list[Row]:
-        rows = await self.catalog.list_keys(d.endpoint["project_id"])
-        return [r for r in rows if r["name"] == key_name(d.id) and r["revoked_at"] is None]
+    async def keys(self, d: Deployment) -> list[Key]:
+        keys = await self.catalog.list_keys(d.endpoint.project_id)
+        return [k for k in keys if k.name == key_name(d.id) and k.revoked_at is None]
 
     async def delete_key(self, d: Deployment, key_id: str) -> None:
-        if not any(r["id"] == key_id for r in await self.keys(d)):
+        if not any(k.id == key_id for k in await self.keys(d)):
             raise NotFound("inference key", key_id)
-        await self.catalog.revoke_key(d.endpoint["project_id"], key_id)
+        await self.catalog.revoke_key(d.endpoint.project_id, key_id)
         self.access.forget()

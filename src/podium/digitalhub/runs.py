@@ -22,7 +22,8 @@ from podium.digitalhub.build import ENTRY, build, with_id
 from podium.digitalhub.records import Entity, Records
 from podium.names import ENDPOINT_NAME
 from podium.store.endpoints import EndpointState
-from podium.store.engine import Row, Store
+from podium.store.engine import Store
+from podium.store.records import Endpoint
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 #: A run's DigitalHub state for each endpoint state (RUNNING only once a worker ran init).
@@ -91,7 +92,7 @@ class ServeRuns:
 
     async def deploy(
         self, principal: Principal, run: Entity, function: Entity, envs: dict[str, str]
-    ) -> Row:
+    ) -> Endpoint:
         """Store the function's version for this run and point a new endpoint at it; `envs` (the
         run's `spec.envs`) reach its workers as the endpoint's secrets, sealed at rest."""
         spec = run.body.get("spec") or {}
@@ -107,10 +108,10 @@ class ServeRuns:
             principal, endpoint_name(function.name, run.id), with_id(built.version, principal.project_id),
             message=f"DigitalHub run {run.id} of {run.dh_project}/{function.name}", secrets=envs,
         )
-        await self.records.set_serving(principal.project_id, run.id, ep["id"], self._seal())
+        await self.records.set_serving(principal.project_id, run.id, ep.id, self._seal())
         return ep
 
-    async def endpoint(self, run: Entity) -> Row | None:
+    async def endpoint(self, run: Entity) -> Endpoint | None:
         if run.endpoint_id is None:
             return None
         return await self.catalog.get_endpoint(None, run.endpoint_id)
@@ -119,7 +120,7 @@ class ServeRuns:
         ep = await self.endpoint(run)
         if ep is not None:
             await self.deployments.stop(ep)
-            await self.records.set_serving(principal.project_id, run.id, ep["id"], self._seal())
+            await self.records.set_serving(principal.project_id, run.id, ep.id, self._seal())
 
     async def resume(self, run: Entity) -> None:
         """As `podium start`: CREATING until a worker has run init again."""
@@ -139,13 +140,13 @@ class ServeRuns:
         ep = await self.endpoint(run)
         if ep is None:
             return {**status, "state": status.get("state") or "CREATED"}
-        state = STATES.get(ep["state"], "UNKNOWN")
+        state = STATES.get(ep.state, "UNKNOWN")
         out: dict[str, Any] = {**status, "state": state, "message": _message(ep)}
         out.pop("service", None)
         token = self.token(run)
         if state == "RUNNING" and token is not None:
             out["service"] = {
-                "name": ep["name"], "type": "ClusterIP", "clusterIP": where.host,
+                "name": ep.name, "type": "ClusterIP", "clusterIP": where.host,
                 "ports": [{"name": f"port{where.port}", "port": where.port, "protocol": "TCP",
                            "targetPort": where.port}],
                 "url": f"{where.host}:{where.port}{service_path(run.dh_project, run.id, token)}",
@@ -153,14 +154,14 @@ class ServeRuns:
         return out
 
 
-def _message(ep: Row) -> str:
-    if ep["state"] == EndpointState.ERROR:
+def _message(ep: Endpoint) -> str:
+    if ep.state == EndpointState.ERROR:
         # The first line says why (the worker's log tail follows it; run.logs() has it whole).
-        first = str(ep["error"] or "unknown error").splitlines()[0]
+        first = str(ep.error or "unknown error").splitlines()[0]
         return f"the service failed to start: {first.split(f'importing {ENTRY} failed: ', 1)[-1]}"
 
     return {
-        EndpointState.CREATING: f"starting endpoint {ep['name']}: init runs in a new worker",
-        EndpointState.ACTIVE: f"serving as Podium endpoint {ep['name']}",
-        EndpointState.INACTIVE: f"endpoint {ep['name']} is stopped",
-    }.get(ep["state"], "")
+        EndpointState.CREATING: f"starting endpoint {ep.name}: init runs in a new worker",
+        EndpointState.ACTIVE: f"serving as Podium endpoint {ep.name}",
+        EndpointState.INACTIVE: f"endpoint {ep.name} is stopped",
+    }.get(ep.state, "")

@@ -10,11 +10,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from podium import _json
 from podium.envs.builder import SERVER_PYTHON, EnvBuildError, EnvStore, Interpreter
 from podium.envs.requirements import Requirements
 from podium.store.catalog import Catalog
-from podium.store.engine import Row
+from podium.store.records import Version
 from podium.store.versions import BuildState
 
 log = logging.getLogger("podium.envs")
@@ -56,17 +55,17 @@ class Builds:
     def building(self, key: str) -> bool:
         return key in self._running
 
-    async def deployed(self, version: Row) -> bool:
+    async def deployed(self, version: Version) -> bool:
         """A version was deployed: True when its environment must be built first (the build is
         started, or restarted after an earlier failure)."""
-        key = version["env_hash"]
+        key = version.env_hash
         if key is None:
             return False
         if self.store.ready(key):
             await self.catalog.finish_build(key, BuildState.READY)
             return False
-        await self.catalog.start_build(version["id"])
-        self._start(key, Requirements.from_dict(_json.loads(version["requirements"])), version["id"])
+        await self.catalog.start_build(version.id)
+        self._start(key, Requirements.from_dict(version.requirements), version.id)
         return True
 
     async def status(self, project_id: str, version_id: str) -> EnvStatus:
@@ -79,9 +78,9 @@ class Builds:
         if found is not None:
             return EnvStatus(BuildState.READY, found)
         if key not in self._running:
-            row = await self.catalog.get_version(project_id, version_id)
-            if row is not None and row["build_state"] == BuildState.FAILED:
-                return EnvStatus(BuildState.FAILED, error=row["build_error"])
+            version = await self.catalog.get_version(project_id, version_id)
+            if version is not None and version.build_state == BuildState.FAILED:
+                return EnvStatus(BuildState.FAILED, error=version.build_error)
             # Never built here, removed by `envs gc`, or cut short by a restart: build it now.
             await self.catalog.start_build(version_id)
             self._start(key, Requirements.from_dict(info["requirements"]), version_id)

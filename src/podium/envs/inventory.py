@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from podium import _json
 from podium.envs.builder import EnvInfo, EnvStore
-from podium.store.engine import Row
+from podium.store.records import Endpoint, Version
 
 
 @dataclass
@@ -27,19 +26,19 @@ class EnvRecord:
                 "versions": self.versions, "endpoints": self.endpoints}
 
 
-def inventory(store: EnvStore, versions: Sequence[Row], endpoints: Sequence[Row]) -> list[EnvRecord]:
+def inventory(store: EnvStore, versions: Sequence[Version], endpoints: Sequence[Endpoint]) -> list[EnvRecord]:
     """Every built environment with the versions recording it and the endpoints running it."""
     records = {e.hash: EnvRecord(e) for e in store.list()}
-    env_of = {v["id"]: v["env_hash"] for v in versions}
+    env_of = {v.id: v.env_hash for v in versions}
     for v in versions:
-        if v["env_hash"] in records:
-            records[v["env_hash"]].versions.append(v["id"])
+        if v.env_hash in records:
+            records[v.env_hash].versions.append(v.id)
     for ep in endpoints:
-        wanted = [ep["version_id"]]
-        if ep["pending"]:
-            wanted.append(_json.loads(ep["pending"])["version_id"])
+        wanted = [ep.version_id]
+        if ep.pending:
+            wanted.append(ep.pending.version_id)
         for vid in wanted:
             rec = records.get(env_of.get(vid) or "")
-            if rec is not None and ep["name"] not in rec.endpoints:
-                rec.endpoints.append(ep["name"])
+            if rec is not None and ep.name not in rec.endpoints:
+                rec.endpoints.append(ep.name)
     return list(records.values())

@@ -17,9 +17,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from podium import _json
 from podium.config import Settings
 from podium.core.workers import WorkerInfo, WorkerPool, WorkerState
 from podium.dispatch.keys import SCALE_KEY, ep_key
@@ -36,7 +34,7 @@ from podium.scaling.resources import Resources
 from podium.store.catalog import Catalog
 from podium.store.cluster import FORGET_AFTER
 from podium.store.endpoints import EndpointState
-from podium.store.engine import Row
+from podium.store.records import Endpoint, Version
 from podium.store.versions import BuildState
 
 log = logging.getLogger("podium.scaling")
@@ -150,7 +148,7 @@ class Autoscaler:
     def wake(self) -> None:
         self.queue.notifier.notify(SCALE_KEY)
 
-    async def deployed(self, version: Row) -> bool:
+    async def deployed(self, version: Version) -> bool:
         """A version was deployed: True when its environment must be built first (started now)."""
         return await self.builds.deployed(version)
 
@@ -169,59 +167,59 @@ class Autoscaler:
             await self.pool.cluster.prune(self.queue.clock.now() - FORGET_AFTER)
         queued = await self.queue.queued_by_endpoint()
         endpoints = await self.catalog.list_endpoints()
-        known = {ep["id"] for ep in endpoints}
+        known = {ep.id for ep in endpoints}
         for w in list(self.pool.workers.values()):
             if w.local and w.endpoint_id not in known:  # its endpoint was removed
                 self._drain(w)
         for ep in endpoints:
-            waiting = queued.get(ep["id"], (0, 0.0))
+            waiting = queued.get(ep.id, (0, 0.0))
             try:
-                if ep["pending"]:
+                if ep.pending:
                     await self._pending(ep)
                 if waiting[0]:
                     # Jobs whose retry backoff has run out woke nobody when they became due.
-                    self.queue.notifier.notify_one(ep_key(ep["id"]))
+                    self.queue.notifier.notify_one(ep_key(ep.id))
                 await self.reconcile(ep, *waiting)
             except Exception as exc:  # one endpoint's failure never stops the others' pass
-                if self._failing.get(ep["id"]) != repr(exc):
-                    self._failing[ep["id"]] = repr(exc)
-                    log.exception("autoscaling endpoint %s (%s) failed; the others go on", ep["name"], ep["id"])
+                if self._failing.get(ep.id) != repr(exc):
+                    self._failing[ep.id] = repr(exc)
+                    log.exception("autoscaling endpoint %s (%s) failed; the others go on", ep.name, ep.id)
             else:
-                if self._failing.pop(ep["id"], None) is not None:
-                    log.info("autoscaling endpoint %s (%s) works again", ep["name"], ep["id"])
+                if self._failing.pop(ep.id, None) is not None:
+                    log.info("autoscaling endpoint %s (%s) works again", ep.name, ep.id)
 
-    async def reconcile(self, ep: Row, queued: int, oldest_wait: float = 0.0) -> None:
-        self.waiting_for.pop(ep["id"], None)
-        workers = self._heard_from([w for w in self.pool.for_endpoint(ep["id"]) if w.id not in self._stopping])
-        live = ep["state"] in (EndpointState.CREATING, EndpointState.ACTIVE)
-        current = [w for w in workers if w.version_id == ep["version_id"] and live]
+    async def reconcile(self, ep: Endpoint, queued: int, oldest_wait: float = 0.0) -> None:
+        self.waiting_for.pop(ep.id, None)
+        workers = self._heard_from([w for w in self.pool.for_endpoint(ep.id) if w.id not in self._stopping])
+        live = ep.state in (EndpointState.CREATING, EndpointState.ACTIVE)
+        current = [w for w in workers if w.version_id == ep.version_id and live]
         for w in workers:
             if w.local and w not in current:
                 self._drain(w)
         if not live:
             return
         current = [w for w in current if await self._healthy(w, ep)]
-        if ep["state"] == EndpointState.CREATING and any(w.ready_at is not None for w in current):
+        if ep.state == EndpointState.CREATING and any(w.ready_at is not None for w in current):
             # Started again before its workers drained: one of them is the proof the version loads.
-            await self.catalog.set_state(ep["id"], EndpointState.ACTIVE, only_from=EndpointState.CREATING)
+            await self.catalog.set_state(ep.id, EndpointState.ACTIVE, only_from=EndpointState.CREATING)
         load = Load(
             queued=queued, oldest_wait=oldest_wait, running=sum(len(w.jobs) for w in current),
             workers=len(current), busy=sum(1 for w in current if w.jobs),
         )
-        need = desired(ep, load, creating=ep["state"] == EndpointState.CREATING)
+        need = desired(ep.scaling(), load, creating=ep.state == EndpointState.CREATING)
         if need > len(current):
-            env = await self.builds.status(ep["project_id"], ep["version_id"])
+            env = await self.builds.status(ep.project_id, ep.version_id)
             if env.interpreter is None:  # no worker starts before its environment is built
                 if env.state == BuildState.FAILED:
                     await self._set_error(
-                        ep["id"], f"the environment of version {ep['version_id']} failed to build", env.error or ""
+                        ep.id, f"the environment of version {ep.version_id} failed to build", env.error or ""
                     )
                 return
             for _ in range(need - len(current)):
-                reason = self.backend.wait_reason(Resources.of(ep))
+                reason = self.backend.wait_reason(Resources.of(ep.scaling()))
                 if reason is not None:  # e.g. every GPU is taken: jobs wait, the status says why
-                    self.waiting_for[ep["id"]] = reason
-                    if queued or ep["state"] == EndpointState.CREATING:
+                    self.waiting_for[ep.id] = reason
+                    if queued or ep.state == EndpointState.CREATING:
                         self._make_room(ep)
                     break
                 await self.spawn(ep, env.interpreter)
@@ -230,7 +228,7 @@ class Autoscaler:
         for w in sorted(current, key=lambda w: w.idle_since):
             if surplus <= 0:
                 break
-            if w.local and w.state is WorkerState.IDLE and now - w.idle_since >= ep["idle_timeout"]:
+            if w.local and w.state is WorkerState.IDLE and now - w.idle_since >= ep.idle_timeout:
                 self._drain(w)
                 surplus -= 1
 
@@ -248,24 +246,24 @@ class Autoscaler:
                 kept.append(w)
         return kept
 
-    def _make_room(self, ep: Row) -> None:
+    def _make_room(self, ep: Endpoint) -> None:
         """Jobs (or a deploy) wait for GPUs that idle workers of other endpoints hold: stop the
         longest idle of those, one at a time, so its devices come back. min_workers keeps no GPU
         from jobs that wait; an endpoint with nothing waiting never takes another's."""
-        if self._making_room in self.pool.workers or self.backend.refusal(Resources.of(ep)) is not None:
+        if self._making_room in self.pool.workers or self.backend.refusal(Resources.of(ep.scaling())) is not None:
             return
         idle = [
             w for w in self.pool.workers.values()
-            if w.local and w.endpoint_id != ep["id"] and w.state is WorkerState.IDLE
+            if w.local and w.endpoint_id != ep.id and w.state is WorkerState.IDLE
             and w.id not in self._stopping and self._gpus.get(w.id, 0) > 0
         ]
         if idle:
             w = min(idle, key=lambda w: w.idle_since)
-            log.info("stopping idle worker %s to free its GPUs for %s", w.id, ep["name"])
+            log.info("stopping idle worker %s to free its GPUs for %s", w.id, ep.name)
             self._making_room = w.id
             self._drain(w)
 
-    async def _healthy(self, w: WorkerInfo, ep: Row) -> bool:
+    async def _healthy(self, w: WorkerInfo, ep: Endpoint) -> bool:
         """False (and the worker is being replaced) when it is silent, stuck starting, or due to
         be recycled after the jobs it has done or the memory it holds."""
         if not w.local:
@@ -288,22 +286,22 @@ class Autoscaler:
             return False
         return True
 
-    def due_for_recycling(self, worker_id: str, ep: Row) -> bool:
+    def due_for_recycling(self, worker_id: str, ep: Endpoint) -> bool:
         """Past max_jobs_per_worker jobs or max_worker_memory_mb (checked after each job too, so
         the worker is recycled before it takes another)."""
         w = self.pool.get(worker_id)
         if w is None or not w.local:
             return False
-        if ep["max_jobs_per_worker"] and w.jobs_done >= ep["max_jobs_per_worker"]:
+        if ep.max_jobs_per_worker and w.jobs_done >= ep.max_jobs_per_worker:
             return True
-        limit_mb = ep["max_worker_memory_mb"]
+        limit_mb = ep.max_worker_memory_mb
         if limit_mb and w.process is not None and group_rss_mb(w.process.pid) > limit_mb:
             log.info("worker %s uses more than %d MB; recycling it", w.id, limit_mb)
             return True
         return False
 
-    async def _startup_timeout(self, ep: Row) -> float:
-        config = (await self.catalog.version_info(ep["project_id"], ep["version_id"]))["config"]
+    async def _startup_timeout(self, ep: Endpoint) -> float:
+        config = (await self.catalog.version_info(ep.project_id, ep.version_id))["config"]
         return float(config.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT))
 
     def _kill(self, w: WorkerInfo) -> None:
@@ -312,35 +310,36 @@ class Autoscaler:
             self._stopping.add(w.id)
             self.backend.signal(w, signal.SIGKILL)
 
-    async def _pending(self, ep: Row) -> None:
+    async def _pending(self, ep: Endpoint) -> None:
         """A redeploy waits for its environment while the current version serves: point the
         endpoint at it once built; forget it (the version is marked failed) if the build fails."""
-        pending = _json.loads(ep["pending"])
-        env = await self.builds.status(ep["project_id"], pending["version_id"])
+        pending = ep.pending
+        assert pending is not None  # the tick calls this only for an endpoint with one
+        env = await self.builds.status(ep.project_id, pending.version_id)
         if env.state == BuildState.READY:
-            version = await self.catalog.get_version(ep["project_id"], pending["version_id"])
+            version = await self.catalog.get_version(ep.project_id, pending.version_id)
             if version is not None:
                 await self.catalog.point_endpoint(
-                    ep["project_id"], ep["name"], version, key_id=pending["key_id"], message=pending["message"]
+                    ep.project_id, ep.name, version, key_id=pending.key_id, message=pending.message
                 )
                 self.wake()
         elif env.state == BuildState.FAILED:
             log.error("endpoint %s stays on version %s: the environment of %s failed to build",
-                      ep["name"], ep["version_id"], pending["version_id"])
-            await self.catalog.clear_pending(ep["id"])
+                      ep.name, ep.version_id, pending.version_id)
+            await self.catalog.clear_pending(ep.id)
 
-    async def spawn(self, ep: Row, interpreter: Interpreter = SERVER_PYTHON) -> WorkerInfo:
-        info = self.pool.new(f"w-{uuid.uuid4().hex[:12]}", ep["id"], ep["version_id"], local=True)
+    async def spawn(self, ep: Endpoint, interpreter: Interpreter = SERVER_PYTHON) -> WorkerInfo:
+        info = self.pool.new(f"w-{uuid.uuid4().hex[:12]}", ep.id, ep.version_id, local=True)
         info.key_id, token = await self.catalog.create_key(
-            ep["project_id"], "worker", name=info.id, endpoint_id=ep["id"]
+            ep.project_id, "worker", name=info.id, endpoint_id=ep.id
         )
-        env = await self.secrets(ep["id"]) if self.secrets is not None else {}
+        env = await self.secrets(ep.id) if self.secrets is not None else {}
         await self.backend.start(
-            info, endpoint_name=ep["name"], token=token, concurrency=ep["concurrency"], env=env,
-            interpreter=interpreter, resources=Resources.of(ep),
+            info, endpoint_name=ep.name, token=token, concurrency=ep.concurrency, env=env,
+            interpreter=interpreter, resources=Resources.of(ep.scaling()),
         )
-        self._gpus[info.id] = Resources.of(ep).gpus
-        log.info("started worker %s for %s (version %s)", info.id, ep["name"], ep["version_id"])
+        self._gpus[info.id] = ep.gpus
+        log.info("started worker %s for %s (version %s)", info.id, ep.name, ep.version_id)
         return info
 
     def stop_job(self, worker_id: str | None, job_id: str, *, kill: bool = True) -> None:
@@ -439,7 +438,7 @@ class Autoscaler:
         (CREATING): one machine's missing package does not stop an endpoint that serves."""
         if not info.local:
             ep = await self.catalog.get_endpoint(None, info.endpoint_id)
-            if ep is None or ep["state"] != EndpointState.CREATING:
+            if ep is None or ep.state != EndpointState.CREATING:
                 log.warning("worker %s (started elsewhere) cannot load its version: %s", info.id, reason)
                 return
         log_tail = tail(info.log_path)
@@ -455,12 +454,12 @@ class Autoscaler:
         )
         log.error("endpoint %s is in ERROR (%s); %d waiting jobs failed", endpoint_id, reason, failed)
 
-    async def worker_ready(self, info: WorkerInfo, ep: dict[str, Any] | Row) -> None:
+    async def worker_ready(self, info: WorkerInfo, ep: Endpoint) -> None:
         self._start_failures.pop(info.endpoint_id, None)
         if info.local and info.ready_at is not None:
             self.metrics.cold_starts.labels(info.endpoint_id).inc()
             self.metrics.start_to_ready.labels(info.endpoint_id).observe(info.ready_at - info.started_at)
-        if info.version_id is None or info.version_id == ep["version_id"]:
+        if info.version_id is None or info.version_id == ep.version_id:
             await self.catalog.set_state(
-                ep["id"], EndpointState.ACTIVE, only_from=EndpointState.CREATING
+                ep.id, EndpointState.ACTIVE, only_from=EndpointState.CREATING
             )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 from podium.core.access import Principal
-from podium.store.engine import Row
+from podium.store.records import Endpoint
 
 if TYPE_CHECKING:
     from podium.server.runtime import Runtime
@@ -39,7 +39,7 @@ async def caller(request: HTTPConnection, role: str | None, *, scoped: bool = Fa
     )
 
 
-async def endpoint_caller(request: HTTPConnection, role: str, ref: str) -> tuple[Principal, Row]:
+async def endpoint_caller(request: HTTPConnection, role: str, ref: str) -> tuple[Principal, Endpoint]:
     """Who is calling, and the endpoint `ref` names among those it may see."""
     principal = await caller(request, role, scoped=True)
     return principal, await runtime(request).access.endpoint(principal, ref)

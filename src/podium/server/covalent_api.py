@@ -98,15 +98,15 @@ def _slots(rt: Runtime) -> AssetSlots:
 def _record(request: Request, d: Deployment, token: str | None) -> dict[str, Any]:
     """A function record (`Deployment.from_function_record` reads it)."""
     ep, cfg = d.endpoint, d.config
-    error = ep["error"] if ep["state"] == EndpointState.ERROR else None
+    error = ep.error if ep.state == EndpointState.ERROR else None
     return {
         "id": d.id, "invoke_url": f"{content_base(request)}/fn/{d.id}", "title": cfg.title,
-        "description": cfg.description, "status": ep["state"], "tags": cfg.tags, "auth": cfg.auth,
+        "description": cfg.description, "status": ep.state, "tags": cfg.tags, "auth": cfg.auth,
         "endpoints": [r.model_dump() for r in cfg.routes],
         "inference_keys": [{"key": token}] if token else [],
         "error": error.splitlines()[0] if error else None, "stderr": stderr_text(error) if error else None,
-        "created_at": iso(ep["created_at"]), "updated_at": iso(ep["updated_at"]),
-        "podium_endpoint": ep["name"],
+        "created_at": iso(ep.created_at), "updated_at": iso(ep.updated_at),
+        "podium_endpoint": ep.name,
     }
 
 
@@ -204,11 +204,10 @@ async def create_key(request: Request, function_id: str) -> JSONAnswer:
 @router.get("/fn/api/v0/functions/{function_id}/inference-keys")
 async def list_keys(request: Request, function_id: str) -> JSONAnswer:
     _, principal, fns = await _functions(request, "deploy")
-    rows = await fns.keys(await fns.get(principal, function_id))
+    keys = await fns.keys(await fns.get(principal, function_id))
     return JSONAnswer([
-        {"id": r["id"], "created_at": iso(r["created_at"]),
-         "last_used": iso(r["last_used_at"]) if r["last_used_at"] else None}
-        for r in rows
+        {"id": k.id, "created_at": iso(k.created_at), "last_used": iso(k.last_used_at) if k.last_used_at else None}
+        for k in keys
     ])
 
 
@@ -235,7 +234,7 @@ async def _caller(request: Request, fns: Functions, function_id: str) -> tuple[P
     if d is None:
         raise NotFound("function", function_id)
     if not d.config.auth:
-        return Principal("covalent-public", d.endpoint["project_id"], "invoke", d.id), d
+        return Principal("covalent-public", d.endpoint.project_id, "invoke", d.id), d
     principal = await caller(request, "invoke", scoped=True)
     await fns.access.endpoint(principal, function_id)
     return principal, d
@@ -272,8 +271,8 @@ async def call(request: Request, function_id: str, route: str) -> Response:
     if rec.method != request.method:
         raise CovalentError(405, "method/not_allowed", f"{rec.route} takes {rec.method}, not {request.method}")
     ep = d.endpoint
-    if ep["state"] == EndpointState.INACTIVE:
-        reason = ep["error"] or f"deployment {d.id} was torn down"
+    if ep.state == EndpointState.INACTIVE:
+        reason = ep.error or f"deployment {d.id} was torn down"
         raise EndpointUnavailable(reason, code="deployment_inactive")
     kwargs = await _kwargs(request)
     target = await rt.calls.target(principal, ep, rec.route)

@@ -355,7 +355,7 @@ async def run_logs(request: Request, project: str, run_id: str) -> JSONAnswer:
     ep = await surface.runs.endpoint(run)
     if ep is None:
         return JSONAnswer([])
-    files = worker_logs(runtime(request).settings.logs, ep["id"])
+    files = worker_logs(runtime(request).settings.logs, ep.id)
     return JSONAnswer([
         {
             "id": f"{run.id}-{f.stem}", "name": f.stem, "kind": "log", "project": project,

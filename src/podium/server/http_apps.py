@@ -21,7 +21,7 @@ from podium.server.body import MB, read_body
 from podium.server.errors import HTTPError
 from podium.server.runtime import Runtime
 from podium.server.streams import Chunk, End, Idle, chunk_bytes, follow
-from podium.store.engine import Row
+from podium.store.records import Endpoint
 
 LIMIT = 20 * MB
 #: Not passed to the app: Podium's credentials, and hop-by-hop headers.
@@ -31,7 +31,7 @@ DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-lengt
 
 
 async def http_call(
-    rt: Runtime, principal: Principal, ep: Row, route: RouteRecord, request: Request,
+    rt: Runtime, principal: Principal, ep: Endpoint, route: RouteRecord, request: Request,
     endpoint: str, subpath: str, failure: Any,
 ) -> Response:
     body = await read_body(request, LIMIT)

@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 from podium.records import RouteRecord
-from podium.store.engine import Row
+from podium.store.records import Endpoint
 
 ERROR = {
     "type": "object",
@@ -60,13 +60,13 @@ def _operation(route: RouteRecord, components: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def endpoint_openapi(ep: Row, routes: list[RouteRecord], base_url: str) -> dict[str, Any]:
+def endpoint_openapi(ep: Endpoint, routes: list[RouteRecord], base_url: str) -> dict[str, Any]:
     components: dict[str, Any] = {}
     paths = {r["path"]: {"post": _operation(r, components)} for r in routes}
     return {
         "openapi": "3.1.0",
-        "info": {"title": f"{ep['name']} (Podium endpoint)", "version": ep["version_id"]},
-        "servers": [{"url": f"{base_url}/{ep['id']}"}],
+        "info": {"title": f"{ep.name} (Podium endpoint)", "version": ep.version_id},
+        "servers": [{"url": f"{base_url}/{ep.id}"}],
         "paths": paths,
         "components": {
             "schemas": components,

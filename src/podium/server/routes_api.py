@@ -25,7 +25,7 @@ from podium.server.openapi_doc import endpoint_openapi
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.server.streams import first_chunk_response, sse_frames
-from podium.store.engine import Row
+from podium.store.records import Endpoint
 
 router = APIRouter(tags=["routes"])
 
@@ -76,7 +76,7 @@ def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
 
 async def _target(
     request: Request, endpoint: str, role: str
-) -> tuple[Runtime, Principal, Row, list[RouteRecord]]:
+) -> tuple[Runtime, Principal, Endpoint, list[RouteRecord]]:
     rt = runtime(request)
     principal, ep = await endpoint_caller(request, role, endpoint)
     return rt, principal, ep, await rt.calls.routes(ep)
@@ -101,7 +101,7 @@ async def other_method(request: Request, endpoint: str, route: str) -> Response:
     rt, principal, ep, routes = await _target(request, endpoint, "invoke")
     if _is_app(routes):
         return await http_call(rt, principal, ep, routes[0], request, endpoint, route, failure)
-    raise HTTPError(405, "method_not_allowed", f"routes of {ep['name']} are called with POST")
+    raise HTTPError(405, "method_not_allowed", f"routes of {ep.name} are called with POST")
 
 
 async def app_root(request: Request, endpoint: str) -> Response:
@@ -140,7 +140,7 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
     if not outcome.ended:
         raise HTTPError(
             504, "timeout",
-            f"the route is still running; poll /v2/{ep['id']}/status/{job_id}",
+            f"the route is still running; poll /v2/{ep.id}/status/{job_id}",
             extra={"id": job_id},
         )
     assert outcome.job is not None

@@ -15,7 +15,7 @@ from podium.server.body import MB, read_json
 from podium.server.envelope import envelope
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.store.engine import Row
+from podium.store.records import Endpoint
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["runpod"])
 
@@ -57,15 +57,15 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
 
 async def _job(
     request: Request, endpoint_id: str, job_id: str, role: str = "read"
-) -> tuple[Runtime, Row, Job]:
+) -> tuple[Runtime, Endpoint, Job]:
     rt = runtime(request)
     _, ep = await endpoint_caller(request, role, endpoint_id)
     return rt, ep, _of(ep, job_id, await rt.queue.get(job_id))
 
 
-def _of(ep: Row, job_id: str, job: Job | None) -> Job:
+def _of(ep: Endpoint, job_id: str, job: Job | None) -> Job:
     """The job, if it is the endpoint's; NotFound otherwise (another endpoint's job is not shown)."""
-    if job is None or job.endpoint_id != ep["id"]:
+    if job is None or job.endpoint_id != ep.id:
         raise NotFound("job", job_id)
     return job
 
@@ -76,7 +76,7 @@ async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     rt = runtime(request)
     _, ep = await endpoint_caller(request, "read", endpoint_id)
     # One read, under the wait's listener: a job ending between a read and the wait is not missed.
-    job = await rt.queue.wait_final(job_id, rt.settings.status_hold, promise=False, endpoint_id=ep["id"])
+    job = await rt.queue.wait_final(job_id, rt.settings.status_hold, promise=False, endpoint_id=ep.id)
     return JSONAnswer(envelope(_of(ep, job_id, job), rt.clock.now()))
 
 
@@ -124,14 +124,14 @@ async def purge_queue(request: Request, endpoint_id: str) -> JSONAnswer:
     """Cancel every queued job of the endpoint; running jobs go on."""
     rt = runtime(request)
     _, ep = await endpoint_caller(request, "invoke", endpoint_id)
-    return JSONAnswer({"removed": await rt.queue.purge(ep["id"]), "status": "completed"})
+    return JSONAnswer({"removed": await rt.queue.purge(ep.id), "status": "completed"})
 
 
 @router.get("/health")
 async def health(request: Request, endpoint_id: str) -> JSONAnswer:
     rt = runtime(request)
     _, ep = await endpoint_caller(request, "read", endpoint_id)
-    counts = await rt.queue.counts(ep["id"])
+    counts = await rt.queue.counts(ep.id)
     return JSONAnswer(
         {
             "jobs": {
@@ -141,6 +141,6 @@ async def health(request: Request, endpoint_id: str) -> JSONAnswer:
                 "inQueue": counts.get("IN_QUEUE", 0),
                 "retried": counts["retried"],
             },
-            "workers": await rt.pool.counts(ep["id"]),
+            "workers": await rt.pool.counts(ep.id),
         }
     )

@@ -42,8 +42,8 @@ from podium.store import open_store
 from podium.store.blobs import Bundles
 from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster, Replica
-from podium.store.engine import Row
 from podium.store.projects import DEFAULT_PROJECT
+from podium.store.records import Endpoint
 from podium.store.secretbox import SecretBox, load_key
 from podium.store.webhook_secrets import WebhookSecrets
 
@@ -251,13 +251,13 @@ class Runtime:
             return False
         return True
 
-    async def version(self, ep: Row) -> VersionInfo:
+    async def version(self, ep: Endpoint) -> VersionInfo:
         """Route table, config and runtime of the version an endpoint points at."""
-        return await self.catalog.version_info(ep["project_id"], ep["version_id"])
+        return await self.catalog.version_info(ep.project_id, ep.version_id)
 
     async def endpoint_env(self, endpoint_id: str) -> dict[str, str]:
         """An endpoint's secrets, decrypted, for its workers' environment."""
-        return {r["name"]: self.secrets.open(r["value"]) for r in await self.catalog.secrets(endpoint_id)}
+        return {s.name: self.secrets.open(s.token) for s in await self.catalog.secrets(endpoint_id)}
 
 
 

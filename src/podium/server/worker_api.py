@@ -20,7 +20,7 @@ from podium.server.auth import caller, runtime
 from podium.server.body import MB, read_json
 from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
-from podium.store.engine import Row
+from podium.store.records import Endpoint
 
 if TYPE_CHECKING:
     from podium.server.runtime import Runtime
@@ -30,7 +30,7 @@ router = APIRouter(prefix="/v2/{endpoint_id}", tags=["worker protocol"])
 CHUNK_LIMIT = 1 * MB
 
 
-async def _worker(request: Request, endpoint_id: str, worker_id: str) -> tuple[Runtime, Row]:
+async def _worker(request: Request, endpoint_id: str, worker_id: str) -> tuple[Runtime, Endpoint]:
     rt = runtime(request)
     return rt, await rt.workers.attached(await caller(request, WORKER, scoped=True), endpoint_id, worker_id)
 

@@ -11,18 +11,12 @@ from podium.bounded import MISSING, Bounded
 from podium.clock import Clock
 from podium.names import ENDPOINT_NAME
 from podium.records import ServiceConfig
-from podium.store.engine import Row, Store
+from podium.store.engine import Store
 from podium.store.projects import new_id
+from podium.store.records import SCALING, Endpoint, Repointing, SealedSecret, Version
 from podium.store.tables import endpoint_history, endpoint_secrets, endpoints
 
 ENDPOINT_CACHE_SECONDS = 1.0
-
-
-#: What each worker asks of the machine or cluster (scaling.resources.Resources).
-RESOURCES = ("cpus", "gpus", "memory_mb")
-#: The endpoint columns a version's config (or `podium scale`) sets.
-SCALING = ("min_workers", "max_workers", "idle_timeout", "concurrency", "scaler", "target",
-           "max_jobs_per_worker", "max_worker_memory_mb", "queue_cap", *RESOURCES)
 
 
 def scaling_columns(config: dict[str, Any]) -> dict[str, Any]:
@@ -44,11 +38,11 @@ class Endpoints:
     def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
         self.clock = clock or Clock()
-        # Endpoint rows are read on every call and change rarely: cached briefly, and dropped
+        # Endpoints are read on every call and change rarely: cached briefly, and dropped
         # whenever this process changes one (the TTL bounds staleness across server replicas).
-        self._endpoints: Bounded[tuple[str | None, str], Row | None] = Bounded(ttl=ENDPOINT_CACHE_SECONDS)
+        self._endpoints: Bounded[tuple[str | None, str], Endpoint | None] = Bounded(ttl=ENDPOINT_CACHE_SECONDS)
 
-    async def get_endpoint(self, project_id: str | None, ref: str) -> Row | None:
+    async def get_endpoint(self, project_id: str | None, ref: str) -> Endpoint | None:
         """An endpoint by id or by name (within the project, when one is given)."""
         hit = self._endpoints.get((project_id, ref), MISSING)
         if hit is not MISSING:
@@ -57,49 +51,51 @@ class Endpoints:
         self._endpoints.put((project_id, ref), row)
         return row
 
-    async def _load_endpoint(self, project_id: str | None, ref: str) -> Row | None:
+    async def _load_endpoint(self, project_id: str | None, ref: str) -> Endpoint | None:
         q = select(endpoints).where(or_(endpoints.c.id == ref, endpoints.c.name == ref))
         if project_id is not None:
             q = q.where(endpoints.c.project_id == project_id)
         async with self.store.tx() as conn:
             rows = (await conn.execute(q)).mappings().all()
         by_id = [r for r in rows if r["id"] == ref]
-        return (by_id or rows or [None])[0]  # type: ignore[list-item]
+        found = by_id or rows
+        return Endpoint.from_row(found[0]) if found else None
 
-    async def list_endpoints(self, project_id: str | None = None) -> list[Row]:
+    async def list_endpoints(self, project_id: str | None = None) -> list[Endpoint]:
         q = select(endpoints).order_by(endpoints.c.created_at)
         if project_id is not None:
             q = q.where(endpoints.c.project_id == project_id)
         async with self.store.tx() as conn:
-            return list((await conn.execute(q)).mappings().all())
+            rows = (await conn.execute(q)).mappings().all()
+        return [Endpoint.from_row(r) for r in rows]
 
     async def point_endpoint(
         self,
         project_id: str,
         name: str,
-        version: Row,
+        version: Version,
         *,
         key_id: str | None,
         message: str | None,
-    ) -> tuple[Row, bool]:
-        """Create the endpoint `name` at `version`, or re-point it. Returns (row, changed)."""
+    ) -> tuple[Endpoint, bool]:
+        """Create the endpoint `name` at `version`, or re-point it. Returns (endpoint, changed)."""
         ENDPOINT_NAME.check(name)
         now = self.clock.now()
-        config = _json.loads(version["config"])
+        config = version.config
         self._endpoints.clear()
         current = await self._load_endpoint(project_id, name)
-        if current is not None and current["name"] == name:
-            if current["version_id"] == version["id"] and current["state"] != EndpointState.INACTIVE:
+        if current is not None and current.name == name:
+            if current.version_id == version.id and current.state != EndpointState.INACTIVE:
                 return current, False
             async with self.store.tx() as conn:
                 await conn.execute(
                     update(endpoints)
-                    .where(endpoints.c.id == current["id"])
-                    .values(version_id=version["id"], state=EndpointState.CREATING, error=None,
+                    .where(endpoints.c.id == current.id)
+                    .values(version_id=version.id, state=EndpointState.CREATING, error=None,
                             pending=None, updated_at=now, **scaling_columns(config))
                 )
-                await self._history(conn, current["id"], version["id"], key_id, message, now)
-            row = await self._load_endpoint(project_id, current["id"])
+                await self._history(conn, current.id, version.id, key_id, message, now)
+            row = await self._load_endpoint(project_id, current.id)
             assert row is not None
             return row, True
         eid = new_id()
@@ -109,14 +105,14 @@ class Endpoints:
                     id=eid,
                     project_id=project_id,
                     name=name,
-                    version_id=version["id"],
+                    version_id=version.id,
                     state=EndpointState.CREATING,
                     created_at=now,
                     **scaling_columns(config),
                     updated_at=now,
                 )
             )
-            await self._history(conn, eid, version["id"], key_id, message, now)
+            await self._history(conn, eid, version.id, key_id, message, now)
         row = await self._load_endpoint(project_id, eid)
         assert row is not None
         return row, True
@@ -159,7 +155,7 @@ class Endpoints:
             )
         self._endpoints.clear()
 
-    async def history(self, endpoint_id: str) -> list[Row]:
+    async def history(self, endpoint_id: str) -> list[Repointing]:
         """Every re-pointing of an endpoint, newest first."""
         async with self.store.tx() as conn:
             res = await conn.execute(
@@ -167,7 +163,7 @@ class Endpoints:
                 .where(endpoint_history.c.endpoint_id == endpoint_id)
                 .order_by(endpoint_history.c.at.desc(), endpoint_history.c.id.desc())
             )
-            return list(res.mappings().all())
+            return [Repointing.from_row(r) for r in res.mappings().all()]
 
     async def remove_endpoint(self, endpoint_id: str) -> None:
         """Delete an endpoint and its history (its versions and jobs stay)."""
@@ -208,7 +204,7 @@ class Endpoints:
             )
         return bool(res.rowcount)
 
-    async def secrets(self, endpoint_id: str) -> list[Row]:
+    async def secrets(self, endpoint_id: str) -> list[SealedSecret]:
         """An endpoint's secrets, still encrypted, by name."""
         async with self.store.tx() as conn:
             res = await conn.execute(
@@ -216,4 +212,4 @@ class Endpoints:
                 .where(endpoint_secrets.c.endpoint_id == endpoint_id)
                 .order_by(endpoint_secrets.c.name)
             )
-            return list(res.mappings().all())
+            return [SealedSecret.from_row(r) for r in res.mappings().all()]

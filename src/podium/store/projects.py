@@ -11,7 +11,8 @@ from sqlalchemy import delete, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from podium.clock import Clock
-from podium.store.engine import Row, Store
+from podium.store.engine import Store
+from podium.store.records import Key, Project
 from podium.store.tables import api_keys, projects
 
 DEFAULT_PROJECT = "default"
@@ -76,16 +77,17 @@ class Projects:
         except IntegrityError:
             return None
 
-    async def list_projects(self) -> list[Row]:
+    async def list_projects(self) -> list[Project]:
         async with self.store.tx() as conn:
             res = await conn.execute(select(projects).order_by(projects.c.created_at))
-            return list(res.mappings().all())
+            return [Project.from_row(r) for r in res.mappings().all()]
 
-    async def project(self, ref: str) -> Row | None:
+    async def project(self, ref: str) -> Project | None:
         """A project by id or name."""
         async with self.store.tx() as conn:
             res = await conn.execute(select(projects).where(or_(projects.c.id == ref, projects.c.name == ref)))
-            return res.mappings().first()
+            row = res.mappings().first()
+        return None if row is None else Project.from_row(row)
 
     async def create_key(
         self,
@@ -118,7 +120,7 @@ class Projects:
             )
         return kid, key
 
-    async def key_by_hash(self, key_hash: str) -> Row | None:
+    async def key_by_hash(self, key_hash: str) -> Key | None:
         """A live key (not revoked, not expired) by its hash."""
         async with self.store.tx() as conn:
             res = await conn.execute(
@@ -130,23 +132,22 @@ class Projects:
             )
             row = res.mappings().first()
         # The lookup matched on the index; compare again in constant time all the same.
-        return row if row is not None and hmac.compare_digest(row["key_hash"], key_hash) else None
+        return Key.from_row(row) if row is not None and hmac.compare_digest(row["key_hash"], key_hash) else None
 
     async def set_operator(self, key_id: str) -> None:
         async with self.store.tx() as conn:
             await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(operator=True))
 
-    async def list_keys(self, project_id: str) -> list[Row]:
+    async def list_keys(self, project_id: str) -> list[Key]:
         """A project's user keys (never worker tokens), newest first: no hashes, only prefixes."""
-        cols = [api_keys.c[n] for n in ("id", "prefix", "name", "role", "created_at", "last_used_at",
-                                        "revoked_at", "expires_at", "operator")]
+        cols = [c for c in api_keys.c if c.name != "key_hash"]
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(*cols)
                 .where(api_keys.c.project_id == project_id, api_keys.c.role != "worker")
                 .order_by(api_keys.c.created_at.desc())
             )
-            return list(res.mappings().all())
+            return [Key.from_row(r) for r in res.mappings().all()]
 
     async def revoke_key(self, project_id: str, key_id: str) -> bool:
         async with self.store.tx() as conn:

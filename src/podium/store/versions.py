@@ -10,7 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from podium import _json
 from podium.clock import Clock
 from podium.records import VersionInfo
-from podium.store.engine import Row, Store
+from podium.store.engine import Store
+from podium.store.records import Endpoint, Version
 from podium.store.tables import endpoints, project_blobs, versions
 
 
@@ -51,8 +52,8 @@ class Versions:
             )
         return found is not None
 
-    async def put_version(self, project_id: str, version: dict[str, Any]) -> Row:
-        """Store a version unless the same content is already there; returns the stored row.
+    async def put_version(self, project_id: str, version: dict[str, Any]) -> Version:
+        """Store a version unless the same content is already there; returns the stored one.
         The project owns its bundle from then on."""
         existing = await self.get_version(project_id, version["id"])
         if existing is not None:
@@ -81,34 +82,29 @@ class Versions:
                 )
         except IntegrityError:
             pass
-        row = await self.get_version(project_id, version["id"])
-        assert row is not None
-        return row
+        stored = await self.get_version(project_id, version["id"])
+        assert stored is not None
+        return stored
 
     async def version_info(self, project_id: str, version_id: str) -> VersionInfo:
         """A version's routes, config, runtime and environment (its requirement set and hash),
         parsed (empty ones for a missing version)."""
         info = self._versions.get(version_id)
         if info is None:
-            row = await self.get_version(project_id, version_id)
-            if row is None:
+            version = await self.get_version(project_id, version_id)
+            if version is None:
                 return {"routes": [], "config": {}, "runtime": "podium", "requirements": None, "env_hash": None}
-            info = {
-                "routes": _json.loads(row["routes"]),
-                "config": _json.loads(row["config"]),
-                "runtime": row["runtime"],
-                "requirements": _json.loads(row["requirements"]) if row["requirements"] else None,
-                "env_hash": row["env_hash"],
-            }
+            info = version.info()
             self._versions[version_id] = info
         return info
 
-    async def get_version(self, project_id: str, version_id: str) -> Row | None:
+    async def get_version(self, project_id: str, version_id: str) -> Version | None:
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(versions).where(versions.c.id == version_id, versions.c.project_id == project_id)
             )
-            return res.mappings().first()
+            row = res.mappings().first()
+        return None if row is None else Version.from_row(row)
 
     async def start_build(self, version_id: str) -> None:
         """A deploy asks for the version's environment again (a failed build is retried)."""
@@ -127,15 +123,10 @@ class Versions:
                 .values(build_state=state, build_error=error)
             )
 
-    async def env_users(self) -> tuple[list[Row], list[Row]]:
-        """Versions that have an environment (id, project, hash), and every endpoint's current
-        and pending version: what `podium envs ls` shows and `gc` keeps."""
+    async def env_users(self) -> tuple[list[Version], list[Endpoint]]:
+        """Versions that have an environment, and every endpoint (its current and pending
+        version): what `podium envs ls` shows and `gc` keeps."""
         async with self.store.tx() as conn:
-            vs = (await conn.execute(
-                select(versions.c.id, versions.c.project_id, versions.c.env_hash)
-                .where(versions.c.env_hash.is_not(None))
-            )).mappings().all()
-            eps = (await conn.execute(
-                select(endpoints.c.id, endpoints.c.name, endpoints.c.version_id, endpoints.c.pending)
-            )).mappings().all()
-        return list(vs), list(eps)
+            vs = (await conn.execute(select(versions).where(versions.c.env_hash.is_not(None)))).mappings().all()
+            eps = (await conn.execute(select(endpoints))).mappings().all()
+        return [Version.from_row(v) for v in vs], [Endpoint.from_row(e) for e in eps]

@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import Request
 
-from podium import _json
 from podium.core.access import Principal
 
 # The routers check names and hashes with the one helper (re-exported for them).
@@ -21,8 +20,7 @@ from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.server.user_content import content_base, content_host
-from podium.store.endpoints import SCALING
-from podium.store.engine import Row
+from podium.store.records import Endpoint, Version
 
 #: Names that would be shadowed by the server's own paths. ("api" is allowed: only an app's own
 #: /v1/... paths would be shadowed by the admin API under /api/v1.)
@@ -44,29 +42,29 @@ def urls(request: Request, ep_id: str) -> dict[str, str]:
     }
 
 
-async def endpoint_view(rt: Runtime, request: Request, ep: Row) -> dict[str, Any]:
+async def endpoint_view(rt: Runtime, request: Request, ep: Endpoint) -> dict[str, Any]:
     info = await rt.version(ep)
-    workers = await rt.pool.view(ep["id"])
+    workers = await rt.pool.view(ep.id)
     return {
-        "endpoint_id": ep["id"],
-        "name": ep["name"],
-        "version": ep["version_id"],
-        "state": ep["state"],
-        "error": ep["error"],
-        "scaling": {k: ep[k] for k in SCALING},
+        "endpoint_id": ep.id,
+        "name": ep.name,
+        "version": ep.version_id,
+        "state": ep.state,
+        "error": ep.error,
+        "scaling": ep.scaling(),
         "routes": info["routes"],
         # How its workers run it: "podium", "runpod" (a worker file) or "covalent" (covalent-cloud).
         "runtime": info["runtime"],
         # Where it came from: its runtime, or the platform whose client deployed it ("digitalhub").
         "origin": info["config"].get("origin", info["runtime"]),
         "workers": workers,
-        "workers_by_state": await rt.pool.counts(ep["id"]),
-        "urls": urls(request, ep["id"]),
+        "workers_by_state": await rt.pool.counts(ep.id),
+        "urls": urls(request, ep.id),
         "service": service_record(request, ep),
         # A redeploy whose environment is still building (the current version serves meanwhile).
-        "pending_version": _json.loads(ep["pending"])["version_id"] if ep["pending"] else None,
+        "pending_version": ep.pending.version_id if ep.pending else None,
         # Why wanted workers are not started, e.g. "waiting for 1 GPU (2 of 2 in use)".
-        "waiting_for": rt.scaler.waiting_for.get(ep["id"]),
+        "waiting_for": rt.scaler.waiting_for.get(ep.id),
     }
 
 
@@ -78,13 +76,13 @@ def check_resources(rt: Runtime, settings: dict[str, Any]) -> None:
         raise HTTPError(422, "insufficient_resources", f"the service {refusal}")
 
 
-def service_record(request: Request, ep: Row) -> dict[str, Any]:
+def service_record(request: Request, ep: Endpoint) -> dict[str, Any]:
     """DigitalHub's service record: `url` is host:port/path without a scheme."""
     host, port = content_host(request)
     return {
-        "name": ep["name"],
+        "name": ep.name,
         "type": "http",
-        "url": f"{host}:{port}/{ep['id']}",
+        "url": f"{host}:{port}/{ep.id}",
         "ports": [{"name": "http", "port": port, "protocol": "TCP", "targetPort": port}],
     }
 
@@ -94,7 +92,8 @@ async def changed_view(rt: Runtime, request: Request, principal: Principal, endp
     return JSONAnswer(await endpoint_view(rt, request, await rt.access.endpoint(principal, endpoint_id)))
 
 
-def version_summary(row: Row) -> dict[str, Any]:
+def version_summary(version: Version) -> dict[str, Any]:
+    row = version.as_dict()
     return {k: row[k] for k in ("id", "service", "runtime", "size", "message", "created_by", "created_at",
                                 "env_hash", "build_state")}
 

@@ -109,4 +109,4 @@ async def deploy(request: Request) -> JSONAnswer:
     if await _own_bundle(rt, principal.project_id, version["sha256"]) is None:
         raise HTTPError(409, "bundle_missing", "upload the bundle (PUT /api/v1/blobs/{sha256}) first")
     ep, changed, row = await rt.deployments.deploy(principal, name, version, message=request_body.message)
-    return JSONAnswer({**(await endpoint_view(rt, request, ep)), "changed": changed, "deployed": row["id"]})
+    return JSONAnswer({**(await endpoint_view(rt, request, ep)), "changed": changed, "deployed": row.id})

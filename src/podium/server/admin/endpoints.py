@@ -23,8 +23,7 @@ from podium.server.body import read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.store.endpoints import RESOURCES, SCALING
-from podium.store.engine import Row
+from podium.store.records import RESOURCES, SCALING, Endpoint
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -32,7 +31,7 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 @router.get("/endpoints")
 async def list_endpoints(request: Request) -> JSONAnswer:
     rt, principal = await admin_caller(request, "read", scoped=True)
-    eps = [ep for ep in await rt.catalog.list_endpoints(principal.project_id) if principal.sees(ep["id"])]
+    eps = [ep for ep in await rt.catalog.list_endpoints(principal.project_id) if principal.sees(ep.id)]
     return JSONAnswer({"endpoints": [await endpoint_view(rt, request, ep) for ep in eps]})
 
 
@@ -49,7 +48,7 @@ async def stop_endpoint(request: Request, ref: str) -> JSONAnswer:
     rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     await rt.deployments.stop(ep)
-    return await changed_view(rt, request, principal, ep["id"])
+    return await changed_view(rt, request, principal, ep.id)
 
 
 @router.patch("/endpoints/{ref}/scaling")
@@ -65,14 +64,14 @@ async def scale(request: Request, ref: str) -> JSONAnswer:
             400, "invalid_request", f"unknown setting {', '.join(unknown)} (settings: {', '.join(SCALING)})"
         )
     try:
-        merged = ServiceConfig.from_dict({**{k: ep[k] for k in SCALING}, **changes})
+        merged = ServiceConfig.from_dict({**ep.scaling(), **changes})
     except (ServiceDefinitionError, TypeError) as exc:
         raise HTTPError(400, "invalid_scaling", str(exc)) from None
     check_resources(rt, merged.as_dict())
-    await rt.catalog.set_scaling(ep["id"], merged.as_dict())
-    if any(merged.as_dict()[k] != ep[k] for k in RESOURCES):  # workers get resources when started
-        rt.scaler.restart(ep["id"])
-    return await changed_view(rt, request, principal, ep["id"])
+    await rt.catalog.set_scaling(ep.id, merged.as_dict())
+    if any(merged.as_dict()[k] != ep.scaling()[k] for k in RESOURCES):  # workers get resources when started
+        rt.scaler.restart(ep.id)
+    return await changed_view(rt, request, principal, ep.id)
 
 
 @router.post("/endpoints/{ref}/start")
@@ -82,7 +81,7 @@ async def start_endpoint(request: Request, ref: str) -> JSONAnswer:
     rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     await rt.deployments.start(ep)
-    return await changed_view(rt, request, principal, ep["id"])
+    return await changed_view(rt, request, principal, ep.id)
 
 
 @router.post("/endpoints/{ref}/restart")
@@ -90,8 +89,8 @@ async def restart_endpoint(request: Request, ref: str) -> JSONAnswer:
     """Replace every worker: each finishes its job in hand, new ones start as needed."""
     rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
-    rt.scaler.restart(ep["id"])
-    return await changed_view(rt, request, principal, ep["id"])
+    rt.scaler.restart(ep.id)
+    return await changed_view(rt, request, principal, ep.id)
 
 
 @router.post("/endpoints/{ref}/rollback")
@@ -102,15 +101,15 @@ async def rollback(request: Request, ref: str) -> JSONAnswer:
     body = parse(RollbackIn, await read_object(request, 64 * 1024), "rollback")
     target = body.version
     if target is None:
-        older = [h["version_id"] for h in await rt.catalog.history(ep["id"]) if h["version_id"] != ep["version_id"]]
+        older = [h.version_id for h in await rt.catalog.history(ep.id) if h.version_id != ep.version_id]
         if not older:
-            raise HTTPError(409, "no_previous_version", f"endpoint {ep['name']} has no earlier version")
+            raise HTTPError(409, "no_previous_version", f"endpoint {ep.name} has no earlier version")
         target = older[0]
     version = await rt.catalog.get_version(principal.project_id, target)
     if version is None:
         raise not_found("version", target)
     await rt.deployments.point(principal, ep, version, message=body.message or f"rollback to {target}")
-    return await changed_view(rt, request, principal, ep["id"])
+    return await changed_view(rt, request, principal, ep.id)
 
 
 @router.get("/endpoints/{ref}/history")
@@ -118,12 +117,12 @@ async def history(request: Request, ref: str) -> JSONAnswer:
     """Every re-pointing, newest first: version, when, which key, message."""
     rt, principal = await admin_caller(request, "read", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
-    rows = await rt.catalog.history(ep["id"])
+    rows = await rt.catalog.history(ep.id)
     return JSONAnswer({
-        "endpoint_id": ep["id"], "name": ep["name"],
+        "endpoint_id": ep.id, "name": ep.name,
         "history": [
-            {"version": h["version_id"], "at": h["at"], "key_id": h["key_id"], "message": h["message"],
-             "current": i == 0 and h["version_id"] == ep["version_id"]}
+            {"version": h.version_id, "at": h.at, "key_id": h.key_id, "message": h.message,
+             "current": i == 0 and h.version_id == ep.version_id}
             for i, h in enumerate(rows)
         ],
     })
@@ -135,14 +134,14 @@ async def endpoint_versions(request: Request, ref: str) -> JSONAnswer:
     rt, principal = await admin_caller(request, "read", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     seen: dict[str, None] = {}
-    for h in await rt.catalog.history(ep["id"]):
-        seen.setdefault(h["version_id"])
+    for h in await rt.catalog.history(ep.id):
+        seen.setdefault(h.version_id)
     out = []
     for vid in seen:
         row = await rt.catalog.get_version(principal.project_id, vid)
         if row is not None:
-            out.append({**version_summary(row), "current": vid == ep["version_id"]})
-    return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "versions": out})
+            out.append({**version_summary(row), "current": vid == ep.version_id})
+    return JSONAnswer({"endpoint_id": ep.id, "name": ep.name, "versions": out})
 
 
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -181,10 +180,10 @@ async def delete_secret(request: Request, ref: str, name: str) -> JSONAnswer:
     return await _secret_names(rt, ep)
 
 
-async def _secret_names(rt: Runtime, ep: Row) -> JSONAnswer:
-    rows = await rt.catalog.secrets(ep["id"])
-    return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"],
-                       "secrets": [{"name": r["name"], "updated_at": r["updated_at"]} for r in rows]})
+async def _secret_names(rt: Runtime, ep: Endpoint) -> JSONAnswer:
+    rows = await rt.catalog.secrets(ep.id)
+    return JSONAnswer({"endpoint_id": ep.id, "name": ep.name,
+                       "secrets": [{"name": s.name, "updated_at": s.updated_at} for s in rows]})
 
 
 @router.delete("/endpoints/{ref}")
@@ -194,7 +193,7 @@ async def remove_endpoint(request: Request, ref: str) -> JSONAnswer:
     rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     cancelled = await rt.deployments.remove(ep)
-    return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "removed": True, "cancelled_jobs": cancelled})
+    return JSONAnswer({"endpoint_id": ep.id, "name": ep.name, "removed": True, "cancelled_jobs": cancelled})
 
 
 @router.get("/endpoints/{ref}/logs")
@@ -209,7 +208,7 @@ async def endpoint_logs(
     n = max(1, min(tail_lines, 10_000))
     since = dict(_offset(part) for part in offsets.split(",") if ":" in part)
     workers = []
-    for f in worker_logs(rt.settings.logs, ep["id"]):
+    for f in worker_logs(rt.settings.logs, ep.id):
         offset = f.stat().st_size
         if f.stem in since:
             lines, offset = read_from(f, since[f.stem], offset)
@@ -218,7 +217,7 @@ async def endpoint_logs(
         if job is not None:
             lines = [line for line in lines if job_of(line) == job]
         workers.append({"worker": f.stem, "lines": lines, "offset": offset})
-    return JSONAnswer({"endpoint_id": ep["id"], "name": ep["name"], "workers": workers})
+    return JSONAnswer({"endpoint_id": ep.id, "name": ep.name, "workers": workers})
 
 
 def _offset(part: str) -> tuple[str, int]:

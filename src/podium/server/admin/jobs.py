@@ -27,7 +27,7 @@ async def list_jobs(
     rt, principal = await admin_caller(request, "read", scoped=True)
     if status is not None and status not in JobStatus.__members__:
         raise HTTPError(400, "invalid_status", f"status must be one of {', '.join(JobStatus.__members__)}")
-    endpoint_id = (await rt.access.endpoint(principal, endpoint))["id"] if endpoint else principal.endpoint_id
+    endpoint_id = (await rt.access.endpoint(principal, endpoint)).id if endpoint else principal.endpoint_id
     found = await rt.queue.find(
         principal.project_id, status=status, endpoint_id=endpoint_id, limit=max(1, min(limit, 1000))
     )

@@ -48,7 +48,7 @@ def _hooks(rt: Runtime) -> WebhookSecrets:
 async def _secret_answer(rt: Runtime, project_id: str, current: SigningSecret) -> JSONAnswer:
     project = await rt.catalog.project(project_id)
     return JSONAnswer({
-        "project": project["name"] if project else project_id, "secret": current.secret,
+        "project": project.name if project else project_id, "secret": current.secret,
         "created_at": current.created_at, "previous_valid_until": current.previous_until,
     })
 
@@ -69,7 +69,7 @@ async def create_key(request: Request) -> JSONAnswer:
     project = await rt.catalog.project(principal.project_id)
     return JSONAnswer({
         "id": kid, "key": key, "prefix": key_prefix(key), "role": role,
-        "project": project["name"] if project else principal.project_id, "expires_at": expires_at,
+        "project": project.name if project else principal.project_id, "expires_at": expires_at,
     })
 
 
@@ -77,7 +77,7 @@ async def create_key(request: Request) -> JSONAnswer:
 async def list_keys(request: Request) -> JSONAnswer:
     """The project's keys: prefix, name, role, created, last used; never the keys or their hashes."""
     rt, principal = await admin_caller(request, "admin")
-    return JSONAnswer({"keys": [dict(r) for r in await rt.catalog.list_keys(principal.project_id)]})
+    return JSONAnswer({"keys": [k.as_dict() for k in await rt.catalog.list_keys(principal.project_id)]})
 
 
 @router.delete("/keys/{key_id}")
@@ -112,5 +112,5 @@ async def list_projects(request: Request) -> JSONAnswer:
     rt, principal = await admin_caller(request, "read")
     rows = await rt.catalog.list_projects()
     if not principal.operator:
-        rows = [r for r in rows if r["id"] == principal.project_id]
-    return JSONAnswer({"projects": [{"id": r["id"], "name": r["name"], "created_at": r["created_at"]} for r in rows]})
+        rows = [r for r in rows if r.id == principal.project_id]
+    return JSONAnswer({"projects": [r.as_dict() for r in rows]})

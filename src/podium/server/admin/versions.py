@@ -8,41 +8,37 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from podium import _json
 from podium.server.admin.common import read_from
 from podium.server.auth import caller, runtime
 from podium.server.errors import not_found
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.store.engine import Row
+from podium.store.records import Version
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 
-async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Row]:
+async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Version]:
     """Versions are readable by users of the project; a key bound to one endpoint (its workers'
     tokens, a Covalent inference key) reads the version that endpoint runs only."""
     rt = runtime(request)
     principal = await caller(request, None, scoped=True)
-    row = await rt.catalog.get_version(principal.project_id, version_id)
-    if row is None:
+    version = await rt.catalog.get_version(principal.project_id, version_id)
+    if version is None:
         raise not_found("version", version_id)
     if principal.endpoint_id is not None:
         ep = await rt.catalog.get_endpoint(principal.project_id, principal.endpoint_id)
-        if ep is None or ep["version_id"] != version_id:
+        if ep is None or ep.version_id != version_id:
             raise not_found("version", version_id)
-    return rt, row
+    return rt, version
 
 
 @router.get("/versions/{version_id}")
 async def get_version(request: Request, version_id: str) -> JSONAnswer:
     """A version: what it records, and the files of its bundle."""
-    rt, row = await _version_for(request, version_id)
-    v = dict(row)
-    v["routes"] = _json.loads(v["routes"])
-    v["config"] = _json.loads(v["config"])
-    v["requirements"] = _json.loads(v["requirements"]) if v["requirements"] else None
-    path = await rt.bundles.local(row["sha256"])
+    rt, version = await _version_for(request, version_id)
+    v = version.as_dict()
+    path = await rt.bundles.local(version.sha256)
     if path is not None:
         with zipfile.ZipFile(path) as zf:
             v["files"] = [{"name": i.filename, "size": i.file_size} for i in zf.infolist()]
@@ -56,10 +52,10 @@ async def version_build(request: Request, version_id: str, offset: int | None = 
     build began); `offset` in the answer is where the next read starts, to follow a build. A
     version whose environment another version built (in this project or another: environments
     are shared by content) shows no lines."""
-    rt, row = await _version_for(request, version_id)
-    key = row["env_hash"]
-    out: dict[str, Any] = {"version": version_id, "env": key, "state": row["build_state"],
-                           "error": row["build_error"], "lines": [], "offset": 0}
+    rt, version = await _version_for(request, version_id)
+    key = version.env_hash
+    out: dict[str, Any] = {"version": version_id, "env": key, "state": version.build_state,
+                           "error": version.build_error, "lines": [], "offset": 0}
     if key is not None:
         store = rt.scaler.builds.store
         attempt = store.attempt(key, version_id)
@@ -71,8 +67,8 @@ async def version_build(request: Request, version_id: str, offset: int | None = 
 
 @router.get("/versions/{version_id}/bundle", response_model=None)
 async def get_bundle(request: Request, version_id: str) -> FileResponse:
-    rt, row = await _version_for(request, version_id)
-    path = await rt.bundles.local(row["sha256"])
+    rt, version = await _version_for(request, version_id)
+    path = await rt.bundles.local(version.sha256)
     if path is None:
         raise not_found("bundle of version", version_id)
     return FileResponse(path, media_type="application/zip")
