@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import SERVICES
-from podium.scaling import sandbox
+from podium import sandbox
 from podium.scaling.ray import actor_name, actor_options
 from podium.scaling.resources import Resources
 from raycluster import ENV, RayCluster, ray_bin
