@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, insert, select
 
 from podium.clock import FakeClock
 from podium.signing import signed_headers, verify
-from podium.store import Store, migrate
+from podium.store import migrate, open_store
 from podium.store.catalog import Catalog
 from podium.store.engine import sync_url
 from podium.store.secretbox import SecretBox, new_key
@@ -93,7 +93,7 @@ async def test_every_replica_signs_with_the_same_secret(db_url, box):
     """1. Two stores on one database, as two replicas hold. 2. Both ask for a project's secret
     at once: one is made, both get it. 3. One rotates: the other signs with the new one next."""
     migrate(db_url)
-    one, two = Store(db_url), Store(db_url)
+    one, two = open_store(db_url), open_store(db_url)
     try:
         clock = FakeClock()
         pid = await Catalog(one, clock).create_project("alpha")
