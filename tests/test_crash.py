@@ -193,7 +193,9 @@ def test_frozen_worker_is_declared_lost_killed_and_replaced(server_factory, tmp_
         frozen_id = {p: w for w, p in worker_pids(srv.proc.pid, eid).items()}[frozen]
         os.kill(frozen, signal.SIGSTOP)
         release.touch()
-        wait_until(lambda: srv.job(job_id)["attempt_errors"], timeout=10, what="the lease to lapse")
+        # Lease 2 s, ticks of 0.2 s: the bound only stops a hung test (10 s was once too short for
+        # a loaded CI machine running the whole suite).
+        wait_until(lambda: srv.job(job_id)["attempt_errors"], timeout=30, what="the lease to lapse")
         # Lease 2 s, pings every 0.4 s, ticks of 0.2 s: 15 s is ample to give up on a silent worker.
         wait_until(lambda: frozen_id not in endpoint_workers(srv, eid), timeout=15,
                    what="the silent worker to be dropped from the endpoint's workers")
