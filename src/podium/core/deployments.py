@@ -121,8 +121,10 @@ class Deployments:
         version = await self.catalog.get_version(ep.project_id, ep.version_id)
         if version is not None:
             await self.scaling.deployed(version)
-        await self.catalog.set_state(ep.id, EndpointState.CREATING)
+        # Replaced before the endpoint may start workers again: a worker started for CREATING
+        # must not be among those replaced (it would be, were this after `set_state`).
         self.scaling.restart(ep.id)
+        await self.catalog.set_state(ep.id, EndpointState.CREATING)
         self.scaling.wake()
 
     async def remove(self, ep: Endpoint) -> int:
