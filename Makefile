@@ -30,6 +30,7 @@ demo: venv
 	bash scripts/demo.sh
 
 lint: venv
+	$(VENV)/bin/ruff format --check src tests scripts bench
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports

@@ -151,13 +151,17 @@ class Server:
     """A process tree we started: output to a log file; stopped with SIGTERM, then SIGKILL, and
     whatever it spawned that is still alive afterwards is stopped too (by pid, never by name)."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path,
-                 cwd: Path | None = None) -> None:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> None:
         self.name = name
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the bench only; it stops everything in order
         )
         self.seen: set[int] = set()
@@ -384,8 +388,19 @@ class Result:
 def run_wrk(t: Load, conc: int, seconds: float, threads: int = 1) -> Result:
     """`conc` connections for `seconds`, each sending its next request as soon as one answers."""
     threads = min(threads, conc)
-    cmd = [wrk_path(), "-t", str(threads), "-c", str(conc), "-d", f"{max(1, round(seconds))}s",
-           "--timeout", "10s", "-s", str(LUA / t.script)]
+    cmd = [
+        wrk_path(),
+        "-t",
+        str(threads),
+        "-c",
+        str(conc),
+        "-d",
+        f"{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA / t.script),
+    ]
     for k, v in t.headers.items():
         cmd += ["-H", f"{k}: {v}"]
     cmd.append(t.base_url)
@@ -394,8 +409,9 @@ def run_wrk(t: Load, conc: int, seconds: float, threads: int = 1) -> Result:
     s0, w0 = cpu_seconds([main] if main else []), cpu_seconds(helpers)
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        res = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True, timeout=seconds + 30,
-                             stdin=subprocess.DEVNULL)
+        res = subprocess.run(
+            cmd, env=env, check=False, capture_output=True, text=True, timeout=seconds + 30, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired:
         raise BenchError(f"wrk on {t.name} did not finish within {seconds + 30:.0f}s") from None
     c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -410,7 +426,11 @@ def run_wrk(t: Load, conc: int, seconds: float, threads: int = 1) -> Result:
     ok = int(raw["completed"] if "completed" in raw else raw["ok"])
     client = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
     return Result(
-        conc=conc, seconds=round(elapsed, 3), requests=int(raw["requests"]), ok=ok, errors=errors,
+        conc=conc,
+        seconds=round(elapsed, 3),
+        requests=int(raw["requests"]),
+        ok=ok,
+        errors=errors,
         p50_ms=lat["p50"] / 1000 if raw["requests"] else None,
         p99_ms=lat["p99"] / 1000 if raw["requests"] else None,
         max_ms=lat["max"] / 1000 if raw["requests"] else None,
@@ -421,12 +441,24 @@ def run_wrk(t: Load, conc: int, seconds: float, threads: int = 1) -> Result:
     )
 
 
-def call_load(name: str, base_url: str, path: str, body: str, expect: str,
-              headers: dict[str, str] | None = None,
-              pids: Callable[[], tuple[int, list[int]]] | None = None) -> Load:
+def call_load(
+    name: str,
+    base_url: str,
+    path: str,
+    body: str,
+    expect: str,
+    headers: dict[str, str] | None = None,
+    pids: Callable[[], tuple[int, list[int]]] | None = None,
+) -> Load:
     """POST `path` with `body`; a 2xx answer must contain `expect`."""
-    return Load(name, base_url, "call.lua", {"BENCH_PATH": path, "BENCH_BODY": body, "BENCH_EXPECT": expect},
-                headers or {}, pids)
+    return Load(
+        name,
+        base_url,
+        "call.lua",
+        {"BENCH_PATH": path, "BENCH_BODY": body, "BENCH_EXPECT": expect},
+        headers or {},
+        pids,
+    )
 
 
 @dataclass
@@ -465,8 +497,12 @@ class Podium:
         self.url = f"http://{HOST}:{self.port}"
         self.env = dict(child_env(), PODIUM_HOME=str(tmp / "home"), PODIUM_ADMIN_KEY=key, **(env or {}))
         self.home = tmp / "home"
-        self.server = Server("podium", [sys.executable, "-m", "podium", "up", "--host", HOST, "--port",
-                                        str(self.port)], self.env, tmp / "podium.log")
+        self.server = Server(
+            "podium",
+            [sys.executable, "-m", "podium", "up", "--host", HOST, "--port", str(self.port)],
+            self.env,
+            tmp / "podium.log",
+        )
         servers.append(self.server)
 
     @property
@@ -477,11 +513,32 @@ class Podium:
         self.server.wait_http(f"{self.url}/healthz", timeout)
 
     def deploy(self, service: Path, name: str, timeout: float = 60) -> dict[str, Any]:
-        cmd = [sys.executable, "-m", "podium", "deploy", str(service), "--name", name, "--json",
-               "--timeout", str(int(timeout)), "--url", self.url, "--key", self.key]
+        cmd = [
+            sys.executable,
+            "-m",
+            "podium",
+            "deploy",
+            str(service),
+            "--name",
+            name,
+            "--json",
+            "--timeout",
+            str(int(timeout)),
+            "--url",
+            self.url,
+            "--key",
+            self.key,
+        ]
         try:
-            res = subprocess.run(cmd, env=self.env, check=False, capture_output=True, text=True, timeout=timeout + 10,
-                                 stdin=subprocess.DEVNULL)
+            res = subprocess.run(
+                cmd,
+                env=self.env,
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=timeout + 10,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
             raise BenchError(f"podium deploy {name} did not finish within {timeout + 10:.0f}s") from None
         if res.returncode != 0:

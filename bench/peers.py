@@ -65,8 +65,13 @@ def venv_version(venv: Path, module: str) -> str:
     py = venv / "bin" / "python"
     if not py.exists():
         raise BenchError(f"{venv} is missing: run `bash bench/peers/ensure-venvs.sh` (or `make bench-peers`)")
-    res = subprocess.run([str(py), "-c", f"import {module}; print({module}.__version__)"],
-                         check=False, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [str(py), "-c", f"import {module}; print({module}.__version__)"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if res.returncode != 0:
         raise BenchError(f"{module} does not import in {venv}:\n{res.stderr}")
     return res.stdout.strip()
@@ -100,19 +105,36 @@ def print_report(report: dict[str, Any]) -> None:
     cN = f"c{CONC}"
     floor = res["echo"][cN]["ok_per_s"]
     print()
-    print(f"Podium and its peers, trivial echo, wrk {m['wrk']} on {HOST}, {m['cpus']} cores, "
-          f"Python {m['python']}, {m['profile']} run (c=1 for {m['c1_s']:.0f} s, c={CONC} for "
-          f"{m['conc_s']:.0f} s, after a {m['warmup_s']:.0f} s warm-up; all in this one run)")
+    print(
+        f"Podium and its peers, trivial echo, wrk {m['wrk']} on {HOST}, {m['cpus']} cores, "
+        f"Python {m['python']}, {m['profile']} run (c=1 for {m['c1_s']:.0f} s, c={CONC} for "
+        f"{m['conc_s']:.0f} s, after a {m['warmup_s']:.0f} s warm-up; all in this one run)"
+    )
     print()
-    head = ("system", "c=1 p50 / p99", f"c={CONC} req/s", "share of the floor", f"c={CONC} p50 / p99",
-            "errors", "memory (PSS)")
+    head = (
+        "system",
+        "c=1 p50 / p99",
+        f"c={CONC} req/s",
+        "share of the floor",
+        f"c={CONC} p50 / p99",
+        "errors",
+        "memory (PSS)",
+    )
     rows = []
     for key, label in report["labels"].items():
         r = res[key]
         errors = sum(p["errors"] for p in r.values())
-        rows.append((label, f"{ms(r['c1']['p50_ms'])} / {ms(r['c1']['p99_ms'])} ms", fmt(r[cN]["ok_per_s"], 0),
-                     share(r[cN]["ok_per_s"], floor), f"{ms(r[cN]['p50_ms'])} / {ms(r[cN]['p99_ms'])} ms",
-                     fmt(errors), f"{fmt(mem[key], 0)} MiB"))
+        rows.append(
+            (
+                label,
+                f"{ms(r['c1']['p50_ms'])} / {ms(r['c1']['p99_ms'])} ms",
+                fmt(r[cN]["ok_per_s"], 0),
+                share(r[cN]["ok_per_s"], floor),
+                f"{ms(r[cN]['p50_ms'])} / {ms(r[cN]['p99_ms'])} ms",
+                fmt(errors),
+                f"{fmt(mem[key], 0)} MiB",
+            )
+        )
     print("| " + " | ".join(head) + " |")
     print("| " + " | ".join("---" for _ in head) + " |")
     for row in rows:
@@ -123,10 +145,14 @@ def print_report(report: dict[str, Any]) -> None:
     print("  Podium: POST /v2/<id>/runsync, bench/echo_service.py, 2 warm workers, SQLite store, rate limit off.")
     print("  memory: PSS of every process of the system (Podium: server + 2 workers; Ray: driver, GCS,")
     print("  raylet, agents, controller, proxy, replicas). errors: non-2xx, socket errors, wrong answers.")
-    print("  CPU during c=32 (% of one core): " + "; ".join(
-        f"{label}: wrk {fmt(res[key][cN]['client_cpu_pct'], 0)}, system "
-        f"{fmt((res[key][cN]['server_cpu_pct'] or 0) + (res[key][cN]['workers_cpu_pct'] or 0), 0)}"
-        for key, label in report["labels"].items()))
+    print(
+        "  CPU during c=32 (% of one core): "
+        + "; ".join(
+            f"{label}: wrk {fmt(res[key][cN]['client_cpu_pct'], 0)}, system "
+            f"{fmt((res[key][cN]['server_cpu_pct'] or 0) + (res[key][cN]['workers_cpu_pct'] or 0), 0)}"
+            for key, label in report["labels"].items()
+        )
+    )
     for key, r in res.items():
         for phase, v in r.items():
             sample = v["wrk"].get("sample")
@@ -146,25 +172,53 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     def body(tmp: Path, servers: list[Server]) -> int:
-        versions = {"bentoml": venv_version(BENTOML_VENV, "bentoml"), "ray": venv_version(RAY_VENV, "ray"),
-                    "wrk": wrk_version()}
+        versions = {
+            "bentoml": venv_version(BENTOML_VENV, "bentoml"),
+            "ray": venv_version(RAY_VENV, "ray"),
+            "wrk": wrk_version(),
+        }
         env = child_env()
         ports = {name: free_port() for name in ("echo", "bentoml", "ray")}
         urls = {name: f"http://{HOST}:{port}" for name, port in ports.items()}
 
         # Ray takes longest to come up: start it first, the rest while it does.
-        ray = Server("ray serve", [str(RAY_VENV / "bin" / "python"), str(PEERS / "ray_echo.py"),
-                                   "--port", str(ports["ray"]), "--temp-dir", str(tmp / "ray")],
-                     # HOME: Ray writes its cluster token under ~/.ray; keep it in the temp dir.
-                     dict(env, RAY_USAGE_STATS_ENABLED="0", HOME=str(tmp / "ray-home")), tmp / "ray.log")
+        ray = Server(
+            "ray serve",
+            [
+                str(RAY_VENV / "bin" / "python"),
+                str(PEERS / "ray_echo.py"),
+                "--port",
+                str(ports["ray"]),
+                "--temp-dir",
+                str(tmp / "ray"),
+            ],
+            # HOME: Ray writes its cluster token under ~/.ray; keep it in the temp dir.
+            dict(env, RAY_USAGE_STATS_ENABLED="0", HOME=str(tmp / "ray-home")),
+            tmp / "ray.log",
+        )
         servers.append(ray)
-        bento = Server("bentoml", [str(BENTOML_VENV / "bin" / "bentoml"), "serve", "bentoml_echo:Echo",
-                                   "--host", HOST, "--port", str(ports["bentoml"])],
-                       dict(env, BENTOML_HOME=str(tmp / "bentoml"), BENTOML_DO_NOT_TRACK="True"),
-                       tmp / "bentoml.log", cwd=PEERS)
+        bento = Server(
+            "bentoml",
+            [
+                str(BENTOML_VENV / "bin" / "bentoml"),
+                "serve",
+                "bentoml_echo:Echo",
+                "--host",
+                HOST,
+                "--port",
+                str(ports["bentoml"]),
+            ],
+            dict(env, BENTOML_HOME=str(tmp / "bentoml"), BENTOML_DO_NOT_TRACK="True"),
+            tmp / "bentoml.log",
+            cwd=PEERS,
+        )
         servers.append(bento)
-        echo = Server("starlette echo", [sys.executable, str(HERE / "echo_app.py"), "--host", HOST,
-                                         "--port", str(ports["echo"])], env, tmp / "echo.log")
+        echo = Server(
+            "starlette echo",
+            [sys.executable, str(HERE / "echo_app.py"), "--host", HOST, "--port", str(ports["echo"])],
+            env,
+            tmp / "echo.log",
+        )
         servers.append(echo)
         pod = Podium(tmp, servers, "pod_bench_" + secrets.token_urlsafe(24), NO_RATE_LIMIT)
         say(f"starting echo, BentoML {versions['bentoml']}, Ray Serve {versions['ray']} and Podium (temp {tmp})")
@@ -185,31 +239,61 @@ def main(argv: list[str] | None = None) -> int:
             return lambda: (server.pid, descendants(server.pid))
 
         targets = [
-            Target("echo", "bare Starlette on uvicorn (the floor)",
-                   call_load("echo", urls["echo"], "/echo", BODY, BODY, pids=tree(echo))),
-            Target("bentoml", f"BentoML {versions['bentoml']}",
-                   call_load("bentoml", urls["bentoml"], "/echo", BODY, bento_answer, pids=tree(bento))),
-            Target("ray", f"Ray Serve {versions['ray']}",
-                   call_load("ray", urls["ray"], "/echo", BODY, ray_answer, pids=tree(ray))),
-            Target("podium", "Podium `/runsync`, 2 warm workers",
-                   call_load("podium", pod.url, f"/v2/{ep['endpoint_id']}/runsync", BODY, PODIUM_OUTPUT,
-                             pod.auth, pids=tree(pod.server))),
+            Target(
+                "echo",
+                "bare Starlette on uvicorn (the floor)",
+                call_load("echo", urls["echo"], "/echo", BODY, BODY, pids=tree(echo)),
+            ),
+            Target(
+                "bentoml",
+                f"BentoML {versions['bentoml']}",
+                call_load("bentoml", urls["bentoml"], "/echo", BODY, bento_answer, pids=tree(bento)),
+            ),
+            Target(
+                "ray",
+                f"Ray Serve {versions['ray']}",
+                call_load("ray", urls["ray"], "/echo", BODY, ray_answer, pids=tree(ray)),
+            ),
+            Target(
+                "podium",
+                "Podium `/runsync`, 2 warm workers",
+                call_load(
+                    "podium",
+                    pod.url,
+                    f"/v2/{ep['endpoint_id']}/runsync",
+                    BODY,
+                    PODIUM_OUTPUT,
+                    pod.auth,
+                    pids=tree(pod.server),
+                ),
+            ),
         ]
         results = measure(targets, prof)
         time.sleep(1)
-        memory = {"echo": tree_pss_mib(echo.pid), "bentoml": tree_pss_mib(bento.pid),
-                  "ray": tree_pss_mib(ray.pid), "podium": tree_pss_mib(pod.server.pid)}
+        memory = {
+            "echo": tree_pss_mib(echo.pid),
+            "bentoml": tree_pss_mib(bento.pid),
+            "ray": tree_pss_mib(ray.pid),
+            "podium": tree_pss_mib(pod.server.pid),
+        }
         report = {
-            "meta": {"profile": profile, "cpus": os.cpu_count(), "python": platform.python_version(),
-                     "platform": platform.platform(), **versions, "concurrency": CONC, **prof,
-                     "elapsed_s": round(time.monotonic() - started, 1)},
+            "meta": {
+                "profile": profile,
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                **versions,
+                "concurrency": CONC,
+                **prof,
+                "elapsed_s": round(time.monotonic() - started, 1),
+            },
             "labels": {t.key: t.label for t in targets},
             "results": results,
             "memory": memory,
         }
         return publish(report, args.json, print_report)
 
-    return guarded('podium-peers-', args.keep, '', body)
+    return guarded("podium-peers-", args.keep, "", body)
 
 
 if __name__ == "__main__":

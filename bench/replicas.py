@@ -73,8 +73,10 @@ def phase(results: list[Result]) -> dict[str, Any]:
 
 def print_report(report: dict[str, Any]) -> None:
     m, r = report["meta"], report["results"]
-    print(f"\nPodium replicas on PostgreSQL {m['postgresql']}  ({m['cpus']} CPUs, Python {m['python']}, "
-          f"wrk {m['wrk']}, {m['conc_s']:.0f} s at c={CONC} per phase)\n")
+    print(
+        f"\nPodium replicas on PostgreSQL {m['postgresql']}  ({m['cpus']} CPUs, Python {m['python']}, "
+        f"wrk {m['wrk']}, {m['conc_s']:.0f} s at c={CONC} per phase)\n"
+    )
     print(f"{'':<34}{'ok/s':>10}{'p50':>10}{'p99':>10}{'errors':>8}")
     for key, label in (("one", "one replica, c=32"), ("two", "two replicas, c=16 each")):
         p = r[key]["c32"]
@@ -107,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def measure(tmp: Path, servers: list[Server], pg: PgCluster) -> int:
         key = "pod_bench_" + secrets.token_urlsafe(24)
-        shared = {**NO_RATE_LIMIT, "PODIUM_DATABASE_URL": pg.url,
-                  "PODIUM_SECRET_KEY": "mZ3ApWl2cJ7Yl6bq2ZqJkqZ1Qm5m3bm2m7bZQ9X1k0A="}
+        shared = {
+            **NO_RATE_LIMIT,
+            "PODIUM_DATABASE_URL": pg.url,
+            "PODIUM_SECRET_KEY": "mZ3ApWl2cJ7Yl6bq2ZqJkqZ1Qm5m3bm2m7bZQ9X1k0A=",
+        }
         for home in ("a", "b"):
             (tmp / home).mkdir()
         leader = Podium(tmp / "a", servers, key, shared)
@@ -130,9 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         together([load(leader), load(follower)], CONC // 2, prof["warmup_s"])
         results["two"]["c32"] = phase(together([load(leader), load(follower)], CONC // 2, prof["conc_s"]))
         report = {
-            "meta": {"profile": profile, "cpus": os.cpu_count(), "python": platform.python_version(),
-                     "wrk": wrk_version(), "postgresql": find_pg_bin().parent.name if find_pg_bin() else "?",
-                     **prof},
+            "meta": {
+                "profile": profile,
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "wrk": wrk_version(),
+                "postgresql": find_pg_bin().parent.name if find_pg_bin() else "?",
+                **prof,
+            },
             "results": results,
         }
         return publish(report, args.json, print_report)

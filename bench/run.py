@@ -57,8 +57,9 @@ PROFILES: dict[str, dict[str, float]] = {
     "quick": {"warmup_s": 1, "c1_s": 2, "conc_s": 3},
 }
 #: Issue 11's targets, as shares of the echo measured in the same run.
-TARGETS = "c=1 p50 <= 1 ms, p99 <= 3 ms; c=32 >= 10 % of the echo's req/s; 0 errors; " \
-          "server + one idle worker <= 120 MiB PSS"
+TARGETS = (
+    "c=1 p50 <= 1 ms, p99 <= 3 ms; c=32 >= 10 % of the echo's req/s; 0 errors; server + one idle worker <= 120 MiB PSS"
+)
 #: What the Podium answers must contain (orjson writes no spaces).
 PODIUM_OUTPUT = '"output":{"n":1}'
 
@@ -74,59 +75,93 @@ def print_report(report: dict[str, Any]) -> None:
     cN = f"c{CONC}"
     echo = res["echo"]
     print()
-    print(f"Podium call paths vs. a bare Starlette echo: wrk {m['wrk']} on {HOST} ({m['cpus']} CPUs, "
-          f"Python {m['python']}, {m['profile']} run)")
+    print(
+        f"Podium call paths vs. a bare Starlette echo: wrk {m['wrk']} on {HOST} ({m['cpus']} CPUs, "
+        f"Python {m['python']}, {m['profile']} run)"
+    )
     print("  echo    : POST /echo, bench/echo_app.py on uvicorn (uvloop/httptools when installed), one process")
-    print(f"  podium  : `podium up`, SQLite (WAL) on {m['store_fs']} (a 4 KiB write + fsync there: p50 "
-          f"{ms(m['fsync_ms']['p50'])} ms, p99 {ms(m['fsync_ms']['p99'])} ms);")
+    print(
+        f"  podium  : `podium up`, SQLite (WAL) on {m['store_fs']} (a 4 KiB write + fsync there: p50 "
+        f"{ms(m['fsync_ms']['p50'])} ms, p99 {ms(m['fsync_ms']['p99'])} ms);"
+    )
     print("            bench/echo_service.py and bench/echo_routes.py, 2 warm workers each; rate limit off")
-    print(f"  wrk     : 1 thread; c=1 for {m['c1_s']:.0f} s, c={CONC} for {m['conc_s']:.0f} s after a "
-          f"{m['warmup_s']:.0f} s warm-up; every answer checked; body {BODY}")
+    print(
+        f"  wrk     : 1 thread; c=1 for {m['c1_s']:.0f} s, c={CONC} for {m['conc_s']:.0f} s after a "
+        f"{m['warmup_s']:.0f} s warm-up; every answer checked; body {BODY}"
+    )
     poll = f"at least {m['poll_ms']:g} ms apart" if m["poll_ms"] else "back to back (--poll-ms to space them)"
     print(f"  run+status: each connection a client with one job at a time; its polls {poll}")
     print()
-    head = ("target", "c=1 p50", "c=1 p99", f"c={CONC} req/s", f"c={CONC} p50", f"c={CONC} p99",
-            "errors", "share of echo")
+    head = (
+        "target",
+        "c=1 p50",
+        "c=1 p99",
+        f"c={CONC} req/s",
+        f"c={CONC} p50",
+        f"c={CONC} p99",
+        "errors",
+        "share of echo",
+    )
     rows = []
     for key, label in report["labels"].items():
         r = res[key]
         c1, cn = r["c1"], r[cN]
         errors = sum(p["errors"] for p in r.values())
-        rows.append((label, ms(c1["p50_ms"]), ms(c1["p99_ms"]), fmt(cn["ok_per_s"], 0), ms(cn["p50_ms"]),
-                     ms(cn["p99_ms"]), fmt(errors), share(cn["ok_per_s"], echo[cN]["ok_per_s"])))
+        rows.append(
+            (
+                label,
+                ms(c1["p50_ms"]),
+                ms(c1["p99_ms"]),
+                fmt(cn["ok_per_s"], 0),
+                ms(cn["p50_ms"]),
+                ms(cn["p99_ms"]),
+                fmt(errors),
+                share(cn["ok_per_s"], echo[cN]["ok_per_s"]),
+            )
+        )
     widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
     print("  ".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}" for i, (h, w) in enumerate(zip(head, widths))))
     print("  ".join("-" * w for w in widths))
     for row in rows:
         print("  ".join(f"{c:<{w}}" if i == 0 else f"{c:>{w}}" for i, (c, w) in enumerate(zip(row, widths))))
-    print("(latencies in ms; errors = non-2xx + socket errors + timeouts + wrong answers, all phases;\n"
-          " run+status: req/s counts completed jobs, latencies are those of single /run and /status requests)")
+    print(
+        "(latencies in ms; errors = non-2xx + socket errors + timeouts + wrong answers, all phases;\n"
+        " run+status: req/s counts completed jobs, latencies are those of single /run and /status requests)"
+    )
     print()
     print("ratios to the echo (podium / echo; > 1 = podium slower):")
     for key, label in report["labels"].items():
         if key == "echo":
             continue
         r = res[key]
-        print(f"  {label:<18} c=1 p50 {ratio(r['c1']['p50_ms'], echo['c1']['p50_ms'])}, "
-              f"p99 {ratio(r['c1']['p99_ms'], echo['c1']['p99_ms'])}; "
-              f"c={CONC} p50 {ratio(r[cN]['p50_ms'], echo[cN]['p50_ms'])}; "
-              f"c={CONC} throughput {share(r[cN]['ok_per_s'], echo[cN]['ok_per_s'])} of the echo's")
+        print(
+            f"  {label:<18} c=1 p50 {ratio(r['c1']['p50_ms'], echo['c1']['p50_ms'])}, "
+            f"p99 {ratio(r['c1']['p99_ms'], echo['c1']['p99_ms'])}; "
+            f"c={CONC} p50 {ratio(r[cN]['p50_ms'], echo[cN]['p50_ms'])}; "
+            f"c={CONC} throughput {share(r[cN]['ok_per_s'], echo[cN]['ok_per_s'])} of the echo's"
+        )
     rs = res.get("run_status")
     if rs:
         for phase, name in (("c1", "c=1"), (cN, f"c={CONC}")):
             j, p = job_ms(rs[phase]), rs[phase]
             if j:
                 polls = p["wrk"].get("polls", 0) / max(1, p["ok"])
-                print(f"  run+status at {name}: a job took p50 {ms(j['p50'])} ms, p99 {ms(j['p99'])} ms from "
-                      f"its /run answer to COMPLETED seen; {polls:.1f} status polls per job")
+                print(
+                    f"  run+status at {name}: a job took p50 {ms(j['p50'])} ms, p99 {ms(j['p99'])} ms from "
+                    f"its /run answer to COMPLETED seen; {polls:.1f} status polls per job"
+                )
     print()
     mem = report["memory"]
-    print(f"memory (PSS): podium server {fmt(mem['server_mib'], 1)} MiB + one idle worker "
-          f"{fmt(mem['one_worker_mib'], 1)} MiB = {fmt(mem['server_plus_one_worker_mib'], 1)} MiB; "
-          f"whole tree ({mem['workers_total']} workers) {fmt(mem['whole_tree_mib'], 1)} MiB; "
-          f"echo {fmt(mem['echo_mib'], 1)} MiB")
-    print(f"CPU during c={CONC} (% of one core): "
-          + "; ".join(f"{label}: {cpu(res[key][cN])}" for key, label in report["labels"].items()))
+    print(
+        f"memory (PSS): podium server {fmt(mem['server_mib'], 1)} MiB + one idle worker "
+        f"{fmt(mem['one_worker_mib'], 1)} MiB = {fmt(mem['server_plus_one_worker_mib'], 1)} MiB; "
+        f"whole tree ({mem['workers_total']} workers) {fmt(mem['whole_tree_mib'], 1)} MiB; "
+        f"echo {fmt(mem['echo_mib'], 1)} MiB"
+    )
+    print(
+        f"CPU during c={CONC} (% of one core): "
+        + "; ".join(f"{label}: {cpu(res[key][cN])}" for key, label in report["labels"].items())
+    )
     print(f"issue 11 targets: {TARGETS}")
     for key, label in report["labels"].items():
         if key != "echo":
@@ -159,8 +194,11 @@ def targets_met(r: dict[str, Any], echo: dict[str, Any], latency: bool) -> str:
     p50, p99 = r["c1"]["p50_ms"], r["c1"]["p99_ms"]
     part = 100 * r[cN]["ok_per_s"] / echo[cN]["ok_per_s"] if echo[cN]["ok_per_s"] else 0.0
     errors = sum(p["errors"] for p in r.values())
-    lat = (f"c=1 p50 <= 1 ms {yes(p50 is not None and p50 <= 1)}, p99 <= 3 ms "
-           f"{yes(p99 is not None and p99 <= 3)}; ") if latency else ""
+    lat = (
+        (f"c=1 p50 <= 1 ms {yes(p50 is not None and p50 <= 1)}, p99 <= 3 ms {yes(p99 is not None and p99 <= 3)}; ")
+        if latency
+        else ""
+    )
     return f"{lat}c={CONC} >= 10 % {yes(part >= 10)} ({part:.1f} %); 0 errors {yes(errors == 0)}"
 
 
@@ -174,9 +212,11 @@ def memory_only(pod: Podium) -> int:
     pod.wait_workers(ep_id)
     time.sleep(1)
     mem = pod.memory(ep_id)
-    print(f"memory (PSS, idle, no load yet): podium server {fmt(mem['server_mib'], 1)} MiB + one idle worker "
-          f"{fmt(mem['one_worker_mib'], 1)} MiB = {fmt(mem['server_plus_one_worker_mib'], 1)} MiB "
-          f"(target <= 120 MiB); whole tree {fmt(mem['whole_tree_mib'], 1)} MiB")
+    print(
+        f"memory (PSS, idle, no load yet): podium server {fmt(mem['server_mib'], 1)} MiB + one idle worker "
+        f"{fmt(mem['one_worker_mib'], 1)} MiB = {fmt(mem['server_plus_one_worker_mib'], 1)} MiB "
+        f"(target <= 120 MiB); whole tree {fmt(mem['whole_tree_mib'], 1)} MiB"
+    )
     return 0
 
 
@@ -185,11 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter run (about 40 s)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, Podium's home)")
-    ap.add_argument("--memory-only", action="store_true",
-                    help="only deploy bench/echo_service.py and print the memory figures (PSS)")
-    ap.add_argument("--poll-ms", type=float, default=0.0,
-                    help="run+status: least time between two polls of one job (default 0: poll again "
-                         "as soon as the answer is in)")
+    ap.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only deploy bench/echo_service.py and print the memory figures (PSS)",
+    )
+    ap.add_argument(
+        "--poll-ms",
+        type=float,
+        default=0.0,
+        help="run+status: least time between two polls of one job (default 0: poll again as soon as the answer is in)",
+    )
     args = ap.parse_args(argv)
     profile = "quick" if args.quick else "full"
     prof = PROFILES[profile]
@@ -199,8 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         version = wrk_version()
         echo_port = free_port()
         pod = Podium(tmp, servers, "pod_bench_" + secrets.token_urlsafe(24), NO_RATE_LIMIT)
-        echo = Server("starlette echo", [sys.executable, str(HERE / "echo_app.py"), "--host", HOST,
-                                         "--port", str(echo_port)], pod.env, tmp / "echo.log")
+        echo = Server(
+            "starlette echo",
+            [sys.executable, str(HERE / "echo_app.py"), "--host", HOST, "--port", str(echo_port)],
+            pod.env,
+            tmp / "echo.log",
+        )
         servers.append(echo)
         say(f"starting servers (echo :{echo_port}, podium :{pod.port}, temp {tmp})")
         echo.wait_http(f"http://{HOST}:{echo_port}/healthz", 20)
@@ -219,27 +269,56 @@ def main(argv: list[str] | None = None) -> int:
             return pod.server.pid, pod.tree()[1:]
 
         targets = [
-            Target("echo", "starlette echo", call_load(
-                "echo", f"http://{HOST}:{echo_port}", "/echo", BODY, BODY, pids=lambda: (echo.pid, []))),
-            Target("runsync", "podium runsync", call_load(
-                "runsync", pod.url, f"/v2/{ep_id}/runsync", BODY, PODIUM_OUTPUT, pod.auth, podium_pids)),
-            Target("route", "podium route call", call_load(
-                "route", pod.url, "/bench-routes/echo", '{"n":1}', '{"n":1}', pod.auth, podium_pids)),
-            Target("run_status", "podium run+status", Load(
-                "run_status", pod.url, "run_status.lua",
-                {"BENCH_RUN_PATH": f"/v2/{ep_id}/run", "BENCH_STATUS_PREFIX": f"/v2/{ep_id}/status/",
-                 "BENCH_BODY": BODY, "BENCH_EXPECT": PODIUM_OUTPUT, "BENCH_POLL_MS": str(args.poll_ms)},
-                pod.auth, podium_pids)),
+            Target(
+                "echo",
+                "starlette echo",
+                call_load("echo", f"http://{HOST}:{echo_port}", "/echo", BODY, BODY, pids=lambda: (echo.pid, [])),
+            ),
+            Target(
+                "runsync",
+                "podium runsync",
+                call_load("runsync", pod.url, f"/v2/{ep_id}/runsync", BODY, PODIUM_OUTPUT, pod.auth, podium_pids),
+            ),
+            Target(
+                "route",
+                "podium route call",
+                call_load("route", pod.url, "/bench-routes/echo", '{"n":1}', '{"n":1}', pod.auth, podium_pids),
+            ),
+            Target(
+                "run_status",
+                "podium run+status",
+                Load(
+                    "run_status",
+                    pod.url,
+                    "run_status.lua",
+                    {
+                        "BENCH_RUN_PATH": f"/v2/{ep_id}/run",
+                        "BENCH_STATUS_PREFIX": f"/v2/{ep_id}/status/",
+                        "BENCH_BODY": BODY,
+                        "BENCH_EXPECT": PODIUM_OUTPUT,
+                        "BENCH_POLL_MS": str(args.poll_ms),
+                    },
+                    pod.auth,
+                    podium_pids,
+                ),
+            ),
         ]
         results = measure(targets, prof)
         time.sleep(1)  # let the workers go idle before their memory is read
         mem = pod.memory(ep_id)
         report = {
             "meta": {
-                "profile": profile, "cpus": os.cpu_count(), "python": platform.python_version(),
-                "platform": platform.platform(), "wrk": version, "concurrency": CONC, **prof,
-                "store_fs": fs_type(pod.home.resolve()), "poll_ms": args.poll_ms,
-                "fsync_ms": fsync_ms(pod.home), "elapsed_s": round(time.monotonic() - started, 1),
+                "profile": profile,
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "wrk": version,
+                "concurrency": CONC,
+                **prof,
+                "store_fs": fs_type(pod.home.resolve()),
+                "poll_ms": args.poll_ms,
+                "fsync_ms": fsync_ms(pod.home),
+                "elapsed_s": round(time.monotonic() - started, 1),
             },
             "labels": {t.key: t.label for t in targets},
             "results": results,
@@ -248,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         return publish(report, args.json, print_report)
 
-    return guarded('podium-bench-', args.keep, ' (echo.log, podium.log, home/)', body)
+    return guarded("podium-bench-", args.keep, " (echo.log, podium.log, home/)", body)
 
 
 if __name__ == "__main__":

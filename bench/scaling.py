@@ -94,8 +94,23 @@ def runsync(c: httpx.Client, ep: str, n: int) -> dict[str, Any]:
 def runpod_cold_starts(c: httpx.Client, pod: Podium) -> dict[str, Any]:
     """The first cold start of an unmodified RunPod worker (spawned: deployed without waiting, and
     called at once), then three from scale-to-zero once the fork server holds its imports."""
-    cmd = [sys.executable, "-m", "podium", "deploy", str(HERE / "rp_echo.py"), "--name", "rp-echo", "--no-wait",
-           "--idle-timeout", "1", "--json", "--url", pod.url, "--key", pod.key]
+    cmd = [
+        sys.executable,
+        "-m",
+        "podium",
+        "deploy",
+        str(HERE / "rp_echo.py"),
+        "--name",
+        "rp-echo",
+        "--no-wait",
+        "--idle-timeout",
+        "1",
+        "--json",
+        "--url",
+        pod.url,
+        "--key",
+        pod.key,
+    ]
     res = subprocess.run(cmd, env=pod.env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     if res.returncode != 0:
         raise BenchError(f"podium deploy rp-echo failed:\n{res.stderr}{res.stdout}")
@@ -128,8 +143,9 @@ def burst(c: httpx.Client, ep: str, n: int = 200) -> dict[str, Any]:
     wait(lambda: workers(c, ep) == 0, 30, "scale to zero before the burst")
     t0 = time.perf_counter()
     with ThreadPoolExecutor(32) as pool:
-        ids = list(pool.map(lambda i: c.post(f"/v2/{ep}/run", json={"input": {"n": i, "sleep": 0.05}}).json()["id"],
-                            range(n)))
+        ids = list(
+            pool.map(lambda i: c.post(f"/v2/{ep}/run", json={"input": {"n": i, "sleep": 0.05}}).json()["id"], range(n))
+        )
     most = 0
     while True:
         most = max(most, workers(c, ep))
@@ -141,8 +157,13 @@ def burst(c: httpx.Client, ep: str, n: int = 200) -> dict[str, Any]:
         time.sleep(0.1)
     elapsed = time.perf_counter() - t0
     workers_used = {c.get(f"/api/v1/jobs/{i}").json()["worker_id"] for i in ids[:: max(1, n // 50)]}
-    return {"jobs": n, "max_workers_seen": most, "seconds": elapsed, "jobs_per_s": n / elapsed,
-            "distinct_workers_sampled": len(workers_used - {None})}
+    return {
+        "jobs": n,
+        "max_workers_seen": most,
+        "seconds": elapsed,
+        "jobs_per_s": n / elapsed,
+        "distinct_workers_sampled": len(workers_used - {None}),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,14 +176,17 @@ def main(argv: list[str] | None = None) -> int:
     echo_port = free_port()
     try:
         pod = Podium(tmp, servers, "pod_live_" + secrets.token_hex(20), NO_RATE_LIMIT)
-        echo = Server("starlette echo", [sys.executable, str(HERE / "echo_app.py"), "--host", HOST,
-                                         "--port", str(echo_port)], child_env(), tmp / "echo.log")
+        echo = Server(
+            "starlette echo",
+            [sys.executable, str(HERE / "echo_app.py"), "--host", HOST, "--port", str(echo_port)],
+            child_env(),
+            tmp / "echo.log",
+        )
         servers.append(echo)
         url, key = pod.url, pod.key
         pod.wait_ready()
         pod.deploy(HERE / "scale_service.py", "scale")
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60,
-                          trust_env=False) as c:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60, trust_env=False) as c:
             say("cold starts (3, each from zero workers)")
             colds = [cold_start(c, "scale") for _ in range(3)]
             say("cold starts of an unmodified RunPod worker: the first, then 3 from zero (forked)")
@@ -183,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                 "runs": colds,
             },
             "runpod_cold_start": rp,
-            "warm_runsync": warm, "echo": echo_warm,
+            "warm_runsync": warm,
+            "echo": echo_warm,
             "warm_ratio_p50": (warm["p50_ms"] or 0) / (echo_warm["p50_ms"] or 1),
             "burst": b,
         }
@@ -195,17 +220,25 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
     else:
         cs = report["cold_start"]
-        print(f"cold start (scale from zero, trivial handler): first answer {cs['first_answer_s_median']:.2f} s "
-              f"(median of 3), of which worker start {cs['cold_ms_median']:.0f} ms")
+        print(
+            f"cold start (scale from zero, trivial handler): first answer {cs['first_answer_s_median']:.2f} s "
+            f"(median of 3), of which worker start {cs['cold_ms_median']:.0f} ms"
+        )
         first, forked = rp["first"], rp["forked"]
-        print(f"cold start of an unmodified RunPod worker (bench/rp_echo.py): first {first['first_answer_s']:.2f} s "
-              f"to the answer ({first['started_by']}ed, of which worker start {first['cold_ms']:.0f} ms); from zero "
-              f"again: {rp['forked_median_answer_s']:.2f} s (median of 3, of which worker start "
-              f"{rp['forked_median_cold_ms']:.0f} ms; {', '.join(r['started_by'] + 'ed' for r in forked)})")
-        print(f"warm runsync: p50 {warm['p50_ms']:.1f} ms, p99 {warm['p99_ms']:.1f} ms "
-              f"(bare echo p50 {echo_warm['p50_ms']:.2f} ms: {report['warm_ratio_p50']:.1f}x)")
-        print(f"burst: {b['jobs']} jobs with max 4 workers: at most {b['max_workers_seen']} workers at once, "
-              f"{b['seconds']:.1f} s in all ({b['jobs_per_s']:.0f} jobs/s)")
+        print(
+            f"cold start of an unmodified RunPod worker (bench/rp_echo.py): first {first['first_answer_s']:.2f} s "
+            f"to the answer ({first['started_by']}ed, of which worker start {first['cold_ms']:.0f} ms); from zero "
+            f"again: {rp['forked_median_answer_s']:.2f} s (median of 3, of which worker start "
+            f"{rp['forked_median_cold_ms']:.0f} ms; {', '.join(r['started_by'] + 'ed' for r in forked)})"
+        )
+        print(
+            f"warm runsync: p50 {warm['p50_ms']:.1f} ms, p99 {warm['p99_ms']:.1f} ms "
+            f"(bare echo p50 {echo_warm['p50_ms']:.2f} ms: {report['warm_ratio_p50']:.1f}x)"
+        )
+        print(
+            f"burst: {b['jobs']} jobs with max 4 workers: at most {b['max_workers_seen']} workers at once, "
+            f"{b['seconds']:.1f} s in all ({b['jobs_per_s']:.0f} jobs/s)"
+        )
     return 0
 
 

@@ -42,10 +42,7 @@ def _is_script(path: pathlib.Path) -> bool:
 
 def _complete_bin_dir(directory: pathlib.Path) -> bool:
     """pg_ctl locates ``postgres`` next to itself, so all three must share a dir."""
-    return all(
-        (directory / name).is_file() and os.access(directory / name, os.X_OK)
-        for name in _REQUIRED
-    )
+    return all((directory / name).is_file() and os.access(directory / name, os.X_OK) for name in _REQUIRED)
 
 
 def _debian_bin_dirs() -> list[pathlib.Path]:
@@ -179,8 +176,7 @@ class PgCluster:
         self._bin = find_pg_bin()
         if self._bin is None:
             raise RuntimeError(
-                "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found; "
-                "run scripts/ensure-postgres.sh"
+                "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found; run scripts/ensure-postgres.sh"
             )
         self._user = _service_user() if os.geteuid() == 0 else None
         self._root = self._prepare_root()
@@ -191,10 +187,14 @@ class PgCluster:
         self._run_checked(
             [
                 str(self._bin / "initdb"),
-                "-D", str(self.data_dir),
-                "-A", "trust",
-                "-U", _SUPERUSER,
-                "-E", "UTF8",
+                "-D",
+                str(self.data_dir),
+                "-A",
+                "trust",
+                "-U",
+                _SUPERUSER,
+                "-E",
+                "UTF8",
                 "--locale=C",
                 "--no-sync",
             ],
@@ -210,9 +210,13 @@ class PgCluster:
                 [
                     str(self._bin / "pg_ctl"),
                     "start",
-                    "-D", str(self.data_dir),
-                    "-l", str(self.log_file),
-                    "-w", "-t", "30",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    "30",
                     "-o",
                     f"-F -k {sock_dir} -p {self._port} -c listen_addresses=127.0.0.1 "
                     "-c fsync=off -c max_connections=200",
@@ -263,13 +267,20 @@ class PgCluster:
         proc = subprocess.run(
             [
                 self._psql(),
-                "-X", "-q",
-                "-v", "ON_ERROR_STOP=1",
-                "-h", "127.0.0.1",
-                "-p", str(self.port),
-                "-U", _SUPERUSER,
-                "-d", "postgres",
-                "-c", f"CREATE DATABASE {quoted}",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                _SUPERUSER,
+                "-d",
+                "postgres",
+                "-c",
+                f"CREATE DATABASE {quoted}",
             ],
             capture_output=True,
             text=True,

@@ -78,16 +78,38 @@ class RayCluster:
     def _start(self) -> bool:
         exe = ray_bin()
         assert exe is not None, "Ray is not installed"
-        gcs, client, dashboard, node_manager, object_manager, agent, agent_grpc, metrics, runtime_env = \
-            _free_ports(9)
+        gcs, client, dashboard, node_manager, object_manager, agent, agent_grpc, metrics, runtime_env = _free_ports(9)
         cmd = [
-            str(exe), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
-            "--ray-client-server-port", str(client), "--dashboard-port", str(dashboard),
-            "--include-dashboard=false", "--node-manager-port", str(node_manager),
-            "--object-manager-port", str(object_manager), "--dashboard-agent-listen-port", str(agent),
-            "--dashboard-agent-grpc-port", str(agent_grpc), "--metrics-export-port", str(metrics),
-            "--runtime-env-agent-port", str(runtime_env),
-            "--num-cpus", str(self.num_cpus), "--num-gpus", "0", "--temp-dir", str(self.root / "t"),
+            str(exe),
+            "start",
+            "--head",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(gcs),
+            "--ray-client-server-port",
+            str(client),
+            "--dashboard-port",
+            str(dashboard),
+            "--include-dashboard=false",
+            "--node-manager-port",
+            str(node_manager),
+            "--object-manager-port",
+            str(object_manager),
+            "--dashboard-agent-listen-port",
+            str(agent),
+            "--dashboard-agent-grpc-port",
+            str(agent_grpc),
+            "--metrics-export-port",
+            str(metrics),
+            "--runtime-env-agent-port",
+            str(runtime_env),
+            "--num-cpus",
+            str(self.num_cpus),
+            "--num-gpus",
+            "0",
+            "--temp-dir",
+            str(self.root / "t"),
             "--disable-usage-stats",
         ]
         # The actors' temporary directory (where workers cache bundles) goes when the cluster does.
@@ -95,8 +117,9 @@ class RayCluster:
         env = {**self.env, "TMPDIR": str(self.root / "tmp")}
         with (self.root / "ray-start.log").open("ab") as log:
             # Its own process group: every daemon it leaves running is in it, and is ours to end.
-            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            )
             self._pgid = proc.pid
             if proc.wait(90) != 0:
                 self.stop(keep_root=True)
@@ -113,8 +136,13 @@ class RayCluster:
             f"ray.init(address={self.address!r}, namespace='podium', log_to_driver=False, logging_level='ERROR')\n"
             "result = None\n"
         )
-        res = subprocess.run([sys.executable, "-c", prelude + code + "\nprint(json.dumps(result))"],
-                             env=self.env, capture_output=True, text=True, timeout=120)
+        res = subprocess.run(
+            [sys.executable, "-c", prelude + code + "\nprint(json.dumps(result))"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert res.returncode == 0, f"the driver failed:\n{res.stderr[-3000:]}"
         return json.loads(res.stdout.splitlines()[-1])
 

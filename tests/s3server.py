@@ -30,14 +30,24 @@ class S3Server:
 
     def s3config(self, **overrides: str) -> dict[str, str]:
         """The RunPod-style ``s3Config`` for this server's bucket."""
-        return {"accessId": ACCESS_ID, "accessSecret": SECRET, "bucketName": self.bucket,
-                "endpointUrl": self.url, **overrides}
+        return {
+            "accessId": ACCESS_ID,
+            "accessSecret": SECRET,
+            "bucketName": self.bucket,
+            "endpointUrl": self.url,
+            **overrides,
+        }
 
     def client(self) -> Any:
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id=ACCESS_ID,
-                            aws_secret_access_key=SECRET, region_name="us-east-1")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=ACCESS_ID,
+            aws_secret_access_key=SECRET,
+            region_name="us-east-1",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +58,12 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
         )
     try:
+
         def ready() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"moto server exited:\n{log_path.read_text()[-3000:]}")

@@ -63,8 +63,15 @@ class PodiumServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = ADMIN_KEY
-        self.env = {**os.environ, **FAST, **(env or {}), "PODIUM_HOME": str(home),
-                    "PODIUM_ADMIN_KEY": ADMIN_KEY, "PODIUM_URL": self.url, "PODIUM_API_KEY": ADMIN_KEY}
+        self.env = {
+            **os.environ,
+            **FAST,
+            **(env or {}),
+            "PODIUM_HOME": str(home),
+            "PODIUM_ADMIN_KEY": ADMIN_KEY,
+            "PODIUM_URL": self.url,
+            "PODIUM_API_KEY": ADMIN_KEY,
+        }
         self.env.pop("PODIUM_DATABASE_URL", None)
         if db_url:
             self.env["PODIUM_DATABASE_URL"] = db_url
@@ -92,7 +99,10 @@ class PodiumServer:
         log = (self.home / "server.log").open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "podium", "up", "--port", str(self.port), *self.args],
-            env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
         )
 
         def ready() -> bool:
@@ -146,8 +156,7 @@ class PodiumServer:
 
 def _processes() -> list[tuple[int, int, str, list[str]]]:
     """(pid, parent pid, process name, argv) of every process."""
-    out = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,comm,args"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,comm,args"], capture_output=True, text=True, check=True).stdout
     rows = []
     for line in out.splitlines()[1:]:
         pid, ppid, comm, *args = line.split(None, 3)
@@ -185,8 +194,11 @@ def zygotes(server_pid: int, rows: list[tuple[int, int, str, list[str]]] | None 
     it started running `podium.worker.zygote`; the workers they fork share that command line)."""
     rows = rows if rows is not None else _processes()
     started = _started_by(server_pid, rows)
-    return {pid: dict(zip(argv, argv[1:])) for pid, _ppid, _comm, argv in rows
-            if pid in started and "podium.worker.zygote" in argv}
+    return {
+        pid: dict(zip(argv, argv[1:]))
+        for pid, _ppid, _comm, argv in rows
+        if pid in started and "podium.worker.zygote" in argv
+    }
 
 
 @contextlib.contextmanager

@@ -59,9 +59,7 @@ def test_progress_shows_as_output_while_in_progress(basic, tmp_path):
     result: dict[str, object] = {}
     t = threading.Thread(target=lambda: result.update(r=srv.http.post("/basic/progress", json={"marker": marker})))
     t.start()
-    job = wait_until(
-        lambda: next((j for j in _jobs_with_progress(srv, ep)), None), what="progress update"
-    )
+    job = wait_until(lambda: next((j for j in _jobs_with_progress(srv, ep)), None), what="progress update")
     assert job["output"] == {"step": 1} and job["status"] == "IN_PROGRESS"
     Path(f"{marker}.release").touch()
     t.join(30)
@@ -143,11 +141,17 @@ def test_bad_requests_get_clear_json_errors(basic, method, path, kwargs, status,
     assert r.json()["error"] == error and r.json()["detail"]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"x-api-key": "wrong"}, {"Authorization": "wrong"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"x-api-key": "wrong"}, {"Authorization": "wrong"}]
+)
 def test_missing_or_wrong_key_is_401(basic, headers):
     srv, ep = basic
     for path in (f"/v2/{ep['endpoint_id']}/runsync", "/basic/hello", "/api/v1/endpoints"):
-        r = httpx.post(srv.url + path, json={"input": {}}, headers=headers) if "api" not in path else httpx.get(srv.url + path, headers=headers)
+        r = (
+            httpx.post(srv.url + path, json={"input": {}}, headers=headers)
+            if "api" not in path
+            else httpx.get(srv.url + path, headers=headers)
+        )
         assert r.status_code == 401
         assert r.json()["error"] == "unauthorized"
         assert r.headers["content-type"].startswith("application/json")

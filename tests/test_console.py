@@ -23,8 +23,15 @@ from server import PodiumServer, wait_until
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(os.environ.get("PODIUM_TEST_ARTIFACTS", Path(__file__).parent.parent / ".artifacts")) / "console"
 WAIT_MS = 60_000
 DEMO = SERVICES / "console" / "app.py"
@@ -111,9 +118,11 @@ def test_sign_in_keeps_the_key_out_of_urls_pages_and_storage(page: Page, srv: Po
 
 
 def test_unknown_things_get_a_clear_page(page: Page) -> None:
-    for path, message, status in (("/console/endpoints/nope", "no endpoint 'nope'", 404),
-                                  ("/console/jobs/nope", "no job 'nope'", 404),
-                                  ("/console/jobs?status=DONE", "status must be one of", 400)):
+    for path, message, status in (
+        ("/console/endpoints/nope", "no endpoint 'nope'", 404),
+        ("/console/jobs/nope", "no job 'nope'", 404),
+        ("/console/jobs?status=DONE", "status must be one of", 400),
+    ):
         answer = page.goto(path)
         assert answer is not None and answer.status == status
         expect(page.locator(".error-text")).to_contain_text(message)
@@ -174,8 +183,14 @@ def test_use_api_curl_line_runs_as_copied(page: Page, srv: PodiumServer) -> None
     assert srv.key not in page.content() and "$PODIUM_API_KEY" in line
     for kind in ("python", "runpod", "typescript", "laminar"):
         expect(page.locator(f"#snippet-{kind}")).to_contain_text("PODIUM_API_KEY")
-    out = subprocess.run(["bash", "-c", line], check=False, env={**os.environ, "PODIUM_API_KEY": srv.key},
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["bash", "-c", line],
+        check=False,
+        env={**os.environ, "PODIUM_API_KEY": srv.key},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert '"Hello, world!"' in out.stdout
     page.reload()
@@ -269,10 +284,16 @@ def test_failed_job_shows_its_error_as_text_and_can_be_retried(page: Page, srv: 
 
 
 def test_a_job_page_shows_no_secrets(page: Page, srv: PodiumServer) -> None:
-    s3 = {"accessId": "AKIA-console", "accessSecret": "s3-secret-for-console", "bucketName": "b",
-          "endpointUrl": "http://127.0.0.1:9"}
-    r = srv.http.post(f"/v2/{srv.ids['demo']}/runsync",  # type: ignore[attr-defined]
-                      json={"input": {"name": "s"}, "s3Config": s3, "env": {"TOKEN": "env-secret-for-console"}})
+    s3 = {
+        "accessId": "AKIA-console",
+        "accessSecret": "s3-secret-for-console",
+        "bucketName": "b",
+        "endpointUrl": "http://127.0.0.1:9",
+    }
+    r = srv.http.post(
+        f"/v2/{srv.ids['demo']}/runsync",  # type: ignore[attr-defined]
+        json={"input": {"name": "s"}, "s3Config": s3, "env": {"TOKEN": "env-secret-for-console"}},
+    )
     assert r.status_code == 200, r.text
     page.goto(f"/console/jobs/{r.json()['id']}")
     expect(page.locator("#job-output")).to_contain_text("Hello, s!")
@@ -283,8 +304,9 @@ def test_a_job_page_shows_no_secrets(page: Page, srv: PodiumServer) -> None:
 def test_a_streamed_job_shows_its_chunks(page: Page, srv: PodiumServer) -> None:
     r = srv.http.post("/demo/count", json={"n": 3})
     assert r.text == "item 0\nitem 1\nitem 2\n"
-    (job,) = [j for j in srv.http.get("/api/v1/jobs", params={"endpoint": "demo"}).json()["jobs"]
-              if j["route"] == "/count"]
+    (job,) = [
+        j for j in srv.http.get("/api/v1/jobs", params={"endpoint": "demo"}).json()["jobs"] if j["route"] == "/count"
+    ]
     page.goto(f"/console/jobs/{job['id']}")
     expect(page.locator(".chunks li")).to_have_count(3)
     expect(page.locator(".chunks li").nth(2)).to_contain_text("item 2")
@@ -321,7 +343,9 @@ def test_cancel_a_running_job(page: Page, srv: PodiumServer, tmp_path: Path) -> 
     try:
         running = wait_until(
             lambda: srv.http.get("/api/v1/jobs", params={"endpoint": "demo", "status": "IN_PROGRESS"}).json()["jobs"],
-            60, 0.1, "the /wait job running",
+            60,
+            0.1,
+            "the /wait job running",
         )
         job_id = running[0]["id"]
         page.goto(f"/console/jobs/{job_id}")
@@ -337,9 +361,7 @@ def test_cancel_a_running_job(page: Page, srv: PodiumServer, tmp_path: Path) -> 
     shoot(page, "services")
 
 
-def test_keys_read_key_sees_no_actions_and_revoke_signs_it_out(
-    page: Page, browser: Browser, srv: PodiumServer
-) -> None:
+def test_keys_read_key_sees_no_actions_and_revoke_signs_it_out(page: Page, browser: Browser, srv: PodiumServer) -> None:
     page.goto("/console/keys")
     page.get_by_label("Name").fill("viewer")
     page.get_by_label("Role").select_option("read")
@@ -389,8 +411,9 @@ def test_operator_switches_project_and_versions_page_deploys(page: Page, srv: Po
     shoot(page, "versions")
     version = page.locator("section[data-version]").first.get_attribute("data-version")
     csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
-    bad = page.context.request.post(f"{srv.url}/console/versions/{version}/new-endpoint",
-                                    form={"csrf": csrf or "", "name": "Bad_Name"})
+    bad = page.context.request.post(
+        f"{srv.url}/console/versions/{version}/new-endpoint", form={"csrf": csrf or "", "name": "Bad_Name"}
+    )
     assert bad.status == 400 and "must match" in bad.text()
     section = page.locator(f'section[data-version="{version}"]')
     section.get_by_label("Name").fill("copy-of-demo")
@@ -405,7 +428,6 @@ def test_operator_switches_project_and_versions_page_deploys(page: Page, srv: Po
     assert row(page, "demo").count() == 0
     page.get_by_label("Project").select_option("default")
     expect(row(page, "demo")).to_be_visible()
-
 
 
 def test_a_tenant_page_cannot_read_the_console(browser: Browser, srv: PodiumServer, tmp_path: Path) -> None:

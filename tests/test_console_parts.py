@@ -34,8 +34,11 @@ async def _row(store: Store) -> RowMapping:
 async def _age(store: Store, **seconds: float) -> None:
     """Move the stored times of every session back (created_at=..., seen_at=...)."""
     async with store.tx() as conn:
-        await conn.execute(update(console_sessions).values(
-            {name: getattr(console_sessions.c, name) - by for name, by in seconds.items()}))
+        await conn.execute(
+            update(console_sessions).values(
+                {name: getattr(console_sessions.c, name) - by for name, by in seconds.items()}
+            )
+        )
 
 
 async def test_a_session_keeps_neither_its_token_nor_the_key_in_clear(store: Store) -> None:
@@ -120,10 +123,20 @@ def test_header_lines_are_name_colon_value() -> None:
 
 def test_use_api_samples_call_the_default_route_and_hold_no_key() -> None:
     ep = EndpointDetail(
-        name="hello", endpoint_id="ep123", state="ACTIVE", error=None, version="v1", service={}, urls={},
-        scaling={}, workers=[], history=[],
-        routes=[RouteInfo("/other", "POST", "route", False, [], False),
-                RouteInfo("/greet-me", "POST", "route", False, [Param("name", '"world"'), Param("model", None)], True)],
+        name="hello",
+        endpoint_id="ep123",
+        state="ACTIVE",
+        error=None,
+        version="v1",
+        service={},
+        urls={},
+        scaling={},
+        workers=[],
+        history=[],
+        routes=[
+            RouteInfo("/other", "POST", "route", False, [], False),
+            RouteInfo("/greet-me", "POST", "route", False, [Param("name", '"world"'), Param("model", None)], True),
+        ],
     )
     by_id = {s.id: s.code for s in snippets(ep, "http://127.0.0.1:8000")}
     assert set(by_id) == {"curl", "python", "runpod", "typescript", "laminar"}

@@ -42,8 +42,9 @@ def replicas(pg_cluster: object, tmp_path_factory: pytest.TempPathFactory) -> It
 def sign_in(srv: PodiumServer) -> str:
     """Sign in with the operator key as the login form does; returns the session cookie's token."""
     nonce = "a-login-form-nonce"
-    r = httpx.post(f"{srv.url}/console/login", data={"csrf": nonce, "api_key": ADMIN_KEY},
-                   cookies={LOGIN_COOKIE: nonce})
+    r = httpx.post(
+        f"{srv.url}/console/login", data={"csrf": nonce, "api_key": ADMIN_KEY}, cookies={LOGIN_COOKIE: nonce}
+    )
     assert r.status_code == 303 and r.headers["location"] == "/console", r.text
     return r.cookies[COOKIE]
 

@@ -42,14 +42,22 @@ from podium.store.endpoints import EndpointState
 from podium.store.secretbox import SecretBox
 
 ROUTE: dict[str, Any] = {
-    "path": "/hello", "name": "hello", "kind": "route", "default": True, "streaming": False,
+    "path": "/hello",
+    "name": "hello",
+    "kind": "route",
+    "default": True,
+    "streaming": False,
     "params": [{"name": "number", "required": True}, {"name": "message", "required": False}],
 }
 
 
 def version(vid: str, **config: Any) -> dict[str, Any]:
     return {
-        "id": vid, "sha256": "0" * 64, "service": "hello", "entry": "app.py", "routes": [ROUTE],
+        "id": vid,
+        "sha256": "0" * 64,
+        "service": "hello",
+        "entry": "app.py",
+        "routes": [ROUTE],
         "config": {"min_workers": 0, "max_workers": 1, "idle_timeout": 60, "concurrency": 1, **config},
         "size": 1,
     }
@@ -167,20 +175,33 @@ async def test_a_call_finds_its_route_checks_arguments_and_state_then_stores_its
         await world.calls.call(principal, stopped, {"number": 3})
 
 
-@pytest.mark.parametrize(("status", "error", "info", "expected"), [
-    ("FAILED", "ValueError: bad", {"type": "ValueError", "message": "bad"}, Failure.ROUTE_ERROR),
-    ("FAILED", "InvalidArguments: missing x", {"type": "InvalidArguments", "message": "missing x"},
-     Failure.INVALID_ARGUMENTS),
-    ("FAILED", WORKER_LOST, None, Failure.WORKER_LOST),
-    ("TIMED_OUT", "ran past 5 s", None, Failure.TIMED_OUT),
-    ("CANCELLED", None, None, Failure.CANCELLED),
-])
+@pytest.mark.parametrize(
+    ("status", "error", "info", "expected"),
+    [
+        ("FAILED", "ValueError: bad", {"type": "ValueError", "message": "bad"}, Failure.ROUTE_ERROR),
+        (
+            "FAILED",
+            "InvalidArguments: missing x",
+            {"type": "InvalidArguments", "message": "missing x"},
+            Failure.INVALID_ARGUMENTS,
+        ),
+        ("FAILED", WORKER_LOST, None, Failure.WORKER_LOST),
+        ("TIMED_OUT", "ran past 5 s", None, Failure.TIMED_OUT),
+        ("CANCELLED", None, None, Failure.CANCELLED),
+    ],
+)
 def test_every_surface_reads_a_failure_the_same_way(
     status: str, error: str | None, info: dict[str, str] | None, expected: Failure
 ) -> None:
-    job = Job(**{f.name: None for f in dataclasses.fields(Job)} | {
-        "id": "j", "status": status, "error": error, "error_info": info,
-    })
+    job = Job(
+        **{f.name: None for f in dataclasses.fields(Job)}
+        | {
+            "id": "j",
+            "status": status,
+            "error": error,
+            "error_info": info,
+        }
+    )
     outcome = Outcome("j", job)
     assert outcome.ended and not outcome.completed
     assert outcome.failure == failure_of(job) == expected
@@ -201,8 +222,9 @@ async def test_webhooks_to_private_addresses_are_refused(world: World, monkeypat
     monkeypatch.delenv("PODIUM_WEBHOOK_ALLOW_PRIVATE", raising=False)
     principal = await world.access.caller(world.keys["invoke"], "invoke")
     with pytest.raises(InvalidRequest) as exc:
-        await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run",
-                                 options=JobOptions(webhook="http://127.0.0.1:9/hook"))
+        await world.calls.submit(
+            principal, world.ep, ROUTE, {}, kind="run", options=JobOptions(webhook="http://127.0.0.1:9/hook")
+        )
     assert exc.value.code == "invalid_webhook"
 
 
@@ -230,9 +252,14 @@ def test_arguments_a_route_cannot_take_are_named() -> None:
 
 def test_each_domain_error_has_its_wire_status_and_shape() -> None:
     cases: list[tuple[DomainError, int]] = [
-        (Unauthorized("no key"), 401), (Forbidden("weak"), 403), (NotFound("job", "j1"), 404),
-        (InvalidArguments("bad"), 400), (Conflict("again"), 422), (QueueFull("full", retry_after=5), 429),
-        (RateLimited("slow down", retry_after=2), 429), (EndpointUnavailable("off", code="endpoint_inactive"), 503),
+        (Unauthorized("no key"), 401),
+        (Forbidden("weak"), 403),
+        (NotFound("job", "j1"), 404),
+        (InvalidArguments("bad"), 400),
+        (Conflict("again"), 422),
+        (QueueFull("full", retry_after=5), 429),
+        (RateLimited("slow down", retry_after=2), 429),
+        (EndpointUnavailable("off", code="endpoint_inactive"), 503),
     ]
     for exc, status in cases:
         wire = from_domain(exc)
@@ -245,7 +272,9 @@ def test_each_domain_error_has_its_wire_status_and_shape() -> None:
 
 def test_laminar_maps_the_same_errors_to_its_codes() -> None:
     assert _laminar(NotFound("endpoint", "nope")).body() == {
-        "error_code": "api.noTargetPipeline", "error_message": "no endpoint named 'nope'"}
+        "error_code": "api.noTargetPipeline",
+        "error_message": "no endpoint named 'nope'",
+    }
     unavailable = _laminar(EndpointUnavailable("stopped", code="endpoint_inactive"))
     assert unavailable.status_code == 503 and unavailable.body()["error_code"] == "api.invalidRequest"
     assert _laminar(InvalidArguments("bad")).body()["error_code"] == "api.invalidRequest"
@@ -289,8 +318,9 @@ async def test_a_worker_becomes_ready_takes_a_job_and_is_released_when_done(worl
     info = p.pool.new("w1", world.ep.id, world.ep.version_id, local=True)
     assert info.state is WorkerState.STARTING and (await p.pool.counts(world.ep.id))["initializing"] == 1
     principal = await world.access.caller(world.keys["invoke"], "invoke")
-    job_id = await world.calls.submit(principal, world.ep, ROUTE, {"number": 1}, kind="run",
-                                      options=JobOptions(env={"TOKEN": "t0ken"}))
+    job_id = await world.calls.submit(
+        principal, world.ep, ROUTE, {"number": 1}, kind="run", options=JobOptions(env={"TOKEN": "t0ken"})
+    )
     p.clock.advance(2)
     jobs = await p.pool.take("w1", world.ep, limit=1, wait=0, alive=connected)
     assert p.ready == ["w1"] and info.ready_at == p.clock.now()
@@ -417,8 +447,14 @@ def test_job_done_bodies_of_both_kinds_of_worker_are_read() -> None:
 
 def test_deploy_bodies_are_checked_against_the_route_record() -> None:
     route = {k: v for k, v in ROUTE.items() if k != "name"}
-    version = {"sha256": "a" * 64, "service": "s", "entry": "app.py", "config": {}, "size": 1,
-               "routes": [dict(route, method="hello", is_async=False, var_keyword=False)]}
+    version = {
+        "sha256": "a" * 64,
+        "service": "s",
+        "entry": "app.py",
+        "config": {},
+        "size": 1,
+        "routes": [dict(route, method="hello", is_async=False, var_keyword=False)],
+    }
     assert parse(DeployIn, {"name": "x", "version": version}, "deploy").version.routes[0]["path"] == "/hello"
     bad_kind = dict(version, routes=[dict(version["routes"][0], kind="rpc")])
     for body, words in [
@@ -433,8 +469,10 @@ def test_deploy_bodies_are_checked_against_the_route_record() -> None:
         assert words in str(exc.value.detail)
     for body, field in [  # what the server derives or does not know is never taken from a request
         ({"name": "x", "version": dict(version, env_hash="0" * 24)}, "version.env_hash"),
-        ({"name": "x", "version": dict(version, routes=[dict(version["routes"][0], name="hello")])},
-         "version.routes.0.name"),
+        (
+            {"name": "x", "version": dict(version, routes=[dict(version["routes"][0], name="hello")])},
+            "version.routes.0.name",
+        ),
         ({"name": "x", "version": version, "project": "other"}, "project"),
     ]:
         with pytest.raises(HTTPError) as exc:
@@ -445,6 +483,10 @@ def test_deploy_bodies_are_checked_against_the_route_record() -> None:
 def test_laminar_outputs_are_values_lmnr_accepts() -> None:
     chat = [{"role": "user", "content": "hi"}]
     assert outputs({"a": "x", "b": 2.5, "c": ["p", "q"], "d": chat}) == {
-        "a": {"value": "x"}, "b": {"value": 2.5}, "c": {"value": ["p", "q"]}, "d": {"value": chat}}
+        "a": {"value": "x"},
+        "b": {"value": 2.5},
+        "c": {"value": ["p", "q"]},
+        "d": {"value": chat},
+    }
     for odd, text in [(None, "null"), ({"token": None}, '{"token":null}'), (True, "true"), ([1, "a"], '[1,"a"]')]:
         assert node_input(odd) == text

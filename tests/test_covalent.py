@@ -54,12 +54,21 @@ def run(srv: PodiumServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
     python = covalent_python()
     home = tmp_path_factory.mktemp("covalent-user")  # no saved credentials of the machine's user
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COVALENT_", "DATAROBOT_", "PODIUM_"))}
-    env.update(HOME=str(home), COVALENT_CLOUD_DISPATCHER_URI="http://127.0.0.1",
-               COVALENT_CLOUD_DISPATCHER_PORT=str(srv.port), COVALENT_CLOUD_AUTH__API_KEY=srv.key)
+    env.update(
+        HOME=str(home),
+        COVALENT_CLOUD_DISPATCHER_URI="http://127.0.0.1",
+        COVALENT_CLOUD_DISPATCHER_PORT=str(srv.port),
+        COVALENT_CLOUD_AUTH__API_KEY=srv.key,
+    )
 
     def script(name: str, *args: str) -> dict[str, Any]:
-        res = subprocess.run([str(python), "-W", "ignore", str(SCRIPTS / name), *args], env=env,
-                             capture_output=True, text=True, timeout=600)
+        res = subprocess.run(
+            [str(python), "-W", "ignore", str(SCRIPTS / name), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert res.returncode == 0, f"{name} failed:\n{res.stdout}\n{res.stderr}"
         return json.loads(res.stdout.splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -80,15 +89,20 @@ def test_seed_runs_unchanged(seed: dict[str, Any]) -> None:
     assert seed["stream"] == "Hello, world!\nItems: 1 5 foo\nDone streaming\n"
     assert seed["stream_items"] == len(seed["stream"])  # the sync client yields one byte a time
     assert seed["async_hello"] == "Hello, world! My favorite number is 7"
-    assert seed["again"] == {"id": seed["id"], "name": "My First Function Service", "status": "ACTIVE",
-                             "routes": [["/hello", "POST", False], ["/stream", "POST", True]]}
+    assert seed["again"] == {
+        "id": seed["id"],
+        "name": "My First Function Service",
+        "status": "ACTIVE",
+        "routes": [["/hello", "POST", False], ["/stream", "POST", True]],
+    }
     assert seed["info_status"] == "ACTIVE"
     assert seed["id"] in seed["listed"] and seed["listed_total"] == len(seed["listed"])
 
 
 def curl(*args: str) -> str:
-    return subprocess.run(["curl", "-sS", "--max-time", "60", *args], capture_output=True, text=True,
-                          check=True, timeout=90).stdout
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "60", *args], capture_output=True, text=True, check=True, timeout=90
+    ).stdout
 
 
 def test_curl_as_the_docs_show(seed: dict[str, Any]) -> None:
@@ -97,8 +111,7 @@ def test_curl_as_the_docs_show(seed: dict[str, Any]) -> None:
     assert curl("-X", "POST", f"{seed['address']}/hello", "-H", key, "-d", '{"number": 1867}') == (
         '"Hello, world! My favorite number is 1867"'
     )
-    streamed = curl("-N", "-X", "POST", f"{seed['address']}/stream", "-H", key, "-d",
-                    '{"message": "Hello, Covalent!"}')
+    streamed = curl("-N", "-X", "POST", f"{seed['address']}/stream", "-H", key, "-d", '{"message": "Hello, Covalent!"}')
     assert streamed.splitlines() == ["Hello, Covalent!", "Items: 1 5 foo", "Done streaming"]
     # What a route returns is a tenant's content: sandboxed, never sniffed (issue 22, finding 1).
     for route in ("hello", "stream"):
@@ -110,8 +123,14 @@ def test_a_deployment_is_an_ordinary_endpoint(srv: PodiumServer, seed: dict[str,
     ep = srv.http.get(f"/api/v1/endpoints/{seed['id']}").json()
     assert ep["state"] == "ACTIVE" and [r["path"] for r in ep["routes"]] == ["/hello", "/stream"]
     assert ep["runtime"] == "covalent" and ep["name"].startswith("my-first-function-service-")
-    listed = subprocess.run([sys.executable, "-m", "podium", "ls"], env={**srv.env, "COLUMNS": "300"},
-                            capture_output=True, text=True, check=True, timeout=60).stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "podium", "ls"],
+        env={**srv.env, "COLUMNS": "300"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     assert ep["name"] in listed and "covalent" in listed
     version = srv.http.get(f"/api/v1/versions/{ep['version']}").json()
     assert version["runtime"] == "covalent"
@@ -131,7 +150,8 @@ def test_inference_keys_and_teardown(run: Any, seed: dict[str, Any]) -> None:
     assert out["keys_after_delete"] == out["keys_before"]
     assert out["teardown_status"] == "INACTIVE" and out["status_after"] == "INACTIVE"
     assert out["call_after_teardown"] == [
-        503, {"detail": f"deployment {seed['id']} was torn down", "code": "deployment_inactive"}
+        503,
+        {"detail": f"deployment {seed['id']} was torn down", "code": "deployment_inactive"},
     ]
 
 
@@ -144,8 +164,15 @@ def test_auth_false_and_every_method(run: Any) -> None:
     assert out["item_remove"] == ["pear"]
     assert out["item_pear"] == {"name": "pear", "count": 5}
     assert out["countdown"] == "3\n2\n1\n" and out["async_countdown"] == "2\n1\n"
-    assert out["methods"] == {"/item": "GET", "/item-set": "PUT", "/item-add": "PATCH",
-                              "/item-remove": "DELETE", "/countdown": "GET", "/whole": "POST", "/fail": "POST"}
+    assert out["methods"] == {
+        "/item": "GET",
+        "/item-set": "PUT",
+        "/item-add": "PATCH",
+        "/item-remove": "DELETE",
+        "/countdown": "GET",
+        "/whole": "POST",
+        "/fail": "POST",
+    }
     assert out["whole"] == "1 kinds in stock"
     base = out["address"]
     with httpx.Client(timeout=60) as http:  # no key at all
@@ -169,7 +196,7 @@ def test_failing_initializer(run: Any) -> None:
     assert "Traceback (most recent call last):" in out["stderr"]
     # The frame in the deployer's file (its source line is not shown: a sandboxed worker does not
     # see the deploying machine's files, even when that is this machine).
-    assert ', in broken' in out["stderr"] and "failing.py" in out["stderr"]
+    assert ", in broken" in out["stderr"] and "failing.py" in out["stderr"]
     status, body = out["call"]
     assert status == 503 and body["code"] == "endpoint_error" and "no model at /models/llama" in body["detail"]
 
@@ -177,8 +204,10 @@ def test_failing_initializer(run: Any) -> None:
 def test_time_limit_stops_a_deployment(run: Any) -> None:
     out = run("short_lived.py")
     assert out["status"] == "INACTIVE"
-    assert out["call"] == [503, {"detail": f"deployment {out['id']} reached its time limit (3 s)",
-                                 "code": "deployment_inactive"}]
+    assert out["call"] == [
+        503,
+        {"detail": f"deployment {out['id']} reached its time limit (3 s)", "code": "deployment_inactive"},
+    ]
 
 
 def test_management_errors(srv: PodiumServer) -> None:
@@ -193,8 +222,13 @@ def test_management_errors(srv: PodiumServer) -> None:
         invalid = http.post(f"{base}/functions", json={"title": "x"})
         assert invalid.status_code == 422 and invalid.json()["code"] == "validation/error"
         asset = {"type": "Asset", "id": "0" * 24}
-        body = {"title": "x", "init_fn": asset, "init_fn_args": asset, "init_fn_kwargs": asset,
-                "endpoints": [{"route": "/a", "endpoint_fn": asset}]}
+        body = {
+            "title": "x",
+            "init_fn": asset,
+            "init_fn_args": asset,
+            "init_fn_kwargs": asset,
+            "endpoints": [{"route": "/a", "endpoint_fn": asset}],
+        }
         missing = http.post(f"{base}/functions", json=body)
         assert missing.status_code == 400 and "was not uploaded" in missing.json()["detail"]
         slot = http.post(f"{base}/assets", params={"n": 1}).json()[0]
@@ -211,6 +245,7 @@ def test_management_errors(srv: PodiumServer) -> None:
 def test_listing_pages_sorts_and_filters(srv: PodiumServer, seed: dict[str, Any]) -> None:
     """After the tests above: the seed (INACTIVE), the open shop (ACTIVE), the broken model (ERROR),
     the short-lived one (INACTIVE)."""
+
     def listing(**params: Any) -> dict[str, Any]:
         res = httpx.get(f"{srv.url}/fn/api/v0/functions", params=params, headers={"x-api-key": srv.key}, timeout=30)
         assert res.status_code == 200, res.text
@@ -218,7 +253,10 @@ def test_listing_pages_sorts_and_filters(srv: PodiumServer, seed: dict[str, Any]
 
     every = listing(count=10, page=0, sort="title", direction="ASC")
     assert [r["title"] for r in every["records"]] == [
-        "broken model", "My First Function Service", "open shop", "short lived"
+        "broken model",
+        "My First Function Service",
+        "open shop",
+        "short lived",
     ]
     assert every["metadata"] == {"total_count": 4, "page": 0, "count": 4}
     second = listing(count=3, page=1, sort="title", direction="DESC")
@@ -227,8 +265,23 @@ def test_listing_pages_sorts_and_filters(srv: PodiumServer, seed: dict[str, Any]
     assert [r["status"] for r in listing(status="ERROR")["records"]] == ["ERROR"]
     assert [r["id"] for r in listing(search="FIRST FUNCTION")["records"]] == [seed["id"]]
     record = every["records"][1]
-    assert set(record) == {"id", "title", "description", "status", "created_at", "updated_at", "endpoints", "tags", "auth"}
-    assert record["endpoints"][0] == {"route": "/hello", "method": "POST", "streaming": False, "name": "hello",
-                                      "description": record["endpoints"][0]["description"]}
+    assert set(record) == {
+        "id",
+        "title",
+        "description",
+        "status",
+        "created_at",
+        "updated_at",
+        "endpoints",
+        "tags",
+        "auth",
+    }
+    assert record["endpoints"][0] == {
+        "route": "/hello",
+        "method": "POST",
+        "streaming": False,
+        "name": "hello",
+        "description": record["endpoints"][0]["description"],
+    }
     bad = httpx.get(f"{srv.url}/fn/api/v0/functions", params={"sort": "colour"}, headers={"x-api-key": srv.key})
     assert bad.status_code == 400 and bad.json()["detail"].startswith("sort must be one of")

@@ -32,10 +32,17 @@ def archive(obj: object, py: str = "3.11.7", cp: str = "2.2.1") -> bytes:
 
 def spec(*routes: str, asset: str = "a") -> FunctionService:
     ref = {"type": "Asset", "id": asset}
-    return FunctionService.model_validate({
-        "title": "T", "init_fn": ref, "init_fn_args": ref, "init_fn_kwargs": ref,
-        "endpoints": [{"route": r, "endpoint_fn": ref, "method": "GET" if i else "POST"} for i, r in enumerate(routes)],
-    })
+    return FunctionService.model_validate(
+        {
+            "title": "T",
+            "init_fn": ref,
+            "init_fn_args": ref,
+            "init_fn_kwargs": ref,
+            "endpoints": [
+                {"route": r, "endpoint_fn": ref, "method": "GET" if i else "POST"} for i, r in enumerate(routes)
+            ],
+        }
+    )
 
 
 def test_header_read_without_unpickling() -> None:
@@ -45,13 +52,16 @@ def test_header_read_without_unpickling() -> None:
     assert pickle.loads(pickled_part(data)) == {"x": 1}  # what only a worker does
 
 
-@pytest.mark.parametrize(("data", "says"), [
-    (b"short", "shorter"),
-    ((99).to_bytes(8, "big") + (5).to_bytes(8, "big") + b"{}", "outside"),
-    ((18).to_bytes(8, "big") + (18).to_bytes(8, "big") + b"{{", "not JSON"),
-    ((18).to_bytes(8, "big") + (18).to_bytes(8, "big") + b"{}", "lacks"),
-    (archive(1, py="three"), "unusable"),
-])
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b"short", "shorter"),
+        ((99).to_bytes(8, "big") + (5).to_bytes(8, "big") + b"{}", "outside"),
+        ((18).to_bytes(8, "big") + (18).to_bytes(8, "big") + b"{{", "not JSON"),
+        ((18).to_bytes(8, "big") + (18).to_bytes(8, "big") + b"{}", "lacks"),
+        (archive(1, py="three"), "unusable"),
+    ],
+)
 def test_bad_headers_are_refused(data: bytes, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         read_header(data)
@@ -66,10 +76,15 @@ def test_json_assets() -> None:
 def test_route_table_from_endpoint_records() -> None:
     table = route_table(spec("/hello", "/custom-endpoint"))
     assert [(r["path"], r["method"], r["default"], r["var_keyword"]) for r in table] == [
-        ("/hello", "hello", True, True), ("/custom-endpoint", "custom_endpoint", False, True)
+        ("/hello", "hello", True, True),
+        ("/custom-endpoint", "custom_endpoint", False, True),
     ]
-    for routes, says in [((), "no endpoints"), (("/a", "/a"), "declared twice"), (("a b",), "must start"),
-                         (("/a-b", "/a_b"), "clashes")]:
+    for routes, says in [
+        ((), "no endpoints"),
+        (("/a", "/a"), "declared twice"),
+        (("a b",), "must start"),
+        (("/a-b", "/a_b"), "clashes"),
+    ]:
         with pytest.raises(InvalidRequest, match=says):
             route_table(spec(*routes))
 

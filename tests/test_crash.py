@@ -42,8 +42,6 @@ def run(srv: Any, eid: str, **inp: Any) -> str:
     return r.json()["id"]
 
 
-
-
 def alive(pid: int) -> bool:
     """Running or stopped (a zombie nobody has reaped yet counts as gone)."""
     try:
@@ -103,8 +101,11 @@ def test_server_kill9_workers_exit_on_their_own_and_every_job_ends(server_factor
 
         srv.stop(signal.SIGKILL)
         # Nobody kills the workers for the server: they watch their parent (checked on each ping).
-        wait_until(lambda: not any(alive(p) for p in workers.values()), timeout=10,
-                   what="the dead server's workers to exit by themselves")
+        wait_until(
+            lambda: not any(alive(p) for p in workers.values()),
+            timeout=10,
+            what="the dead server's workers to exit by themselves",
+        )
     finally:
         release.touch()
 
@@ -160,8 +161,7 @@ def test_frozen_worker_job_is_requeued_and_its_late_result_is_dropped(server_fac
         wait_until(lambda: srv.job(job_id)["attempt_errors"], timeout=10, what="the lease to lapse")
         os.kill(frozen, signal.SIGCONT)
         late = Path(f"{marker}.finished.1")
-        wait_until(lambda: late.exists() or not alive(frozen), timeout=10,
-                   what="the thawed attempt 1 to finish")
+        wait_until(lambda: late.exists() or not alive(frozen), timeout=10, what="the thawed attempt 1 to finish")
         job = srv.wait_job(job_id, timeout=30)
         assert job["status"] == "COMPLETED", job
         assert job["attempt"] == 2 and job["output"]["attempt"] == 2, job
@@ -197,10 +197,14 @@ def test_frozen_worker_is_declared_lost_killed_and_replaced(server_factory, tmp_
         # a loaded CI machine running the whole suite).
         wait_until(lambda: srv.job(job_id)["attempt_errors"], timeout=30, what="the lease to lapse")
         # Lease 2 s, pings every 0.4 s, ticks of 0.2 s: 15 s is ample to give up on a silent worker.
-        wait_until(lambda: frozen_id not in endpoint_workers(srv, eid), timeout=15,
-                   what="the silent worker to be dropped from the endpoint's workers")
-        wait_until(lambda: not alive(frozen), timeout=5,
-                   what=f"the silent worker to be killed (state {proc_state(frozen)})")
+        wait_until(
+            lambda: frozen_id not in endpoint_workers(srv, eid),
+            timeout=15,
+            what="the silent worker to be dropped from the endpoint's workers",
+        )
+        wait_until(
+            lambda: not alive(frozen), timeout=5, what=f"the silent worker to be killed (state {proc_state(frozen)})"
+        )
         job = srv.wait_job(job_id, timeout=20)
         assert job["status"] == "COMPLETED" and job["attempt"] == 2, job
         assert job["output"]["pid"] != frozen
@@ -263,8 +267,11 @@ def test_restart_with_queued_job_and_no_workers_runs_it(server_factory, tmp_path
     srv = server_factory(home, env={"PODIUM_DRAIN_GRACE": "1"})
     eid = deploy(srv, "crash", "--min-workers", "0", "--max-workers", "1", "--idle-timeout", "1")
     srv.cli("secrets", "set", eid, f"FAULTS_GATE={gate}")  # workers see no server variable
-    wait_until(lambda: not endpoint_workers(srv, eid) and not worker_pids(srv.proc.pid, eid),
-               timeout=20, what="the endpoint to scale to zero")
+    wait_until(
+        lambda: not endpoint_workers(srv, eid) and not worker_pids(srv.proc.pid, eid),
+        timeout=20,
+        what="the endpoint to scale to zero",
+    )
     marker = tmp_path / "d"
     gate.unlink()
     job_id = run(srv, eid, marker=str(marker), value="d")

@@ -14,7 +14,7 @@ from server import ADMIN_KEY, FAST, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
-APP = '''
+APP = """
 import podium
 
 @podium.service(name="devsvc", max_workers=1)
@@ -24,7 +24,7 @@ def init():
 @init.endpoint("/hello")
 def hello():
     return "{greeting}"
-'''
+"""
 
 
 def test_dev_redeploys_on_change_and_cleans_up(tmp_path):
@@ -34,8 +34,13 @@ def test_dev_redeploys_on_change_and_cleans_up(tmp_path):
     env = {**os.environ, **FAST, "PODIUM_ADMIN_KEY": ADMIN_KEY}
     env.pop("PODIUM_DATABASE_URL", None)
     log = (tmp_path / "dev.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "podium", "dev", str(app), "--port", str(port)],
-                            env=env, stdout=log, stderr=log, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "podium", "dev", str(app), "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=log,
+        cwd=tmp_path,
+    )
     url = f"http://127.0.0.1:{port}/devsvc/hello"
 
     def answer():

@@ -60,12 +60,18 @@ def srv(tmp_path_factory: pytest.TempPathFactory):
 
 def sdk(python: Path, srv: PodiumServer, home: Path, scenario: str, project: str) -> dict[str, Any]:
     """Run one scenario of sdk_flow.py with the SDK pointed at the server; what it saw."""
-    env = {**os.environ, "DHCORE_ENDPOINT": srv.url, "DHCORE_ACCESS_TOKEN": ADMIN_KEY,
-           "HOME": str(home), "DH_CONFIG": str(home / "dhcore.ini")}
+    env = {
+        **os.environ,
+        "DHCORE_ENDPOINT": srv.url,
+        "DHCORE_ACCESS_TOKEN": ADMIN_KEY,
+        "HOME": str(home),
+        "DH_CONFIG": str(home / "dhcore.ini"),
+    }
     for name in ("DHCORE_PERSONAL_ACCESS_TOKEN", "DHCORE_USER", "DHCORE_PASSWORD", "DHCORE_REFRESH_TOKEN"):
         env.pop(name, None)
-    done = subprocess.run([str(python), str(FLOW), scenario, project], env=env, cwd=home,
-                          capture_output=True, text=True, timeout=400)
+    done = subprocess.run(
+        [str(python), str(FLOW), scenario, project], env=env, cwd=home, capture_output=True, text=True, timeout=400
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -124,13 +130,16 @@ def running(sdk_python, srv, tmp_path_factory) -> dict[str, Any]:
 
 
 def _proxy(srv: PodiumServer, run: dict[str, Any], target: str, **kw: Any) -> httpx.Response:
-    return srv.http.request("POST" if "json" in kw else "GET", f"/api/v1/-/gateway/runs/{run['run_id']}/proxy",
-                            headers={"X-Proxy-URL": target, **kw.pop("headers", {})}, **kw)
+    return srv.http.request(
+        "POST" if "json" in kw else "GET",
+        f"/api/v1/-/gateway/runs/{run['run_id']}/proxy",
+        headers={"X-Proxy-URL": target, **kw.pop("headers", {})},
+        **kw,
+    )
 
 
 def test_proxy_forwards_and_reports_the_upstream_answer(srv, running):
-    r = _proxy(srv, running, f"http://{running['url']}/greet", json={"name": "Eve"},
-               headers={"X-Proxy-Method": "POST"})
+    r = _proxy(srv, running, f"http://{running['url']}/greet", json={"name": "Eve"}, headers={"X-Proxy-Method": "POST"})
     assert r.status_code == 200
     assert r.json()["message"] == "Hi, Eve!"
     assert r.headers["X-Proxy-Status"] == "200"
@@ -143,8 +152,7 @@ def test_proxy_forwards_and_reports_the_upstream_answer(srv, running):
 def test_proxy_refuses_other_targets_and_callers_without_a_key(srv, running):
     r = _proxy(srv, running, f"http://127.0.0.1:{srv.port}/api/v1/keys")
     assert r.status_code == 400 and "must start with the run's service URL" in r.json()["message"]
-    r = httpx.get(f"{srv.url}/api/v1/-/gateway/runs/{running['run_id']}/proxy",
-                  headers={"X-Proxy-URL": running["url"]})
+    r = httpx.get(f"{srv.url}/api/v1/-/gateway/runs/{running['run_id']}/proxy", headers={"X-Proxy-URL": running["url"]})
     assert r.status_code == 401
     r = _proxy(srv, {"run_id": "nosuchrun"}, running["url"])
     assert r.status_code == 404 and "No such EntityName" in r.json()["message"]
@@ -181,19 +189,23 @@ def test_run_ids_that_are_no_ids_are_refused_before_any_path_is_built(srv):
     an endpoint name may hold."""
     assert srv.http.post("/api/v1/projects", json={"name": "pathy", "kind": "project"}).status_code == 200
     code = base64.b64encode(b"def serve(context, event):\n    return 'hi'\n").decode()
-    r = srv.http.post("/api/v1/-/pathy/functions", json={
-        "kind": "python", "name": "pathfn", "spec": {"source": {"handler": "serve", "base64": code}}})
+    r = srv.http.post(
+        "/api/v1/-/pathy/functions",
+        json={"kind": "python", "name": "pathfn", "spec": {"source": {"handler": "serve", "base64": code}}},
+    )
     assert r.status_code == 200, r.text
     function = f"python://pathy/pathfn:{r.json()['id']}"
     before = {p.name for p in srv.home.iterdir()}
     for bad in ("/../../.", "../x", "a/b", "a.b"):
-        r = srv.http.post("/api/v1/-/pathy/runs", json={"id": bad, "kind": "python+serve:run",
-                                                        "spec": {"function": function}})
+        r = srv.http.post(
+            "/api/v1/-/pathy/runs", json={"id": bad, "kind": "python+serve:run", "spec": {"function": function}}
+        )
         assert r.status_code == 400 and repr(bad) in r.json()["message"], r.text
     names = [e["name"] for e in srv.http.get("/api/v1/endpoints").json()["endpoints"]]
     assert not any(n.startswith("dh-pathfn") for n in names)
-    r = srv.http.post("/api/v1/-/pathy/runs", json={"id": "Run_ABC-12", "kind": "python+serve:run",
-                                                    "spec": {"function": function}})
+    r = srv.http.post(
+        "/api/v1/-/pathy/runs", json={"id": "Run_ABC-12", "kind": "python+serve:run", "spec": {"function": function}}
+    )
     assert r.status_code == 200, r.text
     names = [e["name"] for e in srv.http.get("/api/v1/endpoints").json()["endpoints"]]
     assert "dh-pathfn-runabc12" in names

@@ -19,8 +19,9 @@ CODE = b"def init(context, n=1):\n    context.n = n\n\ndef serve(context, event)
 
 
 def spec(code: bytes = CODE, **source: str) -> dict:
-    return {"source": {"handler": "serve", "init_function": "init", "base64": base64.b64encode(code).decode(),
-                       **source}}
+    return {
+        "source": {"handler": "serve", "init_function": "init", "base64": base64.b64encode(code).decode(), **source}
+    }
 
 
 def test_the_same_function_and_parameters_make_the_same_bundle():

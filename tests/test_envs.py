@@ -28,7 +28,7 @@ from wheels import make_wheel
 
 pytestmark = [pytest.mark.slow, pytest.mark.boxed]
 
-APP = '''
+APP = """
 import sys
 
 import podium_envpkg  # at the top: the deploying machine does not have it
@@ -44,7 +44,7 @@ def init():
 @init.endpoint("/which")
 def which():
     return {{"pkg": podium_envpkg.VERSION, "prefix": sys.prefix, "code": {code}}}
-'''
+"""
 
 
 class Ctx:
@@ -143,26 +143,36 @@ def test_a_failed_build_keeps_the_previous_version_serving_and_deploy_exits_non_
     before = ctx.endpoint("keeps-serving")
     res = ctx.deploy(
         ctx.service("keeps-serving", requirements="podium-envpkg==1.0\npodium-no-such-package-zz==9.9\n"),
-        "keeps-serving", check=False,
+        "keeps-serving",
+        check=False,
     )
     assert res.returncode != 0
     assert "failed to build" in res.stderr and "podium-no-such-package-zz" in res.stderr
     # The server forgets the failed redeploy on its next pass; the endpoint never left its version.
-    after = wait_until(lambda: (e := ctx.endpoint("keeps-serving"))["pending_version"] is None and e, 20,
-                       what="the failed redeploy forgotten")
+    after = wait_until(
+        lambda: (e := ctx.endpoint("keeps-serving"))["pending_version"] is None and e,
+        20,
+        what="the failed redeploy forgotten",
+    )
     assert (after["version"], after["state"]) == (before["version"], "ACTIVE")
     assert ctx.which("keeps-serving")["pkg"] == "1.0"
-    failed = [v for v in ctx.srv.http.get("/api/v1/endpoints/keeps-serving/versions").json()["versions"]
-              if v["build_state"] == "failed"]
+    failed = [
+        v
+        for v in ctx.srv.http.get("/api/v1/endpoints/keeps-serving/versions").json()["versions"]
+        if v["build_state"] == "failed"
+    ]
     assert failed == []  # the failed version was never pointed at: not in the endpoint's history
     history = ctx.srv.http.get("/api/v1/endpoints/keeps-serving/history").json()["history"]
     assert len(history) == 1
 
 
-@pytest.mark.parametrize(("requirements", "settings", "message"), [
-    ("podium-no-such-package-zz==1.0\n", "", "podium-no-such-package-zz"),
-    ("podium-envpkg==1.0\n", ', python="3.99"', "cannot create a Python 3.99 environment"),
-])
+@pytest.mark.parametrize(
+    ("requirements", "settings", "message"),
+    [
+        ("podium-no-such-package-zz==1.0\n", "", "podium-no-such-package-zz"),
+        ("podium-envpkg==1.0\n", ', python="3.99"', "cannot create a Python 3.99 environment"),
+    ],
+)
 def test_a_first_deploy_whose_build_fails_puts_the_endpoint_in_error(ctx: Ctx, requirements, settings, message):
     name = "first-fails-" + str(len(settings))
     res = ctx.deploy(ctx.service(name, requirements=requirements, settings=settings), name, check=False)
@@ -178,7 +188,8 @@ def test_the_worker_still_checks_the_routes_read_from_source(ctx: Ctx):
     d = ctx.root / "sneaky"
     d.mkdir()
     (d / "requirements.txt").write_text("podium-envpkg==1.0\n")
-    (d / "app.py").write_text(textwrap.dedent('''
+    (d / "app.py").write_text(
+        textwrap.dedent("""
         import podium
 
         @podium.service(name="sneaky")
@@ -190,15 +201,17 @@ def test_the_worker_still_checks_the_routes_read_from_source(ctx: Ctx):
             return 1
 
         init.endpoint("/unseen")(lambda: 2)  # not a decorator: deploy cannot read it
-    '''))
+    """)
+    )
     res = ctx.deploy(d, "sneaky", check=False)
     assert res.returncode != 0
     ep = ctx.endpoint("sneaky")
     assert ep["state"] == "ERROR" and "routes differ" in ep["error"]
 
 
-def test_builders_racing_for_one_environment_build_it_once(tmp_path: Path, wheels: Path,
-                                                          monkeypatch: pytest.MonkeyPatch):
+def test_builders_racing_for_one_environment_build_it_once(
+    tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
     store = EnvStore(tmp_path / "envs")
     reqs = Requirements(("podium-envpkg==1.0",))
@@ -209,11 +222,11 @@ def test_builders_racing_for_one_environment_build_it_once(tmp_path: Path, wheel
 
 
 def test_ten_workers_starting_together_build_once(ctx: Ctx):
-    d = ctx.service("ten", requirements="podium-envpkg==2.0\npodium-envextra==1.0\n",
-                    settings=", max_workers=10")
+    d = ctx.service("ten", requirements="podium-envpkg==2.0\npodium-envextra==1.0\n", settings=", max_workers=10")
     ctx.srv.cli("deploy", str(d), "--name", "ten", "--min-workers", "10", "--no-wait")
-    ep = wait_until(lambda: (e := ctx.endpoint("ten"))["workers_by_state"]["ready"] == 10 and e, 100,
-                    0.2, "ten ready workers")
+    ep = wait_until(
+        lambda: (e := ctx.endpoint("ten"))["workers_by_state"]["ready"] == 10 and e, 100, 0.2, "ten ready workers"
+    )
     assert ctx.builds_of(ctx.build(ep["version"])["env"]) == 1
     assert {w["pid"] for w in ep["workers"]} and len(ep["workers"]) == 10
     ctx.srv.http.delete("/api/v1/endpoints/ten")
@@ -240,14 +253,16 @@ def test_an_http_app_with_requirements_is_read_from_source_and_served(ctx: Ctx):
     d = ctx.root / "asgi-app"
     d.mkdir()
     (d / "requirements.txt").write_text("podium-envpkg==2.0\n")
-    (d / "app.py").write_text(textwrap.dedent('''
+    (d / "app.py").write_text(
+        textwrap.dedent("""
         import podium_envpkg
 
 
         async def app(scope, receive, send):
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
             await send({"type": "http.response.body", "body": podium_envpkg.VERSION.encode()})
-    '''))
+    """)
+    )
     ctx.deploy(d, "asgi-app")
     r = ctx.srv.http.get("/asgi-app/anything")
     assert (r.status_code, r.text) == (200, "2.0")
@@ -258,14 +273,16 @@ def test_a_package_from_the_real_index_that_podium_lacks(ctx: Ctx):
     d = ctx.root / "from-index"
     d.mkdir()
     (d / "requirements.txt").write_text("inflection==0.5.1\n")
-    (d / "app.py").write_text(textwrap.dedent('''
+    (d / "app.py").write_text(
+        textwrap.dedent("""
         import inflection
         import podium
 
         @podium.handler(name="from-index")
         def handler(job):
             return inflection.camelize(job["input"]["text"])
-    '''))
+    """)
+    )
     ctx.deploy(d, "from-index")
     r = ctx.srv.http.post("/v2/from-index/runsync", json={"input": {"text": "device_type"}})
     assert r.json()["output"] == "DeviceType"
@@ -273,8 +290,9 @@ def test_a_package_from_the_real_index_that_podium_lacks(ctx: Ctx):
 
 
 def test_a_pin_the_worker_runtime_cannot_use_is_a_clear_error(ctx: Ctx):
-    res = ctx.deploy(ctx.service("old-pydantic", requirements="podium-envpkg==1.0\npydantic==1.10.13\n"),
-                     "old-pydantic", check=False)
+    res = ctx.deploy(
+        ctx.service("old-pydantic", requirements="podium-envpkg==1.0\npydantic==1.10.13\n"), "old-pydantic", check=False
+    )
     assert res.returncode != 0
     assert "conflict with what Podium's worker runtime needs" in res.stderr and "pydantic" in res.stderr
 
@@ -285,7 +303,8 @@ def test_a_runpod_worker_gets_runpod_from_its_own_requirements(ctx: Ctx):
     d = ctx.root / "rp-own"
     d.mkdir()
     (d / "requirements.txt").write_text(f"runpod=={runpod.__version__}\n")
-    (d / "handler.py").write_text(textwrap.dedent('''
+    (d / "handler.py").write_text(
+        textwrap.dedent("""
         import sys
 
         import runpod
@@ -296,7 +315,8 @@ def test_a_runpod_worker_gets_runpod_from_its_own_requirements(ctx: Ctx):
 
 
         runpod.serverless.start({"handler": handler})
-    '''))
+    """)
+    )
     ctx.deploy(d, "rp-own")
     out = ctx.srv.http.post("/v2/rp-own/runsync", json={"input": {}}).json()["output"]
     envs = (ctx.srv.home / "envs").resolve()
@@ -308,7 +328,8 @@ def test_deploying_from_python_reports_the_build_through_get_deployment(ctx: Ctx
 
     d = ctx.root / "from-python"
     d.mkdir()
-    (d / "pysvc.py").write_text(textwrap.dedent('''
+    (d / "pysvc.py").write_text(
+        textwrap.dedent("""
         import podium
 
         @podium.service(name="from-python", requirements=["podium-envextra==1.0"])
@@ -319,7 +340,8 @@ def test_deploying_from_python_reports_the_build_through_get_deployment(ctx: Ctx
         def extra():
             import podium_envextra  # only there: this module is imported here to deploy it
             return podium_envextra.EXTRA
-    '''))
+    """)
+    )
     spec = importlib.util.spec_from_file_location("pysvc", d / "pysvc.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -345,8 +367,9 @@ def test_a_redeploy_waiting_for_its_environment_survives_a_server_restart(tmp_pa
     try:
         c = Ctx(srv, tmp_path)
         c.deploy(c.service("restarts", requirements="podium-envpkg==1.0\n"), "restarts")
-        srv.cli("deploy", str(c.service("restarts", requirements="podium-envpkg==2.0\n")), "--name", "restarts",
-                "--no-wait")
+        srv.cli(
+            "deploy", str(c.service("restarts", requirements="podium-envpkg==2.0\n")), "--name", "restarts", "--no-wait"
+        )
     finally:
         srv.close()  # at once: the build may be cut short, or done with the endpoint not yet switched
     again = PodiumServer(tmp_path / "home", env=env)
@@ -354,17 +377,30 @@ def test_a_redeploy_waiting_for_its_environment_survives_a_server_restart(tmp_pa
     try:
         c = Ctx(again, tmp_path)
         wait_until(lambda: c.endpoint("restarts")["pending_version"] is None, 60, 0.2, "the redeploy applied")
-        assert wait_until(lambda: (r := again.http.post("/restarts/which", json={})).status_code == 200 and r.json(),
-                          60, 0.2, "an answer")["pkg"] == "2.0"
+        assert (
+            wait_until(
+                lambda: (r := again.http.post("/restarts/which", json={})).status_code == 200 and r.json(),
+                60,
+                0.2,
+                "an answer",
+            )["pkg"]
+            == "2.0"
+        )
     finally:
         again.close()
 
 
-@pytest.mark.parametrize("line", [
-    "-r {secret}", "--index-url http://127.0.0.1:9/simple", "--find-links {wheels}", "-e {wheels}",
-    "podium-envpkg @ file://{wheels}/podium_envpkg-1.0-py3-none-any.whl",
-    "podium-envpkg @ http://127.0.0.1:9/podium_envpkg-1.0-py3-none-any.whl",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-r {secret}",
+        "--index-url http://127.0.0.1:9/simple",
+        "--find-links {wheels}",
+        "-e {wheels}",
+        "podium-envpkg @ file://{wheels}/podium_envpkg-1.0-py3-none-any.whl",
+        "podium-envpkg @ http://127.0.0.1:9/podium_envpkg-1.0-py3-none-any.whl",
+    ],
+)
 def test_requirement_lines_that_are_no_pep508_requirements_are_refused_at_deploy(ctx: Ctx, wheels: Path, line: str):
     """Issue 22, finding 6: a client that skips the CLI's own check sent `-r /path/.env` and the
     build error showed the file's first line. The server refuses the line, naming it, at deploy."""
@@ -385,8 +421,11 @@ def test_requirement_lines_that_are_no_pep508_requirements_are_refused_at_deploy
 def _uv_installs(home: Path) -> list[int]:
     """Pids of `uv pip install` processes building an environment under `home`."""
     out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
-    return [int(line.split(None, 1)[0]) for line in out.splitlines()[1:]
-            if " pip install " in line and str(home / "envs") in line]
+    return [
+        int(line.split(None, 1)[0])
+        for line in out.splitlines()[1:]
+        if " pip install " in line and str(home / "envs") in line
+    ]
 
 
 def test_a_build_underway_ends_when_the_server_stops(tmp_path: Path):
@@ -403,12 +442,20 @@ def test_a_build_underway_ends_when_the_server_stops(tmp_path: Path):
     deploying = None
     try:
         service = Ctx(srv, tmp_path).service("stuck-build", requirements="podium-envpkg==1.0\n")
-        deploying = subprocess.Popen([sys.executable, "-m", "podium", "deploy", str(service), "--name", "stuck"],
-                                     env=srv.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deploying = subprocess.Popen(
+            [sys.executable, "-m", "podium", "deploy", str(service), "--name", "stuck"],
+            env=srv.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         pids = wait_until(lambda: _uv_installs(srv.home), 60, 0.1, "the installer waiting on the index")
         srv.stop()
-        wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in pids), 20, 0.1,
-                   "the installer to end with the server")
+        wait_until(
+            lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in pids),
+            20,
+            0.1,
+            "the installer to end with the server",
+        )
     finally:
         if deploying is not None:
             deploying.kill()

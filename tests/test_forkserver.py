@@ -61,8 +61,11 @@ def ready_zygote(srv: PodiumServer, endpoint_id: str, version: str | None = None
 
     def find() -> int | None:
         for pid, opts in zygotes(server_pid(srv)).items():
-            if opts["--endpoint"] == endpoint_id and version in (None, opts["--version"]) \
-                    and Path(f"/proc/{pid}/root{opts['--socket']}").exists():  # as the zygote sees it
+            if (
+                opts["--endpoint"] == endpoint_id
+                and version in (None, opts["--version"])
+                and Path(f"/proc/{pid}/root{opts['--socket']}").exists()
+            ):  # as the zygote sees it
                 return pid
         return None
 
@@ -163,8 +166,12 @@ def test_preimport_reads_the_installed_modules_the_bundle_imports(tmp_path: Path
         "if TYPE_CHECKING:\n    import decimal\n"
         "def later():\n    import fractions\n"
     )
-    assert preimport.wanted(tmp_path) == {"typing": ("TYPE_CHECKING",), "csv": (), "json": (),
-                                          "email.message": ("Message",)}
+    assert preimport.wanted(tmp_path) == {
+        "typing": ("TYPE_CHECKING",),
+        "csv": (),
+        "json": (),
+        "email.message": ("Message",),
+    }
     (tmp_path / "broken.py").write_text("import no_such_module_here\n")
     imported, failed = preimport.load(tmp_path)
     assert "csv" in imported and "no_such_module_here" not in imported
@@ -178,9 +185,25 @@ def test_a_zygote_whose_imports_start_threads_does_not_fork(tmp_path: Path) -> N
     sock = tmp_path / "z.sock"
     env = {**os.environ, "PYTHONPATH": str(FS / "lib")}
     res = subprocess.run(
-        [sys.executable, "-m", "podium.worker.zygote", "--socket", str(sock), "--bundle", str(bundle),
-         "--server-pid", str(os.getpid()), "--endpoint", "ep", "--version", "v"],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "podium.worker.zygote",
+            "--socket",
+            str(sock),
+            "--bundle",
+            str(bundle),
+            "--server-pid",
+            str(os.getpid()),
+            "--endpoint",
+            "ep",
+            "--version",
+            "v",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert res.returncode == zygote_mod.UNFIT == forkserver.UNFIT
     assert "started threads (threaded-import)" in res.stderr and not sock.exists()

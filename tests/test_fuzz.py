@@ -85,48 +85,99 @@ def obj(properties: dict[str, Any], *required: str) -> dict[str, Any]:
 def bodies(real: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """The body each handler reads (src/podium/server/*.py), with plausible types, by operation."""
     # No webhook here: a valid one would be called (the loose variant sends it, of any type).
-    job = obj({"input": obj({"value": V, "fail": V}), "env": STR_MAP,
-               "policy": obj({"executionTimeout": {"type": "integer", "minimum": 5000, "maximum": 604_800_000},
-                              "ttl": {"type": "integer", "minimum": 10_000, "maximum": 604_800_000},
-                              "lowPriority": {"type": "boolean"}}),
-               "s3Config": obj({k: {"type": "string", "minLength": 1} for k in S3_KEYS}, *S3_KEYS)}, "input")
+    job = obj(
+        {
+            "input": obj({"value": V, "fail": V}),
+            "env": STR_MAP,
+            "policy": obj(
+                {
+                    "executionTimeout": {"type": "integer", "minimum": 5000, "maximum": 604_800_000},
+                    "ttl": {"type": "integer", "minimum": 10_000, "maximum": 604_800_000},
+                    "lowPriority": {"type": "boolean"},
+                }
+            ),
+            "s3Config": obj({k: {"type": "string", "minLength": 1} for k in S3_KEYS}, *S3_KEYS),
+        },
+        "input",
+    )
     laminar = {"inputs": obj({"value": V, "name": V}), "env": STR_MAP, "metadata": OBJ, "stream": {"type": "boolean"}}
     # Real routes or anything at all, real-looking config or out of range. No min_workers: the
     # worker of a version with a made-up entry could only fail to start.
-    config = obj({**PINNED, "min_workers": {"const": 0}, "idle_timeout": {"type": "number"},
-                  "concurrency": {"type": "integer"}},
-                 "min_workers", "max_workers", "idle_timeout", "concurrency")
-    version = obj({"sha256": {"enum": real["sha256"]}, "service": S, "entry": S, "size": {"type": "integer"},
-                   "routes": {"type": "array", "minItems": 1, "maxItems": 3,
-                              "items": {"anyOf": [{"enum": real["routes"]}, {}]}},
-                   "runtime": {"enum": ["podium", "runpod", "x"]}, "config": config},
-                  "sha256", "service", "entry", "routes", "config", "size")
+    config = obj(
+        {**PINNED, "min_workers": {"const": 0}, "idle_timeout": {"type": "number"}, "concurrency": {"type": "integer"}},
+        "min_workers",
+        "max_workers",
+        "idle_timeout",
+        "concurrency",
+    )
+    version = obj(
+        {
+            "sha256": {"enum": real["sha256"]},
+            "service": S,
+            "entry": S,
+            "size": {"type": "integer"},
+            "routes": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 3,
+                "items": {"anyOf": [{"enum": real["routes"]}, {}]},
+            },
+            "runtime": {"enum": ["podium", "runpod", "x"]},
+            "config": config,
+        },
+        "sha256",
+        "service",
+        "entry",
+        "routes",
+        "config",
+        "size",
+    )
     return {
         ("POST", "/api/v1/deploy"): obj({"name": NAME, "message": S, "version": version}, "name", "version"),
-        ("PATCH", "/api/v1/endpoints/{ref}/scaling"): obj({
-            **PINNED, "idle_timeout": {"type": "number"}, "concurrency": {"type": "integer"},
-            "scaler": {"enum": ["request-count", "queue-delay", "x"]}, "target": {"type": "number"},
-            "max_jobs_per_worker": {"type": "integer"}, "max_worker_memory_mb": {"type": "integer"},
-            "queue_cap": {"type": "integer"}}),
+        ("PATCH", "/api/v1/endpoints/{ref}/scaling"): obj(
+            {
+                **PINNED,
+                "idle_timeout": {"type": "number"},
+                "concurrency": {"type": "integer"},
+                "scaler": {"enum": ["request-count", "queue-delay", "x"]},
+                "target": {"type": "number"},
+                "max_jobs_per_worker": {"type": "integer"},
+                "max_worker_memory_mb": {"type": "integer"},
+                "queue_cap": {"type": "integer"},
+            }
+        ),
         ("POST", "/api/v1/endpoints/{ref}/rollback"): obj({"version": {"enum": real["version_id"]}, "message": S}),
         ("PUT", "/api/v1/endpoints/{ref}/secrets"): obj({"MY_TOKEN": S, "PODIUM_X": S, "lower_ok": S}),
-        ("POST", "/api/v1/keys"): obj({
-            "role": {"enum": ["read", "invoke", "deploy", "admin", "worker", "root"]}, "name": S,
-            "expires": {"type": ["string", "number"], "pattern": "^[0-9]+(\\.[0-9]+)?[smhd]$"}}),
+        ("POST", "/api/v1/keys"): obj(
+            {
+                "role": {"enum": ["read", "invoke", "deploy", "admin", "worker", "root"]},
+                "name": S,
+                "expires": {"type": ["string", "number"], "pattern": "^[0-9]+(\\.[0-9]+)?[smhd]$"},
+            }
+        ),
         ("POST", "/api/v1/projects"): obj({"name": NAME}),
-        ("POST", "/api/v1/webhook-secret/rotate"): obj({
-            "window": {"type": ["string", "number"], "pattern": "^[0-9]+(\\.[0-9]+)?[smhd]?$"}}),
+        ("POST", "/api/v1/webhook-secret/rotate"): obj(
+            {"window": {"type": ["string", "number"], "pattern": "^[0-9]+(\\.[0-9]+)?[smhd]?$"}}
+        ),
         ("POST", "/v2/{endpoint_id}/run"): job,
         ("POST", "/v2/{endpoint_id}/runsync"): job,
         ("POST", "/v1/pipeline/run"): obj({"pipeline": {"enum": real["endpoint"]}, **laminar}, "pipeline", "env"),
         ("POST", "/v2/endpoint/run"): obj({"endpoint": {"enum": real["endpoint"]}, **laminar}, "endpoint", "env"),
-        ("POST", "/v2/{endpoint_id}/job-done/{worker_id}/{job_id}"): obj({
-            "status": {"enum": ["IN_PROGRESS", "COMPLETED", "FAILED"]}, "output": V, "error": V,
-            "error_info": OBJ, "retryable": {"type": "boolean"}, "stopPod": {"type": "boolean"}}),
+        ("POST", "/v2/{endpoint_id}/job-done/{worker_id}/{job_id}"): obj(
+            {
+                "status": {"enum": ["IN_PROGRESS", "COMPLETED", "FAILED"]},
+                "output": V,
+                "error": V,
+                "error_info": OBJ,
+                "retryable": {"type": "boolean"},
+                "stopPod": {"type": "boolean"},
+            }
+        ),
         ("POST", "/v2/{endpoint_id}/job-stream/{worker_id}/{job_id}"): obj({"output": V}),
         ("POST", "/v2/{endpoint_id}/ping/{worker_id}"): obj({"status": {"enum": ["unhealthy", "ok"]}, "reason": S}),
-        ("POST", "/{endpoint}/{route}"): obj({"value": V, "name": S, "message": S, "items": {"type": "integer"},
-                                              "number": V, "greeting": V}),
+        ("POST", "/{endpoint}/{route}"): obj(
+            {"value": V, "name": S, "message": S, "items": {"type": "integer"}, "number": V, "greeting": V}
+        ),
     }
 
 
@@ -151,8 +202,14 @@ def body_hook(real: dict[str, Any]) -> Any:
 
 #: (status, error) answers that report a job's or an endpoint's state, not a server fault.
 DESIGNED = {
-    (500, "route_error"), (502, "worker_lost"), (502, "timed_out"), (502, "cancelled"),
-    (503, "endpoint_inactive"), (503, "endpoint_error"), (504, "timeout"), (504, "api.timeout"),
+    (500, "route_error"),
+    (502, "worker_lost"),
+    (502, "timed_out"),
+    (502, "cancelled"),
+    (503, "endpoint_inactive"),
+    (503, "endpoint_error"),
+    (504, "timeout"),
+    (504, "api.timeout"),
 }
 
 
@@ -188,8 +245,11 @@ def srv(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def real(srv: PodiumServer) -> dict[str, Any]:
     """Deploy what the fuzzer's path parameters may name; the values each parameter may take."""
-    rp, hello, victim = (srv.deploy(SERVICES / "rp.py", "rp"), srv.deploy(SERVICES / "basic", "hello"),
-                         srv.deploy(SERVICES / "basic", "victim"))
+    rp, hello, victim = (
+        srv.deploy(SERVICES / "rp.py", "rp"),
+        srv.deploy(SERVICES / "basic", "hello"),
+        srv.deploy(SERVICES / "basic", "victim"),
+    )
     http = srv.http
     rp_job = http.post("/v2/rp/run", json={"input": {"value": 1}}).json()["id"]
     hello_job = http.post("/v2/hello/run", json={"input": {"value": 2}}).json()["id"]
@@ -198,11 +258,17 @@ def real(srv: PodiumServer) -> dict[str, Any]:
     versions = [http.get(f"/api/v1/versions/{v['version']}").json() for v in (rp, hello)]
     names = ["rp", "hello", rp["endpoint_id"], hello["endpoint_id"]]
     return {
-        "ref": [*names, "victim"], "endpoint_id": names, "endpoint": ["hello", "rp"],
+        "ref": [*names, "victim"],
+        "endpoint_id": names,
+        "endpoint": ["hello", "rp"],
         "route": ["work", "hello", "fail", "stream", "progress", "handler"],
-        "job_id": [rp_job, hello_job], "version_id": [v["id"] for v in versions],
-        "sha256": [versions[1]["sha256"]], "routes": [r for v in versions for r in v["routes"]],
-        "key_id": [key], "name": ["FUZZ_SECRET"], "victim": ["victim", victim["endpoint_id"]],
+        "job_id": [rp_job, hello_job],
+        "version_id": [v["id"] for v in versions],
+        "sha256": [versions[1]["sha256"]],
+        "routes": [r for v in versions for r in v["routes"]],
+        "key_id": [key],
+        "name": ["FUZZ_SECRET"],
+        "victim": ["victim", victim["endpoint_id"]],
     }
 
 
@@ -226,8 +292,10 @@ def fold_wait(case: Any) -> Any:
 
 def bind(check: Any, op: Any) -> Any:
     """`check` for one operation, as a function of the case alone (what @given wants)."""
+
     def run(case: Any) -> None:
         check(op, case)
+
     return run
 
 
@@ -291,12 +359,17 @@ def test_every_operation_answers_without_server_errors_or_hangs(srv: PodiumServe
 
     started = time.monotonic()
     for op in operations:
-        strategy = st.sampled_from(path_choices(op, real)).flatmap(
-            lambda pp, op=op: op.as_strategy(path_parameters=pp) if pp else op.as_strategy()
-        ).map(fold_wait)
+        strategy = (
+            st.sampled_from(path_choices(op, real))
+            .flatmap(lambda pp, op=op: op.as_strategy(path_parameters=pp) if pp else op.as_strategy())
+            .map(fold_wait)
+        )
         run = settings(
-            max_examples=SLOW_MAX_EXAMPLES if short_name(op) in SLOW else MAX_EXAMPLES, deadline=None,
-            derandomize=True, database=None, print_blob=False,
+            max_examples=SLOW_MAX_EXAMPLES if short_name(op) in SLOW else MAX_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            print_blob=False,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         )(given(case=strategy)(bind(check, op)))
         log_start = (srv.home / "server.log").stat().st_size
@@ -309,11 +382,15 @@ def test_every_operation_answers_without_server_errors_or_hangs(srv: PodiumServe
     elapsed = time.monotonic() - started
     pool[0].shutdown(wait=False, cancel_futures=True)
 
-    per_op = "\n".join(f"  {label}: {n} cases, statuses {dict(sorted(statuses.get(label, {}).items()))}"
-                       for label, n in sorted(cases.items()))
-    print(f"\nschemathesis {schemathesis.__version__}: {sum(cases.values())} cases over {len(operations)} "
-          f"operations in {elapsed:.0f} s, {len(failures)} failing operations (server errors or hangs); "
-          f"designed 5xx: {dict(designed) or 'none'}\n{per_op}")
+    per_op = "\n".join(
+        f"  {label}: {n} cases, statuses {dict(sorted(statuses.get(label, {}).items()))}"
+        for label, n in sorted(cases.items())
+    )
+    print(
+        f"\nschemathesis {schemathesis.__version__}: {sum(cases.values())} cases over {len(operations)} "
+        f"operations in {elapsed:.0f} s, {len(failures)} failing operations (server errors or hangs); "
+        f"designed 5xx: {dict(designed) or 'none'}\n{per_op}"
+    )
     assert httpx.get(f"{srv.url}/healthz", timeout=5).status_code == 200
     assert not failures, "\n\n".join(failures)
 
@@ -321,14 +398,22 @@ def test_every_operation_answers_without_server_errors_or_hangs(srv: PodiumServe
 def call(srv: PodiumServer, method: str, path: str, body: Any = None) -> httpx.Response:
     """One request on a connection of its own (after an unhandled error the server drops its
     keep-alive connection, and a request sent on it right after fails with a reset)."""
-    return httpx.request(method, srv.url + path, json=body, timeout=REQUEST_TIMEOUT,
-                         headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    return httpx.request(
+        method, srv.url + path, json=body, timeout=REQUEST_TIMEOUT, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    )
 
 
 def version_body(real: dict[str, Any], **changes: Any) -> dict[str, Any]:
     config = {"min_workers": 0, "max_workers": 1, "idle_timeout": 60, "concurrency": 1}
-    return {"sha256": real["sha256"][0], "service": "basic", "entry": "app.py", "size": 1,
-            "routes": real["routes"][-1:], "config": config, **changes}
+    return {
+        "sha256": real["sha256"][0],
+        "service": "basic",
+        "entry": "app.py",
+        "size": 1,
+        "routes": real["routes"][-1:],
+        "config": config,
+        **changes,
+    }
 
 
 def known_role_unhashable(srv: PodiumServer, real: dict[str, Any]) -> list[int]:
@@ -346,10 +431,13 @@ def known_deploy_malformed_routes(srv: PodiumServer, real: dict[str, Any]) -> li
     deployed = call(srv, "POST", "/api/v1/deploy", body)
     if deployed.status_code >= 400:
         return [deployed.status_code]  # refused: what a fix may do
-    return [deployed.status_code, call(srv, "GET", "/known-routes/openapi.json").status_code,
-            call(srv, "POST", "/known-routes/x", {}).status_code,
-            call(srv, "POST", "/v2/known-routes/run", {"input": {}}).status_code,
-            call(srv, "POST", "/v1/pipeline/run", {"pipeline": "known-routes", "env": {}}).status_code]
+    return [
+        deployed.status_code,
+        call(srv, "GET", "/known-routes/openapi.json").status_code,
+        call(srv, "POST", "/known-routes/x", {}).status_code,
+        call(srv, "POST", "/v2/known-routes/run", {"input": {}}).status_code,
+        call(srv, "POST", "/v1/pipeline/run", {"pipeline": "known-routes", "env": {}}).status_code,
+    ]
 
 
 #: Server errors the fuzzer found, each by its minimal request (fixed; kept as regressions).

@@ -106,8 +106,22 @@ def test_scale_gpus_replaces_the_workers(srv):
 
 
 def test_a_runpod_worker_file_gets_its_resources_from_the_deploy_command(srv):
-    out = json.loads(srv.cli("deploy", str(SERVICES / "rpw" / "echo.py"), "--name", "rp-gpu", "--gpus", "1",
-                             "--cpus", "2", "--memory-mb", "4096", "--no-wait", "--json").stdout)
+    out = json.loads(
+        srv.cli(
+            "deploy",
+            str(SERVICES / "rpw" / "echo.py"),
+            "--name",
+            "rp-gpu",
+            "--gpus",
+            "1",
+            "--cpus",
+            "2",
+            "--memory-mb",
+            "4096",
+            "--no-wait",
+            "--json",
+        ).stdout
+    )
     scaling = status(srv, out["endpoint_id"])["scaling"]
     assert (scaling["cpus"], scaling["gpus"], scaling["memory_mb"]) == (2.0, 1, 4096)
 

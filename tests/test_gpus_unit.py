@@ -57,7 +57,9 @@ def test_podium_gpus_wins_over_what_nvidia_smi_finds(tmp_path):
 
 def test_no_gpus_without_nvidia_smi_or_when_it_fails(tmp_path):
     assert detect({"PATH": str(tmp_path)}) == ()
-    failing = fake_smi(tmp_path, 'echo "NVIDIA-SMI has failed because it could not communicate with the driver" >&2\nexit 9')
+    failing = fake_smi(
+        tmp_path, 'echo "NVIDIA-SMI has failed because it could not communicate with the driver" >&2\nexit 9'
+    )
     assert detect(failing) == ()
 
 
@@ -94,14 +96,17 @@ def test_service_resources_flow_into_the_endpoint_columns():
     assert Resources.of(scaling_columns({})) == Resources(), "older versions' configs: 1 CPU, no GPU"
 
 
-@pytest.mark.parametrize(("settings", "message"), [
-    ({"cpus": 0}, "cpus must be a number > 0"),
-    ({"cpus": "2"}, "cpus must be a number > 0"),
-    ({"gpus": 1.5}, "gpus must be a whole number"),
-    ({"gpus": -1}, "gpus must be a whole number"),
-    ({"gpus": True}, "gpus must be a whole number"),
-    ({"memory_mb": -5}, "memory_mb must be a whole number >= 0"),
-])
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"cpus": 0}, "cpus must be a number > 0"),
+        ({"cpus": "2"}, "cpus must be a number > 0"),
+        ({"gpus": 1.5}, "gpus must be a whole number"),
+        ({"gpus": -1}, "gpus must be a whole number"),
+        ({"gpus": True}, "gpus must be a whole number"),
+        ({"memory_mb": -5}, "memory_mb must be a whole number >= 0"),
+    ],
+)
 def test_bad_resources_are_clear_errors(settings, message):
     with pytest.raises(ServiceDefinitionError, match=message):
         podium.service(**settings)

@@ -19,7 +19,7 @@ from server import PodiumServer, running, wait_until
 
 pytestmark = pytest.mark.slow
 
-SERVICE = '''\
+SERVICE = """\
 import os
 import time
 from pathlib import Path
@@ -37,7 +37,7 @@ def handler(job):
         time.sleep(0.05)
     time.sleep(job["input"].get("sleep", 0))
     return {{"tag": "{tag}", "pid": os.getpid()}}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +67,15 @@ class HandWorkers:
 
     def start(self, key: str, endpoint: str, worker_id: str, **env: str) -> subprocess.Popen[str]:
         log = (self.home / f"{worker_id}.log").open("w")
-        proc = subprocess.Popen(self.command(key, endpoint, "--worker-id", worker_id), env={**self.env, **env},
-                                stdout=log, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            self.command(key, endpoint, "--worker-id", worker_id),
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         self.procs.append(proc)
         return proc
 
@@ -112,8 +118,10 @@ def idle_out(srv, name):
 
 
 def joined(srv, name, *ids):
-    return wait_until(lambda: (ws := workers(srv, name)) and all(ws.get(i, {}).get("state") == "IDLE" for i in ids)
-                      and ws, what=f"{', '.join(ids)} to join {name}")
+    return wait_until(
+        lambda: (ws := workers(srv, name)) and all(ws.get(i, {}).get("state") == "IDLE" for i in ids) and ws,
+        what=f"{', '.join(ids)} to join {name}",
+    )
 
 
 def test_a_hand_worker_runs_its_version_and_stops_after_a_redeploy(srv, tmp_path, hands, deploy_key):
@@ -149,8 +157,10 @@ def test_a_killed_hand_workers_job_completes_on_another_after_its_lease(srv, tmp
     joined(srv, "leased", *procs)
     gate = tmp_path / "gate"
     job_id = srv.http.post("/v2/leased/run", json={"input": {"gate": str(gate)}}).json()["id"]
-    holder = wait_until(lambda: (j := srv.job(job_id))["status"] == "IN_PROGRESS" and j["worker_id"],
-                        what="a hand worker to take the job")
+    holder = wait_until(
+        lambda: (j := srv.job(job_id))["status"] == "IN_PROGRESS" and j["worker_id"],
+        what="a hand worker to take the job",
+    )
     procs[holder].send_signal(signal.SIGKILL)
     procs[holder].wait(timeout=10)
     gate.write_text("")
@@ -182,8 +192,9 @@ def test_a_key_the_server_refuses_is_one_line_and_exit_code_2(srv, tmp_path, han
 def test_a_runpod_worker_file_run_by_hand_gets_only_its_versions_jobs(srv, tmp_path, hands, deploy_key):
     """The runpod package cannot be told to stop; after a redeploy it is given nothing."""
     rp = SERVICES / "rpw" / "echo.py"
-    v1 = json.loads(srv.cli("deploy", str(rp), "--name", "rp-hand", "--max-workers", "1", "--idle-timeout", "1",
-                            "--json").stdout)["version"]
+    v1 = json.loads(
+        srv.cli("deploy", str(rp), "--name", "rp-hand", "--max-workers", "1", "--idle-timeout", "1", "--json").stdout
+    )["version"]
     idle_out(srv, "rp-hand")
     proc = hands.start(deploy_key, "rp-hand", "h-test-rp")
     assert joined(srv, "rp-hand", "h-test-rp")["h-test-rp"]["version_id"] == v1
@@ -199,8 +210,11 @@ def test_a_runpod_worker_file_run_by_hand_gets_only_its_versions_jobs(srv, tmp_p
     assert children
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    wait_until(lambda: not any(Path(f"/proc/{c}").exists() for c in children), 20,
-               what="the runpod file's process to end with its worker")
+    wait_until(
+        lambda: not any(Path(f"/proc/{c}").exists() for c in children),
+        20,
+        what="the runpod file's process to end with its worker",
+    )
 
 
 def test_a_hand_worker_that_cannot_load_says_why_and_the_endpoint_keeps_serving(srv, tmp_path, hands, deploy_key):

@@ -45,8 +45,11 @@ def test_fastapi_methods_query_headers_and_bodies(srv):
 
 
 def test_podium_credentials_never_reach_the_app(srv):
-    r = httpx.post(f"{srv.url}/api/echo", content=b"x" * 1000,
-                   headers={"x-api-key": srv.key, "content-type": "application/octet-stream"})
+    r = httpx.post(
+        f"{srv.url}/api/echo",
+        content=b"x" * 1000,
+        headers={"x-api-key": srv.key, "content-type": "application/octet-stream"},
+    )
     body = r.json()
     assert body["len"] == 1000 and body["type"] == "application/octet-stream"
     assert body["auth"] is None and body["key"] is None
@@ -132,8 +135,7 @@ def test_a_huge_answer_costs_the_console_client_its_limit_not_its_size(server_fa
         warm = c.post("/console/api/client/send", json=send, headers={"x-csrf-token": csrf}).json()
         assert warm["notice"] is None and len(warm["text"]) == 1 << 20  # the limit exactly, all shown
         before = _memory_kib(srv.proc.pid)
-        r = c.post("/console/api/client/send", json={**send, "path": "/huge?mib=160"},
-                   headers={"x-csrf-token": csrf})
+        r = c.post("/console/api/client/send", json={**send, "path": "/huge?mib=160"}, headers={"x-csrf-token": csrf})
         after = _memory_kib(srv.proc.pid)
     finally:
         c.close()

@@ -76,16 +76,26 @@ def test_an_endpoint_bound_key_reaches_its_endpoint_only(two):
         assert listed == {one["endpoint_id"]}
         assert c.get(f"/api/v1/versions/{one['version']}/bundle").status_code == 200
         # The other endpoint, its jobs and its version are not found, as another project's are.
-        for path in (f"/api/v1/jobs/{other['job']}", f"/api/v1/endpoints/{other['endpoint_id']}",
-                     f"/api/v1/versions/{other['version']}", f"/api/v1/versions/{other['version']}/bundle",
-                     f"/api/v1/versions/{other['version']}/build", f"/v2/{other['endpoint_id']}/status/{other['job']}",
-                     f"/api/v1/jobs?endpoint={other['endpoint_id']}"):
+        for path in (
+            f"/api/v1/jobs/{other['job']}",
+            f"/api/v1/endpoints/{other['endpoint_id']}",
+            f"/api/v1/versions/{other['version']}",
+            f"/api/v1/versions/{other['version']}/bundle",
+            f"/api/v1/versions/{other['version']}/build",
+            f"/v2/{other['endpoint_id']}/status/{other['job']}",
+            f"/api/v1/jobs?endpoint={other['endpoint_id']}",
+        ):
             assert c.get(path).status_code == 404, path
         assert c.post(f"/v2/{other['endpoint_id']}/run", json={"input": {}}).status_code == 404
         assert c.post(f"/api/v1/jobs/{other['job']}/retry").status_code == 404
         # Routes that see the whole project find nothing for it.
-        for path in ("/api/v1/-/proj/functions", "/api/v1/projects/proj", "/api/v1/status", "/api/v1/projects",
-                     "/fn/api/v0/functions"):
+        for path in (
+            "/api/v1/-/proj/functions",
+            "/api/v1/projects/proj",
+            "/api/v1/status",
+            "/api/v1/projects",
+            "/fn/api/v0/functions",
+        ):
             assert c.get(path).status_code == 404, path
 
 
@@ -178,8 +188,9 @@ def test_one_failing_endpoint_does_not_stop_the_autoscaler(tmp_path):
                 catalog = Catalog(store)
                 project = await catalog.project("default")
                 assert project is not None
-                row = await catalog.put_version(project.id, {**version, "id": "v-forged", "env_hash": "0" * 24,
-                                                                "requirements": None})
+                row = await catalog.put_version(
+                    project.id, {**version, "id": "v-forged", "env_hash": "0" * 24, "requirements": None}
+                )
                 await catalog.point_endpoint(project.id, "aaa-broken", row, key_id=None, message="forged")
             finally:
                 await store.close()
@@ -187,11 +198,20 @@ def test_one_failing_endpoint_does_not_stop_the_autoscaler(tmp_path):
         asyncio.run(forge())  # created before the next one: earlier in every pass
         acme = json.loads(srv.cli("projects", "create", "acme", "--json").stdout)["admin_key"]["key"]
         env = {**srv.env, "PODIUM_API_KEY": acme}
-        subprocess.run([sys.executable, "-m", "podium", "deploy", str(SERVICES / "handler.py"), "--name", "fresh",
-                        "--no-wait"], env=env, capture_output=True, timeout=60, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "podium", "deploy", str(SERVICES / "handler.py"), "--name", "fresh", "--no-wait"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
         with client(srv, acme) as c:
-            wait_until(lambda: c.get("/api/v1/endpoints/fresh").json()["state"] == "ACTIVE",
-                       30, 0.1, "the other project's endpoint to start")
+            wait_until(
+                lambda: c.get("/api/v1/endpoints/fresh").json()["state"] == "ACTIVE",
+                30,
+                0.1,
+                "the other project's endpoint to start",
+            )
         assert srv.http.get("/api/v1/endpoints/aaa-broken").json()["state"] == "CREATING"
         assert (srv.home / "server.log").read_text().count("autoscaling endpoint aaa-broken") == 1
     finally:
@@ -256,10 +276,13 @@ async def test_projects_keep_the_bundles_of_their_versions_across_the_migration(
     engine = create_engine(sync_url(db_url))
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO projects (id, name, created_at) VALUES ('p1', 'one', 0), ('p2', 'two', 0)"))
-        conn.execute(text(
-            "INSERT INTO versions (id, project_id, sha256, service, entry, runtime, routes, config, size, created_at) "
-            "VALUES ('v1', 'p1', :sha, 's', 'app.py', 'podium', '[]', '{}', 1, 5)"
-        ), {"sha": "a" * 64})
+        conn.execute(
+            text(
+                "INSERT INTO versions (id, project_id, sha256, service, entry, runtime, routes, config, size, created_at) "
+                "VALUES ('v1', 'p1', :sha, 's', 'app.py', 'podium', '[]', '{}', 1, 5)"
+            ),
+            {"sha": "a" * 64},
+        )
     engine.dispose()
     command.upgrade(cfg, "head")
     store = open_store(db_url)

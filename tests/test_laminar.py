@@ -29,17 +29,27 @@ def srv(tmp_path_factory):
 
 
 def frames(text: str) -> list[dict]:
-    return [json.loads(line[len("data: "):]) for line in text.splitlines() if line.startswith("data: ")]
+    return [json.loads(line[len("data: ") :]) for line in text.splitlines() if line.startswith("data: ")]
 
 
 @pytest.mark.parametrize(("path", "key"), [("/v1/pipeline/run", "pipeline"), ("/v2/endpoint/run", "endpoint")])
 def test_run_answers_outputs_and_run_id(srv, path, key):
-    r = srv.http.post(path, json={key: "answer", "inputs": {"question": "why"}, "env": {"TOKEN": ENV_SECRET},
-                                  "metadata": {"user": "u1"}, "traceId": "t", "parentSpanId": "s"})
+    r = srv.http.post(
+        path,
+        json={
+            key: "answer",
+            "inputs": {"question": "why"},
+            "env": {"TOKEN": ENV_SECRET},
+            "metadata": {"user": "u1"},
+            "traceId": "t",
+            "parentSpanId": "s",
+        },
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["outputs"] == {
-        "answer": {"value": "plain: why?"}, "env_names": {"value": ["TOKEN"]},
+        "answer": {"value": "plain: why?"},
+        "env_names": {"value": ["TOKEN"]},
         "env_len": {"value": len(ENV_SECRET)},
     }
     job = srv.job(body["runId"])
@@ -77,8 +87,11 @@ def test_a_raising_route_is_a_graph_running_error(srv):
 
 
 def test_stream_true_answers_server_sent_events(srv):
-    with srv.http.stream("POST", "/v1/pipeline/run",
-                         json={"pipeline": "tokens", "inputs": {"n": 3, "pause": 0.5}, "env": {}, "stream": True}) as r:
+    with srv.http.stream(
+        "POST",
+        "/v1/pipeline/run",
+        json={"pipeline": "tokens", "inputs": {"n": 3, "pause": 0.5}, "env": {}, "stream": True},
+    ) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         text = r.read().decode()
     got = frames(text)
@@ -89,16 +102,20 @@ def test_stream_true_answers_server_sent_events(srv):
 
 
 def test_a_failing_stream_ends_with_exactly_one_error_frame(srv):
-    r = srv.http.post("/v2/endpoint/run",
-                      json={"endpoint": "tokens", "inputs": {"n": 3, "fail_at": 1}, "env": {}, "stream": True})
+    r = srv.http.post(
+        "/v2/endpoint/run", json={"endpoint": "tokens", "inputs": {"n": 3, "fail_at": 1}, "env": {}, "stream": True}
+    )
     got = frames(r.text)
     assert [f["type"] for f in got] == ["NodeChunk", "RunEndpointEventError"]
     assert got[-1]["error"] == "ValueError: failed at token 1"
 
 
 def test_route_calls_take_accept_event_stream_and_an_env_header(srv):
-    r = srv.http.post("/answer/answer", json={"question": "how"},
-                      headers={"Accept": "text/event-stream", "X-Podium-Env": json.dumps({"K": ENV_SECRET})})
+    r = srv.http.post(
+        "/answer/answer",
+        json={"question": "how"},
+        headers={"Accept": "text/event-stream", "X-Podium-Env": json.dumps({"K": ENV_SECRET})},
+    )
     assert r.headers["content-type"].startswith("text/event-stream")
     [final] = frames(r.text)
     assert final["type"] == "GraphRunOutput" and final["outputs"]["env_names"] == {"value": ["K"]}
@@ -107,8 +124,9 @@ def test_route_calls_take_accept_event_stream_and_an_env_header(srv):
 
 
 def test_a_client_that_hangs_up_does_not_cancel_the_job(srv):
-    with srv.http.stream("POST", "/tokens/tokens", json={"n": 4, "pause": 0.3},
-                         headers={"Accept": "text/event-stream"}) as r:
+    with srv.http.stream(
+        "POST", "/tokens/tokens", json={"n": 4, "pause": 0.3}, headers={"Accept": "text/event-stream"}
+    ) as r:
         job_id = r.headers["x-podium-job-id"]
         next(r.iter_lines())
     final = srv.wait_job(job_id)

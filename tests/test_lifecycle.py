@@ -30,7 +30,10 @@ def test_initializer_error_puts_the_endpoint_in_error_with_the_log(server_factor
     srv = server_factory()
     res = srv.cli("deploy", str(SERVICES / "broken"), "--name", "broken", check=False)
     assert res.returncode == 1
-    assert "model weights not found" in res.stderr and "Traceback (most recent call last)" not in res.stderr.splitlines()[0]
+    assert (
+        "model weights not found" in res.stderr
+        and "Traceback (most recent call last)" not in res.stderr.splitlines()[0]
+    )
     ep = srv.http.get("/api/v1/endpoints/broken").json()
     assert ep["state"] == "ERROR" and "model weights not found" in ep["error"]
     r = srv.http.post(f"/v2/{ep['endpoint_id']}/runsync", json={"input": {}})
@@ -82,7 +85,10 @@ def test_cli_front_door(server_factory, tmp_path):
     assert json.loads(creds.read_text())["api_key"] == srv.key
     out = srv.cli("deploy", str(SERVICES / "basic"), "--name", "hello").stdout
     assert "curl" in out and "/runsync" in out and srv.key not in out
-    assert srv.cli("call", "hello", "/hello", "-d", '{"number": 7}').stdout.strip() == '"Hello, world! My favorite number is 7"'
+    assert (
+        srv.cli("call", "hello", "/hello", "-d", '{"number": 7}').stdout.strip()
+        == '"Hello, world! My favorite number is 7"'
+    )
     listed = json.loads(srv.cli("ls", "--json").stdout)
     assert [e["name"] for e in listed] == ["hello"]
     job_id = srv.http.post("/v2/hello/run", json={"input": {"value": 1}}).json()["id"]

@@ -37,8 +37,7 @@ def call(srv, text):
 def test_every_line_carries_endpoint_worker_and_the_jobs_fields(srv):
     a, b = call(srv, "alpha"), call(srv, "beta")
     eid = srv.http.get("/api/v1/endpoints/chatty").json()["endpoint_id"]
-    lines = [json.loads(line) for p in (srv.home / "logs" / eid).glob("*.log")
-             for line in p.read_text().splitlines()]
+    lines = [json.loads(line) for p in (srv.home / "logs" / eid).glob("*.log") for line in p.read_text().splitlines()]
     assert lines and all({"endpoint", "worker", "time", "level", "msg"} <= set(e) for e in lines)
     mine = [e for e in lines if e.get("job_id") == a]
     assert {e["msg"] for e in mine} >= {"printed alpha", "to stderr alpha", "logged alpha"}
@@ -53,8 +52,13 @@ def test_every_line_carries_endpoint_worker_and_the_jobs_fields(srv):
 
 
 def test_follow_prints_new_lines_as_they_are_written(srv):
-    proc = subprocess.Popen([sys.executable, "-m", "podium", "logs", "chatty", "--follow", "--tail", "1"],
-                            env=srv.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "podium", "logs", "chatty", "--follow", "--tail", "1"],
+        env=srv.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seen: list[str] = []
     reader = threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()

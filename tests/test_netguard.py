@@ -24,15 +24,43 @@ from podium.guarded_http import GuardedTransport, UnsafeConnection, guarded_clie
 from podium.netguard import UnsafeURL, allow_private_from_env, check_url, is_public, resolve_public
 
 NOT_PUBLIC = [
-    "127.0.0.1", "127.1.2.3", "::1", "10.0.0.1", "172.16.0.1", "172.31.255.254", "192.168.1.1",
-    "169.254.169.254", "100.64.1.1", "100.100.100.200", "224.0.0.1", "ff02::1", "ff0e::1",
-    "fe80::1", "fc00::1", "fd00:ec2::254", "fec0::1", "0.0.0.0", "::", "255.255.255.255",
-    "240.0.0.1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254",
-    "64:ff9b::7f00:1", "2002:7f00:1::", "2002:a9fe:a9fe::", "::7f00:1",
+    "127.0.0.1",
+    "127.1.2.3",
+    "::1",
+    "10.0.0.1",
+    "172.16.0.1",
+    "172.31.255.254",
+    "192.168.1.1",
+    "169.254.169.254",
+    "100.64.1.1",
+    "100.100.100.200",
+    "224.0.0.1",
+    "ff02::1",
+    "ff0e::1",
+    "fe80::1",
+    "fc00::1",
+    "fd00:ec2::254",
+    "fec0::1",
+    "0.0.0.0",
+    "::",
+    "255.255.255.255",
+    "240.0.0.1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "::ffff:169.254.169.254",
+    "64:ff9b::7f00:1",
+    "2002:7f00:1::",
+    "2002:a9fe:a9fe::",
+    "::7f00:1",
 ]
 PUBLIC = [
-    "8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8",
-    "64:ff9b::808:808", "2002:808:808::",
+    "8.8.8.8",
+    "1.1.1.1",
+    "93.184.216.34",
+    "2606:4700:4700::1111",
+    "::ffff:8.8.8.8",
+    "64:ff9b::808:808",
+    "2002:808:808::",
 ]
 
 
@@ -112,9 +140,7 @@ async def test_resolve_returns_every_address_once(dns: FakeDNS) -> None:
 
 async def test_literals_skip_dns(dns: FakeDNS) -> None:
     assert await resolve_public("8.8.8.8", 80, allow_private=False) == ["8.8.8.8"]
-    assert await resolve_public("[2606:4700:4700::1111]", 80, allow_private=False) == [
-        "2606:4700:4700::1111"
-    ]
+    assert await resolve_public("[2606:4700:4700::1111]", 80, allow_private=False) == ["2606:4700:4700::1111"]
     assert dns.lookups == {}
 
 
@@ -122,9 +148,7 @@ async def test_one_private_answer_is_enough_to_refuse(dns: FakeDNS) -> None:
     dns.set("mixed.test", ["93.184.216.34", "10.1.2.3"])
     with pytest.raises(UnsafeURL, match=r"mixed\.test resolves to 10\.1\.2\.3, a private address"):
         await resolve_public("mixed.test", 80, allow_private=False)
-    assert await resolve_public("mixed.test", 80, allow_private=True) == [
-        "93.184.216.34", "10.1.2.3"
-    ]
+    assert await resolve_public("mixed.test", 80, allow_private=True) == ["93.184.216.34", "10.1.2.3"]
 
 
 async def test_metadata_name_message(dns: FakeDNS) -> None:
@@ -222,9 +246,7 @@ class Recorder:
         self.respond = respond
 
     def handler(self, request: httpx.Request) -> httpx.Response:
-        self.snapshots.append(
-            (str(request.url), request.headers["host"], request.extensions.get("sni_hostname"))
-        )
+        self.snapshots.append((str(request.url), request.headers["host"], request.extensions.get("sni_hostname")))
         self.seen.append(request)
         if self.respond is not None:
             result: httpx.Response = self.respond(request)
@@ -237,9 +259,7 @@ def stand_in(guard: GuardedTransport, recorder: Recorder, monkeypatch: pytest.Mo
     monkeypatch.setattr(guard, "_https", httpx.MockTransport(recorder.handler))
 
 
-async def test_sends_to_the_checked_address_keeping_the_name(
-    dns: FakeDNS, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_sends_to_the_checked_address_keeping_the_name(dns: FakeDNS, monkeypatch: pytest.MonkeyPatch) -> None:
     dns.set("hooks.example.test", ["93.184.216.34"])
     dns.set("v6.example.test", ["2606:4700:4700::1111"])
     guard = GuardedTransport(allow_private=False)
@@ -258,9 +278,7 @@ async def test_sends_to_the_checked_address_keeping_the_name(
     assert str(r6.request.url) == "http://v6.example.test:8080/x"
 
 
-async def test_dns_rebinding_is_refused_at_send_time(
-    dns: FakeDNS, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_dns_rebinding_is_refused_at_send_time(dns: FakeDNS, monkeypatch: pytest.MonkeyPatch) -> None:
     """1. The name resolves to a public address when the URL is checked. 2. It resolves to
     127.0.0.1 when the webhook is sent. Result: refused, nothing is sent."""
     dns.set("rebind.test", ["93.184.216.34"], ["127.0.0.1"])
@@ -278,15 +296,11 @@ async def test_dns_rebinding_is_refused_at_send_time(
     assert "rebind.test resolves to 127.0.0.1, a loopback address" in str(info.value)
 
 
-async def test_redirect_to_private_address_is_refused(
-    dns: FakeDNS, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_redirect_to_private_address_is_refused(dns: FakeDNS, monkeypatch: pytest.MonkeyPatch) -> None:
     dns.set("hooks.example.test", ["93.184.216.34"])
     guard = GuardedTransport(allow_private=False)
     recorder = Recorder(
-        lambda request: httpx.Response(
-            307, headers={"location": "http://169.254.169.254/latest/meta-data"}
-        )
+        lambda request: httpx.Response(307, headers={"location": "http://169.254.169.254/latest/meta-data"})
     )
     stand_in(guard, recorder, monkeypatch)
     async with httpx.AsyncClient(transport=guard, follow_redirects=True) as client:
@@ -295,16 +309,16 @@ async def test_redirect_to_private_address_is_refused(
     assert len(recorder.seen) == 1
 
 
-async def test_redirect_does_not_carry_the_tls_name(
-    dns: FakeDNS, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_redirect_does_not_carry_the_tls_name(dns: FakeDNS, monkeypatch: pytest.MonkeyPatch) -> None:
     dns.set("a.example.test", ["93.184.216.34"])
     dns.set("b.example.test", ["93.184.216.35"])
     guard = GuardedTransport(allow_private=False)
     recorder = Recorder(
-        lambda request: httpx.Response(302, headers={"location": "https://b.example.test/"})
-        if request.headers["host"] == "a.example.test"
-        else httpx.Response(200)
+        lambda request: (
+            httpx.Response(302, headers={"location": "https://b.example.test/"})
+            if request.headers["host"] == "a.example.test"
+            else httpx.Response(200)
+        )
     )
     stand_in(guard, recorder, monkeypatch)
     async with httpx.AsyncClient(transport=guard, follow_redirects=True) as client:
@@ -312,9 +326,7 @@ async def test_redirect_does_not_carry_the_tls_name(
     assert [s[2] for s in recorder.snapshots] == ["a.example.test", "b.example.test"]
 
 
-async def test_tries_the_next_checked_address_when_one_refuses(
-    dns: FakeDNS, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_tries_the_next_checked_address_when_one_refuses(dns: FakeDNS, monkeypatch: pytest.MonkeyPatch) -> None:
     dns.set("dual.test", ["2606:4700:4700::1111", "93.184.216.34"])
 
     def respond(request: httpx.Request) -> httpx.Response:
@@ -328,9 +340,7 @@ async def test_tries_the_next_checked_address_when_one_refuses(
     async with httpx.AsyncClient(transport=guard) as client:
         r = await client.post("http://dual.test/hook", content=b"{}")
     assert r.status_code == 204
-    assert [s[0] for s in recorder.snapshots] == [
-        "http://[2606:4700:4700::1111]/hook", "http://93.184.216.34/hook"
-    ]
+    assert [s[0] for s in recorder.snapshots] == ["http://[2606:4700:4700::1111]/hook", "http://93.184.216.34/hook"]
 
 
 async def test_guard_refuses_other_schemes() -> None:
@@ -445,7 +455,9 @@ def _certificates(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "netguard test CA")])
     ca = (
         x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
@@ -461,15 +473,14 @@ def _certificates(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     leaf = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tls.test")]))
-        .issuer_name(ca_name).public_key(key.public_key())
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("tls.test")]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False)
         .add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -484,9 +495,7 @@ def _certificates(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     )
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert_file, key_file)
-    client_ctx = ssl.create_default_context(
-        cadata=ca.public_bytes(serialization.Encoding.PEM).decode()
-    )
+    client_ctx = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
     return server_ctx, client_ctx
 
 
@@ -498,9 +507,7 @@ def tls(tmp_path: Path) -> Iterator[tuple[Server, ssl.SSLContext]]:
     s.close()
 
 
-async def test_https_verifies_the_name_not_the_address(
-    dns: FakeDNS, tls: tuple[Server, ssl.SSLContext]
-) -> None:
+async def test_https_verifies_the_name_not_the_address(dns: FakeDNS, tls: tuple[Server, ssl.SSLContext]) -> None:
     server, client_ctx = tls
     dns.set("tls.test", ["127.0.0.1"])
     dns.set("other.test", ["127.0.0.1"])
@@ -517,5 +524,6 @@ async def test_https_verifies_the_name_not_the_address(
         assert r.status_code == 200
     assert server.server_names == ["tls.test", "other.test", "tls.test"]
     assert [(host, path) for host, path, _ in server.seen] == [
-        (f"tls.test:{server.port}", "/hook"), (f"tls.test:{server.port}", "/again")
+        (f"tls.test:{server.port}", "/hook"),
+        (f"tls.test:{server.port}", "/again"),
     ]

@@ -6,8 +6,7 @@ from podium.scaling.policy import Load, desired
 
 
 def settings(**kw):
-    return {"scaler": "request-count", "target": None, "concurrency": 1, "min_workers": 0,
-            "max_workers": 4, **kw}
+    return {"scaler": "request-count", "target": None, "concurrency": 1, "min_workers": 0, "max_workers": 4, **kw}
 
 
 def load(queued=0, oldest=0.0, running=0, workers=0, busy=0):

@@ -50,8 +50,11 @@ def cluster() -> Iterator[RayCluster]:
 def srv(cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
     wheels = tmp_path_factory.mktemp("wheels")
     make_wheel(wheels, "podium_raypkg", "1.0", "VERSION = '1.0'\n")
-    server = PodiumServer(tmp_path_factory.mktemp("ray-home"), env={**ENV, "PIP_FIND_LINKS": str(wheels)},
-                          args=("--backend", "ray", "--ray-address", cluster.address))
+    server = PodiumServer(
+        tmp_path_factory.mktemp("ray-home"),
+        env={**ENV, "PIP_FIND_LINKS": str(wheels)},
+        args=("--backend", "ray", "--ray-address", cluster.address),
+    )
     server.start()
     try:
         yield server
@@ -143,8 +146,12 @@ def test_workers_reserve_the_endpoints_resources_on_ray(srv: PodiumServer, clust
 names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "podium"]
 result = [len(names), ray.cluster_resources()["CPU"], ray.available_resources().get("CPU", 0.0)]
 """
-    wait_until(lambda: (s := cluster.driver(snapshot)) and s[1] - s[2] == s[0] >= 1, 60, 0.5,
-               "free CPUs = total - one per worker actor")
+    wait_until(
+        lambda: (s := cluster.driver(snapshot)) and s[1] - s[2] == s[0] >= 1,
+        60,
+        0.5,
+        "free CPUs = total - one per worker actor",
+    )
 
 
 def test_a_worker_ray_cannot_place_ends_in_a_clear_error(srv: PodiumServer, cluster: RayCluster) -> None:
@@ -153,8 +160,12 @@ def test_a_worker_ray_cannot_place_ends_in_a_clear_error(srv: PodiumServer, clus
     Result: ERROR, saying that Ray never placed it and what it asked for."""
     srv.deploy(WHERE, "fill")
     srv.cli("scale", "fill", "--min", str(cluster.num_cpus), "--max", str(cluster.num_cpus))
-    wait_until(lambda: len([w for w in workers(srv, "fill") if w["node"]]) == cluster.num_cpus, 60, 0.2,
-               "the cluster to be full")
+    wait_until(
+        lambda: len([w for w in workers(srv, "fill") if w["node"]]) == cluster.num_cpus,
+        60,
+        0.2,
+        "the cluster to be full",
+    )
     res = srv.cli("deploy", str(SERVICES / "ray" / "starved.py"), "--name", "starved", "--json", check=False)
     assert res.returncode == 1
     error = json.loads(srv.cli("status", "starved", "--json").stdout)["error"]
@@ -195,7 +206,9 @@ def test_a_restart_drains_each_actor_after_its_job_in_hand(
     (worker_root(old["id"]) / until.lstrip("/")).touch()
     job = srv.wait_job(job_id, timeout=60)
     assert job["status"] == "COMPLETED" and job["output"]["attempt"] == 1, "SIGTERM reached the worker: it finished"
-    wait_until(lambda: actor_name("drain", old["id"]) not in cluster.driver(ACTORS), 60, 0.5, "the drained actor to end")
+    wait_until(
+        lambda: actor_name("drain", old["id"]) not in cluster.driver(ACTORS), 60, 0.5, "the drained actor to end"
+    )
     # Recycling after max_jobs_per_worker drains the same way.
     srv.cli("scale", "drain", "--max-jobs", "1")
     processes = [call(srv, "drain")["process"] for _ in range(2)]
@@ -216,8 +229,9 @@ def test_idle_workers_stop_and_the_endpoint_scales_back_from_zero(srv: PodiumSer
 
 def test_through_ray_client_and_a_stopping_server_ends_its_actors(cluster: RayCluster, tmp_path: Path) -> None:
     """A server off the cluster's machines joins it through Ray Client (ray://host:10001)."""
-    server = PodiumServer(tmp_path / "home", env=dict(ENV),
-                          args=("--backend", "ray", "--ray-address", cluster.client_address))
+    server = PodiumServer(
+        tmp_path / "home", env=dict(ENV), args=("--backend", "ray", "--ray-address", cluster.client_address)
+    )
     server.start()
     try:
         server.deploy(WHERE, "owned")
@@ -244,17 +258,24 @@ def test_the_ray_backend_without_ray_is_one_clear_error(tmp_path: Any) -> None:
     # This interpreter as it would be without Ray installed: `import ray` fails.
     code = "import sys; sys.modules['ray'] = None; from podium.cli import main; main()"
     env = {**os.environ, "PODIUM_HOME": str(tmp_path)}
-    res = subprocess.run([sys.executable, "-c", code, "up", "--backend", "ray"], env=env,
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-c", code, "up", "--backend", "ray"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 2, res
     assert res.stderr.strip() == "error: the ray backend needs Ray: pip install 'podium[ray]'"
-    bad = subprocess.run([sys.executable, "-m", "podium", "up", "--backend", "k8s"], env=env,
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and bad.stderr.strip() == "error: the worker backend must be one of local, ray, got 'k8s'"
+    bad = subprocess.run(
+        [sys.executable, "-m", "podium", "up", "--backend", "k8s"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert (
+        bad.returncode == 1 and bad.stderr.strip() == "error: the worker backend must be one of local, ray, got 'k8s'"
+    )
 
 
 def test_resources_become_rays_reservation() -> None:
     assert actor_options(Resources()) == {"num_cpus": 1.0, "num_gpus": 0}
     assert actor_options(Resources(cpus=0.5, gpus=2, memory_mb=512)) == {
-        "num_cpus": 0.5, "num_gpus": 2, "memory": 512 * 2**20}
+        "num_cpus": 0.5,
+        "num_gpus": 2,
+        "memory": 512 * 2**20,
+    }
     assert actor_name("sdxl", "w-1") == "podium-sdxl-w-1"

@@ -109,16 +109,22 @@ def test_a_call_to_the_follower_is_run_by_a_worker_polling_the_leader(cluster):
     workers = leader.http.get("/api/v1/endpoints/basic").json()["workers"]
     assert workers and all(w["replica"] == leader.http.get("/api/v1/status").json()["replica"] for w in workers)
     # Both replicas count the same workers (read from the store, not from memory).
-    wait_until(lambda: follower.http.get("/api/v1/endpoints/basic").json()["workers_by_state"]
-               == leader.http.get("/api/v1/endpoints/basic").json()["workers_by_state"], 10,
-               what="the same worker counts on both replicas")
+    wait_until(
+        lambda: (
+            follower.http.get("/api/v1/endpoints/basic").json()["workers_by_state"]
+            == leader.http.get("/api/v1/endpoints/basic").json()["workers_by_state"]
+        ),
+        10,
+        what="the same worker counts on both replicas",
+    )
 
 
 def test_a_stream_on_the_follower_gets_chunks_stored_through_the_leader(cluster, tmp_path):
     follower = cluster["follower"]
     marker = str(tmp_path / "s")
-    with follower.http.stream("POST", "/basic/stream", json={"marker": marker, "items": 2},
-                              headers={"Accept": "text/event-stream"}) as r:
+    with follower.http.stream(
+        "POST", "/basic/stream", json={"marker": marker, "items": 2}, headers={"Accept": "text/event-stream"}
+    ) as r:
         assert r.status_code == 200
         lines = r.iter_lines()
         first = next(line for line in lines if line.startswith("data:"))
@@ -141,8 +147,10 @@ def test_a_queue_cap_holds_across_replicas(cluster, tmp_path):
     filled through the leader; then the follower, which stored none of them, refuses the next."""
     leader, follower = cluster["leader"], cluster["follower"]
     follower.deploy(SERVICES / "basic" / "app.py", "capped")
-    assert follower.http.patch("/api/v1/endpoints/capped/scaling",
-                               json={"max_workers": 1, "queue_cap": 2}).status_code == 200
+    assert (
+        follower.http.patch("/api/v1/endpoints/capped/scaling", json={"max_workers": 1, "queue_cap": 2}).status_code
+        == 200
+    )
     marker = str(tmp_path / "cap")
     held = follower.http.post("/v2/capped/run", json={"input": {"marker": marker, "block": True}}).json()["id"]
     wait_until(lambda: Path(f"{marker}.started.1").exists(), 30, what="the held job to start")
@@ -162,8 +170,11 @@ def test_a_revoked_key_stops_working_on_every_replica_at_once(cluster):
     h = {"Authorization": f"Bearer {made['key']}"}
     assert httpx.get(f"{follower.url}/api/v1/endpoints", headers=h).status_code == 200  # now cached there
     assert leader.http.delete(f"/api/v1/keys/{made['id']}").status_code in (200, 204)
-    wait_until(lambda: httpx.get(f"{follower.url}/api/v1/endpoints", headers=h).status_code == 401, 3,
-               what="the follower to refuse the revoked key")
+    wait_until(
+        lambda: httpx.get(f"{follower.url}/api/v1/endpoints", headers=h).status_code == 401,
+        3,
+        what="the follower to refuse the revoked key",
+    )
 
 
 def leader_first(cluster: dict[str, Any]) -> tuple[PodiumServer, PodiumServer]:
@@ -203,15 +214,17 @@ def test_readiness_fails_while_the_store_is_unreachable(cluster, pg_cluster):
     try:
         admin.execute("ALTER DATABASE replicas ALLOW_CONNECTIONS false")
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'replicas'")
-        wait_until(lambda: httpx.get(f"{follower.url}/readyz", timeout=10).status_code == 503, 20,
-                   what="/readyz to fail")
+        wait_until(
+            lambda: httpx.get(f"{follower.url}/readyz", timeout=10).status_code == 503, 20, what="/readyz to fail"
+        )
         assert httpx.get(f"{follower.url}/healthz").status_code == 200  # alive, just not ready
         wait_until(lambda: "no longer leads" in leader_log.read_text()[seen:], 20, what="the leader to step down")
     finally:
         admin.execute("ALTER DATABASE replicas ALLOW_CONNECTIONS true")
         admin.close()
-    wait_until(lambda: httpx.get(f"{follower.url}/readyz", timeout=10).status_code == 200, 20,
-               what="/readyz to recover")
+    wait_until(
+        lambda: httpx.get(f"{follower.url}/readyz", timeout=10).status_code == 200, 20, what="/readyz to recover"
+    )
     # One of the two leads again (whichever took the lock first), and wake-ups cross again once
     # the LISTEN connections are back.
     leader_first(cluster)
@@ -228,11 +241,14 @@ def test_when_the_leader_dies_the_follower_takes_over_and_nothing_is_lost(cluste
     receiver = cluster["receiver"]
     leader, follower = leader_first(cluster)  # the store outage may have moved it
     marker = str(tmp_path / "held")
-    held = follower.http.post("/v2/basic/run", json={"input": {"marker": marker, "block": True},
-                                                     "webhook": receiver.url}).json()["id"]
+    held = follower.http.post(
+        "/v2/basic/run", json={"input": {"marker": marker, "block": True}, "webhook": receiver.url}
+    ).json()["id"]
     wait_until(lambda: Path(f"{marker}.started.1").exists(), 30, what="the held job to start")
-    queued = [follower.http.post("/v2/basic/run", json={"input": {"value": i}, "webhook": receiver.url}).json()["id"]
-              for i in range(6)]
+    queued = [
+        follower.http.post("/v2/basic/run", json={"input": {"value": i}, "webhook": receiver.url}).json()["id"]
+        for i in range(6)
+    ]
     leader.stop(signal.SIGKILL)
     wait_until(lambda: follower.http.get("/api/v1/status").json()["leading"], 15, what="the follower to lead")
     Path(f"{marker}.release").touch()

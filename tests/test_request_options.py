@@ -14,10 +14,15 @@ S3 = {"accessId": "AKIA", "accessSecret": "very-secret", "bucketName": "b", "end
 
 
 def test_options_are_parsed_and_unknown_keys_dropped():
-    payload, opts = parse_job_request({
-        "input": {"a": 1}, "webhook": "https://example.com/h", "s3Config": S3, "junk": True,
-        "policy": {"executionTimeout": 5000, "ttl": 10_000, "lowPriority": True},
-    })
+    payload, opts = parse_job_request(
+        {
+            "input": {"a": 1},
+            "webhook": "https://example.com/h",
+            "s3Config": S3,
+            "junk": True,
+            "policy": {"executionTimeout": 5000, "ttl": 10_000, "lowPriority": True},
+        }
+    )
     assert payload == {"a": 1}
     assert opts.policy() == {"executionTimeout": 5000, "ttl": 10_000, "lowPriority": True}
     assert opts.secret() == {"s3Config": S3}
@@ -58,7 +63,7 @@ def test_s3config_errors_name_keys_never_values():
 
 
 def test_a_runpod_worker_file_is_recognised_without_running_it():
-    src = '''
+    src = """
 import runpod
 raise SystemExit("deploy must not run this file")
 
@@ -68,14 +73,17 @@ def handler(job):
     return list(inner())
 
 runpod.serverless.start({"handler": handler})
-'''
+"""
     assert inspect_source(src) == {
-        "handler": "handler", "streaming": False, "is_async": False, "aggregate_stream": False,
+        "handler": "handler",
+        "streaming": False,
+        "is_async": False,
+        "aggregate_stream": False,
     }
 
 
 def test_generator_async_and_config_by_name_are_seen():
-    src = '''
+    src = """
 from runpod import serverless
 
 async def gen(job):
@@ -84,9 +92,12 @@ async def gen(job):
 config = {"handler": gen, "return_aggregate_stream": True}
 if __name__ == "__main__":
     serverless.start(config)
-'''
+"""
     assert inspect_source(src) == {
-        "handler": "gen", "streaming": True, "is_async": True, "aggregate_stream": True,
+        "handler": "gen",
+        "streaming": True,
+        "is_async": True,
+        "aggregate_stream": True,
     }
 
 
@@ -119,4 +130,3 @@ def test_policy_keys_match_without_regard_to_case():
     with pytest.raises(InvalidRequest) as exc:
         parse_job_request({"input": {}, "policy": {"timeout": 5000}})
     assert "executionTimeout, ttl, lowPriority" in exc.value.detail
-

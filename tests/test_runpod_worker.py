@@ -34,7 +34,10 @@ RPW = SERVICES / "rpw"
 MB = 1024 * 1024
 SECRET = "s3-secret-Zq8vNw3PxL"
 S3 = {
-    "accessId": "AKIDTEST", "accessSecret": SECRET, "bucketName": "bkt", "endpointUrl": "http://127.0.0.1:9",
+    "accessId": "AKIDTEST",
+    "accessSecret": SECRET,
+    "bucketName": "bkt",
+    "endpointUrl": "http://127.0.0.1:9",
 }
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 
@@ -302,8 +305,12 @@ def test_worker_counts_as_idle_after_its_async_job_is_cancelled(rpw: Ctx, marker
     assert ep.health()["workers"]["running"] == 1
     job.cancel()
     wait_until(Path(m + ".cancelled").exists, 15, 0.05, "the handler's CancelledError")
-    wait_until(lambda: (w := ep.health()["workers"])["running"] == 0 and w["idle"] == 1, 3, 0.1,
-               "the worker to count as idle again")
+    wait_until(
+        lambda: (w := ep.health()["workers"])["running"] == 0 and w["idle"] == 1,
+        3,
+        0.1,
+        "the worker to count as idle again",
+    )
 
 
 # -- 7, 8. executionTimeout, ttl, retention -------------------------------------------------------
@@ -318,8 +325,10 @@ def test_execution_timeout_ends_the_job_and_replaces_the_worker(rpw: Ctx, marker
     t_start = time.monotonic()
     final = rpw.wait("echo", job.job_id, "TIMED_OUT", timeout=20)
     t_end = time.monotonic()
-    print(f"\nexecutionTimeout 5000 ms: TIMED_OUT {t_end - t_start:.2f} s after the handler started, "
-          f"{t_end - t0:.2f} s after submit")
+    print(
+        f"\nexecutionTimeout 5000 ms: TIMED_OUT {t_end - t_start:.2f} s after the handler started, "
+        f"{t_end - t0:.2f} s after submit"
+    )
     assert t_end - t0 < 15
     assert "executionTimeout" in final["error"]
     assert job.status() == "TIMED_OUT"
@@ -328,9 +337,7 @@ def test_execution_timeout_ends_the_job_and_replaces_the_worker(rpw: Ctx, marker
     assert after["echo"] == {"value": "after timeout"} and after["pid"] != pid
     assert rpw.status("echo", job.job_id).json()["status"] == "TIMED_OUT"
 
-    r = rpw.srv.http.post(
-        f"/v2/{rpw.ids['echo']}/run", json={"input": {}, "policy": {"executionTimeout": 4000}}
-    )
+    r = rpw.srv.http.post(f"/v2/{rpw.ids['echo']}/run", json={"input": {}, "policy": {"executionTimeout": 4000}})
     assert r.status_code == 400, r.text
     assert r.headers["content-type"].startswith("application/json")
     assert "executionTimeout" in r.json()["detail"] and "5000" in r.json()["detail"], r.text
@@ -352,8 +359,9 @@ def test_ttl_deletes_a_running_job_and_runsync_results_expire(rpw: Ctx, markers:
     assert time.monotonic() - t_sync >= 2.5
     assert rpw.status("slow", job.job_id).json()["status"] == "IN_PROGRESS"
 
-    gone = wait_until(lambda: rpw.status("slow", job.job_id).status_code == 404 and time.monotonic(),
-                      15, 0.1, "ttl expiry")
+    gone = wait_until(
+        lambda: rpw.status("slow", job.job_id).status_code == 404 and time.monotonic(), 15, 0.1, "ttl expiry"
+    )
     print(f"ttl 10000 ms: /status 404 after {gone - t0:.2f} s")
     assert gone - t0 >= 9.5
     r = rpw.status("slow", job.job_id)
@@ -375,8 +383,7 @@ def test_low_priority_never_starts_a_worker_and_health_counts(rpw: Ctx, markers:
     def workers() -> dict[str, int]:
         return ep.health()["workers"]  # type: ignore[no-any-return]
 
-    wait_until(lambda: sum(v for k, v in workers().items() if k != "ready") == 0, 30, 0.2,
-               "lazy's workers to idle out")
+    wait_until(lambda: sum(v for k, v in workers().items() if k != "ready") == 0, 30, 0.2, "lazy's workers to idle out")
     base = ep.health()["jobs"]
     assert base["inQueue"] == 0 and base["inProgress"] == 0
 

@@ -23,15 +23,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.boxed]
 PROBE = SERVICES / "sandbox" / "probe.py"
 FS = SERVICES / "forkserver"
 #: Server variables no worker may see, and one it is not told about at all.
-SERVER_SECRETS = {"PODIUM_SECRET_KEY": "k" * 43 + "=", "PODIUM_WEBHOOK_SECRET": "whsec-server-only",
-                  "PROBE_SERVER_ONLY": "server-only"}
+SERVER_SECRETS = {
+    "PODIUM_SECRET_KEY": "k" * 43 + "=",
+    "PODIUM_WEBHOOK_SECRET": "whsec-server-only",
+    "PROBE_SERVER_ONLY": "server-only",
+}
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
     path = os.pathsep.join(filter(None, [str(FS / "lib"), os.environ.get("PYTHONPATH")]))
-    s = PodiumServer(tmp_path_factory.mktemp("sandbox-home"),
-                     env={**SERVER_SECRETS, "PODIUM_FORK_AFTER": "0", "PYTHONPATH": path})
+    s = PodiumServer(
+        tmp_path_factory.mktemp("sandbox-home"), env={**SERVER_SECRETS, "PODIUM_FORK_AFTER": "0", "PYTHONPATH": path}
+    )
     s.start()
     try:
         yield s
@@ -66,15 +70,30 @@ def test_deployed_code_reaches_nothing_of_the_server(srv: PodiumServer) -> None:
     other_bundle = srv.home / "cache" / "bundles" / other["version"]
     assert other_bundle.is_dir()  # it exists: the probe must not see it
     inp = {"home": str(srv.home.resolve()), "server_pid": server_pid(srv), "other_bundle": str(other_bundle)}
-    out = wait_until(lambda: (r := call(srv, probe["endpoint_id"], **inp)).get("output", {}).get("env", {})
-                     .get("MY_SECRET") and r["output"], 30, 0.2, "a worker with the endpoint's secret")
+    out = wait_until(
+        lambda: (
+            (r := call(srv, probe["endpoint_id"], **inp)).get("output", {}).get("env", {}).get("MY_SECRET")
+            and r["output"]
+        ),
+        30,
+        0.2,
+        "a worker with the endpoint's secret",
+    )
     assert out["env"]["MY_SECRET"] == "mine"
     assert out["env"]["PODIUM_API_KEY"] and out["env"]["PODIUM_API_KEY"] != srv.key  # its own token
     for name in ("PODIUM_ADMIN_KEY", "PODIUM_SECRET_KEY", "PODIUM_WEBHOOK_SECRET", "PODIUM_DATABASE_URL"):
         assert out["env"][name] is None, name
     assert out["server_env_names"] == []
-    for attempt in ("podium.db", "secret.key", "credentials.json", "logs", "other_bundle", "server_environ",
-                    "signal_server", "own_bundle_write"):
+    for attempt in (
+        "podium.db",
+        "secret.key",
+        "credentials.json",
+        "logs",
+        "other_bundle",
+        "server_environ",
+        "signal_server",
+        "own_bundle_write",
+    ):
         assert not out[attempt]["ok"], (attempt, out[attempt])
     assert out["own_bundle_read"]["ok"] and out["tmp_write"]["ok"]
     assert "Read-only file system" in out["own_bundle_write"]["error"]
@@ -105,10 +124,24 @@ def test_runpod_files_and_forked_workers_run_sandboxed(srv: PodiumServer, servic
     name = service.removesuffix(".py").replace("_", "-")
     ep = deploy(srv, FS / service, name, "--idle-timeout", "1")
     eid = ep["endpoint_id"]
-    wait_until(lambda: any(o["--endpoint"] == eid and o["--socket"].startswith(sandbox.BOX_RUN)
-                           for o in zygotes(server_pid(srv)).values()), 60, 0.1, "a boxed fork server")
-    wait_until(lambda: any("listening for fork requests" in p.read_text()
-                           for p in srv.home.glob(f"logs/*/forkserver/{ep['version']}.log")), 60, 0.1, "it listens")
+    wait_until(
+        lambda: any(
+            o["--endpoint"] == eid and o["--socket"].startswith(sandbox.BOX_RUN)
+            for o in zygotes(server_pid(srv)).values()
+        ),
+        60,
+        0.1,
+        "a boxed fork server",
+    )
+    wait_until(
+        lambda: any(
+            "listening for fork requests" in p.read_text()
+            for p in srv.home.glob(f"logs/*/forkserver/{ep['version']}.log")
+        ),
+        60,
+        0.1,
+        "it listens",
+    )
     wait_until(lambda: not worker_pids(server_pid(srv), eid), 30, 0.1, "scale to zero")
     r = call(srv, eid, n=1)
     assert r["status"] == "COMPLETED", r
@@ -129,12 +162,12 @@ def test_sandbox_off_keeps_the_environment_allowlist(server_factory: Any) -> Non
     server's files, but still not its secrets."""
     srv = server_factory(env={**SERVER_SECRETS, "PODIUM_SANDBOX": "off"})
     ep = deploy(srv, PROBE, "probe")
-    out = call(srv, ep["endpoint_id"], home=str(srv.home.resolve()), server_pid=server_pid(srv),
-               other_bundle="/nonexistent")["output"]
+    out = call(
+        srv, ep["endpoint_id"], home=str(srv.home.resolve()), server_pid=server_pid(srv), other_bundle="/nonexistent"
+    )["output"]
     for name in ("PODIUM_ADMIN_KEY", "PODIUM_SECRET_KEY", "PODIUM_WEBHOOK_SECRET", "PODIUM_DATABASE_URL"):
         assert out["env"][name] is None, name
     assert out["server_env_names"] == []
     assert out["podium.db"]["ok"]  # no box: only the allowlist
     assert "workers are NOT sandboxed (PODIUM_SANDBOX=off)" in (srv.home / "server.log").read_text()
     assert "workers are NOT sandboxed" in srv.cli("status").stdout
-

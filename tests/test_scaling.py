@@ -39,10 +39,34 @@ def run(srv, name, **inp):
 
 def test_scale_changes_settings_without_a_redeploy(srv):
     srv.deploy(SC / "pid.py", "pid")
-    out = json.loads(srv.cli("scale", "pid", "--max", "3", "--min", "1", "--idle-timeout", "1",
-                             "--scaler", "queue-delay", "--target", "0.5", "--queue-cap", "7", "--json").stdout)
-    assert out["scaling"] | {} == {**out["scaling"], "max_workers": 3, "min_workers": 1, "scaler": "queue-delay",
-                                   "target": 0.5, "queue_cap": 7, "idle_timeout": 1.0}
+    out = json.loads(
+        srv.cli(
+            "scale",
+            "pid",
+            "--max",
+            "3",
+            "--min",
+            "1",
+            "--idle-timeout",
+            "1",
+            "--scaler",
+            "queue-delay",
+            "--target",
+            "0.5",
+            "--queue-cap",
+            "7",
+            "--json",
+        ).stdout
+    )
+    assert out["scaling"] | {} == {
+        **out["scaling"],
+        "max_workers": 3,
+        "min_workers": 1,
+        "scaler": "queue-delay",
+        "target": 0.5,
+        "queue_cap": 7,
+        "idle_timeout": 1.0,
+    }
     bad = srv.cli("scale", "pid", "--scaler", "vibes", check=False)
     assert bad.returncode == 1 and "scaler must be one of" in bad.stderr
     bad = srv.cli("scale", "pid", "--min", "5", "--max", "2", check=False)
@@ -141,9 +165,15 @@ def test_a_burst_scales_up_to_max_and_back_down(srv):
         seen.add(srv.wait_job(i)["output"])
     print(f"\nburst of 40 jobs (max 4): ran on {len(seen)} worker processes")
     assert 2 <= len(seen) <= 4
-    wait_until(lambda: srv.http.get("/v2/burst/health").json()["workers"]["idle"] == 0
-               and srv.http.get("/v2/burst/health").json()["workers"]["running"] == 0, 30, 0.2,
-               "scale back to zero after idle_timeout")
+    wait_until(
+        lambda: (
+            srv.http.get("/v2/burst/health").json()["workers"]["idle"] == 0
+            and srv.http.get("/v2/burst/health").json()["workers"]["running"] == 0
+        ),
+        30,
+        0.2,
+        "scale back to zero after idle_timeout",
+    )
     cold = srv.wait_job(run(srv, "burst"))
     assert cold["status"] == "COMPLETED"
     assert 0 < cold["cold_ms"] <= cold["delay_ms"], "the first job after scale-to-zero waited for a cold start"

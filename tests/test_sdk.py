@@ -43,7 +43,10 @@ def test_routes_defaults_and_table():
     assert table["/double"]["params"] == [{"name": "x", "required": True}, {"name": "scale", "required": True}]
     config = svc.config.as_dict()
     assert {k: config[k] for k in ("min_workers", "max_workers", "idle_timeout", "concurrency")} == {
-        "min_workers": 1, "max_workers": 3, "idle_timeout": 5, "concurrency": 2,
+        "min_workers": 1,
+        "max_workers": 3,
+        "idle_timeout": 5,
+        "concurrency": 2,
     }
     assert config["execution_timeout"] == 86400.0 and config["scaler"] == "request-count"
 
@@ -86,7 +89,10 @@ def test_first_route_is_default_when_none_is_marked():
         (lambda s: s.endpoint("no-slash")(lambda: 1), "must start with '/'"),
         (lambda s: s.endpoint("/x", streaming=True)(lambda: 1), "not a generator"),
         (lambda s: [s.endpoint("/x")(lambda: 1), s.endpoint("/x")(lambda: 2)], "declared twice"),
-        (lambda s: [s.endpoint("/x", default=True)(lambda: 1), s.endpoint("/y", default=True)(lambda: 2)], "both marked"),
+        (
+            lambda s: [s.endpoint("/x", default=True)(lambda: 1), s.endpoint("/y", default=True)(lambda: 2)],
+            "both marked",
+        ),
     ],
 )
 def test_declaration_errors_are_clear(build, message):
@@ -146,8 +152,11 @@ def test_context_inside_and_outside_a_job():
 
 def test_public_names_are_exported_and_sorted():
     # Submodules appear as attributes once imported anywhere; only `aio` is part of the surface.
-    public = sorted(n for n in dir(podium) if not n.startswith("_")
-                    and (n == "aio" or not isinstance(getattr(podium, n), types.ModuleType)))
+    public = sorted(
+        n
+        for n in dir(podium)
+        if not n.startswith("_") and (n == "aio" or not isinstance(getattr(podium, n), types.ModuleType))
+    )
     assert podium.__all__ == sorted(podium.__all__)
     assert set(public) <= set(podium.__all__)
 

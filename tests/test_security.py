@@ -47,8 +47,9 @@ def make_key(srv: PodiumServer, admin_key: str, role: str, **extra: str) -> dict
 
 def test_keys_are_shown_once_listed_by_prefix_and_revoked_at_once(sec):
     srv, _, acme_admin = sec
-    out = json.loads(srv.cli("keys", "create", "--role", "invoke", "--name", "ci", "--json",
-                             "--key", acme_admin).stdout)
+    out = json.loads(
+        srv.cli("keys", "create", "--role", "invoke", "--name", "ci", "--json", "--key", acme_admin).stdout
+    )
     assert set(out) == {"id", "key", "prefix", "role", "project"} and out["project"] == "acme"
     assert out["key"].startswith("pod_live_") and out["key"].startswith(out["prefix"])
     listed = json.loads(srv.cli("keys", "ls", "--json", "--key", acme_admin).stdout)
@@ -111,22 +112,33 @@ def test_a_key_of_another_project_finds_nothing(sec):
     requests = []
     for ref in (eid, name):
         requests += [
-            ("POST", f"/v2/{ref}/run", {"input": {}}), ("POST", f"/v2/{ref}/runsync", {"input": {}}),
-            ("GET", f"/v2/{ref}/status/{job_id}", None), ("GET", f"/v2/{ref}/stream/{job_id}", None),
-            ("POST", f"/v2/{ref}/cancel/{job_id}", None), ("POST", f"/v2/{ref}/retry/{job_id}", None),
-            ("POST", f"/v2/{ref}/purge-queue", None), ("GET", f"/v2/{ref}/health", None),
-            ("POST", f"/{ref}/handler", {}), ("GET", f"/{ref}/openapi.json", None),
-            ("GET", f"/api/v1/endpoints/{ref}", None), ("GET", f"/api/v1/endpoints/{ref}/logs", None),
-            ("GET", f"/api/v1/endpoints/{ref}/history", None), ("GET", f"/api/v1/endpoints/{ref}/versions", None),
-            ("GET", f"/api/v1/endpoints/{ref}/secrets", None), ("POST", f"/api/v1/endpoints/{ref}/stop", None),
+            ("POST", f"/v2/{ref}/run", {"input": {}}),
+            ("POST", f"/v2/{ref}/runsync", {"input": {}}),
+            ("GET", f"/v2/{ref}/status/{job_id}", None),
+            ("GET", f"/v2/{ref}/stream/{job_id}", None),
+            ("POST", f"/v2/{ref}/cancel/{job_id}", None),
+            ("POST", f"/v2/{ref}/retry/{job_id}", None),
+            ("POST", f"/v2/{ref}/purge-queue", None),
+            ("GET", f"/v2/{ref}/health", None),
+            ("POST", f"/{ref}/handler", {}),
+            ("GET", f"/{ref}/openapi.json", None),
+            ("GET", f"/api/v1/endpoints/{ref}", None),
+            ("GET", f"/api/v1/endpoints/{ref}/logs", None),
+            ("GET", f"/api/v1/endpoints/{ref}/history", None),
+            ("GET", f"/api/v1/endpoints/{ref}/versions", None),
+            ("GET", f"/api/v1/endpoints/{ref}/secrets", None),
+            ("POST", f"/api/v1/endpoints/{ref}/stop", None),
             ("PATCH", f"/api/v1/endpoints/{ref}/scaling", {"max_workers": 3}),
             ("DELETE", f"/api/v1/endpoints/{ref}", None),
-            ("GET", f"/v2/{ref}/job-take/{worker}", None), ("GET", f"/v2/{ref}/ping/{worker}", None),
+            ("GET", f"/v2/{ref}/job-take/{worker}", None),
+            ("GET", f"/v2/{ref}/ping/{worker}", None),
             ("POST", f"/v2/{ref}/job-done/{worker}/{job_id}", {"output": "forged"}),
         ]
     requests += [
-        ("GET", f"/api/v1/jobs/{job_id}", None), ("POST", f"/api/v1/jobs/{job_id}/retry", None),
-        ("GET", f"/api/v1/versions/{version}", None), ("GET", f"/api/v1/versions/{version}/bundle", None),
+        ("GET", f"/api/v1/jobs/{job_id}", None),
+        ("POST", f"/api/v1/jobs/{job_id}/retry", None),
+        ("GET", f"/api/v1/versions/{version}", None),
+        ("GET", f"/api/v1/versions/{version}/bundle", None),
     ]
     with client(srv, acme_admin) as c:
         for method, path, body in requests:
@@ -162,8 +174,15 @@ def test_endpoint_secrets_are_encrypted_at_rest_and_reach_workers(sec):
     srv.deploy(SERVICES / "secret_env.py", "secret-env")
     srv.cli("secrets", "set", "secret-env", f"TOKEN={ENDPOINT_SECRET}")
     want = hashlib.sha256(ENDPOINT_SECRET.encode()).hexdigest()
-    wait_until(lambda: srv.http.post("/v2/secret-env/runsync", json={"input": {}}).json()
-               .get("output", {}).get("token_sha256") == want, 30, 0.2, "workers with the secret")
+    wait_until(
+        lambda: (
+            srv.http.post("/v2/secret-env/runsync", json={"input": {}}).json().get("output", {}).get("token_sha256")
+            == want
+        ),
+        30,
+        0.2,
+        "workers with the secret",
+    )
     listed = srv.cli("secrets", "ls", "secret-env").stdout
     assert "TOKEN" in listed and ENDPOINT_SECRET not in listed
     db = (srv.home / "podium.db").read_bytes() + (srv.home / "podium.db-wal").read_bytes()
@@ -177,24 +196,44 @@ def test_secrets_never_come_back_out(sec):
     srv, ep, acme_admin = sec
     eid = ep["endpoint_id"]
     answers = []
-    r = srv.http.post(f"/v2/{eid}/run", json={
-        "input": {"value": 3}, "env": {"API_TOKEN": ENV_SECRET},
-        "s3Config": {"accessId": "AKIA", "accessSecret": S3_SECRET, "bucketName": "b", "endpointUrl": "http://s3"},
-    })
+    r = srv.http.post(
+        f"/v2/{eid}/run",
+        json={
+            "input": {"value": 3},
+            "env": {"API_TOKEN": ENV_SECRET},
+            "s3Config": {"accessId": "AKIA", "accessSecret": S3_SECRET, "bucketName": "b", "endpointUrl": "http://s3"},
+        },
+    )
     answers.append(r.text)
     job_id = r.json()["id"]
     srv.wait_job(job_id)
-    for path in (f"/v2/{eid}/status/{job_id}", f"/v2/{eid}/stream/{job_id}", f"/api/v1/jobs/{job_id}",
-                 f"/api/v1/endpoints/{eid}", f"/api/v1/endpoints/{eid}/logs", "/api/v1/keys", "/metrics"):
+    for path in (
+        f"/v2/{eid}/status/{job_id}",
+        f"/v2/{eid}/stream/{job_id}",
+        f"/api/v1/jobs/{job_id}",
+        f"/api/v1/endpoints/{eid}",
+        f"/api/v1/endpoints/{eid}/logs",
+        "/api/v1/keys",
+        "/metrics",
+    ):
         answers.append(srv.http.get(path).text)
-    answers.append(srv.http.post(f"/v2/{eid}/runsync", json={"input": {"fail": S3_SECRET[:0] + "boom"},
-                                                              "env": {"X": ENV_SECRET}}).text)
+    answers.append(
+        srv.http.post(
+            f"/v2/{eid}/runsync", json={"input": {"fail": S3_SECRET[:0] + "boom"}, "env": {"X": ENV_SECRET}}
+        ).text
+    )
     answers.append(srv.http.post(f"/v2/{eid}/run", json={"input": {}, "s3Config": {"accessSecret": S3_SECRET}}).text)
     answers.append(httpx.get(f"{srv.url}/api/v1/endpoints", headers={"Authorization": f"Bearer {acme_admin}x"}).text)
     answers.append(srv.cli("jobs", "show", job_id).stdout)
     logs = "".join(p.read_text(errors="replace") for p in srv.home.rglob("*.log"))
-    secrets = (S3_SECRET, ENV_SECRET, ENDPOINT_SECRET, acme_admin, srv.key,
-               srv.http.get("/api/v1/webhook-secret").json()["secret"])
+    secrets = (
+        S3_SECRET,
+        ENV_SECRET,
+        ENDPOINT_SECRET,
+        acme_admin,
+        srv.key,
+        srv.http.get("/api/v1/webhook-secret").json()["secret"],
+    )
     for secret in secrets:
         for text in answers:
             assert secret not in text
@@ -233,8 +272,9 @@ def test_idempotency_keys_run_a_request_once_even_across_a_restart(tmp_path):
         assert after == first
         sync = srv.http.post(f"/v2/{eid}/runsync", json={"input": {"value": 42}}, headers=h).json()
         assert sync["id"] == first and sync["output"]["value"] == 42
-        route = [srv.http.post(f"/{eid}/handler", json={"value": 7}, headers={"Idempotency-Key": "r-1"})
-                 for _ in range(2)]
+        route = [
+            srv.http.post(f"/{eid}/handler", json={"value": 7}, headers={"Idempotency-Key": "r-1"}) for _ in range(2)
+        ]
         assert route[0].headers["x-podium-job-id"] == route[1].headers["x-podium-job-id"]
         jobs = srv.http.get("/api/v1/jobs", params={"endpoint": eid}).json()["jobs"]
         assert len(jobs) == 2, "two requests ran, whatever the retries"

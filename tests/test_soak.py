@@ -31,15 +31,22 @@ KILL_AFTER_SUBMIT = 10.0  #: seconds the killer goes on after the last submissio
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
 
 
-
-
 @pytest.mark.timeout(240)
 def test_soak_500_jobs_while_workers_are_killed_every_second(server_factory):
     srv = server_factory(env={"PODIUM_MAX_ATTEMPTS": str(MAX_ATTEMPTS)})
-    ep = json.loads(srv.cli(
-        "deploy", str(SERVICES / "faults" / "square.py"), "--name", "square", "--json",
-        "--min-workers", "2", "--max-workers", "4",
-    ).stdout)
+    ep = json.loads(
+        srv.cli(
+            "deploy",
+            str(SERVICES / "faults" / "square.py"),
+            "--name",
+            "square",
+            "--json",
+            "--min-workers",
+            "2",
+            "--max-workers",
+            "4",
+        ).stdout
+    )
     eid = ep["endpoint_id"]
     server_pid = srv.proc.pid
     headers = {"Authorization": f"Bearer {srv.key}"}

@@ -30,7 +30,9 @@ def test_upload_files_returns_fetchable_urls_in_order(s3_server: S3Server, tmp_p
     urls = upload_files(job(s3_server), [first, str(second)])
 
     assert [urlsplit(u).path for u in urls] == [
-        f"/{s3_server.bucket}/job-123/a.bin", f"/{s3_server.bucket}/job-123/b.txt"]
+        f"/{s3_server.bucket}/job-123/a.bin",
+        f"/{s3_server.bucket}/job-123/b.txt",
+    ]
     for url, path in zip(urls, (first, second)):
         response = httpx.get(url, timeout=10)
         assert response.status_code == 200
@@ -39,8 +41,9 @@ def test_upload_files_returns_fetchable_urls_in_order(s3_server: S3Server, tmp_p
 
 
 def test_upload_bytes_with_content_type_and_prefix(s3_server: S3Server) -> None:
-    url = upload_bytes(job(s3_server), "out.json", b'{"ok": true}', content_type="application/json",
-                       prefix="results/run-7")
+    url = upload_bytes(
+        job(s3_server), "out.json", b'{"ok": true}', content_type="application/json", prefix="results/run-7"
+    )
 
     assert urlsplit(url).path == f"/{s3_server.bucket}/results/run-7/out.json"
     response = httpx.get(url, timeout=10)
@@ -108,8 +111,12 @@ def test_unknown_bucket_is_an_upload_error_without_the_secret(s3_server: S3Serve
 
 def test_unreachable_endpoint_error_is_scrubbed_and_unchained() -> None:
     # botocore's connection error echoes the endpoint URL: a secret in it proves the scrubbing.
-    config = {"accessId": s3server.ACCESS_ID, "accessSecret": SECRET, "bucketName": "b",
-              "endpointUrl": f"http://127.0.0.1:{free_port()}/{SECRET}"}
+    config = {
+        "accessId": s3server.ACCESS_ID,
+        "accessSecret": SECRET,
+        "bucketName": "b",
+        "endpointUrl": f"http://127.0.0.1:{free_port()}/{SECRET}",
+    }
 
     with pytest.raises(UploadError) as caught:
         upload_bytes(config, "x.txt", b"x")
@@ -124,8 +131,7 @@ def test_expires_beyond_the_presign_limit_is_refused(s3_server: S3Server) -> Non
         upload_bytes(job(s3_server), "x.txt", b"x", expires=8 * 24 * 3600)
 
 
-def test_without_boto3_the_error_says_what_to_install(
-        s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_boto3_the_error_says_what_to_install(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "boto3", None)
 
     with pytest.raises(ConfigError, match=r"pip install 'podium\[s3\]'"):

@@ -45,7 +45,9 @@ async def add_project(store: Store, pid: str, *, fail: bool = False, durable: bo
 
 async def test_one_turns_transactions_share_a_commit_and_a_failing_one_undoes_only_itself(lite: Store) -> None:
     results = await asyncio.gather(
-        add_project(lite, "a"), add_project(lite, "b", fail=True), add_project(lite, "c"),
+        add_project(lite, "a"),
+        add_project(lite, "b", fail=True),
+        add_project(lite, "c"),
         return_exceptions=True,
     )
     assert isinstance(results[1], RuntimeError) and results[0] is None and results[2] is None
@@ -93,8 +95,11 @@ def test_the_call_path_finds_live_jobs_through_the_indexes_of_live_jobs(lite: St
     from podium.dispatch.statements import RUNNING, TAKE
 
     path = lite.url.removeprefix("sqlite:///")
-    running = str(select(jobs.c.id).where(RUNNING, jobs.c.lease_until < 0).compile(
-        dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True}))
+    running = str(
+        select(jobs.c.id)
+        .where(RUNNING, jobs.c.lease_until < 0)
+        .compile(dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True})
+    )
     with sqlite3.connect(path) as other:
         take = " ".join(r[3] for r in other.execute(f"EXPLAIN QUERY PLAN {TAKE.sql}", [0] * len(TAKE.names)))
         lease = " ".join(r[3] for r in other.execute(f"EXPLAIN QUERY PLAN {running}"))
@@ -102,9 +107,7 @@ def test_the_call_path_finds_live_jobs_through_the_indexes_of_live_jobs(lite: St
     assert "USING INDEX ix_jobs_running" in lease, lease
 
 
-async def test_the_wal_is_started_over_under_sustained_writes(
-    lite: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_the_wal_is_started_over_under_sustained_writes(lite: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """A commit every loop turn with checkpoints running beside it: without a rewind the WAL
     never starts over (each commit adds frames for ever); with one it stays small."""
     monkeypatch.setattr(store_wal, "REWIND_FRAMES", 64)

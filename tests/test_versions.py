@@ -14,7 +14,7 @@ from server import PodiumServer, wait_until
 
 pytestmark = pytest.mark.slow
 
-APP = '''
+APP = """
 import os, time
 from pathlib import Path
 import podium
@@ -33,7 +33,7 @@ def which(marker=None):
         while not Path(marker + ".release").exists() and time.monotonic() < deadline:
             time.sleep(0.02)
     return {{"version": VERSION, "pid": os.getpid()}}
-'''
+"""
 
 
 def write_app(root: Path, version: str) -> Path:
@@ -130,8 +130,10 @@ def test_stop_start_restart_and_status(srv, tmp_path):
     assert stopped["state"] == "INACTIVE"
     r = srv.http.post("/ops/which", json={})
     assert r.status_code == 503 and "podium start ops" in r.json()["detail"]
-    wait_until(lambda: json.loads(srv.cli("status", "ops", "--json").stdout)["workers"] == [],
-               what="workers of a stopped endpoint stop")
+    wait_until(
+        lambda: json.loads(srv.cli("status", "ops", "--json").stdout)["workers"] == [],
+        what="workers of a stopped endpoint stop",
+    )
 
     srv.cli("start", "ops")
     wait_until(lambda: json.loads(srv.cli("status", "ops", "--json").stdout)["state"] == "ACTIVE", what="ACTIVE")

@@ -125,14 +125,31 @@ def test_migration_0010_gives_sealed_deliveries_their_project(db_url):
     cfg.set_main_option("sqlalchemy.url", sync_url(db_url).replace("%", "%%"))
     command.upgrade(cfg, "0009")
     engine = create_engine(sync_url(db_url))
-    delivery = {"url": "https://example.com/hook", "state": "pending", "tries": 0, "next_at": 1.0,
-                "body": "{}", "created_at": 1.0}
+    delivery = {
+        "url": "https://example.com/hook",
+        "state": "pending",
+        "tries": 0,
+        "next_at": 1.0,
+        "body": "{}",
+        "created_at": 1.0,
+    }
     with engine.begin() as conn:
         conn.execute(insert(projects).values(id="p1", name="alpha", created_at=1.0))
-        conn.execute(insert(jobs).values(
-            id="j1", project_id="p1", endpoint_id="e1", route="/", kind="run", input="{}",
-            status="COMPLETED", attempt=1, max_attempts=3, created_at=1.0, stream_closed=False,
-        ))
+        conn.execute(
+            insert(jobs).values(
+                id="j1",
+                project_id="p1",
+                endpoint_id="e1",
+                route="/",
+                kind="run",
+                input="{}",
+                status="COMPLETED",
+                attempt=1,
+                max_attempts=3,
+                created_at=1.0,
+                stream_closed=False,
+            )
+        )
         conn.execute(insert(webhook_deliveries).values(id="d1", job_id="j1", **delivery))
         conn.execute(insert(webhook_deliveries).values(id="d2", job_id="gone", **delivery))
     command.upgrade(cfg, "head")

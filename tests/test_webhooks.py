@@ -18,8 +18,11 @@ from server import PodiumServer, free_port, wait_until
 pytestmark = pytest.mark.slow
 
 SECRET_S3 = "s3-secret-never-shown-0000"
-QUICK = {"PODIUM_WEBHOOK_RETRY_DELAY": "0.3", "PODIUM_WEBHOOK_TIMEOUT": "1",
-         "PODIUM_WEBHOOK_ALLOW_PRIVATE": "1"}  # the receiver is on loopback
+QUICK = {
+    "PODIUM_WEBHOOK_RETRY_DELAY": "0.3",
+    "PODIUM_WEBHOOK_TIMEOUT": "1",
+    "PODIUM_WEBHOOK_ALLOW_PRIVATE": "1",
+}  # the receiver is on loopback
 
 
 class Receiver:
@@ -79,11 +82,19 @@ def test_failed_deliveries_are_retried_with_the_same_signed_body(hooks):
     srv, eid, secret = hooks
     rx = Receiver([500, 503, 200])
     try:
-        r = srv.http.post(f"/v2/{eid}/run", json={
-            "input": {"value": 7}, "webhook": rx.url,
-            "s3Config": {"accessId": "id", "accessSecret": SECRET_S3, "bucketName": "b",
-                         "endpointUrl": "http://127.0.0.1:9"},
-        })
+        r = srv.http.post(
+            f"/v2/{eid}/run",
+            json={
+                "input": {"value": 7},
+                "webhook": rx.url,
+                "s3Config": {
+                    "accessId": "id",
+                    "accessSecret": SECRET_S3,
+                    "bucketName": "b",
+                    "endpointUrl": "http://127.0.0.1:9",
+                },
+            },
+        )
         job_id = r.json()["id"]
         [hook] = deliveries(srv, job_id, "delivered")
     finally:
@@ -180,7 +191,8 @@ def acme(hooks):
     srv, _, _ = hooks
     key = json.loads(srv.cli("projects", "create", "acme", "--json").stdout)["admin_key"]["key"]
     eid = json.loads(srv.cli("deploy", str(SERVICES / "rp.py"), "--name", "rp", "--json", "--key", key).stdout)[
-        "endpoint_id"]
+        "endpoint_id"
+    ]
     return key, eid
 
 
@@ -190,8 +202,11 @@ def delivered(srv: PodiumServer, eid: str, key: str) -> tuple[dict[str, str], by
     try:
         with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {key}"}) as c:
             job_id = c.post(f"/v2/{eid}/run", json={"input": {"value": 1}, "webhook": rx.url}).json()["id"]
-            wait_until(lambda: [h["state"] for h in c.get(f"/api/v1/jobs/{job_id}").json()["webhooks"]]
-                       == ["delivered"], 20, what="the delivery")
+            wait_until(
+                lambda: [h["state"] for h in c.get(f"/api/v1/jobs/{job_id}").json()["webhooks"]] == ["delivered"],
+                20,
+                what="the delivery",
+            )
     finally:
         rx.close()
     [request] = rx.requests
@@ -219,11 +234,15 @@ def test_each_project_signs_with_its_own_secret_shown_to_its_admins_only(hooks, 
     headers, body = delivered(srv, eid, srv.key)
     assert verify(default_secret, headers, body) and not verify(acme_secret, headers, body)
 
-    r = httpx.get(f"{srv.url}/api/v1/webhook-secret",
-                  headers={"Authorization": f"Bearer {acme_key}", "X-Podium-Project": "default"})
+    r = httpx.get(
+        f"{srv.url}/api/v1/webhook-secret",
+        headers={"Authorization": f"Bearer {acme_key}", "X-Podium-Project": "default"},
+    )
     assert r.status_code == 404 and default_secret not in r.text
-    r = httpx.post(f"{srv.url}/api/v1/webhook-secret/rotate",
-                   headers={"Authorization": f"Bearer {acme_key}", "X-Podium-Project": "default"})
+    r = httpx.post(
+        f"{srv.url}/api/v1/webhook-secret/rotate",
+        headers={"Authorization": f"Bearer {acme_key}", "X-Podium-Project": "default"},
+    )
     assert r.status_code == 404 and secret_of(srv, srv.key)["secret"] == default_secret
     assert srv.cli("webhook-secret", "--project", "acme").stdout.strip() == acme_secret
 
@@ -251,8 +270,9 @@ def test_after_a_rotation_deliveries_verify_with_the_old_secret_until_its_window
     # A bad window is a 400; a field the request does not have, a 422 naming it (as for every
     # admin request body).
     for bad, status in (({"window": "soon"}, 400), ({"window": -1}, 400), ({"windows": "1h"}, 422)):
-        r = httpx.post(f"{srv.url}/api/v1/webhook-secret/rotate", json=bad,
-                       headers={"Authorization": f"Bearer {acme_key}"})
+        r = httpx.post(
+            f"{srv.url}/api/v1/webhook-secret/rotate", json=bad, headers={"Authorization": f"Bearer {acme_key}"}
+        )
         assert r.status_code == status, (bad, r.text)
     assert secret_of(srv, acme_key)["secret"] == newest["secret"], "a refused rotation changes nothing"
 
@@ -304,8 +324,13 @@ def test_private_webhook_targets_are_refused_by_default(tmp_path):
     srv.start()
     try:
         eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]
-        for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest/meta-data",
-                    "http://localhost/x", "http://[::1]/x", "http://10.0.0.8/x"):
+        for url in (
+            "http://127.0.0.1:9/hook",
+            "http://169.254.169.254/latest/meta-data",
+            "http://localhost/x",
+            "http://[::1]/x",
+            "http://10.0.0.8/x",
+        ):
             r = srv.http.post(f"/v2/{eid}/run", json={"input": {}, "webhook": url})
             assert r.status_code == 400 and r.json()["error"] == "invalid_webhook", (url, r.text)
             assert "PODIUM_WEBHOOK_ALLOW_PRIVATE" in r.json()["detail"]

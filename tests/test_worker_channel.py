@@ -21,14 +21,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.boxed]
 #: Where no HTTP server listens: a link given it reaches the server through the channel or not at all.
 NO_HTTP = "http://127.0.0.1:1"
 
-SERVICE = '''\
+SERVICE = """\
 import podium
 
 
 @podium.handler(max_workers=1, idle_timeout=1)
 def handler(job):
     return {"doubled": job["input"]["n"] * 2}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,10 @@ def socket_path(srv: PodiumServer) -> str:
 
 def unattended(srv: PodiumServer, ep: dict, n: int) -> str:
     """A job no local worker is started for (low priority), once the local ones idled out."""
-    wait_until(lambda: not srv.http.get(f"/api/v1/endpoints/{ep['endpoint_id']}").json()["workers"],
-               what="the local worker to idle out")
+    wait_until(
+        lambda: not srv.http.get(f"/api/v1/endpoints/{ep['endpoint_id']}").json()["workers"],
+        what="the local worker to idle out",
+    )
     r = srv.http.post(f"/v2/{ep['endpoint_id']}/run", json={"input": {"n": n}, "policy": {"lowPriority": True}})
     assert r.status_code == 200, r.text
     return str(r.json()["id"])
@@ -107,7 +109,7 @@ def answer(sock: socket.socket) -> tuple[int, dict]:
     (size,) = channel.LENGTH.unpack(reader.read(channel.LENGTH.size))
     frame = reader.read(size)
     (status,) = channel.SHORT.unpack_from(frame)
-    return status, json.loads(frame[channel.SHORT.size:] or b"null")
+    return status, json.loads(frame[channel.SHORT.size :] or b"null")
 
 
 def test_an_oversized_result_is_answered_413_and_the_connection_goes_on(srv, ep):

@@ -28,8 +28,14 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--temp-dir", required=True)
     args = p.parse_args()
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=args.temp_dir, _node_ip_address="127.0.0.1",
-             object_store_memory=100 * 1024 * 1024, log_to_driver=False)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=args.temp_dir,
+        _node_ip_address="127.0.0.1",
+        object_store_memory=100 * 1024 * 1024,
+        log_to_driver=False,
+    )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # after ray.init, which sets its own
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})

@@ -57,9 +57,7 @@ class Endpoint(BaseEndpoint):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(name_or_id, url=url, api_key=api_key, timeout=timeout, retries=retries)
-        self._http = httpx.AsyncClient(
-            base_url=self.url, headers=self._headers, timeout=timeout, transport=transport
-        )
+        self._http = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=timeout, transport=transport)
 
     async def run(
         self,

@@ -60,8 +60,18 @@ def create_app(
     # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all);
     # covalent_api (/fn/..., /api/v2/envs) before routes_api too; digitalhub_api before admin (it
     # hands POST /api/v1/projects without a `kind` to admin).
-    routers = (ops.router, digitalhub_api.router, *admin.ROUTERS, envs_api.router, laminar_api.router,
-               covalent_api.router, runpod_api.router, worker_api.router, console.router, routes_api.router)
+    routers = (
+        ops.router,
+        digitalhub_api.router,
+        *admin.ROUTERS,
+        envs_api.router,
+        laminar_api.router,
+        covalent_api.router,
+        runpod_api.router,
+        worker_api.router,
+        console.router,
+        routes_api.router,
+    )
     app.add_middleware(CountRequests, metrics=rt.metrics)
     errors.install(app)
     for router in routers:

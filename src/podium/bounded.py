@@ -28,9 +28,9 @@ MISSING = _Missing.MISSING
 
 class Bounded(Generic[K, V]):
     """Parameters:
-        size: entries kept at most; putting one more drops the oldest.
-        ttl: seconds an entry is valid for (None: until dropped).
-        clock: the time `ttl` is measured on.
+    size: entries kept at most; putting one more drops the oldest.
+    ttl: seconds an entry is valid for (None: until dropped).
+    clock: the time `ttl` is measured on.
     """
 
     def __init__(

@@ -27,8 +27,21 @@ from podium.zipped import deterministic_zip
 #: Entry files tried, in order, when deploying a directory.
 ENTRY_CANDIDATES = ("app.py", "main.py", "handler.py", "service.py")
 #: Never bundled: caches, VCS data, virtualenvs, Podium's own state.
-SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".podium", ".mypy_cache",
-             ".pytest_cache", ".ruff_cache", "node_modules", ".tox", ".ipynb_checkpoints"}
+SKIP_DIRS = {
+    "__pycache__",
+    ".git",
+    ".hg",
+    ".svn",
+    ".venv",
+    "venv",
+    ".podium",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    "node_modules",
+    ".tox",
+    ".ipynb_checkpoints",
+}
 SKIP_SUFFIXES = (".pyc", ".pyo")
 MAX_BUNDLE_BYTES = 100 * 1024 * 1024
 
@@ -69,8 +82,7 @@ def make_bundle(path: str | Path, entry: str | None = None) -> Bundle:
             entry = next((c for c in ENTRY_CANDIDATES if c in names), None)
             if entry is None:
                 raise BundleError(
-                    f"{path}: no entry file found (looked for {', '.join(ENTRY_CANDIDATES)}); "
-                    "name one with --entry"
+                    f"{path}: no entry file found (looked for {', '.join(ENTRY_CANDIDATES)}); name one with --entry"
                 )
         elif entry not in names:
             raise BundleError(f"{path}: entry file {entry} is not in the directory")
@@ -150,8 +162,13 @@ def describe(
             # Its requirements may be missing here: read it, never import it.
             found = source.read_service(text, service, Path(bundle.entry).stem)
             reqs = _merge(reqs, found.requirements)
-            meta = {"service": found.name, "entry": bundle.entry, "routes": found.routes,
-                    "config": found.config, "runtime": "podium"}
+            meta = {
+                "service": found.name,
+                "entry": bundle.entry,
+                "routes": found.routes,
+                "config": found.config,
+                "runtime": "podium",
+            }
         else:
             meta = _service_meta(bundle, load_service(bundle.root, bundle.entry, service))
     if reqs is not None:

@@ -32,10 +32,10 @@ def split_request(frame: bytes) -> tuple[dict[str, Any], bytes]:
     if len(frame) < SHORT.size:
         raise ValueError("a frame too short to hold its header's length")
     (size,) = SHORT.unpack_from(frame)
-    header = _json.loads(frame[SHORT.size:SHORT.size + size])
+    header = _json.loads(frame[SHORT.size : SHORT.size + size])
     if not isinstance(header, dict):
         raise ValueError("a frame's header must be a JSON object")
-    return header, frame[SHORT.size + size:]
+    return header, frame[SHORT.size + size :]
 
 
 def answer(status: int, body: bytes) -> bytes:

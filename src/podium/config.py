@@ -156,8 +156,10 @@ class Settings:
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
         if s.user_content_url is not None and not re.fullmatch(r"https?://[^/?#]+/?", s.user_content_url):
-            raise ConfigError("PODIUM_USER_CONTENT_URL must be an origin like https://content.example.com, "
-                              f"got {s.user_content_url!r}")
+            raise ConfigError(
+                "PODIUM_USER_CONTENT_URL must be an origin like https://content.example.com, "
+                f"got {s.user_content_url!r}"
+            )
         if s.backend not in BACKENDS:
             raise ConfigError(f"the worker backend must be one of {', '.join(BACKENDS)}, got {s.backend!r}")
         return s

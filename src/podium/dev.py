@@ -38,8 +38,23 @@ def _snapshot(path: Path) -> dict[Path, tuple[float, int]]:
 
 
 def _deploy(path: Path, url: str, key: str, name: str | None) -> None:
-    cmd = [sys.executable, "-m", "podium", "deploy", str(path), "--url", url, "--key", key,
-           "--min-workers", "1", "--idle-timeout", "86400", "--timeout", "120"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "podium",
+        "deploy",
+        str(path),
+        "--url",
+        url,
+        "--key",
+        key,
+        "--min-workers",
+        "1",
+        "--idle-timeout",
+        "86400",
+        "--timeout",
+        "120",
+    ]
     if name:
         cmd += ["--name", name]
     subprocess.run(cmd, check=False)
@@ -67,10 +82,14 @@ def serve(path: Path, port: int, name: str | None = None) -> None:
     stop = threading.Event()
 
     def started(_: Runtime) -> None:
-        print(f"podium dev: serving {path} on {settings.url}, state in {home}\n"
-              f"  export PODIUM_URL={settings.url} PODIUM_API_KEY={key}", flush=True)
-        threading.Thread(target=_watch, args=(path.resolve(), settings.url, key, name, stop),
-                         daemon=True, name="podium-dev-watch").start()
+        print(
+            f"podium dev: serving {path} on {settings.url}, state in {home}\n"
+            f"  export PODIUM_URL={settings.url} PODIUM_API_KEY={key}",
+            flush=True,
+        )
+        threading.Thread(
+            target=_watch, args=(path.resolve(), settings.url, key, name, stop), daemon=True, name="podium-dev-watch"
+        ).start()
 
     try:
         run(settings, started)

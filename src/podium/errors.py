@@ -90,9 +90,7 @@ class APIError(PodiumError):
 class RouteError(APIError):
     """The route raised an exception on the worker."""
 
-    def __init__(
-        self, status_code: int, error_type: str, error_message: str, traceback: str | None = None
-    ) -> None:
+    def __init__(self, status_code: int, error_type: str, error_message: str, traceback: str | None = None) -> None:
         self.error_type = error_type
         self.error_message = error_message
         self.traceback = traceback

@@ -91,7 +91,10 @@ class LineWriter(io.TextIOBase):
         entry = {
             "time": stamp(time.time()),
             "level": "info" if self.stream == "stdout" else "warning",
-            "logger": self.stream, "msg": line, **self.static, **(_job_fields.get() or {}),
+            "logger": self.stream,
+            "msg": line,
+            **self.static,
+            **(_job_fields.get() or {}),
         }
         self.out.write(json.dumps(entry, default=str) + "\n")
         self.out.flush()

@@ -28,8 +28,11 @@ def surface(path: str) -> str:
     if path.startswith(("/v1/pipeline/", "/v2/endpoint/run")):
         return "laminar"
     if head == "v2" and len(parts) >= 3:
-        return "worker" if parts[2] in ("job-take", "job-take-batch", "job-stop", "job-done",
-                                         "job-stream", "ping") else "runpod"
+        return (
+            "worker"
+            if parts[2] in ("job-take", "job-take-batch", "job-stop", "job-done", "job-stream", "ping")
+            else "runpod"
+        )
     return "routes"
 
 
@@ -38,27 +41,52 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.submitted = Counter("podium_jobs_submitted", "Jobs accepted", ["endpoint", "kind"], registry=r)
-        self.ended = Counter("podium_jobs_ended", "Jobs that reached a final status",
-                             ["endpoint", "status"], registry=r)
-        self.delay = Histogram("podium_job_delay_seconds", "Time from submission to a worker taking it",
-                               ["endpoint"], buckets=TIME_BUCKETS, registry=r)
-        self.execution = Histogram("podium_job_execution_seconds", "Time a job ran on its worker",
-                                   ["endpoint"], buckets=TIME_BUCKETS, registry=r)
-        self.cold_starts = Counter("podium_cold_starts", "Workers that started and became ready",
-                                   ["endpoint"], registry=r)
-        self.start_to_ready = Histogram("podium_worker_start_seconds", "Worker start to ready (cold start)",
-                                        ["endpoint"], buckets=TIME_BUCKETS, registry=r)
-        self.webhooks = Counter("podium_webhook_attempts", "Webhook delivery attempts by result",
-                                ["result"], registry=r)
-        self.http = Counter("podium_http_requests", "HTTP requests by surface and status",
-                            ["surface", "method", "status"], registry=r)
+        self.ended = Counter(
+            "podium_jobs_ended", "Jobs that reached a final status", ["endpoint", "status"], registry=r
+        )
+        self.delay = Histogram(
+            "podium_job_delay_seconds",
+            "Time from submission to a worker taking it",
+            ["endpoint"],
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.execution = Histogram(
+            "podium_job_execution_seconds",
+            "Time a job ran on its worker",
+            ["endpoint"],
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.cold_starts = Counter(
+            "podium_cold_starts", "Workers that started and became ready", ["endpoint"], registry=r
+        )
+        self.start_to_ready = Histogram(
+            "podium_worker_start_seconds",
+            "Worker start to ready (cold start)",
+            ["endpoint"],
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "podium_webhook_attempts", "Webhook delivery attempts by result", ["result"], registry=r
+        )
+        self.http = Counter(
+            "podium_http_requests", "HTTP requests by surface and status", ["surface", "method", "status"], registry=r
+        )
         self.queued = Gauge("podium_jobs_queued", "Jobs waiting for a worker", ["endpoint"], registry=r)
-        self.oldest = Gauge("podium_queue_oldest_wait_seconds", "How long the oldest waiting job has waited",
-                            ["endpoint"], registry=r)
-        self.workers = Gauge("podium_workers", "Workers of the installation by state (every replica reports all)",
-                             ["endpoint", "state"], registry=r)
-        self.leader = Gauge("podium_replica_leader", "1 on the replica that leads the installation, 0 on others",
-                            registry=r)
+        self.oldest = Gauge(
+            "podium_queue_oldest_wait_seconds", "How long the oldest waiting job has waited", ["endpoint"], registry=r
+        )
+        self.workers = Gauge(
+            "podium_workers",
+            "Workers of the installation by state (every replica reports all)",
+            ["endpoint", "state"],
+            registry=r,
+        )
+        self.leader = Gauge(
+            "podium_replica_leader", "1 on the replica that leads the installation, 0 on others", registry=r
+        )
 
         # The call path's series, looked up once per label set: `labels()` takes a lock and
         # checks its arguments every time, six times per job.

@@ -51,7 +51,8 @@ class Shape:
 
 ENDPOINT_ID = Shape("endpoint id", r"[a-z0-9]{1,64}", "lowercase letters and digits")
 ENDPOINT_NAME = Shape(
-    "endpoint name", r"[a-z0-9][a-z0-9-]{0,62}",
+    "endpoint name",
+    r"[a-z0-9][a-z0-9-]{0,62}",
     "lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters",
 )
 VERSION_ID = Shape("version id", r"[0-9a-f]{16}", "16 hexadecimal digits")
@@ -60,6 +61,7 @@ ENV_HASH = Shape("environment hash", r"[0-9a-f]{24}", "24 hexadecimal digits")
 SHA256 = Shape("sha256", r"[0-9a-f]{64}", "64 lowercase hexadecimal digits")
 ASSET_ID = Shape("asset id", r"[0-9a-f]{24}", "24 hexadecimal digits")
 DIGITALHUB_ID = Shape(
-    "DigitalHub id", r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}",
+    "DigitalHub id",
+    r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}",
     "letters, digits, '-' and '_', starting with a letter or digit, at most 128 characters",
 )

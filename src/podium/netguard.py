@@ -80,9 +80,7 @@ def is_public(ip: IPAddress) -> bool:
 
 def _blocked(host: str, address: str, why: str) -> UnsafeURL:
     what = f"is {why}" if host == address else f"resolves to {address}, {why}"
-    return UnsafeURL(
-        f"webhook host {host} {what}; set {ALLOW_PRIVATE_ENV}=1 to allow private targets"
-    )
+    return UnsafeURL(f"webhook host {host} {what}; set {ALLOW_PRIVATE_ENV}=1 to allow private targets")
 
 
 async def resolve_public(host: str, port: int, *, allow_private: bool) -> list[str]:

@@ -51,9 +51,7 @@ def inspect_source(source: str) -> dict[str, Any] | None:
     """None unless the source calls `runpod.serverless.start`; else what we can tell of its
     handler without running it: name, streaming (a generator), async."""
     tree = ast.parse(source)
-    call = next(
-        (n for n in ast.walk(tree) if isinstance(n, ast.Call) and _is_start_call(n) and n.args), None
-    )
+    call = next((n for n in ast.walk(tree) if isinstance(n, ast.Call) and _is_start_call(n) and n.args), None)
     if call is None:
         return None
     defs = _top_level(tree)

@@ -53,10 +53,29 @@ BOX_HOME = "/home/worker"
 #: Where, in the box, the worker channel's socket and a zygote's listening directory are.
 BOX_RUN = "/run/podium"
 #: Files of /etc a worker needs (name resolution, certificates, users, time zone, the loader).
-ETC = ("hosts", "resolv.conf", "nsswitch.conf", "host.conf", "gai.conf", "passwd", "group",
-       "localtime", "timezone", "ssl", "ca-certificates", "ca-certificates.conf", "pki",
-       "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "mime.types", "os-release",
-       "protocols", "services")
+ETC = (
+    "hosts",
+    "resolv.conf",
+    "nsswitch.conf",
+    "host.conf",
+    "gai.conf",
+    "passwd",
+    "group",
+    "localtime",
+    "timezone",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "pki",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "mime.types",
+    "os-release",
+    "protocols",
+    "services",
+)
 #: Open files per worker (or the server's own hard limit, if lower).
 NOFILE = 65536
 #: Processes (threads count) per worker, where a pids cgroup can hold them.
@@ -120,12 +139,18 @@ class Sandboxing:
 def sandboxing(wanted: bool) -> Sandboxing:
     """Workers are sandboxed when `wanted` (PODIUM_SANDBOX is not `off`) and bwrap works."""
     if not wanted:
-        return Sandboxing(False, "workers are NOT sandboxed (PODIUM_SANDBOX=off): deployed code can read "
-                                 "the server's files and see its processes")
+        return Sandboxing(
+            False,
+            "workers are NOT sandboxed (PODIUM_SANDBOX=off): deployed code can read "
+            "the server's files and see its processes",
+        )
     why = available()
     if why is not None:
-        return Sandboxing(False, f"workers are NOT sandboxed: {why}; deployed code can read the server's "
-                                 "files and see its processes (install bubblewrap)")
+        return Sandboxing(
+            False,
+            f"workers are NOT sandboxed: {why}; deployed code can read the server's "
+            "files and see its processes (install bubblewrap)",
+        )
     return Sandboxing(True, "workers are sandboxed (bubblewrap)")
 
 
@@ -209,10 +234,35 @@ def _bwrap() -> list[str]:
     own PID, IPC and UTS namespaces and session, no capabilities; it dies with its parent."""
     bwrap = shutil.which("bwrap")
     assert bwrap is not None, "a box without bwrap (check available() first)"
-    return [bwrap, *_system(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
-            "--tmpfs", "/home", "--dir", BOX_HOME, "--chdir", BOX_HOME, "--setenv", "HOME", BOX_HOME,
-            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    return [
+        bwrap,
+        *_system(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/home",
+        "--dir",
+        BOX_HOME,
+        "--chdir",
+        BOX_HOME,
+        "--setenv",
+        "HOME",
+        BOX_HOME,
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ]
 
 
 def _system() -> list[str]:
@@ -300,8 +350,14 @@ async def spawn(
     r, w = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
-            *box.argv(cmd, w), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err, env=box.environ(env),
-            start_new_session=True, pass_fds=(w,), preexec_fn=limits.preexec(),
+            *box.argv(cmd, w),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=box.environ(env),
+            start_new_session=True,
+            pass_fds=(w,),
+            preexec_fn=limits.preexec(),
         )
     finally:
         os.close(w)
@@ -396,8 +452,11 @@ class Limits:
         self.cgroups.clear()
 
     def describe(self) -> str:
-        memory = ("no memory limit" if not self.memory_mb else
-                  f"memory {self.memory_mb} MB ({'RLIMIT_AS' if self.address_limit else 'cgroup'})")
+        memory = (
+            "no memory limit"
+            if not self.memory_mb
+            else f"memory {self.memory_mb} MB ({'RLIMIT_AS' if self.address_limit else 'cgroup'})"
+        )
         pids = f"{PIDS} processes (pids cgroup)" if self.cgroups else "no process limit (no writable pids cgroup)"
         return f"{memory}, {pids}, {_open_files()} open files"
 
@@ -424,4 +483,3 @@ def _v2_group(name: str) -> Path | None:
         return group
     except OSError:
         return None
-

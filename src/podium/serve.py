@@ -32,8 +32,13 @@ def run(settings: Settings, on_started: Callable[[Runtime], None] | None = None)
     # that sets one (docs/cluster.md, "In front of the server").
     config = uvicorn.Config(
         create_app(settings, runtime, on_started=started),
-        host=settings.host, port=settings.port, log_level="warning", access_log=False,
-        loop="auto", http="auto", timeout_graceful_shutdown=5,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        loop="auto",
+        http="auto",
+        timeout_graceful_shutdown=5,
     )
 
     class Server(uvicorn.Server):

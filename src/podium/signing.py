@@ -32,7 +32,11 @@ def signed_headers(secrets: str | Sequence[str], body: bytes, now: float | None 
 
 
 def verify(
-    secret: str, headers: Mapping[str, str], body: bytes, *, tolerance: float = 300.0,
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance: float = 300.0,
     now: float | None = None,
 ) -> bool:
     """True if `body` was signed with `secret` less than `tolerance` seconds ago (by any of the

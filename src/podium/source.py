@@ -133,9 +133,14 @@ class _Reader:
                         svc.routes.append(_route(node, handler_path(node.name), "handler"))
                         by_var[node.name] = svc
                         defaults[node.name] = svc.routes[0]["path"]
-                elif (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)
-                      and dec.func.attr == "endpoint" and isinstance(dec.func.value, ast.Name)
-                      and dec.func.value.id in by_var and dec.args):
+                elif (
+                    isinstance(dec, ast.Call)
+                    and isinstance(dec.func, ast.Attribute)
+                    and dec.func.attr == "endpoint"
+                    and isinstance(dec.func.value, ast.Name)
+                    and dec.func.value.id in by_var
+                    and dec.args
+                ):
                     path = self.value(dec.args[0], "path")
                     by_var[dec.func.value.id].routes.append(_route(node, path, "route"))
                     if any(kw.arg == "default" and self.value(kw.value, "default") for kw in dec.keywords):
@@ -166,17 +171,25 @@ class _Reader:
             for node in self.tree.body:
                 if isinstance(node, Function) and node.name == wanted:
                     is_async = isinstance(node, ast.AsyncFunctionDef)
-                elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                      and any(isinstance(t, ast.Name) and t.id == wanted for t in node.targets)):
+                elif (
+                    isinstance(node, ast.Assign)
+                    and isinstance(node.value, ast.Call)
+                    and any(isinstance(t, ast.Name) and t.id == wanted for t in node.targets)
+                ):
                     maker = node.value.func
                     name = maker.attr if isinstance(maker, ast.Attribute) else getattr(maker, "id", "")
                     is_async = name not in WSGI_FACTORIES
                 else:
                     continue
                 route: RouteRecord = {
-                    "path": HTTP_ROUTE, "method": method_name(HTTP_ROUTE), "kind": "http", "streaming": True,
-                    "is_async": is_async, "params": [{"name": "request", "required": True}],
-                    "var_keyword": False, "default": True,
+                    "path": HTTP_ROUTE,
+                    "method": method_name(HTTP_ROUTE),
+                    "kind": "http",
+                    "streaming": True,
+                    "is_async": is_async,
+                    "params": [{"name": "request", "required": True}],
+                    "var_keyword": False,
+                    "default": True,
                 }
                 return SourceService(default_name(self.module), ServiceConfig().as_dict(), None, [route])
         return None
@@ -218,8 +231,10 @@ def declares_requirements(source: str) -> bool:
         if isinstance(node, Function):
             for dec in node.decorator_list:
                 found = _decorator(dec, ("service", "handler"))
-                if found is not None and found[1] is not None and any(
-                    kw.arg in ("requirements", "python") for kw in found[1].keywords
+                if (
+                    found is not None
+                    and found[1] is not None
+                    and any(kw.arg in ("requirements", "python") for kw in found[1].keywords)
                 ):
                     return True
     return False
@@ -230,7 +245,8 @@ def read_service(source: str, name: str | None = None, module: str = "app") -> S
     `module` is the entry file's name without `.py` (an HTTP app's service is named after it)."""
     found = _Reader(ast.parse(source), module).services()
     return pick_service(
-        found, name,
+        found,
+        name,
         "no service found in the source: a service with requirements is read without importing "
         "it, so declare it with @podium.service and @<init>.endpoint, @podium.handler, a "
         "top-level `def handler(job)`, or bind an HTTP app to `app` at the top of the module",
@@ -241,7 +257,15 @@ def route_shape(routes: list[RouteRecord]) -> list[tuple[Any, ...]]:
     """What a route table read from source promises: paths, kinds, streaming, parameter names."""
     return [
         # An HTTP app's one route is the same whatever the app is (sync WSGI or async ASGI).
-        (r["path"], r["method"], r["kind"], r["streaming"], r.get("is_async") if r["kind"] != "http" else None,
-         bool(r.get("default")), bool(r.get("var_keyword")), [(p["name"], p["required"]) for p in r["params"]])
+        (
+            r["path"],
+            r["method"],
+            r["kind"],
+            r["streaming"],
+            r.get("is_async") if r["kind"] != "http" else None,
+            bool(r.get("default")),
+            bool(r.get("var_keyword")),
+            [(p["name"], p["required"]) for p in r["params"]],
+        )
         for r in routes
     ]

@@ -61,7 +61,10 @@ def upload_files(
         key = f"{target.prefix}/{path.name}"
         target.run(
             target.client.upload_file,
-            str(path), target.bucket, key, ExtraArgs={"ContentType": _content_type(path.name)},
+            str(path),
+            target.bucket,
+            key,
+            ExtraArgs={"ContentType": _content_type(path.name)},
         )
         urls.append(target.presign(key))
     return urls
@@ -86,7 +89,10 @@ def upload_bytes(
     key = f"{target.prefix}/{name}"
     target.run(
         target.client.put_object,
-        Bucket=target.bucket, Key=key, Body=data, ContentType=content_type or _content_type(name),
+        Bucket=target.bucket,
+        Key=key,
+        Body=data,
+        ContentType=content_type or _content_type(name),
     )
     return target.presign(key)
 
@@ -155,7 +161,9 @@ class _Target:
     def presign(self, key: str) -> str:
         url: str = self.run(
             self.client.generate_presigned_url,
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.expires,
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=self.expires,
         )
         return url
 

@@ -18,10 +18,7 @@ service_executor = cc.CloudExecutor(env="my-env", num_cpus=4, memory="12GB")
 def example_service(message="Hello, world!"):
     items = (1, 5, "foo")
 
-    return {
-        "message": message,
-        "items": items
-    }
+    return {"message": message, "items": items}
 
 
 @example_service.endpoint("/hello")
@@ -43,8 +40,12 @@ async def async_calls(client):
 
 def main():
     client = cc.deploy(example_service)()
-    out = {"status_at_deploy": client.status.value, "id": client.function_id,
-           "address": client.address, "token": client.token}
+    out = {
+        "status_at_deploy": client.status.value,
+        "id": client.function_id,
+        "address": client.address,
+        "token": client.token,
+    }
 
     example_client = cc.get_deployment(client, wait=True)
     out["status"] = example_client.status.value
@@ -56,8 +57,12 @@ def main():
     out["async_hello"] = asyncio.run(async_calls(example_client))
 
     again = cc.get_deployment(client.function_id)
-    out["again"] = {"id": again.function_id, "name": again.name, "status": again.status.value,
-                    "routes": [[r.route, r.method.value, r.streaming] for r in again.routes]}
+    out["again"] = {
+        "id": again.function_id,
+        "name": again.name,
+        "status": again.status.value,
+        "routes": [[r.route, r.method.value, r.streaming] for r in again.routes],
+    }
     out["info_status"] = example_client.info()["status"]
     listed = cc.list_function_deployments(search="first function", status="ACTIVE")
     out["listed"] = [r.id for r in listed.records]

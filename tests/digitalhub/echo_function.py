@@ -13,6 +13,9 @@ def serve(context, event):
     context.calls += 1
     body = event.body
     if isinstance(body, dict):
-        return {"message": f"{context.greeting}, {body.get('name', 'nobody')}!", "calls": context.calls,
-                "token_len": len(os.environ.get("SERVICE_TOKEN", ""))}
+        return {
+            "message": f"{context.greeting}, {body.get('name', 'nobody')}!",
+            "calls": context.calls,
+            "token_len": len(os.environ.get("SERVICE_TOKEN", "")),
+        }
     return f"{context.greeting} from {event.method} {event.path}"

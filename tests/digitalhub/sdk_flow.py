@@ -21,10 +21,21 @@ def serve_flow(project: str) -> dict:
     p = dh.get_or_create_project(project)
     again = dh.get_or_create_project(project)
     seen["project"] = [p.name, again.name]
-    f = p.new_function(name="echo", kind="python", python_version="PYTHON3_10",
-                       code_src=str(HERE / "echo_function.py"), handler="serve", init_function="init")
-    run = f.run(action="serve", wait=True, init_parameters={"greeting": "Ciao"}, log_info=False,
-                envs=[{"name": "SERVICE_TOKEN", "value": ENV_SECRET}])
+    f = p.new_function(
+        name="echo",
+        kind="python",
+        python_version="PYTHON3_10",
+        code_src=str(HERE / "echo_function.py"),
+        handler="serve",
+        init_function="init",
+    )
+    run = f.run(
+        action="serve",
+        wait=True,
+        init_parameters={"greeting": "Ciao"},
+        log_info=False,
+        envs=[{"name": "SERVICE_TOKEN", "value": ENV_SECRET}],
+    )
     seen["state"] = run.status.state
     seen["service_url"] = run.status.service["url"]
     r = run.invoke(json={"name": "Ada"})
@@ -65,28 +76,50 @@ def serve_flow(project: str) -> dict:
 
 def failing_init(project: str) -> dict:
     p = dh.get_or_create_project(project)
-    f = p.new_function(name="broken", kind="python", python_version="PYTHON3_10",
-                       code_src=str(HERE / "failing_init.py"), handler="serve", init_function="init")
+    f = p.new_function(
+        name="broken",
+        kind="python",
+        python_version="PYTHON3_10",
+        code_src=str(HERE / "failing_init.py"),
+        handler="serve",
+        init_function="init",
+    )
     run = f.run(action="serve", wait=True, init_parameters={"model_path": "/models/m.bin"}, log_info=False)
-    return {"state": run.status.state, "message": run.status.message,
-            "service": run.status.service, "run_id": run.id}
+    return {"state": run.status.state, "message": run.status.message, "service": run.status.service, "run_id": run.id}
 
 
 def start(project: str) -> dict:
     """A running serve run, left running (for the proxy and wire-level checks)."""
     p = dh.get_or_create_project(project)
-    f = p.new_function(name="echo", kind="python", python_version="PYTHON3_10",
-                       code_src=str(HERE / "echo_function.py"), handler="serve", init_function="init")
-    run = f.run(action="serve", wait=True, init_parameters={"greeting": "Hi"}, log_info=False,
-                envs=[{"name": "SERVICE_TOKEN", "value": ENV_SECRET}])
+    f = p.new_function(
+        name="echo",
+        kind="python",
+        python_version="PYTHON3_10",
+        code_src=str(HERE / "echo_function.py"),
+        handler="serve",
+        init_function="init",
+    )
+    run = f.run(
+        action="serve",
+        wait=True,
+        init_parameters={"greeting": "Hi"},
+        log_info=False,
+        envs=[{"name": "SERVICE_TOKEN", "value": ENV_SECRET}],
+    )
     return {"state": run.status.state, "run_id": run.id, "url": run.status.service["url"]}
 
 
 def cleanup(project: str) -> dict:
     """Deleting a function with its runs, then the project."""
     p = dh.get_or_create_project(project)
-    f = p.new_function(name="echo", kind="python", python_version="PYTHON3_10",
-                       code_src=str(HERE / "echo_function.py"), handler="serve", init_function="init")
+    f = p.new_function(
+        name="echo",
+        kind="python",
+        python_version="PYTHON3_10",
+        code_src=str(HERE / "echo_function.py"),
+        handler="serve",
+        init_function="init",
+    )
     run = f.run(action="serve", wait=False, init_parameters={"greeting": "Bye"}, log_info=False)
     seen = {"run_id": run.id, "functions": [x.name for x in p.list_functions()]}
     dh.delete_function("echo", project=project, delete_all_versions=True, cascade=True)
@@ -110,7 +143,13 @@ def errors(project: str) -> dict:
     except EntityNotExistsError:
         seen["unknown_run"] = "EntityNotExistsError"
     try:
-        p.new_function(name="bad", kind="python", python_version="PYTHON3_10", code="def serve(context, event:\n    return 1\n", handler="serve")
+        p.new_function(
+            name="bad",
+            kind="python",
+            python_version="PYTHON3_10",
+            code="def serve(context, event:\n    return 1\n",
+            handler="serve",
+        )
         seen["bad_code"] = "accepted"
     except Exception as exc:
         seen["bad_code"] = f"{type(exc).__name__}: {exc}"
@@ -119,6 +158,11 @@ def errors(project: str) -> dict:
 
 if __name__ == "__main__":
     scenario, project = sys.argv[1], sys.argv[2]
-    result = {"serve_flow": serve_flow, "failing_init": failing_init, "start": start, "cleanup": cleanup,
-              "errors": errors}[scenario](project)
+    result = {
+        "serve_flow": serve_flow,
+        "failing_init": failing_init,
+        "start": start,
+        "cleanup": cleanup,
+        "errors": errors,
+    }[scenario](project)
     print(json.dumps(result))

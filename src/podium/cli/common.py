@@ -11,8 +11,12 @@ from rich.console import Console
 
 from podium.errors import PodiumError
 
-app = typer.Typer(help="Podium: deploy a Python service, get an HTTP endpoint.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Podium: deploy a Python service, get an HTTP endpoint.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 jobs_app = typer.Typer(help="Jobs.", no_args_is_help=True)

@@ -32,18 +32,30 @@ def deploy(
     cpus: float = typer.Option(None, help="CPUs per worker (may be fractional)."),
     gpus: int = typer.Option(None, help="GPUs per worker (whole devices, each worker its own)."),
     memory_mb: int = typer.Option(None, "--memory-mb", help="Memory per worker in MB (0: no reservation)."),
-    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
+    as_json: bool = JSON,
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
 ) -> None:
     """Bundle PATH, upload it as an immutable version, point endpoint NAME at it. Settings given
     here override the service's (a RunPod worker file gets its resources only from here)."""
     from podium.bundle import describe, make_bundle
     from podium.client.deployment import upload
 
-    overrides = {k: v for k, v in {
-        "min_workers": min_workers, "max_workers": max_workers, "idle_timeout": idle_timeout,
-        "concurrency": concurrency, "execution_timeout": execution_timeout,
-        "cpus": cpus, "gpus": gpus, "memory_mb": memory_mb,
-    }.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "min_workers": min_workers,
+            "max_workers": max_workers,
+            "idle_timeout": idle_timeout,
+            "concurrency": concurrency,
+            "execution_timeout": execution_timeout,
+            "cpus": cpus,
+            "gpus": gpus,
+            "memory_mb": memory_mb,
+        }.items()
+        if v is not None
+    }
     with connect(url, key, project) as conn:
         with err.status("bundling…"):
             bundle = make_bundle(path, entry)
@@ -53,15 +65,19 @@ def deploy(
         if wait:
             _build(conn, ep["deployed"], timeout, quiet=as_json)
             ep = _wait_ready(conn, ep, timeout, quiet=as_json)
-    result = {"endpoint_id": ep["endpoint_id"], "name": ep["name"], "version": ep["version"],
-              "state": ep["state"], "urls": ep["urls"]}
+    result = {
+        "endpoint_id": ep["endpoint_id"],
+        "name": ep["name"],
+        "version": ep["version"],
+        "state": ep["state"],
+        "urls": ep["urls"],
+    }
     if as_json:
         print_json(result)
         if ep["state"] == "ERROR":
             raise typer.Exit(1)
         return
-    out.print(f"endpoint {ep['name']}  id {ep['endpoint_id']}  version {ep['version']}  "
-              f"state {ep['state']}")
+    out.print(f"endpoint {ep['name']}  id {ep['endpoint_id']}  version {ep['version']}  state {ep['state']}")
     for r in ep["routes"]:
         mark = " (default)" if r.get("default") else ""
         kind = " streaming" if r["streaming"] else ""
@@ -69,8 +85,10 @@ def deploy(
     out.print(f"  POST {ep['urls']['runsync']}")
     out.print(f"  POST {ep['urls']['run']}")
     out.print("try:")
-    out.print(f"  curl -H \"Authorization: Bearer $PODIUM_API_KEY\" -d '{{\"input\": {{}}}}' "
-              f"{ep['urls']['runsync']}", soft_wrap=True)
+    out.print(
+        f'  curl -H "Authorization: Bearer $PODIUM_API_KEY" -d \'{{"input": {{}}}}\' {ep["urls"]["runsync"]}',
+        soft_wrap=True,
+    )
     if ep["state"] == "ERROR":
         fail(f"endpoint {ep['name']} failed to start:\n{ep['error']}")
 
@@ -115,8 +133,15 @@ def list_endpoints(as_json: bool = JSON, url: str = URL, key: str = KEY, project
         return
     table = Table("NAME", "ID", "VERSION", "FROM", "STATE", "WORKERS", "ROUTES")
     for ep in eps:
-        table.add_row(ep["name"], ep["endpoint_id"], ep["version"], ep["origin"], ep["state"],
-                      str(len(ep["workers"])), " ".join(r["path"] for r in ep["routes"]))
+        table.add_row(
+            ep["name"],
+            ep["endpoint_id"],
+            ep["version"],
+            ep["origin"],
+            ep["state"],
+            str(len(ep["workers"])),
+            " ".join(r["path"] for r in ep["routes"]),
+        )
     out.print(table)
 
 
@@ -125,7 +150,9 @@ def call(
     endpoint: str = typer.Argument(..., help="Endpoint name or id."),
     route: str = typer.Argument(..., help="Route path, e.g. /hello."),
     data: str = typer.Option("{}", "--data", "-d", help="JSON object of keyword arguments."),
-    url: str = URL, key: str = KEY, project: str = PROJECT,
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
 ) -> None:
     """Call a route and print its answer (streaming routes print chunks as they arrive)."""
     try:

@@ -33,7 +33,10 @@ def logs(
     job: str = typer.Option(None, "--job", help="Only this job's lines."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C stops)."),
     build: bool = typer.Option(False, "--build", help="The build log of its version's environment instead."),
-    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
+    as_json: bool = JSON,
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
 ) -> None:
     """Show an endpoint's worker logs (or one job's lines, or its environment's build log),
     optionally following them."""
@@ -97,8 +100,7 @@ def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:
         print_json(ep)
         return
     counts = ", ".join(f"{n} {s}" for s, n in ep["workers_by_state"].items() if n and s != "ready") or "none"
-    out.print(f"endpoint {ep['name']}  id {ep['endpoint_id']}  state {ep['state']}  "
-              f"version {ep['version']}")
+    out.print(f"endpoint {ep['name']}  id {ep['endpoint_id']}  state {ep['state']}  version {ep['version']}")
     out.print(f"  workers: {counts}")
     for w in ep["workers"]:
         line = f"    {w['id']}  {w['state']}  {_placement(w)}"
@@ -129,7 +131,10 @@ def _placement(worker: dict[str, Any]) -> str:
 @app.command()
 def status(
     name: str = typer.Argument(None, help="An endpoint (default: the installation: its replicas and leader)."),
-    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
+    as_json: bool = JSON,
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
 ) -> None:
     """Show an endpoint: state (with the reason of an ERROR), version, workers by state, URLs;
     without NAME, the installation: store, backend, replicas and which one leads."""
@@ -144,14 +149,19 @@ def _show_installation(st: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(st)
         return
-    out.print(f"Podium {st['version']}  store {st['store']}  backend {st['backend']}  "
-              f"answered by replica {st['replica']}")
+    out.print(
+        f"Podium {st['version']}  store {st['store']}  backend {st['backend']}  answered by replica {st['replica']}"
+    )
     if "sandbox" in st:  # a replica of an older version does not say
         out.print(st["sandbox"]["status"], style=None if st["sandbox"]["on"] else "bold red", soft_wrap=True)
     table = Table("replica", "url", "role", "workers", box=None)
     for r in st["replicas"]:
-        table.add_row(r["id"], r["url"], "leader" if r["leader"] else "follower",
-                      "yes" if r["runs_workers"] else "no (--no-workers)")
+        table.add_row(
+            r["id"],
+            r["url"],
+            "leader" if r["leader"] else "follower",
+            "yes" if r["runs_workers"] else "no (--no-workers)",
+        )
     out.print(table)
 
 
@@ -173,7 +183,10 @@ _action("restart", "Replace every worker of an endpoint (each finishes its job i
 def rollback(
     name: str,
     version: str = typer.Argument(None, help="Version id (default: the one before the current one)."),
-    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
+    as_json: bool = JSON,
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
 ) -> None:
     """Point an endpoint back at an earlier version, without dropping calls."""
     body = {"version": version} if version else {}
@@ -206,8 +219,13 @@ def versions_ls(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY,
         return
     table = Table("VERSION", "CREATED", "RUNTIME", "SIZE", "MESSAGE")
     for v in res["versions"]:
-        table.add_row(v["id"] + (" (current)" if v["current"] else ""), when(v["created_at"]),
-                      v["runtime"], f"{v['size'] / 1024:.1f} KiB", v["message"] or "")
+        table.add_row(
+            v["id"] + (" (current)" if v["current"] else ""),
+            when(v["created_at"]),
+            v["runtime"],
+            f"{v['size'] / 1024:.1f} KiB",
+            v["message"] or "",
+        )
     out.print(table)
 
 
@@ -219,8 +237,10 @@ def versions_show(version: str, as_json: bool = JSON, url: str = URL, key: str =
     if as_json:
         print_json(v)
         return
-    out.print(f"version {v['id']}  service {v['service']}  runtime {v['runtime']}  "
-              f"created {when(v['created_at'])} by {v['created_by'] or '-'}")
+    out.print(
+        f"version {v['id']}  service {v['service']}  runtime {v['runtime']}  "
+        f"created {when(v['created_at'])} by {v['created_by'] or '-'}"
+    )
     if v.get("message"):
         out.print(f"  {v['message']}")
     for r in v["routes"]:
@@ -256,16 +276,31 @@ def scale(
     cpus: float = typer.Option(None, help="CPUs per worker (may be fractional)."),
     gpus: int = typer.Option(None, help="GPUs per worker (whole devices, each worker its own)."),
     memory_mb: int = typer.Option(None, "--memory-mb", help="Memory per worker in MB (0: no reservation)."),
-    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
+    as_json: bool = JSON,
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
 ) -> None:
     """Change an endpoint's scaling settings and resources, without a redeploy (new resources
     replace its workers, each after its job in hand)."""
-    changes = {k: v for k, v in {
-        "min_workers": min_workers, "max_workers": max_workers, "idle_timeout": idle_timeout,
-        "concurrency": concurrency, "scaler": scaler, "target": target, "queue_cap": queue_cap,
-        "max_jobs_per_worker": max_jobs, "max_worker_memory_mb": max_memory,
-        "cpus": cpus, "gpus": gpus, "memory_mb": memory_mb,
-    }.items() if v is not None}
+    changes = {
+        k: v
+        for k, v in {
+            "min_workers": min_workers,
+            "max_workers": max_workers,
+            "idle_timeout": idle_timeout,
+            "concurrency": concurrency,
+            "scaler": scaler,
+            "target": target,
+            "queue_cap": queue_cap,
+            "max_jobs_per_worker": max_jobs,
+            "max_worker_memory_mb": max_memory,
+            "cpus": cpus,
+            "gpus": gpus,
+            "memory_mb": memory_mb,
+        }.items()
+        if v is not None
+    }
     with connect(url, key, project) as conn:
         ep = conn.request("PATCH", f"/api/v1/endpoints/{name}/scaling", json=changes)
     if as_json:
@@ -274,15 +309,17 @@ def scale(
     out.print("  ".join(f"{k} {v}" for k, v in ep["scaling"].items()))
 
 
-secrets_app = typer.Typer(help="Endpoint secrets (encrypted at rest, given to workers as env).",
-                          no_args_is_help=True)
+secrets_app = typer.Typer(help="Endpoint secrets (encrypted at rest, given to workers as env).", no_args_is_help=True)
 app.add_typer(secrets_app, name="secrets")
 
 
 @secrets_app.command("set")
 def secrets_set(
-    name: str, pairs: list[str] = typer.Argument(..., help="KEY=VALUE ..."),
-    url: str = URL, key: str = KEY, project: str = PROJECT,
+    name: str,
+    pairs: list[str] = typer.Argument(..., help="KEY=VALUE ..."),
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
 ) -> None:
     """Set secrets of endpoint NAME (its workers are replaced to see them)."""
     values = {}

@@ -23,11 +23,19 @@ def list_envs(as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
     if as_json:
         print_json(envs)
         return
-    table = Table(Column("ENV", no_wrap=True, min_width=12), "PYTHON", "SIZE", "VERSIONS", "ENDPOINTS",
-                  "LAST USED", "PACKAGES")
+    table = Table(
+        Column("ENV", no_wrap=True, min_width=12), "PYTHON", "SIZE", "VERSIONS", "ENDPOINTS", "LAST USED", "PACKAGES"
+    )
     for e in envs:  # short hashes, like git's (--json has them whole)
-        table.add_row(e["hash"][:12], e["python"], _size(e["size"]), " ".join(v[:8] for v in e["versions"]) or "-",
-                      " ".join(e["endpoints"]) or "-", when(e["last_used"]), " ".join(e["packages"]))
+        table.add_row(
+            e["hash"][:12],
+            e["python"],
+            _size(e["size"]),
+            " ".join(v[:8] for v in e["versions"]) or "-",
+            " ".join(e["endpoints"]) or "-",
+            when(e["last_used"]),
+            " ".join(e["packages"]),
+        )
     out.print(table)
 
 

@@ -17,8 +17,11 @@ def show(job_id: str, as_json: bool = JSON, url: str = URL, key: str = KEY, proj
     if as_json:
         print_json(job)
         return
-    out.print(f"job {job['id']}  {job['status']}  route {job['route']}  attempt {job['attempt']}/"
-              f"{job['max_attempts']}  delay {job['delay_ms']} ms  execution {job['execution_ms']} ms", soft_wrap=True)
+    out.print(
+        f"job {job['id']}  {job['status']}  route {job['route']}  attempt {job['attempt']}/"
+        f"{job['max_attempts']}  delay {job['delay_ms']} ms  execution {job['execution_ms']} ms",
+        soft_wrap=True,
+    )
     if job["status"] == "COMPLETED":
         out.print_json(data=job["output"])
     elif job["error"]:
@@ -37,7 +40,10 @@ def ls(
     status: str = typer.Option(None, help="IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT."),
     endpoint: str = typer.Option(None, help="Only this endpoint's jobs."),
     limit: int = typer.Option(100, help="At most this many, newest first."),
-    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
+    as_json: bool = JSON,
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
 ) -> None:
     """List jobs, newest first (`--status FAILED`: what needs a look, or a retry)."""
     params = {k: v for k, v in {"status": status, "endpoint": endpoint, "limit": limit}.items() if v is not None}
@@ -48,8 +54,14 @@ def ls(
         return
     table = Table("JOB", "ENDPOINT", "STATUS", "ATTEMPT", "CREATED", "ERROR")
     for j in jobs:
-        table.add_row(j["id"], j["endpoint_id"], j["status"], f"{j['attempt']}/{j['max_attempts']}",
-                      when(j["created_at"]), (j["error"] or "").splitlines()[0][:80] if j["error"] else "")
+        table.add_row(
+            j["id"],
+            j["endpoint_id"],
+            j["status"],
+            f"{j['attempt']}/{j['max_attempts']}",
+            when(j["created_at"]),
+            (j["error"] or "").splitlines()[0][:80] if j["error"] else "",
+        )
     out.print(table)
 
 

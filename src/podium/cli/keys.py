@@ -19,7 +19,10 @@ def keys_create(
     role: str = typer.Option("invoke", help="admin, deploy, invoke, read, or metrics (reads /metrics only; operator)."),
     name: str = typer.Option(None, help="A label for the key."),
     expires: str = typer.Option(None, help="Lifetime, like 30d, 12h or 90m (default: none)."),
-    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
+    as_json: bool = JSON,
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
 ) -> None:
     """Create an API key (printed once, never again)."""
     with connect(url, key, project) as conn:
@@ -42,8 +45,15 @@ def keys_ls(as_json: bool = JSON, url: str = URL, key: str = KEY, project: str =
     table = Table("ID", "PREFIX", "NAME", "ROLE", "CREATED", "LAST USED", "STATE")
     for k in keys:
         state = "revoked" if k["revoked_at"] else ("expires " + when(k["expires_at"]) if k["expires_at"] else "active")
-        table.add_row(k["id"], k["prefix"], k["name"] or "", k["role"] + (" (operator)" if k["operator"] else ""),
-                      when(k["created_at"]), when(k["last_used_at"]), state)
+        table.add_row(
+            k["id"],
+            k["prefix"],
+            k["name"] or "",
+            k["role"] + (" (operator)" if k["operator"] else ""),
+            when(k["created_at"]),
+            when(k["last_used_at"]),
+            state,
+        )
     out.print(table)
 
 
@@ -83,7 +93,11 @@ def projects_ls(as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
 
 @webhook_app.callback()
 def webhook_secret(
-    ctx: typer.Context, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
+    ctx: typer.Context,
+    as_json: bool = JSON,
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
 ) -> None:
     """Print the project's webhook signing secret (admins; verify with podium.signing.verify);
     `rotate` makes a new one."""
@@ -98,7 +112,10 @@ def webhook_secret_rotate(
     window: str = typer.Option(
         None, help="How long the old secret stays valid, like 24h, or 0 (default: the server's setting)."
     ),
-    as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT,
+    as_json: bool = JSON,
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
 ) -> None:
     """Make a new signing secret and print it. Until WINDOW passes, deliveries are signed with
     the new and the old one, so receivers keep verifying while you give them the new one."""

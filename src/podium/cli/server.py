@@ -34,22 +34,29 @@ def up(
         host=host, port=port, backend=backend, ray_address=ray_address, workers=False if no_workers else None
     )
     if not settings.workers and not settings.database_url.startswith("postgres"):
-        err.print("podium up: --no-workers needs a store shared with a replica that runs workers "
-                  "(PODIUM_DATABASE_URL=postgresql://…); on SQLite this server is the only one")
+        err.print(
+            "podium up: --no-workers needs a store shared with a replica that runs workers "
+            "(PODIUM_DATABASE_URL=postgresql://…); on SQLite this server is the only one"
+        )
         raise typer.Exit(2)
     _check_backend(settings)
 
     def announce(runtime: Any) -> None:
         out.print(f"Podium {settings.url}  (home {settings.home.resolve()}, store {_store_name(settings)})")
         if settings.backend == "ray":
-            out.print(f"Workers on the Ray cluster at {settings.ray_address or 'auto'}, "
-                      f"reaching this server at {settings.worker_url}", soft_wrap=True)
+            out.print(
+                f"Workers on the Ray cluster at {settings.ray_address or 'auto'}, "
+                f"reaching this server at {settings.worker_url}",
+                soft_wrap=True,
+            )
         sandboxing = runtime.scaler.backend.sandbox
-        out.print(sandboxing.status[0].upper() + sandboxing.status[1:],
-                  style=None if sandboxing.on else "bold red", soft_wrap=True)
+        out.print(
+            sandboxing.status[0].upper() + sandboxing.status[1:],
+            style=None if sandboxing.on else "bold red",
+            soft_wrap=True,
+        )
         if runtime.new_admin_key:
-            out.print(f"Admin API key (shown once; saved for the CLI in {settings.credentials}):",
-                      style="bold")
+            out.print(f"Admin API key (shown once; saved for the CLI in {settings.credentials}):", style="bold")
             out.print(runtime.new_admin_key)
 
     run(settings, announce)
@@ -87,7 +94,8 @@ def _store_name(settings: Any) -> str:
 @app.command()
 def worker(
     endpoint: str = typer.Argument(..., help="Endpoint name or id."),
-    url: str = URL, key: str = KEY,
+    url: str = URL,
+    key: str = KEY,
     concurrency: int = typer.Option(1, min=1, help="Jobs at once."),
     worker_id: str = typer.Option(None, help="This worker's id (default: h-<host>-<random>)."),
 ) -> None:
@@ -104,4 +112,3 @@ def worker(
         err.print(f"error: {exc}", style="red", soft_wrap=True)
         raise typer.Exit(2) from None
     raise typer.Exit(by_hand(url, key, endpoint, concurrency=concurrency, worker_id=worker_id))
-

@@ -31,8 +31,9 @@ PENDING = ("CREATING",)
 BUILD_ERROR_LINES = 20
 
 
-def follow_build(conn: Connection, version_id: str, on_line: Callable[[str], None] | None = None,
-                 timeout: float = 3600.0) -> dict[str, Any]:
+def follow_build(
+    conn: Connection, version_id: str, on_line: Callable[[str], None] | None = None, timeout: float = 3600.0
+) -> dict[str, Any]:
     """Wait while a version's environment builds, handing each new line of its build log to
     `on_line`; returns the build's record (state None: the version has no environment).
 
@@ -57,8 +58,9 @@ def follow_build(conn: Connection, version_id: str, on_line: Callable[[str], Non
     return build
 
 
-def upload(conn: Connection, bundle: Bundle, version: dict[str, Any], name: str,
-           message: str | None = None) -> dict[str, Any]:
+def upload(
+    conn: Connection, bundle: Bundle, version: dict[str, Any], name: str, message: str | None = None
+) -> dict[str, Any]:
     """Send the bundle unless the server has it, then deploy the version as endpoint `name`."""
     try:
         conn.request("GET", f"/api/v1/blobs/{bundle.sha256}")
@@ -145,8 +147,9 @@ def get_deployment(
     start = time.monotonic()
     if wait:
         first = conn.request("GET", f"/api/v1/endpoints/{ident}")
-        follow_build(conn, deployed or first["pending_version"] or first["version"],
-                     _print_line if progress else None, timeout)
+        follow_build(
+            conn, deployed or first["pending_version"] or first["version"], _print_line if progress else None, timeout
+        )
     delay = 0.05
     while True:
         d = Deployment(conn.request("GET", f"/api/v1/endpoints/{ident}"), conn)
@@ -205,7 +208,7 @@ class Deployment:
 
     def __getattr__(self, attr: str) -> Callable[..., Any]:
         is_async = attr.startswith("async_")
-        route = self.__dict__.get("_methods", {}).get(attr[len("async_"):] if is_async else attr)
+        route = self.__dict__.get("_methods", {}).get(attr[len("async_") :] if is_async else attr)
         if route is None:
             raise AttributeError(
                 f"deployment {self.info.get('name')} has no route method {attr!r} "
@@ -240,8 +243,7 @@ class Deployment:
 
         def client() -> httpx.AsyncClient:
             # One per call: a deployment may be used from several event loops (notebooks, tests).
-            return httpx.AsyncClient(base_url=conn.url, headers=dict(conn.http.headers),
-                                     timeout=conn.http.timeout)
+            return httpx.AsyncClient(base_url=conn.url, headers=dict(conn.http.headers), timeout=conn.http.timeout)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             _keywords_only(attr, args)
@@ -267,7 +269,5 @@ class Deployment:
 def _keywords_only(attr: str, args: tuple[Any, ...]) -> None:
     if args:
         raise TypeError(
-            f"{attr}() takes keyword arguments only (got {len(args)} positional); "
-            f"call it as {attr}(name=value, ...)"
+            f"{attr}() takes keyword arguments only (got {len(args)} positional); call it as {attr}(name=value, ...)"
         )
-

@@ -35,8 +35,7 @@ def resolve(url: str | None = None, key: str | None = None) -> tuple[str, str]:
             key = key or saved.get("api_key")
     if not key:
         raise ConfigError(
-            "no API key: pass --key, set PODIUM_API_KEY, or run `podium up` here "
-            f"(it writes {credentials_file()})"
+            f"no API key: pass --key, set PODIUM_API_KEY, or run `podium up` here (it writes {credentials_file()})"
         )
     return (url or DEFAULT_URL).rstrip("/"), key
 
@@ -78,7 +77,10 @@ class Connection:
     """
 
     def __init__(
-        self, url: str | None = None, key: str | None = None, timeout: float = 330.0,
+        self,
+        url: str | None = None,
+        key: str | None = None,
+        timeout: float = 330.0,
         project: str | None = None,
     ) -> None:
         self.url, self.key = resolve(url, key)

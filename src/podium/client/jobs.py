@@ -373,9 +373,7 @@ class Endpoint(BaseEndpoint):
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(name_or_id, url=url, api_key=api_key, timeout=timeout, retries=retries)
-        self._http = httpx.Client(
-            base_url=self.url, headers=self._headers, timeout=timeout, transport=transport
-        )
+        self._http = httpx.Client(base_url=self.url, headers=self._headers, timeout=timeout, transport=transport)
 
     def run(
         self,

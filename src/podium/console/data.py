@@ -306,11 +306,16 @@ class ConsoleData:
         delays = [j.delay_ms for j in recent if j.delay_ms is not None]
         runs = [j.execution_ms for j in recent if j.execution_ms is not None]
         return ServiceRow(
-            name=ep["name"], endpoint_id=ep["endpoint_id"], state=ep["state"],
-            message=_state_message(ep, queued), version=ep["version"], origin=ep["origin"],
+            name=ep["name"],
+            endpoint_id=ep["endpoint_id"],
+            state=ep["state"],
+            message=_state_message(ep, queued),
+            version=ep["version"],
+            origin=ep["origin"],
             # "ready" is RunPod's alias of idle: shown once.
             workers={k: v for k, v in ep["workers_by_state"].items() if v and k != "ready"},
-            queued=queued, jobs_last_hour=len(recent),
+            queued=queued,
+            jobs_last_hour=len(recent),
             p50_delay_ms=statistics.median(delays) if delays else None,
             p50_execution_ms=statistics.median(runs) if runs else None,
         )
@@ -327,12 +332,16 @@ class ConsoleData:
         ep = await self._call("GET", f"/api/v1/endpoints/{quote(name, safe='')}")
         hist = await self._call("GET", f"/api/v1/endpoints/{quote(name, safe='')}/history")
         return EndpointDetail(
-            name=ep["name"], endpoint_id=ep["endpoint_id"], state=ep["state"], error=ep["error"],
-            version=ep["version"], service=ep["service"], urls=ep["urls"], scaling=ep["scaling"],
+            name=ep["name"],
+            endpoint_id=ep["endpoint_id"],
+            state=ep["state"],
+            error=ep["error"],
+            version=ep["version"],
+            service=ep["service"],
+            urls=ep["urls"],
+            scaling=ep["scaling"],
             routes=[_route(r) for r in ep["routes"]],
-            workers=[
-                WorkerRow(w["id"], w["state"], w["started_at"], w["jobs_done"], w["jobs"]) for w in ep["workers"]
-            ],
+            workers=[WorkerRow(w["id"], w["state"], w["started_at"], w["jobs_done"], w["jobs"]) for w in ep["workers"]],
             history=[
                 HistoryEntry(h["version"], h["at"], h["key_id"], h["message"], h["current"]) for h in hist["history"]
             ],
@@ -351,11 +360,15 @@ class ConsoleData:
         points = []
         for i, minute in enumerate(buckets):
             total = sorted((j.delay_ms or 0) + (j.execution_ms or 0) for j in minute if j.finished_at)
-            points.append(ChartPoint(
-                minute=i, requests=len(minute),
-                p50_ms=_quantile(total, 0.5), p99_ms=_quantile(total, 0.99),
-                cold_starts=sum(1 for j in minute if j.cold_ms),
-            ))
+            points.append(
+                ChartPoint(
+                    minute=i,
+                    requests=len(minute),
+                    p50_ms=_quantile(total, 0.5),
+                    p99_ms=_quantile(total, 0.99),
+                    cold_starts=sum(1 for j in minute if j.cold_ms),
+                )
+            )
         return points
 
     async def logs(self, name: str, offsets: str = "", tail_lines: int = 200) -> LogTail:
@@ -395,9 +408,16 @@ class ConsoleData:
         names = await self._names()
         chunks = [c.value for c in await self.rt.queue.chunks(j["id"])]
         return JobDetail(
-            row=_job_row(j, names), endpoint_id=j["endpoint_id"], input=j["input"], output=j["output"],
-            error_info=j["error_info"], attempt_errors=j["attempt_errors"] or [], progress=j["progress"],
-            webhooks=j.get("webhooks") or [], chunks=chunks, finished_at=j["finished_at"],
+            row=_job_row(j, names),
+            endpoint_id=j["endpoint_id"],
+            input=j["input"],
+            output=j["output"],
+            error_info=j["error_info"],
+            attempt_errors=j["attempt_errors"] or [],
+            progress=j["progress"],
+            webhooks=j.get("webhooks") or [],
+            chunks=chunks,
+            finished_at=j["finished_at"],
         )
 
     async def cancel(self, job_id: str) -> str:
@@ -439,8 +459,16 @@ class ConsoleData:
     async def keys(self) -> list[KeyRow]:
         body = await self._call("GET", "/api/v1/keys")
         return [
-            KeyRow(k["id"], k["prefix"], k.get("name"), k["role"], k["created_at"], k.get("last_used_at"),
-                   k.get("expires_at"), k.get("revoked_at") is not None)
+            KeyRow(
+                k["id"],
+                k["prefix"],
+                k.get("name"),
+                k["role"],
+                k["created_at"],
+                k.get("last_used_at"),
+                k.get("expires_at"),
+                k.get("revoked_at") is not None,
+            )
             for k in body["keys"]
         ]
 
@@ -479,8 +507,13 @@ class ConsoleData:
                 await self.cancel(job_id)
         declared = r.headers.get("content-length", "")
         return ClientResponse(
-            status=r.status_code, elapsed_ms=round(elapsed, 1), headers=list(r.headers.items()),
-            size=int(declared) if declared.isdigit() else len(content), content_type=ctype, text=text, notice=notice,
+            status=r.status_code,
+            elapsed_ms=round(elapsed, 1),
+            headers=list(r.headers.items()),
+            size=int(declared) if declared.isdigit() else len(content),
+            content_type=ctype,
+            text=text,
+            notice=notice,
         )
 
 
@@ -499,8 +532,10 @@ async def _read_capped(r: httpx.Response, limit: int) -> bytes:
 
 def _renderable(content: bytes, ctype: str) -> tuple[str | None, str | None]:
     if len(content) > CLIENT_RENDER_LIMIT:
-        return None, (f"The response body is over the console's limit of {CLIENT_RENDER_LIMIT:,} bytes: "
-                      "the console stopped reading it there and does not show it. Use curl to fetch it.")
+        return None, (
+            f"The response body is over the console's limit of {CLIENT_RENDER_LIMIT:,} bytes: "
+            "the console stopped reading it there and does not show it. Use curl to fetch it."
+        )
     textual = not ctype or ctype.startswith("text/") or any(t in ctype for t in ("json", "xml", "yaml", "javascript"))
     try:
         text = content.decode("utf-8")
@@ -527,16 +562,22 @@ def _state_message(ep: dict[str, Any], queued: int) -> str:
 
 
 def _route(r: dict[str, Any]) -> RouteInfo:
-    params = [Param(p["name"], None if "default" not in p else _json.dumps(p["default"]))
-              for p in r.get("params", [])]
+    params = [Param(p["name"], None if "default" not in p else _json.dumps(p["default"])) for p in r.get("params", [])]
     return RouteInfo(r["path"], r["method"], r["kind"], bool(r["streaming"]), params, bool(r.get("default")))
 
 
 def _job_row(j: dict[str, Any], names: dict[str, str]) -> JobRow:
     return JobRow(
-        id=j["id"], endpoint=names.get(j["endpoint_id"], j["endpoint_id"]), route=j["route"], status=j["status"],
-        attempt=j["attempt"], max_attempts=j["max_attempts"], created_at=j["created_at"],
-        delay_ms=j["delay_ms"], execution_ms=j["execution_ms"], error=j["error"],
+        id=j["id"],
+        endpoint=names.get(j["endpoint_id"], j["endpoint_id"]),
+        route=j["route"],
+        status=j["status"],
+        attempt=j["attempt"],
+        max_attempts=j["max_attempts"],
+        created_at=j["created_at"],
+        delay_ms=j["delay_ms"],
+        execution_ms=j["execution_ms"],
+        error=j["error"],
     )
 
 

@@ -48,7 +48,12 @@ HEADER_LINE = re.compile(r"^([A-Za-z0-9!#$%&'*+.^_`|~-]+):\s*(.*)$")
 
 def _cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
-        name, value, max_age=max_age, path=PREFIX, httponly=True, samesite="strict",
+        name,
+        value,
+        max_age=max_age,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
         secure=request.url.scheme == "https",
     )
 
@@ -171,12 +176,18 @@ def _setting(value: str) -> Any:
 async def scaling(request: Request, c: Signed, name: str) -> Response:
     fields = await acting(c, request, "deploy")
     current = (await c.data.endpoint(name)).scaling
-    changes = {k: _setting(fields[k].strip()) for k in SCALING
-               if fields.get(k, "").strip() and str(current.get(k)) != fields[k].strip()}
+    changes = {
+        k: _setting(fields[k].strip())
+        for k in SCALING
+        if fields.get(k, "").strip() and str(current.get(k)) != fields[k].strip()
+    }
     if changes:
         await c.data.scale(name, changes)
-    return await c.back(f"{PREFIX}/endpoints/{name}", "ok",
-                  f"Scaling of {name} changed: {', '.join(changes)}." if changes else "Nothing changed.")
+    return await c.back(
+        f"{PREFIX}/endpoints/{name}",
+        "ok",
+        f"Scaling of {name} changed: {', '.join(changes)}." if changes else "Nothing changed.",
+    )
 
 
 # After /rollback and /scaling, which this path would shadow.
@@ -190,7 +201,6 @@ async def endpoint_action(
     return await c.back(fields.get("next", PREFIX), "ok", f"{name}: {done}.")
 
 
-
 # -- jobs ------------------------------------------------------------------------------------------------
 
 
@@ -200,8 +210,9 @@ async def jobs(c: Signed, endpoint: str = "", status: str = "") -> Response:
         raise ConsoleError(400, f"status must be one of {', '.join(JobStatus.__members__)}")
     rows = await c.data.jobs(endpoint or None, status or None)
     names = sorted(s.name for s in await c.data.services())
-    return await c.page("jobs.html", jobs=rows, endpoints=names, statuses=list(JobStatus.__members__),
-                  endpoint=endpoint, status=status)
+    return await c.page(
+        "jobs.html", jobs=rows, endpoints=names, statuses=list(JobStatus.__members__), endpoint=endpoint, status=status
+    )
 
 
 @router.get("/jobs/{job_id}")
@@ -229,8 +240,9 @@ async def retry(request: Request, c: Signed, job_id: str) -> Response:
 @router.get("/client")
 async def client_page(c: Signed, endpoint: str = "") -> Response:
     names = sorted(s.name for s in await c.data.services())
-    return await c.page("client.html", endpoints=names, endpoint=endpoint, methods=CLIENT_METHODS,
-                  limit=CLIENT_RENDER_LIMIT)
+    return await c.page(
+        "client.html", endpoints=names, endpoint=endpoint, methods=CLIENT_METHODS, limit=CLIENT_RENDER_LIMIT
+    )
 
 
 def _headers(text: str) -> list[tuple[str, str]]:
@@ -252,14 +264,18 @@ async def client_send(request: Request, c: Signed) -> JSONResponse:
     if not c.viewer.can("invoke"):
         raise ConsoleError(403, f"this key's role ({c.viewer.role}) may not call endpoints; needs invoke")
     body = await read_json(request, 21 * MB, empty={})
-    if not isinstance(body, dict) or not all(isinstance(body.get(k, ""), str) for k in
-                                             ("endpoint", "method", "path", "headers", "body")):
+    if not isinstance(body, dict) or not all(
+        isinstance(body.get(k, ""), str) for k in ("endpoint", "method", "path", "headers", "body")
+    ):
         raise ConsoleError(400, "send endpoint, method, path, headers and body as strings")
     if not body.get("endpoint"):
         raise ConsoleError(400, "pick an endpoint")
     req = ClientRequest(
-        endpoint=body["endpoint"], method=body.get("method", "GET").upper(), path=body.get("path") or "/",
-        headers=_headers(body.get("headers", "")), body=body.get("body", ""),
+        endpoint=body["endpoint"],
+        method=body.get("method", "GET").upper(),
+        path=body.get("path") or "/",
+        headers=_headers(body.get("headers", "")),
+        body=body.get("body", ""),
     )
     return as_json(await c.data.send(req))
 
@@ -324,6 +340,6 @@ async def static(name: str) -> Response:
     if name not in STATIC_FILES:
         raise ConsoleError(404, f"no console file {name!r}")
     kind = "text/javascript" if name.endswith(".js") else mimetypes.guess_type(name)[0]
-    return FileResponse(STATIC / name, media_type=kind or "application/octet-stream",
-                        headers={"Cache-Control": "max-age=300"})
-
+    return FileResponse(
+        STATIC / name, media_type=kind or "application/octet-stream", headers={"Cache-Control": "max-age=300"}
+    )

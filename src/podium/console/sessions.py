@@ -75,10 +75,17 @@ class SessionStore:
             if now - self._swept > SWEEP_SECONDS:
                 self._swept = now
                 await conn.execute(delete(console_sessions).where(console_sessions.c.created_at < now - MAX_AGE))
-            await conn.execute(insert(console_sessions).values(
-                id=_id(token), sealed_key=_fernet(token).encrypt(api_key.encode()),
-                csrf=secrets.token_urlsafe(24), project=None, flash="[]", created_at=now, seen_at=now,
-            ))
+            await conn.execute(
+                insert(console_sessions).values(
+                    id=_id(token),
+                    sealed_key=_fernet(token).encrypt(api_key.encode()),
+                    csrf=secrets.token_urlsafe(24),
+                    project=None,
+                    flash="[]",
+                    created_at=now,
+                    seen_at=now,
+                )
+            )
         return token
 
     async def get(self, token: str | None) -> tuple[Session, str] | None:
@@ -113,7 +120,8 @@ class SessionStore:
         ended meanwhile stays ended."""
         async with self.store.tx() as conn:
             await conn.execute(
-                update(console_sessions).where(console_sessions.c.id == session.id)
+                update(console_sessions)
+                .where(console_sessions.c.id == session.id)
                 .values(project=session.project, flash=_json.dumps(session.flash))
             )
 
@@ -128,8 +136,12 @@ class SessionStore:
 
 def _session(row: Row) -> Session:
     return Session(
-        id=row["id"], sealed_key=bytes(row["sealed_key"]), csrf=row["csrf"], created=row["created_at"],
-        seen=row["seen_at"], project=row["project"],
+        id=row["id"],
+        sealed_key=bytes(row["sealed_key"]),
+        csrf=row["csrf"],
+        created=row["created_at"],
+        seen=row["seen_at"],
+        project=row["project"],
         flash=[(str(kind), str(text)) for kind, text in _json.loads(row["flash"])],
     )
 

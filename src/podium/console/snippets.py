@@ -38,10 +38,14 @@ def snippets(ep: EndpointDetail, base_url: str) -> list[Snippet]:
         url = f"{base_url}/{ep.name}/"
         return [
             Snippet("curl", "curl", "shell", f'curl -H "x-api-key: {KEY}" {shlex.quote(url)}'),
-            Snippet("python", "Python (httpx)", "python",
-                    "import os, httpx\n\n"
-                    f'r = httpx.get({url!r}, headers={{"x-api-key": os.environ["PODIUM_API_KEY"]}})\n'
-                    "print(r.status_code, r.text)"),
+            Snippet(
+                "python",
+                "Python (httpx)",
+                "python",
+                "import os, httpx\n\n"
+                f'r = httpx.get({url!r}, headers={{"x-api-key": os.environ["PODIUM_API_KEY"]}})\n'
+                "print(r.status_code, r.text)",
+            ),
         ]
     args = _sample_args(route)
     body = json.dumps(args)
@@ -50,25 +54,45 @@ def snippets(ep: EndpointDetail, base_url: str) -> list[Snippet]:
     kwargs = ", ".join(f"{k}={v!r}" for k, v in args.items())
     ts_args = json.dumps(args)
     return [
-        Snippet("curl", "curl", "shell",
-                f'curl -H "x-api-key: {KEY}" -H "Content-Type: application/json" \\\n'
-                f"     -d {shlex.quote(body)} {shlex.quote(route_url)}"),
-        Snippet("python", "Python (podium)", "python",
-                "import podium\n\n"
-                f'# PODIUM_URL={base_url} and PODIUM_API_KEY set in the environment\n'
-                f"client = podium.get_deployment({ep.name!r})\n"
-                f"print(client.{method}({kwargs}))"),
-        Snippet("runpod", "Python (runpod)", "python",
-                "import os, runpod\n\n"
-                f'runpod.endpoint_url_base = "{base_url}/v2"\n'
-                f'ep = runpod.Endpoint({ep.endpoint_id!r}, api_key=os.environ["PODIUM_API_KEY"])\n'
-                f"print(ep.run_sync({args!r}, timeout=60))"),
-        Snippet("typescript", "TypeScript (podium-client)", "typescript",
-                'import { Podium } from "podium-client";\n\n'
-                f'const podium = new Podium({{ url: "{base_url}", apiKey: process.env.PODIUM_API_KEY }});\n'
-                f'console.log(await podium.call("{ep.name}", "{route.path}", {ts_args}));'),
-        Snippet("laminar", "Laminar-style", "shell",
-                f'curl -H "Authorization: Bearer {KEY}" -H "Content-Type: application/json" \\\n'
-                f"     -d {shlex.quote(json.dumps({'endpoint': ep.name, 'inputs': args, 'env': {}}))} \\\n"
-                f"     {shlex.quote(base_url + '/v2/endpoint/run')}"),
+        Snippet(
+            "curl",
+            "curl",
+            "shell",
+            f'curl -H "x-api-key: {KEY}" -H "Content-Type: application/json" \\\n'
+            f"     -d {shlex.quote(body)} {shlex.quote(route_url)}",
+        ),
+        Snippet(
+            "python",
+            "Python (podium)",
+            "python",
+            "import podium\n\n"
+            f"# PODIUM_URL={base_url} and PODIUM_API_KEY set in the environment\n"
+            f"client = podium.get_deployment({ep.name!r})\n"
+            f"print(client.{method}({kwargs}))",
+        ),
+        Snippet(
+            "runpod",
+            "Python (runpod)",
+            "python",
+            "import os, runpod\n\n"
+            f'runpod.endpoint_url_base = "{base_url}/v2"\n'
+            f'ep = runpod.Endpoint({ep.endpoint_id!r}, api_key=os.environ["PODIUM_API_KEY"])\n'
+            f"print(ep.run_sync({args!r}, timeout=60))",
+        ),
+        Snippet(
+            "typescript",
+            "TypeScript (podium-client)",
+            "typescript",
+            'import { Podium } from "podium-client";\n\n'
+            f'const podium = new Podium({{ url: "{base_url}", apiKey: process.env.PODIUM_API_KEY }});\n'
+            f'console.log(await podium.call("{ep.name}", "{route.path}", {ts_args}));',
+        ),
+        Snippet(
+            "laminar",
+            "Laminar-style",
+            "shell",
+            f'curl -H "Authorization: Bearer {KEY}" -H "Content-Type: application/json" \\\n'
+            f"     -d {shlex.quote(json.dumps({'endpoint': ep.name, 'inputs': args, 'env': {}}))} \\\n"
+            f"     {shlex.quote(base_url + '/v2/endpoint/run')}",
+        ),
     ]

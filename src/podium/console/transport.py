@@ -23,12 +23,18 @@ class StreamingASGITransport(httpx.AsyncBaseTransport):
         assert isinstance(request.stream, httpx.AsyncByteStream)
         body = b"".join([part async for part in request.stream])
         scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "method": request.method, "scheme": request.url.scheme,
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": request.method,
+            "scheme": request.url.scheme,
             "headers": [(k.lower(), v) for k, v in request.headers.raw],
-            "path": request.url.path, "raw_path": request.url.raw_path.split(b"?")[0],
-            "query_string": request.url.query, "root_path": "",
-            "server": (request.url.host, request.url.port), "client": ("127.0.0.1", 123),
+            "path": request.url.path,
+            "raw_path": request.url.raw_path.split(b"?")[0],
+            "query_string": request.url.query,
+            "root_path": "",
+            "server": (request.url.host, request.url.port),
+            "client": ("127.0.0.1", 123),
         }
         closed = asyncio.Event()
         sent = False

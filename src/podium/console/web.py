@@ -29,8 +29,10 @@ STATIC = HERE / "static"
 PREFIX = "/console"
 LOGIN = f"{PREFIX}/login"
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -101,10 +103,17 @@ class Console:
         if flash:  # shown once: consumed for every replica
             await sessions(self.request).save(self.session)
         return templates().TemplateResponse(
-            self.request, template, {
-                "viewer": self.viewer, "csrf": self.session.csrf, "flash": flash,
-                "projects": self.projects, "path": self.request.url.path, **values,
-            }, status_code=code,
+            self.request,
+            template,
+            {
+                "viewer": self.viewer,
+                "csrf": self.session.csrf,
+                "flash": flash,
+                "projects": self.projects,
+                "path": self.request.url.path,
+                **values,
+            },
+            status_code=code,
         )
 
     async def back(self, to: str, kind: str = "", message: str = "") -> RedirectResponse:
@@ -157,8 +166,7 @@ def as_json(value: Any, status: int = 200) -> JSONResponse:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
     elif isinstance(value, list):
-        value = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type) else v
-                 for v in value]
+        value = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type) else v for v in value]
     return JSONResponse(value, status_code=status)
 
 
@@ -174,12 +182,15 @@ class ConsoleRoute(APIRoute):
             try:
                 response = await handler(request)
             except SignInFirst:
-                response = (as_json({"error": "signed out"}, 401) if api else RedirectResponse(LOGIN, 303))
+                response = as_json({"error": "signed out"}, 401) if api else RedirectResponse(LOGIN, 303)
             except ConsoleError as exc:
                 response = (
-                    as_json({"error": exc.message}, exc.status) if api
+                    as_json({"error": exc.message}, exc.status)
+                    if api
                     else templates().TemplateResponse(
-                        request, "error.html", {"status": exc.status, "message": exc.message, "viewer": None},
+                        request,
+                        "error.html",
+                        {"status": exc.status, "message": exc.message, "viewer": None},
                         status_code=exc.status,
                     )
                 )

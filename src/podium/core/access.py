@@ -119,7 +119,12 @@ class Access:
     """
 
     def __init__(
-        self, catalog: Catalog, *, rate: float = 0.0, burst: float = 0.0, shared: bool = False,
+        self,
+        catalog: Catalog,
+        *,
+        rate: float = 0.0,
+        burst: float = 0.0,
+        shared: bool = False,
         notifier: Notifier | None = None,
     ) -> None:
         self.catalog = catalog
@@ -173,7 +178,12 @@ class Access:
         return principal
 
     async def caller(
-        self, key: str | None, role: str | None, *, project: str | None = None, scoped: bool = False,
+        self,
+        key: str | None,
+        role: str | None,
+        *,
+        project: str | None = None,
+        scoped: bool = False,
         client: str | None = None,
     ) -> Principal:
         """The principal a presented key stands for, allowed to act as `role` (None: any valid

@@ -41,9 +41,7 @@ from podium.store.records import Endpoint
 def check_callable(ep: Endpoint) -> None:
     if ep.state == EndpointState.ERROR:
         first = (ep.error or "unknown error").splitlines()[0]
-        raise EndpointUnavailable(
-            f"endpoint {ep.name} cannot start its workers: {first}", code="endpoint_error"
-        )
+        raise EndpointUnavailable(f"endpoint {ep.name} cannot start its workers: {first}", code="endpoint_error")
     if ep.state == EndpointState.INACTIVE:
         raise EndpointUnavailable(
             f"endpoint {ep.name} is stopped; start it (podium start {ep.name}) or deploy it again",
@@ -114,7 +112,6 @@ class Outcome:
             return None
         assert self.job is not None
         return failure_of(self.job)
-
 
 
 def error_of(job: Job) -> dict[str, Any]:
@@ -194,8 +191,17 @@ class Calls:
         if check_args:
             check_arguments(target.route, payload)
         check_callable(target.endpoint)
-        stored = await self.submit(principal, target.endpoint, target.route, payload, kind=kind, job_id=job_id,
-                                   options=options, idempotency_key=idempotency_key, awaited=wait is not None)
+        stored = await self.submit(
+            principal,
+            target.endpoint,
+            target.route,
+            payload,
+            kind=kind,
+            job_id=job_id,
+            options=options,
+            idempotency_key=idempotency_key,
+            awaited=wait is not None,
+        )
         if wait is None:
             return Outcome(stored)
         return Outcome(stored, await self.wait(stored, wait))
@@ -226,9 +232,7 @@ class Calls:
         idempotency = None
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= 255:
-                raise InvalidRequest(
-                    "Idempotency-Key must be 1 to 255 characters", code="invalid_idempotency_key"
-                )
+                raise InvalidRequest("Idempotency-Key must be 1 to 255 characters", code="invalid_idempotency_key")
             idempotency = (idempotency_key, request_hash(ep.id, route["path"], payload, options))
             first = await self._first_use(principal, *idempotency)
             if first is not None:
@@ -288,8 +292,13 @@ class Calls:
 def request_hash(endpoint_id: str, route: str, payload: Any, options: JobOptions) -> str:
     """What makes two requests "the same" for an Idempotency-Key (worker-only secrets left out:
     a hash of a credential is not stored)."""
-    canonical = _json.dumpb({
-        "endpoint": endpoint_id, "route": route, "input": payload, "webhook": options.webhook,
-        "policy": options.policy(),
-    })
+    canonical = _json.dumpb(
+        {
+            "endpoint": endpoint_id,
+            "route": route,
+            "input": payload,
+            "webhook": options.webhook,
+            "policy": options.policy(),
+        }
+    )
     return hashlib.sha256(canonical).hexdigest()

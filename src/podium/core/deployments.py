@@ -40,16 +40,21 @@ class Scaling(Protocol):
 
 class Deployments:
     """Parameters:
-        catalog: endpoints, versions, history, secrets.
-        bundles: where version bundles are kept.
-        queue: the jobs a removed endpoint leaves waiting.
-        scaling: builds environments and runs the workers.
-        secrets: seals endpoint secrets at rest.
-        clock: the time expiries are measured on.
+    catalog: endpoints, versions, history, secrets.
+    bundles: where version bundles are kept.
+    queue: the jobs a removed endpoint leaves waiting.
+    scaling: builds environments and runs the workers.
+    secrets: seals endpoint secrets at rest.
+    clock: the time expiries are measured on.
     """
 
     def __init__(
-        self, catalog: Catalog, bundles: Bundles, queue: JobQueue, scaling: Scaling, secrets: SecretBox,
+        self,
+        catalog: Catalog,
+        bundles: Bundles,
+        queue: JobQueue,
+        scaling: Scaling,
+        secrets: SecretBox,
         clock: Clock,
     ) -> None:
         self.catalog = catalog
@@ -60,7 +65,12 @@ class Deployments:
         self.clock = clock
 
     async def deploy(
-        self, principal: Principal, name: str, version: dict[str, Any], *, message: str | None,
+        self,
+        principal: Principal,
+        name: str,
+        version: dict[str, Any],
+        *,
+        message: str | None,
         secrets: dict[str, str] | None = None,
     ) -> tuple[Endpoint, bool, Version]:
         """Store `version` (the same content is the same version) and point the endpoint `name` at
@@ -70,8 +80,11 @@ class Deployments:
             principal.project_id, {**version, "message": message, "created_by": principal.key_id}
         )
         current = await self.catalog.get_endpoint(principal.project_id, name)
-        serving = current is not None and current.name == name and current.version_id != stored.id and (
-            current.state in SERVING
+        serving = (
+            current is not None
+            and current.name == name
+            and current.version_id != stored.id
+            and (current.state in SERVING)
         )
         if await self.scaling.deployed(stored) and serving:
             assert current is not None
@@ -91,8 +104,9 @@ class Deployments:
     async def point(self, principal: Principal, ep: Endpoint, version: Version, *, message: str) -> None:
         """Point an existing endpoint at a version it ran before, or any of its project's (a
         rollback, or a deploy of a stored version from the console)."""
-        await self.catalog.point_endpoint(principal.project_id, ep.name, version, key_id=principal.key_id,
-                                          message=message)
+        await self.catalog.point_endpoint(
+            principal.project_id, ep.name, version, key_id=principal.key_id, message=message
+        )
         self.scaling.wake()
 
     async def set_secrets(self, ep: Endpoint, values: dict[str, str]) -> None:

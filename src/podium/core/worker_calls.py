@@ -38,10 +38,10 @@ class Recycler(Protocol):
 
 class WorkerCalls:
     """Parameters:
-        access: who may call (a worker's own token, or a deploy key of its project).
-        pool: the workers' state and their jobs.
-        recycler: replaces a worker after its current job.
-        take_timeout: seconds a job-take long-poll is held.
+    access: who may call (a worker's own token, or a deploy key of its project).
+    pool: the workers' state and their jobs.
+    recycler: replaces a worker after its current job.
+    take_timeout: seconds a job-take long-poll is held.
     """
 
     def __init__(self, access: Access, pool: WorkerPool, recycler: Recycler, *, take_timeout: float) -> None:
@@ -62,11 +62,17 @@ class WorkerCalls:
     ) -> list[dict[str, Any]]:
         """Up to `limit` jobs, held up to `take_timeout` for the first. `version`: what a worker
         started by hand runs (`podium worker`); it is given only its version's jobs."""
-        return await self.pool.take(worker_id, ep, limit=limit, wait=self.take_timeout, alive=alive,
-                                    version=version)
+        return await self.pool.take(worker_id, ep, limit=limit, wait=self.take_timeout, alive=alive, version=version)
 
     async def report(
-        self, ep: Endpoint, worker_id: str, job_id: str, body: Any, *, take_next: bool, alive: Alive,
+        self,
+        ep: Endpoint,
+        worker_id: str,
+        job_id: str,
+        body: Any,
+        *,
+        take_next: bool,
+        alive: Alive,
         version: str | None,
     ) -> dict[str, Any]:
         """job-done: a result, an error or a progress update; returns the answer.

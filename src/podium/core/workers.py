@@ -105,10 +105,17 @@ class WorkerInfo:
     def row(self) -> dict[str, Any]:
         """Its row in the store's `workers` table."""
         return {
-            "id": self.id, "endpoint_id": self.endpoint_id, "version_id": self.version_id,
-            "replica_id": self.replica_id, "state": self.state.value, "owned": self.local,
-            "started_at": self.started_at, "ready_at": self.ready_at, "seen_at": self.last_seen,
-            "jobs_done": self.jobs_done, "placement": _json.dumps(self.placement()),
+            "id": self.id,
+            "endpoint_id": self.endpoint_id,
+            "version_id": self.version_id,
+            "replica_id": self.replica_id,
+            "state": self.state.value,
+            "owned": self.local,
+            "started_at": self.started_at,
+            "ready_at": self.ready_at,
+            "seen_at": self.last_seen,
+            "jobs_done": self.jobs_done,
+            "placement": _json.dumps(self.placement()),
             "failure": self.failure,
         }
 
@@ -117,13 +124,23 @@ def row_view(row: Row, jobs: list[str]) -> dict[str, Any]:
     """A worker recorded by another replica, shaped as WorkerInfo.as_dict."""
     placement = _json.loads(row["placement"]) if row["placement"] else {}
     return {
-        "id": row["id"], "endpoint_id": row["endpoint_id"], "version_id": row["version_id"],
-        "state": row["state"], "started_at": row["started_at"], "ready_at": row["ready_at"],
-        "jobs": jobs, "jobs_done": row["jobs_done"],
+        "id": row["id"],
+        "endpoint_id": row["endpoint_id"],
+        "version_id": row["version_id"],
+        "state": row["state"],
+        "started_at": row["started_at"],
+        "ready_at": row["ready_at"],
+        "jobs": jobs,
+        "jobs_done": row["jobs_done"],
         "start_to_ready_s": None if row["ready_at"] is None else round(row["ready_at"] - row["started_at"], 3),
-        "pid": placement.get("pid"), "local": bool(row["owned"]), "node": placement.get("node"),
-        "actor_id": placement.get("actor_id"), "started_by": placement.get("started_by"), "replica": row["replica_id"],
-        "placement": placement, "failure": row["failure"],
+        "pid": placement.get("pid"),
+        "local": bool(row["owned"]),
+        "node": placement.get("node"),
+        "actor_id": placement.get("actor_id"),
+        "started_by": placement.get("started_by"),
+        "replica": row["replica_id"],
+        "placement": placement,
+        "failure": row["failure"],
     }
 
 
@@ -165,22 +182,30 @@ class Result:
         if not isinstance(error, str):
             error = _json.dumps(error)
         return cls(
-            error=error, error_info=info if isinstance(info, dict) else None,
-            retryable=body.get("retryable") is True, stop_pod=stop_pod,
+            error=error,
+            error_info=info if isinstance(info, dict) else None,
+            retryable=body.get("retryable") is True,
+            stop_pod=stop_pod,
         )
 
 
 class WorkerPool:
     """Parameters:
-        queue: the jobs workers take and finish.
-        catalog: endpoints (which version each runs now).
-        clock: the one time source of worker records and job leases.
-        lease: seconds a taken job stays assigned without a heartbeat.
+    queue: the jobs workers take and finish.
+    catalog: endpoints (which version each runs now).
+    clock: the one time source of worker records and job leases.
+    lease: seconds a taken job stays assigned without a heartbeat.
     """
 
     def __init__(
-        self, queue: JobQueue, catalog: Catalog, clock: Clock, *, lease: float,
-        cluster: Cluster | None = None, replica_id: str = "",
+        self,
+        queue: JobQueue,
+        catalog: Catalog,
+        clock: Clock,
+        *,
+        lease: float,
+        cluster: Cluster | None = None,
+        replica_id: str = "",
     ) -> None:
         self.queue = queue
         self.catalog = catalog
@@ -204,8 +229,16 @@ class WorkerPool:
     def new(self, worker_id: str, endpoint_id: str, version_id: str | None, *, local: bool) -> WorkerInfo:
         """Record a worker being started."""
         now = self.clock.now()
-        info = WorkerInfo(worker_id, endpoint_id, version_id, started_at=now, last_seen=now,
-                          idle_since=now, local=local, replica_id=self.replica_id)
+        info = WorkerInfo(
+            worker_id,
+            endpoint_id,
+            version_id,
+            started_at=now,
+            last_seen=now,
+            idle_since=now,
+            local=local,
+            replica_id=self.replica_id,
+        )
         self.workers[info.id] = info
         return info
 
@@ -224,8 +257,10 @@ class WorkerPool:
         since = self.clock.now() - SILENT_AFTER * self.lease
         rows = {r["id"]: r for r in await self.cluster.workers(endpoint_id, seen_after=since)}
         mine = [
-            w for w in self.workers.values()
-            if (endpoint_id is None or w.endpoint_id == endpoint_id) and (w.local or w.last_seen > since)
+            w
+            for w in self.workers.values()
+            if (endpoint_id is None or w.endpoint_id == endpoint_id)
+            and (w.local or w.last_seen > since)
             # A worker started by hand may have moved on to another replica: the newer word wins.
             and not (w.id in rows and rows[w.id]["seen_at"] > w.last_seen)
         ]
@@ -360,7 +395,12 @@ class WorkerPool:
             return now_ep is not None and self._may_take(info, now_ep)
 
         taken = await self.queue.take_wait(
-            ep.id, worker_id, lease=self.lease, timeout=wait, limit=limit, alive=still_there,
+            ep.id,
+            worker_id,
+            lease=self.lease,
+            timeout=wait,
+            limit=limit,
+            alive=still_there,
         )
         info.jobs.update(job.id for job in taken)
         if info.jobs and info.state is WorkerState.IDLE:
@@ -398,8 +438,13 @@ class WorkerPool:
             await self.queue.progress(job_id, worker_id, result.output, endpoint_id=ep.id)
             return
         await self.queue.finish(
-            job_id, worker_id, output=result.output, error=result.error, error_info=result.error_info,
-            retryable=result.retryable, endpoint_id=ep.id,
+            job_id,
+            worker_id,
+            output=result.output,
+            error=result.error,
+            error_info=result.error_info,
+            retryable=result.retryable,
+            endpoint_id=ep.id,
         )
         info = self.workers.get(worker_id)
         if info is not None:
@@ -418,7 +463,12 @@ class WorkerPool:
         await self.queue.append_chunk(job_id, worker_id, value, endpoint_id=ep.id)
 
     async def ping(
-        self, worker_id: str, ep: Endpoint, job_ids: list[str], *, unhealthy: str | None = None,
+        self,
+        worker_id: str,
+        ep: Endpoint,
+        job_ids: list[str],
+        *,
+        unhealthy: str | None = None,
         version: str | None = None,
     ) -> None:
         """A heartbeat: extends the leases of the jobs the worker lists. `unhealthy`: the worker

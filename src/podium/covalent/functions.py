@@ -87,18 +87,26 @@ def route_table(spec: FunctionService) -> list[dict[str, Any]]:
             raise InvalidRequest(f"route {ep.route} is declared twice; Podium serves one HTTP method per route")
         if any(r["method"] == method_name(ep.route) for r in table):
             raise InvalidRequest(f"route {ep.route} clashes with another route's method name")
-        table.append({
-            "path": ep.route, "method": method_name(ep.route), "kind": "route", "streaming": ep.streaming,
-            "is_async": False, "params": [], "var_keyword": True, "default": i == 0,
-        })
+        table.append(
+            {
+                "path": ep.route,
+                "method": method_name(ep.route),
+                "kind": "route",
+                "streaming": ep.streaming,
+                "is_async": False,
+                "params": [],
+                "var_keyword": True,
+                "default": i == 0,
+            }
+        )
     return table
 
 
 class Functions:
     """Parameters:
-        access: who may see or call which deployment.
-        deployments: what each deployment's endpoint runs.
-        clock: time limits are measured on it.
+    access: who may see or call which deployment.
+    deployments: what each deployment's endpoint runs.
+    clock: time limits are measured on it.
     """
 
     def __init__(self, access: Access, deployments: Deployments, clock: Clock) -> None:
@@ -128,15 +136,21 @@ class Functions:
             tags=spec.tag_list(),
             auth=spec.auth is not False,
             time_limit=spec.executor.time_limit,
-            routes=[RouteRecord(route=e.route, method=e.method, streaming=e.streaming,
-                                name=e.name or method_name(e.route), description=e.description or "")
-                    for e in spec.endpoints],
+            routes=[
+                RouteRecord(
+                    route=e.route,
+                    method=e.method,
+                    streaming=e.streaming,
+                    name=e.name or method_name(e.route),
+                    description=e.description or "",
+                )
+                for e in spec.endpoints
+            ],
             token=self.box.seal(token),
         )
         name = f"{default_name(title)[:50].strip('-') or 'service'}-{secrets.token_hex(3)}"
         version = self._version(principal, bundle, name, routes, config)
-        ep, _, _ = await self.deployments.deploy(principal, name, version,
-                                                 message=f"covalent-cloud deploy: {title}")
+        ep, _, _ = await self.deployments.deploy(principal, name, version, message=f"covalent-cloud deploy: {title}")
         await self.catalog.create_key(
             principal.project_id, "invoke", name=key_name(ep.id), endpoint_id=ep.id, raw=token
         )
@@ -154,13 +168,19 @@ class Functions:
             None if bundle.header.python == own else bundle.header.python,
         )
         meta = {
-            "service": name, "entry": MANIFEST, "routes": routes, "runtime": RUNTIME,
+            "service": name,
+            "entry": MANIFEST,
+            "routes": routes,
+            "runtime": RUNTIME,
             "config": {**SERVICE_CONFIG.as_dict(), RUNTIME: config.model_dump()},
             "requirements": reqs.as_dict(),
         }
         return {
-            **meta, "id": version_id(bundle.sha256, {**meta, "project": principal.project_id}),
-            "sha256": bundle.sha256, "size": len(bundle.data), "env_hash": reqs.env_hash(),
+            **meta,
+            "id": version_id(bundle.sha256, {**meta, "project": principal.project_id}),
+            "sha256": bundle.sha256,
+            "size": len(bundle.data),
+            "env_hash": reqs.env_hash(),
         }
 
     # -- reading --------------------------------------------------------------------------------
@@ -203,8 +223,10 @@ class Functions:
                 continue
             found.append(d)
         keys: dict[str, Callable[[Deployment], Any]] = {
-            "created_at": lambda d: d.endpoint.created_at, "updated_at": lambda d: d.endpoint.updated_at,
-            "title": lambda d: d.config.title.lower(), "status": lambda d: d.endpoint.state,
+            "created_at": lambda d: d.endpoint.created_at,
+            "updated_at": lambda d: d.endpoint.updated_at,
+            "title": lambda d: d.config.title.lower(),
+            "status": lambda d: d.endpoint.state,
         }
         return sorted(found, key=keys[sort], reverse=descending)
 
@@ -234,9 +256,7 @@ class Functions:
 
     async def new_key(self, d: Deployment) -> tuple[str, str, float]:
         """(key id, key, created at): the key is shown once."""
-        kid, key = await self.catalog.create_key(
-            d.endpoint.project_id, "invoke", name=key_name(d.id), endpoint_id=d.id
-        )
+        kid, key = await self.catalog.create_key(d.endpoint.project_id, "invoke", name=key_name(d.id), endpoint_id=d.id)
         return kid, key, self.clock.now()
 
     async def keys(self, d: Deployment) -> list[Key]:

@@ -62,8 +62,12 @@ def build(name: str, function_spec: dict[str, Any], init_parameters: dict[str, A
     """The bundle and version record of a serve run of the function `name`."""
     code = source_code(function_spec)
     src = function_spec["source"]
-    settings = {"name": name, "handler": src["handler"], "init_function": src.get("init_function"),
-                "init_parameters": init_parameters}
+    settings = {
+        "name": name,
+        "handler": src["handler"],
+        "init_function": src.get("init_function"),
+        "init_parameters": init_parameters,
+    }
     data = deterministic_zip(((ENTRY, ENTRY_CODE), (SETTINGS, _json.dumpb(settings)), (SOURCE, code)))
     if len(data) > MAX_BUNDLE_BYTES:
         raise InvalidRequest("the function's source is over the 100 MiB bundle limit")

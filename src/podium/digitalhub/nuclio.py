@@ -85,8 +85,9 @@ def _event(environ: dict[str, Any]) -> Event:
         headers["Content-Type"] = content_type
     query = str(environ.get("QUERY_STRING") or "")
     fields = dict(p.partition("=")[::2] for p in query.split("&") if p)
-    return Event(body, headers, content_type, str(environ["REQUEST_METHOD"]),
-                 str(environ.get("PATH_INFO") or "/"), fields)
+    return Event(
+        body, headers, content_type, str(environ["REQUEST_METHOD"]), str(environ.get("PATH_INFO") or "/"), fields
+    )
 
 
 def _answer(value: Any) -> tuple[int, list[tuple[str, str]], bytes]:

@@ -34,8 +34,19 @@ class Entity:
 
     @classmethod
     def of(cls, row: Row) -> Entity:
-        return cls(row["id"], row["project_id"], row["dh_project"], row["type"], row["name"], row["kind"],
-                   _json.loads(row["body"]), row["endpoint_id"], row["token"], row["created_at"], row["updated_at"])
+        return cls(
+            row["id"],
+            row["project_id"],
+            row["dh_project"],
+            row["type"],
+            row["name"],
+            row["kind"],
+            _json.loads(row["body"]),
+            row["endpoint_id"],
+            row["token"],
+            row["created_at"],
+            row["updated_at"],
+        )
 
 
 def new_entity_id() -> str:
@@ -50,13 +61,23 @@ class Records:
         self.clock = clock
 
     async def put(
-        self, project_id: str, dh_project: str, type_: str, body: dict[str, Any],
-        *, endpoint_id: str | None = None, token: str | None = None,
+        self,
+        project_id: str,
+        dh_project: str,
+        type_: str,
+        body: dict[str, Any],
+        *,
+        endpoint_id: str | None = None,
+        token: str | None = None,
     ) -> Entity:
         """Insert, or replace the body of, the entity `body["id"]`."""
         now = self.clock.now()
-        values = {"name": str(body.get("name") or ""), "kind": str(body.get("kind") or ""),
-                  "body": _json.dumps(body), "updated_at": now}
+        values = {
+            "name": str(body.get("name") or ""),
+            "kind": str(body.get("kind") or ""),
+            "body": _json.dumps(body),
+            "updated_at": now,
+        }
         async with self.store.tx() as conn:
             res = await conn.execute(
                 update(dh_entities)
@@ -64,10 +85,18 @@ class Records:
                 .values(**values)
             )
             if not res.rowcount:
-                await conn.execute(insert(dh_entities).values(
-                    id=body["id"], project_id=project_id, dh_project=dh_project, type=type_,
-                    endpoint_id=endpoint_id, token=token, created_at=now, **values,
-                ))
+                await conn.execute(
+                    insert(dh_entities).values(
+                        id=body["id"],
+                        project_id=project_id,
+                        dh_project=dh_project,
+                        type=type_,
+                        endpoint_id=endpoint_id,
+                        token=token,
+                        created_at=now,
+                        **values,
+                    )
+                )
         found = await self.get(project_id, dh_project, type_, body["id"])
         assert found is not None
         return found
@@ -84,10 +113,14 @@ class Records:
         """By id, or (projects) by name."""
         key = dh_entities.c.name if type_ == "project" else dh_entities.c.id
         async with self.store.tx() as conn:
-            res = await conn.execute(select(dh_entities).where(
-                dh_entities.c.project_id == project_id, dh_entities.c.dh_project == dh_project,
-                dh_entities.c.type == type_, key == ref,
-            ))
+            res = await conn.execute(
+                select(dh_entities).where(
+                    dh_entities.c.project_id == project_id,
+                    dh_entities.c.dh_project == dh_project,
+                    dh_entities.c.type == type_,
+                    key == ref,
+                )
+            )
             row = res.mappings().first()
         return Entity.of(row) if row is not None else None
 
@@ -102,13 +135,17 @@ class Records:
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(dh_entities)
-                .where(dh_entities.c.project_id == project_id, dh_entities.c.dh_project == dh_project,
-                       dh_entities.c.type == type_)
+                .where(
+                    dh_entities.c.project_id == project_id,
+                    dh_entities.c.dh_project == dh_project,
+                    dh_entities.c.type == type_,
+                )
                 .order_by(dh_entities.c.created_at.desc())
             )
             return [Entity.of(r) for r in res.mappings().all()]
 
     async def delete(self, project_id: str, entity_id: str) -> None:
         async with self.store.tx() as conn:
-            await conn.execute(delete(dh_entities).where(
-                dh_entities.c.project_id == project_id, dh_entities.c.id == entity_id))
+            await conn.execute(
+                delete(dh_entities).where(dh_entities.c.project_id == project_id, dh_entities.c.id == entity_id)
+            )

@@ -27,8 +27,12 @@ from podium.store.records import Endpoint
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 #: A run's DigitalHub state for each endpoint state (RUNNING only once a worker ran init).
-STATES = {EndpointState.CREATING: "PENDING", EndpointState.ACTIVE: "RUNNING",
-          EndpointState.INACTIVE: "STOPPED", EndpointState.ERROR: "ERROR"}
+STATES = {
+    EndpointState.CREATING: "PENDING",
+    EndpointState.ACTIVE: "RUNNING",
+    EndpointState.INACTIVE: "STOPPED",
+    EndpointState.ERROR: "ERROR",
+}
 
 
 @dataclass(frozen=True)
@@ -90,9 +94,7 @@ class ServeRuns:
         token = self.token(run)
         return token is not None and hmac.compare_digest(token.encode(), presented.encode())
 
-    async def deploy(
-        self, principal: Principal, run: Entity, function: Entity, envs: dict[str, str]
-    ) -> Endpoint:
+    async def deploy(self, principal: Principal, run: Entity, function: Entity, envs: dict[str, str]) -> Endpoint:
         """Store the function's version for this run and point a new endpoint at it; `envs` (the
         run's `spec.envs`) reach its workers as the endpoint's secrets, sealed at rest."""
         spec = run.body.get("spec") or {}
@@ -105,8 +107,11 @@ class ServeRuns:
         built = build(function.name, function.body.get("spec") or {}, params, replicas)
         await self.deployments.bundles.put(built.version["sha256"], built.data)
         ep, _, _ = await self.deployments.deploy(
-            principal, endpoint_name(function.name, run.id), with_id(built.version, principal.project_id),
-            message=f"DigitalHub run {run.id} of {run.dh_project}/{function.name}", secrets=envs,
+            principal,
+            endpoint_name(function.name, run.id),
+            with_id(built.version, principal.project_id),
+            message=f"DigitalHub run {run.id} of {run.dh_project}/{function.name}",
+            secrets=envs,
         )
         await self.records.set_serving(principal.project_id, run.id, ep.id, self._seal())
         return ep
@@ -146,9 +151,12 @@ class ServeRuns:
         token = self.token(run)
         if state == "RUNNING" and token is not None:
             out["service"] = {
-                "name": ep.name, "type": "ClusterIP", "clusterIP": where.host,
-                "ports": [{"name": f"port{where.port}", "port": where.port, "protocol": "TCP",
-                           "targetPort": where.port}],
+                "name": ep.name,
+                "type": "ClusterIP",
+                "clusterIP": where.host,
+                "ports": [
+                    {"name": f"port{where.port}", "port": where.port, "protocol": "TCP", "targetPort": where.port}
+                ],
                 "url": f"{where.host}:{where.port}{service_path(run.dh_project, run.id, token)}",
             }
         return out

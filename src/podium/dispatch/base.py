@@ -75,8 +75,7 @@ class QueueBase:
                 await wait_event(ev, seconds)
 
     def _alive_params(self, now: float) -> dict[str, float]:
-        return {"b_now": now, "b_keep_runsync": self.retention["runsync"],
-                "b_keep_run": self.retention["run"]}
+        return {"b_now": now, "b_keep_runsync": self.retention["runsync"], "b_keep_run": self.retention["run"]}
 
     async def _ended(self, job_ids: Sequence[str], ended: Sequence[Ended] | None = None) -> None:
         """Wake whoever waits on these jobs, the observer if any, and the webhook outbox when one

@@ -29,19 +29,20 @@ class QueueCounts(QueueBase):
                 alive,
             )
             out = {status: n for status, n in res.all()}
-            out["retried"] = await conn.scalar(
-                select(func.count()).where(jobs.c.endpoint_id == endpoint_id, jobs.c.attempt > 1, ALIVE),
-                alive,
-            ) or 0
+            out["retried"] = (
+                await conn.scalar(
+                    select(func.count()).where(jobs.c.endpoint_id == endpoint_id, jobs.c.attempt > 1, ALIVE),
+                    alive,
+                )
+                or 0
+            )
             return out
 
     async def held_by_workers(self, worker_ids: Sequence[str]) -> dict[str, list[str]]:
         """The running jobs each of these workers holds."""
         async with self.store.read() as conn:
             res = await conn.execute(
-                select(jobs.c.worker_id, jobs.c.id).where(
-                    jobs.c.worker_id.in_(list(worker_ids)), RUNNING
-                )
+                select(jobs.c.worker_id, jobs.c.id).where(jobs.c.worker_id.in_(list(worker_ids)), RUNNING)
             )
             out: dict[str, list[str]] = {}
             for worker_id, job_id in res.all():
@@ -67,11 +68,7 @@ class QueueCounts(QueueBase):
     async def waiting(self, endpoint_id: str) -> int:
         """Jobs waiting on an endpoint, whatever their priority."""
         async with self.store.read() as conn:
-            n = await conn.scalar(
-                select(func.count()).where(
-                    jobs.c.endpoint_id == endpoint_id, QUEUED
-                )
-            ) or 0
+            n = await conn.scalar(select(func.count()).where(jobs.c.endpoint_id == endpoint_id, QUEUED)) or 0
         self._depth[endpoint_id] = n
         self._counted_at[endpoint_id] = time.monotonic()
         return n

@@ -114,8 +114,15 @@ class Ended:
 
     @classmethod
     def from_row(cls, row: Row) -> Ended:
-        return cls(row["id"], row["endpoint_id"], row["kind"], row["status"], row["delay_ms"],
-                   row["execution_ms"], row["webhook"])
+        return cls(
+            row["id"],
+            row["endpoint_id"],
+            row["kind"],
+            row["status"],
+            row["delay_ms"],
+            row["execution_ms"],
+            row["webhook"],
+        )
 
     @classmethod
     def of(cls, job: Job) -> Ended:

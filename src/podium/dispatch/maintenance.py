@@ -41,8 +41,12 @@ class Maintenance(QueueBase):
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(
-                    jobs.c.id, jobs.c.endpoint_id, jobs.c.attempt, jobs.c.max_attempts,
-                    jobs.c.attempt_errors, jobs.c.worker_id,
+                    jobs.c.id,
+                    jobs.c.endpoint_id,
+                    jobs.c.attempt,
+                    jobs.c.max_attempts,
+                    jobs.c.attempt_errors,
+                    jobs.c.worker_id,
                 )
                 .where(cond)
                 .with_for_update(skip_locked=True)
@@ -89,13 +93,16 @@ class Maintenance(QueueBase):
             res = await conn.execute(
                 update(jobs)
                 .where(RUNNING, jobs.c.deadline_at <= now)
-                .values(**ending(
-                    JobStatus.TIMED_OUT, now,
-                    error=literal("execution timeout: the job ran longer than ")
-                    + cast(jobs.c.timeout_ms, String)
-                    + literal(" ms (policy.executionTimeout)"),
-                    execution_ms=RAN_FOR,
-                ))
+                .values(
+                    **ending(
+                        JobStatus.TIMED_OUT,
+                        now,
+                        error=literal("execution timeout: the job ran longer than ")
+                        + cast(jobs.c.timeout_ms, String)
+                        + literal(" ms (policy.executionTimeout)"),
+                        execution_ms=RAN_FOR,
+                    )
+                )
                 .returning(jobs.c.id, jobs.c.worker_id),
                 {"b_now": now},
             )
@@ -106,9 +113,7 @@ class Maintenance(QueueBase):
     async def next_deadline(self) -> float | None:
         """The earliest execution deadline of a running job (the autoscaler wakes for it)."""
         async with self.store.tx() as conn:
-            deadline = await conn.scalar(
-                select(func.min(jobs.c.deadline_at)).where(RUNNING)
-            )
+            deadline = await conn.scalar(select(func.min(jobs.c.deadline_at)).where(RUNNING))
         return None if deadline is None else float(deadline)
 
     async def reap(self) -> list[Held]:
@@ -146,8 +151,9 @@ class Maintenance(QueueBase):
                 await conn.execute(delete(stream_chunks).where(stream_chunks.c.job_id.in_(gone)))
         for jid in gone:
             self.notifier.notify(job_key(jid))
-        return len(rows), [Held(job_id, worker_id) for job_id, status, worker_id in rows
-                           if status == JobStatus.IN_PROGRESS]
+        return len(rows), [
+            Held(job_id, worker_id) for job_id, status, worker_id in rows if status == JobStatus.IN_PROGRESS
+        ]
 
     async def purge(self, endpoint_id: str) -> int:
         """Cancel every queued job of an endpoint; running ones go on. Returns how many."""

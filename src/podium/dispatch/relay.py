@@ -56,8 +56,8 @@ def _batches(pending: dict[str, bool]) -> list[str]:
 
 class PgRelay:
     """Parameters:
-        conninfo: a libpq URL of the shared database.
-        notifier: this replica's waiters.
+    conninfo: a libpq URL of the shared database.
+    notifier: this replica's waiters.
     """
 
     def __init__(self, conninfo: str, notifier: Notifier, *, sweep: float = SWEEP_EVERY) -> None:

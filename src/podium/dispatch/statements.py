@@ -16,7 +16,13 @@ PUBLIC_COLUMNS = [c for c in jobs.c if c.name != "secret"]
 
 #: What is known of a job when it ends (for metrics, and to tell whether a webhook is due).
 ENDED_COLUMNS = (
-    jobs.c.id, jobs.c.endpoint_id, jobs.c.kind, jobs.c.status, jobs.c.delay_ms, jobs.c.execution_ms, jobs.c.webhook
+    jobs.c.id,
+    jobs.c.endpoint_id,
+    jobs.c.kind,
+    jobs.c.status,
+    jobs.c.delay_ms,
+    jobs.c.execution_ms,
+    jobs.c.webhook,
 )
 
 
@@ -50,10 +56,12 @@ RAN_FOR = func.cast((NOW - jobs.c.started_at) * 1000, jobs.c.execution_ms.type)
 def ending(status: Any, now: Any, **more: Any) -> dict[str, Any]:
     """The values every final transition sets: worker-only fields (s3Config, env) are dropped the
     moment a job ends, whichever way it ends."""
-    return {"status": status, "finished_at": now, "lease_until": None, "secret": None,
-            "stream_closed": True, **more}
+    return {"status": status, "finished_at": now, "lease_until": None, "secret": None, "stream_closed": True, **more}
+
+
 _HELD = and_(
-    jobs.c.id == bindparam("b_job"), jobs.c.worker_id == bindparam("b_worker"),
+    jobs.c.id == bindparam("b_job"),
+    jobs.c.worker_id == bindparam("b_worker"),
     RUNNING,
 )
 #: A job this worker holds (binds b_job, b_worker), and of this endpoint (also b_endpoint).
@@ -61,9 +69,24 @@ HELD_BY = {False: _HELD, True: and_(_HELD, jobs.c.endpoint_id == bindparam("b_en
 GET = Prepared(select(*PUBLIC_COLUMNS).where(jobs.c.id == bindparam("b_job"), ALIVE))
 #: What enqueue stores of a new job (bound as `v_<column>`).
 _NEW_JOB_COLUMNS = (
-    "id", "project_id", "endpoint_id", "route", "kind", "input", "status", "attempt", "max_attempts",
-    "created_at", "webhook", "policy", "secret", "stream_closed", "expires_at", "low_priority",
-    "timeout_ms", "retries",
+    "id",
+    "project_id",
+    "endpoint_id",
+    "route",
+    "kind",
+    "input",
+    "status",
+    "attempt",
+    "max_attempts",
+    "created_at",
+    "webhook",
+    "policy",
+    "secret",
+    "stream_closed",
+    "expires_at",
+    "low_priority",
+    "timeout_ms",
+    "retries",
 )
 INSERT_JOB = Prepared(insert(jobs).values({name: bindparam(f"v_{name}") for name in _NEW_JOB_COLUMNS}))
 _PICKED = (
@@ -99,10 +122,16 @@ def _finish_statement(by_endpoint: bool) -> Prepared:
     return Prepared(
         update(jobs)
         .where(HELD_BY[by_endpoint])
-        .values(**ending(
-            bindparam("b_status"), NOW, execution_ms=RAN_FOR, output=bindparam("b_output"),
-            error=bindparam("b_error"), error_info=bindparam("b_error_info"),
-        ))
+        .values(
+            **ending(
+                bindparam("b_status"),
+                NOW,
+                execution_ms=RAN_FOR,
+                output=bindparam("b_output"),
+                error=bindparam("b_error"),
+                error_info=bindparam("b_error_info"),
+            )
+        )
         .returning(*PUBLIC_COLUMNS)
     )
 

@@ -79,7 +79,8 @@ class CallerSide(QueueBase):
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(idempotency_keys.c.request_hash, idempotency_keys.c.job_id).where(
-                    idempotency_keys.c.project_id == project_id, idempotency_keys.c.key == key,
+                    idempotency_keys.c.project_id == project_id,
+                    idempotency_keys.c.key == key,
                     idempotency_keys.c.created_at > self.clock.now() - IDEMPOTENCY_SECONDS,
                 )
             )
@@ -115,15 +116,22 @@ class CallerSide(QueueBase):
             if new.idempotency is not None:
                 await conn.execute(
                     insert(idempotency_keys).values(
-                        project_id=new.project_id, key=new.idempotency[0],
-                        request_hash=new.idempotency[1], job_id=new.id, created_at=now,
+                        project_id=new.project_id,
+                        key=new.idempotency[0],
+                        request_hash=new.idempotency[1],
+                        job_id=new.id,
+                        created_at=now,
                     )
                 )
             if new.webhook:
                 await conn.execute(
                     insert(webhook_deliveries).values(
-                        id=uuid.uuid4().hex, job_id=new.id, url=new.webhook, state="waiting",
-                        tries=0, created_at=now,
+                        id=uuid.uuid4().hex,
+                        job_id=new.id,
+                        url=new.webhook,
+                        state="waiting",
+                        tries=0,
+                        created_at=now,
                     )
                 )
         if new.endpoint_id in self._depth:
@@ -150,7 +158,11 @@ class CallerSide(QueueBase):
         return await self._shown(Job.from_row(found[0]) if found else None)
 
     async def find(
-        self, project_id: str, *, status: str | None = None, endpoint_id: str | None = None,
+        self,
+        project_id: str,
+        *,
+        status: str | None = None,
+        endpoint_id: str | None = None,
         limit: int = 100,
     ) -> list[Job]:
         """A project's readable jobs, newest first (the dead-letter view with status=FAILED)."""
@@ -186,8 +198,10 @@ class CallerSide(QueueBase):
                 while True:
                     if not pending:
                         job = await self._shown(self._finals.pop(job_id)) or await self.get(job_id)
-                        if job is None or job.status in FINAL or (
-                            endpoint_id is not None and job.endpoint_id != endpoint_id
+                        if (
+                            job is None
+                            or job.status in FINAL
+                            or (endpoint_id is not None and job.endpoint_id != endpoint_id)
                         ):
                             return job
                     pending = False
@@ -241,10 +255,22 @@ class CallerSide(QueueBase):
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.status.in_([JobStatus.FAILED, JobStatus.TIMED_OUT]))
                 .values(
-                    status=JobStatus.IN_QUEUE, attempt=0, worker_id=None, lease_until=None,
-                    created_at=self.clock.now(), started_at=None, finished_at=None, delay_ms=None,
-                    execution_ms=None, output=None, error=None, error_info=None, progress=None,
-                    stream_closed=False, deadline_at=None, run_after=None,
+                    status=JobStatus.IN_QUEUE,
+                    attempt=0,
+                    worker_id=None,
+                    lease_until=None,
+                    created_at=self.clock.now(),
+                    started_at=None,
+                    finished_at=None,
+                    delay_ms=None,
+                    execution_ms=None,
+                    output=None,
+                    error=None,
+                    error_info=None,
+                    progress=None,
+                    stream_closed=False,
+                    deadline_at=None,
+                    run_after=None,
                 )
                 .returning(jobs.c.endpoint_id)
             )

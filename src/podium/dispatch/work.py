@@ -28,13 +28,16 @@ def backoff(attempt: int, base: float, cap: float = 60.0) -> float:
 class WorkerSide(QueueBase):
     """What workers do with jobs: take them under a lease, report on them, end them."""
 
-    async def take(
-        self, endpoint_id: str, worker_id: str, *, lease: float, limit: int = 1
-    ) -> list[Job]:
+    async def take(self, endpoint_id: str, worker_id: str, *, lease: float, limit: int = 1) -> list[Job]:
         """Atomically claim up to `limit` queued jobs of an endpoint for one worker."""
         now = self.clock.now()
-        params = {"b_now": now, "b_endpoint": endpoint_id, "b_worker": worker_id,
-                  "b_lease_until": now + lease, "b_limit": limit}
+        params = {
+            "b_now": now,
+            "b_endpoint": endpoint_id,
+            "b_worker": worker_id,
+            "b_lease_until": now + lease,
+            "b_limit": limit,
+        }
         # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
         async with self.store.tx(durable=False) as conn:
             taken = await conn.rows(TAKE, params)
@@ -83,9 +86,7 @@ class WorkerSide(QueueBase):
             for job in taken:
                 cold = ready_at - max(job.created_at, started_at)
                 if cold > 0:
-                    await conn.execute(
-                        update(jobs).where(jobs.c.id == job.id).values(cold_ms=int(cold * 1000))
-                    )
+                    await conn.execute(update(jobs).where(jobs.c.id == job.id).values(cold_ms=int(cold * 1000)))
 
     async def untake(self, job_ids: Sequence[str], worker_id: str) -> None:
         """Give back jobs taken for a worker that hung up before it could receive them."""
@@ -98,8 +99,13 @@ class WorkerSide(QueueBase):
                     RUNNING,
                 )
                 .values(
-                    status=JobStatus.IN_QUEUE, worker_id=None, lease_until=None,
-                    attempt=jobs.c.attempt - 1, started_at=None, delay_ms=None, deadline_at=None,
+                    status=JobStatus.IN_QUEUE,
+                    worker_id=None,
+                    lease_until=None,
+                    attempt=jobs.c.attempt - 1,
+                    started_at=None,
+                    delay_ms=None,
+                    deadline_at=None,
                 )
                 .returning(jobs.c.endpoint_id)
             )
@@ -113,33 +119,24 @@ class WorkerSide(QueueBase):
         """Extend the leases of the jobs a live worker says it holds."""
         if not job_ids:
             return 0
-        cond = and_(jobs.c.id.in_(list(job_ids)), jobs.c.worker_id == worker_id,
-                    RUNNING)
+        cond = and_(jobs.c.id.in_(list(job_ids)), jobs.c.worker_id == worker_id, RUNNING)
         if endpoint_id is not None:
             cond = and_(cond, jobs.c.endpoint_id == endpoint_id)
         async with self.store.tx(durable=False) as conn:
-            res = await conn.execute(
-                update(jobs)
-                .where(cond)
-                .values(lease_until=self.clock.now() + lease)
-            )
+            res = await conn.execute(update(jobs).where(cond).values(lease_until=self.clock.now() + lease))
             return res.rowcount or 0
 
     async def progress(self, job_id: str, worker_id: str, value: Any, *, endpoint_id: str | None = None) -> bool:
         """Record a progress update; ignored once the job is final (updates can arrive late)."""
         async with self.store.tx(durable=False) as conn:
             res = await conn.execute(
-                update(jobs)
-                .where(HELD_BY[endpoint_id is not None])
-                .values(progress=_json.dumps(value)),
+                update(jobs).where(HELD_BY[endpoint_id is not None]).values(progress=_json.dumps(value)),
                 held_binds(job_id, worker_id, endpoint_id),
             )
         self.notifier.notify(job_key(job_id))
         return bool(res.rowcount)
 
-    async def append_chunk(
-        self, job_id: str, worker_id: str, value: Any, *, endpoint_id: str | None = None
-    ) -> bool:
+    async def append_chunk(self, job_id: str, worker_id: str, value: Any, *, endpoint_id: str | None = None) -> bool:
         """Store one stream chunk of a running job and wake its readers (not fsynced: the job's
         end is, and with it every chunk stored before)."""
         async with self.store.tx(durable=False) as conn:
@@ -149,14 +146,10 @@ class WorkerSide(QueueBase):
             if held.first() is None:
                 return False
             seq = await conn.scalar(
-                select(func.coalesce(func.max(stream_chunks.c.seq), -1) + 1).where(
-                    stream_chunks.c.job_id == job_id
-                )
+                select(func.coalesce(func.max(stream_chunks.c.seq), -1) + 1).where(stream_chunks.c.job_id == job_id)
             )
             await conn.execute(
-                insert(stream_chunks).values(
-                    job_id=job_id, seq=seq, data=_json.dumps(value), consumed=False
-                )
+                insert(stream_chunks).values(job_id=job_id, seq=seq, data=_json.dumps(value), consumed=False)
             )
         self.notifier.notify(job_key(job_id))
         return True
@@ -179,9 +172,11 @@ class WorkerSide(QueueBase):
             return True
         failed = error is not None
         params = {
-            **held_binds(job_id, worker_id, endpoint_id), "b_now": self.clock.now(),
+            **held_binds(job_id, worker_id, endpoint_id),
+            "b_now": self.clock.now(),
             "b_status": JobStatus.FAILED if failed else JobStatus.COMPLETED,
-            "b_output": None if failed else _json.dumps(output), "b_error": error,
+            "b_output": None if failed else _json.dumps(output),
+            "b_error": error,
             "b_error_info": _json.dumps(error_info) if error_info else None,
         }
         async with self.store.tx(durable=False) as conn:
@@ -204,9 +199,9 @@ class WorkerSide(QueueBase):
         held = held_binds(job_id, worker_id, endpoint_id)
         async with self.store.tx() as conn:
             res = await conn.execute(
-                select(jobs.c.attempt, jobs.c.retries, jobs.c.max_attempts, jobs.c.attempt_errors,
-                       jobs.c.endpoint_id)
-                .where(HELD_BY[endpoint_id is not None]),
+                select(
+                    jobs.c.attempt, jobs.c.retries, jobs.c.max_attempts, jobs.c.attempt_errors, jobs.c.endpoint_id
+                ).where(HELD_BY[endpoint_id is not None]),
                 held,
             )
             row = res.mappings().first()
@@ -219,8 +214,13 @@ class WorkerSide(QueueBase):
                 update(jobs)
                 .where(HELD_BY[endpoint_id is not None])
                 .values(
-                    status=JobStatus.IN_QUEUE, worker_id=None, lease_until=None, deadline_at=None,
-                    started_at=None, progress=None, attempt_errors=_json.dumps(errors),
+                    status=JobStatus.IN_QUEUE,
+                    worker_id=None,
+                    lease_until=None,
+                    deadline_at=None,
+                    started_at=None,
+                    progress=None,
+                    attempt_errors=_json.dumps(errors),
                     run_after=now + backoff(row["attempt"], self.retry_base),
                 ),
                 held,

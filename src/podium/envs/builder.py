@@ -45,14 +45,28 @@ BUILD_HEADER = "== building environment "
 #: Lines of the installer's output an error message carries.
 ERROR_LINES = 40
 #: pip's index settings, passed on to uv (which reads only its own UV_* variables).
-PIP_OPTIONS = (("PIP_INDEX_URL", "--index-url"), ("PIP_EXTRA_INDEX_URL", "--extra-index-url"),
-               ("PIP_FIND_LINKS", "--find-links"))
+PIP_OPTIONS = (
+    ("PIP_INDEX_URL", "--index-url"),
+    ("PIP_EXTRA_INDEX_URL", "--extra-index-url"),
+    ("PIP_FIND_LINKS", "--find-links"),
+)
 #: Variables of the server's environment that would let a worker see the server's packages.
 LEAKY = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
 #: What of the server's environment a build keeps: the locale and PATH, uv's and pip's settings,
 #: proxies and certificates (the index may need them).
-BUILD_PASSED = (*sandbox.PASSED, "XDG_CACHE_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
-                "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+BUILD_PASSED = (
+    *sandbox.PASSED,
+    "XDG_CACHE_HOME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
 
 
 class EnvBuildError(PodiumError):
@@ -121,8 +135,12 @@ class Jail:
         cache.mkdir(parents=True, exist_ok=True)
         self.environ = {**build_environ(), "UV_CACHE_DIR": str(cache), "UV_LINK_MODE": "copy"}
         links = [Path(p) for var in ("PIP_FIND_LINKS", "UV_FIND_LINKS") for p in self.environ.get(var, "").split()]
-        read = {Path(uv_bin()), interpreter.resolve().parent.parent, sandbox.podium_path(),
-                *(p.resolve() for p in links if p.exists())}
+        read = {
+            Path(uv_bin()),
+            interpreter.resolve().parent.parent,
+            sandbox.podium_path(),
+            *(p.resolve() for p in links if p.exists()),
+        }
         self.mounts = [*(Mount(p) for p in sorted(read)), Mount(target, writable=True), Mount(cache, writable=True)]
 
     def argv(self, cmd: list[str]) -> list[str]:
@@ -241,8 +259,13 @@ class EnvStore:
         python = reqs.resolved_python()
         jail = None
         if self.sandboxed:  # the interpreter found first: the box shows it alone
-            found = subprocess.run([uv, "python", "find", "--no-project", python], capture_output=True, text=True,
-                                   check=False, env=build_environ())
+            found = subprocess.run(
+                [uv, "python", "find", "--no-project", python],
+                capture_output=True,
+                text=True,
+                check=False,
+                env=build_environ(),
+            )
             if found.returncode != 0:
                 raise EnvBuildError(
                     f"cannot create a Python {python} environment (is Python {python} installed on the "
@@ -253,8 +276,17 @@ class EnvStore:
             python = str(Path(found.stdout.strip()).resolve())
             target.mkdir(parents=True)
             jail = Jail(target, Path(python))
-        venv = [uv, "venv", "--quiet", "--no-python-downloads", "--no-project", "--allow-existing", "--python", python,
-                str(target)]
+        venv = [
+            uv,
+            "venv",
+            "--quiet",
+            "--no-python-downloads",
+            "--no-project",
+            "--allow-existing",
+            "--python",
+            python,
+            str(target),
+        ]
         out = _run(venv, log, self.steps, jail)
         if out is not None:
             raise EnvBuildError(
@@ -270,8 +302,12 @@ class EnvStore:
         install = [uv, "pip", "install", "--python", py, *index, "-r", str(user), "-r", str(runtime)]
         out = _run(install, log, self.steps, jail)
         if out is not None:
-            alone = _run([uv, "pip", "compile", "--python", py, "--quiet", "--no-header", *index, str(user)],
-                         subprocess.DEVNULL, self.steps, jail)
+            alone = _run(
+                [uv, "pip", "compile", "--python", py, "--quiet", "--no-header", *index, str(user)],
+                subprocess.DEVNULL,
+                self.steps,
+                jail,
+            )
             if alone is None:
                 raise EnvBuildError(
                     "the requirements conflict with what Podium's worker runtime needs "
@@ -296,8 +332,9 @@ class EnvStore:
                     used = marker.stat().st_mtime
                 except (OSError, ValueError):
                     continue
-                found.append(EnvInfo(d.name, meta["python"], meta["packages"], _size(d),
-                                     float(meta["created_at"]), used))
+                found.append(
+                    EnvInfo(d.name, meta["python"], meta["packages"], _size(d), float(meta["created_at"]), used)
+                )
         return sorted(found, key=lambda e: e.last_used)
 
     def remove(self, key: str) -> bool:
@@ -322,9 +359,15 @@ def _run(cmd: list[str], log: IO[str] | int, steps: Steps, jail: Jail | None = N
     start = 0 if logged is None else os.path.getsize(logged.name)
     if steps.stopped:
         raise EnvBuildError("the server stopped during the build")
-    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if logged is None else logged,
-                          stderr=subprocess.PIPE if logged is None else subprocess.STDOUT, text=True,
-                          env=env, start_new_session=True) as step:
+    with subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if logged is None else logged,
+        stderr=subprocess.PIPE if logged is None else subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    ) as step:
         steps.groups.add(step.pid)
         try:
             if steps.stopped:  # stopped while this step started

@@ -33,9 +33,9 @@ READY_ON_SERVER = EnvStatus(BuildState.READY, SERVER_PYTHON)
 
 class Builds:
     """Parameters:
-        store: the environments on disk.
-        catalog: where versions record their build state.
-        on_done: called (on the event loop) when a build ends, to start the waiting workers.
+    store: the environments on disk.
+    catalog: where versions record their build state.
+    on_done: called (on the event loop) when a build ends, to start the waiting workers.
     """
 
     def __init__(self, store: EnvStore, catalog: Catalog, on_done: Callable[[], None]) -> None:
@@ -132,4 +132,3 @@ class Builds:
         finally:
             self._running.pop(key, None)
             self.on_done()
-

@@ -21,9 +21,16 @@ class EnvRecord:
 
     def as_dict(self) -> dict[str, Any]:
         e = self.env
-        return {"hash": e.hash, "python": e.python, "packages": e.packages, "size": e.size,
-                "created_at": e.created_at, "last_used": e.last_used,
-                "versions": self.versions, "endpoints": self.endpoints}
+        return {
+            "hash": e.hash,
+            "python": e.python,
+            "packages": e.packages,
+            "size": e.size,
+            "created_at": e.created_at,
+            "last_used": e.last_used,
+            "versions": self.versions,
+            "endpoints": self.endpoints,
+        }
 
 
 def inventory(store: EnvStore, versions: Sequence[Version], endpoints: Sequence[Endpoint]) -> list[EnvRecord]:

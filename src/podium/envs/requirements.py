@@ -81,7 +81,7 @@ class Requirements:
                 raise ValueError("do not list podium in the requirements: every environment has the server's own")
         if self.python is not None:
             if not isinstance(self.python, str) or not PYTHON.match(self.python):
-                raise ValueError(f"python must be a version like \"3.11\", not {self.python!r}")
+                raise ValueError(f'python must be a version like "3.11", not {self.python!r}')
             if tuple(int(p) for p in self.python.split(".")[:2]) < MIN_PYTHON:
                 raise ValueError(
                     f"python {self.python} is too old: Podium's worker runtime needs "

@@ -57,8 +57,13 @@ DEFAULT_STARTUP_TIMEOUT = 600.0
 
 class Autoscaler:
     def __init__(
-        self, settings: Settings, catalog: Catalog, queue: JobQueue, pool: WorkerPool,
-        metrics: Metrics | None = None, secrets: Secrets | None = None,
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        queue: JobQueue,
+        pool: WorkerPool,
+        metrics: Metrics | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -203,8 +208,11 @@ class Autoscaler:
             # Started again before its workers drained: one of them is the proof the version loads.
             await self.catalog.set_state(ep.id, EndpointState.ACTIVE, only_from=EndpointState.CREATING)
         load = Load(
-            queued=queued, oldest_wait=oldest_wait, running=sum(len(w.jobs) for w in current),
-            workers=len(current), busy=sum(1 for w in current if w.jobs),
+            queued=queued,
+            oldest_wait=oldest_wait,
+            running=sum(len(w.jobs) for w in current),
+            workers=len(current),
+            busy=sum(1 for w in current if w.jobs),
         )
         need = desired(ep.scaling(), load, creating=ep.state == EndpointState.CREATING)
         if need > len(current):
@@ -253,9 +261,13 @@ class Autoscaler:
         if self._making_room in self.pool.workers or self.backend.refusal(Resources.of(ep.scaling())) is not None:
             return
         idle = [
-            w for w in self.pool.workers.values()
-            if w.local and w.endpoint_id != ep.id and w.state is WorkerState.IDLE
-            and w.id not in self._stopping and self._gpus.get(w.id, 0) > 0
+            w
+            for w in self.pool.workers.values()
+            if w.local
+            and w.endpoint_id != ep.id
+            and w.state is WorkerState.IDLE
+            and w.id not in self._stopping
+            and self._gpus.get(w.id, 0) > 0
         ]
         if idle:
             w = min(idle, key=lambda w: w.idle_since)
@@ -324,19 +336,26 @@ class Autoscaler:
                 )
                 self.wake()
         elif env.state == BuildState.FAILED:
-            log.error("endpoint %s stays on version %s: the environment of %s failed to build",
-                      ep.name, ep.version_id, pending.version_id)
+            log.error(
+                "endpoint %s stays on version %s: the environment of %s failed to build",
+                ep.name,
+                ep.version_id,
+                pending.version_id,
+            )
             await self.catalog.clear_pending(ep.id)
 
     async def spawn(self, ep: Endpoint, interpreter: Interpreter = SERVER_PYTHON) -> WorkerInfo:
         info = self.pool.new(f"w-{uuid.uuid4().hex[:12]}", ep.id, ep.version_id, local=True)
-        info.key_id, token = await self.catalog.create_key(
-            ep.project_id, "worker", name=info.id, endpoint_id=ep.id
-        )
+        info.key_id, token = await self.catalog.create_key(ep.project_id, "worker", name=info.id, endpoint_id=ep.id)
         env = await self.secrets(ep.id) if self.secrets is not None else {}
         await self.backend.start(
-            info, endpoint_name=ep.name, token=token, concurrency=ep.concurrency, env=env,
-            interpreter=interpreter, resources=Resources.of(ep.scaling()),
+            info,
+            endpoint_name=ep.name,
+            token=token,
+            concurrency=ep.concurrency,
+            env=env,
+            interpreter=interpreter,
+            resources=Resources.of(ep.scaling()),
         )
         self._gpus[info.id] = ep.gpus
         log.info("started worker %s for %s (version %s)", info.id, ep.name, ep.version_id)
@@ -460,6 +479,4 @@ class Autoscaler:
             self.metrics.cold_starts.labels(info.endpoint_id).inc()
             self.metrics.start_to_ready.labels(info.endpoint_id).observe(info.ready_at - info.started_at)
         if info.version_id is None or info.version_id == ep.version_id:
-            await self.catalog.set_state(
-                ep.id, EndpointState.ACTIVE, only_from=EndpointState.CREATING
-            )
+            await self.catalog.set_state(ep.id, EndpointState.ACTIVE, only_from=EndpointState.CREATING)

@@ -55,8 +55,16 @@ class Backend(Protocol):
 
 def worker_args(info: WorkerInfo, concurrency: int) -> list[str]:
     """The interpreter's arguments that run a worker (whatever starts it adds `--parent-pid`)."""
-    args = ["-m", "podium.worker", "--endpoint", info.endpoint_id, "--worker-id", info.id,
-            "--concurrency", str(concurrency)]
+    args = [
+        "-m",
+        "podium.worker",
+        "--endpoint",
+        info.endpoint_id,
+        "--worker-id",
+        info.id,
+        "--concurrency",
+        str(concurrency),
+    ]
     if info.version_id:
         args += ["--version", info.version_id]
     return args
@@ -72,5 +80,9 @@ def worker_log(settings: Settings, info: WorkerInfo) -> Path:
 
 def worker_env(*, token: str, url: str, ping_interval: float) -> dict[str, str]:
     """What a worker reads from its environment: its key, the server's URL, its ping period."""
-    return {"PODIUM_API_KEY": token, "PODIUM_URL": url, "PODIUM_PING_INTERVAL": str(ping_interval),
-            "PYTHONUNBUFFERED": "1"}
+    return {
+        "PODIUM_API_KEY": token,
+        "PODIUM_URL": url,
+        "PODIUM_PING_INTERVAL": str(ping_interval),
+        "PYTHONUNBUFFERED": "1",
+    }

@@ -165,7 +165,13 @@ class ForkServers:
         self._limits: dict[str, Limits] = {}
 
     async def start(
-        self, info: WorkerInfo, cmd: list[str], *, env: dict[str, str], log_path: Path, interpreter: Interpreter,
+        self,
+        info: WorkerInfo,
+        cmd: list[str],
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        interpreter: Interpreter,
         boxed: Sandboxed | None = None,
     ) -> Process | ForkedProcess:
         """Start `cmd` (`python -m podium.worker ...`) for `info`: forked when its zygote is ready,
@@ -177,16 +183,21 @@ class ForkServers:
             if zygote is not None and zygote.ready():
                 fork_env = boxed.box.environ(env) if boxed is not None else env
                 try:
-                    proc = await asyncio.wait_for(self._fork(zygote, _worker_args(cmd), fork_env, log_path),
-                                                  FORK_TIMEOUT)
+                    proc = await asyncio.wait_for(
+                        self._fork(zygote, _worker_args(cmd), fork_env, log_path), FORK_TIMEOUT
+                    )
                 except (OSError, ValueError, KeyError, TimeoutError) as exc:
                     log.warning("forking worker %s failed (%s); spawning it", info.id, exc or type(exc).__name__)
                     if isinstance(exc, TimeoutError):  # a stuck zygote: do not ask it again
                         self._retire(zygote, signal.SIGKILL)
                 else:
                     info.started_by = "fork"
-                    log.info("worker %s forked (pid %d) from the fork server of version %s",
-                             info.id, proc.pid, info.version_id)
+                    log.info(
+                        "worker %s forked (pid %d) from the fork server of version %s",
+                        info.id,
+                        proc.pid,
+                        info.version_id,
+                    )
                     if boxed is not None:  # it lives in its zygote's box, under its limits
                         boxed.limits.release()
                     return proc
@@ -197,7 +208,12 @@ class ForkServers:
                 self._limits[info.id] = boxed.limits
             else:
                 spawned = await asyncio.create_subprocess_exec(
-                    *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True,
+                    *cmd,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    env=env,
+                    start_new_session=True,
                 )
         info.started_by = "spawn"
         if self.enabled and info.version_id and key not in self._zygotes and key not in self._settled:
@@ -247,8 +263,14 @@ class ForkServers:
             zygote.process.send_signal(sig)
 
     async def _after_first(
-        self, key: str, info: WorkerInfo, proc: Process, env: dict[str, str],
-        log_path: Path, interpreter: Interpreter, boxed: Sandboxed | None,
+        self,
+        key: str,
+        info: WorkerInfo,
+        proc: Process,
+        env: dict[str, str],
+        log_path: Path,
+        interpreter: Interpreter,
+        boxed: Sandboxed | None,
     ) -> None:
         """Once the version's first worker is ready: a zygote if it was slow to get there."""
         while info.ready_at is None:
@@ -259,12 +281,21 @@ class ForkServers:
         took = info.ready_at - info.started_at
         if took < self.settings.fork_after or self._current.get(info.endpoint_id) != key:
             return
-        log.info("worker %s took %.2f s to become ready: starting a fork server for version %s",
-                 info.id, took, info.version_id)
+        log.info(
+            "worker %s took %.2f s to become ready: starting a fork server for version %s",
+            info.id,
+            took,
+            info.version_id,
+        )
         await self._launch(key, info, env, log_path, interpreter, boxed)
 
     async def _launch(
-        self, key: str, info: WorkerInfo, env: dict[str, str], worker_log: Path, interpreter: Interpreter,
+        self,
+        key: str,
+        info: WorkerInfo,
+        env: dict[str, str],
+        worker_log: Path,
+        interpreter: Interpreter,
         boxed: Sandboxed | None,
     ) -> None:
         assert info.version_id is not None
@@ -292,7 +323,12 @@ class ForkServers:
             args += ["--socket", str(sock), "--bundle", str(bundle), "--server-pid", str(os.getpid())]
             with log_path.open("ab") as out:
                 proc = await asyncio.create_subprocess_exec(
-                    interpreter.python, *args, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=shared,
+                    interpreter.python,
+                    *args,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    env=shared,
                     start_new_session=True,
                 )
         zygote = Zygote(key, info.endpoint_id, proc, sock, limits)
@@ -361,7 +397,7 @@ def _forked_pid(conn: socket.socket) -> int:
             raise ConnectionError("the fork server closed the connection")
         for level, kind, cred in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                pid = int(UCRED.unpack(cred[:UCRED.size])[0])
+                pid = int(UCRED.unpack(cred[: UCRED.size])[0])
         line += data
     if "pid" not in _json.loads(line):
         raise ValueError(f"not a fork server's answer: {line[:200]!r}")

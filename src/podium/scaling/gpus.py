@@ -53,8 +53,9 @@ def detect(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
         log.warning("nvidia-smi -L failed (%s): no GPUs will be handed out", exc)
         return ()
     if res.returncode != 0:
-        log.warning("nvidia-smi -L exited with %d (%s): no GPUs will be handed out",
-                    res.returncode, res.stderr.strip()[:200])
+        log.warning(
+            "nvidia-smi -L exited with %d (%s): no GPUs will be handed out", res.returncode, res.stderr.strip()[:200]
+        )
         return ()
     return parse_nvidia_smi(res.stdout)
 
@@ -86,8 +87,10 @@ class GpuPool:
         if n <= len(self.devices):
             return None
         if not self.devices:
-            return (f"asks for {_gpus(n)}; this machine has none (nvidia-smi finds none; "
-                    "declare devices with PODIUM_GPUS=0,1)")
+            return (
+                f"asks for {_gpus(n)}; this machine has none (nvidia-smi finds none; "
+                "declare devices with PODIUM_GPUS=0,1)"
+            )
         return f"asks for {_gpus(n)}; this machine has {len(self.devices)} ({', '.join(self.devices)})"
 
     def wait_reason(self, n: int) -> str | None:

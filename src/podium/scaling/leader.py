@@ -30,9 +30,9 @@ CHECK_TIMEOUT = 3.0
 
 class Leadership:
     """Parameters:
-        conninfo: libpq URL of the shared database; None when the store is SQLite (always lead).
-        on_gain, on_lose: start and stop the leader's duties.
-        eligible: False for a replica that must never lead (`podium up --no-workers`).
+    conninfo: libpq URL of the shared database; None when the store is SQLite (always lead).
+    on_gain, on_lose: start and stop the leader's duties.
+    eligible: False for a replica that must never lead (`podium up --no-workers`).
     """
 
     def __init__(

@@ -94,8 +94,10 @@ class LocalBackend:
         if devices:
             log.info("worker %s gets GPU %s", info.id, ",".join(devices))
         # nvidia-smi numbers devices in PCI bus order; CUDA's default order may differ.
-        return {"CUDA_VISIBLE_DEVICES": ",".join(devices),
-                "CUDA_DEVICE_ORDER": os.environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID")}
+        return {
+            "CUDA_VISIBLE_DEVICES": ",".join(devices),
+            "CUDA_DEVICE_ORDER": os.environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID"),
+        }
 
     async def start(
         self,
@@ -150,12 +152,18 @@ class LocalBackend:
         if info.version_id:
             link = ServerLink(self.settings.url, token, info.endpoint_id, info.id)
             try:
-                bundle = await asyncio.to_thread(unpack, link, self.settings.home.resolve() / "cache" / "bundles",
-                                                 info.version_id)
+                bundle = await asyncio.to_thread(
+                    unpack, link, self.settings.home.resolve() / "cache" / "bundles", info.version_id
+                )
             finally:
                 link.close()
-        box = sandbox.Box(python=interpreter.python, env=interpreter.env, bundle=bundle, channel=self.worker_socket,
-                          gpus=resources.gpus > 0)
+        box = sandbox.Box(
+            python=interpreter.python,
+            env=interpreter.env,
+            bundle=bundle,
+            channel=self.worker_socket,
+            gpus=resources.gpus > 0,
+        )
         limits = sandbox.Limits(info.id, memory_mb=resources.memory_mb, gpus=resources.gpus)
         limits.prepare()
         return Sandboxed(box, limits)

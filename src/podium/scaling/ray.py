@@ -133,8 +133,9 @@ class WorkerActor:
         """Whether workers on this node run sandboxed."""
         return sandbox.sandboxing(wanted)
 
-    async def run(self, interpreter: Interpreter, args: list[str], env: dict[str, str], boxed: bool = False,
-                  memory_mb: int = 0) -> int:
+    async def run(
+        self, interpreter: Interpreter, args: list[str], env: dict[str, str], boxed: bool = False, memory_mb: int = 0
+    ) -> int:
         """Run the worker to its end and return its exit code: on the version's environment where
         that exists on this node, else on this actor's own Python (the server's means nothing here);
         in a box when `boxed` (this node's bwrap works: see `sandboxing`)."""
@@ -156,13 +157,20 @@ class WorkerActor:
                 if memory_mb and limits.address_limit:
                     child_env[MEMORY_ENV] = str(memory_mb)
                 box = sandbox.Box(python=interpreter.python, env=interpreter.env, gpus=limits.gpus > 0)
-                self.proc = await sandbox.spawn(box, [interpreter.python, *args], env=child_env,
-                                                out=asyncio.subprocess.PIPE, limits=limits)
+                self.proc = await sandbox.spawn(
+                    box, [interpreter.python, *args], env=child_env, out=asyncio.subprocess.PIPE, limits=limits
+                )
             else:
                 self.proc = await asyncio.create_subprocess_exec(
-                    interpreter.python, *args, "--parent-pid", str(os.getpid()),
-                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT, env=child_env, start_new_session=True,
+                    interpreter.python,
+                    *args,
+                    "--parent-pid",
+                    str(os.getpid()),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env=child_env,
+                    start_new_session=True,
                 )
             assert self.proc.stdout is not None
             while chunk := await self.proc.stdout.read(65536):
@@ -225,12 +233,19 @@ class RayBackend:
         self._joined: concurrent.futures.Future[Any] | None = None
         self._placed: dict[str, _Placed] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.sandbox = (Sandboxing(True, "workers are sandboxed on the Ray nodes that have bubblewrap "
-                                         "(each worker's log says whether it is)")
-                        if settings.sandbox else sandbox.sandboxing(False))
+        self.sandbox = (
+            Sandboxing(
+                True,
+                "workers are sandboxed on the Ray nodes that have bubblewrap (each worker's log says whether it is)",
+            )
+            if settings.sandbox
+            else sandbox.sandboxing(False)
+        )
         if settings.public_url is None and settings.url.startswith(("http://127.", "http://localhost")):
-            log.warning("workers on Ray reach this server at %s: set PODIUM_PUBLIC_URL when the cluster "
-                        "has other machines", settings.worker_url)
+            log.warning(
+                "workers on Ray reach this server at %s: set PODIUM_PUBLIC_URL when the cluster has other machines",
+                settings.worker_url,
+            )
 
     def _join_in_background(self) -> concurrent.futures.Future[Any]:
         """Join the cluster as a driver, in a thread of its own (ray.init from the main thread
@@ -260,8 +275,7 @@ class RayBackend:
             # server starting the process that serves it, on a busy head): a few tries.
             for attempt in range(1, JOIN_TRIES + 1):
                 try:
-                    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
-                             logging_level=logging.WARNING)
+                    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
                     break
                 except Exception as exc:
                     with contextlib.suppress(Exception):
@@ -272,8 +286,9 @@ class RayBackend:
                     time.sleep(JOIN_PAUSE)
         finally:
             ray_log.setLevel(level)
-        log.info("workers run on the Ray cluster at %s; they reach this server at %s",
-                 address, self.settings.worker_url)
+        log.info(
+            "workers run on the Ray cluster at %s; they reach this server at %s", address, self.settings.worker_url
+        )
         self._actor_class = ray.remote(WorkerActor)
         return ray
 
@@ -372,8 +387,10 @@ class RayBackend:
             self._note(info, f"the Ray actor {placed.name} ended: {str(exc).splitlines()[0]}")
             if info.node is None and info.failure is not None:  # stopped while waiting for a node
                 r = placed.resources
-                info.failure += (f"; Ray never placed its actor: no node had {r.cpus:g} CPUs, {r.gpus} GPUs"
-                                 f" and {r.memory_mb} MB of memory free for it")
+                info.failure += (
+                    f"; Ray never placed its actor: no node had {r.cpus:g} CPUs, {r.gpus} GPUs"
+                    f" and {r.memory_mb} MB of memory free for it"
+                )
             return -signal.SIGKILL
         except ray.exceptions.RayError as exc:
             self._note(info, f"the Ray actor {placed.name} failed: {exc}")
@@ -384,8 +401,13 @@ class RayBackend:
         """A line in the worker's log (as the worker writes them), and in the server's."""
         log.log(logging.INFO if level == "info" else logging.WARNING, "worker %s: %s", info.id, message)
         assert info.log_path is not None
-        entry = {"time": stamp(time.time()), "level": level, "logger": "podium.scaling",
-                 "msg": message, "worker": info.id}
+        entry = {
+            "time": stamp(time.time()),
+            "level": level,
+            "logger": "podium.scaling",
+            "msg": message,
+            "worker": info.id,
+        }
         with info.log_path.open("a") as out:
             out.write(json.dumps(entry) + "\n")
 

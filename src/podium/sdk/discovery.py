@@ -38,7 +38,8 @@ def find_service(namespace: dict[str, Any], name: str | None = None) -> Service:
             svc = http_service(app[1], app[0], default_name(str(namespace.get("__name__", "app"))))
             found[svc.name] = svc
     return pick_service(
-        found, name,
+        found,
+        name,
         "no service found: decorate an initializer with @podium.service, "
         "a handler with @podium.handler, define a top-level `handler(job)`, "
         "or expose an ASGI/WSGI app as `app`",

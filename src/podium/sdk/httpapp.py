@@ -28,7 +28,7 @@ APP_NAMES = ("app", "application", "api")
 
 
 def app_kind(obj: Any) -> str | None:
-    """"asgi", "wsgi", or None for an object that is neither."""
+    """ "asgi", "wsgi", or None for an object that is neither."""
     if obj is None or isinstance(obj, type) or not callable(obj):
         return None
     if hasattr(obj, "wsgi_app"):  # Flask
@@ -37,8 +37,11 @@ def app_kind(obj: Any) -> str | None:
     if call is None:
         return None
     try:
-        params = [p for p in inspect.signature(call).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [
+            p
+            for p in inspect.signature(call).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
     except (TypeError, ValueError):
         return None
     if len(params) == 3 and inspect.iscoroutinefunction(call):
@@ -156,12 +159,19 @@ class AsgiAdapter:
         root = request.get("root_path", "")
         path = root + (request.get("path") or "/")  # ASGI: `path` includes `root_path`
         scope = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-            "method": request.get("method", "GET").upper(), "scheme": "http",
-            "path": path, "raw_path": path.encode(), "root_path": root,
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": request.get("method", "GET").upper(),
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": root,
             "query_string": (request.get("query_string") or "").encode("latin-1"),
             "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in _headers(request)],
-            "client": ("127.0.0.1", 0), "server": ("podium", 80), "state": {},
+            "client": ("127.0.0.1", 0),
+            "server": ("podium", 80),
+            "state": {},
         }
         app_task = asyncio.ensure_future(self.app(scope, receive, send))
         app_task.add_done_callback(lambda _: queue.put_nowait(None))
@@ -185,11 +195,18 @@ def wsgi_caller(app: Any) -> Callable[[dict[str, Any]], Iterator[Any]]:
             "SCRIPT_NAME": request.get("root_path", ""),
             "PATH_INFO": request.get("path") or "/",
             "QUERY_STRING": request.get("query_string") or "",
-            "SERVER_NAME": "podium", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+            "SERVER_NAME": "podium",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
             "REMOTE_ADDR": "127.0.0.1",
-            "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
-            "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True,
-            "wsgi.run_once": False, "CONTENT_LENGTH": str(len(body)),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "CONTENT_LENGTH": str(len(body)),
         }
         for k, v in _headers(request):
             key = k.upper().replace("-", "_")

@@ -34,8 +34,6 @@ HANDLER_ATTR = "__podium_service__"
 _MISSING = object()
 
 
-
-
 def method_name(path: str) -> str:
     """The client method for a route: `/custom-endpoint` -> `custom_endpoint`."""
     return path.strip("/").replace("-", "_").replace("/", "_").replace(".", "_")
@@ -61,10 +59,7 @@ class Route:
 
     @property
     def accepts_any_keyword(self) -> bool:
-        return any(
-            p.kind is inspect.Parameter.VAR_KEYWORD
-            for p in inspect.signature(self.func).parameters.values()
-        )
+        return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(self.func).parameters.values())
 
     def accepts(self, name: str) -> bool:
         params = inspect.signature(self.func).parameters
@@ -93,9 +88,7 @@ class Route:
                 try:
                     out[name] = adapter.validate_python(out[name])
                 except ValidationError as exc:
-                    problems = "; ".join(
-                        f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in exc.errors()
-                    )
+                    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in exc.errors())
                     raise ValueError(f"argument {name!r} does not fit its annotation: {problems}") from None
         return out
 
@@ -196,9 +189,7 @@ class Service:
     def __repr__(self) -> str:
         return f"<Service {self.name} routes={list(self.routes)}>"
 
-    def endpoint(
-        self, path: str, *, streaming: bool | None = None, default: bool = False
-    ) -> Callable[[F], F]:
+    def endpoint(self, path: str, *, streaming: bool | None = None, default: bool = False) -> Callable[[F], F]:
         """Register a route at `path`; a generator function is a streaming route."""
         if not ROUTE_PATH.match(path):
             raise ServiceDefinitionError(
@@ -224,9 +215,7 @@ class Service:
         if route.path in self.routes:
             raise ServiceDefinitionError(f"route {route.path} is declared twice in {self.name}")
         if default and self._default is not None:
-            raise ServiceDefinitionError(
-                f"routes {self._default} and {route.path} are both marked default=True"
-            )
+            raise ServiceDefinitionError(f"routes {self._default} and {route.path} are both marked default=True")
         if route.method_name in {r.method_name for r in self.routes.values()}:
             raise ServiceDefinitionError(f"route {route.path} clashes with another route's name")
         self.routes[route.path] = route
@@ -338,9 +327,7 @@ def handler(
     return mark(func) if func is not None else mark
 
 
-def handler_service(
-    fn: Callable[..., Any], *, name: str | None = None, config: ServiceConfig | None = None
-) -> Service:
+def handler_service(fn: Callable[..., Any], *, name: str | None = None, config: ServiceConfig | None = None) -> Service:
     """Wrap a one-argument ``handler(job)`` as a service with one route."""
     params = [
         p
@@ -349,9 +336,7 @@ def handler_service(
         and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     ]
     if len(params) != 1:
-        raise ServiceDefinitionError(
-            f"handler {fn.__name__} must take exactly one argument (the job dict)"
-        )
+        raise ServiceDefinitionError(f"handler {fn.__name__} must take exactly one argument (the job dict)")
     svc = Service(None, name=name or default_name(fn.__name__), config=config)
     path = handler_path(fn.__name__)
     svc._add(Route(path=path, func=fn, streaming=_is_generator(fn), kind="handler"), default=True)
@@ -377,7 +362,5 @@ def pick_service(found: dict[str, Found], name: str | None, none_found: str) -> 
     if not found:
         raise ServiceDefinitionError(none_found)
     if len(found) > 1:
-        raise ServiceDefinitionError(
-            f"several services found ({', '.join(sorted(found))}); choose one with --service"
-        )
+        raise ServiceDefinitionError(f"several services found ({', '.join(sorted(found))}); choose one with --service")
     return next(iter(found.values()))

@@ -34,7 +34,10 @@ async def caller(request: HTTPConnection, role: str | None, *, scoped: bool = Fa
     """Who is calling, allowed to act as `role` (see `Access.caller`; `scoped`: the route keeps
     an endpoint-bound key to its endpoint)."""
     return await runtime(request).access.caller(
-        presented_key(request), role, project=request.headers.get(PROJECT_HEADER), scoped=scoped,
+        presented_key(request),
+        role,
+        project=request.headers.get(PROJECT_HEADER),
+        scoped=scoped,
         client=request.client.host if request.client else None,
     )
 

@@ -100,12 +100,19 @@ def _record(request: Request, d: Deployment, token: str | None) -> dict[str, Any
     ep, cfg = d.endpoint, d.config
     error = ep.error if ep.state == EndpointState.ERROR else None
     return {
-        "id": d.id, "invoke_url": f"{content_base(request)}/fn/{d.id}", "title": cfg.title,
-        "description": cfg.description, "status": ep.state, "tags": cfg.tags, "auth": cfg.auth,
+        "id": d.id,
+        "invoke_url": f"{content_base(request)}/fn/{d.id}",
+        "title": cfg.title,
+        "description": cfg.description,
+        "status": ep.state,
+        "tags": cfg.tags,
+        "auth": cfg.auth,
         "endpoints": [r.model_dump() for r in cfg.routes],
         "inference_keys": [{"key": token}] if token else [],
-        "error": error.splitlines()[0] if error else None, "stderr": stderr_text(error) if error else None,
-        "created_at": iso(ep.created_at), "updated_at": iso(ep.updated_at),
+        "error": error.splitlines()[0] if error else None,
+        "stderr": stderr_text(error) if error else None,
+        "created_at": iso(ep.created_at),
+        "updated_at": iso(ep.updated_at),
         "podium_endpoint": ep.name,
     }
 
@@ -117,8 +124,9 @@ def _record(request: Request, d: Deployment, token: str | None) -> dict[str, Any
 async def envs(request: Request, name: str = "default") -> JSONAnswer:
     """Every name is READY: a deployment's environment is built from what its pickles need."""
     await caller(request, "read")
-    return JSONAnswer({"records": [{"name": name, "status": "READY"}],
-                       "metadata": {"total_count": 1, "page": 0, "count": 1}})
+    return JSONAnswer(
+        {"records": [{"name": name, "status": "READY"}], "metadata": {"total_count": 1, "page": 0, "count": 1}}
+    )
 
 
 @router.post("/fn/api/v0/assets")
@@ -152,30 +160,41 @@ async def deploy(request: Request) -> JSONAnswer:
         raise CovalentError(422, "validation/error", problems) from None
     slots = _slots(rt)
     d = await fns.deploy(principal, spec, lambda asset_id: slots.get(principal.project_id, asset_id))
-    slots.remove([spec.init_fn.id, spec.init_fn_args.id, spec.init_fn_kwargs.id,
-                  *(e.endpoint_fn.id for e in spec.endpoints)])
+    slots.remove(
+        [spec.init_fn.id, spec.init_fn_args.id, spec.init_fn_kwargs.id, *(e.endpoint_fn.id for e in spec.endpoints)]
+    )
     return JSONAnswer(_record(request, d, await fns.token(d)), status_code=201)
 
 
 @router.get("/fn/api/v0/functions")
 async def list_functions(
-    request: Request, count: int = 10, page: int = 0, search: str | None = None,
-    sort: str = "created_at", direction: str = "DESC", status: str | None = None,
+    request: Request,
+    count: int = 10,
+    page: int = 0,
+    search: str | None = None,
+    sort: str = "created_at",
+    direction: str = "DESC",
+    status: str | None = None,
 ) -> JSONAnswer:
     _, principal, fns = await _functions(request, "read")
     if count < 1 or page < 0:
         raise InvalidRequest("count must be >= 1 and page >= 0")
     if direction.upper() not in ("ASC", "DESC"):
         raise InvalidRequest("direction must be ASC or DESC")
-    found = await fns.listing(principal, search=search, status=status, sort=sort,
-                              descending=direction.upper() == "DESC")
+    found = await fns.listing(
+        principal, search=search, status=status, sort=sort, descending=direction.upper() == "DESC"
+    )
     records = [
-        {k: v for k, v in _record(request, d, None).items()
-         if k in ("id", "title", "description", "status", "created_at", "updated_at", "endpoints", "tags", "auth")}
-        for d in found[page * count:(page + 1) * count]
+        {
+            k: v
+            for k, v in _record(request, d, None).items()
+            if k in ("id", "title", "description", "status", "created_at", "updated_at", "endpoints", "tags", "auth")
+        }
+        for d in found[page * count : (page + 1) * count]
     ]
-    return JSONAnswer({"records": records,
-                       "metadata": {"total_count": len(found), "page": page, "count": len(records)}})
+    return JSONAnswer(
+        {"records": records, "metadata": {"total_count": len(found), "page": page, "count": len(records)}}
+    )
 
 
 @router.get("/fn/api/v0/functions/{function_id}")
@@ -205,10 +224,12 @@ async def create_key(request: Request, function_id: str) -> JSONAnswer:
 async def list_keys(request: Request, function_id: str) -> JSONAnswer:
     _, principal, fns = await _functions(request, "deploy")
     keys = await fns.keys(await fns.get(principal, function_id))
-    return JSONAnswer([
-        {"id": k.id, "created_at": iso(k.created_at), "last_used": iso(k.last_used_at) if k.last_used_at else None}
-        for k in keys
-    ])
+    return JSONAnswer(
+        [
+            {"id": k.id, "created_at": iso(k.created_at), "last_used": iso(k.last_used_at) if k.last_used_at else None}
+            for k in keys
+        ]
+    )
 
 
 @router.delete("/fn/api/v0/functions/{function_id}/inference-keys/{key_id}", response_model=None)
@@ -278,16 +299,21 @@ async def call(request: Request, function_id: str, route: str) -> Response:
     target = await rt.calls.target(principal, ep, rec.route)
     outcome = await rt.calls.call(principal, target, kwargs, wait=None if rec.streaming else rt.settings.route_wait)
     if rec.streaming:
-        return await first_chunk_response(rt, outcome.job_id, _failure, media_type="text/plain; charset=utf-8",
-                                          end_quietly=True)
+        return await first_chunk_response(
+            rt, outcome.job_id, _failure, media_type="text/plain; charset=utf-8", end_quietly=True
+        )
     if not outcome.ended:
         raise CovalentError(504, "function/timeout", f"the call is still running (job {outcome.job_id})")
     assert outcome.job is not None
     if not outcome.completed:
         raise _failure(outcome.job)
-    return Response(outcome.job.output_json, media_type="application/json",
-                    headers={"X-Podium-Job-Id": outcome.job_id})
+    return Response(outcome.job.output_json, media_type="application/json", headers={"X-Podium-Job-Id": outcome.job_id})
 
 
-router.add_api_route("/fn/{function_id}/{route:path}", call, methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
-                     response_model=None, include_in_schema=False)
+router.add_api_route(
+    "/fn/{function_id}/{route:path}",
+    call,
+    methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+    response_model=None,
+    include_in_schema=False,
+)

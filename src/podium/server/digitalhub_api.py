@@ -93,12 +93,21 @@ def _page(items: list[dict[str, Any]], page: int, size: int) -> JSONAnswer:
     page = max(0, page)
     total = len(items)
     pages = (total + size - 1) // size
-    content = items[page * size:(page + 1) * size]
-    return JSONAnswer({
-        "content": content, "totalElements": total, "totalPages": pages, "size": size, "number": page,
-        "numberOfElements": len(content), "first": page == 0, "last": page >= pages - 1, "empty": not content,
-        "pageable": {"pageNumber": page, "pageSize": size, "offset": page * size},
-    })
+    content = items[page * size : (page + 1) * size]
+    return JSONAnswer(
+        {
+            "content": content,
+            "totalElements": total,
+            "totalPages": pages,
+            "size": size,
+            "number": page,
+            "numberOfElements": len(content),
+            "first": page == 0,
+            "last": page >= pages - 1,
+            "empty": not content,
+            "pageable": {"pageNumber": page, "pageSize": size, "offset": page * size},
+        }
+    )
 
 
 def _matches(body: dict[str, Any], filters: dict[str, str]) -> bool:
@@ -211,9 +220,7 @@ def _type(collection: str) -> str:
 
 
 @router.get("/-/{project}/{collection}")
-async def list_entities(
-    request: Request, project: str, collection: str, page: int = 0, size: int = 25
-) -> JSONAnswer:
+async def list_entities(request: Request, project: str, collection: str, page: int = 0, size: int = 25) -> JSONAnswer:
     """Newest first, filtered by `kind`, `name`, `function`, `task` or `state` when given."""
     type_ = _type(collection)
     surface = await _surface(request, project, "read")
@@ -356,16 +363,26 @@ async def run_logs(request: Request, project: str, run_id: str) -> JSONAnswer:
     if ep is None:
         return JSONAnswer([])
     files = worker_logs(runtime(request).settings.logs, ep.id)
-    return JSONAnswer([
-        {
-            "id": f"{run.id}-{f.stem}", "name": f.stem, "kind": "log", "project": project,
-            "metadata": {"project": project, "name": f.stem, "created": run.created_at, "updated": f.stat().st_mtime},
-            "spec": {"run": run.id, "pod": f.stem},
-            "status": {},
-            "content": base64.b64encode(tail(f, 1000).encode()).decode(),
-        }
-        for f in files
-    ])
+    return JSONAnswer(
+        [
+            {
+                "id": f"{run.id}-{f.stem}",
+                "name": f.stem,
+                "kind": "log",
+                "project": project,
+                "metadata": {
+                    "project": project,
+                    "name": f.stem,
+                    "created": run.created_at,
+                    "updated": f.stat().st_mtime,
+                },
+                "spec": {"run": run.id, "pod": f.stem},
+                "status": {},
+                "content": base64.b64encode(tail(f, 1000).encode()).decode(),
+            }
+            for f in files
+        ]
+    )
 
 
 # -- the run's service, and the gateway proxy ----------------------------------------------------
@@ -412,7 +429,7 @@ async def proxy(request: Request, project: str, run_id: str) -> Response:
     bare = target.removeprefix("http://").removeprefix("https://")
     if not bare.startswith(service["url"]):
         raise DigitalHubError(400, f"X-Proxy-URL must start with the run's service URL {service['url']}")
-    rest, _, query = bare[len(service["url"]):].partition("?")
+    rest, _, query = bare[len(service["url"]) :].partition("?")
     if rest and not rest.startswith("/"):
         raise DigitalHubError(400, f"X-Proxy-URL must start with the run's service URL {service['url']}")
     method = (request.headers.get("x-proxy-method") or "GET").upper()
@@ -425,8 +442,9 @@ async def proxy(request: Request, project: str, run_id: str) -> Response:
     if not (content_type.startswith("text/") or content_type.startswith("application/json")):
         answered = content_type or "no content type"
         raise DigitalHubError(400, f"the service answered {answered}; the proxy passes text and JSON only")
-    exposed = {f"X-Proxy-{k.title()}": v for k, v in upstream.headers.items()
-               if k not in ("content-length", "x-podium-job-id")}
+    exposed = {
+        f"X-Proxy-{k.title()}": v for k, v in upstream.headers.items() if k not in ("content-length", "x-podium-job-id")
+    }
     exposed["X-Proxy-Status"] = str(upstream.status_code)
     headers = {**exposed, "Access-Control-Expose-Headers": ", ".join(exposed)}
     return Response(content, status_code=200, media_type=content_type, headers=headers)
@@ -447,30 +465,43 @@ async def _read_capped(upstream: Response, limit: int) -> bytes:
     finally:
         await body.aclose()
     if size > limit:
-        raise DigitalHubError(502, f"the service's answer is over the proxy's {limit // MB} MB limit; "
-                                   "call its service URL to read all of it")
+        raise DigitalHubError(
+            502,
+            f"the service's answer is over the proxy's {limit // MB} MB limit; call its service URL to read all of it",
+        )
     return b"".join(parts)
 
 
 for _method in ANY:  # one operation per method, so the OpenAPI description stays valid
-    router.add_api_route("/-/{project}/runs/{run_id}/proxy", proxy, methods=[_method], response_model=None,
-                         operation_id=f"digitalhub_run_proxy_{_method.lower()}")
+    router.add_api_route(
+        "/-/{project}/runs/{run_id}/proxy",
+        proxy,
+        methods=[_method],
+        response_model=None,
+        operation_id=f"digitalhub_run_proxy_{_method.lower()}",
+    )
 
 
 def _forwarded(request: Request, method: str, query: str, body: bytes) -> Request:
     """The request the service sees: the proxy's headers without X-Proxy-* and Authorization,
     `X-Forwarded-For` added and `Accept` set as Core sets it."""
-    headers = [(k, v) for k, v in request.headers.raw
-               if not k.lower().startswith(b"x-proxy-") and k.lower() not in (b"authorization", b"accept",
-                                                                             b"content-length")]
+    headers = [
+        (k, v)
+        for k, v in request.headers.raw
+        if not k.lower().startswith(b"x-proxy-") and k.lower() not in (b"authorization", b"accept", b"content-length")
+    ]
     client = request.client.host if request.client else "127.0.0.1"
-    headers += [(b"x-forwarded-for", client.encode()), (b"accept", b"application/json, text/plain"),
-                (b"content-length", str(len(body)).encode())]
+    headers += [
+        (b"x-forwarded-for", client.encode()),
+        (b"accept", b"application/json, text/plain"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     return _replay(request, method, headers, body, query=query)
 
 
-def _replay(request: Request, method: str, headers: list[tuple[bytes, bytes]], body: bytes,
-            *, query: str | None = None) -> Request:
+def _replay(
+    request: Request, method: str, headers: list[tuple[bytes, bytes]], body: bytes, *, query: str | None = None
+) -> Request:
     """The request again, with this method, headers and (already read) body."""
     scope: Scope = {**request.scope, "method": method, "headers": headers}
     if query is not None:

@@ -67,8 +67,16 @@ def not_found(what: str, ref: str) -> HTTPError:
 
 #: The HTTP status of each domain error (the nearest class in its MRO decides).
 STATUS: dict[type[DomainError], int] = {
-    Unauthorized: 401, Forbidden: 403, NotFound: 404, InvalidRequest: 400, Conflict: 422,
-    RateLimited: 429, QueueFull: 429, EndpointUnavailable: 503, WorkerGone: 410, DomainError: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    InvalidRequest: 400,
+    Conflict: 422,
+    RateLimited: 429,
+    QueueFull: 429,
+    EndpointUnavailable: 503,
+    WorkerGone: 410,
+    DomainError: 400,
 }
 
 
@@ -88,9 +96,12 @@ def store_unavailable(method: str, path: str, exc: OperationalError) -> JSONAnsw
     # Locked, full, or gone: nothing was stored, and the client must know it was not.
     log.error("store unavailable on %s %s: %s", method, path, exc.orig)
     return JSONAnswer(
-        {"error": "store_unavailable",
-         "detail": "the job store is unavailable (locked, full or unreachable); nothing was stored, retry"},
-        status_code=503, headers={"Retry-After": "1"},
+        {
+            "error": "store_unavailable",
+            "detail": "the job store is unavailable (locked, full or unreachable); nothing was stored, retry",
+        },
+        status_code=503,
+        headers={"Retry-After": "1"},
     )
 
 
@@ -118,14 +129,10 @@ def install(app: FastAPI) -> None:
             detail = {404: "no such path", 405: "this path does not take that HTTP method"}.get(
                 exc.status_code, HTTPStatus(exc.status_code).phrase
             )
-        return JSONAnswer(
-            {"error": phrase, "detail": detail}, status_code=exc.status_code, headers=exc.headers
-        )
+        return JSONAnswer({"error": phrase, "detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     async def on_validation(_: Request, exc: RequestValidationError) -> JSONAnswer:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
         return JSONAnswer({"error": "invalid_request", "detail": problems}, status_code=400)
 
     for kind in (HTTPError, DomainError, OperationalError):

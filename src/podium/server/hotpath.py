@@ -109,9 +109,7 @@ class HotPaths:
             return True
         return route.handler is routes_api.call_route and path.split("/")[1] in self.surfaces
 
-    async def _serve(
-        self, route: HotRoute, params: dict[str, str], scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def _serve(self, route: HotRoute, params: dict[str, str], scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         method, path = scope["method"], scope["path"]
         try:

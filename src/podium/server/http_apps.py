@@ -25,14 +25,29 @@ from podium.store.records import Endpoint
 
 LIMIT = 20 * MB
 #: Not passed to the app: Podium's credentials, and hop-by-hop headers.
-DROP_REQUEST = {"authorization", "x-api-key", "connection", "keep-alive", "transfer-encoding",
-                "content-length", "upgrade", "te", "proxy-authorization"}
+DROP_REQUEST = {
+    "authorization",
+    "x-api-key",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "upgrade",
+    "te",
+    "proxy-authorization",
+}
 DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
 async def http_call(
-    rt: Runtime, principal: Principal, ep: Endpoint, route: RouteRecord, request: Request,
-    endpoint: str, subpath: str, failure: Any,
+    rt: Runtime,
+    principal: Principal,
+    ep: Endpoint,
+    route: RouteRecord,
+    request: Request,
+    endpoint: str,
+    subpath: str,
+    failure: Any,
 ) -> Response:
     body = await read_body(request, LIMIT)
     payload = {

@@ -77,7 +77,10 @@ async def _run(request: Request, target_key: str) -> Response:
     try:
         env = parse_env(body["env"])
         outcome = await rt.calls.call(
-            principal, await rt.calls.target(principal, target), inputs, options=JobOptions(env=env),
+            principal,
+            await rt.calls.target(principal, target),
+            inputs,
+            options=JobOptions(env=env),
             wait=None if body.get("stream") else rt.settings.route_wait,
         )
     except DomainError as exc:

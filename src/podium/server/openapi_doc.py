@@ -33,19 +33,28 @@ def _operation(route: RouteRecord, components: dict[str, Any]) -> dict[str, Any]
         props[p["name"]] = prop
         if p.get("required"):
             required.append(p["name"])
-    body: dict[str, Any] = {"type": "object", "properties": props,
-                            "additionalProperties": bool(route.get("var_keyword"))}
+    body: dict[str, Any] = {
+        "type": "object",
+        "properties": props,
+        "additionalProperties": bool(route.get("var_keyword")),
+    }
     if required:
         body["required"] = required
     if route.get("kind") == "handler":
         body = {"type": "object", "description": "the handler's job input"}
     if route.get("streaming"):
-        ok = {"description": "chunks as the route yields them",
-              "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                          "text/event-stream": {"schema": {"type": "string"}}}}
+        ok = {
+            "description": "chunks as the route yields them",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "text/event-stream": {"schema": {"type": "string"}},
+            },
+        }
     else:
-        ok = {"description": "the route's return value",
-              "content": {"application/json": {"schema": _hoist(route.get("returns", {}), components)}}}
+        ok = {
+            "description": "the route's return value",
+            "content": {"application/json": {"schema": _hoist(route.get("returns", {}), components)}},
+        }
     error = {"content": {"application/json": {"schema": ERROR}}}
     return {
         "operationId": route["method"] or "root",

@@ -69,14 +69,13 @@ def error_text(job: Job | None) -> str:
 def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
     """The job as server-sent events; a client that hangs up does not cancel the job."""
     return StreamingResponse(
-        sse_frames(rt, job_id, error_text), media_type="text/event-stream",
+        sse_frames(rt, job_id, error_text),
+        media_type="text/event-stream",
         headers={"X-Podium-Job-Id": job_id, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _target(
-    request: Request, endpoint: str, role: str
-) -> tuple[Runtime, Principal, Endpoint, list[RouteRecord]]:
+async def _target(request: Request, endpoint: str, role: str) -> tuple[Runtime, Principal, Endpoint, list[RouteRecord]]:
     rt = runtime(request)
     principal, ep = await endpoint_caller(request, role, endpoint)
     return rt, principal, ep, await rt.calls.routes(ep)
@@ -112,11 +111,17 @@ async def app_root(request: Request, endpoint: str) -> Response:
 
 
 for _method in ("GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"):
-    router.add_api_route("/{endpoint}/{route:path}", other_method, methods=[_method],
-                         include_in_schema=False, name=f"http_app_{_method.lower()}")
+    router.add_api_route(
+        "/{endpoint}/{route:path}",
+        other_method,
+        methods=[_method],
+        include_in_schema=False,
+        name=f"http_app_{_method.lower()}",
+    )
 for _method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"):
-    router.add_api_route("/{endpoint}", app_root, methods=[_method],
-                         include_in_schema=False, name=f"http_app_root_{_method.lower()}")
+    router.add_api_route(
+        "/{endpoint}", app_root, methods=[_method], include_in_schema=False, name=f"http_app_root_{_method.lower()}"
+    )
 
 
 @router.post("/{endpoint}/{route:path}", response_model=None)
@@ -129,8 +134,12 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
     sse = "text/event-stream" in request.headers.get("accept", "")
     follows = sse or target.route["streaming"]
     outcome = await rt.calls.call(
-        principal, target, kwargs, options=JobOptions(env=_env_header(request)),
-        idempotency_key=request.headers.get("idempotency-key"), wait=None if follows else rt.settings.route_wait,
+        principal,
+        target,
+        kwargs,
+        options=JobOptions(env=_env_header(request)),
+        idempotency_key=request.headers.get("idempotency-key"),
+        wait=None if follows else rt.settings.route_wait,
     )
     job_id = outcome.job_id
     if sse:
@@ -139,7 +148,8 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
         return await first_chunk_response(rt, job_id, failure, media_type="application/octet-stream")
     if not outcome.ended:
         raise HTTPError(
-            504, "timeout",
+            504,
+            "timeout",
             f"the route is still running; poll /v2/{ep.id}/status/{job_id}",
             extra={"id": job_id},
         )

@@ -31,8 +31,17 @@ async def _accept(
     principal, ep = await endpoint_caller(request, "invoke", endpoint_id)
     payload, options = parse_job_request(await read_json(request, limit))
     target = await rt.calls.target(principal, ep)
-    return await rt.calls.call(principal, target, payload, kind=kind, wait=wait, job_id=job_id, options=options,
-                               idempotency_key=request.headers.get("idempotency-key"), check_args=False)
+    return await rt.calls.call(
+        principal,
+        target,
+        payload,
+        kind=kind,
+        wait=wait,
+        job_id=job_id,
+        options=options,
+        idempotency_key=request.headers.get("idempotency-key"),
+        check_args=False,
+    )
 
 
 @router.post("/run")
@@ -55,9 +64,7 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
     return JSONAnswer(envelope(outcome.job, rt.clock.now()))
 
 
-async def _job(
-    request: Request, endpoint_id: str, job_id: str, role: str = "read"
-) -> tuple[Runtime, Endpoint, Job]:
+async def _job(request: Request, endpoint_id: str, job_id: str, role: str = "read") -> tuple[Runtime, Endpoint, Job]:
     rt = runtime(request)
     _, ep = await endpoint_caller(request, role, endpoint_id)
     return rt, ep, _of(ep, job_id, await rt.queue.get(job_id))

@@ -70,7 +70,10 @@ class Runtime:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.secrets = SecretBox(load_key(settings.secret_key, settings.secret_key_file))
         self.queue = JobQueue(
-            self.store, self.notifier, self.clock, box=self.secrets,
+            self.store,
+            self.notifier,
+            self.clock,
+            box=self.secrets,
             retention={"run": settings.retention_run, "runsync": settings.retention_runsync},
             retry_base=settings.retry_base,
         )
@@ -79,12 +82,21 @@ class Runtime:
             ended.endpoint_id, ended.status, ended.delay_ms, ended.execution_ms
         )
         self.catalog = Catalog(self.store, self.clock)
-        self.access = Access(self.catalog, rate=settings.rate_limit, burst=settings.rate_burst, shared=self.shared,
-                             notifier=self.notifier)
+        self.access = Access(
+            self.catalog,
+            rate=settings.rate_limit,
+            burst=settings.rate_burst,
+            shared=self.shared,
+            notifier=self.notifier,
+        )
         self.calls = Calls(self.queue, self.catalog, self.access, self.metrics, max_attempts=settings.max_attempts)
         self.cluster = Cluster(self.store)
         self.pool = WorkerPool(
-            self.queue, self.catalog, self.clock, lease=settings.lease_seconds, cluster=self.cluster,
+            self.queue,
+            self.catalog,
+            self.clock,
+            lease=settings.lease_seconds,
+            cluster=self.cluster,
             replica_id=self.replica_id,
         )
         self.scaler = Autoscaler(settings, self.catalog, self.queue, self.pool, self.metrics, secrets=self.endpoint_env)
@@ -96,9 +108,7 @@ class Runtime:
         self.workers = WorkerCalls(self.access, self.pool, self.scaler, take_timeout=settings.take_timeout)
         conninfo = self.store.conninfo
         self.relay = PgRelay(conninfo, self.notifier, sweep=settings.relay_sweep) if conninfo else None
-        self.leadership = Leadership(
-            self.store.conninfo, self._lead, self._follow, eligible=settings.workers
-        )
+        self.leadership = Leadership(self.store.conninfo, self._lead, self._follow, eligible=settings.workers)
         self.webhooks: WebhookOutbox | None = None
         #: job-take and job-done for local workers, without HTTP.
         self.channel = WorkerChannel(self.workers, self.access, self.metrics, settings.home, self.replica_id)
@@ -115,8 +125,10 @@ class Runtime:
         project = await self.catalog.ensure_project(DEFAULT_PROJECT)
         await self._bootstrap_admin(project)
         self.webhooks = WebhookOutbox(
-            self.queue, await self._webhook_secrets(project, self.secrets),
-            retry_delay=self.settings.webhook_retry_delay, timeout=self.settings.webhook_timeout,
+            self.queue,
+            await self._webhook_secrets(project, self.secrets),
+            retry_delay=self.settings.webhook_retry_delay,
+            timeout=self.settings.webhook_timeout,
             metrics=self.metrics,
         )
         if isinstance(self.scaler.backend, LocalBackend) and self.settings.workers:
@@ -177,10 +189,16 @@ class Runtime:
     async def _beat(self) -> None:
         """Say this replica is alive (and whether it leads); learn whether any other is."""
         now = self.clock.now()
-        await self.cluster.beat(Replica(
-            id=self.replica_id, url=self.settings.url, started_at=self.started_at, seen_at=now,
-            leader=self.leadership.leading, runs_workers=self.settings.workers,
-        ))
+        await self.cluster.beat(
+            Replica(
+                id=self.replica_id,
+                url=self.settings.url,
+                started_at=self.started_at,
+                seen_at=now,
+                leader=self.leadership.leading,
+                runs_workers=self.settings.workers,
+            )
+        )
         if self.relay is not None:
             hellos = self.relay.hellos
             others = sum(1 for r in await self.cluster.live(now) if r.id != self.replica_id)
@@ -204,8 +222,13 @@ class Runtime:
         keep verifying. Once that secret is sealed in the store, the file (in clear) goes."""
         legacy = self.settings.webhook_secret_file
         seed = self.settings.webhook_secret or (legacy.read_text().strip() if legacy.exists() else None)
-        hooks = WebhookSecrets(self.store, box, self.clock, window=self.settings.webhook_rotation_window,
-                               seeds={project: seed} if seed else None)
+        hooks = WebhookSecrets(
+            self.store,
+            box,
+            self.clock,
+            window=self.settings.webhook_rotation_window,
+            seeds={project: seed} if seed else None,
+        )
         await hooks.ensure(project)
         if legacy.exists():
             legacy.unlink()
@@ -258,7 +281,6 @@ class Runtime:
     async def endpoint_env(self, endpoint_id: str) -> dict[str, str]:
         """An endpoint's secrets, decrypted, for its workers' environment."""
         return {s.name: self.secrets.open(s.token) for s in await self.catalog.secrets(endpoint_id)}
-
 
 
 def write_credentials(path: Path, url: str, key: str) -> None:

@@ -69,7 +69,12 @@ def chunk_bytes(value: Any) -> bytes:
 
 
 async def first_chunk_response(
-    rt: Runtime, job_id: str, failure: Callable[[Job], Exception], *, media_type: str, end_quietly: bool = False,
+    rt: Runtime,
+    job_id: str,
+    failure: Callable[[Job], Exception],
+    *,
+    media_type: str,
+    end_quietly: bool = False,
 ) -> Response:
     """A streaming route's answer as raw bytes as it yields them. The headers wait for the first
     chunk, so a route that fails at once still gets its surface's error answer (`failure`). A
@@ -108,8 +113,9 @@ async def first_chunk_response(
             if not end_quietly:
                 raise
 
-    return StreamingResponse(body(), media_type=media_type,
-                             headers={"X-Podium-Job-Id": job_id, "Cache-Control": "no-cache"})
+    return StreamingResponse(
+        body(), media_type=media_type, headers={"X-Podium-Job-Id": job_id, "Cache-Control": "no-cache"}
+    )
 
 
 def chunk_content(value: Any) -> Any:
@@ -134,8 +140,13 @@ def node_input(value: Any) -> Any:
         return value
     if isinstance(value, list) and (
         all(isinstance(v, str) for v in value)
-        or all(isinstance(v, dict) and set(v) == {"role", "content"} and isinstance(v["role"], str)
-               and isinstance(v["content"], str) for v in value)
+        or all(
+            isinstance(v, dict)
+            and set(v) == {"role", "content"}
+            and isinstance(v["role"], str)
+            and isinstance(v["content"], str)
+            for v in value
+        )
     ):
         return value
     return _json.dumps(value)

@@ -23,8 +23,9 @@ from podium.server.responses import JSONAnswer
 
 #: The server's own pages, by first path segment (endpoint names cannot take these).
 OWN_PAGES = frozenset({"console", "docs"})
-NOT_HERE = JSONAnswer({"error": "not_found", "detail": "the console is not served on the user content origin"},
-                      status_code=404)
+NOT_HERE = JSONAnswer(
+    {"error": "not_found", "detail": "the console is not served on the user content origin"}, status_code=404
+)
 SANDBOX = [(b"content-security-policy", b"sandbox"), (b"x-content-type-options", b"nosniff")]
 
 

@@ -53,10 +53,10 @@ def webhook_body(job: Job, envelope: dict[str, Any]) -> bytes:
 
 class WebhookOutbox:
     """Parameters:
-        queue: the job queue (its store, clock and wake-ups).
-        secrets: each project's signing secrets.
-        retry_delay, timeout: seconds between attempts, and per attempt.
-        metrics: where attempts are counted.
+    queue: the job queue (its store, clock and wake-ups).
+    secrets: each project's signing secrets.
+    retry_delay, timeout: seconds between attempts, and per attempt.
+    metrics: where attempts are counted.
     """
 
     def __init__(
@@ -122,9 +122,7 @@ class WebhookOutbox:
         await self._seal()
         now = self.clock.now()
         async with self.store.tx() as conn:
-            res = await conn.execute(
-                select(webhook_deliveries).where(webhook_deliveries.c.state == "pending")
-            )
+            res = await conn.execute(select(webhook_deliveries).where(webhook_deliveries.c.state == "pending"))
             pending = [r for r in res.mappings().all() if r["id"] not in self._sending]
         due = [r for r in pending if r["next_at"] <= now]
         if due:
@@ -157,13 +155,15 @@ class WebhookOutbox:
             for row in ready:
                 values: dict[str, Any]
                 if row["id"] is None:  # the delivery's job is gone
-                    values = {"state": "failed", "finished_at": now,
-                              "attempts": _json.dumps([{"at": now, "error": "the job expired before it ended"}])}
+                    values = {
+                        "state": "failed",
+                        "finished_at": now,
+                        "attempts": _json.dumps([{"at": now, "error": "the job expired before it ended"}]),
+                    }
                 else:
                     job = Job.from_row(row)
                     body = webhook_body(job, envelope(job, now))
-                    values = {"state": "pending", "body": body.decode(), "next_at": now,
-                              "project_id": job.project_id}
+                    values = {"state": "pending", "body": body.decode(), "next_at": now, "project_id": job.project_id}
                 await conn.execute(
                     update(d).where(d.c.id == row["delivery_id"], d.c.state == "waiting").values(**values)
                 )
@@ -174,8 +174,12 @@ class WebhookOutbox:
         async with self.store.tx() as conn:
             res = await conn.execute(
                 update(d)
-                .where(d.c.id == row["id"], d.c.state == "pending", d.c.tries == row["tries"],
-                       d.c.next_at == row["next_at"])
+                .where(
+                    d.c.id == row["id"],
+                    d.c.state == "pending",
+                    d.c.tries == row["tries"],
+                    d.c.next_at == row["next_at"],
+                )
                 .values(next_at=self.clock.now() + self.timeout + self.retry_delay)
             )
             return res.rowcount == 1
@@ -241,7 +245,10 @@ class WebhookOutbox:
             rows = res.mappings().all()
         return [
             {
-                "id": r["id"], "url": r["url"], "state": r["state"], "tries": r["tries"],
+                "id": r["id"],
+                "url": r["url"],
+                "state": r["state"],
+                "tries": r["tries"],
                 "attempts": _json.loads(r["attempts"]) or [],
             }
             for r in rows

@@ -44,8 +44,9 @@ def _connected(request: Request) -> Alive:
 
 async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) -> list[dict[str, Any]]:
     rt, ep = await _worker(request, endpoint_id, worker_id)
-    return await rt.workers.take(worker_id, ep, limit=limit, alive=_connected(request),
-                                 version=request.query_params.get("version"))
+    return await rt.workers.take(
+        worker_id, ep, limit=limit, alive=_connected(request), version=request.query_params.get("version")
+    )
 
 
 @router.get("/job-take/{worker_id}", response_model=None)
@@ -56,9 +57,7 @@ async def job_take(request: Request, endpoint_id: str, worker_id: str) -> Respon
 
 
 @router.get("/job-take-batch/{worker_id}", response_model=None)
-async def job_take_batch(
-    request: Request, endpoint_id: str, worker_id: str, batch_size: int = 1
-) -> Response:
+async def job_take_batch(request: Request, endpoint_id: str, worker_id: str, batch_size: int = 1) -> Response:
     jobs = await _take(request, endpoint_id, worker_id, max(1, min(batch_size, 64)))
     return JSONAnswer(jobs) if jobs else Response(status_code=204)
 
@@ -78,10 +77,17 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
     rt, ep = await _worker(request, endpoint_id, worker_id)
     body = await read_json(request, RESULT_LIMIT, empty={})
     query = request.query_params
-    return JSONAnswer(await rt.workers.report(
-        ep, worker_id, job_id, body, take_next=query.get("take") == "1", alive=_connected(request),
-        version=query.get("version"),
-    ))
+    return JSONAnswer(
+        await rt.workers.report(
+            ep,
+            worker_id,
+            job_id,
+            body,
+            take_next=query.get("take") == "1",
+            alive=_connected(request),
+            version=query.get("version"),
+        )
+    )
 
 
 @router.post("/job-stream/{worker_id}/{job_id}")
@@ -93,8 +99,10 @@ async def job_stream(request: Request, endpoint_id: str, worker_id: str, job_id:
         body = await read_json(request, CHUNK_LIMIT, empty={})
     except HTTPError as exc:
         if exc.status_code == 413:
-            error = (f"a stream chunk was over the {CHUNK_LIMIT // MB} MB limit (after JSON and base64 "
-                     "encoding): yield smaller pieces")
+            error = (
+                f"a stream chunk was over the {CHUNK_LIMIT // MB} MB limit (after JSON and base64 "
+                "encoding): yield smaller pieces"
+            )
             await rt.pool.done(worker_id, ep, job_id, Result(error=error))
         raise
     await rt.pool.stream(worker_id, ep, job_id, body.get("output") if isinstance(body, dict) else body)

@@ -153,7 +153,7 @@ class _Connection(asyncio.Protocol):
             end = channel.LENGTH.size + size
             if len(self.buffer) < end:
                 return
-            frame = bytes(memoryview(self.buffer)[channel.LENGTH.size:end])
+            frame = bytes(memoryview(self.buffer)[channel.LENGTH.size : end])
             del self.buffer[:end]
             self._frame(frame)
 
@@ -195,8 +195,13 @@ class _Connection(asyncio.Protocol):
         if op != "done" or not isinstance(job, str):
             raise InvalidRequest(f"the worker channel has no call {op!r} (take, done with a job id)")
         answer = await calls.report(
-            ep, caller.worker, job, parse_json(body, empty={}), take_next=header.get("take") is True,
-            alive=self._alive, version=caller.version,
+            ep,
+            caller.worker,
+            job,
+            parse_json(body, empty={}),
+            take_next=header.get("take") is True,
+            alive=self._alive,
+            version=caller.version,
         )
         return 200, _json.dumpb(answer)
 

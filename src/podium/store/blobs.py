@@ -22,8 +22,8 @@ from podium.store.tables import blobs
 
 class Bundles:
     """Parameters:
-        directory: this replica's cache.
-        store: the shared store, or None on a server of its own.
+    directory: this replica's cache.
+    store: the shared store, or None on a server of its own.
     """
 
     def __init__(self, directory: Path, store: Store | None) -> None:

@@ -44,7 +44,7 @@ class Replica:
 
 class Cluster:
     """Parameters:
-        store: the shared store.
+    store: the shared store.
     """
 
     def __init__(self, store: Store) -> None:
@@ -69,7 +69,8 @@ class Cluster:
         """Replicas heard from lately, the leader first."""
         async with self.store.read() as conn:
             res = await conn.execute(
-                select(replicas).where(replicas.c.seen_at > now - REPLICA_SILENT)
+                select(replicas)
+                .where(replicas.c.seen_at > now - REPLICA_SILENT)
                 .order_by(replicas.c.leader.desc(), replicas.c.started_at)
             )
             return [Replica(**r) for r in res.mappings().all()]

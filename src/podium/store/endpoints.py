@@ -91,8 +91,14 @@ class Endpoints:
                 await conn.execute(
                     update(endpoints)
                     .where(endpoints.c.id == current.id)
-                    .values(version_id=version.id, state=EndpointState.CREATING, error=None,
-                            pending=None, updated_at=now, **scaling_columns(config))
+                    .values(
+                        version_id=version.id,
+                        state=EndpointState.CREATING,
+                        error=None,
+                        pending=None,
+                        updated_at=now,
+                        **scaling_columns(config),
+                    )
                 )
                 await self._history(conn, current.id, version.id, key_id, message, now)
             row = await self._load_endpoint(project_id, current.id)
@@ -135,7 +141,8 @@ class Endpoints:
         pending = {"version_id": version_id, "key_id": key_id, "message": message}
         async with self.store.tx() as conn:
             await conn.execute(
-                update(endpoints).where(endpoints.c.id == endpoint_id)
+                update(endpoints)
+                .where(endpoints.c.id == endpoint_id)
                 .values(pending=_json.dumps(pending), updated_at=self.clock.now())
             )
         self._endpoints.clear()
@@ -187,8 +194,9 @@ class Endpoints:
     async def set_secret(self, endpoint_id: str, name: str, token: str) -> None:
         async with self.store.tx() as conn:
             await conn.execute(
-                delete(endpoint_secrets)
-                .where(endpoint_secrets.c.endpoint_id == endpoint_id, endpoint_secrets.c.name == name)
+                delete(endpoint_secrets).where(
+                    endpoint_secrets.c.endpoint_id == endpoint_id, endpoint_secrets.c.name == name
+                )
             )
             await conn.execute(
                 insert(endpoint_secrets).values(
@@ -199,8 +207,9 @@ class Endpoints:
     async def delete_secret(self, endpoint_id: str, name: str) -> bool:
         async with self.store.tx() as conn:
             res = await conn.execute(
-                delete(endpoint_secrets)
-                .where(endpoint_secrets.c.endpoint_id == endpoint_id, endpoint_secrets.c.name == name)
+                delete(endpoint_secrets).where(
+                    endpoint_secrets.c.endpoint_id == endpoint_id, endpoint_secrets.c.name == name
+                )
             )
         return bool(res.rowcount)
 

@@ -62,7 +62,10 @@ class PostgresStore(Store):
         super().__init__(url)
         self.engine: AsyncEngine = create_async_engine(
             # Connections are kept, not opened per burst: a new one costs PostgreSQL a process.
-            sync_url(url), pool_size=pool_size, max_overflow=0, pool_timeout=30,
+            sync_url(url),
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_timeout=30,
             connect_args={"options": "-c synchronous_commit=off"},
         )
 

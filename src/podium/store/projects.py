@@ -60,9 +60,7 @@ class Projects:
         try:
             async with self.store.tx() as conn:
                 pid = new_id(12)
-                await conn.execute(
-                    insert(projects).values(id=pid, name=name, created_at=self.clock.now())
-                )
+                await conn.execute(insert(projects).values(id=pid, name=name, created_at=self.clock.now()))
                 return pid
         except IntegrityError:  # created concurrently
             return await self.ensure_project(name)
@@ -153,17 +151,19 @@ class Projects:
         async with self.store.tx() as conn:
             res = await conn.execute(
                 update(api_keys)
-                .where(api_keys.c.id == key_id, api_keys.c.project_id == project_id,
-                       api_keys.c.role != "worker", api_keys.c.revoked_at.is_(None))
+                .where(
+                    api_keys.c.id == key_id,
+                    api_keys.c.project_id == project_id,
+                    api_keys.c.role != "worker",
+                    api_keys.c.revoked_at.is_(None),
+                )
                 .values(revoked_at=self.clock.now())
             )
         return bool(res.rowcount)
 
     async def touch_key(self, key_id: str) -> None:
         async with self.store.tx() as conn:
-            await conn.execute(
-                update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=self.clock.now())
-            )
+            await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=self.clock.now()))
 
     async def has_admin_key(self) -> bool:
         async with self.store.tx() as conn:

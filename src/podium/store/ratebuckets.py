@@ -24,9 +24,7 @@ class StoredBuckets:
         async with self.store.tx(durable=False) as conn:
             row = (await conn.execute(select(b).where(b.c.key_id == key_id).with_for_update())).mappings().first()
             if row is None:
-                await conn.execute(
-                    upsert(self.store, b, [{"key_id": key_id, "tokens": self.burst - 1, "at": now}])
-                )
+                await conn.execute(upsert(self.store, b, [{"key_id": key_id, "tokens": self.burst - 1, "at": now}]))
                 return 0.0
             tokens = min(self.burst, row["tokens"] + max(0.0, now - row["at"]) * self.rate)
             wait = 0.0

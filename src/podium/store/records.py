@@ -15,8 +15,18 @@ from podium.store.engine import Row
 #: What each worker asks of the machine or cluster (scaling.resources.Resources).
 RESOURCES = ("cpus", "gpus", "memory_mb")
 #: The endpoint columns a version's config (or `podium scale`) sets.
-SCALING = ("min_workers", "max_workers", "idle_timeout", "concurrency", "scaler", "target",
-           "max_jobs_per_worker", "max_worker_memory_mb", "queue_cap", *RESOURCES)
+SCALING = (
+    "min_workers",
+    "max_workers",
+    "idle_timeout",
+    "concurrency",
+    "scaler",
+    "target",
+    "max_jobs_per_worker",
+    "max_worker_memory_mb",
+    "queue_cap",
+    *RESOURCES,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +68,27 @@ class Endpoint:
     def from_row(cls, row: Row) -> Endpoint:
         pending = _json.loads(row["pending"]) if row["pending"] else None
         return cls(
-            id=row["id"], project_id=row["project_id"], name=row["name"], version_id=row["version_id"],
-            state=row["state"], error=row["error"], min_workers=row["min_workers"],
-            max_workers=row["max_workers"], idle_timeout=row["idle_timeout"], concurrency=row["concurrency"],
-            scaler=row["scaler"], target=row["target"], max_jobs_per_worker=row["max_jobs_per_worker"],
-            max_worker_memory_mb=row["max_worker_memory_mb"], queue_cap=row["queue_cap"], cpus=row["cpus"],
-            gpus=row["gpus"], memory_mb=row["memory_mb"],
+            id=row["id"],
+            project_id=row["project_id"],
+            name=row["name"],
+            version_id=row["version_id"],
+            state=row["state"],
+            error=row["error"],
+            min_workers=row["min_workers"],
+            max_workers=row["max_workers"],
+            idle_timeout=row["idle_timeout"],
+            concurrency=row["concurrency"],
+            scaler=row["scaler"],
+            target=row["target"],
+            max_jobs_per_worker=row["max_jobs_per_worker"],
+            max_worker_memory_mb=row["max_worker_memory_mb"],
+            queue_cap=row["queue_cap"],
+            cpus=row["cpus"],
+            gpus=row["gpus"],
+            memory_mb=row["memory_mb"],
             pending=None if pending is None else Pending(pending["version_id"], pending["key_id"], pending["message"]),
-            created_at=row["created_at"], updated_at=row["updated_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
         )
 
     def scaling(self) -> dict[str, Any]:
@@ -124,28 +147,54 @@ class Version:
     @classmethod
     def from_row(cls, row: Row) -> Version:
         return cls(
-            id=row["id"], project_id=row["project_id"], sha256=row["sha256"], service=row["service"],
-            entry=row["entry"], runtime=row["runtime"], routes=_json.loads(row["routes"]),
-            config=_json.loads(row["config"]), size=row["size"], message=row["message"],
-            created_by=row["created_by"], created_at=row["created_at"],
+            id=row["id"],
+            project_id=row["project_id"],
+            sha256=row["sha256"],
+            service=row["service"],
+            entry=row["entry"],
+            runtime=row["runtime"],
+            routes=_json.loads(row["routes"]),
+            config=_json.loads(row["config"]),
+            size=row["size"],
+            message=row["message"],
+            created_by=row["created_by"],
+            created_at=row["created_at"],
             requirements=_json.loads(row["requirements"]) if row["requirements"] else None,
-            env_hash=row["env_hash"], build_state=row["build_state"], build_error=row["build_error"],
+            env_hash=row["env_hash"],
+            build_state=row["build_state"],
+            build_error=row["build_error"],
         )
 
     def as_dict(self) -> dict[str, Any]:
         """Every column, the JSON ones decoded, in the table's order (the version answer)."""
         return {
-            "id": self.id, "project_id": self.project_id, "sha256": self.sha256, "service": self.service,
-            "entry": self.entry, "runtime": self.runtime, "routes": self.routes, "config": self.config,
-            "size": self.size, "message": self.message, "created_by": self.created_by,
-            "created_at": self.created_at, "requirements": self.requirements, "env_hash": self.env_hash,
-            "build_state": self.build_state, "build_error": self.build_error,
+            "id": self.id,
+            "project_id": self.project_id,
+            "sha256": self.sha256,
+            "service": self.service,
+            "entry": self.entry,
+            "runtime": self.runtime,
+            "routes": self.routes,
+            "config": self.config,
+            "size": self.size,
+            "message": self.message,
+            "created_by": self.created_by,
+            "created_at": self.created_at,
+            "requirements": self.requirements,
+            "env_hash": self.env_hash,
+            "build_state": self.build_state,
+            "build_error": self.build_error,
         }
 
     def info(self) -> VersionInfo:
         """What the call path needs of it."""
-        return {"routes": self.routes, "config": self.config, "runtime": self.runtime,
-                "requirements": self.requirements, "env_hash": self.env_hash}
+        return {
+            "routes": self.routes,
+            "config": self.config,
+            "runtime": self.runtime,
+            "requirements": self.requirements,
+            "env_hash": self.env_hash,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,17 +216,31 @@ class Key:
     @classmethod
     def from_row(cls, row: Row) -> Key:
         return cls(
-            id=row["id"], project_id=row["project_id"], prefix=row["prefix"], role=row["role"], name=row["name"],
-            endpoint_id=row["endpoint_id"], created_at=row["created_at"], last_used_at=row["last_used_at"],
-            revoked_at=row["revoked_at"], expires_at=row["expires_at"], operator=row["operator"],
+            id=row["id"],
+            project_id=row["project_id"],
+            prefix=row["prefix"],
+            role=row["role"],
+            name=row["name"],
+            endpoint_id=row["endpoint_id"],
+            created_at=row["created_at"],
+            last_used_at=row["last_used_at"],
+            revoked_at=row["revoked_at"],
+            expires_at=row["expires_at"],
+            operator=row["operator"],
         )
 
     def as_dict(self) -> dict[str, Any]:
         """What the key listing shows of it."""
         return {
-            "id": self.id, "prefix": self.prefix, "name": self.name, "role": self.role,
-            "created_at": self.created_at, "last_used_at": self.last_used_at, "revoked_at": self.revoked_at,
-            "expires_at": self.expires_at, "operator": self.operator,
+            "id": self.id,
+            "prefix": self.prefix,
+            "name": self.name,
+            "role": self.role,
+            "created_at": self.created_at,
+            "last_used_at": self.last_used_at,
+            "revoked_at": self.revoked_at,
+            "expires_at": self.expires_at,
+            "operator": self.operator,
         }
 
 

@@ -151,9 +151,7 @@ class SqliteStore(Store):
         self._wal: WalSync | None = None
         self._checkpoints: Checkpointer | None = None
         # One connection, kept open: the WAL stays in place and every commit is ours.
-        sync_engine = create_engine(
-            sync_url(url), poolclass=StaticPool, connect_args={"check_same_thread": False}
-        )
+        sync_engine = create_engine(sync_url(url), poolclass=StaticPool, connect_args={"check_same_thread": False})
         event.listen(sync_engine, "connect", _sqlite_pragmas)
         self._sync_engine = sync_engine
 

@@ -170,10 +170,19 @@ jobs = Table(
     # stay small however many ended jobs are kept for reading. Queries spell the status out
     # (`dispatch.statements.QUEUED`, `RUNNING`) so the planner can use them. Reading an endpoint's
     # ended jobs (counts, lists) scans the table, as its range of the old queue index was read.
-    Index("ix_jobs_queued", "endpoint_id", "created_at",
-          sqlite_where=text("status = 'IN_QUEUE'"), postgresql_where=text("status = 'IN_QUEUE'")),
-    Index("ix_jobs_running", "lease_until",
-          sqlite_where=text("status = 'IN_PROGRESS'"), postgresql_where=text("status = 'IN_PROGRESS'")),
+    Index(
+        "ix_jobs_queued",
+        "endpoint_id",
+        "created_at",
+        sqlite_where=text("status = 'IN_QUEUE'"),
+        postgresql_where=text("status = 'IN_QUEUE'"),
+    ),
+    Index(
+        "ix_jobs_running",
+        "lease_until",
+        sqlite_where=text("status = 'IN_PROGRESS'"),
+        postgresql_where=text("status = 'IN_PROGRESS'"),
+    ),
 )
 
 stream_chunks = Table(

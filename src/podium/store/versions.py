@@ -110,7 +110,8 @@ class Versions:
         """A deploy asks for the version's environment again (a failed build is retried)."""
         async with self.store.tx() as conn:
             await conn.execute(
-                update(versions).where(versions.c.id == version_id, versions.c.env_hash.is_not(None))
+                update(versions)
+                .where(versions.c.id == version_id, versions.c.env_hash.is_not(None))
                 .values(build_state=BuildState.BUILDING, build_error=None)
             )
 

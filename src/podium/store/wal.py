@@ -79,9 +79,7 @@ class Checkpointer:
     it ran: 3-5 ms of work under load), and the next transaction writes from the WAL's start
     (which cuts the file back to 64 MiB). Transactions wait meanwhile; the loop does not."""
 
-    def __init__(
-        self, database: str, quiet: Callable[[], AbstractAsyncContextManager[None]], every: int = 500
-    ) -> None:
+    def __init__(self, database: str, quiet: Callable[[], AbstractAsyncContextManager[None]], every: int = 500) -> None:
         self.database = database
         self.quiet = quiet
         self.every = every

@@ -43,7 +43,8 @@ class SigningSecret:
     def from_row(cls, row: Row, box: SecretBox, now: float) -> SigningSecret:
         live = row["previous"] is not None and row["previous_until"] is not None and row["previous_until"] > now
         return cls(
-            secret=box.open(row["secret"]), created_at=row["created_at"],
+            secret=box.open(row["secret"]),
+            created_at=row["created_at"],
             previous=box.open(row["previous"]) if live else None,
             previous_until=row["previous_until"] if live else None,
         )
@@ -56,15 +57,20 @@ class SigningSecret:
 
 class WebhookSecrets:
     """Parameters:
-        store: where the secrets live, sealed.
-        box: the server's secret box, which seals and opens them.
-        clock: time source.
-        window: seconds a rotated-out secret stays valid unless the rotation says otherwise.
-        seeds: the first secret of some projects (by id), for when they have none yet.
+    store: where the secrets live, sealed.
+    box: the server's secret box, which seals and opens them.
+    clock: time source.
+    window: seconds a rotated-out secret stays valid unless the rotation says otherwise.
+    seeds: the first secret of some projects (by id), for when they have none yet.
     """
 
     def __init__(
-        self, store: Store, box: SecretBox, clock: Clock, *, window: float,
+        self,
+        store: Store,
+        box: SecretBox,
+        clock: Clock,
+        *,
+        window: float,
         seeds: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
@@ -79,8 +85,11 @@ class WebhookSecrets:
         if row is not None:
             return row
         values = {
-            "project_id": project_id, "secret": self.box.seal(self._seeds.get(project_id) or new_secret()),
-            "created_at": self.clock.now(), "previous": None, "previous_until": None,
+            "project_id": project_id,
+            "secret": self.box.seal(self._seeds.get(project_id) or new_secret()),
+            "created_at": self.clock.now(),
+            "previous": None,
+            "previous_until": None,
         }
         try:
             async with self.store.tx() as conn:
@@ -103,7 +112,8 @@ class WebhookSecrets:
             row = await self.ensure(project_id)
             now = self.clock.now()
             values = {
-                "secret": self.box.seal(new_secret()), "created_at": now,
+                "secret": self.box.seal(new_secret()),
+                "created_at": now,
                 "previous": row["secret"] if keep > 0 else None,
                 "previous_until": now + keep if keep > 0 else None,
             }

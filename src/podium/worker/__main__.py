@@ -31,8 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     if not key:
         print("podium worker: set PODIUM_API_KEY to a key allowed to run this endpoint", file=sys.stderr)
         return 2
-    return run(args.url, key, args.endpoint, args.worker_id, version=args.version,
-               parent_pid=args.parent_pid, concurrency=args.concurrency)
+    return run(
+        args.url,
+        key,
+        args.endpoint,
+        args.worker_id,
+        version=args.version,
+        parent_pid=args.parent_pid,
+        concurrency=args.concurrency,
+    )
 
 
 def hand_worker_id() -> str:
@@ -71,13 +78,28 @@ def by_hand(url: str, key: str, endpoint: str, *, concurrency: int = 1, worker_i
     finally:
         probe.close()
     _say(f"{worker_id} joins {ep['name']} ({ep['endpoint_id']}) at version {ep['version']}")
-    return run(url, key, ep["endpoint_id"], worker_id, version=ep["version"], parent_pid=None,
-               concurrency=concurrency, ping_interval=ping_interval)
+    return run(
+        url,
+        key,
+        ep["endpoint_id"],
+        worker_id,
+        version=ep["version"],
+        parent_pid=None,
+        concurrency=concurrency,
+        ping_interval=ping_interval,
+    )
 
 
 def run(
-    url: str, key: str, endpoint: str, worker_id: str, *, version: str | None, parent_pid: int | None,
-    concurrency: int, ping_interval: float | None = None,
+    url: str,
+    key: str,
+    endpoint: str,
+    worker_id: str,
+    *,
+    version: str | None,
+    parent_pid: int | None,
+    concurrency: int,
+    ping_interval: float | None = None,
 ) -> int:
     """Load the version (the endpoint's current one when None), then take jobs until stopped,
     pinging every `ping_interval` seconds (default: PODIUM_PING_INTERVAL, else 5)."""
@@ -99,7 +121,10 @@ def run(
         if meta.get("runtime") == "runpod":
             link.close()
             env = runpod_file.environment(
-                url=url, endpoint_id=endpoint, worker_id=worker_id, token=key,
+                url=url,
+                endpoint_id=endpoint,
+                worker_id=worker_id,
+                token=key,
                 ping_interval=worker.ping_interval,
             )
             return runpod_file.supervise(root, meta["entry"], env, parent_pid)

@@ -139,7 +139,7 @@ class _Channel:
             self.close()
             raise Unreachable(f"worker channel, {header.get('op')}: {exc or type(exc).__name__}") from exc
         (status,) = channel.SHORT.unpack_from(frame)
-        return status, frame[channel.SHORT.size:]
+        return status, frame[channel.SHORT.size :]
 
     def _connection(self) -> tuple[socket.socket, BinaryIO]:
         opened: tuple[socket.socket, BinaryIO] | None = getattr(self._local, "conn", None)
@@ -185,7 +185,12 @@ class ServerLink:
     """
 
     def __init__(
-        self, url: str, key: str, endpoint: str, worker_id: str, version: str | None = None,
+        self,
+        url: str,
+        key: str,
+        endpoint: str,
+        worker_id: str,
+        version: str | None = None,
         socket_path: str | None = None,
     ) -> None:
         self.base = f"/v2/{endpoint}"

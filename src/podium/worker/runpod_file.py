@@ -38,9 +38,7 @@ KEEP_LOADED = frozenset({"runpod.serverless.utils.rp_debugger"})
 run_in_fork = False
 
 
-def environment(
-    *, url: str, endpoint_id: str, worker_id: str, token: str, ping_interval: float
-) -> dict[str, str]:
+def environment(*, url: str, endpoint_id: str, worker_id: str, token: str, ping_interval: float) -> dict[str, str]:
     """The `RUNPOD_*` variables that make the runpod package talk to this server as this worker.
 
     Templates carry `?gpu=cpu` because the SDK appends `&name=value` to them.
@@ -73,7 +71,10 @@ def supervise(root: Path, entry: str, env: dict[str, str], parent_pid: int | Non
         child = Forked(root, entry, env)
     else:
         child = subprocess.Popen(
-            [sys.executable, entry], cwd=root, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+            [sys.executable, entry],
+            cwd=root,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
             preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
 

@@ -57,10 +57,10 @@ def _plain(value: Any) -> Any:
 
 class Worker:
     """Parameters:
-        link: the connection to the server.
-        cache: where bundles are unpacked, one directory per version.
-        ping_interval: seconds between heartbeats.
-        parent_pid: exit when this process (the spawning server) is gone.
+    link: the connection to the server.
+    cache: where bundles are unpacked, one directory per version.
+    ping_interval: seconds between heartbeats.
+    parent_pid: exit when this process (the spawning server) is gone.
     """
 
     def __init__(
@@ -118,9 +118,7 @@ class Worker:
         else:
             differ = _plain(svc.route_table()) != _plain(meta["routes"])
         if differ:
-            raise RuntimeError(
-                "the bundle's routes differ from those recorded at deploy time; redeploy it"
-            )
+            raise RuntimeError("the bundle's routes differ from those recorded at deploy time; redeploy it")
         self.start(svc, meta)
 
     def start(self, svc: Service, meta: dict[str, Any]) -> None:
@@ -346,10 +344,12 @@ def _pieces(item: Any) -> list[Any]:
     long string); any other value is one chunk (past the limit, its job fails saying so)."""
     if isinstance(item, (bytes, bytearray, memoryview)):
         data = bytes(item)
-        return [{"$bytes": base64.b64encode(data[i:i + BYTES_PER_CHUNK]).decode()}
-                for i in range(0, max(len(data), 1), BYTES_PER_CHUNK)]
+        return [
+            {"$bytes": base64.b64encode(data[i : i + BYTES_PER_CHUNK]).decode()}
+            for i in range(0, max(len(data), 1), BYTES_PER_CHUNK)
+        ]
     if isinstance(item, str) and len(item) > CHARS_PER_CHUNK:
-        return [item[i:i + CHARS_PER_CHUNK] for i in range(0, len(item), CHARS_PER_CHUNK)]
+        return [item[i : i + CHARS_PER_CHUNK] for i in range(0, len(item), CHARS_PER_CHUNK)]
     return [item]
 
 

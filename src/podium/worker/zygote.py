@@ -311,7 +311,7 @@ def _with_option(argv: list[str], name: str, value: str) -> list[str]:
     """The worker's parent is the zygote, not the server: it watches the zygote instead."""
     if name in argv[:-1]:
         i = argv.index(name)
-        return [*argv[:i + 1], value, *argv[i + 2:]]
+        return [*argv[: i + 1], value, *argv[i + 2 :]]
     return argv
 
 
@@ -333,12 +333,16 @@ def main(argv: list[str] | None = None) -> int:
         say(f"not preloaded: {reason}")
     threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if threads:
-        say(f"will not fork: importing the bundle's libraries started threads ({', '.join(threads)}); "
-            "its workers will be spawned")
+        say(
+            f"will not fork: importing the bundle's libraries started threads ({', '.join(threads)}); "
+            "its workers will be spawned"
+        )
         return UNFIT
     native = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
-    say(f"preloaded {', '.join(imported) or 'the worker runtime only'} in {time.monotonic() - t0:.2f} s"
-        + (f" ({native} native threads: forks keep only this one)" if native > 1 else ""))
+    say(
+        f"preloaded {', '.join(imported) or 'the worker runtime only'} in {time.monotonic() - t0:.2f} s"
+        + (f" ({native} native threads: forks keep only this one)" if native > 1 else "")
+    )
     gc.freeze()  # the children's collections leave the shared pages alone
     return Zygote(args.socket, args.server_pid).serve()
 

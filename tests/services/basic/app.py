@@ -22,8 +22,13 @@ def work(marker="", block=False, value=None):
         Path(f"{marker}.started.{podium.context.attempt}").write_text(str(os.getpid()))
         while block and not Path(f"{marker}.release").exists():
             time.sleep(0.02)
-    return {"value": value, "pid": os.getpid(), "attempt": podium.context.attempt,
-            "job": podium.context.job_id, "inits": len(INIT_CALLS)}
+    return {
+        "value": value,
+        "pid": os.getpid(),
+        "attempt": podium.context.attempt,
+        "job": podium.context.job_id,
+        "inits": len(INIT_CALLS),
+    }
 
 
 @init.endpoint("/hello")

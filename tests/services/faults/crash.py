@@ -35,5 +35,4 @@ def work(marker="", block=False, die=False, value=None):
         time.sleep(0.02)
     if marker:
         Path(f"{marker}.finished.{podium.context.attempt}").write_text(str(os.getpid()))
-    return {"value": value, "pid": os.getpid(), "attempt": podium.context.attempt,
-            "job": podium.context.job_id}
+    return {"value": value, "pid": os.getpid(), "attempt": podium.context.attempt, "job": podium.context.job_id}

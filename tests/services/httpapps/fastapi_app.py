@@ -53,9 +53,13 @@ def delete_item(item_id: str):
 @app.post("/echo")
 async def echo(request: Request):
     body = await request.body()
-    return {"len": len(body), "type": request.headers.get("content-type"),
-            "auth": request.headers.get("authorization"), "key": request.headers.get("x-api-key"),
-            "url": str(request.url)}
+    return {
+        "len": len(body),
+        "type": request.headers.get("content-type"),
+        "auth": request.headers.get("authorization"),
+        "key": request.headers.get("x-api-key"),
+        "url": str(request.url),
+    }
 
 
 @app.get("/stream")

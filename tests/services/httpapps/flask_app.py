@@ -21,8 +21,7 @@ def notes(name):
         return "", 204
     if name not in NOTES:
         return jsonify(error="no note"), 404
-    return jsonify(name=name, text=NOTES[name], q=request.args.get("q"),
-                   agent=request.headers.get("X-Agent"))
+    return jsonify(name=name, text=NOTES[name], q=request.args.get("q"), agent=request.headers.get("X-Agent"))
 
 
 @app.post("/form")

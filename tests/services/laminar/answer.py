@@ -9,8 +9,7 @@ def init(style="plain"):
 @init.endpoint("/answer", default=True)
 def answer(question, style):
     env = podium.context.env
-    return {"answer": f"{style}: {question}?", "env_names": sorted(env),
-            "env_len": sum(len(v) for v in env.values())}
+    return {"answer": f"{style}: {question}?", "env_names": sorted(env), "env_len": sum(len(v) for v in env.values())}
 
 
 @init.endpoint("/boom")

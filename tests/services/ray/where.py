@@ -10,6 +10,7 @@ import podium
 #: This process, whatever PID namespace it is in (a sandboxed worker is pid 1 in its own).
 PROCESS = uuid.uuid4().hex
 
+
 @podium.service(name="where", max_workers=1, idle_timeout=60)
 def init():
     return {}
@@ -22,5 +23,10 @@ def where(until=None):
     deadline = time.monotonic() + 60
     while until and not Path(until).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    return {"pid": os.getpid(), "ppid": os.getppid(), "home": os.environ.get("PODIUM_HOME"),
-            "attempt": podium.context.attempt, "process": PROCESS}
+    return {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "home": os.environ.get("PODIUM_HOME"),
+        "attempt": podium.context.attempt,
+        "process": PROCESS,
+    }

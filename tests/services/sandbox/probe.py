@@ -30,8 +30,17 @@ def handler(job):
     home, pid = inp["home"], int(inp["server_pid"])
     here = Path(__file__).resolve().parent
     return {
-        "env": {k: os.environ.get(k) for k in ("PODIUM_ADMIN_KEY", "PODIUM_SECRET_KEY", "PODIUM_WEBHOOK_SECRET",
-                                              "PODIUM_DATABASE_URL", "PODIUM_API_KEY", "MY_SECRET")},
+        "env": {
+            k: os.environ.get(k)
+            for k in (
+                "PODIUM_ADMIN_KEY",
+                "PODIUM_SECRET_KEY",
+                "PODIUM_WEBHOOK_SECRET",
+                "PODIUM_DATABASE_URL",
+                "PODIUM_API_KEY",
+                "MY_SECRET",
+            )
+        },
         "server_env_names": sorted(k for k in os.environ if k.startswith("PROBE_SERVER_")),
         "podium.db": _try(lambda: open(os.path.join(home, "podium.db"), "rb").read(16)),
         "secret.key": _try(lambda: open(os.path.join(home, "secret.key"), "rb").read()),

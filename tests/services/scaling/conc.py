@@ -17,8 +17,13 @@ def init():
 def sync_route(sleep=0.5):
     t0 = time.time()
     time.sleep(sleep)
-    return {"start": t0, "end": time.time(), "pid": os.getpid(), "thread": threading.get_ident(),
-            "job": podium.context.job_id}
+    return {
+        "start": t0,
+        "end": time.time(),
+        "pid": os.getpid(),
+        "thread": threading.get_ident(),
+        "job": podium.context.job_id,
+    }
 
 
 @init.endpoint("/aio")

@@ -94,8 +94,10 @@ async def changed_view(rt: Runtime, request: Request, principal: Principal, endp
 
 def version_summary(version: Version) -> dict[str, Any]:
     row = version.as_dict()
-    return {k: row[k] for k in ("id", "service", "runtime", "size", "message", "created_by", "created_at",
-                                "env_hash", "build_state")}
+    return {
+        k: row[k]
+        for k in ("id", "service", "runtime", "size", "message", "created_by", "created_at", "env_hash", "build_state")
+    }
 
 
 def require_operator(principal: Principal, what: str = "may do this") -> None:

@@ -118,14 +118,22 @@ async def history(request: Request, ref: str) -> JSONAnswer:
     rt, principal = await admin_caller(request, "read", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     rows = await rt.catalog.history(ep.id)
-    return JSONAnswer({
-        "endpoint_id": ep.id, "name": ep.name,
-        "history": [
-            {"version": h.version_id, "at": h.at, "key_id": h.key_id, "message": h.message,
-             "current": i == 0 and h.version_id == ep.version_id}
-            for i, h in enumerate(rows)
-        ],
-    })
+    return JSONAnswer(
+        {
+            "endpoint_id": ep.id,
+            "name": ep.name,
+            "history": [
+                {
+                    "version": h.version_id,
+                    "at": h.at,
+                    "key_id": h.key_id,
+                    "message": h.message,
+                    "current": i == 0 and h.version_id == ep.version_id,
+                }
+                for i, h in enumerate(rows)
+            ],
+        }
+    )
 
 
 @router.get("/endpoints/{ref}/versions")
@@ -155,12 +163,18 @@ async def set_secrets(request: Request, ref: str) -> JSONAnswer:
     ep = await rt.access.endpoint(principal, ref)
     body = await read_object(request, 1024 * 1024)
     reserved = ("PODIUM_", "RUNPOD_")
-    bad = [str(k) for k, v in body.items()
-           if not SECRET_NAME.match(str(k)) or str(k).upper().startswith(reserved) or not isinstance(v, str)]
+    bad = [
+        str(k)
+        for k, v in body.items()
+        if not SECRET_NAME.match(str(k)) or str(k).upper().startswith(reserved) or not isinstance(v, str)
+    ]
     if bad or not body:
-        raise HTTPError(400, "invalid_secrets",
-                        "send {NAME: \"value\"}: names like MY_TOKEN (not PODIUM_* or RUNPOD_*), string values"
-                        + (f"; refused: {', '.join(sorted(bad))}" if bad else ""))
+        raise HTTPError(
+            400,
+            "invalid_secrets",
+            'send {NAME: "value"}: names like MY_TOKEN (not PODIUM_* or RUNPOD_*), string values'
+            + (f"; refused: {', '.join(sorted(bad))}" if bad else ""),
+        )
     await rt.deployments.set_secrets(ep, body)
     return await _secret_names(rt, ep)
 
@@ -182,8 +196,9 @@ async def delete_secret(request: Request, ref: str, name: str) -> JSONAnswer:
 
 async def _secret_names(rt: Runtime, ep: Endpoint) -> JSONAnswer:
     rows = await rt.catalog.secrets(ep.id)
-    return JSONAnswer({"endpoint_id": ep.id, "name": ep.name,
-                       "secrets": [{"name": s.name, "updated_at": s.updated_at} for s in rows]})
+    return JSONAnswer(
+        {"endpoint_id": ep.id, "name": ep.name, "secrets": [{"name": s.name, "updated_at": s.updated_at} for s in rows]}
+    )
 
 
 @router.delete("/endpoints/{ref}")

@@ -31,12 +31,26 @@ async def list_jobs(
     found = await rt.queue.find(
         principal.project_id, status=status, endpoint_id=endpoint_id, limit=max(1, min(limit, 1000))
     )
-    return JSONAnswer({"jobs": [
-        {"id": j.id, "endpoint_id": j.endpoint_id, "route": j.route, "status": j.status, "attempt": j.attempt,
-         "max_attempts": j.max_attempts, "error": j.error, "created_at": j.created_at,
-         "finished_at": j.finished_at, "delay_ms": j.delay_ms, "execution_ms": j.execution_ms}
-        for j in found
-    ]})
+    return JSONAnswer(
+        {
+            "jobs": [
+                {
+                    "id": j.id,
+                    "endpoint_id": j.endpoint_id,
+                    "route": j.route,
+                    "status": j.status,
+                    "attempt": j.attempt,
+                    "max_attempts": j.max_attempts,
+                    "error": j.error,
+                    "created_at": j.created_at,
+                    "finished_at": j.finished_at,
+                    "delay_ms": j.delay_ms,
+                    "execution_ms": j.execution_ms,
+                }
+                for j in found
+            ]
+        }
+    )
 
 
 @router.post("/jobs/{job_id}/retry")
@@ -45,8 +59,9 @@ async def retry_job(request: Request, job_id: str) -> JSONAnswer:
     rt, principal = await admin_caller(request, "invoke", scoped=True)
     job = rt.access.job(principal, await rt.queue.get(job_id), job_id)
     if not await rt.queue.retry(job_id):
-        raise HTTPError(400, "not_retryable",
-                        f"only FAILED or TIMED_OUT jobs can be retried; job {job_id} is {job.status}")
+        raise HTTPError(
+            400, "not_retryable", f"only FAILED or TIMED_OUT jobs can be retried; job {job_id} is {job.status}"
+        )
     return JSONAnswer({"id": job_id, "status": "IN_QUEUE"})
 
 

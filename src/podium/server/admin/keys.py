@@ -47,10 +47,14 @@ def _hooks(rt: Runtime) -> WebhookSecrets:
 
 async def _secret_answer(rt: Runtime, project_id: str, current: SigningSecret) -> JSONAnswer:
     project = await rt.catalog.project(project_id)
-    return JSONAnswer({
-        "project": project.name if project else project_id, "secret": current.secret,
-        "created_at": current.created_at, "previous_valid_until": current.previous_until,
-    })
+    return JSONAnswer(
+        {
+            "project": project.name if project else project_id,
+            "secret": current.secret,
+            "created_at": current.created_at,
+            "previous_valid_until": current.previous_until,
+        }
+    )
 
 
 @router.post("/keys")
@@ -67,10 +71,16 @@ async def create_key(request: Request) -> JSONAnswer:
     expires_at = None if body.expires is None else rt.clock.now() + parse_duration(body.expires)
     kid, key = await rt.catalog.create_key(principal.project_id, role, name=body.name, expires_at=expires_at)
     project = await rt.catalog.project(principal.project_id)
-    return JSONAnswer({
-        "id": kid, "key": key, "prefix": key_prefix(key), "role": role,
-        "project": project.name if project else principal.project_id, "expires_at": expires_at,
-    })
+    return JSONAnswer(
+        {
+            "id": kid,
+            "key": key,
+            "prefix": key_prefix(key),
+            "role": role,
+            "project": project.name if project else principal.project_id,
+            "expires_at": expires_at,
+        }
+    )
 
 
 @router.get("/keys")

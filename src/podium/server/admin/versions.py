@@ -54,8 +54,14 @@ async def version_build(request: Request, version_id: str, offset: int | None = 
     are shared by content) shows no lines."""
     rt, version = await _version_for(request, version_id)
     key = version.env_hash
-    out: dict[str, Any] = {"version": version_id, "env": key, "state": version.build_state,
-                           "error": version.build_error, "lines": [], "offset": 0}
+    out: dict[str, Any] = {
+        "version": version_id,
+        "env": key,
+        "state": version.build_state,
+        "error": version.build_error,
+        "lines": [],
+        "offset": 0,
+    }
     if key is not None:
         store = rt.scaler.builds.store
         attempt = store.attempt(key, version_id)

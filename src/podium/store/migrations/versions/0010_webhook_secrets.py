@@ -33,10 +33,7 @@ def upgrade() -> None:
         "UPDATE webhook_deliveries SET project_id = "
         "(SELECT jobs.project_id FROM jobs WHERE jobs.id = webhook_deliveries.job_id)"
     )
-    op.execute(
-        "UPDATE webhook_deliveries SET state = 'failed' "
-        "WHERE state = 'pending' AND project_id IS NULL"
-    )
+    op.execute("UPDATE webhook_deliveries SET state = 'failed' WHERE state = 'pending' AND project_id IS NULL")
 
 
 def downgrade() -> None:
