@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
@@ -428,6 +429,41 @@ def test_operator_switches_project_and_versions_page_deploys(page: Page, srv: Po
     assert row(page, "demo").count() == 0
     page.get_by_label("Project").select_option("default")
     expect(row(page, "demo")).to_be_visible()
+
+
+def test_a_metrics_key_is_made_from_the_console(page: Page, srv: PodiumServer) -> None:
+    """Every role a key can have is offered, the scrape-only `metrics` role among them."""
+    page.goto("/console/keys")
+    page.get_by_label("Name").fill("scraper")
+    page.get_by_label("Role").select_option("metrics")
+    page.get_by_role("button", name="Create key").click()
+    key = page.locator("#new-key").text_content() or ""
+    scrape = httpx.get(f"{srv.url}/metrics", headers={"Authorization": f"Bearer {key}"})
+    assert scrape.status_code == 200 and "podium_" in scrape.text
+    assert srv.http.get("/api/v1/endpoints", headers={"Authorization": f"Bearer {key}"}).status_code == 403
+
+
+def test_a_new_endpoint_from_a_version_keeps_its_requirements(page: Page, srv: PodiumServer) -> None:
+    """The copy is the same version (ids are derived from content, requirements included), so it
+    runs in the same environment."""
+    demo = srv.http.get("/api/v1/endpoints/demo").json()["version"]
+    spec = srv.http.get(f"/api/v1/versions/{demo}").json()
+    fields = ("sha256", "service", "entry", "routes", "config", "size", "runtime")
+    version = {**{k: spec[k] for k in fields}, "requirements": {"packages": [], "python": None}}
+    with_reqs = srv.http.post("/api/v1/deploy", json={"name": "needs-env", "version": version})
+    assert with_reqs.status_code == 200, with_reqs.text
+    source = with_reqs.json()["deployed"]
+    srv.http.post("/api/v1/endpoints/needs-env/stop")
+
+    page.goto("/console/versions")
+    section = page.locator(f'section[data-version="{source}"]')
+    section.get_by_label("Name").fill("copy-with-env")
+    section.get_by_role("button", name="New endpoint").click()
+    expect(page.locator(".flash")).to_contain_text(f"created from version {source}")
+    copy = srv.http.get("/api/v1/endpoints/copy-with-env").json()
+    srv.http.post("/api/v1/endpoints/copy-with-env/stop")
+    assert copy["version"] == source
+    assert srv.http.get(f"/api/v1/versions/{source}").json()["requirements"] == {"packages": [], "python": None}
 
 
 def test_a_tenant_page_cannot_read_the_console(browser: Browser, srv: PodiumServer, tmp_path: Path) -> None:

@@ -452,6 +452,8 @@ class ConsoleData:
         """Deploy a stored version under a new endpoint name (the deploy API checks the name)."""
         v = await self._call("GET", f"/api/v1/versions/{quote(version_id, safe='')}")
         spec = {k: v[k] for k in ("sha256", "service", "entry", "routes", "config", "size", "runtime")}
+        if v.get("requirements") is not None:  # the same environment, so the same version id
+            spec["requirements"] = v["requirements"]
         await self._call("POST", "/api/v1/deploy", json={"name": name, "version": spec, "message": message})
 
     # -- keys -----------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from podium.console.web import (
     signed_in,
     templates,
 )
-from podium.core.access import METRICS, WORKER
+from podium.core.access import KEY_ROLES, METRICS, WORKER
 from podium.core.errors import RateLimited
 from podium.dispatch.states import JobStatus
 from podium.server.body import MB, read_json
@@ -314,7 +314,7 @@ async def new_endpoint(request: Request, c: Signed, version_id: str) -> Response
 async def keys(c: Signed) -> Response:
     if not c.viewer.can("admin"):
         raise ConsoleError(403, "only an admin key may manage keys")
-    return await c.page("keys.html", keys=await c.data.keys(), new_key=None)
+    return await c.page("keys.html", keys=await c.data.keys(), new_key=None, roles=KEY_ROLES)
 
 
 @router.post("/keys")
@@ -322,7 +322,7 @@ async def create_key(request: Request, c: Signed) -> Response:
     """The new key is in this page's answer and nowhere else (not stored, not redirected to)."""
     fields = await acting(c, request, "admin")
     new = await c.data.create_key(fields.get("role", "invoke"), fields.get("name") or None)
-    return await c.page("keys.html", keys=await c.data.keys(), new_key=new)
+    return await c.page("keys.html", keys=await c.data.keys(), new_key=new, roles=KEY_ROLES)
 
 
 @router.post("/keys/{key_id}/revoke")
