@@ -189,7 +189,7 @@ class CallerSide(QueueBase):
             q = q.where(jobs.c.endpoint_id == endpoint_id)
         async with self.store.tx() as conn:
             res = await conn.execute(q.limit(limit), self._alive_params(self.clock.now()))
-            return list(res.scalars())
+            return [i for i in res.scalars() if i.startswith(prefix)]  # SQLite's LIKE ignores case
 
     async def wait_final(
         self, job_id: str, timeout: float, *, promise: bool = True, endpoint_id: str | None = None

@@ -114,7 +114,7 @@ class Versions:
                 .where(versions.c.project_id == project_id, versions.c.id.startswith(prefix, autoescape=True))
                 .limit(limit)
             )
-            return list(res.scalars())
+            return [i for i in res.scalars() if i.startswith(prefix)]  # SQLite's LIKE ignores case
 
     async def start_build(self, version_id: str) -> None:
         """A deploy asks for the version's environment again (a failed build is retried)."""
