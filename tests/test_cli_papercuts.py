@@ -94,21 +94,33 @@ def test_scale_prints_what_an_unset_target_means(srv: PodiumServer) -> None:
     srv.cli("scale", "hello", "--scaler", "request-count", "--max", "2")
 
 
-def test_a_redeploy_says_which_running_settings_it_changes_or_keeps_them(srv: PodiumServer) -> None:
-    """1. deploy 2. `podium scale` changes settings 3. a redeploy says what it resets
-    4. after scaling again, `deploy --keep-scaling` keeps them."""
-    srv.deploy(BASIC, "scaled")
+def test_a_redeploy_says_which_running_settings_it_changes_or_keeps_them(srv: PodiumServer, tmp_path: Path) -> None:
+    """1. deploy 2. `podium scale` changes settings 3. a redeploy of changed code says what it
+    resets (the same code again resets nothing and says nothing) 4. after scaling again,
+    `deploy --keep-scaling` keeps them; options given with it still win."""
+    app = tmp_path / "scaled"
+    app.mkdir()
+    source = (BASIC / "app.py").read_text()
+
+    def edit(n: int) -> Path:
+        (app / "app.py").write_text(f"{source}\n# edit {n}\n")
+        return app
+
+    srv.deploy(edit(1), "scaled")
     srv.cli("scale", "scaled", "--max", "3", "--concurrency", "4", "--idle-timeout", "5")
-    res = srv.cli("deploy", str(BASIC), "--name", "scaled")
+    same = srv.cli("deploy", str(app), "--name", "scaled")
+    assert "changes the running settings" not in same.stderr
+    res = srv.cli("deploy", str(edit(2)), "--name", "scaled")
     assert "changes the running settings: max_workers 3 -> 2, idle_timeout 5 -> 60, concurrency 4 -> 1" in res.stderr
-    assert "--keep-scaling" in res.stderr
+    assert "(--keep-scaling keeps them)" in res.stderr
+    scaling = srv.http.get("/api/v1/endpoints/scaled").json()["scaling"]
+    assert (scaling["max_workers"], scaling["concurrency"], scaling["idle_timeout"]) == (2, 1, 60)
     srv.cli("scale", "scaled", "--max", "3", "--concurrency", "4", "--idle-timeout", "5")
-    kept = json.loads(srv.cli("deploy", str(BASIC), "--name", "scaled", "--keep-scaling", "--json").stdout)
-    assert kept["changed_settings"] == {}
+    kept = json.loads(srv.cli("deploy", str(edit(3)), "--name", "scaled", "--keep-scaling", "--json").stdout)
+    assert kept["scaling_changes"] == {}
     scaling = srv.http.get("/api/v1/endpoints/scaled").json()["scaling"]
     assert (scaling["max_workers"], scaling["concurrency"], scaling["idle_timeout"]) == (3, 4, 5)
-    # Options given with --keep-scaling still win.
-    res = srv.cli("deploy", str(BASIC), "--name", "scaled", "--keep-scaling", "--concurrency", "2")
+    res = srv.cli("deploy", str(edit(4)), "--name", "scaled", "--keep-scaling", "--concurrency", "2")
     assert "changes the running settings: concurrency 4 -> 2" in res.stderr
 
 

@@ -67,19 +67,19 @@ def deploy(
         with err.status("bundling…"):
             bundle = make_bundle(path, entry)
             version = describe(bundle, service, overrides)
-            running = _running_scaling(conn, name or version["service"])
-            if keep_scaling and running:
-                version = describe(bundle, service, {**running, **overrides})
-        changes = {k: [v, version["config"][k]] for k, v in running.items() if v != version["config"][k]}
+            running = _running(conn, name or version["service"]) if keep_scaling else None
+            if running is not None and any(version["config"][k] != v for k, v in running["scaling"].items()):
+                version = describe(bundle, service, {**running["scaling"], **overrides})
+        with err.status(f"uploading {len(bundle.data) / 1024:.1f} KiB…"):
+            ep = upload(conn, bundle, version, name or version["service"], message)
+        changes = ep.get("scaling_changes") or {}  # a server of an older version does not say
         if changes and not as_json:
             err.print(
                 "changes the running settings: "
                 + ", ".join(f"{k} {setting(old)} -> {setting(new)}" for k, (old, new) in changes.items())
-                + " (--keep-scaling keeps them)",
+                + ("" if keep_scaling else " (--keep-scaling keeps them)"),
                 soft_wrap=True,
             )
-        with err.status(f"uploading {len(bundle.data) / 1024:.1f} KiB…"):
-            ep = upload(conn, bundle, version, name or version["service"], message)
         if wait:
             _build(conn, ep["deployed"], timeout, quiet=as_json)
             ep = _wait_ready(conn, ep, timeout, quiet=as_json)
@@ -92,7 +92,7 @@ def deploy(
         "error": ep["error"],
         "urls": ep["urls"],
         # Running scaling settings this deploy changed: {setting: [before, after]}.
-        "changed_settings": changes,
+        "scaling_changes": changes,
     }
     if as_json:
         print_json(result)
@@ -115,17 +115,17 @@ def deploy(
         fail(f"endpoint {ep['name']} failed to start:\n{ep['error']}")
 
 
-def _running_scaling(conn: Any, name: str) -> dict[str, Any]:
-    """The scaling settings of the endpoint `name` as it runs (none when it does not exist yet)."""
+def _running(conn: Any, name: str) -> dict[str, Any] | None:
+    """The endpoint `name` as it runs (None when it does not exist yet)."""
     from podium.errors import APIError
 
     try:
-        ep = conn.request("GET", f"/api/v1/endpoints/{name}")
+        ep: dict[str, Any] = conn.request("GET", f"/api/v1/endpoints/{name}")
     except APIError as exc:
         if exc.status_code == 404:
-            return {}
+            return None
         raise
-    return ep["scaling"] if ep["name"] == name else {}  # a name may also be another endpoint's id
+    return ep if ep["name"] == name else None  # a name may also be another endpoint's id
 
 
 def _build(conn: Any, version_id: str, timeout: float, quiet: bool) -> None:
