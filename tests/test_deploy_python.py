@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -142,6 +141,43 @@ def test_module_files_are_required(srv):
         podium.deploy(svc, url=srv.url, api_key=srv.key)()
 
 
-def test_a_path_is_not_a_service():
-    with pytest.raises(TypeError, match="@podium.service"):
-        podium.deploy(Path("app.py"))
+NEEDS_A_PACKAGE = """
+import podium_not_installed_zz  # at the top: this machine does not have it
+
+import podium
+
+
+@podium.service(name="needs-pkg")
+def init():
+    return {"model": podium_not_installed_zz.load()}
+
+
+@init.endpoint("/predict")
+def predict(model, rows: list[list[float]]):
+    return model.predict(rows)
+"""
+
+
+def test_a_path_deploys_as_the_cli_deploys_it(srv, tmp_path):
+    """A .py file or a directory, as `podium deploy` takes them; a service with requirements is
+    read from its syntax tree, so this machine need not have them."""
+    d = podium.deploy(FN / "hello.py", name="fn-by-path", url=srv.url, api_key=srv.key)(number=5)
+    assert podium.get_deployment(d, wait=True, timeout=60).hello() == "Hello, world! My favorite number is 5"
+    app = tmp_path / "needs-pkg"
+    app.mkdir()
+    (app / "app.py").write_text(NEEDS_A_PACKAGE)
+    (app / "requirements.txt").write_text("podium-not-installed-zz==1.0\n")
+    d = podium.deploy(str(app), url=srv.url, api_key=srv.key)()
+    try:
+        assert d.name == "needs-pkg" and [r["path"] for r in d.info["routes"]] == ["/predict"]
+        assert "podium_not_installed_zz" not in sys.modules
+    finally:
+        srv.http.delete(f"/api/v1/endpoints/{d.id}")  # its environment cannot be built
+
+
+def test_deploy_takes_a_service_or_a_path():
+    with pytest.raises(TypeError, match="@podium.service or a path"):
+        podium.deploy(42)
+    hello = load("hello")
+    with pytest.raises(TypeError, match="go with a path"):
+        podium.deploy(hello.hello_service, entry="hello.py")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -133,6 +134,7 @@ def test_a_redeploy_with_a_code_change_only_builds_nothing(ctx: Ctx):
     assert again["version"] != first["version"]
     assert ctx.which("cache-hit")["code"] == 2
     assert "podium-envpkg" not in res.stderr  # no installer output: nothing was built
+    assert "reused: its requirements were built before" in res.stderr
     env = ctx.build(again["version"])["env"]
     assert env == ctx.build(first["version"])["env"]
     assert ctx.builds_of(env) == 1  # also shared with pinned-one's versions, built once for all
@@ -148,6 +150,12 @@ def test_a_failed_build_keeps_the_previous_version_serving_and_deploy_exits_non_
     )
     assert res.returncode != 0
     assert "failed to build" in res.stderr and "podium-no-such-package-zz" in res.stderr
+    failed_version = re.search(r"the environment of version (\w+) failed", res.stderr).group(1)
+    # The failed version's build, by a prefix of its id, while the endpoint runs another one.
+    shown = ctx.srv.cli("versions", "show", failed_version[:8]).stdout
+    assert "environment" in shown and ": failed" in shown and "podium-no-such-package-zz" in shown
+    log = ctx.srv.cli("logs", "keeps-serving", "--build", "--version", failed_version[:8]).stdout
+    assert "podium-no-such-package-zz" in log
     # The server forgets the failed redeploy on its next pass; the endpoint never left its version.
     after = wait_until(
         lambda: (e := ctx.endpoint("keeps-serving"))["pending_version"] is None and e,

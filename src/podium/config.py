@@ -77,6 +77,9 @@ class Settings:
     #: Seconds /status holds its answer for a job not yet final, answering the moment it ends:
     #: a client polling in a tight loop then costs a few requests per job, not hundreds.
     status_hold: float = 0.05
+    #: MiB a call's request body may hold (route calls, /runsync, Covalent calls; /run takes half,
+    #: so the defaults are RunPod's own 20 and 10 MB). Past it: 413.
+    max_body_mb: float = 20.0
     #: The `default` project's first webhook signing secret, for receivers set up before each
     #: project had its own (default: the secret file earlier versions kept, else a new one).
     webhook_secret: str | None = None
@@ -140,6 +143,7 @@ class Settings:
             db_busy_timeout=_number("PODIUM_DB_BUSY_TIMEOUT", 10.0),
             sse_keepalive=_number("PODIUM_SSE_KEEPALIVE", 15.0),
             status_hold=_number("PODIUM_STATUS_HOLD", 0.05),
+            max_body_mb=_number("PODIUM_MAX_BODY_MB", 20.0),
             webhook_secret=os.environ.get("PODIUM_WEBHOOK_SECRET") or None,
             webhook_rotation_window=_number("PODIUM_WEBHOOK_ROTATION_WINDOW", 86400.0),
             secret_key=os.environ.get("PODIUM_SECRET_KEY") or None,
@@ -160,9 +164,16 @@ class Settings:
                 "PODIUM_USER_CONTENT_URL must be an origin like https://content.example.com, "
                 f"got {s.user_content_url!r}"
             )
+        if not s.max_body_mb > 0:
+            raise ConfigError(f"PODIUM_MAX_BODY_MB must be more than 0, got {s.max_body_mb:g}")
         if s.backend not in BACKENDS:
             raise ConfigError(f"the worker backend must be one of {', '.join(BACKENDS)}, got {s.backend!r}")
         return s
+
+    @property
+    def max_body(self) -> int:
+        """Bytes a call's request body may hold."""
+        return int(self.max_body_mb * 2**20)
 
     @property
     def db_url(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from podium.cli.common import JSON, KEY, PROJECT, URL, app, connect, err, fail, out, print_json
+from podium.cli.common import JSON, KEY, PROJECT, URL, app, connect, err, fail, id_column, out, print_json, setting
 
 
 @app.command()
@@ -32,13 +32,20 @@ def deploy(
     cpus: float = typer.Option(None, help="CPUs per worker (may be fractional)."),
     gpus: int = typer.Option(None, help="GPUs per worker (whole devices, each worker its own)."),
     memory_mb: int = typer.Option(None, "--memory-mb", help="Memory per worker in MB (0: no reservation)."),
+    keep_scaling: bool = typer.Option(
+        False,
+        "--keep-scaling",
+        help="Keep the running endpoint's scaling settings and resources (what `podium scale` set) "
+        "instead of the service's; options given here still win.",
+    ),
     as_json: bool = JSON,
     url: str = URL,
     key: str = KEY,
     project: str = PROJECT,
 ) -> None:
     """Bundle PATH, upload it as an immutable version, point endpoint NAME at it. Settings given
-    here override the service's (a RunPod worker file gets its resources only from here)."""
+    here override the service's (a RunPod worker file gets its resources only from here). A
+    redeploy sets the endpoint's scaling settings to the version's, and says which it changes."""
     from podium.bundle import describe, make_bundle
     from podium.client.deployment import upload
 
@@ -60,8 +67,19 @@ def deploy(
         with err.status("bundling…"):
             bundle = make_bundle(path, entry)
             version = describe(bundle, service, overrides)
+            running = _running(conn, name or version["service"]) if keep_scaling else None
+            if running is not None and any(version["config"][k] != v for k, v in running["scaling"].items()):
+                version = describe(bundle, service, {**running["scaling"], **overrides})
         with err.status(f"uploading {len(bundle.data) / 1024:.1f} KiB…"):
             ep = upload(conn, bundle, version, name or version["service"], message)
+        changes = ep.get("scaling_changes") or {}  # a server of an older version does not say
+        if changes and not as_json:
+            err.print(
+                "changes the running settings: "
+                + ", ".join(f"{k} {setting(old)} -> {setting(new)}" for k, (old, new) in changes.items())
+                + ("" if keep_scaling else " (--keep-scaling keeps them)"),
+                soft_wrap=True,
+            )
         if wait:
             _build(conn, ep["deployed"], timeout, quiet=as_json)
             ep = _wait_ready(conn, ep, timeout, quiet=as_json)
@@ -70,7 +88,11 @@ def deploy(
         "name": ep["name"],
         "version": ep["version"],
         "state": ep["state"],
+        # Why it failed to start (state ERROR), else None.
+        "error": ep["error"],
         "urls": ep["urls"],
+        # Running scaling settings this deploy changed: {setting: [before, after]}.
+        "scaling_changes": changes,
     }
     if as_json:
         print_json(result)
@@ -93,18 +115,39 @@ def deploy(
         fail(f"endpoint {ep['name']} failed to start:\n{ep['error']}")
 
 
+def _running(conn: Any, name: str) -> dict[str, Any] | None:
+    """The endpoint `name` as it runs (None when it does not exist yet)."""
+    from podium.errors import APIError
+
+    try:
+        ep: dict[str, Any] = conn.request("GET", f"/api/v1/endpoints/{name}")
+    except APIError as exc:
+        if exc.status_code == 404:
+            return None
+        raise
+    return ep if ep["name"] == name else None  # a name may also be another endpoint's id
+
+
 def _build(conn: Any, version_id: str, timeout: float, quiet: bool) -> None:
-    """Show the installer's lines while the version's environment builds; exit 1 if it fails."""
+    """Show the installer's lines while the version's environment builds (or say that one built
+    before is reused); exit 1 if it fails."""
     from podium.client.deployment import follow_build
     from podium.errors import DeploymentError
 
+    shown = 0
+
     def show(line: str) -> None:
-        err.print(f"  {line}", style="dim", soft_wrap=True)
+        nonlocal shown
+        shown += 1
+        if not quiet:
+            err.print(f"  {line}", style="dim", soft_wrap=True)
 
     try:
-        follow_build(conn, version_id, None if quiet else show, timeout)
+        build = follow_build(conn, version_id, show, timeout)
     except DeploymentError as exc:
         fail(exc.message)
+    if build["env"] is not None and not shown and not quiet:
+        err.print(f"environment {build['env'][:12]} reused: its requirements were built before", soft_wrap=True)
 
 
 def _wait_ready(conn: Any, ep: dict[str, Any], timeout: float, quiet: bool) -> dict[str, Any]:
@@ -131,7 +174,15 @@ def list_endpoints(as_json: bool = JSON, url: str = URL, key: str = KEY, project
     if as_json:
         print_json(eps)
         return
-    table = Table("NAME", "ID", "VERSION", "FROM", "STATE", "WORKERS", "ROUTES")
+    table = Table(
+        "NAME",
+        id_column("ID", [ep["endpoint_id"] for ep in eps]),
+        id_column("VERSION", [ep["version"] for ep in eps]),
+        "FROM",
+        "STATE",
+        "WORKERS",
+        "ROUTES",
+    )
     for ep in eps:
         table.add_row(
             ep["name"],
@@ -149,21 +200,42 @@ def list_endpoints(as_json: bool = JSON, url: str = URL, key: str = KEY, project
 def call(
     endpoint: str = typer.Argument(..., help="Endpoint name or id."),
     route: str = typer.Argument(..., help="Route path, e.g. /hello."),
-    data: str = typer.Option("{}", "--data", "-d", help="JSON object of keyword arguments."),
+    data: str = typer.Option(
+        "{}",
+        "--data",
+        "-d",
+        help="JSON object of keyword arguments; @FILE reads it from FILE, - from standard input.",
+    ),
     url: str = URL,
     key: str = KEY,
     project: str = PROJECT,
 ) -> None:
     """Call a route and print its answer (streaming routes print chunks as they arrive)."""
+    body = _read_data(data)
     try:
-        kwargs = json.loads(data)
+        kwargs = json.loads(body)
     except ValueError as exc:
         fail(f"--data is not valid JSON: {exc}")
     if not isinstance(kwargs, dict):
         fail("--data must be a JSON object of keyword arguments")
     path = f"/{endpoint}/{route.lstrip('/')}"
     with connect(url, key, project) as conn:
-        for chunk in conn.stream("POST", path, json=kwargs):
+        # The bytes as given (checked above): a large body is not encoded a second time.
+        headers = {"content-type": "application/json"}
+        for chunk in conn.stream("POST", path, content=body, headers=headers):
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+def _read_data(data: str) -> bytes:
+    """--data itself, or the file it names after @, or standard input for `-` (a command line
+    holds at most 128 KiB per argument, so large bodies come from a file or a pipe)."""
+    if data == "-":
+        return sys.stdin.buffer.read()
+    if data.startswith("@"):
+        try:
+            return Path(data[1:]).read_bytes()
+        except OSError as exc:
+            fail(f"--data {data}: cannot read {exc.filename}: {exc.strerror}")
+    return data.encode()

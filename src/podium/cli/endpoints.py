@@ -19,8 +19,10 @@ from podium.cli.common import (
     endpoints_app,
     err,
     fail,
+    id_column,
     out,
     print_json,
+    setting,
     versions_app,
     when,
 )
@@ -33,6 +35,9 @@ def logs(
     job: str = typer.Option(None, "--job", help="Only this job's lines."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C stops)."),
     build: bool = typer.Option(False, "--build", help="The build log of its version's environment instead."),
+    version: str = typer.Option(
+        None, "--version", help="With --build: this version's (an id or a unique prefix; default: the current one)."
+    ),
     as_json: bool = JSON,
     url: str = URL,
     key: str = KEY,
@@ -42,8 +47,10 @@ def logs(
     optionally following them."""
     from podium.logs import render
 
+    if version and not build:
+        fail("--version goes with --build (worker logs are the endpoint's)")
     if build:
-        _build_log(endpoint, follow, as_json, url, key, project)
+        _build_log(endpoint, version, follow, as_json, url, key, project)
         return
     params: dict[str, Any] = {"tail_lines": tail}
     if job:
@@ -72,12 +79,17 @@ def logs(
             sys.stdout.flush()
 
 
-def _build_log(endpoint: str, follow: bool, as_json: bool, url: str, key: str, project: str) -> None:
-    """The build log of the endpoint's pending version (a redeploy building), else its current one."""
+def _build_log(
+    endpoint: str, version: str | None, follow: bool, as_json: bool, url: str, key: str, project: str
+) -> None:
+    """The build log of `version`, else the endpoint's pending version (a redeploy building),
+    else its current one."""
     with connect(url, key, project) as conn:
         ep = conn.request("GET", f"/api/v1/endpoints/{endpoint}")
-        version = ep["pending_version"] or ep["version"]
-        res = conn.request("GET", f"/api/v1/versions/{version}/build", params={"offset": 0})
+        res = conn.request(
+            "GET", f"/api/v1/versions/{version or ep['pending_version'] or ep['version']}/build", params={"offset": 0}
+        )
+        version = res["version"]
         if as_json and not follow:
             print_json(res)
             return
@@ -182,7 +194,9 @@ _action("restart", "Replace every worker of an endpoint (each finishes its job i
 @app.command()
 def rollback(
     name: str,
-    version: str = typer.Argument(None, help="Version id (default: the one before the current one)."),
+    version: str = typer.Argument(
+        None, help="Version id, or a unique prefix of it (default: the one before the current one)."
+    ),
     as_json: bool = JSON,
     url: str = URL,
     key: str = KEY,
@@ -202,7 +216,7 @@ def history(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY, pro
     if as_json:
         print_json(res)
         return
-    table = Table("WHEN", "VERSION", "KEY", "MESSAGE")
+    table = Table("WHEN", id_column("VERSION", [h["version"] + " (current)" for h in res["history"]]), "KEY", "MESSAGE")
     for h in res["history"]:
         mark = " (current)" if h["current"] else ""
         table.add_row(when(h["at"]), h["version"] + mark, h["key_id"] or "-", h["message"] or "")
@@ -217,7 +231,9 @@ def versions_ls(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY,
     if as_json:
         print_json(res)
         return
-    table = Table("VERSION", "CREATED", "RUNTIME", "SIZE", "MESSAGE")
+    table = Table(
+        id_column("VERSION", [v["id"] + " (current)" for v in res["versions"]]), "CREATED", "RUNTIME", "SIZE", "MESSAGE"
+    )
     for v in res["versions"]:
         table.add_row(
             v["id"] + (" (current)" if v["current"] else ""),
@@ -231,7 +247,8 @@ def versions_ls(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY,
 
 @versions_app.command("show")
 def versions_show(version: str, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
-    """A version: service, routes, config, who deployed it, and its files."""
+    """A version (an id, or a unique prefix of it): service, routes, who deployed it, the build
+    of its environment (state and error), and its files."""
     with connect(url, key, project) as conn:
         v = conn.request("GET", f"/api/v1/versions/{version}")
     if as_json:
@@ -246,8 +263,16 @@ def versions_show(version: str, as_json: bool = JSON, url: str = URL, key: str =
     for r in v["routes"]:
         args = ", ".join(p["name"] for p in r["params"])
         out.print(f"  route {r['path']}({args}){' streaming' if r['streaming'] else ''}")
+    if v["build_state"] is not None:  # it has an environment of its own (it declares requirements)
+        out.print(f"  environment {v['env_hash'][:12]}: {v['build_state']}")
+        if v["build_error"]:
+            out.print(_indent(v["build_error"]), style="red")
     for f in v.get("files", []):
         out.print(f"  file {f['name']}  {f['size']} B")
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines())
 
 
 @endpoints_app.command("rm")
@@ -306,7 +331,18 @@ def scale(
     if as_json:
         print_json(ep)
         return
-    out.print("  ".join(f"{k} {v}" for k, v in ep["scaling"].items()))
+    out.print("  ".join(f"{k} {_setting(k, v, ep['scaling'])}" for k, v in ep["scaling"].items()), soft_wrap=True)
+
+
+def _setting(name: str, value: Any, scaling: dict[str, Any]) -> str:
+    """A setting as `podium scale` prints it: an unset target says what stands in for it."""
+    if name == "target" and value is None:
+        from podium.scaling.policy import DEFAULT_DELAY
+
+        if scaling["scaler"] == "queue-delay":
+            return f"{DEFAULT_DELAY:g} s (default)"
+        return f"{scaling['concurrency']} (default: the concurrency)"
+    return setting(value)
 
 
 secrets_app = typer.Typer(help="Endpoint secrets (encrypted at rest, given to workers as env).", no_args_is_help=True)

@@ -5,12 +5,18 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from podium.cli.common import JSON, KEY, PROJECT, URL, connect, err, jobs_app, out, print_json, when
+from podium.cli.common import JSON, KEY, PROJECT, URL, connect, err, id_column, jobs_app, out, print_json, when
 from podium.errors import PodiumError
 
 
 @jobs_app.command("show")
-def show(job_id: str, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
+def show(
+    job_id: str = typer.Argument(..., help="Job id, or a unique prefix of it."),
+    as_json: bool = JSON,
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
+) -> None:
     """Show a job: status, timings, output or error."""
     with connect(url, key, project) as conn:
         job = conn.request("GET", f"/api/v1/jobs/{job_id}")
@@ -52,11 +58,11 @@ def ls(
     if as_json:
         print_json(jobs)
         return
-    table = Table("JOB", "ENDPOINT", "STATUS", "ATTEMPT", "CREATED", "ERROR")
+    table = Table(id_column("JOB", [j["id"] for j in jobs]), "ENDPOINT", "STATUS", "ATTEMPT", "CREATED", "ERROR")
     for j in jobs:
         table.add_row(
             j["id"],
-            j["endpoint_id"],
+            j["endpoint"] or j["endpoint_id"],  # a removed endpoint's name is gone
             j["status"],
             f"{j['attempt']}/{j['max_attempts']}",
             when(j["created_at"]),
@@ -66,14 +72,19 @@ def ls(
 
 
 @jobs_app.command("retry")
-def retry(job_ids: list[str], url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
+def retry(
+    job_ids: list[str] = typer.Argument(..., help="Job ids, or unique prefixes of them."),
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
+) -> None:
     """Queue FAILED or TIMED_OUT jobs again, under the same ids."""
     failures = 0
     with connect(url, key, project) as conn:
         for job_id in job_ids:
             try:
-                conn.request("POST", f"/api/v1/jobs/{job_id}/retry")
-                out.print(f"{job_id} IN_QUEUE")
+                res = conn.request("POST", f"/api/v1/jobs/{job_id}/retry")
+                out.print(f"{res['id']} IN_QUEUE")
             except PodiumError as exc:
                 failures += 1
                 err.print(f"{job_id}: {exc}", style="red")

@@ -2,6 +2,8 @@
 
 ``podium.deploy(svc)(**init_kwargs)`` bundles the directory of the module that defines `svc`,
 uploads it, points the endpoint at it and returns a :class:`Deployment` at once (CREATING);
+``podium.deploy("path/")(**init_kwargs)`` takes what `podium deploy` takes (a directory or a
+.py file) and reads it as the CLI does, so a service with requirements is never imported here;
 ``podium.get_deployment(d, wait=True)`` waits until it is ACTIVE. Routes become methods: `/hello`
 is ``d.hello(...)`` and ``await d.async_hello(...)``; a streaming route gives bytes chunks as the
 route yields them.
@@ -10,6 +12,7 @@ route yields them.
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -92,6 +95,10 @@ def _check_init_kwargs(svc: Service, init_kwargs: dict[str, Any]) -> None:
             inspect.signature(svc.initializer).bind(**init_kwargs)
         except TypeError as exc:
             raise TypeError(f"{svc.initializer.__name__}(): {exc}") from None
+    _check_json(init_kwargs)
+
+
+def _check_json(init_kwargs: dict[str, Any]) -> None:
     try:
         _json.dumps(init_kwargs)
     except TypeError as exc:
@@ -99,28 +106,48 @@ def _check_init_kwargs(svc: Service, init_kwargs: dict[str, Any]) -> None:
 
 
 def deploy(
-    svc: Service,
+    svc: Service | str | os.PathLike[str],
     *,
     name: str | None = None,
     message: str | None = None,
     url: str | None = None,
     api_key: str | None = None,
+    entry: str | None = None,
+    service: str | None = None,
     **overrides: Any,
 ) -> Callable[..., Deployment]:
     """``deploy(svc)(**init_kwargs)``: deploy and return the deployment's client at once.
 
-    `overrides` replace the service's scaling settings (min_workers, max_workers, ...).
+    Parameters:
+    svc: a service made with @podium.service, or what `podium deploy` takes: a directory (entry
+        app.py, main.py, handler.py...) or one .py file. A path is read as the CLI reads it: a
+        service that declares requirements is read from its syntax tree, never imported, so
+        they need not be installed here.
+    name: the endpoint's name (default: the service's).
+    message: what changed (kept in the history).
+    url, api_key: the server (default: PODIUM_URL/PODIUM_API_KEY, else the credentials file).
+    entry: with a directory, the entry file in it; service: which service, when it has several.
+    overrides: replace the service's scaling settings (min_workers, max_workers, ...).
     """
-    if not isinstance(svc, Service):
-        raise TypeError(f"deploy() takes a service made with @podium.service, not {type(svc).__name__}")
+    if not isinstance(svc, Service | str | os.PathLike):
+        raise TypeError(
+            f"deploy() takes a service made with @podium.service or a path to one, not {type(svc).__name__}"
+        )
+    if isinstance(svc, Service) and (entry or service):
+        raise TypeError("deploy(): entry= and service= go with a path, not a service object")
 
     def with_init(**init_kwargs: Any) -> Deployment:
-        _check_init_kwargs(svc, init_kwargs)
-        file = _module_file(svc)
-        bundle = make_bundle(file.parent, entry=file.name)
-        version = describe(bundle, svc, overrides, init_kwargs)
+        if isinstance(svc, Service):
+            _check_init_kwargs(svc, init_kwargs)
+            file = _module_file(svc)
+            bundle = make_bundle(file.parent, entry=file.name)
+            version = describe(bundle, svc, overrides, init_kwargs)
+        else:
+            _check_json(init_kwargs)
+            bundle = make_bundle(Path(svc), entry)
+            version = describe(bundle, service, overrides, init_kwargs)
         conn = Connection(url, api_key)
-        return Deployment(upload(conn, bundle, version, name or svc.name, message), conn)
+        return Deployment(upload(conn, bundle, version, name or version["service"], message), conn)
 
     return with_init
 

@@ -10,6 +10,7 @@
     │   ├── InvalidArguments  arguments a route cannot take
     │   └── NotRetryable      retry of a job that is not FAILED or TIMED_OUT
     ├── Conflict              an Idempotency-Key reused for another request
+    ├── AmbiguousId           an id prefix that matches more than one version or job
     ├── QueueFull             the endpoint's queue cap is reached (retry_after)
     ├── EndpointUnavailable   the endpoint is stopped or cannot start its workers
     └── WorkerGone            a worker that has exited asks for work
@@ -60,6 +61,12 @@ class NotRetryable(InvalidRequest):
 
 class Conflict(DomainError):
     code = "conflict"
+
+
+class AmbiguousId(DomainError):
+    """A prefix given for an id that more than one id starts with (`candidates`: how many)."""
+
+    code = "ambiguous_id"
 
 
 class QueueFull(DomainError):

@@ -180,6 +180,17 @@ class CallerSide(QueueBase):
             await self.store.sync()
         return found
 
+    async def job_ids(self, project_id: str, prefix: str, limit: int, endpoint_id: str | None = None) -> list[str]:
+        """Ids of a project's readable jobs (of one endpoint, when given) that start with `prefix`."""
+        q = select(jobs.c.id).where(
+            jobs.c.project_id == project_id, jobs.c.id.startswith(prefix, autoescape=True), ALIVE
+        )
+        if endpoint_id is not None:
+            q = q.where(jobs.c.endpoint_id == endpoint_id)
+        async with self.store.tx() as conn:
+            res = await conn.execute(q.limit(limit), self._alive_params(self.clock.now()))
+            return [i for i in res.scalars() if i.startswith(prefix)]  # SQLite's LIKE ignores case
+
     async def wait_final(
         self, job_id: str, timeout: float, *, promise: bool = True, endpoint_id: str | None = None
     ) -> Job | None:

@@ -13,7 +13,7 @@ MB = 1024 * 1024
 
 
 def too_large(limit: int) -> HTTPError:
-    return HTTPError(413, "payload_too_large", f"request body is over the {limit // MB} MB limit")
+    return HTTPError(413, "payload_too_large", f"request body is over the {limit / MB:g} MB limit")
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -41,7 +41,8 @@ from podium.server.user_content import content_base
 from podium.store.endpoints import EndpointState
 
 ASSET_LIMIT = 100 * MB
-CALL_LIMIT = 20 * MB
+#: A function service's spec, at deploy.
+SPEC_LIMIT = 20 * MB
 #: Covalent's own codes for the errors its SDK names.
 CODES = {401: "auth/failed", 403: "auth/forbidden", 404: "resource/not_found", 422: "validation/error"}
 
@@ -154,7 +155,7 @@ async def deploy(request: Request) -> JSONAnswer:
     """Deploy: answers at once with the record (CREATING); the worker starts meanwhile."""
     rt, principal, fns = await _functions(request, "deploy")
     try:
-        spec = FunctionService.model_validate_json(await read_body(request, CALL_LIMIT))
+        spec = FunctionService.model_validate_json(await read_body(request, SPEC_LIMIT))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise CovalentError(422, "validation/error", problems) from None
@@ -263,7 +264,7 @@ async def _caller(request: Request, fns: Functions, function_id: str) -> tuple[P
 
 async def _kwargs(request: Request) -> dict[str, Any]:
     """The body as JSON whatever its Content-Type (curl -d sends a form type); empty is {}."""
-    raw = await read_body(request, CALL_LIMIT)
+    raw = await read_body(request, runtime(request).settings.max_body)
     if not raw.strip():
         return {}
     try:

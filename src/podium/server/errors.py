@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from podium.core.errors import (
+    AmbiguousId,
     Conflict,
     DomainError,
     EndpointUnavailable,
@@ -72,6 +73,7 @@ STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
     InvalidRequest: 400,
     Conflict: 422,
+    AmbiguousId: 409,
     RateLimited: 429,
     QueueFull: 429,
     EndpointUnavailable: 503,

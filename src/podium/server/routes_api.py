@@ -6,6 +6,7 @@ produces them. These calls take the same path as RunPod jobs: stored, taken, fin
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -17,8 +18,9 @@ from podium.core.calls import Failure, error_of, failure_of
 from podium.core.options import JobOptions, parse_env
 from podium.dispatch.jobs import Job
 from podium.records import RouteRecord
+from podium.server.admin.common import RESERVED_NAMES
 from podium.server.auth import endpoint_caller, runtime
-from podium.server.body import MB, read_object
+from podium.server.body import read_object
 from podium.server.errors import HTTPError
 from podium.server.http_apps import http_call
 from podium.server.openapi_doc import endpoint_openapi
@@ -29,7 +31,6 @@ from podium.store.records import Endpoint
 
 router = APIRouter(tags=["routes"])
 
-ROUTE_LIMIT = 20 * MB
 #: A route call's `env`, as a JSON object (the body is the route's keyword arguments).
 ENV_HEADER = "X-Podium-Env"
 
@@ -75,7 +76,23 @@ def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
     )
 
 
+#: A RunPod path whose job id is missing (`/v2/NAME/status/`), which would otherwise read as a
+#: route of an endpoint named "v2".
+NO_JOB_ID = re.compile(r"/v2/[^/]+/(status|stream|cancel|retry)/?")
+
+
 async def _target(request: Request, endpoint: str, role: str) -> tuple[Runtime, Principal, Endpoint, list[RouteRecord]]:
+    if endpoint in RESERVED_NAMES:  # never an endpoint's name: a server path, mistyped
+        path = request.url.path
+        missing = NO_JOB_ID.fullmatch(path)
+        if missing:
+            raise HTTPError(
+                400,
+                "missing_job_id",
+                f"{request.method} {path} names no job: {missing.group(1)} takes one, "
+                f"as in /v2/{{endpoint}}/{missing.group(1)}/{{job_id}}",
+            )
+        raise HTTPError(404, "not_found", f"no such path: {request.method} {path}")
     rt = runtime(request)
     principal, ep = await endpoint_caller(request, role, endpoint)
     return rt, principal, ep, await rt.calls.routes(ep)
@@ -129,7 +146,7 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
     rt, principal, ep, routes = await _target(request, endpoint, "invoke")
     if _is_app(routes):
         return await http_call(rt, principal, ep, routes[0], request, endpoint, route, failure)
-    kwargs = await read_object(request, ROUTE_LIMIT)
+    kwargs = await read_object(request, rt.settings.max_body)
     target = await rt.calls.target(principal, ep, route)
     sse = "text/event-stream" in request.headers.get("accept", "")
     follows = sse or target.route["streaming"]

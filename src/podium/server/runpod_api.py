@@ -11,16 +11,13 @@ from podium.dispatch.jobs import Job
 from podium.dispatch.states import JobStatus
 from podium.ids import uuid7
 from podium.server.auth import endpoint_caller, runtime
-from podium.server.body import MB, read_json
+from podium.server.body import read_json
 from podium.server.envelope import envelope
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.store.records import Endpoint
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["runpod"])
-
-RUN_LIMIT = 10 * MB
-RUNSYNC_LIMIT = 20 * MB
 
 
 async def _accept(
@@ -47,7 +44,8 @@ async def _accept(
 @router.post("/run")
 async def run(request: Request, endpoint_id: str) -> JSONAnswer:
     """Queue a job on the endpoint's default route; answers at once with its id."""
-    outcome = await _accept(request, endpoint_id, RUN_LIMIT, "run", f"{uuid7()}-u1")
+    limit = runtime(request).settings.max_body // 2
+    outcome = await _accept(request, endpoint_id, limit, "run", f"{uuid7()}-u1")
     return JSONAnswer({"id": outcome.job_id, "status": "IN_QUEUE"})
 
 
@@ -58,7 +56,7 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
     if wait is not None and not 1000 <= wait <= 300_000:
         raise InvalidRequest("wait must be between 1000 and 300000 milliseconds", code="invalid_wait")
     timeout = wait / 1000 if wait is not None else rt.settings.runsync_wait
-    outcome = await _accept(request, endpoint_id, RUNSYNC_LIMIT, "runsync", f"sync-{uuid7()}", timeout)
+    outcome = await _accept(request, endpoint_id, rt.settings.max_body, "runsync", f"sync-{uuid7()}", timeout)
     if outcome.job is None:  # its ttl ran out while we waited
         raise NotFound("job", outcome.job_id)
     return JSONAnswer(envelope(outcome.job, rt.clock.now()))

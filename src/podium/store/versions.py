@@ -106,6 +106,16 @@ class Versions:
             row = res.mappings().first()
         return None if row is None else Version.from_row(row)
 
+    async def version_ids(self, project_id: str, prefix: str, limit: int) -> list[str]:
+        """Ids of the project's versions that start with `prefix` (at most `limit` of them)."""
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(versions.c.id)
+                .where(versions.c.project_id == project_id, versions.c.id.startswith(prefix, autoescape=True))
+                .limit(limit)
+            )
+            return [i for i in res.scalars() if i.startswith(prefix)]  # SQLite's LIKE ignores case
+
     async def start_build(self, version_id: str) -> None:
         """A deploy asks for the version's environment again (a failed build is retried)."""
         async with self.store.tx() as conn:

@@ -10,6 +10,9 @@ from typing import Any
 from fastapi import Request
 
 from podium.core.access import Principal
+from podium.core.errors import NotFound
+from podium.core.refs import by_prefix
+from podium.dispatch.jobs import Job
 
 # The routers check names and hashes with the one helper (re-exported for them).
 from podium.names import ENDPOINT_NAME as ENDPOINT_NAME
@@ -66,6 +69,32 @@ async def endpoint_view(rt: Runtime, request: Request, ep: Endpoint) -> dict[str
         # Why wanted workers are not started, e.g. "waiting for 1 GPU (2 of 2 in use)".
         "waiting_for": rt.scaler.waiting_for.get(ep.id),
     }
+
+
+async def version_by_ref(rt: Runtime, project_id: str, ref: str) -> Version:
+    """A version of the project by its id or a unique prefix of it."""
+    version = await rt.catalog.get_version(project_id, ref)
+    if version is None:
+
+        async def starting(prefix: str, limit: int) -> list[str]:
+            return await rt.catalog.version_ids(project_id, prefix, limit)
+
+        version = await rt.catalog.get_version(project_id, await by_prefix("version", ref, starting))
+    if version is None:
+        raise NotFound("version", ref)
+    return version
+
+
+async def job_by_ref(rt: Runtime, principal: Principal, ref: str) -> Job:
+    """A job the caller may see, by its id or a unique prefix of it."""
+    job = await rt.queue.get(ref)
+    if job is None or job.project_id != principal.project_id:
+
+        async def starting(prefix: str, limit: int) -> list[str]:
+            return await rt.queue.job_ids(principal.project_id, prefix, limit, principal.endpoint_id)
+
+        job = await rt.queue.get(await by_prefix("job", ref, starting))
+    return rt.access.job(principal, job, ref)
 
 
 def check_resources(rt: Runtime, settings: dict[str, Any]) -> None:

@@ -25,6 +25,8 @@ from podium.server.body import read_body, read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
+from podium.store.endpoints import EndpointState, scaling_columns
+from podium.store.records import Endpoint, Version
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -92,7 +94,8 @@ def _check_version(body: VersionIn, project_id: str) -> dict[str, Any]:
 
 @router.post("/deploy")
 async def deploy(request: Request) -> JSONAnswer:
-    """Store a version (same content, same id) and point the endpoint `name` at it."""
+    """Store a version (same content, same id) and point the endpoint `name` at it; the answer
+    says which of the endpoint's scaling settings that changes (`scaling_changes`)."""
     rt, principal = await admin_caller(request, "deploy")
     body = await read_object(request, 10 * 1024 * 1024)
     name = body.get("name")
@@ -108,5 +111,25 @@ async def deploy(request: Request) -> JSONAnswer:
     check_resources(rt, ServiceConfig.from_dict(version["config"]).as_dict())
     if await _own_bundle(rt, principal.project_id, version["sha256"]) is None:
         raise HTTPError(409, "bundle_missing", "upload the bundle (PUT /api/v1/blobs/{sha256}) first")
+    before = await rt.catalog.get_endpoint(principal.project_id, name)
     ep, changed, row = await rt.deployments.deploy(principal, name, version, message=request_body.message)
-    return JSONAnswer({**(await endpoint_view(rt, request, ep)), "changed": changed, "deployed": row.id})
+    return JSONAnswer(
+        {
+            **(await endpoint_view(rt, request, ep)),
+            "changed": changed,
+            "deployed": row.id,
+            "scaling_changes": _scaling_changes(before, name, row),
+        }
+    )
+
+
+def _scaling_changes(before: Endpoint | None, name: str, deployed: Version) -> dict[str, list[Any]]:
+    """The endpoint's scaling settings (as `podium scale` may have left them) that pointing it at
+    `deployed` sets otherwise, as {setting: [before, after]}; none for a new endpoint or one that
+    already runs that version (a deploy of the same content resets nothing)."""
+    if before is None or before.name != name:
+        return {}
+    if before.version_id == deployed.id and before.state != EndpointState.INACTIVE:
+        return {}
+    after = scaling_columns(deployed.config)
+    return {k: [v, after[k]] for k, v in before.scaling().items() if v != after[k]}

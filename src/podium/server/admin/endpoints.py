@@ -16,6 +16,7 @@ from podium.server.admin.common import (
     check_resources,
     endpoint_view,
     read_from,
+    version_by_ref,
     version_summary,
 )
 from podium.server.admin.models import RollbackIn, parse
@@ -95,7 +96,8 @@ async def restart_endpoint(request: Request, ref: str) -> JSONAnswer:
 
 @router.post("/endpoints/{ref}/rollback")
 async def rollback(request: Request, ref: str) -> JSONAnswer:
-    """Point the endpoint back at `version` (default: the one before the current one)."""
+    """Point the endpoint back at `version`, its id or a unique prefix of it (default: the one
+    before the current one)."""
     rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     body = parse(RollbackIn, await read_object(request, 64 * 1024), "rollback")
@@ -105,10 +107,8 @@ async def rollback(request: Request, ref: str) -> JSONAnswer:
         if not older:
             raise HTTPError(409, "no_previous_version", f"endpoint {ep.name} has no earlier version")
         target = older[0]
-    version = await rt.catalog.get_version(principal.project_id, target)
-    if version is None:
-        raise not_found("version", target)
-    await rt.deployments.point(principal, ep, version, message=body.message or f"rollback to {target}")
+    version = await version_by_ref(rt, principal.project_id, target)
+    await rt.deployments.point(principal, ep, version, message=body.message or f"rollback to {version.id}")
     return await changed_view(rt, request, principal, ep.id)
 
 

@@ -10,9 +10,7 @@ from fastapi import APIRouter, Request
 from podium import _json
 from podium.dispatch.jobs import Job
 from podium.dispatch.states import JobStatus
-from podium.server.admin.common import (
-    admin_caller,
-)
+from podium.server.admin.common import admin_caller, job_by_ref
 from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
 
@@ -31,12 +29,15 @@ async def list_jobs(
     found = await rt.queue.find(
         principal.project_id, status=status, endpoint_id=endpoint_id, limit=max(1, min(limit, 1000))
     )
+    names = {ep.id: ep.name for ep in await rt.catalog.list_endpoints(principal.project_id)}
     return JSONAnswer(
         {
             "jobs": [
                 {
                     "id": j.id,
                     "endpoint_id": j.endpoint_id,
+                    # Its name (None once the endpoint is removed).
+                    "endpoint": names.get(j.endpoint_id),
                     "route": j.route,
                     "status": j.status,
                     "attempt": j.attempt,
@@ -55,22 +56,25 @@ async def list_jobs(
 
 @router.post("/jobs/{job_id}/retry")
 async def retry_job(request: Request, job_id: str) -> JSONAnswer:
-    """Queue a FAILED or TIMED_OUT job again, same id (re-drive from the dead-letter view)."""
+    """Queue a FAILED or TIMED_OUT job again, same id (re-drive from the dead-letter view); a
+    unique prefix of the id stands for it."""
     rt, principal = await admin_caller(request, "invoke", scoped=True)
-    job = rt.access.job(principal, await rt.queue.get(job_id), job_id)
-    if not await rt.queue.retry(job_id):
+    job = await job_by_ref(rt, principal, job_id)
+    if not await rt.queue.retry(job.id):
         raise HTTPError(
-            400, "not_retryable", f"only FAILED or TIMED_OUT jobs can be retried; job {job_id} is {job.status}"
+            400, "not_retryable", f"only FAILED or TIMED_OUT jobs can be retried; job {job.id} is {job.status}"
         )
-    return JSONAnswer({"id": job_id, "status": "IN_QUEUE"})
+    return JSONAnswer({"id": job.id, "status": "IN_QUEUE"})
 
 
 @router.get("/jobs/{job_id}")
 async def get_job(request: Request, job_id: str) -> JSONAnswer:
+    """A job by its id or a unique prefix of it, with its webhook deliveries."""
     rt, principal = await admin_caller(request, "read", scoped=True)
-    view = job_view(rt.access.job(principal, await rt.queue.get(job_id), job_id))
+    job = await job_by_ref(rt, principal, job_id)
+    view = job_view(job)
     assert rt.webhooks is not None
-    view["webhooks"] = await rt.webhooks.for_job(job_id)
+    view["webhooks"] = await rt.webhooks.for_job(job.id)
     return JSONAnswer(view)
 
 

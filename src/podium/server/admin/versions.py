@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from podium.server.admin.common import read_from
+from podium.server.admin.common import read_from, version_by_ref
 from podium.server.auth import caller, runtime
 from podium.server.errors import not_found
 from podium.server.responses import JSONAnswer
@@ -20,15 +20,14 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Version]:
     """Versions are readable by users of the project; a key bound to one endpoint (its workers'
-    tokens, a Covalent inference key) reads the version that endpoint runs only."""
+    tokens, a Covalent inference key) reads the version that endpoint runs only. A unique prefix
+    of an id stands for it."""
     rt = runtime(request)
     principal = await caller(request, None, scoped=True)
-    version = await rt.catalog.get_version(principal.project_id, version_id)
-    if version is None:
-        raise not_found("version", version_id)
+    version = await version_by_ref(rt, principal.project_id, version_id)
     if principal.endpoint_id is not None:
         ep = await rt.catalog.get_endpoint(principal.project_id, principal.endpoint_id)
-        if ep is None or ep.version_id != version_id:
+        if ep is None or ep.version_id != version.id:
             raise not_found("version", version_id)
     return rt, version
 
@@ -55,7 +54,7 @@ async def version_build(request: Request, version_id: str, offset: int | None = 
     rt, version = await _version_for(request, version_id)
     key = version.env_hash
     out: dict[str, Any] = {
-        "version": version_id,
+        "version": version.id,
         "env": key,
         "state": version.build_state,
         "error": version.build_error,
@@ -64,7 +63,7 @@ async def version_build(request: Request, version_id: str, offset: int | None = 
     }
     if key is not None:
         store = rt.scaler.builds.store
-        attempt = store.attempt(key, version_id)
+        attempt = store.attempt(key, version.id)
         if attempt is not None:
             begin, end = attempt
             out["lines"], out["offset"] = read_from(store.log_path(key), max(begin, offset or 0), end)
