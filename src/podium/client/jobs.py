@@ -121,9 +121,12 @@ def job_body(
     webhook: str | None = None,
     policy: Mapping[str, Any] | None = None,
     s3_config: Mapping[str, str] | None = None,
+    route: str | None = None,
 ) -> dict[str, Any]:
     """The /run and /runsync body; options are left out unless given, so server defaults apply."""
     body: dict[str, Any] = {"input": dict(input)}
+    if route is not None:
+        body["route"] = route
     if webhook is not None:
         body["webhook"] = webhook
     if policy is not None:
@@ -379,23 +382,27 @@ class Endpoint(BaseEndpoint):
         self,
         input: Mapping[str, Any],
         *,
+        route: str | None = None,
         webhook: str | None = None,
         policy: Mapping[str, Any] | None = None,
         s3_config: Mapping[str, str] | None = None,
     ) -> Job:
-        """Queue a job; returns at once."""
-        return Job(self, self._one(self._run_plan(job_body(input, webhook, policy, s3_config))))
+        """Queue a job (on `route`, e.g. ``"/predict_batch"``, else the default route; a named
+        route takes `input` as its keyword arguments); returns at once."""
+        return Job(self, self._one(self._run_plan(job_body(input, webhook, policy, s3_config, route))))
 
     def run_sync(
         self,
         input: Mapping[str, Any],
         *,
+        route: str | None = None,
         timeout: float = 90.0,
         webhook: str | None = None,
         policy: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Run a job and return its output; JobFailed if it fails, JobTimeout after `timeout` s."""
-        return self._one(self._run_sync_plan(job_body(input, webhook, policy), timeout))
+        """Run a job (on `route`, else the default route) and return its output; JobFailed if it
+        fails, JobTimeout after `timeout` s."""
+        return self._one(self._run_sync_plan(job_body(input, webhook, policy, route=route), timeout))
 
     def health(self) -> dict[str, Any]:
         """Job counts by state and worker counts: ``{"jobs": {...}, "workers": {...}}``."""

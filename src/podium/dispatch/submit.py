@@ -181,17 +181,25 @@ class CallerSide(QueueBase):
         return found
 
     async def wait_final(
-        self, job_id: str, timeout: float, *, promise: bool = True, endpoint_id: str | None = None
+        self,
+        job_id: str,
+        timeout: float,
+        *,
+        promise: bool = True,
+        endpoint_id: str | None = None,
+        running_only: bool = False,
     ) -> Job | None:
         """The job once final, or as it is when `timeout` runs out (None if it does not exist).
 
         With `promise`, a job still running then is made durable first: its id goes out as a
         promise (a /runsync caller's job; a /status caller's job was made durable by /run).
         With `endpoint_id`, another endpoint's job is returned as first read, without waiting
-        (the caller, who may not see it, answers that it is not found)."""
+        (the caller, who may not see it, answers that it is not found). With `running_only`, a
+        job not yet taken is returned as read, without waiting (a /status answer says what it
+        waits for instead)."""
         deadline = time.monotonic() + timeout
         # Just stored for this caller: not final yet, so nothing to read before the first wake-up.
-        pending = job_id in self._fresh
+        pending = job_id in self._fresh and not running_only
         self._fresh.pop(job_id)
         with self.notifier.listen(job_key(job_id)) as ev:
             try:
@@ -201,6 +209,7 @@ class CallerSide(QueueBase):
                         if (
                             job is None
                             or job.status in FINAL
+                            or (running_only and job.status == JobStatus.IN_QUEUE)
                             or (endpoint_id is not None and job.endpoint_id != endpoint_id)
                         ):
                             return job

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from podium.core.calls import Outcome, find_route
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
 from podium.core.options import parse_job_request
+from podium.core.waiting import why_waiting
 from podium.dispatch.jobs import Job
 from podium.dispatch.states import JobStatus
 from podium.ids import uuid7
@@ -25,29 +26,31 @@ RUNSYNC_LIMIT = 20 * MB
 
 async def _accept(
     request: Request, endpoint_id: str, limit: int, kind: str, job_id: str, wait: float | None = None
-) -> Outcome:
-    """A job on the endpoint's default route, its input the whole of RunPod's `input`."""
+) -> tuple[Endpoint, Outcome]:
+    """A job on the route the body names (`"route": "/predict"`), else on the endpoint's default
+    route, its input the whole of RunPod's `input`. A named route's arguments are checked as a
+    route call's are; the default route's input is passed on as RunPod's is."""
     rt = runtime(request)
     principal, ep = await endpoint_caller(request, "invoke", endpoint_id)
-    payload, options = parse_job_request(await read_json(request, limit))
-    target = await rt.calls.target(principal, ep)
-    return await rt.calls.call(
+    job = parse_job_request(await read_json(request, limit))
+    target = await rt.calls.target(principal, ep, job.route)
+    return ep, await rt.calls.call(
         principal,
         target,
-        payload,
+        job.input,
         kind=kind,
         wait=wait,
         job_id=job_id,
-        options=options,
+        options=job.options,
         idempotency_key=request.headers.get("idempotency-key"),
-        check_args=False,
+        check_args=job.route is not None,
     )
 
 
 @router.post("/run")
 async def run(request: Request, endpoint_id: str) -> JSONAnswer:
-    """Queue a job on the endpoint's default route; answers at once with its id."""
-    outcome = await _accept(request, endpoint_id, RUN_LIMIT, "run", f"{uuid7()}-u1")
+    """Queue a job (on the endpoint's default route, or the body's `route`); answers at once with its id."""
+    _, outcome = await _accept(request, endpoint_id, RUN_LIMIT, "run", f"{uuid7()}-u1")
     return JSONAnswer({"id": outcome.job_id, "status": "IN_QUEUE"})
 
 
@@ -58,10 +61,10 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
     if wait is not None and not 1000 <= wait <= 300_000:
         raise InvalidRequest("wait must be between 1000 and 300000 milliseconds", code="invalid_wait")
     timeout = wait / 1000 if wait is not None else rt.settings.runsync_wait
-    outcome = await _accept(request, endpoint_id, RUNSYNC_LIMIT, "runsync", f"sync-{uuid7()}", timeout)
+    ep, outcome = await _accept(request, endpoint_id, RUNSYNC_LIMIT, "runsync", f"sync-{uuid7()}", timeout)
     if outcome.job is None:  # its ttl ran out while we waited
         raise NotFound("job", outcome.job_id)
-    return JSONAnswer(envelope(outcome.job, rt.clock.now()))
+    return await _status_answer(rt, ep, outcome.job)
 
 
 async def _job(request: Request, endpoint_id: str, job_id: str, role: str = "read") -> tuple[Runtime, Endpoint, Job]:
@@ -77,14 +80,25 @@ def _of(ep: Endpoint, job_id: str, job: Job | None) -> Job:
     return job
 
 
+async def _status_answer(rt: Runtime, ep: Endpoint, job: Job) -> JSONAnswer:
+    """The job's status envelope; a queued job that waits for a worker to start says so, with a
+    Retry-After (seconds) for the next poll."""
+    waiting = await why_waiting(job, ep, rt.pool, rt.scaler.waiting_for.get(ep.id))
+    headers = None if waiting is None else {"Retry-After": str(waiting.retry_after)}
+    return JSONAnswer(envelope(job, rt.clock.now(), waiting), headers=headers)
+
+
 @router.get("/status/{job_id}")
 async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
-    """The job as it is, or, if it ends within PODIUM_STATUS_HOLD (50 ms), as it ends."""
+    """The job as it is, or, if it runs and ends within PODIUM_STATUS_HOLD (50 ms), as it ends.
+    A queued job is answered at once: holding it cannot see it end."""
     rt = runtime(request)
     _, ep = await endpoint_caller(request, "read", endpoint_id)
     # One read, under the wait's listener: a job ending between a read and the wait is not missed.
-    job = await rt.queue.wait_final(job_id, rt.settings.status_hold, promise=False, endpoint_id=ep.id)
-    return JSONAnswer(envelope(_of(ep, job_id, job), rt.clock.now()))
+    job = await rt.queue.wait_final(
+        job_id, rt.settings.status_hold, promise=False, endpoint_id=ep.id, running_only=True
+    )
+    return await _status_answer(rt, ep, _of(ep, job_id, job))
 
 
 @router.get("/stream/{job_id}")
