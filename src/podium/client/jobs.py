@@ -243,12 +243,18 @@ class BaseEndpoint:
 
     def _exchange(self, call: Call) -> Generator[Call | Sleep | Give, Any, Any]:
         """Send `call`, again while that is safe and attempts remain; the decoded answer."""
-        for attempt in itertools.count():
-            outcome = yield call
+        return answer(call, (yield from self._attempts(call)), self.url)
+
+    def _attempts(self, call: Call) -> Generator[Call | Sleep | Give, Any, Outcome]:
+        """Send `call`, again while that is safe and attempts remain; the last outcome."""
+        attempt = 0
+        while True:
+            outcome: Outcome = yield call
             delay = retry_delay(call, outcome) if attempt < self.retries else None
             if delay is None:
-                return answer(call, outcome, self.url)
+                return outcome
             yield Sleep(max(delay, backoff(attempt)))
+            attempt += 1
 
     def _run_plan(self, body: dict[str, Any]) -> Plan:
         sent = yield from self._exchange(self._call("POST", "run", json=body))
@@ -290,13 +296,17 @@ class BaseEndpoint:
             # A poll never outlasts the deadline by more than a second, however slow the server.
             limit = self.timeout if left is None else min(self.timeout, max(left, 1.0))
             call = self._call("GET", f"status/{quote(job_id, safe='')}", "safe", timeout=limit)
-            body = yield from self._exchange(call)
+            outcome = yield from self._attempts(call)
+            body = answer(call, outcome, self.url)
             if body["status"] in FINAL:
                 return body
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise still(job_id, body["status"], timeout)
-            yield Sleep(next(delays) if left is None else min(next(delays), left))
+            # A job waiting for a worker to start answers when to ask again (Retry-After).
+            hint = retry_after(outcome.headers.get("Retry-After")) if isinstance(outcome, httpx.Response) else None
+            pause = max(next(delays), hint or 0.0)
+            yield Sleep(pause if left is None else min(pause, left))
 
     def _stream_plan(self, job_id: str, timeout: float | None) -> Plan:
         deadline = None if timeout is None else time.monotonic() + timeout
