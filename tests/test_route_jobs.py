@@ -3,7 +3,7 @@
 Any route of a service runs as an async job, either as a route call with `Prefer: respond-async`
 (RFC 7240) or through /run and /runsync with `"route"` beside `input`; the job is then followed
 like any RunPod job. A queued job waiting for a worker to start says so in its status, with a
-Retry-After, instead of being held; a running job's /status is still held until it ends.
+Retry-After, and is held no longer than that; a running job's /status is held until it ends.
 """
 
 from __future__ import annotations
@@ -253,8 +253,8 @@ def test_the_python_clients_submit_routes_as_jobs(srv):
 
 def test_a_job_behind_a_cold_start_says_it_waits_for_a_worker_and_is_not_held(srv, tmp_path):
     """1. Deploy a service whose initializer waits for a file; its first worker is starting.
-    2. /run a job: /status answers IN_QUEUE at once (the hold is 60 s) with `waiting` and a
-       Retry-After, RunPod's fields as they were.
+    2. /run a job: /status answers IN_QUEUE with `waiting` and a Retry-After, RunPod's fields as
+       they were, held no longer than that (not the 60 s hold of a running job).
     3. Open the gate: the job completes, and its status has no `waiting` any more."""
     server, _ = srv
     gate = tmp_path / "gate"

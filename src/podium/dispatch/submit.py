@@ -16,7 +16,7 @@ from podium.dispatch.jobs import Chunk, Job
 from podium.dispatch.keys import SCALE_KEY, ep_key, job_key
 from podium.dispatch.notify import wait_event
 from podium.dispatch.statements import ALIVE, GET, INSERT_JOB, PUBLIC_COLUMNS, ending, new_job_binds
-from podium.dispatch.states import FINAL, JobStatus
+from podium.dispatch.states import UNFINISHED, JobStatus
 from podium.errors import ConfigError
 from podium.ids import uuid7
 from podium.store.tables import idempotency_keys, jobs, stream_chunks, webhook_deliveries
@@ -187,19 +187,19 @@ class CallerSide(QueueBase):
         *,
         promise: bool = True,
         endpoint_id: str | None = None,
-        running_only: bool = False,
+        through: frozenset[str] = UNFINISHED,
     ) -> Job | None:
         """The job once final, or as it is when `timeout` runs out (None if it does not exist).
 
         With `promise`, a job still running then is made durable first: its id goes out as a
         promise (a /runsync caller's job; a /status caller's job was made durable by /run).
         With `endpoint_id`, another endpoint's job is returned as first read, without waiting
-        (the caller, who may not see it, answers that it is not found). With `running_only`, a
-        job not yet taken is returned as read, without waiting (a /status answer says what it
-        waits for instead)."""
+        (the caller, who may not see it, answers that it is not found). `through`: the states
+        waited through; a job in another is returned as read (/status holds a running job until
+        it ends, a job waiting for a worker until it is taken)."""
         deadline = time.monotonic() + timeout
         # Just stored for this caller: not final yet, so nothing to read before the first wake-up.
-        pending = job_id in self._fresh and not running_only
+        pending = job_id in self._fresh and through == UNFINISHED
         self._fresh.pop(job_id)
         with self.notifier.listen(job_key(job_id)) as ev:
             try:
@@ -208,8 +208,7 @@ class CallerSide(QueueBase):
                         job = await self._shown(self._finals.pop(job_id)) or await self.get(job_id)
                         if (
                             job is None
-                            or job.status in FINAL
-                            or (running_only and job.status == JobStatus.IN_QUEUE)
+                            or job.status not in through
                             or (endpoint_id is not None and job.endpoint_id != endpoint_id)
                         ):
                             return job

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from podium.core.calls import Outcome, find_route
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
 from podium.core.options import parse_job_request
-from podium.core.waiting import why_waiting
+from podium.core.waiting import Waiting, why_waiting
 from podium.dispatch.jobs import Job
 from podium.dispatch.states import JobStatus
 from podium.ids import uuid7
@@ -19,6 +19,10 @@ from podium.server.runtime import Runtime
 from podium.store.records import Endpoint
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["runpod"])
+
+#: What /status waits through: a running job until it ends; a job waiting for a worker until taken.
+RUNNING = frozenset({JobStatus.IN_PROGRESS})
+QUEUED = frozenset({JobStatus.IN_QUEUE})
 
 RUN_LIMIT = 10 * MB
 RUNSYNC_LIMIT = 20 * MB
@@ -64,7 +68,7 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
     ep, outcome = await _accept(request, endpoint_id, RUNSYNC_LIMIT, "runsync", f"sync-{uuid7()}", timeout)
     if outcome.job is None:  # its ttl ran out while we waited
         raise NotFound("job", outcome.job_id)
-    return await _status_answer(rt, ep, outcome.job)
+    return _status_answer(rt, outcome.job, await _waiting(rt, ep, outcome.job))
 
 
 async def _job(request: Request, endpoint_id: str, job_id: str, role: str = "read") -> tuple[Runtime, Endpoint, Job]:
@@ -80,25 +84,37 @@ def _of(ep: Endpoint, job_id: str, job: Job | None) -> Job:
     return job
 
 
-async def _status_answer(rt: Runtime, ep: Endpoint, job: Job) -> JSONAnswer:
+def _status_answer(rt: Runtime, job: Job, waiting: Waiting | None) -> JSONAnswer:
     """The job's status envelope; a queued job that waits for a worker to start says so, with a
     Retry-After (seconds) for the next poll."""
-    waiting = await why_waiting(job, ep, rt.pool, rt.scaler.waiting_for.get(ep.id))
     headers = None if waiting is None else {"Retry-After": str(waiting.retry_after)}
     return JSONAnswer(envelope(job, rt.clock.now(), waiting), headers=headers)
+
+
+async def _waiting(rt: Runtime, ep: Endpoint, job: Job) -> Waiting | None:
+    return await why_waiting(job, ep, rt.pool, rt.scaler.waiting_for.get(ep.id))
 
 
 @router.get("/status/{job_id}")
 async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     """The job as it is, or, if it runs and ends within PODIUM_STATUS_HOLD (50 ms), as it ends.
-    A queued job is answered at once: holding it cannot see it end."""
+
+    A queued job cannot end within that hold, so it is not held for it. One that waits for a
+    worker to start says so; its answer is held until a worker takes it, up to its Retry-After,
+    so that a loop that ignores the hint does not spin through a cold start either."""
     rt = runtime(request)
     _, ep = await endpoint_caller(request, "read", endpoint_id)
     # One read, under the wait's listener: a job ending between a read and the wait is not missed.
-    job = await rt.queue.wait_final(
-        job_id, rt.settings.status_hold, promise=False, endpoint_id=ep.id, running_only=True
+    found = await rt.queue.wait_final(
+        job_id, rt.settings.status_hold, promise=False, endpoint_id=ep.id, through=RUNNING
     )
-    return await _status_answer(rt, ep, _of(ep, job_id, job))
+    job = _of(ep, job_id, found)
+    waiting = await _waiting(rt, ep, job)
+    if waiting is not None:
+        found = await rt.queue.wait_final(job_id, waiting.retry_after, promise=False, endpoint_id=ep.id, through=QUEUED)
+        job = _of(ep, job_id, found)
+        waiting = waiting if job.status == JobStatus.IN_QUEUE else None
+    return _status_answer(rt, job, waiting)
 
 
 @router.get("/stream/{job_id}")
