@@ -37,12 +37,14 @@ class Waiting:
 
 async def why_waiting(job: Job, ep: Endpoint, pool: WorkerPool, held: str | None = None) -> Waiting | None:
     """What the queued `job` of `ep` waits for, or None when only its turn stands in the way (a
-    worker is ready, or busy with other jobs) or it is not queued. `held`: why the autoscaler
-    starts no worker for the endpoint now (every GPU taken, ...), if it said so."""
-    if job.status != JobStatus.IN_QUEUE or ep.state not in (EndpointState.CREATING, EndpointState.ACTIVE):
+    worker is ready, or busy with other jobs) or it is not queued. `held`: why no worker is
+    started for the endpoint now (every GPU taken, ...), when something said so."""
+    if job.status != JobStatus.IN_QUEUE:
         return None
     if held is not None:
         return Waiting(held, job.created_at)
+    if ep.state not in (EndpointState.CREATING, EndpointState.ACTIVE):
+        return None
     workers = await pool.view(ep.id)
     states = {w["state"] for w in workers}
     if WorkerState.IDLE.value in states:
