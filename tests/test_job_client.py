@@ -17,7 +17,7 @@ import pytest
 
 from conftest import SERVICES
 from podium import aio
-from podium.client.jobs import Endpoint, Job, JobFailed, JobTimeout, wait_ms
+from podium.client.jobs import POLL_FIRST, Call, Endpoint, Job, JobFailed, JobTimeout, Sleep, Steps, wait_ms
 from podium.errors import APIError, ConfigError, PodiumError
 from server import PodiumServer, free_port, wait_until
 
@@ -188,6 +188,30 @@ def test_no_key_anywhere_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_
 
 def test_wait_is_clamped_to_what_runsync_accepts() -> None:
     assert [wait_ms(t) for t in (0.2, 1, 90, 300, 10_000)] == [1000, 1000, 90_000, 300_000, 300_000]
+
+
+def test_a_job_waiting_for_a_worker_is_polled_again_after_its_retry_after() -> None:
+    """The poll plan, stepped by hand: a status answered with Retry-After (a job waiting for a
+    worker to start) is asked again after that long, not after the quick first pauses."""
+    ep = Endpoint("e", url="http://127.0.0.1:1", api_key="k")
+    steps = Steps(ep._output_plan("j", None))
+    waiting = {"id": "j", "status": "IN_QUEUE", "waiting": {"reason": "starting a worker", "since": 1.0}}
+    answers = [
+        httpx.Response(200, json=waiting, headers={"Retry-After": "1"}),
+        httpx.Response(200, json={"id": "j", "status": "IN_PROGRESS"}),
+        httpx.Response(200, json={"id": "j", "status": "COMPLETED", "output": 7}),
+    ]
+    pauses = []
+    for step in steps:
+        if isinstance(step, Call):
+            steps.reply(answers.pop(0))
+        elif isinstance(step, Sleep):
+            pauses.append(step.seconds)
+        else:
+            assert step.value == 7
+            break
+    assert pauses == [1.0, POLL_FIRST * 2]
+    ep.close()
 
 
 Respond = Callable[[str, str], tuple[int, Any, dict[str, str]]]

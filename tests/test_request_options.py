@@ -14,20 +14,24 @@ S3 = {"accessId": "AKIA", "accessSecret": "very-secret", "bucketName": "b", "end
 
 
 def test_options_are_parsed_and_unknown_keys_dropped():
-    payload, opts = parse_job_request(
+    job = parse_job_request(
         {
             "input": {"a": 1},
+            "route": "/predict_batch",
             "webhook": "https://example.com/h",
             "s3Config": S3,
             "junk": True,
             "policy": {"executionTimeout": 5000, "ttl": 10_000, "lowPriority": True},
         }
     )
-    assert payload == {"a": 1}
+    opts = job.options
+    assert job.input == {"a": 1} and job.route == "predict_batch"
     assert opts.policy() == {"executionTimeout": 5000, "ttl": 10_000, "lowPriority": True}
     assert opts.secret() == {"s3Config": S3}
     assert opts.webhook == "https://example.com/h"
-    _, plain = parse_job_request({"input": {}})
+    bare = parse_job_request({"input": {}})
+    plain = bare.options
+    assert bare.route is None
     assert plain.policy() is None and plain.secret() is None and not plain.low_priority
 
 
@@ -125,7 +129,9 @@ def test_signatures_verify_and_expire():
 
 
 def test_policy_keys_match_without_regard_to_case():
-    _, opts = parse_job_request({"input": {}, "policy": {"executiontimeout": 5000, "TTL": 10_000, "lowpriority": True}})
+    opts = parse_job_request(
+        {"input": {}, "policy": {"executiontimeout": 5000, "TTL": 10_000, "lowpriority": True}}
+    ).options
     assert (opts.timeout_ms, opts.ttl_ms, opts.low_priority) == (5000, 10_000, True)
     with pytest.raises(InvalidRequest) as exc:
         parse_job_request({"input": {}, "policy": {"timeout": 5000}})

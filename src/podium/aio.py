@@ -63,23 +63,26 @@ class Endpoint(BaseEndpoint):
         self,
         input: Mapping[str, Any],
         *,
+        route: str | None = None,
         webhook: str | None = None,
         policy: Mapping[str, Any] | None = None,
         s3_config: Mapping[str, str] | None = None,
     ) -> Job:
-        """Queue a job; returns at once."""
-        return Job(self, await self._one(self._run_plan(job_body(input, webhook, policy, s3_config))))
+        """Queue a job (on `route`, else the default route); returns at once."""
+        return Job(self, await self._one(self._run_plan(job_body(input, webhook, policy, s3_config, route))))
 
     async def run_sync(
         self,
         input: Mapping[str, Any],
         *,
+        route: str | None = None,
         timeout: float = 90.0,
         webhook: str | None = None,
         policy: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Run a job and return its output; JobFailed if it fails, JobTimeout after `timeout` s."""
-        return await self._one(self._run_sync_plan(job_body(input, webhook, policy), timeout))
+        """Run a job (on `route`, else the default route) and return its output; JobFailed if it
+        fails, JobTimeout after `timeout` s."""
+        return await self._one(self._run_sync_plan(job_body(input, webhook, policy, route=route), timeout))
 
     async def health(self) -> dict[str, Any]:
         """Job counts by state and worker counts: ``{"jobs": {...}, "workers": {...}}``."""

@@ -1,7 +1,7 @@
 /** Jobs on one endpoint, RunPod-style: /v2/{endpoint}/run, runsync, status, stream, cancel, ... */
 
 import { JobFailed, JobTimeout } from "./errors.js";
-import { type Call, pollDelays, type Repeat, sleep, type Transport } from "./transport.js";
+import { type Call, pollDelays, type Repeat, retryAfter, sleep, type Transport } from "./transport.js";
 import {
   type Cancellable, FINAL_STATES, type Health, type JobRef, type JobStatus, type RunOptions,
   type RunSyncOptions, type Waiting,
@@ -27,6 +27,7 @@ function still(jobId: string, status: string, timeoutMs: number | undefined): Jo
 /** The /run and /runsync body: options left out unless given, so the server's defaults apply. */
 function jobBody(input: Record<string, unknown>, options: RunOptions): Record<string, unknown> {
   const body: Record<string, unknown> = { input };
+  if (options.route !== undefined) body.route = options.route;
   if (options.webhook !== undefined) body.webhook = options.webhook;
   if (options.policy !== undefined) body.policy = options.policy;
   if (options.s3Config !== undefined) body.s3Config = options.s3Config;
@@ -45,14 +46,15 @@ export class Endpoint {
   /** @param ref the endpoint's id or name. */
   constructor(private readonly transport: Transport, readonly ref: string) {}
 
-  /** Queue a job on the endpoint's default route; answers at once with its id. */
+  /** Queue a job on the endpoint's default route (or `options.route`); answers at once with its id. */
   run(input: Record<string, unknown>, options: RunOptions = {}): Promise<JobRef> {
     return this.transport.json<JobRef>(this.call("POST", "run", {
       ...submission(options), body: jobBody(input, options), signal: options.signal,
     }));
   }
 
-  /** Run a job and give its output: JobFailed if it fails, JobTimeout after `timeoutMs` (90 s). */
+  /** Run a job (on `options.route`, else the default route) and give its output: JobFailed if it
+   * fails, JobTimeout after `timeoutMs` (90 s). */
   async runSync<T = unknown>(input: Record<string, unknown>, options: RunSyncOptions = {}): Promise<T> {
     const timeoutMs = options.timeoutMs ?? RUNSYNC_DEFAULT_MS;
     const deadline = Date.now() + timeoutMs;
@@ -157,7 +159,7 @@ export class Endpoint {
       let left = deadline === undefined ? undefined : deadline - Date.now();
       // A poll never outlasts the deadline by more than a second, however slow the server.
       const limit = left === undefined ? this.transport.timeoutMs : Math.min(this.transport.timeoutMs, Math.max(left, 1_000));
-      const body = await this.transport.json<JobStatus<T>>({
+      const { body, headers } = await this.transport.answer<JobStatus<T>>({
         ...this.jobCall("GET", "status", jobId, "safe", signal), timeoutMs: limit,
       });
       if (FINAL_STATES.has(body.status)) {
@@ -167,7 +169,8 @@ export class Endpoint {
       if (left !== undefined && left <= 0) {
         throw still(jobId, body.status, timeoutMs);
       }
-      const pause = delays.next().value;
+      // A job waiting for a worker to start answers when to ask again (Retry-After).
+      const pause = Math.max(delays.next().value, retryAfter(headers.get("Retry-After")) ?? 0);
       await sleep(left === undefined ? pause : Math.min(pause, left), signal);
     }
   }

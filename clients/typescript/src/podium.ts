@@ -6,14 +6,16 @@ import { JobFailed, PodiumError } from "./errors.js";
 import { bodyChunks, serverEvents } from "./streams.js";
 import { type Call, Transport } from "./transport.js";
 import {
-  type CallOptions, FINAL_STATES, type GraphRunOutput, type NodeChunk, type PipelineEvent,
-  type PipelineRunRequest, type PipelineRunResponse,
+  type CallOptions, FINAL_STATES, type GraphRunOutput, type JobRef, type NodeChunk, type PipelineEvent,
+  type PipelineRunRequest, type PipelineRunResponse, type SubmitOptions,
 } from "./types.js";
 
 /** The header a route call's `env` travels in (the body is the route's keyword arguments). */
 const ENV_HEADER = "X-Podium-Env";
 /** The header naming the job behind a streamed answer. */
 const JOB_HEADER = "X-Podium-Job-Id";
+/** The header a submitted route call's webhook URL travels in. */
+const WEBHOOK_HEADER = "X-Podium-Webhook";
 
 /** `/hello`, `hello` and `a/b` all name a route; each segment is escaped. */
 function routePath(endpoint: string, route: string): string {
@@ -69,6 +71,16 @@ export class Podium {
         status: opened.response.status, code: "not_json",
       });
     }
+  }
+
+  /** Run a route as a job (`Prefer: respond-async`): answers at once with its id, to follow with
+   * `endpoint(endpoint).waitFor(id)`, `stream`, `cancel`. Bad arguments and unknown routes are
+   * refused here, as `call` refuses them. */
+  submit(endpoint: string, route: string, kwargs: Record<string, unknown> = {}, options: SubmitOptions = {}): Promise<JobRef> {
+    const call = this.routeCall(endpoint, route, kwargs, options);
+    const headers: Record<string, string> = { ...call.headers, Prefer: "respond-async" };
+    if (options.webhook !== undefined) headers[WEBHOOK_HEADER] = options.webhook;
+    return this.transport.json<JobRef>({ ...call, headers, timeoutMs: options.timeoutMs ?? this.transport.timeoutMs });
   }
 
   /** Call a streaming route: the bytes it yields, chunk by chunk, as it yields them. JobFailed if

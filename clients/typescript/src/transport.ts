@@ -160,13 +160,18 @@ export class Transport {
 
   /** The decoded JSON answer to `call` (null for an empty body). */
   async json<T>(call: Call): Promise<T> {
+    return (await this.answer<T>(call)).body;
+  }
+
+  /** The decoded JSON answer to `call` and the answer's headers. */
+  async answer<T>(call: Call): Promise<{ body: T; headers: Headers }> {
     const { response, text, watch } = await this.exchange(call, true);
     watch.dispose();
     if (!text) {
-      return null as T;
+      return { body: null as T, headers: response.headers };
     }
     try {
-      return JSON.parse(text) as T;
+      return { body: JSON.parse(text) as T, headers: response.headers };
     } catch {
       throw new PodiumError(
         `${describeCall(call)} answered HTTP ${response.status} without JSON: is ${this.url} a Podium server?`,

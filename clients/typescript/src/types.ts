@@ -11,8 +11,15 @@ export interface JobRef {
   status: JobState;
 }
 
+/** What a queued job waits for (a worker to start, ...), and since when (Unix seconds). */
+export interface WaitingFor {
+  reason: string;
+  since: number;
+}
+
 /** A job's status answer, in RunPod's shape. `output` is the result once COMPLETED (or the last
- * progress update while IN_PROGRESS); `error` says why it did not complete. */
+ * progress update while IN_PROGRESS); `error` says why it did not complete; `waiting`, what a
+ * queued job waits for, when something other than its turn holds it. */
 export interface JobStatus<T = unknown> {
   id: string;
   status: JobState;
@@ -20,6 +27,7 @@ export interface JobStatus<T = unknown> {
   executionTime: number;
   output?: T;
   error?: string;
+  waiting?: WaitingFor;
 }
 
 export interface Health {
@@ -51,6 +59,9 @@ export interface Waiting extends Cancellable {
 }
 
 export interface RunOptions extends Cancellable {
+  /** The route to run (`"/predict_batch"`), `input` being its keyword arguments; the endpoint's
+   * default route when absent. */
+  route?: string;
   /** URL the server POSTs the final status to. */
   webhook?: string;
   policy?: Policy;
@@ -74,6 +85,11 @@ export interface CallOptions extends Cancellable {
   idempotencyKey?: string;
   /** Overrides the client's `callTimeoutMs` (for a stream: the wait for its first chunk). */
   timeoutMs?: number;
+}
+
+export interface SubmitOptions extends CallOptions {
+  /** URL the server POSTs the job's final status to (sent as `X-Podium-Webhook`). */
+  webhook?: string;
 }
 
 /** A value of a Laminar output: a string, a number, a list of chat messages, ... */

@@ -1,7 +1,8 @@
 // podium-client against a real Podium server (one for this file) and real workers.
 
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
@@ -235,6 +236,65 @@ describe("route calls", () => {
   it("call on a streaming route points at callStream", T, async () => {
     await assert.rejects(podium.call("tokens", "tokens", { n: 2 }),
       (e) => e instanceof PodiumError && e.code === "not_json" && /callStream/.test(e.message));
+  });
+});
+
+describe("routes as jobs", () => {
+  it("submit runs a route as a job (202, respond-async), followed with waitFor", T, async () => {
+    const job = await podium.submit("basic", "/hello", { name: "Async" });
+    assert.equal(job.status, "IN_QUEUE");
+    const final = await podium.endpoint("basic").waitFor(job.id, { timeoutMs: 30_000 });
+    assert.equal(final.status, "COMPLETED");
+    assert.equal(final.output, "Hello, Async! My favorite number is 42");
+  });
+
+  it("run and runSync take a route beside the input", T, async () => {
+    const basic = podium.endpoint("basic");
+    const job = await basic.run({ name: "Run" }, { route: "/hello" });
+    assert.equal((await basic.waitFor(job.id, { timeoutMs: 30_000 })).output, "Hello, Run! My favorite number is 42");
+    assert.equal(await basic.runSync({ number: 3 }, { route: "hello" }), "Hello, world! My favorite number is 3");
+  });
+
+  it("bad arguments and unknown routes are refused at submit", T, async () => {
+    await assert.rejects(podium.submit("basic", "hello", { colour: "red" }),
+      (e) => e instanceof PodiumError && e.status === 400 && e.code === "invalid_arguments");
+    await assert.rejects(podium.submit("basic", "nowhere", {}),
+      (e) => e instanceof PodiumError && e.status === 404 && e.code === "not_found");
+    await assert.rejects(podium.endpoint("basic").run({}, { route: "/nowhere" }),
+      (e) => e instanceof PodiumError && e.status === 404 && /\/hello/.test(e.detail));
+  });
+
+  it("a job behind a cold start says it waits for a worker to start, then completes", T, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "podium-ts-cold-"));
+    const gate = join(dir, "gate");
+    writeFileSync(join(dir, "app.py"), [
+      "import time, pathlib, podium",
+      `GATE = pathlib.Path(${JSON.stringify(gate)})`,
+      "@podium.service(name='cold', min_workers=0, max_workers=1)",
+      "def init():",
+      "    while not GATE.exists():",
+      "        time.sleep(0.02)",
+      "    return {}",
+      "@init.endpoint('/echo', default=True)",
+      "def echo(value=None):",
+      "    return {'value': value}",
+      "",
+    ].join("\n"));
+    const cold = podium.endpoint("cold");
+    let job;
+    try {
+      await server.deploy(join(dir, "app.py"), "cold", "--no-wait");
+      job = await cold.run({ value: 1 });
+      const waiting = await waitUntil(async () => (await cold.status(job.id)).waiting, "the waiting reason");
+      assert.equal(waiting.reason, "starting a worker");
+      assert.equal(typeof waiting.since, "number");
+    } finally {
+      writeFileSync(gate, "");
+    }
+    const final = await cold.waitFor(job.id, { timeoutMs: 30_000 });
+    assert.deepEqual(final.output, { value: 1 });
+    assert.equal(final.waiting, undefined);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 

@@ -6,7 +6,8 @@ uploads it, points the endpoint at it and returns a :class:`Deployment` at once 
 .py file) and reads it as the CLI does, so a service with requirements is never imported here;
 ``podium.get_deployment(d, wait=True)`` waits until it is ACTIVE. Routes become methods: `/hello`
 is ``d.hello(...)`` and ``await d.async_hello(...)``; a streaming route gives bytes chunks as the
-route yields them.
+route yields them. ``d.hello.submit(...)`` runs it as a job and returns at once with a
+:class:`~podium.client.jobs.Job` to follow (``.output()``, ``.stream()``, ``.cancel()``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import httpx
 from podium import _json
 from podium.bundle import Bundle, describe, make_bundle
 from podium.client.http import Connection, raise_for
+from podium.client.jobs import Endpoint, Job
 from podium.errors import APIError, DeploymentError, ServiceDefinitionError
 from podium.records import RouteRecord
 from podium.sdk.service import Service
@@ -210,6 +212,7 @@ class Deployment:
         self.info = info
         self._conn = conn
         self._methods = {r["method"]: r for r in info.get("routes", [])}
+        self._endpoint: Endpoint | None = None
 
     @property
     def id(self) -> str:
@@ -255,15 +258,14 @@ class Deployment:
     def _path(self, route: RouteRecord) -> str:
         return f"/{self.id}/{route['path'].lstrip('/')}"
 
-    def _method(self, attr: str, route: RouteRecord) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            _keywords_only(attr, args)
-            if route["streaming"]:
-                return self._conn.stream("POST", self._path(route), json=kwargs)
-            return self._conn.request("POST", self._path(route), json=kwargs)
+    def _method(self, attr: str, route: RouteRecord) -> RouteMethod:
+        return RouteMethod(self, attr, route)
 
-        call.__name__ = attr
-        return call
+    def _jobs(self) -> Endpoint:
+        """The deployment's jobs, RunPod-style (made once: it holds a connection)."""
+        if self._endpoint is None:
+            self._endpoint = Endpoint(self.id, url=self._conn.url, api_key=self._conn.key)
+        return self._endpoint
 
     def _async_method(self, attr: str, route: RouteRecord) -> Callable[..., Any]:
         conn = self._conn
@@ -291,6 +293,34 @@ class Deployment:
         chosen = stream if route["streaming"] else call
         chosen.__name__ = attr
         return chosen
+
+
+class RouteMethod:
+    """One route as a method: called, its result (a stream of bytes for a streaming route);
+    `submit`, a job to follow."""
+
+    def __init__(self, deployment: Deployment, attr: str, route: RouteRecord) -> None:
+        self.deployment = deployment
+        self.route = route
+        self.__name__ = attr
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        _keywords_only(self.__name__, args)
+        d = self.deployment
+        if self.route["streaming"]:
+            return d._conn.stream("POST", d._path(self.route), json=kwargs)
+        return d._conn.request("POST", d._path(self.route), json=kwargs)
+
+    def submit(self, *args: Any, **kwargs: Any) -> Job:
+        """Queue the call as a job (`Prefer: respond-async`) and return at once; the job's
+        ``output()`` is the route's result, its ``stream()`` a streaming route's chunks."""
+        _keywords_only(self.__name__, args)
+        d = self.deployment
+        sent = d._conn.request("POST", d._path(self.route), json=kwargs, headers={"Prefer": "respond-async"})
+        return Job(d._jobs(), sent["id"])
+
+    def __repr__(self) -> str:
+        return f"<route {self.route['path']} of {self.deployment!r}>"
 
 
 def _keywords_only(attr: str, args: tuple[Any, ...]) -> None:

@@ -121,9 +121,12 @@ def job_body(
     webhook: str | None = None,
     policy: Mapping[str, Any] | None = None,
     s3_config: Mapping[str, str] | None = None,
+    route: str | None = None,
 ) -> dict[str, Any]:
     """The /run and /runsync body; options are left out unless given, so server defaults apply."""
     body: dict[str, Any] = {"input": dict(input)}
+    if route is not None:
+        body["route"] = route
     if webhook is not None:
         body["webhook"] = webhook
     if policy is not None:
@@ -240,12 +243,18 @@ class BaseEndpoint:
 
     def _exchange(self, call: Call) -> Generator[Call | Sleep | Give, Any, Any]:
         """Send `call`, again while that is safe and attempts remain; the decoded answer."""
-        for attempt in itertools.count():
-            outcome = yield call
+        return answer(call, (yield from self._attempts(call)), self.url)
+
+    def _attempts(self, call: Call) -> Generator[Call | Sleep | Give, Any, Outcome]:
+        """Send `call`, again while that is safe and attempts remain; the last outcome."""
+        attempt = 0
+        while True:
+            outcome: Outcome = yield call
             delay = retry_delay(call, outcome) if attempt < self.retries else None
             if delay is None:
-                return answer(call, outcome, self.url)
+                return outcome
             yield Sleep(max(delay, backoff(attempt)))
+            attempt += 1
 
     def _run_plan(self, body: dict[str, Any]) -> Plan:
         sent = yield from self._exchange(self._call("POST", "run", json=body))
@@ -287,13 +296,17 @@ class BaseEndpoint:
             # A poll never outlasts the deadline by more than a second, however slow the server.
             limit = self.timeout if left is None else min(self.timeout, max(left, 1.0))
             call = self._call("GET", f"status/{quote(job_id, safe='')}", "safe", timeout=limit)
-            body = yield from self._exchange(call)
+            outcome = yield from self._attempts(call)
+            body = answer(call, outcome, self.url)
             if body["status"] in FINAL:
                 return body
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise still(job_id, body["status"], timeout)
-            yield Sleep(next(delays) if left is None else min(next(delays), left))
+            # A job waiting for a worker to start answers when to ask again (Retry-After).
+            hint = retry_after(outcome.headers.get("Retry-After")) if isinstance(outcome, httpx.Response) else None
+            pause = max(next(delays), hint or 0.0)
+            yield Sleep(pause if left is None else min(pause, left))
 
     def _stream_plan(self, job_id: str, timeout: float | None) -> Plan:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -379,23 +392,27 @@ class Endpoint(BaseEndpoint):
         self,
         input: Mapping[str, Any],
         *,
+        route: str | None = None,
         webhook: str | None = None,
         policy: Mapping[str, Any] | None = None,
         s3_config: Mapping[str, str] | None = None,
     ) -> Job:
-        """Queue a job; returns at once."""
-        return Job(self, self._one(self._run_plan(job_body(input, webhook, policy, s3_config))))
+        """Queue a job (on `route`, e.g. ``"/predict_batch"``, else the default route; a named
+        route takes `input` as its keyword arguments); returns at once."""
+        return Job(self, self._one(self._run_plan(job_body(input, webhook, policy, s3_config, route))))
 
     def run_sync(
         self,
         input: Mapping[str, Any],
         *,
+        route: str | None = None,
         timeout: float = 90.0,
         webhook: str | None = None,
         policy: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Run a job and return its output; JobFailed if it fails, JobTimeout after `timeout` s."""
-        return self._one(self._run_sync_plan(job_body(input, webhook, policy), timeout))
+        """Run a job (on `route`, else the default route) and return its output; JobFailed if it
+        fails, JobTimeout after `timeout` s."""
+        return self._one(self._run_sync_plan(job_body(input, webhook, policy, route=route), timeout))
 
     def health(self) -> dict[str, Any]:
         """Job counts by state and worker counts: ``{"jobs": {...}, "workers": {...}}``."""

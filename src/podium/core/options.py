@@ -1,6 +1,7 @@
 """The RunPod job request: `input` plus the options RunPod defines, checked and normalised.
 
-`{"input", "webhook", "policy": {"executionTimeout", "ttl", "lowPriority"}, "s3Config", "env"}`;
+`{"input", "webhook", "policy": {"executionTimeout", "ttl", "lowPriority"}, "s3Config", "env"}`,
+and Podium's `route` (which route of the service runs the job; the default one when absent);
 any other top-level key is dropped. `s3Config` and `env` are worker-only: they travel in the job's
 secret fields and are never part of anything a caller can read back.
 """
@@ -73,7 +74,8 @@ def _ms(policy: dict[str, Any], name: str, bounds: tuple[int, int]) -> int | Non
     return int(value)
 
 
-def _webhook(value: Any) -> str | None:
+def parse_webhook(value: Any) -> str | None:
+    """A webhook URL as given (None when absent); 400 unless it is an absolute http(s) URL."""
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > 2048:
@@ -128,8 +130,26 @@ def _policy_keys(policy: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_job_request(body: Any) -> tuple[dict[str, Any], JobOptions]:
-    """Split a RunPod request body into its input and its options (400 on anything malformed)."""
+def _route(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip("/") or len(value) > 1024:
+        raise _bad("invalid_route", 'route must be the path of one of the service\'s routes, like "/predict"')
+    return value.strip("/")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A /run or /runsync body, split: the job's input, which route (None: the default one) and
+    the options."""
+
+    input: dict[str, Any]
+    route: str | None
+    options: JobOptions
+
+
+def parse_job_request(body: Any) -> JobRequest:
+    """Split a RunPod request body into its input, route and options (400 on anything malformed)."""
     if not isinstance(body, dict):
         raise _bad("invalid_request", 'request body must be a JSON object like {"input": {...}}')
     if "input" not in body:
@@ -146,11 +166,11 @@ def parse_job_request(body: Any) -> tuple[dict[str, Any], JobOptions]:
     if not isinstance(low, bool):
         raise _bad("invalid_policy", "policy.lowPriority must be true or false")
     options = JobOptions(
-        webhook=_webhook(body.get("webhook")),
+        webhook=parse_webhook(body.get("webhook")),
         timeout_ms=_ms(policy, "executionTimeout", TIMEOUT_RANGE),
         ttl_ms=_ms(policy, "ttl", TTL_RANGE),
         low_priority=low,
         s3_config=_s3(body.get("s3Config")),
         env=parse_env(body.get("env")),
     )
-    return body["input"], options
+    return JobRequest(body["input"], _route(body.get("route")), options)

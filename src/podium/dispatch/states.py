@@ -15,6 +15,7 @@ class JobStatus(StrEnum):
 
 
 FINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT})
+UNFINISHED = frozenset({JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS})
 
 #: The error a job gets when its last allowed attempt died with its worker.
 WORKER_LOST = "worker lost: the worker running this job stopped before finishing it"

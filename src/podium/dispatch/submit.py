@@ -16,7 +16,7 @@ from podium.dispatch.jobs import Chunk, Job
 from podium.dispatch.keys import SCALE_KEY, ep_key, job_key
 from podium.dispatch.notify import wait_event
 from podium.dispatch.statements import ALIVE, GET, INSERT_JOB, PUBLIC_COLUMNS, ending, new_job_binds
-from podium.dispatch.states import FINAL, JobStatus
+from podium.dispatch.states import UNFINISHED, JobStatus
 from podium.errors import ConfigError
 from podium.ids import uuid7
 from podium.store.tables import idempotency_keys, jobs, stream_chunks, webhook_deliveries
@@ -192,17 +192,25 @@ class CallerSide(QueueBase):
             return [i for i in res.scalars() if i.startswith(prefix)]  # SQLite's LIKE ignores case
 
     async def wait_final(
-        self, job_id: str, timeout: float, *, promise: bool = True, endpoint_id: str | None = None
+        self,
+        job_id: str,
+        timeout: float,
+        *,
+        promise: bool = True,
+        endpoint_id: str | None = None,
+        through: frozenset[str] = UNFINISHED,
     ) -> Job | None:
         """The job once final, or as it is when `timeout` runs out (None if it does not exist).
 
         With `promise`, a job still running then is made durable first: its id goes out as a
         promise (a /runsync caller's job; a /status caller's job was made durable by /run).
         With `endpoint_id`, another endpoint's job is returned as first read, without waiting
-        (the caller, who may not see it, answers that it is not found)."""
+        (the caller, who may not see it, answers that it is not found). `through`: the states
+        waited through; a job in another is returned as read (/status holds a running job until
+        it ends, a job waiting for a worker until it is taken)."""
         deadline = time.monotonic() + timeout
         # Just stored for this caller: not final yet, so nothing to read before the first wake-up.
-        pending = job_id in self._fresh
+        pending = job_id in self._fresh and through == UNFINISHED
         self._fresh.pop(job_id)
         with self.notifier.listen(job_key(job_id)) as ev:
             try:
@@ -211,7 +219,7 @@ class CallerSide(QueueBase):
                         job = await self._shown(self._finals.pop(job_id)) or await self.get(job_id)
                         if (
                             job is None
-                            or job.status in FINAL
+                            or job.status not in through
                             or (endpoint_id is not None and job.endpoint_id != endpoint_id)
                         ):
                             return job

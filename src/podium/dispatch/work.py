@@ -41,6 +41,8 @@ class WorkerSide(QueueBase):
         # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
         async with self.store.tx(durable=False) as conn:
             taken = await conn.rows(TAKE, params)
+        for row in taken:  # a /status held while the job waited for a worker answers now
+            self.notifier.wake(job_key(row["id"]))
         return [Job.from_row(row) for row in taken]
 
     async def take_wait(

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from podium import _json
+from podium.core.waiting import Waiting
 from podium.dispatch.jobs import Job
 from podium.dispatch.states import JobStatus
 
 
-def envelope(job: Job, now: float) -> dict[str, Any]:
-    """The RunPod status answer: id, status, delayTime/executionTime (ms), output or error."""
+def envelope(job: Job, now: float, waiting: Waiting | None = None) -> dict[str, Any]:
+    """The RunPod status answer: id, status, delayTime/executionTime (ms), output or error; and,
+    for a queued job that waits for something (a worker to start), Podium's `waiting`."""
     status = job.status
     delay = job.delay_ms
     if delay is None:
@@ -30,4 +32,6 @@ def envelope(job: Job, now: float) -> dict[str, Any]:
         out["output"] = job.progress
     elif job.error is not None:
         out["error"] = job.error
+    if waiting is not None:
+        out["waiting"] = waiting.as_dict()
     return out

@@ -1,7 +1,9 @@
 """Route calls (Covalent-style): POST /{endpoint}/{route} with a JSON object of keyword arguments.
 
 Answered with the route's JSON return value; a streaming route answers chunked bytes as the worker
-produces them. These calls take the same path as RunPod jobs: stored, taken, finished.
+produces them. With `Prefer: respond-async` (RFC 7240) the call answers `202 {id, status}` at once
+and the job is followed like a RunPod job (`/v2/{endpoint}/status/{id}`, stream, cancel). These
+calls take the same path as RunPod jobs: stored, taken, finished.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from podium import _json
 from podium.core.access import Principal
 from podium.core.calls import Failure, error_of, failure_of
-from podium.core.options import JobOptions, parse_env
+from podium.core.options import JobOptions, parse_env, parse_webhook
 from podium.dispatch.jobs import Job
 from podium.records import RouteRecord
 from podium.server.admin.common import RESERVED_NAMES
@@ -33,6 +35,10 @@ router = APIRouter(tags=["routes"])
 
 #: A route call's `env`, as a JSON object (the body is the route's keyword arguments).
 ENV_HEADER = "X-Podium-Env"
+#: A route call's webhook URL: the job's final status is POSTed there, as for /run's `webhook`.
+WEBHOOK_HEADER = "X-Podium-Webhook"
+#: The RFC 7240 preference that asks for the job's id now rather than its result later.
+RESPOND_ASYNC = "respond-async"
 
 
 def failure(job: Job) -> HTTPError:
@@ -58,6 +64,33 @@ def _env_header(request: Request) -> dict[str, str] | None:
     except _json.JSONDecodeError:
         raise HTTPError(400, "invalid_env", f"{ENV_HEADER} must be a JSON object of strings") from None
     return parse_env(value)
+
+
+def _options(request: Request) -> JobOptions:
+    return JobOptions(env=_env_header(request), webhook=parse_webhook(request.headers.get(WEBHOOK_HEADER)))
+
+
+def responds_async(request: Request) -> bool:
+    """Whether a `Prefer` header (there may be several, each a comma-separated list of
+    `token[=value][; param]`) asks for respond-async."""
+    return any(
+        pref.split(";")[0].split("=")[0].strip().lower() == RESPOND_ASYNC
+        for header in request.headers.getlist("prefer")
+        for pref in header.split(",")
+    )
+
+
+def accepted(ep: Endpoint, job_id: str) -> JSONAnswer:
+    """202 for a job submitted with respond-async: its id, and where its status is read."""
+    return JSONAnswer(
+        {"id": job_id, "status": "IN_QUEUE"},
+        status_code=202,
+        headers={
+            "Preference-Applied": RESPOND_ASYNC,
+            "Location": f"/v2/{ep.id}/status/{job_id}",
+            "X-Podium-Job-Id": job_id,
+        },
+    )
 
 
 def error_text(job: Job | None) -> str:
@@ -148,17 +181,20 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
         return await http_call(rt, principal, ep, routes[0], request, endpoint, route, failure)
     kwargs = await read_object(request, rt.settings.max_body)
     target = await rt.calls.target(principal, ep, route)
-    sse = "text/event-stream" in request.headers.get("accept", "")
-    follows = sse or target.route["streaming"]
+    detached = responds_async(request)
+    sse = not detached and "text/event-stream" in request.headers.get("accept", "")
+    follows = detached or sse or target.route["streaming"]
     outcome = await rt.calls.call(
         principal,
         target,
         kwargs,
-        options=JobOptions(env=_env_header(request)),
+        options=_options(request),
         idempotency_key=request.headers.get("idempotency-key"),
         wait=None if follows else rt.settings.route_wait,
     )
     job_id = outcome.job_id
+    if detached:
+        return accepted(ep, job_id)
     if sse:
         return event_stream(rt, job_id)
     if follows:

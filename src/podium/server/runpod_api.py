@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from podium.core.calls import Outcome, find_route
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
 from podium.core.options import parse_job_request
+from podium.core.waiting import Waiting, why_waiting
 from podium.dispatch.jobs import Job
 from podium.dispatch.states import JobStatus
 from podium.ids import uuid7
@@ -19,33 +20,39 @@ from podium.store.records import Endpoint
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["runpod"])
 
+#: What /status waits through: a running job until it ends; a job waiting for a worker until taken.
+RUNNING = frozenset({JobStatus.IN_PROGRESS})
+QUEUED = frozenset({JobStatus.IN_QUEUE})
+
 
 async def _accept(
     request: Request, endpoint_id: str, limit: int, kind: str, job_id: str, wait: float | None = None
-) -> Outcome:
-    """A job on the endpoint's default route, its input the whole of RunPod's `input`."""
+) -> tuple[Endpoint, Outcome]:
+    """A job on the route the body names (`"route": "/predict"`), else on the endpoint's default
+    route, its input the whole of RunPod's `input`. A named route's arguments are checked as a
+    route call's are; the default route's input is passed on as RunPod's is."""
     rt = runtime(request)
     principal, ep = await endpoint_caller(request, "invoke", endpoint_id)
-    payload, options = parse_job_request(await read_json(request, limit))
-    target = await rt.calls.target(principal, ep)
-    return await rt.calls.call(
+    job = parse_job_request(await read_json(request, limit))
+    target = await rt.calls.target(principal, ep, job.route)
+    return ep, await rt.calls.call(
         principal,
         target,
-        payload,
+        job.input,
         kind=kind,
         wait=wait,
         job_id=job_id,
-        options=options,
+        options=job.options,
         idempotency_key=request.headers.get("idempotency-key"),
-        check_args=False,
+        check_args=job.route is not None,
     )
 
 
 @router.post("/run")
 async def run(request: Request, endpoint_id: str) -> JSONAnswer:
-    """Queue a job on the endpoint's default route; answers at once with its id."""
+    """Queue a job (on the endpoint's default route, or the body's `route`); answers at once with its id."""
     limit = runtime(request).settings.max_body // 2
-    outcome = await _accept(request, endpoint_id, limit, "run", f"{uuid7()}-u1")
+    _, outcome = await _accept(request, endpoint_id, limit, "run", f"{uuid7()}-u1")
     return JSONAnswer({"id": outcome.job_id, "status": "IN_QUEUE"})
 
 
@@ -56,10 +63,10 @@ async def runsync(request: Request, endpoint_id: str, wait: int | None = None) -
     if wait is not None and not 1000 <= wait <= 300_000:
         raise InvalidRequest("wait must be between 1000 and 300000 milliseconds", code="invalid_wait")
     timeout = wait / 1000 if wait is not None else rt.settings.runsync_wait
-    outcome = await _accept(request, endpoint_id, rt.settings.max_body, "runsync", f"sync-{uuid7()}", timeout)
+    ep, outcome = await _accept(request, endpoint_id, rt.settings.max_body, "runsync", f"sync-{uuid7()}", timeout)
     if outcome.job is None:  # its ttl ran out while we waited
         raise NotFound("job", outcome.job_id)
-    return JSONAnswer(envelope(outcome.job, rt.clock.now()))
+    return _status_answer(rt, outcome.job, await _waiting(rt, ep, outcome.job))
 
 
 async def _job(request: Request, endpoint_id: str, job_id: str, role: str = "read") -> tuple[Runtime, Endpoint, Job]:
@@ -75,14 +82,37 @@ def _of(ep: Endpoint, job_id: str, job: Job | None) -> Job:
     return job
 
 
+def _status_answer(rt: Runtime, job: Job, waiting: Waiting | None) -> JSONAnswer:
+    """The job's status envelope; a queued job that waits for a worker to start says so, with a
+    Retry-After (seconds) for the next poll."""
+    headers = None if waiting is None else {"Retry-After": str(waiting.retry_after)}
+    return JSONAnswer(envelope(job, rt.clock.now(), waiting), headers=headers)
+
+
+async def _waiting(rt: Runtime, ep: Endpoint, job: Job) -> Waiting | None:
+    return await why_waiting(job, ep, rt.pool, rt.scaler.waiting_for.get(ep.id))
+
+
 @router.get("/status/{job_id}")
 async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
-    """The job as it is, or, if it ends within PODIUM_STATUS_HOLD (50 ms), as it ends."""
+    """The job as it is, or, if it runs and ends within PODIUM_STATUS_HOLD (50 ms), as it ends.
+
+    A queued job cannot end within that hold, so it is not held for it. One that waits for a
+    worker to start says so; its answer is held until a worker takes it, up to its Retry-After,
+    so that a loop that ignores the hint does not spin through a cold start either."""
     rt = runtime(request)
     _, ep = await endpoint_caller(request, "read", endpoint_id)
     # One read, under the wait's listener: a job ending between a read and the wait is not missed.
-    job = await rt.queue.wait_final(job_id, rt.settings.status_hold, promise=False, endpoint_id=ep.id)
-    return JSONAnswer(envelope(_of(ep, job_id, job), rt.clock.now()))
+    found = await rt.queue.wait_final(
+        job_id, rt.settings.status_hold, promise=False, endpoint_id=ep.id, through=RUNNING
+    )
+    job = _of(ep, job_id, found)
+    waiting = await _waiting(rt, ep, job)
+    if waiting is not None:
+        found = await rt.queue.wait_final(job_id, waiting.retry_after, promise=False, endpoint_id=ep.id, through=QUEUED)
+        job = _of(ep, job_id, found)
+        waiting = waiting if job.status == JobStatus.IN_QUEUE else None
+    return _status_answer(rt, job, waiting)
 
 
 @router.get("/stream/{job_id}")
