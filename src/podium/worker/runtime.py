@@ -31,7 +31,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from podium import _json, logs
 from podium.bundle import extract, load_service
-from podium.sdk.context import JobContext, reset_context, set_async_runner, set_context
+from podium.sdk.context import JobContext, reset_context, set_async_runner, set_bundle_dir, set_context
 from podium.sdk.service import Route, Service
 from podium.source import route_shape
 from podium.worker.link import LinkError, Refused, ServerLink
@@ -40,6 +40,8 @@ log = logging.getLogger("podium.worker")
 
 #: The worker's memory limit in MB, when its sandbox sets one (podium.sandbox).
 MEMORY_ENV = "PODIUM_MEMORY_MB"
+#: The cores a local worker pins itself to, comma-separated (absent: not pinned; podium.scaling.cpus).
+CORES_ENV = "PODIUM_CPU_CORES"
 
 
 class InvalidArguments(Exception):
@@ -351,6 +353,25 @@ def _pieces(item: Any) -> list[Any]:
     if isinstance(item, str) and len(item) > CHARS_PER_CHUNK:
         return [item[i : i + CHARS_PER_CHUNK] for i in range(0, len(item), CHARS_PER_CHUNK)]
     return [item]
+
+
+def pin_cores() -> None:
+    """Pin this process to the cores its backend chose (CORES_ENV), while it has one thread:
+    threads started later inherit it. Without that setting, or where the kernel refuses, not."""
+    value = os.environ.get(CORES_ENV)
+    if not value or not hasattr(os, "sched_setaffinity"):
+        return
+    try:
+        os.sched_setaffinity(0, {int(c) for c in value.split(",")})
+    except (ValueError, OSError) as exc:
+        log.warning("cannot pin this worker to cores %s: %s", value, exc)
+
+
+def enter_bundle(root: Path) -> None:
+    """Run in the bundle's directory, so a file shipped beside the service opens by its name;
+    `podium.context.bundle_dir` names it too."""
+    os.chdir(root)
+    set_bundle_dir(root.resolve())
 
 
 def install_signals(worker: Worker) -> None:
