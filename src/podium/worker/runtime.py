@@ -31,6 +31,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from podium import _json, logs
 from podium.bundle import extract, load_service
+from podium.errors import HTTPError
 from podium.sdk.context import JobContext, reset_context, set_async_runner, set_bundle_dir, set_context
 from podium.sdk.service import Route, Service
 from podium.source import route_shape
@@ -269,6 +270,10 @@ class Worker:
             return {"output": result}
         except MemoryError as exc:
             return self._out_of_memory(exc)
+        except HTTPError as exc:  # the route's answer: its status and message, not a bug's traceback
+            log.info("route answered %d: %s", exc.status_code, exc.detail)
+            info = {"type": type(exc).__name__, "message": exc.detail, "status": exc.status_code}
+            return {"error": exc.detail, "error_info": info}
         except Exception as exc:  # the route's failure is the job's result
             body = self._error(exc)
             assert self.service is not None
