@@ -13,6 +13,7 @@ from podium import channel, sandbox
 from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
+from podium.logs import plain
 from podium.scaling.backend import ExitCallback, worker_args, worker_env, worker_log
 from podium.scaling.cpus import CpuPool, machine_cores, thread_env
 from podium.scaling.forkserver import ForkServers, Sandboxed
@@ -33,6 +34,12 @@ def tail(path: Path | None, lines: int = 40) -> str:
         f.seek(max(0, f.tell() - 64 * 1024))
         data = f.read().decode(errors="replace")
     return "\n".join(data.splitlines()[-lines:])
+
+
+def written_tail(path: Path | None, lines: int = 40) -> str:
+    """The last lines of a worker's log as it wrote them (its JSON records' messages), for people
+    to read in its endpoint's error."""
+    return "\n".join(plain(line) for line in tail(path, lines).splitlines())
 
 
 def group_rss_mb(pgid: int) -> float:

@@ -8,14 +8,13 @@ import os
 import re
 import socket
 import sys
-import traceback
 import uuid
 from pathlib import Path
 
 from podium import channel, logs
 from podium.worker import covalent_service, runpod_file
 from podium.worker.link import Refused, ServerLink, Unreachable
-from podium.worker.runtime import Worker, enter_bundle, install_signals, pin_cores
+from podium.worker.runtime import Worker, enter_bundle, install_signals, pin_cores, user_traceback
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +134,7 @@ def run(
         else:
             worker.load(root, meta)
     except Exception as exc:
-        traceback.print_exc()
+        sys.stderr.write(user_traceback(exc))
         reason = f"{type(exc).__name__}: {exc}"
         _say(f"cannot load version {version}: {reason}")
         try:

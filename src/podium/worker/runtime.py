@@ -31,7 +31,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from podium import _json, logs
 from podium.bundle import extract, load_service
-from podium.errors import HTTPError
+from podium.errors import HTTPError, PodiumError
 from podium.sdk.context import JobContext, reset_context, set_async_runner, set_bundle_dir, set_context
 from podium.sdk.service import Route, Service
 from podium.source import route_shape
@@ -358,6 +358,32 @@ def _pieces(item: Any) -> list[Any]:
     if isinstance(item, str) and len(item) > CHARS_PER_CHUNK:
         return [item[i : i + CHARS_PER_CHUNK] for i in range(0, len(item), CHARS_PER_CHUNK)]
     return [item]
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of a service's failure as its author needs it: the service's frames and its
+    libraries', without Podium's own or the import machinery's; a Podium error that wraps the
+    service's (BundleError: importing app.py failed) shows the one it wraps."""
+    if isinstance(exc, PodiumError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    shown = traceback.TracebackException.from_exception(exc)
+    seen: set[int] = set()
+    todo = [shown]
+    while todo:
+        te = todo.pop()
+        if id(te) in seen:
+            continue
+        seen.add(id(te))
+        te.stack = traceback.StackSummary.from_list([f for f in te.stack if _users(f.filename)])
+        todo += [t for t in (te.__cause__, te.__context__) if t is not None]
+    return "".join(shown.format())
+
+
+_PODIUM_DIR = str(Path(__file__).resolve().parent.parent) + os.sep
+
+
+def _users(filename: str) -> bool:
+    return not (filename.startswith(_PODIUM_DIR) or filename.startswith("<frozen "))
 
 
 def pin_cores() -> None:
