@@ -32,7 +32,7 @@ from podium.dispatch.submit import DuplicateRequest, NewJob
 from podium.ids import uuid7
 from podium.metrics import Metrics
 from podium.netguard import UnsafeURL, allow_private_from_env, check_url
-from podium.records import DEFAULT_TIMEOUT_S, RouteRecord
+from podium.records import DEFAULT_TIMEOUT_S, RouteRecord, default_route
 from podium.store.catalog import Catalog
 from podium.store.endpoints import EndpointState
 from podium.store.records import Endpoint
@@ -47,10 +47,6 @@ def check_callable(ep: Endpoint) -> None:
             f"endpoint {ep.name} is stopped; start it (podium start {ep.name}) or deploy it again",
             code="endpoint_inactive",
         )
-
-
-def default_route(routes: list[RouteRecord]) -> RouteRecord:
-    return next((r for r in routes if r.get("default")), routes[0])
 
 
 def find_route(routes: list[RouteRecord], path: str) -> RouteRecord | None:

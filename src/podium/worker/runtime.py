@@ -53,11 +53,6 @@ class _Stop(BaseException):
     """Raised from the signal handler to abandon a job-take that is only waiting."""
 
 
-def _plain(value: Any) -> Any:
-    """Normalise through JSON, so a route table compares equal to its stored copy."""
-    return _json.loads(_json.dumps(value))
-
-
 class Worker:
     """Parameters:
     link: the connection to the server.
@@ -116,11 +111,10 @@ class Worker:
     def load(self, root: Path, meta: dict[str, Any]) -> None:
         """Import a fetched bundle, check its routes against the version's, run the initializer."""
         svc = load_service(root, meta["entry"], meta["service"])
-        if meta.get("requirements"):  # its routes were read from source at deploy: their shape
-            differ = route_shape(svc.route_table()) != route_shape(meta["routes"])
-        else:
-            differ = _plain(svc.route_table()) != _plain(meta["routes"])
-        if differ:
+        # Their shape: what the server routes and checks by. The rest (schemas, defaults, what the
+        # initializer provides) documents them, and may be read differently by another Podium or
+        # from source (a service with requirements, an initializer defined in a notebook).
+        if route_shape(svc.route_table()) != route_shape(meta["routes"]):
             raise RuntimeError("the bundle's routes differ from those recorded at deploy time; redeploy it")
         self.start(svc, meta)
 
