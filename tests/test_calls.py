@@ -140,6 +140,22 @@ def test_route_not_found_reaches_the_python_client(basic):
     assert dep.item(id=1) == {"id": 1}
 
 
+def test_runsync_of_a_handler_raising_bad_request_reads_its_message(basic, tmp_path):
+    """A RunPod-style handler raising podium.BadRequest: /runsync answers the job FAILED (RunPod's
+    wire: 200) with the message as its error, and /status the same; no traceback anywhere."""
+    srv, _ = basic
+    (tmp_path / "strict.py").write_text(
+        "import podium\n\n\ndef handler(job):\n"
+        "    if 'x' not in job['input']:\n        raise podium.BadRequest('input needs x')\n"
+        "    return job['input']['x']\n"
+    )
+    eid = srv.deploy(tmp_path / "strict.py", "strict")["endpoint_id"]
+    r = srv.http.post(f"/v2/{eid}/runsync", json={"input": {}})
+    assert r.status_code == 200 and r.json()["status"] == "FAILED" and r.json()["error"] == "input needs x", r.text
+    status = srv.http.get(f"/v2/{eid}/status/{r.json()['id']}").json()
+    assert status["error"] == "input needs x" and "Traceback" not in str(srv.job(r.json()["id"]))
+
+
 def test_route_errors_show_tracebacks_to_deploy_keys_only(basic):
     """A route's unexpected exception: a deploy (here admin) key sees its traceback in the answer
     and the job record; an invoke key sees the type and message only (no server paths)."""
