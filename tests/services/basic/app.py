@@ -38,7 +38,7 @@ def hello(number, greeting, name="world"):
 
 @init.endpoint("/fail")
 def fail(message="boom", status=None):
-    if status is not None:  # the route answers that status with the message
+    if isinstance(status, int) and 400 <= status <= 499:  # the route answers that status
         raise podium.HTTPError(status, message)
     raise ValueError(message)
 
