@@ -247,7 +247,6 @@ def _route(fn: Function, path: str, kind: RouteKind, provided: frozenset[str] = 
 #: What an annotation read from source may name: builtins and `typing`'s generic names.
 _TYPE_NAMES: dict[str, Any] = {
     **{t.__name__: t for t in (int, float, str, bool, bytes, list, dict, tuple, set, frozenset)},
-    "None": None,
     **{n: getattr(typing, n) for n in ("Any", "Optional", "Union", "Literal", "List", "Dict", "Tuple", "Set")},
 }
 
