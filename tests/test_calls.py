@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import podium
 from server import wait_until
 
 pytestmark = pytest.mark.slow
@@ -107,6 +108,67 @@ def test_route_that_raises_gives_failed_with_its_message(basic):
     assert "bad things" in body["message"] and "Traceback" in body["traceback"]
     job = srv.job(body["id"])
     assert job["status"] == "FAILED" and "bad things" in job["error"]
+
+
+@pytest.mark.parametrize("status", [400, 403, 409, 422])
+def test_route_raising_http_error_answers_its_status_without_traceback(basic, status):
+    """1. A route raises podium.HTTPError(status, message).
+    Result: the route call answers that status with the message and no traceback; the job is
+    FAILED with that message, type and status, and its record holds no traceback either."""
+    srv, ep = basic
+    r = srv.http.post("/basic/fail", json={"message": "bad input: x", "status": status})
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["detail"] == "bad input: x" and "traceback" not in body and "type" not in body
+    job = srv.job(body["id"])
+    assert job["status"] == "FAILED" and job["error"] == "bad input: x"
+    assert job["error_info"] == {"type": "HTTPError", "message": "bad input: x", "status": status}
+    assert job["attempt"] == 1  # answered, not retried
+
+
+def test_route_not_found_reaches_the_python_client(basic):
+    """podium.NotFound: 404 `not_found` on the route call, and the Python client's APIError with
+    that status (not a RouteError)."""
+    srv, _ = basic
+    r = srv.http.post("/basic/item", json={"id": 2})
+    assert r.status_code == 404 and r.json()["error"] == "not_found" and r.json()["detail"] == "no item 2"
+    dep = podium.get_deployment("basic", url=srv.url, api_key=srv.key)
+    with pytest.raises(podium.APIError) as exc:
+        dep.item(id=2)
+    assert exc.value.status_code == 404 and exc.value.detail == "no item 2"
+    assert not isinstance(exc.value, podium.RouteError)
+    assert dep.item(id=1) == {"id": 1}
+
+
+def test_runsync_of_a_handler_raising_bad_request_reads_its_message(basic, tmp_path):
+    """A RunPod-style handler raising podium.BadRequest: /runsync answers the job FAILED (RunPod's
+    wire: 200) with the message as its error, and /status the same; no traceback anywhere."""
+    srv, _ = basic
+    (tmp_path / "strict.py").write_text(
+        "import podium\n\n\ndef handler(job):\n"
+        "    if 'x' not in job['input']:\n        raise podium.BadRequest('input needs x')\n"
+        "    return job['input']['x']\n"
+    )
+    eid = srv.deploy(tmp_path / "strict.py", "strict")["endpoint_id"]
+    r = srv.http.post(f"/v2/{eid}/runsync", json={"input": {}})
+    assert r.status_code == 200 and r.json()["status"] == "FAILED" and r.json()["error"] == "input needs x", r.text
+    status = srv.http.get(f"/v2/{eid}/status/{r.json()['id']}").json()
+    assert status["error"] == "input needs x" and "Traceback" not in str(srv.job(r.json()["id"]))
+
+
+def test_route_errors_show_tracebacks_to_deploy_keys_only(basic):
+    """A route's unexpected exception: a deploy (here admin) key sees its traceback in the answer
+    and the job record; an invoke key sees the type and message only (no server paths)."""
+    srv, _ = basic
+    invoke = srv.http.post("/api/v1/keys", json={"role": "invoke"}).json()["key"]
+    r = srv.http.post("/basic/fail", json={"message": "oops"}, headers={"Authorization": f"Bearer {invoke}"})
+    assert r.status_code == 500
+    body = r.json()
+    assert body["type"] == "ValueError" and body["message"] == "oops" and "traceback" not in body
+    assert "/" not in r.text.replace(body["id"], "")  # no path of the server's or the worker's
+    seen = srv.http.get(f"/api/v1/jobs/{body['id']}", headers={"Authorization": f"Bearer {invoke}"}).json()
+    assert seen["error_info"] == {"type": "ValueError", "message": "oops"}
+    assert "Traceback" in srv.job(body["id"])["error_info"]["traceback"]  # the admin key's view
 
 
 def test_missing_route_argument_is_a_400(basic):

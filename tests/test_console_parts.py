@@ -135,7 +135,15 @@ def test_use_api_samples_call_the_default_route_and_hold_no_key() -> None:
         history=[],
         routes=[
             RouteInfo("/other", "POST", "route", False, [], False),
-            RouteInfo("/greet-me", "POST", "route", False, [Param("name", '"world"'), Param("model", None)], True),
+            RouteInfo(
+                "/greet-me",
+                "POST",
+                "route",
+                False,
+                [Param("name", '"world"'), Param("model", None, "initializer")],
+                True,
+                sample={"name": "world"},
+            ),
         ],
     )
     by_id = {s.id: s.code for s in snippets(ep, "http://127.0.0.1:8000")}

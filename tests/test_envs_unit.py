@@ -187,3 +187,40 @@ def test_the_hash_ignores_order_and_spacing_but_not_the_python():
     assert a.env_hash() == Requirements(("a==1", "b==2"), own).env_hash()  # the server's own Python
     assert a.env_hash() != Requirements(("a==1", "b==2"), "3.12").env_hash()
     assert a.env_hash() != Requirements(("a==1",)).env_hash()
+
+
+TYPED = """
+import typing
+
+import podium
+from mylib import Point
+
+
+@podium.service(name="typed-reqs", requirements=["numpy"])
+def init():
+    return {"model": object()}
+
+
+@init.endpoint("/predict")
+def predict(model, xs: list[float], mode: typing.Literal["a", "b"] = "a", tags: "dict[str, int] | None" = None,
+            at: Point | None = None) -> list[float]:
+    return xs
+"""
+
+
+def test_a_service_with_requirements_keeps_its_annotations_and_what_its_initializer_provides(tmp_path):
+    """Read from source (its `mylib` is not installed here), the route table has the schemas an
+    import gives for builtin and typing annotations, none for a class it cannot see, and marks
+    the initializer's `model`."""
+    from podium.sdk.service import json_schema
+
+    (tmp_path / "app.py").write_text(TYPED)
+    version = describe(make_bundle(tmp_path, None))
+    route = version["routes"][0]
+    params = {p["name"]: p for p in route["params"]}
+    assert params["model"]["source"] == "initializer" and "schema" not in params["model"]
+    assert params["xs"]["schema"] == json_schema(list[float]) == {"type": "array", "items": {"type": "number"}}
+    assert params["mode"]["schema"] == {"enum": ["a", "b"], "type": "string"}
+    assert params["tags"]["schema"] == json_schema(dict[str, int] | None)
+    assert "schema" not in params["at"]
+    assert route["returns"] == json_schema(list[float])

@@ -111,6 +111,9 @@ def test_jobs_run_on_named_ray_actors(srv: PodiumServer, cluster: RayCluster) ->
     # Its bundle came over HTTP into its own cache (its box's home: this node has bwrap), and its
     # parent is the actor (or its box), not the server.
     assert out["home"] == sandbox.BOX_HOME
+    # It runs in its bundle's directory, its thread pools sized to its 1 CPU.
+    assert out["cwd"] == out["bundle_dir"] and out["cwd"].startswith(f"{sandbox.BOX_HOME}/cache/bundles/")
+    assert out["threads"] == "1"
     assert "workers are sandboxed (bubblewrap)" in (srv.home / "server.log").read_text()
     assert srv.proc is not None and out["ppid"] != srv.proc.pid
     assert cluster.driver(ACTORS)[actor_name("where", w["id"])] == w["actor_id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import types
 
 import pytest
@@ -40,7 +41,10 @@ def test_routes_defaults_and_table():
     assert table["/gen"]["streaming"] and not table["/double"]["streaming"]
     assert table["/custom-endpoint"]["method"] == "custom_endpoint" and table["/custom-endpoint"]["is_async"]
     assert table["/custom-endpoint"]["default"] and not table["/double"]["default"]
-    assert table["/double"]["params"] == [{"name": "x", "required": True}, {"name": "scale", "required": True}]
+    assert table["/double"]["params"] == [
+        {"name": "x", "required": True},
+        {"name": "scale", "required": True, "source": "initializer"},  # the initializer returns it
+    ]
     config = svc.config.as_dict()
     assert {k: config[k] for k in ("min_workers", "max_workers", "idle_timeout", "concurrency")} == {
         "min_workers": 1,
@@ -175,3 +179,25 @@ def test_yielded_bytes_and_text_over_one_stream_chunk_go_in_pieces_that_read_bac
     assert "".join(_pieces(text)) == text and len(_pieces(text)) == 3
     assert _pieces(b"") == [{"$bytes": ""}], "an empty body is still one chunk"
     assert _pieces("short") == ["short"] and _pieces({"a": 1}) == [{"a": 1}]
+
+
+def test_route_table_marks_what_the_initializer_provides_and_samples_pass() -> None:
+    """Arguments the initializer's returned dict holds are optional, marked with their source;
+    a sample call sends each default and a placeholder of its type for each required argument."""
+    from podium.records import required_argument, sample_arguments
+
+    @podium.service(name="provides")
+    def init():
+        if os.environ.get("NEVER_SET_HERE"):
+            return dict(model="other", extra=1)
+        return {"model": "m", "threshold": 0.5}
+
+    @init.endpoint("/predict")
+    def predict(model, xs: list[float], k: int, label: str | None, threshold=0.1, scale: float = 2.0):
+        return model
+
+    params = {p["name"]: p for p in init.route_table()[0]["params"]}
+    assert params["model"]["source"] == params["threshold"]["source"] == "initializer"
+    assert "source" not in params["xs"] and "source" not in params["scale"]
+    assert [n for n, p in params.items() if required_argument(p)] == ["xs", "k", "label"]
+    assert sample_arguments(init.route_table()[0]) == {"xs": [], "k": 0, "label": "", "scale": 2.0}

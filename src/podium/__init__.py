@@ -10,6 +10,8 @@ Authoring::
 
     @init.endpoint("/hello")
     def hello(number, message="Hello"):
+        if number < 0:
+            raise podium.BadRequest("number must be >= 0")  # answers 400 with this message
         return f"{message} {number}"
 """
 
@@ -20,9 +22,13 @@ from typing import Any as _Any
 from podium._version import __version__
 from podium.errors import (
     APIError,
+    BadRequest,
     BundleError,
     ConfigError,
+    Conflict,
     DeploymentError,
+    HTTPError,
+    NotFound,
     PodiumError,
     RouteError,
     ServiceDefinitionError,
@@ -63,15 +69,19 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "APIError",
+    "BadRequest",
     "BundleError",
     "ConfigError",
+    "Conflict",
     "Deployment",
     "DeploymentError",
     "Endpoint",
+    "HTTPError",
     "Job",
     "JobContext",
     "JobFailed",
     "JobTimeout",
+    "NotFound",
     "PodiumError",
     "Route",
     "RouteError",

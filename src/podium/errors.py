@@ -11,6 +11,10 @@ The tree::
     ├── JobFailed                a job ended FAILED, CANCELLED or TIMED_OUT (job client)
     ├── JobTimeout               a job (or a call) did not finish in time; also a TimeoutError
     ├── UploadError              podium.storage could not put a file in the request's bucket
+    ├── HTTPError                route code answers an HTTP error status (no traceback shown)
+    │   ├── BadRequest           400
+    │   ├── NotFound             404
+    │   └── Conflict             409
     └── APIError                 the server answered an error (carries status_code, error, detail)
         └── RouteError           the remote route raised (carries remote type, message, traceback)
 
@@ -19,6 +23,7 @@ The message of each class defaults to its docstring, so ``raise BundleError()`` 
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 
@@ -74,6 +79,51 @@ class JobTimeout(PodiumError, TimeoutError):
 
 class UploadError(PodiumError):
     """The upload to the bucket failed."""
+
+
+class HTTPError(PodiumError):
+    """Raised by a route: its call answers `status_code` with `detail` (default: the status's
+    phrase), and its job fails with that message, without a traceback. Not retried.
+
+    Parameters:
+        status_code: 400 to 599.
+        detail: what the caller is told; no secret belongs here.
+    """
+
+    def __init__(self, status_code: int, detail: str | None = None) -> None:
+        if not 400 <= status_code <= 599:
+            raise ValueError(f"an HTTP error status is 400 to 599, not {status_code}")
+        self.status_code = status_code
+        self.detail = detail or _phrase(status_code)
+        super().__init__(self.detail)
+
+
+def _phrase(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return f"HTTP {status_code}"
+
+
+class BadRequest(HTTPError):
+    """The route refuses its input: 400."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(400, detail)
+
+
+class NotFound(HTTPError):
+    """What the route was asked for does not exist: 404."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(404, detail)
+
+
+class Conflict(HTTPError):
+    """The request conflicts with the state it acts on: 409."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(409, detail)
 
 
 class APIError(PodiumError):

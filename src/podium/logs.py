@@ -144,6 +144,15 @@ def render(line: str) -> str:
     return text + ("\n" + entry["exc"] if entry.get("exc") else "")
 
 
+def plain(line: str) -> str:
+    """A log line as what was written: a JSON record's message (and exception), other lines as
+    they are. For text read by people (an endpoint's error), not for `podium logs`."""
+    entry = _entry(line)
+    if entry is None or "msg" not in entry:
+        return line
+    return str(entry["msg"]) + ("\n" + entry["exc"] if entry.get("exc") else "")
+
+
 def endpoint_dir(root: Path, endpoint_id: str) -> Path:
     """The folder of an endpoint's worker logs (InvalidRequest for a value that is no endpoint id)."""
     return root / ENDPOINT_ID.check(endpoint_id)

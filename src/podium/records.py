@@ -31,6 +31,8 @@ class Param(TypedDict):
     default: NotRequired[Any]
     #: JSON Schema of its annotation, when it has one the server can describe.
     schema: NotRequired[dict[str, Any]]
+    #: "initializer": the service's initializer provides it (a caller may still send it).
+    source: NotRequired[str]
 
 
 class RouteRecord(TypedDict):
@@ -166,3 +168,52 @@ MAX_CONCURRENCY = 1024
 
 #: The scaler policies an endpoint may use.
 SCALERS = ("request-count", "queue-delay")
+
+
+#: A value of each JSON type for a sample call's required argument.
+_PLACEHOLDERS: dict[str, Any] = {"string": "", "number": 0, "integer": 0, "boolean": False, "array": [], "object": {}}
+
+
+def default_route(routes: list[RouteRecord]) -> RouteRecord:
+    """The route /run and /runsync reach: the one marked default, else the first."""
+    return next((r for r in routes if r.get("default")), routes[0])
+
+
+def required_argument(param: Param) -> bool:
+    """Whether a call must send it: it has no default and the initializer does not provide it."""
+    return param["required"] and param.get("source") != "initializer"
+
+
+def sample_arguments(route: RouteRecord) -> dict[str, Any]:
+    """Keyword arguments a first call may send and pass: each default, and a placeholder of its
+    type for each required argument ({} for a handler, whose input is its own)."""
+    if route["kind"] != "route":
+        return {}
+    out: dict[str, Any] = {}
+    for p in route["params"]:
+        if "default" in p and p.get("source") != "initializer":
+            out[p["name"]] = p["default"]
+        elif required_argument(p):
+            out[p["name"]] = _placeholder(p.get("schema", {}))
+    return out
+
+
+def _placeholder(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> Any:
+    """A value of the schema's type: the first of an enum or union, an object with a placeholder
+    for each required property (a model's, through its `$ref`), else the type's empty value."""
+    defs = {**(defs or {}), **schema.get("$defs", {})}
+    if "$ref" in schema:
+        return _placeholder(defs.get(str(schema["$ref"]).rsplit("/", 1)[-1], {}), defs)
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if kind is None and schema.get("anyOf"):
+        return _placeholder(schema["anyOf"][0], defs)
+    if kind == "object" and "properties" in schema:
+        return {k: _placeholder(schema["properties"][k], defs) for k in schema.get("required", [])}
+    value = _PLACEHOLDERS.get(kind) if isinstance(kind, str) else None
+    return value.copy() if isinstance(value, (list, dict)) else value

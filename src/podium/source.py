@@ -4,7 +4,9 @@ A service that brings its own requirements is deployed from machines that may la
 laptop without `torch`), so deploy reads its name, settings, requirements and route table from the
 syntax tree instead of importing it. The worker, which imports it inside the version's
 environment, checks that the routes it finds have the shape recorded here (paths, kinds,
-streaming, parameter names); annotations' schemas need the import, so this table has none.
+streaming, parameter names). Annotations made of builtins and `typing` names (`list[float]`,
+`str | None`, `Literal["a", "b"]`) are evaluated from the tree, so their schemas are recorded as an
+import would; others (a model class of the module) are left without one.
 
 Understood: ``@podium.service(...)`` initializers with ``@init.endpoint("/path")`` routes,
 ``@podium.handler(...)`` functions, a plain top-level ``def handler(job)``, and an HTTP app bound
@@ -18,6 +20,7 @@ from __future__ import annotations
 import ast
 import builtins
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +29,12 @@ from podium.errors import ServiceDefinitionError
 from podium.records import Param, RouteKind, RouteRecord, ServiceConfig
 from podium.runpod_source import yields
 from podium.sdk.httpapp import APP_NAMES, HTTP_ROUTE
+from podium.sdk.provides import returned_keys
 from podium.sdk.service import (
     default_name,
     handler_path,
     json_safe,
+    json_schema,
     method_name,
     pick_service,
 )
@@ -48,6 +53,8 @@ class SourceService:
     config: dict[str, Any]
     requirements: Requirements | None
     routes: list[RouteRecord] = field(default_factory=list)
+    #: The route arguments its initializer provides (`podium.sdk.provides`).
+    provides: frozenset[str] = frozenset()
 
 
 def _decorator(node: ast.expr, names: tuple[str, ...]) -> tuple[str, ast.Call | None] | None:
@@ -127,7 +134,9 @@ class _Reader:
                 if found is not None:
                     name, config, reqs = self.settings(found[1])
                     if found[0] == "service":
-                        by_var[node.name] = SourceService(name or default_name(node.name), config, reqs)
+                        by_var[node.name] = SourceService(
+                            name or default_name(node.name), config, reqs, provides=returned_keys(node)
+                        )
                     else:
                         svc = SourceService(name or default_name(node.name), config, reqs)
                         svc.routes.append(_route(node, handler_path(node.name), "handler"))
@@ -142,7 +151,8 @@ class _Reader:
                     and dec.args
                 ):
                     path = self.value(dec.args[0], "path")
-                    by_var[dec.func.value.id].routes.append(_route(node, path, "route"))
+                    svc = by_var[dec.func.value.id]
+                    svc.routes.append(_route(node, path, "route", svc.provides))
                     if any(kw.arg == "default" and self.value(kw.value, "default") for kw in dec.keywords):
                         defaults[dec.func.value.id] = path
         if not by_var:
@@ -202,8 +212,8 @@ def _literal(node: ast.expr) -> Any:
         return _MISSING
 
 
-def _route(fn: Function, path: str, kind: RouteKind) -> RouteRecord:
-    """A route's entry as `Route.describe` makes it, less what needs the import (schemas)."""
+def _route(fn: Function, path: str, kind: RouteKind, provided: frozenset[str] = frozenset()) -> RouteRecord:
+    """A route's entry as `Route.describe` makes it, less the schemas that need the import."""
     a = fn.args
     positional = a.posonlyargs + a.args
     pos_defaults: list[ast.expr | None] = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
@@ -213,8 +223,13 @@ def _route(fn: Function, path: str, kind: RouteKind) -> RouteRecord:
         value = _literal(default) if default is not None else _MISSING
         if value is not _MISSING:
             entry["default"] = json_safe(value)
+        schema = _schema(arg.annotation)
+        if schema is not None:
+            entry["schema"] = schema
+        if arg.arg in provided:
+            entry["source"] = "initializer"
         params.append(entry)
-    return {
+    route: RouteRecord = {
         "path": path,
         "method": method_name(path),
         "kind": kind,
@@ -223,6 +238,45 @@ def _route(fn: Function, path: str, kind: RouteKind) -> RouteRecord:
         "params": params,
         "var_keyword": a.kwarg is not None,
     }
+    returns = None if route["streaming"] else _schema(fn.returns)
+    if returns is not None:
+        route["returns"] = returns
+    return route
+
+
+#: What an annotation read from source may name: builtins and `typing`'s generic names.
+_TYPE_NAMES: dict[str, Any] = {
+    **{t.__name__: t for t in (int, float, str, bool, bytes, list, dict, tuple, set, frozenset)},
+    **{n: getattr(typing, n) for n in ("Any", "Optional", "Union", "Literal", "List", "Dict", "Tuple", "Set")},
+}
+
+
+def _schema(node: ast.expr | None) -> dict[str, Any] | None:
+    """The JSON Schema of an annotation read from source, as the import would give it; None when
+    there is none or it names more than builtins and `typing` (then only the import knows it)."""
+    if node is None:
+        return None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):  # a string annotation
+        try:
+            node = ast.parse(node.value, mode="eval").body
+        except SyntaxError:
+            return None
+    for part in ast.walk(node):
+        if isinstance(part, ast.Attribute):
+            if not (isinstance(part.value, ast.Name) and part.value.id == "typing" and part.attr in _TYPE_NAMES):
+                return None
+        elif isinstance(part, ast.Name):
+            if part.id not in _TYPE_NAMES and part.id != "typing":
+                return None
+        elif not isinstance(part, (ast.Subscript, ast.Tuple, ast.Constant, ast.BinOp, ast.BitOr, ast.Load)):
+            return None
+    try:
+        value = eval(
+            compile(ast.Expression(node), "<annotation>", "eval"), {"__builtins__": {}, "typing": typing}, _TYPE_NAMES
+        )
+    except Exception:
+        return None
+    return json_schema(value)
 
 
 def declares_requirements(source: str) -> bool:

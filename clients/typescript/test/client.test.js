@@ -226,6 +226,14 @@ describe("route calls", () => {
     assert.equal(typeof error.jobId, "string");
   });
 
+  it("a route raising podium.NotFound or HTTPError gives a PodiumError of that status", T, async () => {
+    await assert.rejects(podium.call("basic", "item", { id: 2 }),
+      (e) => e instanceof PodiumError && !(e instanceof RouteError) && e.status === 404 && e.code === "not_found"
+        && e.detail === "no item 2");
+    await assert.rejects(podium.call("basic", "fail", { message: "taken", status: 409 }),
+      (e) => e instanceof PodiumError && e.status === 409 && e.code === "conflict" && e.detail === "taken");
+  });
+
   it("bad arguments and unknown routes are 4xx PodiumErrors", T, async () => {
     await assert.rejects(podium.call("basic", "hello", { colour: "red" }),
       (e) => e instanceof PodiumError && e.status === 400 && e.code === "invalid_arguments" && /colour/.test(e.detail));

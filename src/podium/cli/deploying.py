@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import typer
 from rich.table import Table
 
 from podium.cli.common import JSON, KEY, PROJECT, URL, app, connect, err, fail, id_column, out, print_json, setting
+from podium.records import default_route, sample_arguments
 
 
 @app.command()
@@ -107,8 +109,9 @@ def deploy(
     out.print(f"  POST {ep['urls']['runsync']}")
     out.print(f"  POST {ep['urls']['run']}")
     out.print("try:")
+    body = json.dumps({"input": sample_arguments(default_route(ep["routes"])) if ep["routes"] else {}})
     out.print(
-        f'  curl -H "Authorization: Bearer $PODIUM_API_KEY" -d \'{{"input": {{}}}}\' {ep["urls"]["runsync"]}',
+        f'  curl -H "Authorization: Bearer $PODIUM_API_KEY" -d {shlex.quote(body)} {ep["urls"]["runsync"]}',
         soft_wrap=True,
     )
     if ep["state"] == "ERROR":

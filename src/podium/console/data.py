@@ -25,6 +25,7 @@ from podium import _json
 from podium.core.access import ROLE_RANK
 from podium.dispatch.jobs import Job
 from podium.logs import render
+from podium.records import RouteRecord, sample_arguments
 from podium.server.auth import PROJECT_HEADER
 from podium.server.runtime import Runtime
 
@@ -91,6 +92,8 @@ class ServiceRow:
 class Param:
     name: str
     default: str | None
+    #: "initializer" when the service's initializer provides it (None: the caller does).
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ class RouteInfo:
     params: list[Param]
     #: The route RunPod's /run and Laminar's calls use.
     default: bool
+    #: Arguments a first call may send and pass (records.sample_arguments).
+    sample: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -563,9 +568,14 @@ def _state_message(ep: dict[str, Any], queued: int) -> str:
     return ""
 
 
-def _route(r: dict[str, Any]) -> RouteInfo:
-    params = [Param(p["name"], None if "default" not in p else _json.dumps(p["default"])) for p in r.get("params", [])]
-    return RouteInfo(r["path"], r["method"], r["kind"], bool(r["streaming"]), params, bool(r.get("default")))
+def _route(r: RouteRecord) -> RouteInfo:
+    params = [
+        Param(p["name"], None if "default" not in p else _json.dumps(p["default"]), p.get("source"))
+        for p in r.get("params", [])
+    ]
+    return RouteInfo(
+        r["path"], r["method"], r["kind"], bool(r["streaming"]), params, bool(r.get("default")), sample_arguments(r)
+    )
 
 
 def _job_row(j: dict[str, Any], names: dict[str, str]) -> JobRow:

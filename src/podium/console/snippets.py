@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
-from typing import Any
 
 from podium.console.data import EndpointDetail, RouteInfo
 
@@ -18,12 +17,6 @@ class Snippet:
     title: str
     language: str
     code: str
-
-
-def _sample_args(route: RouteInfo) -> dict[str, Any]:
-    """Keyword arguments a first call would send: the route's parameters that have defaults, with
-    those defaults (a parameter without one may be filled by the service's initializer)."""
-    return {p.name: json.loads(p.default) for p in route.params if p.default is not None}
 
 
 def _main_route(ep: EndpointDetail) -> RouteInfo | None:
@@ -47,7 +40,7 @@ def snippets(ep: EndpointDetail, base_url: str) -> list[Snippet]:
                 "print(r.status_code, r.text)",
             ),
         ]
-    args = _sample_args(route)
+    args = route.sample
     body = json.dumps(args)
     route_url = f"{base_url}/{ep.name}{route.path}"
     method = route.path.strip("/").replace("-", "_").replace("/", "_") or "call"

@@ -32,7 +32,7 @@ from podium.dispatch.submit import DuplicateRequest, NewJob
 from podium.ids import uuid7
 from podium.metrics import Metrics
 from podium.netguard import UnsafeURL, allow_private_from_env, check_url
-from podium.records import DEFAULT_TIMEOUT_S, RouteRecord
+from podium.records import DEFAULT_TIMEOUT_S, RouteRecord, default_route
 from podium.store.catalog import Catalog
 from podium.store.endpoints import EndpointState
 from podium.store.records import Endpoint
@@ -47,10 +47,6 @@ def check_callable(ep: Endpoint) -> None:
             f"endpoint {ep.name} is stopped; start it (podium start {ep.name}) or deploy it again",
             code="endpoint_inactive",
         )
-
-
-def default_route(routes: list[RouteRecord]) -> RouteRecord:
-    return next((r for r in routes if r.get("default")), routes[0])
 
 
 def find_route(routes: list[RouteRecord], path: str) -> RouteRecord | None:
@@ -75,6 +71,7 @@ class Failure(StrEnum):
     """How a job ended when it did not complete."""
 
     INVALID_ARGUMENTS = "invalid_arguments"  #: the worker refused the arguments (a missing one)
+    HTTP_ERROR = "http_error"  #: the route answered an HTTP error status (podium.HTTPError)
     ROUTE_ERROR = "route_error"  #: the route raised
     WORKER_LOST = "worker_lost"  #: its workers died under it, attempt after attempt
     TIMED_OUT = "timed_out"  #: it ran past its execution timeout
@@ -121,6 +118,12 @@ def error_of(job: Job) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
+def answered_status(job: Job) -> int | None:
+    """The HTTP status a route answered by raising podium.HTTPError (None: it did not)."""
+    status = error_of(job).get("status")
+    return status if isinstance(status, int) and 400 <= status <= 599 else None
+
+
 def failure_of(job: Job) -> Failure:
     """How a final job that did not complete ended."""
     if job.status == JobStatus.CANCELLED:
@@ -131,6 +134,8 @@ def failure_of(job: Job) -> Failure:
         return Failure.WORKER_LOST
     if error_of(job).get("type") == "InvalidArguments":
         return Failure.INVALID_ARGUMENTS
+    if answered_status(job) is not None:
+        return Failure.HTTP_ERROR
     return Failure.ROUTE_ERROR
 
 

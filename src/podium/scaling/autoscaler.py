@@ -28,7 +28,7 @@ from podium.envs.builds import Builds
 from podium.metrics import Metrics
 from podium.scaling.backend import Backend
 from podium.scaling.backends import make_backend
-from podium.scaling.local import group_rss_mb, tail
+from podium.scaling.local import group_rss_mb, written_tail
 from podium.scaling.policy import Load, desired
 from podium.scaling.resources import Resources
 from podium.store.catalog import Catalog
@@ -460,7 +460,7 @@ class Autoscaler:
             if ep is None or ep.state != EndpointState.CREATING:
                 log.warning("worker %s (started elsewhere) cannot load its version: %s", info.id, reason)
                 return
-        log_tail = tail(info.log_path)
+        log_tail = written_tail(info.log_path)
         detail = f"--- worker log (last lines) ---\n{log_tail}" if log_tail else ""
         await self._set_error(info.endpoint_id, reason, detail)
 

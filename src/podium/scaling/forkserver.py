@@ -3,7 +3,7 @@
 A version whose first worker took longer than `fork_after` seconds to become ready (slow imports:
 the runpod package, torch) gets a zygote (`podium.worker.zygote`) on the version's interpreter,
 holding those imports; its next workers are forked from it and skip them. One zygote per endpoint,
-version and environment (an endpoint's secrets are part of it; a worker's token and GPUs are not).
+version and environment (an endpoint's secrets are part of it; a worker's token, GPUs and cores are not).
 Starting one of an endpoint's workers on another version or environment retires the endpoint's old
 zygote (it exits once the workers it forked have). Whenever a zygote is missing, not ready yet,
 dead or does not answer, the worker is spawned as before: the optimisation never costs a start.
@@ -42,12 +42,13 @@ from podium.core.workers import WorkerInfo
 from podium.envs.builder import Interpreter
 from podium.sandbox import Box, BoxedProcess, Limits
 from podium.sockets import SocketDir
+from podium.worker.runtime import CORES_ENV
 
 log = logging.getLogger("podium.scaling")
 
 #: Variables that differ between two workers of one version; the rest of a worker's environment is
 #: its zygote's, so a change to them (an endpoint's secrets) means another zygote.
-PER_WORKER = frozenset({"PODIUM_API_KEY", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"})
+PER_WORKER = frozenset({"PODIUM_API_KEY", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", CORES_ENV})
 #: Zygotes of one key that may die unasked before workers of that key are only ever spawned.
 MAX_FAILURES = 3
 #: The exit code of a zygote that refuses to fork (podium.worker.zygote.UNFIT).

@@ -13,12 +13,14 @@ from podium import channel, sandbox
 from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
+from podium.logs import plain
 from podium.scaling.backend import ExitCallback, worker_args, worker_env, worker_log
+from podium.scaling.cpus import CpuPool, machine_cores, thread_env
 from podium.scaling.forkserver import ForkServers, Sandboxed
 from podium.scaling.gpus import GpuPool, detect
 from podium.scaling.resources import Resources
 from podium.worker.link import ServerLink
-from podium.worker.runtime import MEMORY_ENV, unpack
+from podium.worker.runtime import CORES_ENV, MEMORY_ENV, unpack
 
 log = logging.getLogger("podium.scaling")
 
@@ -32,6 +34,12 @@ def tail(path: Path | None, lines: int = 40) -> str:
         f.seek(max(0, f.tell() - 64 * 1024))
         data = f.read().decode(errors="replace")
     return "\n".join(data.splitlines()[-lines:])
+
+
+def written_tail(path: Path | None, lines: int = 40) -> str:
+    """The last lines of a worker's log as it wrote them (its JSON records' messages), for people
+    to read in its endpoint's error."""
+    return "\n".join(plain(line) for line in tail(path, lines).splitlines())
 
 
 def group_rss_mb(pgid: int) -> float:
@@ -72,6 +80,7 @@ class LocalBackend:
         self.sandbox = sandbox.sandboxing(settings.sandbox)
         (log.info if self.sandbox.on else log.warning)("local %s", self.sandbox.status)
         self.gpus = GpuPool(detect())
+        self.cpus = CpuPool(machine_cores())
         #: Where the server's worker channel listens (`server/worker_channel.py`), set once it
         #: does; workers started after that are told. None: they speak HTTP only.
         self.worker_socket: str | None = None
@@ -115,6 +124,10 @@ class LocalBackend:
         log_path = worker_log(self.settings, info)
         settings = worker_env(token=token, url=self.settings.url, ping_interval=self.settings.ping_interval)
         settings.update(self._devices(info, resources))
+        settings.update(thread_env(resources.cpus, env or {}))
+        cores = self.cpus.take(info.id, resources.cpus)
+        if cores:
+            settings[CORES_ENV] = ",".join(map(str, cores))
         if self.worker_socket is not None:
             settings[channel.ENV] = self.worker_socket
         if interpreter.env is None:  # the server's Python: Podium from where the server has it
@@ -134,8 +147,9 @@ class LocalBackend:
             info.process = await self.forks.start(
                 info, cmd, env=child_env, log_path=log_path, interpreter=interpreter, boxed=boxed
             )
-        except BaseException:  # nothing started: its devices are free again
+        except BaseException:  # nothing started: its devices and cores are free again
             self.gpus.release(info.id)
+            self.cpus.release(info.id)
             if boxed is not None:
                 boxed.limits.release()
             raise
@@ -174,6 +188,7 @@ class LocalBackend:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(info.process.pid, signal.SIGKILL)
         self.gpus.release(info.id)
+        self.cpus.release(info.id)
         self.forks.exited(info)
         await self.on_exit(info, rc)
 

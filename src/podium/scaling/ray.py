@@ -48,6 +48,7 @@ from podium.errors import ConfigError
 from podium.logs import stamp
 from podium.sandbox import BoxedProcess, Sandboxing
 from podium.scaling.backend import ExitCallback, worker_args, worker_env, worker_log
+from podium.scaling.cpus import thread_env
 from podium.scaling.resources import Resources
 from podium.worker.runtime import MEMORY_ENV
 
@@ -342,6 +343,7 @@ class RayBackend:
         # The key and secrets go as `run`'s arguments, never the actor's: Ray keeps those to restart it.
         child_env = {
             **(env or {}),
+            **thread_env(resources.cpus, env or {}),
             **worker_env(token=token, url=self.settings.worker_url, ping_interval=self.settings.ping_interval),
         }
         launch = (interpreter, worker_args(info, concurrency), child_env, resources.memory_mb)

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from podium.errors import PodiumError
@@ -28,6 +29,8 @@ class JobContext:
 
 
 _current: ContextVar[JobContext | None] = ContextVar("podium_job", default=None)
+#: The unpacked bundle this worker runs (its current directory too), set once it is loaded.
+_bundle_dir: Path | None = None
 
 
 class _ContextProxy:
@@ -38,6 +41,14 @@ class _ContextProxy:
         if ctx is None:
             raise PodiumError("podium.context is only available while a route is running on a worker")
         return ctx
+
+    @property
+    def bundle_dir(self) -> Path:
+        """The directory the service's files were shipped to (the worker's current directory):
+        known from the import of the service on, the initializer included."""
+        if _bundle_dir is None:
+            raise PodiumError("podium.context.bundle_dir is only known in a worker running a bundle")
+        return _bundle_dir
 
     @property
     def job_id(self) -> str:
@@ -79,6 +90,11 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
     if _async_runner is not None:
         return _async_runner(coro)
     return asyncio.run(coro)
+
+
+def set_bundle_dir(path: Path) -> None:
+    global _bundle_dir
+    _bundle_dir = path
 
 
 def set_context(ctx: JobContext | None) -> Token[JobContext | None]:

@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
 from podium.records import Param, RouteRecord, ServiceConfig
+from podium.sdk.provides import initializer_keys
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,8 +93,9 @@ class Route:
                     raise ValueError(f"argument {name!r} does not fit its annotation: {problems}") from None
         return out
 
-    def describe(self) -> RouteRecord:
-        """The route's entry in a version's route table (JSON-safe)."""
+    def describe(self, provided: frozenset[str] = frozenset()) -> RouteRecord:
+        """The route's entry in a version's route table (JSON-safe); `provided`: the arguments
+        its service's initializer provides (`podium.sdk.provides`)."""
         hints = _hints(self.func)
         params = []
         for p in inspect.signature(self.func).parameters.values():
@@ -104,6 +106,8 @@ class Route:
                 entry["default"] = json_safe(p.default)
             if p.name in hints:
                 entry["schema"] = json_schema(hints[p.name])
+            if p.name in provided:
+                entry["source"] = "initializer"
             params.append(entry)
         out: RouteRecord = {
             "path": self.path,
@@ -232,9 +236,10 @@ class Service:
     def route_table(self) -> list[RouteRecord]:
         """JSON description of the routes, in declaration order, default marked."""
         default = self.default_route.path
+        provided = initializer_keys(self.initializer)
         table = []
         for r in self.routes.values():
-            record = r.describe()
+            record = r.describe(provided if r.kind == "route" else frozenset())
             record["default"] = r.path == default
             table.append(record)
         return table

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from podium import _json
 from podium.core.access import Principal
-from podium.core.calls import Failure, error_of, failure_of
+from podium.core.calls import Failure, answered_status, error_of, failure_of
 from podium.core.errors import (
     DomainError,
     EndpointUnavailable,
@@ -33,7 +33,7 @@ from podium.covalent.staging import MAX_SLOTS, AssetSlots
 from podium.dispatch.jobs import Job
 from podium.server.auth import caller, runtime
 from podium.server.body import MB, read_body
-from podium.server.errors import HTTPError, status_of
+from podium.server.errors import HTTPError, status_code_name, status_of
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.server.streams import first_chunk_response
@@ -277,8 +277,13 @@ async def _kwargs(request: Request) -> dict[str, Any]:
 
 
 def _failure(job: Job) -> CovalentError:
-    if failure_of(job) == Failure.INVALID_ARGUMENTS:
+    how = failure_of(job)
+    if how == Failure.INVALID_ARGUMENTS:
         return CovalentError(422, "validation/error", error_of(job).get("message") or job.error)
+    if how == Failure.HTTP_ERROR:
+        status = answered_status(job)
+        assert status is not None
+        return CovalentError(status, CODES.get(status, status_code_name(status)), error_of(job).get("message"))
     return CovalentError(500, "function/error", job.error or job.status)
 
 

@@ -62,6 +62,14 @@ class HTTPError(PodiumError):
         return JSONAnswer(self.body(), status_code=self.status_code, headers=self.headers)
 
 
+def status_code_name(status: int) -> str:
+    """`bad_request` for 400: a status's phrase as an error code (`http_499` for one without)."""
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_")
+    except ValueError:
+        return f"http_{status}"
+
+
 def not_found(what: str, ref: str) -> HTTPError:
     return HTTPError(404, "not_found", f"no {what} {ref!r}")
 
@@ -125,7 +133,7 @@ def install(app: FastAPI) -> None:
         return response
 
     async def on_starlette(_: Request, exc: StarletteHTTPException) -> JSONAnswer:
-        phrase = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        phrase = status_code_name(exc.status_code)
         detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
         if detail is None:
             detail = {404: "no such path", 405: "this path does not take that HTTP method"}.get(

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from podium import _json
-from podium.core.calls import Failure, error_of, failure_of
+from podium.core.calls import Failure, answered_status, error_of, failure_of
 from podium.core.errors import DomainError, EndpointUnavailable, InvalidRequest, NotFound
 from podium.core.options import JobOptions, parse_env
 from podium.dispatch.jobs import Job
@@ -42,9 +42,12 @@ class LaminarError(HTTPError):
 def _failure(job: Job) -> LaminarError:
     """A required argument is checked where the initializer's defaults are known: on the worker."""
     message = error_text(job)
-    if failure_of(job) == Failure.INVALID_ARGUMENTS:
+    how = failure_of(job)
+    if how == Failure.INVALID_ARGUMENTS:
         code = "api.missingGraphInput" if "missing" in message else "api.invalidRequest"
         return LaminarError(code, error_of(job).get("message") or message)
+    if how == Failure.HTTP_ERROR:
+        return LaminarError("api.invalidRequest", message, answered_status(job) or 400)
     return LaminarError("api.GraphRunningError", message)
 
 

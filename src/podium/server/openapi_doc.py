@@ -1,12 +1,14 @@
 """An endpoint's own OpenAPI description: one POST operation per route, its keyword arguments as
-the request body (JSON types from the route's annotations, defaults as recorded at deploy)."""
+the request body (JSON types from the route's annotations, defaults as recorded at deploy). An
+argument the service's initializer provides is optional, and says so (`x-podium-source`); the
+operation's example is a body that passes (`sample_arguments`)."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-from podium.records import RouteRecord
+from podium.records import RouteRecord, required_argument, sample_arguments
 from podium.store.records import Endpoint
 
 ERROR = {
@@ -30,8 +32,11 @@ def _operation(route: RouteRecord, components: dict[str, Any]) -> dict[str, Any]
         prop = _hoist(p.get("schema", {}), components)
         if "default" in p:
             prop["default"] = p["default"]
+        if p.get("source") == "initializer":
+            prop["description"] = "provided by the service's initializer; a value sent here replaces it"
+            prop["x-podium-source"] = "initializer"
         props[p["name"]] = prop
-        if p.get("required"):
+        if required_argument(p):
             required.append(p["name"])
     body: dict[str, Any] = {
         "type": "object",
@@ -42,6 +47,8 @@ def _operation(route: RouteRecord, components: dict[str, Any]) -> dict[str, Any]
         body["required"] = required
     if route.get("kind") == "handler":
         body = {"type": "object", "description": "the handler's job input"}
+    else:
+        body["examples"] = [sample_arguments(route)]
     if route.get("streaming"):
         ok = {
             "description": "chunks as the route yields them",
@@ -62,9 +69,9 @@ def _operation(route: RouteRecord, components: dict[str, Any]) -> dict[str, Any]
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
         "responses": {
             "200": ok,
-            "400": {"description": "arguments the route cannot take", **error},
-            "404": {"description": "no such endpoint or route", **error},
-            "500": {"description": "the route raised (type, message, traceback)", **error},
+            "400": {"description": "arguments the route cannot take (or a podium.BadRequest it raised)", **error},
+            "404": {"description": "no such endpoint or route (or a podium.NotFound it raised)", **error},
+            "500": {"description": "the route raised (type, message; the traceback for deploy keys)", **error},
         },
     }
 

@@ -8,7 +8,9 @@ calls take the same path as RunPod jobs: stored, taken, finished.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -16,14 +18,14 @@ from fastapi.responses import StreamingResponse
 
 from podium import _json
 from podium.core.access import Principal
-from podium.core.calls import Failure, error_of, failure_of
+from podium.core.calls import Failure, answered_status, error_of, failure_of
 from podium.core.options import JobOptions, parse_env, parse_webhook
 from podium.dispatch.jobs import Job
 from podium.records import RouteRecord
 from podium.server.admin.common import RESERVED_NAMES
 from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import read_object
-from podium.server.errors import HTTPError
+from podium.server.errors import HTTPError, status_code_name
 from podium.server.http_apps import http_call
 from podium.server.openapi_doc import endpoint_openapi
 from podium.server.responses import JSONAnswer
@@ -41,18 +43,31 @@ WEBHOOK_HEADER = "X-Podium-Webhook"
 RESPOND_ASYNC = "respond-async"
 
 
-def failure(job: Job) -> HTTPError:
-    """The error answer for a job that did not complete."""
+def failure(job: Job, *, traceback: bool = False) -> HTTPError:
+    """The error answer for a job that did not complete: a route's HTTP error as its status and
+    message; a route's exception as 500 with its type and message, and its traceback when
+    `traceback` (deploy keys: an invoke key is not shown the server's paths)."""
     how, info = failure_of(job), error_of(job)
     extra: dict[str, Any] = {"id": job.id}
     if how == Failure.INVALID_ARGUMENTS:
         return HTTPError(400, "invalid_arguments", info.get("message") or job.error, extra=extra)
+    if how == Failure.HTTP_ERROR:
+        status = answered_status(job)
+        assert status is not None
+        return HTTPError(status, status_code_name(status), info.get("message") or job.error, extra=extra)
     if how == Failure.WORKER_LOST:
         return HTTPError(502, "worker_lost", job.error, extra=extra)
     if how != Failure.ROUTE_ERROR:
         return HTTPError(502, job.status.lower(), job.error or job.status, extra=extra)
-    extra.update(type=info.get("type"), message=info.get("message"), traceback=info.get("traceback"))
+    extra.update(type=info.get("type"), message=info.get("message"))
+    if traceback:
+        extra["traceback"] = info.get("traceback")
     return HTTPError(500, "route_error", job.error, extra=extra)
+
+
+def failures(principal: Principal) -> Callable[[Job], HTTPError]:
+    """`failure` as `principal` is answered (tracebacks for deploy keys and up)."""
+    return functools.partial(failure, traceback=principal.can("deploy"))
 
 
 def _env_header(request: Request) -> dict[str, str] | None:
@@ -140,7 +155,7 @@ async def endpoint_openapi_doc(request: Request, endpoint: str) -> Response:
     """This endpoint's routes as an OpenAPI 3.1 description (an HTTP app answers for itself)."""
     rt, principal, ep, routes = await _target(request, endpoint, "read")
     if _is_app(routes):
-        return await http_call(rt, principal, ep, routes[0], request, endpoint, "openapi.json", failure)
+        return await http_call(rt, principal, ep, routes[0], request, endpoint, "openapi.json", failures(principal))
     base = str(request.base_url).rstrip("/")
     return JSONAnswer(endpoint_openapi(ep, routes, base))
 
@@ -149,7 +164,7 @@ async def other_method(request: Request, endpoint: str, route: str) -> Response:
     """GET, PUT, DELETE, ... reach HTTP-app services; routes take POST only."""
     rt, principal, ep, routes = await _target(request, endpoint, "invoke")
     if _is_app(routes):
-        return await http_call(rt, principal, ep, routes[0], request, endpoint, route, failure)
+        return await http_call(rt, principal, ep, routes[0], request, endpoint, route, failures(principal))
     raise HTTPError(405, "method_not_allowed", f"routes of {ep.name} are called with POST")
 
 
@@ -178,7 +193,7 @@ for _method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"):
 async def call_route(request: Request, endpoint: str, route: str) -> Response:
     rt, principal, ep, routes = await _target(request, endpoint, "invoke")
     if _is_app(routes):
-        return await http_call(rt, principal, ep, routes[0], request, endpoint, route, failure)
+        return await http_call(rt, principal, ep, routes[0], request, endpoint, route, failures(principal))
     kwargs = await read_object(request, rt.settings.max_body)
     target = await rt.calls.target(principal, ep, route)
     detached = responds_async(request)
@@ -198,7 +213,7 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
     if sse:
         return event_stream(rt, job_id)
     if follows:
-        return await first_chunk_response(rt, job_id, failure, media_type="application/octet-stream")
+        return await first_chunk_response(rt, job_id, failures(principal), media_type="application/octet-stream")
     if not outcome.ended:
         raise HTTPError(
             504,
@@ -208,5 +223,5 @@ async def call_route(request: Request, endpoint: str, route: str) -> Response:
         )
     assert outcome.job is not None
     if not outcome.completed:
-        raise failure(outcome.job)
+        raise failures(principal)(outcome.job)
     return Response(outcome.job.output_json, media_type="application/json", headers={"X-Podium-Job-Id": job_id})

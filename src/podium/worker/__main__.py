@@ -8,14 +8,13 @@ import os
 import re
 import socket
 import sys
-import traceback
 import uuid
 from pathlib import Path
 
 from podium import channel, logs
 from podium.worker import covalent_service, runpod_file
 from podium.worker.link import Refused, ServerLink, Unreachable
-from podium.worker.runtime import Worker, install_signals
+from podium.worker.runtime import Worker, enter_bundle, install_signals, pin_cores, user_traceback
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,8 +104,9 @@ def run(
     pinging every `ping_interval` seconds (default: PODIUM_PING_INTERVAL, else 5)."""
     logs.setup(endpoint=endpoint, worker=worker_id)
     logs.capture_output(endpoint=endpoint, worker=worker_id)
+    pin_cores()  # before the worker's threads start: they inherit it
     link = ServerLink(url, key, endpoint, worker_id, version=version, socket_path=os.environ.get(channel.ENV))
-    home = Path(os.environ.get("PODIUM_HOME") or ".podium")
+    home = Path(os.environ.get("PODIUM_HOME") or ".podium").resolve()  # the worker moves into its bundle
     worker = Worker(
         link,
         home / "cache" / "bundles",
@@ -118,6 +118,7 @@ def run(
     try:
         version = version or link.get_json(f"/api/v1/endpoints/{endpoint}")["version"]
         root, meta = worker.fetch(version)
+        enter_bundle(root)
         if meta.get("runtime") == "runpod":
             link.close()
             env = runpod_file.environment(
@@ -133,7 +134,7 @@ def run(
         else:
             worker.load(root, meta)
     except Exception as exc:
-        traceback.print_exc()
+        sys.stderr.write(user_traceback(exc))
         reason = f"{type(exc).__name__}: {exc}"
         _say(f"cannot load version {version}: {reason}")
         try:

@@ -31,7 +31,8 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from podium import _json, logs
 from podium.bundle import extract, load_service
-from podium.sdk.context import JobContext, reset_context, set_async_runner, set_context
+from podium.errors import HTTPError, PodiumError
+from podium.sdk.context import JobContext, reset_context, set_async_runner, set_bundle_dir, set_context
 from podium.sdk.service import Route, Service
 from podium.source import route_shape
 from podium.worker.link import LinkError, Refused, ServerLink
@@ -40,6 +41,8 @@ log = logging.getLogger("podium.worker")
 
 #: The worker's memory limit in MB, when its sandbox sets one (podium.sandbox).
 MEMORY_ENV = "PODIUM_MEMORY_MB"
+#: The cores a local worker pins itself to, comma-separated (absent: not pinned; podium.scaling.cpus).
+CORES_ENV = "PODIUM_CPU_CORES"
 
 
 class InvalidArguments(Exception):
@@ -48,11 +51,6 @@ class InvalidArguments(Exception):
 
 class _Stop(BaseException):
     """Raised from the signal handler to abandon a job-take that is only waiting."""
-
-
-def _plain(value: Any) -> Any:
-    """Normalise through JSON, so a route table compares equal to its stored copy."""
-    return _json.loads(_json.dumps(value))
 
 
 class Worker:
@@ -113,11 +111,10 @@ class Worker:
     def load(self, root: Path, meta: dict[str, Any]) -> None:
         """Import a fetched bundle, check its routes against the version's, run the initializer."""
         svc = load_service(root, meta["entry"], meta["service"])
-        if meta.get("requirements"):  # its routes were read from source at deploy: their shape
-            differ = route_shape(svc.route_table()) != route_shape(meta["routes"])
-        else:
-            differ = _plain(svc.route_table()) != _plain(meta["routes"])
-        if differ:
+        # Their shape: what the server routes and checks by. The rest (schemas, defaults, what the
+        # initializer provides) documents them, and may be read differently by another Podium or
+        # from source (a service with requirements, an initializer defined in a notebook).
+        if route_shape(svc.route_table()) != route_shape(meta["routes"]):
             raise RuntimeError("the bundle's routes differ from those recorded at deploy time; redeploy it")
         self.start(svc, meta)
 
@@ -267,6 +264,10 @@ class Worker:
             return {"output": result}
         except MemoryError as exc:
             return self._out_of_memory(exc)
+        except HTTPError as exc:  # the route's answer: its status and message, not a bug's traceback
+            log.info("route answered %d: %s", exc.status_code, exc.detail)
+            info = {"type": type(exc).__name__, "message": exc.detail, "status": exc.status_code}
+            return {"error": exc.detail, "error_info": info}
         except Exception as exc:  # the route's failure is the job's result
             body = self._error(exc)
             assert self.service is not None
@@ -351,6 +352,51 @@ def _pieces(item: Any) -> list[Any]:
     if isinstance(item, str) and len(item) > CHARS_PER_CHUNK:
         return [item[i : i + CHARS_PER_CHUNK] for i in range(0, len(item), CHARS_PER_CHUNK)]
     return [item]
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of a service's failure as its author needs it: the service's frames and its
+    libraries', without Podium's own or the import machinery's; a Podium error that wraps the
+    service's (BundleError: importing app.py failed) shows the one it wraps."""
+    if isinstance(exc, PodiumError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    shown = traceback.TracebackException.from_exception(exc)
+    seen: set[int] = set()
+    todo = [shown]
+    while todo:
+        te = todo.pop()
+        if id(te) in seen:
+            continue
+        seen.add(id(te))
+        te.stack = traceback.StackSummary.from_list([f for f in te.stack if _users(f.filename)])
+        todo += [t for t in (te.__cause__, te.__context__) if t is not None]
+    return "".join(shown.format())
+
+
+_PODIUM_DIR = str(Path(__file__).resolve().parent.parent) + os.sep
+
+
+def _users(filename: str) -> bool:
+    return not (filename.startswith(_PODIUM_DIR) or filename.startswith("<frozen "))
+
+
+def pin_cores() -> None:
+    """Pin this process to the cores its backend chose (CORES_ENV), while it has one thread:
+    threads started later inherit it. Without that setting, or where the kernel refuses, not."""
+    value = os.environ.get(CORES_ENV)
+    if not value or not hasattr(os, "sched_setaffinity"):
+        return
+    try:
+        os.sched_setaffinity(0, {int(c) for c in value.split(",")})
+    except (ValueError, OSError) as exc:
+        log.warning("cannot pin this worker to cores %s: %s", value, exc)
+
+
+def enter_bundle(root: Path) -> None:
+    """Run in the bundle's directory, so a file shipped beside the service opens by its name;
+    `podium.context.bundle_dir` names it too."""
+    os.chdir(root)
+    set_bundle_dir(root.resolve())
 
 
 def install_signals(worker: Worker) -> None:

@@ -37,8 +37,17 @@ def hello(number, greeting, name="world"):
 
 
 @init.endpoint("/fail")
-def fail(message="boom"):
+def fail(message="boom", status=None):
+    if isinstance(status, int) and 400 <= status <= 499:  # the route answers that status
+        raise podium.HTTPError(status, message)
     raise ValueError(message)
+
+
+@init.endpoint("/item")
+def item(id):
+    if id != 1:
+        raise podium.NotFound(f"no item {id}")
+    return {"id": 1}
 
 
 @init.endpoint("/stream")

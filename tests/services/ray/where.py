@@ -29,4 +29,7 @@ def where(until=None):
         "home": os.environ.get("PODIUM_HOME"),
         "attempt": podium.context.attempt,
         "process": PROCESS,
+        "cwd": os.getcwd(),
+        "bundle_dir": str(podium.context.bundle_dir),
+        "threads": os.environ.get("OMP_NUM_THREADS"),
     }

@@ -72,16 +72,19 @@ async def get_job(request: Request, job_id: str) -> JSONAnswer:
     """A job by its id or a unique prefix of it, with its webhook deliveries."""
     rt, principal = await admin_caller(request, "read", scoped=True)
     job = await job_by_ref(rt, principal, job_id)
-    view = job_view(job)
+    view = job_view(job, traceback=principal.can("deploy"))
     assert rt.webhooks is not None
     view["webhooks"] = await rt.webhooks.for_job(job.id)
     return JSONAnswer(view)
 
 
-def job_view(job: Job) -> dict[str, Any]:
+def job_view(job: Job, *, traceback: bool) -> dict[str, Any]:
     """Every field a caller may see, in the table's order, under its column's name, its JSON
-    decoded (the worker-only `secret` is never shown)."""
+    decoded (the worker-only `secret` is never shown). A route's traceback shows the worker's
+    paths: only with `traceback` (deploy keys and up); others see its error's type and message."""
     view = {f.name.removesuffix("_json"): getattr(job, f.name) for f in fields(job) if f.name != "secret"}
     view["input"] = _json.loads(job.input_json)
     view["output"] = _json.loads(job.output_json)
+    if not traceback and job.error_info is not None:
+        view["error_info"] = {k: v for k, v in job.error_info.items() if k != "traceback"}
     return view
