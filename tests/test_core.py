@@ -296,17 +296,15 @@ class Pool:
     def __init__(self, world: World) -> None:
         self.clock = FakeClock()
         world.queue.clock = self.clock
-        self.pool = WorkerPool(world.queue, world.catalog, self.clock, lease=30)
+        self.pool = WorkerPool(world.queue, world.catalog, self.clock, lease=30, events=self)
         self.ready: list[str] = []
         self.failed: list[tuple[str, str]] = []
 
-        async def on_ready(info: WorkerInfo, ep: Any) -> None:
-            self.ready.append(info.id)
+    async def worker_ready(self, info: WorkerInfo, ep: Any) -> None:
+        self.ready.append(info.id)
 
-        async def on_failed(info: WorkerInfo, reason: str) -> None:
-            self.failed.append((info.id, reason))
-
-        self.pool.on_ready, self.pool.on_failed = on_ready, on_failed
+    async def fail_endpoint(self, info: WorkerInfo, reason: str) -> None:
+        self.failed.append((info.id, reason))
 
 
 async def connected() -> bool:

@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -142,6 +143,17 @@ def render(line: str) -> str:
         return line
     text = f"{entry.get('time', '')} {entry.get('level', '').upper():7} {entry['msg']}"
     return text + ("\n" + entry["exc"] if entry.get("exc") else "")
+
+
+def tail(path: Path | None, lines: int = 40) -> str:
+    """The last lines of a log file ('' when there is none)."""
+    if path is None or not path.exists():
+        return ""
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64 * 1024))
+        data = f.read().decode(errors="replace")
+    return "\n".join(data.splitlines()[-lines:])
 
 
 def endpoint_dir(root: Path, endpoint_id: str) -> Path:

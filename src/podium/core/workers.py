@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from podium import _json
 from podium.bounded import Bounded
@@ -189,12 +189,25 @@ class Result:
         )
 
 
+class WorkerEvents(Protocol):
+    """What the pool tells whoever runs the workers (the autoscaler)."""
+
+    async def worker_ready(self, info: WorkerInfo, ep: Endpoint) -> None:
+        """A worker asked for work the first time (its endpoint may become ACTIVE)."""
+
+    async def fail_endpoint(self, info: WorkerInfo, reason: str) -> None:
+        """A worker started elsewhere reported that it cannot load its version."""
+
+
 class WorkerPool:
     """Parameters:
     queue: the jobs workers take and finish.
     catalog: endpoints (which version each runs now).
     clock: the one time source of worker records and job leases.
     lease: seconds a taken job stays assigned without a heartbeat.
+    cluster: where worker records are shared with the other replicas.
+    replica_id: this replica's, on the records it writes.
+    events: told when a worker becomes ready or cannot start.
     """
 
     def __init__(
@@ -206,6 +219,7 @@ class WorkerPool:
         lease: float,
         cluster: Cluster | None = None,
         replica_id: str = "",
+        events: WorkerEvents | None = None,
     ) -> None:
         self.queue = queue
         self.catalog = catalog
@@ -219,10 +233,7 @@ class WorkerPool:
         self._exited: list[str] = []
         #: Workers known to have exited: a request of theirs still in flight must not revive them.
         self._gone: Bounded[str, None] = Bounded()
-        #: Called once when a worker first asks for work (the scaler marks its endpoint ACTIVE).
-        self.on_ready: Callable[[WorkerInfo, Endpoint], Awaitable[None]] | None = None
-        #: Called when a worker started elsewhere reports it cannot load its version.
-        self.on_failed: Callable[[WorkerInfo, str], Awaitable[None]] | None = None
+        self.events = events
 
     # -- records --------------------------------------------------------------------------------
 
@@ -380,8 +391,8 @@ class WorkerPool:
             info.ready_at = info.idle_since = now
             if info.state is WorkerState.STARTING:
                 info.state = WorkerState.IDLE
-            if self.on_ready is not None:
-                await self.on_ready(info, ep)
+            if self.events is not None:
+                await self.events.worker_ready(info, ep)
         if not self._may_take(info, ep):
             # Hold the poll as a real one would be held, so a RunPod worker does not spin on 204s.
             await self.queue.hold(wait)
@@ -479,8 +490,8 @@ class WorkerPool:
         info.last_seen = self.clock.now()
         if unhealthy is not None:
             self.unhealthy(info, unhealthy)
-            if info.ready_at is None and not info.local and self.on_failed is not None:
-                await self.on_failed(info, unhealthy)
+            if info.ready_at is None and not info.local and self.events is not None:
+                await self.events.fail_endpoint(info, unhealthy)
         await self.queue.heartbeat(worker_id, job_ids, lease=self.lease, endpoint_id=ep.id)
 
     async def stop_requests(self, worker_id: str, ep: Endpoint, wait: float) -> list[str]:

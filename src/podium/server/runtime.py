@@ -35,7 +35,6 @@ from podium.metrics import Metrics
 from podium.records import VersionInfo
 from podium.scaling.autoscaler import Autoscaler
 from podium.scaling.leader import Leadership
-from podium.scaling.local import LocalBackend
 from podium.server.webhooks import WebhookOutbox
 from podium.server.worker_channel import WorkerChannel
 from podium.store import open_store
@@ -69,6 +68,7 @@ class Runtime:
         self.notifier = Notifier()
         settings.home.mkdir(parents=True, exist_ok=True)
         self.secrets = SecretBox(load_key(settings.secret_key, settings.secret_key_file))
+        self.metrics = metrics = Metrics()
         self.queue = JobQueue(
             self.store,
             self.notifier,
@@ -76,10 +76,7 @@ class Runtime:
             box=self.secrets,
             retention={"run": settings.retention_run, "runsync": settings.retention_runsync},
             retry_base=settings.retry_base,
-        )
-        self.metrics = Metrics()
-        self.queue.on_end = lambda ended: self.metrics.job_ended(
-            ended.endpoint_id, ended.status, ended.delay_ms, ended.execution_ms
+            on_end=lambda ended: metrics.job_ended(ended.endpoint_id, ended.status, ended.delay_ms, ended.execution_ms),
         )
         self.catalog = Catalog(self.store, self.clock)
         self.access = Access(
@@ -91,15 +88,25 @@ class Runtime:
         )
         self.calls = Calls(self.queue, self.catalog, self.access, self.metrics, max_attempts=settings.max_attempts)
         self.cluster = Cluster(self.store)
-        self.pool = WorkerPool(
-            self.queue,
+        self.scaler = Autoscaler(
+            settings,
             self.catalog,
-            self.clock,
-            lease=settings.lease_seconds,
-            cluster=self.cluster,
-            replica_id=self.replica_id,
+            self.queue,
+            # The workers' records: the scaler hears from them when a worker is ready or cannot start.
+            lambda events: WorkerPool(
+                self.queue,
+                self.catalog,
+                self.clock,
+                lease=settings.lease_seconds,
+                cluster=self.cluster,
+                replica_id=self.replica_id,
+                events=events,
+            ),
+            self.metrics,
+            secrets=self.endpoint_env,
+            worker_socket=self.worker_socket,
         )
-        self.scaler = Autoscaler(settings, self.catalog, self.queue, self.pool, self.metrics, secrets=self.endpoint_env)
+        self.pool = self.scaler.pool
         self.bundles = Bundles(settings.blobs, self.store if self.shared else None)
         self.deployments = Deployments(self.catalog, self.bundles, self.queue, self.scaler, self.secrets, self.clock)
         self.functions = Functions(self.access, self.deployments, self.clock)
@@ -131,9 +138,9 @@ class Runtime:
             timeout=self.settings.webhook_timeout,
             metrics=self.metrics,
         )
-        if isinstance(self.scaler.backend, LocalBackend) and self.settings.workers:
+        if self.scaler.backend.same_host and self.settings.workers:
             try:
-                self.scaler.backend.worker_socket = await self.channel.start()
+                await self.channel.start()
             except OSError as exc:  # the workers speak HTTP only: slower, but they work
                 log.warning("no worker channel (%s); local workers use HTTP only", exc)
         await self._beat()
@@ -277,6 +284,10 @@ class Runtime:
     async def version(self, ep: Endpoint) -> VersionInfo:
         """Route table, config and runtime of the version an endpoint points at."""
         return await self.catalog.version_info(ep.project_id, ep.version_id)
+
+    def worker_socket(self) -> str | None:
+        """Where the worker channel listens, for the local workers (None until it does)."""
+        return self.channel.path
 
     async def endpoint_env(self, endpoint_id: str) -> dict[str, str]:
         """An endpoint's secrets, decrypted, for its workers' environment."""
