@@ -146,7 +146,8 @@ def row_view(row: Row, jobs: list[str]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Result:
-    """A job-done post, read: a progress update, or the job's output or error."""
+    """A job-done post, as its transport read it (`server/worker_results.py`): a progress
+    update, or the job's output or error."""
 
     progress: bool = False
     output: Any = None
@@ -155,38 +156,6 @@ class Result:
     retryable: bool = False
     #: The worker asks to be replaced after this job (RunPod's `refresh_worker`).
     stop_pod: bool = False
-
-    @classmethod
-    def parse(cls, body: Any) -> Result:
-        """Our worker sends `error_info`; RunPod workers a JSON string in `error`."""
-        if not isinstance(body, dict):
-            return cls(output=body)
-        stop_pod = bool(body.get("stopPod"))
-        if body.get("status") == "IN_PROGRESS":
-            return cls(progress=True, output=body.get("output"))
-        if "error" not in body:
-            return cls(output=body.get("output"), stop_pod=stop_pod)
-        error = body["error"]
-        info = body.get("error_info")
-        if info is None and isinstance(error, str) and error.startswith("{"):
-            try:
-                parsed = _json.loads(error)
-            except _json.JSONDecodeError:
-                parsed = None
-            if isinstance(parsed, dict) and "error_message" in parsed:
-                info = {
-                    "type": parsed.get("error_type"),
-                    "message": parsed.get("error_message"),
-                    "traceback": parsed.get("error_traceback"),
-                }
-        if not isinstance(error, str):
-            error = _json.dumps(error)
-        return cls(
-            error=error,
-            error_info=info if isinstance(info, dict) else None,
-            retryable=body.get("retryable") is True,
-            stop_pod=stop_pod,
-        )
 
 
 class WorkerEvents(Protocol):
