@@ -1,7 +1,7 @@
 """The running server's parts, wired once at start-up and shared by every router.
 
 Every replica serves the whole API. The duties of the installation (the autoscaler and its
-workers, leases, time-outs, retention, webhooks, Covalent expiry) run on the leader only
+workers, leases, time-outs, retention, webhooks, endpoint expiry) run on the leader only
 (scaling/leader.py); on SQLite the one server leads.
 """
 
@@ -20,10 +20,9 @@ from podium.clock import Clock
 from podium.config import Settings
 from podium.core.access import Access
 from podium.core.calls import Calls
-from podium.core.deployments import Deployments
+from podium.core.deployments import EXPIRE_EVERY, Deployments
 from podium.core.worker_calls import WorkerCalls
 from podium.core.workers import WorkerPool
-from podium.covalent.expiry import run as covalent_expiry
 from podium.covalent.functions import Functions
 from podium.digitalhub.runs import ServeRuns
 from podium.dispatch.notify import Notifier
@@ -119,8 +118,8 @@ class Runtime:
         self.webhooks: WebhookOutbox | None = None
         #: job-take and job-done for local workers, without HTTP.
         self.channel = WorkerChannel(self.workers, self.access, self.metrics, settings.home, self.replica_id)
-        #: Stops Covalent deployments at their time limit.
-        self.covalent_expiry: asyncio.Task[None] | None = None
+        #: Stops endpoints at their expires_at (Covalent time limits), while this replica leads.
+        self.expiry: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
         #: Set on first start when an admin key was generated: printed once by `podium up`.
         self.new_admin_key: str | None = None
@@ -179,14 +178,14 @@ class Runtime:
         assert self.webhooks is not None
         self.webhooks.start()
         self.scaler.start()
-        self.covalent_expiry = asyncio.create_task(covalent_expiry(self.functions))
+        self.expiry = asyncio.create_task(self._every(EXPIRE_EVERY, self.deployments.expire), name="podium-expiry")
         await self._beat()
 
     async def _follow(self) -> None:
         """Another replica leads now (or this one is stopping): stop the duties, and the workers."""
-        if self.covalent_expiry is not None:
-            self.covalent_expiry.cancel()
-            self.covalent_expiry = None
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
         try:
             await self.scaler.close()
         finally:  # whatever stopping the workers ran into, this replica sends no more webhooks

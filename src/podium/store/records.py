@@ -63,6 +63,8 @@ class Endpoint:
     pending: Pending | None
     created_at: float
     updated_at: float
+    #: When the leader stops it (a Covalent executor's time limit); None: never.
+    expires_at: float | None
 
     @classmethod
     def from_row(cls, row: Row) -> Endpoint:
@@ -89,6 +91,7 @@ class Endpoint:
             pending=None if pending is None else Pending(pending["version_id"], pending["key_id"], pending["message"]),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            expires_at=row["expires_at"],
         )
 
     def scaling(self) -> dict[str, Any]:
