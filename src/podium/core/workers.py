@@ -28,8 +28,7 @@ from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import JobQueue
 from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster
-from podium.store.engine import Row
-from podium.store.records import Endpoint
+from podium.store.records import Endpoint, RecordedWorker
 
 #: A worker not heard from in this many lease periods is no longer counted (as the scaler does).
 SILENT_AFTER = 2
@@ -120,27 +119,27 @@ class WorkerInfo:
         }
 
 
-def row_view(row: Row, jobs: list[str]) -> dict[str, Any]:
+def recorded_view(w: RecordedWorker, jobs: list[str]) -> dict[str, Any]:
     """A worker recorded by another replica, shaped as WorkerInfo.as_dict."""
-    placement = _json.loads(row["placement"]) if row["placement"] else {}
+    placement = w.placement
     return {
-        "id": row["id"],
-        "endpoint_id": row["endpoint_id"],
-        "version_id": row["version_id"],
-        "state": row["state"],
-        "started_at": row["started_at"],
-        "ready_at": row["ready_at"],
+        "id": w.id,
+        "endpoint_id": w.endpoint_id,
+        "version_id": w.version_id,
+        "state": w.state,
+        "started_at": w.started_at,
+        "ready_at": w.ready_at,
         "jobs": jobs,
-        "jobs_done": row["jobs_done"],
-        "start_to_ready_s": None if row["ready_at"] is None else round(row["ready_at"] - row["started_at"], 3),
+        "jobs_done": w.jobs_done,
+        "start_to_ready_s": None if w.ready_at is None else round(w.ready_at - w.started_at, 3),
         "pid": placement.get("pid"),
-        "local": bool(row["owned"]),
+        "local": w.owned,
         "node": placement.get("node"),
         "actor_id": placement.get("actor_id"),
         "started_by": placement.get("started_by"),
-        "replica": row["replica_id"],
+        "replica": w.replica_id,
         "placement": placement,
-        "failure": row["failure"],
+        "failure": w.failure,
     }
 
 
@@ -235,19 +234,19 @@ class WorkerPool:
         """Every live worker of the installation (of one endpoint, or all): this replica's own
         records as they are now, the others' as last written by the replica that heard from them."""
         since = self.clock.now() - SILENT_AFTER * self.lease
-        rows = {r["id"]: r for r in await self.cluster.workers(endpoint_id, seen_after=since)}
+        rows = {r.id: r for r in await self.cluster.workers(endpoint_id, seen_after=since)}
         mine = [
             w
             for w in self.workers.values()
             if (endpoint_id is None or w.endpoint_id == endpoint_id)
             and (w.local or w.last_seen > since)
             # A worker started by hand may have moved on to another replica: the newer word wins.
-            and not (w.id in rows and rows[w.id]["seen_at"] > w.last_seen)
+            and not (w.id in rows and rows[w.id].seen_at > w.last_seen)
         ]
         for worker_id in [*(w.id for w in mine), *(r for r in rows if r in self._gone)]:
             rows.pop(worker_id, None)  # ours as they are now; exited ones, gone before the next flush
         held = await self.queue.held_by_workers(list(rows)) if rows else {}
-        return [w.as_dict() for w in mine] + [row_view(r, held.get(r["id"], [])) for r in rows.values()]
+        return [w.as_dict() for w in mine] + [recorded_view(r, held.get(r.id, [])) for r in rows.values()]
 
     async def counts(self, endpoint_id: str) -> dict[str, int]:
         out = {"initializing": 0, "idle": 0, "running": 0, "draining": 0, "unhealthy": 0}

@@ -187,10 +187,10 @@ class Functions:
 
     async def of(self, ep: Endpoint) -> Deployment | None:
         """The Covalent deployment an endpoint is, or None for any other endpoint."""
-        info = await self.catalog.version_info(ep.project_id, ep.version_id)
-        if info["runtime"] != RUNTIME:
+        version = await self.catalog.cached_version(ep.project_id, ep.version_id)
+        if version.runtime != RUNTIME:
             return None
-        return Deployment(ep, CovalentConfig.model_validate(info["config"][RUNTIME]))
+        return Deployment(ep, CovalentConfig.model_validate(version.config[RUNTIME]))
 
     async def get(self, principal: Principal, function_id: str) -> Deployment:
         ep = await self.access.endpoint(principal, function_id)

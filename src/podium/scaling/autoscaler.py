@@ -323,7 +323,7 @@ class Autoscaler:
         return False
 
     async def _startup_timeout(self, ep: Endpoint) -> float:
-        config = (await self.catalog.version_info(ep.project_id, ep.version_id))["config"]
+        config = (await self.catalog.cached_version(ep.project_id, ep.version_id)).config
         return float(config.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT))
 
     def _kill(self, w: WorkerInfo) -> None:

@@ -31,7 +31,6 @@ from podium.dispatch.relay import PgRelay
 from podium.home import make_private
 from podium.logs import sort_by_endpoint_id
 from podium.metrics import Metrics
-from podium.records import VersionInfo
 from podium.scaling.autoscaler import Autoscaler
 from podium.scaling.leader import Leadership
 from podium.server.webhooks import WebhookOutbox
@@ -41,7 +40,7 @@ from podium.store.blobs import Bundles
 from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster, Replica
 from podium.store.projects import DEFAULT_PROJECT
-from podium.store.records import Endpoint
+from podium.store.records import Endpoint, Version
 from podium.store.secretbox import SecretBox, load_key
 from podium.store.webhook_secrets import WebhookSecrets
 
@@ -280,9 +279,9 @@ class Runtime:
             return False
         return True
 
-    async def version(self, ep: Endpoint) -> VersionInfo:
-        """Route table, config and runtime of the version an endpoint points at."""
-        return await self.catalog.version_info(ep.project_id, ep.version_id)
+    async def version(self, ep: Endpoint) -> Version:
+        """The version an endpoint points at (its route table, config and runtime)."""
+        return await self.catalog.cached_version(ep.project_id, ep.version_id)
 
     def worker_socket(self) -> str | None:
         """Where the worker channel listens, for the local workers (None until it does)."""

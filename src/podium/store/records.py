@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from podium import _json
-from podium.records import RouteRecord, VersionInfo
+from podium.records import RouteRecord
 from podium.store.engine import Row
 
 #: What each worker asks of the machine or cluster (scaling.resources.Resources).
@@ -189,15 +189,27 @@ class Version:
             "build_error": self.build_error,
         }
 
-    def info(self) -> VersionInfo:
-        """What the call path needs of it."""
-        return {
-            "routes": self.routes,
-            "config": self.config,
-            "runtime": self.runtime,
-            "requirements": self.requirements,
-            "env_hash": self.env_hash,
-        }
+    @classmethod
+    def missing(cls, project_id: str, version_id: str) -> Version:
+        """What a version that is not there reads as: no routes, no config, no environment."""
+        return cls(
+            id=version_id,
+            project_id=project_id,
+            sha256="",
+            service="",
+            entry="",
+            runtime="podium",
+            routes=[],
+            config={},
+            size=0,
+            message=None,
+            created_by=None,
+            created_at=0.0,
+            requirements=None,
+            env_hash=None,
+            build_state=None,
+            build_error=None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,3 +271,40 @@ class Project:
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "created_at": self.created_at}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedWorker:
+    """A worker as the replica that last heard from it wrote it down (`Cluster.workers`)."""
+
+    id: str
+    endpoint_id: str
+    version_id: str | None
+    replica_id: str
+    state: str
+    #: Started by a replica (it owns the process or actor) rather than by hand.
+    owned: bool
+    started_at: float
+    ready_at: float | None
+    seen_at: float
+    jobs_done: int
+    #: Where it runs: host and pid, or Ray node and actor ({} when unknown).
+    placement: dict[str, Any]
+    failure: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> RecordedWorker:
+        return cls(
+            id=row["id"],
+            endpoint_id=row["endpoint_id"],
+            version_id=row["version_id"],
+            replica_id=row["replica_id"],
+            state=row["state"],
+            owned=bool(row["owned"]),
+            started_at=row["started_at"],
+            ready_at=row["ready_at"],
+            seen_at=row["seen_at"],
+            jobs_done=row["jobs_done"],
+            placement=_json.loads(row["placement"]) if row["placement"] else {},
+            failure=row["failure"],
+        )
