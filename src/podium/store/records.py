@@ -308,3 +308,35 @@ class RecordedWorker:
             placement=_json.loads(row["placement"]) if row["placement"] else {},
             failure=row["failure"],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One webhook delivery of the outbox (`server/webhooks.py`), its attempts decoded."""
+
+    id: str
+    job_id: str
+    url: str
+    #: waiting (its job is not final yet) -> pending -> delivered | failed
+    state: str
+    tries: int
+    next_at: float | None
+    #: The body, fixed when the job ended, so that every attempt sends the same bytes.
+    body: str | None
+    attempts: list[dict[str, Any]]
+    #: The job's project (set with the body): its signing secret signs every attempt.
+    project_id: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> Delivery:
+        return cls(
+            id=row["id"],
+            job_id=row["job_id"],
+            url=row["url"],
+            state=row["state"],
+            tries=row["tries"],
+            next_at=row["next_at"],
+            body=row["body"],
+            attempts=_json.loads(row["attempts"]) or [],
+            project_id=row["project_id"],
+        )
