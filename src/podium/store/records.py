@@ -5,8 +5,9 @@ only shape the rest of the code sees; `as_dict` gives the mapping an answer carr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from podium import _json
 from podium.records import RouteRecord
@@ -27,6 +28,30 @@ SCALING = (
     "queue_cap",
     *RESOURCES,
 )
+
+R = TypeVar("R")
+
+
+#: Each record type's field names, in order (a handful of types: looked up once each).
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def from_columns(cls: type[R], row: Row, **given: Any) -> R:
+    """The record `cls` read from its row: each field is the column of its name, but for those
+    `given` (JSON decoded, or a column named otherwise)."""
+    return cls(**{name: given[name] if name in given else row[name] for name in _fields(cls)})
+
+
+def columns(record: Any) -> dict[str, Any]:
+    """Every field of a record, in its order."""
+    return {name: getattr(record, name) for name in _fields(type(record))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,29 +94,10 @@ class Endpoint:
     @classmethod
     def from_row(cls, row: Row) -> Endpoint:
         pending = _json.loads(row["pending"]) if row["pending"] else None
-        return cls(
-            id=row["id"],
-            project_id=row["project_id"],
-            name=row["name"],
-            version_id=row["version_id"],
-            state=row["state"],
-            error=row["error"],
-            min_workers=row["min_workers"],
-            max_workers=row["max_workers"],
-            idle_timeout=row["idle_timeout"],
-            concurrency=row["concurrency"],
-            scaler=row["scaler"],
-            target=row["target"],
-            max_jobs_per_worker=row["max_jobs_per_worker"],
-            max_worker_memory_mb=row["max_worker_memory_mb"],
-            queue_cap=row["queue_cap"],
-            cpus=row["cpus"],
-            gpus=row["gpus"],
-            memory_mb=row["memory_mb"],
+        return from_columns(
+            cls,
+            row,
             pending=None if pending is None else Pending(pending["version_id"], pending["key_id"], pending["message"]),
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            expires_at=row["expires_at"],
         )
 
     def scaling(self) -> dict[str, Any]:
@@ -110,7 +116,7 @@ class Repointing:
 
     @classmethod
     def from_row(cls, row: Row) -> Repointing:
-        return cls(version_id=row["version_id"], key_id=row["key_id"], message=row["message"], at=row["at"])
+        return from_columns(cls, row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +129,7 @@ class SealedSecret:
 
     @classmethod
     def from_row(cls, row: Row) -> SealedSecret:
-        return cls(name=row["name"], token=row["value"], updated_at=row["updated_at"])
+        return from_columns(cls, row, token=row["value"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,45 +155,17 @@ class Version:
 
     @classmethod
     def from_row(cls, row: Row) -> Version:
-        return cls(
-            id=row["id"],
-            project_id=row["project_id"],
-            sha256=row["sha256"],
-            service=row["service"],
-            entry=row["entry"],
-            runtime=row["runtime"],
+        return from_columns(
+            cls,
+            row,
             routes=_json.loads(row["routes"]),
             config=_json.loads(row["config"]),
-            size=row["size"],
-            message=row["message"],
-            created_by=row["created_by"],
-            created_at=row["created_at"],
             requirements=_json.loads(row["requirements"]) if row["requirements"] else None,
-            env_hash=row["env_hash"],
-            build_state=row["build_state"],
-            build_error=row["build_error"],
         )
 
     def as_dict(self) -> dict[str, Any]:
         """Every column, the JSON ones decoded, in the table's order (the version answer)."""
-        return {
-            "id": self.id,
-            "project_id": self.project_id,
-            "sha256": self.sha256,
-            "service": self.service,
-            "entry": self.entry,
-            "runtime": self.runtime,
-            "routes": self.routes,
-            "config": self.config,
-            "size": self.size,
-            "message": self.message,
-            "created_by": self.created_by,
-            "created_at": self.created_at,
-            "requirements": self.requirements,
-            "env_hash": self.env_hash,
-            "build_state": self.build_state,
-            "build_error": self.build_error,
-        }
+        return columns(self)
 
     @classmethod
     def missing(cls, project_id: str, version_id: str) -> Version:
@@ -230,19 +208,7 @@ class Key:
 
     @classmethod
     def from_row(cls, row: Row) -> Key:
-        return cls(
-            id=row["id"],
-            project_id=row["project_id"],
-            prefix=row["prefix"],
-            role=row["role"],
-            name=row["name"],
-            endpoint_id=row["endpoint_id"],
-            created_at=row["created_at"],
-            last_used_at=row["last_used_at"],
-            revoked_at=row["revoked_at"],
-            expires_at=row["expires_at"],
-            operator=row["operator"],
-        )
+        return from_columns(cls, row)
 
     def as_dict(self) -> dict[str, Any]:
         """What the key listing shows of it."""
@@ -267,10 +233,10 @@ class Project:
 
     @classmethod
     def from_row(cls, row: Row) -> Project:
-        return cls(id=row["id"], name=row["name"], created_at=row["created_at"])
+        return from_columns(cls, row)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "created_at": self.created_at}
+        return columns(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,19 +260,8 @@ class RecordedWorker:
 
     @classmethod
     def from_row(cls, row: Row) -> RecordedWorker:
-        return cls(
-            id=row["id"],
-            endpoint_id=row["endpoint_id"],
-            version_id=row["version_id"],
-            replica_id=row["replica_id"],
-            state=row["state"],
-            owned=bool(row["owned"]),
-            started_at=row["started_at"],
-            ready_at=row["ready_at"],
-            seen_at=row["seen_at"],
-            jobs_done=row["jobs_done"],
-            placement=_json.loads(row["placement"]) if row["placement"] else {},
-            failure=row["failure"],
+        return from_columns(
+            cls, row, owned=bool(row["owned"]), placement=_json.loads(row["placement"]) if row["placement"] else {}
         )
 
 
@@ -329,14 +284,4 @@ class Delivery:
 
     @classmethod
     def from_row(cls, row: Row) -> Delivery:
-        return cls(
-            id=row["id"],
-            job_id=row["job_id"],
-            url=row["url"],
-            state=row["state"],
-            tries=row["tries"],
-            next_at=row["next_at"],
-            body=row["body"],
-            attempts=_json.loads(row["attempts"]) or [],
-            project_id=row["project_id"],
-        )
+        return from_columns(cls, row, attempts=_json.loads(row["attempts"]) or [])

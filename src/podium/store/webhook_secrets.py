@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from podium.clock import Clock
 from podium.store.engine import Row, Store
+from podium.store.records import from_columns
 from podium.store.secretbox import SecretBox
 from podium.store.tables import webhook_secrets
 
@@ -42,13 +43,7 @@ class SealedSecrets:
 
     @classmethod
     def from_row(cls, row: Row) -> SealedSecrets:
-        return cls(
-            project_id=row["project_id"],
-            secret=row["secret"],
-            created_at=row["created_at"],
-            previous=row["previous"],
-            previous_until=row["previous_until"],
-        )
+        return from_columns(cls, row)
 
 
 @dataclass(frozen=True)
