@@ -1,6 +1,6 @@
 """endpoints may expire: the leader stops them at `expires_at` (Covalent time limits)
 
-Revision ID: 0012
+Revision ID: 0012_endpoint_expiry
 Revises: 0011
 """
 
@@ -9,7 +9,7 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
+revision = "0012_endpoint_expiry"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
