@@ -37,6 +37,7 @@ from podium.server.admin.models import DeployIn, parse
 from podium.server.errors import HTTPError, from_domain
 from podium.server.laminar_api import _laminar
 from podium.server.streams import node_input, outputs
+from podium.server.worker_results import read_result
 from podium.store.catalog import Catalog
 from podium.store.endpoints import EndpointState
 from podium.store.secretbox import SecretBox
@@ -296,17 +297,15 @@ class Pool:
     def __init__(self, world: World) -> None:
         self.clock = FakeClock()
         world.queue.clock = self.clock
-        self.pool = WorkerPool(world.queue, world.catalog, self.clock, lease=30)
+        self.pool = WorkerPool(world.queue, world.catalog, self.clock, lease=30, events=self)
         self.ready: list[str] = []
         self.failed: list[tuple[str, str]] = []
 
-        async def on_ready(info: WorkerInfo, ep: Any) -> None:
-            self.ready.append(info.id)
+    async def worker_ready(self, info: WorkerInfo, ep: Any) -> None:
+        self.ready.append(info.id)
 
-        async def on_failed(info: WorkerInfo, reason: str) -> None:
-            self.failed.append((info.id, reason))
-
-        self.pool.on_ready, self.pool.on_failed = on_ready, on_failed
+    async def fail_endpoint(self, info: WorkerInfo, reason: str) -> None:
+        self.failed.append((info.id, reason))
 
 
 async def connected() -> bool:
@@ -328,7 +327,7 @@ async def test_a_worker_becomes_ready_takes_a_job_and_is_released_when_done(worl
     assert jobs[0]["podium"] == {"route": "/hello", "attempt": 1, "kind": "run"}
     assert info.state is WorkerState.RUNNING and info.jobs == {job_id}
     p.clock.advance(1)
-    await p.pool.done("w1", world.ep, job_id, Result.parse({"output": {"ok": 1}}))
+    await p.pool.done("w1", world.ep, job_id, Result(output={"ok": 1}))
     row = await world.queue.get(job_id)
     assert row is not None and row.status == JobStatus.COMPLETED
     assert info.state is WorkerState.IDLE and info.jobs_done == 1 and info.idle_since == p.clock.now()
@@ -432,14 +431,14 @@ async def test_a_hand_started_worker_that_cannot_load_fails_its_endpoint(world: 
 
 
 def test_job_done_bodies_of_both_kinds_of_worker_are_read() -> None:
-    assert Result.parse({"status": "IN_PROGRESS", "output": 50}) == Result(progress=True, output=50)
-    assert Result.parse({"output": 1, "stopPod": True}) == Result(output=1, stop_pod=True)
-    runpod = Result.parse({"error": '{"error_type": "ValueError", "error_message": "bad", "error_traceback": "tb"}'})
+    assert read_result({"status": "IN_PROGRESS", "output": 50}) == Result(progress=True, output=50)
+    assert read_result({"output": 1, "stopPod": True}) == Result(output=1, stop_pod=True)
+    runpod = read_result({"error": '{"error_type": "ValueError", "error_message": "bad", "error_traceback": "tb"}'})
     assert runpod.error_info == {"type": "ValueError", "message": "bad", "traceback": "tb"}
-    ours = Result.parse({"error": "ValueError: bad", "error_info": {"type": "ValueError"}, "retryable": True})
+    ours = read_result({"error": "ValueError: bad", "error_info": {"type": "ValueError"}, "retryable": True})
     assert ours.retryable and ours.error == "ValueError: bad"
-    assert Result.parse({"error": {"odd": 1}}).error == '{"odd":1}'
-    assert Result.parse([1, 2]) == Result(output=[1, 2])
+    assert read_result({"error": {"odd": 1}}).error == '{"odd":1}'
+    assert read_result([1, 2]) == Result(output=[1, 2])
 
 
 # -- the admin API's request bodies ----------------------------------------------------------------

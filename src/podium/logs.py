@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -151,6 +152,23 @@ def plain(line: str) -> str:
     if entry is None or "msg" not in entry:
         return line
     return str(entry["msg"]) + ("\n" + entry["exc"] if entry.get("exc") else "")
+
+
+def tail(path: Path | None, lines: int = 40) -> str:
+    """The last lines of a log file ('' when there is none)."""
+    if path is None or not path.exists():
+        return ""
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64 * 1024))
+        data = f.read().decode(errors="replace")
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def written_tail(path: Path | None, lines: int = 40) -> str:
+    """The last lines of a worker's log as it wrote them (its JSON records' messages), for people
+    to read in its endpoint's error."""
+    return "\n".join(plain(line) for line in tail(path, lines).splitlines())
 
 
 def endpoint_dir(root: Path, endpoint_id: str) -> Path:

@@ -52,18 +52,6 @@ class RouteRecord(TypedDict):
     returns: NotRequired[dict[str, Any]]
 
 
-class VersionInfo(TypedDict):
-    """What the call path needs of a version, parsed once and kept (versions never change)."""
-
-    routes: list[RouteRecord]
-    config: dict[str, Any]
-    #: "podium" (a Podium service) or "runpod" (an unmodified RunPod worker file).
-    runtime: str
-    #: The version's requirement set and the hash of the environment built for it, if any.
-    requirements: Any
-    env_hash: str | None
-
-
 #: Default execution timeout: 24 hours (RunPod's endpoints default lower; long jobs are our case).
 DEFAULT_TIMEOUT_S = 86400.0
 

@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp, Message
 
+from podium.asgi_request import whole_request
+
 
 class StreamingASGITransport(httpx.AsyncBaseTransport):
     def __init__(self, app: ASGIApp) -> None:
@@ -37,18 +39,8 @@ class StreamingASGITransport(httpx.AsyncBaseTransport):
             "client": ("127.0.0.1", 123),
         }
         closed = asyncio.Event()
-        sent = False
-
-        async def receive() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await closed.wait()
-            return {"type": "http.disconnect"}
-
         messages: asyncio.Queue[Message] = asyncio.Queue(maxsize=1)
-        task = asyncio.ensure_future(self.app(scope, receive, messages.put))
+        task = asyncio.ensure_future(self.app(scope, whole_request(body, closed), messages.put))
 
         async def next_message() -> Message | None:
             """The app's next message; None once it has ended (its failure raised)."""

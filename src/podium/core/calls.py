@@ -161,7 +161,7 @@ class Calls:
 
     async def routes(self, ep: Endpoint) -> list[RouteRecord]:
         """The route table of the version the endpoint runs now."""
-        return (await self.catalog.version_info(ep.project_id, ep.version_id))["routes"]
+        return (await self.catalog.cached_version(ep.project_id, ep.version_id)).routes
 
     async def target(self, principal: Principal, endpoint: str | Endpoint, route: str | None = None) -> Target:
         """The endpoint (a reference the caller may see, or one already found) and its route
@@ -242,7 +242,7 @@ class Calls:
             first = await self._first_use(principal, *idempotency)
             if first is not None:
                 return first
-        config = (await self.catalog.version_info(ep.project_id, ep.version_id))["config"]
+        config = (await self.catalog.cached_version(ep.project_id, ep.version_id)).config
         if await self.queue.at_capacity(ep.id, ep.queue_cap):
             raise QueueFull(
                 f"endpoint {ep.name} has {ep.queue_cap} jobs waiting (its queue cap); retry later",

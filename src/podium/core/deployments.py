@@ -4,12 +4,13 @@ stop, start), Covalent function services and DigitalHub service runs.
 A deploy stores the version and points the endpoint at it; when the version's environment must be
 built first and the endpoint serves another version, the deploy is staged instead (the old one
 keeps serving until the build succeeds: `Autoscaler` finishes it). Stopping, starting, removing
-and the expiry of endpoints with a time limit are here too, so that each surface only maps its
-own request onto these and its answer back.
+and the expiry of endpoints with a time limit (`expires_at`, which the leader enforces) are here
+too, so that each surface only maps its own request onto these and its answer back.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 from podium.clock import Clock
@@ -21,8 +22,12 @@ from podium.store.endpoints import EndpointState
 from podium.store.records import Endpoint, Version
 from podium.store.secretbox import SecretBox
 
+log = logging.getLogger("podium.deployments")
+
 #: Endpoint states in which an endpoint serves (or is about to).
 SERVING = (EndpointState.ACTIVE, EndpointState.CREATING)
+#: How often the leader stops the endpoints past their `expires_at`.
+EXPIRE_EVERY = 1.0
 
 
 class Scaling(Protocol):
@@ -140,6 +145,21 @@ class Deployments:
         self.scaling.restart(ep.id)
         await self.catalog.set_state(ep.id, EndpointState.CREATING)
         self.scaling.wake()
+
+    async def expire_at(self, ep: Endpoint, expires_at: float) -> None:
+        """The leader stops the endpoint (INACTIVE, saying why) once `expires_at` has come."""
+        await self.catalog.set_expiry(ep.id, expires_at)
+
+    async def expire(self) -> None:
+        """Stop the serving endpoints past their `expires_at` (the leader, every EXPIRE_EVERY)."""
+        stopped = 0
+        for ep in await self.catalog.expired_endpoints(self.clock.now(), SERVING):
+            assert ep.expires_at is not None
+            reason = f"deployment {ep.id} reached its time limit ({ep.expires_at - ep.created_at:g} s)"
+            stopped += await self.catalog.set_state(ep.id, EndpointState.INACTIVE, error=reason)
+        if stopped:
+            log.info("%d endpoint(s) reached their time limit", stopped)
+            self.scaling.wake()
 
     async def remove(self, ep: Endpoint) -> int:
         """Cancel its waiting jobs (running ones finish) and delete it; returns how many were

@@ -1,9 +1,9 @@
 """The worker protocol's calls, whichever transport carries them: HTTP (`server/worker_api.py`, for
 every worker) or the Unix socket (`server/worker_channel.py`, for the server's local workers).
 
-Both transports only read a request and write an answer; what a call does is here, on the
-`WorkerPool` (the owner of worker state) and a `Recycler` (whoever replaces workers: the
-autoscaler), so that the two cannot drift apart.
+Both transports only read a request (a job-done body into a `Result`) and write an answer;
+what a call does is here, on the `WorkerPool` (the owner of worker state) and a `Recycler`
+(whoever replaces workers: the autoscaler), so that the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -69,19 +69,19 @@ class WorkerCalls:
         ep: Endpoint,
         worker_id: str,
         job_id: str,
-        body: Any,
+        result: Result,
         *,
         take_next: bool,
         alive: Alive,
         version: str | None,
     ) -> dict[str, Any]:
-        """job-done: a result, an error or a progress update; returns the answer.
+        """job-done: a result, an error or a progress update, as the transport read it
+        (`server/worker_results.py`); returns the answer.
 
-        `stopPod: true` (a handler returned `refresh_worker`) asks for a fresh worker process.
+        `stop_pod` (a handler returned `refresh_worker`) asks for a fresh worker process.
         `take_next` (Podium's own worker): the answer also carries the next job as `next`, waiting
         up to NEXT_JOB_WAIT for one, so a busy worker needs one exchange per job, not two.
         """
-        result = Result.parse(body)
         await self.pool.done(worker_id, ep, job_id, result)
         if result.progress:
             return OK

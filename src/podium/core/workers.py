@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from podium import _json
 from podium.bounded import Bounded
@@ -28,8 +28,7 @@ from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import JobQueue
 from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster
-from podium.store.engine import Row
-from podium.store.records import Endpoint
+from podium.store.records import Endpoint, RecordedWorker
 
 #: A worker not heard from in this many lease periods is no longer counted (as the scaler does).
 SILENT_AFTER = 2
@@ -120,33 +119,34 @@ class WorkerInfo:
         }
 
 
-def row_view(row: Row, jobs: list[str]) -> dict[str, Any]:
+def recorded_view(w: RecordedWorker, jobs: list[str]) -> dict[str, Any]:
     """A worker recorded by another replica, shaped as WorkerInfo.as_dict."""
-    placement = _json.loads(row["placement"]) if row["placement"] else {}
+    placement = w.placement
     return {
-        "id": row["id"],
-        "endpoint_id": row["endpoint_id"],
-        "version_id": row["version_id"],
-        "state": row["state"],
-        "started_at": row["started_at"],
-        "ready_at": row["ready_at"],
+        "id": w.id,
+        "endpoint_id": w.endpoint_id,
+        "version_id": w.version_id,
+        "state": w.state,
+        "started_at": w.started_at,
+        "ready_at": w.ready_at,
         "jobs": jobs,
-        "jobs_done": row["jobs_done"],
-        "start_to_ready_s": None if row["ready_at"] is None else round(row["ready_at"] - row["started_at"], 3),
+        "jobs_done": w.jobs_done,
+        "start_to_ready_s": None if w.ready_at is None else round(w.ready_at - w.started_at, 3),
         "pid": placement.get("pid"),
-        "local": bool(row["owned"]),
+        "local": w.owned,
         "node": placement.get("node"),
         "actor_id": placement.get("actor_id"),
         "started_by": placement.get("started_by"),
-        "replica": row["replica_id"],
+        "replica": w.replica_id,
         "placement": placement,
-        "failure": row["failure"],
+        "failure": w.failure,
     }
 
 
 @dataclass(frozen=True)
 class Result:
-    """A job-done post, read: a progress update, or the job's output or error."""
+    """A job-done post, as its transport read it (`server/worker_results.py`): a progress
+    update, or the job's output or error."""
 
     progress: bool = False
     output: Any = None
@@ -156,37 +156,15 @@ class Result:
     #: The worker asks to be replaced after this job (RunPod's `refresh_worker`).
     stop_pod: bool = False
 
-    @classmethod
-    def parse(cls, body: Any) -> Result:
-        """Our worker sends `error_info`; RunPod workers a JSON string in `error`."""
-        if not isinstance(body, dict):
-            return cls(output=body)
-        stop_pod = bool(body.get("stopPod"))
-        if body.get("status") == "IN_PROGRESS":
-            return cls(progress=True, output=body.get("output"))
-        if "error" not in body:
-            return cls(output=body.get("output"), stop_pod=stop_pod)
-        error = body["error"]
-        info = body.get("error_info")
-        if info is None and isinstance(error, str) and error.startswith("{"):
-            try:
-                parsed = _json.loads(error)
-            except _json.JSONDecodeError:
-                parsed = None
-            if isinstance(parsed, dict) and "error_message" in parsed:
-                info = {
-                    "type": parsed.get("error_type"),
-                    "message": parsed.get("error_message"),
-                    "traceback": parsed.get("error_traceback"),
-                }
-        if not isinstance(error, str):
-            error = _json.dumps(error)
-        return cls(
-            error=error,
-            error_info=info if isinstance(info, dict) else None,
-            retryable=body.get("retryable") is True,
-            stop_pod=stop_pod,
-        )
+
+class WorkerEvents(Protocol):
+    """What the pool tells whoever runs the workers (the autoscaler)."""
+
+    async def worker_ready(self, info: WorkerInfo, ep: Endpoint) -> None:
+        """A worker asked for work the first time (its endpoint may become ACTIVE)."""
+
+    async def fail_endpoint(self, info: WorkerInfo, reason: str) -> None:
+        """A worker started elsewhere reported that it cannot load its version."""
 
 
 class WorkerPool:
@@ -195,6 +173,9 @@ class WorkerPool:
     catalog: endpoints (which version each runs now).
     clock: the one time source of worker records and job leases.
     lease: seconds a taken job stays assigned without a heartbeat.
+    cluster: where worker records are shared with the other replicas.
+    replica_id: this replica's, on the records it writes.
+    events: told when a worker becomes ready or cannot start.
     """
 
     def __init__(
@@ -206,6 +187,7 @@ class WorkerPool:
         lease: float,
         cluster: Cluster | None = None,
         replica_id: str = "",
+        events: WorkerEvents | None = None,
     ) -> None:
         self.queue = queue
         self.catalog = catalog
@@ -219,10 +201,7 @@ class WorkerPool:
         self._exited: list[str] = []
         #: Workers known to have exited: a request of theirs still in flight must not revive them.
         self._gone: Bounded[str, None] = Bounded()
-        #: Called once when a worker first asks for work (the scaler marks its endpoint ACTIVE).
-        self.on_ready: Callable[[WorkerInfo, Endpoint], Awaitable[None]] | None = None
-        #: Called when a worker started elsewhere reports it cannot load its version.
-        self.on_failed: Callable[[WorkerInfo, str], Awaitable[None]] | None = None
+        self.events = events
 
     # -- records --------------------------------------------------------------------------------
 
@@ -255,19 +234,19 @@ class WorkerPool:
         """Every live worker of the installation (of one endpoint, or all): this replica's own
         records as they are now, the others' as last written by the replica that heard from them."""
         since = self.clock.now() - SILENT_AFTER * self.lease
-        rows = {r["id"]: r for r in await self.cluster.workers(endpoint_id, seen_after=since)}
+        rows = {r.id: r for r in await self.cluster.workers(endpoint_id, seen_after=since)}
         mine = [
             w
             for w in self.workers.values()
             if (endpoint_id is None or w.endpoint_id == endpoint_id)
             and (w.local or w.last_seen > since)
             # A worker started by hand may have moved on to another replica: the newer word wins.
-            and not (w.id in rows and rows[w.id]["seen_at"] > w.last_seen)
+            and not (w.id in rows and rows[w.id].seen_at > w.last_seen)
         ]
         for worker_id in [*(w.id for w in mine), *(r for r in rows if r in self._gone)]:
             rows.pop(worker_id, None)  # ours as they are now; exited ones, gone before the next flush
         held = await self.queue.held_by_workers(list(rows)) if rows else {}
-        return [w.as_dict() for w in mine] + [row_view(r, held.get(r["id"], [])) for r in rows.values()]
+        return [w.as_dict() for w in mine] + [recorded_view(r, held.get(r.id, [])) for r in rows.values()]
 
     async def counts(self, endpoint_id: str) -> dict[str, int]:
         out = {"initializing": 0, "idle": 0, "running": 0, "draining": 0, "unhealthy": 0}
@@ -380,8 +359,8 @@ class WorkerPool:
             info.ready_at = info.idle_since = now
             if info.state is WorkerState.STARTING:
                 info.state = WorkerState.IDLE
-            if self.on_ready is not None:
-                await self.on_ready(info, ep)
+            if self.events is not None:
+                await self.events.worker_ready(info, ep)
         if not self._may_take(info, ep):
             # Hold the poll as a real one would be held, so a RunPod worker does not spin on 204s.
             await self.queue.hold(wait)
@@ -479,8 +458,8 @@ class WorkerPool:
         info.last_seen = self.clock.now()
         if unhealthy is not None:
             self.unhealthy(info, unhealthy)
-            if info.ready_at is None and not info.local and self.on_failed is not None:
-                await self.on_failed(info, unhealthy)
+            if info.ready_at is None and not info.local and self.events is not None:
+                await self.events.fail_endpoint(info, unhealthy)
         await self.queue.heartbeat(worker_id, job_ids, lease=self.lease, endpoint_id=ep.id)
 
     async def stop_requests(self, worker_id: str, ep: Endpoint, wait: float) -> list[str]:

@@ -19,14 +19,13 @@ from typing import Any
 from podium.bundle import version_id
 from podium.clock import Clock
 from podium.core.access import Access, Principal
-from podium.core.deployments import SERVING, Deployments
+from podium.core.deployments import Deployments
 from podium.core.errors import InvalidRequest, NotFound
 from podium.covalent.bundle import MANIFEST, CovalentBundle, build
 from podium.covalent.models import CovalentConfig, FunctionService, RouteRecord
 from podium.envs.requirements import Requirements
 from podium.records import ServiceConfig
 from podium.sdk.service import ROUTE_PATH, default_name, method_name
-from podium.store.endpoints import EndpointState
 from podium.store.projects import new_key
 from podium.store.records import Endpoint, Key
 
@@ -106,7 +105,7 @@ class Functions:
     """Parameters:
     access: who may see or call which deployment.
     deployments: what each deployment's endpoint runs.
-    clock: time limits are measured on it.
+    clock: when inference keys are made.
     """
 
     def __init__(self, access: Access, deployments: Deployments, clock: Clock) -> None:
@@ -151,6 +150,7 @@ class Functions:
         name = f"{default_name(title)[:50].strip('-') or 'service'}-{secrets.token_hex(3)}"
         version = self._version(principal, bundle, name, routes, config)
         ep, _, _ = await self.deployments.deploy(principal, name, version, message=f"covalent-cloud deploy: {title}")
+        await self.deployments.expire_at(ep, ep.created_at + config.time_limit)
         await self.catalog.create_key(
             principal.project_id, "invoke", name=key_name(ep.id), endpoint_id=ep.id, raw=token
         )
@@ -187,10 +187,10 @@ class Functions:
 
     async def of(self, ep: Endpoint) -> Deployment | None:
         """The Covalent deployment an endpoint is, or None for any other endpoint."""
-        info = await self.catalog.version_info(ep.project_id, ep.version_id)
-        if info["runtime"] != RUNTIME:
+        version = await self.catalog.cached_version(ep.project_id, ep.version_id)
+        if version.runtime != RUNTIME:
             return None
-        return Deployment(ep, CovalentConfig.model_validate(info["config"][RUNTIME]))
+        return Deployment(ep, CovalentConfig.model_validate(version.config[RUNTIME]))
 
     async def get(self, principal: Principal, function_id: str) -> Deployment:
         ep = await self.access.endpoint(principal, function_id)
@@ -238,21 +238,6 @@ class Functions:
         ep = await self.catalog.get_endpoint(d.endpoint.project_id, d.id)
         assert ep is not None
         return Deployment(ep, d.config)
-
-    async def expire(self) -> int:
-        """Stop the deployments past their time limit; returns how many were stopped."""
-        now = self.clock.now()
-        stopped = 0
-        for ep in await self.catalog.list_endpoints():
-            if ep.state not in SERVING:
-                continue
-            d = await self.of(ep)
-            if d is not None and now >= ep.created_at + d.config.time_limit:
-                reason = f"deployment {d.id} reached its time limit ({d.config.time_limit:g} s)"
-                stopped += await self.catalog.set_state(d.id, EndpointState.INACTIVE, error=reason)
-        if stopped:
-            self.deployments.scaling.wake()
-        return stopped
 
     async def new_key(self, d: Deployment) -> tuple[str, str, float]:
         """(key id, key, created at): the key is shown once."""

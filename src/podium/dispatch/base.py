@@ -30,6 +30,7 @@ class QueueBase:
         box: encrypts worker-only request fields (s3Config, env) before they reach the store, so
             no store file (nor an old WAL page) ever holds them in clear. Without one, jobs
             carrying such fields are refused.
+        on_end: called with what is known of each job that ends (its metrics' figures).
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class QueueBase:
         retention: dict[str, float] | None = None,
         retry_base: float = 1.0,
         box: SecretBox | None = None,
+        on_end: Callable[[Ended], None] | None = None,
     ):
         self.store = store
         self.notifier = notifier or Notifier()
@@ -58,8 +60,7 @@ class QueueBase:
         #: SQLite: results stored but maybe not on disk yet, by job id, with the store's mark
         #: after them: whoever shows one first makes it durable (see finish).
         self._settling: dict[str, int] = {}
-        #: Called with what is known of each job that ends (its metrics' figures).
-        self.on_end: Callable[[Ended], None] | None = None
+        self.on_end = on_end
         #: Set when the server shuts down: long-polls answer at once instead of holding it up.
         self.closing = False
 

@@ -70,8 +70,8 @@ class Builds:
 
     async def status(self, project_id: str, version_id: str) -> EnvStatus:
         """Ready (with the interpreter), building (started here if nobody builds it), or failed."""
-        info = await self.catalog.version_info(project_id, version_id)
-        key = info["env_hash"]
+        info = await self.catalog.cached_version(project_id, version_id)
+        key = info.env_hash
         if key is None:
             return READY_ON_SERVER
         found = self.store.interpreter(key)
@@ -83,7 +83,7 @@ class Builds:
                 return EnvStatus(BuildState.FAILED, error=version.build_error)
             # Never built here, removed by `envs gc`, or cut short by a restart: build it now.
             await self.catalog.start_build(version_id)
-            self._start(key, Requirements.from_dict(info["requirements"]), version_id)
+            self._start(key, Requirements.from_dict(info.requirements), version_id)
         return EnvStatus(BuildState.BUILDING)
 
     def _start(self, key: str, reqs: Requirements, version_id: str) -> None:

@@ -19,16 +19,16 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from podium.config import Settings
-from podium.core.workers import WorkerInfo, WorkerPool, WorkerState
+from podium.core.workers import WorkerEvents, WorkerInfo, WorkerPool, WorkerState
 from podium.dispatch.keys import SCALE_KEY, ep_key
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import JobQueue
 from podium.envs.builder import SERVER_PYTHON, EnvStore, Interpreter
 from podium.envs.builds import Builds
+from podium.logs import written_tail
 from podium.metrics import Metrics
-from podium.scaling.backend import Backend
+from podium.scaling.backend import Backend, WorkerSocket
 from podium.scaling.backends import make_backend
-from podium.scaling.local import group_rss_mb, written_tail
 from podium.scaling.policy import Load, desired
 from podium.scaling.resources import Resources
 from podium.store.catalog import Catalog
@@ -56,23 +56,33 @@ DEFAULT_STARTUP_TIMEOUT = 600.0
 
 
 class Autoscaler:
+    """Parameters:
+    settings: the backend, the scaling defaults and the tick.
+    catalog: endpoints and their versions.
+    queue: the jobs that drive scaling.
+    pool: builds the workers' records, given what it tells of them (this scaler: a worker
+        ready, a worker that cannot start).
+    metrics: where starts and readiness are measured.
+    secrets: an endpoint's secrets, decrypted, for its workers' environment.
+    worker_socket: where the server's worker channel listens, for workers on this machine.
+    """
+
     def __init__(
         self,
         settings: Settings,
         catalog: Catalog,
         queue: JobQueue,
-        pool: WorkerPool,
+        pool: Callable[[WorkerEvents], WorkerPool],
         metrics: Metrics | None = None,
         secrets: Secrets | None = None,
+        worker_socket: WorkerSocket = lambda: None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.catalog = catalog
         self.queue = queue
-        self.pool = pool
-        pool.on_ready = self.worker_ready
-        pool.on_failed = self.fail_endpoint
-        self.backend: Backend = make_backend(settings, self._on_exit)
+        self.pool = pool(self)
+        self.backend: Backend = make_backend(settings, self._on_exit, worker_socket)
         self.backend_name = settings.backend
         #: Versions' environments: built before any of their workers starts.
         self.builds = Builds(EnvStore(settings.envs, sandboxed=settings.sandbox), catalog, self.wake)
@@ -307,13 +317,13 @@ class Autoscaler:
         if ep.max_jobs_per_worker and w.jobs_done >= ep.max_jobs_per_worker:
             return True
         limit_mb = ep.max_worker_memory_mb
-        if limit_mb and w.process is not None and group_rss_mb(w.process.pid) > limit_mb:
+        if limit_mb and (self.backend.memory_mb(w) or 0.0) > limit_mb:
             log.info("worker %s uses more than %d MB; recycling it", w.id, limit_mb)
             return True
         return False
 
     async def _startup_timeout(self, ep: Endpoint) -> float:
-        config = (await self.catalog.version_info(ep.project_id, ep.version_id))["config"]
+        config = (await self.catalog.cached_version(ep.project_id, ep.version_id)).config
         return float(config.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT))
 
     def _kill(self, w: WorkerInfo) -> None:

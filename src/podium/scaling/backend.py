@@ -16,11 +16,15 @@ from podium.scaling.resources import Resources
 
 #: Awaited with the worker and its exit code when it ends, however it ends.
 ExitCallback = Callable[[WorkerInfo, int], Awaitable[None]]
+#: Where the server's worker channel listens, once it does (None: workers speak HTTP only).
+WorkerSocket = Callable[[], str | None]
 
 
 class Backend(Protocol):
     #: Whether its workers run sandboxed, said on start and by `podium status`.
     sandbox: Sandboxing
+    #: Whether its workers run on this machine (and so may use the server's worker channel).
+    same_host: bool
 
     async def start(
         self,
@@ -42,6 +46,9 @@ class Backend(Protocol):
     def wait_reason(self, resources: Resources) -> str | None:
         """Why such a worker cannot start now, e.g. every GPU is taken (None: it can). The
         autoscaler asks before each start; waiting jobs stay queued meanwhile."""
+
+    def memory_mb(self, info: WorkerInfo) -> float | None:
+        """Resident memory of the worker's processes in MB (None where it is not measured)."""
 
     def signal(self, info: WorkerInfo, sig: int) -> None:
         """SIGTERM: finish the job in hand, take no more. SIGKILL: stop now."""

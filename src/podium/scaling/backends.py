@@ -4,15 +4,16 @@ chosen); apart from `backend`, which the backends themselves build on."""
 from __future__ import annotations
 
 from podium.config import Settings
-from podium.scaling.backend import Backend, ExitCallback
+from podium.scaling.backend import Backend, ExitCallback, WorkerSocket
 
 
-def make_backend(settings: Settings, on_exit: ExitCallback) -> Backend:
-    """The backend `settings.backend` names (Ray's module, and Ray, loaded only when chosen)."""
+def make_backend(settings: Settings, on_exit: ExitCallback, worker_socket: WorkerSocket) -> Backend:
+    """The backend `settings.backend` names (Ray's module, and Ray, loaded only when chosen).
+    `worker_socket` is told to workers started on this machine."""
     if settings.backend == "ray":
         from podium.scaling.ray import RayBackend
 
         return RayBackend(settings, on_exit)
     from podium.scaling.local import LocalBackend
 
-    return LocalBackend(settings, on_exit)
+    return LocalBackend(settings, on_exit, worker_socket)

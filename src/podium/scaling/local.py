@@ -7,14 +7,12 @@ import contextlib
 import logging
 import os
 import signal
-from pathlib import Path
 
 from podium import channel, sandbox
 from podium.config import Settings
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
-from podium.logs import plain
-from podium.scaling.backend import ExitCallback, worker_args, worker_env, worker_log
+from podium.scaling.backend import ExitCallback, WorkerSocket, worker_args, worker_env, worker_log
 from podium.scaling.cpus import CpuPool, machine_cores, thread_env
 from podium.scaling.forkserver import ForkServers, Sandboxed
 from podium.scaling.gpus import GpuPool, detect
@@ -23,23 +21,6 @@ from podium.worker.link import ServerLink
 from podium.worker.runtime import CORES_ENV, MEMORY_ENV, unpack
 
 log = logging.getLogger("podium.scaling")
-
-
-def tail(path: Path | None, lines: int = 40) -> str:
-    """The last lines of a log file ('' when there is none)."""
-    if path is None or not path.exists():
-        return ""
-    with path.open("rb") as f:
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 64 * 1024))
-        data = f.read().decode(errors="replace")
-    return "\n".join(data.splitlines()[-lines:])
-
-
-def written_tail(path: Path | None, lines: int = 40) -> str:
-    """The last lines of a worker's log as it wrote them (its JSON records' messages), for people
-    to read in its endpoint's error."""
-    return "\n".join(plain(line) for line in tail(path, lines).splitlines())
 
 
 def group_rss_mb(pgid: int) -> float:
@@ -69,11 +50,17 @@ class LocalBackend:
     Parameters:
         settings: where the server listens and where logs go.
         on_exit: awaited with the worker and its exit code when a process ends, however it ends.
+        worker_socket: where the server's worker channel (`server/worker_channel.py`) listens,
+            asked at each start: None while it does not, and its workers speak HTTP only.
     """
 
-    def __init__(self, settings: Settings, on_exit: ExitCallback) -> None:
+    #: Its workers run on this machine: they can reach the server's worker channel.
+    same_host = True
+
+    def __init__(self, settings: Settings, on_exit: ExitCallback, worker_socket: WorkerSocket) -> None:
         self.settings = settings
         self.on_exit = on_exit
+        self.worker_socket = worker_socket
         self._watchers: set[asyncio.Task[None]] = set()
         #: Spawns workers, or forks them from their version's pre-imported parent.
         self.forks = ForkServers(settings)
@@ -81,14 +68,14 @@ class LocalBackend:
         (log.info if self.sandbox.on else log.warning)("local %s", self.sandbox.status)
         self.gpus = GpuPool(detect())
         self.cpus = CpuPool(machine_cores())
-        #: Where the server's worker channel listens (`server/worker_channel.py`), set once it
-        #: does; workers started after that are told. None: they speak HTTP only.
-        self.worker_socket: str | None = None
         if self.gpus.devices:
             log.info("GPUs for local workers: %s", ", ".join(self.gpus.devices))
 
     def refusal(self, resources: Resources) -> str | None:
         return self.gpus.refusal(resources.gpus)
+
+    def memory_mb(self, info: WorkerInfo) -> float | None:
+        return None if info.process is None else group_rss_mb(info.process.pid)
 
     def wait_reason(self, resources: Resources) -> str | None:
         return self.gpus.wait_reason(resources.gpus)
@@ -128,8 +115,9 @@ class LocalBackend:
         cores = self.cpus.take(info.id, resources.cpus)
         if cores:
             settings[CORES_ENV] = ",".join(map(str, cores))
-        if self.worker_socket is not None:
-            settings[channel.ENV] = self.worker_socket
+        channel_path = self.worker_socket()
+        if channel_path is not None:
+            settings[channel.ENV] = channel_path
         if interpreter.env is None:  # the server's Python: Podium from where the server has it
             settings["PYTHONPATH"] = os.pathsep.join(map(str, sandbox.server_pythonpath()))
         cmd = [interpreter.python, *worker_args(info, concurrency)]
@@ -175,7 +163,7 @@ class LocalBackend:
             python=interpreter.python,
             env=interpreter.env,
             bundle=bundle,
-            channel=self.worker_socket,
+            channel=self.worker_socket(),
             gpus=resources.gpus > 0,
         )
         limits = sandbox.Limits(info.id, memory_mb=resources.memory_mb, gpus=resources.gpus)

@@ -223,6 +223,9 @@ class RayBackend:
         on_exit: awaited with the worker and its exit code when it ends, however it ends.
     """
 
+    #: Its workers run on the cluster's nodes: they speak HTTP.
+    same_host = False
+
     def __init__(self, settings: Settings, on_exit: ExitCallback) -> None:
         self.settings = settings
         self.on_exit = on_exit
@@ -299,6 +302,10 @@ class RayBackend:
         return None
 
     def wait_reason(self, resources: Resources) -> str | None:
+        return None
+
+    def memory_mb(self, info: WorkerInfo) -> float | None:
+        """Not measured: Ray's own memory monitor watches its nodes."""
         return None
 
     async def _connect(self) -> Any:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from podium.asgi_request import whole_request
 from podium.records import ServiceConfig
 from podium.sdk.context import run_async
 from podium.sdk.service import Route, Service
@@ -134,16 +135,7 @@ class AsgiAdapter:
     async def call(self, request: dict[str, Any]) -> AsyncIterator[Any]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         done = asyncio.Event()
-        body = _body(request)
-        sent_body = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent_body
-            if not sent_body:
-                sent_body = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await done.wait()
-            return {"type": "http.disconnect"}
+        receive = whole_request(_body(request), done)
 
         async def send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":

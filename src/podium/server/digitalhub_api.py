@@ -26,9 +26,8 @@ from podium.digitalhub.build import source_code
 from podium.digitalhub.records import Entity, new_entity_id
 from podium.digitalhub.runs import Where, service_path, split_envs
 from podium.dispatch.jobs import Job
-from podium.logs import worker_logs
+from podium.logs import tail, worker_logs
 from podium.names import DIGITALHUB_ID
-from podium.scaling.local import tail
 from podium.server.admin import keys as admin_keys
 from podium.server.auth import caller, runtime
 from podium.server.body import MB, read_body, read_object

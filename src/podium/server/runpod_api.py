@@ -139,8 +139,8 @@ async def cancel(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     if was_running and after.status == JobStatus.CANCELLED and job.worker_id:
         # An async RunPod handler is cancelled where it awaits; anything else must be killed.
         version = await rt.version(ep)
-        route = find_route(version["routes"], job.route)
-        gentle = version["runtime"] == "runpod" and route is not None and route["is_async"]
+        route = find_route(version.routes, job.route)
+        gentle = version.runtime == "runpod" and route is not None and route["is_async"]
         rt.scaler.stop_job(job.worker_id, job_id, kill=not gentle)
     return JSONAnswer({"id": job_id, "status": after.status})
 

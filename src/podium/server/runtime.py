@@ -1,7 +1,7 @@
 """The running server's parts, wired once at start-up and shared by every router.
 
 Every replica serves the whole API. The duties of the installation (the autoscaler and its
-workers, leases, time-outs, retention, webhooks, Covalent expiry) run on the leader only
+workers, leases, time-outs, retention, webhooks, endpoint expiry) run on the leader only
 (scaling/leader.py); on SQLite the one server leads.
 """
 
@@ -20,10 +20,9 @@ from podium.clock import Clock
 from podium.config import Settings
 from podium.core.access import Access
 from podium.core.calls import Calls
-from podium.core.deployments import Deployments
+from podium.core.deployments import EXPIRE_EVERY, Deployments
 from podium.core.worker_calls import WorkerCalls
 from podium.core.workers import WorkerPool
-from podium.covalent.expiry import run as covalent_expiry
 from podium.covalent.functions import Functions
 from podium.digitalhub.runs import ServeRuns
 from podium.dispatch.notify import Notifier
@@ -32,10 +31,8 @@ from podium.dispatch.relay import PgRelay
 from podium.home import make_private
 from podium.logs import sort_by_endpoint_id
 from podium.metrics import Metrics
-from podium.records import VersionInfo
 from podium.scaling.autoscaler import Autoscaler
 from podium.scaling.leader import Leadership
-from podium.scaling.local import LocalBackend
 from podium.server.webhooks import WebhookOutbox
 from podium.server.worker_channel import WorkerChannel
 from podium.store import open_store
@@ -43,7 +40,7 @@ from podium.store.blobs import Bundles
 from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster, Replica
 from podium.store.projects import DEFAULT_PROJECT
-from podium.store.records import Endpoint
+from podium.store.records import Endpoint, Version
 from podium.store.secretbox import SecretBox, load_key
 from podium.store.webhook_secrets import WebhookSecrets
 
@@ -69,6 +66,7 @@ class Runtime:
         self.notifier = Notifier()
         settings.home.mkdir(parents=True, exist_ok=True)
         self.secrets = SecretBox(load_key(settings.secret_key, settings.secret_key_file))
+        self.metrics = metrics = Metrics()
         self.queue = JobQueue(
             self.store,
             self.notifier,
@@ -76,10 +74,7 @@ class Runtime:
             box=self.secrets,
             retention={"run": settings.retention_run, "runsync": settings.retention_runsync},
             retry_base=settings.retry_base,
-        )
-        self.metrics = Metrics()
-        self.queue.on_end = lambda ended: self.metrics.job_ended(
-            ended.endpoint_id, ended.status, ended.delay_ms, ended.execution_ms
+            on_end=lambda ended: metrics.job_ended(ended.endpoint_id, ended.status, ended.delay_ms, ended.execution_ms),
         )
         self.catalog = Catalog(self.store, self.clock)
         self.access = Access(
@@ -91,15 +86,25 @@ class Runtime:
         )
         self.calls = Calls(self.queue, self.catalog, self.access, self.metrics, max_attempts=settings.max_attempts)
         self.cluster = Cluster(self.store)
-        self.pool = WorkerPool(
-            self.queue,
+        self.scaler = Autoscaler(
+            settings,
             self.catalog,
-            self.clock,
-            lease=settings.lease_seconds,
-            cluster=self.cluster,
-            replica_id=self.replica_id,
+            self.queue,
+            # The workers' records: the scaler hears from them when a worker is ready or cannot start.
+            lambda events: WorkerPool(
+                self.queue,
+                self.catalog,
+                self.clock,
+                lease=settings.lease_seconds,
+                cluster=self.cluster,
+                replica_id=self.replica_id,
+                events=events,
+            ),
+            self.metrics,
+            secrets=self.endpoint_env,
+            worker_socket=self.worker_socket,
         )
-        self.scaler = Autoscaler(settings, self.catalog, self.queue, self.pool, self.metrics, secrets=self.endpoint_env)
+        self.pool = self.scaler.pool
         self.bundles = Bundles(settings.blobs, self.store if self.shared else None)
         self.deployments = Deployments(self.catalog, self.bundles, self.queue, self.scaler, self.secrets, self.clock)
         self.functions = Functions(self.access, self.deployments, self.clock)
@@ -112,8 +117,8 @@ class Runtime:
         self.webhooks: WebhookOutbox | None = None
         #: job-take and job-done for local workers, without HTTP.
         self.channel = WorkerChannel(self.workers, self.access, self.metrics, settings.home, self.replica_id)
-        #: Stops Covalent deployments at their time limit.
-        self.covalent_expiry: asyncio.Task[None] | None = None
+        #: Stops endpoints at their expires_at (Covalent time limits), while this replica leads.
+        self.expiry: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
         #: Set on first start when an admin key was generated: printed once by `podium up`.
         self.new_admin_key: str | None = None
@@ -131,9 +136,9 @@ class Runtime:
             timeout=self.settings.webhook_timeout,
             metrics=self.metrics,
         )
-        if isinstance(self.scaler.backend, LocalBackend) and self.settings.workers:
+        if self.scaler.backend.same_host and self.settings.workers:
             try:
-                self.scaler.backend.worker_socket = await self.channel.start()
+                await self.channel.start()
             except OSError as exc:  # the workers speak HTTP only: slower, but they work
                 log.warning("no worker channel (%s); local workers use HTTP only", exc)
         await self._beat()
@@ -172,14 +177,14 @@ class Runtime:
         assert self.webhooks is not None
         self.webhooks.start()
         self.scaler.start()
-        self.covalent_expiry = asyncio.create_task(covalent_expiry(self.functions))
+        self.expiry = asyncio.create_task(self._every(EXPIRE_EVERY, self.deployments.expire), name="podium-expiry")
         await self._beat()
 
     async def _follow(self) -> None:
         """Another replica leads now (or this one is stopping): stop the duties, and the workers."""
-        if self.covalent_expiry is not None:
-            self.covalent_expiry.cancel()
-            self.covalent_expiry = None
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
         try:
             await self.scaler.close()
         finally:  # whatever stopping the workers ran into, this replica sends no more webhooks
@@ -274,9 +279,13 @@ class Runtime:
             return False
         return True
 
-    async def version(self, ep: Endpoint) -> VersionInfo:
-        """Route table, config and runtime of the version an endpoint points at."""
-        return await self.catalog.version_info(ep.project_id, ep.version_id)
+    async def version(self, ep: Endpoint) -> Version:
+        """The version an endpoint points at (its route table, config and runtime)."""
+        return await self.catalog.cached_version(ep.project_id, ep.version_id)
+
+    def worker_socket(self) -> str | None:
+        """Where the worker channel listens, for the local workers (None until it does)."""
+        return self.channel.path
 
     async def endpoint_env(self, endpoint_id: str) -> dict[str, str]:
         """An endpoint's secrets, decrypted, for its workers' environment."""

@@ -31,7 +31,7 @@ from podium.metrics import Metrics
 from podium.netguard import allow_private_from_env
 from podium.server.envelope import envelope
 from podium.signing import signed_headers
-from podium.store.engine import Row
+from podium.store.records import Delivery
 from podium.store.tables import jobs, webhook_deliveries
 from podium.store.webhook_secrets import WebhookSecrets
 
@@ -123,18 +123,19 @@ class WebhookOutbox:
         now = self.clock.now()
         async with self.store.tx() as conn:
             res = await conn.execute(select(webhook_deliveries).where(webhook_deliveries.c.state == "pending"))
-            pending = [r for r in res.mappings().all() if r["id"] not in self._sending]
-        due = [r for r in pending if r["next_at"] <= now]
+            found = [Delivery.from_row(r) for r in res.mappings().all()]
+        pending = [d for d in found if d.id not in self._sending]
+        due = [d for d in pending if d.next_at is not None and d.next_at <= now]
         if due:
             limit = asyncio.Semaphore(PARALLEL)
 
-            async def one(row: Row) -> None:
+            async def one(delivery: Delivery) -> None:
                 async with limit:
-                    await self._attempt(row)
+                    await self._attempt(delivery)
 
-            await asyncio.gather(*(one(r) for r in due))
+            await asyncio.gather(*(one(d) for d in due))
             return 0.0
-        later = [float(r["next_at"]) - now for r in pending]
+        later = [d.next_at - now for d in pending if d.next_at is not None]
         return min([1.0, *later])
 
     async def _seal(self) -> None:
@@ -168,33 +169,34 @@ class WebhookOutbox:
                     update(d).where(d.c.id == row["delivery_id"], d.c.state == "waiting").values(**values)
                 )
 
-    async def _claim(self, row: Row) -> bool:
+    async def _claim(self, row: Delivery) -> bool:
         """Take this attempt for this replica (False: another sender took it first)."""
         d = webhook_deliveries
         async with self.store.tx() as conn:
             res = await conn.execute(
                 update(d)
                 .where(
-                    d.c.id == row["id"],
+                    d.c.id == row.id,
                     d.c.state == "pending",
-                    d.c.tries == row["tries"],
-                    d.c.next_at == row["next_at"],
+                    d.c.tries == row.tries,
+                    d.c.next_at == row.next_at,
                 )
                 .values(next_at=self.clock.now() + self.timeout + self.retry_delay)
             )
             return res.rowcount == 1
 
-    async def _attempt(self, row: Row) -> None:
-        self._sending.add(row["id"])
+    async def _attempt(self, row: Delivery) -> None:
+        self._sending.add(row.id)
         try:
             if not await self._claim(row):
                 return
-            body = row["body"].encode()
-            signing = (await self.secrets.get(row["project_id"])).signing
+            assert row.body is not None and row.project_id is not None  # set when it became pending
+            body = row.body.encode()
+            signing = (await self.secrets.get(row.project_id)).signing
             headers = {
                 "Content-Type": "application/json",
                 "User-Agent": "Podium-Webhooks/1",
-                "X-Podium-Delivery": row["id"],
+                "X-Podium-Delivery": row.id,
                 **signed_headers(signing, body),
             }
             client = self.client
@@ -203,7 +205,7 @@ class WebhookOutbox:
             started = time.monotonic()
             record: dict[str, Any] = {"at": self.clock.now()}
             try:
-                resp = await client.post(row["url"], content=body, headers=headers)
+                resp = await client.post(row.url, content=body, headers=headers)
                 record["status_code"] = resp.status_code
                 ok = 200 <= resp.status_code < 300
             except httpx.HTTPError as exc:
@@ -212,11 +214,11 @@ class WebhookOutbox:
             record["ms"] = int((time.monotonic() - started) * 1000)
             await self._record(row, record, ok)
         finally:
-            self._sending.discard(row["id"])
+            self._sending.discard(row.id)
 
-    async def _record(self, row: Row, record: dict[str, Any], ok: bool) -> None:
-        tries = row["tries"] + 1
-        attempts = (_json.loads(row["attempts"]) or []) + [record]
+    async def _record(self, row: Delivery, record: dict[str, Any], ok: bool) -> None:
+        tries = row.tries + 1
+        attempts = [*row.attempts, record]
         now = self.clock.now()
         values: dict[str, Any] = {"tries": tries, "attempts": _json.dumps(attempts)}
         self.metrics.webhooks.labels("ok" if ok else "failed").inc()
@@ -224,13 +226,13 @@ class WebhookOutbox:
             values.update(state="delivered", finished_at=now, next_at=None)
         elif tries >= MAX_TRIES:
             values.update(state="failed", finished_at=now, next_at=None)
-            log.warning("webhook for job %s failed after %d attempts", row["job_id"], tries)
+            log.warning("webhook for job %s failed after %d attempts", row.job_id, tries)
         else:
             values.update(next_at=now + self.retry_delay)
         async with self.store.tx() as conn:
             await conn.execute(
                 update(webhook_deliveries)
-                .where(webhook_deliveries.c.id == row["id"], webhook_deliveries.c.state == "pending")
+                .where(webhook_deliveries.c.id == row.id, webhook_deliveries.c.state == "pending")
                 .values(**values)
             )
 
@@ -242,14 +244,5 @@ class WebhookOutbox:
                 .where(webhook_deliveries.c.job_id == job_id)
                 .order_by(webhook_deliveries.c.created_at)
             )
-            rows = res.mappings().all()
-        return [
-            {
-                "id": r["id"],
-                "url": r["url"],
-                "state": r["state"],
-                "tries": r["tries"],
-                "attempts": _json.loads(r["attempts"]) or [],
-            }
-            for r in rows
-        ]
+            found = [Delivery.from_row(r) for r in res.mappings().all()]
+        return [{"id": d.id, "url": d.url, "state": d.state, "tries": d.tries, "attempts": d.attempts} for d in found]

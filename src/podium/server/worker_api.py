@@ -20,6 +20,7 @@ from podium.server.auth import caller, runtime
 from podium.server.body import MB, read_json
 from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
+from podium.server.worker_results import read_result
 from podium.store.records import Endpoint
 
 if TYPE_CHECKING:
@@ -75,14 +76,14 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
     """A job's result, error, or (with `status: IN_PROGRESS`) a progress update; `?take=1`: and
     the worker's next job (see `report`)."""
     rt, ep = await _worker(request, endpoint_id, worker_id)
-    body = await read_json(request, RESULT_LIMIT, empty={})
+    result = read_result(await read_json(request, RESULT_LIMIT, empty={}))
     query = request.query_params
     return JSONAnswer(
         await rt.workers.report(
             ep,
             worker_id,
             job_id,
-            body,
+            result,
             take_next=query.get("take") == "1",
             alive=_connected(request),
             version=query.get("version"),

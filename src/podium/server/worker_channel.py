@@ -31,6 +31,7 @@ from podium.core.worker_calls import RESULT_LIMIT, WorkerCalls
 from podium.metrics import Metrics
 from podium.server import errors
 from podium.server.body import parse_json, too_large
+from podium.server.worker_results import read_result
 from podium.sockets import SocketDir
 
 log = logging.getLogger("podium.server")
@@ -198,7 +199,7 @@ class _Connection(asyncio.Protocol):
             ep,
             caller.worker,
             job,
-            parse_json(body, empty={}),
+            read_result(parse_json(body, empty={})),
             take_next=header.get("take") is True,
             alive=self._alive,
             version=caller.version,

@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy import Table, delete, select, update
 
-from podium.store.engine import Row, Store
+from podium.store.engine import Store
+from podium.store.records import RecordedWorker
 from podium.store.tables import replicas, workers
 
 #: A replica not heard from for this long is no longer listed.
@@ -85,13 +86,14 @@ class Cluster:
             if gone:
                 await conn.execute(delete(workers).where(workers.c.id.in_(list(gone))))
 
-    async def workers(self, endpoint_id: str | None, *, seen_after: float) -> list[Row]:
+    async def workers(self, endpoint_id: str | None, *, seen_after: float) -> list[RecordedWorker]:
         """Workers heard from since `seen_after` (of one endpoint, or all)."""
         q = select(workers).where(workers.c.seen_at > seen_after)
         if endpoint_id is not None:
             q = q.where(workers.c.endpoint_id == endpoint_id)
         async with self.store.read() as conn:
-            return list((await conn.execute(q.order_by(workers.c.started_at))).mappings().all())
+            rows = (await conn.execute(q.order_by(workers.c.started_at))).mappings().all()
+        return [RecordedWorker.from_row(r) for r in rows]
 
     async def prune(self, before: float) -> None:
         """Rows of replicas and workers nobody has heard from since `before` (a replica that

@@ -180,6 +180,18 @@ class Endpoints:
             await conn.execute(delete(endpoints).where(endpoints.c.id == endpoint_id))
         self._endpoints.clear()
 
+    async def set_expiry(self, endpoint_id: str, expires_at: float | None) -> None:
+        async with self.store.tx() as conn:
+            await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(expires_at=expires_at))
+        self._endpoints.clear()
+
+    async def expired_endpoints(self, now: float, states: tuple[str, ...]) -> list[Endpoint]:
+        """Endpoints in one of `states` whose expiry has come."""
+        q = select(endpoints).where(endpoints.c.expires_at <= now, endpoints.c.state.in_(states))
+        async with self.store.tx() as conn:
+            rows = (await conn.execute(q.order_by(endpoints.c.created_at))).mappings().all()
+        return [Endpoint.from_row(r) for r in rows]
+
     async def set_state(
         self, endpoint_id: str, state: str, *, error: str | None = None, only_from: str | None = None
     ) -> bool:

@@ -5,11 +5,12 @@ only shape the rest of the code sees; `as_dict` gives the mapping an answer carr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from podium import _json
-from podium.records import RouteRecord, VersionInfo
+from podium.records import RouteRecord
 from podium.store.engine import Row
 
 #: What each worker asks of the machine or cluster (scaling.resources.Resources).
@@ -27,6 +28,30 @@ SCALING = (
     "queue_cap",
     *RESOURCES,
 )
+
+R = TypeVar("R")
+
+
+#: Each record type's field names, in order (a handful of types: looked up once each).
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def from_columns(cls: type[R], row: Row, **given: Any) -> R:
+    """The record `cls` read from its row: each field is the column of its name, but for those
+    `given` (JSON decoded, or a column named otherwise)."""
+    return cls(**{name: given[name] if name in given else row[name] for name in _fields(cls)})
+
+
+def columns(record: Any) -> dict[str, Any]:
+    """Every field of a record, in its order."""
+    return {name: getattr(record, name) for name in _fields(type(record))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,32 +88,16 @@ class Endpoint:
     pending: Pending | None
     created_at: float
     updated_at: float
+    #: When the leader stops it (a Covalent executor's time limit); None: never.
+    expires_at: float | None
 
     @classmethod
     def from_row(cls, row: Row) -> Endpoint:
         pending = _json.loads(row["pending"]) if row["pending"] else None
-        return cls(
-            id=row["id"],
-            project_id=row["project_id"],
-            name=row["name"],
-            version_id=row["version_id"],
-            state=row["state"],
-            error=row["error"],
-            min_workers=row["min_workers"],
-            max_workers=row["max_workers"],
-            idle_timeout=row["idle_timeout"],
-            concurrency=row["concurrency"],
-            scaler=row["scaler"],
-            target=row["target"],
-            max_jobs_per_worker=row["max_jobs_per_worker"],
-            max_worker_memory_mb=row["max_worker_memory_mb"],
-            queue_cap=row["queue_cap"],
-            cpus=row["cpus"],
-            gpus=row["gpus"],
-            memory_mb=row["memory_mb"],
+        return from_columns(
+            cls,
+            row,
             pending=None if pending is None else Pending(pending["version_id"], pending["key_id"], pending["message"]),
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
         )
 
     def scaling(self) -> dict[str, Any]:
@@ -107,7 +116,7 @@ class Repointing:
 
     @classmethod
     def from_row(cls, row: Row) -> Repointing:
-        return cls(version_id=row["version_id"], key_id=row["key_id"], message=row["message"], at=row["at"])
+        return from_columns(cls, row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +129,7 @@ class SealedSecret:
 
     @classmethod
     def from_row(cls, row: Row) -> SealedSecret:
-        return cls(name=row["name"], token=row["value"], updated_at=row["updated_at"])
+        return from_columns(cls, row, token=row["value"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,55 +155,39 @@ class Version:
 
     @classmethod
     def from_row(cls, row: Row) -> Version:
-        return cls(
-            id=row["id"],
-            project_id=row["project_id"],
-            sha256=row["sha256"],
-            service=row["service"],
-            entry=row["entry"],
-            runtime=row["runtime"],
+        return from_columns(
+            cls,
+            row,
             routes=_json.loads(row["routes"]),
             config=_json.loads(row["config"]),
-            size=row["size"],
-            message=row["message"],
-            created_by=row["created_by"],
-            created_at=row["created_at"],
             requirements=_json.loads(row["requirements"]) if row["requirements"] else None,
-            env_hash=row["env_hash"],
-            build_state=row["build_state"],
-            build_error=row["build_error"],
         )
 
     def as_dict(self) -> dict[str, Any]:
         """Every column, the JSON ones decoded, in the table's order (the version answer)."""
-        return {
-            "id": self.id,
-            "project_id": self.project_id,
-            "sha256": self.sha256,
-            "service": self.service,
-            "entry": self.entry,
-            "runtime": self.runtime,
-            "routes": self.routes,
-            "config": self.config,
-            "size": self.size,
-            "message": self.message,
-            "created_by": self.created_by,
-            "created_at": self.created_at,
-            "requirements": self.requirements,
-            "env_hash": self.env_hash,
-            "build_state": self.build_state,
-            "build_error": self.build_error,
-        }
+        return columns(self)
 
-    def info(self) -> VersionInfo:
-        """What the call path needs of it."""
-        return {
-            "routes": self.routes,
-            "config": self.config,
-            "runtime": self.runtime,
-            "requirements": self.requirements,
-            "env_hash": self.env_hash,
-        }
+    @classmethod
+    def missing(cls, project_id: str, version_id: str) -> Version:
+        """What a version that is not there reads as: no routes, no config, no environment."""
+        return cls(
+            id=version_id,
+            project_id=project_id,
+            sha256="",
+            service="",
+            entry="",
+            runtime="podium",
+            routes=[],
+            config={},
+            size=0,
+            message=None,
+            created_by=None,
+            created_at=0.0,
+            requirements=None,
+            env_hash=None,
+            build_state=None,
+            build_error=None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,19 +208,7 @@ class Key:
 
     @classmethod
     def from_row(cls, row: Row) -> Key:
-        return cls(
-            id=row["id"],
-            project_id=row["project_id"],
-            prefix=row["prefix"],
-            role=row["role"],
-            name=row["name"],
-            endpoint_id=row["endpoint_id"],
-            created_at=row["created_at"],
-            last_used_at=row["last_used_at"],
-            revoked_at=row["revoked_at"],
-            expires_at=row["expires_at"],
-            operator=row["operator"],
-        )
+        return from_columns(cls, row)
 
     def as_dict(self) -> dict[str, Any]:
         """What the key listing shows of it."""
@@ -252,7 +233,55 @@ class Project:
 
     @classmethod
     def from_row(cls, row: Row) -> Project:
-        return cls(id=row["id"], name=row["name"], created_at=row["created_at"])
+        return from_columns(cls, row)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "created_at": self.created_at}
+        return columns(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedWorker:
+    """A worker as the replica that last heard from it wrote it down (`Cluster.workers`)."""
+
+    id: str
+    endpoint_id: str
+    version_id: str | None
+    replica_id: str
+    state: str
+    #: Started by a replica (it owns the process or actor) rather than by hand.
+    owned: bool
+    started_at: float
+    ready_at: float | None
+    seen_at: float
+    jobs_done: int
+    #: Where it runs: host and pid, or Ray node and actor ({} when unknown).
+    placement: dict[str, Any]
+    failure: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> RecordedWorker:
+        return from_columns(
+            cls, row, owned=bool(row["owned"]), placement=_json.loads(row["placement"]) if row["placement"] else {}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One webhook delivery of the outbox (`server/webhooks.py`), its attempts decoded."""
+
+    id: str
+    job_id: str
+    url: str
+    #: waiting (its job is not final yet) -> pending -> delivered | failed
+    state: str
+    tries: int
+    next_at: float | None
+    #: The body, fixed when the job ended, so that every attempt sends the same bytes.
+    body: str | None
+    attempts: list[dict[str, Any]]
+    #: The job's project (set with the body): its signing secret signs every attempt.
+    project_id: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> Delivery:
+        return from_columns(cls, row, attempts=_json.loads(row["attempts"]) or [])

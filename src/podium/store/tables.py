@@ -109,6 +109,8 @@ endpoints = Table(
     Column("pending", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # When the leader stops it (INACTIVE), e.g. a Covalent executor's time limit; None: never.
+    Column("expires_at", Float, nullable=True),
     UniqueConstraint("project_id", "name", name="uq_endpoints_project_name"),
 )
 

@@ -9,7 +9,6 @@ from sqlalchemy.exc import IntegrityError
 
 from podium import _json
 from podium.clock import Clock
-from podium.records import VersionInfo
 from podium.store.engine import Store
 from podium.store.records import Endpoint, Version
 from podium.store.tables import endpoints, project_blobs, versions
@@ -29,8 +28,8 @@ class Versions:
     def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
         self.clock = clock or Clock()
-        # Versions never change: their parsed route table and config are kept once read.
-        self._versions: dict[str, VersionInfo] = {}
+        # Versions never change: each is kept, parsed, once read (its build is read afresh).
+        self._versions: dict[str, Version] = {}
 
     async def own_blob(self, project_id: str, sha256: str) -> None:
         """The project may use this bundle from now on (it uploaded it)."""
@@ -86,17 +85,16 @@ class Versions:
         assert stored is not None
         return stored
 
-    async def version_info(self, project_id: str, version_id: str) -> VersionInfo:
-        """A version's routes, config, runtime and environment (its requirement set and hash),
-        parsed (empty ones for a missing version)."""
-        info = self._versions.get(version_id)
-        if info is None:
+    async def cached_version(self, project_id: str, version_id: str) -> Version:
+        """A version as the call path reads it: kept once read (an empty one for a missing
+        version). Its build fields are as they were then: `get_version` reads the build."""
+        version = self._versions.get(version_id)
+        if version is None:
             version = await self.get_version(project_id, version_id)
             if version is None:
-                return {"routes": [], "config": {}, "runtime": "podium", "requirements": None, "env_hash": None}
-            info = version.info()
-            self._versions[version_id] = info
-        return info
+                return Version.missing(project_id, version_id)
+            self._versions[version_id] = version
+        return version
 
     async def get_version(self, project_id: str, version_id: str) -> Version | None:
         async with self.store.tx() as conn:

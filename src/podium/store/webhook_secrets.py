@@ -12,6 +12,7 @@ Seeds are the first secret of given projects: the server seeds `default` with PO
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,12 +22,28 @@ from sqlalchemy.exc import IntegrityError
 
 from podium.clock import Clock
 from podium.store.engine import Row, Store
+from podium.store.records import from_columns
 from podium.store.secretbox import SecretBox
 from podium.store.tables import webhook_secrets
 
 
 def new_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedSecrets:
+    """A project's row: its secrets as stored, sealed (never opened here)."""
+
+    project_id: str
+    secret: str = field(repr=False)
+    created_at: float
+    previous: str | None = field(repr=False)
+    previous_until: float | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> SealedSecrets:
+        return from_columns(cls, row)
 
 
 @dataclass(frozen=True)
@@ -40,13 +57,14 @@ class SigningSecret:
     previous_until: float | None
 
     @classmethod
-    def from_row(cls, row: Row, box: SecretBox, now: float) -> SigningSecret:
-        live = row["previous"] is not None and row["previous_until"] is not None and row["previous_until"] > now
+    def opened(cls, sealed: SealedSecrets, box: SecretBox, now: float) -> SigningSecret:
+        live = sealed.previous_until is not None and sealed.previous_until > now
+        previous = sealed.previous if live else None
         return cls(
-            secret=box.open(row["secret"]),
-            created_at=row["created_at"],
-            previous=box.open(row["previous"]) if live else None,
-            previous_until=row["previous_until"] if live else None,
+            secret=box.open(sealed.secret),
+            created_at=sealed.created_at,
+            previous=None if previous is None else box.open(previous),
+            previous_until=None if previous is None else sealed.previous_until,
         )
 
     @property
@@ -79,22 +97,22 @@ class WebhookSecrets:
         self.window = window
         self._seeds = dict(seeds or {})
 
-    async def ensure(self, project_id: str) -> Row:
-        """The project's sealed row, its secret made now if it has none."""
+    async def ensure(self, project_id: str) -> SealedSecrets:
+        """The project's sealed secrets, its secret made now if it has none."""
         row = await self._read(project_id)
         if row is not None:
             return row
-        values = {
-            "project_id": project_id,
-            "secret": self.box.seal(self._seeds.get(project_id) or new_secret()),
-            "created_at": self.clock.now(),
-            "previous": None,
-            "previous_until": None,
-        }
+        made = SealedSecrets(
+            project_id=project_id,
+            secret=self.box.seal(self._seeds.get(project_id) or new_secret()),
+            created_at=self.clock.now(),
+            previous=None,
+            previous_until=None,
+        )
         try:
             async with self.store.tx() as conn:
-                await conn.execute(insert(webhook_secrets).values(**values))
-            return values
+                await conn.execute(insert(webhook_secrets).values(**dataclasses.asdict(made)))
+            return made
         except IntegrityError:  # made at the same moment by another request or replica
             row = await self._read(project_id)
             if row is None:  # no such project: callers pass only projects the catalog found
@@ -102,7 +120,7 @@ class WebhookSecrets:
             return row
 
     async def get(self, project_id: str) -> SigningSecret:
-        return SigningSecret.from_row(await self.ensure(project_id), self.box, self.clock.now())
+        return SigningSecret.opened(await self.ensure(project_id), self.box, self.clock.now())
 
     async def rotate(self, project_id: str, window: float | None = None) -> SigningSecret:
         """A new secret for the project; the one it replaces stays valid `window` seconds
@@ -111,22 +129,24 @@ class WebhookSecrets:
         while True:
             row = await self.ensure(project_id)
             now = self.clock.now()
-            values = {
-                "secret": self.box.seal(new_secret()),
-                "created_at": now,
-                "previous": row["secret"] if keep > 0 else None,
-                "previous_until": now + keep if keep > 0 else None,
-            }
+            made = SealedSecrets(
+                project_id=project_id,
+                secret=self.box.seal(new_secret()),
+                created_at=now,
+                previous=row.secret if keep > 0 else None,
+                previous_until=now + keep if keep > 0 else None,
+            )
             async with self.store.tx() as conn:
                 res = await conn.execute(
                     update(webhook_secrets)
-                    .where(webhook_secrets.c.project_id == project_id, webhook_secrets.c.secret == row["secret"])
-                    .values(**values)
+                    .where(webhook_secrets.c.project_id == project_id, webhook_secrets.c.secret == row.secret)
+                    .values(**dataclasses.asdict(made))
                 )
             if res.rowcount == 1:  # else another rotation came first: rotate what it made
-                return SigningSecret.from_row({**row, **values}, self.box, now)
+                return SigningSecret.opened(made, self.box, now)
 
-    async def _read(self, project_id: str) -> Row | None:
+    async def _read(self, project_id: str) -> SealedSecrets | None:
         async with self.store.tx(durable=False) as conn:
             res = await conn.execute(select(webhook_secrets).where(webhook_secrets.c.project_id == project_id))
-            return res.mappings().first()
+            row = res.mappings().first()
+        return None if row is None else SealedSecrets.from_row(row)

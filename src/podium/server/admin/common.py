@@ -55,11 +55,11 @@ async def endpoint_view(rt: Runtime, request: Request, ep: Endpoint) -> dict[str
         "state": ep.state,
         "error": ep.error,
         "scaling": ep.scaling(),
-        "routes": info["routes"],
+        "routes": info.routes,
         # How its workers run it: "podium", "runpod" (a worker file) or "covalent" (covalent-cloud).
-        "runtime": info["runtime"],
+        "runtime": info.runtime,
         # Where it came from: its runtime, or the platform whose client deployed it ("digitalhub").
-        "origin": info["config"].get("origin", info["runtime"]),
+        "origin": info.config.get("origin", info.runtime),
         "workers": workers,
         "workers_by_state": await rt.pool.counts(ep.id),
         "urls": urls(request, ep.id),

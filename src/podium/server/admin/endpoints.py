@@ -7,9 +7,8 @@ import re
 from fastapi import APIRouter, Request
 
 from podium.errors import ServiceDefinitionError
-from podium.logs import job_of, worker_logs
+from podium.logs import job_of, tail, worker_logs
 from podium.records import ServiceConfig
-from podium.scaling.local import tail
 from podium.server.admin.common import (
     admin_caller,
     changed_view,
