@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from podium.core.calls import Outcome, find_route
+from podium.core.calls import Outcome, find_route, waiting_reason
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
 from podium.core.options import parse_job_request
 from podium.dispatch.jobs import Job
@@ -84,7 +84,11 @@ async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     _, ep = await endpoint_caller(request, "read", endpoint_id)
     # One read, under the wait's listener: a job ending between a read and the wait is not missed.
     job = await rt.queue.wait_final(job_id, rt.settings.status_hold, promise=False, endpoint_id=ep.id)
-    return JSONAnswer(envelope(_of(ep, job_id, job), rt.clock.now()))
+    body = envelope(_of(ep, job_id, job), rt.clock.now())
+    why = waiting_reason(ep) if body["status"] == JobStatus.IN_QUEUE else None
+    if why is not None:
+        body["waiting_for"] = why
+    return JSONAnswer(body)
 
 
 @router.get("/stream/{job_id}")

@@ -31,7 +31,7 @@ SCALING = (
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A deploy that waits for its version's environment (`Endpoints.stage_endpoint`)."""
+    """A deploy that waits for its version's environment and first worker (`Endpoints.stage_endpoint`)."""
 
     version_id: str
     key_id: str | None
@@ -104,10 +104,14 @@ class Repointing:
     key_id: str | None
     message: str | None
     at: float
+    #: Set for a deploy that never became current: why its version's first worker failed.
+    error: str | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Repointing:
-        return cls(version_id=row["version_id"], key_id=row["key_id"], message=row["message"], at=row["at"])
+        return cls(
+            version_id=row["version_id"], key_id=row["key_id"], message=row["message"], at=row["at"], error=row["error"]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,7 @@ class Version:
     env_hash: str | None
     build_state: str | None
     build_error: str | None
+    start_error: str | None
 
     @classmethod
     def from_row(cls, row: Row) -> Version:
@@ -163,6 +168,7 @@ class Version:
             env_hash=row["env_hash"],
             build_state=row["build_state"],
             build_error=row["build_error"],
+            start_error=row["start_error"],
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -184,6 +190,7 @@ class Version:
             "env_hash": self.env_hash,
             "build_state": self.build_state,
             "build_error": self.build_error,
+            "start_error": self.start_error,
         }
 
     def info(self) -> VersionInfo:

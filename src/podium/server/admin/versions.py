@@ -20,7 +20,8 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Version]:
     """Versions are readable by users of the project; a key bound to one endpoint (its workers'
-    tokens, a Covalent inference key) reads the version that endpoint runs only."""
+    tokens, a Covalent inference key) reads the version that endpoint runs only, or the one a
+    deploy of it waits for (whose first worker proves it starts)."""
     rt = runtime(request)
     principal = await caller(request, None, scoped=True)
     version = await rt.catalog.get_version(principal.project_id, version_id)
@@ -28,7 +29,7 @@ async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Vers
         raise not_found("version", version_id)
     if principal.endpoint_id is not None:
         ep = await rt.catalog.get_endpoint(principal.project_id, principal.endpoint_id)
-        if ep is None or ep.version_id != version_id:
+        if ep is None or version_id not in (ep.version_id, ep.pending and ep.pending.version_id):
             raise not_found("version", version_id)
     return rt, version
 
