@@ -204,7 +204,7 @@ def history(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY, pro
         return
     table = Table("WHEN", "VERSION", "KEY", "MESSAGE")
     for h in res["history"]:
-        mark = " (current)" if h["current"] else ""
+        mark = " (current)" if h["current"] else " (failed to start)" if h.get("error") else ""
         table.add_row(when(h["at"]), h["version"] + mark, h["key_id"] or "-", h["message"] or "")
     out.print(table)
 
@@ -219,8 +219,9 @@ def versions_ls(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY,
         return
     table = Table("VERSION", "CREATED", "RUNTIME", "SIZE", "MESSAGE")
     for v in res["versions"]:
+        mark = " (current)" if v["current"] else " (failed to start)" if v.get("start_error") else ""
         table.add_row(
-            v["id"] + (" (current)" if v["current"] else ""),
+            v["id"] + mark,
             when(v["created_at"]),
             v["runtime"],
             f"{v['size'] / 1024:.1f} KiB",
@@ -243,6 +244,8 @@ def versions_show(version: str, as_json: bool = JSON, url: str = URL, key: str =
     )
     if v.get("message"):
         out.print(f"  {v['message']}")
+    if v.get("start_error"):
+        out.print(f"  failed to start: {v['start_error']}", soft_wrap=True)
     for r in v["routes"]:
         args = ", ".join(p["name"] for p in r["params"])
         out.print(f"  route {r['path']}({args}){' streaming' if r['streaming'] else ''}")

@@ -360,7 +360,9 @@ class Autoscaler:
             if not probes:
                 await self._probe(ep, version, env.interpreter)
             for w in probes:
-                if w.ready_at is None and w.id not in self._stopping:
+                if w.ready_at is not None:  # its readiness was seen before the deploy was
+                    await self._promote(ep, w)
+                elif w.id not in self._stopping:
                     await self._late(w, ep.project_id)
         elif env.state == BuildState.FAILED:
             log.error(
@@ -557,18 +559,25 @@ class Autoscaler:
         if info.local and info.ready_at is not None:
             self.metrics.cold_starts.labels(info.endpoint_id).inc()
             self.metrics.start_to_ready.labels(info.endpoint_id).observe(info.ready_at - info.started_at)
-        pending = ep.pending
         if _probes(info, ep):
-            assert pending is not None and info.version_id is not None  # _probes: it runs the pending version
-            version = await self.catalog.get_version(ep.project_id, info.version_id)
-            if version is not None:
-                await self.catalog.point_endpoint(
-                    ep.project_id, ep.name, version, key_id=pending.key_id, message=pending.message, started=True
-                )
-                log.info("endpoint %s moves to version %s: worker %s is ready", ep.name, version.id, info.id)
-                self.wake()
+            await self._promote(ep, info)
         elif info.version_id is None or info.version_id == ep.version_id:
             await self.catalog.set_state(ep.id, EndpointState.ACTIVE, only_from=EndpointState.CREATING)
+
+    async def _promote(self, ep: Endpoint, probe: WorkerInfo) -> None:
+        """The gated deploy's version has started: the endpoint moves to it, ACTIVE (unless it
+        was stopped meanwhile: the deploy then waits for it to be started)."""
+        if ep.state != EndpointState.ACTIVE:
+            return
+        pending = ep.pending
+        assert pending is not None and probe.version_id is not None  # _probes: it runs the pending version
+        version = await self.catalog.get_version(ep.project_id, probe.version_id)
+        if version is not None:
+            await self.catalog.point_endpoint(
+                ep.project_id, ep.name, version, key_id=pending.key_id, message=pending.message, started=True
+            )
+            log.info("endpoint %s moves to version %s: worker %s is ready", ep.name, version.id, probe.id)
+            self.wake()
 
 
 def _probes(w: WorkerInfo, ep: Endpoint) -> bool:
