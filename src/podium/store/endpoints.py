@@ -42,9 +42,10 @@ class Endpoints:
         # whenever this process changes one (the TTL bounds staleness across server replicas).
         self._endpoints: Bounded[tuple[str | None, str], Endpoint | None] = Bounded(ttl=ENDPOINT_CACHE_SECONDS)
 
-    async def get_endpoint(self, project_id: str | None, ref: str) -> Endpoint | None:
-        """An endpoint by id or by name (within the project, when one is given)."""
-        hit = self._endpoints.get((project_id, ref), MISSING)
+    async def get_endpoint(self, project_id: str | None, ref: str, *, fresh: bool = False) -> Endpoint | None:
+        """An endpoint by id or by name (within the project, when one is given); `fresh`: as
+        stored now, not as cached (another replica may have changed it within the cache's TTL)."""
+        hit = MISSING if fresh else self._endpoints.get((project_id, ref), MISSING)
         if hit is not MISSING:
             return hit
         row = await self._load_endpoint(project_id, ref)

@@ -13,7 +13,7 @@ from podium.server.auth import caller, runtime
 from podium.server.errors import not_found
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.store.records import Version
+from podium.store.records import Endpoint, Version
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -29,9 +29,16 @@ async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Vers
         raise not_found("version", version_id)
     if principal.endpoint_id is not None:
         ep = await rt.catalog.get_endpoint(principal.project_id, principal.endpoint_id)
-        if ep is None or version_id not in (ep.version_id, ep.pending and ep.pending.version_id):
+        if not _runs(ep, version_id):  # a deploy through another replica may be newer than the cache
+            ep = await rt.catalog.get_endpoint(principal.project_id, principal.endpoint_id, fresh=True)
+        if not _runs(ep, version_id):
             raise not_found("version", version_id)
     return rt, version
+
+
+def _runs(ep: Endpoint | None, version_id: str) -> bool:
+    """Whether the endpoint runs the version, or a deploy of it waits for that version."""
+    return ep is not None and version_id in (ep.version_id, ep.pending and ep.pending.version_id)
 
 
 @router.get("/versions/{version_id}")
