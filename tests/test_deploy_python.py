@@ -145,3 +145,15 @@ def test_module_files_are_required(srv):
 def test_a_path_is_not_a_service():
     with pytest.raises(TypeError, match="@podium.service"):
         podium.deploy(Path("app.py"))
+
+
+def test_a_redeploy_that_fails_to_start_raises_and_the_old_version_serves(srv):
+    picky = load("picky")
+    first = podium.get_deployment(podium.deploy(picky.picky, url=srv.url, api_key=srv.key)(), wait=True, timeout=60)
+    broken = podium.deploy(picky.picky, url=srv.url, api_key=srv.key)(ok=False)
+    with pytest.raises(podium.DeploymentError, match="did not start") as failed:
+        podium.get_deployment(broken, wait=True, timeout=60)
+    assert "the picky initializer refuses to start" in str(failed.value)
+    again = podium.get_deployment(first)
+    assert again.status == "ACTIVE" and again.info["version"] == first.info["version"]
+    assert again.ping() == "pong"

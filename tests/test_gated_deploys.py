@@ -14,9 +14,7 @@ import pytest
 
 from server import PodiumServer, wait_until
 
-pytestmark = pytest.mark.slow
-
-# Workers unboxed (PODIUM_SANDBOX=off, the autouse fixture): the services below are plain files.
+pytestmark = [pytest.mark.slow, pytest.mark.boxed]
 
 
 @pytest.fixture(scope="module")

@@ -175,7 +175,7 @@ def get_deployment(
             if why is not None:
                 raise DeploymentError(f"deployment {d.name} ({d.id}): {why}")
             break
-        if d.status not in PENDING:
+        if d.status not in PENDING and not d.info.get("pending_version"):  # a redeploy pending: it waits
             raise DeploymentError(f"deployment {d.name} ({d.id}) is {d.status}; deploy it again")
         elapsed = time.monotonic() - start
         if progress:
