@@ -517,7 +517,8 @@ class Autoscaler:
         own version puts it in ERROR with them. A worker started elsewhere fails it only while no
         worker has shown that the version loads (CREATING): one machine's missing package does
         not stop an endpoint that serves. A worker of a version the endpoint left fails nothing."""
-        ep = await self.catalog.get_endpoint(None, info.endpoint_id)
+        # As stored now: a deploy through another replica may be newer than this one's cache.
+        ep = await self.catalog.get_endpoint(None, info.endpoint_id, fresh=True)
         if ep is None:
             return
         log_tail = tail(info.log_path)
