@@ -101,10 +101,12 @@ def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:
         return
     counts = ", ".join(f"{n} {s}" for s, n in ep["workers_by_state"].items() if n and s != "ready") or "none"
     out.print(f"endpoint {ep['name']}  id {ep['endpoint_id']}  state {ep['state']}  version {ep['version']}")
+    if ep.get("pending_version"):  # a redeploy builds or starts its first worker; this one serves
+        out.print(f"  deploying: version {ep['pending_version']}", style="yellow")
     out.print(f"  workers: {counts}")
     for w in ep["workers"]:
         line = f"    {w['id']}  {w['state']}  {_placement(w)}"
-        if not w["local"]:  # `podium worker` on another machine, or a RunPod worker of one's own
+        if not w["local"] or w["version_id"] != ep["version"]:  # started elsewhere, or a redeploy's
             line += f"  version {w['version_id'] or 'any'}"
         out.print(line)
     sc = ep["scaling"]
