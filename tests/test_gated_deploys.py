@@ -171,3 +171,14 @@ def test_a_first_deploy_that_fails_puts_the_endpoint_in_error(srv, tmp_path):
     code, out, _ = deploy(srv, service(tmp_path / "v1", "never", "v1", "raise RuntimeError('bad init')"), "never")
     assert code == 1 and out["state"] == "ERROR"
     assert "RuntimeError: bad init" in srv.http.get("/api/v1/endpoints/never").json()["error"]
+
+
+def test_a_redeploy_whose_workers_die_silently_is_refused_after_a_few(srv, tmp_path):
+    """A version whose workers exit during the initializer without a word (os._exit, as an
+    out-of-memory kill would) is refused after MAX_START_FAILURES probes; v1 serves on."""
+    code, first, _ = deploy(srv, service(tmp_path / "v1", "silent", "v1"), "silent")
+    assert code == 0
+    code, out, _ = deploy(srv, service(tmp_path / "v2", "silent", "v2", "import os\n    os._exit(3)"), "silent")
+    assert code == 1 and "worker exited with code 3 before it was ready" in out["deploy_error"]
+    assert out["state"] == "ACTIVE" and out["version"] == first["version"]
+    assert srv.http.post("/silent/which", json={}).json() == "v1"
