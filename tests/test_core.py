@@ -489,3 +489,29 @@ def test_laminar_outputs_are_values_lmnr_accepts() -> None:
     }
     for odd, text in [(None, "null"), ({"token": None}, '{"token":null}'), (True, "true"), ([1, "a"], '[1,"a"]')]:
         assert node_input(odd) == text
+
+
+async def test_a_gated_deploy_is_refused_or_started_in_the_store(world: World) -> None:
+    """1. v3 is staged on the serving endpoint and its start fails: the version keeps the error,
+    the history the deploy (not current), and the endpoint its version.
+    2. Staged again, it starts: the endpoint moves to it ACTIVE and the error is forgotten."""
+    catalog = world.catalog
+    await catalog.set_state(world.ep.id, EndpointState.ACTIVE)
+    v3 = await catalog.put_version(world.project, version("v3"))
+    await catalog.stage_endpoint(world.ep.id, v3.id, key_id=None, message="try v3")
+    assert not await catalog.refuse_pending(world.ep.id, "v1", "not the pending one")
+    assert await catalog.refuse_pending(world.ep.id, v3.id, "RuntimeError: no weights")
+    ep = await catalog.get_endpoint(world.project, world.ep.id)
+    assert ep is not None and (ep.version_id, ep.state, ep.pending) == ("v1", EndpointState.ACTIVE, None)
+    assert (await catalog.get_version(world.project, v3.id)).start_error == "RuntimeError: no weights"
+    history = await catalog.history(world.ep.id)
+    assert [(h.version_id, h.message, h.error) for h in history] == [
+        (v3.id, "try v3", "RuntimeError: no weights"),
+        ("v1", None, None),
+    ]
+    await catalog.stage_endpoint(world.ep.id, v3.id, key_id=None, message="again")
+    moved, changed = await catalog.point_endpoint(
+        world.project, "hello", v3, key_id=None, message="again", started=True
+    )
+    assert changed and (moved.version_id, moved.state, moved.pending) == (v3.id, EndpointState.ACTIVE, None)
+    assert (await catalog.get_version(world.project, v3.id)).start_error is None

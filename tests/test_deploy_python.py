@@ -181,3 +181,15 @@ def test_deploy_takes_a_service_or_a_path():
     hello = load("hello")
     with pytest.raises(TypeError, match="go with a path"):
         podium.deploy(hello.hello_service, entry="hello.py")
+
+
+def test_a_redeploy_that_fails_to_start_raises_and_the_old_version_serves(srv):
+    picky = load("picky")
+    first = podium.get_deployment(podium.deploy(picky.picky, url=srv.url, api_key=srv.key)(), wait=True, timeout=60)
+    broken = podium.deploy(picky.picky, url=srv.url, api_key=srv.key)(ok=False)
+    with pytest.raises(podium.DeploymentError, match="did not start") as failed:
+        podium.get_deployment(broken, wait=True, timeout=60)
+    assert "the picky initializer refuses to start" in str(failed.value)
+    again = podium.get_deployment(first)
+    assert again.status == "ACTIVE" and again.info["version"] == first.info["version"]
+    assert again.ping() == "pong"

@@ -348,10 +348,3 @@ async def test_errors_not_marked_retryable_fail_at_once(store):
     await q.take("ep1", "w1", lease=30)
     await q.finish(jid, "w1", error="bad input")
     assert (await q.get(jid)).status == JobStatus.FAILED
-
-
-async def test_an_endpoint_that_cannot_start_fails_its_waiting_jobs(store):
-    q = JobQueue(store)
-    ids = [await q.enqueue(job()) for _ in range(3)]
-    assert await q.fail_queued("ep1", "cannot start: ImportError") == 3
-    assert {(await q.get(i)).error for i in ids} == {"cannot start: ImportError"}

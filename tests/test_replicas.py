@@ -203,6 +203,37 @@ def test_a_webhook_secret_rotated_on_the_follower_signs_the_leaders_next_deliver
     assert not verify("whsec_another", headers, body)
 
 
+def test_a_redeploy_through_the_follower_is_gated_by_the_leader(cluster, tmp_path):
+    """1. v1 is deployed through the follower; the leader starts its workers.
+    2. v2, whose initializer fails, is deployed through the follower: the leader's probe fails it.
+    3. Result: on both replicas the endpoint is ACTIVE on v1, v2 is recorded failed; a good v3
+       deployed through the follower becomes current on both."""
+    leader, follower = cluster["leader"], cluster["follower"]
+
+    def version(tag: str, init: str) -> Path:
+        path = tmp_path / tag / "app.py"
+        path.parent.mkdir()
+        path.write_text(
+            "import podium\n\n\n@podium.service(name='relay')\n"
+            f"def init():\n    {init}\n    return {{}}\n\n\n"
+            f"@init.endpoint('/which')\ndef which():\n    return {tag!r}\n"
+        )
+        return path
+
+    first = follower.deploy(version("v1", "pass"), "relay")
+    res = follower.cli(
+        "deploy", str(version("v2", "raise RuntimeError('v2 cannot load')")), "--name", "relay", "--json", check=False
+    )
+    assert res.returncode == 1 and "RuntimeError: v2 cannot load" in json.loads(res.stdout)["deploy_error"]
+    for srv in (leader, follower):
+        ep = srv.http.get("/api/v1/endpoints/relay").json()
+        assert (ep["state"], ep["version"], ep["pending_version"]) == ("ACTIVE", first["version"], None)
+        assert srv.http.post("/relay/which", json={}).json() == "v1"
+    third = follower.deploy(version("v3", "pass"), "relay")
+    assert third["state"] == "ACTIVE" and third["version"] != first["version"]
+    wait_until(lambda: leader.http.post("/relay/which", json={}).json() == "v3", 10, what="v3 on the leader")
+
+
 def test_readiness_fails_while_the_store_is_unreachable(cluster, pg_cluster):
     """Connections to the database are refused (and the replicas' own cut) until the leader has
     noticed and stepped down; its autoscaler meets the outage too. Then one of the two leads

@@ -138,7 +138,11 @@ def test_an_initializer_that_hangs_is_an_error_after_startup_timeout(srv):
     assert time.monotonic() - t0 < 60
 
 
-def test_a_version_that_stops_importing_fails_its_waiting_jobs(srv):
+def test_a_version_that_stops_importing_puts_the_endpoint_in_error_and_its_jobs_wait(srv):
+    """1. The endpoint serves; then its version's import breaks (a crash loop on restart).
+    2. Result: ERROR with the reason; a job queued meanwhile stays IN_QUEUE, its status says why,
+       and new calls are refused with the reason.
+    3. The import is mended and the endpoint started: the waiting job runs."""
     srv.deploy(SC / "noimport.py", "noimport")
     broken = srv.home / "break-import"
     srv.cli("secrets", "set", "noimport", f"BREAK_IMPORT={broken}")  # workers see no server variable
@@ -147,12 +151,21 @@ def test_a_version_that_stops_importing_fails_its_waiting_jobs(srv):
     srv.cli("scale", "noimport", "--idle-timeout", "0")
     srv.cli("restart", "noimport")
     queued = run(srv, "noimport")
-    job = srv.wait_job(queued, timeout=60)
-    assert job["status"] == "FAILED" and "cannot start its workers" in job["error"]
-    status = json.loads(srv.cli("status", "noimport", "--json").stdout)
-    assert status["state"] == "ERROR" and "weights_loader" in status["error"]
+    status = wait_until(
+        lambda: (s := json.loads(srv.cli("status", "noimport", "--json").stdout))["state"] == "ERROR" and s,
+        60,
+        0.2,
+        "the endpoint in ERROR",
+    )
+    assert "weights_loader" in status["error"]
+    job = srv.http.get(f"/v2/noimport/status/{queued}").json()
+    assert job["status"] == "IN_QUEUE", "a job is not failed by its endpoint's failure"
+    assert "cannot start its workers" in job["waiting"]["reason"] and "weights_loader" in job["waiting"]["reason"]
     r = srv.http.post("/v2/noimport/run", json={"input": {}})
     assert r.status_code == 503 and "cannot start its workers" in r.json()["detail"]
+    broken.unlink()
+    srv.cli("start", "noimport")
+    assert srv.wait_job(queued, timeout=60)["status"] == "COMPLETED"
 
 
 def test_a_burst_scales_up_to_max_and_back_down(srv):

@@ -49,7 +49,7 @@ def deploy(
     here override the service's (a RunPod worker file gets its resources only from here). A
     redeploy sets the endpoint's scaling settings to the version's, and says which it changes."""
     from podium.bundle import describe, make_bundle
-    from podium.client.deployment import upload
+    from podium.client.deployment import refusal, upload
 
     overrides = {
         k: v
@@ -65,6 +65,7 @@ def deploy(
         }.items()
         if v is not None
     }
+    refused = None
     with connect(url, key, project) as conn:
         with err.status("bundling…"):
             bundle = make_bundle(path, entry)
@@ -85,6 +86,7 @@ def deploy(
         if wait:
             _build(conn, ep["deployed"], timeout, quiet=as_json)
             ep = _wait_ready(conn, ep, timeout, quiet=as_json)
+            refused = refusal(conn, ep)
     result = {
         "endpoint_id": ep["endpoint_id"],
         "name": ep["name"],
@@ -97,10 +99,12 @@ def deploy(
         "scaling_changes": changes,
     }
     if as_json:
-        print_json(result)
-        if ep["state"] == "ERROR":
+        print_json({**result, "deploy_error": refused} if refused else result)
+        if ep["state"] == "ERROR" or refused:
             raise typer.Exit(1)
         return
+    if refused:  # the endpoint serves on, unchanged: say nothing else
+        fail(refused)
     out.print(f"endpoint {ep['name']}  id {ep['endpoint_id']}  version {ep['version']}  state {ep['state']}")
     for r in ep["routes"]:
         mark = " (default)" if r.get("default") else ""
@@ -154,8 +158,8 @@ def _build(conn: Any, version_id: str, timeout: float, quiet: bool) -> None:
 
 
 def _wait_ready(conn: Any, ep: dict[str, Any], timeout: float, quiet: bool) -> dict[str, Any]:
-    """Until the endpoint runs the deployed version (a redeploy that waited for its environment
-    is switched to by the server) and is no longer CREATING."""
+    """Until the endpoint runs the deployed version (a redeploy waits for its environment and
+    first worker; the server switches to it) or refused it, and is no longer CREATING."""
     deadline = time.monotonic() + timeout
     starting = f"starting a worker for {ep['name']}"
     with err.status(f"{starting}…") if not quiet else contextlib.nullcontext() as shown:

@@ -113,10 +113,12 @@ def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:
         return
     counts = ", ".join(f"{n} {s}" for s, n in ep["workers_by_state"].items() if n and s != "ready") or "none"
     out.print(f"endpoint {ep['name']}  id {ep['endpoint_id']}  state {ep['state']}  version {ep['version']}")
+    if ep.get("pending_version"):  # a redeploy builds or starts its first worker; this one serves
+        out.print(f"  deploying: version {ep['pending_version']}", style="yellow")
     out.print(f"  workers: {counts}")
     for w in ep["workers"]:
         line = f"    {w['id']}  {w['state']}  {_placement(w)}"
-        if not w["local"]:  # `podium worker` on another machine, or a RunPod worker of one's own
+        if not w["local"] or w["version_id"] != ep["version"]:  # started elsewhere, or a redeploy's
             line += f"  version {w['version_id'] or 'any'}"
         out.print(line)
     sc = ep["scaling"]
@@ -218,7 +220,7 @@ def history(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY, pro
         return
     table = Table("WHEN", id_column("VERSION", [h["version"] + " (current)" for h in res["history"]]), "KEY", "MESSAGE")
     for h in res["history"]:
-        mark = " (current)" if h["current"] else ""
+        mark = " (current)" if h["current"] else " (failed to start)" if h.get("error") else ""
         table.add_row(when(h["at"]), h["version"] + mark, h["key_id"] or "-", h["message"] or "")
     out.print(table)
 
@@ -235,8 +237,9 @@ def versions_ls(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY,
         id_column("VERSION", [v["id"] + " (current)" for v in res["versions"]]), "CREATED", "RUNTIME", "SIZE", "MESSAGE"
     )
     for v in res["versions"]:
+        mark = " (current)" if v["current"] else " (failed to start)" if v.get("start_error") else ""
         table.add_row(
-            v["id"] + (" (current)" if v["current"] else ""),
+            v["id"] + mark,
             when(v["created_at"]),
             v["runtime"],
             f"{v['size'] / 1024:.1f} KiB",
@@ -260,6 +263,8 @@ def versions_show(version: str, as_json: bool = JSON, url: str = URL, key: str =
     )
     if v.get("message"):
         out.print(f"  {v['message']}")
+    if v.get("start_error"):
+        out.print(f"  failed to start: {v['start_error']}", soft_wrap=True)
     for r in v["routes"]:
         args = ", ".join(p["name"] for p in r["params"])
         out.print(f"  route {r['path']}({args}){' streaming' if r['streaming'] else ''}")

@@ -32,7 +32,7 @@ from podium.sdk.service import Service
 
 #: States a deployment passes through on its way to ACTIVE.
 PENDING = ("CREATING",)
-#: Lines of an installer's error a failed build reports.
+#: Lines of an installer's error a failed build reports (and of a failed start's error).
 BUILD_ERROR_LINES = 20
 
 
@@ -61,6 +61,20 @@ def follow_build(
         first = "\n".join((build["error"] or "").splitlines()[:BUILD_ERROR_LINES])
         raise DeploymentError(f"the environment of version {version_id} failed to build:\n{first}")
     return build
+
+
+def refusal(conn: Connection, ep: dict[str, Any]) -> str | None:
+    """Why a health-gated deploy (`ep` as the deploy answered it, reloaded) did not become
+    current: its version's first worker failed, and the endpoint stayed on its version. None
+    when it became current, still waits, or was replaced by a later deploy."""
+    deployed = ep.get("deployed")
+    if deployed is None or deployed in (ep["version"], ep.get("pending_version")):
+        return None
+    error = conn.request("GET", f"/api/v1/versions/{deployed}").get("start_error")
+    if not error:
+        return None
+    first = "\n".join(error.splitlines()[:BUILD_ERROR_LINES])
+    return f"version {deployed} did not start; endpoint {ep['name']} stays on version {ep['version']}:\n{first}"
 
 
 def upload(
@@ -167,7 +181,8 @@ def get_deployment(
     (after its version's environment is built: with `progress`, the build log goes to stderr).
 
     Raises DeploymentError if it is (or becomes) ERROR, carrying the initializer's error and log
-    tail, if its environment fails to build, or if it is still not ACTIVE after `timeout` seconds.
+    tail, if its environment fails to build, if the version a redeploy gave it fails to start
+    (the deployment stays on its version), or if it is still not ACTIVE after `timeout` seconds.
     """
     if isinstance(ref, Deployment):
         conn, ident, deployed = ref._conn, ref.id, ref.info.get("deployed")
@@ -185,8 +200,11 @@ def get_deployment(
         if d.status == "ERROR":
             raise DeploymentError(f"deployment {d.name} ({d.id}) failed: {d.info.get('error')}")
         if not wait or (d.status == "ACTIVE" and not d.info.get("pending_version")):
+            why = refusal(conn, {**d.info, "deployed": deployed}) if wait else None
+            if why is not None:
+                raise DeploymentError(f"deployment {d.name} ({d.id}): {why}")
             break
-        if d.status not in PENDING:
+        if d.status not in PENDING and not d.info.get("pending_version"):  # a redeploy pending: it waits
             raise DeploymentError(f"deployment {d.name} ({d.id}) is {d.status}; deploy it again")
         elapsed = time.monotonic() - start
         if progress:

@@ -40,13 +40,27 @@ from podium.store.records import Endpoint
 
 def check_callable(ep: Endpoint) -> None:
     if ep.state == EndpointState.ERROR:
-        first = (ep.error or "unknown error").splitlines()[0]
-        raise EndpointUnavailable(f"endpoint {ep.name} cannot start its workers: {first}", code="endpoint_error")
+        raise EndpointUnavailable(_cannot_start(ep), code="endpoint_error")
     if ep.state == EndpointState.INACTIVE:
         raise EndpointUnavailable(
             f"endpoint {ep.name} is stopped; start it (podium start {ep.name}) or deploy it again",
             code="endpoint_inactive",
         )
+
+
+def _cannot_start(ep: Endpoint) -> str:
+    first = (ep.error or "unknown error").splitlines()[0]
+    return f"endpoint {ep.name} cannot start its workers: {first}"
+
+
+def waiting_reason(ep: Endpoint) -> str | None:
+    """Why the endpoint's queued jobs wait with no worker to take them, if it is failed (they
+    wait for it to be started or redeployed, up to their ttl) or stopped; else None."""
+    if ep.state == EndpointState.ERROR:
+        return f"{_cannot_start(ep)}; the job waits until it is started or redeployed"
+    if ep.state == EndpointState.INACTIVE:
+        return f"endpoint {ep.name} is stopped; the job waits until it is started"
+    return None
 
 
 def find_route(routes: list[RouteRecord], path: str) -> RouteRecord | None:

@@ -1,9 +1,12 @@
 """What an endpoint runs, for every surface that deploys: the admin API (`podium deploy`, rollback,
 stop, start), Covalent function services and DigitalHub service runs.
 
-A deploy stores the version and points the endpoint at it; when the version's environment must be
-built first and the endpoint serves another version, the deploy is staged instead (the old one
-keeps serving until the build succeeds: `Autoscaler` finishes it). Stopping, starting, removing
+A deploy stores the version and points the endpoint at it. Deploys are health-gated: when the
+endpoint serves another version (ACTIVE), the deploy is staged instead, and the old version keeps
+serving until the new one's environment is built and a first worker of it has run the initializer
+(`Autoscaler` finishes it: the endpoint moves to the new version, or stays where it is and the
+version is marked failed). A first deploy, or one to an endpoint that serves nothing, points at
+once (CREATING, then ACTIVE or ERROR). Stopping, starting, removing
 and the expiry of endpoints with a time limit (`expires_at`, which the leader enforces) are here
 too, so that each surface only maps its own request onto these and its answer back.
 """
@@ -79,25 +82,23 @@ class Deployments:
         secrets: dict[str, str] | None = None,
     ) -> tuple[Endpoint, bool, Version]:
         """Store `version` (the same content is the same version) and point the endpoint `name` at
-        it, or stage it while its environment builds. `secrets` become the endpoint's (sealed).
-        Returns (endpoint, changed, version)."""
+        it, or stage it while its environment builds (for an endpoint that serves or is about to)
+        or until its first worker is ready (for one that serves). `secrets` become the
+        endpoint's (sealed). Returns (endpoint, changed, version)."""
         stored = await self.catalog.put_version(
             principal.project_id, {**version, "message": message, "created_by": principal.key_id}
         )
         current = await self.catalog.get_endpoint(principal.project_id, name)
-        serving = (
-            current is not None
-            and current.name == name
-            and current.version_id != stored.id
-            and (current.state in SERVING)
-        )
-        if await self.scaling.deployed(stored) and serving:
-            assert current is not None
+        current = current if current is not None and current.name == name else None
+        building = await self.scaling.deployed(stored)
+        if current is not None and _waits(current, stored.id, building):
             await self.catalog.stage_endpoint(current.id, stored.id, key_id=principal.key_id, message=message)
             staged = await self.catalog.get_endpoint(principal.project_id, current.id)
             assert staged is not None
             ep, changed = staged, True
         else:
+            if current is not None and current.pending is not None:  # the latest deploy wins
+                await self.catalog.clear_pending(current.id)
             ep, changed = await self.catalog.point_endpoint(
                 principal.project_id, name, stored, key_id=principal.key_id, message=message
             )
@@ -168,3 +169,12 @@ class Deployments:
         await self.catalog.remove_endpoint(ep.id)
         self.scaling.wake()
         return cancelled
+
+
+def _waits(current: Endpoint, version_id: str, building: bool) -> bool:
+    """Whether a deploy of `version_id` waits while `current` keeps its version: until a first
+    worker has loaded it, when the endpoint serves; until its environment is built, when the
+    endpoint is about to serve (CREATING). A stopped or failed endpoint has nothing to keep."""
+    if current.version_id == version_id:
+        return False
+    return current.state == EndpointState.ACTIVE or building and current.state in SERVING

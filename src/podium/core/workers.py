@@ -361,6 +361,8 @@ class WorkerPool:
                 info.state = WorkerState.IDLE
             if self.events is not None:
                 await self.events.worker_ready(info, ep)
+                # A gated deploy's first worker may have just made its version the endpoint's.
+                ep = await self.catalog.get_endpoint(ep.project_id, ep.id) or ep
         if not self._may_take(info, ep):
             # Hold the poll as a real one would be held, so a RunPod worker does not spin on 204s.
             await self.queue.hold(wait)

@@ -159,12 +159,6 @@ class Maintenance(QueueBase):
         """Cancel every queued job of an endpoint; running ones go on. Returns how many."""
         return await self._end_waiting(endpoint_id, JobStatus.CANCELLED)
 
-    async def fail_queued(self, endpoint_id: str, reason: str) -> int:
-        """End every waiting job of an endpoint FAILED with `reason` (its version cannot start:
-        they would otherwise wait forever), as an error of type EndpointError. Returns how many."""
-        info = _json.dumps({"type": "EndpointError", "message": reason})
-        return await self._end_waiting(endpoint_id, JobStatus.FAILED, error=reason, error_info=info)
-
     async def _end_waiting(self, endpoint_id: str, status: JobStatus, **more: Any) -> int:
         async with self.store.tx() as conn:
             res = await conn.execute(

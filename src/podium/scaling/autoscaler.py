@@ -4,7 +4,14 @@ It wakes on every tick and, for scale-from-zero latency, the moment a job is sto
 worker can take. Per endpoint it drains workers of versions the endpoint no longer points at,
 starts workers while jobs wait (one at least while the endpoint is CREATING, to prove the version
 loads), and stops workers idle longer than `idle_timeout`. A crashed worker's jobs are recovered at
-once; a version whose workers cannot start puts the endpoint in ERROR with the log tail.
+once; a version whose workers cannot start puts the endpoint in ERROR with the log tail (its
+waiting jobs stay queued, up to their ttl: the endpoint may be started or redeployed).
+
+A redeploy of an endpoint that serves is health-gated: it waits as the endpoint's `pending`
+version, for which one probe worker starts (whatever min_workers says) while the old version's
+workers go on serving. When the probe has run the initializer the endpoint moves to that version
+and the probe takes its jobs; when it fails, or passes `startup_timeout`, the version is marked
+failed with the worker's error and log tail, and the endpoint stays on its version, ACTIVE.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from podium.config import Settings
 from podium.core.workers import WorkerEvents, WorkerInfo, WorkerPool, WorkerState
@@ -33,7 +41,7 @@ from podium.scaling.policy import Load, desired
 from podium.scaling.resources import Resources
 from podium.store.catalog import Catalog
 from podium.store.cluster import FORGET_AFTER
-from podium.store.endpoints import EndpointState
+from podium.store.endpoints import EndpointState, scaling_columns
 from podium.store.records import Endpoint, Version
 from podium.store.versions import BuildState
 
@@ -42,7 +50,8 @@ log = logging.getLogger("podium.scaling")
 #: An endpoint's secrets, decrypted, by endpoint id.
 Secrets = Callable[[str], Awaitable[dict[str, str]]]
 
-#: Workers of one endpoint that may die before becoming ready before the endpoint is put in ERROR.
+#: Workers of one version of an endpoint that may die before becoming ready before the endpoint is
+#: put in ERROR (or, for a gated deploy's version, before that version is marked failed).
 MAX_START_FAILURES = 3
 #: Time between two passes under load (on average: see TICK_BURST), however often jobs wake it.
 MIN_TICK_GAP = 0.25
@@ -86,7 +95,8 @@ class Autoscaler:
         self.backend_name = settings.backend
         #: Versions' environments: built before any of their workers starts.
         self.builds = Builds(EnvStore(settings.envs, sandboxed=settings.sandbox), catalog, self.wake)
-        self._start_failures: dict[str, int] = {}
+        #: Workers that died before becoming ready, by (endpoint, version).
+        self._start_failures: dict[tuple[str, str | None], int] = {}
         self._stopping: set[str] = set()
         #: Keys of exited workers still to delete (the store was unreachable then): ticks retry.
         self._spent_keys: set[str] = set()
@@ -209,7 +219,7 @@ class Autoscaler:
         live = ep.state in (EndpointState.CREATING, EndpointState.ACTIVE)
         current = [w for w in workers if w.version_id == ep.version_id and live]
         for w in workers:
-            if w.local and w not in current:
+            if w.local and w not in current and not (live and _probes(w, ep)):
                 self._drain(w)
         if not live:
             return
@@ -292,12 +302,7 @@ class Autoscaler:
             return True
         now = self.pool.clock.now()
         if w.ready_at is None:
-            limit = await self._startup_timeout(ep)
-            if now - w.started_at > limit:
-                w.failure = f"the worker did not become ready within {limit:.0f} s (startup_timeout)"
-                self._kill(w)
-                return False
-            return True
+            return not await self._late(w, ep.project_id)
         if now - w.last_seen > SILENT_AFTER * self.settings.lease_seconds:
             log.warning("worker %s has not been heard from in %.0f s; replacing it", w.id, now - w.last_seen)
             self.pool.unhealthy(w)
@@ -322,9 +327,17 @@ class Autoscaler:
             return True
         return False
 
-    async def _startup_timeout(self, ep: Endpoint) -> float:
-        config = (await self.catalog.cached_version(ep.project_id, ep.version_id)).config
-        return float(config.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT))
+    async def _late(self, w: WorkerInfo, project_id: str) -> bool:
+        """True (and the worker is killed, its failure said) when it is still not ready past its
+        version's startup_timeout."""
+        assert w.version_id is not None  # workers this server starts run a version it names
+        config = (await self.catalog.cached_version(project_id, w.version_id)).config
+        limit = float(config.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT))
+        if self.pool.clock.now() - w.started_at <= limit:
+            return False
+        w.failure = f"the worker did not become ready within {limit:.0f} s (startup_timeout)"
+        self._kill(w)
+        return True
 
     def _kill(self, w: WorkerInfo) -> None:
         """Stop a worker at once; its jobs come back through _on_exit."""
@@ -333,18 +346,34 @@ class Autoscaler:
             self.backend.signal(w, signal.SIGKILL)
 
     async def _pending(self, ep: Endpoint) -> None:
-        """A redeploy waits for its environment while the current version serves: point the
-        endpoint at it once built; forget it (the version is marked failed) if the build fails."""
+        """A redeploy waits while the current version serves, first for its environment (forgotten,
+        the version marked failed, if the build fails), then for its probe worker, started here
+        (`worker_ready` or `fail_endpoint` ends the wait). An endpoint that no longer serves
+        (failed or started again meanwhile) is pointed at it at once: there is nothing to keep;
+        a stopped one waits until it is started."""
         pending = ep.pending
         assert pending is not None  # the tick calls this only for an endpoint with one
+        if ep.state == EndpointState.INACTIVE:
+            return  # stopped meanwhile: the deploy waits until it is started
         env = await self.builds.status(ep.project_id, pending.version_id)
-        if env.state == BuildState.READY:
-            version = await self.catalog.get_version(ep.project_id, pending.version_id)
-            if version is not None:
+        version = await self.catalog.get_version(ep.project_id, pending.version_id)
+        if env.interpreter is not None and version is not None:
+            if ep.state != EndpointState.ACTIVE:
                 await self.catalog.point_endpoint(
                     ep.project_id, ep.name, version, key_id=pending.key_id, message=pending.message
                 )
                 self.wake()
+                return
+            # One at a time: a probe being stopped is replaced once it has exited (and its exit
+            # has said whether the version failed).
+            probes = [w for w in self.pool.for_endpoint(ep.id) if _probes(w, ep)]
+            if not probes:
+                await self._probe(ep, version, env.interpreter)
+            for w in probes:
+                if w.ready_at is not None:  # its readiness was seen before the deploy was
+                    await self._promote(ep, w)
+                elif w.id not in self._stopping:
+                    await self._late(w, ep.project_id)
         elif env.state == BuildState.FAILED:
             log.error(
                 "endpoint %s stays on version %s: the environment of %s failed to build",
@@ -354,21 +383,52 @@ class Autoscaler:
             )
             await self.catalog.clear_pending(ep.id)
 
-    async def spawn(self, ep: Endpoint, interpreter: Interpreter = SERVER_PYTHON) -> WorkerInfo:
-        info = self.pool.new(f"w-{uuid.uuid4().hex[:12]}", ep.id, ep.version_id, local=True)
+    async def _probe(self, ep: Endpoint, version: Version, interpreter: Interpreter) -> None:
+        """Start the worker that proves a gated deploy's version starts. When it must wait for
+        GPUs that this endpoint's own workers hold, it cannot prove anything before they stop:
+        the endpoint is pointed at the version at once, as an ungated deploy is."""
+        settings = scaling_columns(version.config)
+        reason = self.backend.wait_reason(Resources.of(settings))
+        if reason is None:
+            await self.spawn(ep, interpreter, version=version.id, settings=settings)
+            return
+        if any(self._gpus.get(w.id, 0) for w in self.pool.for_endpoint(ep.id)):
+            log.info("endpoint %s moves to version %s ungated: its own workers hold the GPUs", ep.name, version.id)
+            pending = ep.pending
+            assert pending is not None
+            await self.catalog.point_endpoint(
+                ep.project_id, ep.name, version, key_id=pending.key_id, message=pending.message
+            )
+            self.wake()
+        else:
+            self._make_room(ep)
+
+    async def spawn(
+        self,
+        ep: Endpoint,
+        interpreter: Interpreter = SERVER_PYTHON,
+        *,
+        version: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> WorkerInfo:
+        """Start a worker of the endpoint's version (or of `version`, a gated deploy's, with
+        that version's scaling `settings`)."""
+        settings = settings or ep.scaling()
+        version_id = version or ep.version_id
+        info = self.pool.new(f"w-{uuid.uuid4().hex[:12]}", ep.id, version_id, local=True)
         info.key_id, token = await self.catalog.create_key(ep.project_id, "worker", name=info.id, endpoint_id=ep.id)
         env = await self.secrets(ep.id) if self.secrets is not None else {}
         await self.backend.start(
             info,
             endpoint_name=ep.name,
             token=token,
-            concurrency=ep.concurrency,
+            concurrency=settings["concurrency"],
             env=env,
             interpreter=interpreter,
-            resources=Resources.of(ep.scaling()),
+            resources=Resources.of(settings),
         )
-        self._gpus[info.id] = ep.gpus
-        log.info("started worker %s for %s (version %s)", info.id, ep.name, ep.version_id)
+        self._gpus[info.id] = settings["gpus"]
+        log.info("started worker %s for %s (version %s)", info.id, ep.name, version_id)
         return info
 
     def stop_job(self, worker_id: str | None, job_id: str, *, kill: bool = True) -> None:
@@ -450,8 +510,8 @@ class Autoscaler:
             return
         log.info("worker %s exited rc=%s (recovered %d jobs)", info.id, rc, len(recovered))
         if info.ready_at is None and (info.failure is not None or not intended):
-            n = self._start_failures.get(info.endpoint_id, 0) + 1
-            self._start_failures[info.endpoint_id] = n
+            n = self._start_failures.get((info.endpoint_id, info.version_id), 0) + 1
+            self._start_failures[(info.endpoint_id, info.version_id)] = n
             if info.failure is not None or n >= MAX_START_FAILURES:
                 await self.fail_endpoint(info, info.failure or f"worker exited with code {rc} before it was ready")
         self.wake()
@@ -462,31 +522,75 @@ class Autoscaler:
             self._spent_keys.discard(key_id)
 
     async def fail_endpoint(self, info: WorkerInfo, reason: str) -> None:
-        """The version cannot start: ERROR with the reason and the worker's log tail. A worker
-        started elsewhere fails it only while no worker has shown that the version loads
-        (CREATING): one machine's missing package does not stop an endpoint that serves."""
-        if not info.local:
-            ep = await self.catalog.get_endpoint(None, info.endpoint_id)
-            if ep is None or ep.state != EndpointState.CREATING:
-                log.warning("worker %s (started elsewhere) cannot load its version: %s", info.id, reason)
-                return
+        """The worker's version cannot start. A gated deploy's version is marked failed with the
+        reason and the worker's log tail (the endpoint keeps serving its own); the endpoint's
+        own version puts it in ERROR with them. A worker started elsewhere fails it only while no
+        worker has shown that the version loads (CREATING): one machine's missing package does
+        not stop an endpoint that serves. A worker of a version the endpoint left fails nothing."""
+        # As stored now: a deploy through another replica may be newer than this one's cache.
+        ep = await self.catalog.get_endpoint(None, info.endpoint_id, fresh=True)
+        if ep is None:
+            return
         log_tail = written_tail(info.log_path)
         detail = f"--- worker log (last lines) ---\n{log_tail}" if log_tail else ""
-        await self._set_error(info.endpoint_id, reason, detail)
+        if _probes(info, ep):
+            assert info.version_id is not None  # _probes: it runs the pending version
+            if await self.catalog.refuse_pending(ep.id, info.version_id, f"{reason}\n{detail}".strip()):
+                log.error(
+                    "endpoint %s stays on version %s: version %s cannot start (%s)",
+                    ep.name,
+                    ep.version_id,
+                    info.version_id,
+                    reason,
+                )
+            self._start_failures.pop((ep.id, info.version_id), None)
+            self.wake()
+        elif info.version_id is not None and info.version_id != ep.version_id:
+            log.warning(
+                "worker %s of version %s (no longer deployed) could not start: %s", info.id, info.version_id, reason
+            )
+        elif not info.local and ep.state != EndpointState.CREATING:
+            log.warning("worker %s (started elsewhere) cannot load its version: %s", info.id, reason)
+        else:
+            await self._set_error(info.endpoint_id, reason, detail)
 
     async def _set_error(self, endpoint_id: str, reason: str, detail: str) -> None:
-        """ERROR with the reason (and what explains it); the jobs waiting for it fail."""
+        """ERROR with the reason (and what explains it). The jobs waiting for it stay queued
+        (their status says why), until their ttl: the endpoint may be started, rolled back or
+        redeployed meanwhile."""
         await self.catalog.set_state(endpoint_id, EndpointState.ERROR, error=f"{reason}\n{detail}".strip())
-        self._start_failures.pop(endpoint_id, None)
-        failed = await self.queue.fail_queued(
-            endpoint_id, f"the endpoint cannot start its workers: {reason.splitlines()[0]}"
-        )
-        log.error("endpoint %s is in ERROR (%s); %d waiting jobs failed", endpoint_id, reason, failed)
+        for key in [k for k in self._start_failures if k[0] == endpoint_id]:
+            del self._start_failures[key]
+        log.error("endpoint %s is in ERROR (%s); its waiting jobs wait", endpoint_id, reason)
 
     async def worker_ready(self, info: WorkerInfo, ep: Endpoint) -> None:
-        self._start_failures.pop(info.endpoint_id, None)
+        """A worker has run the initializer: the proof its endpoint's version loads (ACTIVE), or
+        that a gated deploy's does (the endpoint moves to it, ACTIVE; the old workers drain)."""
+        self._start_failures.pop((info.endpoint_id, info.version_id), None)
         if info.local and info.ready_at is not None:
             self.metrics.cold_starts.labels(info.endpoint_id).inc()
             self.metrics.start_to_ready.labels(info.endpoint_id).observe(info.ready_at - info.started_at)
-        if info.version_id is None or info.version_id == ep.version_id:
+        if _probes(info, ep):
+            await self._promote(ep, info)
+        elif info.version_id is None or info.version_id == ep.version_id:
             await self.catalog.set_state(ep.id, EndpointState.ACTIVE, only_from=EndpointState.CREATING)
+
+    async def _promote(self, ep: Endpoint, probe: WorkerInfo) -> None:
+        """The gated deploy's version has started: the endpoint moves to it, ACTIVE (unless it
+        was stopped meanwhile: the deploy then waits for it to be started)."""
+        if ep.state != EndpointState.ACTIVE:
+            return
+        pending = ep.pending
+        assert pending is not None and probe.version_id is not None  # _probes: it runs the pending version
+        version = await self.catalog.get_version(ep.project_id, probe.version_id)
+        if version is not None:
+            await self.catalog.point_endpoint(
+                ep.project_id, ep.name, version, key_id=pending.key_id, message=pending.message, started=True
+            )
+            log.info("endpoint %s moves to version %s: worker %s is ready", ep.name, version.id, probe.id)
+            self.wake()
+
+
+def _probes(w: WorkerInfo, ep: Endpoint) -> bool:
+    """Whether the worker runs the version a gated deploy of the endpoint waits for."""
+    return ep.pending is not None and w.version_id == ep.pending.version_id and w.version_id != ep.version_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from podium.core.calls import Outcome, find_route
+from podium.core.calls import Outcome, find_route, waiting_reason
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
 from podium.core.options import parse_job_request
 from podium.core.waiting import Waiting, why_waiting
@@ -90,7 +90,10 @@ def _status_answer(rt: Runtime, job: Job, waiting: Waiting | None) -> JSONAnswer
 
 
 async def _waiting(rt: Runtime, ep: Endpoint, job: Job) -> Waiting | None:
-    return await why_waiting(job, ep, rt.pool, rt.scaler.waiting_for.get(ep.id))
+    """Why a queued job waits: its endpoint failed or stopped, or no worker can start now, or one
+    is starting (None: only its turn stands in the way)."""
+    held = waiting_reason(ep) or rt.scaler.waiting_for.get(ep.id)
+    return await why_waiting(job, ep, rt.pool, held)
 
 
 @router.get("/status/{job_id}")

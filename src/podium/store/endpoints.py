@@ -14,7 +14,7 @@ from podium.records import ServiceConfig
 from podium.store.engine import Store
 from podium.store.projects import new_id
 from podium.store.records import SCALING, Endpoint, Repointing, SealedSecret, Version
-from podium.store.tables import endpoint_history, endpoint_secrets, endpoints
+from podium.store.tables import endpoint_history, endpoint_secrets, endpoints, versions
 
 ENDPOINT_CACHE_SECONDS = 1.0
 
@@ -42,9 +42,10 @@ class Endpoints:
         # whenever this process changes one (the TTL bounds staleness across server replicas).
         self._endpoints: Bounded[tuple[str | None, str], Endpoint | None] = Bounded(ttl=ENDPOINT_CACHE_SECONDS)
 
-    async def get_endpoint(self, project_id: str | None, ref: str) -> Endpoint | None:
-        """An endpoint by id or by name (within the project, when one is given)."""
-        hit = self._endpoints.get((project_id, ref), MISSING)
+    async def get_endpoint(self, project_id: str | None, ref: str, *, fresh: bool = False) -> Endpoint | None:
+        """An endpoint by id or by name (within the project, when one is given); `fresh`: as
+        stored now, not as cached (another replica may have changed it within the cache's TTL)."""
+        hit = MISSING if fresh else self._endpoints.get((project_id, ref), MISSING)
         if hit is not MISSING:
             return hit
         row = await self._load_endpoint(project_id, ref)
@@ -77,8 +78,11 @@ class Endpoints:
         *,
         key_id: str | None,
         message: str | None,
+        started: bool = False,
     ) -> tuple[Endpoint, bool]:
-        """Create the endpoint `name` at `version`, or re-point it. Returns (endpoint, changed)."""
+        """Create the endpoint `name` at `version`, or re-point it: CREATING until a worker has
+        loaded it, or ACTIVE at once when one already has (`started`: a gated deploy's first
+        worker, whose version's failed start, if any, is forgotten). Returns (endpoint, changed)."""
         ENDPOINT_NAME.check(name)
         now = self.clock.now()
         config = version.config
@@ -93,7 +97,7 @@ class Endpoints:
                     .where(endpoints.c.id == current.id)
                     .values(
                         version_id=version.id,
-                        state=EndpointState.CREATING,
+                        state=EndpointState.ACTIVE if started else EndpointState.CREATING,
                         error=None,
                         pending=None,
                         updated_at=now,
@@ -101,6 +105,8 @@ class Endpoints:
                     )
                 )
                 await self._history(conn, current.id, version.id, key_id, message, now)
+                if started:
+                    await conn.execute(update(versions).where(versions.c.id == version.id).values(start_error=None))
             row = await self._load_endpoint(project_id, current.id)
             assert row is not None
             return row, True
@@ -125,19 +131,26 @@ class Endpoints:
 
     @staticmethod
     async def _history(
-        conn: Any, endpoint_id: str, version_id: str, key_id: str | None, message: str | None, at: float
+        conn: Any,
+        endpoint_id: str,
+        version_id: str,
+        key_id: str | None,
+        message: str | None,
+        at: float,
+        error: str | None = None,
     ) -> None:
         await conn.execute(
             insert(endpoint_history).values(
-                endpoint_id=endpoint_id, version_id=version_id, key_id=key_id, message=message, at=at
+                endpoint_id=endpoint_id, version_id=version_id, key_id=key_id, message=message, at=at, error=error
             )
         )
 
     async def stage_endpoint(
         self, endpoint_id: str, version_id: str, *, key_id: str | None, message: str | None
     ) -> None:
-        """Remember a deploy that waits for its version's environment (the endpoint keeps its
-        version meanwhile); `point_endpoint` (or `clear_pending`) ends the wait."""
+        """Remember a deploy that waits for its version's environment and first worker (the
+        endpoint keeps its version meanwhile); `point_endpoint`, `clear_pending` or
+        `refuse_pending` ends the wait."""
         pending = {"version_id": version_id, "key_id": key_id, "message": message}
         async with self.store.tx() as conn:
             await conn.execute(
@@ -152,6 +165,22 @@ class Endpoints:
             await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(pending=None))
         self._endpoints.clear()
 
+    async def refuse_pending(self, endpoint_id: str, version_id: str, error: str) -> bool:
+        """The deploy waiting for `version_id` ends without it: its first worker failed with
+        `error`. The version records it, the history keeps the deploy with it, and the endpoint
+        stays as it was. False when that deploy no longer waits (another replaced it)."""
+        now = self.clock.now()
+        async with self.store.tx() as conn:
+            raw = await conn.scalar(select(endpoints.c.pending).where(endpoints.c.id == endpoint_id))
+            pending = _json.loads(raw) if raw else None
+            if pending is None or pending["version_id"] != version_id:
+                return False
+            await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(pending=None))
+            await conn.execute(update(versions).where(versions.c.id == version_id).values(start_error=error))
+            await self._history(conn, endpoint_id, version_id, pending["key_id"], pending["message"], now, error)
+        self._endpoints.clear()
+        return True
+
     async def set_scaling(self, endpoint_id: str, settings: dict[str, Any]) -> None:
         """Change an endpoint's scaling settings (no redeploy; the next deploy sets them again)."""
         async with self.store.tx() as conn:
@@ -163,7 +192,8 @@ class Endpoints:
         self._endpoints.clear()
 
     async def history(self, endpoint_id: str) -> list[Repointing]:
-        """Every re-pointing of an endpoint, newest first."""
+        """Every re-pointing of an endpoint, and every deploy that failed to (`error` set),
+        newest first."""
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(endpoint_history)

@@ -56,7 +56,7 @@ def columns(record: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A deploy that waits for its version's environment (`Endpoints.stage_endpoint`)."""
+    """A deploy that waits for its version's environment and first worker (`Endpoints.stage_endpoint`)."""
 
     version_id: str
     key_id: str | None
@@ -113,6 +113,8 @@ class Repointing:
     key_id: str | None
     message: str | None
     at: float
+    #: Set for a deploy that never became current: why its version's first worker failed.
+    error: str | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> Repointing:
@@ -152,6 +154,7 @@ class Version:
     env_hash: str | None
     build_state: str | None
     build_error: str | None
+    start_error: str | None
 
     @classmethod
     def from_row(cls, row: Row) -> Version:
@@ -187,6 +190,7 @@ class Version:
             env_hash=None,
             build_state=None,
             build_error=None,
+            start_error=None,
         )
 
 

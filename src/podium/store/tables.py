@@ -76,6 +76,9 @@ versions = Table(
     Column("env_hash", String(64), nullable=True),
     Column("build_state", String(16), nullable=True),
     Column("build_error", Text, nullable=True),
+    # Why its first worker could not start on an endpoint that kept serving another version (a
+    # health-gated deploy that failed: the worker's error and log tail); cleared once it starts.
+    Column("start_error", Text, nullable=True),
 )
 
 endpoints = Table(
@@ -123,6 +126,8 @@ endpoint_history = Table(
     Column("key_id", String(32), nullable=True),
     Column("message", Text, nullable=True),
     Column("at", Float, nullable=False),
+    # A deploy that never became current (its version's first worker failed), and why.
+    Column("error", Text, nullable=True),
 )
 
 jobs = Table(

@@ -64,7 +64,8 @@ async def endpoint_view(rt: Runtime, request: Request, ep: Endpoint) -> dict[str
         "workers_by_state": await rt.pool.counts(ep.id),
         "urls": urls(request, ep.id),
         "service": service_record(request, ep),
-        # A redeploy whose environment is still building (the current version serves meanwhile).
+        # A redeploy whose environment builds or whose first worker starts (the current version
+        # serves meanwhile).
         "pending_version": ep.pending.version_id if ep.pending else None,
         # Why wanted workers are not started, e.g. "waiting for 1 GPU (2 of 2 in use)".
         "waiting_for": rt.scaler.waiting_for.get(ep.id),
@@ -125,7 +126,18 @@ def version_summary(version: Version) -> dict[str, Any]:
     row = version.as_dict()
     return {
         k: row[k]
-        for k in ("id", "service", "runtime", "size", "message", "created_by", "created_at", "env_hash", "build_state")
+        for k in (
+            "id",
+            "service",
+            "runtime",
+            "size",
+            "message",
+            "created_by",
+            "created_at",
+            "env_hash",
+            "build_state",
+            "start_error",
+        )
     }
 
 

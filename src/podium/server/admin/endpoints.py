@@ -102,7 +102,9 @@ async def rollback(request: Request, ref: str) -> JSONAnswer:
     body = parse(RollbackIn, await read_object(request, 64 * 1024), "rollback")
     target = body.version
     if target is None:
-        older = [h.version_id for h in await rt.catalog.history(ep.id) if h.version_id != ep.version_id]
+        older = [
+            h.version_id for h in await rt.catalog.history(ep.id) if h.version_id != ep.version_id and h.error is None
+        ]
         if not older:
             raise HTTPError(409, "no_previous_version", f"endpoint {ep.name} has no earlier version")
         target = older[0]
@@ -117,6 +119,8 @@ async def history(request: Request, ref: str) -> JSONAnswer:
     rt, principal = await admin_caller(request, "read", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     rows = await rt.catalog.history(ep.id)
+    # The newest re-pointing is the current one; a deploy that failed to start never was.
+    latest = next((h for h in rows if h.error is None), None)
     return JSONAnswer(
         {
             "endpoint_id": ep.id,
@@ -127,9 +131,10 @@ async def history(request: Request, ref: str) -> JSONAnswer:
                     "at": h.at,
                     "key_id": h.key_id,
                     "message": h.message,
-                    "current": i == 0 and h.version_id == ep.version_id,
+                    "current": h is latest and h.version_id == ep.version_id,
+                    "error": h.error,
                 }
-                for i, h in enumerate(rows)
+                for h in rows
             ],
         }
     )
@@ -137,7 +142,8 @@ async def history(request: Request, ref: str) -> JSONAnswer:
 
 @router.get("/endpoints/{ref}/versions")
 async def endpoint_versions(request: Request, ref: str) -> JSONAnswer:
-    """The versions this endpoint has pointed at, newest first."""
+    """The versions this endpoint has pointed at, or was deployed at and failed to start
+    (`start_error`), newest first."""
     rt, principal = await admin_caller(request, "read", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     seen: dict[str, None] = {}

@@ -13,23 +13,31 @@ from podium.server.auth import caller, runtime
 from podium.server.errors import not_found
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
-from podium.store.records import Version
+from podium.store.records import Endpoint, Version
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 
 async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Version]:
     """Versions are readable by users of the project; a key bound to one endpoint (its workers'
-    tokens, a Covalent inference key) reads the version that endpoint runs only. A unique prefix
-    of an id stands for it."""
+    tokens, a Covalent inference key) reads the version that endpoint runs only, or the one a
+    deploy of it waits for (whose first worker proves it starts). A unique prefix of an id stands
+    for it."""
     rt = runtime(request)
     principal = await caller(request, None, scoped=True)
     version = await version_by_ref(rt, principal.project_id, version_id)
     if principal.endpoint_id is not None:
         ep = await rt.catalog.get_endpoint(principal.project_id, principal.endpoint_id)
-        if ep is None or ep.version_id != version.id:
+        if not _runs(ep, version.id):  # a deploy through another replica may be newer than the cache
+            ep = await rt.catalog.get_endpoint(principal.project_id, principal.endpoint_id, fresh=True)
+        if not _runs(ep, version.id):
             raise not_found("version", version_id)
     return rt, version
+
+
+def _runs(ep: Endpoint | None, version_id: str) -> bool:
+    """Whether the endpoint runs the version, or a deploy of it waits for that version."""
+    return ep is not None and version_id in (ep.version_id, ep.pending and ep.pending.version_id)
 
 
 @router.get("/versions/{version_id}")
