@@ -481,13 +481,19 @@ def test_deploy_bodies_are_checked_against_the_route_record() -> None:
 
 def test_laminar_outputs_are_values_lmnr_accepts() -> None:
     chat = [{"role": "user", "content": "hi"}]
-    assert outputs({"a": "x", "b": 2.5, "c": ["p", "q"], "d": chat}) == {
-        "a": {"value": "x"},
-        "b": {"value": 2.5},
-        "c": {"value": ["p", "q"]},
-        "d": {"value": chat},
-    }
-    for odd, text in [(None, "null"), ({"token": None}, '{"token":null}'), (True, "true"), ([1, "a"], '[1,"a"]')]:
+    assert outputs({"a": "x", "d": chat}) == {"a": {"value": "x"}, "d": {"value": chat}}
+    assert outputs(chat) == {"output": {"value": chat}}
+    for odd, text in [
+        (3, "3"),
+        (2.5, "2.5"),
+        (["p", "q"], '["p","q"]'),
+        (None, "null"),
+        ({"token": None}, '{"token":null}'),
+        (True, "true"),
+        ([1, "a"], '[1,"a"]'),
+        ([{"role": "user", "content": 1}], '[{"role":"user","content":1}]'),
+        ([{"role": "user", "content": "hi", "name": "n"}], '[{"role":"user","content":"hi","name":"n"}]'),
+    ]:
         assert node_input(odd) == text
 
 

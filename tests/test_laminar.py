@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
 
 from conftest import SERVICES
 from server import PodiumServer
+from sidevenv import side_python
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +27,7 @@ def srv(tmp_path_factory):
     try:
         s.deploy(LAM / "answer.py", "answer")
         s.deploy(LAM / "tokens.py", "tokens")
+        s.deploy(LAM / "shapes.py", "shapes")
         yield s
     finally:
         s.close()
@@ -49,8 +54,8 @@ def test_run_answers_outputs_and_run_id(srv, path, key):
     body = r.json()
     assert body["outputs"] == {
         "answer": {"value": "plain: why?"},
-        "env_names": {"value": ["TOKEN"]},
-        "env_len": {"value": len(ENV_SECRET)},
+        "env_names": {"value": '["TOKEN"]'},
+        "env_len": {"value": str(len(ENV_SECRET))},
     }
     job = srv.job(body["runId"])
     assert job["status"] == "COMPLETED"
@@ -118,7 +123,7 @@ def test_route_calls_take_accept_event_stream_and_an_env_header(srv):
     )
     assert r.headers["content-type"].startswith("text/event-stream")
     [final] = frames(r.text)
-    assert final["type"] == "GraphRunOutput" and final["outputs"]["env_names"] == {"value": ["K"]}
+    assert final["type"] == "GraphRunOutput" and final["outputs"]["env_names"] == {"value": '["K"]'}
     bad = srv.http.post("/answer/answer", json={"question": "how"}, headers={"X-Podium-Env": "{nope"})
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_env"
 
@@ -150,3 +155,54 @@ def test_endpoint_and_pipeline_are_reserved_names(srv):
     res = srv.cli("deploy", str(LAM / "tokens.py"), "--name", "endpoint", check=False)
     assert res.returncode == 1 and "endpoint" in res.stderr
     assert httpx.get(f"{srv.url}/healthz").status_code == 200
+
+
+# -- the real lmnr clients ---------------------------------------------------------------------
+
+LMNR = Path(__file__).parent / "lmnr" / "run.py"
+#: What every lmnr client takes: a string and a list of chat messages as they are, everything
+#: else (numbers, lists of strings, objects, booleans, null, 0.3.7's ConditionedValue) as its JSON
+#: text, since lmnr 0.1.1 and 0.3.7 raise on a 200 that carries one of them.
+SHAPES = {
+    "text": {"value": "hi"},
+    "chat": {"value": [{"role": "user", "content": "hi"}]},
+    "int": {"value": "3"},
+    "float": {"value": "2.5"},
+    "strings": {"value": '["a","b"]'},
+    "object": {"value": '{"k":[1,null]}'},
+    "bool": {"value": "true"},
+    "null": {"value": "null"},
+    "conditioned": {"value": '{"condition":"c","value":"v"}'},
+}
+
+
+def lmnr(version: str, srv: PodiumServer, name: str, inputs: dict) -> dict:
+    """Run pipeline `name` with the real lmnr `version` client (its own venv); what it gave."""
+    python = side_python(f"lmnr-{version}", [f"lmnr=={version}"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LMNR_")}
+    done = subprocess.run(
+        [str(python), str(LMNR), srv.url, srv.key, name, json.dumps(inputs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(900)  # the first run builds the client's venv
+@pytest.mark.parametrize("version", ["0.1.1", "0.3.7"])
+def test_the_real_lmnr_clients_take_every_output_shape(srv, version):
+    """1. A pipeline returns one output of each JSON shape at once. 2. The real lmnr client of
+    `version` runs it and parses the answer (it raised on numbers and lists of strings before).
+    3. Its SSE answer carries the same outputs; an unknown pipeline is lmnr's own error."""
+    got = lmnr(version, srv, "shapes", {"label": "hi"})
+    assert got.get("outputs") == SHAPES, got
+    assert srv.job(got["run_id"])["status"] == "COMPLETED"
+    r = srv.http.post(
+        "/v1/pipeline/run", json={"pipeline": "shapes", "inputs": {"label": "hi"}, "env": {}, "stream": True}
+    )
+    assert frames(r.text)[-1]["outputs"] == SHAPES
+    missing = lmnr(version, srv, "nosuch", {})
+    assert missing["raised"] in {"EndpointRunError", "PipelineRunError"} and missing["error"] == "api.noTargetPipeline"

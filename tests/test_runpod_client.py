@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +135,59 @@ def test_asyncio_endpoint(rp):
             assert [c async for c in sjob.stream()] == [{"i": 0}, {"i": 1}, {"i": 2}]
 
     asyncio.run(main())
+
+
+# -- /status-sync and paths under /v2/{endpoint}/ that are not operations -----------------------
+
+
+def test_status_sync_of_a_running_job_answers_when_it_ends(rp, tmp_path):
+    """1. A job blocks on the endpoint's only worker. 2. /status-sync goes out, held (wait=60 s).
+    3. The job is released: the held request answers COMPLETED with /status's envelope."""
+    srv, ep, _ = rp
+    job, marker = blocker(srv, ep, tmp_path, "sync")
+    answer: dict[str, Any] = {}
+    url = f"/v2/{ep.endpoint_id}/status-sync/{job.job_id}?wait=60000"
+    poll = threading.Thread(target=lambda: answer.update(srv.http.get(url, timeout=90).json()))
+    poll.start()
+    Path(marker + ".release").touch()
+    poll.join(90)
+    assert answer["status"] == "COMPLETED" and answer["id"] == job.job_id, answer
+    assert answer["output"]["value"] is None and {"delayTime", "executionTime"} <= set(answer)
+
+
+def test_status_sync_clamps_its_wait_into_runpods_range(rp, tmp_path):
+    """A wait below 1000 ms is held 1000 ms and answers the job as it is; one above 90000 ms is
+    taken too (RunPod clamps, it does not refuse); an unknown job is /status's 404."""
+    srv, ep, _ = rp
+    job, marker = blocker(srv, ep, tmp_path, "clamp")
+    base = f"/v2/{ep.endpoint_id}/status-sync/{job.job_id}"
+    try:
+        for wait in (0, -5, 999):
+            r = srv.http.get(f"{base}?wait={wait}")
+            assert r.status_code == 200 and r.json()["status"] == "IN_PROGRESS", r.text
+    finally:
+        Path(marker + ".release").touch()
+    r = srv.http.get(f"{base}?wait=100000000")
+    assert r.status_code == 200 and r.json()["status"] == "COMPLETED", r.text
+    missing = srv.http.get(f"/v2/{ep.endpoint_id}/status-sync/nosuchjob?wait=1000")
+    assert (
+        missing.status_code == 404 and missing.json() == srv.http.get(f"/v2/{ep.endpoint_id}/status/nosuchjob").json()
+    )
+
+
+def test_a_path_under_v2_that_is_no_operation_names_the_operation(rp):
+    srv, ep, _ = rp
+    eid = ep.endpoint_id
+    r = srv.http.get(f"/v2/{eid}/status-synk/abc")
+    assert r.status_code == 404, r.text
+    detail = r.json()["detail"]
+    assert "no operation 'status-synk'" in detail and "status-sync" in detail and "'v2'" not in detail
+    r = srv.http.post(f"/v2/{eid}/nosuch", json={"input": {}})
+    assert r.status_code == 404 and "no operation 'nosuch'" in r.json()["detail"], r.text
+    r = srv.http.get(f"/v2/{eid}/run")
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and "run is called with POST" in r.json()["detail"]
+    r = srv.http.get(f"/v2/{eid}/status-sync/")
+    assert r.status_code == 400 and r.json()["error"] == "missing_job_id", r.text
+    # OpenAI-compatible paths belong to that surface: this rule does not claim them.
+    r = srv.http.post(f"/v2/{eid}/openai/nosuch", json={})
+    assert r.status_code == 404 and "no operation" not in r.text and "'v2'" not in r.text

@@ -81,6 +81,7 @@ def test_roles(sec):
     srv.wait_job(job_id)
     table = [  # (method, path, body, lowest role that may)
         ("GET", f"/v2/{eid}/status/{job_id}", None, "read"),
+        ("GET", f"/v2/{eid}/status-sync/{job_id}?wait=1000", None, "read"),
         ("GET", f"/v2/{eid}/health", None, "read"),
         ("GET", "/api/v1/endpoints", None, "read"),
         ("POST", f"/v2/{eid}/run", {"input": {}}, "invoke"),
@@ -115,6 +116,7 @@ def test_a_key_of_another_project_finds_nothing(sec):
             ("POST", f"/v2/{ref}/run", {"input": {}}),
             ("POST", f"/v2/{ref}/runsync", {"input": {}}),
             ("GET", f"/v2/{ref}/status/{job_id}", None),
+            ("GET", f"/v2/{ref}/status-sync/{job_id}?wait=1000", None),
             ("GET", f"/v2/{ref}/stream/{job_id}", None),
             ("POST", f"/v2/{ref}/cancel/{job_id}", None),
             ("POST", f"/v2/{ref}/retry/{job_id}", None),

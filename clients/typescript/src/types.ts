@@ -92,7 +92,7 @@ export interface SubmitOptions extends CallOptions {
   webhook?: string;
 }
 
-/** A value of a Laminar output: a string, a number, a list of chat messages, ... */
+/** A value of a Laminar output: a string, a list of chat messages, or any other value as its JSON text. */
 export interface NodeOutput {
   value: unknown;
 }

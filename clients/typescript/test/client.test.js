@@ -351,7 +351,7 @@ describe("route calls as server-sent events", () => {
   it("a plain route's answer is one GraphRunOutput; env reaches it", T, async () => {
     const events = await collect(podium.callEvents("answer", "answer", { question: "how" }, { env: { A: "1" } }));
     assert.equal(events.length, 1);
-    assert.deepEqual(events[0].outputs, { answer: { value: "plain: how?" }, env_names: { value: ["A"] }, env_len: { value: 1 } });
+    assert.deepEqual(events[0].outputs, { answer: { value: "plain: how?" }, env_names: { value: '["A"]' }, env_len: { value: "1" } });
   });
 
   it("a route that fails ends the events with JobFailed", T, async () => {
@@ -365,7 +365,7 @@ describe("pipeline runs (Laminar surface)", () => {
     const res = await podium.pipelineRun({ pipeline: "answer", inputs: { question: "why" }, env: { KEY: "abc" } });
     assert.equal(typeof res.runId, "string");
     assert.deepEqual(res.outputs, {
-      answer: { value: "plain: why?" }, env_names: { value: ["KEY"] }, env_len: { value: 3 },
+      answer: { value: "plain: why?" }, env_names: { value: '["KEY"]' }, env_len: { value: "3" },
     });
   });
 

@@ -9,7 +9,6 @@ calls take the same path as RunPod jobs: stored, taken, finished.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from podium.server.errors import HTTPError, status_code_name
 from podium.server.http_apps import http_call
 from podium.server.openapi_doc import endpoint_openapi
 from podium.server.responses import JSONAnswer
+from podium.server.runpod_api import misdirected
 from podium.server.runtime import Runtime
 from podium.server.streams import first_chunk_response, sse_frames
 from podium.store.records import Endpoint
@@ -124,23 +124,11 @@ def event_stream(rt: Runtime, job_id: str) -> StreamingResponse:
     )
 
 
-#: A RunPod path whose job id is missing (`/v2/NAME/status/`), which would otherwise read as a
-#: route of an endpoint named "v2".
-NO_JOB_ID = re.compile(r"/v2/[^/]+/(status|stream|cancel|retry)/?")
-
-
 async def _target(request: Request, endpoint: str, role: str) -> tuple[Runtime, Principal, Endpoint, list[RouteRecord]]:
+    if endpoint == "v2":  # a RunPod path no route took: never a route of an endpoint named "v2"
+        raise misdirected(request)
     if endpoint in RESERVED_NAMES:  # never an endpoint's name: a server path, mistyped
-        path = request.url.path
-        missing = NO_JOB_ID.fullmatch(path)
-        if missing:
-            raise HTTPError(
-                400,
-                "missing_job_id",
-                f"{request.method} {path} names no job: {missing.group(1)} takes one, "
-                f"as in /v2/{{endpoint}}/{missing.group(1)}/{{job_id}}",
-            )
-        raise HTTPError(404, "not_found", f"no such path: {request.method} {path}")
+        raise HTTPError(404, "not_found", f"no such path: {request.method} {request.url.path}")
     rt = runtime(request)
     principal, ep = await endpoint_caller(request, role, endpoint)
     return rt, principal, ep, await rt.calls.routes(ep)

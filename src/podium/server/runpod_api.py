@@ -1,19 +1,23 @@
-"""The RunPod surface: /v2/{endpoint}/run, runsync, status/{job}, health."""
+"""The RunPod surface: /v2/{endpoint}/run, runsync, status/{job}, status-sync/{job}, health."""
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 
 from podium.core.calls import Outcome, find_route, waiting_reason
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
 from podium.core.options import parse_job_request
 from podium.core.waiting import Waiting, why_waiting
 from podium.dispatch.jobs import Job
-from podium.dispatch.states import JobStatus
+from podium.dispatch.states import UNFINISHED, JobStatus
 from podium.ids import uuid7
 from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import read_json
 from podium.server.envelope import envelope
+from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
 from podium.server.runtime import Runtime
 from podium.store.records import Endpoint
@@ -23,6 +27,8 @@ router = APIRouter(prefix="/v2/{endpoint_id}", tags=["runpod"])
 #: What /status waits through: a running job until it ends; a job waiting for a worker until taken.
 RUNNING = frozenset({JobStatus.IN_PROGRESS})
 QUEUED = frozenset({JobStatus.IN_QUEUE})
+#: The hold /status-sync accepts, in ms: RunPod's range; a `wait` outside it is brought into it.
+SYNC_WAIT = (1000, 90_000)
 
 
 async def _accept(
@@ -118,6 +124,18 @@ async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     return _status_answer(rt, job, waiting)
 
 
+@router.get("/status-sync/{job_id}")
+async def status_sync(request: Request, endpoint_id: str, job_id: str, wait: int = SYNC_WAIT[1]) -> JSONAnswer:
+    """/status held until the job is final or `wait` ms have passed (clamped to 1000–90000, as
+    RunPod does: its JavaScript SDK polls this while a /runsync job runs on)."""
+    rt = runtime(request)
+    _, ep = await endpoint_caller(request, "read", endpoint_id)
+    hold = min(max(wait, SYNC_WAIT[0]), SYNC_WAIT[1]) / 1000
+    found = await rt.queue.wait_final(job_id, hold, promise=False, endpoint_id=ep.id, through=UNFINISHED)
+    job = _of(ep, job_id, found)
+    return _status_answer(rt, job, await _waiting(rt, ep, job))
+
+
 @router.get("/stream/{job_id}")
 async def stream(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     """Chunks produced since the last call, each returned once; `stream` is always present."""
@@ -182,3 +200,54 @@ async def health(request: Request, endpoint_id: str) -> JSONAnswer:
             "workers": await rt.pool.counts(ep.id),
         }
     )
+
+
+#: A path under /v2/{endpoint}/: the endpoint, the operation, and what follows it.
+V2_PATH = re.compile(r"/v2/([^/]+)/([^/]+)(/.*)?")
+#: A route template's operation (`/v2/{endpoint_id}/status/{job_id}` -> `status`).
+OPERATION = re.compile(r"/v2/\{[^}]+\}/([^/{]+)")
+#: OpenAI-compatible paths (`/v2/{endpoint}/openai/v1/...`) are another surface's to answer.
+OPENAI = "openai"
+
+
+def misdirected(request: Request) -> HTTPError:
+    """The answer for a path under /v2/ that no route took, so that it never reads as a route
+    of an endpoint named "v2": an operation the server does not have is named; a known one
+    called with the wrong method, or without its job id, says how it is called."""
+    method, path = request.method, request.url.path
+    lost = HTTPError(404, "not_found", f"no such path: {method} {path}")
+    found = V2_PATH.fullmatch(path)
+    if found is None or found.group(2) == OPENAI:
+        return lost
+    op, rest = found.group(2), found.group(3)
+    templates: dict[str, set[str]] = {}  # this surface's templates for `op`: their methods
+    ours: set[str] = set()
+    for route in router.routes:
+        if isinstance(route, APIRoute) and (m := OPERATION.match(route.path)):
+            ours.add(m.group(1))
+            if m.group(1) == op:
+                templates[route.path] = route.methods or set()
+    if not templates:
+        others = {m.group(1) for t in request.app.paths if (m := OPERATION.match(t))}  # e.g. job-take
+        if op in others:
+            return lost
+        listed = ", ".join(sorted(ours))
+        return HTTPError(
+            404, "not_found", f"{method} {path}: no operation {op!r} under /v2/{{endpoint}}/ (RunPod's are {listed})"
+        )
+    allowed = [t for t, methods in templates.items() if method in methods]
+    if not allowed:
+        methods = sorted(set().union(*templates.values()) - {"HEAD"})
+        return HTTPError(
+            405,
+            "method_not_allowed",
+            f"{method} {path}: {op} is called with {' or '.join(methods)}",
+            headers={"Allow": ", ".join(methods)},
+        )
+    if rest in (None, "/") and all("{job_id}" in t for t in allowed):
+        return HTTPError(
+            400,
+            "missing_job_id",
+            f"{method} {path} names no job: {op} takes one, as in /v2/{{endpoint}}/{op}/{{job_id}}",
+        )
+    return lost

@@ -133,23 +133,22 @@ def outputs(value: Any) -> dict[str, dict[str, Any]]:
 
 
 def node_input(value: Any) -> Any:
-    """An output value as Laminar's clients accept it (`NodeInput`: a string, a list of strings,
-    chat messages, a number); anything else (None, an object, a boolean, a mixed list) travels as
-    its JSON text, since lmnr raises on a 200 that carries it."""
-    if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
-        return value
-    if isinstance(value, list) and (
-        all(isinstance(v, str) for v in value)
-        or all(
-            isinstance(v, dict)
-            and set(v) == {"role", "content"}
-            and isinstance(v["role"], str)
-            and isinstance(v["content"], str)
-            for v in value
-        )
-    ):
+    """An output value as every Laminar client accepts it: lmnr 0.1.1 and 0.3.7 parse it as
+    `NodeInput` (a string or a list of chat messages, under pydantic v2, which turns no number
+    into a string) and raise on a 200 that carries anything else, numbers and lists of strings
+    included. Those two pass as they are; every other value travels as its JSON text."""
+    if isinstance(value, str) or (isinstance(value, list) and all(_is_chat_message(v) for v in value)):
         return value
     return _json.dumps(value)
+
+
+def _is_chat_message(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) == {"role", "content"}
+        and isinstance(value["role"], str)
+        and isinstance(value["content"], str)
+    )
 
 
 def sse(data: dict[str, Any]) -> bytes:
