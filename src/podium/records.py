@@ -49,6 +49,11 @@ class RouteRecord(TypedDict):
     var_keyword: bool
     #: The route /run and /runsync call.
     default: NotRequired[bool]
+    #: An OpenAI-compatible route (its path is OpenAI's, like `/v1/chat/completions`): called
+    #: with OpenAI's request body, its text deltas framed as OpenAI's objects (`podium.openai`).
+    openai: NotRequired[bool]
+    #: The model name `/v2/{endpoint}/openai/v1/models` lists for it (an OpenAI route's).
+    model: NotRequired[str]
     returns: NotRequired[dict[str, Any]]
 
 
