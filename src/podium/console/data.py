@@ -107,6 +107,8 @@ class RouteInfo:
     default: bool
     #: Arguments a first call may send and pass (records.sample_arguments).
     sample: dict[str, Any] = field(default_factory=dict)
+    #: The model name of an OpenAI-compatible route (None: it is not one).
+    openai_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -574,7 +576,14 @@ def _route(r: RouteRecord) -> RouteInfo:
         for p in r.get("params", [])
     ]
     return RouteInfo(
-        r["path"], r["method"], r["kind"], bool(r["streaming"]), params, bool(r.get("default")), sample_arguments(r)
+        r["path"],
+        r["method"],
+        r["kind"],
+        bool(r["streaming"]),
+        params,
+        bool(r.get("default")),
+        sample_arguments(r),
+        r.get("model") if r.get("openai") else None,
     )
 
 
