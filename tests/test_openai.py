@@ -146,6 +146,10 @@ def test_errors_are_the_clients_typed_errors(ctx: Ctx) -> None:
         ctx.client("plain").chat.completions.create(model="m", messages=HELLO)  # type: ignore[arg-type]
     with pytest.raises(openai.NotFoundError, match="/v1/completions"):
         ctx.client("plain").completions.create(model="m", prompt="x")
+    with pytest.raises(openai.NotFoundError, match="serves no OpenAI route POST /v1/responses"):
+        ctx.client("rp").post("/responses", body={"model": "m", "input": "x"}, cast_to=object)
+    with pytest.raises(openai.NotFoundError, match="serves no OpenAI route GET /v1/chat/completions"):
+        ctx.client("rp").get("/chat/completions", cast_to=object)
     with pytest.raises(openai.BadRequestError, match="messages is required"):
         ctx.client("rp").post("/chat/completions", body={"model": "m"}, cast_to=object)
     with pytest.raises(openai.BadRequestError, match="temperature must be at most 2") as worker_said:

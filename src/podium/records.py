@@ -49,8 +49,8 @@ class RouteRecord(TypedDict):
     var_keyword: bool
     #: The route /run and /runsync call.
     default: NotRequired[bool]
-    #: An OpenAI-compatible route (its path is OpenAI's, like `/v1/chat/completions`): called
-    #: with OpenAI's request body, its text deltas framed as OpenAI's objects (`podium.openai`).
+    #: An OpenAI-compatible route (its path is OpenAI's, like `/v1/chat/completions`): called with
+    #: OpenAI's request body, its text framed as OpenAI's objects (`podium.worker.openai_route`).
     openai: NotRequired[bool]
     #: The model name `/v2/{endpoint}/openai/v1/models` lists for it (an OpenAI route's).
     model: NotRequired[str]

@@ -51,7 +51,7 @@ class Route:
     streaming: bool
     #: route: keyword arguments; handler: the whole job; http: an HTTP request for an app.
     kind: Literal["route", "handler", "http"] = "route"
-    #: An OpenAI-compatible route (`podium.openai`), and the model name it answers to.
+    #: An OpenAI-compatible route (`podium.worker.openai_route`), and the model name it answers to.
     openai: bool = False
     model: str | None = None
 

@@ -112,7 +112,7 @@ def failure(job: Job) -> OpenAIError:
     if how == Failure.WORKER_LOST:
         return OpenAIError(502, str(job.error), "worker_lost")
     if how in (Failure.TIMED_OUT, Failure.CANCELLED):
-        return OpenAIError(504 if how == Failure.TIMED_OUT else 500, f"the job was {job.status}", how.value)
+        return OpenAIError(502, f"the job ended {job.status}", job.status.lower())
     reported = _worker_error(job.error)
     if reported:
         code = reported.get("code")
@@ -120,7 +120,7 @@ def failure(job: Job) -> OpenAIError:
         kind = reported.get("type")
         return OpenAIError(status, reported["message"], code, kind if isinstance(kind, str) else None)
     message = f"{info['type']}: {info.get('message')}" if info.get("type") else str(job.error)
-    return OpenAIError(500, message.splitlines()[0] if message else "the worker failed", "worker_error")
+    return OpenAIError(500, message.splitlines()[0] if message else "the worker failed", "route_error")
 
 
 class OpenAIEvents:
@@ -255,3 +255,17 @@ async def models(request: Request, endpoint_id: str) -> Response:
             check_args=False,
         )
         return await _answer(rt, outcome)
+
+
+#: What this router serves, for the answer to any other path under it.
+SERVED = "POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, GET /v1/models"
+
+
+@router.api_route(
+    "/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False, response_model=None
+)
+async def unknown(request: Request, endpoint_id: str, rest: str) -> Response:
+    """Any other path or method under `/openai/v1/` (`/v1/responses`, say): OpenAI's 404 naming what is served."""
+    raise OpenAIError(
+        404, f"Podium serves no OpenAI route {request.method} /v1/{rest} (it serves {SERVED})", "unknown_route"
+    )
