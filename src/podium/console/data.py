@@ -107,8 +107,10 @@ class RouteInfo:
     default: bool
     #: Arguments a first call may send and pass (records.sample_arguments).
     sample: dict[str, Any] = field(default_factory=dict)
-    #: The model name of an OpenAI-compatible route (None: it is not one).
-    openai_model: str | None = None
+    #: An OpenAI-compatible route (a RunPod handler that reads `openai_route`, too), and its
+    #: model name when it declares one.
+    openai: bool = False
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -583,7 +585,8 @@ def _route(r: RouteRecord) -> RouteInfo:
         params,
         bool(r.get("default")),
         sample_arguments(r),
-        r.get("model") if r.get("openai") else None,
+        bool(r.get("openai")),
+        r.get("model"),
     )
 
 

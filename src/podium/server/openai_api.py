@@ -27,7 +27,7 @@ from podium.core.calls import Failure, Outcome, Target, answered_status, error_o
 from podium.core.errors import DomainError, NotFound
 from podium.dispatch.jobs import Job
 from podium.dispatch.states import FINAL
-from podium.records import default_route
+from podium.records import RouteRecord, default_route
 from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import read_object
 from podium.server.cancels import cancel_job
@@ -90,9 +90,11 @@ def _from_http(exc: HTTPError) -> OpenAIError:
 def _worker_error(text: str | None) -> dict[str, Any]:
     """An OpenAI error a RunPod worker reported (worker-vllm yields `{"error": {...}}`, which the
     runpod SDK passes on as its Python text); {} for any other error."""
+    if not text or not text.startswith("{") or len(text) > 65536:
+        return {}
     for parse in (_json.loads, ast.literal_eval):
         try:
-            value = parse(text or "")
+            value = parse(text)
         except Exception:
             continue
         if isinstance(value, dict):
@@ -151,18 +153,23 @@ def whole(output: Any) -> Any:
     return output[0] if isinstance(output, list) and len(output) == 1 else output
 
 
+def own_routes(routes: list[RouteRecord]) -> list[RouteRecord]:
+    """A service's `openai=True` routes (a RunPod handler marked `openai` reads the route itself)."""
+    return [r for r in routes if r.get("openai") and r["kind"] == "route"]
+
+
 async def _target(rt: Runtime, principal: Principal, ep: Endpoint, openai_route: str) -> Target:
     """The service's OpenAI route of that path, or else a RunPod handler (which reads
     `openai_route` itself)."""
     routes = await rt.calls.routes(ep)
-    if any(r.get("openai") for r in routes):
+    if own_routes(routes):
         with contextlib.suppress(NotFound):
             target = await rt.calls.target(principal, ep, openai_route.strip("/"))
             if target.route.get("openai"):
                 return target
     elif default_route(routes)["kind"] == "handler":
         return await rt.calls.target(principal, ep)
-    served = ", ".join(r["path"] for r in routes if r.get("openai")) or "none"
+    served = ", ".join(r["path"] for r in own_routes(routes)) or "none"
     raise NotFound(
         "route",
         openai_route,
@@ -240,7 +247,7 @@ async def models(request: Request, endpoint_id: str) -> Response:
         rt = runtime(request)
         principal, ep = await endpoint_caller(request, "invoke", endpoint_id)
         routes = await rt.calls.routes(ep)
-        names = list(dict.fromkeys(r.get("model") or ep.name for r in routes if r.get("openai")))
+        names = list(dict.fromkeys(r.get("model") or ep.name for r in own_routes(routes)))
         if names:
             created = int(ep.created_at)
             data = [{"id": n, "object": "model", "created": created, "owned_by": "podium"} for n in names]
