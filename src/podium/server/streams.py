@@ -1,7 +1,8 @@
 """Following a job as it runs: its chunks as they are stored, then its final row.
 
-Route calls turn these events into chunked bytes, SSE calls into `data:` frames; both read the same
-stored chunks, so every stream is the same stream whichever way it is watched.
+Route calls turn these events into chunked bytes, SSE calls into `data:` frames, OpenAI calls into
+OpenAI's events (a `Framing`); all read the same stored chunks, so every stream is the same stream
+whichever way it is watched.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class RawBytes:
 class Streaming(StreamingResponse):
     """A stream that calls `abandoned` when its client leaves before the stream ended."""
 
-    def __init__(self, body: AsyncIterator[bytes], abandoned: Callable[[], Awaitable[None]] | None, **kw: Any):
+    def __init__(self, body: AsyncIterator[bytes], abandoned: Callable[[], Awaitable[None]] | None, **kw: Any) -> None:
         super().__init__(body, **kw)
         self.abandoned = abandoned
         self.ended = False
