@@ -164,6 +164,23 @@ def test_errors_are_the_clients_typed_errors(ctx: Ctx) -> None:
         ctx.client("svc").chat.completions.create(model="m", messages=fail, stream=True)  # type: ignore[arg-type]
 
 
+def test_a_failure_mid_stream_is_an_error_event(ctx: Ctx) -> None:
+    """A route that fails after its first delta: the client gets the deltas, then raises the
+    error event (no [DONE]: a partial answer never reads as a whole one)."""
+    messages = [{"role": "user", "content": "boom one two"}]
+    stream = ctx.client("svc").chat.completions.create(model="m", messages=messages, stream=True)  # type: ignore[arg-type]
+    got = []
+    with pytest.raises(openai.APIError, match="the model blew up mid-sentence"):
+        for chunk in stream:
+            got.append(chunk.choices[0].delta.content)
+    assert got == ["two", " one"]
+    body = {"model": "m", "messages": messages, "stream": True}
+    raw = ctx.srv.http.post(f"/v2/{ctx.ids['svc']}/openai/v1/chat/completions", json=body).text
+    last = raw.strip().split("\n\n")[-1]
+    assert json.loads(last.removeprefix("data: "))["error"]["code"] == "route_error"
+    assert "[DONE]" not in raw
+
+
 def test_error_shape(ctx: Ctx) -> None:
     r = httpx.get(f"{ctx.base('rp')}/models", headers={"Authorization": "Bearer nope"})
     assert r.status_code == 401

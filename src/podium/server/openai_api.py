@@ -146,6 +146,11 @@ class OpenAIEvents:
         body = b"" if self.sent or returned is None else self.chunk(returned)
         return body if self.done else body + DONE
 
+    def failed(self, error: Exception) -> bytes | None:
+        """A failure after the first event: OpenAI's error event, which its clients raise (no
+        [DONE], so none takes the partial answer for a whole one)."""
+        return sse(error.body()) if isinstance(error, HTTPError) else None
+
 
 def whole(output: Any) -> Any:
     """The OpenAI object of a job's output: a generator's one yield comes back as a list of one

@@ -71,11 +71,14 @@ def chunk_bytes(value: Any) -> bytes:
 
 
 class Framing(Protocol):
-    """How a surface writes a stream: each chunk, then what ends it once the job completed."""
+    """How a surface writes a stream: each chunk, then what ends it once the job completed, or
+    what ends it when the job failed after the first chunk (None: the connection is cut)."""
 
     def chunk(self, value: Any) -> bytes: ...
 
     def end(self, returned: Any) -> bytes: ...
+
+    def failed(self, error: Exception) -> bytes | None: ...
 
 
 class RawBytes:
@@ -87,6 +90,9 @@ class RawBytes:
 
     def end(self, returned: Any) -> bytes:
         return b"" if returned is None else chunk_bytes(returned)
+
+    def failed(self, error: Exception) -> bytes | None:
+        return None
 
 
 class Streaming(StreamingResponse):
@@ -117,9 +123,10 @@ async def first_chunk_response(
 ) -> Response:
     """A streaming route's answer as it yields, each chunk written by `framing` (raw bytes by
     default). The headers wait for the first chunk, so a route that fails at once still gets its
-    surface's error answer (`failure`). A failure after that ends the stream: with an error (the
-    connection is cut, so the client cannot take a partial answer for a whole one), or quietly
-    with `end_quietly` where the surface's clients expect it. One silent for `route_wait`
+    surface's error answer (`failure`). A failure after that ends the stream: with the framing's
+    error event where it has one, else with an error (the connection is cut, so the client
+    cannot take a partial answer for a whole one), or quietly with `end_quietly` where the
+    surface's clients expect it. One silent for `route_wait`
     seconds ends the stream (the job goes on); `abandoned` is called when the client leaves
     before the stream ended."""
     frames = framing or RawBytes()
@@ -151,9 +158,12 @@ async def first_chunk_response(
         try:
             async for chunk in gen:
                 yield chunk
-        except Exception:
+        except Exception as exc:
             response.ended = True
-            if not end_quietly:
+            last = frames.failed(exc)
+            if last is not None:
+                yield last
+            elif not end_quietly:
                 raise
         response.ended = True
 

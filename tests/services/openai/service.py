@@ -20,6 +20,8 @@ def chat(messages, max_tokens=None, gate=None):
     if "fail" in words:
         raise ValueError("the model cannot say fail")
     for i, word in enumerate(words):
+        if word == "boom":  # after the words before it
+            raise ValueError("the model blew up mid-sentence")
         yield word if i == 0 else " " + word
         if i == 0 and gate:
             while not Path(gate + ".release").exists():
