@@ -3,6 +3,8 @@ lines it accepts, and the Use API samples."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.engine import RowMapping
@@ -154,3 +156,34 @@ def test_use_api_samples_call_the_default_route_and_hold_no_key() -> None:
     assert 'podium.call("hello", "/greet-me"' in by_id["typescript"]
     assert '"endpoint": "hello"' in by_id["laminar"]
     assert all("pod_live_" not in code for code in by_id.values())
+
+
+def test_use_api_shows_the_openai_snippet_for_an_openai_route() -> None:
+    """An endpoint with an OpenAI-compatible route gets the `openai` package's call, first; one
+    without gets none."""
+    chat = RouteInfo("/v1/chat/completions", "POST", "route", True, [], True, openai=True, model="tiny")
+    ep = EndpointDetail(
+        name="chat",
+        endpoint_id="ep123",
+        state="ACTIVE",
+        error=None,
+        version="v1",
+        service={},
+        urls={},
+        scaling={},
+        workers=[],
+        history=[],
+        routes=[chat],
+    )
+    found = snippets(ep, "http://127.0.0.1:8000")
+    assert found[0].id == "openai"
+    code = found[0].code
+    assert 'OpenAI(base_url="http://127.0.0.1:8000/v2/ep123/openai/v1"' in code
+    assert "model = 'tiny'\nprint(client.chat.completions.create(model=model, messages=[" in code
+    assert 'os.environ["PODIUM_API_KEY"]' in code
+    compile(code, "snippet", "exec")
+    worker = RouteInfo("/handler", "POST", "handler", True, [], True, openai=True)  # reads openai_route
+    code = snippets(dataclasses.replace(ep, routes=[worker]), "http://127.0.0.1:8000")[0].code
+    assert "model = client.models.list().data[0].id\nprint(client.chat.completions.create(" in code
+    plain = dataclasses.replace(ep, routes=[dataclasses.replace(chat, openai=False, model=None)])
+    assert "openai" not in {s.id for s in snippets(plain, "http://127.0.0.1:8000")}

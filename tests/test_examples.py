@@ -74,3 +74,19 @@ def test_runpod_worker_example_echo_progress_and_stream(podium):
     job = ep.run({"stream": 5})
     assert list(job.stream()) == [{"i": i} for i in range(5)]
     assert job.output(timeout=30) == [{"i": i} for i in range(5)]
+
+
+def test_openai_chat_example_answers_the_openai_client(podium):
+    """examples/openai-chat, deployed unchanged, called by the real `openai` package by its name."""
+    openai = pytest.importorskip("openai")
+    podium.deploy(EXAMPLES / "openai-chat", "openai-chat")
+    client = openai.OpenAI(
+        base_url=f"{podium.url}/v2/openai-chat/openai/v1", api_key=podium.key, max_retries=0, timeout=60
+    )
+    assert [m.id for m in client.models.list()] == ["reverse-1"]
+    hello = [{"role": "user", "content": "hello there"}]
+    answer = client.chat.completions.create(model="reverse-1", messages=hello)
+    assert answer.choices[0].message.content == "You said: there hello (2 words)"
+    stream = client.chat.completions.create(model="reverse-1", messages=hello, stream=True, max_tokens=2)
+    assert "".join(c.choices[0].delta.content or "" for c in stream) == "You said: there"
+    assert client.completions.create(model="reverse-1", prompt="a b").choices[0].text == "You said: b a (2 words)"

@@ -352,6 +352,8 @@ def test_every_operation_answers_without_server_errors_or_hangs(srv: PodiumServe
             except ValueError:
                 body = None
             error = (body.get("error") or body.get("error_code")) if isinstance(body, dict) else None
+            if isinstance(error, dict):  # OpenAI's shape: {"error": {"message", "type", "code"}}
+                error = error.get("code")
             if (response.status_code, error) in DESIGNED:
                 designed[f"{response.status_code} {error}"] += 1
                 return

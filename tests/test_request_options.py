@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from podium.core.errors import InvalidRequest
 from podium.core.options import parse_job_request
-from podium.runpod_source import inspect_source
+from podium.runpod_source import inspect_source, route_table
 from podium.signing import signed_headers, verify
 from podium.worker.runpod_file import environment
 
@@ -83,6 +85,7 @@ runpod.serverless.start({"handler": handler})
         "streaming": False,
         "is_async": False,
         "aggregate_stream": False,
+        "openai": False,
     }
 
 
@@ -102,7 +105,18 @@ if __name__ == "__main__":
         "streaming": True,
         "is_async": True,
         "aggregate_stream": True,
+        "openai": False,
     }
+
+
+def test_a_worker_that_reads_openai_route_is_marked_openai():
+    """worker-vllm's way (tests/services/openai/rp_worker.py): its handler route is marked, so the
+    console shows the `openai` sample for it."""
+    src = (Path(__file__).parent / "services" / "openai" / "rp_worker.py").read_text()
+    info = inspect_source(src)
+    assert info is not None and info["openai"] is True and info["is_async"] and info["aggregate_stream"]
+    assert route_table(info)[0]["openai"] is True
+    assert "openai" not in route_table({**info, "openai": False})[0]
 
 
 def test_a_plain_module_is_not_a_runpod_worker():

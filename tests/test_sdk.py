@@ -97,6 +97,9 @@ def test_first_route_is_default_when_none_is_marked():
             lambda s: [s.endpoint("/x", default=True)(lambda: 1), s.endpoint("/y", default=True)(lambda: 2)],
             "both marked",
         ),
+        (lambda s: s.endpoint("/v1/chat", openai=True)(lambda: 1), "OpenAI route's path is one of"),
+        (lambda s: s.endpoint("/v1/completions", model="m")(lambda: 1), "not an OpenAI route"),
+        (lambda s: s.endpoint("/v1/embeddings", openai=True)(lambda: (yield [1.0])), "cannot be a generator"),
     ],
 )
 def test_declaration_errors_are_clear(build, message):
@@ -201,3 +204,39 @@ def test_route_table_marks_what_the_initializer_provides_and_samples_pass() -> N
     assert "source" not in params["xs"] and "source" not in params["scale"]
     assert [n for n, p in params.items() if required_argument(p)] == ["xs", "k", "label"]
     assert sample_arguments(init.route_table()[0]) == {"xs": [], "k": 0, "label": "", "scale": 2.0}
+
+
+def test_openai_routes_are_marked_with_their_model_and_frame_their_text() -> None:
+    """An `openai=True` route's table entry names its model (the service's name by default); the
+    worker frames its text as OpenAI's chunks and whole object, and passes it only the request's
+    fields it names."""
+    from podium.worker.openai_route import Completion
+
+    svc = podium.Service(None, name="tiny")
+
+    @svc.endpoint("/v1/chat/completions", openai=True)
+    def chat(messages, max_tokens=3):
+        yield "a"
+
+    @svc.endpoint("/v1/completions", openai=True, model="named")
+    def complete(prompt):
+        return prompt
+
+    table = {r["path"]: r for r in svc.route_table()}
+    assert table["/v1/chat/completions"]["openai"] is True and table["/v1/chat/completions"]["model"] == "tiny"
+    assert table["/v1/completions"]["model"] == "named"
+    body = {"model": "asked", "messages": [], "stream": True, "temperature": 0.5}
+    call = Completion(
+        svc.routes["/v1/chat/completions"], {"openai_route": "/v1/chat/completions", "openai_input": body}
+    )
+    assert call.arguments == {"messages": []}
+    first, second, last = call.delta("Hel"), call.delta("lo"), call.last()
+    assert first is not None and second is not None and last is not None
+    assert first["object"] == "chat.completion.chunk" and first["model"] == "asked"
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": "Hel"}
+    assert second["choices"][0]["delta"] == {"content": "lo"}
+    assert last["choices"][0]["finish_reason"] == "stop" and first["id"] == last["id"]
+    whole = call.whole()
+    assert whole["object"] == "chat.completion" and whole["choices"][0]["message"]["content"] == "Hello"
+    quiet = Completion(svc.routes["/v1/completions"], {"prompt": "x"})  # a plain route call's body
+    assert quiet.delta("x") is None and quiet.last() is None and quiet.whole()["model"] == "named"

@@ -19,6 +19,7 @@ from podium.server import (
     envs_api,
     errors,
     laminar_api,
+    openai_api,
     ops,
     routes_api,
     runpod_api,
@@ -58,8 +59,9 @@ def create_app(
     )
     app.state.runtime = rt
     # laminar_api before runpod_api (/v2/endpoint/run), routes_api last (its catch-all);
-    # covalent_api (/fn/..., /api/v2/envs) before routes_api too; digitalhub_api before admin (it
-    # hands POST /api/v1/projects without a `kind` to admin).
+    # covalent_api (/fn/..., /api/v2/envs) before routes_api too; openai_api before runpod_api
+    # (whose unknown /v2 paths are 404s); digitalhub_api before admin (it hands POST
+    # /api/v1/projects without a `kind` to admin).
     routers = (
         ops.router,
         digitalhub_api.router,
@@ -67,6 +69,7 @@ def create_app(
         envs_api.router,
         laminar_api.router,
         covalent_api.router,
+        openai_api.router,
         runpod_api.router,
         worker_api.router,
         console.router,

@@ -27,6 +27,8 @@ def surface(path: str) -> str:
         return "admin"
     if path.startswith(("/v1/pipeline/", "/v2/endpoint/run")):
         return "laminar"
+    if head == "v2" and len(parts) >= 3 and parts[2] == "openai":
+        return "openai"
     if head == "v2" and len(parts) >= 3:
         return (
             "worker"

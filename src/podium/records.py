@@ -49,6 +49,12 @@ class RouteRecord(TypedDict):
     var_keyword: bool
     #: The route /run and /runsync call.
     default: NotRequired[bool]
+    #: An OpenAI-compatible route (its path is OpenAI's, like `/v1/chat/completions`): called with
+    #: OpenAI's request body, its text framed as OpenAI's objects (`podium.worker.openai_route`).
+    #: On a handler: a RunPod worker that reads `openai_route` itself (its source says so).
+    openai: NotRequired[bool]
+    #: The model name `/v2/{endpoint}/openai/v1/models` lists for it (an OpenAI route's).
+    model: NotRequired[str]
     returns: NotRequired[dict[str, Any]]
 
 

@@ -49,7 +49,8 @@ def yields(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
 
 def inspect_source(source: str) -> dict[str, Any] | None:
     """None unless the source calls `runpod.serverless.start`; else what we can tell of its
-    handler without running it: name, streaming (a generator), async."""
+    handler without running it: name, streaming (a generator), async, and whether it reads
+    RunPod's `openai_route` (as worker-vllm does: it serves OpenAI's routes)."""
     tree = ast.parse(source)
     call = next((n for n in ast.walk(tree) if isinstance(n, ast.Call) and _is_start_call(n) and n.args), None)
     if call is None:
@@ -75,20 +76,22 @@ def inspect_source(source: str) -> dict[str, Any] | None:
         "streaming": streaming,
         "is_async": isinstance(handler, ast.AsyncFunctionDef),
         "aggregate_stream": aggregate,
+        "openai": "openai_route" in source,
     }
 
 
 def route_table(info: dict[str, Any]) -> list[RouteRecord]:
     """The one route a RunPod worker has, shaped like a `handler(job)` service's."""
-    return [
-        {
-            "path": "/" + info["handler"],
-            "method": info["handler"],
-            "kind": "handler",
-            "streaming": info["streaming"],
-            "is_async": info["is_async"],
-            "params": [],
-            "var_keyword": True,
-            "default": True,
-        }
-    ]
+    route: RouteRecord = {
+        "path": "/" + info["handler"],
+        "method": info["handler"],
+        "kind": "handler",
+        "streaming": info["streaming"],
+        "is_async": info["is_async"],
+        "params": [],
+        "var_keyword": True,
+        "default": True,
+    }
+    if info.get("openai"):
+        route["openai"] = True
+    return [route]

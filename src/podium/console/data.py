@@ -107,6 +107,10 @@ class RouteInfo:
     default: bool
     #: Arguments a first call may send and pass (records.sample_arguments).
     sample: dict[str, Any] = field(default_factory=dict)
+    #: An OpenAI-compatible route (a RunPod handler that reads `openai_route`, too), and its
+    #: model name when it declares one.
+    openai: bool = False
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -574,7 +578,15 @@ def _route(r: RouteRecord) -> RouteInfo:
         for p in r.get("params", [])
     ]
     return RouteInfo(
-        r["path"], r["method"], r["kind"], bool(r["streaming"]), params, bool(r.get("default")), sample_arguments(r)
+        r["path"],
+        r["method"],
+        r["kind"],
+        bool(r["streaming"]),
+        params,
+        bool(r.get("default")),
+        sample_arguments(r),
+        bool(r.get("openai")),
+        r.get("model"),
     )
 
 

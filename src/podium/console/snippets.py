@@ -25,7 +25,39 @@ def _main_route(ep: EndpointDetail) -> RouteInfo | None:
     return next((r for r in callable_routes if r.default), callable_routes[0] if callable_routes else None)
 
 
+#: What the `openai` sample calls on each OpenAI route (a RunPod handler: a chat completion).
+OPENAI_CALLS = {
+    "/v1/chat/completions": 'chat.completions.create(model=model, messages=[{"role": "user", "content": "Hello"}])',
+    "/v1/completions": 'completions.create(model=model, prompt="Hello")',
+    "/v1/embeddings": 'embeddings.create(model=model, input="Hello")',
+}
+
+
+def openai_snippet(ep: EndpointDetail, base_url: str) -> Snippet | None:
+    """The `openai` package's call of the endpoint's first OpenAI-compatible route, if it has one
+    (a RunPod worker's model is the first one its /models lists)."""
+    route = next((r for r in ep.routes if r.openai), None)
+    if route is None:
+        return None
+    model = repr(route.model) if route.model else "client.models.list().data[0].id"
+    call = OPENAI_CALLS.get(route.path, OPENAI_CALLS["/v1/chat/completions"])
+    return Snippet(
+        "openai",
+        "Python (openai)",
+        "python",
+        "import os\nfrom openai import OpenAI\n\n"
+        f'client = OpenAI(base_url="{base_url}/v2/{ep.endpoint_id}/openai/v1", api_key=os.environ["PODIUM_API_KEY"])\n'
+        f"model = {model}\n"
+        f"print(client.{call})",
+    )
+
+
 def snippets(ep: EndpointDetail, base_url: str) -> list[Snippet]:
+    openai = openai_snippet(ep, base_url)
+    return [openai, *_calls(ep, base_url)] if openai is not None else _calls(ep, base_url)
+
+
+def _calls(ep: EndpointDetail, base_url: str) -> list[Snippet]:
     route = _main_route(ep)
     if route is None:  # an HTTP-app service: plain HTTP requests to its paths
         url = f"{base_url}/{ep.name}/"

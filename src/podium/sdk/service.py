@@ -29,6 +29,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 ROUTE_PATH = re.compile(r"^(/[A-Za-z0-9_.\-]+)+$")
 #: Service names follow the endpoint name rule so a service name can be used as one.
 SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+#: The OpenAI routes a service may declare with `openai=True`.
+OPENAI_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 #: The attribute `@podium.handler` leaves on the function it marks.
 HANDLER_ATTR = "__podium_service__"
 
@@ -49,6 +51,9 @@ class Route:
     streaming: bool
     #: route: keyword arguments; handler: the whole job; http: an HTTP request for an app.
     kind: Literal["route", "handler", "http"] = "route"
+    #: An OpenAI-compatible route (`podium.worker.openai_route`), and the model name it answers to.
+    openai: bool = False
+    model: str | None = None
 
     @property
     def is_async(self) -> bool:
@@ -120,6 +125,8 @@ class Route:
         }
         if "return" in hints and not self.streaming:
             out["returns"] = json_schema(hints["return"])
+        if self.openai:
+            out["openai"] = True
         return out
 
 
@@ -193,12 +200,30 @@ class Service:
     def __repr__(self) -> str:
         return f"<Service {self.name} routes={list(self.routes)}>"
 
-    def endpoint(self, path: str, *, streaming: bool | None = None, default: bool = False) -> Callable[[F], F]:
-        """Register a route at `path`; a generator function is a streaming route."""
+    def endpoint(
+        self,
+        path: str,
+        *,
+        streaming: bool | None = None,
+        default: bool = False,
+        openai: bool = False,
+        model: str | None = None,
+    ) -> Callable[[F], F]:
+        """Register a route at `path`; a generator function is a streaming route.
+
+        `openai=True` makes it an OpenAI-compatible route at OpenAI's path (`/v1/chat/completions`,
+        `/v1/completions`, `/v1/embeddings`), served at `/v2/{endpoint}/openai/v1/...`: it takes
+        the fields of OpenAI's request body it names, yields (or returns) text for completions
+        and a list of vectors for embeddings, and Podium answers OpenAI's objects. `model` is the
+        name `/models` lists for it (default: the service's name)."""
         if not ROUTE_PATH.match(path):
             raise ServiceDefinitionError(
                 f"route path {path!r} must start with '/' and use letters, digits, '_', '-', '.'"
             )
+        if openai and path not in OPENAI_ROUTES:
+            raise ServiceDefinitionError(f"an OpenAI route's path is one of {', '.join(OPENAI_ROUTES)}, not {path}")
+        if model is not None and not openai:
+            raise ServiceDefinitionError(f"route {path} names a model but is not an OpenAI route (openai=True)")
 
         def register(func: F) -> F:
             is_gen = _is_generator(func)
@@ -210,7 +235,10 @@ class Service:
                 raise ServiceDefinitionError(
                     f"route {path} is a generator; declare it streaming=True or return a value"
                 )
-            self._add(Route(path=path, func=func, streaming=is_gen), default=default)
+            if openai and is_gen and path == "/v1/embeddings":
+                raise ServiceDefinitionError(f"route {path} returns its vectors; it cannot be a generator")
+            named = (model or self.name) if openai else None
+            self._add(Route(path=path, func=func, streaming=is_gen, openai=openai, model=named), default=default)
             return func
 
         return register
@@ -241,6 +269,8 @@ class Service:
         for r in self.routes.values():
             record = r.describe(provided if r.kind == "route" else frozenset())
             record["default"] = r.path == default
+            if r.model is not None:
+                record["model"] = r.model
             table.append(record)
         return table
 

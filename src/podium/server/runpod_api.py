@@ -7,7 +7,7 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 
-from podium.core.calls import Outcome, find_route, waiting_reason
+from podium.core.calls import Outcome, waiting_reason
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
 from podium.core.options import parse_job_request
 from podium.core.waiting import Waiting, why_waiting
@@ -16,6 +16,7 @@ from podium.dispatch.states import UNFINISHED, JobStatus
 from podium.ids import uuid7
 from podium.server.auth import endpoint_caller, runtime
 from podium.server.body import read_json
+from podium.server.cancels import cancel_job
 from podium.server.envelope import envelope
 from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
@@ -153,16 +154,9 @@ async def stream(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
 async def cancel(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     """Queued: it will never run. Running: its worker is told to stop it (or replaced)."""
     rt, ep, job = await _job(request, endpoint_id, job_id, "invoke")
-    was_running = job.status == JobStatus.IN_PROGRESS
-    after = await rt.queue.cancel(job_id)
+    after = await cancel_job(rt, ep, job)
     if after is None:
         raise NotFound("job", job_id)
-    if was_running and after.status == JobStatus.CANCELLED and job.worker_id:
-        # An async RunPod handler is cancelled where it awaits; anything else must be killed.
-        version = await rt.version(ep)
-        route = find_route(version.routes, job.route)
-        gentle = version.runtime == "runpod" and route is not None and route["is_async"]
-        rt.scaler.stop_job(job.worker_id, job_id, kill=not gentle)
     return JSONAnswer({"id": job_id, "status": after.status})
 
 

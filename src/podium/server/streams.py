@@ -1,18 +1,20 @@
 """Following a job as it runs: its chunks as they are stored, then its final row.
 
-Route calls turn these events into chunked bytes, SSE calls into `data:` frames; both read the same
-stored chunks, so every stream is the same stream whichever way it is watched.
+Route calls turn these events into chunked bytes, SSE calls into `data:` frames, OpenAI calls into
+OpenAI's events (a `Framing`); all read the same stored chunks, so every stream is the same stream
+whichever way it is watched.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Response
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from podium import _json
 from podium.dispatch.jobs import Job
@@ -68,6 +70,47 @@ def chunk_bytes(value: Any) -> bytes:
     return _json.dumpb(value) + b"\n"
 
 
+class Framing(Protocol):
+    """How a surface writes a stream: each chunk, then what ends it once the job completed, or
+    what ends it when the job failed after the first chunk (None: the connection is cut)."""
+
+    def chunk(self, value: Any) -> bytes: ...
+
+    def end(self, returned: Any) -> bytes: ...
+
+    def failed(self, error: Exception) -> bytes | None: ...
+
+
+class RawBytes:
+    """A route's chunks as raw bytes (`chunk_bytes`); a streaming route that returned instead of
+    yielding sends its value as the one chunk."""
+
+    def chunk(self, value: Any) -> bytes:
+        return chunk_bytes(value)
+
+    def end(self, returned: Any) -> bytes:
+        return b"" if returned is None else chunk_bytes(returned)
+
+    def failed(self, error: Exception) -> bytes | None:
+        return None
+
+
+class Streaming(StreamingResponse):
+    """A stream that calls `abandoned` when its client leaves before the stream ended."""
+
+    def __init__(self, body: AsyncIterator[bytes], abandoned: Callable[[], Awaitable[None]] | None, **kw: Any) -> None:
+        super().__init__(body, **kw)
+        self.abandoned = abandoned
+        self.ended = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self.ended and self.abandoned is not None:
+                await self.abandoned()
+
+
 async def first_chunk_response(
     rt: Runtime,
     job_id: str,
@@ -75,25 +118,31 @@ async def first_chunk_response(
     *,
     media_type: str,
     end_quietly: bool = False,
+    framing: Framing | None = None,
+    abandoned: Callable[[], Awaitable[None]] | None = None,
 ) -> Response:
-    """A streaming route's answer as raw bytes as it yields them. The headers wait for the first
-    chunk, so a route that fails at once still gets its surface's error answer (`failure`). A
-    failure after that ends the stream: with an error (the connection is cut, so the client
+    """A streaming route's answer as it yields, each chunk written by `framing` (raw bytes by
+    default). The headers wait for the first chunk, so a route that fails at once still gets its
+    surface's error answer (`failure`). A failure after that ends the stream: with the framing's
+    error event where it has one, else with an error (the connection is cut, so the client
     cannot take a partial answer for a whole one), or quietly with `end_quietly` where the
-    surface's clients expect it. A streaming route that returned instead of yielding sends its
-    value as the one chunk; one silent for `route_wait` seconds ends the stream (the job goes on)."""
+    surface's clients expect it. One silent for `route_wait`
+    seconds ends the stream (the job goes on); `abandoned` is called when the client leaves
+    before the stream ended."""
+    frames = framing or RawBytes()
 
     async def chunks() -> AsyncIterator[bytes]:
         async for event in follow(rt, job_id, rt.settings.route_wait):
             if isinstance(event, Chunk):
-                yield chunk_bytes(event.value)
+                yield frames.chunk(event.value)
             elif isinstance(event, End):
                 job = event.job
                 if job is not None and job.status != JobStatus.COMPLETED:
                     raise failure(job)
                 returned = _json.loads(job.output_json) if job is not None and job.output_json else None
-                if returned is not None:
-                    yield chunk_bytes(returned)
+                tail = frames.end(returned)
+                if tail:
+                    yield tail
                 return
             else:
                 return
@@ -109,13 +158,22 @@ async def first_chunk_response(
         try:
             async for chunk in gen:
                 yield chunk
-        except Exception:
-            if not end_quietly:
+        except Exception as exc:
+            response.ended = True
+            last = frames.failed(exc)
+            if last is not None:
+                yield last
+            elif not end_quietly:
                 raise
+        response.ended = True
 
-    return StreamingResponse(
-        body(), media_type=media_type, headers={"X-Podium-Job-Id": job_id, "Cache-Control": "no-cache"}
+    response = Streaming(
+        body(),
+        abandoned,
+        media_type=media_type,
+        headers={"X-Podium-Job-Id": job_id, "Cache-Control": "no-cache"},
     )
+    return response
 
 
 def chunk_content(value: Any) -> Any:

@@ -36,6 +36,7 @@ from podium.sdk.context import JobContext, reset_context, set_async_runner, set_
 from podium.sdk.service import Route, Service
 from podium.source import route_shape
 from podium.worker.link import LinkError, Refused, ServerLink
+from podium.worker.openai_route import Completion
 
 log = logging.getLogger("podium.worker")
 
@@ -244,23 +245,26 @@ class Worker:
     def _call(self, route: Route, job: dict[str, Any]) -> dict[str, Any]:
         try:
             kwargs: dict[str, Any] = {}
+            openai = Completion(route, job.get("input")) if route.openai else None
             if route.kind == "handler":
                 args: tuple[Any, ...] = (job,)
             elif route.kind == "http":
                 args = (job.get("input") or {},)
             else:
-                args, kwargs = (), self._arguments(route, job.get("input") or {})
+                given = openai.arguments if openai is not None else job.get("input") or {}
+                args, kwargs = (), self._arguments(route, given)
             result = route.func(*args, **kwargs)
             if inspect.isgenerator(result):
                 for item in result:
-                    for piece in _pieces(item):
-                        self.link.chunk(job["id"], piece)
-                return {"output": None}
-            if inspect.isasyncgen(result):
-                self.on_loop(self._drain_async(job["id"], result))
-                return {"output": None}
-            if inspect.isawaitable(result):
+                    self._post(job["id"], item, openai)
+                result = None
+            elif inspect.isasyncgen(result):
+                self.on_loop(self._drain_async(job["id"], result, openai))
+                result = None
+            elif inspect.isawaitable(result):
                 result = self.on_loop(_await(result))
+            if openai is not None:
+                return {"output": self._openai_output(job["id"], openai, route, result)}
             return {"output": result}
         except MemoryError as exc:
             return self._out_of_memory(exc)
@@ -275,11 +279,28 @@ class Worker:
                 body["retryable"] = True
             return body
 
-    async def _drain_async(self, job_id: str, gen: Any) -> None:
+    async def _drain_async(self, job_id: str, gen: Any, openai: Completion | None) -> None:
         async for item in gen:
             # Posting blocks: off the loop, so other jobs' async routes keep running meanwhile.
+            await asyncio.to_thread(self._post, job_id, item, openai)
+
+    def _post(self, job_id: str, item: Any, openai: Completion | None) -> None:
+        """A yielded value as stream chunks; an OpenAI route's text as its OpenAI chunk."""
+        if openai is None:
             for piece in _pieces(item):
-                await asyncio.to_thread(self.link.chunk, job_id, piece)
+                self.link.chunk(job_id, piece)
+        elif (chunk := openai.delta(item)) is not None:
+            self.link.chunk(job_id, chunk)
+
+    def _openai_output(self, job_id: str, openai: Completion, route: Route, result: Any) -> dict[str, Any]:
+        """An OpenAI route's output: its embeddings, or (its stream ended) its whole completion."""
+        if route.path == "/v1/embeddings":
+            return openai.embeddings(result)
+        if result is not None:  # a route that returned its whole text
+            self._post(job_id, result, openai)
+        if (last := openai.last()) is not None:
+            self.link.chunk(job_id, last)
+        return openai.whole()
 
     def _arguments(self, route: Route, given: dict[str, Any]) -> dict[str, Any]:
         kwargs = {k: v for k, v in self.defaults.items() if route.accepts(k)}
