@@ -173,7 +173,7 @@ def test_health_counts_real_jobs_and_workers(basic):
 
 def test_same_content_deployed_twice_is_the_same_version(basic):
     srv, ep = basic
-    again = srv.deploy(Path(__file__).parent / "services" / "basic", "basic")
+    again = srv.deploy(Path(__file__).parent.parent / "services" / "basic", "basic")
     assert again["version"] == ep["version"] and again["endpoint_id"] == ep["endpoint_id"]
 
 

@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = Path(os.environ.get("PODIUM_TEST_ARTIFACTS", Path(__file__).parent.parent / ".artifacts")) / "console"
+ARTIFACTS = Path(os.environ.get("PODIUM_TEST_ARTIFACTS", Path(__file__).parents[2] / ".artifacts")) / "console"
 WAIT_MS = 60_000
 DEMO = SERVICES / "console" / "app.py"
 

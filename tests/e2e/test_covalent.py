@@ -21,7 +21,7 @@ from server import PodiumServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first run builds the side venv
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent.parent  # tests/
 SCRIPTS = HERE / "covalent"
 VENV = HERE / ".venv-covalent"
 PINS = ("covalent-cloud==1.4.4", "packaging==26.4")  # 1.4.4 imports packaging without declaring it

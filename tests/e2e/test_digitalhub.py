@@ -24,7 +24,7 @@ from server import ADMIN_KEY, PodiumServer
 
 pytestmark = pytest.mark.slow
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent.parent  # tests/
 VENV = HERE / ".venv-digitalhub"
 PINS = ["digitalhub==0.15.11", "digitalhub-runtime-python==0.15.2"]
 FLOW = HERE / "digitalhub" / "sdk_flow.py"

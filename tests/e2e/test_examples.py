@@ -16,7 +16,7 @@ runpod = pytest.importorskip("runpod")
 PIL = pytest.importorskip("PIL.Image")
 pytestmark = pytest.mark.slow
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 s3_server = s3server.s3_server
 
 

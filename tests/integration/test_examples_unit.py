@@ -21,7 +21,7 @@ from s3server import SECRET, S3Server
 
 s3_server = s3server.s3_server
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "image-generator" / "handler.py"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "image-generator" / "handler.py"
 
 
 @pytest.fixture(scope="module")
