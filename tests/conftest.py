@@ -81,6 +81,25 @@ def server_factory(tmp_path: Path) -> Iterator[object]:
         srv.close()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database, copied by `api` for each test."""
+    path = tmp_path_factory.mktemp("template") / "podium.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+async def api(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[object]:
+    """The whole app in process on its own SQLite store, workers off (`tests/inprocess.py`): for
+    router tests, which need no server process and no worker. The one way tests/integration
+    builds the app; tests/e2e start real servers with `server_factory`."""
+    from inprocess import in_process
+
+    async with in_process(tmp_path / "home", template=migrated_sqlite) as app:
+        yield app
+
+
 @pytest.fixture(scope="module")
 def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, dict[str, object]]]:
     """One server for a module, with tests/services/basic deployed as `basic`."""

@@ -14,10 +14,6 @@ import httpx
 import pytest
 
 from conftest import SERVICES
-from podium.config import Settings
-from podium.envs.builder import EnvStore
-from podium.errors import ConfigError
-from podium.names import InvalidName
 from podium.store import open_store
 from podium.store.catalog import Catalog
 from server import PodiumServer, wait_until
@@ -99,79 +95,6 @@ def test_an_endpoint_bound_key_reaches_its_endpoint_only(two):
             assert c.get(path).status_code == 404, path
 
 
-def test_metrics_need_the_operator_or_a_metrics_key(two):
-    srv, _, _ = two
-    with client(srv, None) as c:
-        r = c.get("/metrics")
-        assert r.status_code == 401 and "podium_" not in r.text
-    invoke = srv.http.post("/api/v1/keys", json={"role": "invoke"}).json()["key"]
-    with client(srv, invoke) as c:
-        assert c.get("/metrics").status_code == 403
-    assert "podium_jobs" in srv.http.get("/metrics").text  # the operator's key
-    made = json.loads(srv.cli("keys", "create", "--role", "metrics", "--name", "prometheus", "--json").stdout)
-    assert made["role"] == "metrics"
-    with client(srv, made["key"]) as c:
-        assert "podium_jobs" in c.get("/metrics").text
-        assert c.get("/api/v1/endpoints").status_code == 403  # metrics only
-        assert c.get("/api/v1/versions/v").status_code == 403
-    acme = json.loads(srv.cli("projects", "create", "acme", "--json").stdout)["admin_key"]["key"]
-    with client(srv, acme) as c:  # a project's admin: metrics list every project's endpoints
-        r = c.post("/api/v1/keys", json={"role": "metrics"})
-        assert r.status_code == 403 and "operator" in r.json()["detail"]
-        assert c.get("/metrics").status_code == 403
-
-
-def test_metrics_can_be_public(tmp_path):
-    srv = PodiumServer(tmp_path / "home", env={"PODIUM_METRICS_PUBLIC": "1"})
-    srv.start()
-    try:
-        assert "podium_" in httpx.get(f"{srv.url}/metrics").text
-    finally:
-        srv.close()
-
-
-def test_unknown_keys_are_rate_limited_per_address(tmp_path):
-    srv = PodiumServer(tmp_path / "home")
-    srv.start()
-    try:
-        with client(srv, "pod_live_guess") as c:
-            codes = [c.get("/api/v1/endpoints").status_code for _ in range(30)]
-            assert codes[0] == 401 and codes[-1] == 429
-            r = c.get("/api/v1/endpoints")
-            assert int(r.headers["retry-after"]) >= 1 and "invalid API keys" in r.json()["detail"]
-        with client(srv, None) as c:  # no key at all is not a guess
-            assert c.get("/api/v1/endpoints").status_code == 401
-    finally:
-        srv.close()
-
-
-def test_admin_bodies_refuse_unknown_fields(two):
-    srv, one, _ = two
-    version = srv.http.get(f"/api/v1/versions/{one['version']}").json()
-    spec = {k: version[k] for k in ("sha256", "service", "entry", "routes", "config", "size", "runtime")}
-    r = srv.http.post("/api/v1/deploy", json={"name": "forged", "version": {**spec, "env_hash": "../../../x"}})
-    assert r.status_code == 422 and r.json()["error"] == "unknown_field"
-    assert "version.env_hash" in r.json()["detail"]
-    r = srv.http.post("/api/v1/keys", json={"role": "read", "operator": True})
-    assert r.status_code == 422 and "operator" in r.json()["detail"]
-    r = srv.http.post("/api/v1/endpoints/one/rollback", json={"version": one["version"], "force": True})
-    assert r.status_code == 422 and "force" in r.json()["detail"]
-    # What Podium's own clients send (the client's id of its version included) is taken.
-    r = srv.http.post("/api/v1/deploy", json={"name": "copy", "version": {**spec, "id": "v-client"}, "message": "m"})
-    assert r.status_code == 200, r.text
-    assert srv.http.get(f"/api/v1/versions/{r.json()['deployed']}").json()["env_hash"] is None
-
-
-def test_environment_paths_are_hashes_only(tmp_path):
-    store = EnvStore(tmp_path)
-    for forged in ("../../secret", "/etc/passwd", "a" * 23, "A" * 24):
-        with pytest.raises(InvalidName):
-            store.log_path(forged)
-        with pytest.raises(InvalidName):
-            store.path(forged)
-    assert store.log_path("0" * 24) == tmp_path / f"{'0' * 24}.log"
-
-
 def test_one_failing_endpoint_does_not_stop_the_autoscaler(tmp_path):
     """A version stored with an environment hash but no requirement set (what a forged deploy
     could store) fails its endpoint's pass; another project's new endpoint starts all the same,
@@ -241,62 +164,6 @@ def test_answers_that_carry_user_content_are_sandboxed(two):
     assert "sandbox" not in httpx.get(f"{srv.url}/docs").headers.get("content-security-policy", "")
 
 
-def test_bundles_belong_to_the_projects_that_uploaded_them(two):
-    srv, one, _ = two
-    version = srv.http.get(f"/api/v1/versions/{one['version']}").json()
-    sha = version["sha256"]
-    spec = {k: version[k] for k in ("sha256", "service", "entry", "routes", "config", "size", "runtime")}
-    beta = json.loads(srv.cli("projects", "create", "beta", "--json").stdout)["admin_key"]["key"]
-    with client(srv, beta) as c:
-        # Another project's bundle: not found by its hash, and no deploy may reference it.
-        assert c.get(f"/api/v1/blobs/{sha}").status_code == 404
-        r = c.post("/api/v1/deploy", json={"name": "borrowed", "version": spec})
-        assert r.status_code == 409 and r.json()["error"] == "bundle_missing"
-        # Uploading the bytes themselves is how a project comes to have it.
-        data = srv.http.get(f"/api/v1/versions/{one['version']}/bundle").content
-        assert c.put(f"/api/v1/blobs/{sha}", content=data).status_code == 200
-        assert c.get(f"/api/v1/blobs/{sha}").json() == {"sha256": sha, "size": len(data)}
-        assert c.post("/api/v1/deploy", json={"name": "borrowed", "version": spec}).status_code == 200
-    assert srv.http.get(f"/api/v1/blobs/{sha}").status_code == 200  # the project that made it still has it
-
-
-async def test_projects_keep_the_bundles_of_their_versions_across_the_migration(db_url):
-    """Migration 0011 gives every project the bundles its versions were made of, so existing
-    deploys and rollbacks keep working; a project owns nothing else."""
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import create_engine, text
-
-    from podium.store.engine import MIGRATIONS, sync_url
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", sync_url(db_url).replace("%", "%%"))
-    command.upgrade(cfg, "0009")
-    engine = create_engine(sync_url(db_url))
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO projects (id, name, created_at) VALUES ('p1', 'one', 0), ('p2', 'two', 0)"))
-        conn.execute(
-            text(
-                "INSERT INTO versions (id, project_id, sha256, service, entry, runtime, routes, config, size, created_at) "
-                "VALUES ('v1', 'p1', :sha, 's', 'app.py', 'podium', '[]', '{}', 1, 5)"
-            ),
-            {"sha": "a" * 64},
-        )
-    engine.dispose()
-    command.upgrade(cfg, "head")
-    store = open_store(db_url)
-    try:
-        catalog = Catalog(store)
-        assert await catalog.owns_blob("p1", "a" * 64)
-        assert not await catalog.owns_blob("p2", "a" * 64)
-        await catalog.own_blob("p2", "a" * 64)
-        await catalog.own_blob("p2", "a" * 64)  # once is enough; twice is no error
-        assert await catalog.owns_blob("p2", "a" * 64)
-    finally:
-        await store.close()
-
-
 def test_user_content_can_have_an_origin_of_its_own(tmp_path):
     """PODIUM_USER_CONTENT_URL names this same server by another origin (here `localhost` for
     127.0.0.1): the URLs handed out for user content use it, and the console is not served there."""
@@ -315,12 +182,3 @@ def test_user_content_can_have_an_origin_of_its_own(tmp_path):
         assert httpx.get(f"{srv.url}/console/login").status_code == 200
     finally:
         srv.close()
-
-
-def test_the_user_content_url_must_be_an_origin(monkeypatch):
-    for bad in ("content.example.com", "ftp://content.example.com", "https://content.example.com/podium"):
-        monkeypatch.setenv("PODIUM_USER_CONTENT_URL", bad)
-        with pytest.raises(ConfigError):
-            Settings.from_env()
-    monkeypatch.setenv("PODIUM_USER_CONTENT_URL", "https://content.example.com")
-    assert Settings.from_env().user_content_url == "https://content.example.com"

@@ -9,6 +9,8 @@ import pytest
 
 from podium.bundle import describe, extract, make_bundle
 from podium.errors import BundleError
+from podium.store import open_store
+from podium.store.catalog import Catalog
 
 APP = "import podium\n\n@podium.service(name='x')\ndef init():\n    return {}\n\n@init.endpoint('/a')\ndef a(v=1):\n    return v\n"
 
@@ -69,3 +71,40 @@ def test_migrations_match_the_schema(db_url):
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     engine.dispose()
     assert diff == []
+
+
+async def test_projects_keep_the_bundles_of_their_versions_across_the_migration(db_url):
+    """Migration 0011 gives every project the bundles its versions were made of, so existing
+    deploys and rollbacks keep working; a project owns nothing else."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from podium.store.engine import MIGRATIONS, sync_url
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", sync_url(db_url).replace("%", "%%"))
+    command.upgrade(cfg, "0009")
+    engine = create_engine(sync_url(db_url))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO projects (id, name, created_at) VALUES ('p1', 'one', 0), ('p2', 'two', 0)"))
+        conn.execute(
+            text(
+                "INSERT INTO versions (id, project_id, sha256, service, entry, runtime, routes, config, size, created_at) "
+                "VALUES ('v1', 'p1', :sha, 's', 'app.py', 'podium', '[]', '{}', 1, 5)"
+            ),
+            {"sha": "a" * 64},
+        )
+    engine.dispose()
+    command.upgrade(cfg, "head")
+    store = open_store(db_url)
+    try:
+        catalog = Catalog(store)
+        assert await catalog.owns_blob("p1", "a" * 64)
+        assert not await catalog.owns_blob("p2", "a" * 64)
+        await catalog.own_blob("p2", "a" * 64)
+        await catalog.own_blob("p2", "a" * 64)  # once is enough; twice is no error
+        assert await catalog.owns_blob("p2", "a" * 64)
+    finally:
+        await store.close()

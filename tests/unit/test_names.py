@@ -46,3 +46,13 @@ def test_what_podium_makes_has_its_shape(tmp_path: Path) -> None:
     assert VERSION_ID.match(version_id("0" * 64, {"service": "s"}))
     assert WORKER_ID.match("w-0123456789ab") and WORKER_ID.match("h-my-host-0123abcd")
     assert ENDPOINT_NAME.match("dh-pathfn-runabc12") and not ENDPOINT_NAME.match("dh-pathfn-/../../.")
+
+
+def test_environment_paths_are_hashes_only(tmp_path):
+    store = EnvStore(tmp_path)
+    for forged in ("../../secret", "/etc/passwd", "a" * 23, "A" * 24):
+        with pytest.raises(InvalidName):
+            store.log_path(forged)
+        with pytest.raises(InvalidName):
+            store.path(forged)
+    assert store.log_path("0" * 24) == tmp_path / f"{'0' * 24}.log"
