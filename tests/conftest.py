@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -65,20 +66,17 @@ SERVICES = Path(__file__).parent / "services"
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[object]:
-    """Start real servers (each in its own $PODIUM_HOME unless given one); all stopped after the test."""
+    """Start real servers (each in its own $PODIUM_HOME unless given one); all stopped after the
+    test. `server_factory(home, db_url=..., env=..., args=...)` takes PodiumServer's arguments."""
     from server import PodiumServer
 
-    started: list[PodiumServer] = []
+    with contextlib.ExitStack() as stack:
+        count = itertools.count()
 
-    def make(home: Path | None = None, **kw: object) -> PodiumServer:
-        srv = PodiumServer(home or tmp_path / f"home{len(started)}", **kw)  # type: ignore[arg-type]
-        srv.start()
-        started.append(srv)
-        return srv
+        def make(home: Path | None = None, **kw: object) -> PodiumServer:
+            return stack.enter_context(PodiumServer(home or tmp_path / f"home{next(count)}", **kw))  # type: ignore[arg-type]
 
-    yield make
-    for srv in started:
-        srv.close()
+        yield make
 
 
 @pytest.fixture(scope="session")
@@ -105,9 +103,5 @@ def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, di
     """One server for a module, with tests/services/basic deployed as `basic`."""
     from server import PodiumServer
 
-    srv = PodiumServer(tmp_path_factory.mktemp("basic-home"))
-    srv.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("basic-home")) as srv:
         yield srv, srv.deploy(SERVICES / "basic", "basic")
-    finally:
-        srv.close()

@@ -47,16 +47,12 @@ def write_demo(root: Path, version: str) -> Path:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
-    s = PodiumServer(tmp_path_factory.mktemp("console-home"))
-    s.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("console-home")) as s:
         s.ids = {  # type: ignore[attr-defined]
             "demo": s.deploy(write_demo(tmp_path_factory.mktemp("demo-v1"), "one"), "demo")["endpoint_id"],
             "api": s.deploy(SERVICES / "httpapps" / "fastapi_app.py", "api")["endpoint_id"],
         }
         yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture(scope="module")

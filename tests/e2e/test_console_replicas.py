@@ -4,6 +4,7 @@ load balancer. Plain HTTP with the session cookie (the browser's part is tested 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Iterator
 
@@ -27,16 +28,11 @@ def replicas(pg_cluster: object, tmp_path_factory: pytest.TempPathFactory) -> It
     """Two servers on one database with the same secret key (one after the other: the first migrates)."""
     url = pg_cluster.create_database("console_replicas")  # type: ignore[attr-defined]
     env = {"PODIUM_SECRET_KEY": Fernet.generate_key().decode()}
-    started: list[PodiumServer] = []
-    try:
-        for name in ("a", "b"):
-            srv = PodiumServer(tmp_path_factory.mktemp(f"replica-{name}"), db_url=url, env=env)
-            started.append(srv)
-            srv.start()
-        yield tuple(started)
-    finally:
-        for srv in started:
-            srv.close()
+    with contextlib.ExitStack() as stack:
+        yield tuple(
+            stack.enter_context(PodiumServer(tmp_path_factory.mktemp(f"replica-{name}"), db_url=url, env=env))
+            for name in ("a", "b")
+        )
 
 
 def sign_in(srv: PodiumServer) -> str:

@@ -41,12 +41,8 @@ def covalent_python() -> Path:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
-    server = PodiumServer(tmp_path_factory.mktemp("covalent-home"))
-    server.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("covalent-home")) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 import podium
 from conftest import SERVICES
-from server import running
+from server import PodiumServer
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def load(name: str):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    with running(tmp_path_factory.mktemp("fn-home")) as s:
+    with PodiumServer(tmp_path_factory.mktemp("fn-home")) as s:
         yield s
 
 

@@ -50,12 +50,8 @@ def sdk_python() -> Path:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory):
-    s = PodiumServer(tmp_path_factory.mktemp("digitalhub-home"))
-    s.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("digitalhub-home")) as s:
         yield s
-    finally:
-        s.close()
 
 
 def sdk(python: Path, srv: PodiumServer, home: Path, scenario: str, project: str) -> dict[str, Any]:

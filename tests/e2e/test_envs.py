@@ -93,12 +93,8 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory: pytest.TempPathFactory, wheels: Path) -> Iterator[Ctx]:
     # Only these wheels besides the index (not the machine's own --find-links).
-    srv = PodiumServer(tmp_path_factory.mktemp("envs-home"), env={"PIP_FIND_LINKS": str(wheels)})
-    srv.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("envs-home"), env={"PIP_FIND_LINKS": str(wheels)}) as srv:
         yield Ctx(srv, tmp_path_factory.mktemp("services"))
-    finally:
-        srv.close()
 
 
 def test_a_service_that_imports_its_dependency_at_the_top_deploys_from_a_machine_without_it(ctx: Ctx):
@@ -362,19 +358,14 @@ def test_the_users_pins_win_over_what_the_runtime_would_bring(ctx: Ctx):
 
 def test_a_redeploy_waiting_for_its_environment_survives_a_server_restart(tmp_path: Path, wheels: Path):
     env = {"PIP_FIND_LINKS": str(wheels)}
-    srv = PodiumServer(tmp_path / "home", env=env)
-    srv.start()
-    try:
+    with PodiumServer(tmp_path / "home", env=env) as srv:
         c = Ctx(srv, tmp_path)
         c.deploy(c.service("restarts", requirements="podium-envpkg==1.0\n"), "restarts")
         srv.cli(
             "deploy", str(c.service("restarts", requirements="podium-envpkg==2.0\n")), "--name", "restarts", "--no-wait"
         )
-    finally:
-        srv.close()  # at once: the build may be cut short, or done with the endpoint not yet switched
-    again = PodiumServer(tmp_path / "home", env=env)
-    again.start()
-    try:
+    # Closed at once: the build may be cut short, or done with the endpoint not yet switched.
+    with PodiumServer(tmp_path / "home", env=env) as again:
         c = Ctx(again, tmp_path)
         wait_until(lambda: c.endpoint("restarts")["pending_version"] is None, 60, 0.2, "the redeploy applied")
         assert (
@@ -386,8 +377,6 @@ def test_a_redeploy_waiting_for_its_environment_survives_a_server_restart(tmp_pa
             )["pkg"]
             == "2.0"
         )
-    finally:
-        again.close()
 
 
 @pytest.mark.parametrize(
@@ -428,7 +417,7 @@ def _uv_installs(home: Path) -> list[int]:
     ]
 
 
-def test_a_build_underway_ends_when_the_server_stops(tmp_path: Path):
+def test_a_build_underway_ends_when_the_server_stops(server_factory, tmp_path: Path):
     """A `uv` build kept running after the server stopped (the build ran in a daemon thread, its
     installer in the server's process group). Stopping the server kills the build's process group.
     The index here accepts connections and never answers, so the installer waits on it."""
@@ -437,8 +426,7 @@ def test_a_build_underway_ends_when_the_server_stops(tmp_path: Path):
     index.listen(16)
     url = f"http://127.0.0.1:{index.getsockname()[1]}/simple"
     env = {"PIP_INDEX_URL": url, "UV_INDEX_URL": url, "UV_HTTP_TIMEOUT": "600", "PIP_FIND_LINKS": ""}
-    srv = PodiumServer(tmp_path / "home", env=env)
-    srv.start()
+    srv = server_factory(tmp_path / "home", env=env)
     deploying = None
     try:
         service = Ctx(srv, tmp_path).service("stuck-build", requirements="podium-envpkg==1.0\n")

@@ -22,13 +22,9 @@ s3_server = s3server.s3_server
 
 @pytest.fixture(scope="module")
 def podium(tmp_path_factory):
-    srv = PodiumServer(tmp_path_factory.mktemp("examples"))
-    srv.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("examples")) as srv:
         runpod.endpoint_url_base = f"{srv.url}/v2"
         yield srv
-    finally:
-        srv.close()
 
 
 def test_image_generator_uploads_to_the_requests_bucket(podium, s3_server):

@@ -36,13 +36,9 @@ LIB_PATH = os.pathsep.join(filter(None, [str(FS / "lib"), os.environ.get("PYTHON
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
-    s = PodiumServer(tmp_path_factory.mktemp("fork-home"), env={"PYTHONPATH": LIB_PATH})
-    s.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("fork-home"), env={"PYTHONPATH": LIB_PATH}) as s:
         yield s
         left = list(zygotes(server_pid(s)))
-    finally:
-        s.close()
     wait_until(lambda: not any(map(running, left)), 10, 0.1, "the fork servers to stop with the server")
 
 

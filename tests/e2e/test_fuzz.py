@@ -234,12 +234,8 @@ def run_order(op: Any) -> int:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory):
-    s = PodiumServer(tmp_path_factory.mktemp("fuzz-home"), env=ENV)
-    s.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("fuzz-home"), env=ENV) as s:
         yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture(scope="module")

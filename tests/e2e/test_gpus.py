@@ -24,12 +24,8 @@ GPUS = SERVICES / "gpus"
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = PodiumServer(tmp_path_factory.mktemp("gpus-home"), env={"PODIUM_GPUS": "0,1"})
-    s.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("gpus-home"), env={"PODIUM_GPUS": "0,1"}) as s:
         yield s
-    finally:
-        s.close()
 
 
 def run(srv, name, **inp):

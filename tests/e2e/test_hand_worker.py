@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SERVICES
-from server import PodiumServer, running, wait_until
+from server import PodiumServer, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def handler(job):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    with running(tmp_path_factory.mktemp("hand-home")) as s:
+    with PodiumServer(tmp_path_factory.mktemp("hand-home")) as s:
         yield s
 
 

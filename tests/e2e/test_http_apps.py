@@ -20,14 +20,10 @@ APPS = SERVICES / "httpapps"
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = PodiumServer(tmp_path_factory.mktemp("httpapps-home"))
-    s.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("httpapps-home")) as s:
         s.deploy(APPS / "fastapi_app.py", "api")
         s.deploy(APPS / "flask_app.py", "flask")
         yield s
-    finally:
-        s.close()
 
 
 def test_fastapi_methods_query_headers_and_bodies(srv):

@@ -24,17 +24,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PodiumServer, dict[str, Any], dict[str, Any]]]:
     """A server with two endpoints of one project, each with one finished job."""
-    srv = PodiumServer(tmp_path_factory.mktemp("iso-home"))
-    srv.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("iso-home")) as srv:
         one = srv.deploy(SERVICES / "rp.py", "one")
         other = srv.deploy(SERVICES / "handler.py", "other")
         for ep in (one, other):
             job_id = srv.http.post(f"/v2/{ep['endpoint_id']}/run", json={"input": {"value": 1}}).json()["id"]
             ep["job"] = srv.wait_job(job_id)["id"]
         yield srv, one, other
-    finally:
-        srv.close()
 
 
 def bound_key(srv: PodiumServer, endpoint_id: str) -> str:
@@ -99,9 +95,7 @@ def test_one_failing_endpoint_does_not_stop_the_autoscaler(tmp_path):
     """A version stored with an environment hash but no requirement set (what a forged deploy
     could store) fails its endpoint's pass; another project's new endpoint starts all the same,
     and the failure is logged once, not every tick."""
-    srv = PodiumServer(tmp_path / "home")
-    srv.start()
-    try:
+    with PodiumServer(tmp_path / "home") as srv:
         good = srv.deploy(SERVICES / "rp.py", "good")
         version = srv.http.get(f"/api/v1/versions/{good['version']}").json()
 
@@ -137,8 +131,6 @@ def test_one_failing_endpoint_does_not_stop_the_autoscaler(tmp_path):
             )
         assert srv.http.get("/api/v1/endpoints/aaa-broken").json()["state"] == "CREATING"
         assert (srv.home / "server.log").read_text().count("autoscaling endpoint aaa-broken") == 1
-    finally:
-        srv.close()
 
 
 def test_answers_that_carry_user_content_are_sandboxed(two):
@@ -170,8 +162,7 @@ def test_user_content_can_have_an_origin_of_its_own(tmp_path):
     srv = PodiumServer(tmp_path / "home")
     content = f"http://localhost:{srv.port}"
     srv.env["PODIUM_USER_CONTENT_URL"] = content
-    srv.start()
-    try:
+    with srv:
         ep = srv.deploy(SERVICES / "rp.py", "rp")
         view = srv.http.get(f"/api/v1/endpoints/{ep['endpoint_id']}").json()
         assert view["urls"]["runsync"] == f"{content}/v2/{ep['endpoint_id']}/runsync"
@@ -180,5 +171,3 @@ def test_user_content_can_have_an_origin_of_its_own(tmp_path):
         assert r.json()["output"]["value"] == 3 and r.headers["content-security-policy"] == "sandbox"
         assert httpx.get(f"{content}/console/login").status_code == 404
         assert httpx.get(f"{srv.url}/console/login").status_code == 200
-    finally:
-        srv.close()

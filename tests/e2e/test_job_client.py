@@ -27,14 +27,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PodiumServer, str]]:
     """One server: rp.py as `jc` (one worker, so jobs can be made to queue), rpstream.py as `jcstream`."""
-    server = PodiumServer(tmp_path_factory.mktemp("jobclient-home"))
-    server.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("jobclient-home")) as server:
         eid = server.deploy(SERVICES / "rp.py", "jc")["endpoint_id"]
         server.deploy(SERVICES / "rpstream.py", "jcstream")
         yield server, eid
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -18,14 +18,10 @@ LAM = SERVICES / "laminar"
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = PodiumServer(tmp_path_factory.mktemp("laminar-home"), env={"PODIUM_SSE_KEEPALIVE": "0.3"})
-    s.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("laminar-home"), env={"PODIUM_SSE_KEEPALIVE": "0.3"}) as s:
         s.deploy(LAM / "answer.py", "answer")
         s.deploy(LAM / "tokens.py", "tokens")
         yield s
-    finally:
-        s.close()
 
 
 def frames(text: str) -> list[dict]:

@@ -19,13 +19,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = PodiumServer(tmp_path_factory.mktemp("logs-home"))
-    s.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("logs-home")) as s:
         s.deploy(SERVICES / "logging", "chatty")
         yield s
-    finally:
-        s.close()
 
 
 def call(srv, text):

@@ -20,17 +20,13 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
 
 
 def test_metrics_count_jobs_cold_starts_requests_and_levels(tmp_path):
-    srv = PodiumServer(tmp_path / "home")
-    srv.start()
-    try:
+    with PodiumServer(tmp_path / "home") as srv:
         eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]
         for i in range(3):
             srv.http.post(f"/v2/{eid}/runsync", json={"input": {"value": i}})
         srv.wait_job(srv.http.post(f"/v2/{eid}/run", json={"input": {"fail": "x"}}).json()["id"])
         srv.http.get(f"/v2/{eid}/status/nosuchjob")
         text = srv.http.get("/metrics").text
-    finally:
-        srv.close()
     m = samples(text)
     ep = (("endpoint", eid),)
     assert m[("podium_jobs_submitted_total", (("endpoint", eid), ("kind", "runsync")))] == 3

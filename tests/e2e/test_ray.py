@@ -50,16 +50,12 @@ def cluster() -> Iterator[RayCluster]:
 def srv(cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
     wheels = tmp_path_factory.mktemp("wheels")
     make_wheel(wheels, "podium_raypkg", "1.0", "VERSION = '1.0'\n")
-    server = PodiumServer(
+    with PodiumServer(
         tmp_path_factory.mktemp("ray-home"),
         env={**ENV, "PIP_FIND_LINKS": str(wheels)},
         args=("--backend", "ray", "--ray-address", cluster.address),
-    )
-    server.start()
-    try:
+    ) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(autouse=True)
@@ -229,17 +225,13 @@ def test_idle_workers_stop_and_the_endpoint_scales_back_from_zero(srv: PodiumSer
 
 def test_through_ray_client_and_a_stopping_server_ends_its_actors(cluster: RayCluster, tmp_path: Path) -> None:
     """A server off the cluster's machines joins it through Ray Client (ray://host:10001)."""
-    server = PodiumServer(
+    with PodiumServer(
         tmp_path / "home", env=dict(ENV), args=("--backend", "ray", "--ray-address", cluster.client_address)
-    )
-    server.start()
-    try:
+    ) as server:
         server.deploy(WHERE, "owned")
         assert call(server, "owned")["attempt"] == 1
         [w] = workers(server, "owned")
         assert w["node"] == "127.0.0.1" and cluster.driver(ACTORS)[actor_name("owned", w["id"])] == w["actor_id"]
-    finally:
-        server.close()
     assert not [n for n in cluster.driver(ACTORS) if n.startswith("podium-owned-")]
     # Drained by the server itself (not only ended by Ray because their owner went away).
     assert "left the Ray cluster (1 actors drained" in (tmp_path / "home" / "server.log").read_text()

@@ -7,6 +7,7 @@ ten minutes here, so a test that only passed thanks to the sweep would run into 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -71,17 +72,14 @@ class Receiver:
 def cluster(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     db = pg_cluster.create_database("replicas")
     base = tmp_path_factory.mktemp("replicas")
-    leader = PodiumServer(base / "a", db_url=db, env=SHARED)
-    leader.start()
-    wait_until(lambda: leader.http.get("/api/v1/status").json()["leading"], 15, what="the first replica to lead")
-    follower = PodiumServer(base / "b", db_url=db, env=SHARED)
-    follower.start()
-    receiver = Receiver()
-    ep = follower.deploy(SERVICES / "basic" / "app.py", "basic")
-    yield {"leader": leader, "follower": follower, "db": db, "ep": ep, "receiver": receiver, "base": base}
-    receiver.httpd.shutdown()
-    for srv in (leader, follower):
-        srv.close()
+    with contextlib.ExitStack() as stack:
+        leader = stack.enter_context(PodiumServer(base / "a", db_url=db, env=SHARED))
+        wait_until(lambda: leader.http.get("/api/v1/status").json()["leading"], 15, what="the first replica to lead")
+        follower = stack.enter_context(PodiumServer(base / "b", db_url=db, env=SHARED))
+        receiver = Receiver()
+        ep = follower.deploy(SERVICES / "basic" / "app.py", "basic")
+        yield {"leader": leader, "follower": follower, "db": db, "ep": ep, "receiver": receiver, "base": base}
+        receiver.httpd.shutdown()
 
 
 def test_the_installation_says_which_replica_leads(cluster):

@@ -22,15 +22,11 @@ pytestmark = pytest.mark.slow
 def rp(tmp_path_factory):
     from server import PodiumServer
 
-    srv = PodiumServer(tmp_path_factory.mktemp("rp-home"))
-    srv.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("rp-home")) as srv:
         eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]
         sid = srv.deploy(SERVICES / "rpstream.py", "rpstream")["endpoint_id"]
         runpod.endpoint_url_base = f"{srv.url}/v2"
         yield srv, runpod.Endpoint(eid, api_key=srv.key), runpod.Endpoint(sid, api_key=srv.key)
-    finally:
-        srv.close()
 
 
 def blocker(srv, ep, tmp_path: Path, name: str):

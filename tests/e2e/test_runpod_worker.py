@@ -77,9 +77,7 @@ class Ctx:
 
 @pytest.fixture(scope="module")
 def rpw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
-    srv = PodiumServer(tmp_path_factory.mktemp("rpw-home"), env={"PODIUM_RETENTION_RUNSYNC": "3"})
-    srv.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("rpw-home"), env={"PODIUM_RETENTION_RUNSYNC": "3"}) as srv:
 
         def deploy(name: str) -> str:
             file, *flags = ENDPOINTS[name]
@@ -90,8 +88,6 @@ def rpw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
             ids = dict(zip(ENDPOINTS, pool.map(deploy, ENDPOINTS), strict=True))
         runpod.endpoint_url_base = f"{srv.url}/v2"
         yield Ctx(srv, ids, {n: runpod.Endpoint(i, api_key=srv.key) for n, i in ids.items()})
-    finally:
-        srv.close()
 
 
 @pytest.fixture

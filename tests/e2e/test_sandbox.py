@@ -33,14 +33,10 @@ SERVER_SECRETS = {
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
     path = os.pathsep.join(filter(None, [str(FS / "lib"), os.environ.get("PYTHONPATH")]))
-    s = PodiumServer(
+    with PodiumServer(
         tmp_path_factory.mktemp("sandbox-home"), env={**SERVER_SECRETS, "PODIUM_FORK_AFTER": "0", "PYTHONPATH": path}
-    )
-    s.start()
-    try:
+    ) as s:
         yield s
-    finally:
-        s.close()
 
 
 def deploy(srv: PodiumServer, path: Path, name: str, *args: str) -> dict[str, Any]:

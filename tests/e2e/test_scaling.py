@@ -23,12 +23,8 @@ SC = SERVICES / "scaling"
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     home = tmp_path_factory.mktemp("scaling-home")
-    s = PodiumServer(home)
-    s.start()
-    try:
+    with PodiumServer(home) as s:
         yield s
-    finally:
-        s.close()
 
 
 def run(srv, name, **inp):

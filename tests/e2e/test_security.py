@@ -24,14 +24,10 @@ ENDPOINT_SECRET = "endpoint-secret-77aa31"
 
 @pytest.fixture(scope="module")
 def sec(tmp_path_factory):
-    srv = PodiumServer(tmp_path_factory.mktemp("sec-home"))
-    srv.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("sec-home")) as srv:
         ep = srv.deploy(SERVICES / "rp.py", "rp")
         acme = json.loads(srv.cli("projects", "create", "acme", "--json").stdout)
         yield srv, ep, acme["admin_key"]["key"]
-    finally:
-        srv.close()
 
 
 def client(srv: PodiumServer, key: str, **headers: str) -> httpx.Client:
@@ -241,23 +237,17 @@ def test_secrets_never_come_back_out(sec):
 
 
 def test_rate_limit_answers_429_with_retry_after(tmp_path):
-    srv = PodiumServer(tmp_path / "home", env={"PODIUM_RATE_LIMIT": "2", "PODIUM_RATE_BURST": "3"})
-    srv.start()
-    try:
+    with PodiumServer(tmp_path / "home", env={"PODIUM_RATE_LIMIT": "2", "PODIUM_RATE_BURST": "3"}) as srv:
         codes = [srv.http.get("/api/v1/endpoints") for _ in range(6)]
         limited = [r for r in codes if r.status_code == 429]
         assert limited and int(limited[0].headers["retry-after"]) >= 1
         assert "requests per second" in limited[0].json()["detail"]
         time.sleep(1.1)
         assert srv.http.get("/api/v1/endpoints").status_code == 200
-    finally:
-        srv.close()
 
 
 def test_idempotency_keys_run_a_request_once_even_across_a_restart(tmp_path):
-    srv = PodiumServer(tmp_path / "home")
-    srv.start()
-    try:
+    with PodiumServer(tmp_path / "home") as srv:
         eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]
         h = {"Idempotency-Key": "order-42"}
         first = srv.http.post(f"/v2/{eid}/run", json={"input": {"value": 42}}, headers=h).json()["id"]
@@ -278,8 +268,6 @@ def test_idempotency_keys_run_a_request_once_even_across_a_restart(tmp_path):
         assert route[0].headers["x-podium-job-id"] == route[1].headers["x-podium-job-id"]
         jobs = srv.http.get("/api/v1/jobs", params={"endpoint": eid}).json()["jobs"]
         assert len(jobs) == 2, "two requests ran, whatever the retries"
-    finally:
-        srv.close()
 
 
 def _open_to_others(home: Path) -> list[str]:

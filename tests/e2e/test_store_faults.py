@@ -8,13 +8,13 @@ import sqlite3
 import pytest
 
 from conftest import SERVICES
-from server import running, wait_until
+from server import PodiumServer, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_locked_database_answers_503_and_stores_nothing(tmp_path):
-    with running(tmp_path / "home", env={"PODIUM_DB_BUSY_TIMEOUT": "0.5"}) as srv:
+    with PodiumServer(tmp_path / "home", env={"PODIUM_DB_BUSY_TIMEOUT": "0.5"}) as srv:
         eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]
         before = srv.http.get(f"/v2/{eid}/health").json()["jobs"]
         lock = sqlite3.connect(tmp_path / "home" / "podium.db", timeout=5, isolation_level=None)
@@ -37,7 +37,7 @@ def test_a_worker_waits_out_a_locked_store_and_serves_on(tmp_path):
     """Its job-take is answered 503 while another process holds the write lock: the worker tries
     again (it used to die on it), and once the lock is gone the same worker runs the next job."""
     home = tmp_path / "home"
-    with running(home, env={"PODIUM_DB_BUSY_TIMEOUT": "0.5"}) as srv:
+    with PodiumServer(home, env={"PODIUM_DB_BUSY_TIMEOUT": "0.5"}) as srv:
         srv.deploy(SERVICES / "basic" / "app.py", "basic")
         assert srv.http.post("/v2/basic/runsync", json={"input": {"value": 1}}).json()["status"] == "COMPLETED"
         ep = srv.http.get("/api/v1/endpoints/basic").json()

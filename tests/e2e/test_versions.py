@@ -45,12 +45,8 @@ def write_app(root: Path, version: str) -> Path:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = PodiumServer(tmp_path_factory.mktemp("versions-home"))
-    s.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("versions-home")) as s:
         yield s
-    finally:
-        s.close()
 
 
 def deploy(srv: PodiumServer, root: Path, name: str, message: str) -> dict:

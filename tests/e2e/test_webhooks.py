@@ -60,14 +60,10 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def hooks(tmp_path_factory):
-    srv = PodiumServer(tmp_path_factory.mktemp("hooks"), env=QUICK)
-    srv.start()
-    try:
+    with PodiumServer(tmp_path_factory.mktemp("hooks"), env=QUICK) as srv:
         eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]
         secret = srv.cli("webhook-secret").stdout.strip()
         yield srv, eid, secret
-    finally:
-        srv.close()
 
 
 def deliveries(srv: PodiumServer, job_id: str, state: str) -> list[dict]:
@@ -156,10 +152,9 @@ def test_bad_webhook_urls_are_refused(hooks):
         assert r.status_code == 400 and r.json()["error"] == "invalid_webhook"
 
 
-def test_deliveries_survive_a_server_crash(tmp_path):
+def test_deliveries_survive_a_server_crash(server_factory, tmp_path):
     port = free_port()
-    srv = PodiumServer(tmp_path / "home", env={**QUICK, "PODIUM_WEBHOOK_RETRY_DELAY": "2"})
-    srv.start()
+    srv = server_factory(tmp_path / "home", env={**QUICK, "PODIUM_WEBHOOK_RETRY_DELAY": "2"})
     rx = None
     try:
         eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]
@@ -173,7 +168,6 @@ def test_deliveries_survive_a_server_crash(tmp_path):
         assert "error" in hook["attempts"][0] and hook["attempts"][-1]["status_code"] == 200
         assert json.loads(rx.requests[-1][1])["output"]["value"] == 1
     finally:
-        srv.close()
         if rx is not None:
             rx.close()
 
@@ -302,27 +296,17 @@ def test_podium_webhook_secret_and_the_old_secret_file_seed_the_default_project(
     home = tmp_path / "home"
     home.mkdir()
     (home / "webhook_secret").write_text("whsec_kept_by_an_earlier_version\n")
-    srv = PodiumServer(home)
-    srv.start()
-    try:
+    with PodiumServer(home) as srv:
         assert secret_of(srv, srv.key)["secret"] == "whsec_kept_by_an_earlier_version"
         assert not (home / "webhook_secret").exists()
         key = json.loads(srv.cli("projects", "create", "other", "--json").stdout)["admin_key"]["key"]
         assert secret_of(srv, key)["secret"] != "whsec_kept_by_an_earlier_version"
-    finally:
-        srv.close()
-    srv = PodiumServer(tmp_path / "home2", env={"PODIUM_WEBHOOK_SECRET": "whsec_from_the_environment"})
-    srv.start()
-    try:
+    with PodiumServer(tmp_path / "home2", env={"PODIUM_WEBHOOK_SECRET": "whsec_from_the_environment"}) as srv:
         assert secret_of(srv, srv.key)["secret"] == "whsec_from_the_environment"
-    finally:
-        srv.close()
 
 
 def test_private_webhook_targets_are_refused_by_default(tmp_path):
-    srv = PodiumServer(tmp_path / "home")
-    srv.start()
-    try:
+    with PodiumServer(tmp_path / "home") as srv:
         eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]
         for url in (
             "http://127.0.0.1:9/hook",
@@ -334,5 +318,3 @@ def test_private_webhook_targets_are_refused_by_default(tmp_path):
             r = srv.http.post(f"/v2/{eid}/run", json={"input": {}, "webhook": url})
             assert r.status_code == 400 and r.json()["error"] == "invalid_webhook", (url, r.text)
             assert "PODIUM_WEBHOOK_ALLOW_PRIVATE" in r.json()["detail"]
-    finally:
-        srv.close()

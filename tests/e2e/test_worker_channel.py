@@ -14,7 +14,7 @@ import pytest
 from podium import channel
 from podium.server.worker_channel import FRAME_LIMIT
 from podium.worker.link import Refused, ServerLink, Unreachable
-from server import ADMIN_KEY, PodiumServer, running, wait_until, worker_pids
+from server import ADMIN_KEY, PodiumServer, wait_until, worker_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.boxed]
 
@@ -33,7 +33,7 @@ def handler(job):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    with running(tmp_path_factory.mktemp("channel-home")) as s:
+    with PodiumServer(tmp_path_factory.mktemp("channel-home")) as s:
         yield s
 
 
