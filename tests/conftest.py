@@ -1,4 +1,7 @@
-"""Shared fixtures: a migrated store on SQLite and on a throwaway PostgreSQL cluster."""
+"""Shared fixtures for the three tiers: a migrated store on SQLite and on a throwaway PostgreSQL
+cluster (integration), the app in process (`api`, integration), real servers (`server_factory`,
+`basic`, e2e). This directory is on sys.path: support modules (server.py, inprocess.py,
+pgcluster.py, raycluster.py, s3server.py, wheels.py) import by their bare names."""
 
 from __future__ import annotations
 
@@ -11,11 +14,36 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent))  # the support modules
 
 from podium.store import Store, migrate, open_store  # noqa: E402
 
 _db_counter = itertools.count()
+
+#: The tiers, fastest first: `pytest` runs them in this order, `pytest tests/unit` runs one, and
+#: each test carries its tier's marker (`pytest -m "not e2e"`).
+TIERS = ("unit", "integration", "e2e")
+HERE = Path(__file__).parent
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> None:
+    """A test module outside the tiers would run in no tier's command: say where it goes."""
+    if file_path.parent == HERE and file_path.name.startswith("test_") and file_path.suffix == ".py":
+        raise pytest.UsageError(
+            f"{file_path.name} is directly under tests/: move it to tests/unit (no processes), "
+            "tests/integration (a real store, the app in process) or tests/e2e (real servers)"
+        )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def tier(item: pytest.Item) -> int:
+        parts = item.path.relative_to(HERE).parts
+        return TIERS.index(parts[0]) if parts[0] in TIERS else len(TIERS)
+
+    for item in items:
+        if (i := tier(item)) < len(TIERS):
+            item.add_marker(TIERS[i])
+    items.sort(key=tier)  # stable: each module's tests stay together, in file order
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -61,7 +89,7 @@ async def store(db_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
-SERVICES = Path(__file__).parent / "services"
+SERVICES = HERE / "services"
 
 
 @pytest.fixture

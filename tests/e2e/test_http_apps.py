@@ -147,7 +147,7 @@ def test_a_body_over_the_chunk_limit_in_one_piece_arrives_whole(srv):
     """An app's 2 MiB body sent as one message: over the server's 1 MB per stream chunk, it was
     refused (413) and the answer went on without it, silently. The worker sends it in pieces
     under the limit, which read back as the same bytes. (A chunk the worker cannot split fails
-    its job saying so: tests/test_runpod_worker.py.)"""
+    its job saying so: tests/e2e/test_runpod_worker.py.)"""
     r = srv.http.get("/api/onepiece")
     job = srv.wait_job(r.headers["x-podium-job-id"])
     assert job["status"] == "COMPLETED", job

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 # Workers unboxed (PODIUM_SANDBOX=off): these tests hand workers marker files under tmp_path and
 # signal them by the pid they report, neither of which a sandboxed worker shares
-# (tests/test_sandbox.py covers the box).
+# (tests/e2e/test_sandbox.py covers the box).
 
 SC = SERVICES / "scaling"
 
