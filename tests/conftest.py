@@ -116,14 +116,20 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def api(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[object]:
+async def api(request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[object]:
     """The whole app in process on its own SQLite store, workers off (`tests/inprocess.py`): for
     router tests, which need no server process and no worker. The one way tests/integration
-    builds the app; tests/e2e start real servers with `server_factory`."""
+    builds the app; tests/e2e start real servers with `server_factory`.
+    `@pytest.mark.parametrize("api", ["sqlite", "postgresql"], indirect=True)` runs a test on both."""
     from inprocess import in_process
 
-    async with in_process(tmp_path / "home", template=migrated_sqlite) as app:
-        yield app
+    if getattr(request, "param", "sqlite") == "postgresql":
+        url = request.getfixturevalue("pg_cluster").create_database(f"t{next(_db_counter)}")
+        async with in_process(tmp_path / "home", db_url=url) as app:
+            yield app
+    else:
+        async with in_process(tmp_path / "home", template=migrated_sqlite) as app:
+            yield app
 
 
 @pytest.fixture(scope="module")

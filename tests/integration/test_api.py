@@ -10,6 +10,8 @@ import pytest
 from conftest import SERVICES
 from inprocess import in_process
 
+#: A test marked so runs on SQLite and on the throwaway PostgreSQL.
+BOTH_STORES = pytest.mark.parametrize("api", ["sqlite", "postgresql"], indirect=True)
 RP = SERVICES / "rp.py"
 OTHER = SERVICES / "handler.py"
 
@@ -60,6 +62,7 @@ async def test_healthz_needs_no_key(api):
     assert (await api.client().get("/healthz")).json()["status"] == "ok"
 
 
+@BOTH_STORES
 async def test_each_role_may_do_what_its_rank_allows_and_no_more(api):
     ep = await api.deploy(RP, "rp")
     eid = ep["endpoint_id"]
@@ -158,6 +161,7 @@ async def test_an_endpoint_bound_key_sees_its_endpoint_and_nothing_else(api):
 # -- projects -------------------------------------------------------------------------------------
 
 
+@BOTH_STORES
 async def test_a_key_of_another_project_finds_nothing_by_id_or_name(api):
     # A distinctive name, so "the answer does not name it" cannot be fooled by chance.
     ep = await api.deploy(RP, "hidden-default-endpoint")
@@ -293,6 +297,7 @@ async def test_admin_bodies_refuse_unknown_fields(api):
 # -- endpoints, versions, secrets -----------------------------------------------------------------
 
 
+@BOTH_STORES
 async def test_deploy_lists_reads_and_redeploys_an_endpoint(api):
     ep = await api.deploy(RP, "rp")
     assert ep["name"] == "rp" and ep["state"] == "CREATING" and ep["changed"] and ep["deployed"] == ep["version"]
