@@ -59,16 +59,6 @@ def test_keys_are_shown_once_listed_by_prefix_and_revoked_at_once(sec):
     assert json.loads(srv.cli("keys", "ls", "--json", "--key", acme_admin).stdout)[0]["last_used_at"]
 
 
-def test_keys_expire(sec):
-    srv, _, acme_admin = sec
-    short = make_key(srv, acme_admin, "read", expires="1s")
-    with client(srv, short["key"]) as c:
-        assert c.get("/api/v1/endpoints").status_code == 200
-        wait_until(lambda: c.get("/api/v1/endpoints").status_code == 401, 15, 0.2, "the key to expire")
-    with client(srv, acme_admin) as c:
-        assert c.post("/api/v1/keys", json={"role": "read", "expires": "soon"}).status_code == 400
-
-
 def test_roles(sec):
     srv, ep, _ = sec
     eid = ep["endpoint_id"]

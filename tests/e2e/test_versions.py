@@ -97,14 +97,6 @@ def test_redeploy_keeps_calls_and_rollback_goes_back(srv, tmp_path):
     assert "data.txt" in srv.cli("versions", "show", v1).stdout
 
 
-def test_rollback_errors_are_clear(srv, tmp_path):
-    deploy(srv, write_app(tmp_path / "solo", "solo"), "solo", "only one")
-    r = srv.http.post("/api/v1/endpoints/solo/rollback", json={})
-    assert r.status_code == 409 and "no earlier version" in r.json()["detail"]
-    r = srv.http.post("/api/v1/endpoints/solo/rollback", json={"version": "0000000000000000"})
-    assert r.status_code == 404
-
-
 def test_endpoint_names_follow_one_rule(srv, tmp_path):
     res = srv.cli("deploy", str(write_app(tmp_path / "bad", "x")), "--name", "Bad_Name", check=False)
     assert res.returncode != 0 and "[a-z0-9][a-z0-9-]{0,62}" in res.stderr

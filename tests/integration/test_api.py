@@ -5,6 +5,8 @@ tests/e2e."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from conftest import SERVICES
@@ -102,6 +104,19 @@ async def test_keys_are_shown_once_listed_by_prefix_and_revoked_at_once(api):
     assert (await api.http.delete(f"/api/v1/keys/{made['id']}")).json() == {"id": made["id"], "revoked": True}
     assert (await c.get("/api/v1/endpoints")).status_code == 401
     assert (await api.http.delete(f"/api/v1/keys/{made['id']}x")).status_code == 404
+
+
+async def test_keys_expire(api):
+    short = await api.new_key("read", expires="1s")
+    assert short["expires_at"] is not None
+    c = api.client(short["key"])
+    assert (await c.get("/api/v1/endpoints")).status_code == 200
+    for _ in range(150):  # up to 15 s: the access cache keeps a key's record a few seconds
+        if (await c.get("/api/v1/endpoints")).status_code == 401:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the key did not expire")
 
 
 async def test_metrics_need_the_operator_or_a_metrics_key(api):
@@ -329,11 +344,12 @@ async def test_rollback_points_back_and_history_says_who_and_why(api, tmp_path):
     assert history[0]["current"] and history[0]["message"] == "bad release"
     versions = (await api.http.get("/api/v1/endpoints/rp/versions")).json()["versions"]
     assert [(v["id"], v["current"]) for v in versions] == [(first["version"], True), (second["version"], False)]
-    r = await api.http.post("/api/v1/endpoints/rp/rollback", json={"version": "nosuch"})
+    r = await api.http.post("/api/v1/endpoints/rp/rollback", json={"version": "0000000000000000"})
     assert r.status_code == 404 and r.json()["error"] == "not_found"
     lone = await api.deploy(OTHER, "lone")
     r = await api.http.post(f"/api/v1/endpoints/{lone['endpoint_id']}/rollback", json={})
     assert r.status_code == 409 and r.json()["error"] == "no_previous_version"
+    assert "no earlier version" in r.json()["detail"]
 
 
 async def test_scaling_changes_are_checked_and_kept(api):
