@@ -8,7 +8,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import SERVICES
 from server import wait_until
 
 pytestmark = pytest.mark.slow
@@ -158,15 +157,5 @@ def test_health_counts_real_jobs_and_workers(basic):
 
 def test_same_content_deployed_twice_is_the_same_version(basic):
     srv, ep = basic
-    again = srv.deploy(SERVICES / "basic", "basic")
+    again = srv.deploy(Path(__file__).parent.parent / "services" / "basic", "basic")
     assert again["version"] == ep["version"] and again["endpoint_id"] == ep["endpoint_id"]
-
-
-def test_routes_receive_annotated_types(basic):
-    """The types tests/integration/test_openapi.py reads from the annotations reach the route."""
-    srv, _ = basic
-    srv.deploy(SERVICES / "typed.py", "typed")
-    r = srv.http.post("/typed/distance", json={"a": {"x": 0, "y": 0}, "b": {"x": 3, "y": 4}, "scale": 2})
-    assert r.json() == 10.0
-    bad = srv.http.post("/typed/distance", json={"a": {"x": "far"}, "b": {"x": 0, "y": 0}})
-    assert bad.status_code == 400 and "'a' does not fit" in bad.json()["detail"]
