@@ -1,4 +1,5 @@
-# One command each: `make demo` (try it), `make test` (everything CI runs), `make docs` (the
+# One command each: `make demo` (try it), `make test` (everything CI runs; `make test-unit`,
+# `make test-integration`, `make test-e2e` run one tier of tests/), `make docs` (the
 # documentation site, into site/), `make bench`, `make bench-peers` (also BentoML and Ray Serve,
 # each in its own venv; not part of `make test`).
 # Each creates .venv and installs what it needs on a fresh machine.
@@ -7,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo lint docs test bench clean
+.PHONY: venv demo lint docs test test-unit test-integration test-e2e bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Ray (the optional podium[ray] extra, ~240 MB) for tests/test_ray.py: its own step and stamp.
+# Ray (the optional podium[ray] extra, ~240 MB) for tests/e2e/test_ray.py: its own step and stamp.
 RAY_STAMP := $(VENV)/.ray-stamp
 $(RAY_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[ray]'
@@ -47,6 +48,21 @@ test: venv venv-ray lint docs
 	bash scripts/ensure-bubblewrap.sh
 	$(PY) -m pytest
 	bash scripts/test-typescript.sh
+
+# One tier of tests/ each (`make test` runs all three, fastest first): unit needs nothing,
+# integration a PostgreSQL to start, e2e also Chromium, bubblewrap and Ray.
+test-unit: venv
+	$(PY) -m pytest tests/unit
+
+test-integration: venv
+	bash scripts/ensure-postgres.sh
+	$(PY) -m pytest tests/integration
+
+test-e2e: venv venv-ray
+	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-bubblewrap.sh
+	$(PY) -m pytest tests/e2e
 
 bench: venv
 	bash scripts/ensure-wrk.sh

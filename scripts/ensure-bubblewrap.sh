@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure bubblewrap (bwrap) is installed and works: workers run sandboxed with it by default
-# (src/podium/scaling/sandbox.py) and tests/test_sandbox.py checks what that sandbox holds.
+# (src/podium/scaling/sandbox.py) and tests/e2e/test_sandbox.py checks what that sandbox holds.
 # Called by `make test` before pytest; installs via apt only as root.
 set -euo pipefail
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure Debian's chromium is at /usr/bin/chromium: the console's browser tests
-# (tests/test_console*.py) drive it with Playwright. Playwright's own browser download
+# (tests/e2e/test_console*.py) drive it with Playwright. Playwright's own browser download
 # is never used. Called by `make test` before pytest; installs via apt only as root.
 set -euo pipefail
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -10,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,11 @@ class PortTaken(Exception):
 
 
 class PodiumServer:
+    """A `podium up` process. Every test starts its servers one way, as a context manager:
+    `with PodiumServer(home) as srv:` (a module's shared server, in its fixture), or through
+    the `server_factory` fixture, which enters each one for the test and leaves it at its end.
+    Inside, `stop()` then `start()` restarts the same server on the same home."""
+
     started_once = False
 
     def __init__(
@@ -133,6 +136,13 @@ class PodiumServer:
         self.stop()
         self.http.close()
 
+    def __enter__(self) -> PodiumServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         res = subprocess.run(
             [sys.executable, "-m", "podium", *args], env=self.env, capture_output=True, text=True, timeout=120
@@ -199,14 +209,3 @@ def zygotes(server_pid: int, rows: list[tuple[int, int, str, list[str]]] | None 
         for pid, _ppid, _comm, argv in rows
         if pid in started and "podium.worker.zygote" in argv
     }
-
-
-@contextlib.contextmanager
-def running(home: Path, **kw: Any) -> Iterator[PodiumServer]:
-    """A started server (one per test module, say), closed on the way out."""
-    srv = PodiumServer(home, **kw)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.close()
