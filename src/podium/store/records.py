@@ -25,6 +25,7 @@ SCALING = (
     "max_jobs_per_worker",
     "max_worker_memory_mb",
     "queue_cap",
+    "warm_buffer",
     *RESOURCES,
 )
 
@@ -57,6 +58,7 @@ class Endpoint:
     max_jobs_per_worker: int
     max_worker_memory_mb: int
     queue_cap: int
+    warm_buffer: int
     cpus: float
     gpus: int
     memory_mb: int
@@ -83,6 +85,7 @@ class Endpoint:
             max_jobs_per_worker=row["max_jobs_per_worker"],
             max_worker_memory_mb=row["max_worker_memory_mb"],
             queue_cap=row["queue_cap"],
+            warm_buffer=row["warm_buffer"],
             cpus=row["cpus"],
             gpus=row["gpus"],
             memory_mb=row["memory_mb"],

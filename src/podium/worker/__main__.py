@@ -154,6 +154,7 @@ def run(
         link.close()
     if worker.dismissed is not None:
         _say(worker.dismissed)
+    worker.exit()
     return 0
 
 
