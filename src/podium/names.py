@@ -63,7 +63,7 @@ VOLUME_NAME = Shape(
 
 
 def volume_env(name: str) -> str:
-    """`$PODIUM_VOLUME_<NAME>`, where a worker finds a volume: `hf-cache` -> PODIUM_VOLUME_HF_CACHE."""
+    """`$PODIUM_VOLUME_<NAME>`, where a worker finds a volume: `hf-cache` -> `PODIUM_VOLUME_` + `HF_CACHE`."""
     return "PODIUM_VOLUME_" + name.upper().replace("-", "_")
 
 
