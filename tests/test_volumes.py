@@ -376,3 +376,37 @@ def test_warm_buffer_keeps_idle_workers_beyond_the_running_jobs(srv: PodiumServe
     assert srv.wait_job(job)["output"] == "released"
     text = srv.cli("status", "buffered").stdout
     assert "warm buffer 1" in text
+
+
+def test_ray_needs_a_shared_volumes_root(server_factory: Any, tmp_path: Path) -> None:
+    """1. Start a server on the Ray backend without PODIUM_VOLUMES_ROOT; create a volume.
+    2. Deploy a service naming it; then on a server with PODIUM_VOLUMES_ROOT.
+    Result: the first deploy is refused (400) saying the volumes need a root every node mounts;
+    the second is accepted, and the volume's files are under that root. (No Ray cluster is
+    needed: the check comes before any worker.)"""
+    app = service(
+        tmp_path,
+        "on-ray",
+        """
+        import podium
+
+        @podium.service(volumes={"weights": "/models"})
+        def init():
+            return {}
+
+        @init.endpoint("/x")
+        def x():
+            return 1
+        """,
+    )
+    ray = {"PODIUM_BACKEND": "ray", "RAY_ADDRESS": "127.0.0.1:1"}
+    bare = server_factory(env=ray)
+    create(bare, "weights")
+    res = deploy(bare, app, "on-ray", "--no-wait", check=False)
+    assert res.returncode != 0
+    assert "volumes need PODIUM_VOLUMES_ROOT" in res.stderr and "HTTP 400" in res.stderr, res.stderr
+    shared = tmp_path / "shared-root"
+    rooted = server_factory(env={**ray, "PODIUM_VOLUMES_ROOT": str(shared)})
+    create(rooted, "weights")
+    assert deploy(rooted, app, "on-ray", "--no-wait")["name"] == "on-ray"
+    assert [p.name for p in shared.glob("*/*")] == ["weights"]
