@@ -410,3 +410,67 @@ def test_ray_needs_a_shared_volumes_root(server_factory: Any, tmp_path: Path) ->
     create(rooted, "weights")
     assert deploy(rooted, app, "on-ray", "--no-wait")["name"] == "on-ray"
     assert [p.name for p in shared.glob("*/*")] == ["weights"]
+
+
+def test_a_runpod_worker_file_gets_its_volume_at_runpod_volume(srv: PodiumServer, tmp_path: Path) -> None:
+    """1. Put a file in a volume; deploy an unmodified RunPod worker file with
+       `--volume files:/runpod-volume`.
+    2. Run a job that lists /runpod-volume.
+    Result: the worker sees the file there, and $PODIUM_VOLUME_FILES says where it is."""
+    create(srv, "files")
+    note = tmp_path / "note.txt"
+    note.write_text("hello")
+    srv.cli("volumes", "put", "files", str(note))
+    worker = tmp_path / "rpw" / "handler.py"
+    worker.parent.mkdir()
+    worker.write_text(
+        textwrap.dedent(
+            """
+            import os
+            import runpod
+
+            def handler(job):
+                return {
+                    "files": sorted(os.listdir("/runpod-volume")),
+                    "note": open("/runpod-volume/note.txt").read(),
+                    "env": os.environ.get("PODIUM_VOLUME_FILES"),
+                }
+
+            runpod.serverless.start({"handler": handler})
+            """
+        )
+    )
+    ep = deploy(srv, worker, "rpw-vol", "--volume", "files:/runpod-volume")
+    r = srv.http.post(f"/v2/{ep['endpoint_id']}/runsync", json={"input": {}})
+    assert r.status_code == 200, r.text
+    assert r.json()["output"] == {"files": ["note.txt"], "note": "hello", "env": "/runpod-volume"}
+
+
+def test_an_unboxed_worker_finds_its_volume_on_the_host(server_factory: Any, tmp_path: Path) -> None:
+    """1. Start a server with PODIUM_SANDBOX=off; create a volume; deploy a service naming it.
+    2. Ask the worker where its volume is and what it holds.
+    Result: podium.volume() and $PODIUM_VOLUME_<NAME> give the volume's directory on the host."""
+    plain = server_factory(env={"PODIUM_SANDBOX": "off"})
+    create(plain, "host-side")
+    (on_host(plain, "host-side") / "here.txt").write_text("x")
+    app = service(
+        tmp_path,
+        "unboxed",
+        """
+        import os
+        import podium
+
+        @podium.service(volumes={"host-side": "/models"})
+        def init():
+            return {}
+
+        @init.endpoint("/where")
+        def where():
+            path = podium.volume("host-side")
+            return {"path": str(path), "env": os.environ["PODIUM_VOLUME_HOST_SIDE"], "files": os.listdir(path)}
+        """,
+    )
+    ep = deploy(plain, app, "unboxed")
+    out = call(plain, ep["endpoint_id"], "where")
+    host = str(on_host(plain, "host-side").resolve())
+    assert out == {"path": host, "env": host, "files": ["here.txt"]}
