@@ -474,3 +474,39 @@ def test_an_unboxed_worker_finds_its_volume_on_the_host(server_factory: Any, tmp
     out = call(plain, ep["endpoint_id"], "where")
     host = str(on_host(plain, "host-side").resolve())
     assert out == {"path": host, "env": host, "files": ["here.txt"]}
+
+
+def test_exit_hook_runs_when_the_server_stops(server_factory: Any, tmp_path: Path) -> None:
+    """1. Deploy a service with one worker kept warm whose on_exit hook takes a moment, then
+       writes a marker into its volume.
+    2. Stop the server (SIGTERM).
+    Result: the marker is there once the server has stopped: the hook ran within the time the
+    server gave it."""
+    own = server_factory()
+    create(own, "stop-state")
+    app = service(
+        tmp_path,
+        "stopping",
+        """
+        import time
+        import podium
+
+        @podium.service(volumes={"stop-state": "/state"}, min_workers=1, exit_timeout=20)
+        def init():
+            return {"word": "stopped"}
+
+        @init.endpoint("/hi")
+        def hi():
+            return "hi"
+
+        @init.on_exit
+        def bye(word):
+            time.sleep(1)
+            open("/state/marker", "w").write(word)
+        """,
+    )
+    ep = deploy(own, app, "stopping")
+    assert call(own, ep["endpoint_id"], "hi") == "hi"
+    marker = on_host(own, "stop-state") / "marker"
+    own.stop()
+    assert marker.read_text() == "stopped"
