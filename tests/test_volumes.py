@@ -88,6 +88,11 @@ def test_put_a_file_and_a_directory_then_list_and_get(srv: PodiumServer, tmp_pat
     assert (on_host(srv, "models") / "tokenizer" / "vocab.txt").read_text() == "a b c"
     vols = {v["name"]: v for v in json.loads(srv.cli("volumes", "ls", "--json").stdout)}
     assert vols["models"]["used"] == 2 * weights.stat().st_size + 5 + 2
+    srv.cli("volumes", "rm", "models", "v2")
+    assert not (on_host(srv, "models") / "v2").exists()
+    srv.cli("volumes", "rm", "models")
+    assert not on_host(srv, "models").exists()
+    assert "models" not in {v["name"] for v in json.loads(srv.cli("volumes", "ls", "--json").stdout)}
 
 
 def test_workers_share_a_volume_across_workers_and_a_redeploy(srv: PodiumServer, tmp_path: Path) -> None:
@@ -138,6 +143,8 @@ def test_workers_share_a_volume_across_workers_and_a_redeploy(srv: PodiumServer,
 
     seen = wait_until(new_version_answers, 60, 0.2, "a worker of the new version")
     assert sorted(m.split("-")[0] for m in seen) == ["one", "one", "two", "two"]
+    res = srv.cli("volumes", "rm", "shared", check=False)
+    assert res.returncode != 0 and "in use by endpoint share" in res.stderr, res.stderr
 
 
 def test_another_project_cannot_name_a_volume(srv: PodiumServer, tmp_path: Path) -> None:

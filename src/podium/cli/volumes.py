@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from podium.cli.common import JSON, KEY, PROJECT, URL, app, connect, fail, out, print_json, when
+from podium.cli.common import JSON, KEY, PROJECT, URL, app, connect, err, fail, out, print_json, when
 
 volumes_app = typer.Typer(
     help="Volumes: directories a project's workers share (weights, caches).", no_args_is_help=True
@@ -117,7 +117,7 @@ def put(
 
     if not local.exists():
         fail(f"{local}: no such file or directory")
-    with connect(url, key, project) as conn:
+    with connect(url, key, project) as conn, err.status(f"putting {local} in volume {name}…"):
         count = volumes.put(conn, name, local, path, done=lambda p, n: out.print(f"  {p}  {size(n)}"))
     out.print(f"{count} file{'s' if count != 1 else ''} put in volume {name}")
 
