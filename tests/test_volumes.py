@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import textwrap
 from collections.abc import Iterator
@@ -517,3 +518,29 @@ def test_exit_hook_runs_when_the_server_stops(server_factory: Any, tmp_path: Pat
     marker = on_host(own, "stop-state") / "marker"
     own.stop()
     assert marker.read_text() == "stopped"
+
+
+@pytest.mark.parametrize(
+    ("volumes", "says"),
+    [
+        ({"Weights": "/models"}, "volume name 'Weights'"),
+        ({"weights": "models"}, "absolute, normalised path"),
+        ({"weights": "/models/../etc"}, "absolute, normalised path"),
+        ({"weights": "/usr/share/models"}, "cannot be shown at /usr/share/models"),
+        ({"weights": "/tmp"}, "cannot be shown at /tmp"),
+        ({"a": "/models", "b": "/models/cache"}, "overlaps another volume's"),
+    ],
+)
+def test_a_service_names_volumes_at_paths_the_box_can_show(volumes: dict[str, str], says: str) -> None:
+    import podium
+
+    with pytest.raises(podium.ServiceDefinitionError, match=re.escape(says)):
+        podium.service(volumes=volumes)(lambda: None)
+
+
+def test_sizes_read_as_bytes() -> None:
+    from podium.core.volumes import parse_size
+
+    assert [parse_size(s) for s in ("512", "1K", "1.5M", "50G", "2TiB")] == [512, 1024, 3 * 2**19, 50 * 2**30, 2**41]
+    with pytest.raises(ValueError, match="like 500M or 50G"):
+        parse_size("lots")
