@@ -219,7 +219,7 @@ class VolumeDir:
             )
         room = await anyio.to_thread.run_sync(self._room, rel)
         if total is not None and room is not None and total > room:
-            raise self._full(total)
+            raise self._full(total, room)
         self.staging.mkdir(parents=True, exist_ok=True)
         written = 0
         try:
@@ -229,7 +229,7 @@ class VolumeDir:
                     async for chunk in chunks:
                         buf += chunk
                         if room is not None and start + written + len(buf) > room:
-                            raise self._full(start + written + len(buf))
+                            raise self._full(start + written + len(buf), room)
                         if len(buf) >= CHUNK:
                             await anyio.to_thread.run_sync(f.write, bytes(buf))
                             written += len(buf)
@@ -270,11 +270,10 @@ class VolumeDir:
             pass
         return self.volume.max_size - self.usage() + replaced
 
-    def _full(self, size: int) -> VolumeFull:
-        limit = self.volume.max_size or 0
+    def _full(self, size: int, room: int) -> VolumeFull:
         return VolumeFull(
-            f"volume {self.volume.name} is limited to {limit} bytes; this write would take it past "
-            f"(it needs {size} bytes more than the files it keeps leave room for, or less room is free)",
+            f"volume {self.volume.name} is limited to {self.volume.max_size} bytes: this file "
+            f"({size} bytes or more) does not fit in the {max(room, 0)} bytes its other files leave"
         )
 
     def _place(self, part: Path, rel: PurePosixPath) -> None:
