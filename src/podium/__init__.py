@@ -33,7 +33,7 @@ from podium.errors import (
     RouteError,
     ServiceDefinitionError,
 )
-from podium.sdk import JobContext, Route, Service, ServiceConfig, context, handler, service
+from podium.sdk import JobContext, Route, Service, ServiceConfig, context, handler, service, volume
 
 if _TYPE_CHECKING:
     from podium import aio
@@ -95,4 +95,5 @@ __all__ = [
     "get_deployment",
     "handler",
     "service",
+    "volume",
 ]

@@ -115,6 +115,9 @@ class Settings:
     #: Run local workers (and Ray workers on nodes that have bwrap) in a bubblewrap sandbox
     #: (`podium.sandbox`) when bwrap works here; `PODIUM_SANDBOX=off` turns it off.
     sandbox: bool = True
+    #: Where volumes' files live (default: `home`/volumes). The Ray backend needs one that every
+    #: node mounts at the same path (NFS, CephFS): its workers use the files there.
+    volumes_root: Path | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -157,6 +160,7 @@ class Settings:
             metrics_public=os.environ.get("PODIUM_METRICS_PUBLIC", "") not in ("", "0", "false"),
             user_content_url=os.environ.get("PODIUM_USER_CONTENT_URL") or None,
             sandbox=_switch("PODIUM_SANDBOX", True),
+            volumes_root=Path(os.environ["PODIUM_VOLUMES_ROOT"]) if os.environ.get("PODIUM_VOLUMES_ROOT") else None,
         )
         s = replace(s, **{k: v for k, v in overrides.items() if v is not None})
         if s.user_content_url is not None and not re.fullmatch(r"https?://[^/?#]+/?", s.user_content_url):
@@ -202,6 +206,11 @@ class Settings:
     def envs(self) -> Path:
         """Per-version Python environments (podium.envs), one directory per requirement set."""
         return self.home / "envs"
+
+    @property
+    def volumes(self) -> Path:
+        """Volumes' files: `<volumes>/<project id>/<volume name>/`."""
+        return (self.volumes_root or self.home / "volumes").resolve()
 
     @property
     def secret_key_file(self) -> Path:

@@ -55,6 +55,18 @@ ENDPOINT_NAME = Shape(
     r"[a-z0-9][a-z0-9-]{0,62}",
     "lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters",
 )
+VOLUME_NAME = Shape(
+    "volume name",
+    r"[a-z0-9][a-z0-9-]{0,62}",
+    "lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters",
+)
+
+
+def volume_env(name: str) -> str:
+    """`$PODIUM_VOLUME_<NAME>`, where a worker finds a volume: `hf-cache` -> `PODIUM_VOLUME_` + `HF_CACHE`."""
+    return "PODIUM_VOLUME_" + name.upper().replace("-", "_")
+
+
 VERSION_ID = Shape("version id", r"[0-9a-f]{16}", "16 hexadecimal digits")
 WORKER_ID = Shape("worker id", r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}", "letters, digits, '-' and '_'")
 ENV_HASH = Shape("environment hash", r"[0-9a-f]{24}", "24 hexadecimal digits")

@@ -3,20 +3,23 @@
 A version's route table is JSON (stored with the version, sent to workers and clients); these
 TypedDicts name its shape so that the SDK that builds it, deploy validation, the routers, the
 worker that checks it and the clients all agree on it. `ServiceConfig` is what a service asks of
-its endpoint (scaling, resources, timeouts), recorded with each version. Only the standard library
-and `podium.errors` are imported here: the authoring SDK and the store use these records alike.
+its endpoint (scaling, resources, timeouts, volumes), recorded with each version. Only the standard
+library, `podium.errors` and `podium.names` are imported here: the authoring SDK and the store use
+these records alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import posixpath
+from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired
 
 # pydantic validates these (deploy) and needs typing_extensions.TypedDict before Python 3.12.
 from typing_extensions import TypedDict
 
 from podium.errors import ServiceDefinitionError
+from podium.names import VOLUME_NAME
 
 #: route: a function of keyword arguments; handler: RunPod-style `handler(job)`; http: an ASGI or
 #: WSGI app that receives whole HTTP requests.
@@ -71,13 +74,17 @@ class ServiceConfig:
     ceil((waiting + running) / target), target defaulting to `concurrency`; "queue-delay": add a
     worker while the oldest waiting job has waited more than `target` seconds, default 4),
     `queue_cap` (waiting jobs past which /run answers 429), `max_jobs_per_worker` and
-    `max_worker_memory_mb` (recycle a worker after its current job; 0: never).
+    `max_worker_memory_mb` (recycle a worker after its current job; 0: never), `warm_buffer` (idle
+    workers kept beyond the jobs running, within max_workers, so a burst skips cold starts).
     Resources, per worker: `cpus` (may be fractional), `gpus` (whole devices; on the local
     backend each worker gets its own through CUDA_VISIBLE_DEVICES), `memory_mb` (0: no
     reservation). The local backend hands out GPUs; a Ray cluster reserves all three.
     Jobs: `execution_timeout` (seconds), `retries` (route errors retried, with exponential backoff
     and jitter) limited to `retry_on` exception types when given, `startup_timeout` (seconds a
-    worker may take to load before the version is declared broken).
+    worker may take to load before the version is declared broken), `exit_timeout` (seconds an
+    `on_exit` hook may take when a worker stops).
+    Volumes: `{"weights": "/models"}` shows the project's volume `weights` to each worker at
+    `/models` (in its sandbox; `podium.volume("weights")` says where it is in any case).
     """
 
     min_workers: int = 0
@@ -97,6 +104,9 @@ class ServiceConfig:
     cpus: float = 1.0
     gpus: int = 0
     memory_mb: int = 0
+    warm_buffer: int = 0
+    exit_timeout: float = 30.0
+    volumes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.min_workers < 0:
@@ -127,12 +137,14 @@ class ServiceConfig:
             raise ServiceDefinitionError("retry_on must be a tuple of exception classes")
         if self.startup_timeout <= 0:
             raise ServiceDefinitionError("startup_timeout must be > 0 seconds")
+        if not whole(self.warm_buffer) or self.warm_buffer < 0:
+            raise ServiceDefinitionError(f"warm_buffer must be a whole number >= 0 (got {self.warm_buffer!r})")
+        if not 0 < self.exit_timeout <= 3600:
+            raise ServiceDefinitionError("exit_timeout must be between 0 and 3600 seconds")
         self._check_resources()
+        check_volumes(self.volumes)
 
     def _check_resources(self) -> None:
-        def whole(value: Any) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
         if isinstance(self.cpus, bool) or not isinstance(self.cpus, int | float) or not self.cpus > 0:
             raise ServiceDefinitionError(f"cpus must be a number > 0, like 2 or 0.5 (got {self.cpus!r})")
         if not whole(self.gpus) or self.gpus < 0:
@@ -147,6 +159,7 @@ class ServiceConfig:
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["retry_on"] = [f"{t.__module__}.{t.__qualname__}" for t in self.retry_on]
+        out["volumes"] = dict(self.volumes)
         return out
 
     @classmethod
@@ -154,6 +167,39 @@ class ServiceConfig:
         """Settings as recorded (retry_on names are not classes again: they only document)."""
         known = {f.name for f in dataclasses.fields(cls)} - {"retry_on"}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: Where a volume may not be shown: the system the sandbox shows, and its own places.
+RESERVED_MOUNTS = (
+    *("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"),
+    *("/etc", "/proc", "/dev", "/sys", "/run", "/tmp", "/home"),
+)
+
+
+def check_volumes(volumes: Any) -> None:
+    """`{volume name: absolute path in the worker}`: names of the volume's shape, paths absolute,
+    normalised, distinct and clear of the system's (the sandbox mounts them over nothing it needs)."""
+    if not isinstance(volumes, dict):
+        raise ServiceDefinitionError('volumes must be a dict like {"weights": "/models"}')
+    seen: set[str] = set()
+    for name, path in volumes.items():
+        if not VOLUME_NAME.match(name):
+            raise ServiceDefinitionError(f"volume name {name!r}: {VOLUME_NAME.looks}")
+        if not isinstance(path, str) or not path.startswith("/") or posixpath.normpath(path) != path or path == "/":
+            raise ServiceDefinitionError(
+                f"volume {name} must be shown at an absolute, normalised path like /models (got {path!r})"
+            )
+        if any(path == r or path.startswith(r + "/") for r in RESERVED_MOUNTS):
+            raise ServiceDefinitionError(
+                f"volume {name} cannot be shown at {path}: {', '.join(RESERVED_MOUNTS)} are the sandbox's"
+            )
+        if any(path == p or path.startswith(p + "/") or p.startswith(path + "/") for p in seen):
+            raise ServiceDefinitionError(f"volume {name}'s path {path} overlaps another volume's")
+        seen.add(path)
 
 
 #: Upper bounds, so a typo cannot start thousands of processes or threads on one machine.

@@ -9,9 +9,10 @@ box) runs under `bwrap` in a mount namespace of its own, where it sees read-only
   own package;
 - its version's unpacked bundle, and no other;
 
-and writable only its own `/tmp` and home (both in memory, gone with it), and the worker channel's
-socket. Its own PID namespace (its own `/proc`: no other process in it), its capabilities dropped,
-its own session (no terminal to inject into), killed with its parent. The network is the host's:
+and writable only its own `/tmp` and home (both in memory, gone with it), the worker channel's
+socket, and the volumes its service names (each at the path the service gives). Its own PID
+namespace (its own `/proc`: no other process in it), its capabilities dropped, its own session
+(no terminal to inject into), killed with its parent. The network is the host's:
 workers reach the server over 127.0.0.1. GPU devices are bound in only for workers given a GPU.
 Nothing else of PODIUM_HOME exists in the box.
 
@@ -43,6 +44,7 @@ from typing import IO
 
 import podium
 from podium import _json
+from podium.names import volume_env
 
 log = logging.getLogger("podium.scaling")
 
@@ -176,7 +178,7 @@ class Box:
         channel: the worker channel's socket on the host (shown at `BOX_RUN/worker.sock`).
         listen: a directory the box listens in (a zygote's socket), shown at `BOX_RUN/listen`.
         gpus: whether it was given GPUs (then /dev/nvidia* are bound in).
-        volumes: the endpoint's volumes (none exist yet: this is where they will be mounted).
+        volumes: the volumes its service names, each bound read-write where the service asks.
     """
 
     python: str
@@ -218,6 +220,15 @@ class Box:
         if self.channel is not None and "PODIUM_WORKER_SOCKET" in out:
             out["PODIUM_WORKER_SOCKET"] = f"{BOX_RUN}/worker.sock"
         return out
+
+
+def volume_settings(volumes: Sequence[tuple[str, Path, str]], *, boxed: bool) -> tuple[list[Mount], dict[str, str]]:
+    """What a worker is given of its volumes (name, directory on the host, path the service
+    asks): in a box, each bound at its path; and in any case `$PODIUM_VOLUME_<NAME>` saying where
+    it is (that path in a box, the host's directory without one)."""
+    mounts = [Mount(path, at=at, writable=True) for _, path, at in volumes] if boxed else []
+    env = {volume_env(name): at if boxed else str(path) for name, path, at in volumes}
+    return mounts, env
 
 
 def wrap(cmd: Sequence[str], mounts: Sequence[Mount]) -> list[str]:

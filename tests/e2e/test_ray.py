@@ -274,3 +274,38 @@ def test_resources_become_rays_reservation() -> None:
         "memory": 512 * 2**20,
     }
     assert actor_name("sdxl", "w-1") == "podium-sdxl-w-1"
+
+
+def test_a_volume_under_the_shared_root_reaches_a_worker_on_ray(cluster: RayCluster, tmp_path: Path) -> None:
+    """1. Start a server on the Ray backend with PODIUM_VOLUMES_ROOT (here one machine: the
+       cluster's node sees the same path); put a file in a volume.
+    2. Deploy a service naming it at /models; call it: it reads the file and writes one.
+    Result: the worker (an actor, in its box) reads what was put and its write is in the volume's
+    directory under the root."""
+    root = tmp_path / "volumes-root"
+    server = PodiumServer(
+        tmp_path / "home",
+        env={**ENV, "PODIUM_VOLUMES_ROOT": str(root)},
+        args=("--backend", "ray", "--ray-address", cluster.address),
+    )
+    server.start()
+    try:
+        server.cli("volumes", "create", "weights")
+        (tmp_path / "w.txt").write_text("on the share")
+        server.cli("volumes", "put", "weights", str(tmp_path / "w.txt"))
+        app = tmp_path / "svc" / "app.py"
+        app.parent.mkdir()
+        app.write_text(
+            "import podium\n\n"
+            "@podium.service(volumes={'weights': '/models'}, idle_timeout=0)\n"
+            "def init():\n    return {'text': open('/models/w.txt').read()}\n\n"
+            "@init.endpoint('/read')\n"
+            "def read(text):\n    open('/models/from-ray.txt', 'w').write(text)\n    return text\n"
+        )
+        ep = server.deploy(app.parent, "vols")
+        r = server.http.post(f"/{ep['endpoint_id']}/read", json={})
+        assert r.status_code == 200 and r.json() == "on the share", r.text
+        [written] = root.glob("*/weights/from-ray.txt")
+        assert written.read_text() == "on the share"
+    finally:
+        server.close()

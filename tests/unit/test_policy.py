@@ -30,3 +30,11 @@ def test_queue_delay_adds_a_worker_only_when_the_oldest_job_waited_too_long():
     assert desired(s, load(queued=5, oldest=2.5, workers=1, busy=1, running=1), creating=False) == 2
     assert desired(s, load(queued=5, oldest=9.0, workers=4, busy=4, running=4), creating=False) == 4
     assert desired(s, load(workers=3, busy=1, running=1), creating=False) == 1, "idle ones may go"
+
+
+def test_warm_buffer_adds_idle_workers_beyond_the_demand_within_max_workers():
+    assert desired(settings(warm_buffer=1), load(), creating=False) == 1, "one idle worker at rest"
+    assert desired(settings(warm_buffer=1), load(running=1, workers=1, busy=1), creating=False) == 2
+    assert desired(settings(warm_buffer=2), load(queued=3, running=1), creating=False) == 4, "capped"
+    q = settings(scaler="queue-delay", target=2.0, warm_buffer=1)
+    assert desired(q, load(workers=2, busy=1, running=1), creating=False) == 2, "the busy one and one idle"

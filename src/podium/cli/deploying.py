@@ -34,6 +34,13 @@ def deploy(
     cpus: float = typer.Option(None, help="CPUs per worker (may be fractional)."),
     gpus: int = typer.Option(None, help="GPUs per worker (whole devices, each worker its own)."),
     memory_mb: int = typer.Option(None, "--memory-mb", help="Memory per worker in MB (0: no reservation)."),
+    warm_buffer: int = typer.Option(None, help="Idle workers kept beyond the jobs running (within --max-workers)."),
+    volume: list[str] = typer.Option(
+        None,
+        "--volume",
+        help="NAME:PATH: the project's volume NAME, seen by workers at PATH (repeatable; e.g. "
+        "weights:/runpod-volume for a RunPod worker file). Added to the service's own.",
+    ),
     keep_scaling: bool = typer.Option(
         False,
         "--keep-scaling",
@@ -51,7 +58,7 @@ def deploy(
     from podium.bundle import describe, make_bundle
     from podium.client.deployment import refusal, upload
 
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
         for k, v in {
             "min_workers": min_workers,
@@ -62,14 +69,19 @@ def deploy(
             "cpus": cpus,
             "gpus": gpus,
             "memory_mb": memory_mb,
+            "warm_buffer": warm_buffer,
         }.items()
         if v is not None
     }
     refused = None
+    given = _volumes(volume or [])
     with connect(url, key, project) as conn:
         with err.status("bundling…"):
             bundle = make_bundle(path, entry)
             version = describe(bundle, service, overrides)
+            if given:
+                overrides["volumes"] = {**version["config"].get("volumes", {}), **given}
+                version = describe(bundle, service, overrides)
             running = _running(conn, name or version["service"]) if keep_scaling else None
             if running is not None and any(version["config"][k] != v for k, v in running["scaling"].items()):
                 version = describe(bundle, service, {**running["scaling"], **overrides})
@@ -120,6 +132,17 @@ def deploy(
     )
     if ep["state"] == "ERROR":
         fail(f"endpoint {ep['name']} failed to start:\n{ep['error']}")
+
+
+def _volumes(given: list[str]) -> dict[str, str]:
+    """`--volume NAME:PATH` options as the service's `volumes` setting."""
+    out: dict[str, str] = {}
+    for item in given:
+        name, sep, where = item.partition(":")
+        if not sep or not name or not where:
+            fail(f"--volume takes NAME:PATH, like weights:/models (got {item!r})")
+        out[name] = where
+    return out
 
 
 def _running(conn: Any, name: str) -> dict[str, Any] | None:

@@ -126,6 +126,12 @@ def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:
     out.print(f"  per worker: {sc['cpus']:g} CPU, {sc['gpus']} GPU, {memory}")
     if ep.get("waiting_for"):
         out.print(f"  waiting: {ep['waiting_for']}", style="yellow")
+    if ep.get("autoscaler"):
+        a = ep["autoscaler"]
+        out.print(
+            f"  autoscaler: wants {a['wanted_workers']} workers for {a['running_jobs']} running and "
+            f"{a['queued_jobs']} waiting jobs, warm buffer {a['warm_buffer']} ({a['idle_workers']} idle now)"
+        )
     out.print(f"  service: {ep['service']['url']}")
     for name, link in ep["urls"].items():
         out.print(f"  {name}: {link}")
@@ -303,6 +309,7 @@ def scale(
     queue_cap: int = typer.Option(None, help="Waiting jobs past which /run answers 429."),
     max_jobs: int = typer.Option(None, help="Recycle a worker after this many jobs (0: never)."),
     max_memory: int = typer.Option(None, help="Recycle a worker past this many MB (0: never)."),
+    warm_buffer: int = typer.Option(None, help="Idle workers kept beyond the jobs running (within --max)."),
     cpus: float = typer.Option(None, help="CPUs per worker (may be fractional)."),
     gpus: int = typer.Option(None, help="GPUs per worker (whole devices, each worker its own)."),
     memory_mb: int = typer.Option(None, "--memory-mb", help="Memory per worker in MB (0: no reservation)."),
@@ -325,6 +332,7 @@ def scale(
             "queue_cap": queue_cap,
             "max_jobs_per_worker": max_jobs,
             "max_worker_memory_mb": max_memory,
+            "warm_buffer": warm_buffer,
             "cpus": cpus,
             "gpus": gpus,
             "memory_mb": memory_mb,

@@ -10,6 +10,8 @@
     │   ├── InvalidArguments  arguments a route cannot take
     │   └── NotRetryable      retry of a job that is not FAILED or TIMED_OUT
     ├── Conflict              an Idempotency-Key reused for another request
+    ├── Clash                 a name taken, a thing in use, an upload offset that is not the server's
+    ├── VolumeFull            a write would take a volume past its size limit
     ├── AmbiguousId           an id prefix that matches more than one version or job
     ├── QueueFull             the endpoint's queue cap is reached (retry_after)
     ├── EndpointUnavailable   the endpoint is stopped or cannot start its workers
@@ -61,6 +63,16 @@ class NotRetryable(InvalidRequest):
 
 class Conflict(DomainError):
     code = "conflict"
+
+
+class Clash(DomainError):
+    """What is asked collides with what is there (a volume's name taken, a volume in use)."""
+
+    code = "conflict"
+
+
+class VolumeFull(DomainError):
+    code = "volume_full"
 
 
 class AmbiguousId(DomainError):

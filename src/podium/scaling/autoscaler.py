@@ -27,6 +27,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from podium.config import Settings
+from podium.core.errors import NotFound
+from podium.core.volumes import Mounted, Volumes
 from podium.core.workers import WorkerEvents, WorkerInfo, WorkerPool, WorkerState
 from podium.dispatch.keys import SCALE_KEY, ep_key
 from podium.dispatch.notify import wait_event
@@ -106,9 +108,13 @@ class Autoscaler:
         self._last_reap = 0.0
         #: Why an endpoint's wanted workers are not started (no free GPU), for its status.
         self.waiting_for: dict[str, str] = {}
+        #: What the last pass made of each endpoint's load (workers wanted, jobs, warm buffer).
+        self.status: dict[str, dict[str, int]] = {}
         #: GPUs each local worker was started with; the idle one stopped to free GPUs, if any.
         self._gpus: dict[str, int] = {}
         self._making_room: str | None = None
+        #: Seconds each local worker's on_exit hook may take, on top of the time it gets to drain.
+        self._exit_grace: dict[str, float] = {}
         #: The error each endpoint's pass last failed with (logged once, not every tick).
         self._failing: dict[str, str] = {}
         #: An endpoint's secrets (decrypted) for its workers' environment.
@@ -140,7 +146,8 @@ class Autoscaler:
             except asyncio.CancelledError:
                 pass
         workers = [w for w in self.pool.workers.values() if w.local]
-        await self.backend.shutdown(workers, min(self.settings.drain_grace, 10.0))
+        hooks = max((self._exit_grace.get(w.id, 0.0) for w in workers), default=0.0)
+        await self.backend.shutdown(workers, min(self.settings.drain_grace, 10.0) + hooks)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -235,6 +242,14 @@ class Autoscaler:
             busy=sum(1 for w in current if w.jobs),
         )
         need = desired(ep.scaling(), load, creating=ep.state == EndpointState.CREATING)
+        self.status[ep.id] = {
+            "wanted_workers": need,
+            "workers": load.workers,
+            "idle_workers": load.workers - load.busy,
+            "running_jobs": load.running,
+            "queued_jobs": queued,
+            "warm_buffer": ep.warm_buffer,
+        }
         if need > len(current):
             env = await self.builds.status(ep.project_id, ep.version_id)
             if env.interpreter is None:  # no worker starts before its environment is built
@@ -415,6 +430,8 @@ class Autoscaler:
         that version's scaling `settings`)."""
         settings = settings or ep.scaling()
         version_id = version or ep.version_id
+        config = (await self.catalog.cached_version(ep.project_id, version_id)).config
+        volumes = await self._volumes(ep, config.get("volumes") or {})
         info = self.pool.new(f"w-{uuid.uuid4().hex[:12]}", ep.id, version_id, local=True)
         info.key_id, token = await self.catalog.create_key(ep.project_id, "worker", name=info.id, endpoint_id=ep.id)
         env = await self.secrets(ep.id) if self.secrets is not None else {}
@@ -426,10 +443,20 @@ class Autoscaler:
             env=env,
             interpreter=interpreter,
             resources=Resources.of(settings),
+            volumes=volumes,
         )
         self._gpus[info.id] = settings["gpus"]
+        self._exit_grace[info.id] = float(config.get("exit_timeout", 0.0))
         log.info("started worker %s for %s (version %s)", info.id, ep.name, version_id)
         return info
+
+    async def _volumes(self, ep: Endpoint, named: dict[str, str]) -> list[Mounted]:
+        """The volumes the endpoint's version names; one removed since puts it in ERROR."""
+        try:
+            return await Volumes(self.catalog, self.settings.volumes).mounts(ep.project_id, named)
+        except NotFound as exc:
+            await self._set_error(ep.id, f"its workers cannot be given their volumes: {exc.detail}", "")
+            raise
 
     def stop_job(self, worker_id: str | None, job_id: str, *, kill: bool = True) -> None:
         """A running job was cancelled or timed out: tell its worker through the stop channel,
@@ -481,7 +508,8 @@ class Autoscaler:
             return
         self._stopping.add(w.id)
         self.pool.drain(w)
-        task = asyncio.create_task(self.backend.stop(w, self.settings.drain_grace))
+        grace = self.settings.drain_grace + self._exit_grace.get(w.id, 0.0)
+        task = asyncio.create_task(self.backend.stop(w, grace))
         # The loop keeps only weak references to tasks: hold this one until it is done.
         self._drains.add(task)
         task.add_done_callback(self._drains.discard)
@@ -494,6 +522,7 @@ class Autoscaler:
         back when their leases lapse."""
         self.pool.gone(info.id)
         self._gpus.pop(info.id, None)
+        self._exit_grace.pop(info.id, None)
         intended = info.id in self._stopping
         self._stopping.discard(info.id)
         if info.key_id:

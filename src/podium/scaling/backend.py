@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from podium.config import Settings
+from podium.core.volumes import Mounted
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import Interpreter
 from podium.logs import endpoint_dir
@@ -36,8 +37,10 @@ class Backend(Protocol):
         env: dict[str, str],
         interpreter: Interpreter,
         resources: Resources,
+        volumes: Sequence[Mounted] = (),
     ) -> None:
-        """Start the worker; its exit is reported through the backend's ExitCallback."""
+        """Start the worker, given `volumes`; its exit is reported through the backend's
+        ExitCallback."""
 
     def refusal(self, resources: Resources) -> str | None:
         """Why a worker asking `resources` can never run here, e.g. more GPUs than the machine has

@@ -7,9 +7,11 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Sequence
 
 from podium import channel, sandbox
 from podium.config import Settings
+from podium.core.volumes import Mounted
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
 from podium.scaling.backend import ExitCallback, WorkerSocket, worker_args, worker_env, worker_log
@@ -105,6 +107,7 @@ class LocalBackend:
         env: dict[str, str] | None = None,
         interpreter: Interpreter = SERVER_PYTHON,
         resources: Resources = Resources(),
+        volumes: Sequence[Mounted] = (),
     ) -> None:
         """Spawn the worker on `interpreter` (the version's environment, or the server's Python);
         `env` (the endpoint's secrets) joins its environment."""
@@ -121,10 +124,12 @@ class LocalBackend:
         if interpreter.env is None:  # the server's Python: Podium from where the server has it
             settings["PYTHONPATH"] = os.pathsep.join(map(str, sandbox.server_pythonpath()))
         cmd = [interpreter.python, *worker_args(info, concurrency)]
+        mounts, where = sandbox.volume_settings(volumes, boxed=self.sandbox.on)
+        settings.update(where)
         boxed: Sandboxed | None = None
         try:
             if self.sandbox.on:
-                boxed = await self._box(info, token, interpreter, resources)
+                boxed = await self._box(info, token, interpreter, resources, mounts)
                 if resources.memory_mb and boxed.limits.address_limit:
                     settings[MEMORY_ENV] = str(resources.memory_mb)
             else:
@@ -147,9 +152,16 @@ class LocalBackend:
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
-    async def _box(self, info: WorkerInfo, token: str, interpreter: Interpreter, resources: Resources) -> Sandboxed:
+    async def _box(
+        self,
+        info: WorkerInfo,
+        token: str,
+        interpreter: Interpreter,
+        resources: Resources,
+        volumes: list[sandbox.Mount],
+    ) -> Sandboxed:
         """The worker's box: its version's bundle, unpacked here first (the box shows it
-        read-only), and its limits."""
+        read-only), its volumes, and its limits."""
         bundle = None
         if info.version_id:
             link = ServerLink(self.settings.url, token, info.endpoint_id, info.id)
@@ -165,6 +177,7 @@ class LocalBackend:
             bundle=bundle,
             channel=self.worker_socket(),
             gpus=resources.gpus > 0,
+            volumes=volumes,
         )
         limits = sandbox.Limits(info.id, memory_mb=resources.memory_mb, gpus=resources.gpus)
         limits.prepare()

@@ -28,6 +28,7 @@ def desired(settings: Any, load: Load, *, creating: bool) -> int:
     request-count: ceil((waiting + running) / target), target defaulting to `concurrency`.
     queue-delay: keep the busy workers; while jobs wait, keep every worker and add one when the
     oldest has waited longer than `target` seconds (one at once, at least one when there is none).
+    Either way `warm_buffer` more are kept: idle workers a burst finds ready, beyond the demand.
     """
     if settings["scaler"] == "queue-delay":
         target = settings["target"] or DEFAULT_DELAY
@@ -39,5 +40,6 @@ def desired(settings: Any, load: Load, *, creating: bool) -> int:
     else:
         target = settings["target"] or settings["concurrency"]
         need = math.ceil((load.queued + load.running) / max(target, 1e-9))
+    need += int(settings.get("warm_buffer") or 0)
     need = max(int(settings["min_workers"]), min(int(settings["max_workers"]), need))
     return max(need, 1) if creating else need

@@ -36,12 +36,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from podium import sandbox
 from podium.config import Settings
+from podium.core.volumes import Mounted
 from podium.core.workers import WorkerInfo
 from podium.envs.builder import SERVER_PYTHON, Interpreter
 from podium.errors import ConfigError
@@ -135,14 +137,21 @@ class WorkerActor:
         return sandbox.sandboxing(wanted)
 
     async def run(
-        self, interpreter: Interpreter, args: list[str], env: dict[str, str], boxed: bool = False, memory_mb: int = 0
+        self,
+        interpreter: Interpreter,
+        args: list[str],
+        env: dict[str, str],
+        boxed: bool = False,
+        memory_mb: int = 0,
+        volumes: Sequence[tuple[str, Path, str]] = (),
     ) -> int:
         """Run the worker to its end and return its exit code: on the version's environment where
         that exists on this node, else on this actor's own Python (the server's means nothing here);
         in a box when `boxed` (this node's bwrap works: see `sandboxing`)."""
         if interpreter.env is None or not os.path.exists(interpreter.python):
             interpreter = Interpreter(sys.executable)
-        settings = {**env, "PODIUM_HOME": node_home()}
+        mounts, where = sandbox.volume_settings(volumes, boxed=boxed)
+        settings = {**env, **where, "PODIUM_HOME": node_home()}
         if interpreter.env is None:
             settings["PYTHONPATH"] = os.pathsep.join(map(str, sandbox.server_pythonpath()))
         child_env = interpreter.environ(sandbox.worker_environ({}, settings))
@@ -157,7 +166,7 @@ class WorkerActor:
                 limits.prepare()
                 if memory_mb and limits.address_limit:
                     child_env[MEMORY_ENV] = str(memory_mb)
-                box = sandbox.Box(python=interpreter.python, env=interpreter.env, gpus=limits.gpus > 0)
+                box = sandbox.Box(python=interpreter.python, env=interpreter.env, gpus=limits.gpus > 0, volumes=mounts)
                 self.proc = await sandbox.spawn(
                     box, [interpreter.python, *args], env=child_env, out=asyncio.subprocess.PIPE, limits=limits
                 )
@@ -326,9 +335,11 @@ class RayBackend:
         env: dict[str, str] | None = None,
         interpreter: Interpreter = SERVER_PYTHON,
         resources: Resources = Resources(),
+        volumes: Sequence[Mounted] = (),
     ) -> None:
         """Create the worker's actor with the endpoint's resources; `env` (the endpoint's
-        secrets) joins the worker's environment on its node."""
+        secrets) joins the worker's environment on its node, and `volumes` (under
+        PODIUM_VOLUMES_ROOT, which every node mounts) are given to it there."""
         worker_log(self.settings, info)
         try:
             await self._connect()
@@ -353,7 +364,8 @@ class RayBackend:
             **thread_env(resources.cpus, env or {}),
             **worker_env(token=token, url=self.settings.worker_url, ping_interval=self.settings.ping_interval),
         }
-        launch = (interpreter, worker_args(info, concurrency), child_env, resources.memory_mb)
+        shared = [tuple(v) for v in volumes]
+        launch = (interpreter, worker_args(info, concurrency), child_env, resources.memory_mb, shared)
         self._follow(self._watch(info, placed, launch))
 
     def _follow(self, coro: Any) -> None:
@@ -383,8 +395,8 @@ class RayBackend:
             info.node = await placed.handle.where.remote()  # returns once Ray has placed the actor
             boxing: Sandboxing = await placed.handle.sandboxing.remote(self.settings.sandbox)
             self._note(info, f"on node {info.node}, {boxing.status}", level="info" if boxing.on else "warning")
-            interpreter, args, env, memory_mb = launch
-            done = placed.handle.run.remote(interpreter, args, env, boxing.on, memory_mb)
+            interpreter, args, env, memory_mb, shared = launch
+            done = placed.handle.run.remote(interpreter, args, env, boxing.on, memory_mb, shared)
             with info.log_path.open("ab") as out:
                 finished = False
                 while not finished:

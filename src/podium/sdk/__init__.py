@@ -3,5 +3,6 @@
 from podium.records import ServiceConfig
 from podium.sdk.context import JobContext, context
 from podium.sdk.service import Route, Service, handler, service
+from podium.sdk.volumes import volume
 
-__all__ = ["JobContext", "Route", "Service", "ServiceConfig", "context", "handler", "service"]
+__all__ = ["JobContext", "Route", "Service", "ServiceConfig", "context", "handler", "service", "volume"]

@@ -196,6 +196,8 @@ class Service:
         self.requirements = requirements
         self.routes: dict[str, Route] = {}
         self._default: str | None = None
+        #: Runs once when a worker stops (not when it crashes): see `on_exit`.
+        self.exit_hook: Callable[..., Any] | None = None
 
     def __repr__(self) -> str:
         return f"<Service {self.name} routes={list(self.routes)}>"
@@ -242,6 +244,22 @@ class Service:
             return func
 
         return register
+
+    def on_exit(self, func: F) -> F:
+        """Run `func` once when a worker stops for any reason but a crash (idle timeout, scale
+        down, a redeploy's drain, the server stopping), after its last job, with the initializer's
+        values it names as parameters; for at most `exit_timeout` seconds. A failure is logged,
+        never retried. It may be async."""
+        if self.exit_hook is not None:
+            raise ServiceDefinitionError(f"{self.name} declares on_exit twice")
+        self.exit_hook = func
+        return func
+
+    def exit_arguments(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The initializer's values the exit hook takes (all of them with `**kwargs`)."""
+        assert self.exit_hook is not None
+        hook = Route(path="/on-exit", func=self.exit_hook, streaming=False)
+        return {k: v for k, v in values.items() if hook.accepts(k)}
 
     def _add(self, route: Route, *, default: bool) -> None:
         if route.path in self.routes:

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from podium.core.errors import (
     AmbiguousId,
+    Clash,
     Conflict,
     DomainError,
     EndpointUnavailable,
@@ -28,6 +29,7 @@ from podium.core.errors import (
     QueueFull,
     RateLimited,
     Unauthorized,
+    VolumeFull,
     WorkerGone,
 )
 from podium.errors import PodiumError
@@ -82,6 +84,8 @@ STATUS: dict[type[DomainError], int] = {
     InvalidRequest: 400,
     Conflict: 422,
     AmbiguousId: 409,
+    Clash: 409,
+    VolumeFull: 507,
     RateLimited: 429,
     QueueFull: 429,
     EndpointUnavailable: 503,

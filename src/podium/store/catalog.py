@@ -7,11 +7,13 @@ from podium.store.endpoints import Endpoints
 from podium.store.engine import Store
 from podium.store.projects import Projects
 from podium.store.versions import Versions
+from podium.store.volumes import Volumes
 
 
-class Catalog(Projects, Endpoints, Versions):
-    """The three aggregates as one object for their callers, each in a module of its own:
-    projects and keys (`projects`), endpoints (`endpoints`), versions and builds (`versions`).
+class Catalog(Projects, Endpoints, Versions, Volumes):
+    """The aggregates as one object for their callers, each in a module of its own:
+    projects and keys (`projects`), endpoints (`endpoints`), versions and builds (`versions`),
+    volumes (`volumes`).
     None uses another's state; they share only the store and the clock."""
 
     def __init__(self, store: Store, clock: Clock | None = None) -> None:
@@ -19,3 +21,4 @@ class Catalog(Projects, Endpoints, Versions):
         Projects.__init__(self, store, clock)
         Endpoints.__init__(self, store, clock)
         Versions.__init__(self, store, clock)
+        Volumes.__init__(self, store, clock)

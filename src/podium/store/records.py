@@ -26,6 +26,7 @@ SCALING = (
     "max_jobs_per_worker",
     "max_worker_memory_mb",
     "queue_cap",
+    "warm_buffer",
     *RESOURCES,
 )
 
@@ -82,6 +83,7 @@ class Endpoint:
     max_jobs_per_worker: int
     max_worker_memory_mb: int
     queue_cap: int
+    warm_buffer: int
     cpus: float
     gpus: int
     memory_mb: int

@@ -7,6 +7,7 @@ tests); JSON values are stored as text encoded by orjson.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -107,6 +108,8 @@ endpoints = Table(
     Column("cpus", Float, nullable=False, server_default="1"),
     Column("gpus", Integer, nullable=False, server_default="0"),
     Column("memory_mb", Integer, nullable=False, server_default="0"),
+    # Idle workers kept beyond the jobs running, so a burst does not wait for cold starts.
+    Column("warm_buffer", Integer, nullable=False, server_default="0"),
     # A deploy waiting for its version's environment (JSON: version_id, key_id, message): the
     # endpoint keeps serving `version_id` until the build succeeds, then points at it.
     Column("pending", Text, nullable=True),
@@ -340,6 +343,20 @@ project_blobs = Table(
     Column("project_id", String(32), ForeignKey("projects.id"), primary_key=True),
     Column("sha256", String(64), primary_key=True),
     Column("created_at", Float, nullable=False),
+)
+
+#: A project's volumes (`core.volumes`): directories its workers see, where weights and caches
+#: live; the files are on disk under the volumes root, not in the store.
+volumes = Table(
+    "volumes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", String(32), ForeignKey("projects.id"), nullable=False),
+    Column("name", String(63), nullable=False),
+    # Bytes its files may take (writes through the API past it are refused); NULL: no limit.
+    Column("max_size", BigInteger, nullable=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("project_id", "name", name="uq_volumes_project_name"),
 )
 
 #: Console sign-ins (console/sessions.py), readable by every replica behind a load balancer.

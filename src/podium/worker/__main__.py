@@ -148,13 +148,14 @@ def run(
     gc.freeze()
     try:
         worker.serve()
+        if worker.dismissed is not None:
+            _say(worker.dismissed)
+        worker.exit()  # pinging still, so the server knows it is alive while its hook runs
     except Refused as exc:  # its key revoked (a new leader replaced the workers), its endpoint gone
         _say(f"the server refused this worker ({exc.status}): {exc.detail}")
         return 2
     finally:
         link.close()
-    if worker.dismissed is not None:
-        _say(worker.dismissed)
     return 0
 
 

@@ -213,6 +213,30 @@ class Worker:
         if self.taking:
             raise _Stop()
 
+    def exit(self) -> None:
+        """The worker stops (not a crash): run the service's on_exit hook once, with the
+        initializer's values, for at most its exit_timeout. Its failure is logged, not retried."""
+        svc = self.service
+        if svc is None or svc.exit_hook is None:
+            return
+        hook, kwargs = svc.exit_hook, svc.exit_arguments(self.defaults)
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                result = hook(**kwargs)
+                if inspect.isawaitable(result):
+                    self.on_loop(_await(result))
+                log.info("on_exit hook done")
+            except Exception:
+                log.exception("the on_exit hook failed (it is not retried)")
+            finally:
+                done.set()
+
+        threading.Thread(target=call, daemon=True, name="podium-exit").start()
+        if not done.wait(svc.config.exit_timeout):
+            log.error("the on_exit hook did not finish within %gs (exit_timeout); exiting", svc.config.exit_timeout)
+
     # -- one job --------------------------------------------------------------------------------
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:

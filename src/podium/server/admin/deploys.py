@@ -21,6 +21,7 @@ from podium.server.admin.common import (
     endpoint_view,
 )
 from podium.server.admin.models import DeployIn, VersionIn, parse
+from podium.server.admin.volumes import volumes
 from podium.server.body import read_body, read_object
 from podium.server.errors import HTTPError, not_found
 from podium.server.responses import JSONAnswer
@@ -108,7 +109,10 @@ async def deploy(request: Request) -> JSONAnswer:
         )
     request_body = parse(DeployIn, body, "deploy")
     version = _check_version(request_body.version, principal.project_id)
-    check_resources(rt, ServiceConfig.from_dict(version["config"]).as_dict())
+    config = ServiceConfig.from_dict(version["config"])
+    check_resources(rt, config.as_dict())
+    shared_root = rt.settings.backend != "ray" or rt.settings.volumes_root is not None
+    await volumes(rt).check_deploy(principal.project_id, config.volumes, shared_root=shared_root)
     if await _own_bundle(rt, principal.project_id, version["sha256"]) is None:
         raise HTTPError(409, "bundle_missing", "upload the bundle (PUT /api/v1/blobs/{sha256}) first")
     before = await rt.catalog.get_endpoint(principal.project_id, name)

@@ -69,6 +69,13 @@ class RotateIn(BaseModel):
     window: str | float | None = None
 
 
+class VolumeIn(Strict):
+    """A new volume: its name, and its size limit in bytes or with a unit ("50G"; none: no limit)."""
+
+    name: str
+    max_size: int | str | None = None
+
+
 def parse(model: type[Model], body: Any, what: str) -> Model:
     """The body as `model`; a 422 naming the fields it does not take, or else a 400 that says
     which field is wrong and why."""
