@@ -155,7 +155,7 @@ def test_endpoint_and_pipeline_are_reserved_names(srv):
 
 # -- the real lmnr clients ---------------------------------------------------------------------
 
-LMNR = Path(__file__).parent / "lmnr" / "run.py"
+LMNR = Path(__file__).parents[1] / "lmnr" / "run.py"
 #: What every lmnr client takes: a string and a list of chat messages as they are, everything
 #: else (numbers, lists of strings, objects, booleans, null, 0.3.7's ConditionedValue) as its JSON
 #: text, since lmnr 0.1.1 and 0.3.7 raise on a 200 that carries one of them.

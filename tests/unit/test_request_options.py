@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from conftest import SERVICES
 from podium.core.errors import InvalidRequest
 from podium.core.options import parse_job_request
 from podium.runpod_source import inspect_source, route_table
@@ -112,7 +111,7 @@ if __name__ == "__main__":
 def test_a_worker_that_reads_openai_route_is_marked_openai():
     """worker-vllm's way (tests/services/openai/rp_worker.py): its handler route is marked, so the
     console shows the `openai` sample for it."""
-    src = (Path(__file__).parent / "services" / "openai" / "rp_worker.py").read_text()
+    src = (SERVICES / "openai" / "rp_worker.py").read_text()
     info = inspect_source(src)
     assert info is not None and info["openai"] is True and info["is_async"] and info["aggregate_stream"]
     assert route_table(info)[0]["openai"] is True
