@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +26,7 @@ from podium.dispatch.jobs import Job
 from podium.dispatch.keys import ep_key, stop_key
 from podium.dispatch.notify import wait_event
 from podium.dispatch.queue import JobQueue
+from podium.records import Batching
 from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster
 from podium.store.engine import Row
@@ -357,13 +358,15 @@ class WorkerPool:
         wait: float,
         alive: Callable[[], Awaitable[bool]],
         version: str | None = None,
+        batch: Mapping[str, Batching] | None = None,
     ) -> list[dict[str, Any]]:
         """Claim up to `limit` jobs, waiting at most `wait` seconds for one; the jobs as the
         worker receives them. `alive` is asked after a wait, before claiming and after: a worker
         that hung up meanwhile gets nothing, and what was claimed for it goes back. `version`:
         the one a worker started elsewhere runs; once the endpoint has left it, WorkerGone
         tells that worker to stop (the scaler drains the workers it started itself; a worker
-        that does not say its version gets no jobs of another)."""
+        that does not say its version gets no jobs of another). `batch`: the worker's batched
+        routes (a job of one comes with the route's other queued jobs, `JobQueue.take_wait`)."""
         if self.is_gone(worker_id):
             raise WorkerGone(f"worker {worker_id} has exited; start a new one")
         info = self._attach(worker_id, ep.id, version)
@@ -401,6 +404,7 @@ class WorkerPool:
             timeout=wait,
             limit=limit,
             alive=still_there,
+            batch=batch,
         )
         info.jobs.update(job.id for job in taken)
         if info.jobs and info.state is WorkerState.IDLE:

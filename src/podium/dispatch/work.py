@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, func, insert, select, update
@@ -13,9 +14,10 @@ from podium import _json
 from podium.dispatch.base import QueueBase
 from podium.dispatch.jobs import Ended, Job
 from podium.dispatch.keys import SCALE_KEY, ep_key, job_key
-from podium.dispatch.notify import wait_event
-from podium.dispatch.statements import FINISH, HELD_BY, RUNNING, TAKE, held_binds
+from podium.dispatch.notify import Signal, wait_event
+from podium.dispatch.statements import FINISH, HELD_BY, RUNNING, TAKE, TAKE_ROUTE, held_binds
 from podium.dispatch.states import JobStatus
+from podium.records import Batching
 from podium.store.tables import jobs, stream_chunks
 
 
@@ -28,19 +30,24 @@ def backoff(attempt: int, base: float, cap: float = 60.0) -> float:
 class WorkerSide(QueueBase):
     """What workers do with jobs: take them under a lease, report on them, end them."""
 
-    async def take(self, endpoint_id: str, worker_id: str, *, lease: float, limit: int = 1) -> list[Job]:
-        """Atomically claim up to `limit` queued jobs of an endpoint for one worker."""
+    async def take(
+        self, endpoint_id: str, worker_id: str, *, lease: float, limit: int = 1, route: str | None = None
+    ) -> list[Job]:
+        """Atomically claim up to `limit` queued jobs of an endpoint (of one route, when given)
+        for one worker."""
         now = self.clock.now()
-        params = {
+        params: dict[str, Any] = {
             "b_now": now,
             "b_endpoint": endpoint_id,
             "b_worker": worker_id,
             "b_lease_until": now + lease,
             "b_limit": limit,
         }
+        if route is not None:
+            params["b_route"] = route
         # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
         async with self.store.tx(durable=False) as conn:
-            taken = await conn.rows(TAKE, params)
+            taken = await conn.rows(TAKE if route is None else TAKE_ROUTE, params)
         return [Job.from_row(row) for row in taken]
 
     async def take_wait(
@@ -52,6 +59,7 @@ class WorkerSide(QueueBase):
         timeout: float,
         limit: int = 1,
         alive: Callable[[], Awaitable[bool]] | None = None,
+        batch: Mapping[str, Batching] | None = None,
     ) -> list[Job]:
         """Long-poll: claim jobs, or wait until one is stored (no sleeping, no polling).
 
@@ -59,6 +67,9 @@ class WorkerSide(QueueBase):
         died, hung up or may no longer take work while it waited claims nothing (what was just
         claimed goes back), and the wake-up it got goes on to another waiting worker (or starts
         one). Before the first claim the caller has only just asked.
+
+        `batch`: the worker's batched routes. When the first job claimed is of one, the batch is
+        filled with that route's queued jobs (see `_fill`).
         """
         deadline = time.monotonic() + timeout
         waited = False
@@ -71,6 +82,8 @@ class WorkerSide(QueueBase):
                     self.notifier.notify(SCALE_KEY)
                     return []
                 taken = await self.take(endpoint_id, worker_id, lease=lease, limit=limit)
+                if taken and batch and taken[0].route in batch:
+                    taken = await self._fill(taken, batch[taken[0].route], worker_id, lease, ev)
                 if taken:
                     if waited and alive is not None and not await alive():
                         await self.untake([job.id for job in taken], worker_id)
@@ -79,6 +92,31 @@ class WorkerSide(QueueBase):
                 if not await wait_event(ev, deadline - time.monotonic()):
                     return []
                 waited = True
+
+    async def _fill(self, taken: list[Job], rule: Batching, worker_id: str, lease: float, ev: Signal) -> list[Job]:
+        """A batch begun with `taken`: the route's queued jobs up to `rule.size`; then, only if
+        that found others (a lone call must not pay the wait), up to `rule.wait_ms` for more, as
+        they are stored. Each job records the size of the batch it ran in."""
+        first = taken[0]
+        batch = list(taken)
+        more = rule.size - len(batch)
+        if more > 0:
+            batch += await self.take(first.endpoint_id, worker_id, lease=lease, limit=more, route=first.route)
+        # The jobs are leased while it waits, and their worker cannot heartbeat jobs it has not had.
+        deadline = time.monotonic() + min(rule.wait_ms / 1000, lease / 4)
+        while 1 < len(batch) < rule.size and await wait_event(ev, deadline - time.monotonic()):
+            found = await self.take(
+                first.endpoint_id, worker_id, lease=lease, limit=rule.size - len(batch), route=first.route
+            )
+            if not found:
+                ev.set()  # a job of another route: the wake-up goes on to another worker
+                break
+            batch += found
+        async with self.store.tx(durable=False) as conn:
+            await conn.execute(
+                update(jobs).where(jobs.c.id.in_([job.id for job in batch])).values(batch_size=len(batch))
+            )
+        return [dataclasses.replace(job, batch_size=len(batch)) for job in batch]
 
     async def note_cold_start(self, taken: Sequence[Job], started_at: float, ready_at: float) -> None:
         """Record how much of each job's wait was its worker's cold start."""
