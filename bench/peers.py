@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import model_phase
 from harness import (
     BODY,
     CONC,
@@ -166,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter run")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (every server's log)")
+    ap.add_argument(
+        "--phase", choices=("all", "echo", "model"), default="all", help="the trivial echo, the model, or both"
+    )
     args = ap.parse_args(argv)
     profile = "quick" if args.quick else "full"
     prof = PROFILES[profile]
@@ -293,7 +297,20 @@ def main(argv: list[str] | None = None) -> int:
         }
         return publish(report, args.json, print_report)
 
-    return guarded("podium-peers-", args.keep, "", body)
+    def model_body(tmp: Path, servers: list[Server]) -> int:
+        versions = {"bentoml": venv_version(BENTOML_VENV, "bentoml"), "ray": venv_version(RAY_VENV, "ray")}
+        for venv in (BENTOML_VENV, RAY_VENV):
+            venv_version(venv, "numpy")
+        report = model_phase.run(tmp, servers, profile, versions, RAY_VENV, BENTOML_VENV, wait_line)
+        report["meta"] = {"profile": profile, "cpus": os.cpu_count(), "wrk": wrk_version(), **versions}
+        return publish(report, args.json, model_phase.print_model)
+
+    code = 0
+    if args.phase in ("all", "echo"):
+        code = guarded("podium-peers-", args.keep, "", body)
+    if args.phase in ("all", "model") and code == 0:
+        code = guarded("podium-peers-model-", args.keep, "", model_body)
+    return code
 
 
 if __name__ == "__main__":
