@@ -425,7 +425,9 @@ class WorkerPool:
         """A taken job as its worker receives it."""
         given: dict[str, Any] = {
             "id": job.id,
-            "input": _json.loads(job.input_json),
+            # Stored as JSON text, sent as is: decoding it only to encode it again cost the
+            # server as much as the rest of a take for an input of a thousand floats.
+            "input": _json.raw(job.input_json),
             "podium": {"route": job.route, "attempt": job.attempt, "kind": job.kind},
         }
         if job.webhook:
