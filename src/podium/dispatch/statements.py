@@ -129,6 +129,8 @@ def _take_statement(*, by_route: bool) -> Prepared:
 TAKE = _take_statement(by_route=False)
 #: TAKE of one route's jobs (also binds b_route): what fills a batch.
 TAKE_ROUTE = _take_statement(by_route=True)
+#: The size of the batch a job runs in (binds b_job, b_size; executed for each job of it).
+SET_BATCH_SIZE = update(jobs).where(jobs.c.id == bindparam("b_job")).values(batch_size=bindparam("b_size"))
 
 
 def _finish_statement(by_endpoint: bool) -> Prepared:

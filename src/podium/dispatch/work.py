@@ -15,9 +15,10 @@ from podium.dispatch.base import QueueBase
 from podium.dispatch.jobs import Ended, Job
 from podium.dispatch.keys import SCALE_KEY, ep_key, job_key
 from podium.dispatch.notify import Signal, wait_event
-from podium.dispatch.statements import FINISH, HELD_BY, RUNNING, TAKE, TAKE_ROUTE, held_binds
+from podium.dispatch.statements import FINISH, HELD_BY, RUNNING, SET_BATCH_SIZE, TAKE, TAKE_ROUTE, held_binds
 from podium.dispatch.states import JobStatus
 from podium.records import Batching
+from podium.store.engine import Conn
 from podium.store.tables import jobs, stream_chunks
 
 
@@ -35,6 +36,13 @@ class WorkerSide(QueueBase):
     ) -> list[Job]:
         """Atomically claim up to `limit` queued jobs of an endpoint (of one route, when given)
         for one worker."""
+        # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
+        async with self.store.tx(durable=False) as conn:
+            return await self._claim(conn, endpoint_id, worker_id, lease=lease, limit=limit, route=route)
+
+    async def _claim(
+        self, conn: Conn, endpoint_id: str, worker_id: str, *, lease: float, limit: int, route: str | None
+    ) -> list[Job]:
         now = self.clock.now()
         params: dict[str, Any] = {
             "b_now": now,
@@ -45,9 +53,7 @@ class WorkerSide(QueueBase):
         }
         if route is not None:
             params["b_route"] = route
-        # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
-        async with self.store.tx(durable=False) as conn:
-            taken = await conn.rows(TAKE if route is None else TAKE_ROUTE, params)
+        taken = await conn.rows(TAKE if route is None else TAKE_ROUTE, params)
         return [Job.from_row(row) for row in taken]
 
     async def take_wait(
@@ -99,12 +105,16 @@ class WorkerSide(QueueBase):
         they are stored. Each job records the size of the batch it ran in."""
         first = taken[0]
         batch = list(taken)
-        more = rule.size - len(batch)
-        if more > 0:
-            batch += await self.take(first.endpoint_id, worker_id, lease=lease, limit=more, route=first.route)
+        async with self.store.tx(durable=False) as conn:
+            if len(batch) < rule.size:
+                batch += await self._claim(
+                    conn, first.endpoint_id, worker_id, lease=lease, limit=rule.size - len(batch), route=first.route
+                )
+            if not 1 < len(batch) < rule.size:  # nothing to wait for: one transaction in all
+                return await self._sized(conn, batch)
         # The jobs are leased while it waits, and their worker cannot heartbeat jobs it has not had.
         deadline = time.monotonic() + min(rule.wait_ms / 1000, lease / 4)
-        while 1 < len(batch) < rule.size and await wait_event(ev, deadline - time.monotonic()):
+        while len(batch) < rule.size and await wait_event(ev, deadline - time.monotonic()):
             found = await self.take(
                 first.endpoint_id, worker_id, lease=lease, limit=rule.size - len(batch), route=first.route
             )
@@ -113,9 +123,11 @@ class WorkerSide(QueueBase):
                 break
             batch += found
         async with self.store.tx(durable=False) as conn:
-            await conn.execute(
-                update(jobs).where(jobs.c.id.in_([job.id for job in batch])).values(batch_size=len(batch))
-            )
+            return await self._sized(conn, batch)
+
+    @staticmethod
+    async def _sized(conn: Conn, batch: list[Job]) -> list[Job]:
+        await conn.execute(SET_BATCH_SIZE, [{"b_job": job.id, "b_size": len(batch)} for job in batch])
         return [dataclasses.replace(job, batch_size=len(batch)) for job in batch]
 
     async def note_cold_start(self, taken: Sequence[Job], started_at: float, ready_at: float) -> None:
