@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import podium
 from podium.console.sessions import COOKIE, LOGIN_COOKIE
 from server import ADMIN_KEY, PodiumServer, running, wait_until
 
@@ -71,6 +72,14 @@ def boom(x: int):
 def short(x: int):
     seen("short", len(x))
     return x[:-1]
+
+
+@init.endpoint("/two", batch_size=4)
+def two(x: int, gate: str):
+    seen("two", len(x))
+    while not os.path.exists(gate[0]):
+        time.sleep(0.01)
+    return x
 
 
 @init.endpoint("/lone", batch_size=8, batch_wait_ms=10000)
@@ -267,6 +276,35 @@ def test_a_streaming_route_cannot_be_batched(srv, tmp_path):
         out = srv.cli("deploy", str(tmp_path / "app.py"), "--name", "streamer", check=False)
         assert out.returncode != 0
         assert "a streaming route cannot be batched" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_the_python_client_calls_a_batched_route_as_any_other(srv):
+    deployment = podium.get_deployment("batch", url=srv.url, api_key=ADMIN_KEY)
+    assert deployment.double(x=20) == {"x": 20, "out": 40}
+
+
+def test_concurrency_and_batching_combine(srv, tmp_path, marks):
+    """A worker with two slots runs two batches at once. 1. Calls of /two, whose batches wait for
+    a gate, are made. 2. Once two batches have started (both slots busy), the gate opens.
+    Result: every call is answered (with one slot, the second batch could not start and the
+    gate would never open)."""
+    (tmp_path / "app.py").write_text(
+        SERVICE.format(marks=str(marks)).replace("max_workers=1,", "max_workers=1, concurrency=2,")
+    )
+    srv.deploy(tmp_path / "app.py", "batch2")
+    gate = marks / "two.gate"
+
+    def one(i: int) -> object:
+        with httpx.Client(base_url=srv.url, headers=srv.http.headers, timeout=120) as http:
+            return http.post("/batch2/two", json={"x": i, "gate": str(gate)}).json()
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [pool.submit(one, i) for i in range(8)]
+        try:
+            wait_until(lambda: len(sizes(marks, "two")) >= 2, 60, what="two batches in flight")
+        finally:
+            gate.write_text("open")
+        assert sorted(a.result(timeout=60) for a in answers) == list(range(8))
 
 
 def test_a_runpod_style_handler_takes_a_list_of_jobs(srv, tmp_path):
