@@ -1,6 +1,6 @@
 """The systems a user would pick instead of Podium, loaded with wrk next to it in the same run.
 
-    .venv/bin/python bench/peers.py            # full run (about 3 minutes)
+    .venv/bin/python bench/peers.py            # full run (about 5 minutes)
     .venv/bin/python bench/peers.py --quick    # shorter run
     .venv/bin/python bench/peers.py --json     # figures as JSON on stdout
 
@@ -10,7 +10,10 @@ started by that driver, two replicas) and `podium up` with bench/echo_service.py
 workers). BentoML and Ray run from their own venvs, bench/.venv-bentoml and bench/.venv-ray
 (created by bench/peers/ensure-venvs.sh with pinned releases), never Podium's. Each gets the same
 wrk phases as `make bench` (warm-up, c=1, c=32; every answer checked). Prints issue 11's table:
-| system | c=1 p50 / p99 | c=32 req/s | share of the floor |. Timings are reported, never asserted.
+| system | c=1 p50 / p99 | c=32 req/s | share of the floor |. Then, with those stopped, the model
+phase (bench/model_phase.py, `--phase model` alone): one numpy MLP served by Podium (batched and
+not), BentoML, Ray Serve and a hand-written Starlette batcher, at c=1 and c=64. Timings are
+reported, never asserted.
 """
 
 from __future__ import annotations
