@@ -495,7 +495,9 @@ class Podium:
         self.key = key
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
-        self.env = dict(child_env(), PODIUM_HOME=str(tmp / "home"), PODIUM_ADMIN_KEY=key, **(env or {}))
+        # The podium of this checkout (a venv's editable install may point at another one).
+        src = str(HERE.parent / "src")
+        self.env = dict(child_env(), PODIUM_HOME=str(tmp / "home"), PODIUM_ADMIN_KEY=key, PYTHONPATH=src, **(env or {}))
         self.home = tmp / "home"
         self.server = Server(
             "podium",
@@ -512,7 +514,11 @@ class Podium:
     def wait_ready(self, timeout: float = 30) -> None:
         self.server.wait_http(f"{self.url}/healthz", timeout)
 
-    def deploy(self, service: Path, name: str, timeout: float = 60) -> dict[str, Any]:
+    def deploy(
+        self, service: Path, name: str, timeout: float = 60, entry: str | None = None, service_name: str | None = None
+    ) -> dict[str, Any]:
+        """`podium deploy` (of `entry` in the directory `service`, and of the service
+        `service_name` in it, when given)."""
         cmd = [
             sys.executable,
             "-m",
@@ -529,6 +535,10 @@ class Podium:
             "--key",
             self.key,
         ]
+        if entry is not None:
+            cmd += ["--entry", entry]
+        if service_name is not None:
+            cmd += ["--service", service_name]
         try:
             res = subprocess.run(
                 cmd,

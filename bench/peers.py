@@ -1,6 +1,6 @@
 """The systems a user would pick instead of Podium, loaded with wrk next to it in the same run.
 
-    .venv/bin/python bench/peers.py            # full run (about 3 minutes)
+    .venv/bin/python bench/peers.py            # full run (about 5 minutes)
     .venv/bin/python bench/peers.py --quick    # shorter run
     .venv/bin/python bench/peers.py --json     # figures as JSON on stdout
 
@@ -10,7 +10,10 @@ started by that driver, two replicas) and `podium up` with bench/echo_service.py
 workers). BentoML and Ray run from their own venvs, bench/.venv-bentoml and bench/.venv-ray
 (created by bench/peers/ensure-venvs.sh with pinned releases), never Podium's. Each gets the same
 wrk phases as `make bench` (warm-up, c=1, c=32; every answer checked). Prints issue 11's table:
-| system | c=1 p50 / p99 | c=32 req/s | share of the floor |. Timings are reported, never asserted.
+| system | c=1 p50 / p99 | c=32 req/s | share of the floor |. Then, with those stopped, the model
+phase (bench/model_phase.py, `--phase model` alone): one numpy MLP served by Podium (batched and
+not), BentoML, Ray Serve and a hand-written Starlette batcher, at c=1 and c=64. Timings are
+reported, never asserted.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import model_phase
 from harness import (
     BODY,
     CONC,
@@ -166,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter run")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (every server's log)")
+    ap.add_argument(
+        "--phase", choices=("all", "echo", "model"), default="all", help="the trivial echo, the model, or both"
+    )
     args = ap.parse_args(argv)
     profile = "quick" if args.quick else "full"
     prof = PROFILES[profile]
@@ -293,7 +300,20 @@ def main(argv: list[str] | None = None) -> int:
         }
         return publish(report, args.json, print_report)
 
-    return guarded("podium-peers-", args.keep, "", body)
+    def model_body(tmp: Path, servers: list[Server]) -> int:
+        versions = {"bentoml": venv_version(BENTOML_VENV, "bentoml"), "ray": venv_version(RAY_VENV, "ray")}
+        for venv in (BENTOML_VENV, RAY_VENV):
+            venv_version(venv, "numpy")
+        report = model_phase.run(tmp, servers, profile, versions, RAY_VENV, BENTOML_VENV, wait_line)
+        report["meta"] = {"profile": profile, "cpus": os.cpu_count(), "wrk": wrk_version(), **versions}
+        return publish(report, args.json, model_phase.print_model)
+
+    code = 0
+    if args.phase in ("all", "echo"):
+        code = guarded("podium-peers-", args.keep, "", body)
+    if args.phase in ("all", "model") and code == 0:
+        code = guarded("podium-peers-model-", args.keep, "", model_body)
+    return code
 
 
 if __name__ == "__main__":

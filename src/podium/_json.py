@@ -17,5 +17,11 @@ def dumpb(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
+def raw(text: str) -> Any:
+    """JSON text that `dumps` and `dumpb` embed as it is, not decoded to be encoded again (a
+    job's stored input, handed to its worker)."""
+    return orjson.Fragment(text)
+
+
 def loads(data: str | bytes | None) -> Any:
     return None if data is None else orjson.loads(data)

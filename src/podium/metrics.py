@@ -14,6 +14,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 #: Seconds; wide enough for a cached handler (ms) and a model load (minutes).
 TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 
+#: Calls per batch: powers of two up to the largest batch_size.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
 
 def surface(path: str) -> str:
     """Which wire surface a request path belongs to (a label with few values)."""
@@ -32,7 +35,8 @@ def surface(path: str) -> str:
     if head == "v2" and len(parts) >= 3:
         return (
             "worker"
-            if parts[2] in ("job-take", "job-take-batch", "job-stop", "job-done", "job-stream", "ping")
+            if parts[2]
+            in ("job-take", "job-take-batch", "job-stop", "job-done", "job-done-batch", "job-stream", "ping")
             else "runpod"
         )
     return "routes"
@@ -86,6 +90,13 @@ class Metrics:
             ["endpoint", "state"],
             registry=r,
         )
+        self.batch_size = Histogram(
+            "podium_batch_size",
+            "Calls per batch a batched route ran",
+            ["endpoint"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
         self.leader = Gauge(
             "podium_replica_leader", "1 on the replica that leads the installation, 0 on others", registry=r
         )
@@ -97,6 +108,7 @@ class Metrics:
         self._ended = lru_cache(maxsize=4096)(self.ended.labels)
         self._delay = lru_cache(maxsize=4096)(self.delay.labels)
         self._execution = lru_cache(maxsize=4096)(self.execution.labels)
+        self._batch_size = lru_cache(maxsize=4096)(self.batch_size.labels)
 
     def job_submitted(self, endpoint: str, kind: str) -> None:
         self._submitted(endpoint, kind).inc()
@@ -107,6 +119,9 @@ class Metrics:
             self._delay(endpoint).observe(delay_ms / 1000)
         if execution_ms is not None:
             self._execution(endpoint).observe(execution_ms / 1000)
+
+    def batch_formed(self, endpoint: str, size: int) -> None:
+        self._batch_size(endpoint).observe(size)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -257,3 +257,47 @@ def _placeholder(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> 
         return {k: _placeholder(schema["properties"][k], defs) for k in schema.get("required", [])}
     value = _PLACEHOLDERS.get(kind) if isinstance(kind, str) else None
     return value.copy() if isinstance(value, (list, dict)) else value
+
+
+#: The most calls one batch may hold.
+MAX_BATCH_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a batched route's calls are taken: up to `size` queued jobs of the route in one
+    exchange, and, while more than one was found (other callers are about), up to `wait_ms` more
+    for the batch to fill. A lone call never waits."""
+
+    size: int
+    wait_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 1 <= self.size <= MAX_BATCH_SIZE:
+            raise ServiceDefinitionError(f"batch_size must be a whole number from 1 to {MAX_BATCH_SIZE}")
+        if (
+            isinstance(self.wait_ms, bool)
+            or not isinstance(self.wait_ms, int | float)
+            or not 0 <= self.wait_ms <= 10_000
+        ):
+            raise ServiceDefinitionError("batch_wait_ms must be a number of milliseconds from 0 to 10000")
+
+
+def batching_wire(rules: dict[str, Batching]) -> dict[str, list[float]]:
+    """A worker's batched routes as its take requests carry them: `{"/embed": [32, 5]}`."""
+    return {path: [rule.size, rule.wait_ms] for path, rule in rules.items()}
+
+
+def parse_batching(value: Any) -> dict[str, Batching]:
+    """The inverse of `batching_wire`; ValueError for anything else."""
+    if not isinstance(value, dict):
+        raise ValueError("batch must be an object of route paths to [size, wait_ms]")
+    out = {}
+    for path, rule in value.items():
+        if not (isinstance(path, str) and isinstance(rule, list) and len(rule) == 2):
+            raise ValueError("batch must be an object of route paths to [size, wait_ms]")
+        try:
+            out[path] = Batching(rule[0], rule[1])
+        except ServiceDefinitionError as exc:
+            raise ValueError(str(exc)) from None
+    return out

@@ -31,6 +31,7 @@ from podium.runpod_source import yields
 from podium.sdk.httpapp import APP_NAMES, HTTP_ROUTE
 from podium.sdk.provides import returned_keys
 from podium.sdk.service import (
+    batching_of,
     default_name,
     handler_path,
     json_safe,
@@ -41,6 +42,8 @@ from podium.sdk.service import (
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 _MISSING = object()
+#: A route's or handler's batching keywords (not service settings).
+BATCH_KEYWORDS = ("batch_size", "batch_wait_ms")
 #: Callables that make WSGI apps; any other app is taken for an ASGI one.
 WSGI_FACTORIES = ("Flask", "get_wsgi_application")
 
@@ -106,6 +109,8 @@ class _Reader:
                 ]
             elif kw.arg == "name":
                 name = self.value(kw.value, "name")
+            elif kw.arg in BATCH_KEYWORDS:  # a handler's, read by `batched`
+                continue
             else:
                 settings[kw.arg] = self.value(kw.value, kw.arg)
         packages, python = settings.pop("requirements", None), settings.pop("python", None)
@@ -121,6 +126,18 @@ class _Reader:
         config = ServiceConfig(**settings).as_dict()
         config["retry_on"] = retry_on
         return name, config, reqs
+
+    def batched(self, call: ast.Call | None, fn: Function, path: str) -> None:
+        """Refuse what the import would (`Route`): a streaming route with a batch_size."""
+        given = {
+            kw.arg: self.value(kw.value, kw.arg) for kw in (call.keywords if call else []) if kw.arg in BATCH_KEYWORDS
+        }
+        batching = batching_of(f"route {path}", given.get("batch_size"), given.get("batch_wait_ms"))
+        if batching is not None and yields(fn):
+            raise ServiceDefinitionError(
+                f"route {path} streams (it is a generator): a streaming route cannot be batched; "
+                "drop batch_size or return a value"
+            )
 
     def services(self) -> dict[str, SourceService]:
         """The services the module declares, by name."""
@@ -139,6 +156,7 @@ class _Reader:
                         )
                     else:
                         svc = SourceService(name or default_name(node.name), config, reqs)
+                        self.batched(found[1], node, handler_path(node.name))
                         svc.routes.append(_route(node, handler_path(node.name), "handler"))
                         by_var[node.name] = svc
                         defaults[node.name] = svc.routes[0]["path"]
@@ -151,6 +169,7 @@ class _Reader:
                     and dec.args
                 ):
                     path = self.value(dec.args[0], "path")
+                    self.batched(dec, node, path)
                     svc = by_var[dec.func.value.id]
                     svc.routes.append(_route(node, path, "route", svc.provides))
                     if any(kw.arg == "default" and self.value(kw.value, "default") for kw in dec.keywords):

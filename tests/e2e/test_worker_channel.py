@@ -76,9 +76,9 @@ def test_a_link_takes_and_reports_through_the_channel_alone(srv, ep):
     job_id = unattended(srv, ep, 5)
     link = ServerLink(NO_HTTP, ADMIN_KEY, ep["endpoint_id"], "w-by-hand", socket_path=socket_path(srv))
     try:
-        job = link.take()
-        assert job is not None and job["id"] == job_id and job["input"] == {"n": 5}
-        assert link.done(job_id, {"output": {"doubled": 10}}, take=True) is None  # nothing else queued
+        (job,) = link.take()
+        assert job["id"] == job_id and job["input"] == {"n": 5}
+        assert link.done({job_id: {"output": {"doubled": 10}}}, take=True) == []  # nothing else queued
     finally:
         link.close()
     done = srv.wait_job(job_id)

@@ -50,6 +50,6 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_at_once(server: s
     link = ServerLink(server, "key", "ep", "w-1")
     OneShot.connections = 0
     for _ in range(3):
-        assert link.take() == {"id": "job-1", "input": {}}
+        assert link.take() == [{"id": "job-1", "input": {}}]
     assert OneShot.connections == 3
     link.close()

@@ -8,9 +8,11 @@ import types
 import pytest
 
 import podium
+from podium.records import Batching
 from podium.sdk.context import JobContext, reset_context, set_context
 from podium.sdk.discovery import find_service
-from podium.sdk.service import handler_service
+from podium.sdk.service import HANDLER_ATTR, handler_service
+from podium.source import read_service
 
 
 def make():
@@ -100,12 +102,33 @@ def test_first_route_is_default_when_none_is_marked():
         (lambda s: s.endpoint("/v1/chat", openai=True)(lambda: 1), "OpenAI route's path is one of"),
         (lambda s: s.endpoint("/v1/completions", model="m")(lambda: 1), "not an OpenAI route"),
         (lambda s: s.endpoint("/v1/embeddings", openai=True)(lambda: (yield [1.0])), "cannot be a generator"),
+        (lambda s: s.endpoint("/x", batch_size=4)(lambda x: (yield x)), "a streaming route cannot be batched"),
+        (lambda s: s.endpoint("/x", batch_size=4)(lambda **kw: kw), "no \\*args or \\*\\*kwargs"),
+        (lambda s: s.endpoint("/x", batch_wait_ms=5)(lambda x: x), "batch_wait_ms needs batch_size"),
+        (lambda s: s.endpoint("/x", batch_size=0)(lambda x: x), "batch_size must be a whole number"),
+        (lambda s: s.endpoint("/x", batch_size=4, batch_wait_ms=-1)(lambda x: x), "batch_wait_ms must be"),
     ],
 )
 def test_declaration_errors_are_clear(build, message):
     svc = podium.Service(None, name="s")
     with pytest.raises(podium.ServiceDefinitionError, match=message):
         build(svc)
+
+
+def test_a_batched_handler_reads_from_source_as_imported():
+    """`@podium.handler(batch_size=...)` is not a scaling setting, in an import or read from source."""
+    source = "import podium\n\n@podium.handler(batch_size=8, batch_wait_ms=2, max_workers=2)\ndef embed(jobs):\n    return jobs\n"
+    read = read_service(source)
+    assert [r["kind"] for r in read.routes] == ["handler"] and read.config["max_workers"] == 2
+    streaming = source.replace("return jobs", "yield jobs")
+    with pytest.raises(podium.ServiceDefinitionError, match="a streaming route cannot be batched"):
+        read_service(streaming)
+
+    @podium.handler(batch_size=8)
+    def embed(jobs):
+        return jobs
+
+    assert getattr(embed, HANDLER_ATTR).default_route.batching == Batching(8, 0.0)
 
 
 def test_bad_names_and_config_are_refused():

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import statistics
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -155,6 +156,15 @@ class ChartPoint:
     p50_ms: float | None
     p99_ms: float | None
     cold_starts: int
+
+
+@dataclass(frozen=True)
+class BatchSize:
+    """How often batches of one size ran over the last hour (a batched route's jobs)."""
+
+    size: int
+    batches: int
+    jobs: int
 
 
 @dataclass(frozen=True)
@@ -379,6 +389,12 @@ class ConsoleData:
                 )
             )
         return points
+
+    async def batch_sizes(self, endpoint_id: str) -> list[BatchSize]:
+        """The sizes of the batches its batched routes ran over the last hour, from the size
+        each job records (so every replica reads the same)."""
+        jobs_by_size = Counter(j.batch_size for j in await self._recent_jobs(endpoint_id) if j.batch_size)
+        return [BatchSize(size, -(-n // size), n) for size, n in sorted(jobs_by_size.items())]
 
     async def logs(self, name: str, offsets: str = "", tail_lines: int = 200) -> LogTail:
         """Worker log lines since `offsets` (all workers' newest `tail_lines` when empty)."""

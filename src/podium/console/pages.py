@@ -136,7 +136,13 @@ async def services_json(c: Signed) -> JSONResponse:
 async def endpoint_page(request: Request, c: Signed, name: str) -> Response:
     ep = await c.data.endpoint(name)
     base = str(request.base_url).rstrip("/")
-    return await c.page("endpoint.html", ep=ep, snippets=snippets(ep, base), scaling_fields=SCALING)
+    return await c.page(
+        "endpoint.html",
+        ep=ep,
+        snippets=snippets(ep, base),
+        scaling_fields=SCALING,
+        batch_sizes=await c.data.batch_sizes(ep.endpoint_id),
+    )
 
 
 @router.get("/api/endpoints/{name}")

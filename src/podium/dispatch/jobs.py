@@ -58,6 +58,8 @@ class Job:
     retries: int
     run_after: float | None
     cold_ms: int | None
+    #: How many calls the batch it ran in held (a batched route's jobs only).
+    batch_size: int | None = None
     #: Worker-only request fields, sealed; only a take reads them (`JobQueue.worker_fields`).
     secret: str | None = None
 
@@ -96,6 +98,7 @@ class Job:
             retries=row["retries"],
             run_after=row["run_after"],
             cold_ms=row["cold_ms"],
+            batch_size=row["batch_size"],
             secret=row.get("secret"),
         )
 

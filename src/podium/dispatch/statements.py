@@ -89,33 +89,48 @@ _NEW_JOB_COLUMNS = (
     "retries",
 )
 INSERT_JOB = Prepared(insert(jobs).values({name: bindparam(f"v_{name}") for name in _NEW_JOB_COLUMNS}))
-_PICKED = (
-    select(jobs.c.id)
-    .where(
+
+
+def _take_statement(*, by_route: bool) -> Prepared:
+    """Claim the oldest queued jobs of an endpoint (binds b_now, b_endpoint, b_worker,
+    b_lease_until, b_limit), of one route only when `by_route` (also b_route: a batch)."""
+    where = [
         jobs.c.endpoint_id == bindparam("b_endpoint"),
         QUEUED,
         or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > NOW),
         or_(jobs.c.run_after.is_(None), jobs.c.run_after <= NOW),
+    ]
+    if by_route:
+        where.append(jobs.c.route == bindparam("b_route"))
+    picked = (
+        select(jobs.c.id)
+        .where(*where)
+        .order_by(jobs.c.created_at)
+        .limit(bindparam("b_limit"))
+        .with_for_update(skip_locked=True)
+        .cte("picked")
     )
-    .order_by(jobs.c.created_at)
-    .limit(bindparam("b_limit"))
-    .with_for_update(skip_locked=True)
-    .cte("picked")
-)
-TAKE = Prepared(
-    update(jobs)
-    .where(jobs.c.id == _PICKED.c.id, QUEUED)
-    .values(
-        status=JobStatus.IN_PROGRESS,
-        worker_id=bindparam("b_worker"),
-        lease_until=bindparam("b_lease_until", type_=Float),
-        attempt=jobs.c.attempt + 1,
-        started_at=NOW,
-        delay_ms=func.cast((NOW - jobs.c.created_at) * 1000, jobs.c.delay_ms.type),
-        deadline_at=NOW + jobs.c.timeout_ms / 1000.0,
+    return Prepared(
+        update(jobs)
+        .where(jobs.c.id == picked.c.id, QUEUED)
+        .values(
+            status=JobStatus.IN_PROGRESS,
+            worker_id=bindparam("b_worker"),
+            lease_until=bindparam("b_lease_until", type_=Float),
+            attempt=jobs.c.attempt + 1,
+            started_at=NOW,
+            delay_ms=func.cast((NOW - jobs.c.created_at) * 1000, jobs.c.delay_ms.type),
+            deadline_at=NOW + jobs.c.timeout_ms / 1000.0,
+        )
+        .returning(jobs)
     )
-    .returning(jobs)
-)
+
+
+TAKE = _take_statement(by_route=False)
+#: TAKE of one route's jobs (also binds b_route): what fills a batch.
+TAKE_ROUTE = _take_statement(by_route=True)
+#: The size of the batch a job runs in (binds b_job, b_size; executed for each job of it).
+SET_BATCH_SIZE = update(jobs).where(jobs.c.id == bindparam("b_job")).values(batch_size=bindparam("b_size"))
 
 
 def _finish_statement(by_endpoint: bool) -> Prepared:

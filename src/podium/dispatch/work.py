@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, func, insert, select, update
@@ -13,9 +14,11 @@ from podium import _json
 from podium.dispatch.base import QueueBase
 from podium.dispatch.jobs import Ended, Job
 from podium.dispatch.keys import SCALE_KEY, ep_key, job_key
-from podium.dispatch.notify import wait_event
-from podium.dispatch.statements import FINISH, HELD_BY, RUNNING, TAKE, held_binds
+from podium.dispatch.notify import Signal, wait_event
+from podium.dispatch.statements import FINISH, HELD_BY, RUNNING, SET_BATCH_SIZE, TAKE, TAKE_ROUTE, held_binds
 from podium.dispatch.states import JobStatus
+from podium.records import Batching
+from podium.store.engine import Conn
 from podium.store.tables import jobs, stream_chunks
 
 
@@ -28,21 +31,36 @@ def backoff(attempt: int, base: float, cap: float = 60.0) -> float:
 class WorkerSide(QueueBase):
     """What workers do with jobs: take them under a lease, report on them, end them."""
 
-    async def take(self, endpoint_id: str, worker_id: str, *, lease: float, limit: int = 1) -> list[Job]:
-        """Atomically claim up to `limit` queued jobs of an endpoint for one worker."""
+    async def take(
+        self, endpoint_id: str, worker_id: str, *, lease: float, limit: int = 1, route: str | None = None
+    ) -> list[Job]:
+        """Atomically claim up to `limit` queued jobs of an endpoint (of one route, when given)
+        for one worker."""
+        # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
+        async with self.store.tx(durable=False) as conn:
+            taken = await self._claim(conn, endpoint_id, worker_id, lease=lease, limit=limit, route=route)
+        return self._woken(taken)
+
+    def _woken(self, taken: list[Job]) -> list[Job]:
+        """`taken`, once each job's /status held while it waited for a worker is told it runs."""
+        for job in taken:
+            self.notifier.wake(job_key(job.id))
+        return taken
+
+    async def _claim(
+        self, conn: Conn, endpoint_id: str, worker_id: str, *, lease: float, limit: int, route: str | None
+    ) -> list[Job]:
         now = self.clock.now()
-        params = {
+        params: dict[str, Any] = {
             "b_now": now,
             "b_endpoint": endpoint_id,
             "b_worker": worker_id,
             "b_lease_until": now + lease,
             "b_limit": limit,
         }
-        # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
-        async with self.store.tx(durable=False) as conn:
-            taken = await conn.rows(TAKE, params)
-        for row in taken:  # a /status held while the job waited for a worker answers now
-            self.notifier.wake(job_key(row["id"]))
+        if route is not None:
+            params["b_route"] = route
+        taken = await conn.rows(TAKE if route is None else TAKE_ROUTE, params)
         return [Job.from_row(row) for row in taken]
 
     async def take_wait(
@@ -54,6 +72,7 @@ class WorkerSide(QueueBase):
         timeout: float,
         limit: int = 1,
         alive: Callable[[], Awaitable[bool]] | None = None,
+        batch: Mapping[str, Batching] | None = None,
     ) -> list[Job]:
         """Long-poll: claim jobs, or wait until one is stored (no sleeping, no polling).
 
@@ -61,6 +80,9 @@ class WorkerSide(QueueBase):
         died, hung up or may no longer take work while it waited claims nothing (what was just
         claimed goes back), and the wake-up it got goes on to another waiting worker (or starts
         one). Before the first claim the caller has only just asked.
+
+        `batch`: the worker's batched routes. When the first job claimed is of one, the batch is
+        filled with that route's queued jobs (see `_fill`).
         """
         deadline = time.monotonic() + timeout
         waited = False
@@ -73,6 +95,8 @@ class WorkerSide(QueueBase):
                     self.notifier.notify(SCALE_KEY)
                     return []
                 taken = await self.take(endpoint_id, worker_id, lease=lease, limit=limit)
+                if taken and batch and taken[0].route in batch:
+                    taken = await self._fill(taken, batch[taken[0].route], worker_id, lease, ev)
                 if taken:
                     if waited and alive is not None and not await alive():
                         await self.untake([job.id for job in taken], worker_id)
@@ -81,6 +105,41 @@ class WorkerSide(QueueBase):
                 if not await wait_event(ev, deadline - time.monotonic()):
                     return []
                 waited = True
+
+    async def _fill(self, taken: list[Job], rule: Batching, worker_id: str, lease: float, ev: Signal) -> list[Job]:
+        """A batch begun with `taken`: the route's queued jobs up to `rule.size`; then, only if
+        that found others (a lone call must not pay the wait), up to `rule.wait_ms` for more, as
+        they are stored. Each job records the size of the batch it ran in."""
+        first = taken[0]
+        batch = list(taken)
+        async with self.store.tx(durable=False) as conn:
+            if len(batch) < rule.size:
+                batch += await self._claim(
+                    conn, first.endpoint_id, worker_id, lease=lease, limit=rule.size - len(batch), route=first.route
+                )
+            settled = not 1 < len(batch) < rule.size  # nothing to wait for: one transaction in all
+            if settled:
+                batch = await self._sized(conn, batch)
+        self._woken(batch)
+        if settled:
+            return batch
+        # The jobs are leased while it waits, and their worker cannot heartbeat jobs it has not had.
+        deadline = time.monotonic() + min(rule.wait_ms / 1000, lease / 4)
+        while len(batch) < rule.size and await wait_event(ev, deadline - time.monotonic()):
+            found = await self.take(
+                first.endpoint_id, worker_id, lease=lease, limit=rule.size - len(batch), route=first.route
+            )
+            if not found:
+                ev.set()  # a job of another route: the wake-up goes on to another worker
+                break
+            batch += found
+        async with self.store.tx(durable=False) as conn:
+            return await self._sized(conn, batch)
+
+    @staticmethod
+    async def _sized(conn: Conn, batch: list[Job]) -> list[Job]:
+        await conn.execute(SET_BATCH_SIZE, [{"b_job": job.id, "b_size": len(batch)} for job in batch])
+        return [dataclasses.replace(job, batch_size=len(batch)) for job in batch]
 
     async def note_cold_start(self, taken: Sequence[Job], started_at: float, ready_at: float) -> None:
         """Record how much of each job's wait was its worker's cold start."""

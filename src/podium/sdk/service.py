@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
-from podium.records import Param, RouteRecord, ServiceConfig
+from podium.records import Batching, Param, RouteRecord, ServiceConfig
 from podium.sdk.provides import initializer_keys
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,6 +54,25 @@ class Route:
     #: An OpenAI-compatible route (`podium.worker.openai_route`), and the model name it answers to.
     openai: bool = False
     model: str | None = None
+    #: Set for a batched route: called with a list per parameter (a handler: a list of jobs),
+    #: one element per call, and returns a list of as many results.
+    batching: Batching | None = None
+
+    def __post_init__(self) -> None:
+        if self.batching is None:
+            return
+        if self.streaming:
+            raise ServiceDefinitionError(
+                f"route {self.path} streams (it is a generator): a streaming route cannot be batched; "
+                "drop batch_size or return a value"
+            )
+        if any(
+            p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+            for p in inspect.signature(self.func).parameters.values()
+        ):
+            raise ServiceDefinitionError(
+                f"route {self.path} is batched: name its parameters (each receives a list), no *args or **kwargs"
+            )
 
     @property
     def is_async(self) -> bool:
@@ -210,6 +229,8 @@ class Service:
         default: bool = False,
         openai: bool = False,
         model: str | None = None,
+        batch_size: int | None = None,
+        batch_wait_ms: float | None = None,
     ) -> Callable[[F], F]:
         """Register a route at `path`; a generator function is a streaming route.
 
@@ -217,7 +238,15 @@ class Service:
         `/v1/completions`, `/v1/embeddings`), served at `/v2/{endpoint}/openai/v1/...`: it takes
         the fields of OpenAI's request body it names, yields (or returns) text for completions
         and a list of vectors for embeddings, and Podium answers OpenAI's objects. `model` is the
-        name `/models` lists for it (default: the service's name)."""
+        name `/models` lists for it (default: the service's name).
+
+        With `batch_size`, calls are batched: each parameter receives a list with one element
+        per call (an annotation types the element), and the route returns a list of as many
+        results, each caller receiving its own. A batch holds the calls queued when a worker
+        takes the first, up to `batch_size`; while others are about, it waits up to
+        `batch_wait_ms` (default 0) for more. A lone call never waits.
+        """
+        batching = batching_of(path, batch_size, batch_wait_ms)
         if not ROUTE_PATH.match(path):
             raise ServiceDefinitionError(
                 f"route path {path!r} must start with '/' and use letters, digits, '_', '-', '.'"
@@ -240,7 +269,10 @@ class Service:
             if openai and is_gen and path == "/v1/embeddings":
                 raise ServiceDefinitionError(f"route {path} returns its vectors; it cannot be a generator")
             named = (model or self.name) if openai else None
-            self._add(Route(path=path, func=func, streaming=is_gen, openai=openai, model=named), default=default)
+            self._add(
+                Route(path=path, func=func, streaming=is_gen, openai=openai, model=named, batching=batching),
+                default=default,
+            )
             return func
 
         return register
@@ -334,6 +366,18 @@ def service(
     return build(func) if func is not None else build
 
 
+def batching_of(where: str, batch_size: int | None, batch_wait_ms: float | None) -> Batching | None:
+    """A route's batching from its decorator's `batch_size` and `batch_wait_ms` (None: unbatched)."""
+    if batch_size is None:
+        if batch_wait_ms is not None:
+            raise ServiceDefinitionError(f"{where}: batch_wait_ms needs batch_size")
+        return None
+    try:
+        return Batching(batch_size, 0.0 if batch_wait_ms is None else batch_wait_ms)
+    except ServiceDefinitionError as exc:
+        raise ServiceDefinitionError(f"{where}: {exc}") from None
+
+
 def _requirements(settings: dict[str, Any]) -> Requirements | None:
     """Take `requirements` and `python` out of a decorator's settings."""
     packages = settings.pop("requirements", None)
@@ -361,18 +405,22 @@ def handler(
     func: Callable[..., Any] | None = None,
     *,
     name: str | None = None,
+    batch_size: int | None = None,
+    batch_wait_ms: float | None = None,
     **settings: Any,
 ) -> Any:
     """Mark a RunPod-style ``handler(job)``; the function stays callable as it was.
 
     `settings` are :class:`ServiceConfig` fields, plus `requirements` and `python` (see
-    :func:`service`).
+    :func:`service`). With `batch_size` (and `batch_wait_ms`, as for a route) the handler
+    receives a list of jobs and returns a list of as many outputs.
     """
     reqs = _requirements(settings)
     config = _config(settings)
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
-        svc = handler_service(fn, name=name, config=config)
+        batching = batching_of(f"handler {fn.__name__}", batch_size, batch_wait_ms)
+        svc = handler_service(fn, name=name, config=config, batching=batching)
         svc.requirements = reqs
         setattr(fn, HANDLER_ATTR, svc)
         return fn
@@ -380,8 +428,14 @@ def handler(
     return mark(func) if func is not None else mark
 
 
-def handler_service(fn: Callable[..., Any], *, name: str | None = None, config: ServiceConfig | None = None) -> Service:
-    """Wrap a one-argument ``handler(job)`` as a service with one route."""
+def handler_service(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    config: ServiceConfig | None = None,
+    batching: Batching | None = None,
+) -> Service:
+    """Wrap a one-argument ``handler(job)`` as a service with one route (batched: ``handler(jobs)``)."""
     params = [
         p
         for p in inspect.signature(fn).parameters.values()
@@ -392,7 +446,7 @@ def handler_service(fn: Callable[..., Any], *, name: str | None = None, config: 
         raise ServiceDefinitionError(f"handler {fn.__name__} must take exactly one argument (the job dict)")
     svc = Service(None, name=name or default_name(fn.__name__), config=config)
     path = handler_path(fn.__name__)
-    svc._add(Route(path=path, func=fn, streaming=_is_generator(fn), kind="handler"), default=True)
+    svc._add(Route(path=path, func=fn, streaming=_is_generator(fn), kind="handler", batching=batching), default=True)
     return svc
 
 

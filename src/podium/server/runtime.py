@@ -110,7 +110,9 @@ class Runtime:
         self.functions = Functions(self.access, self.deployments, self.clock)
         self.serve_runs = ServeRuns(self.store, self.deployments, self.clock)
         #: The worker protocol, for both of its transports.
-        self.workers = WorkerCalls(self.access, self.pool, self.scaler, take_timeout=settings.take_timeout)
+        self.workers = WorkerCalls(
+            self.access, self.pool, self.scaler, self.metrics, take_timeout=settings.take_timeout
+        )
         conninfo = self.store.conninfo
         self.relay = PgRelay(conninfo, self.notifier, sweep=settings.relay_sweep) if conninfo else None
         self.leadership = Leadership(self.store.conninfo, self._lead, self._follow, eligible=settings.workers)

@@ -1,4 +1,5 @@
-"""The worker protocol (RunPod's): job-take, job-take-batch, job-stop, job-done, job-stream, ping.
+"""The worker protocol (RunPod's): job-take, job-take-batch, job-stop, job-done, job-stream, ping;
+and Podium's job-done-batch (a batched route's results).
 
 Our own worker and unmodified `runpod.serverless.start()` workers speak it alike. Posts for jobs a
 worker no longer holds are acknowledged with 200 and ignored, because RunPod workers drop a result
@@ -13,14 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 
+from podium import _json
 from podium.core.access import WORKER
-from podium.core.worker_calls import OK, RESULT_LIMIT, Alive
+from podium.core.errors import InvalidRequest
+from podium.core.worker_calls import OK, RESULT_LIMIT, Alive, batching
 from podium.core.workers import Result
+from podium.records import Batching
 from podium.server.auth import caller, runtime
 from podium.server.body import MB, read_json
 from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
-from podium.server.worker_results import read_result
+from podium.server.worker_results import read_batch_results, read_result
 from podium.store.records import Endpoint
 
 if TYPE_CHECKING:
@@ -50,11 +54,29 @@ async def _take(request: Request, endpoint_id: str, worker_id: str, limit: int) 
     )
 
 
+def _batch(request: Request) -> dict[str, Batching] | None:
+    """`?batch={"/route": [size, wait_ms], ...}`: the worker's batched routes (Podium's worker)."""
+    raw = request.query_params.get("batch")
+    if raw is None:
+        return None
+    try:
+        return batching(_json.loads(raw))
+    except _json.JSONDecodeError:
+        raise InvalidRequest('batch must be JSON: {"/route": [size, wait_ms]}') from None
+
+
 @router.get("/job-take/{worker_id}", response_model=None)
 async def job_take(request: Request, endpoint_id: str, worker_id: str) -> Response:
-    """Long-poll for one job: answers it as soon as one is stored, or 204 after the poll window."""
-    jobs = await _take(request, endpoint_id, worker_id, 1)
-    return JSONAnswer(jobs[0]) if jobs else Response(status_code=204)
+    """Long-poll for one job: answers it as soon as one is stored, or 204 after the poll window.
+    With `?batch=`, a list: one batch of a batched route, or one job of another."""
+    rt, ep = await _worker(request, endpoint_id, worker_id)
+    batch = _batch(request)
+    jobs = await rt.workers.take(
+        worker_id, ep, limit=1, alive=_connected(request), version=request.query_params.get("version"), batch=batch
+    )
+    if not jobs:
+        return Response(status_code=204)
+    return JSONAnswer(jobs if batch else jobs[0])
 
 
 @router.get("/job-take-batch/{worker_id}", response_model=None)
@@ -87,6 +109,26 @@ async def job_done(request: Request, endpoint_id: str, worker_id: str, job_id: s
             take_next=query.get("take") == "1",
             alive=_connected(request),
             version=query.get("version"),
+            batch=_batch(request),
+        )
+    )
+
+
+@router.post("/job-done-batch/{worker_id}")
+async def job_done_batch(request: Request, endpoint_id: str, worker_id: str) -> JSONAnswer:
+    """The results of one batch, `{job_id: result, ...}`; `?take=1`: and the next batch."""
+    rt, ep = await _worker(request, endpoint_id, worker_id)
+    body = await read_json(request, RESULT_LIMIT, empty={})
+    query = request.query_params
+    return JSONAnswer(
+        await rt.workers.report_many(
+            ep,
+            worker_id,
+            read_batch_results(body),
+            take_next=query.get("take") == "1",
+            alive=_connected(request),
+            version=query.get("version"),
+            batch=_batch(request),
         )
     )
 

@@ -9,8 +9,13 @@ started by hand, on Ray, or by RunPod's library speak HTTP as before.
 A connection's first frame names the worker (key, endpoint, worker id, version), as an HTTP
 request's headers and path do, and every call is authorized again as an HTTP request is: a
 revoked key or a worker told to stop is refused at once. The work and the answers, errors
-included, are those of the HTTP calls (`WorkerCalls.take` and `.report`, `errors.answer`), and
-calls are counted as theirs are. Ping, job-stream and job-stop stay on HTTP.
+included, are those of the HTTP calls (`WorkerCalls.take` and `.report_many`, `errors.answer`),
+and calls are counted as theirs are. Ping, job-stream and job-stop stay on HTTP.
+
+Calls (the header's `op`): `take`; `done` (`job`: its id, the body its result); `done-batch`
+(the body `{job_id: result, ...}` of one batch). `done` and `done-batch` take the next job too
+with `take: true`. A worker with batched routes adds `batch: {"/route": [size, wait_ms]}` to each:
+its jobs then come as a list (one batch), `next` too.
 """
 
 from __future__ import annotations
@@ -27,11 +32,11 @@ from typing import Any, cast
 from podium import _json, channel
 from podium.core.access import WORKER, Access
 from podium.core.errors import InvalidRequest
-from podium.core.worker_calls import RESULT_LIMIT, WorkerCalls
+from podium.core.worker_calls import RESULT_LIMIT, WorkerCalls, batching
 from podium.metrics import Metrics
 from podium.server import errors
 from podium.server.body import parse_json, too_large
-from podium.server.worker_results import read_result
+from podium.server.worker_results import read_batch_results, read_result
 from podium.sockets import SocketDir
 
 log = logging.getLogger("podium.server")
@@ -189,20 +194,27 @@ class _Connection(asyncio.Protocol):
         calls = self.channel.calls
         principal = await self.channel.access.caller(caller.key, WORKER, scoped=True)
         ep = await calls.attached(principal, caller.endpoint, caller.worker)
+        batch = batching(header.get("batch"))
         if op == "take":
-            jobs = await calls.take(caller.worker, ep, limit=1, alive=self._alive, version=caller.version)
-            return (200, _json.dumpb(jobs[0])) if jobs else (204, b"")
+            jobs = await calls.take(caller.worker, ep, limit=1, alive=self._alive, version=caller.version, batch=batch)
+            if not jobs:
+                return 204, b""
+            return 200, _json.dumpb(jobs if batch else jobs[0])
         job = header.get("job")
-        if op != "done" or not isinstance(job, str):
-            raise InvalidRequest(f"the worker channel has no call {op!r} (take, done with a job id)")
-        answer = await calls.report(
+        if op == "done-batch":
+            results = read_batch_results(parse_json(body, empty={}))
+        elif op == "done" and isinstance(job, str):
+            results = [(job, read_result(parse_json(body, empty={})))]
+        else:
+            raise InvalidRequest(f"the worker channel has no call {op!r} (take, done with a job id, done-batch)")
+        answer = await calls.report_many(
             ep,
             caller.worker,
-            job,
-            read_result(parse_json(body, empty={})),
+            results,
             take_next=header.get("take") is True,
             alive=self._alive,
             version=caller.version,
+            batch=batch,
         )
         return 200, _json.dumpb(answer)
 

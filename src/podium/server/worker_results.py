@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from podium import _json
+from podium.core.errors import InvalidRequest
 from podium.core.workers import Result
 
 
@@ -40,3 +41,10 @@ def read_result(body: Any) -> Result:
         retryable=body.get("retryable") is True,
         stop_pod=stop_pod,
     )
+
+
+def read_batch_results(body: Any) -> list[tuple[str, Result]]:
+    """A job-done-batch body, `{job_id: result, ...}`, as (job id, result) pairs."""
+    if not isinstance(body, dict) or not body:
+        raise InvalidRequest("a batch's results must be an object of job ids to results")
+    return [(job_id, read_result(result)) for job_id, result in body.items()]

@@ -176,6 +176,8 @@ jobs = Table(
     Column("run_after", Float, nullable=True),
     # The part of delay_ms spent waiting for a worker to start (a cold start), when there was one.
     Column("cold_ms", Integer, nullable=True),
+    # How many calls the batch it ran in held (a batched route's jobs only).
+    Column("batch_size", Integer, nullable=True),
     # Only live jobs are in the indexes a job's transitions touch (the queue, the leases), so they
     # stay small however many ended jobs are kept for reading. Queries spell the status out
     # (`dispatch.statements.QUEUED`, `RUNNING`) so the planner can use them. Reading an endpoint's

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlencode, urlsplit
 
 from podium import _json, channel
+from podium.records import Batching, batching_wire
 
 log = logging.getLogger("podium.worker")
 
@@ -163,6 +164,13 @@ class _Channel:
             opened[0].close()
 
 
+def _given(found: Any) -> list[dict[str, Any]]:
+    """Jobs as the server hands them: one job, or a list (a batch)."""
+    if isinstance(found, dict):
+        return [found]
+    return [job for job in found if isinstance(job, dict)] if isinstance(found, list) else []
+
+
 def _exactly(reader: BinaryIO, n: int) -> bytes:
     data = reader.read(n)
     if len(data) < n:
@@ -215,21 +223,27 @@ class ServerLink:
             params["version"] = self.version
         return f"?{urlencode(params)}" if params else ""
 
-    def take(self, in_progress: bool = False) -> dict[str, Any] | None:
-        """The next job, or None; Refused(410) when the server tells this worker to stop."""
+    def take(self, in_progress: bool = False, batch: dict[str, Batching] | None = None) -> list[dict[str, Any]]:
+        """The next job, as a list of one; with `batch` (this worker's batched routes), a job of
+        one comes with the route's other queued jobs. Empty when there is none; Refused(410)
+        when the server tells this worker to stop."""
+        wire = batching_wire(batch) if batch else None
         if self.channel is not None:
-            return self._job(*self.channel.call({"op": "take"}))
-        query = self._query(job_in_progress=int(in_progress))
-        return self._job(*self.http.request("GET", f"{self.base}/job-take/{self.worker_id}{query}"))
+            header: dict[str, Any] = {"op": "take"}
+            if wire:
+                header["batch"] = wire
+            return self._jobs(*self.channel.call(header))
+        extra = {"batch": _json.dumps(wire)} if wire else {}
+        query = self._query(job_in_progress=int(in_progress), **extra)
+        return self._jobs(*self.http.request("GET", f"{self.base}/job-take/{self.worker_id}{query}"))
 
     @staticmethod
-    def _job(status: int, data: bytes) -> dict[str, Any] | None:
+    def _jobs(status: int, data: bytes) -> list[dict[str, Any]]:
         if status == 204 or not data:
-            return None
+            return []
         if status >= 400:
             raise Refused(status, data)
-        job = _json.loads(data)
-        return job if isinstance(job, dict) else None
+        return _given(_json.loads(data))
 
     def _post(
         self, path: str, body: Any, *, call: dict[str, Any] | None = None, attempts: int = 30
@@ -256,19 +270,34 @@ class ServerLink:
             delay = min(delay * 2, 2.0)
         return 503, b""
 
-    def done(self, job_id: str, body: dict[str, Any], *, take: bool = False) -> dict[str, Any] | None:
-        """Report a job's result; with `take`, also claim the next job if one is waiting (one
-        exchange instead of two under load)."""
-        path = f"{self.base}/job-done/{self.worker_id}/{job_id}"
-        call = {"op": "done", "job": job_id, "take": take}
-        status, answer = self._post(path + self._query(take=1) if take else path, body, call=call)
+    def done(
+        self, results: dict[str, dict[str, Any]], *, take: bool = False, batch: dict[str, Batching] | None = None
+    ) -> list[dict[str, Any]]:
+        """Report the results of one job or one batch (by job id); with `take`, also claim the
+        next job (or batch, see `take`) if one is waiting: one exchange instead of two under load."""
+        wire = batching_wire(batch) if batch else None
+        params: dict[str, Any] = {"take": 1} if take else {}
+        call: dict[str, Any] = {"op": "done", "take": take}
+        if wire:
+            params["batch"] = _json.dumps(wire)
+            call["batch"] = wire
+        if len(results) == 1:
+            ((job_id, body),) = results.items()
+            path = f"{self.base}/job-done/{self.worker_id}/{job_id}"
+            call["job"] = job_id
+            payload: Any = body
+        else:
+            path = f"{self.base}/job-done-batch/{self.worker_id}"
+            call["op"] = "done-batch"
+            payload = results
+        status, answer = self._post(path + self._query(**params) if params else path, payload, call=call)
         if not take or status != 200:
-            return None
+            return []
         reply = _json.loads(answer) if answer else None
-        return reply.get("next") if isinstance(reply, dict) else None
+        return _given(reply.get("next")) if isinstance(reply, dict) else []
 
     def progress(self, job_id: str, value: Any) -> None:
-        self.done(job_id, {"status": "IN_PROGRESS", "output": value})
+        self.done({job_id: {"status": "IN_PROGRESS", "output": value}})
 
     def chunk(self, job_id: str, value: Any) -> None:
         self._post(f"{self.base}/job-stream/{self.worker_id}/{job_id}", {"output": value})

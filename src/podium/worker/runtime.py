@@ -32,6 +32,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from podium import _json, logs
 from podium.bundle import extract, load_service
 from podium.errors import HTTPError, PodiumError
+from podium.records import Batching
 from podium.sdk.context import JobContext, reset_context, set_async_runner, set_bundle_dir, set_context
 from podium.sdk.service import Route, Service
 from podium.source import route_shape
@@ -48,6 +49,10 @@ CORES_ENV = "PODIUM_CPU_CORES"
 
 class InvalidArguments(Exception):
     """The call's arguments do not fit the route's signature."""
+
+
+class BatchMismatch(Exception):
+    """A batched route's result is not a list with one result per call."""
 
 
 class _Stop(BaseException):
@@ -78,6 +83,8 @@ class Worker:
         self.concurrency = max(1, concurrency)
         self.service: Service | None = None
         self.defaults: dict[str, Any] = {}
+        #: The service's batched routes, told to the server with each take.
+        self.batches: dict[str, Batching] = {}
         self.current: set[str] = set()
         self.taking = False
         self.stopping = False
@@ -124,6 +131,7 @@ class Worker:
         t0 = time.monotonic()
         self.defaults = svc.initialize(**meta["config"].get("init_kwargs", {}))
         log.info("initializer done in %.3fs; routes: %s", time.monotonic() - t0, ", ".join(svc.routes))
+        self.batches = {path: r.batching for path, r in svc.routes.items() if r.batching is not None}
         self.service = svc
 
     # -- the loop -------------------------------------------------------------------------------
@@ -135,7 +143,7 @@ class Worker:
             if not self.slots.acquire(timeout=0.5):  # all slots busy
                 continue
             try:
-                job = self._take()
+                jobs = self._take()
             except _Stop:
                 self.slots.release()
                 break
@@ -153,44 +161,47 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
-            if job is None:
+            if not jobs:
                 self.slots.release()
                 continue
-            self.current.add(job["id"])
-            self.pool.submit(self._run_in_slot, job)
+            self.current.update(job["id"] for job in jobs)
+            self.pool.submit(self._run_in_slot, jobs)
         log.info("worker stopping; finishing %d jobs in hand", len(self.current))
         self.pool.shutdown(wait=True)
 
-    def _run_in_slot(self, job: dict[str, Any] | None) -> None:
-        """Run jobs in this slot for as long as each result's post brings back a next job."""
+    def _run_in_slot(self, jobs: list[dict[str, Any]]) -> None:
+        """Run jobs (one, or one batch) in this slot for as long as each result's post brings
+        back more."""
         try:
-            while job is not None:
-                job_id = job.get("id")
+            while jobs:
+                ids = [job.get("id") for job in jobs]
                 try:
-                    job = self._run_one(job)
-                except Exception:  # posting the result failed for good: the lease gives it back
-                    log.exception("job %s could not be reported", job_id)
-                    job = None
+                    jobs = self._run_some(jobs)
+                except Exception:  # posting the results failed for good: the leases give them back
+                    log.exception("jobs %s could not be reported", ", ".join(map(str, ids)))
+                    jobs = []
         finally:
             self.slots.release()
 
-    def _run_one(self, job: dict[str, Any]) -> dict[str, Any] | None:
+    def _run_some(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         try:
-            body = self.run(job)
-            nxt = self.link.done(job["id"], body, take=not self.stopping)
+            if self._route(jobs[0]).batching is None:
+                bodies = {job["id"]: self.run(job) for job in jobs}
+            else:
+                bodies = self.run_batch(jobs)
+            nxt = self.link.done(bodies, take=not self.stopping, batch=self.batches)
         finally:
-            self.current.discard(job["id"])
-        if nxt is not None:
-            self.current.add(nxt["id"])
+            self.current.difference_update(job["id"] for job in jobs)
+        self.current.update(job["id"] for job in nxt)
         return nxt
 
-    def _take(self) -> dict[str, Any] | None:
-        """One long-poll; a stop signal during it abandons it (the server gives the job back)."""
+    def _take(self) -> list[dict[str, Any]]:
+        """One long-poll; a stop signal during it abandons it (the server gives the jobs back)."""
         self.taking = True
         try:
             if self.stopping:
                 raise _Stop()
-            return self.link.take(in_progress=bool(self.current))
+            return self.link.take(in_progress=bool(self.current), batch=self.batches)
         finally:
             self.taking = False
 
@@ -239,11 +250,15 @@ class Worker:
 
     # -- one job --------------------------------------------------------------------------------
 
+    def _route(self, job: dict[str, Any]) -> Route:
+        assert self.service is not None
+        meta = job.get("podium") or {}
+        return self.service.routes.get(meta.get("route", "")) or self.service.default_route
+
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
         """Run one job; returns the body its job-done post carries."""
-        assert self.service is not None
+        route = self._route(job)
         meta = job.pop("podium", {}) or {}
-        route = self.service.routes.get(meta.get("route", "")) or self.service.default_route
         job_id = job["id"]
         ctx = JobContext(
             job_id=job_id,
@@ -258,13 +273,76 @@ class Worker:
                 body = self._call(route, job)
         finally:
             reset_context(token)
+        return _sendable(body)
+
+    def run_batch(self, jobs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Run the jobs of one batched route at once; returns each job's job-done body.
+
+        Each call's arguments are checked alone (one that does not fit fails alone); the route
+        is called once with the others. The batch's context is its first job's, its progress
+        goes to every job, its per-request `env` is theirs when they all agree.
+        """
+        route = self._route(jobs[0])
+        bodies: dict[str, dict[str, Any]] = {}
+        calls: list[tuple[dict[str, Any], Any]] = []
+        for job in jobs:
+            job.pop("podium", None)
+            if route.kind == "handler":
+                calls.append((job, job))
+                continue
+            try:
+                calls.append((job, self._all_arguments(route, job.get("input") or {})))
+            except InvalidArguments as exc:
+                bodies[job["id"]] = self._error(exc)
+        if calls:
+            ids = [job["id"] for job, _ in calls]
+            envs = [job.get("env") or {} for job, _ in calls]
+            ctx = JobContext(
+                job_id=ids[0],
+                attempt=1,
+                route=route.path,
+                report=lambda value: self._progress(ids, value),
+                env=envs[0] if all(env == envs[0] for env in envs) else {},
+            )
+            token = set_context(ctx)
+            try:
+                with logs.job_fields(job_id=",".join(ids), attempt=1):
+                    results = self._call_batch(route, [args for _, args in calls])
+            finally:
+                reset_context(token)
+            for job_id, body in zip(ids, results, strict=True):
+                bodies[job_id] = _sendable(body)
+        return bodies
+
+    def _progress(self, job_ids: list[str], value: Any) -> None:
+        for job_id in job_ids:
+            self.link.progress(job_id, value)
+
+    def _call_batch(self, route: Route, calls: list[Any]) -> list[dict[str, Any]]:
+        """The route called once for `calls` (jobs, or each call's arguments by name): each
+        call's body, or the same error for all."""
         try:
-            if "output" in body:
-                body["output"] = to_jsonable_python(body["output"])
-            _json.dumps(body)
-        except (TypeError, PydanticSerializationError) as exc:
-            body = self._error(TypeError(f"the route's result is not JSON-serializable: {exc}"))
-        return body
+            if route.kind == "handler":
+                result = route.func(calls)
+            else:
+                result = route.func(**{name: [args[name] for args in calls] for name in calls[0]})
+            if inspect.isawaitable(result):
+                result = self.on_loop(_await(result))
+            if not isinstance(result, list | tuple) or len(result) != len(calls):
+                got = f"{len(result)} results" if isinstance(result, list | tuple) else f"a {type(result).__name__}"
+                raise BatchMismatch(
+                    f"batched route {route.path} returned {got} for a batch of {len(calls)} calls; "
+                    "it must return a list with one result per call, in order"
+                )
+            return [{"output": output} for output in result]
+        except MemoryError as exc:
+            return [self._out_of_memory(exc)] * len(calls)
+        except Exception as exc:  # the route's failure is every call's result
+            body = self._error(exc)
+            assert self.service is not None
+            if not isinstance(exc, BatchMismatch) and self.service.config.retryable(exc):
+                body["retryable"] = True
+            return [dict(body) for _ in calls]
 
     def _call(self, route: Route, job: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -335,6 +413,12 @@ class Worker:
         except (TypeError, ValueError) as exc:
             raise InvalidArguments(f"{route.path}: {exc}") from None
 
+    def _all_arguments(self, route: Route, given: dict[str, Any]) -> dict[str, Any]:
+        """One call's value of every parameter (its defaults filled in): its column of a batch."""
+        bound = inspect.signature(route.func).bind(**self._arguments(route, given))
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
     def _out_of_memory(self, exc: MemoryError) -> dict[str, Any]:
         """A job over the worker's memory limit fails with an error that says so, and the worker
         leaves after reporting it (what the failed allocation left behind is not to be trusted):
@@ -372,6 +456,17 @@ def unpack(link: ServerLink, cache: Path, version_id: str) -> Path:
         except OSError:  # another worker unpacked it first
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _sendable(body: dict[str, Any]) -> dict[str, Any]:
+    """A job-done body that JSON can carry; a result it cannot fails the job, saying so."""
+    try:
+        if "output" in body:
+            body["output"] = to_jsonable_python(body["output"])
+        _json.dumps(body)
+    except (TypeError, PydanticSerializationError) as exc:
+        body = Worker._error(TypeError(f"the route's result is not JSON-serializable: {exc}"))
+    return body
 
 
 async def _await(awaitable: Any) -> Any:
