@@ -168,7 +168,8 @@ def test_64_concurrent_callers_each_get_their_own_answer_from_batches(srv, marks
         got = [a.result(timeout=120) for a in answers]
     for i, answer in enumerate(got):
         out = i * 2 + (1 if i % 4 == 0 else 0)
-        assert answer == (out if i % 4 == 3 else {"x": i, "out": out}), (i, answer)
+        # Laminar sends a number as its JSON text (what every lmnr client accepts).
+        assert answer == (str(out) if i % 4 == 3 else {"x": i, "out": out}), (i, answer)
     seen = sizes(marks, "double")
     assert sum(seen) - before == 64
     assert max(seen) > 1 and max(seen) <= 32, seen
