@@ -7,6 +7,7 @@ No test waits on the clock: periods are a second and the tests wait for fires (a
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import time
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.fernet import Fernet
 
@@ -328,3 +330,23 @@ def test_a_restart_right_after_a_fire_does_not_fire_that_tick_again(server_facto
     tick = fired_after(server, "ticker", "/tick", tick)["last_job"]["id"]
     fired_after(server, "ticker", "/tick", tick)
     assert len(jobs_of(server, "ticker", "/nightly")) == 1
+
+
+def test_the_console_lists_an_endpoints_schedules_and_pauses_one(srv: PodiumServer) -> None:
+    fired_after(srv, "ticker", "/tick", None)
+    with httpx.Client(base_url=srv.url, follow_redirects=True, timeout=30) as browser:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/console/login").text)
+        assert csrf is not None
+        browser.post("/console/login", data={"csrf": csrf.group(1), "api_key": srv.key})
+        page = browser.get("/console/endpoints/ticker").text
+        assert 'id="schedules"' in page and "0 3 * * * (Europe/Rome)" in page and "every 1s" in page
+        token = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert token is not None
+        r = browser.post(
+            "/console/endpoints/ticker/schedules/pause", data={"csrf": token.group(1), "route": "/nightly"}
+        )
+        assert r.status_code == 200 and "is paused" in r.text
+        assert schedules(srv, "ticker")["/nightly"]["paused"] is True
+        assert "Resume the schedule of /nightly" in browser.get("/console/endpoints/ticker").text
+        browser.post("/console/endpoints/ticker/schedules/resume", data={"csrf": token.group(1), "route": "/nightly"})
+    assert schedules(srv, "ticker")["/nightly"]["paused"] is False
