@@ -20,6 +20,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+import podium
 from conftest import SERVICES
 from podium.clock import Clock
 from podium.core.access import Access
@@ -350,3 +351,41 @@ def test_the_console_lists_an_endpoints_schedules_and_pauses_one(srv: PodiumServ
         assert "Resume the schedule of /nightly" in browser.get("/console/endpoints/ticker").text
         browser.post("/console/endpoints/ticker/schedules/resume", data={"csrf": token.group(1), "route": "/nightly"})
     assert schedules(srv, "ticker")["/nightly"]["paused"] is False
+
+
+def test_a_runpod_worker_file_is_scheduled_at_its_route_slash_with_the_jobs_input(srv: PodiumServer) -> None:
+    srv.deploy(SERVICES / "rpw" / "echo.py", "rp-echo")
+    srv.cli("schedules", "add", "rp-echo", "/", "--every", "1s", "--input", '{"hi": 1}')
+    try:
+        fired = fired_after(srv, "rp-echo", "/", None)
+        job = srv.job(fired["last_job"]["id"])
+        assert job["status"] == "COMPLETED" and job["output"]["echo"] == {"hi": 1}
+    finally:
+        srv.cli("schedules", "rm", "rp-echo", "/")
+    assert schedules(srv, "rp-echo") == {}
+
+
+def test_the_sdk_records_a_routes_schedule_and_refuses_one_it_cannot_use() -> None:
+    svc = podium.Service(None, name="sdk-ticker")
+
+    @svc.endpoint("/refresh", schedule="*/15 * * * *", timezone="Europe/Rome", schedule_input={"full": True})
+    def refresh(full: bool = False) -> bool:
+        return full
+
+    (route,) = svc.route_table()
+    assert route["schedule"] == {
+        "cron": "*/15 * * * *",
+        "timezone": "Europe/Rome",
+        "overlap": False,
+        "input": {"full": True},
+    }
+    for kwargs, named in (
+        ({"schedule": "0 25 * * *"}, "0 25 * * *"),
+        ({"schedule": "0 3 * * *", "timezone": "Mars/Olympus"}, "Mars/Olympus"),
+        ({"schedule": podium.every(seconds=30), "timezone": "Nowhere"}, "Nowhere"),
+        ({"schedule_input": {"full": True}}, "need a schedule="),
+    ):
+        with pytest.raises(podium.ServiceDefinitionError, match=re.escape(named)):
+            svc.endpoint("/other", **kwargs)
+    with pytest.raises(Exception, match="at least 1 s"):
+        podium.every(seconds=0.5)

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 #: The shortest period a schedule may have: the leader looks at schedules about once a second.
 MIN_EVERY_SECONDS = 1.0
+#: The longest: a year (longer periods are cron expressions).
+MAX_EVERY_SECONDS = 366 * 86400.0
 #: `--every` durations: a number and a unit (s, m, h or d).
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -35,8 +37,12 @@ class Every:
     seconds: float
 
     def __post_init__(self) -> None:
-        if not self.seconds >= MIN_EVERY_SECONDS:
-            raise InvalidSchedule("every", f"a schedule's period must be at least {MIN_EVERY_SECONDS:g} s")
+        if not MIN_EVERY_SECONDS <= self.seconds <= MAX_EVERY_SECONDS:
+            raise InvalidSchedule(
+                "every",
+                f"a schedule's period must be at least {MIN_EVERY_SECONDS:g} s and at most a year "
+                f"(got {self.seconds!r})",
+            )
 
 
 def every(*, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0) -> Every:
