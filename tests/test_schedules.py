@@ -389,3 +389,18 @@ def test_the_sdk_records_a_routes_schedule_and_refuses_one_it_cannot_use() -> No
             svc.endpoint("/other", **kwargs)
     with pytest.raises(Exception, match="at least 1 s"):
         podium.every(seconds=0.5)
+
+
+def test_the_python_client_adds_lists_pauses_resumes_and_removes(srv: PodiumServer) -> None:
+    d = podium.get_deployment("ticker", url=srv.url, api_key=srv.key)
+    added = d.add_schedule("/echo", every="2h", input={"value": 5})
+    assert (added["route"], added["every"], added["input"], added["source"]) == ("/echo", 7200, {"value": 5}, "api")
+    assert "/echo" in {s["route"] for s in d.schedules()}
+    assert d.pause_schedule("/echo")["paused"] is True
+    assert d.resume_schedule("/echo")["paused"] is False
+    with pytest.raises(podium.APIError, match="has a schedule already"):
+        d.add_schedule("/echo", cron="0 3 * * *")
+    d.remove_schedule("/echo")
+    assert "/echo" not in {s["route"] for s in d.schedules()}
+    with pytest.raises(podium.APIError, match="no schedule on /echo"):
+        d.pause_schedule("/echo")
