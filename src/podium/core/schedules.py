@@ -121,7 +121,8 @@ class Scheduler:
     # -- what operators do ------------------------------------------------------------------------
 
     async def listed(self, eps: list[Endpoint]) -> list[Listed]:
-        """The schedules of `eps`, their code-declared ones as their current versions say."""
+        """The schedules of `eps`, their code-declared ones as their current versions say (kept
+        in step here too, so that a deploy's schedules are listed before the leader's next tick)."""
         names = {ep.id: ep.name for ep in eps}
         found = [s for s in await self.schedules.find() if s.endpoint_id in names]
         if await self._sync(eps, found):
