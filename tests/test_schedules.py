@@ -10,9 +10,11 @@ import json
 import re
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ APP = SERVICES / "schedules" / "app.py"
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
-    server = PodiumServer(tmp_path_factory.mktemp("schedules-home"))
+    server = PodiumServer(tmp_path_factory.mktemp("schedules-home"), env={"PODIUM_WEBHOOK_ALLOW_PRIVATE": "1"})
     server.start()
     try:
         server.deploy(APP, "ticker")
@@ -404,3 +406,34 @@ def test_the_python_client_adds_lists_pauses_resumes_and_removes(srv: PodiumServ
     assert "/echo" not in {s["route"] for s in d.schedules()}
     with pytest.raises(podium.APIError, match="no schedule on /echo"):
         d.pause_schedule("/echo")
+
+
+def test_a_schedules_jobs_post_their_final_status_to_its_webhook(srv: PodiumServer) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/hook"
+    try:
+        refused = srv.http.post(
+            "/api/v1/endpoints/ticker/schedules", json={"route": "/echo", "every": 1, "webhook": "file:///etc/passwd"}
+        )
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_webhook"
+        srv.cli("schedules", "add", "ticker", "/echo", "--every", "1s", "--input", '{"value": 8}', "--webhook", url)
+        fired = fired_after(srv, "ticker", "/echo", None)
+        assert fired["webhook"] == url
+        job = fired["last_job"]["id"]
+        body = wait_until(lambda: next((b for b in received if b["id"] == job), None), 30, 0.1, "the delivery")
+        assert body["status"] == "COMPLETED" and body["output"]["value"] == 8
+    finally:
+        srv.cli("schedules", "rm", "ticker", "/echo")
+        httpd.shutdown()

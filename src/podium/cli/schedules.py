@@ -30,6 +30,7 @@ def schedules_add(
     every: str = typer.Option(None, "--every", help="A period instead of --cron, like 30s, 5m or 2h."),
     input_json: str = typer.Option(None, "--input", help="The job input, as JSON (default: the route's defaults)."),
     overlap: bool = typer.Option(False, "--overlap", help="Fire even while the previous fire's job still runs."),
+    webhook: str = typer.Option(None, "--webhook", help="Where each fire's job posts its final status (signed)."),
     as_json: bool = JSON,
     url: str = URL,
     key: str = KEY,
@@ -47,7 +48,7 @@ def schedules_add(
         fail(str(exc))
     with connect(url, key, project) as conn:
         added = api.add_schedule(
-            conn, name, route, cron=cron, every=period, timezone=tz, input=payload, overlap=overlap
+            conn, name, route, cron=cron, every=period, timezone=tz, input=payload, overlap=overlap, webhook=webhook
         )
     if as_json:
         print_json(added)

@@ -264,11 +264,21 @@ class Deployment:
         timezone: str = "UTC",
         input: Any = None,
         overlap: bool = False,
+        webhook: str | None = None,
     ) -> dict[str, Any]:
         """Run `route` by itself on `cron` (in `timezone`) or `every` (seconds, or like "30s");
-        `input` as its job input (default: the route's defaults)."""
+        `input` as its job input (default: the route's defaults); `webhook`: where each fire's
+        job posts its final status."""
         return schedules.add_schedule(
-            self._conn, self.id, route, cron=cron, every=every, timezone=timezone, input=input, overlap=overlap
+            self._conn,
+            self.id,
+            route,
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            input=input,
+            overlap=overlap,
+            webhook=webhook,
         )
 
     def pause_schedule(self, route: str) -> dict[str, Any]:

@@ -40,10 +40,11 @@ def add_schedule(
     timezone: str = "UTC",
     input: Any = None,
     overlap: bool = False,
+    webhook: str | None = None,
 ) -> dict[str, Any]:
     """Run `route` of `endpoint` by itself: on a cron expression (read in `timezone`) or every
     `every` seconds (or a duration like `30s`); `input` as its job input (default: the route's
-    defaults)."""
+    defaults); each fire's job posts its final status to `webhook`, if given."""
     body = {
         "route": route,
         "cron": cron,
@@ -51,6 +52,7 @@ def add_schedule(
         "timezone": timezone,
         "input": input,
         "overlap": overlap,
+        "webhook": webhook,
     }
     added: dict[str, Any] = conn.request("POST", schedule_path(endpoint), json=body)
     return added

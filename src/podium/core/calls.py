@@ -248,10 +248,7 @@ class Calls:
         Superseded when it changes no row)."""
         options = options or JobOptions()
         if options.webhook:
-            try:
-                await check_url(options.webhook, allow_private=allow_private_from_env())
-            except UnsafeURL as exc:
-                raise InvalidRequest(str(exc), code="invalid_webhook") from None
+            await check_webhook(options.webhook)
         idempotency = None
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= 255:
@@ -311,6 +308,14 @@ class Calls:
                 code="idempotency_key_reused",
             )
         return first_job
+
+
+async def check_webhook(url: str) -> None:
+    """InvalidRequest unless a webhook may be posted to `url` (https, a public address)."""
+    try:
+        await check_url(url, allow_private=allow_private_from_env())
+    except UnsafeURL as exc:
+        raise InvalidRequest(str(exc), code="invalid_webhook") from None
 
 
 def request_hash(endpoint_id: str, route: str, payload: Any, options: JobOptions) -> str:

@@ -23,8 +23,9 @@ from typing import Any
 
 from podium.clock import Clock
 from podium.core.access import Principal
-from podium.core.calls import Calls, check_arguments
+from podium.core.calls import Calls, check_arguments, check_webhook
 from podium.core.errors import Conflict, InvalidRequest, InvalidSchedule, NotFound, QueueFull
+from podium.core.options import JobOptions
 from podium.dispatch.queue import JobQueue
 from podium.dispatch.states import UNFINISHED
 from podium.dispatch.submit import Superseded
@@ -48,7 +49,13 @@ NOT_FIRING = (EndpointState.INACTIVE, EndpointState.ERROR)
 
 
 def spec(
-    *, cron: str | None, every: float | None, timezone: str = "UTC", input: Any = None, overlap: bool = False
+    *,
+    cron: str | None,
+    every: float | None,
+    timezone: str = "UTC",
+    input: Any = None,
+    overlap: bool = False,
+    webhook: str | None = None,
 ) -> Spec:
     """A checked schedule definition: InvalidSchedule names the expression, zone or period."""
     if (cron is None) == (every is None):
@@ -61,7 +68,7 @@ def spec(
             Every(every)
     except BadTimetable as exc:
         raise InvalidSchedule(str(exc), code=f"invalid_{exc.field}") from None
-    return Spec(cron=cron, every=every, timezone=timezone, input=input, overlap=overlap)
+    return Spec(cron=cron, every=every, timezone=timezone, input=input, overlap=overlap, webhook=webhook)
 
 
 def declared(route: RouteRecord) -> Spec | None:
@@ -141,6 +148,8 @@ class Scheduler:
             if not isinstance(definition.input, dict):
                 raise InvalidRequest(f"route {target.route['path']} takes keyword arguments: input must be an object")
             check_arguments(target.route, definition.input)
+        if definition.webhook is not None:
+            await check_webhook(definition.webhook)
         first = self._next(definition, self.clock.now())
         if not await self.schedules.add(ep.project_id, ep.id, path, definition, source="api", next_fire_at=first):
             raise Conflict(
@@ -218,11 +227,12 @@ class Scheduler:
                 {} if s.input is None else s.input,
                 kind="schedule",
                 job_id=job_id,
+                options=JobOptions(webhook=s.webhook),
                 guard=Schedules.advance(s, upcoming, now, job_id),
             )
         except Superseded:  # another leader fired this tick
             return
-        except (NotFound, QueueFull) as exc:  # its route is gone, or its queue is full: skipped
+        except (NotFound, QueueFull, InvalidRequest) as exc:  # route gone, queue full, webhook refused
             if await self.schedules.pass_over(s, upcoming, skipped_at=now):
                 log.warning("schedule %s %s skipped: %s", ep.name, s.route, exc.detail)
 
@@ -272,4 +282,4 @@ class Scheduler:
 
 
 def _spec_of(s: Schedule) -> Spec:
-    return Spec(cron=s.cron, every=s.every, timezone=s.timezone, input=s.input, overlap=s.overlap)
+    return Spec(cron=s.cron, every=s.every, timezone=s.timezone, input=s.input, overlap=s.overlap, webhook=s.webhook)

@@ -38,6 +38,8 @@ class Schedule:
     #: Each fire's job input; None: the route's defaults.
     input: Any
     overlap: bool
+    #: Where each fire's job posts its final status; None: nowhere.
+    webhook: str | None
     paused: bool
     next_fire_at: float
     last_fire_at: float | None
@@ -61,15 +63,17 @@ class Spec:
     timezone: str
     input: Any
     overlap: bool
+    webhook: str | None = None
 
     def of(self, s: Schedule) -> bool:
         """Whether `s` is this spec already."""
-        return (s.cron, s.every, s.timezone, s.input, s.overlap) == (
+        return (s.cron, s.every, s.timezone, s.input, s.overlap, s.webhook) == (
             self.cron,
             self.every,
             self.timezone,
             self.input,
             self.overlap,
+            self.webhook,
         )
 
     def columns(self) -> dict[str, Any]:
@@ -79,6 +83,7 @@ class Spec:
             "timezone": self.timezone,
             "input": None if self.input is None else _json.dumps(self.input),
             "overlap": self.overlap,
+            "webhook": self.webhook,
         }
 
 

@@ -362,6 +362,8 @@ schedules = Table(
     # JSON input of each fire's job; NULL: the route's defaults ({}).
     Column("input", Text, nullable=True),
     Column("overlap", Boolean, nullable=False, server_default=false()),
+    # Where each fire's job posts its final status (signed, like any job's webhook).
+    Column("webhook", Text, nullable=True),
     Column("paused", Boolean, nullable=False, server_default=false()),
     Column("next_fire_at", Float, nullable=False),
     Column("last_fire_at", Float, nullable=True),

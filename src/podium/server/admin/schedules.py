@@ -33,6 +33,8 @@ class ScheduleIn(Strict):
     #: The job input of each fire; none: the route's defaults.
     input: Any = None
     overlap: bool = False
+    #: Where each fire's job posts its final status (signed, like any job's webhook).
+    webhook: str | None = Field(default=None, max_length=2048)
 
 
 def iso(at: float | None) -> str | None:
@@ -52,6 +54,7 @@ def schedule_view(found: Listed) -> dict[str, Any]:
         "timezone": s.timezone,
         "input": s.input,
         "overlap": s.overlap,
+        "webhook": s.webhook,
         "paused": s.paused,
         "next_fire_at": iso(s.next_fire_at),
         "last_fire_at": iso(s.last_fire_at),
@@ -94,7 +97,14 @@ async def add_schedule(request: Request, ref: str) -> JSONAnswer:
     rt, principal = await admin_caller(request, "deploy", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     body = parse(ScheduleIn, await read_object(request, 256 * 1024), "schedule")
-    definition = spec(cron=body.cron, every=body.every, timezone=body.timezone, input=body.input, overlap=body.overlap)
+    definition = spec(
+        cron=body.cron,
+        every=body.every,
+        timezone=body.timezone,
+        input=body.input,
+        overlap=body.overlap,
+        webhook=body.webhook,
+    )
     added = await rt.scheduler.add(principal, ep, body.route, definition)
     answer = await _one(rt, ep, added.route)
     answer.status_code = 201

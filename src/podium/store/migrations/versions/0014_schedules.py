@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("timezone", sa.String(64), nullable=False),
         sa.Column("input", sa.Text(), nullable=True),
         sa.Column("overlap", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("webhook", sa.Text(), nullable=True),
         sa.Column("paused", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("next_fire_at", sa.Float(), nullable=False),
         sa.Column("last_fire_at", sa.Float(), nullable=True),
