@@ -10,6 +10,7 @@ import json
 import re
 import signal
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -437,3 +438,16 @@ def test_a_schedules_jobs_post_their_final_status_to_its_webhook(srv: PodiumServ
     finally:
         srv.cli("schedules", "rm", "ticker", "/echo")
         httpd.shutdown()
+
+
+def test_a_workers_environment_without_cronsim_still_loads_a_cron_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's environment (built from the service's requirements) has Podium's runtime
+    packages only: declaring a cron schedule there must not need cronsim."""
+    monkeypatch.setitem(sys.modules, "cronsim", None)  # `import cronsim` raises ModuleNotFoundError
+    svc = podium.Service(None, name="no-cronsim")
+
+    @svc.endpoint("/nightly", schedule="0 3 * * *", timezone="Europe/Rome")
+    def nightly() -> None:
+        pass
+
+    assert svc.route_table()[0]["schedule"]["cron"] == "0 3 * * *"

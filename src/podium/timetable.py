@@ -71,10 +71,11 @@ def check_cron(expr: str, timezone: str = "UTC") -> None:
 
 
 def next_cron(expr: str, timezone: str, after: float) -> float:
-    """The first time after `after` (UNIX seconds) that `expr` matches in `timezone`."""
-    from cronsim import CronSim, CronSimError  # the workers, which import the SDK, never need it
-
+    """The first time after `after` (UNIX seconds) that `expr` matches in `timezone`; raises
+    ModuleNotFoundError where cronsim is not installed (a worker's environment: see the SDK)."""
     tz = zone(timezone)
+    from cronsim import CronSim, CronSimError  # imported here: a worker's environment has no cronsim
+
     start = datetime.fromtimestamp(after, tz).replace(microsecond=0)
     try:
         return next(CronSim(expr, start)).timestamp()

@@ -7,6 +7,7 @@ A RunPod-style ``handler(job)`` is a service with one route that receives the wh
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -320,7 +321,11 @@ def _schedule(
             zone(timezone)
             record: ScheduleRecord = {"every": schedule.seconds, "timezone": timezone, "overlap": overlap}
         elif isinstance(schedule, str):
-            check_cron(schedule, timezone)
+            zone(timezone)
+            # A worker's environment has Podium's runtime packages only, not cronsim: there the
+            # expression is not read again (the deploy checked it, and the server fires it).
+            with contextlib.suppress(ModuleNotFoundError):
+                check_cron(schedule, timezone)
             record = {"cron": schedule, "timezone": timezone, "overlap": overlap}
         else:
             raise ServiceDefinitionError(
