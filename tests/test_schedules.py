@@ -172,6 +172,8 @@ def test_ls_json_shape(srv: PodiumServer) -> None:
     assert set(tick["last_job"]) == {"id", "status"}
     nightly = next(s for s in listed if s["route"] == "/nightly")
     assert nightly["cron"] == "0 3 * * *" and "every" not in nightly
+    table = srv.cli("schedules", "ls", "ticker").stdout
+    assert "at 0 3 * * * (Europe/Rome) (code)" in table and "every 1s (code)" in table
     # Without a name: the project's schedules, every endpoint's.
     everything = json.loads(srv.cli("schedules", "ls", "--json").stdout)
     assert {(s["endpoint"], s["route"]) for s in listed} <= {(s["endpoint"], s["route"]) for s in everything}
