@@ -322,6 +322,21 @@ async def test_two_leaders_that_read_the_same_tick_fire_it_once(store: Store) ->
     assert after.last_job_id == jobs[0].id and after.next_fire_at > now and after.skipped == 0
 
 
+async def test_a_leader_that_read_a_schedule_before_it_was_paused_does_not_fire_it(store: Store) -> None:
+    """1. A due schedule is read by the leader. 2. An operator pauses it. 3. The leader fires
+    from what it read. Result: no job."""
+    engine = Engine(store)
+    project = await engine.catalog.ensure_project("default")
+    version = await engine.catalog.put_version(project, VERSION)
+    ep, _ = await engine.catalog.point_endpoint(project, "ticker", version, key_id=None, message=None)
+    definition = spec(cron=None, every=60.0)
+    assert await engine.table.add(project, ep.id, "/nightly", definition, source="api", next_fire_at=1.0)
+    (read,) = await engine.table.find(endpoint_id=ep.id)
+    await engine.scheduler().pause(ep, "/nightly")
+    await engine.scheduler()._fire(read, ep, engine.clock.now())
+    assert await engine.queue.find(project, endpoint_id=ep.id) == []
+
+
 def test_a_restart_right_after_a_fire_does_not_fire_that_tick_again(server_factory: Any) -> None:
     """1. A cron schedule is made due. 2. The leader fires it. 3. The server is killed at once
     (SIGKILL) and started again. Result: the tick's one job, and no second one, once the new

@@ -191,8 +191,10 @@ class Scheduler:
 
     async def tick(self) -> None:
         """Keep code schedules in step with their endpoints' versions, then fire those due."""
-        eps = {ep.id: ep for ep in await self.catalog.list_endpoints()}
+        # Schedules first: one read before the endpoints cannot belong to an endpoint created
+        # after them, so a schedule missing its endpoint is one whose endpoint was removed.
         found = await self.schedules.find()
+        eps = {ep.id: ep for ep in await self.catalog.list_endpoints()}
         orphans = [s.id for s in found if s.endpoint_id not in eps]
         await self.schedules.remove(*orphans)
         if await self._sync(list(eps.values()), found):

@@ -163,10 +163,11 @@ class Schedules:
     @staticmethod
     def advance(s: Schedule, next_fire_at: float, now: float, job_id: str) -> Update:
         """The statement that moves `s` past the tick it read, naming the job it fired: it
-        changes no row when another leader fired that tick first."""
+        changes no row when another leader fired that tick first, or the schedule was paused
+        since it was read."""
         return (
             update(schedules)
-            .where(schedules.c.id == s.id, schedules.c.next_fire_at == s.next_fire_at)
+            .where(schedules.c.id == s.id, schedules.c.next_fire_at == s.next_fire_at, schedules.c.paused.is_(False))
             .values(next_fire_at=next_fire_at, last_fire_at=now, last_job_id=job_id)
         )
 
