@@ -34,6 +34,7 @@ from podium.errors import (
     ServiceDefinitionError,
 )
 from podium.sdk import JobContext, Route, Service, ServiceConfig, context, handler, service, volume
+from podium.timetable import Every, every
 
 if _TYPE_CHECKING:
     from podium import aio
@@ -76,6 +77,7 @@ __all__ = [
     "Deployment",
     "DeploymentError",
     "Endpoint",
+    "Every",
     "HTTPError",
     "Job",
     "JobContext",
@@ -92,6 +94,7 @@ __all__ = [
     "aio",
     "context",
     "deploy",
+    "every",
     "get_deployment",
     "handler",
     "service",

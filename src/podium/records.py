@@ -38,6 +38,19 @@ class Param(TypedDict):
     source: NotRequired[str]
 
 
+class ScheduleRecord(TypedDict):
+    """When a route runs by itself (`schedule=` on `@svc.endpoint`): exactly one of `cron`
+    (in `timezone`) and `every` (seconds)."""
+
+    cron: NotRequired[str]
+    every: NotRequired[float]
+    timezone: str
+    #: The job's input (keyword arguments; a handler's job input); none: the route's defaults.
+    input: NotRequired[Any]
+    #: Fire even while the previous fire's job still runs.
+    overlap: bool
+
+
 class RouteRecord(TypedDict):
     """One route of a version's route table."""
 
@@ -59,6 +72,8 @@ class RouteRecord(TypedDict):
     #: The model name `/v2/{endpoint}/openai/v1/models` lists for it (an OpenAI route's).
     model: NotRequired[str]
     returns: NotRequired[dict[str, Any]]
+    #: The route runs by itself on this schedule (the leader fires it; `podium schedules`).
+    schedule: NotRequired[ScheduleRecord]
 
 
 #: Default execution timeout: 24 hours (RunPod's endpoints default lower; long jobs are our case).

@@ -146,6 +146,18 @@ def bodies(real: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
                 "queue_cap": {"type": "integer"},
             }
         ),
+        # Periods of an hour or more: a case must not leave a schedule firing every second.
+        ("POST", "/api/v1/endpoints/{ref}/schedules"): obj(
+            {
+                "route": {"anyOf": [{"enum": ["/work", "/hello", "/", "/nope"]}, S]},
+                "cron": {"anyOf": [{"enum": ["0 3 * * *", "61 * * * *"]}, S]},
+                "every": {"type": "number", "minimum": 3600},
+                "timezone": {"anyOf": [{"enum": ["UTC", "Europe/Rome", "Mars/Olympus"]}, S]},
+                "input": obj({"value": V}),
+                "overlap": {"type": "boolean"},
+            },
+            "route",
+        ),
         ("POST", "/api/v1/endpoints/{ref}/rollback"): obj({"version": {"enum": real["version_id"]}, "message": S}),
         ("PUT", "/api/v1/endpoints/{ref}/secrets"): obj({"MY_TOKEN": S, "PODIUM_X": S, "lower_ok": S}),
         ("POST", "/api/v1/keys"): obj(

@@ -232,6 +232,35 @@ def test_a_redeploy_through_the_follower_is_gated_by_the_leader(cluster, tmp_pat
     wait_until(lambda: leader.http.post("/relay/which", json={}).json() == "v3", 10, what="v3 on the leader")
 
 
+def test_a_schedule_fires_once_per_tick_across_replicas(cluster):
+    """1. A cron schedule is added through the follower; both replicas list it.
+    2. Its tick is made due in the store. 3. Result: one job for that tick (the leader fires;
+    the follower never does), seen alike on both replicas, while an every-second schedule shows
+    that the leader keeps ticking."""
+    leader, follower = cluster["leader"], cluster["follower"]
+    base = "/api/v1/endpoints/basic/schedules"
+    r = follower.http.post(base, json={"route": "/hello", "cron": "0 3 * * *", "timezone": "Asia/Tokyo"})
+    assert r.status_code == 201, r.text
+    assert follower.http.post(base, json={"route": "/work", "every": 1}).status_code == 201
+
+    def listed(srv: PodiumServer) -> dict[str, Any]:
+        return {s["route"]: s for s in srv.http.get(base).json()["schedules"]}
+
+    assert set(listed(leader)) == set(listed(follower)) == {"/hello", "/work"}
+    try:
+        with psycopg.connect(cluster["db"].replace("+psycopg", ""), autocommit=True) as db:
+            db.execute("UPDATE schedules SET next_fire_at = 0 WHERE route = '/hello'")
+        fired = wait_until(lambda: listed(follower)["/hello"]["last_job"], 30, 0.1, "the fire")
+        assert follower.wait_job(fired["id"])["output"] == "Hello, world! My favorite number is 42"
+        work = listed(leader)["/work"]["last_job"]
+        wait_until(lambda: listed(leader)["/work"]["last_job"] != work, 30, 0.1, "a tick after the fire")
+        found = follower.http.get("/api/v1/jobs?endpoint=basic&limit=1000").json()["jobs"]
+        assert [j["id"] for j in found if j["route"] == "/hello" and j["kind"] == "schedule"] == [fired["id"]]
+    finally:
+        for route in ("hello", "work"):
+            follower.http.delete(f"{base}/{route}")
+
+
 def test_readiness_fails_while_the_store_is_unreachable(cluster, pg_cluster):
     """Connections to the database are refused (and the replicas' own cut) until the leader has
     noticed and stepped down; its autoscaler meets the outage too. Then one of the two leads

@@ -24,6 +24,7 @@ import httpx
 
 from podium import _json
 from podium.bundle import Bundle, describe, make_bundle
+from podium.client import schedules
 from podium.client.http import Connection, raise_for
 from podium.client.jobs import Endpoint, Job
 from podium.errors import APIError, DeploymentError, ServiceDefinitionError
@@ -249,6 +250,45 @@ class Deployment:
     def address(self) -> str:
         """Base URL of the routes: POST {address}/{route}."""
         return f"{self._conn.url}/{self.id}"
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """Its schedules: `cron` or `every`, `timezone`, `paused`, next and last fire, last job."""
+        return schedules.list_schedules(self._conn, self.id)
+
+    def add_schedule(
+        self,
+        route: str,
+        *,
+        cron: str | None = None,
+        every: float | str | None = None,
+        timezone: str = "UTC",
+        input: Any = None,
+        overlap: bool = False,
+        webhook: str | None = None,
+    ) -> dict[str, Any]:
+        """Run `route` by itself on `cron` (in `timezone`) or `every` (seconds, or like "30s");
+        `input` as its job input (default: the route's defaults); `webhook`: where each fire's
+        job posts its final status."""
+        return schedules.add_schedule(
+            self._conn,
+            self.id,
+            route,
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            input=input,
+            overlap=overlap,
+            webhook=webhook,
+        )
+
+    def pause_schedule(self, route: str) -> dict[str, Any]:
+        return schedules.change_schedule(self._conn, self.id, route, "pause")
+
+    def resume_schedule(self, route: str) -> dict[str, Any]:
+        return schedules.change_schedule(self._conn, self.id, route, "resume")
+
+    def remove_schedule(self, route: str) -> None:
+        schedules.remove_schedule(self._conn, self.id, route)
 
     def teardown(self) -> None:
         """Stop it: workers drain and stop, calls are refused until it is deployed again."""

@@ -147,6 +147,40 @@ class EndpointDetail:
     history: list[HistoryEntry]
     #: Why wanted workers are not started (e.g. waiting for a GPU).
     waiting_for: str | None = None
+    schedules: list[ScheduleRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """One of an endpoint's schedules, as its page lists it (times are ISO 8601, UTC)."""
+
+    route: str
+    #: "*/15 * * * * (Europe/Rome)" or "every 30s".
+    when: str
+    #: "code" (declared by its version) or "api" (added by an operator).
+    source: str
+    paused: bool
+    next_fire_at: str
+    last_fire_at: str | None
+    last_job: str | None
+    last_status: str | None
+    skipped: int
+
+    @classmethod
+    def of(cls, s: dict[str, Any]) -> ScheduleRow:
+        when = f"{s['cron']} ({s['timezone']})" if "cron" in s else f"every {s['every']:g}s"
+        job = s["last_job"] or {}
+        return cls(
+            s["route"],
+            when,
+            s["source"],
+            s["paused"],
+            s["next_fire_at"],
+            s["last_fire_at"],
+            job.get("id"),
+            job.get("status"),
+            s["skipped"],
+        )
 
 
 @dataclass(frozen=True)
@@ -350,6 +384,7 @@ class ConsoleData:
     async def endpoint(self, name: str) -> EndpointDetail:
         ep = await self._call("GET", f"/api/v1/endpoints/{quote(name, safe='')}")
         hist = await self._call("GET", f"/api/v1/endpoints/{quote(name, safe='')}/history")
+        planned = await self._call("GET", f"/api/v1/endpoints/{quote(name, safe='')}/schedules")
         return EndpointDetail(
             name=ep["name"],
             endpoint_id=ep["endpoint_id"],
@@ -365,6 +400,7 @@ class ConsoleData:
                 HistoryEntry(h["version"], h["at"], h["key_id"], h["message"], h["current"]) for h in hist["history"]
             ],
             waiting_for=ep.get("waiting_for"),
+            schedules=[ScheduleRow.of(s) for s in planned["schedules"]],
         )
 
     async def charts(self, name: str) -> list[ChartPoint]:
@@ -408,6 +444,13 @@ class ConsoleData:
         if action not in ("stop", "start", "restart"):
             raise ConsoleError(400, f"unknown action {action!r}")
         await self._call("POST", f"/api/v1/endpoints/{quote(name, safe='')}/{action}")
+
+    async def schedule(self, name: str, route: str, action: str) -> None:
+        """pause or resume one of an endpoint's schedules."""
+        if action not in ("pause", "resume"):
+            raise ConsoleError(400, f"unknown action {action!r}")
+        path = quote(route.strip("/") or "-", safe="/")
+        await self._call("POST", f"/api/v1/endpoints/{quote(name, safe='')}/schedules/{path}/{action}")
 
     async def rollback(self, name: str, version: str, message: str | None = None) -> None:
         body = {"version": version, **({"message": message} if message else {})}

@@ -196,6 +196,15 @@ async def scaling(request: Request, c: Signed, name: str) -> Response:
     )
 
 
+@router.post("/endpoints/{name}/schedules/{action}")
+async def schedule_action(request: Request, c: Signed, name: str, action: Literal["pause", "resume"]) -> Response:
+    fields = await acting(c, request, "deploy")
+    route = fields.get("route", "")
+    await c.data.schedule(name, route, action)
+    done = {"pause": "paused", "resume": "resumed"}[action]
+    return await c.back(f"{PREFIX}/endpoints/{name}", "ok", f"The schedule of {name} {route} is {done}.")
+
+
 # After /rollback and /scaling, which this path would shadow.
 @router.post("/endpoints/{name}/{action}")
 async def endpoint_action(

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import Update
+
 from podium import _json
 from podium.core.access import Access, Principal
 from podium.core.errors import (
@@ -237,17 +239,16 @@ class Calls:
         options: JobOptions | None = None,
         idempotency_key: str | None = None,
         awaited: bool = False,
+        guard: Update | None = None,
     ) -> str:
         """Store a job and return its id. With an Idempotency-Key already used (by this project,
         within 24 h) for the same request, the first job's id comes back and nothing is stored;
         used for a different request, it is a Conflict. `awaited`: the caller waits for the
-        result on its connection (see NewJob.awaited)."""
+        result on its connection (see NewJob.awaited). `guard`: see NewJob.guard (raises
+        Superseded when it changes no row)."""
         options = options or JobOptions()
         if options.webhook:
-            try:
-                await check_url(options.webhook, allow_private=allow_private_from_env())
-            except UnsafeURL as exc:
-                raise InvalidRequest(str(exc), code="invalid_webhook") from None
+            await check_webhook(options.webhook)
         idempotency = None
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= 255:
@@ -279,6 +280,7 @@ class Calls:
             low_priority=options.low_priority,
             idempotency=idempotency,
             awaited=awaited,
+            guard=guard,
             id=job_id or uuid7(),
         )
         try:
@@ -306,6 +308,14 @@ class Calls:
                 code="idempotency_key_reused",
             )
         return first_job
+
+
+async def check_webhook(url: str) -> None:
+    """InvalidRequest unless a webhook may be posted to `url` (https, a public address)."""
+    try:
+        await check_url(url, allow_private=allow_private_from_env())
+    except UnsafeURL as exc:
+        raise InvalidRequest(str(exc), code="invalid_webhook") from None
 
 
 def request_hash(endpoint_id: str, route: str, payload: Any, options: JobOptions) -> str:

@@ -8,7 +8,8 @@
     ├── InvalidName           an id or name a path would be built from has the wrong shape (podium.names)
     ├── InvalidRequest        the request itself is malformed (code says how)
     │   ├── InvalidArguments  arguments a route cannot take
-    │   └── NotRetryable      retry of a job that is not FAILED or TIMED_OUT
+    │   ├── NotRetryable      retry of a job that is not FAILED or TIMED_OUT
+    │   └── InvalidSchedule   a cron expression, time zone or period that cannot be used
     ├── Conflict              an Idempotency-Key reused for another request
     ├── Clash                 a name taken, a thing in use, an upload offset that is not the server's
     ├── VolumeFull            a write would take a volume past its size limit
@@ -59,6 +60,10 @@ class InvalidArguments(InvalidRequest):
 
 class NotRetryable(InvalidRequest):
     code = "not_retryable"
+
+
+class InvalidSchedule(InvalidRequest):
+    code = "invalid_schedule"
 
 
 class Conflict(DomainError):

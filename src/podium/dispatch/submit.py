@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Update, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from podium import _json
@@ -48,11 +48,18 @@ class NewJob:
     #: The caller waits on its connection for the result (runsync, route calls): storing the job
     #: promises nothing yet, so it is not fsynced until its id is handed out (see wait_final).
     awaited: bool = False
+    #: An UPDATE run first in the job's transaction; the job is stored only if it changes a row
+    #: (a schedule's tick, moved on once: store.schedules.Schedules.advance).
+    guard: Update | None = None
     id: str = field(default_factory=uuid7)
 
 
 class DuplicateRequest(Exception):
     """Another request stored a job under the same Idempotency-Key first."""
+
+
+class Superseded(Exception):
+    """The job's guard changed no row (another leader fired the same tick): nothing was stored."""
 
 
 #: How long an Idempotency-Key is remembered.
@@ -90,6 +97,8 @@ class CallerSide(QueueBase):
     async def _enqueue(self, new: NewJob) -> str:
         now = self.clock.now()
         async with self.store.tx(durable=not new.awaited) as conn:
+            if new.guard is not None and not (await conn.execute(new.guard)).rowcount:
+                raise Superseded(new.id)
             await conn.rows(
                 INSERT_JOB,
                 new_job_binds(

@@ -7,6 +7,7 @@ A RunPod-style ``handler(job)`` is a service with one route that receives the wh
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -20,8 +21,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
-from podium.records import Batching, Param, RouteRecord, ServiceConfig
+from podium.records import Batching, Param, RouteRecord, ScheduleRecord, ServiceConfig
 from podium.sdk.provides import initializer_keys
+from podium.timetable import Every, InvalidSchedule, check_cron, zone
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +56,8 @@ class Route:
     #: An OpenAI-compatible route (`podium.worker.openai_route`), and the model name it answers to.
     openai: bool = False
     model: str | None = None
+    #: When the route runs by itself (`schedule=`), as its route table records it.
+    schedule: ScheduleRecord | None = None
     #: Set for a batched route: called with a list per parameter (a handler: a list of jobs),
     #: one element per call, and returns a list of as many results.
     batching: Batching | None = None
@@ -146,6 +150,8 @@ class Route:
             out["returns"] = json_schema(hints["return"])
         if self.openai:
             out["openai"] = True
+        if self.schedule is not None:
+            out["schedule"] = self.schedule
         return out
 
 
@@ -231,8 +237,17 @@ class Service:
         model: str | None = None,
         batch_size: int | None = None,
         batch_wait_ms: float | None = None,
+        schedule: str | Every | None = None,
+        timezone: str = "UTC",
+        schedule_input: dict[str, Any] | None = None,
+        overlap: bool = False,
     ) -> Callable[[F], F]:
         """Register a route at `path`; a generator function is a streaming route.
+
+        `schedule` runs the route by itself, as a job the server starts: a cron expression
+        ("*/15 * * * *", read in `timezone`) or `podium.every(seconds=30)`; with the route's
+        defaults, or `schedule_input` as its arguments. A fire while the previous one's job still
+        runs is skipped, unless `overlap=True`.
 
         `openai=True` makes it an OpenAI-compatible route at OpenAI's path (`/v1/chat/completions`,
         `/v1/completions`, `/v1/embeddings`), served at `/v2/{endpoint}/openai/v1/...`: it takes
@@ -255,6 +270,7 @@ class Service:
             raise ServiceDefinitionError(f"an OpenAI route's path is one of {', '.join(OPENAI_ROUTES)}, not {path}")
         if model is not None and not openai:
             raise ServiceDefinitionError(f"route {path} names a model but is not an OpenAI route (openai=True)")
+        when = _schedule(path, schedule, timezone, schedule_input, overlap)
 
         def register(func: F) -> F:
             is_gen = _is_generator(func)
@@ -269,10 +285,10 @@ class Service:
             if openai and is_gen and path == "/v1/embeddings":
                 raise ServiceDefinitionError(f"route {path} returns its vectors; it cannot be a generator")
             named = (model or self.name) if openai else None
-            self._add(
-                Route(path=path, func=func, streaming=is_gen, openai=openai, model=named, batching=batching),
-                default=default,
+            route = Route(
+                path=path, func=func, streaming=is_gen, openai=openai, model=named, batching=batching, schedule=when
             )
+            self._add(route, default=default)
             return func
 
         return register
@@ -337,6 +353,38 @@ class Service:
                 f"or None, not {type(result).__name__}"
             )
         return result
+
+
+def _schedule(
+    path: str, schedule: str | Every | None, timezone: str, given: dict[str, Any] | None, overlap: bool
+) -> ScheduleRecord | None:
+    """A route's schedule as its route table records it, checked where it is declared."""
+    if schedule is None:
+        if given is not None or overlap or timezone != "UTC":
+            raise ServiceDefinitionError(f"route {path}: schedule_input, overlap and timezone need a schedule=")
+        return None
+    if given is not None and not isinstance(given, dict):
+        raise ServiceDefinitionError(f"route {path}: schedule_input must be a dict of the route's arguments")
+    try:
+        if isinstance(schedule, Every):
+            zone(timezone)
+            record: ScheduleRecord = {"every": schedule.seconds, "timezone": timezone, "overlap": overlap}
+        elif isinstance(schedule, str):
+            zone(timezone)
+            # A worker's environment has Podium's runtime packages only, not cronsim: there the
+            # expression is not read again (the deploy checked it, and the server fires it).
+            with contextlib.suppress(ModuleNotFoundError):
+                check_cron(schedule, timezone)
+            record = {"cron": schedule, "timezone": timezone, "overlap": overlap}
+        else:
+            raise ServiceDefinitionError(
+                f"route {path}: schedule must be a cron expression or podium.every(...), not {type(schedule).__name__}"
+            )
+    except InvalidSchedule as exc:
+        raise ServiceDefinitionError(f"route {path}: {exc}") from None
+    if given is not None:
+        record["input"] = json_safe(given)
+    return record
 
 
 def default_name(text: str) -> str:

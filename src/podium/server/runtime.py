@@ -21,6 +21,7 @@ from podium.config import Settings
 from podium.core.access import Access
 from podium.core.calls import Calls
 from podium.core.deployments import EXPIRE_EVERY, Deployments
+from podium.core.schedules import TICK_SECONDS, Scheduler
 from podium.core.worker_calls import WorkerCalls
 from podium.core.workers import WorkerPool
 from podium.covalent.functions import Functions
@@ -41,6 +42,7 @@ from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster, Replica
 from podium.store.projects import DEFAULT_PROJECT
 from podium.store.records import Endpoint, Version
+from podium.store.schedules import Schedules
 from podium.store.secretbox import SecretBox, load_key
 from podium.store.webhook_secrets import WebhookSecrets
 
@@ -108,6 +110,8 @@ class Runtime:
         self.bundles = Bundles(settings.blobs, self.store if self.shared else None)
         self.deployments = Deployments(self.catalog, self.bundles, self.queue, self.scaler, self.secrets, self.clock)
         self.functions = Functions(self.access, self.deployments, self.clock)
+        #: Routes that run by themselves; the leader fires them (`_lead`).
+        self.scheduler = Scheduler(Schedules(self.store, self.clock), self.catalog, self.calls, self.queue, self.clock)
         self.serve_runs = ServeRuns(self.store, self.deployments, self.clock)
         #: The worker protocol, for both of its transports.
         self.workers = WorkerCalls(
@@ -119,8 +123,9 @@ class Runtime:
         self.webhooks: WebhookOutbox | None = None
         #: job-take and job-done for local workers, without HTTP.
         self.channel = WorkerChannel(self.workers, self.access, self.metrics, settings.home, self.replica_id)
-        #: Stops endpoints at their expires_at (Covalent time limits), while this replica leads.
-        self.expiry: asyncio.Task[None] | None = None
+        #: While this replica leads: stopping endpoints at their expires_at (Covalent time
+        #: limits), and firing schedules.
+        self.duties: list[asyncio.Task[None]] = []
         self._background: list[asyncio.Task[None]] = []
         #: Set on first start when an admin key was generated: printed once by `podium up`.
         self.new_admin_key: str | None = None
@@ -179,14 +184,17 @@ class Runtime:
         assert self.webhooks is not None
         self.webhooks.start()
         self.scaler.start()
-        self.expiry = asyncio.create_task(self._every(EXPIRE_EVERY, self.deployments.expire), name="podium-expiry")
+        self.duties = [
+            asyncio.create_task(self._every(EXPIRE_EVERY, self.deployments.expire), name="podium-expiry"),
+            asyncio.create_task(self._every(TICK_SECONDS, self.scheduler.tick), name="podium-schedules"),
+        ]
         await self._beat()
 
     async def _follow(self) -> None:
         """Another replica leads now (or this one is stopping): stop the duties, and the workers."""
-        if self.expiry is not None:
-            self.expiry.cancel()
-            self.expiry = None
+        for task in self.duties:
+            task.cancel()
+        self.duties = []
         try:
             await self.scaler.close()
         finally:  # whatever stopping the workers ran into, this replica sends no more webhooks

@@ -361,6 +361,40 @@ volumes = Table(
     UniqueConstraint("project_id", "name", name="uq_volumes_project_name"),
 )
 
+#: Routes that run by themselves (store/schedules.py): declared in a version's code (source
+#: "code", kept in step with the endpoint's current version by the leader) or added by an operator
+#: ("api"). One per route of an endpoint. The leader moves `next_fire_at` on in the transaction
+#: that stores the fire's job, so a tick fires once whichever replica leads.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", String(32), nullable=False),
+    Column("endpoint_id", String(32), nullable=False),
+    # The route's path; "/" is the endpoint's default route (a RunPod worker file's handler).
+    Column("route", String(255), nullable=False),
+    Column("source", String(8), nullable=False),
+    # Exactly one of cron (read in timezone) and every (seconds).
+    Column("cron", String(255), nullable=True),
+    Column("every", Float, nullable=True),
+    Column("timezone", String(64), nullable=False),
+    # JSON input of each fire's job; NULL: the route's defaults ({}).
+    Column("input", Text, nullable=True),
+    Column("overlap", Boolean, nullable=False, server_default=false()),
+    # Where each fire's job posts its final status (signed, like any job's webhook).
+    Column("webhook", Text, nullable=True),
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("next_fire_at", Float, nullable=False),
+    Column("last_fire_at", Float, nullable=True),
+    Column("last_job_id", String(64), nullable=True),
+    # Fires skipped because the previous fire's job still ran, and the last of them.
+    Column("skipped", Integer, nullable=False, server_default="0"),
+    Column("last_skipped_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("endpoint_id", "route", name="uq_schedules_endpoint_route"),
+    Index("ix_schedules_next_fire_at", "next_fire_at"),
+)
+
 #: Console sign-ins (console/sessions.py), readable by every replica behind a load balancer.
 console_sessions = Table(
     "console_sessions",

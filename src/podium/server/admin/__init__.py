@@ -1,11 +1,12 @@
 """The admin API under /api/v1, one module per resource; `ROUTERS` are mounted by the app."""
 
-from podium.server.admin import deploys, endpoints, installation, jobs, keys, versions, volumes
+from podium.server.admin import deploys, endpoints, installation, jobs, keys, schedules, versions, volumes
 
 #: Each resource's router (all under /api/v1).
 ROUTERS = (
     deploys.router,
     endpoints.router,
+    schedules.router,
     jobs.router,
     versions.router,
     keys.router,

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from podium.bundle import MAX_BUNDLE_BYTES, version_id
+from podium.core.schedules import check_routes
 from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
 from podium.records import ServiceConfig
@@ -70,6 +71,7 @@ def _check_version(body: VersionIn, project_id: str) -> dict[str, Any]:
     v = {k: value for k, value in body.model_dump(exclude={"id"}).items() if value is not None}  # nested Nones stay
     if any(not route["path"].startswith("/") for route in v["routes"]):
         raise HTTPError(400, "invalid_request", "each route's path must start with /")
+    check_routes(v["routes"])  # a schedule's cron expression, time zone or period: a 422 naming it
     cfg = v["config"]
     if not all(
         isinstance(cfg.get(k), (int, float)) for k in ("min_workers", "max_workers", "idle_timeout", "concurrency")

@@ -39,6 +39,8 @@ async def list_jobs(
                     # Its name (None once the endpoint is removed).
                     "endpoint": names.get(j.endpoint_id),
                     "route": j.route,
+                    # "schedule": fired by a schedule; "run", "runsync", "route"...: called.
+                    "kind": j.kind,
                     "status": j.status,
                     "attempt": j.attempt,
                     "max_attempts": j.max_attempts,
