@@ -21,6 +21,7 @@ from podium.config import Settings
 from podium.core.access import Access
 from podium.core.calls import Calls
 from podium.core.deployments import EXPIRE_EVERY, Deployments
+from podium.core.waiting import WaitingReasons
 from podium.core.worker_calls import WorkerCalls
 from podium.core.workers import WorkerPool
 from podium.covalent.functions import Functions
@@ -105,6 +106,8 @@ class Runtime:
             worker_socket=self.worker_socket,
         )
         self.pool = self.scaler.pool
+        #: Why a queued job waits, from what every replica reads in the store.
+        self.waiting = WaitingReasons(self.pool, self.queue, self.catalog)
         self.bundles = Bundles(settings.blobs, self.store if self.shared else None)
         self.deployments = Deployments(self.catalog, self.bundles, self.queue, self.scaler, self.secrets, self.clock)
         self.functions = Functions(self.access, self.deployments, self.clock)

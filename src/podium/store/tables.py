@@ -114,6 +114,9 @@ endpoints = Table(
     Column("updated_at", Float, nullable=False),
     # When the leader stops it (INACTIVE), e.g. a Covalent executor's time limit; None: never.
     Column("expires_at", Float, nullable=True),
+    # Why the leader's autoscaler does not start the workers it wants (e.g. no free GPU), for the
+    # waiting reason of its queued jobs on every replica; None: nothing holds a start back.
+    Column("waiting_for", Text, nullable=True),
     UniqueConstraint("project_id", "name", name="uq_endpoints_project_name"),
 )
 
@@ -211,7 +214,8 @@ webhook_deliveries = Table(
     Column("id", String(32), primary_key=True),
     Column("job_id", String(64), nullable=False, index=True),
     Column("url", Text, nullable=False),
-    # waiting (job not final yet) -> pending -> delivered | failed
+    # waiting (job not final yet) -> pending -> delivered | failed; redeliver (asked for again,
+    # sent once) -> delivered | failed
     Column("state", String(16), nullable=False),
     Column("tries", Integer, nullable=False, default=0),
     Column("next_at", Float, nullable=True),
