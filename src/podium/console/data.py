@@ -146,6 +146,8 @@ class EndpointDetail:
     history: list[HistoryEntry]
     #: Why wanted workers are not started (e.g. waiting for a GPU).
     waiting_for: str | None = None
+    #: The last failed webhook deliveries of its jobs, newest first.
+    failed_deliveries: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,8 @@ class JobDetail:
     webhooks: list[dict[str, Any]]
     chunks: list[Any]
     finished_at: float | None
+    #: Why it is still queued (reason, detail, since); None once it is not.
+    waiting: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -355,6 +359,9 @@ class ConsoleData:
                 HistoryEntry(h["version"], h["at"], h["key_id"], h["message"], h["current"]) for h in hist["history"]
             ],
             waiting_for=ep.get("waiting_for"),
+            failed_deliveries=(await self._call("GET", f"/api/v1/endpoints/{quote(name, safe='')}/failed-deliveries"))[
+                "deliveries"
+            ],
         )
 
     async def charts(self, name: str) -> list[ChartPoint]:
@@ -427,6 +434,7 @@ class ConsoleData:
             webhooks=j.get("webhooks") or [],
             chunks=chunks,
             finished_at=j["finished_at"],
+            waiting=j.get("waiting"),
         )
 
     async def cancel(self, job_id: str) -> str:
@@ -437,6 +445,10 @@ class ConsoleData:
 
     async def retry(self, job_id: str) -> None:
         await self._call("POST", f"/api/v1/jobs/{quote(job_id, safe='')}/retry")
+
+    async def redeliver(self, job_id: str) -> dict[str, Any]:
+        """The job's webhook delivery, once sent again."""
+        return dict(await self._call("POST", f"/api/v1/jobs/{quote(job_id, safe='')}/redeliver"))
 
     # -- versions -------------------------------------------------------------------------------------
 

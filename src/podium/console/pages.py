@@ -234,6 +234,16 @@ async def retry(request: Request, c: Signed, job_id: str) -> Response:
     return await c.back(f"{PREFIX}/jobs/{job_id}", "ok", f"Job {job_id} is queued again.")
 
 
+@router.post("/jobs/{job_id}/redeliver")
+async def redeliver(request: Request, c: Signed, job_id: str) -> Response:
+    await acting(c, request, "deploy")
+    hook = await c.data.redeliver(job_id)
+    kind = "ok" if hook["state"] == "delivered" else "error"
+    last = hook["attempts"][-1] if hook["attempts"] else {}
+    result = last.get("status_code") or last.get("error") or "not sent yet"
+    return await c.back(f"{PREFIX}/jobs/{job_id}", kind, f"Webhook sent again: {hook['state']} ({result}).")
+
+
 # -- the HTTP client -----------------------------------------------------------------------------------
 
 

@@ -83,6 +83,15 @@ async def redeliver_job(request: Request, job_id: str) -> JSONAnswer:
     return JSONAnswer(delivery)
 
 
+@router.get("/endpoints/{endpoint}/failed-deliveries")
+async def failed_deliveries(request: Request, endpoint: str, limit: int = 10) -> JSONAnswer:
+    """The endpoint's last failed webhook deliveries (every attempt failed), newest first."""
+    rt, principal = await admin_caller(request, "read", scoped=True)
+    ep = await rt.access.endpoint(principal, endpoint)
+    assert rt.webhooks is not None
+    return JSONAnswer({"deliveries": await rt.webhooks.failed(ep.id, max(1, min(limit, 100)))})
+
+
 @router.get("/jobs/{job_id}")
 async def get_job(request: Request, job_id: str) -> JSONAnswer:
     """A job by its id or a unique prefix of it, with its webhook deliveries and, while it is
