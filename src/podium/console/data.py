@@ -413,6 +413,10 @@ class ConsoleData:
         body = await self._call("GET", "/api/v1/endpoints")
         return {ep["endpoint_id"]: ep["name"] for ep in body["endpoints"]}
 
+    async def usage(self, since: str, by: str) -> dict[str, Any]:
+        """The project's usage report (GET /api/v1/usage)."""
+        return dict(await self._call("GET", f"/api/v1/usage?{urlencode({'since': since, 'by': by})}"))
+
     async def jobs(self, endpoint: str | None = None, status: str | None = None, limit: int = 200) -> list[JobRow]:
         params = {k: v for k, v in {"endpoint": endpoint, "status": status, "limit": limit}.items() if v}
         body = await self._call("GET", f"/api/v1/jobs?{urlencode(params)}")

@@ -317,6 +317,43 @@ async def new_endpoint(request: Request, c: Signed, version_id: str) -> Response
     return await c.back(f"{PREFIX}/endpoints/{name}", "ok", f"Endpoint {name} created from version {version_id}.")
 
 
+# -- usage -----------------------------------------------------------------------------------------------------
+
+#: The usage chart's size (an inline SVG), in its own units.
+CHART_W, CHART_H = 640, 160
+
+
+def usage_bars(rows: list[dict[str, Any]], label: str) -> list[dict[str, Any]]:
+    """One bar per row (CPU core-seconds), scaled to the chart: x, width, height, label, value."""
+    if not rows:
+        return []
+    top = max(r["worker_seconds"]["cpu"] for r in rows) or 1.0
+    width = CHART_W / len(rows)
+    return [
+        {
+            "x": round(i * width + width * 0.1, 1),
+            "width": round(width * 0.8, 1),
+            "height": round(CHART_H * r["worker_seconds"]["cpu"] / top, 1),
+            "label": r[label],
+            "value": r["worker_seconds"]["cpu"],
+        }
+        for i, r in enumerate(rows)
+    ]
+
+
+@router.get("/usage")
+async def usage_page(c: Signed, since: str = "30d", by: Literal["endpoint", "day", "version"] = "day") -> Response:
+    report = await c.data.usage(since, by)
+    return await c.page(
+        "usage.html",
+        report=report,
+        bars=usage_bars(report["rows"], by),
+        chart=(CHART_W, CHART_H),
+        since=since,
+        by=by,
+    )
+
+
 # -- keys ------------------------------------------------------------------------------------------------------
 
 

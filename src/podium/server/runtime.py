@@ -43,6 +43,7 @@ from podium.store.cluster import Cluster, Replica
 from podium.store.projects import DEFAULT_PROJECT
 from podium.store.records import Endpoint, Version
 from podium.store.secretbox import SecretBox, load_key
+from podium.store.usage import UsageMeter
 from podium.store.webhook_secrets import WebhookSecrets
 
 log = logging.getLogger("podium.server")
@@ -106,6 +107,8 @@ class Runtime:
             worker_socket=self.worker_socket,
         )
         self.pool = self.scaler.pool
+        #: Usage per project, endpoint and version, rolled up by the leader.
+        self.usage = UsageMeter(self.store, self.clock, retention_days=settings.usage_retention_days)
         #: Why a queued job waits, from what every replica reads in the store.
         self.waiting = WaitingReasons(self.pool, self.queue, self.catalog)
         self.bundles = Bundles(settings.blobs, self.store if self.shared else None)
@@ -122,6 +125,7 @@ class Runtime:
         self.channel = WorkerChannel(self.workers, self.access, self.metrics, settings.home, self.replica_id)
         #: Stops endpoints at their expires_at (Covalent time limits), while this replica leads.
         self.expiry: asyncio.Task[None] | None = None
+        self.metering: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
         #: Set on first start when an admin key was generated: printed once by `podium up`.
         self.new_admin_key: str | None = None
@@ -181,6 +185,7 @@ class Runtime:
         self.webhooks.start()
         self.scaler.start()
         self.expiry = asyncio.create_task(self._every(EXPIRE_EVERY, self.deployments.expire), name="podium-expiry")
+        self.metering = asyncio.create_task(self._every(self.settings.usage_rollup, self.meter), name="podium-usage")
         await self._beat()
 
     async def _follow(self) -> None:
@@ -188,11 +193,23 @@ class Runtime:
         if self.expiry is not None:
             self.expiry.cancel()
             self.expiry = None
+        if self.metering is not None:
+            self.metering.cancel()
+            self.metering = None
+            with contextlib.suppress(Exception):  # what ran until now, while its workers still count
+                await self.meter()
         try:
             await self.scaler.close()
         finally:  # whatever stopping the workers ran into, this replica sends no more webhooks
             if self.webhooks is not None:
                 await self.webhooks.stop()
+
+    async def meter(self) -> None:
+        """Roll usage up (the leader's duty), and count the worker-seconds it added."""
+        rolled = await self.usage.rollup()
+        for (project, endpoint), t in rolled.worker_seconds.items():
+            for resource, seconds in (("cpu", t.cpu), ("gpu", t.gpu), ("memory_mb", t.memory_mb)):
+                self.metrics.worker_seconds.labels(project, endpoint, resource).inc(seconds)
 
     async def _beat(self) -> None:
         """Say this replica is alive (and whether it leads); learn whether any other is."""
