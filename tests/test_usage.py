@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+import podium
 from server import PodiumServer, wait_until
 
 pytestmark = pytest.mark.slow
@@ -91,6 +92,8 @@ def test_usage_adds_up_jobs_of_known_length_and_survives_a_restart(srv, tmp_path
     bad = srv.http.get("/api/v1/usage", params={"since": "soon"})
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_since"
     assert "napper" in srv.cli("usage").stdout
+    by_day = podium.usage("1d", "day", url=srv.url, api_key=srv.key)
+    assert sum(r["jobs"] for r in by_day) == 3 and by_day[0]["project"] == "default"
 
     metrics = srv.http.get("/metrics").text
     cpu = re.search(

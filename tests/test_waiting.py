@@ -8,11 +8,13 @@ Every IN_QUEUE answer of /run, /runsync, /status, /status-sync and GET /api/v1/j
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from server import PodiumServer, wait_until
@@ -108,6 +110,11 @@ def test_jobs_behind_a_busy_worker_say_at_capacity_and_how_many_are_ahead(srv, t
     assert srv.job(c)["waiting"]["reason"] == "at_capacity"
     shown = srv.cli("jobs", "show", c).stdout
     assert "waiting: at_capacity" in shown and "1 job ahead" in shown
+    with httpx.Client(base_url=srv.url, timeout=30) as web:  # the console's job page says it too
+        csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/console/login").text).group(1)
+        assert web.post("/console/login", data={"csrf": csrf, "api_key": srv.key}).status_code == 303
+        page = web.get(f"/console/jobs/{c}").text
+        assert 'id="job-waiting"' in page and "at_capacity" in page and "1 job ahead" in page
     d = run(srv, ep, "d", policy={"lowPriority": True})["id"]
     assert "low-priority" in waiting(srv, ep, d, "low_priority")["waiting"]["detail"]
     for tag in "abcsd":
