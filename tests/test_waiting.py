@@ -2,13 +2,15 @@
 
 Every IN_QUEUE answer of /run, /runsync, /status, /status-sync and GET /api/v1/jobs/{id} carries
 `waiting: {reason, detail, since}`. Each test makes one cause happen for real and reads it back
-(`no_gpu` is in test_gpus.py, with fake GPUs; `starting` also in test_route_jobs.py).
+(`no_gpu` is in test_gpus.py, with fake GPUs; `starting` also in test_route_jobs.py; `building`
+with a package index that never answers).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,3 +153,30 @@ def test_a_job_behind_a_failing_initializer_says_init_failing_with_the_first_lin
     detail = body["waiting"]["detail"]
     assert "model weights not found" in detail and "/models/x" not in detail
     assert srv.job(job)["waiting"]["reason"] == "init_failing"
+
+
+def test_a_job_on_an_endpoint_whose_environment_builds_says_building(tmp_path):
+    """1. The package index accepts connections and never answers: a version that needs a
+    package builds until the server stops. 2. A job on its endpoint says building."""
+    index = socket.socket()
+    index.bind(("127.0.0.1", 0))
+    index.listen(16)
+    url = f"http://127.0.0.1:{index.getsockname()[1]}/simple"
+    env = {"PIP_INDEX_URL": url, "UV_INDEX_URL": url, "UV_HTTP_TIMEOUT": "600", "PIP_FIND_LINKS": ""}
+    srv = PodiumServer(tmp_path / "home", env=env)
+    srv.start()
+    try:
+        here = tmp_path / "builds"
+        here.mkdir()
+        (here / "gate").touch()
+        (here / "app.py").write_text(BUSY.format(here=str(here), name="builds"))
+        (here / "requirements.txt").write_text("podium-envpkg==1.0\n")
+        ep = json.loads(srv.cli("deploy", str(here), "--name", "builds", "--json", "--no-wait").stdout)["endpoint_id"]
+        job = run(srv, ep, "a")
+        assert job["waiting"]["reason"] == "building", job
+        body = waiting(srv, ep, job["id"], "building")
+        assert "is being built" in body["waiting"]["detail"]
+        assert srv.job(job["id"])["waiting"]["reason"] == "building"
+    finally:
+        srv.close()
+        index.close()
