@@ -61,7 +61,7 @@ class Waiting(TypedDict):
 
     #: starting, at_capacity, no_gpu, building, init_failing, stopped or low_priority.
     reason: str
-    #: A sentence for people ("1 worker of echo (at most 1) are busy; 2 jobs ahead of this one").
+    #: A sentence for people ("workers of echo busy: 1 of at most 1; 2 jobs ahead of this one").
     detail: str
     #: Since when, in Unix seconds.
     since: float

@@ -2,8 +2,8 @@
 
 RunPod users file tickets for jobs "stuck IN_QUEUE" that the status cannot explain. Every
 IN_QUEUE answer carries a `waiting` object naming the cause instead:
-`{"reason": "at_capacity", "detail": "2 workers of 2 are busy; 3 jobs are ahead of this one",
-"since": 1765090000.123}` — `reason` one of `REASONS`, `detail` a sentence for people, `since`
+`{"reason": "at_capacity", "detail": "workers of echo busy: 2 of at most 2; 3 jobs ahead of this one",
+"since": 1765090000.123}` — `reason` one of the constants below, `detail` a sentence for people, `since`
 in Unix seconds (as `created_at` and every other time of the job API). Each cause is read from
 the store, so every replica answers the same: the endpoint's state, its workers as the replicas
 recorded them, its version's build, and what the leader's autoscaler wrote about the start it
@@ -38,7 +38,6 @@ INIT_FAILING = "init_failing"
 STOPPED = "stopped"
 #: A low-priority job starts no worker; it waits for one that other jobs started.
 LOW_PRIORITY = "low_priority"
-REASONS = (STARTING, AT_CAPACITY, NO_GPU, BUILDING, INIT_FAILING, STOPPED, LOW_PRIORITY)
 #: Seconds a caller may wait before asking again about a job that waits for something other
 #: than its turn (a /status of such a job is held that long, so a tight loop does not spin).
 RETRY_AFTER = 1
@@ -63,7 +62,8 @@ def _plural(n: int, word: str) -> str:
 
 
 def _first_line(text: str | None) -> str:
-    return (text or "unknown error").strip().splitlines()[0] if (text or "").strip() else "unknown error"
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else "unknown error"
 
 
 class WaitingReasons:
@@ -94,8 +94,9 @@ class WaitingReasons:
             return Waiting(INIT_FAILING, detail, max(job.created_at, ep.updated_at))
         workers = [w for w in await self.pool.view(ep.id) if w["version_id"] == ep.version_id]
         states = [w["state"] for w in workers]
+        busy = states.count(WorkerState.RUNNING.value)
         if WorkerState.IDLE.value in states:  # taken at once: it waits only for its turn
-            return await self._turn(job, ep, len(workers), retry_after=None)
+            return await self._turn(job, ep, busy)
         starting = [w["started_at"] for w in workers if w["state"] == WorkerState.STARTING.value]
         if starting:
             since = max(job.created_at, min(starting))
@@ -111,18 +112,18 @@ class WaitingReasons:
         if job.low_priority:
             detail = "a low-priority job starts no worker; it waits for one that other jobs start"
             return Waiting(LOW_PRIORITY, detail, job.created_at, retry_after=None)
-        if WorkerState.RUNNING.value in states:
-            return await self._turn(job, ep, len(workers), retry_after=None)
+        if busy:
+            return await self._turn(job, ep, busy)
         if ep.max_workers < 1:
             detail = f"endpoint {ep.name} may have no worker (max_workers 0); the job waits until it may"
             return Waiting(AT_CAPACITY, detail, job.created_at, retry_after=None)
         detail = f"a worker of {ep.name} is about to start (cold start, {now - job.created_at:.0f} s so far)"
         return Waiting(STARTING, detail, job.created_at)
 
-    async def _turn(self, job: Job, ep: Endpoint, workers: int, retry_after: int | None) -> Waiting:
+    async def _turn(self, job: Job, ep: Endpoint, busy: int) -> Waiting:
+        """Its turn: `busy` workers of the endpoint hold jobs; how many are queued before it."""
         ahead = await self.queue.ahead(job)
         detail = (
-            f"{_plural(workers, 'worker')} of {ep.name} (at most {ep.max_workers}) are busy; "
-            f"{_plural(ahead, 'job')} ahead of this one"
+            f"workers of {ep.name} busy: {busy} of at most {ep.max_workers}; {_plural(ahead, 'job')} ahead of this one"
         )
-        return Waiting(AT_CAPACITY, detail, job.created_at, retry_after=retry_after)
+        return Waiting(AT_CAPACITY, detail, job.created_at, retry_after=None)
