@@ -12,7 +12,8 @@ so a leader that has not yet noticed it was replaced cannot send the same attemp
 
 An ended job's delivery can be sent again on request (`redeliver`, any replica): its row becomes
 `redeliver`, which the leader sends once, with the same body and signing, recorded as one more
-attempt (`"redelivery": true`); it ends delivered or failed, with no further retries.
+attempt (`"redelivery": true`); it ends delivered or failed, with no further retries. One still
+being retried is sent at once instead, its retries kept.
 """
 
 from __future__ import annotations
@@ -269,20 +270,23 @@ class WebhookOutbox:
             return None
         last = found[-1]
         d = webhook_deliveries
+        # One still being retried is sent now (its retries kept); an ended one once more.
+        state = "pending" if last.state == "pending" else "redeliver"
         async with self.store.tx() as conn:
             await conn.execute(
                 update(d)
                 .where(d.c.id == last.id, d.c.state.in_(("delivered", "failed", "pending", "redeliver")))
-                .values(state="redeliver", next_at=self.clock.now(), finished_at=None)
+                .values(state=state, next_at=self.clock.now(), finished_at=None)
             )
         self.queue.notifier.notify(ENDED_KEY)  # the leader's sender looks now, not at its next pass
+        current = last
         deadline = time.monotonic() + self.timeout + 5.0
         while time.monotonic() < deadline:
-            now = next((x for x in await self._of_job(job_id) if x.id == last.id), last)
-            if now.tries > last.tries and now.state != "redeliver":
-                return _view(now)
+            current = next((x for x in await self._of_job(job_id) if x.id == last.id), current)
+            if current.tries > last.tries and current.state != "redeliver":
+                break
             await asyncio.sleep(REDELIVER_POLL)
-        return _view(now)
+        return _view(current)
 
     async def failed(self, endpoint_id: str, limit: int = 10) -> list[dict[str, Any]]:
         """The endpoint's last failed deliveries, newest first (for its console page)."""
