@@ -40,6 +40,7 @@ if _TYPE_CHECKING:
     from podium import aio
     from podium.client.deployment import Deployment, deploy, get_deployment
     from podium.client.jobs import Endpoint, Job, JobFailed, JobTimeout
+    from podium.client.usage import usage
 
 #: The clients are imported on first use: a worker imports `podium` for the authoring SDK and
 #: should not pay for httpx and the client modules at every cold start.
@@ -52,6 +53,7 @@ _LAZY = {
     "Job": "podium.client.jobs",
     "JobFailed": "podium.client.jobs",
     "JobTimeout": "podium.client.jobs",
+    "usage": "podium.client.usage",
 }
 
 
@@ -98,5 +100,6 @@ __all__ = [
     "get_deployment",
     "handler",
     "service",
+    "usage",
     "volume",
 ]

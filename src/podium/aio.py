@@ -33,10 +33,11 @@ from podium.client.jobs import (
     Plan,
     Sleep,
     Steps,
+    Waiting,
     job_body,
 )
 
-__all__ = ["Endpoint", "Job", "JobFailed", "JobTimeout"]
+__all__ = ["Endpoint", "Job", "JobFailed", "JobTimeout", "Waiting"]
 
 
 class Endpoint(BaseEndpoint):
@@ -147,3 +148,13 @@ class Job(BaseJob):
     async def retry(self) -> str:
         """Queue a FAILED or TIMED_OUT job again under the same id; its status, IN_QUEUE."""
         return str(await self.endpoint._one(self._retry_plan()))
+
+    async def waiting(self) -> Waiting | None:
+        """Why the job is still queued (reason, detail, since), or None once it is not."""
+        found: Waiting | None = await self.endpoint._one(self.endpoint._waiting_plan(self.id))
+        return found
+
+    async def redeliver(self) -> dict[str, Any]:
+        """Send the ended job's final status to its webhook again (signed, one more attempt;
+        a deploy key); the delivery with its attempts."""
+        return dict(await self.endpoint._one(self.endpoint._redeliver_plan(self.id)))

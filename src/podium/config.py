@@ -65,6 +65,9 @@ class Settings:
     #: Seconds between webhook attempts, and how long one attempt may take.
     webhook_retry_delay: float = 10.0
     webhook_timeout: float = 10.0
+    #: Seconds between the leader's roll-ups of usage, and days the hourly usage is kept.
+    usage_rollup: float = 60.0
+    usage_retention_days: float = 400.0
     #: Requests per second each API key may make on average, and in a burst (0: no limit).
     rate_limit: float = 1000.0
     rate_burst: float = 2000.0
@@ -140,6 +143,8 @@ class Settings:
             retention_runsync=_number("PODIUM_RETENTION_RUNSYNC", 60.0),
             webhook_retry_delay=_number("PODIUM_WEBHOOK_RETRY_DELAY", 10.0),
             webhook_timeout=_number("PODIUM_WEBHOOK_TIMEOUT", 10.0),
+            usage_rollup=_number("PODIUM_USAGE_ROLLUP", 60.0),
+            usage_retention_days=_number("PODIUM_USAGE_RETENTION_DAYS", 400.0),
             retry_base=_number("PODIUM_RETRY_BASE", 1.0),
             rate_limit=_number("PODIUM_RATE_LIMIT", 1000.0),
             rate_burst=_number("PODIUM_RATE_BURST", 2000.0),

@@ -97,6 +97,13 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        self.worker_seconds = Counter(
+            "podium_worker_seconds",
+            "Reserved worker-seconds by resource (cpu: cores x s, gpu: GPUs x s, memory_mb: MB x s), "
+            "counted by the leading replica at each usage roll-up",
+            ["project", "endpoint", "resource"],
+            registry=r,
+        )
         self.leader = Gauge(
             "podium_replica_leader", "1 on the replica that leads the installation, 0 on others", registry=r
         )

@@ -56,7 +56,8 @@ def test_each_worker_gets_its_own_gpu_and_a_third_waits_for_one(srv, tmp_path):
     assert ep["waiting_for"] == "waiting for 1 GPU (2 of 2 in use)"
     assert len(ep["workers"]) == 2 and srv.job(third)["status"] == "IN_QUEUE"
     polled = srv.http.get(f"/v2/gpu/status/{third}")  # the job's own status says it too
-    assert polled.json()["waiting"]["reason"] == "waiting for 1 GPU (2 of 2 in use)"
+    assert polled.json()["waiting"]["reason"] == "no_gpu"
+    assert polled.json()["waiting"]["detail"].startswith("waiting for 1 GPU (2 of 2 in use)")
     assert polled.headers["retry-after"] == "1"
     shown = srv.cli("status", "gpu").stdout
     assert "waiting: waiting for 1 GPU (2 of 2 in use)" in shown and "1 CPU, 1 GPU" in shown

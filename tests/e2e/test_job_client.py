@@ -191,7 +191,11 @@ def test_a_job_waiting_for_a_worker_is_polled_again_after_its_retry_after() -> N
     worker to start) is asked again after that long, not after the quick first pauses."""
     ep = Endpoint("e", url="http://127.0.0.1:1", api_key="k")
     steps = Steps(ep._output_plan("j", None))
-    waiting = {"id": "j", "status": "IN_QUEUE", "waiting": {"reason": "starting a worker", "since": 1.0}}
+    waiting = {
+        "id": "j",
+        "status": "IN_QUEUE",
+        "waiting": {"reason": "starting", "detail": "a worker of e is starting", "since": 1.0},
+    }
     answers = [
         httpx.Response(200, json=waiting, headers={"Retry-After": "1"}),
         httpx.Response(200, json={"id": "j", "status": "IN_PROGRESS"}),

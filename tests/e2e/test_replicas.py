@@ -34,6 +34,7 @@ SHARED = {
     "PODIUM_WEBHOOK_ALLOW_PRIVATE": "1",
     "PODIUM_WEBHOOK_RETRY_DELAY": "0.5",
     "PODIUM_RELAY_SWEEP": "600",
+    "PODIUM_USAGE_ROLLUP": "0.5",
 }
 
 
@@ -160,6 +161,49 @@ def test_a_queue_cap_holds_across_replicas(cluster, tmp_path):
     Path(f"{marker}.release").touch()
     for job_id in [held, *waiting]:
         assert follower.wait_job(job_id, 60)["status"] == "COMPLETED"
+
+
+def test_waiting_reasons_usage_and_redelivery_hold_across_replicas(cluster, tmp_path):
+    """1. One worker (max_workers 1), held by a job sent to the follower; a job sent to the
+    leader waits: both replicas say at_capacity, from the worker records in the store.
+    2. The endpoint's usage, rolled up by the leader into PostgreSQL, reads the same on both.
+    3. A redelivery asked of the follower is sent by the leader, as one more attempt."""
+    leader, follower, receiver = cluster["leader"], cluster["follower"], cluster["receiver"]
+    follower.deploy(SERVICES / "basic" / "app.py", "waits")
+    assert follower.http.patch("/api/v1/endpoints/waits/scaling", json={"max_workers": 1}).status_code == 200
+    marker = str(tmp_path / "waits")
+    held = follower.http.post("/v2/waits/run", json={"input": {"marker": marker, "block": True}}).json()["id"]
+    wait_until(lambda: Path(f"{marker}.started.1").exists(), 30, what="the held job to start")
+    queued = leader.http.post("/v2/waits/run", json={"input": {"value": 1}, "webhook": receiver.url}).json()
+    assert queued["waiting"]["reason"] == "at_capacity", queued
+    for srv in (leader, follower):
+        wait_until(
+            lambda srv=srv: (
+                srv.http.get(f"/v2/waits/status/{queued['id']}").json().get("waiting", {}).get("reason")
+                == "at_capacity"
+            ),
+            15,
+            what="at_capacity on each replica",
+        )
+    Path(f"{marker}.release").touch()
+    for job_id in (held, queued["id"]):
+        assert follower.wait_job(job_id, 60)["status"] == "COMPLETED"
+
+    def rows(srv: PodiumServer) -> list[dict[str, Any]]:
+        found = srv.http.get("/api/v1/usage", params={"by": "endpoint"}).json()["rows"]
+        return [r for r in found if r["endpoint"] == "waits"]
+
+    wait_until(lambda: rows(follower) and rows(follower)[0]["jobs"] == 2, 30, what="usage rolled up")
+    wait_until(lambda: rows(leader) == rows(follower), 10, what="the same usage on both replicas")
+    assert rows(follower)[0]["worker_seconds"]["cpu"] > 0
+
+    [hook] = wait_until(
+        lambda: [h for h in follower.job(queued["id"])["webhooks"] if h["state"] == "delivered"], 20, what="delivery"
+    )
+    again = follower.http.post(f"/api/v1/jobs/{queued['id']}/redeliver")
+    assert again.status_code == 200, again.text
+    assert again.json()["state"] == "delivered" and again.json()["tries"] == hook["tries"] + 1
+    assert receiver.seen[hook["id"]] == hook["tries"] + 1
 
 
 def test_a_revoked_key_stops_working_on_every_replica_at_once(cluster):

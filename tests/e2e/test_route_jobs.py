@@ -265,13 +265,13 @@ def test_a_job_behind_a_cold_start_says_it_waits_for_a_worker_and_is_not_held(sr
         r = wait_until(lambda: (a := status(server, ep_id, job_id, timeout=HOLD / 4)).json().get("waiting") and a, 30)
         body = r.json()
         assert body["status"] == "IN_QUEUE"
-        assert body["waiting"]["reason"] == "starting a worker"
+        assert body["waiting"]["reason"] == "starting" and "cold start" in body["waiting"]["detail"]
         assert body["waiting"]["since"] <= before + 1
         assert int(r.headers["retry-after"]) >= 1
         assert {"id", "status", "delayTime", "executionTime"} <= set(body) and "output" not in body
         # /runsync's answer for a job still queued when its wait ends says the same.
         sync = server.http.post(f"/v2/{ep_id}/runsync?wait=1000", json={"input": {"value": 2}}).json()
-        assert sync["status"] == "IN_QUEUE" and sync["waiting"]["reason"] == "starting a worker"
+        assert sync["status"] == "IN_QUEUE" and sync["waiting"]["reason"] == "starting"
     finally:
         gate.touch()
     done = final(server, ep_id, job_id)

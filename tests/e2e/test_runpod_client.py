@@ -89,6 +89,36 @@ def test_cancel_a_running_job_stops_it_and_replaces_the_worker(rp, tmp_path):
     assert srv.job(running.job_id)["status"] == "CANCELLED"
 
 
+def test_a_queued_jobs_waiting_is_ignored_by_the_sdk(rp, tmp_path):
+    """1. The only worker is busy: a second job queues, its /status says at_capacity with a
+    detail and since. 2. RunPod's client reads that status as IN_QUEUE and, once the worker is
+    free, the output, both clients unbothered by the extra field."""
+    srv, ep, _ = rp
+    busy, marker = blocker(srv, ep, tmp_path, "waits")
+    try:
+        queued = ep.run({"value": "queued"})
+        raw = srv.http.get(f"/v2/{ep.endpoint_id}/status/{queued.job_id}").json()
+        assert raw["status"] == "IN_QUEUE" and raw["waiting"]["reason"] == "at_capacity"
+        assert raw["waiting"]["detail"] and isinstance(raw["waiting"]["since"], float)
+        assert queued.status() == "IN_QUEUE"
+
+        async def queue_async() -> tuple[str, Any]:
+            import aiohttp
+
+            async with aiohttp.ClientSession() as session:
+                job = await runpod.AsyncioEndpoint(ep.endpoint_id, session, api_key=srv.key).run({"value": "aio"})
+                status = await job.status()
+                Path(marker + ".release").touch()
+                return status, await job.output(timeout=30)
+
+        status, out = asyncio.run(queue_async())
+        assert status == "IN_QUEUE" and out["value"] == "aio"
+    finally:
+        Path(marker + ".release").touch()
+    assert queued.output(timeout=30)["value"] == "queued"
+    assert busy.output(timeout=30)["value"] is None
+
+
 def test_purge_queue_removes_only_queued_jobs(rp, tmp_path):
     srv, ep, _ = rp
     busy, marker = blocker(srv, ep, tmp_path, "purge")

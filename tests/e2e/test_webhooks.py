@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -318,3 +321,70 @@ def test_private_webhook_targets_are_refused_by_default(tmp_path):
             r = srv.http.post(f"/v2/{eid}/run", json={"input": {}, "webhook": url})
             assert r.status_code == 400 and r.json()["error"] == "invalid_webhook", (url, r.text)
             assert "PODIUM_WEBHOOK_ALLOW_PRIVATE" in r.json()["detail"]
+
+
+@contextlib.contextmanager
+def console_session(srv: PodiumServer) -> Iterator[httpx.Client]:
+    """A console session signed in with the admin key, through the sign-in form."""
+    with httpx.Client(base_url=srv.url, timeout=30) as web:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/console/login").text).group(1)
+        assert web.post("/console/login", data={"csrf": csrf, "api_key": srv.key}).status_code == 303
+        yield web
+
+
+def test_a_failed_delivery_is_listed_and_redelivered_signed_as_one_more_attempt(hooks):
+    """1. A receiver that answers 500: the delivery fails after three attempts and the
+    endpoint's console page lists it. 2. The receiver is fixed; `podium jobs redeliver` sends
+    the same signed body once more: delivered, four attempts, the last a redelivery.
+    3. The console's Redeliver button sends it a fifth time."""
+    srv, eid, secret = hooks
+    rx = Receiver([500])
+    try:
+        job_id = srv.http.post(f"/v2/{eid}/run", json={"input": {"value": 3}, "webhook": rx.url}).json()["id"]
+        [hook] = deliveries(srv, job_id, "failed")
+        assert hook["tries"] == 3
+        listed = srv.http.get("/api/v1/endpoints/rp/failed-deliveries").json()["deliveries"]
+        assert listed[0]["job_id"] == job_id and listed[0]["state"] == "failed"
+        with console_session(srv) as web:
+            page = web.get("/console/endpoints/rp").text
+            assert "Failed webhook deliveries" in page and job_id in page
+
+            rx.script = [200]
+            shown = srv.cli("jobs", "redeliver", job_id)
+            assert "delivered" in shown.stdout and "tries 4" in shown.stdout
+            [hook] = srv.job(job_id)["webhooks"]
+            assert hook["state"] == "delivered" and hook["tries"] == 4
+            assert hook["attempts"][-1]["redelivery"] is True and hook["attempts"][-1]["status_code"] == 200
+            assert len(rx.requests) == 4 and len({b for _, b in rx.requests}) == 1
+            headers, body = rx.requests[-1]
+            assert verify(secret, headers, body) and json.loads(body)["id"] == job_id
+            assert len({h["X-Podium-Delivery"] for h, _ in rx.requests}) == 1
+
+            job_page = web.get(f"/console/jobs/{job_id}").text
+            assert 'id="redeliver"' in job_page
+            csrf = re.search(r'name="csrf" value="([^"]+)"', job_page).group(1)
+            done = web.post(f"/console/jobs/{job_id}/redeliver", data={"csrf": csrf}, follow_redirects=True)
+            assert done.status_code == 200 and "Webhook sent again: delivered (200)" in done.text
+        assert len(rx.requests) == 5 and srv.job(job_id)["webhooks"][0]["tries"] == 5
+    finally:
+        rx.close()
+
+
+def test_redelivery_needs_an_ended_job_with_a_webhook_and_a_deploy_key(hooks, tmp_path):
+    srv, eid, _ = hooks
+    plain = srv.http.post(f"/v2/{eid}/runsync", json={"input": {}}).json()["id"]
+    r = srv.http.post(f"/api/v1/jobs/{plain}/redeliver")
+    assert r.status_code == 400 and r.json()["error"] == "no_webhook"
+    marker = str(tmp_path / "held")
+    held = srv.http.post(
+        f"/v2/{eid}/run", json={"input": {"marker": marker, "block": True}, "webhook": "http://127.0.0.1:9/x"}
+    ).json()["id"]
+    try:
+        r = srv.http.post(f"/api/v1/jobs/{held}/redeliver")
+        assert r.status_code == 409 and r.json()["error"] == "job_not_ended"
+        reader = srv.cli("keys", "create", "--role", "read", "--json")
+        key = json.loads(reader.stdout)["key"]
+        r = httpx.post(f"{srv.url}/api/v1/jobs/{held}/redeliver", headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 403
+    finally:
+        (tmp_path / "held.release").touch()

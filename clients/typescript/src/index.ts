@@ -19,5 +19,5 @@ export type { VerifyOptions, WebhookHeaders } from "./webhooks.js";
 export type {
   CallOptions, Cancellable, GraphRunOutput, Health, JobRef, JobState, JobStatus, NodeChunk, NodeOutput,
   PipelineEvent, PipelineRunRequest, PipelineRunResponse, Policy, RunOptions, RunSyncOptions, S3Config,
-  SubmitOptions, Waiting, WaitingFor,
+  SubmitOptions, Waiting, WaitingFor, WaitingReason,
 } from "./types.js";

@@ -11,15 +11,21 @@ export interface JobRef {
   status: JobState;
 }
 
-/** What a queued job waits for (a worker to start, ...), and since when (Unix seconds). */
+/** Why a queued job waits: a cold start, busy workers, no free GPU, an environment being built,
+ * an initializer that fails, a stopped endpoint, or its low priority. */
+export type WaitingReason =
+  | "starting" | "at_capacity" | "no_gpu" | "building" | "init_failing" | "stopped" | "low_priority";
+
+/** What a queued job waits for, a sentence saying so, and since when (Unix seconds). */
 export interface WaitingFor {
-  reason: string;
+  reason: WaitingReason;
+  detail: string;
   since: number;
 }
 
 /** A job's status answer, in RunPod's shape. `output` is the result once COMPLETED (or the last
- * progress update while IN_PROGRESS); `error` says why it did not complete; `waiting`, what a
- * queued job waits for, when something other than its turn holds it. */
+ * progress update while IN_PROGRESS); `error` says why it did not complete; `waiting`, on every
+ * IN_QUEUE answer, why the job waits. */
 export interface JobStatus<T = unknown> {
   id: string;
   status: JobState;

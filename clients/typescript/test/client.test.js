@@ -294,7 +294,8 @@ describe("routes as jobs", () => {
       await server.deploy(join(dir, "app.py"), "cold", "--no-wait");
       job = await cold.run({ value: 1 });
       const waiting = await waitUntil(async () => (await cold.status(job.id)).waiting, "the waiting reason");
-      assert.equal(waiting.reason, "starting a worker");
+      assert.equal(waiting.reason, "starting");
+      assert.match(waiting.detail, /cold start/);
       assert.equal(typeof waiting.since, "number");
     } finally {
       writeFileSync(gate, "");

@@ -100,6 +100,26 @@ describe("runpod-sdk", () => {
     assert.equal(done.succeeded, true);
   });
 
+  it("a queued job's answer carries Podium's waiting, which the SDK takes in its stride", T, async () => {
+    const path = newMarker();
+    let raw = null;
+    onAnswer = async (url, answer) => {
+      if (url.endsWith("/run")) raw = await answer.json();
+    };
+    try {
+      const job = await endpoint.run({ input: { marker: path, value: "queued" } });
+      assert.equal(job.status, "IN_QUEUE", JSON.stringify(job));
+      assert.equal(raw.status, "IN_QUEUE");
+      assert.ok(["starting", "at_capacity"].includes(raw.waiting.reason), JSON.stringify(raw));
+      assert.equal(typeof raw.waiting.detail, "string");
+      assert.equal(typeof raw.waiting.since, "number");
+      const done = await endpoint.statusSync(job.id);
+      assert.equal(done.status, "COMPLETED", JSON.stringify(done));
+    } finally {
+      onAnswer = async () => {};
+    }
+  });
+
   it("an unknown job is /status's 404, which the SDK throws", T, async () => {
     const error = await endpoint.statusSync("nosuchjob", 1000).then(
       (answer) => assert.fail(`statusSync of an unknown job resolved: ${JSON.stringify(answer)}`),

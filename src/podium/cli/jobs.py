@@ -1,4 +1,5 @@
-"""Jobs: `jobs show`, `jobs ls` (the dead-letter view with --status FAILED), `jobs retry`."""
+"""Jobs: `jobs show`, `jobs ls` (the dead-letter view with --status FAILED), `jobs retry`,
+`jobs redeliver`."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def show(
         f"{job['max_attempts']}  delay {job['delay_ms']} ms  execution {job['execution_ms']} ms",
         soft_wrap=True,
     )
+    if job.get("waiting"):
+        wait = job["waiting"]
+        out.print(f"waiting: {wait['reason']} since {when(wait['since'])}: {wait['detail']}", style="yellow")
     if job["status"] == "COMPLETED":
         out.print_json(data=job["output"])
     elif job["error"]:
@@ -39,6 +43,27 @@ def show(
         for a in hook["attempts"]:
             result = a.get("status_code") or a.get("error")
             out.print(f"  attempt at {when(a.get('at'))}: {result} ({a.get('ms', 0)} ms)")
+
+
+@jobs_app.command("redeliver")
+def redeliver(
+    job_id: str = typer.Argument(..., help="Job id, or a unique prefix of it."),
+    as_json: bool = JSON,
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
+) -> None:
+    """Send an ended job's final status to its webhook again (signed; one more attempt)."""
+    with connect(url, key, project) as conn:
+        hook = conn.request("POST", f"/api/v1/jobs/{job_id}/redeliver")
+    if as_json:
+        print_json(hook)
+        return
+    last = hook["attempts"][-1] if hook["attempts"] else {}
+    result = last.get("status_code") or last.get("error") or "not sent yet"
+    out.print(f"webhook {hook['url']}  {hook['state']}  tries {hook['tries']}  last attempt: {result}")
+    if hook["state"] == "failed":
+        raise typer.Exit(1)
 
 
 @jobs_app.command("ls")

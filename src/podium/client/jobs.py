@@ -32,7 +32,7 @@ import time
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 from urllib.parse import quote
 
 import httpx
@@ -40,7 +40,7 @@ import httpx
 from podium.client.http import auth_headers, raise_for, resolve
 from podium.errors import ConfigError, JobFailed, JobTimeout, PodiumError
 
-__all__ = ["Endpoint", "Job", "JobFailed", "JobTimeout"]
+__all__ = ["Endpoint", "Job", "JobFailed", "JobTimeout", "Waiting"]
 
 #: States a job never leaves (retry aside); RunPod's client forgets CANCELLED here, we do not.
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
@@ -54,6 +54,17 @@ RETRY_BASE, RETRY_CAP = 0.25, 4.0
 RETRY_AFTER_CAP = 10.0
 #: Pauses between polls of a job, in seconds: quick for short jobs, gentle for long ones.
 POLL_FIRST, POLL_CAP = 0.05, 1.0
+
+
+class Waiting(TypedDict):
+    """Why a queued job waits, as its status says (``Job.waiting()``)."""
+
+    #: starting, at_capacity, no_gpu, building, init_failing, stopped or low_priority.
+    reason: str
+    #: A sentence for people ("workers of echo busy: 1 of at most 1; 2 jobs ahead of this one").
+    detail: str
+    #: Since when, in Unix seconds.
+    since: float
 
 
 # -- plans: the steps a transport carries out ---------------------------------------------------
@@ -282,6 +293,17 @@ class BaseEndpoint:
         call = self._call(method, f"{op}/{quote(job_id, safe='')}", repeat)
         yield Give((yield from self._exchange(call))["status"])
 
+    def _waiting_plan(self, job_id: str) -> Plan:
+        """/status once: why the job waits (None: it is not queued)."""
+        call = self._call("GET", f"status/{quote(job_id, safe='')}", "safe")
+        yield Give((yield from self._exchange(call)).get("waiting"))
+
+    def _redeliver_plan(self, job_id: str) -> Plan:
+        """Send an ended job's final status to its webhook again; the delivery, once attempted."""
+        # The server answers once the attempt is recorded: up to its own webhook time-out more.
+        call = Call("POST", f"/api/v1/jobs/{quote(job_id, safe='')}/redeliver", timeout=self.timeout + 20)
+        yield Give((yield from self._exchange(call)))
+
     def _output_plan(self, job_id: str, timeout: float | None) -> Plan:
         deadline = None if timeout is None else time.monotonic() + timeout
         yield Give(result((yield from self._until_final(job_id, deadline, timeout))))
@@ -476,3 +498,13 @@ class Job(BaseJob):
     def retry(self) -> str:
         """Queue a FAILED or TIMED_OUT job again under the same id; its status, IN_QUEUE."""
         return str(self.endpoint._one(self._retry_plan()))
+
+    def waiting(self) -> Waiting | None:
+        """Why the job is still queued (reason, detail, since), or None once it is not."""
+        found: Waiting | None = self.endpoint._one(self.endpoint._waiting_plan(self.id))
+        return found
+
+    def redeliver(self) -> dict[str, Any]:
+        """Send the ended job's final status to its webhook again (signed, one more attempt;
+        a deploy key); the delivery with its attempts."""
+        return dict(self.endpoint._one(self.endpoint._redeliver_plan(self.id)))

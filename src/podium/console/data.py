@@ -147,6 +147,8 @@ class EndpointDetail:
     history: list[HistoryEntry]
     #: Why wanted workers are not started (e.g. waiting for a GPU).
     waiting_for: str | None = None
+    #: The last failed webhook deliveries of its jobs, newest first.
+    failed_deliveries: list[dict[str, Any]] = field(default_factory=list)
     schedules: list[ScheduleRow] = field(default_factory=list)
 
 
@@ -233,6 +235,8 @@ class JobDetail:
     webhooks: list[dict[str, Any]]
     chunks: list[Any]
     finished_at: float | None
+    #: Why it is still queued (reason, detail, since); None once it is not.
+    waiting: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -401,6 +405,9 @@ class ConsoleData:
             ],
             waiting_for=ep.get("waiting_for"),
             schedules=[ScheduleRow.of(s) for s in planned["schedules"]],
+            failed_deliveries=(await self._call("GET", f"/api/v1/endpoints/{quote(name, safe='')}/failed-deliveries"))[
+                "deliveries"
+            ],
         )
 
     async def charts(self, name: str) -> list[ChartPoint]:
@@ -465,6 +472,10 @@ class ConsoleData:
         body = await self._call("GET", "/api/v1/endpoints")
         return {ep["endpoint_id"]: ep["name"] for ep in body["endpoints"]}
 
+    async def usage(self, since: str, by: str) -> dict[str, Any]:
+        """The project's usage report (GET /api/v1/usage)."""
+        return dict(await self._call("GET", f"/api/v1/usage?{urlencode({'since': since, 'by': by})}"))
+
     async def jobs(self, endpoint: str | None = None, status: str | None = None, limit: int = 200) -> list[JobRow]:
         params = {k: v for k, v in {"endpoint": endpoint, "status": status, "limit": limit}.items() if v}
         body = await self._call("GET", f"/api/v1/jobs?{urlencode(params)}")
@@ -486,6 +497,7 @@ class ConsoleData:
             webhooks=j.get("webhooks") or [],
             chunks=chunks,
             finished_at=j["finished_at"],
+            waiting=j.get("waiting"),
         )
 
     async def cancel(self, job_id: str) -> str:
@@ -496,6 +508,10 @@ class ConsoleData:
 
     async def retry(self, job_id: str) -> None:
         await self._call("POST", f"/api/v1/jobs/{quote(job_id, safe='')}/retry")
+
+    async def redeliver(self, job_id: str) -> dict[str, Any]:
+        """The job's webhook delivery, once sent again."""
+        return dict(await self._call("POST", f"/api/v1/jobs/{quote(job_id, safe='')}/redeliver"))
 
     # -- versions -------------------------------------------------------------------------------------
 

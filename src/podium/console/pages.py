@@ -249,6 +249,16 @@ async def retry(request: Request, c: Signed, job_id: str) -> Response:
     return await c.back(f"{PREFIX}/jobs/{job_id}", "ok", f"Job {job_id} is queued again.")
 
 
+@router.post("/jobs/{job_id}/redeliver")
+async def redeliver(request: Request, c: Signed, job_id: str) -> Response:
+    await acting(c, request, "deploy")
+    hook = await c.data.redeliver(job_id)
+    kind = "ok" if hook["state"] == "delivered" else "error"
+    last = hook["attempts"][-1] if hook["attempts"] else {}
+    result = last.get("status_code") or last.get("error") or "not sent yet"
+    return await c.back(f"{PREFIX}/jobs/{job_id}", kind, f"Webhook sent again: {hook['state']} ({result}).")
+
+
 # -- the HTTP client -----------------------------------------------------------------------------------
 
 
@@ -320,6 +330,43 @@ async def new_endpoint(request: Request, c: Signed, version_id: str) -> Response
     name = fields.get("name", "").strip()
     await c.data.new_endpoint(name, version_id, fields.get("message") or None)
     return await c.back(f"{PREFIX}/endpoints/{name}", "ok", f"Endpoint {name} created from version {version_id}.")
+
+
+# -- usage -----------------------------------------------------------------------------------------------------
+
+#: The usage chart's size (an inline SVG), in its own units.
+CHART_W, CHART_H = 640, 160
+
+
+def usage_bars(rows: list[dict[str, Any]], label: str) -> list[dict[str, Any]]:
+    """One bar per row (CPU core-seconds), scaled to the chart: x, width, height, label, value."""
+    if not rows:
+        return []
+    top = max(r["worker_seconds"]["cpu"] for r in rows) or 1.0
+    width = CHART_W / len(rows)
+    return [
+        {
+            "x": round(i * width + width * 0.1, 1),
+            "width": round(width * 0.8, 1),
+            "height": round(CHART_H * r["worker_seconds"]["cpu"] / top, 1),
+            "label": r[label],
+            "value": r["worker_seconds"]["cpu"],
+        }
+        for i, r in enumerate(rows)
+    ]
+
+
+@router.get("/usage")
+async def usage_page(c: Signed, since: str = "30d", by: Literal["endpoint", "day", "version"] = "day") -> Response:
+    report = await c.data.usage(since, by)
+    return await c.page(
+        "usage.html",
+        report=report,
+        bars=usage_bars(report["rows"], by),
+        chart=(CHART_W, CHART_H),
+        since=since,
+        by=by,
+    )
 
 
 # -- keys ------------------------------------------------------------------------------------------------------

@@ -55,16 +55,6 @@ def _cannot_start(ep: Endpoint) -> str:
     return f"endpoint {ep.name} cannot start its workers: {first}"
 
 
-def waiting_reason(ep: Endpoint) -> str | None:
-    """Why the endpoint's queued jobs wait with no worker to take them, if it is failed (they
-    wait for it to be started or redeployed, up to their ttl) or stopped; else None."""
-    if ep.state == EndpointState.ERROR:
-        return f"{_cannot_start(ep)}; the job waits until it is started or redeployed"
-    if ep.state == EndpointState.INACTIVE:
-        return f"endpoint {ep.name} is stopped; the job waits until it is started"
-    return None
-
-
 def find_route(routes: list[RouteRecord], path: str) -> RouteRecord | None:
     path = "/" + path.strip("/")
     return next((r for r in routes if r["path"] == path), None)

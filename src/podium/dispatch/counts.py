@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, or_, select
 
 from podium.dispatch.base import QueueBase
+from podium.dispatch.jobs import Job
 from podium.dispatch.statements import ALIVE, QUEUED, RUNNING
 from podium.store.tables import jobs
 
@@ -72,6 +73,14 @@ class QueueCounts(QueueBase):
         self._depth[endpoint_id] = n
         self._counted_at[endpoint_id] = time.monotonic()
         return n
+
+    async def ahead(self, job: Job) -> int:
+        """Jobs waiting on the job's endpoint that were queued before it (taken before it)."""
+        async with self.store.read() as conn:
+            q = select(func.count()).where(
+                jobs.c.endpoint_id == job.endpoint_id, QUEUED, jobs.c.created_at < job.created_at
+            )
+            return await conn.scalar(q) or 0
 
     async def at_capacity(self, endpoint_id: str, cap: int) -> bool:
         """Whether an endpoint already has `cap` jobs waiting. Counted in the store only when an

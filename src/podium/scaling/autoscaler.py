@@ -212,6 +212,8 @@ class Autoscaler:
                     # Jobs whose retry backoff has run out woke nobody when they became due.
                     self.queue.notifier.notify_one(ep_key(ep.id))
                 await self.reconcile(ep, *waiting)
+                if self.waiting_for.get(ep.id) != ep.waiting_for:  # every replica's statuses say so
+                    await self.catalog.set_waiting_for(ep.id, self.waiting_for.get(ep.id))
             except Exception as exc:  # one endpoint's failure never stops the others' pass
                 if self._failing.get(ep.id) != repr(exc):
                     self._failing[ep.id] = repr(exc)

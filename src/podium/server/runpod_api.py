@@ -7,10 +7,10 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 
-from podium.core.calls import Outcome, waiting_reason
+from podium.core.calls import Outcome
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
 from podium.core.options import parse_job_request
-from podium.core.waiting import Waiting, why_waiting
+from podium.core.waiting import Waiting
 from podium.dispatch.jobs import Job
 from podium.dispatch.states import UNFINISHED, JobStatus
 from podium.ids import uuid7
@@ -59,8 +59,14 @@ async def _accept(
 async def run(request: Request, endpoint_id: str) -> JSONAnswer:
     """Queue a job (on the endpoint's default route, or the body's `route`); answers at once with its id."""
     limit = runtime(request).settings.max_body // 2
-    _, outcome = await _accept(request, endpoint_id, limit, "run", f"{uuid7()}-u1")
-    return JSONAnswer({"id": outcome.job_id, "status": "IN_QUEUE"})
+    rt = runtime(request)
+    ep, outcome = await _accept(request, endpoint_id, limit, "run", f"{uuid7()}-u1")
+    answer: dict[str, object] = {"id": outcome.job_id, "status": "IN_QUEUE"}
+    job = await rt.queue.get(outcome.job_id)
+    waiting = None if job is None else await rt.waiting.of(job, ep)
+    if waiting is not None:  # still queued: why, as /status would say
+        answer["waiting"] = waiting.as_dict()
+    return JSONAnswer(answer)
 
 
 @router.post("/runsync")
@@ -90,26 +96,24 @@ def _of(ep: Endpoint, job_id: str, job: Job | None) -> Job:
 
 
 def _status_answer(rt: Runtime, job: Job, waiting: Waiting | None) -> JSONAnswer:
-    """The job's status envelope; a queued job that waits for a worker to start says so, with a
-    Retry-After (seconds) for the next poll."""
-    headers = None if waiting is None else {"Retry-After": str(waiting.retry_after)}
+    """The job's status envelope; a queued job says why it waits, and, unless it waits only for
+    its turn, a Retry-After (seconds) for the next poll."""
+    headers = None if waiting is None or waiting.retry_after is None else {"Retry-After": str(waiting.retry_after)}
     return JSONAnswer(envelope(job, rt.clock.now(), waiting), headers=headers)
 
 
 async def _waiting(rt: Runtime, ep: Endpoint, job: Job) -> Waiting | None:
-    """Why a queued job waits: its endpoint failed or stopped, or no worker can start now, or one
-    is starting (None: only its turn stands in the way)."""
-    held = waiting_reason(ep) or rt.scaler.waiting_for.get(ep.id)
-    return await why_waiting(job, ep, rt.pool, held)
+    """Why a queued job waits (None: it is not queued)."""
+    return await rt.waiting.of(job, ep)
 
 
 @router.get("/status/{job_id}")
 async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     """The job as it is, or, if it runs and ends within PODIUM_STATUS_HOLD (50 ms), as it ends.
 
-    A queued job cannot end within that hold, so it is not held for it. One that waits for a
-    worker to start says so; its answer is held until a worker takes it, up to its Retry-After,
-    so that a loop that ignores the hint does not spin through a cold start either."""
+    A queued job cannot end within that hold, so it is not held for it; it says why it waits.
+    One that waits for more than its turn (a worker to start, ...) is held until a worker takes
+    it, up to its Retry-After, so that a loop that ignores the hint does not spin either."""
     rt = runtime(request)
     _, ep = await endpoint_caller(request, "read", endpoint_id)
     # One read, under the wait's listener: a job ending between a read and the wait is not missed.
@@ -118,7 +122,7 @@ async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
     )
     job = _of(ep, job_id, found)
     waiting = await _waiting(rt, ep, job)
-    if waiting is not None:
+    if waiting is not None and waiting.retry_after is not None:
         found = await rt.queue.wait_final(job_id, waiting.retry_after, promise=False, endpoint_id=ep.id, through=QUEUED)
         job = _of(ep, job_id, found)
         waiting = waiting if job.status == JobStatus.IN_QUEUE else None

@@ -22,6 +22,7 @@ from podium.core.access import Access
 from podium.core.calls import Calls
 from podium.core.deployments import EXPIRE_EVERY, Deployments
 from podium.core.schedules import TICK_SECONDS, Scheduler
+from podium.core.waiting import WaitingReasons
 from podium.core.worker_calls import WorkerCalls
 from podium.core.workers import WorkerPool
 from podium.covalent.functions import Functions
@@ -44,6 +45,7 @@ from podium.store.projects import DEFAULT_PROJECT
 from podium.store.records import Endpoint, Version
 from podium.store.schedules import Schedules
 from podium.store.secretbox import SecretBox, load_key
+from podium.store.usage import UsageMeter
 from podium.store.webhook_secrets import WebhookSecrets
 
 log = logging.getLogger("podium.server")
@@ -107,6 +109,10 @@ class Runtime:
             worker_socket=self.worker_socket,
         )
         self.pool = self.scaler.pool
+        #: Usage per project, endpoint and version, rolled up by the leader.
+        self.usage = UsageMeter(self.store, self.clock, retention_days=settings.usage_retention_days)
+        #: Why a queued job waits, from what every replica reads in the store.
+        self.waiting = WaitingReasons(self.pool, self.queue, self.catalog)
         self.bundles = Bundles(settings.blobs, self.store if self.shared else None)
         self.deployments = Deployments(self.catalog, self.bundles, self.queue, self.scaler, self.secrets, self.clock)
         self.functions = Functions(self.access, self.deployments, self.clock)
@@ -124,7 +130,7 @@ class Runtime:
         #: job-take and job-done for local workers, without HTTP.
         self.channel = WorkerChannel(self.workers, self.access, self.metrics, settings.home, self.replica_id)
         #: While this replica leads: stopping endpoints at their expires_at (Covalent time
-        #: limits), and firing schedules.
+        #: limits), firing schedules, and metering usage.
         self.duties: list[asyncio.Task[None]] = []
         self._background: list[asyncio.Task[None]] = []
         #: Set on first start when an admin key was generated: printed once by `podium up`.
@@ -187,19 +193,30 @@ class Runtime:
         self.duties = [
             asyncio.create_task(self._every(EXPIRE_EVERY, self.deployments.expire), name="podium-expiry"),
             asyncio.create_task(self._every(TICK_SECONDS, self.scheduler.tick), name="podium-schedules"),
+            asyncio.create_task(self._every(self.settings.usage_rollup, self.meter), name="podium-usage"),
         ]
         await self._beat()
 
     async def _follow(self) -> None:
         """Another replica leads now (or this one is stopping): stop the duties, and the workers."""
-        for task in self.duties:
-            task.cancel()
-        self.duties = []
+        if self.duties:
+            for task in self.duties:
+                task.cancel()
+            self.duties = []
+            with contextlib.suppress(Exception):  # what ran until now, while its workers still count
+                await self.meter()
         try:
             await self.scaler.close()
         finally:  # whatever stopping the workers ran into, this replica sends no more webhooks
             if self.webhooks is not None:
                 await self.webhooks.stop()
+
+    async def meter(self) -> None:
+        """Roll usage up (the leader's duty), and count the worker-seconds it added."""
+        rolled = await self.usage.rollup()
+        for (project, endpoint), t in rolled.worker_seconds.items():
+            for resource, seconds in (("cpu", t.cpu), ("gpu", t.gpu), ("memory_mb", t.memory_mb)):
+                self.metrics.worker_seconds.labels(project, endpoint, resource).inc(seconds)
 
     async def _beat(self) -> None:
         """Say this replica is alive (and whether it leads); learn whether any other is."""

@@ -9,6 +9,11 @@ Delivery is at least once: an attempt cut short by a crash is sent again, with t
 `X-Podium-Delivery` id for receivers that deduplicate. Only the leading replica sends, and each
 attempt is claimed in the store before it goes (its `next_at` moved past the attempt's time-out),
 so a leader that has not yet noticed it was replaced cannot send the same attempt again.
+
+An ended job's delivery can be sent again on request (`redeliver`, any replica): its row becomes
+`redeliver`, which the leader sends once, with the same body and signing, recorded as one more
+attempt (`"redelivery": true`); it ends delivered or failed, with no further retries. One still
+being retried is sent at once instead, its retries kept.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ log = logging.getLogger("podium.webhooks")
 MAX_TRIES = 3
 #: Deliveries sent at once.
 PARALLEL = 16
+#: States the sender picks up: due retries, and one-off redeliveries asked for by someone.
+SENDABLE = ("pending", "redeliver")
+#: How often a redeliver request looks whether its attempt has been recorded.
+REDELIVER_POLL = 0.1
 
 
 def webhook_body(job: Job, envelope: dict[str, Any]) -> bytes:
@@ -122,7 +131,7 @@ class WebhookOutbox:
         await self._seal()
         now = self.clock.now()
         async with self.store.tx() as conn:
-            res = await conn.execute(select(webhook_deliveries).where(webhook_deliveries.c.state == "pending"))
+            res = await conn.execute(select(webhook_deliveries).where(webhook_deliveries.c.state.in_(SENDABLE)))
             found = [Delivery.from_row(r) for r in res.mappings().all()]
         pending = [d for d in found if d.id not in self._sending]
         due = [d for d in pending if d.next_at is not None and d.next_at <= now]
@@ -177,7 +186,7 @@ class WebhookOutbox:
                 update(d)
                 .where(
                     d.c.id == row.id,
-                    d.c.state == "pending",
+                    d.c.state == row.state,
                     d.c.tries == row.tries,
                     d.c.next_at == row.next_at,
                 )
@@ -204,6 +213,8 @@ class WebhookOutbox:
 
             started = time.monotonic()
             record: dict[str, Any] = {"at": self.clock.now()}
+            if row.state == "redeliver":
+                record["redelivery"] = True
             try:
                 resp = await client.post(row.url, content=body, headers=headers)
                 record["status_code"] = resp.status_code
@@ -224,7 +235,7 @@ class WebhookOutbox:
         self.metrics.webhooks.labels("ok" if ok else "failed").inc()
         if ok:
             values.update(state="delivered", finished_at=now, next_at=None)
-        elif tries >= MAX_TRIES:
+        elif tries >= MAX_TRIES or row.state == "redeliver":
             values.update(state="failed", finished_at=now, next_at=None)
             log.warning("webhook for job %s failed after %d attempts", row.job_id, tries)
         else:
@@ -232,17 +243,65 @@ class WebhookOutbox:
         async with self.store.tx() as conn:
             await conn.execute(
                 update(webhook_deliveries)
-                .where(webhook_deliveries.c.id == row.id, webhook_deliveries.c.state == "pending")
+                .where(webhook_deliveries.c.id == row.id, webhook_deliveries.c.state == row.state)
                 .values(**values)
             )
 
-    async def for_job(self, job_id: str) -> list[dict[str, Any]]:
-        """The deliveries of a job, attempts included (for `podium jobs show`)."""
+    async def _of_job(self, job_id: str) -> list[Delivery]:
         async with self.store.tx() as conn:
             res = await conn.execute(
                 select(webhook_deliveries)
                 .where(webhook_deliveries.c.job_id == job_id)
                 .order_by(webhook_deliveries.c.created_at)
             )
+            return [Delivery.from_row(r) for r in res.mappings().all()]
+
+    async def for_job(self, job_id: str) -> list[dict[str, Any]]:
+        """The deliveries of a job, attempts included (for `podium jobs show`)."""
+        return [_view(d) for d in await self._of_job(job_id)]
+
+    async def redeliver(self, job_id: str) -> dict[str, Any] | None:
+        """Send an ended job's delivery once more and answer it once that attempt is recorded
+        (or, if the leader has not sent it within a time-out, as it stands: it is still sent).
+        None: the job has no webhook. Callers check the job has ended (its body is fixed then)."""
+        await self._seal()  # a job that has just ended may not have its body yet
+        found = await self._of_job(job_id)
+        if not found:
+            return None
+        last = found[-1]
+        d = webhook_deliveries
+        # One still being retried is sent now (its retries kept); an ended one once more.
+        state = "pending" if last.state == "pending" else "redeliver"
+        async with self.store.tx() as conn:
+            await conn.execute(
+                update(d)
+                .where(d.c.id == last.id, d.c.state.in_(("delivered", "failed", "pending", "redeliver")))
+                .values(state=state, next_at=self.clock.now(), finished_at=None)
+            )
+        self.queue.notifier.notify(ENDED_KEY)  # the leader's sender looks now, not at its next pass
+        current = last
+        deadline = time.monotonic() + self.timeout + 5.0
+        while time.monotonic() < deadline:
+            current = next((x for x in await self._of_job(job_id) if x.id == last.id), current)
+            if current.tries > last.tries and current.state != "redeliver":
+                break
+            await asyncio.sleep(REDELIVER_POLL)
+        return _view(current)
+
+    async def failed(self, endpoint_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The endpoint's last failed deliveries, newest first (for its console page)."""
+        d = webhook_deliveries
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(d)
+                .select_from(d.join(jobs, jobs.c.id == d.c.job_id))
+                .where(jobs.c.endpoint_id == endpoint_id, d.c.state == "failed")
+                .order_by(d.c.finished_at.desc())
+                .limit(limit)
+            )
             found = [Delivery.from_row(r) for r in res.mappings().all()]
-        return [{"id": d.id, "url": d.url, "state": d.state, "tries": d.tries, "attempts": d.attempts} for d in found]
+        return [_view(x) | {"job_id": x.job_id} for x in found]
+
+
+def _view(d: Delivery) -> dict[str, Any]:
+    return {"id": d.id, "url": d.url, "state": d.state, "tries": d.tries, "attempts": d.attempts}

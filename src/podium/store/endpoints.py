@@ -233,6 +233,13 @@ class Endpoints:
         self._endpoints.clear()
         return bool(res.rowcount)
 
+    async def set_waiting_for(self, endpoint_id: str, reason: str | None) -> None:
+        """Why the autoscaler holds back the endpoint's workers (None: it does not), for every
+        replica's status answers."""
+        async with self.store.tx() as conn:
+            await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(waiting_for=reason))
+        self._endpoints.clear()
+
     async def set_secret(self, endpoint_id: str, name: str, token: str) -> None:
         async with self.store.tx() as conn:
             await conn.execute(

@@ -92,6 +92,8 @@ class Endpoint:
     updated_at: float
     #: When the leader stops it (a Covalent executor's time limit); None: never.
     expires_at: float | None
+    #: Why the leader does not start the workers it wants (e.g. no free GPU); None: nothing.
+    waiting_for: str | None
 
     @classmethod
     def from_row(cls, row: Row) -> Endpoint:
@@ -278,7 +280,8 @@ class Delivery:
     id: str
     job_id: str
     url: str
-    #: waiting (its job is not final yet) -> pending -> delivered | failed
+    #: waiting (its job is not final yet) -> pending -> delivered | failed; redeliver (asked
+    #: for again: sent once) -> delivered | failed
     state: str
     tries: int
     next_at: float | None

@@ -117,6 +117,9 @@ endpoints = Table(
     Column("updated_at", Float, nullable=False),
     # When the leader stops it (INACTIVE), e.g. a Covalent executor's time limit; None: never.
     Column("expires_at", Float, nullable=True),
+    # Why the leader's autoscaler does not start the workers it wants (e.g. no free GPU), for the
+    # waiting reason of its queued jobs on every replica; None: nothing holds a start back.
+    Column("waiting_for", Text, nullable=True),
     UniqueConstraint("project_id", "name", name="uq_endpoints_project_name"),
 )
 
@@ -216,7 +219,8 @@ webhook_deliveries = Table(
     Column("id", String(32), primary_key=True),
     Column("job_id", String(64), nullable=False, index=True),
     Column("url", Text, nullable=False),
-    # waiting (job not final yet) -> pending -> delivered | failed
+    # waiting (job not final yet) -> pending -> delivered | failed; redeliver (asked for again,
+    # sent once) -> delivered | failed
     Column("state", String(16), nullable=False),
     Column("tries", Integer, nullable=False, default=0),
     Column("next_at", Float, nullable=True),
@@ -408,4 +412,32 @@ console_sessions = Table(
     Column("flash", Text, nullable=False, server_default="[]"),
     Column("created_at", Float, nullable=False),
     Column("seen_at", Float, nullable=False),
+)
+
+usage_hours = Table(
+    "usage_hours",
+    metadata,
+    # What each project's endpoints used, per version and per hour (store/usage.py): jobs ended,
+    # their execution seconds, and worker-seconds by resource (CPU cores x s, GPUs x s, memory
+    # MB x s, from what each worker reserved, idle or busy). Rolled up by the leader.
+    Column("project_id", String(32), primary_key=True),
+    Column("endpoint_id", String(32), primary_key=True),
+    Column("version_id", String(32), primary_key=True),
+    # The hour's start, in Unix seconds.
+    Column("hour", Float, primary_key=True),
+    Column("jobs", Integer, nullable=False, server_default="0"),
+    Column("execution_seconds", Float, nullable=False, server_default="0"),
+    Column("cpu_seconds", Float, nullable=False, server_default="0"),
+    Column("gpu_seconds", Float, nullable=False, server_default="0"),
+    Column("memory_mb_seconds", Float, nullable=False, server_default="0"),
+    Index("ix_usage_hours_project_hour", "project_id", "hour"),
+)
+
+usage_marks = Table(
+    "usage_marks",
+    metadata,
+    # How far usage is rolled up (one row, "rollup"): moved in the transaction that adds what
+    # came before it, so a restart or a new leader never counts a second twice.
+    Column("name", String(32), primary_key=True),
+    Column("at", Float, nullable=False),
 )

@@ -1,6 +1,6 @@
 """The admin API under /api/v1, one module per resource; `ROUTERS` are mounted by the app."""
 
-from podium.server.admin import deploys, endpoints, installation, jobs, keys, schedules, versions, volumes
+from podium.server.admin import deploys, endpoints, installation, jobs, keys, schedules, usage, versions, volumes
 
 #: Each resource's router (all under /api/v1).
 ROUTERS = (
@@ -12,4 +12,5 @@ ROUTERS = (
     keys.router,
     installation.router,
     volumes.router,
+    usage.router,
 )

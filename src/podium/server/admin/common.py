@@ -68,7 +68,7 @@ async def endpoint_view(rt: Runtime, request: Request, ep: Endpoint) -> dict[str
         # serves meanwhile).
         "pending_version": ep.pending.version_id if ep.pending else None,
         # Why wanted workers are not started, e.g. "waiting for 1 GPU (2 of 2 in use)".
-        "waiting_for": rt.scaler.waiting_for.get(ep.id),
+        "waiting_for": ep.waiting_for,
         # The autoscaler's last pass: workers wanted for the jobs running and waiting, plus
         # the warm buffer (idle workers kept beyond them).
         "autoscaler": rt.scaler.status.get(ep.id),

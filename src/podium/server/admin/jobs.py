@@ -1,4 +1,5 @@
-"""Jobs of a project: the list (the dead-letter view with status=FAILED), one job, re-drive."""
+"""Jobs of a project: the list (the dead-letter view with status=FAILED), one job, re-drive,
+webhook redelivery."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Request
 
 from podium import _json
 from podium.dispatch.jobs import Job
-from podium.dispatch.states import JobStatus
+from podium.dispatch.states import FINAL, JobStatus
 from podium.server.admin.common import admin_caller, job_by_ref
 from podium.server.errors import HTTPError
 from podium.server.responses import JSONAnswer
@@ -69,12 +70,40 @@ async def retry_job(request: Request, job_id: str) -> JSONAnswer:
     return JSONAnswer({"id": job.id, "status": "IN_QUEUE"})
 
 
+@router.post("/jobs/{job_id}/redeliver")
+async def redeliver_job(request: Request, job_id: str) -> JSONAnswer:
+    """Send an ended job's final status to its webhook again (signed, recorded as one more
+    attempt); answers the delivery once that attempt is recorded. Deploy keys and up."""
+    rt, principal = await admin_caller(request, "deploy", scoped=True)
+    job = await job_by_ref(rt, principal, job_id)
+    if job.status not in FINAL:
+        raise HTTPError(409, "job_not_ended", f"job {job.id} is {job.status}: its webhook is sent when it ends")
+    assert rt.webhooks is not None
+    delivery = await rt.webhooks.redeliver(job.id)
+    if delivery is None:
+        raise HTTPError(400, "no_webhook", f"job {job.id} named no webhook")
+    return JSONAnswer(delivery)
+
+
+@router.get("/endpoints/{endpoint}/failed-deliveries")
+async def failed_deliveries(request: Request, endpoint: str, limit: int = 10) -> JSONAnswer:
+    """The endpoint's last failed webhook deliveries (every attempt failed), newest first."""
+    rt, principal = await admin_caller(request, "read", scoped=True)
+    ep = await rt.access.endpoint(principal, endpoint)
+    assert rt.webhooks is not None
+    return JSONAnswer({"deliveries": await rt.webhooks.failed(ep.id, max(1, min(limit, 100)))})
+
+
 @router.get("/jobs/{job_id}")
 async def get_job(request: Request, job_id: str) -> JSONAnswer:
-    """A job by its id or a unique prefix of it, with its webhook deliveries."""
+    """A job by its id or a unique prefix of it, with its webhook deliveries and, while it is
+    queued, why it waits (`waiting`: reason, detail, since)."""
     rt, principal = await admin_caller(request, "read", scoped=True)
     job = await job_by_ref(rt, principal, job_id)
     view = job_view(job, traceback=principal.can("deploy"))
+    ep = await rt.catalog.get_endpoint(job.project_id, job.endpoint_id)
+    waiting = None if ep is None else await rt.waiting.of(job, ep)
+    view["waiting"] = None if waiting is None else waiting.as_dict()
     assert rt.webhooks is not None
     view["webhooks"] = await rt.webhooks.for_job(job.id)
     return JSONAnswer(view)
