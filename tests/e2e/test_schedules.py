@@ -63,12 +63,15 @@ def next_fire(srv: PodiumServer, name: str, route: str) -> float:
 
 
 def make_due(srv: PodiumServer, name: str, route: str, ago: float) -> None:
-    """Move a schedule's next fire `ago` seconds into the past, in the store."""
+    """Move a schedule's next fire `ago` seconds into the past, in the store (listing them first
+    stores the ones a just deployed version declares)."""
+    assert route in schedules(srv, name)
     ep = srv.http.get(f"/api/v1/endpoints/{name}").json()["endpoint_id"]
     with sqlite3.connect(srv.home / "podium.db", timeout=30) as db:
-        db.execute(
+        moved = db.execute(
             "UPDATE schedules SET next_fire_at = ? WHERE endpoint_id = ? AND route = ?", (time.time() - ago, ep, route)
         )
+        assert moved.rowcount == 1
 
 
 def fired_after(srv: PodiumServer, name: str, route: str, before: str | None) -> dict[str, Any]:
