@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Float, and_, bindparam, case, func, insert, literal_column, or_, select, update
+from sqlalchemy import Float, String, and_, bindparam, case, func, insert, literal_column, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from podium.dispatch.states import JobStatus
@@ -72,6 +72,7 @@ _NEW_JOB_COLUMNS = (
     "id",
     "project_id",
     "endpoint_id",
+    "version_id",
     "route",
     "kind",
     "input",
@@ -89,33 +90,48 @@ _NEW_JOB_COLUMNS = (
     "retries",
 )
 INSERT_JOB = Prepared(insert(jobs).values({name: bindparam(f"v_{name}") for name in _NEW_JOB_COLUMNS}))
-_PICKED = (
-    select(jobs.c.id)
-    .where(
+#: Which queued jobs a worker may take while its endpoint has a canary rollout (binds b_canary):
+#: a canary worker those routed to the canary; the others every other, including jobs pinned
+#: to a version the endpoint has left (a redeploy's leftovers).
+LANES: dict[str | None, ColumnElement[bool] | None] = {
+    None: None,
+    "canary": jobs.c.version_id == bindparam("b_canary"),
+    "current": or_(jobs.c.version_id.is_(None), jobs.c.version_id != bindparam("b_canary")),
+}
+
+
+def _take_statement(lane: str | None) -> Prepared:
+    picked = select(jobs.c.id).where(
         jobs.c.endpoint_id == bindparam("b_endpoint"),
         QUEUED,
         or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > NOW),
         or_(jobs.c.run_after.is_(None), jobs.c.run_after <= NOW),
     )
-    .order_by(jobs.c.created_at)
-    .limit(bindparam("b_limit"))
-    .with_for_update(skip_locked=True)
-    .cte("picked")
-)
-TAKE = Prepared(
-    update(jobs)
-    .where(jobs.c.id == _PICKED.c.id, QUEUED)
-    .values(
-        status=JobStatus.IN_PROGRESS,
-        worker_id=bindparam("b_worker"),
-        lease_until=bindparam("b_lease_until", type_=Float),
-        attempt=jobs.c.attempt + 1,
-        started_at=NOW,
-        delay_ms=func.cast((NOW - jobs.c.created_at) * 1000, jobs.c.delay_ms.type),
-        deadline_at=NOW + jobs.c.timeout_ms / 1000.0,
+    only = LANES[lane]
+    if only is not None:
+        picked = picked.where(only)
+    cte = picked.order_by(jobs.c.created_at).limit(bindparam("b_limit")).with_for_update(skip_locked=True).cte("picked")
+    return Prepared(
+        update(jobs)
+        .where(jobs.c.id == cte.c.id, QUEUED)
+        .values(
+            status=JobStatus.IN_PROGRESS,
+            worker_id=bindparam("b_worker"),
+            # The version that runs it (a worker that does not say keeps what the job said).
+            version_id=func.coalesce(bindparam("b_version", type_=String), jobs.c.version_id),
+            lease_until=bindparam("b_lease_until", type_=Float),
+            attempt=jobs.c.attempt + 1,
+            started_at=NOW,
+            delay_ms=func.cast((NOW - jobs.c.created_at) * 1000, jobs.c.delay_ms.type),
+            deadline_at=NOW + jobs.c.timeout_ms / 1000.0,
+        )
+        .returning(jobs)
     )
-    .returning(jobs)
-)
+
+
+#: Claim queued jobs of an endpoint for a worker, by lane (binds b_now, b_endpoint, b_worker,
+#: b_version, b_lease_until, b_limit, and b_canary for a lane).
+TAKE = {lane: _take_statement(lane) for lane in LANES}
 
 
 def _finish_statement(by_endpoint: bool) -> Prepared:

@@ -48,6 +48,8 @@ class NewJob:
     #: The caller waits on its connection for the result (runsync, route calls): storing the job
     #: promises nothing yet, so it is not fsynced until its id is handed out (see wait_final).
     awaited: bool = False
+    #: The canary version a rollout routed it to (None: whichever version the endpoint runs).
+    version_id: str | None = None
     id: str = field(default_factory=uuid7)
 
 
@@ -96,6 +98,7 @@ class CallerSide(QueueBase):
                     id=new.id,
                     project_id=new.project_id,
                     endpoint_id=new.endpoint_id,
+                    version_id=new.version_id,
                     route=new.route,
                     kind=new.kind,
                     input=_json.dumps(new.input),
@@ -138,7 +141,7 @@ class CallerSide(QueueBase):
             self._depth[new.endpoint_id] += 1
         if new.awaited:
             self._fresh.put(new.id, None)
-        key = ep_key(new.endpoint_id)
+        key = ep_key(new.endpoint_id, new.version_id)
         if not self.notifier.listeners(key) and not new.low_priority:
             self.notifier.notify(SCALE_KEY)
         self.notifier.notify_one(key)

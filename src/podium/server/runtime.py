@@ -1,7 +1,7 @@
 """The running server's parts, wired once at start-up and shared by every router.
 
 Every replica serves the whole API. The duties of the installation (the autoscaler and its
-workers, leases, time-outs, retention, webhooks, endpoint expiry) run on the leader only
+workers, leases, time-outs, retention, webhooks, endpoint expiry, rollout guards) run on the leader only
 (scaling/leader.py); on SQLite the one server leads.
 """
 
@@ -21,6 +21,7 @@ from podium.config import Settings
 from podium.core.access import Access
 from podium.core.calls import Calls
 from podium.core.deployments import EXPIRE_EVERY, Deployments
+from podium.core.rollouts import GUARD_EVERY, Rollouts
 from podium.core.worker_calls import WorkerCalls
 from podium.core.workers import WorkerPool
 from podium.covalent.functions import Functions
@@ -107,6 +108,7 @@ class Runtime:
         self.pool = self.scaler.pool
         self.bundles = Bundles(settings.blobs, self.store if self.shared else None)
         self.deployments = Deployments(self.catalog, self.bundles, self.queue, self.scaler, self.secrets, self.clock)
+        self.rollouts = Rollouts(self.catalog, self.queue, self.deployments, self.clock)
         self.functions = Functions(self.access, self.deployments, self.clock)
         self.serve_runs = ServeRuns(self.store, self.deployments, self.clock)
         #: The worker protocol, for both of its transports.
@@ -119,6 +121,7 @@ class Runtime:
         self.channel = WorkerChannel(self.workers, self.access, self.metrics, settings.home, self.replica_id)
         #: Stops endpoints at their expires_at (Covalent time limits), while this replica leads.
         self.expiry: asyncio.Task[None] | None = None
+        self.guard: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
         #: Set on first start when an admin key was generated: printed once by `podium up`.
         self.new_admin_key: str | None = None
@@ -178,13 +181,15 @@ class Runtime:
         self.webhooks.start()
         self.scaler.start()
         self.expiry = asyncio.create_task(self._every(EXPIRE_EVERY, self.deployments.expire), name="podium-expiry")
+        self.guard = asyncio.create_task(self._every(GUARD_EVERY, self.rollouts.guard), name="podium-rollout-guard")
         await self._beat()
 
     async def _follow(self) -> None:
         """Another replica leads now (or this one is stopping): stop the duties, and the workers."""
-        if self.expiry is not None:
-            self.expiry.cancel()
-            self.expiry = None
+        for duty in (self.expiry, self.guard):
+            if duty is not None:
+                duty.cancel()
+        self.expiry = self.guard = None
         try:
             await self.scaler.close()
         finally:  # whatever stopping the workers ran into, this replica sends no more webhooks

@@ -1,6 +1,14 @@
 """The admin API under /api/v1, one module per resource; `ROUTERS` are mounted by the app."""
 
-from podium.server.admin import deploys, endpoints, installation, jobs, keys, versions
+from podium.server.admin import deploys, endpoints, installation, jobs, keys, rollouts, versions
 
 #: Each resource's router (all under /api/v1).
-ROUTERS = (deploys.router, endpoints.router, jobs.router, versions.router, keys.router, installation.router)
+ROUTERS = (
+    deploys.router,
+    endpoints.router,
+    rollouts.router,
+    jobs.router,
+    versions.router,
+    keys.router,
+    installation.router,
+)

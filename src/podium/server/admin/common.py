@@ -48,6 +48,7 @@ def urls(request: Request, ep_id: str) -> dict[str, str]:
 async def endpoint_view(rt: Runtime, request: Request, ep: Endpoint) -> dict[str, Any]:
     info = await rt.version(ep)
     workers = await rt.pool.view(ep.id)
+    rollout = await rt.rollouts.view(ep)
     return {
         "endpoint_id": ep.id,
         "name": ep.name,
@@ -69,6 +70,8 @@ async def endpoint_view(rt: Runtime, request: Request, ep: Endpoint) -> dict[str
         "pending_version": ep.pending.version_id if ep.pending else None,
         # Why wanted workers are not started, e.g. "waiting for 1 GPU (2 of 2 in use)".
         "waiting_for": rt.scaler.waiting_for.get(ep.id),
+        # A canary rollout under way: both versions, their shares and recent figures.
+        "rollout": rollout.as_dict(ep) if rollout is not None else None,
     }
 
 
