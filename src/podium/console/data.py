@@ -120,6 +120,8 @@ class HistoryEntry:
     key_id: str | None
     message: str | None
     current: bool
+    #: A canary rollout's step (start, percent, promote, abort, guard); None: a deploy or rollback.
+    action: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ class EndpointDetail:
     history: list[HistoryEntry]
     #: Why wanted workers are not started (e.g. waiting for a GPU).
     waiting_for: str | None = None
+    #: A canary rollout under way: its share, and each version's calls, failures and p50.
+    rollout: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -352,9 +356,11 @@ class ConsoleData:
             routes=[_route(r) for r in ep["routes"]],
             workers=[WorkerRow(w["id"], w["state"], w["started_at"], w["jobs_done"], w["jobs"]) for w in ep["workers"]],
             history=[
-                HistoryEntry(h["version"], h["at"], h["key_id"], h["message"], h["current"]) for h in hist["history"]
+                HistoryEntry(h["version"], h["at"], h["key_id"], h["message"], h["current"], h.get("action"))
+                for h in hist["history"]
             ],
             waiting_for=ep.get("waiting_for"),
+            rollout=ep.get("rollout"),
         )
 
     async def charts(self, name: str) -> list[ChartPoint]:
@@ -392,6 +398,12 @@ class ConsoleData:
         if action not in ("stop", "start", "restart"):
             raise ConsoleError(400, f"unknown action {action!r}")
         await self._call("POST", f"/api/v1/endpoints/{quote(name, safe='')}/{action}")
+
+    async def end_rollout(self, name: str, step: str) -> None:
+        """promote or abort the endpoint's canary rollout."""
+        if step not in ("promote", "abort"):
+            raise ConsoleError(400, f"unknown rollout step {step!r}")
+        await self._call("POST", f"/api/v1/endpoints/{quote(name, safe='')}/rollout/{step}")
 
     async def rollback(self, name: str, version: str, message: str | None = None) -> None:
         body = {"version": version, **({"message": message} if message else {})}
