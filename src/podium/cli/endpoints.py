@@ -214,7 +214,8 @@ def rollback(
 
 @app.command()
 def history(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
-    """Every version an endpoint has pointed at: when, by which key, with which message."""
+    """Every version an endpoint has pointed at, and every step of its canary rollouts (STEP):
+    when, by which key (podium: the rollout's guard), with which message."""
     with connect(url, key, project) as conn:
         res = conn.request("GET", f"/api/v1/endpoints/{name}/history")
     if as_json:
