@@ -9,7 +9,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from podium.dispatch.states import JobStatus
 from podium.store.engine import Prepared
-from podium.store.tables import jobs
+from podium.store.tables import endpoints, jobs
 
 #: Columns a caller may see; `secret` (worker-only request fields) is deliberately absent.
 PUBLIC_COLUMNS = [c for c in jobs.c if c.name != "secret"]
@@ -90,48 +90,52 @@ _NEW_JOB_COLUMNS = (
     "retries",
 )
 INSERT_JOB = Prepared(insert(jobs).values({name: bindparam(f"v_{name}") for name in _NEW_JOB_COLUMNS}))
-#: Which queued jobs a worker may take while its endpoint has a canary rollout (binds b_canary):
-#: a canary worker those routed to the canary; the others every other, including jobs pinned
-#: to a version the endpoint has left (a redeploy's leftovers).
-LANES: dict[str | None, ColumnElement[bool] | None] = {
-    None: None,
-    "canary": jobs.c.version_id == bindparam("b_canary"),
-    "current": or_(jobs.c.version_id.is_(None), jobs.c.version_id != bindparam("b_canary")),
-}
-
-
-def _take_statement(lane: str | None) -> Prepared:
-    picked = select(jobs.c.id).where(
+_CANARY = select(endpoints.c.canary_version).where(endpoints.c.id == bindparam("b_endpoint")).scalar_subquery()
+_VERSION = bindparam("b_version", type_=String)
+#: Which queued jobs a worker of `b_version` may take, read from the store in the take itself
+#: (not from a replica's cached view of the endpoint): with no canary rollout, any; during one,
+#: a canary worker those routed to the canary, the others every other job (including jobs
+#: pinned to a version the endpoint has left).
+_ITS_LANE = or_(
+    _CANARY.is_(None),
+    and_(_VERSION == _CANARY, jobs.c.version_id == _CANARY),
+    and_(
+        or_(_VERSION.is_(None), _VERSION != _CANARY),
+        or_(jobs.c.version_id.is_(None), jobs.c.version_id != _CANARY),
+    ),
+)
+_PICKED = (
+    select(jobs.c.id)
+    .where(
         jobs.c.endpoint_id == bindparam("b_endpoint"),
         QUEUED,
         or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > NOW),
         or_(jobs.c.run_after.is_(None), jobs.c.run_after <= NOW),
+        _ITS_LANE,
     )
-    only = LANES[lane]
-    if only is not None:
-        picked = picked.where(only)
-    cte = picked.order_by(jobs.c.created_at).limit(bindparam("b_limit")).with_for_update(skip_locked=True).cte("picked")
-    return Prepared(
-        update(jobs)
-        .where(jobs.c.id == cte.c.id, QUEUED)
-        .values(
-            status=JobStatus.IN_PROGRESS,
-            worker_id=bindparam("b_worker"),
-            # The version that runs it (a worker that does not say keeps what the job said).
-            version_id=func.coalesce(bindparam("b_version", type_=String), jobs.c.version_id),
-            lease_until=bindparam("b_lease_until", type_=Float),
-            attempt=jobs.c.attempt + 1,
-            started_at=NOW,
-            delay_ms=func.cast((NOW - jobs.c.created_at) * 1000, jobs.c.delay_ms.type),
-            deadline_at=NOW + jobs.c.timeout_ms / 1000.0,
-        )
-        .returning(jobs)
+    .order_by(jobs.c.created_at)
+    .limit(bindparam("b_limit"))
+    .with_for_update(skip_locked=True)
+    .cte("picked")
+)
+#: Claim queued jobs of an endpoint for a worker (binds b_now, b_endpoint, b_worker, b_version,
+#: b_lease_until, b_limit).
+TAKE = Prepared(
+    update(jobs)
+    .where(jobs.c.id == _PICKED.c.id, QUEUED)
+    .values(
+        status=JobStatus.IN_PROGRESS,
+        worker_id=bindparam("b_worker"),
+        # The version that runs it (a worker that does not say keeps what the job said).
+        version_id=func.coalesce(_VERSION, jobs.c.version_id),
+        lease_until=bindparam("b_lease_until", type_=Float),
+        attempt=jobs.c.attempt + 1,
+        started_at=NOW,
+        delay_ms=func.cast((NOW - jobs.c.created_at) * 1000, jobs.c.delay_ms.type),
+        deadline_at=NOW + jobs.c.timeout_ms / 1000.0,
     )
-
-
-#: Claim queued jobs of an endpoint for a worker, by lane (binds b_now, b_endpoint, b_worker,
-#: b_version, b_lease_until, b_limit, and b_canary for a lane).
-TAKE = {lane: _take_statement(lane) for lane in LANES}
+    .returning(jobs)
+)
 
 
 def _finish_statement(by_endpoint: bool) -> Prepared:

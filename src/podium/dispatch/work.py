@@ -25,13 +25,6 @@ def backoff(attempt: int, base: float, cap: float = 60.0) -> float:
     return float(random.uniform(0.5, 1.0) * min(cap, base * 2 ** (attempt - 1)))
 
 
-def lane(version: str | None, canary: str | None) -> str | None:
-    """Which of an endpoint's queued jobs a worker of `version` takes (statements.LANES)."""
-    if canary is None:
-        return None
-    return "canary" if version == canary else "current"
-
-
 class WorkerSide(QueueBase):
     """What workers do with jobs: take them under a lease, report on them, end them."""
 
@@ -43,11 +36,10 @@ class WorkerSide(QueueBase):
         lease: float,
         limit: int = 1,
         version: str | None = None,
-        canary: str | None = None,
     ) -> list[Job]:
         """Atomically claim up to `limit` queued jobs of an endpoint for one worker, which runs
-        `version` (None: unsaid). While the endpoint has a canary rollout (`canary`: its
-        version), a worker of the canary takes only the jobs routed to it, the others the rest."""
+        `version` (None: unsaid). While the endpoint has a canary rollout, a worker of the
+        canary takes only the jobs routed to it, the others the rest (statements.TAKE)."""
         now = self.clock.now()
         params = {
             "b_now": now,
@@ -56,11 +48,10 @@ class WorkerSide(QueueBase):
             "b_version": version,
             "b_lease_until": now + lease,
             "b_limit": limit,
-            "b_canary": canary,
         }
         # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
         async with self.store.tx(durable=False) as conn:
-            taken = await conn.rows(TAKE[lane(version, canary)], params)
+            taken = await conn.rows(TAKE, params)
         for row in taken:  # a /status held while the job waited for a worker answers now
             self.notifier.wake(job_key(row["id"]))
         return [Job.from_row(row) for row in taken]
@@ -82,12 +73,13 @@ class WorkerSide(QueueBase):
         `alive` is asked after each wait, before claiming and once more after: a worker that
         died, hung up or may no longer take work while it waited claims nothing (what was just
         claimed goes back), and the wake-up it got goes on to another waiting worker (or starts
-        one). Before the first claim the caller has only just asked. `version` and `canary`: as
-        for `take` (a canary's worker waits on the canary's own key).
+        one). Before the first claim the caller has only just asked. `version`: as for `take`;
+        `canary`: the version of the endpoint's canary rollout, as the caller saw it (a canary's
+        workers wait on the canary's own key, woken by the jobs routed to it).
         """
         deadline = time.monotonic() + timeout
         waited = False
-        key = ep_key(endpoint_id, canary if lane(version, canary) == "canary" else None)
+        key = ep_key(endpoint_id, canary if canary is not None and version == canary else None)
         with self.notifier.listen(key) as ev:
             while True:
                 if self.closing:
@@ -96,9 +88,7 @@ class WorkerSide(QueueBase):
                     ev.set()  # passed on when this waiter leaves (Notifier.listen)
                     self.notifier.notify(SCALE_KEY)
                     return []
-                taken = await self.take(
-                    endpoint_id, worker_id, lease=lease, limit=limit, version=version, canary=canary
-                )
+                taken = await self.take(endpoint_id, worker_id, lease=lease, limit=limit, version=version)
                 if taken:
                     if waited and alive is not None and not await alive():
                         await self.untake([job.id for job in taken], worker_id)

@@ -103,6 +103,7 @@ class Endpoints:
                         state=EndpointState.ACTIVE if started else EndpointState.CREATING,
                         error=None,
                         pending=None,
+                        canary_version=None,
                         rollout=None,
                         updated_at=now,
                         **scaling_columns(config),
@@ -175,11 +176,14 @@ class Endpoints:
         q = update(endpoints).where(endpoints.c.id == endpoint_id)
         async with self.store.tx() as conn:
             if only_version is not None:
-                raw = await conn.scalar(select(endpoints.c.rollout).where(endpoints.c.id == endpoint_id))
-                if not raw or _json.loads(raw)["version_id"] != only_version:
-                    return False
-            value = None if rollout is None else _json.dumps(rollout.as_dict())
-            res = await conn.execute(q.values(rollout=value, updated_at=now))
+                q = q.where(endpoints.c.canary_version == only_version)
+            res = await conn.execute(
+                q.values(
+                    canary_version=None if rollout is None else rollout.version_id,
+                    rollout=None if rollout is None else rollout.stored(),
+                    updated_at=now,
+                )
+            )
             if not res.rowcount:
                 return False
             await self._history(conn, endpoint_id, version_id, key_id, message, now, action=action)

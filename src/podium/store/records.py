@@ -77,6 +77,10 @@ class Rollout:
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _fields(Rollout)}
 
+    def stored(self) -> str:
+        """The `rollout` column: all but the version (the `canary_version` column)."""
+        return _json.dumps({k: v for k, v in self.as_dict().items() if k != "version_id"})
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -116,7 +120,7 @@ class Endpoint:
             cls,
             row,
             pending=None if pending is None else Pending(pending["version_id"], pending["key_id"], pending["message"]),
-            rollout=None if rollout is None else Rollout(**rollout),
+            rollout=None if rollout is None else Rollout(row["canary_version"], **rollout),
         )
 
     def scaling(self) -> dict[str, Any]:

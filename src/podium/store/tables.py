@@ -110,8 +110,11 @@ endpoints = Table(
     # A deploy waiting for its version's environment (JSON: version_id, key_id, message): the
     # endpoint keeps serving `version_id` until the build succeeds, then points at it.
     Column("pending", Text, nullable=True),
-    # A canary rollout (JSON: version_id, percent, max_failure_rate, key_id, started_at): that
-    # share of new calls goes to `version_id`, the rest to the endpoint's own version.
+    # A canary rollout: that share of new calls goes to `canary_version`, the rest to the
+    # endpoint's own version (`rollout`, JSON: percent, max_failure_rate, key_id, started_at).
+    # A take reads `canary_version` in its own statement: which jobs a worker may take follows
+    # the store, not a replica's cached view of the endpoint.
+    Column("canary_version", String(32), nullable=True),
     Column("rollout", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),

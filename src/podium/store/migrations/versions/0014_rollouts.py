@@ -15,6 +15,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("endpoints") as batch:
+        batch.add_column(sa.Column("canary_version", sa.String(length=32), nullable=True))
         batch.add_column(sa.Column("rollout", sa.Text(), nullable=True))
     with op.batch_alter_table("endpoint_history") as batch:
         batch.add_column(sa.Column("action", sa.String(length=16), nullable=True))
@@ -25,3 +26,4 @@ def downgrade() -> None:
         batch.drop_column("action")
     with op.batch_alter_table("endpoints") as batch:
         batch.drop_column("rollout")
+        batch.drop_column("canary_version")
