@@ -243,3 +243,28 @@ def test_refusals(srv: PodiumServer, tmp_path: Path) -> None:
 
     assert srv.http.get(path).json()["rollout"] is None
     assert [h["action"] for h in history(srv, "refuse")] == [None]
+
+
+def test_the_python_client_steps_a_rollout(srv: PodiumServer, tmp_path: Path) -> None:
+    """The client's methods: start a rollout of a deployed version, change its share, read it,
+    abort it; each answer is the server's."""
+    import podium
+
+    one = deploy(srv, service(tmp_path, "one"), "pyclient")
+    two = deploy(srv, service(tmp_path, "two"), "pyclient")
+    srv.cli("rollback", "pyclient", one["version"])
+    wait_until(lambda: status(srv, "pyclient")["state"] == "ACTIVE", 60, what="rolled back")
+
+    d = podium.get_deployment("pyclient", url=srv.url, api_key=srv.key)
+    started = d.rollout(two["version"][:8], percent=20, max_failure_rate=0.5)
+    assert started is not None
+    assert (started["version_id"], started["percent"], started["max_failure_rate"]) == (two["version"], 20, 0.5)
+    changed = d.rollout(percent=40)
+    assert changed is not None and changed["percent"] == 40
+    seen = d.rollout_status()
+    assert seen is not None and [v["role"] for v in seen["versions"]] == ["current", "canary"]
+    assert [v["percent"] for v in seen["versions"]] == [60, 40]
+    d.abort_rollout()
+    assert d.rollout_status() is None and d.info["version"] == one["version"]
+    with pytest.raises(podium.APIError, match="no rollout under way"):
+        d.promote_rollout()
