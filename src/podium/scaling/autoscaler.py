@@ -284,7 +284,7 @@ class Autoscaler:
         for w in sorted(current, key=lambda w: w.idle_since):
             if surplus <= 0:
                 break
-            if w.local and w.state is WorkerState.IDLE and now - w.idle_since >= ep.idle_timeout:
+            if w.local and w.state is WorkerState.IDLE and now - w.idle_since >= settings["idle_timeout"]:
                 self._drain(w)
                 surplus -= 1
 
