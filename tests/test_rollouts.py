@@ -268,3 +268,13 @@ def test_the_python_client_steps_a_rollout(srv: PodiumServer, tmp_path: Path) ->
     assert d.rollout_status() is None and d.info["version"] == one["version"]
     with pytest.raises(podium.APIError, match="no rollout under way"):
         d.promote_rollout()
+
+
+def test_the_rollout_api_is_described_in_openapi(srv: PodiumServer) -> None:
+    paths = srv.http.get("/openapi.json").json()["paths"]
+    rollout = paths["/api/v1/endpoints/{ref}/rollout"]
+    assert {"get", "put"} <= set(rollout)
+    schema = rollout["put"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {"version", "percent", "max_failure_rate"} <= set(schema["properties"])
+    assert "post" in paths["/api/v1/endpoints/{ref}/rollout/promote"]
+    assert "post" in paths["/api/v1/endpoints/{ref}/rollout/abort"]
