@@ -260,7 +260,9 @@ def test_the_python_client_steps_a_rollout(srv: PodiumServer, tmp_path: Path) ->
     assert started is not None
     assert (started["version_id"], started["percent"], started["max_failure_rate"]) == (two["version"], 20, 0.5)
     changed = d.rollout(percent=40)
-    assert changed is not None and changed["percent"] == 40
+    assert changed is not None and (changed["percent"], changed["max_failure_rate"]) == (40, 0.5)
+    changed = d.rollout(percent=40, max_failure_rate=0.2)
+    assert changed is not None and changed["max_failure_rate"] == 0.2
     seen = d.rollout_status()
     assert seen is not None and [v["role"] for v in seen["versions"]] == ["current", "canary"]
     assert [v["percent"] for v in seen["versions"]] == [60, 40]

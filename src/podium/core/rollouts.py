@@ -117,11 +117,15 @@ class Rollouts:
         rollout = Rollout(version.id, percent, max_failure_rate, principal.key_id, self.clock.now())
         await self._step(ep, rollout, version.id, "start", principal.key_id, _describe(rollout))
 
-    async def set_percent(self, principal: Principal, ep: Endpoint, percent: int) -> None:
+    async def set_percent(
+        self, principal: Principal, ep: Endpoint, percent: int, *, max_failure_rate: float | None = None
+    ) -> None:
+        """Change the canary's share (and its guard, when given) of the rollout under way."""
         rollout = _under_way(ep)
-        _check(ep, percent, rollout.max_failure_rate)
-        changed = Rollout(rollout.version_id, percent, rollout.max_failure_rate, rollout.key_id, rollout.started_at)
-        await self._step(ep, changed, rollout.version_id, "percent", principal.key_id, f"canary at {percent} %")
+        guard = rollout.max_failure_rate if max_failure_rate is None else max_failure_rate
+        _check(ep, percent, guard)
+        changed = Rollout(rollout.version_id, percent, guard, rollout.key_id, rollout.started_at)
+        await self._step(ep, changed, rollout.version_id, "percent", principal.key_id, _describe(changed))
 
     async def promote(self, principal: Principal, ep: Endpoint) -> None:
         """The endpoint points at the canary (every call goes to it); the old version's workers

@@ -37,7 +37,7 @@ async def put_rollout(request: Request, ref: str) -> JSONAnswer:
     ep = await rt.access.endpoint(principal, ref)
     body = parse(RolloutIn, await read_object(request, 64 * 1024), "rollout")
     if body.version is None:
-        await rt.rollouts.set_percent(principal, ep, body.percent)
+        await rt.rollouts.set_percent(principal, ep, body.percent, max_failure_rate=body.max_failure_rate)
     else:
         version = await version_by_ref(rt, principal.project_id, body.version)
         await rt.rollouts.start(principal, ep, version, body.percent, max_failure_rate=body.max_failure_rate)
