@@ -239,7 +239,7 @@ def _show_rollout(rollout: dict[str, Any]) -> None:
     minutes = rollout["window_seconds"] / 60
     out.print(
         f"  rollout: canary at {rollout['percent']} %"
-        + (f", aborted past a failure rate of {guard:g}" if guard else ""),
+        + (f", aborts past a failure rate of {guard:g}" if guard else ""),
         style="yellow",
     )
     for v in rollout["versions"]:
@@ -286,7 +286,8 @@ def rollout(
         else:
             ep = conn.request("GET", f"/api/v1/endpoints/{name}")
     if not as_json and not ep.get("rollout"):
-        out.print(f"endpoint {ep['name']}: no rollout under way; version {ep['version']} takes every call")
+        done = "canary promoted" if promote else "rollout aborted" if abort else "no rollout under way"
+        out.print(f"endpoint {ep['name']}: {done}; version {ep['version']} takes every call")
         return
     _show_endpoint(ep, as_json)
 

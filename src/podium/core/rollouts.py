@@ -228,5 +228,5 @@ def _under_way(ep: Endpoint) -> Rollout:
 
 
 def _describe(rollout: Rollout) -> str:
-    guard = "" if rollout.max_failure_rate is None else f", aborted past a failure rate of {rollout.max_failure_rate:g}"
+    guard = "" if rollout.max_failure_rate is None else f", aborts past a failure rate of {rollout.max_failure_rate:g}"
     return f"canary at {rollout.percent} %{guard}"
