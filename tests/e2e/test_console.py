@@ -481,3 +481,32 @@ def test_a_tenant_page_cannot_read_the_console(browser: Browser, srv: PodiumServ
         assert pg.evaluate("window.origin") == "null"  # an opaque origin: no cookie, no console
     finally:
         ctx.close()
+
+
+def test_canary_rollout_on_the_endpoint_page(page: Page, srv: PodiumServer, tmp_path: Path) -> None:
+    """1. A canary at 50 % of `roll`'s calls; calls go on until both versions have answered.
+    2. The endpoint page, then its Abort button.
+    Result: the page shows both versions with their share, calls and failures as the API
+    counts them; after Abort the rollout is gone and the history shows the step."""
+    srv.deploy(write_demo(tmp_path / "v1", "one"), "roll")
+    srv.cli("deploy", str(write_demo(tmp_path / "v2", "two")), "--name", "roll", "--canary", "50")
+    seen: set[str] = set()
+    for _ in range(60):
+        seen.add(srv.http.post("/roll/hello", json={}).json()["version"])
+        if seen == {"one", "two"}:
+            break
+    assert seen == {"one", "two"}
+    rollout = srv.http.get("/api/v1/endpoints/roll/rollout").json()["rollout"]
+    page.goto("/console/endpoints/roll")
+    expect(page.locator("#rollout-versions tbody tr")).to_have_count(2)
+    for v in rollout["versions"]:
+        cells = page.locator(f'#rollout-versions tr[data-version="{v["version"]}"] td')
+        expect(cells.nth(1)).to_have_text(v["role"])
+        expect(cells.nth(2)).to_have_text("50 %")
+        expect(cells.nth(3)).to_have_text(str(v["calls"]))
+        expect(cells.nth(4)).to_have_text("0")
+    shoot(page, "endpoint-rollout")
+    page.get_by_role("button", name="Abort the canary").click()
+    expect(page.locator(".flash")).to_contain_text("roll: the rollout is aborted.")
+    expect(page.locator("#rollout")).to_have_count(0)
+    expect(page.locator("#history tbody tr").first).to_contain_text("abort")

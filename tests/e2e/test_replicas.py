@@ -305,6 +305,55 @@ def test_a_schedule_fires_once_per_tick_across_replicas(cluster):
             follower.http.delete(f"{base}/{route}")
 
 
+def test_a_canary_rollout_through_the_follower_is_split_alike_and_guarded_by_the_leader(cluster, tmp_path):
+    """1. v1 serves; v2, which fails every call, is deployed through the follower as a canary at
+       50 % with --max-failure-rate 0.05.
+    2. Route calls go to the follower until the rollout is gone.
+    3. Result: every job ran on the version the hash of its id names, the leader's guard ended
+       the rollout (both replicas show the step in the history), and every call answers v1."""
+    from podium.core.split import routed_to_canary
+
+    leader, follower = leader_first(cluster)
+
+    def version(tag: str, body: str) -> Path:
+        path = tmp_path / tag / "app.py"
+        path.parent.mkdir()
+        path.write_text(
+            "import podium\n\n\n@podium.service(name='canary', max_workers=1)\n"
+            "def init():\n    return {}\n\n\n"
+            f"@init.endpoint('/which')\ndef which():\n    {body}\n"
+        )
+        return path
+
+    first = follower.deploy(version("v1", "return 'v1'"), "canary")
+    res = follower.cli(
+        "deploy",
+        str(version("v2", "raise RuntimeError('v2 is broken')")),
+        *("--name", "canary", "--canary", "50", "--max-failure-rate", "0.05", "--json"),
+    )
+    canary = json.loads(res.stdout)["rollout"]["version_id"]
+    for _ in range(400):
+        follower.http.post("/canary/which", json={}, timeout=60)
+        if follower.http.get("/api/v1/endpoints/canary/rollout").json()["rollout"] is None:
+            break
+    wait_until(
+        lambda: leader.http.get("/api/v1/endpoints/canary/rollout").json()["rollout"] is None, 30, what="the abort"
+    )
+    for srv in (leader, follower):
+        latest = srv.http.get("/api/v1/endpoints/canary/history").json()["history"][0]
+        assert (latest["action"], latest["version"], latest["key_id"]) == ("guard", canary, None)
+    aborted_at = latest["at"]
+    # Jobs that ended while the rollout held went where the hash of their id says (a replica may
+    # route a call to the canary for up to a second after the abort: its cached view).
+    listed = follower.http.get("/api/v1/jobs", params={"endpoint": "canary", "limit": 1000}).json()["jobs"]
+    held = [job for j in listed if (job := follower.wait_job(j["id"]))["finished_at"] < aborted_at]
+    for job in held:
+        assert job["version_id"] == (canary if routed_to_canary(job["id"], 50) else first["version"]), job["id"]
+        assert job["status"] == ("FAILED" if job["version_id"] == canary else "COMPLETED")
+    assert sum(job["version_id"] == canary for job in held) >= 20
+    assert [follower.http.post("/canary/which", json={}).json() for _ in range(5)] == ["v1"] * 5
+
+
 def test_readiness_fails_while_the_store_is_unreachable(cluster, pg_cluster):
     """Connections to the database are refused (and the replicas' own cut) until the leader has
     noticed and stepped down; its autoscaler meets the outage too. Then one of the two leads

@@ -27,6 +27,7 @@ from podium.core.errors import (
     WorkerGone,
 )
 from podium.core.options import JobOptions, parse_job_request
+from podium.core.split import routed_to_canary
 from podium.core.workers import Result, WorkerInfo, WorkerPool, WorkerState
 from podium.dispatch import JobQueue, JobStatus
 from podium.dispatch.jobs import Job
@@ -40,6 +41,7 @@ from podium.server.streams import node_input, outputs
 from podium.server.worker_results import read_result
 from podium.store.catalog import Catalog
 from podium.store.endpoints import EndpointState
+from podium.store.records import Rollout
 from podium.store.secretbox import SecretBox
 
 ROUTE: dict[str, Any] = {
@@ -521,3 +523,45 @@ async def test_a_gated_deploy_is_refused_or_started_in_the_store(world: World) -
     )
     assert changed and (moved.version_id, moved.state, moved.pending) == (v3.id, EndpointState.ACTIVE, None)
     assert (await catalog.get_version(world.project, v3.id)).start_error is None
+
+
+async def test_a_rollout_splits_calls_by_job_id_and_workers_take_by_version(world: World) -> None:
+    """On both stores: with a canary at 30 %, each call's job goes where the hash of its id says;
+    a canary worker takes only the canary's jobs, a worker of the endpoint's version the rest,
+    and each job records the version that ran it. Once the rollout ends (abort), the endpoint's
+    workers take the jobs still routed to the canary; each version's figures count what it ran."""
+    principal = await world.access.caller(world.keys["deploy"], "deploy")
+    canary = await world.catalog.put_version(world.project, version("v1-canary"))
+    rollout = Rollout(canary.id, 30, None, None, 0.0)
+    assert await world.catalog.set_rollout(
+        world.ep.id, rollout, version_id=canary.id, action="start", key_id=None, message="canary at 30 %"
+    )
+    ep = await world.catalog.get_endpoint(world.project, world.ep.id)
+    assert ep is not None and ep.rollout == rollout
+    target = await world.calls.target(principal, ep)
+    ids = [(await world.calls.call(principal, target, {"number": 1})).job_id for _ in range(40)]
+    routed = {i for i in ids if routed_to_canary(i, 30)}
+    assert 0 < len(routed) < len(ids)  # fails with probability 0.7**40 + 0.3**40 < 1e-6
+
+    own = await world.queue.take(ep.id, "w-own", lease=30, limit=100, version=ep.version_id)
+    assert {j.id for j in own} == set(ids) - routed
+    assert {j.version_id for j in own} == {ep.version_id}
+    taken = await world.queue.take(ep.id, "w-canary", lease=30, limit=100, version=canary.id)
+    assert {j.id for j in taken} == routed and {j.version_id for j in taken} == {canary.id}
+    for j in [*own, *taken]:
+        await world.queue.finish(j.id, j.worker_id or "", output=1)
+    assert (await world.queue.figures(ep.id, canary.id, 0.0)).calls == len(routed)
+    assert (await world.queue.figures(ep.id, ep.version_id, 0.0)).calls == len(ids) - len(routed)
+
+    later = [(await world.calls.call(principal, target, {"number": 2})).job_id for _ in range(40)]
+    assert await world.catalog.set_rollout(
+        ep.id, None, version_id=canary.id, action="abort", key_id=None, message="aborted", only_version=canary.id
+    )
+    assert not await world.catalog.set_rollout(  # the guard does not end a rollout that is not there
+        ep.id, None, version_id=canary.id, action="guard", key_id=None, message="x", only_version=canary.id
+    )
+    rest = await world.queue.take(ep.id, "w-own", lease=30, limit=100, version=ep.version_id)
+    assert {j.id for j in rest} == set(later) and {j.version_id for j in rest} == {ep.version_id}
+    assert any(routed_to_canary(i, 30) for i in later)  # fails with probability 0.7**40 < 1e-6
+    steps = [(h.action, h.repointed) for h in await world.catalog.history(ep.id)]
+    assert steps == [("abort", False), ("start", False), (None, True)]

@@ -47,14 +47,21 @@ def deploy(
         help="Keep the running endpoint's scaling settings and resources (what `podium scale` set) "
         "instead of the service's; options given here still win.",
     ),
+    canary: int = typer.Option(
+        None, "--canary", help="Deploy as a canary taking this percent of calls (see `podium rollout`)."
+    ),
+    max_failure_rate: float = typer.Option(
+        None, "--max-failure-rate", help="With --canary: abort once it fails more often (over >= 20 calls)."
+    ),
     as_json: bool = JSON,
     url: str = URL,
     key: str = KEY,
     project: str = PROJECT,
 ) -> None:
-    """Bundle PATH, upload it as an immutable version, point endpoint NAME at it. Settings given
-    here override the service's (a RunPod worker file gets its resources only from here). A
-    redeploy sets the endpoint's scaling settings to the version's, and says which it changes."""
+    """Bundle PATH, upload it as an immutable version, point endpoint NAME at it (or, with
+    --canary, send that share of its calls to it). Settings given here override the service's
+    (a RunPod worker file gets its resources only from here). A redeploy sets the endpoint's
+    scaling settings to the version's, and says which it changes."""
     from podium.bundle import describe, make_bundle
     from podium.client.deployment import refusal, upload
 
@@ -86,7 +93,15 @@ def deploy(
             if running is not None and any(version["config"][k] != v for k, v in running["scaling"].items()):
                 version = describe(bundle, service, {**running["scaling"], **overrides})
         with err.status(f"uploading {len(bundle.data) / 1024:.1f} KiB…"):
-            ep = upload(conn, bundle, version, name or version["service"], message)
+            ep = upload(
+                conn,
+                bundle,
+                version,
+                name or version["service"],
+                message,
+                canary=canary,
+                max_failure_rate=max_failure_rate,
+            )
         changes = ep.get("scaling_changes") or {}  # a server of an older version does not say
         if changes and not as_json:
             err.print(
@@ -109,6 +124,8 @@ def deploy(
         "urls": ep["urls"],
         # Running scaling settings this deploy changed: {setting: [before, after]}.
         "scaling_changes": changes,
+        # With --canary: the rollout, both versions and their figures.
+        "rollout": ep.get("rollout"),
     }
     if as_json:
         print_json({**result, "deploy_error": refused} if refused else result)
@@ -117,6 +134,13 @@ def deploy(
         return
     if refused:  # the endpoint serves on, unchanged: say nothing else
         fail(refused)
+    if canary is not None:
+        out.print(
+            f"endpoint {ep['name']}: version {ep['deployed']} takes {canary} % of new calls as a canary, "
+            f"version {ep['version']} the rest (podium rollout {ep['name']} --promote | --abort)",
+            soft_wrap=True,
+        )
+        return
     out.print(f"endpoint {ep['name']}  id {ep['endpoint_id']}  version {ep['version']}  state {ep['state']}")
     for r in ep["routes"]:
         mark = " (default)" if r.get("default") else ""

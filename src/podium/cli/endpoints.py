@@ -132,6 +132,8 @@ def _show_endpoint(ep: dict[str, Any], as_json: bool) -> None:
             f"  autoscaler: wants {a['wanted_workers']} workers for {a['running_jobs']} running and "
             f"{a['queued_jobs']} waiting jobs, warm buffer {a['warm_buffer']} ({a['idle_workers']} idle now)"
         )
+    if ep.get("rollout"):
+        _show_rollout(ep["rollout"])
     out.print(f"  service: {ep['service']['url']}")
     for name, link in ep["urls"].items():
         out.print(f"  {name}: {link}")
@@ -218,17 +220,82 @@ def rollback(
 
 @app.command()
 def history(name: str, as_json: bool = JSON, url: str = URL, key: str = KEY, project: str = PROJECT) -> None:
-    """Every version an endpoint has pointed at: when, by which key, with which message."""
+    """Every version an endpoint has pointed at, and every step of its canary rollouts (STEP):
+    when, by which key (podium: the rollout's guard), with which message."""
     with connect(url, key, project) as conn:
         res = conn.request("GET", f"/api/v1/endpoints/{name}/history")
     if as_json:
         print_json(res)
         return
-    table = Table("WHEN", id_column("VERSION", [h["version"] + " (current)" for h in res["history"]]), "KEY", "MESSAGE")
+    table = Table(
+        "WHEN", id_column("VERSION", [h["version"] + " (current)" for h in res["history"]]), "STEP", "KEY", "MESSAGE"
+    )
     for h in res["history"]:
         mark = " (current)" if h["current"] else " (failed to start)" if h.get("error") else ""
-        table.add_row(when(h["at"]), h["version"] + mark, h["key_id"] or "-", h["message"] or "")
+        # A rollout's step; a deploy or rollback otherwise. A step taken by no key: Podium's own.
+        step = h.get("action") or "deploy"
+        who = h["key_id"] or ("podium" if h.get("action") else "-")
+        table.add_row(when(h["at"]), h["version"] + mark, step, who, h["message"] or h.get("error") or "")
     out.print(table)
+
+
+def _show_rollout(rollout: dict[str, Any]) -> None:
+    """Both versions of a canary rollout: share, and calls, failures and p50 lately."""
+    guard = rollout.get("max_failure_rate")
+    minutes = rollout["window_seconds"] / 60
+    out.print(
+        f"  rollout: canary at {rollout['percent']} %"
+        + (f", aborts past a failure rate of {guard:g}" if guard else ""),
+        style="yellow",
+    )
+    for v in rollout["versions"]:
+        p50 = f"{v['p50_ms']} ms" if v["p50_ms"] is not None else "-"
+        out.print(
+            f"    {v['role']:<8} {v['version']}  {v['percent']:>2} %  last {minutes:g} min: "
+            f"{v['calls']} calls, {v['failures']} failed, p50 {p50}"
+        )
+
+
+@app.command()
+def rollout(
+    name: str = typer.Argument(..., help="Endpoint name or id."),
+    version: str = typer.Argument(None, help="A version already deployed (id or prefix): start a rollout of it."),
+    percent: int = typer.Option(None, "--percent", help="The canary's share of new calls, 1 to 99."),
+    promote: bool = typer.Option(False, "--promote", help="Send every call to the canary; the old version drains."),
+    abort: bool = typer.Option(False, "--abort", help="Send every call back to the current version."),
+    max_failure_rate: float = typer.Option(
+        None, "--max-failure-rate", help="Abort by itself once the canary fails more often (over >= 20 calls)."
+    ),
+    as_json: bool = JSON,
+    url: str = URL,
+    key: str = KEY,
+    project: str = PROJECT,
+) -> None:
+    """Canary rollouts: NAME VERSION --percent P starts one, NAME --percent P changes its share,
+    --promote moves the endpoint to the canary, --abort back to the current version. Without
+    options: show the rollout under way."""
+    if promote + abort + (percent is not None) > 1:
+        fail("give one of --percent, --promote, --abort")
+    if version is not None and percent is None:
+        fail(f"give the share of calls for version {version}: --percent 10")
+    with connect(url, key, project) as conn:
+        path = f"/api/v1/endpoints/{name}/rollout"
+        if promote or abort:
+            ep = conn.request("POST", f"{path}/{'promote' if promote else 'abort'}")
+        elif percent is not None:
+            body: dict[str, Any] = {"percent": percent}
+            if version is not None:
+                body["version"] = version
+            if max_failure_rate is not None:
+                body["max_failure_rate"] = max_failure_rate
+            ep = conn.request("PUT", path, json=body)
+        else:
+            ep = conn.request("GET", f"/api/v1/endpoints/{name}")
+    if not as_json and not ep.get("rollout"):
+        done = "canary promoted" if promote else "rollout aborted" if abort else "no rollout under way"
+        out.print(f"endpoint {ep['name']}: {done}; version {ep['version']} takes every call")
+        return
+    _show_endpoint(ep, as_json)
 
 
 @versions_app.command("ls")

@@ -79,16 +79,26 @@ def refusal(conn: Connection, ep: dict[str, Any]) -> str | None:
 
 
 def upload(
-    conn: Connection, bundle: Bundle, version: dict[str, Any], name: str, message: str | None = None
+    conn: Connection,
+    bundle: Bundle,
+    version: dict[str, Any],
+    name: str,
+    message: str | None = None,
+    *,
+    canary: int | None = None,
+    max_failure_rate: float | None = None,
 ) -> dict[str, Any]:
-    """Send the bundle unless the server has it, then deploy the version as endpoint `name`."""
+    """Send the bundle unless the server has it, then deploy the version as endpoint `name`
+    (with `canary`: as a canary taking that percent of its calls)."""
     try:
         conn.request("GET", f"/api/v1/blobs/{bundle.sha256}")
     except APIError as exc:
         if exc.status_code != 404:
             raise
         conn.request("PUT", f"/api/v1/blobs/{bundle.sha256}", content=bundle.data)
-    body = {"name": name, "version": version, "message": message}
+    body: dict[str, Any] = {"name": name, "version": version, "message": message}
+    if canary is not None:
+        body.update(canary=canary, max_failure_rate=max_failure_rate)
     return conn.request("POST", "/api/v1/deploy", json=body)  # type: ignore[no-any-return]
 
 
@@ -293,6 +303,34 @@ class Deployment:
     def teardown(self) -> None:
         """Stop it: workers drain and stop, calls are refused until it is deployed again."""
         self.info = self._conn.request("POST", f"/api/v1/endpoints/{self.id}/stop")
+
+    def rollout(
+        self, version: str | None = None, *, percent: int, max_failure_rate: float | None = None
+    ) -> dict[str, Any] | None:
+        """Send `percent` of new calls to `version` (already deployed: its id or a prefix) as a
+        canary, or change the share of the rollout under way (no version). `max_failure_rate`:
+        Podium aborts the rollout once the canary fails more often (over at least 20 calls).
+        Returns the rollout, both versions and their figures (`rollout_status` reads it again)."""
+        body: dict[str, Any] = {"percent": percent}
+        if version is not None:
+            body["version"] = version
+        if max_failure_rate is not None:
+            body["max_failure_rate"] = max_failure_rate
+        self.info = self._conn.request("PUT", f"/api/v1/endpoints/{self.id}/rollout", json=body)
+        return self.info.get("rollout")
+
+    def rollout_status(self) -> dict[str, Any] | None:
+        """The rollout under way (None: none): each version's share, calls, failures and p50."""
+        rollout: dict[str, Any] | None = self._conn.request("GET", f"/api/v1/endpoints/{self.id}/rollout")["rollout"]
+        return rollout
+
+    def promote_rollout(self) -> None:
+        """Every call goes to the canary: the deployment moves to it, the old version drains."""
+        self.info = self._conn.request("POST", f"/api/v1/endpoints/{self.id}/rollout/promote")
+
+    def abort_rollout(self) -> None:
+        """Every call goes back to the deployment's current version; the canary drains."""
+        self.info = self._conn.request("POST", f"/api/v1/endpoints/{self.id}/rollout/abort")
 
     def __getattr__(self, attr: str) -> Callable[..., Any]:
         is_async = attr.startswith("async_")

@@ -121,6 +121,8 @@ class HistoryEntry:
     key_id: str | None
     message: str | None
     current: bool
+    #: A canary rollout's step (start, percent, promote, abort, guard); None: a deploy or rollback.
+    action: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,8 @@ class EndpointDetail:
     history: list[HistoryEntry]
     #: Why wanted workers are not started (e.g. waiting for a GPU).
     waiting_for: str | None = None
+    #: A canary rollout under way: its share, and each version's calls, failures and p50.
+    rollout: dict[str, Any] | None = None
     #: The last failed webhook deliveries of its jobs, newest first.
     failed_deliveries: list[dict[str, Any]] = field(default_factory=list)
     schedules: list[ScheduleRow] = field(default_factory=list)
@@ -401,13 +405,15 @@ class ConsoleData:
             routes=[_route(r) for r in ep["routes"]],
             workers=[WorkerRow(w["id"], w["state"], w["started_at"], w["jobs_done"], w["jobs"]) for w in ep["workers"]],
             history=[
-                HistoryEntry(h["version"], h["at"], h["key_id"], h["message"], h["current"]) for h in hist["history"]
+                HistoryEntry(h["version"], h["at"], h["key_id"], h["message"], h["current"], h.get("action"))
+                for h in hist["history"]
             ],
             waiting_for=ep.get("waiting_for"),
             schedules=[ScheduleRow.of(s) for s in planned["schedules"]],
             failed_deliveries=(await self._call("GET", f"/api/v1/endpoints/{quote(name, safe='')}/failed-deliveries"))[
                 "deliveries"
             ],
+            rollout=ep.get("rollout"),
         )
 
     async def charts(self, name: str) -> list[ChartPoint]:
@@ -458,6 +464,12 @@ class ConsoleData:
             raise ConsoleError(400, f"unknown action {action!r}")
         path = quote(route.strip("/") or "-", safe="/")
         await self._call("POST", f"/api/v1/endpoints/{quote(name, safe='')}/schedules/{path}/{action}")
+
+    async def end_rollout(self, name: str, step: str) -> None:
+        """promote or abort the endpoint's canary rollout."""
+        if step not in ("promote", "abort"):
+            raise ConsoleError(400, f"unknown rollout step {step!r}")
+        await self._call("POST", f"/api/v1/endpoints/{quote(name, safe='')}/rollout/{step}")
 
     async def rollback(self, name: str, version: str, message: str | None = None) -> None:
         body = {"version": version, **({"message": message} if message else {})}

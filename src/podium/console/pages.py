@@ -168,6 +168,14 @@ async def rollback(request: Request, c: Signed, name: str) -> Response:
     return await c.back(f"{PREFIX}/endpoints/{name}", "ok", f"{name} now runs version {version}.")
 
 
+@router.post("/endpoints/{name}/rollout/{step}")
+async def end_rollout(request: Request, c: Signed, name: str, step: Literal["promote", "abort"]) -> Response:
+    await acting(c, request, "deploy")
+    await c.data.end_rollout(name, step)
+    done = {"promote": "the canary is promoted", "abort": "the rollout is aborted"}[step]
+    return await c.back(f"{PREFIX}/endpoints/{name}", "ok", f"{name}: {done}.")
+
+
 def _setting(value: str) -> Any:
     """A scaling field as typed in the form: a number when it reads as one."""
     for kind in (int, float):

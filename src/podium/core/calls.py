@@ -27,6 +27,7 @@ from podium.core.errors import (
     QueueFull,
 )
 from podium.core.options import JobOptions
+from podium.core.split import routed_to_canary
 from podium.dispatch.jobs import Job
 from podium.dispatch.queue import JobQueue
 from podium.dispatch.states import FINAL, WORKER_LOST, JobStatus
@@ -90,6 +91,8 @@ class Target:
 
     endpoint: Endpoint
     route: RouteRecord
+    #: The canary version a rollout routes the call to (None: the endpoint's own version).
+    version_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,8 @@ class Calls:
         input is the route's one argument) and that the endpoint may be called, store the job
         and, when `wait` is given, wait up to that many seconds for it to end. Without `wait` the
         caller follows the job itself (a stream, or `/run`'s id)."""
+        job_id = job_id or uuid7()
+        target = await self.split(target, job_id)
         if check_args:
             check_arguments(target.route, payload)
         check_callable(target.endpoint)
@@ -212,10 +217,21 @@ class Calls:
             options=options,
             idempotency_key=idempotency_key,
             awaited=wait is not None,
+            version_id=target.version_id,
         )
         if wait is None:
             return Outcome(stored)
         return Outcome(stored, await self.wait(stored, wait))
+
+    async def split(self, target: Target, job_id: str) -> Target:
+        """Where a canary rollout sends the call: to the canary version when the job's id falls
+        in its share (`routed_to_canary`) and the canary has the route, else where it was."""
+        rollout = target.endpoint.rollout
+        if rollout is None or not routed_to_canary(job_id, rollout.percent):
+            return target
+        canary = await self.catalog.cached_version(target.endpoint.project_id, rollout.version_id)
+        spec = find_route(canary.routes, target.route["path"])
+        return target if spec is None else Target(target.endpoint, spec, rollout.version_id)
 
     async def submit(
         self,
@@ -230,12 +246,14 @@ class Calls:
         idempotency_key: str | None = None,
         awaited: bool = False,
         guard: Update | None = None,
+        version_id: str | None = None,
     ) -> str:
         """Store a job and return its id. With an Idempotency-Key already used (by this project,
         within 24 h) for the same request, the first job's id comes back and nothing is stored;
         used for a different request, it is a Conflict. `awaited`: the caller waits for the
         result on its connection (see NewJob.awaited). `guard`: see NewJob.guard (raises
-        Superseded when it changes no row)."""
+        Superseded when it changes no row). `version_id`: a canary's, for a job a rollout
+        routes to it."""
         options = options or JobOptions()
         if options.webhook:
             await check_webhook(options.webhook)
@@ -247,7 +265,7 @@ class Calls:
             first = await self._first_use(principal, *idempotency)
             if first is not None:
                 return first
-        config = (await self.catalog.cached_version(ep.project_id, ep.version_id)).config
+        config = (await self.catalog.cached_version(ep.project_id, version_id or ep.version_id)).config
         if await self.queue.at_capacity(ep.id, ep.queue_cap):
             raise QueueFull(
                 f"endpoint {ep.name} has {ep.queue_cap} jobs waiting (its queue cap); retry later",
@@ -271,6 +289,7 @@ class Calls:
             idempotency=idempotency,
             awaited=awaited,
             guard=guard,
+            version_id=version_id,
             id=job_id or uuid7(),
         )
         try:

@@ -349,7 +349,7 @@ class WorkerPool:
         if self.is_gone(worker_id):
             raise WorkerGone(f"worker {worker_id} has exited; start a new one")
         info = self._attach(worker_id, ep.id, version)
-        if version is not None and not info.local and info.version_id != ep.version_id:
+        if version is not None and not info.local and info.version_id not in _serving(ep):
             self.drain(info)
             raise WorkerGone(
                 f"endpoint {ep.name} moved to version {ep.version_id}; this worker runs "
@@ -371,12 +371,15 @@ class WorkerPool:
             await self.queue.hold(wait)
             return []
 
+        canary = _canary(ep)
+
         async def still_there() -> bool:
-            """Asked at every wake-up: a redeploy or a drain may have come while it waited."""
+            """Asked at every wake-up: a redeploy, a drain or a rollout's step may have come while
+            it waited (a rollout started or ended changes which jobs the worker may take)."""
             if self.is_gone(worker_id) or not await alive():
                 return False
             now_ep = await self.catalog.get_endpoint(ep.project_id, ep.id)
-            return now_ep is not None and self._may_take(info, now_ep)
+            return now_ep is not None and self._may_take(info, now_ep) and _canary(now_ep) == canary
 
         taken = await self.queue.take_wait(
             ep.id,
@@ -386,6 +389,8 @@ class WorkerPool:
             limit=limit,
             alive=still_there,
             batch=batch,
+            version=info.version_id,
+            canary=canary,
         )
         info.jobs.update(job.id for job in taken)
         if info.jobs and info.state is WorkerState.IDLE:
@@ -400,7 +405,7 @@ class WorkerPool:
         """Draining workers and workers of a version the endpoint left take nothing new."""
         if info.state is WorkerState.DRAINING:
             return False
-        return info.version_id is None or info.version_id == ep.version_id
+        return info.version_id is None or info.version_id in _serving(ep)
 
     def _job(self, job: Job) -> dict[str, Any]:
         """A taken job as its worker receives it."""
@@ -480,3 +485,13 @@ class WorkerPool:
                 await wait_event(ev, wait)
         ids, info.stop = sorted(info.stop), set()
         return ids
+
+
+def _canary(ep: Endpoint) -> str | None:
+    """The version of the endpoint's canary rollout, if one is under way."""
+    return None if ep.rollout is None else ep.rollout.version_id
+
+
+def _serving(ep: Endpoint) -> tuple[str, ...]:
+    """The versions whose workers take the endpoint's jobs: its own, and a canary's."""
+    return (ep.version_id,) if ep.rollout is None else (ep.version_id, ep.rollout.version_id)

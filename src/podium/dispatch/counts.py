@@ -4,13 +4,37 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select
 
 from podium.dispatch.base import QueueBase
 from podium.dispatch.jobs import Job
 from podium.dispatch.statements import ALIVE, QUEUED, RUNNING
+from podium.dispatch.states import JobStatus
 from podium.store.tables import jobs
+
+#: Final statuses of jobs a worker ran to an end (a figure of the version that ran them).
+ENDED_BY_WORK = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMED_OUT)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """How one version of an endpoint has done lately (a canary rollout's two versions)."""
+
+    calls: int
+    failures: int
+    #: Median execution time in ms (None: no call ended).
+    p50_ms: int | None
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failures / self.calls if self.calls else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "failures": self.failures, "p50_ms": self.p50_ms}
+
 
 #: With replicas, a queue's count in the store is reused this long (seconds) for its cap: a burst
 #: spread over replicas overshoots the cap by at most what they store in that time.
@@ -65,6 +89,50 @@ class QueueCounts(QueueBase):
                 .group_by(jobs.c.endpoint_id)
             )
             return {ep: (n, max(0.0, now - oldest)) for ep, n, oldest in res.all()}
+
+    async def queued_by_version(self) -> dict[str, dict[str | None, tuple[int, float]]]:
+        """As `queued_by_endpoint`, by the version the jobs are routed or pinned to (None: any),
+        for endpoints whose canary rollout splits their jobs between two sets of workers."""
+        now = self.clock.now()
+        async with self.store.tx() as conn:
+            res = await conn.execute(
+                select(jobs.c.endpoint_id, jobs.c.version_id, func.count(), func.min(jobs.c.created_at))
+                .where(
+                    QUEUED,
+                    jobs.c.low_priority.is_(False),
+                    or_(jobs.c.run_after.is_(None), jobs.c.run_after <= now),
+                )
+                .group_by(jobs.c.endpoint_id, jobs.c.version_id)
+            )
+            out: dict[str, dict[str | None, tuple[int, float]]] = {}
+            for ep, version, n, oldest in res.all():
+                out.setdefault(ep, {})[version] = (n, max(0.0, now - oldest))
+            return out
+
+    async def figures(self, endpoint_id: str, version_id: str, since: float) -> Figures:
+        """Calls of one version of an endpoint that ended since `since`: how many, how many
+        failed (errors and timeouts; cancelled ones are the caller's doing), and the median
+        execution time."""
+        ended = (
+            jobs.c.endpoint_id == endpoint_id,
+            jobs.c.version_id == version_id,
+            jobs.c.finished_at >= since,
+            jobs.c.status.in_(ENDED_BY_WORK),
+        )
+        failed = jobs.c.status.in_((JobStatus.FAILED, JobStatus.TIMED_OUT))
+        async with self.store.read() as conn:
+            res = await conn.execute(select(func.count(), func.sum(case((failed, 1), else_=0))).where(*ended))
+            calls, failures = res.one()
+            p50 = None
+            if calls:
+                p50 = await conn.scalar(
+                    select(jobs.c.execution_ms)
+                    .where(*ended, jobs.c.execution_ms.is_not(None))
+                    .order_by(jobs.c.execution_ms)
+                    .offset((calls - 1) // 2)
+                    .limit(1)
+                )
+        return Figures(calls, failures or 0, p50)
 
     async def waiting(self, endpoint_id: str) -> int:
         """Jobs waiting on an endpoint, whatever their priority."""

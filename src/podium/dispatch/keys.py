@@ -8,8 +8,10 @@ HOLD_KEY = "hold"
 ENDED_KEY = "ended"
 
 
-def ep_key(endpoint_id: str) -> str:
-    return f"ep:{endpoint_id}"
+def ep_key(endpoint_id: str, canary: str | None = None) -> str:
+    """What an endpoint's workers wait on; a canary rollout's workers wait on their own key
+    (`canary`: its version), woken by the jobs routed to them."""
+    return f"ep:{endpoint_id}" if canary is None else f"ep:{endpoint_id}:{canary}"
 
 
 def job_key(job_id: str) -> str:

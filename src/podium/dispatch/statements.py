@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Float, and_, bindparam, case, func, insert, literal_column, or_, select, update
+from sqlalchemy import Float, String, and_, bindparam, case, func, insert, literal_column, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from podium.dispatch.states import JobStatus
 from podium.store.engine import Prepared
-from podium.store.tables import jobs
+from podium.store.tables import endpoints, jobs
 
 #: Columns a caller may see; `secret` (worker-only request fields) is deliberately absent.
 PUBLIC_COLUMNS = [c for c in jobs.c if c.name != "secret"]
@@ -72,6 +72,7 @@ _NEW_JOB_COLUMNS = (
     "id",
     "project_id",
     "endpoint_id",
+    "version_id",
     "route",
     "kind",
     "input",
@@ -89,16 +90,32 @@ _NEW_JOB_COLUMNS = (
     "retries",
 )
 INSERT_JOB = Prepared(insert(jobs).values({name: bindparam(f"v_{name}") for name in _NEW_JOB_COLUMNS}))
+_CANARY = select(endpoints.c.canary_version).where(endpoints.c.id == bindparam("b_endpoint")).scalar_subquery()
+_VERSION = bindparam("b_version", type_=String)
+#: Which queued jobs a worker of `b_version` may take, read from the store in the take itself
+#: (not from a replica's cached view of the endpoint): with no canary rollout, any; during one,
+#: a canary worker those routed to the canary, the others every other job (including jobs
+#: pinned to a version the endpoint has left).
+_ITS_LANE = or_(
+    _CANARY.is_(None),
+    and_(_VERSION == _CANARY, jobs.c.version_id == _CANARY),
+    and_(
+        or_(_VERSION.is_(None), _VERSION != _CANARY),
+        or_(jobs.c.version_id.is_(None), jobs.c.version_id != _CANARY),
+    ),
+)
 
 
 def _take_statement(*, by_route: bool) -> Prepared:
-    """Claim the oldest queued jobs of an endpoint (binds b_now, b_endpoint, b_worker,
-    b_lease_until, b_limit), of one route only when `by_route` (also b_route: a batch)."""
+    """Claim the oldest queued jobs of an endpoint that a worker of its version may take (binds
+    b_now, b_endpoint, b_worker, b_version, b_lease_until, b_limit), of one route only when
+    `by_route` (also b_route: a batch)."""
     where = [
         jobs.c.endpoint_id == bindparam("b_endpoint"),
         QUEUED,
         or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > NOW),
         or_(jobs.c.run_after.is_(None), jobs.c.run_after <= NOW),
+        _ITS_LANE,
     ]
     if by_route:
         where.append(jobs.c.route == bindparam("b_route"))
@@ -116,6 +133,8 @@ def _take_statement(*, by_route: bool) -> Prepared:
         .values(
             status=JobStatus.IN_PROGRESS,
             worker_id=bindparam("b_worker"),
+            # The version that runs it (a worker that does not say keeps what the job said).
+            version_id=func.coalesce(_VERSION, jobs.c.version_id),
             lease_until=bindparam("b_lease_until", type_=Float),
             attempt=jobs.c.attempt + 1,
             started_at=NOW,

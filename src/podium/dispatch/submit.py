@@ -51,6 +51,8 @@ class NewJob:
     #: An UPDATE run first in the job's transaction; the job is stored only if it changes a row
     #: (a schedule's tick, moved on once: store.schedules.Schedules.advance).
     guard: Update | None = None
+    #: The canary version a rollout routed it to (None: whichever version the endpoint runs).
+    version_id: str | None = None
     id: str = field(default_factory=uuid7)
 
 
@@ -105,6 +107,7 @@ class CallerSide(QueueBase):
                     id=new.id,
                     project_id=new.project_id,
                     endpoint_id=new.endpoint_id,
+                    version_id=new.version_id,
                     route=new.route,
                     kind=new.kind,
                     input=_json.dumps(new.input),
@@ -147,7 +150,7 @@ class CallerSide(QueueBase):
             self._depth[new.endpoint_id] += 1
         if new.awaited:
             self._fresh.put(new.id, None)
-        key = ep_key(new.endpoint_id)
+        key = ep_key(new.endpoint_id, new.version_id)
         if not self.notifier.listeners(key) and not new.low_priority:
             self.notifier.notify(SCALE_KEY)
         self.notifier.notify_one(key)

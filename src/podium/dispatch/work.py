@@ -32,13 +32,24 @@ class WorkerSide(QueueBase):
     """What workers do with jobs: take them under a lease, report on them, end them."""
 
     async def take(
-        self, endpoint_id: str, worker_id: str, *, lease: float, limit: int = 1, route: str | None = None
+        self,
+        endpoint_id: str,
+        worker_id: str,
+        *,
+        lease: float,
+        limit: int = 1,
+        route: str | None = None,
+        version: str | None = None,
     ) -> list[Job]:
         """Atomically claim up to `limit` queued jobs of an endpoint (of one route, when given)
-        for one worker."""
+        for one worker, which runs `version` (None: unsaid). While the endpoint has a canary
+        rollout, a worker of the canary takes only the jobs routed to it, the others the rest
+        (statements.TAKE)."""
         # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
         async with self.store.tx(durable=False) as conn:
-            taken = await self._claim(conn, endpoint_id, worker_id, lease=lease, limit=limit, route=route)
+            taken = await self._claim(
+                conn, endpoint_id, worker_id, lease=lease, limit=limit, route=route, version=version
+            )
         return self._woken(taken)
 
     def _woken(self, taken: list[Job]) -> list[Job]:
@@ -48,13 +59,22 @@ class WorkerSide(QueueBase):
         return taken
 
     async def _claim(
-        self, conn: Conn, endpoint_id: str, worker_id: str, *, lease: float, limit: int, route: str | None
+        self,
+        conn: Conn,
+        endpoint_id: str,
+        worker_id: str,
+        *,
+        lease: float,
+        limit: int,
+        route: str | None,
+        version: str | None,
     ) -> list[Job]:
         now = self.clock.now()
         params: dict[str, Any] = {
             "b_now": now,
             "b_endpoint": endpoint_id,
             "b_worker": worker_id,
+            "b_version": version,
             "b_lease_until": now + lease,
             "b_limit": limit,
         }
@@ -73,20 +93,25 @@ class WorkerSide(QueueBase):
         limit: int = 1,
         alive: Callable[[], Awaitable[bool]] | None = None,
         batch: Mapping[str, Batching] | None = None,
+        version: str | None = None,
+        canary: str | None = None,
     ) -> list[Job]:
         """Long-poll: claim jobs, or wait until one is stored (no sleeping, no polling).
 
         `alive` is asked after each wait, before claiming and once more after: a worker that
         died, hung up or may no longer take work while it waited claims nothing (what was just
         claimed goes back), and the wake-up it got goes on to another waiting worker (or starts
-        one). Before the first claim the caller has only just asked.
+        one). Before the first claim the caller has only just asked. `version`: as for `take`;
+        `canary`: the version of the endpoint's canary rollout, as the caller saw it (a canary's
+        workers wait on the canary's own key, woken by the jobs routed to it).
 
         `batch`: the worker's batched routes. When the first job claimed is of one, the batch is
         filled with that route's queued jobs (see `_fill`).
         """
         deadline = time.monotonic() + timeout
         waited = False
-        with self.notifier.listen(ep_key(endpoint_id)) as ev:
+        key = ep_key(endpoint_id, canary if canary is not None and version == canary else None)
+        with self.notifier.listen(key) as ev:
             while True:
                 if self.closing:
                     return []
@@ -94,9 +119,9 @@ class WorkerSide(QueueBase):
                     ev.set()  # passed on when this waiter leaves (Notifier.listen)
                     self.notifier.notify(SCALE_KEY)
                     return []
-                taken = await self.take(endpoint_id, worker_id, lease=lease, limit=limit)
+                taken = await self.take(endpoint_id, worker_id, lease=lease, limit=limit, version=version)
                 if taken and batch and taken[0].route in batch:
-                    taken = await self._fill(taken, batch[taken[0].route], worker_id, lease, ev)
+                    taken = await self._fill(taken, batch[taken[0].route], worker_id, lease, ev, version)
                 if taken:
                     if waited and alive is not None and not await alive():
                         await self.untake([job.id for job in taken], worker_id)
@@ -106,7 +131,9 @@ class WorkerSide(QueueBase):
                     return []
                 waited = True
 
-    async def _fill(self, taken: list[Job], rule: Batching, worker_id: str, lease: float, ev: Signal) -> list[Job]:
+    async def _fill(
+        self, taken: list[Job], rule: Batching, worker_id: str, lease: float, ev: Signal, version: str | None
+    ) -> list[Job]:
         """A batch begun with `taken`: the route's queued jobs up to `rule.size`; then, only if
         that found others (a lone call must not pay the wait), up to `rule.wait_ms` for more, as
         they are stored. Each job records the size of the batch it ran in."""
@@ -115,7 +142,13 @@ class WorkerSide(QueueBase):
         async with self.store.tx(durable=False) as conn:
             if len(batch) < rule.size:
                 batch += await self._claim(
-                    conn, first.endpoint_id, worker_id, lease=lease, limit=rule.size - len(batch), route=first.route
+                    conn,
+                    first.endpoint_id,
+                    worker_id,
+                    lease=lease,
+                    limit=rule.size - len(batch),
+                    route=first.route,
+                    version=version,
                 )
             settled = not 1 < len(batch) < rule.size  # nothing to wait for: one transaction in all
             if settled:
@@ -127,7 +160,12 @@ class WorkerSide(QueueBase):
         deadline = time.monotonic() + min(rule.wait_ms / 1000, lease / 4)
         while len(batch) < rule.size and await wait_event(ev, deadline - time.monotonic()):
             found = await self.take(
-                first.endpoint_id, worker_id, lease=lease, limit=rule.size - len(batch), route=first.route
+                first.endpoint_id,
+                worker_id,
+                lease=lease,
+                limit=rule.size - len(batch),
+                route=first.route,
+                version=version,
             )
             if not found:
                 ev.set()  # a job of another route: the wake-up goes on to another worker

@@ -197,21 +197,23 @@ class Autoscaler:
             for held in await self.queue.reap():
                 self.stop_job(held.worker_id, held.id)
             await self.pool.cluster.prune(self.queue.clock.now() - FORGET_AFTER)
-        queued = await self.queue.queued_by_endpoint()
+        queued = await self.queue.queued_by_version()
         endpoints = await self.catalog.list_endpoints()
         known = {ep.id for ep in endpoints}
         for w in list(self.pool.workers.values()):
             if w.local and w.endpoint_id not in known:  # its endpoint was removed
                 self._drain(w)
         for ep in endpoints:
-            waiting = queued.get(ep.id, (0, 0.0))
+            waiting, canary = _lanes(ep, queued.get(ep.id, {}))
             try:
                 if ep.pending:
                     await self._pending(ep)
+                # Jobs whose retry backoff has run out woke nobody when they became due.
                 if waiting[0]:
-                    # Jobs whose retry backoff has run out woke nobody when they became due.
                     self.queue.notifier.notify_one(ep_key(ep.id))
-                await self.reconcile(ep, *waiting)
+                if canary[0] and ep.rollout is not None:
+                    self.queue.notifier.notify_one(ep_key(ep.id, ep.rollout.version_id))
+                await self.reconcile(ep, *waiting, canary=canary)
                 if self.waiting_for.get(ep.id) != ep.waiting_for:  # every replica's statuses say so
                     await self.catalog.set_waiting_for(ep.id, self.waiting_for.get(ep.id))
             except Exception as exc:  # one endpoint's failure never stops the others' pass
@@ -222,18 +224,42 @@ class Autoscaler:
                 if self._failing.pop(ep.id, None) is not None:
                     log.info("autoscaling endpoint %s (%s) works again", ep.name, ep.id)
 
-    async def reconcile(self, ep: Endpoint, queued: int, oldest_wait: float = 0.0) -> None:
+    async def reconcile(
+        self, ep: Endpoint, queued: int, oldest_wait: float = 0.0, *, canary: tuple[int, float] = (0, 0.0)
+    ) -> None:
+        """Scale the endpoint's version to its queue, and a canary rollout's version to the jobs
+        routed to it (each with its own workers and its own version's scaling settings); drain
+        the workers of any other version, but a gated deploy's probe."""
         self.waiting_for.pop(ep.id, None)
         workers = self._heard_from([w for w in self.pool.for_endpoint(ep.id) if w.id not in self._stopping])
         live = ep.state in (EndpointState.CREATING, EndpointState.ACTIVE)
         current = [w for w in workers if w.version_id == ep.version_id and live]
+        canaries = [w for w in workers if _canary(w, ep) and live]
         for w in workers:
-            if w.local and w not in current and not (live and _probes(w, ep)):
+            if w.local and w not in current and w not in canaries and not (live and _probes(w, ep)):
                 self._drain(w)
         if not live:
             return
+        await self._scale(ep, current, queued, oldest_wait)
+        if ep.rollout is not None:
+            version = await self.catalog.cached_version(ep.project_id, ep.rollout.version_id)
+            await self._scale(ep, canaries, *canary, version=version)
+
+    async def _scale(
+        self,
+        ep: Endpoint,
+        current: list[WorkerInfo],
+        queued: int,
+        oldest_wait: float,
+        *,
+        version: Version | None = None,
+    ) -> None:
+        """Start or stop workers of one version of the endpoint: its own, or (`version`) its
+        canary's, whose environment failing to build ends the rollout instead of the endpoint."""
+        settings = ep.scaling() if version is None else scaling_columns(version.config)
+        version_id = ep.version_id if version is None else version.id
         current = [w for w in current if await self._healthy(w, ep)]
-        if ep.state == EndpointState.CREATING and any(w.ready_at is not None for w in current):
+        if version is None and ep.state == EndpointState.CREATING and any(w.ready_at is not None for w in current):
             # Started again before its workers drained: one of them is the proof the version loads.
             await self.catalog.set_state(ep.id, EndpointState.ACTIVE, only_from=EndpointState.CREATING)
         load = Load(
@@ -243,37 +269,40 @@ class Autoscaler:
             workers=len(current),
             busy=sum(1 for w in current if w.jobs),
         )
-        need = desired(ep.scaling(), load, creating=ep.state == EndpointState.CREATING)
-        self.status[ep.id] = {
-            "wanted_workers": need,
-            "workers": load.workers,
-            "idle_workers": load.workers - load.busy,
-            "running_jobs": load.running,
-            "queued_jobs": queued,
-            "warm_buffer": ep.warm_buffer,
-        }
+        need = desired(settings, load, creating=version is None and ep.state == EndpointState.CREATING)
+        if version is None:
+            self.status[ep.id] = {
+                "wanted_workers": need,
+                "workers": load.workers,
+                "idle_workers": load.workers - load.busy,
+                "running_jobs": load.running,
+                "queued_jobs": queued,
+                "warm_buffer": ep.warm_buffer,
+            }
         if need > len(current):
-            env = await self.builds.status(ep.project_id, ep.version_id)
+            env = await self.builds.status(ep.project_id, version_id)
             if env.interpreter is None:  # no worker starts before its environment is built
                 if env.state == BuildState.FAILED:
-                    await self._set_error(
-                        ep.id, f"the environment of version {ep.version_id} failed to build", env.error or ""
-                    )
+                    failed = f"the environment of version {version_id} failed to build"
+                    if version is None:
+                        await self._set_error(ep.id, failed, env.error or "")
+                    else:
+                        await self._end_rollout(ep, version_id, failed)
                 return
             for _ in range(need - len(current)):
-                reason = self.backend.wait_reason(Resources.of(ep.scaling()))
+                reason = self.backend.wait_reason(Resources.of(settings))
                 if reason is not None:  # e.g. every GPU is taken: jobs wait, the status says why
                     self.waiting_for[ep.id] = reason
                     if queued or ep.state == EndpointState.CREATING:
                         self._make_room(ep)
                     break
-                await self.spawn(ep, env.interpreter)
+                await self.spawn(ep, env.interpreter, version=version_id, settings=settings)
         surplus = len(current) - need
         now = self.pool.clock.now()
         for w in sorted(current, key=lambda w: w.idle_since):
             if surplus <= 0:
                 break
-            if w.local and w.state is WorkerState.IDLE and now - w.idle_since >= ep.idle_timeout:
+            if w.local and w.state is WorkerState.IDLE and now - w.idle_since >= settings["idle_timeout"]:
                 self._drain(w)
                 surplus -= 1
 
@@ -576,6 +605,10 @@ class Autoscaler:
                 )
             self._start_failures.pop((ep.id, info.version_id), None)
             self.wake()
+        elif _canary(info, ep):
+            assert info.version_id is not None  # _canary: it runs the rollout's version
+            self._start_failures.pop((ep.id, info.version_id), None)
+            await self._end_rollout(ep, info.version_id, f"the canary cannot start: {reason}")
         elif info.version_id is not None and info.version_id != ep.version_id:
             log.warning(
                 "worker %s of version %s (no longer deployed) could not start: %s", info.id, info.version_id, reason
@@ -584,6 +617,22 @@ class Autoscaler:
             log.warning("worker %s (started elsewhere) cannot load its version: %s", info.id, reason)
         else:
             await self._set_error(info.endpoint_id, reason, detail)
+
+    async def _end_rollout(self, ep: Endpoint, version_id: str, reason: str) -> None:
+        """A canary that cannot start ends its rollout: every call goes to the endpoint's version
+        again, and the history says why."""
+        ended = await self.catalog.set_rollout(
+            ep.id,
+            None,
+            version_id=version_id,
+            action="abort",
+            key_id=None,
+            message=f"rollout aborted by Podium: {reason}",
+            only_version=version_id,
+        )
+        if ended:
+            log.error("endpoint %s: rollout of version %s aborted (%s)", ep.name, version_id, reason)
+            self.wake()
 
     async def _set_error(self, endpoint_id: str, reason: str, detail: str) -> None:
         """ERROR with the reason (and what explains it). The jobs waiting for it stay queued
@@ -625,3 +674,19 @@ class Autoscaler:
 def _probes(w: WorkerInfo, ep: Endpoint) -> bool:
     """Whether the worker runs the version a gated deploy of the endpoint waits for."""
     return ep.pending is not None and w.version_id == ep.pending.version_id and w.version_id != ep.version_id
+
+
+def _canary(w: WorkerInfo, ep: Endpoint) -> bool:
+    """Whether the worker runs the version of the endpoint's canary rollout."""
+    return ep.rollout is not None and w.version_id == ep.rollout.version_id and w.version_id != ep.version_id
+
+
+def _lanes(ep: Endpoint, queued: dict[str | None, tuple[int, float]]) -> tuple[tuple[int, float], tuple[int, float]]:
+    """The endpoint's waiting jobs (how many, the oldest's wait) for its own version's workers,
+    and for its canary's: those routed to the canary while a rollout is under way."""
+    canary = ep.rollout.version_id if ep.rollout is not None else None
+    own = [n for version, n in queued.items() if canary is None or version != canary]
+    return (
+        (sum(n for n, _ in own), max((oldest for _, oldest in own), default=0.0)),
+        queued.get(canary, (0, 0.0)) if canary is not None else (0, 0.0),
+    )

@@ -1,7 +1,7 @@
 """The running server's parts, wired once at start-up and shared by every router.
 
 Every replica serves the whole API. The duties of the installation (the autoscaler and its
-workers, leases, time-outs, retention, webhooks, endpoint expiry) run on the leader only
+workers, leases, time-outs, retention, webhooks, endpoint expiry, rollout guards) run on the leader only
 (scaling/leader.py); on SQLite the one server leads.
 """
 
@@ -21,6 +21,7 @@ from podium.config import Settings
 from podium.core.access import Access
 from podium.core.calls import Calls
 from podium.core.deployments import EXPIRE_EVERY, Deployments
+from podium.core.rollouts import GUARD_EVERY, Rollouts
 from podium.core.schedules import TICK_SECONDS, Scheduler
 from podium.core.waiting import WaitingReasons
 from podium.core.worker_calls import WorkerCalls
@@ -115,6 +116,7 @@ class Runtime:
         self.waiting = WaitingReasons(self.pool, self.queue, self.catalog)
         self.bundles = Bundles(settings.blobs, self.store if self.shared else None)
         self.deployments = Deployments(self.catalog, self.bundles, self.queue, self.scaler, self.secrets, self.clock)
+        self.rollouts = Rollouts(self.catalog, self.queue, self.deployments, self.clock)
         self.functions = Functions(self.access, self.deployments, self.clock)
         #: Routes that run by themselves; the leader fires them (`_lead`).
         self.scheduler = Scheduler(Schedules(self.store, self.clock), self.catalog, self.calls, self.queue, self.clock)
@@ -130,7 +132,7 @@ class Runtime:
         #: job-take and job-done for local workers, without HTTP.
         self.channel = WorkerChannel(self.workers, self.access, self.metrics, settings.home, self.replica_id)
         #: While this replica leads: stopping endpoints at their expires_at (Covalent time
-        #: limits), firing schedules, and metering usage.
+        #: limits), firing schedules, metering usage, and guarding canary rollouts.
         self.duties: list[asyncio.Task[None]] = []
         self._background: list[asyncio.Task[None]] = []
         #: Set on first start when an admin key was generated: printed once by `podium up`.
@@ -194,6 +196,7 @@ class Runtime:
             asyncio.create_task(self._every(EXPIRE_EVERY, self.deployments.expire), name="podium-expiry"),
             asyncio.create_task(self._every(TICK_SECONDS, self.scheduler.tick), name="podium-schedules"),
             asyncio.create_task(self._every(self.settings.usage_rollup, self.meter), name="podium-usage"),
+            asyncio.create_task(self._every(GUARD_EVERY, self.rollouts.guard), name="podium-rollout-guard"),
         ]
         await self._beat()
 

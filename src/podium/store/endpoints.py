@@ -13,7 +13,7 @@ from podium.names import ENDPOINT_NAME
 from podium.records import ServiceConfig
 from podium.store.engine import Store
 from podium.store.projects import new_id
-from podium.store.records import SCALING, Endpoint, Repointing, SealedSecret, Version
+from podium.store.records import SCALING, Endpoint, Repointing, Rollout, SealedSecret, Version
 from podium.store.tables import endpoint_history, endpoint_secrets, endpoints, versions
 
 ENDPOINT_CACHE_SECONDS = 1.0
@@ -79,10 +79,13 @@ class Endpoints:
         key_id: str | None,
         message: str | None,
         started: bool = False,
+        action: str | None = None,
     ) -> tuple[Endpoint, bool]:
         """Create the endpoint `name` at `version`, or re-point it: CREATING until a worker has
         loaded it, or ACTIVE at once when one already has (`started`: a gated deploy's first
-        worker, whose version's failed start, if any, is forgotten). Returns (endpoint, changed)."""
+        worker, or a promoted canary's, whose version's failed start, if any, is forgotten). A
+        re-pointing ends a rollout under way (`action`: the step recorded, e.g. its promotion).
+        Returns (endpoint, changed)."""
         ENDPOINT_NAME.check(name)
         now = self.clock.now()
         config = version.config
@@ -100,11 +103,13 @@ class Endpoints:
                         state=EndpointState.ACTIVE if started else EndpointState.CREATING,
                         error=None,
                         pending=None,
+                        canary_version=None,
+                        rollout=None,
                         updated_at=now,
                         **scaling_columns(config),
                     )
                 )
-                await self._history(conn, current.id, version.id, key_id, message, now)
+                await self._history(conn, current.id, version.id, key_id, message, now, action=action)
                 if started:
                     await conn.execute(update(versions).where(versions.c.id == version.id).values(start_error=None))
             row = await self._load_endpoint(project_id, current.id)
@@ -138,12 +143,52 @@ class Endpoints:
         message: str | None,
         at: float,
         error: str | None = None,
+        *,
+        action: str | None = None,
     ) -> None:
         await conn.execute(
             insert(endpoint_history).values(
-                endpoint_id=endpoint_id, version_id=version_id, key_id=key_id, message=message, at=at, error=error
+                endpoint_id=endpoint_id,
+                version_id=version_id,
+                key_id=key_id,
+                message=message,
+                at=at,
+                error=error,
+                action=action,
             )
         )
+
+    async def set_rollout(
+        self,
+        endpoint_id: str,
+        rollout: Rollout | None,
+        *,
+        version_id: str,
+        action: str,
+        key_id: str | None,
+        message: str,
+        only_version: str | None = None,
+    ) -> bool:
+        """Start, change or end (None) the endpoint's canary rollout, and record the step in its
+        history, in one transaction. `only_version`: only while the rollout under way is of that
+        version (the leader's guard must not end a newer one). False when nothing changed."""
+        now = self.clock.now()
+        q = update(endpoints).where(endpoints.c.id == endpoint_id)
+        async with self.store.tx() as conn:
+            if only_version is not None:
+                q = q.where(endpoints.c.canary_version == only_version)
+            res = await conn.execute(
+                q.values(
+                    canary_version=None if rollout is None else rollout.version_id,
+                    rollout=None if rollout is None else rollout.stored(),
+                    updated_at=now,
+                )
+            )
+            if not res.rowcount:
+                return False
+            await self._history(conn, endpoint_id, version_id, key_id, message, now, action=action)
+        self._endpoints.clear()
+        return True
 
     async def stage_endpoint(
         self, endpoint_id: str, version_id: str, *, key_id: str | None, message: str | None

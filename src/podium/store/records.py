@@ -65,6 +65,25 @@ class Pending:
 
 
 @dataclass(frozen=True, slots=True)
+class Rollout:
+    """A canary rollout (`Endpoints.set_rollout`): `percent` of new calls go to `version_id`, the
+    rest to the endpoint's own version; the leader aborts it past `max_failure_rate`."""
+
+    version_id: str
+    percent: int
+    max_failure_rate: float | None
+    key_id: str | None
+    started_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _fields(Rollout)}
+
+    def stored(self) -> str:
+        """The `rollout` column: all but the version (the `canary_version` column)."""
+        return _json.dumps({k: v for k, v in self.as_dict().items() if k != "version_id"})
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     """A name pointed at a version, with its scaling settings and state."""
 
@@ -88,6 +107,8 @@ class Endpoint:
     gpus: int
     memory_mb: int
     pending: Pending | None
+    #: A canary rollout under way, if any.
+    rollout: Rollout | None
     created_at: float
     updated_at: float
     #: When the leader stops it (a Covalent executor's time limit); None: never.
@@ -98,10 +119,12 @@ class Endpoint:
     @classmethod
     def from_row(cls, row: Row) -> Endpoint:
         pending = _json.loads(row["pending"]) if row["pending"] else None
+        rollout = _json.loads(row["rollout"]) if row["rollout"] else None
         return from_columns(
             cls,
             row,
             pending=None if pending is None else Pending(pending["version_id"], pending["key_id"], pending["message"]),
+            rollout=None if rollout is None else Rollout(row["canary_version"], **rollout),
         )
 
     def scaling(self) -> dict[str, Any]:
@@ -119,6 +142,13 @@ class Repointing:
     at: float
     #: Set for a deploy that never became current: why its version's first worker failed.
     error: str | None = None
+    #: A step of a canary rollout (`RolloutStep`); None: the endpoint was pointed at the version.
+    action: str | None = None
+
+    @property
+    def repointed(self) -> bool:
+        """Whether the endpoint ran this version from then on (a rollback may go back to it)."""
+        return self.error is None and self.action in (None, "promote")
 
     @classmethod
     def from_row(cls, row: Row) -> Repointing:

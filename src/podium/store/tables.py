@@ -113,6 +113,12 @@ endpoints = Table(
     # A deploy waiting for its version's environment (JSON: version_id, key_id, message): the
     # endpoint keeps serving `version_id` until the build succeeds, then points at it.
     Column("pending", Text, nullable=True),
+    # A canary rollout: that share of new calls goes to `canary_version`, the rest to the
+    # endpoint's own version (`rollout`, JSON: percent, max_failure_rate, key_id, started_at).
+    # A take reads `canary_version` in its own statement: which jobs a worker may take follows
+    # the store, not a replica's cached view of the endpoint.
+    Column("canary_version", String(32), nullable=True),
+    Column("rollout", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     # When the leader stops it (INACTIVE), e.g. a Covalent executor's time limit; None: never.
@@ -134,6 +140,8 @@ endpoint_history = Table(
     Column("at", Float, nullable=False),
     # A deploy that never became current (its version's first worker failed), and why.
     Column("error", Text, nullable=True),
+    # A step of a canary rollout (start, percent, promote, abort, guard); None: a re-pointing.
+    Column("action", String(16), nullable=True),
 )
 
 jobs = Table(

@@ -48,6 +48,7 @@ def urls(request: Request, ep_id: str) -> dict[str, str]:
 async def endpoint_view(rt: Runtime, request: Request, ep: Endpoint) -> dict[str, Any]:
     info = await rt.version(ep)
     workers = await rt.pool.view(ep.id)
+    rollout = await rt.rollouts.view(ep)
     return {
         "endpoint_id": ep.id,
         "name": ep.name,
@@ -72,6 +73,8 @@ async def endpoint_view(rt: Runtime, request: Request, ep: Endpoint) -> dict[str
         # The autoscaler's last pass: workers wanted for the jobs running and waiting, plus
         # the warm buffer (idle workers kept beyond them).
         "autoscaler": rt.scaler.status.get(ep.id),
+        # A canary rollout under way: both versions, their shares and recent figures.
+        "rollout": rollout.as_dict(ep) if rollout is not None else None,
     }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from podium.bundle import MAX_BUNDLE_BYTES, version_id
+from podium.core.access import Principal
 from podium.core.schedules import check_routes
 from podium.envs.requirements import Requirements
 from podium.errors import ServiceDefinitionError
@@ -118,6 +119,8 @@ async def deploy(request: Request) -> JSONAnswer:
     if await _own_bundle(rt, principal.project_id, version["sha256"]) is None:
         raise HTTPError(409, "bundle_missing", "upload the bundle (PUT /api/v1/blobs/{sha256}) first")
     before = await rt.catalog.get_endpoint(principal.project_id, name)
+    if request_body.canary is not None:
+        return await _canary(rt, request, principal, before, name, version, request_body)
     ep, changed, row = await rt.deployments.deploy(principal, name, version, message=request_body.message)
     return JSONAnswer(
         {
@@ -126,6 +129,29 @@ async def deploy(request: Request) -> JSONAnswer:
             "deployed": row.id,
             "scaling_changes": _scaling_changes(before, name, row),
         }
+    )
+
+
+async def _canary(
+    rt: Runtime,
+    request: Request,
+    principal: Principal,
+    before: Endpoint | None,
+    name: str,
+    version: dict[str, Any],
+    body: DeployIn,
+) -> JSONAnswer:
+    """`podium deploy --canary`: the version takes a share of the calls of an endpoint that
+    serves already (its scaling settings apply to its own workers only)."""
+    if before is None or before.name != name:
+        raise HTTPError(409, "no_endpoint", f"no endpoint {name} to roll out to: deploy it first (without --canary)")
+    assert body.canary is not None
+    row = await rt.rollouts.deploy(
+        principal, before, version, body.canary, max_failure_rate=body.max_failure_rate, message=body.message
+    )
+    ep = await rt.access.endpoint(principal, before.id)
+    return JSONAnswer(
+        {**(await endpoint_view(rt, request, ep)), "changed": True, "deployed": row.id, "scaling_changes": {}}
     )
 
 

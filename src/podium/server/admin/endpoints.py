@@ -102,9 +102,7 @@ async def rollback(request: Request, ref: str) -> JSONAnswer:
     body = parse(RollbackIn, await read_object(request, 64 * 1024), "rollback")
     target = body.version
     if target is None:
-        older = [
-            h.version_id for h in await rt.catalog.history(ep.id) if h.version_id != ep.version_id and h.error is None
-        ]
+        older = [h.version_id for h in await rt.catalog.history(ep.id) if h.version_id != ep.version_id and h.repointed]
         if not older:
             raise HTTPError(409, "no_previous_version", f"endpoint {ep.name} has no earlier version")
         target = older[0]
@@ -115,12 +113,14 @@ async def rollback(request: Request, ref: str) -> JSONAnswer:
 
 @router.get("/endpoints/{ref}/history")
 async def history(request: Request, ref: str) -> JSONAnswer:
-    """Every re-pointing, newest first: version, when, which key, message."""
+    """Every re-pointing and every step of a canary rollout (`action`: start, percent, promote,
+    abort, guard), newest first: version, when, which key (none: Podium itself), message."""
     rt, principal = await admin_caller(request, "read", scoped=True)
     ep = await rt.access.endpoint(principal, ref)
     rows = await rt.catalog.history(ep.id)
-    # The newest re-pointing is the current one; a deploy that failed to start never was.
-    latest = next((h for h in rows if h.error is None), None)
+    # The newest re-pointing is the current one; a deploy that failed to start never was, and a
+    # rollout's steps (`action`) but its promotion point at nothing.
+    latest = next((h for h in rows if h.repointed), None)
     return JSONAnswer(
         {
             "endpoint_id": ep.id,
@@ -133,6 +133,7 @@ async def history(request: Request, ref: str) -> JSONAnswer:
                     "message": h.message,
                     "current": h is latest and h.version_id == ep.version_id,
                     "error": h.error,
+                    "action": h.action,
                 }
                 for h in rows
             ],

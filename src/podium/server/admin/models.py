@@ -42,6 +42,20 @@ class DeployIn(Strict):
     name: str
     version: VersionIn
     message: str | None = None
+    #: Deploy the version as a canary taking this percent of the endpoint's calls (see RolloutIn).
+    canary: int | None = Field(default=None, ge=1, le=99)
+    max_failure_rate: float | None = Field(default=None, ge=0, lt=1)
+
+
+class RolloutIn(Strict):
+    """Start a canary rollout of `version` (one of the project's, by id or a unique prefix), or
+    change the share of the one under way (no version)."""
+
+    version: str | None = None
+    #: The canary's share of new calls, 1 to 99 percent.
+    percent: int = Field(ge=1, le=99)
+    #: The leader aborts the rollout once the canary fails more often than this (over >= 20 calls).
+    max_failure_rate: float | None = Field(default=None, ge=0, lt=1)
 
 
 class RollbackIn(Strict):

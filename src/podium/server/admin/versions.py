@@ -20,9 +20,9 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Version]:
     """Versions are readable by users of the project; a key bound to one endpoint (its workers'
-    tokens, a Covalent inference key) reads the version that endpoint runs only, or the one a
-    deploy of it waits for (whose first worker proves it starts). A unique prefix of an id stands
-    for it."""
+    tokens, a Covalent inference key) reads the version that endpoint runs only, the one a
+    deploy of it waits for (whose first worker proves it starts), or its canary's. A unique
+    prefix of an id stands for it."""
     rt = runtime(request)
     principal = await caller(request, None, scoped=True)
     version = await version_by_ref(rt, principal.project_id, version_id)
@@ -36,8 +36,11 @@ async def _version_for(request: Request, version_id: str) -> tuple[Runtime, Vers
 
 
 def _runs(ep: Endpoint | None, version_id: str) -> bool:
-    """Whether the endpoint runs the version, or a deploy of it waits for that version."""
-    return ep is not None and version_id in (ep.version_id, ep.pending and ep.pending.version_id)
+    """Whether the endpoint runs the version (as its own or as a canary's), or a deploy of it
+    waits for that version."""
+    if ep is None:
+        return False
+    return version_id in (ep.version_id, ep.pending and ep.pending.version_id, ep.rollout and ep.rollout.version_id)
 
 
 @router.get("/versions/{version_id}")
