@@ -156,7 +156,8 @@ def test_a_version_that_stops_importing_puts_the_endpoint_in_error_and_its_jobs_
     assert "weights_loader" in status["error"]
     job = srv.http.get(f"/v2/noimport/status/{queued}").json()
     assert job["status"] == "IN_QUEUE", "a job is not failed by its endpoint's failure"
-    assert "cannot start its workers" in job["waiting"]["reason"] and "weights_loader" in job["waiting"]["reason"]
+    assert job["waiting"]["reason"] == "init_failing"
+    assert "cannot start its workers" in job["waiting"]["detail"] and "weights_loader" in job["waiting"]["detail"]
     r = srv.http.post("/v2/noimport/run", json={"input": {}})
     assert r.status_code == 503 and "cannot start its workers" in r.json()["detail"]
     broken.unlink()

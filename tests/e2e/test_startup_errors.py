@@ -70,4 +70,5 @@ def test_a_failing_initializer_shows_the_users_frames_and_its_waiting_job_says_w
     assert '{"time"' not in error
     job = srv.http.get(f"/v2/{eid}/status/{r.json()['id']}").json()
     assert job["status"] == "IN_QUEUE"
-    assert "RuntimeError: model file weights.bin is corrupt" in job["waiting"]["reason"]
+    assert job["waiting"]["reason"] == "init_failing"
+    assert "RuntimeError: model file weights.bin is corrupt" in job["waiting"]["detail"]
