@@ -291,6 +291,11 @@ async def test_bad_admin_requests_get_clear_json_errors(api, method, path, kwarg
     assert r.json()["error"] == error and r.json()["detail"], r.text
 
 
+async def test_a_small_limit_is_named_in_kib(api):
+    r = await api.http.post("/api/v1/keys", content=b'{"name": "' + b"x" * 70_000 + b'"}')
+    assert r.status_code == 413 and r.json()["detail"] == "request body is over the 64 KiB limit", r.text
+
+
 async def test_admin_bodies_refuse_unknown_fields(api):
     one = await api.deploy(RP, "one")
     version = (await api.http.get(f"/api/v1/versions/{one['version']}")).json()

@@ -12,8 +12,13 @@ from podium.server.errors import HTTPError
 MB = 1024 * 1024
 
 
+def size_text(size: int) -> str:
+    """`20 MB`, `0.5 MB`, or `64 KiB` for a limit too small to read in megabytes."""
+    return f"{size / MB:g} MB" if size >= MB // 4 else f"{size / 1024:g} KiB"
+
+
 def too_large(limit: int) -> HTTPError:
-    return HTTPError(413, "payload_too_large", f"request body is over the {limit / MB:g} MB limit")
+    return HTTPError(413, "payload_too_large", f"request body is over the {size_text(limit)} limit")
 
 
 async def read_body(request: Request, limit: int) -> bytes:

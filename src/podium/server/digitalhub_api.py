@@ -158,9 +158,10 @@ async def _surface(request: Request, project: str, role: str) -> Surface:
 # -- projects ------------------------------------------------------------------------------------
 
 
-@router.post("/projects", response_model=None)
+@router.post("/projects", response_model=None, include_in_schema=False)
 async def create_project(request: Request) -> Response:
-    """DigitalHub's project (its body has a `kind`), or else Podium's own (admin API)."""
+    """DigitalHub's project (its body has a `kind`), or else Podium's own (admin API). The admin API
+    documents the path: two operations of one path and method would be one too many in OpenAPI."""
     raw = await read_body(request, LIMIT)
     try:
         body = _json.loads(raw) if raw.strip() else {}
