@@ -297,6 +297,8 @@ def test_idle_workers_stop_and_the_endpoint_scales_back_from_zero(srv: PodiumSer
     first = call(srv, "idle")
     wait_until(lambda: not workers(srv, "idle"), 60, 0.2, "the idle worker to stop")
     assert not [n for n in cluster.driver(ACTORS) if n.startswith("podium-idle-")], "its actor is gone too"
+    # Kept now, while a driver (seconds to start on a busy machine) looks for its actor.
+    srv.cli("scale", "idle", "--idle-timeout", "60")
     second = call(srv, "idle")
     assert second["process"] != first["process"]
     [w] = workers(srv, "idle")
