@@ -160,6 +160,9 @@ def test_a_version_with_requirements_runs_in_an_environment_its_node_built(
     [w] = workers(srv, "inenv")
     assert w["actor_id"] and w["node"] == "127.0.0.1"
     assert f"environment {key} built on node 127.0.0.1 in " in worker_log(srv, "inenv", w["id"])
+    # Its bundle too is in the node's cache (shown to its box), for every worker of the version there.
+    version = srv.http.get("/api/v1/endpoints/inenv").json()["version"]
+    assert (cluster.node_home / "cache" / "bundles" / version / "app.py").exists()
     build = build_log(srv, "inenv")
     assert build["state"] == "ready" and build["env"] == key
     assert f"== building environment {key} (Python " in build["lines"][0]

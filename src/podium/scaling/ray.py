@@ -12,9 +12,9 @@ Actors are owned by this server's Ray driver (not detached): if the server dies,
 Ray is imported only here, and only when this backend is chosen.
 
 Sandboxing (`podium.sandbox`) is decided per node: where the node has a working bwrap,
-the worker runs in a box as a local worker does (its bundle fetched into the box's own home, the
-server's files being on another machine or not its to show), with its memory limit; elsewhere it
-runs as before. Each worker's log, and the server's, say which it got.
+the worker runs in a box as a local worker does (its bundle, fetched once per node and version
+into the node's cache, shown read-only), with its memory limit; elsewhere it runs as before, its
+bundle in the same cache. Each worker's log, and the server's, say which it got.
 
 Version environments are per node: before the actor starts a worker of a version with
 requirements, it builds that version's environment on its own node (`environment`), with the
@@ -56,7 +56,8 @@ from podium.sandbox import BoxedProcess, Sandboxing
 from podium.scaling.backend import ExitCallback, worker_args, worker_env, worker_log
 from podium.scaling.cpus import thread_env
 from podium.scaling.resources import Resources
-from podium.worker.runtime import MEMORY_ENV
+from podium.worker.link import ServerLink
+from podium.worker.runtime import MEMORY_ENV, unpack
 
 log = logging.getLogger("podium.scaling")
 
@@ -183,6 +184,15 @@ class WorkerActor:
         log = _read_from(logged, start)
         return NodeBuild(node_id, found, built=bool(log), log=log)
 
+    async def bundle(self, url: str, token: str, endpoint_id: str, worker_id: str, version_id: str) -> Path:
+        """The version's bundle, unpacked in this node's cache unless it already is: fetched once
+        per node and version, and shown read-only to a boxed worker, as on the local backend."""
+        link = ServerLink(url, token, endpoint_id, worker_id)
+        try:
+            return await asyncio.to_thread(unpack, link, Path(node_home()).resolve() / "cache" / "bundles", version_id)
+        finally:
+            link.close()
+
     async def run(
         self,
         interpreter: Interpreter,
@@ -191,11 +201,12 @@ class WorkerActor:
         boxed: bool = False,
         memory_mb: int = 0,
         volumes: Sequence[tuple[str, Path, str]] = (),
+        bundle: Path | None = None,
     ) -> int:
         """Run the worker to its end and return its exit code: on the version's environment as
         built on this node (`environment`), or, for a version without requirements, on this
         actor's own Python (the server's means nothing here); in a box when `boxed` (this node's
-        bwrap works: see `sandboxing`)."""
+        bwrap works: see `sandboxing`), shown its `bundle`."""
         if interpreter.env is None:
             interpreter = Interpreter(sys.executable)
         mounts, where = sandbox.volume_settings(volumes, boxed=boxed)
@@ -214,7 +225,9 @@ class WorkerActor:
                 limits.prepare()
                 if memory_mb and limits.address_limit:
                     child_env[MEMORY_ENV] = str(memory_mb)
-                box = sandbox.Box(python=interpreter.python, env=interpreter.env, gpus=limits.gpus > 0, volumes=mounts)
+                box = sandbox.Box(
+                    python=interpreter.python, env=interpreter.env, bundle=bundle, gpus=limits.gpus > 0, volumes=mounts
+                )
                 self.proc = await sandbox.spawn(
                     box, [interpreter.python, *args], env=child_env, out=asyncio.subprocess.PIPE, limits=limits
                 )
@@ -456,7 +469,12 @@ class RayBackend:
                 interpreter = await self._environment(info, placed, interpreter)
                 if interpreter is None:
                     return 1
-            done = placed.handle.run.remote(interpreter, args, env, boxing.on, memory_mb, shared)
+            bundle = None
+            if boxing.on and info.version_id:
+                bundle = await placed.handle.bundle.remote(
+                    self.settings.worker_url, env["PODIUM_API_KEY"], info.endpoint_id, info.id, info.version_id
+                )
+            done = placed.handle.run.remote(interpreter, args, env, boxing.on, memory_mb, shared, bundle)
             with info.log_path.open("ab") as out:
                 finished = False
                 while not finished:
