@@ -59,10 +59,16 @@ def _process_tree() -> dict[int, tuple[int, int]]:
 
 
 class RayCluster:
-    def __init__(self, num_cpus: int = 2) -> None:
+    """`node_env`: more of the node's environment (that of `ray start`, which its actors inherit),
+    e.g. the package index it builds environments from."""
+
+    def __init__(self, num_cpus: int = 2, node_env: dict[str, str] | None = None) -> None:
         self.num_cpus = num_cpus
         # Short: Ray's unix sockets live under it (sun_path is 108 bytes).
         self.root = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+        #: The node's own PODIUM_NODE_HOME (bundles, environments it builds): no server's home.
+        self.node_home = self.root / "node-home"
+        self.node_env = {**(node_env or {}), "PODIUM_NODE_HOME": str(self.node_home)}
         #: The GCS address (drivers on the cluster's machines) and the Ray Client one (from anywhere).
         self.address = ""
         self.client_address = ""
@@ -112,9 +118,9 @@ class RayCluster:
             str(self.root / "t"),
             "--disable-usage-stats",
         ]
-        # The actors' temporary directory (where workers cache bundles) goes when the cluster does.
+        # The actors' temporary directory and the node's home go when the cluster does.
         (self.root / "tmp").mkdir(exist_ok=True)
-        env = {**self.env, "TMPDIR": str(self.root / "tmp")}
+        env = {**self.env, "TMPDIR": str(self.root / "tmp"), **self.node_env}
         with (self.root / "ray-start.log").open("ab") as log:
             # Its own process group: every daemon it leaves running is in it, and is ours to end.
             proc = subprocess.Popen(

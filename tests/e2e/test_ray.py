@@ -33,12 +33,22 @@ result = {a["name"]: ray.get_actor(a["name"], namespace="podium")._actor_id.hex(
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[RayCluster]:
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the node's index has besides PyPI (the server's too): podium-raypkg 1.0 and 2.0."""
+    found = tmp_path_factory.mktemp("wheels")
+    for version in ("1.0", "2.0"):
+        make_wheel(found, "podium_raypkg", version, f"VERSION = {version!r}\n")
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster(wheels: Path) -> Iterator[RayCluster]:
     if ray_bin() is None:
         if os.environ.get("CI"):
             pytest.fail("Ray is not installed: `make venv` installs podium[ray]")
         pytest.skip("Ray is not installed (pip install 'podium[ray]')")
-    c = RayCluster(num_cpus=4)
+    # The node builds environments from its own index settings, into its own PODIUM_NODE_HOME.
+    c = RayCluster(num_cpus=4, node_env={"PIP_FIND_LINKS": str(wheels)})
     c.start()
     try:
         yield c
@@ -47,12 +57,13 @@ def cluster() -> Iterator[RayCluster]:
 
 
 @pytest.fixture(scope="module")
-def srv(cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
-    wheels = tmp_path_factory.mktemp("wheels")
-    make_wheel(wheels, "podium_raypkg", "1.0", "VERSION = '1.0'\n")
+def srv(cluster: RayCluster, wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
+    # The server's index has one package more than the node's: podium-rayonly.
+    only_here = tmp_path_factory.mktemp("server-wheels")
+    make_wheel(only_here, "podium_rayonly", "1.0", "VERSION = '1.0'\n")
     with PodiumServer(
         tmp_path_factory.mktemp("ray-home"),
-        env={**ENV, "PIP_FIND_LINKS": str(wheels)},
+        env={**ENV, "PIP_FIND_LINKS": f"{wheels} {only_here}"},
         args=("--backend", "ray", "--ray-address", cluster.address),
     ) as server:
         yield server
@@ -118,13 +129,82 @@ def test_jobs_run_on_named_ray_actors(srv: PodiumServer, cluster: RayCluster) ->
     assert f"in pid {out['pid']}" in srv.cli("logs", "where").stdout, "the worker's output reaches podium logs"
 
 
-def test_a_version_with_requirements_runs_in_its_environment_on_ray(srv: PodiumServer) -> None:
+def worker_log(srv: PodiumServer, name: str, worker_id: str) -> str:
+    eid = srv.http.get(f"/api/v1/endpoints/{name}").json()["endpoint_id"]
+    return (srv.home / "logs" / eid / f"{worker_id}.log").read_text()
+
+
+def build_log(srv: PodiumServer, name: str) -> dict[str, Any]:
+    """The build of the endpoint's version, as `GET /api/v1/versions/{id}/build` shows it."""
+    version = srv.http.get(f"/api/v1/endpoints/{name}").json()["version"]
+    return srv.http.get(f"/api/v1/versions/{version}/build", params={"offset": 0}).json()  # type: ignore[no-any-return]
+
+
+def test_a_version_with_requirements_runs_in_an_environment_its_node_built(
+    srv: PodiumServer, cluster: RayCluster
+) -> None:
+    """1. Deploy a version pinning podium-raypkg==1.0 (the node's index has 1.0 and 2.0; the
+       Python the node runs actors with has neither).
+    2. Deploy the same requirements as another endpoint.
+    Result: the first worker runs in an environment its node built under its own
+    PODIUM_NODE_HOME (not the server's home), with exactly 1.0; that build is the version's build
+    log, and `podium envs ls` says the node holds it. The second worker finds it on the node and
+    builds nothing."""
+    bare = subprocess.run([sys.executable, "-c", "import podium_raypkg"], capture_output=True, timeout=60)
+    assert bare.returncode != 0, "the node's own Python must lack the package"
     srv.cli("deploy", str(SERVICES / "ray" / "inenv"), "--name", "inenv", "--timeout", "110")
     out = srv.http.post("/inenv/which", json={}).json()
-    # One machine: the environment the server built exists on the node, and the worker runs in it.
-    assert out["pkg"] == "1.0" and Path(out["prefix"]).parent == (srv.home / "envs").resolve()
+    node_envs = (cluster.node_home / "envs").resolve()
+    assert out["pkg"] == "1.0" and Path(out["prefix"]).parent == node_envs, out
+    key = Path(out["prefix"]).name
     [w] = workers(srv, "inenv")
     assert w["actor_id"] and w["node"] == "127.0.0.1"
+    assert f"environment {key} built on node 127.0.0.1 in " in worker_log(srv, "inenv", w["id"])
+    # Its bundle too is in the node's cache (shown to its box), for every worker of the version there.
+    version = srv.http.get("/api/v1/endpoints/inenv").json()["version"]
+    assert (cluster.node_home / "cache" / "bundles" / version / "app.py").exists()
+    build = build_log(srv, "inenv")
+    assert build["state"] == "ready" and build["env"] == key
+    assert f"== building environment {key} (Python " in build["lines"][0]
+    assert " on node 127.0.0.1 for version " in build["lines"][0], build["lines"][:3]
+    assert "== environment ready ==" in build["lines"]
+    [env] = [e for e in json.loads(srv.cli("envs", "ls", "--json").stdout) if e["hash"] == key]
+    assert [n["address"] for n in env["nodes"]] == ["127.0.0.1"] and env["endpoints"] == ["inenv"]
+    assert "127.0.0.1" in srv.cli("envs", "ls").stdout
+
+    srv.cli("deploy", str(SERVICES / "ray" / "inenv"), "--name", "inenv2", "--timeout", "110")
+    again = srv.http.post("/inenv2/which", json={}).json()
+    assert again["prefix"] == out["prefix"] and again["pkg"] == "1.0"
+    [w2] = workers(srv, "inenv2")
+    assert f"environment {key} found on node 127.0.0.1" in worker_log(srv, "inenv2", w2["id"])
+    assert (node_envs / f"{key}.log").read_text().count("== building environment ") == 1, "built once on the node"
+
+
+def test_a_node_that_cannot_build_the_environment_puts_the_worker_in_error(
+    srv: PodiumServer, cluster: RayCluster, tmp_path: Path
+) -> None:
+    """The server's index has podium-rayonly (its own build of the environment passes), the
+    node's has not: the worker ends in ERROR with the installer's error, and runs on nothing else."""
+    app = tmp_path / "nodeless" / "app.py"
+    app.parent.mkdir()
+    app.write_text(
+        "import podium_rayonly\n\nimport podium\n\n\n"
+        "@podium.service(name='nodeless', max_workers=1)\ndef init():\n    return {}\n\n\n"
+        "@init.endpoint('/x')\ndef x():\n    return podium_rayonly.VERSION\n"
+    )
+    (app.parent / "requirements.txt").write_text("podium-rayonly==1.0\n")
+    res = srv.cli("deploy", str(app.parent), "--name", "nodeless", "--timeout", "110", check=False)
+    assert res.returncode == 1, res.stdout
+    ep = json.loads(srv.cli("status", "nodeless", "--json").stdout)
+    assert ep["state"] == "ERROR"
+    version = srv.http.get("/api/v1/endpoints/nodeless").json()["version"]
+    assert ep["error"].startswith(
+        f"the environment of version {version} could not be built on node 127.0.0.1: installing the requirements failed:"
+    ), ep["error"]
+    assert "podium-rayonly" in ep["error"] and "No solution found" in ep["error"], ep["error"]
+    build = build_log(srv, "nodeless")
+    assert " on node 127.0.0.1 for version " in build["lines"][0]
+    assert build["lines"][-1] == "== build failed: installing the requirements failed: ==", build["lines"][-3:]
 
 
 def test_a_version_that_cannot_start_on_ray_is_an_error_with_its_log(srv: PodiumServer) -> None:
@@ -220,6 +300,8 @@ def test_idle_workers_stop_and_the_endpoint_scales_back_from_zero(srv: PodiumSer
     first = call(srv, "idle")
     wait_until(lambda: not workers(srv, "idle"), 60, 0.2, "the idle worker to stop")
     assert not [n for n in cluster.driver(ACTORS) if n.startswith("podium-idle-")], "its actor is gone too"
+    # Kept now, while a driver (seconds to start on a busy machine) looks for its actor.
+    srv.cli("scale", "idle", "--idle-timeout", "60")
     second = call(srv, "idle")
     assert second["process"] != first["process"]
     [w] = workers(srv, "idle")

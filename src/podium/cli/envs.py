@@ -17,14 +17,21 @@ def _size(n: int) -> str:
 
 @envs_app.command("ls")
 def list_envs(as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
-    """List environments: Python, size, the versions recording them, the endpoints running them, last use."""
+    """List environments: Python, size, versions and endpoints using them, Ray nodes holding them, last use."""
     with connect(url, key) as conn:
         envs = conn.request("GET", "/api/v1/envs")["envs"]
     if as_json:
         print_json(envs)
         return
     table = Table(
-        Column("ENV", no_wrap=True, min_width=12), "PYTHON", "SIZE", "VERSIONS", "ENDPOINTS", "LAST USED", "PACKAGES"
+        Column("ENV", no_wrap=True, min_width=12),
+        "PYTHON",
+        "SIZE",
+        "VERSIONS",
+        "ENDPOINTS",
+        "NODES",
+        "LAST USED",
+        "PACKAGES",
     )
     for e in envs:  # short hashes, like git's (--json has them whole)
         table.add_row(
@@ -33,6 +40,7 @@ def list_envs(as_json: bool = JSON, url: str = URL, key: str = KEY) -> None:
             _size(e["size"]),
             " ".join(v[:8] for v in e["versions"]) or "-",
             " ".join(e["endpoints"]) or "-",
+            " ".join(n["address"] for n in e["nodes"]) or "-",
             when(e["last_used"]),
             " ".join(e["packages"]),
         )

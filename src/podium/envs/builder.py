@@ -75,10 +75,12 @@ class EnvBuildError(PodiumError):
 
 @dataclass(frozen=True)
 class Interpreter:
-    """The Python a worker runs on: the server's own, or an environment's."""
+    """The Python a worker runs on: the server's own, or an environment's (with the requirement
+    set it was built from, for a machine that builds its own copy: a Ray node)."""
 
     python: str = sys.executable
     env: Path | None = None
+    requirements: Requirements | None = None
 
     def environ(self, base: dict[str, str]) -> dict[str, str]:
         """A worker's process environment: an environment's tools first on PATH, and nothing that
@@ -228,9 +230,9 @@ class EnvStore:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def build(self, key: str, reqs: Requirements, version: str) -> Interpreter:
+    def build(self, key: str, reqs: Requirements, version: str, node: str | None = None) -> Interpreter:
         """Build the environment unless it exists, for `version` (blocking; the output goes to
-        its build log, under a header naming the version).
+        its build log, under a header naming the version, and the Ray `node` building it).
 
         Raises EnvBuildError with the installer's error when it cannot be built.
         """
@@ -241,7 +243,8 @@ class EnvStore:
             target = self.path(key)
             shutil.rmtree(target, ignore_errors=True)
             with self.log_path(key).open("a", encoding="utf-8") as log:
-                log.write(f"{BUILD_HEADER}{key} (Python {reqs.resolved_python()}) for version {version} ==\n")
+                where = f" on node {node}" if node else ""
+                log.write(f"{BUILD_HEADER}{key} (Python {reqs.resolved_python()}){where} for version {version} ==\n")
                 log.flush()
                 try:
                     self._build(target, reqs, log)
@@ -336,6 +339,12 @@ class EnvStore:
                     EnvInfo(d.name, meta["python"], meta["packages"], _size(d), float(meta["created_at"]), used)
                 )
         return sorted(found, key=lambda e: e.last_used)
+
+    def append_log(self, key: str, data: bytes) -> None:
+        """Add a build that ran elsewhere (a Ray node's) to the environment's log, where the
+        version's build log is read."""
+        with self._locked(key), self.log_path(key).open("ab") as log:
+            log.write(data)
 
     def remove(self, key: str) -> bool:
         """Delete an environment (waiting for a build of it to end); False when there was none."""

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from podium.envs.builder import SERVER_PYTHON, EnvBuildError, EnvStore, Interpreter
 from podium.envs.requirements import Requirements
@@ -76,7 +76,7 @@ class Builds:
             return READY_ON_SERVER
         found = self.store.interpreter(key)
         if found is not None:
-            return EnvStatus(BuildState.READY, found)
+            return EnvStatus(BuildState.READY, replace(found, requirements=Requirements.from_dict(info.requirements)))
         if key not in self._running:
             version = await self.catalog.get_version(project_id, version_id)
             if version is not None and version.build_state == BuildState.FAILED:

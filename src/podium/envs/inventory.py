@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from podium.envs.builder import EnvInfo, EnvStore
+from podium.store.nodeenvs import NodeEnv
 from podium.store.records import Endpoint, Version
 
 
@@ -18,6 +19,8 @@ class EnvRecord:
     versions: list[str] = field(default_factory=list)
     #: Endpoints whose current (or pending) version runs in it: `envs gc` keeps it for them.
     endpoints: list[str] = field(default_factory=list)
+    #: The Ray nodes that hold a copy of it (each builds its own).
+    nodes: list[NodeEnv] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         e = self.env
@@ -30,12 +33,19 @@ class EnvRecord:
             "last_used": e.last_used,
             "versions": self.versions,
             "endpoints": self.endpoints,
+            "nodes": [n.as_dict() for n in self.nodes],
         }
 
 
-def inventory(store: EnvStore, versions: Sequence[Version], endpoints: Sequence[Endpoint]) -> list[EnvRecord]:
-    """Every built environment with the versions recording it and the endpoints running it."""
-    records = {e.hash: EnvRecord(e) for e in store.list()}
+def inventory(
+    store: EnvStore,
+    versions: Sequence[Version],
+    endpoints: Sequence[Endpoint],
+    nodes: Mapping[str, list[NodeEnv]],
+) -> list[EnvRecord]:
+    """Every built environment with the versions recording it, the endpoints running it and the
+    Ray nodes holding a copy."""
+    records = {e.hash: EnvRecord(e, nodes=list(nodes.get(e.hash, ()))) for e in store.list()}
     env_of = {v.id: v.env_hash for v in versions}
     for v in versions:
         if v.env_hash in records:

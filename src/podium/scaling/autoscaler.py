@@ -93,7 +93,7 @@ class Autoscaler:
         self.catalog = catalog
         self.queue = queue
         self.pool = pool(self)
-        self.backend: Backend = make_backend(settings, self._on_exit, worker_socket)
+        self.backend: Backend = make_backend(settings, self._on_exit, worker_socket, catalog)
         self.backend_name = settings.backend
         #: Versions' environments: built before any of their workers starts.
         self.builds = Builds(EnvStore(settings.envs, sandboxed=settings.sandbox), catalog, self.wake)

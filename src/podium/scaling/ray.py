@@ -12,14 +12,18 @@ Actors are owned by this server's Ray driver (not detached): if the server dies,
 Ray is imported only here, and only when this backend is chosen.
 
 Sandboxing (`podium.sandbox`) is decided per node: where the node has a working bwrap,
-the worker runs in a box as a local worker does (its bundle fetched into the box's own home, the
-server's files being on another machine or not its to show), with its memory limit; elsewhere it
-runs as before. Each worker's log, and the server's, say which it got.
+the worker runs in a box as a local worker does (its bundle, fetched once per node and version
+into the node's cache, shown read-only), with its memory limit; elsewhere it runs as before, its
+bundle in the same cache. Each worker's log, and the server's, say which it got.
 
-Version environments are per machine: a worker uses its version's environment when that path
-exists on its node (one-machine clusters, or nodes sharing the build), else the Python the actor
-runs on (which has Podium, or it could not run the actor), and that must have what the service
-imports.
+Version environments are per node: before the actor starts a worker of a version with
+requirements, it builds that version's environment on its own node (`environment`), with the
+local backend's builder, cache key and lock, under the node's PODIUM_NODE_HOME; once per node and
+requirement set, whichever endpoint asks. The build's log joins the version's build log on the
+server, the store records which nodes hold which environment (`podium envs ls`), and a node that
+cannot build fails the worker with the installer's error: never the actor's own Python instead.
+Versions without requirements run on the Python the actor runs on (which has Podium, or it could
+not run the actor).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,14 +49,15 @@ from podium import sandbox
 from podium.config import Settings
 from podium.core.volumes import Mounted
 from podium.core.workers import WorkerInfo
-from podium.envs.builder import SERVER_PYTHON, Interpreter
+from podium.envs.builder import SERVER_PYTHON, EnvBuildError, EnvStore, Interpreter
 from podium.errors import ConfigError
 from podium.logs import stamp
 from podium.sandbox import BoxedProcess, Sandboxing
 from podium.scaling.backend import ExitCallback, worker_args, worker_env, worker_log
 from podium.scaling.cpus import thread_env
 from podium.scaling.resources import Resources
-from podium.worker.runtime import MEMORY_ENV
+from podium.worker.link import ServerLink
+from podium.worker.runtime import MEMORY_ENV, unpack
 
 log = logging.getLogger("podium.scaling")
 
@@ -69,6 +74,10 @@ INSTALL_HINT = "the ray backend needs Ray: pip install 'podium[ray]'"
 #: Tries to join a reachable cluster before its workers fail, and the pause between them (seconds).
 JOIN_TRIES = 3
 JOIN_PAUSE = 2.0
+
+#: Told (environment hash, Ray node id, node address) when a worker starts in a node's copy of
+#: an environment: the store records which nodes hold which.
+NodeEnvCallback = Callable[[str, str, str], Awaitable[None]]
 
 
 def import_ray() -> Any:
@@ -97,8 +106,24 @@ def actor_options(resources: Resources) -> dict[str, Any]:
 
 
 def node_home() -> str:
-    """PODIUM_HOME of workers on a node: where they cache bundles fetched from the server."""
-    return os.path.join(tempfile.gettempdir(), "podium-ray")
+    """Where a node keeps what it caches for workers: the bundles they fetch from the server
+    (their PODIUM_HOME) and the environments built there (`envs/`). PODIUM_NODE_HOME in the
+    node's environment (that of `ray start`), else `$TMPDIR/podium-ray`."""
+    return os.environ.get("PODIUM_NODE_HOME") or os.path.join(tempfile.gettempdir(), "podium-ray")
+
+
+@dataclass(frozen=True)
+class NodeBuild:
+    """What a node made of a version's environment."""
+
+    node_id: str
+    #: The node's copy (None: it could not be built, and `error` says why).
+    interpreter: Interpreter | None
+    #: Whether this call built it (False: the node had it, or another worker built it meanwhile).
+    built: bool
+    #: The build's part of the node's log for the environment.
+    log: bytes = b""
+    error: str | None = None
 
 
 def reachable(address: str, timeout: float = 5.0) -> None:
@@ -136,6 +161,38 @@ class WorkerActor:
         """Whether workers on this node run sandboxed."""
         return sandbox.sandboxing(wanted)
 
+    async def environment(self, wanted: Interpreter, version: str, sandboxed: bool) -> NodeBuild:
+        """The version's environment on this node: found, or built here with the server's
+        builder (its cache key, its lock: one build per node and requirement set, however many
+        workers wait for it), in a box where `sandboxed` asks and this node's bwrap works."""
+        import ray
+
+        assert wanted.env is not None and wanted.requirements is not None  # a version with requirements
+        node_id: str = ray.get_runtime_context().get_node_id()
+        key = wanted.env.name
+        store = EnvStore(Path(node_home()) / "envs", sandboxed=sandboxed)
+        found = store.interpreter(key)
+        if found is not None:
+            return NodeBuild(node_id, found, built=False)
+        logged = store.log_path(key)
+        start = logged.stat().st_size if logged.exists() else 0
+        node_ip: Callable[[], str] = ray.util.get_node_ip_address
+        try:
+            found = await asyncio.to_thread(store.build, key, wanted.requirements, version, node_ip())
+        except EnvBuildError as exc:
+            return NodeBuild(node_id, None, built=True, log=_read_from(logged, start), error=exc.message)
+        log = _read_from(logged, start)
+        return NodeBuild(node_id, found, built=bool(log), log=log)
+
+    async def bundle(self, url: str, token: str, endpoint_id: str, worker_id: str, version_id: str) -> Path:
+        """The version's bundle, unpacked in this node's cache unless it already is: fetched once
+        per node and version, and shown read-only to a boxed worker, as on the local backend."""
+        link = ServerLink(url, token, endpoint_id, worker_id)
+        try:
+            return await asyncio.to_thread(unpack, link, Path(node_home()).resolve() / "cache" / "bundles", version_id)
+        finally:
+            link.close()
+
     async def run(
         self,
         interpreter: Interpreter,
@@ -144,11 +201,13 @@ class WorkerActor:
         boxed: bool = False,
         memory_mb: int = 0,
         volumes: Sequence[tuple[str, Path, str]] = (),
+        bundle: Path | None = None,
     ) -> int:
-        """Run the worker to its end and return its exit code: on the version's environment where
-        that exists on this node, else on this actor's own Python (the server's means nothing here);
-        in a box when `boxed` (this node's bwrap works: see `sandboxing`)."""
-        if interpreter.env is None or not os.path.exists(interpreter.python):
+        """Run the worker to its end and return its exit code: on the version's environment as
+        built on this node (`environment`), or, for a version without requirements, on this
+        actor's own Python (the server's means nothing here); in a box when `boxed` (this node's
+        bwrap works: see `sandboxing`), shown its `bundle`."""
+        if interpreter.env is None:
             interpreter = Interpreter(sys.executable)
         mounts, where = sandbox.volume_settings(volumes, boxed=boxed)
         settings = {**env, **where, "PODIUM_HOME": node_home()}
@@ -166,7 +225,9 @@ class WorkerActor:
                 limits.prepare()
                 if memory_mb and limits.address_limit:
                     child_env[MEMORY_ENV] = str(memory_mb)
-                box = sandbox.Box(python=interpreter.python, env=interpreter.env, gpus=limits.gpus > 0, volumes=mounts)
+                box = sandbox.Box(
+                    python=interpreter.python, env=interpreter.env, bundle=bundle, gpus=limits.gpus > 0, volumes=mounts
+                )
                 self.proc = await sandbox.spawn(
                     box, [interpreter.python, *args], env=child_env, out=asyncio.subprocess.PIPE, limits=limits
                 )
@@ -212,6 +273,12 @@ class WorkerActor:
                 self.proc.send_signal(sig)
 
 
+def _read_from(path: Path, offset: int) -> bytes:
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read()
+
+
 @dataclass
 class _Placed:
     """A worker's actor, as this server knows it."""
@@ -230,14 +297,16 @@ class RayBackend:
     Parameters:
         settings: the cluster's address, the URL workers reach the servers at, where logs go.
         on_exit: awaited with the worker and its exit code when it ends, however it ends.
+        on_node_env: awaited when a worker starts in a node's copy of its environment.
     """
 
     #: Its workers run on the cluster's nodes: they speak HTTP.
     same_host = False
 
-    def __init__(self, settings: Settings, on_exit: ExitCallback) -> None:
+    def __init__(self, settings: Settings, on_exit: ExitCallback, on_node_env: NodeEnvCallback) -> None:
         self.settings = settings
         self.on_exit = on_exit
+        self.on_node_env = on_node_env
         self._ray: Any = None
         self._actor_class: Any = None
         self._connecting = asyncio.Lock()
@@ -396,7 +465,16 @@ class RayBackend:
             boxing: Sandboxing = await placed.handle.sandboxing.remote(self.settings.sandbox)
             self._note(info, f"on node {info.node}, {boxing.status}", level="info" if boxing.on else "warning")
             interpreter, args, env, memory_mb, shared = launch
-            done = placed.handle.run.remote(interpreter, args, env, boxing.on, memory_mb, shared)
+            if interpreter.requirements is not None:
+                interpreter = await self._environment(info, placed, interpreter)
+                if interpreter is None:
+                    return 1
+            bundle = None
+            if boxing.on and info.version_id:
+                bundle = await placed.handle.bundle.remote(
+                    self.settings.worker_url, env["PODIUM_API_KEY"], info.endpoint_id, info.id, info.version_id
+                )
+            done = placed.handle.run.remote(interpreter, args, env, boxing.on, memory_mb, shared, bundle)
             with info.log_path.open("ab") as out:
                 finished = False
                 while not finished:
@@ -416,6 +494,34 @@ class RayBackend:
         except ray.exceptions.RayError as exc:
             self._note(info, f"the Ray actor {placed.name} failed: {exc}")
             return 1
+
+    async def _environment(self, info: WorkerInfo, placed: _Placed, wanted: Interpreter) -> Interpreter | None:
+        """The worker's environment on its node (built there unless it was), its build's log
+        added to the version's; None, and the worker's failure says why, when the node cannot
+        build it."""
+        assert wanted.env is not None and info.version_id is not None  # a version with requirements
+        key = wanted.env.name
+        began = time.monotonic()
+        made: NodeBuild = await placed.handle.environment.remote(wanted, info.version_id, self.settings.sandbox)
+        if made.log:
+            await asyncio.to_thread(EnvStore(self.settings.envs).append_log, key, made.log)
+        if made.interpreter is None:
+            info.failure = (
+                f"the environment of version {info.version_id} could not be built on node {info.node}: {made.error}"
+            )
+            self._note(info, info.failure)
+            return None
+        done = (
+            f"built on node {info.node} in {time.monotonic() - began:.1f} s"
+            if made.built
+            else f"found on node {info.node}"
+        )
+        self._note(info, f"environment {key} {done}", level="info")
+        try:
+            await self.on_node_env(key, made.node_id, info.node or "")
+        except Exception as exc:  # the record is for `podium envs ls`: the worker starts regardless
+            log.warning("recording environment %s on node %s failed: %s", key, info.node, exc)
+        return made.interpreter
 
     @staticmethod
     def _note(info: WorkerInfo, message: str, level: str = "error") -> None:

@@ -21,13 +21,13 @@ async def _records(request: Request) -> tuple[Runtime, list[EnvRecord]]:
     rt, principal = await admin_caller(request, "admin")
     require_operator(principal, "may manage environments")
     versions, endpoints = await rt.catalog.env_users()
-    return rt, inventory(rt.scaler.builds.store, versions, endpoints)
+    return rt, inventory(rt.scaler.builds.store, versions, endpoints, await rt.catalog.env_nodes())
 
 
 @router.get("")
 async def list_envs(request: Request) -> JSONAnswer:
     """Every environment: Python, packages, size, the versions recording it, the endpoints
-    running it, last use."""
+    running it, the Ray nodes holding a copy, last use."""
     _, records = await _records(request)
     return JSONAnswer({"envs": [r.as_dict() for r in records]})
 

@@ -449,3 +449,16 @@ usage_marks = Table(
     Column("name", String(32), primary_key=True),
     Column("at", Float, nullable=False),
 )
+
+#: Which Ray nodes hold a built copy of which environment (store/nodeenvs.py): each node builds
+#: its own, under its PODIUM_NODE_HOME; the replica that starts a worker there records it.
+node_envs = Table(
+    "node_envs",
+    metadata,
+    Column("env_hash", String(24), primary_key=True),
+    #: Ray's node id; `address` is the node's IP, as `podium status` shows workers'.
+    Column("node_id", String(64), primary_key=True),
+    Column("address", String(255), nullable=False),
+    #: When a worker last started on it there.
+    Column("used_at", Float, nullable=False),
+)
