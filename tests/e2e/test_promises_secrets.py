@@ -24,6 +24,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from dhruns import serve_run
 from server import PodiumServer, wait_until
 
 pytestmark = pytest.mark.slow
@@ -191,28 +192,9 @@ def test_s3config_and_env_are_never_stored_in_clear(store: Store, tmp_path: Path
 
 
 def dh_run(srv: PodiumServer, token: str) -> str:
-    """A DigitalHub serve run with `envs`, as the SDK makes one; what its service saw (a hash)."""
-    project = f"p{secrets.token_hex(3)}"
-    assert srv.http.post("/api/v1/projects", json={"name": project, "kind": "project"}).status_code == 200
-    code = base64.b64encode(DH_FUNCTION.encode()).decode()
-    r = srv.http.post(
-        f"/api/v1/-/{project}/functions",
-        json={"kind": "python", "name": "envy", "spec": {"source": {"handler": "serve", "base64": code}}},
-    )
-    assert r.status_code == 200, r.text
-    function = f"python://{project}/envy:{r.json()['id']}"
-    spec = {"function": function, "envs": [{"name": "SERVICE_TOKEN", "value": token}]}
-    r = srv.http.post(f"/api/v1/-/{project}/runs", json={"kind": "python+serve:run", "spec": spec})
-    assert r.status_code == 200, r.text
-    run_id = r.json()["id"]
-
-    def running() -> Any:
-        status = srv.http.get(f"/api/v1/-/{project}/runs/{run_id}").json()["status"]
-        assert status["state"] != "ERROR", status
-        return status["state"] == "RUNNING" and status["service"]["url"]
-
-    url = wait_until(running, 120, 0.2, "the DigitalHub run to be RUNNING")
-    answer = httpx.post(f"http://{url}", json={}, timeout=60)
+    """A DigitalHub serve run with `envs`; what its service saw (a hash)."""
+    run = serve_run(srv.http, DH_FUNCTION, {"SERVICE_TOKEN": token})
+    answer = httpx.post(run["url"], json={}, timeout=60)
     assert answer.status_code == 200, answer.text
     return str(answer.json()["token"])
 
