@@ -189,24 +189,28 @@ def test_an_idempotency_key_holds_24_hours(calls: Calls) -> None:
 
 
 class Stream:
-    """Clients calling /runsync in a loop, each on its own connection, recording every answer
-    with when it was sent."""
+    """Clients calling in a loop, each on its own connection, half of them /runsync and half the
+    route; every answer recorded with when it was sent."""
 
     def __init__(self, srv: PodiumServer, clients: int) -> None:
         self.srv = srv
         self.answers: list[tuple[float, str | None, str]] = []  # (sent at, version, what went wrong)
         self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._loop) for _ in range(clients)]
+        self.threads = [threading.Thread(target=self._loop, args=(n % 2 == 0,)) for n in range(clients)]
 
-    def _loop(self) -> None:
+    def _loop(self, runsync: bool) -> None:
         with httpx.Client(base_url=self.srv.url, headers={"Authorization": f"Bearer {self.srv.key}"}) as c:
             while not self.stop.is_set():
                 sent = time.monotonic()
                 try:
-                    r = c.post("/v2/calls/runsync", json={"input": {"sleep": 0.05}}, timeout=120)
-                    body = r.json()
-                    ok = r.status_code == 200 and body.get("status") == "COMPLETED"
-                    self.answers.append((sent, body["output"]["version"] if ok else None, "" if ok else r.text))
+                    if runsync:
+                        r = c.post("/v2/calls/runsync", json={"input": {"sleep": 0.05}}, timeout=120)
+                        ok = r.status_code == 200 and r.json().get("status") == "COMPLETED"
+                        output = r.json()["output"] if ok else None
+                    else:
+                        r = c.post("/calls/work", json={"sleep": 0.05}, timeout=120)
+                        ok, output = r.status_code == 200, r.json()
+                    self.answers.append((sent, output["version"] if ok else None, "" if ok else r.text))
                 except (httpx.HTTPError, ValueError) as exc:
                     self.answers.append((sent, None, repr(exc)))
 
