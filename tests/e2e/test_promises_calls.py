@@ -48,8 +48,10 @@ def init():
 
 
 @init.endpoint("/work", default=True)
-def work(sleep=0.0):
+def work(sleep=0.0, release=""):
     time.sleep(sleep)
+    while release and not os.path.exists(release):
+        time.sleep(0.02)
     return {{"version": VERSION, "pid": os.getpid()}}
 """
 
@@ -149,6 +151,20 @@ def test_a_client_polling_status_in_a_loop_costs_a_request_or_two_per_job(calls:
     counted = runpod_gets(srv) - before
     assert counted == asked, "the server counts what the client sent"
     assert counted <= 2 * jobs, f"{counted:.0f} status requests for {jobs} jobs"
+
+
+def test_status_holds_a_running_job_only_so_long(calls: Calls, tmp_path: Path) -> None:
+    """The hold is bounded: a job that runs on is answered IN_PROGRESS while it still runs."""
+    srv = calls.srv
+    release = tmp_path / "release"
+    job_id = srv.http.post("/v2/calls/run", json={"input": {"release": str(release)}}).json()["id"]
+    wait_until(lambda: srv.job(job_id)["status"] == "IN_PROGRESS", 60, what="the job to start")
+    try:
+        for _ in range(3):
+            assert srv.http.get(f"/v2/calls/status/{job_id}", timeout=30).json()["status"] == "IN_PROGRESS"
+    finally:
+        release.write_text("")
+    assert srv.wait_job(job_id)["status"] == "COMPLETED"
 
 
 def _set(calls: Calls, sql: str, **values: Any) -> None:
