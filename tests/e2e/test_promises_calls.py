@@ -1,5 +1,5 @@
-"""Promises about calls, each checked against a real server (docs/index.md, docs/guides/runpod.md,
-docs/concepts/jobs.md and versions.md):
+"""Promises about calls, each checked against a real server on SQLite and on PostgreSQL
+(docs/index.md, docs/guides/runpod.md, docs/concepts/jobs.md and versions.md):
 
 - the server never imports your code: only the deploying side and the workers do;
 - `/status` of a running job holds its answer (up to 50 ms), so a client polling in a loop costs a

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import secrets
 import textwrap
@@ -86,43 +87,59 @@ def forms(secret: str) -> list[bytes]:
     return found
 
 
-def files_holding(root: Path, secret: str) -> list[str]:
-    wanted = forms(secret)
-    return [
-        str(path) for path in sorted(root.rglob("*")) if path.is_file() and any(w in path.read_bytes() for w in wanted)
-    ]
+def holding(texts: Iterator[tuple[str, bytes]], hidden: dict[str, str]) -> dict[str, list[str]]:
+    """For each secret, the texts (by name) that hold it in any of its forms."""
+    wanted = {name: forms(secret) for name, secret in hidden.items()}
+    found: dict[str, list[str]] = {name: [] for name in hidden}
+    for where, text in texts:
+        for name, needles in wanted.items():
+            if any(n in text for n in needles):
+                found[name].append(where)
+    return found
 
 
-def dump(url: str) -> str:
+def files(*roots: Path) -> Iterator[tuple[str, bytes]]:
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                yield str(path), path.read_bytes()
+
+
+def rows(url: str) -> Iterator[tuple[str, bytes]]:
     """Every row of every table of the store, as text."""
     engine = sa.create_engine(url)
     try:
         meta = sa.MetaData()
         meta.reflect(engine)
         with engine.connect() as conn:
-            return "\n".join(
-                f"{table.name}: {row!r}" for table in meta.sorted_tables for row in conn.execute(table.select())
-            )
+            for table in meta.sorted_tables:
+                for row in conn.execute(table.select()):
+                    yield f"{table.name} row {str(row)[:120]}", repr(tuple(row)).encode()
     finally:
         engine.dispose()
 
 
 class Store:
-    """A running server and where its store lives."""
+    """A running server and where its store lives: on PostgreSQL, its database's directory and
+    the cluster's WAL (`data_dirs`)."""
 
-    def __init__(self, srv: PodiumServer, url: str, data_dir: Path | None) -> None:
-        self.srv, self.url, self.data_dir = srv, url, data_dir
+    def __init__(self, srv: PodiumServer, url: str, data_dirs: tuple[Path, ...]) -> None:
+        self.srv, self.url, self.data_dirs = srv, url, data_dirs
 
-    def holding(self, secret: str) -> list[str]:
-        """Where the secret is in clear: files under the home, tables, the PostgreSQL cluster's files."""
-        found = files_holding(self.srv.home, secret)
-        rows = dump(self.url)
-        found += [
-            f"table row: {line[:200]}" for line in rows.splitlines() if any(w.decode() in line for w in forms(secret))
-        ]
-        if self.data_dir is not None:
-            found += files_holding(self.data_dir, secret)
-        return found
+    def holding(self, hidden: dict[str, str]) -> dict[str, list[str]]:
+        """Where each secret is in clear: files under the home, table rows, PostgreSQL's files."""
+        return holding(itertools.chain(files(self.srv.home, *self.data_dirs), rows(self.url)), hidden)
+
+
+def pg_files(cluster: Any, url: str) -> tuple[Path, ...]:
+    """The database's own directory and the cluster's WAL."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            oid = conn.scalar(sa.text("SELECT oid FROM pg_database WHERE datname = current_database()"))
+    finally:
+        engine.dispose()
+    return cluster.data_dir / "base" / str(oid), cluster.data_dir / "pg_wal"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -133,12 +150,12 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if request.param == "postgresql":
         cluster = request.getfixturevalue("pg_cluster")
         url = cluster.create_database(f"secrets{secrets.token_hex(4)}")
-        data_dir = cluster.data_dir
+        data_dirs = pg_files(cluster, url)
     else:
-        url, data_dir = f"sqlite:///{home / 'podium.db'}", None
-    with PodiumServer(home, db_url=url if data_dir else None) as srv:
+        url, data_dirs = f"sqlite:///{home / 'podium.db'}", ()
+    with PodiumServer(home, db_url=url if data_dirs else None) as srv:
         srv.deploy(code, "keeper")
-        yield Store(srv, url, data_dir)
+        yield Store(srv, url, data_dirs)
 
 
 def test_s3config_and_env_are_never_stored_in_clear(store: Store, tmp_path: Path) -> None:
@@ -160,7 +177,7 @@ def test_s3config_and_env_are_never_stored_in_clear(store: Store, tmp_path: Path
     )
     assert held.status_code == 200, held.text
     wait_until(lambda: Path(marker + ".started").exists(), 60, what="the held job to start")
-    in_flight = {name: store.holding(secret) for name, secret in sent.items()}
+    in_flight = store.holding(sent)
     Path(marker + ".release").write_text("")
     outputs = [srv.wait_job(held.json()["id"])["output"]]
     # 2. /run, /runsync, a route call (sync and async) and a Laminar call, each with its own secrets.
@@ -187,7 +204,7 @@ def test_s3config_and_env_are_never_stored_in_clear(store: Store, tmp_path: Path
     assert reached == sorted(sha(v) for k, v in sent.items() if not k.endswith("-s3")), outputs
     # ... and nothing stores them in clear, in flight or after.
     assert in_flight == {name: [] for name in in_flight}, in_flight
-    after = {name: store.holding(secret) for name, secret in sent.items()}
+    after = store.holding(sent)
     assert after == {name: [] for name in sent}, after
 
 
@@ -221,10 +238,9 @@ def test_of_a_key_the_store_keeps_its_hash_and_prefix_only(store: Store) -> None
         csrf = browser.get("/console/login").text.split('name="csrf" value="')[1].split('"')[0]
         signed = browser.post("/console/login", data={"csrf": csrf, "api_key": made["api deploy"]["key"]})
         assert signed.status_code == 303 and browser.get("/console").status_code == 200
-    rows = dump(store.url)
-    stored = [line for line in rows.splitlines() if line.startswith("api_keys:")]
+    stored = [text.decode() for where, text in rows(store.url) if where.startswith("api_keys ")]
+    assert store.holding({name: key["key"] for name, key in made.items()}) == {name: [] for name in made}
     for name, key in made.items():
         full = key["key"]
         assert full.startswith(key["prefix"]) and len(key["prefix"]) <= 16 < len(full), key
-        assert store.holding(full) == [], name
-        assert [line for line in stored if sha(full) in line and repr(key["prefix"]) in line], (name, stored)
+        assert [row for row in stored if sha(full) in row and repr(key["prefix"]) in row], (name, stored)
