@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from podium import _json
 from podium.clock import Clock
+from podium.core.errors import InvalidRequest
 from podium.store.engine import Row, Store
 from podium.store.tables import dh_entities
 
@@ -49,6 +51,10 @@ class Entity:
         )
 
 
+class Duplicated(InvalidRequest):
+    """An entity's id is taken (DigitalHub Core's words, which the SDK maps)."""
+
+
 def new_entity_id() -> str:
     return uuid.uuid4().hex
 
@@ -69,8 +75,14 @@ class Records:
         *,
         endpoint_id: str | None = None,
         token: str | None = None,
+        row_id: str | None = None,
     ) -> Entity:
-        """Insert, or replace the body of, the entity `body["id"]`."""
+        """Insert, or replace the body of, the entity stored under `row_id` (default: `body["id"]`).
+
+        Row ids are unique across Podium projects: a DigitalHub project, which the SDK names
+        itself, is stored under an id of its own, so two Podium projects may each have a
+        DigitalHub project of one name. Another id already taken is Duplicated."""
+        row_id = row_id or body["id"]
         now = self.clock.now()
         values = {
             "name": str(body.get("name") or ""),
@@ -78,26 +90,29 @@ class Records:
             "body": _json.dumps(body),
             "updated_at": now,
         }
-        async with self.store.tx() as conn:
-            res = await conn.execute(
-                update(dh_entities)
-                .where(dh_entities.c.id == body["id"], dh_entities.c.project_id == project_id)
-                .values(**values)
-            )
-            if not res.rowcount:
-                await conn.execute(
-                    insert(dh_entities).values(
-                        id=body["id"],
-                        project_id=project_id,
-                        dh_project=dh_project,
-                        type=type_,
-                        endpoint_id=endpoint_id,
-                        token=token,
-                        created_at=now,
-                        **values,
-                    )
+        try:
+            async with self.store.tx() as conn:
+                res = await conn.execute(
+                    update(dh_entities)
+                    .where(dh_entities.c.id == row_id, dh_entities.c.project_id == project_id)
+                    .values(**values)
                 )
-        found = await self.get(project_id, dh_project, type_, body["id"])
+                if not res.rowcount:
+                    await conn.execute(
+                        insert(dh_entities).values(
+                            id=row_id,
+                            project_id=project_id,
+                            dh_project=dh_project,
+                            type=type_,
+                            endpoint_id=endpoint_id,
+                            token=token,
+                            created_at=now,
+                            **values,
+                        )
+                    )
+        except IntegrityError:  # the id is another's (of another Podium project, even)
+            raise Duplicated(f"Duplicated entity: {type_} {body['id']}") from None
+        found = await self.by_id(row_id)
         assert found is not None
         return found
 

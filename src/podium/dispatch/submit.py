@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -81,7 +82,25 @@ class CallerSide(QueueBase):
         except IntegrityError:
             if new.idempotency is None:
                 raise
-            raise DuplicateRequest(new.idempotency[0]) from None
+            key = new.idempotency[0]
+        # The key's row may be over 24 hours old and not reaped yet: the key is free again.
+        if await self._forget_expired(new.project_id, key):
+            with contextlib.suppress(IntegrityError):
+                return await self._enqueue(new)
+        raise DuplicateRequest(key)
+
+    async def _forget_expired(self, project_id: str, key: str) -> bool:
+        """Delete an Idempotency-Key's row if it is past IDEMPOTENCY_SECONDS (not fsynced: the
+        reaper deletes it too); whether there was one."""
+        async with self.store.tx(durable=False) as conn:
+            res = await conn.execute(
+                delete(idempotency_keys).where(
+                    idempotency_keys.c.project_id == project_id,
+                    idempotency_keys.c.key == key,
+                    idempotency_keys.c.created_at <= self.clock.now() - IDEMPOTENCY_SECONDS,
+                )
+            )
+        return bool(res.rowcount)
 
     async def idempotent(self, project_id: str, key: str) -> tuple[str, str] | None:
         """The (request_hash, job_id) an Idempotency-Key was first used with, within 24 hours."""

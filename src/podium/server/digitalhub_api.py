@@ -177,7 +177,7 @@ async def create_project(request: Request) -> Response:
     if await surface.records.get(surface.principal.project_id, name, "project", name) is not None:
         raise DigitalHubError(400, f"Duplicated entity: project {name}")
     body = {**body, "id": DIGITALHUB_ID.check(body.get("id") or name), "key": body.get("key") or f"store://{name}"}
-    entity = await surface.records.put(surface.principal.project_id, name, "project", body)
+    entity = await surface.records.put(surface.principal.project_id, name, "project", body, row_id=new_entity_id())
     return JSONAnswer(_entity_body(entity))
 
 
@@ -192,7 +192,9 @@ async def update_project(request: Request, name: str) -> JSONAnswer:
     surface = await _surface(request, name, "deploy")
     entity = await surface.get("project", name)
     body = await read_object(request, LIMIT)
-    saved = await surface.records.put(surface.principal.project_id, name, "project", {**body, "id": entity.id})
+    saved = await surface.records.put(
+        surface.principal.project_id, name, "project", {**body, "id": entity.body["id"]}, row_id=entity.id
+    )
     return JSONAnswer(_entity_body(saved))
 
 
