@@ -1,5 +1,5 @@
 """Several machines, simulated honestly: each party in a network namespace of its own (tests/netns.py),
-on a private /24, with its own PODIUM_HOME and no loopback at all.
+on a private /24, with its own PODIUM_HOME and no loopback address.
 
     pg      PostgreSQL, listening on its own address only
     a       replica A (started first: it leads), `podium up --host <its address>`
@@ -8,7 +8,9 @@ on a private /24, with its own PODIUM_HOME and no loopback at all.
     client  this test process (its main thread joins the namespace) and the CLI it runs
 
 Nothing shares a loopback: a party that bound or called 127.0.0.1 (or ::1) would fail, since no
-namespace has a loopback address. The tests run in order on one cluster, as test_replicas.py's do.
+namespace has a loopback address. The safety sweep is set to ten minutes: wake-ups cross between
+the replicas by NOTIFY or the tests time out. The tests run in order on one cluster, as
+test_replicas.py's do.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.slow
 SHARED = {
     "PODIUM_SECRET_KEY": "mZ3ApWl2cJ7Yl6bq2ZqJkqZ1Qm5m3bm2m7bZQ9X1k0A=",
     "PODIUM_WEBHOOK_SECRET": "whsec_netns_test",
+    "PODIUM_RELAY_SWEEP": "600",  # wake-ups cross between the replicas by NOTIFY alone
 }
 
 SERVICE = """\
