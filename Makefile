@@ -46,11 +46,12 @@ test: venv venv-ray lint docs
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-bubblewrap.sh
+	bash scripts/ensure-netns.sh
 	$(PY) -m pytest
 	bash scripts/test-typescript.sh
 
 # One tier of tests/ each (`make test` runs all three, fastest first): unit needs nothing,
-# integration a PostgreSQL to start, e2e also Chromium, bubblewrap and Ray.
+# integration a PostgreSQL to start, e2e also Chromium, bubblewrap, network namespaces and Ray.
 test-unit: venv
 	$(PY) -m pytest tests/unit
 
@@ -62,6 +63,7 @@ test-e2e: venv venv-ray
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-bubblewrap.sh
+	bash scripts/ensure-netns.sh
 	$(PY) -m pytest tests/e2e
 
 bench: venv

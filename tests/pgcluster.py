@@ -115,11 +115,16 @@ def _service_user() -> str:
 
 
 class PgCluster:
-    """A throwaway PostgreSQL cluster in a temp dir (initdb + pg_ctl), on a free loopback port."""
+    """A throwaway PostgreSQL cluster in a temp dir (initdb + pg_ctl), on a free loopback port.
 
-    def __init__(self, base_dir: pathlib.Path) -> None:
+    `host` and `prefix` put it elsewhere: listening on that address only, its commands run under
+    the prefix (`ip netns exec NAME`, tests/netns.py), trusting clients on the host's own subnets."""
+
+    def __init__(self, base_dir: pathlib.Path, host: str = "127.0.0.1", prefix: tuple[str, ...] = ()) -> None:
         """Only records settings; nothing touches the disk until start()."""
         self.base_dir = pathlib.Path(base_dir)
+        self.host = host
+        self.prefix = prefix
         self._bin: pathlib.Path | None = None
         self._user: str | None = None  # None: run as ourselves
         self._root: pathlib.Path | None = None  # where data/, sock/, postgres.log live
@@ -154,7 +159,7 @@ class PgCluster:
         return self._root
 
     def _url_for(self, name: str) -> str:
-        return f"postgresql+psycopg://{_SUPERUSER}@127.0.0.1:{self.port}/{quote(name, safe='')}"
+        return f"postgresql+psycopg://{_SUPERUSER}@{self.host}:{self.port}/{quote(name, safe='')}"
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -200,6 +205,9 @@ class PgCluster:
             ],
             "initdb",
         )
+        if self.host != "127.0.0.1":  # initdb trusts loopback only; `samenet`: the host's subnets
+            with (self.data_dir / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all samenet trust\n")
 
         # The port is picked before postgres binds it, so another process can
         # grab it in between; retry with a fresh port in that (rare) case.
@@ -218,7 +226,7 @@ class PgCluster:
                     "-t",
                     "30",
                     "-o",
-                    f"-F -k {sock_dir} -p {self._port} -c listen_addresses=127.0.0.1 "
+                    f"-F -k {sock_dir} -p {self._port} -c listen_addresses={self.host} "
                     "-c fsync=off -c max_connections=200",
                 ]
             )
@@ -266,13 +274,14 @@ class PgCluster:
         quoted = '"' + name.replace('"', '""') + '"'
         proc = subprocess.run(
             [
+                *self.prefix,
                 self._psql(),
                 "-X",
                 "-q",
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-h",
-                "127.0.0.1",
+                self.host,
                 "-p",
                 str(self.port),
                 "-U",
@@ -323,9 +332,9 @@ class PgCluster:
 
     def _wrap(self, argv: list[str]) -> list[str]:
         if self._user is None:
-            return argv
+            return [*self.prefix, *argv]
         runuser = shutil.which("runuser") or "/usr/sbin/runuser"
-        return [runuser, "-u", self._user, "--", *argv]
+        return [*self.prefix, runuser, "-u", self._user, "--", *argv]
 
     def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         # cwd: the server user may not be able to read root's cwd, which makes postgres warn.

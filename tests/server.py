@@ -53,18 +53,28 @@ class PodiumServer:
     """A `podium up` process. Every test starts its servers one way, as a context manager:
     `with PodiumServer(home) as srv:` (a module's shared server, in its fixture), or through
     the `server_factory` fixture, which enters each one for the test and leaves it at its end.
-    Inside, `stop()` then `start()` restarts the same server on the same home."""
+    Inside, `stop()` then `start()` restarts the same server on the same home. `host` and
+    `prefix` put it elsewhere: listening on that address only, started under the prefix (`ip
+    netns exec NAME`, tests/netns.py; its `http` and `cli` must then run where the host is reached)."""
 
     started_once = False
 
     def __init__(
-        self, home: Path, db_url: str | None = None, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+        self,
+        home: Path,
+        db_url: str | None = None,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
+        prefix: tuple[str, ...] = (),
     ) -> None:
         self.home = home
         #: Extra `podium up` options (e.g. `--backend ray`).
         self.args = args
+        self.host = host
+        self.prefix = prefix
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.key = ADMIN_KEY
         self.env = {
             **os.environ,
@@ -92,7 +102,7 @@ class PodiumServer:
 
     def _move_to(self, port: int) -> None:
         old = self.url
-        self.port, self.url = port, f"http://127.0.0.1:{port}"
+        self.port, self.url = port, f"http://{self.host}:{port}"
         self.env.update({k: self.url for k, v in self.env.items() if v == old})
         self.http.close()
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60)
@@ -100,8 +110,9 @@ class PodiumServer:
     def _start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         log = (self.home / "server.log").open("ab")
+        up = ["podium", "up", "--host", self.host, "--port", str(self.port), *self.args]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "podium", "up", "--port", str(self.port), *self.args],
+            [*self.prefix, sys.executable, "-m", *up],
             env=self.env,
             stdout=log,
             stderr=log,

@@ -153,6 +153,25 @@ async def test_every_replica_counts_the_workers_another_one_heard_from(pg: Store
     assert await b.view(world.ep.id) == []
 
 
+async def test_the_scaler_counts_hand_workers_that_only_another_replica_hears_from(pg: Store) -> None:
+    """`WorkerPool.elsewhere`, what the leader's autoscaler adds to its own workers: a worker
+    started by hand that replica a hears from, as b reads it; not a's own workers (a starts and
+    stops them), not one b hears from itself, not one silent for two leases."""
+    world = await World(pg).build()
+    clock = FakeClock()
+    a = WorkerPool(world.queue, world.catalog, clock, lease=30, replica_id="a")
+    b = WorkerPool(world.queue, world.catalog, clock, lease=30, replica_id="b")
+    a.new("w-owned", world.ep.id, "v1", local=True)
+    a.new("h-far", world.ep.id, "v1", local=False)
+    b.new("h-near", world.ep.id, "v1", local=False)
+    await a.flush()
+    await b.flush()
+    found = await b.elsewhere()
+    assert [(w.id, w.replica_id, w.local, w.version_id) for w in found[world.ep.id]] == [("h-far", "a", False, "v1")]
+    clock.advance(61)
+    assert await b.elsewhere() == {}
+
+
 async def test_silent_replicas_and_their_workers_are_forgotten(pg: Store) -> None:
     cluster = Cluster(pg)
     await cluster.beat(Replica("old", "http://a", 0.0, 100.0, leader=True, runs_workers=True))

@@ -249,6 +249,34 @@ class WorkerPool:
         held = await self.queue.held_by_workers(list(rows)) if rows else {}
         return [w.as_dict() for w in mine] + [recorded_view(r, held.get(r.id, [])) for r in rows.values()]
 
+    async def elsewhere(self) -> dict[str, list[WorkerInfo]]:
+        """Per endpoint, the workers started by hand that only other replicas hear from (a
+        `podium worker` pointed at another replica or at the load balancer), as records to count,
+        never to act on: they take this installation's jobs as much as the ones heard from here."""
+        since = self.clock.now() - SILENT_AFTER * self.lease
+        rows = [
+            r
+            for r in await self.cluster.workers(None, seen_after=since)
+            if not r.owned and r.id not in self.workers and r.id not in self._gone
+        ]
+        held = await self.queue.held_by_workers([r.id for r in rows]) if rows else {}
+        found: dict[str, list[WorkerInfo]] = {}
+        for r in rows:
+            found.setdefault(r.endpoint_id, []).append(
+                WorkerInfo(
+                    r.id,
+                    r.endpoint_id,
+                    r.version_id,
+                    started_at=r.started_at,
+                    state=WorkerState(r.state),
+                    ready_at=r.ready_at,
+                    last_seen=r.seen_at,
+                    jobs=set(held.get(r.id, [])),
+                    replica_id=r.replica_id,
+                )
+            )
+        return found
+
     async def counts(self, endpoint_id: str) -> dict[str, int]:
         out = {"initializing": 0, "idle": 0, "running": 0, "draining": 0, "unhealthy": 0}
         for w in await self.view(endpoint_id):

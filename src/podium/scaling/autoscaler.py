@@ -100,6 +100,8 @@ class Autoscaler:
         #: Workers that died before becoming ready, by (endpoint, version).
         self._start_failures: dict[tuple[str, str | None], int] = {}
         self._stopping: set[str] = set()
+        #: Per endpoint, workers started by hand that other replicas hear from (read each pass).
+        self._elsewhere: dict[str, list[WorkerInfo]] = {}
         #: Keys of exited workers still to delete (the store was unreachable then): ticks retry.
         self._spent_keys: set[str] = set()
         self._drains: set[asyncio.Task[None]] = set()
@@ -198,6 +200,7 @@ class Autoscaler:
                 self.stop_job(held.worker_id, held.id)
             await self.pool.cluster.prune(self.queue.clock.now() - FORGET_AFTER)
         queued = await self.queue.queued_by_version()
+        self._elsewhere = await self.pool.elsewhere()
         endpoints = await self.catalog.list_endpoints()
         known = {ep.id for ep in endpoints}
         for w in list(self.pool.workers.values()):
@@ -232,6 +235,7 @@ class Autoscaler:
         the workers of any other version, but a gated deploy's probe."""
         self.waiting_for.pop(ep.id, None)
         workers = self._heard_from([w for w in self.pool.for_endpoint(ep.id) if w.id not in self._stopping])
+        workers += self._elsewhere.get(ep.id, [])  # counted like ours; every action below needs `local`
         live = ep.state in (EndpointState.CREATING, EndpointState.ACTIVE)
         current = [w for w in workers if w.version_id == ep.version_id and live]
         canaries = [w for w in workers if _canary(w, ep) and live]
