@@ -155,8 +155,11 @@ class QueueCounts(QueueBase):
         upper bound kept in memory (the last count plus jobs stored here since) reaches the cap,
         or, with other replicas storing jobs too, when the count is older than COUNT_FRESH."""
         estimate = self._depth.get(endpoint_id)
-        stale = self.notifier.relay is not None and (
-            time.monotonic() - self._counted_at.get(endpoint_id, 0.0) > COUNT_FRESH
+        relay = self.notifier.relay
+        stale = (
+            relay is not None
+            and relay.others > 0
+            and time.monotonic() - self._counted_at.get(endpoint_id, 0.0) > COUNT_FRESH
         )
         if estimate is None or estimate >= cap or stale:
             estimate = await self.waiting(endpoint_id)
