@@ -85,6 +85,34 @@ async def _rows(
         raise DBAPIError.instance(compiled.sql, None, exc, psycopg.Error) from exc
 
 
+async def _pipelined(
+    driver: psycopg.AsyncConnection[Any], statements: list[tuple[Prepared, Mapping[str, Any]]]
+) -> list[tuple[list[Row], int]]:
+    """Several Prepared statements sent at once (pipeline mode): one round trip, and one implicit
+    transaction, which the first error aborts whole (raised as `_rows` raises it)."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    cursors = []
+    try:
+        async with driver.pipeline():
+            for prepared, params in statements:
+                compiled = _compile(prepared)
+                cursor = driver.cursor(row_factory=dict_row)
+                await cursor.execute(compiled.sql, {**compiled.fixed, **params}, prepare=True)
+                cursors.append(cursor)
+        out: list[tuple[list[Row], int]] = []
+        for cursor in cursors:
+            found: list[Row] = list(await cursor.fetchall()) if cursor.description is not None else []
+            out.append((found, cursor.rowcount))
+        return out
+    except psycopg.Error as exc:
+        raise DBAPIError.instance("(pipeline)", None, exc, psycopg.Error) from exc
+    finally:
+        for cursor in cursors:
+            await cursor.close()
+
+
 class _Pooled:
     """A pooled PostgreSQL connection in a transaction; counts its statements (round trips)."""
 
@@ -173,6 +201,10 @@ class _Autocommit:
             await conn.close()
 
 
+#: A statement waiting to be sent with others: its binds, and who waits for its rows.
+_Waiting = tuple[Prepared, Mapping[str, Any], "asyncio.Future[list[Row]]"]
+
+
 class PostgresStore(Store):
     """The store on PostgreSQL, through kept connections.
 
@@ -207,6 +239,9 @@ class PostgresStore(Store):
         conninfo = self.conninfo
         assert conninfo is not None
         self._one = {True: _Autocommit(conninfo, quarter, "on"), False: _Autocommit(conninfo, quarter, "off")}
+        #: Statements alone (`run`) of this loop turn, durable and not, waiting to be sent.
+        self._batches: dict[bool, list[_Waiting] | None] = {True: None, False: None}
+        self._sending: set[asyncio.Task[None]] = set()
 
     @property
     def conninfo(self) -> str | None:
@@ -226,12 +261,69 @@ class PostgresStore(Store):
                 self.flushes += 1
 
     async def run(self, prepared: Prepared, params: Mapping[str, Any], *, durable: bool = True) -> list[Row]:
-        async with self._one[durable].connection() as conn:
-            self.round_trips += 1
-            found, changed = await _rows(conn, prepared, params)
-        if durable and changed:
-            self.flushes += 1
-        return found
+        """One statement alone; those of one loop turn (and durability) go together (`_send`)."""
+        loop = asyncio.get_running_loop()
+        batch = self._batches[durable]
+        if batch is None:
+            batch = self._batches[durable] = []
+            loop.call_soon(self._go, durable)
+        done: asyncio.Future[list[Row]] = loop.create_future()
+        batch.append((prepared, params, done))
+        return await done
+
+    def _go(self, durable: bool) -> None:
+        batch, self._batches[durable] = self._batches[durable], None
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._send(durable, batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, durable: bool, batch: list[_Waiting]) -> None:
+        """The statements of one loop turn, pipelined in one round trip and one transaction: one
+        commit, so one WAL flush, for all (group commit). If one fails (or the transaction meets
+        a deadlock), nothing of them was committed: each runs again alone, and only the one at
+        fault fails."""
+        try:
+            async with self._one[durable].connection() as conn:
+                self.round_trips += 1
+                if len(batch) > 1:
+                    try:
+                        outcomes = await _pipelined(conn, [(prepared, params) for prepared, params, _ in batch])
+                    except DBAPIError:
+                        if conn.closed:
+                            raise
+                        outcomes = None
+                    if outcomes is not None:
+                        if durable and any(changed for _, changed in outcomes):
+                            self.flushes += 1
+                        for (_, _, done), (found, _) in zip(batch, outcomes, strict=True):
+                            if not done.done():
+                                done.set_result(found)
+                        return
+                    self.round_trips += len(batch) - 1
+                for prepared, params, done in batch:
+                    try:
+                        found, changed = await _rows(conn, prepared, params)
+                    except DBAPIError as exc:
+                        if not done.done():
+                            done.set_exception(exc)
+                        if conn.closed:
+                            raise
+                        continue
+                    if durable and changed:
+                        self.flushes += 1
+                    if not done.done():
+                        done.set_result(found)
+        except BaseException as exc:  # the connection failed (or the store closes): all that wait
+            for _, _, done in batch:
+                if done.done():
+                    continue
+                if isinstance(exc, Exception):
+                    done.set_exception(exc)
+                else:
+                    done.cancel()
+            if not isinstance(exc, Exception):
+                raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Conn]:
@@ -254,6 +346,8 @@ class PostgresStore(Store):
         self.flushes += 1
 
     async def close(self) -> None:
+        for task in list(self._sending):
+            await asyncio.wait([task])
         for one in self._one.values():
             await one.close()
         await self._fast.dispose()
