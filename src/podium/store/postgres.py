@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from sqlalchemy import event, func
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the driver is imported when the store connects (a SQLite se
 
 #: A statement that makes its transaction write a commit record (an xid), so that committing it
 #: durably flushes the WAL up to it, and so every commit before it.
-_FLUSH = "SELECT pg_current_xact_id()"
+_FLUSH = Prepared(func.pg_current_xact_id().select())
 
 _DIALECT = pg_dialect.dialect()  # type: ignore[no-untyped-call]
 
@@ -334,16 +334,10 @@ class PostgresStore(Store):
         self.round_trips += pooled.statements
 
     async def sync(self, upto: int | None = None) -> None:
-        # A durable commit that writes WAL (an xid) flushes the WAL up to it, so every commit before.
-        import psycopg
-
-        async with self._one[True].connection() as conn:
-            self.round_trips += 1
-            try:
-                await conn.execute(_FLUSH)
-            except psycopg.Error as exc:
-                raise DBAPIError.instance(_FLUSH, None, exc, psycopg.Error) from exc
-        self.flushes += 1
+        # A durable commit that writes WAL (an xid) flushes the WAL up to it, so every commit
+        # before; sent with the loop turn's other durable statements (/run's inserts), it shares
+        # their flush.
+        await self.run(_FLUSH, {}, durable=True)
 
     async def close(self) -> None:
         for task in list(self._sending):
