@@ -9,14 +9,17 @@ imported before anything else is installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from types import TracebackType
 from typing import Self
 from urllib.parse import quote
@@ -118,13 +121,25 @@ class PgCluster:
     """A throwaway PostgreSQL cluster in a temp dir (initdb + pg_ctl), on a free loopback port.
 
     `host` and `prefix` put it elsewhere: listening on that address only, its commands run under
-    the prefix (`ip netns exec NAME`, tests/netns.py), trusting clients on the host's own subnets."""
+    the prefix (`ip netns exec NAME`, tests/netns.py), trusting clients on the host's own subnets.
+    `fsync`: off by default (the data is thrown away); on for tests and benches of durability.
+    `settings`: more server settings (`-c name=value`)."""
 
-    def __init__(self, base_dir: pathlib.Path, host: str = "127.0.0.1", prefix: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        base_dir: pathlib.Path,
+        host: str = "127.0.0.1",
+        prefix: tuple[str, ...] = (),
+        *,
+        fsync: bool = False,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         """Only records settings; nothing touches the disk until start()."""
         self.base_dir = pathlib.Path(base_dir)
         self.host = host
         self.prefix = prefix
+        self.fsync = fsync
+        self.settings = dict(settings or {})
         self._bin: pathlib.Path | None = None
         self._user: str | None = None  # None: run as ourselves
         self._root: pathlib.Path | None = None  # where data/, sock/, postgres.log live
@@ -226,8 +241,7 @@ class PgCluster:
                     "-t",
                     "30",
                     "-o",
-                    f"-F -k {sock_dir} -p {self._port} -c listen_addresses={self.host} "
-                    "-c fsync=off -c max_connections=200",
+                    self._options(sock_dir),
                 ]
             )
             if proc.returncode == 0:
@@ -243,6 +257,57 @@ class PgCluster:
             )
         self._running = True
         self.create_database(_DB_NAME)
+
+    def _options(self, sock_dir: pathlib.Path) -> str:
+        options = f"-k {sock_dir} -p {self._port} -c listen_addresses={self.host} -c max_connections=200"
+        options += " -c fsync=on" if self.fsync else " -F -c fsync=off"
+        return options + "".join(f" -c {name}={value}" for name, value in self.settings.items())
+
+    def kill(self) -> None:
+        """Crash the server as a power cut would its processes: every one of them stopped at once
+        (SIGSTOP), then killed (SIGKILL), so none writes out what it held in memory."""
+        pids = self._server_pids()
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        # Gone, not only dead: a restart refuses to start while the old postmaster's pid exists
+        # (a zombie until its parent, whoever adopted it, reaps it).
+        deadline = time.monotonic() + 30
+        while any(pathlib.Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._running = False
+
+    def restart(self) -> None:
+        """Start the server again on its data and port (after `kill`: it recovers from its WAL)."""
+        assert self._bin is not None and self._root is not None
+        proc = self._run(
+            [
+                str(self._bin / "pg_ctl"),
+                "start",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                self._options(self._root / "sock"),
+            ]
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {proc.stdout}{proc.stderr}\n{self._log_tail()}")
+        self._running = True
+
+    def _server_pids(self) -> list[int]:
+        """The postmaster (first line of postmaster.pid) and its children."""
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        kids: list[int] = []
+        for task in os.listdir(f"/proc/{postmaster}/task"):
+            with open(f"/proc/{postmaster}/task/{task}/children") as f:
+                kids += [int(c) for c in f.read().split()]
+        return [postmaster, *kids]
 
     def stop(self) -> None:
         """Stop the server and drop any temp dir we created; safe to call repeatedly."""

@@ -7,9 +7,13 @@ per server, so servers in one process (tests) do not mix their numbers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 #: Seconds; wide enough for a cached handler (ms) and a model load (minutes).
 TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
@@ -40,6 +44,31 @@ def surface(path: str) -> str:
             else "runpod"
         )
     return "routes"
+
+
+class Counted(Protocol):
+    """What the store counts of its own work (podium.store.engine.Store)."""
+
+    flushes: int
+    round_trips: int
+
+
+class _StoreCounters(Collector):
+    """The store's counters, read at scrape time."""
+
+    def __init__(self, store: Counted) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "podium_store_flushes",
+            "Durable commits: each returned once on disk (SQLite: WAL fsyncs, one covering the commits "
+            "before it; PostgreSQL: commits that waited for their WAL flush)",
+            value=self.store.flushes,
+        )
+        yield CounterMetricFamily(
+            "podium_store_round_trips", "Exchanges with the database server (PostgreSQL)", value=self.store.round_trips
+        )
 
 
 class Metrics:
@@ -116,6 +145,10 @@ class Metrics:
         self._delay = lru_cache(maxsize=4096)(self.delay.labels)
         self._execution = lru_cache(maxsize=4096)(self.execution.labels)
         self._batch_size = lru_cache(maxsize=4096)(self.batch_size.labels)
+
+    def count_store(self, store: Counted) -> None:
+        """Show the store's flushes and round trips."""
+        self.registry.register(_StoreCounters(store))
 
     def job_submitted(self, endpoint: str, kind: str) -> None:
         self._submitted(endpoint, kind).inc()

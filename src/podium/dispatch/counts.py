@@ -46,7 +46,7 @@ class QueueCounts(QueueBase):
 
     async def counts(self, endpoint_id: str) -> dict[str, int]:
         alive = self._alive_params(self.clock.now())
-        async with self.store.tx() as conn:
+        async with self.store.read() as conn:
             res = await conn.execute(
                 select(jobs.c.status, func.count())
                 .where(jobs.c.endpoint_id == endpoint_id, ALIVE)
@@ -78,7 +78,7 @@ class QueueCounts(QueueBase):
         """Per endpoint: how many jobs wait that may start a worker (low-priority ones may not),
         and how long the oldest of them has waited (the scalers' inputs)."""
         now = self.clock.now()
-        async with self.store.tx() as conn:
+        async with self.store.read() as conn:
             res = await conn.execute(
                 select(jobs.c.endpoint_id, func.count(), func.min(jobs.c.created_at))
                 .where(
@@ -94,7 +94,7 @@ class QueueCounts(QueueBase):
         """As `queued_by_endpoint`, by the version the jobs are routed or pinned to (None: any),
         for endpoints whose canary rollout splits their jobs between two sets of workers."""
         now = self.clock.now()
-        async with self.store.tx() as conn:
+        async with self.store.read() as conn:
             res = await conn.execute(
                 select(jobs.c.endpoint_id, jobs.c.version_id, func.count(), func.min(jobs.c.created_at))
                 .where(
@@ -155,8 +155,11 @@ class QueueCounts(QueueBase):
         upper bound kept in memory (the last count plus jobs stored here since) reaches the cap,
         or, with other replicas storing jobs too, when the count is older than COUNT_FRESH."""
         estimate = self._depth.get(endpoint_id)
-        stale = self.notifier.relay is not None and (
-            time.monotonic() - self._counted_at.get(endpoint_id, 0.0) > COUNT_FRESH
+        relay = self.notifier.relay
+        stale = (
+            relay is not None
+            and relay.others > 0
+            and time.monotonic() - self._counted_at.get(endpoint_id, 0.0) > COUNT_FRESH
         )
         if estimate is None or estimate >= cap or stale:
             estimate = await self.waiting(endpoint_id)

@@ -18,5 +18,11 @@ def job_key(job_id: str) -> str:
     return f"job:{job_id}"
 
 
+def taken_key(job_id: str) -> str:
+    """Woken when a job is taken: only a /status held while it waits listens (a caller waiting
+    for the result has nothing to read then)."""
+    return f"taken:{job_id}"
+
+
 def stop_key(worker_id: str) -> str:
     return f"stop:{worker_id}"

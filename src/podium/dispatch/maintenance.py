@@ -112,7 +112,7 @@ class Maintenance(QueueBase):
 
     async def next_deadline(self) -> float | None:
         """The earliest execution deadline of a running job (the autoscaler wakes for it)."""
-        async with self.store.tx() as conn:
+        async with self.store.read() as conn:
             deadline = await conn.scalar(select(func.min(jobs.c.deadline_at)).where(RUNNING))
         return None if deadline is None else float(deadline)
 

@@ -57,6 +57,9 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 
 class Relay(Protocol):
+    #: Other live replicas (0: this one is alone, and nothing it counts can be stale).
+    others: int
+
     def publish(self, key: str, *, one: bool) -> None:
         """Send a notification to the other replicas (after the change it announces committed)."""
 
@@ -70,17 +73,21 @@ class Notifier:
         self._handlers: dict[str, Callable[[str], object]] = {}
 
     @contextmanager
-    def listen(self, key: str) -> Iterator[Signal]:
+    def listen(self, key: str, also: str | None = None) -> Iterator[Signal]:
+        """One signal, woken by `key` (and by `also`, when given)."""
         ev = Signal()
-        self._waiters.setdefault(key, set()).add(ev)
+        keys = (key,) if also is None else (key, also)
+        for one in keys:
+            self._waiters.setdefault(one, set()).add(ev)
         try:
             yield ev
         finally:
-            waiters = self._waiters.get(key)
-            if waiters is not None:
-                waiters.discard(ev)
-                if not waiters:
-                    del self._waiters[key]
+            for one in keys:
+                waiters = self._waiters.get(one)
+                if waiters is not None:
+                    waiters.discard(ev)
+                    if not waiters:
+                        del self._waiters[one]
             if ev.is_set():
                 # A wake-up meant for one waiter reached one that is leaving: pass it on.
                 self.wake_one(key)

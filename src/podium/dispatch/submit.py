@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from podium import _json
 from podium.dispatch.base import QueueBase
 from podium.dispatch.jobs import Chunk, Job
-from podium.dispatch.keys import SCALE_KEY, ep_key, job_key
+from podium.dispatch.keys import SCALE_KEY, ep_key, job_key, taken_key
 from podium.dispatch.notify import wait_event
 from podium.dispatch.statements import ALIVE, GET, INSERT_JOB, PUBLIC_COLUMNS, ending, new_job_binds
 from podium.dispatch.states import UNFINISHED, JobStatus
@@ -117,33 +117,48 @@ class CallerSide(QueueBase):
 
     async def _enqueue(self, new: NewJob) -> str:
         now = self.clock.now()
+        binds = new_job_binds(
+            id=new.id,
+            project_id=new.project_id,
+            endpoint_id=new.endpoint_id,
+            version_id=new.version_id,
+            route=new.route,
+            kind=new.kind,
+            input=_json.dumps(new.input),
+            status=JobStatus.IN_QUEUE,
+            attempt=0,
+            max_attempts=new.max_attempts,
+            created_at=now,
+            webhook=new.webhook,
+            policy=_json.dumps(new.policy) if new.policy is not None else None,
+            secret=self._seal(new.secret),
+            stream_closed=False,
+            expires_at=now + new.ttl_ms / 1000 if new.ttl_ms else None,
+            low_priority=new.low_priority,
+            timeout_ms=new.timeout_ms,
+            retries=new.retries,
+        )
+        if new.guard is None and new.idempotency is None and not new.webhook:
+            # The job alone: one statement (on PostgreSQL one round trip).
+            await self.store.run(INSERT_JOB, binds, durable=not new.awaited)
+        else:
+            await self._store_with_rest(new, binds, now)
+        if new.endpoint_id in self._depth:
+            self._depth[new.endpoint_id] += 1
+        if new.awaited:
+            self._fresh.put(new.id, None)
+        key = ep_key(new.endpoint_id, new.version_id)
+        if not self.notifier.listeners(key) and not new.low_priority:
+            self.notifier.notify(SCALE_KEY)
+        self.notifier.notify_one(key)
+        return new.id
+
+    async def _store_with_rest(self, new: NewJob, binds: dict[str, Any], now: float) -> None:
+        """The job with what goes in its transaction: its guard, Idempotency-Key, webhook delivery."""
         async with self.store.tx(durable=not new.awaited) as conn:
             if new.guard is not None and not (await conn.execute(new.guard)).rowcount:
                 raise Superseded(new.id)
-            await conn.rows(
-                INSERT_JOB,
-                new_job_binds(
-                    id=new.id,
-                    project_id=new.project_id,
-                    endpoint_id=new.endpoint_id,
-                    version_id=new.version_id,
-                    route=new.route,
-                    kind=new.kind,
-                    input=_json.dumps(new.input),
-                    status=JobStatus.IN_QUEUE,
-                    attempt=0,
-                    max_attempts=new.max_attempts,
-                    created_at=now,
-                    webhook=new.webhook,
-                    policy=_json.dumps(new.policy) if new.policy is not None else None,
-                    secret=self._seal(new.secret),
-                    stream_closed=False,
-                    expires_at=now + new.ttl_ms / 1000 if new.ttl_ms else None,
-                    low_priority=new.low_priority,
-                    timeout_ms=new.timeout_ms,
-                    retries=new.retries,
-                ),
-            )
+            await conn.rows(INSERT_JOB, binds)
             if new.idempotency is not None:
                 await conn.execute(
                     insert(idempotency_keys).values(
@@ -165,15 +180,6 @@ class CallerSide(QueueBase):
                         created_at=now,
                     )
                 )
-        if new.endpoint_id in self._depth:
-            self._depth[new.endpoint_id] += 1
-        if new.awaited:
-            self._fresh.put(new.id, None)
-        key = ep_key(new.endpoint_id, new.version_id)
-        if not self.notifier.listeners(key) and not new.low_priority:
-            self.notifier.notify(SCALE_KEY)
-        self.notifier.notify_one(key)
-        return new.id
 
     def _seal(self, fields: dict[str, Any] | None) -> str | None:
         if not fields:
@@ -243,7 +249,9 @@ class CallerSide(QueueBase):
         # Just stored for this caller: not final yet, so nothing to read before the first wake-up.
         pending = job_id in self._fresh and through == UNFINISHED
         self._fresh.pop(job_id)
-        with self.notifier.listen(job_key(job_id)) as ev:
+        # Held while queued (`through` without IN_PROGRESS): woken when a worker takes it too.
+        taken = None if JobStatus.IN_PROGRESS in through else taken_key(job_id)
+        with self.notifier.listen(job_key(job_id), taken) as ev:
             try:
                 while True:
                     if not pending:

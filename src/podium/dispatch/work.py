@@ -13,7 +13,7 @@ from sqlalchemy import and_, func, insert, select, update
 from podium import _json
 from podium.dispatch.base import QueueBase
 from podium.dispatch.jobs import Ended, Job
-from podium.dispatch.keys import SCALE_KEY, ep_key, job_key
+from podium.dispatch.keys import SCALE_KEY, ep_key, job_key, taken_key
 from podium.dispatch.notify import Signal, wait_event
 from podium.dispatch.statements import FINISH, HELD_BY, RUNNING, SET_BATCH_SIZE, TAKE, TAKE_ROUTE, held_binds
 from podium.dispatch.states import JobStatus
@@ -46,17 +46,32 @@ class WorkerSide(QueueBase):
         rollout, a worker of the canary takes only the jobs routed to it, the others the rest
         (statements.TAKE)."""
         # Not fsynced: a claim lost to a crash is a job still IN_QUEUE, taken again.
-        async with self.store.tx(durable=False) as conn:
-            taken = await self._claim(
-                conn, endpoint_id, worker_id, lease=lease, limit=limit, route=route, version=version
-            )
-        return self._woken(taken)
+        params = self._take_params(endpoint_id, worker_id, lease=lease, limit=limit, route=route, version=version)
+        found = await self.store.run(TAKE if route is None else TAKE_ROUTE, params, durable=False)
+        return self._woken([Job.from_row(row) for row in found])
 
     def _woken(self, taken: list[Job]) -> list[Job]:
         """`taken`, once each job's /status held while it waited for a worker is told it runs."""
         for job in taken:
-            self.notifier.wake(job_key(job.id))
+            self.notifier.wake(taken_key(job.id))
         return taken
+
+    def _take_params(
+        self, endpoint_id: str, worker_id: str, *, lease: float, limit: int, route: str | None, version: str | None
+    ) -> dict[str, Any]:
+        """What TAKE (TAKE_ROUTE with a route) binds."""
+        now = self.clock.now()
+        params: dict[str, Any] = {
+            "b_now": now,
+            "b_endpoint": endpoint_id,
+            "b_worker": worker_id,
+            "b_version": version,
+            "b_lease_until": now + lease,
+            "b_limit": limit,
+        }
+        if route is not None:
+            params["b_route"] = route
+        return params
 
     async def _claim(
         self,
@@ -69,17 +84,7 @@ class WorkerSide(QueueBase):
         route: str | None,
         version: str | None,
     ) -> list[Job]:
-        now = self.clock.now()
-        params: dict[str, Any] = {
-            "b_now": now,
-            "b_endpoint": endpoint_id,
-            "b_worker": worker_id,
-            "b_version": version,
-            "b_lease_until": now + lease,
-            "b_limit": limit,
-        }
-        if route is not None:
-            params["b_route"] = route
+        params = self._take_params(endpoint_id, worker_id, lease=lease, limit=limit, route=route, version=version)
         taken = await conn.rows(TAKE if route is None else TAKE_ROUTE, params)
         return [Job.from_row(row) for row in taken]
 
@@ -278,8 +283,7 @@ class WorkerSide(QueueBase):
             "b_error": error,
             "b_error_info": _json.dumps(error_info) if error_info else None,
         }
-        async with self.store.tx(durable=False) as conn:
-            found = await conn.rows(FINISH[endpoint_id is not None], params)
+        found = await self.store.run(FINISH[endpoint_id is not None], params, durable=False)
         job = Job.from_row(found[0]) if found else None
         if job is not None:
             waited = self.notifier.listeners(job_key(job_id)) > 0

@@ -72,6 +72,7 @@ class Runtime:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.secrets = SecretBox(load_key(settings.secret_key, settings.secret_key_file))
         self.metrics = metrics = Metrics()
+        metrics.count_store(self.store)
         self.queue = JobQueue(
             self.store,
             self.notifier,

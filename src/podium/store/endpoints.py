@@ -56,7 +56,7 @@ class Endpoints:
         q = select(endpoints).where(or_(endpoints.c.id == ref, endpoints.c.name == ref))
         if project_id is not None:
             q = q.where(endpoints.c.project_id == project_id)
-        async with self.store.tx() as conn:
+        async with self.store.read() as conn:
             rows = (await conn.execute(q)).mappings().all()
         by_id = [r for r in rows if r["id"] == ref]
         found = by_id or rows
@@ -66,7 +66,7 @@ class Endpoints:
         q = select(endpoints).order_by(endpoints.c.created_at)
         if project_id is not None:
             q = q.where(endpoints.c.project_id == project_id)
-        async with self.store.tx() as conn:
+        async with self.store.read() as conn:
             rows = (await conn.execute(q)).mappings().all()
         return [Endpoint.from_row(r) for r in rows]
 

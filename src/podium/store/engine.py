@@ -128,6 +128,12 @@ class Store(ABC):
 
     def __init__(self, url: str) -> None:
         self.url = url
+        #: Durable commits made, each returned only once on disk: on SQLite the WAL's fsyncs
+        #: (one covers the commits made before it), on PostgreSQL the commits that waited for
+        #: their WAL flush (concurrent ones share it). /metrics shows it.
+        self.flushes = 0
+        #: Exchanges with the database server (PostgreSQL; 0 on SQLite, which has none).
+        self.round_trips = 0
 
     @property
     def conninfo(self) -> str | None:
@@ -146,6 +152,11 @@ class Store(ABC):
         worker). False for transitions that are redone anyway if a crash loses them (a lease
         taken, a heartbeat, a progress update), and for reads.
         """
+
+    async def run(self, prepared: Prepared, params: Mapping[str, Any], *, durable: bool = True) -> list[Row]:
+        """One statement that is a transaction by itself (see `tx` for `durable`)."""
+        async with self.tx(durable=durable) as conn:
+            return await conn.rows(prepared, params)
 
     @abstractmethod
     def read(self) -> AbstractAsyncContextManager[Conn]:

@@ -162,9 +162,12 @@ class SqliteStore(Store):
             assert isinstance(raw, sqlite3.Connection)
             self._inline = _Inline(sync, raw)
             database = make_url(sync_url(self.url)).database or ""
-            self._wal = WalSync(f"{database}-wal", lambda: int(raw.total_changes))
+            self._wal = WalSync(f"{database}-wal", lambda: int(raw.total_changes), self._flushed)
             self._checkpoints = Checkpointer(database, self._quiet)
         return self._inline
+
+    def _flushed(self) -> None:
+        self.flushes += 1
 
     def tx(self, *, durable: bool = True) -> AbstractAsyncContextManager[Conn]:
         """One transaction (see Store.tx). The transactions of one loop turn share one commit at

@@ -37,9 +37,10 @@ class WalSync:
     connection's running `total_changes`) are on disk. One fsync at a time, off the loop; the
     callers that arrive while one runs share the next."""
 
-    def __init__(self, wal_path: str, changes: Callable[[], int]) -> None:
+    def __init__(self, wal_path: str, changes: Callable[[], int], on_flush: Callable[[], None]) -> None:
         self.wal_path = wal_path
         self.changes = changes
+        self.on_flush = on_flush
         self.synced = 0
         self._running: asyncio.Task[None] | None = None
 
@@ -53,6 +54,7 @@ class WalSync:
         try:
             await asyncio.to_thread(_fsync, self.wal_path)
             self.synced = max(self.synced, target)
+            self.on_flush()
         finally:
             self._running = None
 
