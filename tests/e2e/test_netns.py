@@ -257,9 +257,14 @@ def test_the_leader_counts_a_hand_worker_that_only_the_other_replica_hears_from(
     wait_until(lambda: b.job(held)["status"] == "IN_PROGRESS", 30, what="the hand worker to take the job")
     queued = b.http.post("/v2/far/run", json={"input": {"value": 2}}).json()["id"]
     seen = wait_until(
-        lambda: (s := b.http.get("/api/v1/endpoints/far").json()["autoscaler"]) and s["queued_jobs"] == 1 and s,
+        # A records its worker's state when the worker reports: B may see it idle for a pass.
+        lambda: (
+            (s := b.http.get("/api/v1/endpoints/far").json()["autoscaler"])
+            and (s["queued_jobs"], s["running_jobs"]) == (1, 1)
+            and s
+        ),
         30,
-        what="B's autoscaler to see the waiting job",
+        what="B's autoscaler to see the waiting job and the busy hand worker",
     )
     assert (seen["workers"], seen["running_jobs"], seen["wanted_workers"]) == (1, 1, 1), seen
     assert set(workers(b)) == {hand.ID}
