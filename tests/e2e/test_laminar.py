@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from conftest import SERVICES
-from server import PodiumServer
+from server import PodiumServer, wait_until
 from sidevenv import side_python
 
 pytestmark = pytest.mark.slow
@@ -143,8 +143,30 @@ def test_runpod_requests_carry_env_to_the_worker_only(srv):
 
 
 def test_the_env_never_reaches_a_log(srv):
-    logs = "".join(p.read_text(errors="replace") for p in srv.home.rglob("*.log"))
-    assert logs and ENV_SECRET not in logs
+    """A pipeline run, a route call and a RunPod call, each with its own env value; the route
+    logs a line in each job, so the worker's log covers them, and no log holds a value."""
+    secrets = [f"{ENV_SECRET}-{i}" for i in range(3)]
+    runs = [
+        srv.http.post(
+            "/v1/pipeline/run", json={"pipeline": "answer", "inputs": {"question": "a"}, "env": {"T": secrets[0]}}
+        ),
+        srv.http.post(
+            "/answer/answer", json={"question": "b"}, headers={"X-Podium-Env": json.dumps({"T": secrets[1]})}
+        ),
+        srv.http.post("/v2/answer/runsync", json={"input": {"question": "c"}, "env": {"T": secrets[2]}}),
+    ]
+    assert [r.status_code for r in runs] == [200, 200, 200], [r.text for r in runs]
+    job_ids = [runs[0].json()["runId"], runs[1].headers["x-podium-job-id"], runs[2].json()["id"]]
+    for job_id in job_ids:
+        assert srv.wait_job(job_id)["status"] == "COMPLETED"
+
+    def logs() -> str:
+        return "".join(p.read_text(errors="replace") for p in srv.home.rglob("*.log"))
+
+    wait_until(lambda: all(job_id in logs() for job_id in job_ids), what="each job's line in a log")
+    text = logs()
+    for secret in secrets:
+        assert secret not in text
 
 
 def test_endpoint_and_pipeline_are_reserved_names(srv):
