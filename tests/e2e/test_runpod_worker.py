@@ -22,12 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
+import runpod
 
 from conftest import SERVICES
 from server import PodiumServer, wait_until
 
-runpod = pytest.importorskip("runpod")
-requests = pytest.importorskip("requests")
 pytestmark = pytest.mark.slow
 
 RPW = SERVICES / "rpw"
