@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from conftest import SERVICES
+from podium.dispatch.counts import COUNT_FRESH
 from podium.signing import verify
 from server import PodiumServer, wait_until
 
@@ -166,7 +167,9 @@ def test_a_queue_cap_holds_across_replicas(cluster, tmp_path):
     held = follower.http.post("/v2/capped/run", json={"input": {"marker": marker, "block": True}}).json()["id"]
     wait_until(lambda: Path(f"{marker}.started.1").exists(), 30, what="the held job to start")
     waiting = [leader.http.post("/v2/capped/run", json={"input": {"value": i}}).json()["id"] for i in range(2)]
-    time.sleep(0.3)  # past COUNT_FRESH: each replica counts the queue in the store again
+    # Each replica counts the queue in the store again once its own count is COUNT_FRESH old: an
+    # age, so only time passing makes it so (a lower bound, which load can only lengthen).
+    time.sleep(2 * COUNT_FRESH)
     for srv in (follower, leader):
         r = srv.http.post("/v2/capped/run", json={"input": {"value": 2}})
         assert r.status_code == 429, r.text
