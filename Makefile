@@ -42,10 +42,13 @@ lint: venv
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
+# The client packages' side venvs (tests/sidevenv.py: covalent-cloud, digitalhub, lmnr) are built
+# before pytest starts, so no test spends its time-out installing one.
 test: venv venv-ray lint docs
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-bubblewrap.sh
+	$(PY) tests/sidevenv.py
 	$(PY) -m pytest
 	bash scripts/test-typescript.sh
 
@@ -62,6 +65,7 @@ test-e2e: venv venv-ray
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-bubblewrap.sh
+	$(PY) tests/sidevenv.py
 	$(PY) -m pytest tests/e2e
 
 bench: venv
@@ -76,4 +80,4 @@ bench-peers: venv
 	$(PY) bench/peers.py
 
 clean:
-	rm -rf $(VENV) .podium .pytest_cache site bench/.venv-bentoml bench/.venv-ray tests/.venv-covalent
+	rm -rf $(VENV) .podium .pytest_cache site bench/.venv-bentoml bench/.venv-ray tests/.venv-*

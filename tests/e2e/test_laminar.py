@@ -196,7 +196,7 @@ SHAPES = {
 
 def lmnr(version: str, srv: PodiumServer, name: str, inputs: dict) -> dict:
     """Run pipeline `name` with the real lmnr `version` client (its own venv); what it gave."""
-    python = side_python(f"lmnr-{version}", [f"lmnr=={version}"])
+    python = side_python(f"lmnr-{version}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LMNR_")}
     done = subprocess.run(
         [str(python), str(LMNR), srv.url, srv.key, name, json.dumps(inputs)],
@@ -209,7 +209,6 @@ def lmnr(version: str, srv: PodiumServer, name: str, inputs: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.timeout(900)  # the first run builds the client's venv
 @pytest.mark.parametrize("version", ["0.1.1", "0.3.7"])
 def test_the_real_lmnr_clients_take_every_output_shape(srv, version):
     """1. A pipeline returns one output of each JSON shape at once. 2. The real lmnr client of
