@@ -1,14 +1,14 @@
-# One command each: `make demo` (try it), `make test` (everything CI runs; `make test-unit`,
-# `make test-integration`, `make test-e2e` run one tier of tests/), `make docs` (the
-# documentation site, into site/), `make bench`, `make bench-peers` (also BentoML and Ray Serve,
-# each in its own venv; not part of `make test`).
+# One command each: `make demo` (try it), `make test` (everything CI runs; `make test-fast` the
+# tests that start no server; `make test-unit`, `make test-integration`, `make test-e2e` one tier
+# of tests/), `make docs` (the documentation site, into site/), `make bench`, `make bench-peers`
+# (also BentoML and Ray Serve, each in its own venv; not part of `make test`).
 # Each creates .venv and installs what it needs on a fresh machine.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo lint docs test test-unit test-integration test-e2e bench clean
+.PHONY: venv demo lint docs test test-fast test-unit test-integration test-e2e bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,13 +42,23 @@ lint: venv
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
+# The client packages' side venvs (tests/sidevenv.py: covalent-cloud, digitalhub, lmnr) are built
+# before pytest starts, so no test spends its time-out installing one.
 test: venv venv-ray lint docs
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-bubblewrap.sh
 	bash scripts/ensure-netns.sh
-	$(PY) -m pytest
+	$(PY) tests/sidevenv.py
+	$(PY) -m pytest --durations=25
 	bash scripts/test-typescript.sh
+
+# Everything but the `slow` tests (those that start servers and workers: all of tests/e2e, which
+# tests/conftest.py checks), for the edit-test loop: the unit and integration tiers, 464 tests,
+# about 40 s of CPU.
+test-fast: venv
+	bash scripts/ensure-postgres.sh
+	$(PY) -m pytest -m "not slow"
 
 # One tier of tests/ each (`make test` runs all three, fastest first): unit needs nothing,
 # integration a PostgreSQL to start, e2e also Chromium, bubblewrap, network namespaces and Ray.
@@ -64,6 +74,7 @@ test-e2e: venv venv-ray
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-bubblewrap.sh
 	bash scripts/ensure-netns.sh
+	$(PY) tests/sidevenv.py
 	$(PY) -m pytest tests/e2e
 
 bench: venv
@@ -78,4 +89,4 @@ bench-peers: venv
 	$(PY) bench/peers.py
 
 clean:
-	rm -rf $(VENV) .podium .pytest_cache site bench/.venv-bentoml bench/.venv-ray tests/.venv-covalent
+	rm -rf $(VENV) .podium .pytest_cache site bench/.venv-bentoml bench/.venv-ray tests/.venv-*

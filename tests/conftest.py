@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -43,6 +44,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if (i := tier(item)) < len(TIERS):
             item.add_marker(TIERS[i])
+        if i == TIERS.index("e2e") and item.get_closest_marker("slow") is None:
+            # `pytest -m "not slow"` (make test-fast) must never start a server.
+            raise pytest.UsageError(f"{item.path.name} is in tests/e2e: mark it `pytestmark = pytest.mark.slow`")
     items.sort(key=tier)  # stable: each module's tests stay together, in file order
 
 
@@ -82,8 +86,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    migrate(db_url)
+async def store(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Store]:
+    """A migrated store; on SQLite a copy of the session's migrated template (a millisecond,
+    where migrating takes a second)."""
+    if db_url.startswith("sqlite:///"):
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), db_url.removeprefix("sqlite:///"))
+    else:
+        migrate(db_url)
     s = open_store(db_url)
     yield s
     await s.close()
@@ -109,7 +118,7 @@ def server_factory(tmp_path: Path) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite database, copied by `api` for each test."""
+    """A migrated SQLite database, copied by `api` and `store` for each test."""
     path = tmp_path_factory.mktemp("template") / "podium.db"
     migrate(f"sqlite:///{path}")
     return path

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import venv
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,25 +17,12 @@ import httpx
 import pytest
 
 from server import PodiumServer
+from sidevenv import side_python
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first run builds the side venv
+pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent.parent  # tests/
 SCRIPTS = HERE / "covalent"
-VENV = HERE / ".venv-covalent"
-PINS = ("covalent-cloud==1.4.4", "packaging==26.4")  # 1.4.4 imports packaging without declaring it
-
-
-def covalent_python() -> Path:
-    """The side venv's python, created (pinned, from the package index) on first use."""
-    python = VENV / "bin" / "python"
-    stamp = VENV / ".pins"
-    if stamp.exists() and stamp.read_text() == "\n".join(PINS) and python.exists():
-        return python
-    venv.create(VENV, with_pip=True, clear=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *PINS], check=True, timeout=900)
-    stamp.write_text("\n".join(PINS))
-    return python
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +33,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodiumServer]:
 
 @pytest.fixture(scope="module")
 def run(srv: PodiumServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    python = covalent_python()
+    python = side_python("covalent")
     home = tmp_path_factory.mktemp("covalent-user")  # no saved credentials of the machine's user
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COVALENT_", "DATAROBOT_", "PODIUM_"))}
     env.update(

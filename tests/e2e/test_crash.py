@@ -1,6 +1,6 @@
-"""Crashes with real processes: the server killed with jobs in hand, a worker frozen mid-job
-(SIGSTOP: alive but silent), a job that SIGKILLs its own worker every time, and a restart with a job
-queued and no workers.
+"""Crashes with real processes: a worker killed mid-job, the server killed with jobs in hand, a
+worker frozen mid-job (SIGSTOP: alive but silent), a job that SIGKILLs its own worker every time,
+and a restart with a job queued and no workers.
 
 Service: tests/services/faults/crash.py. `<marker>.started.<attempt>` holds the pid of the worker
 running that attempt; a `block`ing job waits for `<marker>.release`; `die` SIGKILLs the worker.
@@ -75,7 +75,26 @@ def lost_errors(job: dict[str, Any]) -> list[dict[str, Any]]:
     return errors
 
 
-# -- (a) the server is killed with one job running and more queued ------------------------------
+# -- (a) a worker is killed mid-job; the server is killed with one job running and more queued --
+
+
+def test_worker_killed_mid_job_the_job_completes_on_a_fresh_worker(server_factory, tmp_path):
+    """1. Start a job that blocks, and note its worker's pid.
+    2. kill -9 that worker.
+    3. Release the job: it runs again (attempt 2) on a new worker and completes, attempt 1 on
+       record as "worker lost"."""
+    srv = server_factory()
+    eid = deploy(srv, "crash", "--min-workers", "1", "--max-workers", "1")
+    marker = tmp_path / "k"
+    job_id = run(srv, eid, marker=str(marker), block=True, value="k")
+    pid = started(marker, 1)
+    os.kill(pid, signal.SIGKILL)
+    Path(f"{marker}.release").touch()
+    job = srv.wait_job(job_id, timeout=60)
+    assert job["status"] == "COMPLETED", job
+    assert job["attempt"] == 2 and job["output"]["attempt"] == 2, job
+    assert job["output"]["pid"] != pid and job["output"]["value"] == "k"
+    assert [e["attempt"] for e in lost_errors(job)] == [1]
 
 
 def test_server_kill9_workers_exit_on_their_own_and_every_job_ends(server_factory, tmp_path):
@@ -233,6 +252,8 @@ def test_job_that_sigkills_its_own_worker_fails_after_attempt_limit(server_facto
     job = srv.wait_job(job_id, timeout=60)
     assert job["status"] == "FAILED", job
     assert job["error"].startswith("worker lost"), job
+    status = srv.http.get(f"/v2/{eid}/status/{job_id}").json()
+    assert status["status"] == "FAILED" and "worker lost" in status["error"], "RunPod's view says so too"
     assert job["attempt"] == job["max_attempts"] == attempts, job
     assert [e["attempt"] for e in lost_errors(job)] == list(range(1, attempts + 1))
     pids = [int(Path(f"{marker}.started.{a}").read_text()) for a in range(1, attempts + 1)]

@@ -3,7 +3,7 @@ Python serve functions in Nuclio style, runs (wait, invoke, refresh, stop, resum
 errors as the SDK maps them, and Core's gateway proxy.
 
 The SDK is heavy and pins its own stack, so it lives in a side venv (tests/.venv-digitalhub,
-created from PyPI on first use, reused after); its calls run there in a subprocess
+tests/sidevenv.py, built by `make test` before pytest starts); its calls run there in a subprocess
 (tests/digitalhub/sdk_flow.py), against the server on 127.0.0.1.
 """
 
@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +20,18 @@ import httpx
 import pytest
 
 from server import ADMIN_KEY, PodiumServer
+from sidevenv import side_python
 
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent.parent  # tests/
-VENV = HERE / ".venv-digitalhub"
-PINS = ["digitalhub==0.15.11", "digitalhub-runtime-python==0.15.2"]
 FLOW = HERE / "digitalhub" / "sdk_flow.py"
 ENV_SECRET = "env-secret-9f3c1a"  # as sdk_flow.py sends it in the run's envs
 
 
-def _venv_python() -> Path:
-    """The side venv's python, with the pinned SDK installed (once; a stamp names the pins)."""
-    python = VENV / "bin" / "python"
-    stamp = VENV / ".pins"
-    if stamp.exists() and stamp.read_text() == "\n".join(PINS) and python.exists():
-        return python
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, timeout=300)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *PINS], check=True, timeout=1200)
-    stamp.write_text("\n".join(PINS))
-    return python
-
-
 @pytest.fixture(scope="module")
 def sdk_python() -> Path:
-    return _venv_python()
+    return side_python("digitalhub")
 
 
 @pytest.fixture(scope="module")

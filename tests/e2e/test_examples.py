@@ -7,13 +7,14 @@ import io
 from pathlib import Path
 
 import httpx
+import openai
+import PIL.Image
 import pytest
+import runpod
 
 import s3server
 from server import PodiumServer
 
-runpod = pytest.importorskip("runpod")
-PIL = pytest.importorskip("PIL.Image")
 pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -44,7 +45,7 @@ def test_image_generator_uploads_to_the_requests_bucket(podium, s3_server):
     assert job.status() == "COMPLETED", out
     assert len(out["files"]) == 2 and sorted(out["datas"]) == ["image_001.png", "image_002.png"]
     for url in out["files"]:
-        image = PIL.open(io.BytesIO(httpx.get(url, timeout=10).content))
+        image = PIL.Image.open(io.BytesIO(httpx.get(url, timeout=10).content))
         assert image.size == (64, 48)
     raw = podium.http.get(f"/v2/{eid}/status/{job.job_id}").text
     # The access id is part of every presigned URL by design; the secret must be nowhere.
@@ -74,7 +75,6 @@ def test_runpod_worker_example_echo_progress_and_stream(podium):
 
 def test_openai_chat_example_answers_the_openai_client(podium):
     """examples/openai-chat, deployed unchanged, called by the real `openai` package by its name."""
-    openai = pytest.importorskip("openai")
     podium.deploy(EXAMPLES / "openai-chat", "openai-chat")
     client = openai.OpenAI(
         base_url=f"{podium.url}/v2/openai-chat/openai/v1", api_key=podium.key, max_retries=0, timeout=60

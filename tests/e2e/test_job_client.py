@@ -117,7 +117,7 @@ def test_waits_end_with_job_timeout_naming_the_job(ep: Endpoint, tmp_path: Path)
         started = time.monotonic()
         with pytest.raises(JobTimeout, match=busy.id) as info:
             busy.output(timeout=0.5)
-        assert 0.5 <= time.monotonic() - started < 3
+        assert time.monotonic() - started >= 0.5, "the wait lasted its time-out"
         assert info.value.job_id == busy.id and isinstance(info.value, TimeoutError)
         # run_sync's wait is clamped up to 1 s; the job is queued behind `busy` all that time.
         with pytest.raises(JobTimeout, match=r"job sync-\S+ is still IN_QUEUE after 0.2 s") as late:

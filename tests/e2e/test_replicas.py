@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from conftest import SERVICES
+from podium.dispatch.counts import COUNT_FRESH
 from podium.signing import verify
 from server import PodiumServer, wait_until
 
@@ -33,6 +34,7 @@ SHARED = {
     "PODIUM_WEBHOOK_SECRET": "whsec_replicas_test",
     "PODIUM_WEBHOOK_ALLOW_PRIVATE": "1",
     "PODIUM_WEBHOOK_RETRY_DELAY": "0.5",
+    "PODIUM_WEBHOOK_TIMEOUT": "2",
     "PODIUM_RELAY_SWEEP": "600",
     "PODIUM_USAGE_ROLLUP": "0.5",
 }
@@ -83,8 +85,19 @@ def cluster(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         receiver.httpd.shutdown()
 
 
+def leader_first(cluster: dict[str, Any]) -> tuple[PodiumServer, PodiumServer]:
+    """(The replica that leads, the other one), once one does. Each is asked itself: the replicas
+    table can still name a leader that has just stepped down."""
+    a, b = cluster["leader"], cluster["follower"]
+
+    def leads(srv: PodiumServer) -> bool:
+        return bool(httpx.get(f"{srv.url}/readyz", timeout=10).json().get("leader"))
+
+    return wait_until(lambda: (a, b) if leads(a) else (b, a) if leads(b) else None, 20, what="a replica to lead")
+
+
 def test_the_installation_says_which_replica_leads(cluster):
-    leader, follower = cluster["leader"], cluster["follower"]
+    leader, follower = leader_first(cluster)
     a, b = leader.http.get("/api/v1/status").json(), follower.http.get("/api/v1/status").json()
     assert a["leading"] and not b["leading"]
     assert a["leader"] == b["leader"] == a["replica"] != b["replica"]
@@ -99,7 +112,7 @@ def test_the_installation_says_which_replica_leads(cluster):
 
 
 def test_a_call_to_the_follower_is_run_by_a_worker_polling_the_leader(cluster):
-    leader, follower = cluster["leader"], cluster["follower"]
+    leader, follower = leader_first(cluster)
     r = follower.http.post("/v2/basic/runsync", json={"input": {"value": 5}})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -134,7 +147,7 @@ def test_a_stream_on_the_follower_gets_chunks_stored_through_the_leader(cluster,
 
 
 def test_an_idempotency_key_holds_across_replicas(cluster):
-    leader, follower = cluster["leader"], cluster["follower"]
+    leader, follower = leader_first(cluster)
     h = {"Idempotency-Key": "replicas-order-1"}
     first = follower.http.post("/v2/basic/run", json={"input": {"value": 1}}, headers=h).json()
     second = leader.http.post("/v2/basic/run", json={"input": {"value": 1}}, headers=h).json()
@@ -144,7 +157,7 @@ def test_an_idempotency_key_holds_across_replicas(cluster):
 def test_a_queue_cap_holds_across_replicas(cluster, tmp_path):
     """One worker held by a blocking job submitted to the follower; the cap of 2 waiting jobs is
     filled through the leader; then the follower, which stored none of them, refuses the next."""
-    leader, follower = cluster["leader"], cluster["follower"]
+    leader, follower = leader_first(cluster)
     follower.deploy(SERVICES / "basic" / "app.py", "capped")
     assert (
         follower.http.patch("/api/v1/endpoints/capped/scaling", json={"max_workers": 1, "queue_cap": 2}).status_code
@@ -154,7 +167,9 @@ def test_a_queue_cap_holds_across_replicas(cluster, tmp_path):
     held = follower.http.post("/v2/capped/run", json={"input": {"marker": marker, "block": True}}).json()["id"]
     wait_until(lambda: Path(f"{marker}.started.1").exists(), 30, what="the held job to start")
     waiting = [leader.http.post("/v2/capped/run", json={"input": {"value": i}}).json()["id"] for i in range(2)]
-    time.sleep(0.3)  # past COUNT_FRESH: each replica counts the queue in the store again
+    # Each replica counts the queue in the store again once its own count is COUNT_FRESH old: an
+    # age, so only time passing makes it so (a lower bound, which load can only lengthen).
+    time.sleep(2 * COUNT_FRESH)
     for srv in (follower, leader):
         r = srv.http.post("/v2/capped/run", json={"input": {"value": 2}})
         assert r.status_code == 429, r.text
@@ -168,7 +183,7 @@ def test_waiting_reasons_usage_and_redelivery_hold_across_replicas(cluster, tmp_
     leader waits: both replicas say at_capacity, from the worker records in the store.
     2. The endpoint's usage, rolled up by the leader into PostgreSQL, reads the same on both.
     3. A redelivery asked of the follower is sent by the leader, as one more attempt."""
-    leader, follower, receiver = cluster["leader"], cluster["follower"], cluster["receiver"]
+    (leader, follower), receiver = leader_first(cluster), cluster["receiver"]
     follower.deploy(SERVICES / "basic" / "app.py", "waits")
     assert follower.http.patch("/api/v1/endpoints/waits/scaling", json={"max_workers": 1}).status_code == 200
     marker = str(tmp_path / "waits")
@@ -207,7 +222,7 @@ def test_waiting_reasons_usage_and_redelivery_hold_across_replicas(cluster, tmp_
 
 
 def test_a_revoked_key_stops_working_on_every_replica_at_once(cluster):
-    leader, follower = cluster["leader"], cluster["follower"]
+    leader, follower = leader_first(cluster)
     made = leader.http.post("/api/v1/keys", json={"name": "short-lived", "role": "read"}).json()
     h = {"Authorization": f"Bearer {made['key']}"}
     assert httpx.get(f"{follower.url}/api/v1/endpoints", headers=h).status_code == 200  # now cached there
@@ -219,22 +234,11 @@ def test_a_revoked_key_stops_working_on_every_replica_at_once(cluster):
     )
 
 
-def leader_first(cluster: dict[str, Any]) -> tuple[PodiumServer, PodiumServer]:
-    """(The replica that leads, the other one), once one does. Each is asked itself: the replicas
-    table can still name a leader that has just stepped down."""
-    a, b = cluster["leader"], cluster["follower"]
-
-    def leads(srv: PodiumServer) -> bool:
-        return bool(httpx.get(f"{srv.url}/readyz", timeout=10).json().get("leader"))
-
-    return wait_until(lambda: (a, b) if leads(a) else (b, a) if leads(b) else None, 20, what="a replica to lead")
-
-
 def test_a_webhook_secret_rotated_on_the_follower_signs_the_leaders_next_delivery(cluster):
     """1. The default project's secret, seeded from PODIUM_WEBHOOK_SECRET, is the same on both
     replicas. 2. It is rotated on the follower; the leader shows the new one at once. 3. The
     leader sends the next delivery signed with the new secret and, within the window, the old."""
-    leader, follower, receiver = cluster["leader"], cluster["follower"], cluster["receiver"]
+    (leader, follower), receiver = leader_first(cluster), cluster["receiver"]
     assert leader.http.get("/api/v1/webhook-secret").json()["secret"] == "whsec_replicas_test"
     new = follower.http.post("/api/v1/webhook-secret/rotate").json()["secret"]
     assert leader.http.get("/api/v1/webhook-secret").json()["secret"] == new
@@ -250,7 +254,7 @@ def test_a_redeploy_through_the_follower_is_gated_by_the_leader(cluster, tmp_pat
     2. v2, whose initializer fails, is deployed through the follower: the leader's probe fails it.
     3. Result: on both replicas the endpoint is ACTIVE on v1, v2 is recorded failed; a good v3
        deployed through the follower becomes current on both."""
-    leader, follower = cluster["leader"], cluster["follower"]
+    leader, follower = leader_first(cluster)
 
     def version(tag: str, init: str) -> Path:
         path = tmp_path / tag / "app.py"
@@ -281,7 +285,7 @@ def test_a_schedule_fires_once_per_tick_across_replicas(cluster):
     2. Its tick is made due in the store. 3. Result: one job for that tick (the leader fires;
     the follower never does), seen alike on both replicas, while an every-second schedule shows
     that the leader keeps ticking."""
-    leader, follower = cluster["leader"], cluster["follower"]
+    leader, follower = leader_first(cluster)
     base = "/api/v1/endpoints/basic/schedules"
     r = follower.http.post(base, json={"route": "/hello", "cron": "0 3 * * *", "timezone": "Asia/Tokyo"})
     assert r.status_code == 201, r.text
@@ -386,30 +390,69 @@ def test_readiness_fails_while_the_store_is_unreachable(cluster, pg_cluster):
 
 
 def test_when_the_leader_dies_the_follower_takes_over_and_nothing_is_lost(cluster, tmp_path):
-    """1. Queue jobs with webhooks on the follower while one blocks on the leader's worker.
-    2. `kill -9` the leader: the follower leads, starts workers, recovers the held job.
-    3. Every job completes; each webhook delivery arrives, never more often than attempted."""
+    """1. The store's webhook_secrets table is locked, so the leader, having claimed a delivery,
+    waits to sign it: claimed, not sent. A job blocks on the leader's worker.
+    2. `kill -9` the leader there; the lock is let go: the follower leads, starts workers,
+    recovers the held job, and sends the claimed delivery once its claim has run out.
+    3. Every job completes; each delivery arrives exactly once per recorded attempt (one here).
+    The killed replica is started again, so no test depends on running before this one."""
     receiver = cluster["receiver"]
     leader, follower = leader_first(cluster)  # the store outage may have moved it
-    marker = str(tmp_path / "held")
-    held = follower.http.post(
-        "/v2/basic/run", json={"input": {"marker": marker, "block": True}, "webhook": receiver.url}
-    ).json()["id"]
-    wait_until(lambda: Path(f"{marker}.started.1").exists(), 30, what="the held job to start")
-    queued = [
-        follower.http.post("/v2/basic/run", json={"input": {"value": i}, "webhook": receiver.url}).json()["id"]
-        for i in range(6)
-    ]
-    leader.stop(signal.SIGKILL)
+    db = cluster["db"].replace("+psycopg", "")
+    lock = psycopg.connect(db)
+    try:
+        lock.execute("LOCK TABLE webhook_secrets IN ACCESS EXCLUSIVE MODE")
+        queued = [
+            follower.http.post("/v2/basic/run", json={"input": {"value": i}, "webhook": receiver.url}).json()["id"]
+            for i in range(3)
+        ]
+        for job_id in queued:
+            assert follower.wait_job(job_id, 60)["status"] == "COMPLETED"
+        with psycopg.connect(db, autocommit=True) as look:
+
+            def claimed() -> list[str]:
+                """Deliveries of these jobs claimed (next_at moved past now) and not yet tried,
+                once the leader waits on the lock to sign one of them."""
+                waiting = look.execute(
+                    "SELECT count(*) FROM pg_locks WHERE relation = 'webhook_secrets'::regclass AND NOT granted"
+                ).fetchone()[0]
+                rows = look.execute(
+                    "SELECT id FROM webhook_deliveries WHERE job_id = ANY(%s) AND state = 'pending' AND tries = 0"
+                    " AND next_at > extract(epoch FROM clock_timestamp())",
+                    (queued,),
+                ).fetchall()
+                return [r[0] for r in rows] if waiting else []
+
+            between = wait_until(claimed, 30, what="a delivery claimed and not sent")
+        marker = str(tmp_path / "held")
+        held = follower.http.post(
+            "/v2/basic/run", json={"input": {"marker": marker, "block": True}, "webhook": receiver.url}
+        ).json()["id"]
+        wait_until(lambda: Path(f"{marker}.started.1").exists(), 30, what="the held job to start")
+        leader.stop(signal.SIGKILL)
+    finally:
+        lock.rollback()
+        lock.close()
+    assert not set(between) & set(receiver.seen), "nothing claimed was sent before the handover"
     wait_until(lambda: follower.http.get("/api/v1/status").json()["leading"], 15, what="the follower to lead")
     Path(f"{marker}.release").touch()
     for job_id in [held, *queued]:
         assert follower.wait_job(job_id, 60)["status"] == "COMPLETED"
-    wait_until(lambda: {held, *queued} <= receiver.jobs(), 30, what="every webhook")
-    for job_id in [held, *queued]:
-        deliveries = follower.http.get(f"/api/v1/jobs/{job_id}").json()["webhooks"]
-        for d in deliveries:
-            assert d["state"] == "delivered"
-            assert 1 <= receiver.seen[d["id"]] <= d["tries"]
+
+    def ended() -> list[dict[str, Any]]:
+        found = [follower.http.get(f"/api/v1/jobs/{job_id}").json()["webhooks"] for job_id in [held, *queued]]
+        return [d for [d] in found] if all(d["state"] in ("delivered", "failed") for [d] in found) else []
+
+    for d in wait_until(ended, 30, what="every delivery to end"):
+        assert (d["state"], d["tries"], receiver.seen[d["id"]]) == ("delivered", 1, 1), d
     status = follower.http.get("/api/v1/status").json()
     assert [r["id"] for r in status["replicas"] if r["leader"]] == [status["replica"]]
+    leader.start()
+
+    def listed() -> set[str]:
+        return {r["id"] for r in follower.http.get("/api/v1/status").json()["replicas"]}
+
+    def running() -> set[str]:
+        return {srv.http.get("/api/v1/status").json()["replica"] for srv in (leader, follower)}
+
+    wait_until(lambda: listed() == running(), 30, what="the killed replica to age out of the list")

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import runpod
 
 from conftest import SERVICES
 from server import wait_until
 
-runpod = pytest.importorskip("runpod")
 pytestmark = pytest.mark.slow
 
 # Workers unboxed (PODIUM_SANDBOX=off): these tests hand workers marker files under tmp_path and

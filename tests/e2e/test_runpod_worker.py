@@ -22,12 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
+import runpod
 
 from conftest import SERVICES
 from server import PodiumServer, wait_until
 
-runpod = pytest.importorskip("runpod")
-requests = pytest.importorskip("requests")
 pytestmark = pytest.mark.slow
 
 RPW = SERVICES / "rpw"
@@ -315,17 +315,12 @@ def test_worker_counts_as_idle_after_its_async_job_is_cancelled(rpw: Ctx, marker
 def test_execution_timeout_ends_the_job_and_replaces_the_worker(rpw: Ctx, markers: Any) -> None:
     ep = rpw.ep["echo"]
     m = markers("tmo")
-    t0 = time.monotonic()
     job = ep.run({"input": {"marker": m, "sleep": 60}, "policy": {"executionTimeout": 5000}})
     pid = started(m)
-    t_start = time.monotonic()
-    final = rpw.wait("echo", job.job_id, "TIMED_OUT", timeout=20)
-    t_end = time.monotonic()
-    print(
-        f"\nexecutionTimeout 5000 ms: TIMED_OUT {t_end - t_start:.2f} s after the handler started, "
-        f"{t_end - t0:.2f} s after submit"
-    )
-    assert t_end - t0 < 15
+    # The handler sleeps 60 s: TIMED_OUT before that (the wait gives up at 50 s, a bound that only
+    # stops a hung test) is the time-out's doing, and the job had its whole 5 s first.
+    final = rpw.wait("echo", job.job_id, "TIMED_OUT", timeout=50)
+    assert final["executionTime"] >= 5000, final
     assert "executionTimeout" in final["error"]
     assert job.status() == "TIMED_OUT"
     wait_until(lambda: not alive(pid), 10, 0.05, f"worker process {pid} killed")

@@ -37,6 +37,8 @@ from podium.store.schedules import Schedules
 from podium.store.secretbox import SecretBox
 from server import PodiumServer, wait_until
 
+pytestmark = pytest.mark.slow
+
 APP = SERVICES / "schedules" / "app.py"
 
 

@@ -180,36 +180,47 @@ def test_endpoint_secrets_are_encrypted_at_rest_and_reach_workers(sec):
 
 
 def test_secrets_never_come_back_out(sec):
-    """Every answer of a run that carries secrets, and every log file, searched for them."""
+    """Every answer of a run that carries secrets, and every log file, searched for them: an
+    endpoint secret this test sets and sees reach a worker, a run's env and s3Config, a failing
+    run's too, and the keys."""
     srv, ep, acme_admin = sec
-    eid = ep["endpoint_id"]
+    endpoint_secret = "endpoint-secret-out-5e0c19"
+    srv.deploy(SERVICES / "secret_env.py", "secret-out")
+    srv.cli("secrets", "set", "secret-out", f"TOKEN={endpoint_secret}")
+    want = hashlib.sha256(endpoint_secret.encode()).hexdigest()
     answers = []
-    r = srv.http.post(
-        f"/v2/{eid}/run",
-        json={
-            "input": {"value": 3},
-            "env": {"API_TOKEN": ENV_SECRET},
-            "s3Config": {"accessId": "AKIA", "accessSecret": S3_SECRET, "bucketName": "b", "endpointUrl": "http://s3"},
-        },
-    )
+
+    def secret_reached_a_worker() -> bool:
+        r = srv.http.post("/v2/secret-out/runsync", json={"input": {"value": 1}, "env": {"X": ENV_SECRET}})
+        answers.append(r.text)
+        return r.json().get("output", {}).get("token_sha256") == want
+
+    wait_until(secret_reached_a_worker, 30, 0.2, "a worker with the endpoint secret")
+    eid = ep["endpoint_id"]
+    s3 = {"accessId": "AKIA", "accessSecret": S3_SECRET, "bucketName": "b", "endpointUrl": "http://s3"}
+    r = srv.http.post(f"/v2/{eid}/run", json={"input": {"value": 3}, "env": {"API_TOKEN": ENV_SECRET}, "s3Config": s3})
     answers.append(r.text)
     job_id = r.json()["id"]
     srv.wait_job(job_id)
+    failed = srv.http.post(
+        f"/v2/{eid}/runsync", json={"input": {"fail": "boom"}, "env": {"X": ENV_SECRET}, "s3Config": s3}
+    )
+    assert failed.json()["status"] == "FAILED", failed.text
+    answers.append(failed.text)
     for path in (
         f"/v2/{eid}/status/{job_id}",
         f"/v2/{eid}/stream/{job_id}",
         f"/api/v1/jobs/{job_id}",
+        f"/api/v1/jobs/{failed.json()['id']}",
         f"/api/v1/endpoints/{eid}",
         f"/api/v1/endpoints/{eid}/logs",
+        "/api/v1/endpoints/secret-out",
+        "/api/v1/endpoints/secret-out/secrets",
+        "/api/v1/endpoints/secret-out/logs",
         "/api/v1/keys",
         "/metrics",
     ):
         answers.append(srv.http.get(path).text)
-    answers.append(
-        srv.http.post(
-            f"/v2/{eid}/runsync", json={"input": {"fail": S3_SECRET[:0] + "boom"}, "env": {"X": ENV_SECRET}}
-        ).text
-    )
     answers.append(srv.http.post(f"/v2/{eid}/run", json={"input": {}, "s3Config": {"accessSecret": S3_SECRET}}).text)
     answers.append(httpx.get(f"{srv.url}/api/v1/endpoints", headers={"Authorization": f"Bearer {acme_admin}x"}).text)
     answers.append(srv.cli("jobs", "show", job_id).stdout)
@@ -217,7 +228,7 @@ def test_secrets_never_come_back_out(sec):
     secrets = (
         S3_SECRET,
         ENV_SECRET,
-        ENDPOINT_SECRET,
+        endpoint_secret,
         acme_admin,
         srv.key,
         srv.http.get("/api/v1/webhook-secret").json()["secret"],

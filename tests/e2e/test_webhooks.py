@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from conftest import SERVICES
+from podium.config import Settings
+from podium.server.webhooks import MAX_TRIES
 from podium.signing import verify
 from server import PodiumServer, free_port, wait_until
 
@@ -30,12 +32,14 @@ QUICK = {
 
 class Receiver:
     """Answers each POST with the next status of `script` (the last one repeats); `hang` seconds
-    of silence first, when set. Records every request."""
+    of silence first, when set. A `None` in the script holds its request unanswered until the
+    receiver closes. Records every request."""
 
-    def __init__(self, script: list[int], hang: float = 0.0, port: int | None = None) -> None:
+    def __init__(self, script: list[int | None], hang: float = 0.0, port: int | None = None) -> None:
         self.script = list(script)
         self.hang = hang
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.closing = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,6 +49,9 @@ class Receiver:
                 if outer.hang:
                     time.sleep(outer.hang)
                 code = outer.script.pop(0) if len(outer.script) > 1 else outer.script[0]
+                if code is None:
+                    outer.closing.wait()
+                    code = 200
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -57,6 +64,7 @@ class Receiver:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -156,8 +164,18 @@ def test_bad_webhook_urls_are_refused(hooks):
 
 
 def test_deliveries_survive_a_server_crash(server_factory, tmp_path):
+    """The promise: a failed delivery is retried twice, 10 s apart, each attempt given 10 s
+    (the settings' defaults). Here both are shortened to `delay` and kept equal, so the ratios
+    are checked: 1. the first attempt finds nothing listening; 2. the server is killed and
+    restarted, and the receiver holds the second attempt past its time-out; 3. the third gets a
+    200. Each attempt reaches the receiver exactly once, and each waits its delay (after the
+    previous one's time-out) however long the crash took."""
+    defaults = Settings.from_env()  # no PODIUM_WEBHOOK_* here: the defaults a server starts with
+    assert (defaults.webhook_retry_delay, defaults.webhook_timeout, MAX_TRIES) == (10.0, 10.0, 3)
+    delay = 1.5
     port = free_port()
-    srv = server_factory(tmp_path / "home", env={**QUICK, "PODIUM_WEBHOOK_RETRY_DELAY": "2"})
+    env = {**QUICK, "PODIUM_WEBHOOK_RETRY_DELAY": str(delay), "PODIUM_WEBHOOK_TIMEOUT": str(delay)}
+    srv = server_factory(tmp_path / "home", env=env)
     rx = None
     try:
         eid = srv.deploy(SERVICES / "rp.py", "rp")["endpoint_id"]
@@ -165,14 +183,21 @@ def test_deliveries_survive_a_server_crash(server_factory, tmp_path):
         job_id = srv.http.post(f"/v2/{eid}/run", json={"input": {"value": 1}, "webhook": url}).json()["id"]
         wait_until(lambda: srv.job(job_id)["webhooks"][0]["tries"] >= 1, what="first attempt")
         srv.stop(signal.SIGKILL)
-        rx = Receiver([200], port=port)
+        rx = Receiver([None, 200], port=port)
         srv.start()
         [hook] = deliveries(srv, job_id, "delivered")
-        assert "error" in hook["attempts"][0] and hook["attempts"][-1]["status_code"] == 200
-        assert json.loads(rx.requests[-1][1])["output"]["value"] == 1
     finally:
         if rx is not None:
             rx.close()
+    first, second, third = hook["attempts"]
+    assert hook["tries"] == 3 and "error" in first and "Timeout" in second["error"] and third["status_code"] == 200
+    assert second["ms"] >= delay * 1000, "the second attempt had its whole time-out"
+    assert second["at"] - first["at"] >= delay, "a retry waits its delay, even across a crash"
+    assert third["at"] - second["at"] >= 2 * delay, "the time-out, then the delay"
+    assert len(rx.requests) == 2, "the second and third attempts, each sent once"
+    assert len({body for _, body in rx.requests}) == 1
+    assert len({h["X-Podium-Delivery"] for h, _ in rx.requests}) == 1
+    assert json.loads(rx.requests[-1][1])["output"]["value"] == 1
 
 
 def test_the_webhook_secret_is_for_admins_only(hooks):

@@ -94,7 +94,7 @@ async def test_one_leader_at_a_time_and_the_next_takes_over(pg: Store) -> None:
     await wait_for(lambda: first.leading)
     await second.start()
     await never.start()
-    await asyncio.sleep(2.5)  # a few of the second's tries, all refused
+    await refused_tries(pg, 3)
     assert events == ["first leads"] and not second.leading
     await first.close()  # its connection closes: the lock is free
     await wait_for(lambda: second.leading)
@@ -126,6 +126,29 @@ async def test_a_replica_whose_duties_fail_to_start_or_stop_keeps_trying_to_lead
     await wait_for(lambda: replica.leading and events == ["gain", "lose", "gain"])
     await replica.close()
     assert events == ["gain", "lose", "gain", "lose"] and not replica.leading
+
+
+async def refused_tries(pg: Store, n: int) -> None:
+    """Wait until one connection has asked for the leader's lock `n` times, as PostgreSQL saw it
+    (each try changes its backend's state_change); the lock is held elsewhere, so all refused."""
+    import psycopg
+
+    seen: set[tuple[int, Any]] = set()
+    async with await psycopg.AsyncConnection.connect(pg.conninfo, autocommit=True) as look:
+
+        async def most() -> int:
+            cur = await look.execute(
+                "SELECT pid, state_change FROM pg_stat_activity WHERE datname = current_database()"
+                " AND query LIKE 'SELECT pg_try_advisory_lock(%' AND state = 'idle'"
+            )
+            seen.update(await cur.fetchall())
+            per_pid = [pid for pid, _ in seen]
+            return max((per_pid.count(pid) for pid in per_pid), default=0)
+
+        deadline = asyncio.get_running_loop().time() + 30
+        while await most() < n:
+            assert asyncio.get_running_loop().time() < deadline, f"fewer than {n} tries for the lock"
+            await asyncio.sleep(0.05)
 
 
 async def wait_for(predicate: Any, timeout: float = 15.0) -> None:

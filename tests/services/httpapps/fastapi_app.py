@@ -63,11 +63,22 @@ async def echo(request: Request):
 
 
 @app.get("/stream")
-async def stream(n: int = 3):
+async def stream(n: int = 3, gate: str | None = None):
+    """With `gate` (a file path), holds the rest of the body until the caller, having read the
+    first line, creates that file: a buffered response never lets it, and says so."""
+
     async def gen():
         for i in range(n):
             yield f"line {i}\n"
-            await asyncio.sleep(0.2)
+            if gate and i == 0:
+                for _ in range(600):
+                    if os.path.exists(gate):
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    yield "the gate never opened: the first line was not delivered on its own\n"
+            else:
+                await asyncio.sleep(0.2)
 
     return StreamingResponse(gen(), media_type="text/plain")
 

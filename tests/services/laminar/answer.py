@@ -9,6 +9,7 @@ def init(style="plain"):
 @init.endpoint("/answer", default=True)
 def answer(question, style):
     env = podium.context.env
+    print(f"answering {question!r} with {len(env)} env values")  # a log line under the job's id
     return {"answer": f"{style}: {question}?", "env_names": sorted(env), "env_len": sum(len(v) for v in env.values())}
 
 
