@@ -65,15 +65,20 @@ def follow_build(
 
 
 def refusal(conn: Connection, ep: dict[str, Any]) -> str | None:
-    """Why a health-gated deploy (`ep` as the deploy answered it, reloaded) did not become
-    current: its version's first worker failed, and the endpoint stayed on its version. None
-    when it became current, still waits, or was replaced by a later deploy."""
+    """Why a deploy (`ep` as the deploy answered it, reloaded) did not become current: a gated
+    deploy's first worker failed, and the endpoint stayed on its version; or another deploy, a
+    rollback or a rollout's end replaced it meanwhile. None when it became current (or the
+    canary), or still waits."""
     deployed = ep.get("deployed")
-    if deployed is None or deployed in (ep["version"], ep.get("pending_version")):
+    canary = (ep.get("rollout") or {}).get("version_id")
+    if deployed is None or deployed in (ep["version"], ep.get("pending_version"), canary):
         return None
     error = conn.request("GET", f"/api/v1/versions/{deployed}").get("start_error")
     if not error:
-        return None
+        return (
+            f"version {deployed} is not current: endpoint {ep['name']} runs version {ep['version']}; "
+            f"another step replaced it meanwhile (podium history {ep['name']})"
+        )
     first = "\n".join(error.splitlines()[:BUILD_ERROR_LINES])
     return f"version {deployed} did not start; endpoint {ep['name']} stays on version {ep['version']}:\n{first}"
 

@@ -91,7 +91,12 @@ _NEW_JOB_COLUMNS = (
 )
 INSERT_JOB = Prepared(insert(jobs).values({name: bindparam(f"v_{name}") for name in _NEW_JOB_COLUMNS}))
 _CANARY = select(endpoints.c.canary_version).where(endpoints.c.id == bindparam("b_endpoint")).scalar_subquery()
+_CURRENT = select(endpoints.c.version_id).where(endpoints.c.id == bindparam("b_endpoint")).scalar_subquery()
 _VERSION = bindparam("b_version", type_=String)
+#: Whether a worker of `b_version` takes the endpoint's jobs at all, read in the take itself: one
+#: of a version the endpoint has left (a redeploy, a rollback) takes nothing new from the moment
+#: the change is stored, whatever the worker's request saw of it (a worker that does not say: any).
+_SERVES = or_(_VERSION.is_(None), _VERSION == _CURRENT, _VERSION == _CANARY)
 #: Which queued jobs a worker of `b_version` may take, read from the store in the take itself
 #: (not from a replica's cached view of the endpoint): with no canary rollout, any; during one,
 #: a canary worker those routed to the canary, the others every other job (including jobs
@@ -115,6 +120,7 @@ def _take_statement(*, by_route: bool) -> Prepared:
         QUEUED,
         or_(jobs.c.expires_at.is_(None), jobs.c.expires_at > NOW),
         or_(jobs.c.run_after.is_(None), jobs.c.run_after <= NOW),
+        _SERVES,
         _ITS_LANE,
     ]
     if by_route:

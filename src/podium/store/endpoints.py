@@ -41,6 +41,9 @@ class Endpoints:
         # Endpoints are read on every call and change rarely: cached briefly, and dropped
         # whenever this process changes one (the TTL bounds staleness across server replicas).
         self._endpoints: Bounded[tuple[str | None, str], Endpoint | None] = Bounded(ttl=ENDPOINT_CACHE_SECONDS)
+        #: Changes stored so far (`_changed`): a read begun before one may have loaded the row
+        #: as it was, and must not cache it once the change is stored.
+        self._generation = 0
 
     async def get_endpoint(self, project_id: str | None, ref: str, *, fresh: bool = False) -> Endpoint | None:
         """An endpoint by id or by name (within the project, when one is given); `fresh`: as
@@ -48,9 +51,17 @@ class Endpoints:
         hit = MISSING if fresh else self._endpoints.get((project_id, ref), MISSING)
         if hit is not MISSING:
             return hit
+        generation = self._generation
         row = await self._load_endpoint(project_id, ref)
-        self._endpoints.put((project_id, ref), row)
+        if generation == self._generation:
+            self._endpoints.put((project_id, ref), row)
         return row
+
+    def _changed(self) -> None:
+        """An endpoint's change is stored: what this process cached is dropped, and reads under
+        way cache nothing (each may hold the row as it was)."""
+        self._generation += 1
+        self._endpoints.clear()
 
     async def _load_endpoint(self, project_id: str | None, ref: str) -> Endpoint | None:
         q = select(endpoints).where(or_(endpoints.c.id == ref, endpoints.c.name == ref))
@@ -89,7 +100,6 @@ class Endpoints:
         ENDPOINT_NAME.check(name)
         now = self.clock.now()
         config = version.config
-        self._endpoints.clear()
         current = await self._load_endpoint(project_id, name)
         if current is not None and current.name == name:
             if current.version_id == version.id and current.state != EndpointState.INACTIVE:
@@ -112,6 +122,7 @@ class Endpoints:
                 await self._history(conn, current.id, version.id, key_id, message, now, action=action)
                 if started:
                     await conn.execute(update(versions).where(versions.c.id == version.id).values(start_error=None))
+            self._changed()
             row = await self._load_endpoint(project_id, current.id)
             assert row is not None
             return row, True
@@ -130,6 +141,7 @@ class Endpoints:
                 )
             )
             await self._history(conn, eid, version.id, key_id, message, now)
+        self._changed()
         row = await self._load_endpoint(project_id, eid)
         assert row is not None
         return row, True
@@ -187,7 +199,7 @@ class Endpoints:
             if not res.rowcount:
                 return False
             await self._history(conn, endpoint_id, version_id, key_id, message, now, action=action)
-        self._endpoints.clear()
+        self._changed()
         return True
 
     async def stage_endpoint(
@@ -203,12 +215,12 @@ class Endpoints:
                 .where(endpoints.c.id == endpoint_id)
                 .values(pending=_json.dumps(pending), updated_at=self.clock.now())
             )
-        self._endpoints.clear()
+        self._changed()
 
     async def clear_pending(self, endpoint_id: str) -> None:
         async with self.store.tx() as conn:
             await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(pending=None))
-        self._endpoints.clear()
+        self._changed()
 
     async def refuse_pending(self, endpoint_id: str, version_id: str, error: str) -> bool:
         """The deploy waiting for `version_id` ends without it: its first worker failed with
@@ -223,7 +235,7 @@ class Endpoints:
             await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(pending=None))
             await conn.execute(update(versions).where(versions.c.id == version_id).values(start_error=error))
             await self._history(conn, endpoint_id, version_id, pending["key_id"], pending["message"], now, error)
-        self._endpoints.clear()
+        self._changed()
         return True
 
     async def set_scaling(self, endpoint_id: str, settings: dict[str, Any]) -> None:
@@ -234,7 +246,7 @@ class Endpoints:
                 .where(endpoints.c.id == endpoint_id)
                 .values(updated_at=self.clock.now(), **scaling_columns(settings))
             )
-        self._endpoints.clear()
+        self._changed()
 
     async def history(self, endpoint_id: str) -> list[Repointing]:
         """Every re-pointing of an endpoint, and every deploy that failed to (`error` set),
@@ -253,12 +265,12 @@ class Endpoints:
             await conn.execute(delete(endpoint_history).where(endpoint_history.c.endpoint_id == endpoint_id))
             await conn.execute(delete(endpoint_secrets).where(endpoint_secrets.c.endpoint_id == endpoint_id))
             await conn.execute(delete(endpoints).where(endpoints.c.id == endpoint_id))
-        self._endpoints.clear()
+        self._changed()
 
     async def set_expiry(self, endpoint_id: str, expires_at: float | None) -> None:
         async with self.store.tx() as conn:
             await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(expires_at=expires_at))
-        self._endpoints.clear()
+        self._changed()
 
     async def expired_endpoints(self, now: float, states: tuple[str, ...]) -> list[Endpoint]:
         """Endpoints in one of `states` whose expiry has come."""
@@ -275,7 +287,7 @@ class Endpoints:
             q = q.where(endpoints.c.state == only_from)
         async with self.store.tx() as conn:
             res = await conn.execute(q.values(state=state, error=error, updated_at=self.clock.now()))
-        self._endpoints.clear()
+        self._changed()
         return bool(res.rowcount)
 
     async def set_waiting_for(self, endpoint_id: str, reason: str | None) -> None:
@@ -283,7 +295,7 @@ class Endpoints:
         replica's status answers."""
         async with self.store.tx() as conn:
             await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(waiting_for=reason))
-        self._endpoints.clear()
+        self._changed()
 
     async def set_secret(self, endpoint_id: str, name: str, token: str) -> None:
         async with self.store.tx() as conn:
