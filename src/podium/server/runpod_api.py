@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 from podium.core.calls import Outcome
 from podium.core.errors import InvalidRequest, NotFound, NotRetryable
 from podium.core.options import parse_job_request
-from podium.core.waiting import Waiting
+from podium.core.waiting import RETRY_AFTER, Waiting
 from podium.dispatch.jobs import Job
 from podium.dispatch.states import UNFINISHED, JobStatus
 from podium.ids import uuid7
@@ -109,17 +109,20 @@ async def _waiting(rt: Runtime, ep: Endpoint, job: Job) -> Waiting | None:
 
 @router.get("/status/{job_id}")
 async def status(request: Request, endpoint_id: str, job_id: str) -> JSONAnswer:
-    """The job as it is, or, if it runs and ends within PODIUM_STATUS_HOLD (50 ms), as it ends.
+    """The job as it is, or, if it ends within PODIUM_STATUS_HOLD (50 ms), as it ends.
 
-    A queued job cannot end within that hold, so it is not held for it; it says why it waits.
-    One that waits for more than its turn (a worker to start, ...) is held until a worker takes
-    it, up to its Retry-After, so that a loop that ignores the hint does not spin either."""
+    Queued jobs are held too, never past a Retry-After: behind a busy queue of short jobs one is
+    taken and done within the hold (answered at once, polls per job doubled at c=32).
+    A job still queued says why it waits; one that waits for more than its turn (a worker to
+    start, ...) is held until a worker takes it, up to its Retry-After, so that a loop that
+    ignores the hint does not spin either."""
     rt = runtime(request)
     _, ep = await endpoint_caller(request, "read", endpoint_id)
     # One read, under the wait's listener: a job ending between a read and the wait is not missed.
-    found = await rt.queue.wait_final(
-        job_id, rt.settings.status_hold, promise=False, endpoint_id=ep.id, through=RUNNING
-    )
+    hold = rt.settings.status_hold
+    found = await rt.queue.wait_final(job_id, min(hold, RETRY_AFTER), promise=False, endpoint_id=ep.id)
+    if found is not None and found.status == JobStatus.IN_PROGRESS and hold > RETRY_AFTER:
+        found = await rt.queue.wait_final(job_id, hold - RETRY_AFTER, promise=False, endpoint_id=ep.id, through=RUNNING)
     job = _of(ep, job_id, found)
     waiting = await _waiting(rt, ep, job)
     if waiting is not None and waiting.retry_after is not None:
