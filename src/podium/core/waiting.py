@@ -38,6 +38,10 @@ INIT_FAILING = "init_failing"
 STOPPED = "stopped"
 #: A low-priority job starts no worker; it waits for one that other jobs started.
 LOW_PRIORITY = "low_priority"
+#: Seconds one read of the store's records of workers (the other replicas') serves the reasons
+#: asked meanwhile: every `/run` answers with one, and that read was most of `/run`'s own time at
+#: c=32. This replica's own workers are always seen as they are now.
+RECORDED_FRESH = 0.25
 #: Seconds a caller may wait before asking again about a job that waits for something other
 #: than its turn (a /status of such a job is held that long, so a tight loop does not spin).
 RETRY_AFTER = 1
@@ -92,7 +96,8 @@ class WaitingReasons:
                 "the job waits until it is started or redeployed"
             )
             return Waiting(INIT_FAILING, detail, max(job.created_at, ep.updated_at))
-        workers = [w for w in await self.pool.view(ep.id) if w["version_id"] == ep.version_id]
+        view = await self.pool.view(ep.id, recorded_within=RECORDED_FRESH)
+        workers = [w for w in view if w["version_id"] == ep.version_id]
         states = [w["state"] for w in workers]
         busy = states.count(WorkerState.RUNNING.value)
         if WorkerState.IDLE.value in states:  # taken at once: it waits only for its turn

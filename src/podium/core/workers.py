@@ -203,6 +203,8 @@ class WorkerPool:
         #: Workers known to have exited: a request of theirs still in flight must not revive them.
         self._gone: Bounded[str, None] = Bounded()
         self.events = events
+        #: The store's records of workers, per endpoint, when last read for a `view`.
+        self._recorded: dict[str | None, tuple[float, list[RecordedWorker]]] = {}
 
     # -- records --------------------------------------------------------------------------------
 
@@ -231,11 +233,17 @@ class WorkerPool:
     def is_gone(self, worker_id: str) -> bool:
         return worker_id in self._gone
 
-    async def view(self, endpoint_id: str | None = None) -> list[dict[str, Any]]:
+    async def view(self, endpoint_id: str | None = None, *, recorded_within: float = 0.0) -> list[dict[str, Any]]:
         """Every live worker of the installation (of one endpoint, or all): this replica's own
-        records as they are now, the others' as last written by the replica that heard from them."""
-        since = self.clock.now() - SILENT_AFTER * self.lease
-        rows = {r.id: r for r in await self.cluster.workers(endpoint_id, seen_after=since)}
+        records as they are now, the others' as last written by the replica that heard from them
+        (read again unless read less than `recorded_within` seconds ago)."""
+        now = self.clock.now()
+        since = now - SILENT_AFTER * self.lease
+        read_at, recorded = self._recorded.get(endpoint_id, (0.0, []))
+        if now - read_at >= recorded_within:
+            recorded = await self.cluster.workers(endpoint_id, seen_after=since)
+            self._recorded[endpoint_id] = (now, recorded)
+        rows = {r.id: r for r in recorded}
         mine = [
             w
             for w in self.workers.values()
