@@ -26,8 +26,6 @@ from sidevenv import side_python
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first run may build the side venv
 
-#: As tests/e2e/test_covalent.py pins them (the same venv, built once).
-COVALENT_PINS = ("covalent-cloud==1.4.4", "packaging==26.4")
 #: Names that appear nowhere but in beta's things: an answer that holds one leaked it.
 ENDPOINT = "beta-private-endpoint"
 DH_CODE = "def serve(context, event):\n    return 'beta-private-service'\n"
@@ -55,7 +53,7 @@ class Beta:
         return str(json.loads(self.srv.cli("projects", "create", name, "--json").stdout)["admin_key"]["key"])
 
     def _covalent(self) -> dict[str, Any]:
-        python = side_python("covalent", COVALENT_PINS)
+        python = side_python("covalent")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COVALENT_", "PODIUM_"))}
         env.update(
             HOME=str(self.srv.home / "covalent-user"),
