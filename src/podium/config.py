@@ -77,8 +77,9 @@ class Settings:
     retry_base: float = 1.0
     #: Seconds of silence after which an SSE stream sends a keep-alive comment.
     sse_keepalive: float = 15.0
-    #: Seconds /status holds its answer for a job not yet final, answering the moment it ends:
-    #: a client polling in a tight loop then costs a few requests per job, not hundreds.
+    #: Seconds /status holds its answer for a running job, answering the moment it ends (a
+    #: queued job until it is taken, at most 1 s): a client polling in a tight loop then costs
+    #: about one request per job, not hundreds.
     status_hold: float = 0.05
     #: MiB a call's request body may hold (route calls, /runsync, Covalent calls; /run takes half,
     #: so the defaults are RunPod's own 20 and 10 MB). Past it: 413.

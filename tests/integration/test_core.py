@@ -140,9 +140,10 @@ async def test_rate_limit_says_when_to_come_back(store: Any) -> None:
 
 async def test_submit_stores_a_job_with_the_versions_settings(world: World) -> None:
     principal = await world.access.caller(world.keys["invoke"], "invoke")
-    job_id = await world.calls.submit(principal, world.ep, ROUTE, {"number": 7}, kind="run")
-    row = await world.queue.get(job_id)
+    stored = await world.calls.submit(principal, world.ep, ROUTE, {"number": 7}, kind="run")
+    row = await world.queue.get(stored.job_id)
     assert row is not None and row.status == JobStatus.IN_QUEUE and row.route == "/hello"
+    assert stored.queued == row, "the job as stored, not read back, is the job as read"
     assert row.max_attempts == 3 and row.timeout_ms is not None and row.timeout_ms > 0
 
 
@@ -150,7 +151,8 @@ async def test_idempotency_key_returns_the_first_job_or_conflicts(world: World) 
     principal = await world.access.caller(world.keys["invoke"], "invoke")
     first = await world.calls.submit(principal, world.ep, ROUTE, {"number": 1}, kind="run", idempotency_key="k1")
     again = await world.calls.submit(principal, world.ep, ROUTE, {"number": 1}, kind="run", idempotency_key="k1")
-    assert again == first
+    assert again.job_id == first.job_id and first.queued is not None
+    assert again.queued is None, "the first job, not stored by this call"
     with pytest.raises(Conflict) as exc:
         await world.calls.submit(principal, world.ep, ROUTE, {"number": 2}, kind="run", idempotency_key="k1")
     assert exc.value.code == "idempotency_key_reused"
@@ -319,9 +321,11 @@ async def test_a_worker_becomes_ready_takes_a_job_and_is_released_when_done(worl
     info = p.pool.new("w1", world.ep.id, world.ep.version_id, local=True)
     assert info.state is WorkerState.STARTING and (await p.pool.counts(world.ep.id))["initializing"] == 1
     principal = await world.access.caller(world.keys["invoke"], "invoke")
-    job_id = await world.calls.submit(
-        principal, world.ep, ROUTE, {"number": 1}, kind="run", options=JobOptions(env={"TOKEN": "t0ken"})
-    )
+    job_id = (
+        await world.calls.submit(
+            principal, world.ep, ROUTE, {"number": 1}, kind="run", options=JobOptions(env={"TOKEN": "t0ken"})
+        )
+    ).job_id
     p.clock.advance(2)
     jobs = await p.pool.take("w1", world.ep, limit=1, wait=0, alive=connected)
     assert p.ready == ["w1"] and info.ready_at == p.clock.now()
@@ -367,7 +371,7 @@ async def test_the_held_poll_of_a_draining_worker_ends_when_the_server_closes(wo
 async def test_a_hand_worker_is_given_only_its_versions_jobs_and_told_when_the_endpoint_moved(world: World) -> None:
     p = Pool(world)
     principal = await world.access.caller(world.keys["invoke"], "invoke")
-    job_id = await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run")
+    job_id = (await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run")).job_id
     with pytest.raises(WorkerGone) as told:
         await p.pool.take("h-old", world.ep, limit=1, wait=0, alive=connected, version="v0")
     assert told.value.code == "version_retired" and "endpoint hello moved to version v1" in told.value.detail
@@ -395,7 +399,7 @@ async def test_a_worker_that_hung_up_while_waiting_gets_nothing_and_its_claim_go
             if world.queue.notifier.listeners(ep_key(world.ep.id)):
                 break
             await asyncio.sleep(0.01)
-        job_id = await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run")
+        job_id = (await world.calls.submit(principal, world.ep, ROUTE, {}, kind="run")).job_id
         assert await asyncio.wait_for(waiting, 10) == []
         row = await world.queue.get(job_id)
         assert row is not None and row.status == JobStatus.IN_QUEUE and row.attempt == 0

@@ -102,6 +102,9 @@ class Outcome:
 
     job_id: str
     job: Job | None = None
+    #: The job as this call stored it, not read back (None when an Idempotency-Key answered
+    #: with an earlier job): what `/run` says of a job it queued.
+    queued: Job | None = None
 
     @property
     def ended(self) -> bool:
@@ -220,8 +223,8 @@ class Calls:
             version_id=target.version_id,
         )
         if wait is None:
-            return Outcome(stored)
-        return Outcome(stored, await self.wait(stored, wait))
+            return stored
+        return Outcome(stored.job_id, await self.wait(stored.job_id, wait))
 
     async def split(self, target: Target, job_id: str) -> Target:
         """Where a canary rollout sends the call: to the canary version when the job's id falls
@@ -247,9 +250,9 @@ class Calls:
         awaited: bool = False,
         guard: Update | None = None,
         version_id: str | None = None,
-    ) -> str:
-        """Store a job and return its id. With an Idempotency-Key already used (by this project,
-        within 24 h) for the same request, the first job's id comes back and nothing is stored;
+    ) -> Outcome:
+        """Store a job: its id, and the job as stored. With an Idempotency-Key already used (by
+        this project, within 24 h) for the same request, the first job's id comes back and nothing is stored;
         used for a different request, it is a Conflict. `awaited`: the caller waits for the
         result on its connection (see NewJob.awaited). `guard`: see NewJob.guard (raises
         Superseded when it changes no row). `version_id`: a canary's, for a job a rollout
@@ -264,7 +267,7 @@ class Calls:
             idempotency = (idempotency_key, request_hash(ep.id, route["path"], payload, options))
             first = await self._first_use(principal, *idempotency)
             if first is not None:
-                return first
+                return Outcome(first)
         config = (await self.catalog.cached_version(ep.project_id, version_id or ep.version_id)).config
         if await self.queue.at_capacity(ep.id, ep.queue_cap):
             raise QueueFull(
@@ -293,14 +296,14 @@ class Calls:
             id=job_id or uuid7(),
         )
         try:
-            stored = await self.queue.enqueue(new)
+            stored = await self.queue.queue_job(new)
         except DuplicateRequest:  # the same key, stored a moment ago by a concurrent request
             assert idempotency is not None
             first = await self._first_use(principal, *idempotency)
             assert first is not None
-            return first
+            return Outcome(first)
         self.metrics.job_submitted(ep.id, kind)
-        return stored
+        return Outcome(stored.id, queued=stored)
 
     async def wait(self, job_id: str, timeout: float) -> Job | None:
         """The job once final, or as it is after `timeout` seconds (None: it expired)."""

@@ -55,8 +55,9 @@ class QueueBase:
         self._counted_at: dict[str, float] = {}
         #: Jobs just stored for a caller that waits on them: not final yet, nothing to read.
         self._fresh: Bounded[str, None] = Bounded()
-        #: Final jobs handed from finish() to the callers waiting on them, saving a read each.
-        self._finals: Bounded[str, Job] = Bounded()
+        #: Jobs as a worker just took or ended them, handed to the callers waiting on them (a
+        #: read saved each); the later replaces the earlier.
+        self._handed: Bounded[str, Job] = Bounded()
         #: SQLite: results stored but maybe not on disk yet, by job id, with the store's mark
         #: after them: whoever shows one first makes it durable (see finish).
         self._settling: dict[str, int] = {}

@@ -11,7 +11,7 @@ from sqlalchemy import case, func, or_, select
 
 from podium.dispatch.base import QueueBase
 from podium.dispatch.jobs import Job
-from podium.dispatch.statements import ALIVE, QUEUED, RUNNING
+from podium.dispatch.statements import AHEAD, ALIVE, QUEUED, RUNNING
 from podium.dispatch.states import JobStatus
 from podium.store.tables import jobs
 
@@ -144,11 +144,8 @@ class QueueCounts(QueueBase):
 
     async def ahead(self, job: Job) -> int:
         """Jobs waiting on the job's endpoint that were queued before it (taken before it)."""
-        async with self.store.read() as conn:
-            q = select(func.count()).where(
-                jobs.c.endpoint_id == job.endpoint_id, QUEUED, jobs.c.created_at < job.created_at
-            )
-            return await conn.scalar(q) or 0
+        found = await self.store.fetch(AHEAD, {"b_endpoint": job.endpoint_id, "b_created": job.created_at})
+        return int(found[0]["n"])
 
     async def at_capacity(self, endpoint_id: str, cap: int) -> bool:
         """Whether an endpoint already has `cap` jobs waiting. Counted in the store only when an

@@ -67,6 +67,12 @@ _HELD = and_(
 #: A job this worker holds (binds b_job, b_worker), and of this endpoint (also b_endpoint).
 HELD_BY = {False: _HELD, True: and_(_HELD, jobs.c.endpoint_id == bindparam("b_endpoint"))}
 GET = Prepared(select(*PUBLIC_COLUMNS).where(jobs.c.id == bindparam("b_job"), ALIVE))
+#: How many of an endpoint's queued jobs were queued before `b_created` (taken before it).
+AHEAD = Prepared(
+    select(func.count().label("n")).where(
+        jobs.c.endpoint_id == bindparam("b_endpoint"), QUEUED, jobs.c.created_at < bindparam("b_created", type_=Float)
+    )
+)
 #: What enqueue stores of a new job (bound as `v_<column>`).
 _NEW_JOB_COLUMNS = (
     "id",

@@ -17,7 +17,7 @@ from podium.dispatch.jobs import Chunk, Job
 from podium.dispatch.keys import SCALE_KEY, ep_key, job_key, taken_key
 from podium.dispatch.notify import wait_event
 from podium.dispatch.statements import ALIVE, GET, INSERT_JOB, PUBLIC_COLUMNS, ending, new_job_binds
-from podium.dispatch.states import UNFINISHED, JobStatus
+from podium.dispatch.states import FINAL, JobStatus
 from podium.errors import ConfigError
 from podium.ids import uuid7
 from podium.store.tables import idempotency_keys, jobs, stream_chunks, webhook_deliveries
@@ -65,6 +65,9 @@ class Superseded(Exception):
     """The job's guard changed no row (another leader fired the same tick): nothing was stored."""
 
 
+#: Every column of a job, unset: a job just stored is these and the values it was stored with.
+_UNSET: dict[str, Any] = {column.name: None for column in jobs.c}
+
 #: How long an Idempotency-Key is remembered.
 IDEMPOTENCY_SECONDS = 24 * 3600
 
@@ -73,7 +76,12 @@ class CallerSide(QueueBase):
     """Submitting jobs and reading them back: what a caller, or an operator for them, does."""
 
     async def enqueue(self, new: NewJob) -> str:
+        """Store the job (see `queue_job`); its id."""
+        return (await self.queue_job(new)).id
+
+    async def queue_job(self, new: NewJob) -> Job:
         """Store the job (and its webhook delivery, durable before this returns); wake a worker.
+        The job as stored, not read back.
 
         Raises DuplicateRequest when another request stored the same Idempotency-Key first.
         """
@@ -115,9 +123,9 @@ class CallerSide(QueueBase):
             found = res.first()
         return None if found is None else (found.request_hash, found.job_id)
 
-    async def _enqueue(self, new: NewJob) -> str:
+    async def _enqueue(self, new: NewJob) -> Job:
         now = self.clock.now()
-        binds = new_job_binds(
+        values = dict(
             id=new.id,
             project_id=new.project_id,
             endpoint_id=new.endpoint_id,
@@ -138,6 +146,7 @@ class CallerSide(QueueBase):
             timeout_ms=new.timeout_ms,
             retries=new.retries,
         )
+        binds = new_job_binds(**values)
         if new.guard is None and new.idempotency is None and not new.webhook:
             # The job alone: one statement (on PostgreSQL one round trip).
             await self.store.run(INSERT_JOB, binds, durable=not new.awaited)
@@ -151,7 +160,7 @@ class CallerSide(QueueBase):
         if not self.notifier.listeners(key) and not new.low_priority:
             self.notifier.notify(SCALE_KEY)
         self.notifier.notify_one(key)
-        return new.id
+        return Job.from_row({**_UNSET, **values, "secret": None})
 
     async def _store_with_rest(self, new: NewJob, binds: dict[str, Any], now: float) -> None:
         """The job with what goes in its transaction: its guard, Idempotency-Key, webhook delivery."""
@@ -190,8 +199,7 @@ class CallerSide(QueueBase):
 
     async def get(self, job_id: str) -> Job | None:
         """The job, or None once it is gone: past its ttl, or final for longer than retention."""
-        async with self.store.read() as conn:
-            found = await conn.rows(GET, {"b_job": job_id, **self._alive_params(self.clock.now())})
+        found = await self.store.fetch(GET, {"b_job": job_id, **self._alive_params(self.clock.now())})
         return await self._shown(Job.from_row(found[0]) if found else None)
 
     async def find(
@@ -235,40 +243,44 @@ class CallerSide(QueueBase):
         *,
         promise: bool = True,
         endpoint_id: str | None = None,
-        through: frozenset[str] = UNFINISHED,
+        running: float | None = None,
     ) -> Job | None:
-        """The job once final, or as it is when `timeout` runs out (None if it does not exist).
+        """The job once final, or as it is when the wait ends (None if it does not exist).
 
-        With `promise`, a job still running then is made durable first: its id goes out as a
-        promise (a /runsync caller's job; a /status caller's job was made durable by /run).
-        With `endpoint_id`, another endpoint's job is returned as first read, without waiting
-        (the caller, who may not see it, answers that it is not found). `through`: the states
-        waited through; a job in another is returned as read (/status holds a running job until
-        it ends, a job waiting for a worker until it is taken)."""
+        The wait ends after `timeout`; with `running`, that only while the job is queued, and
+        `running` seconds after it is seen running (a /status holds a queued job until a worker
+        takes it, then as long as a running one). With `promise`, a job still running then is
+        made durable first: its id goes out as a promise (a /runsync caller's job; a /status
+        caller's job was made durable by /run). With `endpoint_id`, another endpoint's job is
+        returned as first read, without waiting (the caller, who may not see it, answers that it
+        is not found)."""
         deadline = time.monotonic() + timeout
         # Just stored for this caller: not final yet, so nothing to read before the first wake-up.
-        pending = job_id in self._fresh and through == UNFINISHED
+        pending = job_id in self._fresh and running is None
         self._fresh.pop(job_id)
-        # Held while queued (`through` without IN_PROGRESS): woken when a worker takes it too.
-        taken = None if JobStatus.IN_PROGRESS in through else taken_key(job_id)
-        with self.notifier.listen(job_key(job_id), taken) as ev:
+        ran = False
+        # Woken when a worker takes it too, when the wait is shorter once it runs.
+        with self.notifier.listen(job_key(job_id), None if running is None else taken_key(job_id)) as ev:
             try:
                 while True:
                     if not pending:
-                        job = await self._shown(self._finals.pop(job_id)) or await self.get(job_id)
+                        job = await self._shown(self._handed.pop(job_id)) or await self.get(job_id)
                         if (
                             job is None
-                            or job.status not in through
+                            or job.status in FINAL
                             or (endpoint_id is not None and job.endpoint_id != endpoint_id)
                         ):
                             return job
+                        if running is not None and not ran and job.status == JobStatus.IN_PROGRESS:
+                            ran = True
+                            deadline = time.monotonic() + running
                     pending = False
                     if not await wait_event(ev, deadline - time.monotonic()):
                         if promise:
                             await self.store.sync()
                         return await self.get(job_id)
             finally:
-                self._finals.pop(job_id)
+                self._handed.pop(job_id)
 
     async def chunks(self, job_id: str, after_seq: int = -1) -> list[Chunk]:
         async with self.store.tx() as conn:

@@ -53,7 +53,10 @@ class WorkerSide(QueueBase):
     def _woken(self, taken: list[Job]) -> list[Job]:
         """`taken`, once each job's /status held while it waited for a worker is told it runs."""
         for job in taken:
-            self.notifier.wake(taken_key(job.id))
+            key = taken_key(job.id)
+            if self.notifier.listeners(key):
+                self._handed.put(job.id, job)
+                self.notifier.wake(key)
         return taken
 
     def _take_params(
@@ -292,7 +295,7 @@ class WorkerSide(QueueBase):
                 # crash before that answer runs the job again).
                 await self._promise(job_id)
             if waited:
-                self._finals.put(job_id, job)
+                self._handed.put(job_id, job)
             await self._ended([job_id], [Ended.of(job)])
         return job is not None
 

@@ -158,6 +158,11 @@ class Store(ABC):
         async with self.tx(durable=durable) as conn:
             return await conn.rows(prepared, params)
 
+    async def fetch(self, prepared: Prepared, params: Mapping[str, Any]) -> list[Row]:
+        """One read statement (PostgreSQL sends it with the loop turn's other statements)."""
+        async with self.read() as conn:
+            return await conn.rows(prepared, params)
+
     @abstractmethod
     def read(self) -> AbstractAsyncContextManager[Conn]:
         """A read, with as little of a transaction as the engine allows."""

@@ -325,6 +325,11 @@ class PostgresStore(Store):
             if not isinstance(exc, Exception):
                 raise
 
+    async def fetch(self, prepared: Prepared, params: Mapping[str, Any]) -> list[Row]:
+        # With the loop turn's statements that promise nothing: a round trip shared, and no
+        # pooled connection checked out through SQLAlchemy.
+        return await self.run(prepared, params, durable=False)
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Conn]:
         """A read: each statement its own snapshot (autocommit), one round trip each."""
