@@ -461,6 +461,34 @@ def call_load(
     )
 
 
+def run_status_load(
+    name: str,
+    base_url: str,
+    ep_id: str,
+    body: str,
+    expect: str,
+    poll_ms: float = 0,
+    headers: dict[str, str] | None = None,
+    pids: Callable[[], tuple[int, list[int]]] | None = None,
+) -> Load:
+    """POST `/v2/{ep_id}/run` with `body`, then poll its `/status` (at least `poll_ms` apart)
+    until the job is done; its output must contain `expect`."""
+    return Load(
+        name,
+        base_url,
+        "run_status.lua",
+        {
+            "BENCH_RUN_PATH": f"/v2/{ep_id}/run",
+            "BENCH_STATUS_PREFIX": f"/v2/{ep_id}/status/",
+            "BENCH_BODY": body,
+            "BENCH_EXPECT": expect,
+            "BENCH_POLL_MS": str(poll_ms),
+        },
+        headers or {},
+        pids,
+    )
+
+
 @dataclass
 class Target:
     key: str

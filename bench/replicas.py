@@ -47,6 +47,7 @@ from harness import (  # noqa: E402
     guarded,
     ms,
     publish,
+    run_status_load,
     run_wrk,
     say,
     stop_all,
@@ -91,18 +92,8 @@ class Loads:
         self.runsync = call_load(
             f"runsync on {pod.url}", pod.url, f"/v2/{ep_id}/runsync", BODY, PODIUM_OUTPUT, pod.auth
         )
-        self.run_status = Load(
-            f"run+status on {pod.url}",
-            pod.url,
-            "run_status.lua",
-            {
-                "BENCH_RUN_PATH": f"/v2/{ep_id}/run",
-                "BENCH_STATUS_PREFIX": f"/v2/{ep_id}/status/",
-                "BENCH_BODY": BODY,
-                "BENCH_EXPECT": PODIUM_OUTPUT,
-                "BENCH_POLL_MS": "0",
-            },
-            pod.auth,
+        self.run_status = run_status_load(
+            f"run+status on {pod.url}", pod.url, ep_id, BODY, PODIUM_OUTPUT, headers=pod.auth
         )
 
 

@@ -33,7 +33,6 @@ from harness import (
     HERE,
     HOST,
     NO_RATE_LIMIT,
-    Load,
     Podium,
     Server,
     Target,
@@ -46,6 +45,7 @@ from harness import (
     measure,
     ms,
     publish,
+    run_status_load,
     say,
     share,
     tree_pss_mib,
@@ -287,20 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             Target(
                 "run_status",
                 "podium run+status",
-                Load(
-                    "run_status",
-                    pod.url,
-                    "run_status.lua",
-                    {
-                        "BENCH_RUN_PATH": f"/v2/{ep_id}/run",
-                        "BENCH_STATUS_PREFIX": f"/v2/{ep_id}/status/",
-                        "BENCH_BODY": BODY,
-                        "BENCH_EXPECT": PODIUM_OUTPUT,
-                        "BENCH_POLL_MS": str(args.poll_ms),
-                    },
-                    pod.auth,
-                    podium_pids,
-                ),
+                run_status_load("run_status", pod.url, ep_id, BODY, PODIUM_OUTPUT, args.poll_ms, pod.auth, podium_pids),
             ),
         ]
         results = measure(targets, prof)

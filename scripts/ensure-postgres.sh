@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL server binaries (initdb, pg_ctl, postgres) are available,
 # because the test suite starts a throwaway cluster with them (tests/pgcluster.py).
-# Called by `make test` before pytest. Installs via apt only when running as root.
+# Called by `make test` before pytest. Installs via apt only when running as root
+# (scripts/apt-ensure.sh).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/apt-ensure.sh"
 
 # Same search as tests/pgcluster.py:find_pg_bin(): PATH first, then the newest
 # /usr/lib/postgresql/<ver>/bin.
@@ -24,23 +26,8 @@ find_pg_bin() {
     return 1
 }
 
-if dir="$(find_pg_bin)"; then
-    echo "ensure-postgres: using $dir"
-    exit 0
-fi
+found() {
+    find_pg_bin
+}
 
-if [[ "$(id -u)" -ne 0 ]]; then
-    echo "ensure-postgres: PostgreSQL server binaries not found; install them (e.g. 'sudo apt-get install postgresql') and re-run" >&2
-    exit 1
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null
-apt-get install -y -qq postgresql >/dev/null
-
-if dir="$(find_pg_bin)"; then
-    echo "ensure-postgres: installed postgresql via apt-get ($dir)"
-else
-    echo "ensure-postgres: apt-get install postgresql finished but initdb is still not found" >&2
-    exit 1
-fi
+apt_ensure postgres postgresql "PostgreSQL server binaries not found" "initdb is still not found" show

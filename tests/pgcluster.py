@@ -229,21 +229,7 @@ class PgCluster:
         for attempt in range(3):
             self._port = _free_port()
             log_offset = self._log_size()
-            proc = self._run(
-                [
-                    str(self._bin / "pg_ctl"),
-                    "start",
-                    "-D",
-                    str(self.data_dir),
-                    "-l",
-                    str(self.log_file),
-                    "-w",
-                    "-t",
-                    "30",
-                    "-o",
-                    self._options(sock_dir),
-                ]
-            )
+            proc = self._pg_ctl_start(timeout=30)
             if proc.returncode == 0:
                 break
             log = self._log_tail()
@@ -281,7 +267,15 @@ class PgCluster:
     def restart(self) -> None:
         """Start the server again on its data and port (after `kill`: it recovers from its WAL)."""
         assert self._bin is not None and self._root is not None
-        proc = self._run(
+        proc = self._pg_ctl_start(timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {proc.stdout}{proc.stderr}\n{self._log_tail()}")
+        self._running = True
+
+    def _pg_ctl_start(self, timeout: int) -> subprocess.CompletedProcess[str]:
+        """`pg_ctl start` on our data dir, port and socket dir; waits up to `timeout` s for connections."""
+        assert self._bin is not None
+        return self._run(
             [
                 str(self._bin / "pg_ctl"),
                 "start",
@@ -291,14 +285,11 @@ class PgCluster:
                 str(self.log_file),
                 "-w",
                 "-t",
-                "60",
+                str(timeout),
                 "-o",
-                self._options(self._root / "sock"),
+                self._options(self._require_root() / "sock"),
             ]
         )
-        if proc.returncode != 0:
-            raise RuntimeError(f"pg_ctl start failed: {proc.stdout}{proc.stderr}\n{self._log_tail()}")
-        self._running = True
 
     def _server_pids(self) -> list[int]:
         """The postmaster (first line of postmaster.pid) and its children."""
