@@ -20,6 +20,7 @@ from podium.scaling.leader import Leadership
 from podium.store import Store, migrate, open_store
 from podium.store.catalog import Catalog
 from podium.store.cluster import Cluster, Replica
+from podium.store.ratebuckets import StoredBuckets
 from test_core import World
 
 
@@ -45,6 +46,25 @@ async def test_a_keys_budget_is_shared_by_every_replica(pg: Store) -> None:
         with pytest.raises(RateLimited) as exc:
             await replica.caller(key, "invoke")
         assert exc.value.retry_after >= 1
+
+
+async def test_replicas_draw_a_keys_tokens_a_few_at_a_time_and_never_more_than_its_bucket(pg: Store) -> None:
+    """Two replicas' budgets for one key (1000/s, bursts of 2000), at one instant (no refill):
+    each draws 10 tokens per UPDATE, and together they grant exactly the burst, then refuse."""
+    a, b = StoredBuckets(pg, 1000, 2000), StoredBuckets(pg, 1000, 2000)
+    assert a.draw == 10
+    now = 1_000_000.0
+    before = pg.round_trips
+    granted = [await a.take("k", now) for _ in range(100)]
+    assert granted == [0.0] * 100
+    # A round trip per draw; the first finds no row and stores it (four more: BEGIN to COMMIT).
+    assert pg.round_trips - before == 100 // a.draw + 4, "one statement per draw, not per request"
+    granted += [await replica.take("k", now) for _ in range(950) for replica in (a, b)]
+    assert granted.count(0.0) == 2000 and all(wait > 0 for wait in granted[2000:]), "the burst, not more"
+    waits = [await replica.take("k", now) for replica in (a, b)]
+    assert all(wait > 0 for wait in waits)
+    # Once refilled, a draw left unspent past DRAW_SECONDS is not spent: the replica draws anew.
+    assert await a.take("k", now + 5) == 0.0
 
 
 def test_notifications_are_packed_under_postgresqls_payload_limit() -> None:
