@@ -65,6 +65,15 @@ def _compile(prepared: Prepared) -> _Compiled:
     return found
 
 
+def _has_rows(cursor: psycopg.AsyncCursor[Any]) -> bool:
+    """Whether the statement returned rows (not `cursor.description`, which builds a column
+    object per column each time it is read: a third of a one-row read's time)."""
+    from psycopg import pq
+
+    result = cursor.pgresult
+    return result is not None and result.status == pq.ExecStatus.TUPLES_OK
+
+
 async def _rows(
     driver: psycopg.AsyncConnection[Any], prepared: Prepared, params: Mapping[str, Any]
 ) -> tuple[list[Row], int]:
@@ -79,7 +88,7 @@ async def _rows(
     try:
         async with driver.cursor(row_factory=dict_row) as cursor:
             await cursor.execute(compiled.sql, values, prepare=True)
-            found: list[Row] = list(await cursor.fetchall()) if cursor.description is not None else []
+            found: list[Row] = list(await cursor.fetchall()) if _has_rows(cursor) else []
             return found, cursor.rowcount
     except psycopg.Error as exc:
         raise DBAPIError.instance(compiled.sql, None, exc, psycopg.Error) from exc
@@ -103,7 +112,7 @@ async def _pipelined(
                 cursors.append(cursor)
         out: list[tuple[list[Row], int]] = []
         for cursor in cursors:
-            found: list[Row] = list(await cursor.fetchall()) if cursor.description is not None else []
+            found: list[Row] = list(await cursor.fetchall()) if _has_rows(cursor) else []
             out.append((found, cursor.rowcount))
         return out
     except psycopg.Error as exc:
@@ -162,7 +171,8 @@ def _checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
 
 
 class _Autocommit:
-    """Kept autocommit connections, for transactions of one statement (one round trip each)."""
+    """Kept autocommit connections, for transactions of one statement (one round trip each).
+    Taken and given back by hand, not through a context manager: this is every call's path."""
 
     def __init__(self, conninfo: str, size: int, synchronous_commit: str) -> None:
         self.conninfo = conninfo
@@ -170,30 +180,35 @@ class _Autocommit:
         self._idle: list[psycopg.AsyncConnection[Any]] = []
         self._slots = asyncio.Semaphore(size)
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def take(self) -> psycopg.AsyncConnection[Any]:
+        """A sound connection (a kept one, else a new one); give it back with `give`."""
         import psycopg
 
-        async with self._slots:
-            conn = None
-            while self._idle and conn is None:
+        await self._slots.acquire()
+        try:
+            while self._idle:
                 conn = self._idle.pop()
-                if not _quiet(conn):
-                    await conn.close()
-                    conn = None
-            if conn is None:
-                try:
-                    conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, options=self.options)
-                except psycopg.Error as exc:
-                    raise DBAPIError.instance("connect", None, exc, psycopg.Error) from exc
-            try:
-                yield conn
-            finally:
-                # Kept only if it is idle and sound (not cut, not left mid-statement by a cancel).
-                if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                    self._idle.append(conn)
-                else:
-                    await conn.close()
+                if _quiet(conn):
+                    return conn
+                await conn.close()
+            return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, options=self.options)
+        except BaseException as exc:
+            self._slots.release()
+            if isinstance(exc, psycopg.Error):
+                raise DBAPIError.instance("connect", None, exc, psycopg.Error) from exc
+            raise
+
+    async def give(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Kept only if it is idle and sound (not cut, not left mid-statement by a cancel)."""
+        import psycopg
+
+        try:
+            if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                self._idle.append(conn)
+            else:
+                await conn.close()
+        finally:
+            self._slots.release()
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -215,6 +230,7 @@ class PostgresStore(Store):
     """
 
     sqlite = False
+    pipelines = True
 
     def __init__(self, url: str, pool_size: int = 40) -> None:
         super().__init__(url)
@@ -266,25 +282,24 @@ class PostgresStore(Store):
         batch = self._batches[durable]
         if batch is None:
             batch = self._batches[durable] = []
-            loop.call_soon(self._go, durable)
+            # Its first step comes after this loop turn's other callbacks: they join the batch.
+            task = loop.create_task(self._send(durable))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
         done: asyncio.Future[list[Row]] = loop.create_future()
         batch.append((prepared, params, done))
         return await done
 
-    def _go(self, durable: bool) -> None:
-        batch, self._batches[durable] = self._batches[durable], None
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._send(durable, batch))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-
-    async def _send(self, durable: bool, batch: list[_Waiting]) -> None:
+    async def _send(self, durable: bool) -> None:
         """The statements of one loop turn, pipelined in one round trip and one transaction: one
         commit, so one WAL flush, for all (group commit). If one fails (or the transaction meets
         a deadlock), nothing of them was committed: each runs again alone, and only the one at
         fault fails."""
+        batch, self._batches[durable] = self._batches[durable] or [], None
         try:
-            async with self._one[durable].connection() as conn:
+            pool = self._one[durable]
+            conn = await pool.take()
+            try:
                 self.round_trips += 1
                 if len(batch) > 1:
                     try:
@@ -314,6 +329,8 @@ class PostgresStore(Store):
                         self.flushes += 1
                     if not done.done():
                         done.set_result(found)
+            finally:
+                await pool.give(conn)
         except BaseException as exc:  # the connection failed (or the store closes): all that wait
             for _, _, done in batch:
                 if done.done():
