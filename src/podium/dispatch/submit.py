@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -147,20 +148,37 @@ class CallerSide(QueueBase):
             retries=new.retries,
         )
         binds = new_job_binds(**values)
+        key = ep_key(new.endpoint_id, new.version_id)
+        taken_here = False
         if new.guard is None and new.idempotency is None and not new.webhook:
             # The job alone: one statement (on PostgreSQL one round trip).
-            await self.store.run(INSERT_JOB, binds, durable=not new.awaited)
+            if new.awaited and self.store.pipelines:
+                taken_here = await self._insert_with_take(new.id, binds, key)
+            else:
+                await self.store.run(INSERT_JOB, binds, durable=not new.awaited)
         else:
             await self._store_with_rest(new, binds, now)
         if new.endpoint_id in self._depth:
             self._depth[new.endpoint_id] += 1
         if new.awaited:
             self._fresh.put(new.id, None)
-        key = ep_key(new.endpoint_id, new.version_id)
-        if not self.notifier.listeners(key) and not new.low_priority:
-            self.notifier.notify(SCALE_KEY)
-        self.notifier.notify_one(key)
+        if not taken_here:
+            if not self.notifier.listeners(key) and not new.low_priority:
+                self.notifier.notify(SCALE_KEY)
+            self.notifier.notify_one(key)
         return Job.from_row({**_UNSET, **values, "secret": None})
+
+    async def _insert_with_take(self, job_id: str, binds: dict[str, Any], key: str) -> bool:
+        """Store a job nobody is promised yet, waking a worker waiting here as the insert starts,
+        so that its take goes in the same round trip (a take promises nothing either; the store
+        `pipelines`): a runsync's job stored and taken in one. Whether it was taken here by then;
+        if not (no worker waited, or its take went out apart and may have missed the insert), the
+        caller wakes a worker as for any job."""
+        with self.notifier.listen(taken_key(job_id)) as taken:
+            inserted = asyncio.ensure_future(self.store.run(INSERT_JOB, binds, durable=False))
+            self.notifier.wake_one(key)
+            await inserted
+            return taken.is_set()
 
     async def _store_with_rest(self, new: NewJob, binds: dict[str, Any], now: float) -> None:
         """The job with what goes in its transaction: its guard, Idempotency-Key, webhook delivery."""

@@ -125,6 +125,9 @@ class Store(ABC):
 
     #: Whether this is SQLite: one server process, which alone shows what it stored.
     sqlite: bool
+    #: Whether `run`'s statements of one loop turn go together, in order, in one round trip
+    #: (PostgreSQL): a statement started in the same turn as another sees what it wrote.
+    pipelines: bool = False
 
     def __init__(self, url: str) -> None:
         self.url = url
