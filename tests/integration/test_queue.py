@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from podium.clock import FakeClock
 from podium.dispatch import JobQueue, JobStatus, NewJob, maintenance
+from podium.dispatch.keys import ep_key
 from podium.dispatch.states import WORKER_LOST
 from podium.errors import ConfigError
 from podium.store import migrate, open_store
@@ -81,6 +82,25 @@ async def test_long_poll_is_woken_by_enqueue(store):
     jid = await q.enqueue(job())
     taken = await asyncio.wait_for(waiter, 5)
     assert [t.id for t in taken] == [jid]
+
+
+async def test_a_waiting_worker_takes_an_awaited_job_in_the_round_trip_that_stores_it(store):
+    """PostgreSQL: a worker waiting here takes a runsync's job in its insert's round trip, and
+    the other waiting worker is not woken for it. SQLite: the job is taken as any other."""
+    q = JobQueue(store)
+    takers = [asyncio.create_task(q.take_wait("ep1", f"w{i}", lease=30, timeout=30)) for i in (1, 2)]
+    while q.notifier.listeners(ep_key("ep1")) < 2:
+        await asyncio.sleep(0.01)
+    before = store.round_trips
+    jid = await q.enqueue(job(awaited=True))
+    done, waiting = await asyncio.wait(takers, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    assert [t.id for t in done.pop().result()] == [jid]
+    await asyncio.sleep(0.1)  # room for a take the other worker should not make
+    if store.pipelines:
+        assert store.round_trips - before == 1, "stored and taken in one round trip, nobody else woken"
+    assert len(waiting) == 1 and not waiting.pop().done()
+    for taker in takers:
+        taker.cancel()
 
 
 async def test_long_poll_times_out_empty(store):
