@@ -11,6 +11,9 @@ import {
 const WAIT_MIN_MS = 1_000;
 const WAIT_MAX_MS = 300_000;
 const RUNSYNC_DEFAULT_MS = 90_000;
+/** A /status poll is given at least this long, past a wait's deadline if need be: the server
+ * holds a queued job's answer until a worker takes it, up to 1 s, and must not be cut off. */
+const POLL_FLOOR_MS = 2_000;
 
 /** A final status answer's output; JobFailed unless it COMPLETED. */
 function result<T>(body: JobStatus<T>): T {
@@ -157,8 +160,8 @@ export class Endpoint {
     const delays = pollDelays();
     for (;;) {
       let left = deadline === undefined ? undefined : deadline - Date.now();
-      // A poll never outlasts the deadline by more than a second, however slow the server.
-      const limit = left === undefined ? this.transport.timeoutMs : Math.min(this.transport.timeoutMs, Math.max(left, 1_000));
+      // A poll never outlasts the deadline by more than POLL_FLOOR_MS, however slow the server.
+      const limit = left === undefined ? this.transport.timeoutMs : Math.min(this.transport.timeoutMs, Math.max(left, POLL_FLOOR_MS));
       const { body, headers } = await this.transport.answer<JobStatus<T>>({
         ...this.jobCall("GET", "status", jobId, "safe", signal), timeoutMs: limit,
       });

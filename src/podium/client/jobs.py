@@ -50,6 +50,9 @@ WAIT_MS = (1000, 300_000)
 RETRY_STATUSES = frozenset({429, 503})
 #: First and largest pause between attempts of one call, in seconds (jittered).
 RETRY_BASE, RETRY_CAP = 0.25, 4.0
+#: Seconds a /status poll is given at least, past a wait's deadline if need be: the server holds
+#: a queued job's answer until a worker takes it, up to 1 s, and must not be cut off doing so.
+POLL_FLOOR = 2.0
 #: A server's Retry-After is honoured up to this many seconds.
 RETRY_AFTER_CAP = 10.0
 #: Pauses between polls of a job, in seconds: quick for short jobs, gentle for long ones.
@@ -315,8 +318,8 @@ class BaseEndpoint:
         delays = poll_delays()
         while True:
             left = None if deadline is None else deadline - time.monotonic()
-            # A poll never outlasts the deadline by more than a second, however slow the server.
-            limit = self.timeout if left is None else min(self.timeout, max(left, 1.0))
+            # A poll never outlasts the deadline by more than POLL_FLOOR, however slow the server.
+            limit = self.timeout if left is None else min(self.timeout, max(left, POLL_FLOOR))
             call = self._call("GET", f"status/{quote(job_id, safe='')}", "safe", timeout=limit)
             outcome = yield from self._attempts(call)
             body = answer(call, outcome, self.url)
