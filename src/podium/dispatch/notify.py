@@ -32,6 +32,11 @@ class Signal:
     def is_set(self) -> bool:
         return self._set
 
+    def parked(self) -> bool:
+        """Whether its waiter is waiting now (not off checking the store, which it may have
+        read before the change it would be woken for)."""
+        return self._waiter is not None and not self._waiter.done()
+
     async def wait(self, timeout: float) -> bool:
         """Wait at most `timeout` seconds; True if set (and cleared for the next round)."""
         if timeout <= 0:
@@ -111,10 +116,18 @@ class Notifier:
             ev.set()
 
     def wake_one(self, key: str) -> None:
+        """Wake one waiter, one that is parked if any: a waiter busy taking may have looked
+        before the change and would look again, while a parked one looks at once."""
+        busy = None
         for ev in self._waiters.get(key, ()):
-            if not ev.is_set():
+            if ev.is_set():
+                continue
+            if ev.parked():
                 ev.set()
                 return
+            busy = busy or ev
+        if busy is not None:
+            busy.set()
 
     def on(self, kind: str, handler: Callable[[str], object]) -> None:
         """Run `handler(detail)` when another replica announces an event of this kind."""
