@@ -182,21 +182,25 @@ class _Autocommit:
 
     async def take(self) -> psycopg.AsyncConnection[Any]:
         """A sound connection (a kept one, else a new one); give it back with `give`."""
-        import psycopg
-
         await self._slots.acquire()
         try:
-            while self._idle:
-                conn = self._idle.pop()
-                if _quiet(conn):
-                    return conn
-                await conn.close()
-            return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, options=self.options)
-        except BaseException as exc:
+            return await self._sound()
+        except BaseException:
             self._slots.release()
-            if isinstance(exc, psycopg.Error):
-                raise DBAPIError.instance("connect", None, exc, psycopg.Error) from exc
             raise
+
+    async def _sound(self) -> psycopg.AsyncConnection[Any]:
+        import psycopg
+
+        while self._idle:
+            conn = self._idle.pop()
+            if _quiet(conn):
+                return conn
+            await conn.close()
+        try:
+            return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, options=self.options)
+        except psycopg.Error as exc:
+            raise DBAPIError.instance("connect", None, exc, psycopg.Error) from exc
 
     async def give(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Kept only if it is idle and sound (not cut, not left mid-statement by a cancel)."""
