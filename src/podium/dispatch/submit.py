@@ -152,7 +152,7 @@ class CallerSide(QueueBase):
         taken_here = False
         if new.guard is None and new.idempotency is None and not new.webhook:
             # The job alone: one statement (on PostgreSQL one round trip).
-            if new.awaited and self.store.pipelines:
+            if new.awaited and self.store.pipelines and self.notifier.listeners(key):
                 taken_here = await self._insert_with_take(new.id, binds, key)
             else:
                 await self.store.run(INSERT_JOB, binds, durable=not new.awaited)
